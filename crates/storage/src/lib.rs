@@ -1,0 +1,1 @@
+//! synod-storage (in progress).
