@@ -1,0 +1,3 @@
+//! Sans-IO Paxos.
+pub mod ballot;
+pub use ballot::{Ballot, NodeId};
