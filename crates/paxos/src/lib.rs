@@ -1,3 +1,4 @@
 //! Sans-IO Paxos.
 pub mod ballot;
+pub mod synod;
 pub use ballot::{Ballot, NodeId};

@@ -1,0 +1,1 @@
+//! Single-decree Paxos (in progress).

@@ -1,0 +1,2 @@
+//! Deterministic simulator for the Synod Paxos core.
+pub mod linearizability;
