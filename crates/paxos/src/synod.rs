@@ -374,7 +374,7 @@ impl<V: Clone + Eq> Learner<V> {
 mod tests {
     use super::*;
 
-    /// Three acceptors with ids 1..=3; quorum 2.
+    /// `n` fresh acceptors; the one at index `i` has id `id(i)`.
     fn acceptors(n: usize) -> Vec<Acceptor<&'static str>> {
         (0..n).map(|_| Acceptor::new()).collect()
     }
@@ -684,9 +684,11 @@ mod tests {
             msg: Message<u32>,
         }
 
-        /// One scheduler decision: which kind of step, and a number that
-        /// picks the proposer or the in-flight message.
-        /// Returns whether some value was chosen.
+        /// Runs one schedule: each step is a kind (0 prepare, 1 lose,
+        /// 2 duplicate, else deliver) and a number that picks the proposer
+        /// or the in-flight message. Checks agreement, validity and the
+        /// acceptor invariant after every step; returns whether some value
+        /// was chosen.
         fn run(acceptor_count: usize, proposer_count: usize, steps: &[(u8, usize)]) -> bool {
             let quorum = acceptor_count / 2 + 1;
             let mut accs: Vec<Acceptor<u32>> =
