@@ -1,0 +1,272 @@
+//! The group-commit writer thread.
+//!
+//! Appenders encode their records into one shared buffer under a mutex and
+//! get consecutive LSNs; the writer thread repeatedly takes the whole buffer,
+//! writes it with one `pwrite` (split only at a segment boundary) and makes
+//! it durable with one `fdatasync`. While that sync runs the next batch
+//! gathers, so under load one sync covers many records.
+//!
+//! A failed write or sync is fatal: after it the kernel may have dropped the
+//! dirty pages and cleared the error, so retrying the sync could report
+//! success for data that is gone (the "fsyncgate" lesson). The log enters a
+//! failed state, every pending and later append gets [`Error::Failed`], and
+//! only reopening (which re-verifies the files) brings it back.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::Waker;
+use std::thread::JoinHandle;
+
+use super::segment::{self, SegmentMeta, SPARE_NAME};
+use crate::error::{Error, Result};
+use crate::{fsutil, Lsn};
+
+/// Counters describing the writer's work so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Records made durable.
+    pub records: u64,
+    /// Bytes written (headers included).
+    pub bytes: u64,
+    /// Batches written; each ends with one `fdatasync` of the active
+    /// segment (plus one per segment rotated within the batch).
+    pub batches: u64,
+    /// `fdatasync` calls issued.
+    pub syncs: u64,
+}
+
+pub(crate) struct State {
+    /// Encoded records waiting for the writer.
+    pub buf: Vec<u8>,
+    /// End offset in `buf` of each waiting record.
+    pub ends: Vec<usize>,
+    /// LSN of the first record in `buf`.
+    pub buf_first_lsn: Lsn,
+    pub next_lsn: Lsn,
+    pub durable_lsn: Lsn,
+    pub failed: Option<Arc<io::Error>>,
+    /// No more appends accepted; the writer drains and exits.
+    pub closing: bool,
+    /// The writer thread has exited.
+    pub stopped: bool,
+    pub wakers: Vec<(Lsn, Waker)>,
+    pub stats: WalStats,
+    #[cfg(test)]
+    pub fail_next_sync: bool,
+}
+
+pub(crate) struct Shared {
+    pub state: Mutex<State>,
+    /// Signalled when there is work for the writer.
+    pub work: Condvar,
+    /// Signalled when `durable_lsn` advances or the log fails or stops.
+    pub done: Condvar,
+    pub segments: Mutex<Vec<SegmentMeta>>,
+    pub dir: PathBuf,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock is a bug in this module; the state
+        // is still consistent because every mutation is a single step.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn lock_segments(&self) -> MutexGuard<'_, Vec<SegmentMeta>> {
+        self.segments.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The outcome for a waiter on `lsn`, or `None` if it must keep waiting.
+    pub fn outcome(st: &State, lsn: Lsn) -> Option<Result<Lsn>> {
+        if st.durable_lsn >= lsn {
+            Some(Ok(lsn))
+        } else if let Some(e) = &st.failed {
+            Some(Err(Error::Failed(e.clone())))
+        } else if st.stopped {
+            Some(Err(Error::Closed))
+        } else {
+            None
+        }
+    }
+
+    /// Blocks until `lsn` is durable or the log fails.
+    pub fn wait_durable(&self, lsn: Lsn) -> Result<Lsn> {
+        let mut st = self.lock();
+        loop {
+            if let Some(out) = Self::outcome(&st, lsn) {
+                return out;
+            }
+            st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// The writer's view of the active segment.
+pub(crate) struct SegmentWriter {
+    pub file: File,
+    pub path: PathBuf,
+    /// Where the next record goes in `file`.
+    pub offset: u64,
+    pub segment_size: u64,
+    pub preallocate: bool,
+    /// Background preparation of the next segment file.
+    pub spare: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl SegmentWriter {
+    pub fn start_spare(&mut self, shared: &Shared) {
+        if self.preallocate && self.spare.is_none() {
+            let path = shared.dir.join(SPARE_NAME);
+            let len = self.segment_size;
+            self.spare = Some(std::thread::spawn(move || segment::preallocate(&path, len)));
+        }
+    }
+
+    /// Writes one batch of records (`ends` are their end offsets in `buf`,
+    /// the first being `first_lsn`) and makes it durable.
+    fn write_batch(
+        &mut self,
+        shared: &Shared,
+        first_lsn: Lsn,
+        buf: &[u8],
+        ends: &[usize],
+        stats: &mut WalStats,
+    ) -> io::Result<()> {
+        let mut start = 0usize;
+        let mut idx = 0usize;
+        while idx < ends.len() {
+            // Take as many records as fit; at least one if the segment is empty
+            // (a record larger than a segment gets a segment of its own).
+            let room = self.segment_size.saturating_sub(self.offset) as usize;
+            let mut j = idx;
+            while j < ends.len() && ends[j] - start <= room {
+                j += 1;
+            }
+            if j == idx {
+                if self.offset == 0 {
+                    j = idx + 1;
+                } else {
+                    self.file.sync_data()?;
+                    stats.syncs += 1;
+                    self.rotate(shared, first_lsn + idx as u64)?;
+                    continue;
+                }
+            }
+            let end = ends[j - 1];
+            self.file.write_all_at(&buf[start..end], self.offset)?;
+            self.offset += (end - start) as u64;
+            start = end;
+            idx = j;
+        }
+        #[cfg(test)]
+        if std::mem::take(&mut shared.lock().fail_next_sync) {
+            return Err(io::Error::other("injected fsync failure"));
+        }
+        self.file.sync_data()?;
+        stats.syncs += 1;
+        Ok(())
+    }
+
+    /// Closes the active segment and starts a new one whose first record
+    /// will be `first_lsn`. The previous segment must already be synced.
+    fn rotate(&mut self, shared: &Shared, first_lsn: Lsn) -> io::Result<()> {
+        let path = shared.dir.join(segment::segment_name(first_lsn));
+        let spare_ready = match self.spare.take() {
+            Some(h) => matches!(h.join(), Ok(Ok(()))),
+            None => false,
+        };
+        if spare_ready {
+            fs::rename(shared.dir.join(SPARE_NAME), &path)?;
+        } else if self.preallocate {
+            segment::preallocate(&path, self.segment_size)?;
+        } else {
+            File::create(&path)?;
+        }
+        fsutil::sync_dir(&shared.dir).map_err(|e| match e {
+            Error::Io { source, .. } => source,
+            other => io::Error::other(other.to_string()),
+        })?;
+        self.file = fs::OpenOptions::new().read(true).write(true).open(&path)?;
+        self.path = path.clone();
+        self.offset = 0;
+        shared.lock_segments().push(SegmentMeta { first_lsn, path });
+        self.start_spare(shared);
+        Ok(())
+    }
+}
+
+/// The writer thread's loop.
+pub(crate) fn run(shared: Arc<Shared>, mut seg: SegmentWriter) {
+    seg.start_spare(&shared);
+    let mut buf = Vec::new();
+    let mut ends = Vec::new();
+    loop {
+        let first_lsn;
+        {
+            let mut st = shared.lock();
+            while st.ends.is_empty() && !st.closing {
+                st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            if st.ends.is_empty() {
+                break;
+            }
+            std::mem::swap(&mut st.buf, &mut buf);
+            std::mem::swap(&mut st.ends, &mut ends);
+            first_lsn = st.buf_first_lsn;
+            st.buf_first_lsn = st.next_lsn;
+        }
+        let last_lsn = first_lsn + ends.len() as u64 - 1;
+        let mut stats = WalStats::default();
+        let res = seg.write_batch(&shared, first_lsn, &buf, &ends, &mut stats);
+        let failed = res.is_err();
+        {
+            let mut st = shared.lock();
+            match res {
+                Ok(()) => {
+                    debug_assert!(st.durable_lsn < last_lsn, "durable LSN only moves forward");
+                    st.durable_lsn = last_lsn;
+                    st.stats.records += ends.len() as u64;
+                    st.stats.bytes += buf.len() as u64;
+                    st.stats.batches += 1;
+                    st.stats.syncs += stats.syncs;
+                }
+                Err(e) => {
+                    st.failed = Some(Arc::new(e));
+                    st.closing = true;
+                }
+            }
+            wake_ready(&mut st);
+        }
+        shared.done.notify_all();
+        buf.clear();
+        ends.clear();
+        if failed {
+            break;
+        }
+    }
+    if let Some(h) = seg.spare.take() {
+        let _ = h.join();
+    }
+    let mut st = shared.lock();
+    st.stopped = true;
+    wake_ready(&mut st);
+    drop(st);
+    shared.done.notify_all();
+}
+
+/// Wakes async waiters whose outcome is now known.
+fn wake_ready(st: &mut State) {
+    let durable = st.durable_lsn;
+    let all = st.failed.is_some() || st.stopped;
+    let mut i = 0;
+    while i < st.wakers.len() {
+        if all || st.wakers[i].0 <= durable {
+            st.wakers.swap_remove(i).1.wake();
+        } else {
+            i += 1;
+        }
+    }
+}
