@@ -1,4 +1,34 @@
-//! Sans-IO Paxos.
+//! Sans-IO Paxos: the single-decree Synod kernel and a Multi-Paxos replica.
+//!
+//! * [`synod`]: single-decree Paxos, the kernel the log generalises and the
+//!   clearest place to read the safety rule.
+//! * [`Replica`]: Multi-Paxos with a stable leader; inputs in, outputs out,
+//!   no I/O, no clocks, deterministic. Its roles live in `leader.rs`,
+//!   `acceptor.rs` and `learner.rs`; leader election in [`election`].
+//!
+//! Nothing here knows about tokio, files, sockets or wall clocks.
+
 pub mod ballot;
+pub mod command;
+pub mod config;
+pub mod election;
+pub mod log;
+pub mod message;
+pub mod quorum;
+pub mod record;
+pub mod state_machine;
 pub mod synod;
+
+mod acceptor;
+mod leader;
+mod learner;
+mod replica;
+
 pub use ballot::{Ballot, NodeId};
+pub use command::{Command, CommandId, Slot, Value};
+pub use config::{Config, ConfigError, PlantedBug};
+pub use message::{Message, PromisedEntry};
+pub use quorum::{QuorumError, QuorumPolicy};
+pub use record::{Lsn, Record};
+pub use replica::{ClientError, Input, Output, ReadResponse, RecoverError, Replica, Response};
+pub use state_machine::{KvMachine, StateMachine};

@@ -1,0 +1,158 @@
+//! The acceptor: promises (phase 1b), acceptances (phase 2b), lease grants.
+//!
+//! Rules kept here, in the paper's words: an acceptor never accepts a value
+//! in a ballot lower than one it promised, and it remembers (durably, before
+//! replying) what it promised and accepted. Every reply that depends on this
+//! state goes through `send_after_persist`, so it cannot leave the node
+//! before the records behind it are durable.
+//!
+//! Leases: when an acceptor acknowledges a leader's heartbeat with a lease,
+//! it refuses every other node's Prepare for `lease_ticks` of its own clock.
+//! The leader counts its lease from when it *sent* the heartbeat, minus a
+//! drift margin, so it stops relying on the lease before any acceptor lets
+//! it go.
+
+use crate::ballot::{Ballot, NodeId};
+use crate::command::{Slot, Value};
+use crate::config::PlantedBug;
+use crate::log::Entry;
+use crate::message::{Message, PromisedEntry};
+use crate::record::Record;
+use crate::replica::Replica;
+use crate::state_machine::StateMachine;
+
+impl<S: StateMachine> Replica<S> {
+    /// Phase 1b.
+    pub(crate) fn on_prepare(&mut self, from: NodeId, ballot: Ballot, from_slot: Slot) {
+        if ballot < self.promised {
+            let promised = self.promised;
+            self.send(from, Message::Nack { ballot, promised });
+            return;
+        }
+        if ballot > self.promised {
+            if self.now < self.lease_until && self.lease_holder != ballot.node {
+                // A lease we granted may still be running: stay silent, the
+                // candidate retries after its retry interval.
+                return;
+            }
+            self.promised = ballot;
+            self.persist(Record::Promised(ballot));
+            self.on_higher_ballot(ballot);
+        }
+        let entries = self
+            .log
+            .iter_from(from_slot)
+            .map(|(slot, e)| PromisedEntry {
+                slot,
+                ballot: e.ballot,
+                value: e.value.clone(),
+                chosen: e.chosen,
+            })
+            .collect();
+        self.send_after_persist(
+            from,
+            Message::Promise {
+                ballot,
+                from_slot,
+                entries,
+            },
+        );
+    }
+
+    /// Phase 2b.
+    pub(crate) fn on_accept(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        first_slot: Slot,
+        values: Vec<Value>,
+        commit: Slot,
+    ) {
+        if ballot < self.promised && !self.cfg.has_bug(PlantedBug::AcceptLowerBallot) {
+            let promised = self.promised;
+            self.send(from, Message::Nack { ballot, promised });
+            return;
+        }
+        if values.is_empty() || first_slot == 0 {
+            return;
+        }
+        if ballot > self.promised {
+            // Accepting in a ballot is also promising it; the Accepted record
+            // below carries the ballot, so no separate Promised record.
+            self.promised = ballot;
+            self.on_higher_ballot(ballot);
+        }
+        let last_slot = first_slot + values.len() as Slot - 1;
+        for (i, value) in values.iter().enumerate() {
+            self.log.set(
+                first_slot + i as Slot,
+                Entry {
+                    ballot,
+                    value: value.clone(),
+                    chosen: false,
+                },
+            );
+        }
+        debug_assert!(
+            self.cfg.planted.is_some()
+                || self
+                    .log
+                    .get(first_slot)
+                    .is_none_or(|e| e.ballot <= self.promised),
+            "accepted ballot exceeds promised"
+        );
+        self.persist(Record::Accepted {
+            ballot,
+            first_slot,
+            values,
+        });
+        self.send_after_persist(
+            from,
+            Message::Accepted {
+                ballot,
+                first_slot,
+                last_slot,
+            },
+        );
+        self.learn_commit(from, ballot, commit);
+    }
+
+    /// A leader's heartbeat: acknowledge it (and grant a lease) if our
+    /// promise is still its ballot.
+    pub(crate) fn on_heartbeat(&mut self, from: NodeId, ballot: Ballot, commit: Slot, seq: u64) {
+        if ballot < self.promised {
+            let promised = self.promised;
+            self.send(from, Message::Nack { ballot, promised });
+            return;
+        }
+        if ballot == self.promised {
+            // Grant a lease only to the leader our election follows, so that
+            // once the cluster moves on, the old leader's lease runs out.
+            let lease = self.cfg.lease_ticks > 0 && self.election.leader().node == ballot.node;
+            if lease {
+                self.lease_holder = ballot.node;
+                self.lease_until = self.lease_until.max(self.now + self.cfg.lease_ticks);
+            }
+            self.send_after_persist(from, Message::HeartbeatAck { ballot, seq, lease });
+        }
+        self.learn_commit(from, ballot, commit);
+    }
+
+    /// A commit index from a leader.
+    pub(crate) fn on_commit(&mut self, from: NodeId, ballot: Ballot, commit: Slot) {
+        if ballot >= self.promised {
+            self.learn_commit(from, ballot, commit);
+        }
+    }
+
+    /// Our acceptor promised `ballot`: if we were leading with a lower one,
+    /// our leadership is over.
+    fn on_higher_ballot(&mut self, ballot: Ballot) {
+        if self.leader.as_ref().is_some_and(|l| l.ballot < ballot) {
+            self.step_down(ballot);
+        }
+        if ballot.node != self.cfg.id {
+            self.set_leader_hint(Some(ballot.node));
+        }
+    }
+}

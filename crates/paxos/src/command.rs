@@ -1,0 +1,62 @@
+//! What clients propose and what a log slot holds.
+//!
+//! A [`Command`] is one client request, named by `(client, seq)` so that a
+//! retry after a timeout or a leader change is recognised and applied at most
+//! once. A slot of the log holds a [`Value`]: a batch of commands (batching
+//! many commands per slot is what makes the log fast) or a no-op that a new
+//! leader uses to fill a hole.
+
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// Index of one instance of Paxos in the replicated log; the first is 1.
+pub type Slot = u64;
+
+/// Names a client request uniquely: a client numbers its requests 1, 2, ...
+/// and never reuses a number.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct CommandId {
+    /// The client's identity; each client must pick one no other client uses.
+    pub client: u64,
+    /// The client's sequence number for this request, starting at 1.
+    pub seq: u64,
+}
+
+/// One client request for the replicated state machine.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Command {
+    /// Who asked, for duplicate detection and for routing the reply.
+    pub id: CommandId,
+    /// Opaque to the protocol; the state machine decodes it.
+    pub payload: Bytes,
+}
+
+impl Command {
+    /// A command with the given identity and payload.
+    pub fn new(client: u64, seq: u64, payload: impl Into<Bytes>) -> Command {
+        Command {
+            id: CommandId { client, seq },
+            payload: payload.into(),
+        }
+    }
+}
+
+/// What one slot of the log holds.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Value {
+    /// Fills a slot that no proposal reached; applies nothing.
+    Noop,
+    /// A batch of client commands, applied in order. Shared, because the same
+    /// batch travels to every acceptor and into the log.
+    Commands(Arc<[Command]>),
+}
+
+impl Value {
+    /// The commands in this value (none for a no-op).
+    pub fn commands(&self) -> &[Command] {
+        match self {
+            Value::Noop => &[],
+            Value::Commands(c) => c,
+        }
+    }
+}

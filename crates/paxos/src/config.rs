@@ -1,0 +1,289 @@
+//! Configuration of one replica: one struct, documented defaults, validated
+//! once when built.
+//!
+//! Time is counted in ticks of the replica's own logical clock (the runtime
+//! turns wall-clock intervals into [`crate::Input::Tick`]s; the simulator
+//! skews them). Nothing here reads a clock.
+
+use crate::ballot::NodeId;
+use crate::quorum::{QuorumError, QuorumPolicy};
+use thiserror::Error;
+
+/// A deliberately broken rule, selectable only to show that the simulator's
+/// checkers catch it. The runtime refuses to start with one.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PlantedBug {
+    /// Replies that depend on acceptor state leave before it is durable.
+    SkipPersist,
+    /// An acceptor accepts a ballot lower than the one it promised.
+    AcceptLowerBallot,
+    /// A new leader ignores values accepted in earlier ballots.
+    IgnoreAcceptedValue,
+    /// Both quorums are one smaller than the policy says.
+    SmallQuorum,
+    /// Leader leases allow no margin for clock drift.
+    LeaseNoDriftMargin,
+}
+
+impl PlantedBug {
+    /// Every planted bug, in the order the simulator runs them.
+    pub const ALL: [PlantedBug; 5] = [
+        PlantedBug::SkipPersist,
+        PlantedBug::AcceptLowerBallot,
+        PlantedBug::IgnoreAcceptedValue,
+        PlantedBug::SmallQuorum,
+        PlantedBug::LeaseNoDriftMargin,
+    ];
+
+    /// The name used on the simulator's command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::SkipPersist => "skip-persist",
+            PlantedBug::AcceptLowerBallot => "accept-lower-ballot",
+            PlantedBug::IgnoreAcceptedValue => "ignore-accepted-value",
+            PlantedBug::SmallQuorum => "small-quorum",
+            PlantedBug::LeaseNoDriftMargin => "lease-no-drift-margin",
+        }
+    }
+
+    /// The bug with that command-line name.
+    pub fn from_name(name: &str) -> Option<PlantedBug> {
+        PlantedBug::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+/// Everything that shapes one replica's behaviour.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This replica's id; must be one of `members`.
+    pub id: NodeId,
+    /// Every voting member (acceptor) of the cluster, this one included.
+    pub members: Vec<NodeId>,
+    /// Quorum sizes. Default: majorities.
+    pub quorum: QuorumPolicy,
+    /// A leader sends a heartbeat (commit index, lease renewal) this often.
+    /// Default 1.
+    pub heartbeat_ticks: u64,
+    /// Length of one leader-election round: a node that has not heard a
+    /// connected leader for a round bids. Default 10.
+    pub election_ticks: u64,
+    /// Up to this many extra ticks, drawn at random per round, so that rounds
+    /// of different nodes drift apart. Default 3.
+    pub election_jitter_ticks: u64,
+    /// Among nodes that would bid in the same round, lower priorities defer
+    /// to higher ones. Default 0.
+    pub priority: u32,
+    /// Unanswered Prepare, Accept and catch-up requests are resent after this
+    /// many ticks. Default 3.
+    pub retry_ticks: u64,
+    /// Leader lease length; 0 disables leases (reads then always use a
+    /// read-index round). Must be shorter than an election round so a failed
+    /// leader's lease has run out when a successor is chosen. Default 8.
+    pub lease_ticks: u64,
+    /// Subtracted from the lease on the leader's side to allow for clocks
+    /// running at different rates; must cover the worst drift over a lease.
+    /// Default 2.
+    pub lease_drift_margin_ticks: u64,
+    /// Most commands packed into one slot. Default 4096.
+    pub max_batch: usize,
+    /// Most slots a leader has in flight (proposed, not yet chosen).
+    /// Default 64.
+    pub max_inflight_slots: usize,
+    /// Most slots sent in one catch-up reply. Default 512.
+    pub max_catchup_slots: usize,
+    /// Most proposals buffered while no leader is known. Default 100_000.
+    pub max_pending: usize,
+    /// Seeds the replica's random choices (election jitter).
+    pub seed: u64,
+    /// Simulator only: run with a deliberately broken rule.
+    #[doc(hidden)]
+    pub planted: Option<PlantedBug>,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `id` is not among `members`.
+    #[error("node {id} is not a member of the cluster {members:?}")]
+    NotAMember {
+        /// This replica's id.
+        id: NodeId,
+        /// The members given.
+        members: Vec<NodeId>,
+    },
+    /// A member id appears twice or is zero.
+    #[error("member ids must be distinct and non-zero: {0:?}")]
+    BadMembers(Vec<NodeId>),
+    /// More members than the replica can track.
+    #[error("at most 64 members are supported, got {0}")]
+    TooManyMembers(usize),
+    /// The quorum policy does not fit the members.
+    #[error("quorum policy is for {policy} acceptors but there are {members} members")]
+    QuorumSize {
+        /// Acceptors the policy was built for.
+        policy: usize,
+        /// Members configured.
+        members: usize,
+    },
+    /// Quorums that do not intersect.
+    #[error(transparent)]
+    Quorum(#[from] QuorumError),
+    /// A timing parameter that cannot work.
+    #[error("{0}")]
+    Timing(&'static str),
+}
+
+impl Config {
+    /// The defaults for replica `id` of a cluster of `members`, with majority
+    /// quorums. Call [`Config::validate`] (or build a replica, which does)
+    /// after changing fields.
+    pub fn new(id: NodeId, members: Vec<NodeId>) -> Config {
+        let n = members.len();
+        Config {
+            id,
+            quorum: QuorumPolicy::majority(n.max(1)).unwrap_or(QuorumPolicy::unchecked(n, 1, 1)),
+            members,
+            heartbeat_ticks: 1,
+            election_ticks: 10,
+            election_jitter_ticks: 3,
+            priority: 0,
+            retry_ticks: 3,
+            lease_ticks: 8,
+            lease_drift_margin_ticks: 2,
+            max_batch: 4096,
+            max_inflight_slots: 64,
+            max_catchup_slots: 512,
+            max_pending: 100_000,
+            seed: id,
+            planted: None,
+        }
+    }
+
+    /// Replace majorities by flexible quorums, refused unless they intersect.
+    pub fn with_quorums(mut self, q1: usize, q2: usize) -> Result<Config, ConfigError> {
+        self.quorum = QuorumPolicy::flexible(self.members.len(), q1, q2)?;
+        Ok(self)
+    }
+
+    /// Check every rule this struct documents.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut sorted = self.members.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != self.members.len() || sorted.first() == Some(&0) {
+            return Err(ConfigError::BadMembers(self.members.clone()));
+        }
+        if self.members.len() > 64 {
+            return Err(ConfigError::TooManyMembers(self.members.len()));
+        }
+        if !self.members.contains(&self.id) {
+            return Err(ConfigError::NotAMember {
+                id: self.id,
+                members: self.members.clone(),
+            });
+        }
+        if self.quorum.acceptors() != self.members.len() {
+            return Err(ConfigError::QuorumSize {
+                policy: self.quorum.acceptors(),
+                members: self.members.len(),
+            });
+        }
+        if self.planted != Some(PlantedBug::SmallQuorum) {
+            QuorumPolicy::flexible(
+                self.members.len(),
+                self.quorum.phase1(),
+                self.quorum.phase2(),
+            )?;
+        }
+        if self.heartbeat_ticks == 0 || self.election_ticks == 0 || self.retry_ticks == 0 {
+            return Err(ConfigError::Timing(
+                "heartbeat, election and retry intervals must be at least one tick",
+            ));
+        }
+        if self.heartbeat_ticks >= self.election_ticks {
+            return Err(ConfigError::Timing(
+                "heartbeats must be more frequent than election rounds",
+            ));
+        }
+        if self.lease_ticks > 0
+            && self.lease_drift_margin_ticks + self.heartbeat_ticks >= self.lease_ticks
+        {
+            return Err(ConfigError::Timing(
+                "the lease must be longer than its drift margin plus one heartbeat",
+            ));
+        }
+        if self.max_batch == 0 || self.max_inflight_slots == 0 || self.max_catchup_slots == 0 {
+            return Err(ConfigError::Timing(
+                "batch, window and catch-up sizes must be positive",
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn has_bug(&self, bug: PlantedBug) -> bool {
+        self.planted == Some(bug)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::new(2, vec![1, 2, 3]).validate().unwrap();
+        Config::new(1, vec![1]).validate().unwrap();
+    }
+
+    #[test]
+    fn invalid_configurations_are_refused() {
+        let table: Vec<(Config, &str)> = vec![
+            (Config::new(4, vec![1, 2, 3]), "not a member"),
+            (Config::new(1, vec![1, 1, 2]), "distinct"),
+            (Config::new(1, vec![0, 1, 2]), "distinct"),
+            (
+                Config {
+                    lease_ticks: 2,
+                    lease_drift_margin_ticks: 2,
+                    ..Config::new(1, vec![1, 2, 3])
+                },
+                "drift margin",
+            ),
+            (
+                Config {
+                    heartbeat_ticks: 10,
+                    ..Config::new(1, vec![1, 2, 3])
+                },
+                "heartbeats",
+            ),
+        ];
+        for (cfg, want) in table {
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(want), "{err:?} should mention {want:?}");
+        }
+    }
+
+    #[test]
+    fn flexible_quorums_that_miss_are_refused_at_configuration_time() {
+        let err = Config::new(1, vec![1, 2, 3, 4, 5])
+            .with_quorums(2, 3)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Quorum(QuorumError::NoIntersection { .. })
+        ));
+        Config::new(1, vec![1, 2, 3, 4, 5])
+            .with_quorums(4, 2)
+            .unwrap()
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn planted_bug_names_round_trip() {
+        for b in PlantedBug::ALL {
+            assert_eq!(PlantedBug::from_name(b.name()), Some(b));
+        }
+        assert_eq!(PlantedBug::from_name("nope"), None);
+    }
+}

@@ -1,0 +1,190 @@
+//! The learner: which slots are chosen, catching up on missed ones, and
+//! applying the chosen prefix to the state machine exactly once per command.
+//!
+//! A replica learns that slot `s` is chosen in one of three ways: as leader,
+//! from a quorum of `Accepted`; as follower, from a leader's commit index
+//! when its own entry for `s` was accepted in that leader's ballot (then it
+//! is that leader's proposal, which is the chosen value); or from a
+//! `Chosen` reply to a catch-up request.
+
+use crate::ballot::{Ballot, NodeId};
+use crate::command::{Slot, Value};
+use crate::log::Entry;
+use crate::message::Message;
+use crate::record::Record;
+use crate::replica::{Replica, Response};
+use crate::state_machine::StateMachine;
+
+impl<S: StateMachine> Replica<S> {
+    /// Learn from a commit index that a leader with `ballot` announced.
+    pub(crate) fn learn_commit(&mut self, from: NodeId, ballot: Ballot, commit: Slot) {
+        self.known_commit = self.known_commit.max(commit);
+        let mut s = self.commit + 1;
+        while s <= commit {
+            match self.log.get(s) {
+                Some(e) if e.chosen || e.ballot == ballot => {
+                    self.log.mark_chosen(s);
+                    s += 1;
+                }
+                _ => break,
+            }
+        }
+        self.advance_commit();
+        if self.commit < self.known_commit && self.catchup_sent_at.is_none() {
+            self.request_catch_up(Some(from));
+        }
+    }
+
+    /// Move the commit index over the chosen prefix and apply it.
+    pub(crate) fn advance_commit(&mut self) {
+        while self.log.get(self.commit + 1).is_some_and(|e| e.chosen) {
+            self.commit += 1;
+        }
+        self.known_commit = self.known_commit.max(self.commit);
+        self.apply_chosen();
+    }
+
+    /// Apply every chosen slot not yet applied, skipping duplicate commands.
+    pub(crate) fn apply_chosen(&mut self) {
+        while self.applied < self.commit {
+            let slot = self.applied + 1;
+            let value = match self.log.get(slot) {
+                Some(e) => e.value.clone(),
+                None => unreachable!("slot {slot} is below the commit index but not in the log"),
+            };
+            self.applied = slot;
+            for cmd in value.commands() {
+                let local = self.local.remove(&cmd.id).is_some();
+                let output = match self.sessions.get(&cmd.id.client) {
+                    Some((last, out)) if cmd.id.seq <= *last => {
+                        // A retry of a command already applied: answer it
+                        // from the cache, never apply it twice.
+                        (cmd.id.seq == *last).then(|| out.clone())
+                    }
+                    _ => {
+                        let out = self.sm.apply(slot, cmd);
+                        self.sessions
+                            .insert(cmd.id.client, (cmd.id.seq, out.clone()));
+                        Some(out)
+                    }
+                };
+                if let (true, Some(out)) = (local, output) {
+                    self.out.responses.push(Response {
+                        id: cmd.id,
+                        result: Ok(out),
+                    });
+                }
+            }
+        }
+        self.serve_reads();
+    }
+
+    /// Ask for the chosen values we are missing.
+    pub(crate) fn request_catch_up(&mut self, from: Option<NodeId>) {
+        let target = from
+            .filter(|&n| n != self.cfg.id)
+            .or(self.leader_hint.filter(|&n| n != self.cfg.id));
+        if let Some(to) = target {
+            self.catchup_sent_at = Some(self.now);
+            let from_slot = self.commit + 1;
+            self.send(to, Message::CatchUp { from_slot });
+        }
+    }
+
+    /// Retry catch-up and forget proposals nobody will answer.
+    pub(crate) fn learner_tick(&mut self) {
+        if self.commit < self.known_commit {
+            let due = self
+                .catchup_sent_at
+                .is_none_or(|t| self.now >= t + self.cfg.retry_ticks);
+            if due {
+                let any = self.random_peer();
+                self.request_catch_up(self.leader_hint.or(any));
+            }
+        } else {
+            self.catchup_sent_at = None;
+        }
+        if self.now % self.cfg.election_ticks == 0 {
+            let horizon = self.now.saturating_sub(self.cfg.election_ticks * 20);
+            self.local.retain(|_, &mut since| since >= horizon);
+        }
+    }
+
+    fn random_peer(&mut self) -> Option<NodeId> {
+        let n = self.cfg.members.len();
+        if n < 2 {
+            return None;
+        }
+        let pick = self.cfg.members[self.rng.usize(0..n)];
+        (pick != self.cfg.id).then_some(pick)
+    }
+
+    /// Serve a catch-up request from the chosen prefix.
+    pub(crate) fn on_catch_up(&mut self, from: NodeId, from_slot: Slot) {
+        if from_slot == 0 || from_slot > self.commit {
+            return;
+        }
+        let last = self
+            .commit
+            .min(from_slot + self.cfg.max_catchup_slots as Slot - 1);
+        let values: Vec<Value> = (from_slot..=last)
+            .map(|s| match self.log.get(s) {
+                Some(e) => e.value.clone(),
+                None => unreachable!("slot {s} is below the commit index but not in the log"),
+            })
+            .collect();
+        let commit = self.commit;
+        self.send(
+            from,
+            Message::Chosen {
+                first_slot: from_slot,
+                values,
+                commit,
+            },
+        );
+    }
+
+    /// Chosen values from a catch-up reply.
+    pub(crate) fn on_chosen(&mut self, first_slot: Slot, values: Vec<Value>, commit: Slot) {
+        if first_slot == 0 {
+            return;
+        }
+        self.known_commit = self.known_commit.max(commit);
+        let skip = (self.commit + 1).saturating_sub(first_slot) as usize;
+        if skip < values.len() {
+            let start = first_slot + skip as Slot;
+            let fresh: Vec<Value> = values.into_iter().skip(skip).collect();
+            for (i, value) in fresh.iter().enumerate() {
+                let slot = start + i as Slot;
+                self.log.set(
+                    slot,
+                    Entry {
+                        ballot: Ballot::ZERO,
+                        value: value.clone(),
+                        chosen: true,
+                    },
+                );
+                self.log.mark_chosen(slot);
+            }
+            self.persist(Record::Chosen {
+                first_slot: start,
+                values: fresh,
+            });
+        }
+        self.catchup_sent_at = None;
+        self.advance_commit();
+        if self.commit < self.known_commit {
+            self.request_catch_up(None);
+        }
+    }
+
+    /// Persist the commit index once per output, after the records that
+    /// hold the values it covers.
+    pub(crate) fn persist_commit(&mut self) {
+        if self.commit > self.commit_persisted {
+            self.commit_persisted = self.commit;
+            let c = self.commit;
+            self.persist(Record::Commit(c));
+        }
+    }
+}

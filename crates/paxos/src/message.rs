@@ -1,0 +1,156 @@
+//! The messages replicas exchange: one variant per message of the protocol,
+//! each documented with the rule it carries.
+//!
+//! Phase 1 (`Prepare`/`Promise`) and phase 2 (`Accept`/`Accepted`) are the
+//! paper's; `Nack` is the optimisation the paper suggests ("the acceptor
+//! should inform the proposer"). `Ping`/`Pong` belong to leader election,
+//! which is separate from replication. The rest carry learning, leases,
+//! reads and forwarding.
+
+use crate::ballot::Ballot;
+use crate::command::{Command, Slot, Value};
+use crate::election::Pong;
+
+/// One accepted entry reported in a [`Message::Promise`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PromisedEntry {
+    /// The slot.
+    pub slot: Slot,
+    /// The ballot the value was accepted in.
+    pub ballot: Ballot,
+    /// The accepted value.
+    pub value: Value,
+    /// The acceptor knows this value is chosen; a leader adopts it as is.
+    pub chosen: bool,
+}
+
+/// A message between two replicas.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Message {
+    /// Leader election: "are you there, and whom do you see?" Sent to every
+    /// member once per election round.
+    Ping {
+        /// The sender's election round, echoed in the reply.
+        round: u64,
+    },
+    /// Leader election: the reply to a `Ping`. A node counts as a candidate
+    /// only if it heard a quorum in its last round, so a node cut off from a
+    /// quorum never disturbs the others.
+    Pong(Pong),
+    /// Phase 1a: "promise to ignore ballots below `ballot`, and tell me every
+    /// value you accepted in slots from `from_slot` on".
+    Prepare {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// First slot the leader does not know to be chosen.
+        from_slot: Slot,
+    },
+    /// Phase 1b: the promise, with every accepted value from `from_slot` on.
+    /// Sent only once the promise is durable.
+    Promise {
+        /// The ballot promised.
+        ballot: Ballot,
+        /// Echo of the `Prepare`'s `from_slot`.
+        from_slot: Slot,
+        /// Accepted values at or after `from_slot`.
+        entries: Vec<PromisedEntry>,
+    },
+    /// Phase 2a: "accept these values in consecutive slots from `first_slot`,
+    /// in ballot `ballot`". Also carries the leader's commit index.
+    Accept {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// Slot of `values[0]`.
+        first_slot: Slot,
+        /// One value per slot.
+        values: Vec<Value>,
+        /// Every slot up to here is chosen.
+        commit: Slot,
+    },
+    /// Phase 2b: the acceptor accepted slots `first_slot..=last_slot` in
+    /// `ballot`. Sent only once the acceptance is durable.
+    Accepted {
+        /// The ballot accepted in.
+        ballot: Ballot,
+        /// First slot accepted.
+        first_slot: Slot,
+        /// Last slot accepted.
+        last_slot: Slot,
+    },
+    /// Rejection: the acceptor has promised `promised`, higher than `ballot`.
+    Nack {
+        /// The ballot rejected.
+        ballot: Ballot,
+        /// The acceptor's promise.
+        promised: Ballot,
+    },
+    /// The leader's commit index, sent as soon as it advances when no
+    /// `Accept` is going out to carry it.
+    Commit {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// Every slot up to here is chosen.
+        commit: Slot,
+    },
+    /// Leader heartbeat: commit index, lease renewal and read-index
+    /// confirmation in one.
+    Heartbeat {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// Every slot up to here is chosen.
+        commit: Slot,
+        /// Numbers heartbeats so replies can be matched.
+        seq: u64,
+    },
+    /// Reply to a `Heartbeat` from an acceptor whose promise is still
+    /// `ballot`: no other leader can have completed phase 1 through it.
+    HeartbeatAck {
+        /// The ballot confirmed.
+        ballot: Ballot,
+        /// The heartbeat answered.
+        seq: u64,
+        /// The acceptor also promises to refuse other leaders' `Prepare`s
+        /// for a lease period from when it received the heartbeat.
+        lease: bool,
+    },
+    /// A learner asks for the chosen values from `from_slot` on.
+    CatchUp {
+        /// First slot wanted.
+        from_slot: Slot,
+    },
+    /// Chosen values for consecutive slots from `first_slot`.
+    Chosen {
+        /// Slot of `values[0]`.
+        first_slot: Slot,
+        /// Chosen values.
+        values: Vec<Value>,
+        /// The sender's commit index (the learner may need more).
+        commit: Slot,
+    },
+    /// Client commands a non-leader passes on to the leader.
+    Forward {
+        /// The commands, in arrival order.
+        commands: Vec<Command>,
+    },
+}
+
+impl Message {
+    /// A short name for traces.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Ping { .. } => "Ping",
+            Message::Pong(_) => "Pong",
+            Message::Prepare { .. } => "Prepare",
+            Message::Promise { .. } => "Promise",
+            Message::Accept { .. } => "Accept",
+            Message::Accepted { .. } => "Accepted",
+            Message::Nack { .. } => "Nack",
+            Message::Commit { .. } => "Commit",
+            Message::Heartbeat { .. } => "Heartbeat",
+            Message::HeartbeatAck { .. } => "HeartbeatAck",
+            Message::CatchUp { .. } => "CatchUp",
+            Message::Chosen { .. } => "Chosen",
+            Message::Forward { .. } => "Forward",
+        }
+    }
+}

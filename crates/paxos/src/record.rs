@@ -1,0 +1,39 @@
+//! What an acceptor and learner must not forget: the records the runtime
+//! makes durable before the replies that depend on them leave the node.
+//!
+//! Records are appended in order and numbered by a log sequence number
+//! ([`Lsn`]). Durability is a prefix: when the runtime reports `Durable(n)`,
+//! every record up to `n` is on disk. Replaying the durable prefix rebuilds
+//! the replica ([`crate::Replica::recover`]).
+
+use crate::ballot::Ballot;
+use crate::command::{Slot, Value};
+
+/// Log sequence number of a record; the first record is 1.
+pub type Lsn = u64;
+
+/// One durable fact.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Record {
+    /// The acceptor promised `ballot` (phase 1b).
+    Promised(Ballot),
+    /// The acceptor accepted `values` in consecutive slots from `first_slot`
+    /// in `ballot` (phase 2b); implies a promise of `ballot`.
+    Accepted {
+        /// Ballot of the acceptance.
+        ballot: Ballot,
+        /// Slot of `values[0]`.
+        first_slot: Slot,
+        /// One value per slot.
+        values: Vec<Value>,
+    },
+    /// The learner learned these values are chosen (from catch-up).
+    Chosen {
+        /// Slot of `values[0]`.
+        first_slot: Slot,
+        /// Chosen values.
+        values: Vec<Value>,
+    },
+    /// Every slot up to here is chosen and its value is in an earlier record.
+    Commit(Slot),
+}

@@ -1,0 +1,644 @@
+//! One replica of Multi-Paxos: proposer, acceptor and learner in one
+//! sans-IO struct.
+//!
+//! Everything that happens to a replica is an [`Input`]; everything it wants
+//! done is collected in an [`Output`]. It never blocks, reads a clock or does
+//! I/O, and the same inputs give the same outputs.
+//!
+//! # The one rule for the runtime
+//!
+//! Feed any number of inputs with [`Replica::step`], then call
+//! [`Replica::output`] and:
+//! 1. append `output.persist` to stable storage in order, and once it is
+//!    durable feed `Input::Durable(last lsn)`;
+//! 2. send `output.send` (whenever you like: the replica holds back every
+//!    reply that depends on records not yet durable until you report them
+//!    durable, so a runtime cannot send a promise before it is stored);
+//! 3. hand `output.responses` and `output.reads` to the clients.
+//!
+//! The roles live in their own files: `acceptor.rs`, `leader.rs`,
+//! `learner.rs`; leader election in `election.rs`.
+
+use crate::ballot::{Ballot, NodeId};
+use crate::command::{Command, CommandId, Slot};
+use crate::config::{Config, ConfigError, PlantedBug};
+use crate::election::Election;
+use crate::leader::Leader;
+use crate::log::Log;
+use crate::message::Message;
+use crate::record::{Lsn, Record};
+use crate::state_machine::StateMachine;
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
+use thiserror::Error;
+
+/// Something that happens to a replica.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A message from another replica.
+    Message {
+        /// The sender.
+        from: NodeId,
+        /// The message.
+        msg: Message,
+    },
+    /// A client proposes a command (at any replica).
+    Propose(Command),
+    /// A client asks for a linearizable read.
+    Read {
+        /// Chosen by the caller, echoed in the answer.
+        id: u64,
+        /// Passed to [`StateMachine::query`].
+        query: Bytes,
+    },
+    /// One tick of this replica's logical clock.
+    Tick,
+    /// Every record up to this sequence number is durable.
+    Durable(Lsn),
+}
+
+/// Why a proposal or read was not served here.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum ClientError {
+    /// This replica is not the leader; try the hinted one.
+    #[error("not the leader (leader hint: {leader:?})")]
+    NotLeader {
+        /// The leader this replica believes in, if any.
+        leader: Option<NodeId>,
+    },
+    /// Too many proposals are waiting for a leader.
+    #[error("too many pending proposals")]
+    Busy,
+}
+
+/// The outcome of a proposal made at this replica.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Response<O> {
+    /// The proposal's id.
+    pub id: CommandId,
+    /// What the state machine returned, or why the proposal was refused.
+    pub result: Result<O, ClientError>,
+}
+
+/// The outcome of a read made at this replica.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadResponse<O> {
+    /// The id given with [`Input::Read`].
+    pub id: u64,
+    /// The answer, or why it was refused.
+    pub result: Result<O, ClientError>,
+}
+
+/// What a replica wants done. See the module docs for the one rule.
+#[derive(Debug)]
+pub struct Output<O> {
+    /// Records to append to stable storage, in order.
+    pub persist: Vec<(Lsn, Record)>,
+    /// Messages to send; already safe to send.
+    pub send: Vec<(NodeId, Message)>,
+    /// Answers to proposals made here.
+    pub responses: Vec<Response<O>>,
+    /// Answers to reads made here.
+    pub reads: Vec<ReadResponse<O>>,
+}
+
+impl<O> Default for Output<O> {
+    fn default() -> Self {
+        Output {
+            persist: Vec::new(),
+            send: Vec::new(),
+            responses: Vec::new(),
+            reads: Vec::new(),
+        }
+    }
+}
+
+impl<O> Output<O> {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.persist.is_empty()
+            && self.send.is_empty()
+            && self.responses.is_empty()
+            && self.reads.is_empty()
+    }
+}
+
+/// Why recovery refused the stored records.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RecoverError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Records are out of order.
+    #[error("record {lsn} follows record {prev}: sequence numbers must increase by one")]
+    Gap {
+        /// The record's number.
+        lsn: Lsn,
+        /// The previous record's number.
+        prev: Lsn,
+    },
+}
+
+/// A set of members, by index in `Config::members`.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct NodeSet(u64);
+
+impl NodeSet {
+    pub(crate) fn insert(&mut self, index: usize) -> bool {
+        let had = self.contains(index);
+        self.0 |= 1 << index;
+        !had
+    }
+    pub(crate) fn contains(&self, index: usize) -> bool {
+        self.0 & (1 << index) != 0
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.0.count_ones() as usize
+    }
+}
+
+/// A read waiting for its leader to be confirmed.
+#[derive(Debug)]
+pub(crate) struct PendingRead {
+    pub(crate) id: u64,
+    pub(crate) query: Bytes,
+    /// Serve once this much of the log is applied.
+    pub(crate) read_index: Slot,
+    /// Serve once a quorum acknowledged a heartbeat numbered this or later.
+    pub(crate) seq: u64,
+}
+
+/// One replica: proposer (leader), acceptor and learner.
+pub struct Replica<S: StateMachine> {
+    pub(crate) cfg: Config,
+    pub(crate) now: u64,
+    pub(crate) rng: fastrand::Rng,
+
+    // Durability: replies wait in `held` until their records are durable.
+    pub(crate) next_lsn: Lsn,
+    pub(crate) durable: Lsn,
+    pub(crate) held: VecDeque<(Lsn, NodeId, Message)>,
+
+    // Acceptor.
+    pub(crate) promised: Ballot,
+    /// Lease granted to a leader: until `lease_until` refuse other ballots'
+    /// Prepares. `lease_holder == 0` with a future `lease_until` means
+    /// "recovering: refuse everyone" (a lease granted before a crash may
+    /// still be running).
+    pub(crate) lease_holder: NodeId,
+    pub(crate) lease_until: u64,
+
+    // Learner.
+    pub(crate) log: Log,
+    pub(crate) commit: Slot,
+    pub(crate) commit_persisted: Slot,
+    pub(crate) applied: Slot,
+    pub(crate) known_commit: Slot,
+    pub(crate) catchup_sent_at: Option<u64>,
+    pub(crate) sm: S,
+    pub(crate) sessions: HashMap<u64, (u64, S::Output)>,
+
+    // Election and proposer.
+    pub(crate) election: Election,
+    pub(crate) leader: Option<Leader>,
+    /// A ballot this node stepped down from; never restart phase 1 with it.
+    pub(crate) abandoned: Ballot,
+    pub(crate) leader_hint: Option<NodeId>,
+    pub(crate) forward: Vec<Command>,
+    pub(crate) local: HashMap<CommandId, u64>,
+
+    pub(crate) loopback: VecDeque<Message>,
+    pub(crate) out: Output<S::Output>,
+}
+
+impl<S: StateMachine> Replica<S> {
+    /// A fresh replica with empty storage.
+    pub fn new(cfg: Config, sm: S) -> Result<Replica<S>, ConfigError> {
+        cfg.validate()?;
+        let round_ticks = cfg.election_ticks;
+        Ok(Replica {
+            rng: fastrand::Rng::with_seed(cfg.seed),
+            election: Election::new(cfg.id, cfg.priority, 0, round_ticks),
+            now: 0,
+            next_lsn: 1,
+            durable: 0,
+            held: VecDeque::new(),
+            promised: Ballot::ZERO,
+            lease_holder: 0,
+            lease_until: 0,
+            log: Log::default(),
+            commit: 0,
+            commit_persisted: 0,
+            applied: 0,
+            known_commit: 0,
+            catchup_sent_at: None,
+            sm,
+            sessions: HashMap::new(),
+            leader: None,
+            abandoned: Ballot::ZERO,
+            leader_hint: None,
+            forward: Vec::new(),
+            local: HashMap::new(),
+            loopback: VecDeque::new(),
+            out: Output::default(),
+            cfg,
+        })
+    }
+
+    /// Rebuild a replica from its durable records (in order), applying the
+    /// chosen prefix to `sm`, which must be the initial state.
+    ///
+    /// A restarted acceptor may have granted a lease before it crashed, so it
+    /// refuses every Prepare for one lease period after recovery.
+    pub fn recover(
+        cfg: Config,
+        sm: S,
+        records: impl IntoIterator<Item = (Lsn, Record)>,
+    ) -> Result<Replica<S>, RecoverError> {
+        let mut r = Replica::new(cfg, sm)?;
+        let mut prev = 0;
+        for (lsn, record) in records {
+            if lsn != prev + 1 {
+                return Err(RecoverError::Gap { lsn, prev });
+            }
+            prev = lsn;
+            r.replay(record);
+        }
+        r.next_lsn = prev + 1;
+        r.durable = prev;
+        r.commit_persisted = r.commit;
+        r.election = Election::new(
+            r.cfg.id,
+            r.cfg.priority,
+            r.promised.round,
+            r.cfg.election_ticks,
+        );
+        r.lease_until = r.cfg.lease_ticks;
+        r.apply_chosen();
+        r.out = Output::default();
+        Ok(r)
+    }
+
+    fn replay(&mut self, record: Record) {
+        use crate::log::Entry;
+        match record {
+            Record::Promised(b) => self.promised = self.promised.max(b),
+            Record::Accepted {
+                ballot,
+                first_slot,
+                values,
+            } => {
+                self.promised = self.promised.max(ballot);
+                for (i, value) in values.into_iter().enumerate() {
+                    self.log.set(
+                        first_slot + i as Slot,
+                        Entry {
+                            ballot,
+                            value,
+                            chosen: false,
+                        },
+                    );
+                }
+            }
+            Record::Chosen { first_slot, values } => {
+                for (i, value) in values.into_iter().enumerate() {
+                    let slot = first_slot + i as Slot;
+                    self.log.set(
+                        slot,
+                        Entry {
+                            ballot: Ballot::ZERO,
+                            value,
+                            chosen: true,
+                        },
+                    );
+                    self.log.mark_chosen(slot);
+                }
+            }
+            Record::Commit(c) => {
+                for s in self.commit + 1..=c {
+                    self.log.mark_chosen(s);
+                }
+                self.commit = self.commit.max(c);
+            }
+        }
+        self.known_commit = self.known_commit.max(self.commit);
+    }
+
+    /// Feed one input. Call [`Replica::output`] afterwards (after one input
+    /// or many) to collect what to do.
+    pub fn step(&mut self, input: Input) {
+        match input {
+            Input::Message { from, msg } => {
+                if self.member_index(from).is_some() {
+                    self.on_message(from, msg);
+                }
+            }
+            Input::Propose(cmd) => self.on_propose(cmd),
+            Input::Read { id, query } => self.on_read(id, query),
+            Input::Tick => self.on_tick(),
+            Input::Durable(lsn) => self.on_durable(lsn),
+        }
+        self.drain_loopback();
+    }
+
+    /// Everything to do since the last call. Proposals received since then
+    /// are packed into slots here, so feeding many inputs before calling this
+    /// batches them.
+    pub fn output(&mut self) -> Output<S::Output> {
+        self.flush();
+        self.drain_loopback();
+        std::mem::take(&mut self.out)
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: Message) {
+        match msg {
+            Message::Ping { round } => {
+                let pong = self.election.pong(round);
+                self.send(from, Message::Pong(pong));
+            }
+            Message::Pong(pong) => {
+                if pong.from == from {
+                    self.election.on_pong(pong)
+                }
+            }
+            Message::Prepare { ballot, from_slot } => self.on_prepare(from, ballot, from_slot),
+            Message::Promise {
+                ballot,
+                from_slot,
+                entries,
+            } => self.on_promise(from, ballot, from_slot, entries),
+            Message::Accept {
+                ballot,
+                first_slot,
+                values,
+                commit,
+            } => self.on_accept(from, ballot, first_slot, values, commit),
+            Message::Accepted {
+                ballot,
+                first_slot,
+                last_slot,
+            } => self.on_accepted(from, ballot, first_slot, last_slot),
+            Message::Nack { ballot, promised } => self.on_nack(ballot, promised),
+            Message::Commit { ballot, commit } => self.on_commit(from, ballot, commit),
+            Message::Heartbeat {
+                ballot,
+                commit,
+                seq,
+            } => self.on_heartbeat(from, ballot, commit, seq),
+            Message::HeartbeatAck { ballot, seq, lease } => {
+                self.on_heartbeat_ack(from, ballot, seq, lease)
+            }
+            Message::CatchUp { from_slot } => self.on_catch_up(from, from_slot),
+            Message::Chosen {
+                first_slot,
+                values,
+                commit,
+            } => self.on_chosen(first_slot, values, commit),
+            Message::Forward { commands } => {
+                for cmd in commands {
+                    self.enqueue(cmd);
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        self.now += 1;
+        if self.election.tick() {
+            let n = self.cfg.members.len();
+            let jitter = if self.cfg.election_jitter_ticks > 0 {
+                self.rng.u64(0..=self.cfg.election_jitter_ticks)
+            } else {
+                0
+            };
+            let quorum = if self.cfg.has_bug(PlantedBug::SmallQuorum) {
+                self.cfg.quorum.connected().saturating_sub(1).max(1)
+            } else {
+                self.cfg.quorum.connected()
+            };
+            self.election
+                .end_round(quorum.min(n), self.cfg.election_ticks + jitter);
+            let round = self.election.round();
+            for i in 0..n {
+                let to = self.cfg.members[i];
+                if to != self.cfg.id {
+                    self.send(to, Message::Ping { round });
+                }
+            }
+        }
+        self.sync_role();
+        self.leader_tick();
+        self.learner_tick();
+    }
+
+    fn on_durable(&mut self, lsn: Lsn) {
+        if lsn <= self.durable {
+            return;
+        }
+        debug_assert!(
+            lsn < self.next_lsn,
+            "durable({lsn}) reported for a record never emitted"
+        );
+        self.durable = lsn.min(self.next_lsn - 1);
+        while let Some((need, _, _)) = self.held.front() {
+            if *need > self.durable {
+                break;
+            }
+            let (_, to, msg) = self.held.pop_front().expect("front exists");
+            self.dispatch(to, msg);
+        }
+    }
+
+    /// Follow the election: start phase 1 when elected with a new ballot,
+    /// step down when someone else leads.
+    pub(crate) fn sync_role(&mut self) {
+        let elected = self.election.leader();
+        if self.election.is_leader() {
+            let leading = self.leader.as_ref().map(|l| l.ballot);
+            if leading != Some(elected) && elected != self.abandoned {
+                self.start_phase1(elected);
+            }
+        } else if elected != Ballot::ZERO {
+            if self.leader.as_ref().is_some_and(|l| l.ballot < elected) {
+                self.step_down(elected);
+            }
+            if self.leader.is_none() {
+                self.set_leader_hint(Some(elected.node));
+            }
+        }
+    }
+
+    pub(crate) fn set_leader_hint(&mut self, hint: Option<NodeId>) {
+        self.leader_hint = hint;
+        if let Some(l) = hint {
+            if l != self.cfg.id && !self.forward.is_empty() {
+                let commands = std::mem::take(&mut self.forward);
+                self.send(l, Message::Forward { commands });
+            }
+        }
+    }
+
+    fn on_propose(&mut self, cmd: Command) {
+        if self.local.len() + self.forward.len() >= self.cfg.max_pending {
+            self.out.responses.push(Response {
+                id: cmd.id,
+                result: Err(ClientError::Busy),
+            });
+            return;
+        }
+        self.local.insert(cmd.id, self.now);
+        self.enqueue(cmd);
+    }
+
+    /// Queue a command at the leader, or pass it on towards one.
+    fn enqueue(&mut self, cmd: Command) {
+        if let Some(leader) = self.leader.as_mut() {
+            leader.pending.push_back(cmd);
+        } else {
+            match self.leader_hint {
+                Some(l) if l != self.cfg.id => self.send(
+                    l,
+                    Message::Forward {
+                        commands: vec![cmd],
+                    },
+                ),
+                _ => self.forward.push(cmd),
+            }
+        }
+    }
+
+    // ---- plumbing -------------------------------------------------------
+
+    pub(crate) fn member_index(&self, node: NodeId) -> Option<usize> {
+        self.cfg.members.iter().position(|&m| m == node)
+    }
+
+    pub(crate) fn phase1_quorum(&self, count: usize) -> bool {
+        if self.cfg.has_bug(PlantedBug::SmallQuorum) {
+            count + 1 >= self.cfg.quorum.phase1()
+        } else {
+            self.cfg.quorum.is_phase1_quorum(count)
+        }
+    }
+
+    pub(crate) fn phase2_quorum(&self, count: usize) -> bool {
+        if self.cfg.has_bug(PlantedBug::SmallQuorum) {
+            count + 1 >= self.cfg.quorum.phase2()
+        } else {
+            self.cfg.quorum.is_phase2_quorum(count)
+        }
+    }
+
+    /// Append a record for the runtime to make durable; returns its number.
+    pub(crate) fn persist(&mut self, record: Record) -> Lsn {
+        let lsn = self.next_lsn;
+        self.next_lsn += 1;
+        self.out.persist.push((lsn, record));
+        lsn
+    }
+
+    /// Send a message that depends on nothing unpersisted.
+    pub(crate) fn send(&mut self, to: NodeId, msg: Message) {
+        self.dispatch(to, msg);
+    }
+
+    /// Send a reply that depends on every record persisted so far: it is
+    /// held until they are durable (unless the planted bug says otherwise).
+    pub(crate) fn send_after_persist(&mut self, to: NodeId, msg: Message) {
+        let need = self.next_lsn - 1;
+        if need <= self.durable || self.cfg.has_bug(PlantedBug::SkipPersist) {
+            self.dispatch(to, msg);
+        } else {
+            self.held.push_back((need, to, msg));
+        }
+    }
+
+    fn dispatch(&mut self, to: NodeId, msg: Message) {
+        if to == self.cfg.id {
+            self.loopback.push_back(msg);
+        } else {
+            self.out.send.push((to, msg));
+        }
+    }
+
+    fn drain_loopback(&mut self) {
+        while let Some(msg) = self.loopback.pop_front() {
+            let me = self.cfg.id;
+            self.on_message(me, msg);
+        }
+    }
+
+    // ---- inspection (for the runtime, tests and the simulator) ----------
+
+    /// This replica's id.
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The highest ballot this acceptor promised.
+    pub fn promised(&self) -> Ballot {
+        self.promised
+    }
+
+    /// The log (accepted and chosen entries).
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// Every slot up to this one is chosen and known here.
+    pub fn commit_index(&self) -> Slot {
+        self.commit
+    }
+
+    /// Every slot up to this one is applied to the state machine.
+    pub fn applied_index(&self) -> Slot {
+        self.applied
+    }
+
+    /// The state machine (for serializable reads, served locally).
+    pub fn state_machine(&self) -> &S {
+        &self.sm
+    }
+
+    /// Whether this replica is the leader and has finished phase 1.
+    pub fn is_leader(&self) -> bool {
+        self.leader.as_ref().is_some_and(|l| l.is_active())
+    }
+
+    /// The ballot this replica leads with, while it leads.
+    pub fn leader_ballot(&self) -> Option<Ballot> {
+        self.leader.as_ref().map(|l| l.ballot)
+    }
+
+    /// The replica this one believes leads, if any.
+    pub fn leader_hint(&self) -> Option<NodeId> {
+        if self.is_leader() {
+            Some(self.cfg.id)
+        } else {
+            self.leader_hint
+        }
+    }
+
+    /// The last record reported durable.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.durable
+    }
+
+    /// This replica's logical clock.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Whether a leader lease currently lets this replica answer reads
+    /// without a round trip.
+    pub fn holds_lease(&self) -> bool {
+        self.leader
+            .as_ref()
+            .is_some_and(|l| l.lease_valid(self.now, self.commit))
+    }
+}
