@@ -15,6 +15,7 @@ use std::future::Future;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
@@ -152,9 +153,10 @@ impl Wal {
                 fail_next_sync: false,
             }),
             work: Condvar::new(),
-            done: Condvar::new(),
             segments: Mutex::new(scan.segments),
             dir,
+            durable: AtomicU64::new(scan.next_lsn - 1),
+            halted: AtomicBool::new(false),
         });
         let dir_for_err = shared.dir.clone();
         let writer = {
@@ -175,15 +177,15 @@ impl Wal {
 
     /// Appends one record and blocks until it is durable; returns its LSN.
     pub fn append(&self, payload: &[u8]) -> Result<Lsn> {
-        let lsn = self.enqueue(&[payload])?;
-        self.shared.wait_durable(lsn)
+        let lsn = self.enqueue(&[payload], Some(writer::thread_waker()))?;
+        self.shared.wait_durable(lsn, true)
     }
 
     /// Queues one record without blocking on I/O; the returned [`Durable`]
     /// knows its LSN and resolves (as a `Future`, or via
     /// [`Durable::wait`]) once it is durable.
     pub fn submit(&self, payload: &[u8]) -> Result<Durable> {
-        let lsn = self.enqueue(&[payload])?;
+        let lsn = self.enqueue(&[payload], None)?;
         Ok(Durable {
             shared: self.shared.clone(),
             lsn,
@@ -198,7 +200,7 @@ impl Wal {
     /// assigns nothing and returns a `Durable` for the last LSN already
     /// assigned.
     pub fn submit_batch(&self, payloads: &[&[u8]]) -> Result<(Lsn, Durable)> {
-        let last = self.enqueue(payloads)?;
+        let last = self.enqueue(payloads, None)?;
         Ok((
             last + 1 - payloads.len() as u64,
             Durable {
@@ -209,7 +211,9 @@ impl Wal {
     }
 
     /// Encodes records into the pending batch; returns the last LSN given.
-    fn enqueue(&self, payloads: &[&[u8]]) -> Result<Lsn> {
+    /// `waker`, if given, is registered for that LSN in the same critical
+    /// section (one lock per blocking append, not two).
+    fn enqueue(&self, payloads: &[&[u8]], waker: Option<std::task::Waker>) -> Result<Lsn> {
         if let Some(p) = payloads.iter().find(|p| p.len() > MAX_PAYLOAD) {
             return Err(Error::RecordTooLarge {
                 len: p.len(),
@@ -232,6 +236,9 @@ impl Wal {
             st.next_lsn += 1;
         }
         let last = st.next_lsn - 1;
+        if let Some(w) = waker {
+            st.wakers.push((last, w));
+        }
         drop(st);
         if was_empty && !payloads.is_empty() {
             self.shared.work.notify_one();
@@ -241,14 +248,14 @@ impl Wal {
 
     /// Blocks until every record up to `lsn` is durable.
     pub fn wait_durable(&self, lsn: Lsn) -> Result<Lsn> {
-        self.shared.wait_durable(lsn)
+        self.shared.wait_durable(lsn, false)
     }
 
     /// Blocks until everything submitted so far is durable; returns the
     /// durable LSN.
     pub fn sync(&self) -> Result<Lsn> {
         let last = self.shared.lock().next_lsn - 1;
-        self.shared.wait_durable(last)
+        self.shared.wait_durable(last, false)
     }
 
     /// Highest LSN known durable (all LSNs up to it are).
@@ -384,7 +391,7 @@ impl Durable {
 
     /// Blocks until the record is durable.
     pub fn wait(self) -> Result<Lsn> {
-        self.shared.wait_durable(self.lsn)
+        self.shared.wait_durable(self.lsn, false)
     }
 
     /// Whether the record is already durable (never blocks).

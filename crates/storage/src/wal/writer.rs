@@ -16,8 +16,10 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::task::Waker;
+use std::task::{Wake, Waker};
 use std::thread::JoinHandle;
 
 use super::segment::{self, SegmentMeta, SPARE_NAME};
@@ -58,14 +60,25 @@ pub(crate) struct State {
     pub fail_next_sync: bool,
 }
 
+/// Wakes a thread blocked in [`Shared::wait_durable`].
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
 pub(crate) struct Shared {
     pub state: Mutex<State>,
     /// Signalled when there is work for the writer.
     pub work: Condvar,
-    /// Signalled when `durable_lsn` advances or the log fails or stops.
-    pub done: Condvar,
     pub segments: Mutex<Vec<SegmentMeta>>,
     pub dir: PathBuf,
+    /// Mirror of `State::durable_lsn`, for lock-free checks by waiters.
+    pub durable: AtomicU64,
+    /// Set once the log has failed or stopped (mirrors `State`).
+    pub halted: AtomicBool,
 }
 
 impl Shared {
@@ -92,16 +105,42 @@ impl Shared {
         }
     }
 
-    /// Blocks until `lsn` is durable or the log fails.
-    pub fn wait_durable(&self, lsn: Lsn) -> Result<Lsn> {
-        let mut st = self.lock();
-        loop {
+    /// Blocks until `lsn` is durable or the log fails. `registered` says
+    /// the caller already put this thread's waker on `lsn` (see
+    /// [`thread_waker`]) in the critical section that enqueued the record.
+    ///
+    /// The writer (through the notifier thread) unparks exactly the waiters
+    /// its sync covered, so under heavy concurrency a sync does not wake
+    /// appenders whose records are still in the next batch, as a condvar
+    /// broadcast would; and a woken waiter checks an atomic, not the lock.
+    pub fn wait_durable(&self, lsn: Lsn, registered: bool) -> Result<Lsn> {
+        if !registered {
+            let mut st = self.lock();
             if let Some(out) = Self::outcome(&st, lsn) {
                 return out;
             }
-            st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+            st.wakers.push((lsn, thread_waker()));
+        }
+        loop {
+            if self.durable.load(Ordering::Acquire) >= lsn {
+                return Ok(lsn);
+            }
+            if self.halted.load(Ordering::Acquire) {
+                if let Some(out) = Self::outcome(&self.lock(), lsn) {
+                    return out;
+                }
+            }
+            std::thread::park();
         }
     }
+}
+
+/// This thread's waker (cached: one allocation per thread, not per append).
+pub(crate) fn thread_waker() -> Waker {
+    thread_local! {
+        static WAKER: Waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    }
+    WAKER.with(Waker::clone)
 }
 
 /// The writer's view of the active segment.
@@ -198,9 +237,30 @@ impl SegmentWriter {
     }
 }
 
+/// Up to this many waiters are woken by the writer itself.
+const DIRECT_WAKE_MAX: usize = 8;
+
 /// The writer thread's loop.
 pub(crate) fn run(shared: Arc<Shared>, mut seg: SegmentWriter) {
     seg.start_spare(&shared);
+    // Waking hundreds of waiters costs a syscall each; a separate thread
+    // does it while this one is already writing and syncing the next batch.
+    let (notify, wake_rx) = mpsc::channel::<Vec<Waker>>();
+    let notifier = std::thread::Builder::new()
+        .name("synod-wal-notify".into())
+        .spawn(move || wake_rx.into_iter().flatten().for_each(Waker::wake))
+        .ok();
+    let wake = |ready: Vec<Waker>| {
+        // A few waiters are cheaper to wake here than to hand over (the hop
+        // would add a thread switch to a lone appender's latency).
+        if ready.len() <= DIRECT_WAKE_MAX || notifier.is_none() {
+            ready.into_iter().for_each(Waker::wake);
+        } else {
+            if let Err(mpsc::SendError(ready)) = notify.send(ready) {
+                ready.into_iter().for_each(Waker::wake);
+            }
+        }
+    };
     let mut buf = Vec::new();
     let mut ends = Vec::new();
     loop {
@@ -222,12 +282,13 @@ pub(crate) fn run(shared: Arc<Shared>, mut seg: SegmentWriter) {
         let mut stats = WalStats::default();
         let res = seg.write_batch(&shared, first_lsn, &buf, &ends, &mut stats);
         let failed = res.is_err();
-        {
+        let ready = {
             let mut st = shared.lock();
             match res {
                 Ok(()) => {
                     debug_assert!(st.durable_lsn < last_lsn, "durable LSN only moves forward");
                     st.durable_lsn = last_lsn;
+                    shared.durable.store(last_lsn, Ordering::Release);
                     st.stats.records += ends.len() as u64;
                     st.stats.bytes += buf.len() as u64;
                     st.stats.batches += 1;
@@ -236,11 +297,12 @@ pub(crate) fn run(shared: Arc<Shared>, mut seg: SegmentWriter) {
                 Err(e) => {
                     st.failed = Some(Arc::new(e));
                     st.closing = true;
+                    shared.halted.store(true, Ordering::Release);
                 }
             }
-            wake_ready(&mut st);
-        }
-        shared.done.notify_all();
+            take_ready(&mut st)
+        };
+        wake(ready);
         buf.clear();
         ends.clear();
         if failed {
@@ -252,21 +314,28 @@ pub(crate) fn run(shared: Arc<Shared>, mut seg: SegmentWriter) {
     }
     let mut st = shared.lock();
     st.stopped = true;
-    wake_ready(&mut st);
+    shared.halted.store(true, Ordering::Release);
+    let ready = take_ready(&mut st);
     drop(st);
-    shared.done.notify_all();
+    wake(ready);
+    drop(notify);
+    if let Some(h) = notifier {
+        let _ = h.join();
+    }
 }
 
-/// Wakes async waiters whose outcome is now known.
-fn wake_ready(st: &mut State) {
+/// Removes and returns the wakers of waiters whose outcome is now known.
+fn take_ready(st: &mut State) -> Vec<Waker> {
     let durable = st.durable_lsn;
     let all = st.failed.is_some() || st.stopped;
+    let mut ready = Vec::new();
     let mut i = 0;
     while i < st.wakers.len() {
         if all || st.wakers[i].0 <= durable {
-            st.wakers.swap_remove(i).1.wake();
+            ready.push(st.wakers.swap_remove(i).1);
         } else {
             i += 1;
         }
     }
+    ready
 }
