@@ -15,6 +15,8 @@
 //! - [`DataDir`]: the cluster/member marker and the "fresh disk" signal.
 //! - [`record`]: the on-disk record format.
 
+#![warn(missing_docs)]
+
 mod datadir;
 mod error;
 mod fsutil;
