@@ -178,11 +178,9 @@ impl Mvcc {
             })
     }
 
-    /// The latest state of `key`, if it is live.
-    pub fn get(&self, key: &[u8]) -> Option<KeyValue> {
-        let entry = self.keys.get(key)?.last()?;
-        entry.live.as_ref()?;
-        Some(entry.to_kv(key, true))
+    /// The latest value of `key`, if it is live (borrowed: no copy).
+    pub fn latest(&self, key: &[u8]) -> Option<&Live> {
+        self.keys.get(key)?.last()?.live.as_ref()
     }
 
     /// Opens a write at the next revision.
@@ -226,7 +224,10 @@ impl Mvcc {
         lease: i64,
     ) -> Option<KeyValue> {
         let rev = write.next();
-        let history = self.keys.entry(key.to_vec()).or_default();
+        if !self.keys.contains_key(key) {
+            self.keys.insert(key.to_vec(), Vec::new());
+        }
+        let history = self.keys.get_mut(key).expect("inserted above if missing");
         let prev = history
             .last()
             .filter(|e| e.live.is_some())

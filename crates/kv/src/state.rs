@@ -144,7 +144,7 @@ impl KvState {
         if req.lease != 0 && !self.leases.contains(req.lease) {
             return Err(KvError::LeaseNotFound);
         }
-        if (req.ignore_value || req.ignore_lease) && self.mvcc.get(&req.key).is_none() {
+        if (req.ignore_value || req.ignore_lease) && self.mvcc.latest(&req.key).is_none() {
             return Err(KvError::KeyNotFound);
         }
         let mut write = self.mvcc.begin();
@@ -155,27 +155,18 @@ impl KvState {
     /// A put inside an open write; the caller has checked the lease and, for
     /// `ignore_*`, that the key exists.
     fn put_in(&mut self, write: &mut Write, req: &PutRequest) -> PutResponse {
-        let current = self.mvcc.get(&req.key);
-        let (value, lease) = match &current {
-            Some(kv) => (
-                if req.ignore_value {
-                    kv.value.clone()
-                } else {
-                    req.value.clone()
-                },
-                if req.ignore_lease {
-                    kv.lease
-                } else {
-                    req.lease
-                },
-            ),
-            None => {
-                debug_assert!(
-                    !req.ignore_value && !req.ignore_lease,
-                    "ignore_* on a missing key is refused before writing"
-                );
-                (req.value.clone(), req.lease)
-            }
+        let current = self.mvcc.latest(&req.key);
+        debug_assert!(
+            current.is_some() || (!req.ignore_value && !req.ignore_lease),
+            "ignore_* on a missing key is refused before writing"
+        );
+        let value = match current {
+            Some(live) if req.ignore_value => live.value.clone(),
+            _ => req.value.clone(),
+        };
+        let lease = match current {
+            Some(live) if req.ignore_lease => live.lease,
+            _ => req.lease,
         };
         let prev = self.mvcc.put(write, &req.key, value, lease);
         if let Some(prev) = &prev {
@@ -219,7 +210,7 @@ impl KvState {
         let mut result = Ok(());
         path.for_each_op(req, &mut |op| {
             if let (Ok(()), Request::RequestPut(p)) = (&result, op) {
-                if (p.ignore_value || p.ignore_lease) && self.mvcc.get(&p.key).is_none() {
+                if (p.ignore_value || p.ignore_lease) && self.mvcc.latest(&p.key).is_none() {
                     result = Err(KvError::KeyNotFound);
                 } else if p.lease != 0 && !self.leases.contains(p.lease) {
                     result = Err(KvError::LeaseNotFound);
