@@ -23,6 +23,23 @@
 //! - `Maintenance.HashKV` → [`KvState::hash_kv`]; snapshots of the log →
 //!   [`KvState::snapshot`] and [`KvState::restore`];
 //! - errors → a gRPC status from [`KvError::code`] and its `Display` text.
+//!
+//! ```
+//! use synod_kv::pb::{PutRequest, RangeRequest};
+//! use synod_kv::{Command, KvState, Response};
+//!
+//! let mut kv = KvState::default(); // revision 1
+//! let put = Command::Put(PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..Default::default() });
+//! // What the log carries, and what every replica applies:
+//! let applied = kv.apply(Command::from_bytes(&put.to_bytes()).unwrap()).unwrap();
+//! assert_eq!(applied.response.revision(), 2);
+//! assert_eq!(applied.events.len(), 1);
+//!
+//! let got = kv.range(&RangeRequest { key: b"k".to_vec(), ..Default::default() }).unwrap();
+//! assert_eq!((got.kvs[0].version, got.kvs[0].create_revision), (1, 2));
+//! ```
+
+#![warn(missing_docs)]
 
 mod command;
 mod config;
