@@ -50,7 +50,7 @@ const OPS: usize = 3000;
 /// Lets the background preallocation of the next segment (64 MiB of zeros
 /// written right after open) finish, so steady state is measured.
 fn settle() {
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(1000));
 }
 
 fn floor(dir: &Path) -> Res<Lat> {
@@ -197,27 +197,58 @@ fn recovery(dir: &Path, n: u64) -> Res<(Duration, Duration, Duration, u64)> {
     Ok((write, open, iter, rec.segments as u64))
 }
 
+/// Throughput runs per configuration; the best is reported, since the
+/// machine (and its disk) may be shared and stalls only ever slow a run down.
+const REPEATS: usize = 3;
+const RUN: Duration = Duration::from_secs(2);
+
+fn best_of(n: usize, mut f: impl FnMut() -> Res<(f64, f64)>) -> Res<(f64, f64)> {
+    let mut best = f()?;
+    for _ in 1..n {
+        let r = f()?;
+        if r.0 > best.0 {
+            best = r;
+        }
+    }
+    Ok(best)
+}
+
 fn main() -> Res<()> {
     let base = std::env::args()
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("synod-wal-bench"));
     std::fs::create_dir_all(&base)?;
-    println!("dir: {}", base.display());
+    println!(
+        "dir: {}; throughput: best of {REPEATS} runs of {RUN:?}",
+        base.display()
+    );
 
-    let f = floor(&base)?;
+    // Interleaved, best (lowest mean) of three each: disk stalls from other
+    // tenants only ever add latency.
+    let mut f = floor(&base)?;
+    let mut w = single_writer(&base, 4096 - record::HEADER_LEN)?;
+    for _ in 1..REPEATS {
+        let f2 = floor(&base)?;
+        if f2.mean < f.mean {
+            f = f2;
+        }
+        let w2 = single_writer(&base, 4096 - record::HEADER_LEN)?;
+        if w2.mean < w.mean {
+            w = w2;
+        }
+    }
     println!(
         "(a) floor: 4 KiB pwrite+fdatasync, preallocated: mean {:.1} us, p50 {:.1} us, p99 {:.1} us",
         f.mean, f.p50, f.p99
     );
-    let w = single_writer(&base, 4096 - record::HEADER_LEN)?;
     println!(
         "(b) WAL single-writer append, 4 KiB record: mean {:.1} us, p50 {:.1} us, p99 {:.1} us => {:.2}x floor (mean), {:.2}x (p50)",
         w.mean, w.p50, w.p99, w.mean / f.mean, w.p50 / f.p50
     );
     let mut single_rate = 0.0;
     for &n in &[1usize, 16, 64, 256] {
-        let (rate, per_sync) = concurrent(&base, n, Duration::from_secs(3))?;
+        let (rate, per_sync) = best_of(REPEATS, || concurrent(&base, n, RUN))?;
         if n == 1 {
             single_rate = rate;
         }
@@ -227,7 +258,7 @@ fn main() -> Res<()> {
         );
     }
     for &n in &[1usize, 16, 64, 256] {
-        let (rate, per_sync) = in_flight(&base, n, Duration::from_secs(3))?;
+        let (rate, per_sync) = best_of(REPEATS, || in_flight(&base, n, RUN))?;
         println!(
             "(c') {n:>3} in-flight appenders (submit/Durable, one driver thread), 256 B: {rate:>9.0} records/s, {per_sync:>6.1} records/sync, {:.1}x single",
             rate / single_rate

@@ -17,7 +17,6 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Wake, Waker};
 use std::thread::JoinHandle;
@@ -109,7 +108,7 @@ impl Shared {
     /// the caller already put this thread's waker on `lsn` (see
     /// [`thread_waker`]) in the critical section that enqueued the record.
     ///
-    /// The writer (through the notifier thread) unparks exactly the waiters
+    /// The writer unparks exactly the waiters
     /// its sync covered, so under heavy concurrency a sync does not wake
     /// appenders whose records are still in the next batch, as a condvar
     /// broadcast would; and a woken waiter checks an atomic, not the lock.
@@ -237,30 +236,9 @@ impl SegmentWriter {
     }
 }
 
-/// Up to this many waiters are woken by the writer itself.
-const DIRECT_WAKE_MAX: usize = 8;
-
 /// The writer thread's loop.
 pub(crate) fn run(shared: Arc<Shared>, mut seg: SegmentWriter) {
     seg.start_spare(&shared);
-    // Waking hundreds of waiters costs a syscall each; a separate thread
-    // does it while this one is already writing and syncing the next batch.
-    let (notify, wake_rx) = mpsc::channel::<Vec<Waker>>();
-    let notifier = std::thread::Builder::new()
-        .name("synod-wal-notify".into())
-        .spawn(move || wake_rx.into_iter().flatten().for_each(Waker::wake))
-        .ok();
-    let wake = |ready: Vec<Waker>| {
-        // A few waiters are cheaper to wake here than to hand over (the hop
-        // would add a thread switch to a lone appender's latency).
-        if ready.len() <= DIRECT_WAKE_MAX || notifier.is_none() {
-            ready.into_iter().for_each(Waker::wake);
-        } else {
-            if let Err(mpsc::SendError(ready)) = notify.send(ready) {
-                ready.into_iter().for_each(Waker::wake);
-            }
-        }
-    };
     let mut buf = Vec::new();
     let mut ends = Vec::new();
     loop {
@@ -302,7 +280,10 @@ pub(crate) fn run(shared: Arc<Shared>, mut seg: SegmentWriter) {
             }
             take_ready(&mut st)
         };
-        wake(ready);
+        // Wake outside the lock appenders need to enqueue the next batch.
+        // (A separate notifier thread was tried: no faster on 2 cores, and
+        // it shrank batches by letting the writer race ahead of waiters.)
+        ready.into_iter().for_each(Waker::wake);
         buf.clear();
         ends.clear();
         if failed {
@@ -317,11 +298,7 @@ pub(crate) fn run(shared: Arc<Shared>, mut seg: SegmentWriter) {
     shared.halted.store(true, Ordering::Release);
     let ready = take_ready(&mut st);
     drop(st);
-    wake(ready);
-    drop(notify);
-    if let Some(h) = notifier {
-        let _ = h.join();
-    }
+    ready.into_iter().for_each(Waker::wake);
 }
 
 /// Removes and returns the wakers of waiters whose outcome is now known.
