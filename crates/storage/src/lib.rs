@@ -14,6 +14,51 @@
 //!   receive.
 //! - [`DataDir`]: the cluster/member marker and the "fresh disk" signal.
 //! - [`record`]: the on-disk record format.
+//!
+//! # Using it from the runtime
+//!
+//! ```no_run
+//! use synod_storage::{DataDir, LogStore, SnapshotStore, Wal, WalOptions};
+//!
+//! # async fn example() -> synod_storage::Result<()> {
+//! let dir = DataDir::open_or_init("/var/lib/synod", 0xC1, 3)?;
+//! if dir.is_fresh() {
+//!     // No promises remembered: rejoin as a non-voter until caught up.
+//! }
+//! let snaps = SnapshotStore::open(dir.snapshot_dir(), 2)?;
+//! let snapshot = snaps.load_latest()?; // Option<(SnapshotMeta, Vec<u8>)>
+//! let (wal, recovery) = Wal::open_with(dir.wal_dir(), WalOptions::default(), |lsn, bytes| {
+//!     // decode and re-apply the protocol record `bytes` stored at `lsn`
+//! })?;
+//! // Blocking: returns once durable (one fdatasync shared with other callers).
+//! let lsn = wal.append(b"promise ballot 7")?;
+//! // Async (any executor): reply to the peer only after this resolves.
+//! let pending = wal.submit(b"accepted slot 9")?;
+//! let lsn = pending.await?;
+//! // After saving a snapshot covering `index`, compact the log below it.
+//! let meta = snaps.save(lsn, b"state machine bytes")?;
+//! wal.truncate_prefix(meta.index)?;
+//! # Ok(()) }
+//! ```
+//!
+//! LSNs are this log's own sequence numbers (from 1, consecutive, never
+//! reused); they are not Paxos slots. A snapshot's `index` is whatever the
+//! caller chooses (the runtime will likely use the LSN it covers).
+//!
+//! # Failure model
+//!
+//! - A record is durable once `append` returns, `Durable` resolves, or
+//!   `durable_lsn()` reaches it: its `fdatasync` has completed.
+//! - A failed write or `fdatasync` puts the [`Wal`] into a failed state for
+//!   good: pending and later appends return [`Error::Failed`]; the sync is
+//!   never retried (the kernel may have dropped the dirty pages). Reopen the
+//!   log (restart the process) to continue.
+//! - On open, only the last, unacknowledged batch at the tail of the last
+//!   segment may be discarded ([`Recovery::torn_tail`] says so). Any other
+//!   damage refuses to open with [`Error::Corrupt`] naming file and offset.
+//!   A bit flip in the very last record is indistinguishable from a torn
+//!   write and is treated as one; a lost whole last segment file is not
+//!   detectable without outside information (a peer's log).
 
 #![warn(missing_docs)]
 
