@@ -126,9 +126,12 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         if ballot == self.promised {
-            // Grant a lease only to the leader our election follows, so that
-            // once the cluster moves on, the old leader's lease runs out.
-            let lease = self.cfg.lease_ticks > 0 && self.election.leader().node == ballot.node;
+            // Grant a lease only to the leader our election follows, and not
+            // while we bid against it, so that once the cluster moves on the
+            // old leader's lease runs out.
+            let lease = self.cfg.lease_ticks > 0
+                && self.election.leader().node == ballot.node
+                && !self.election.bidding();
             if lease {
                 self.lease_holder = ballot.node;
                 self.lease_until = self.lease_until.max(self.now + self.cfg.lease_ticks);

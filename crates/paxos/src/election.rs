@@ -1,11 +1,12 @@
 //! Ballot leader election, separate from replication (after OmniPaxos's BLE).
 //!
-//! Every round each node pings every member and counts the replies. A node
-//! that heard a quorum (itself included) is *connected*. At the end of a
-//! round a connected node looks at the connected nodes it heard: the highest
-//! ballot among them is the leader. If that is lower than the leader it
-//! followed, the leader is gone (or no longer connected), and the node bids
-//! by taking a ballot above it.
+//! Every node pings every member each heartbeat and keeps the latest reply
+//! from each. A node that has fresh replies (younger than one election
+//! round) from a quorum, itself included, is *connected*. At the end of each
+//! round a connected node looks at the connected candidates it hears: the
+//! highest ballot among them is the leader. If that is lower than the leader
+//! it followed, the leader is gone (or no longer connected), and the node
+//! bids: it takes a ballot above every one it has seen and leads with it.
 //!
 //! Why this cannot livelock: a node that is not connected to a quorum never
 //! bids, so a node behind a partial partition cannot keep disturbing a
@@ -15,10 +16,9 @@
 //! higher priority instead of bidding against it.
 //!
 //! Two refinements keep partial connectivity from causing duels:
-//! - a reply names the leader its sender heard *directly* in its last round,
-//!   so a node that cannot reach the leader itself (the "chained" case,
-//!   A - B - C with A and C cut off) still counts it as alive through B and
-//!   does not bid against it;
+//! - a reply names the leader its sender hears *directly*, so a node that
+//!   cannot reach the leader itself (the "chained" case, A - B - C with A and
+//!   C cut off) still counts it as alive through B and does not bid;
 //! - a leader deposed by a higher ballot *withdraws*: it stops standing as a
 //!   candidate (so others do not keep following it) and does not bid, until
 //!   it sees a new leader or no candidate at all.
@@ -37,33 +37,42 @@ pub struct Election {
     ballot: Ballot,
     /// The ballot of the leader this node follows (`ZERO`: none yet).
     leader: Ballot,
-    /// Whether this node heard a quorum in its last round.
-    connected: bool,
-    round: u64,
     /// Deposed by a higher ballot: not a candidate, does not bid.
     withdrawn: bool,
-    /// Whether this node heard its leader directly in its last round.
-    leader_heard: bool,
-    /// Replies of this round.
-    replies: Vec<Pong>,
+    /// Highest promise that refused our phase 1 this round.
+    refused: Ballot,
+    /// Latest reply from each peer, with the tick it arrived.
+    heard: Vec<(u64, Pong)>,
+    /// A reply older than this many ticks is stale.
+    window: u64,
+    /// Members (this node included) a connected node must hear.
+    quorum: usize,
     ticks_left: u64,
 }
 
 impl Election {
-    /// A node that has seen no leader yet. `start_round` should be at least
-    /// the round of any ballot the node has promised, so its bids are fresh.
-    pub fn new(me: NodeId, priority: u32, start_round: u64, round_ticks: u64) -> Election {
+    /// A node that has seen no leader yet. `start_round` must exceed the
+    /// round of every ballot the node may have used before, so its bids are
+    /// fresh; `window` is the election round length in ticks; `quorum` the
+    /// number of members (itself included) a connected node hears.
+    pub fn new(
+        me: NodeId,
+        priority: u32,
+        start_round: u64,
+        window: u64,
+        quorum: usize,
+    ) -> Election {
         Election {
             me,
             priority,
             ballot: Ballot::new(start_round, me),
             leader: Ballot::ZERO,
-            connected: false,
             withdrawn: false,
-            leader_heard: false,
-            round: 0,
-            replies: Vec::new(),
-            ticks_left: round_ticks,
+            refused: Ballot::ZERO,
+            heard: Vec::new(),
+            window: window.max(1),
+            quorum,
+            ticks_left: window.max(1),
         }
     }
 
@@ -82,32 +91,47 @@ impl Election {
         self.leader == self.ballot && self.leader != Ballot::ZERO
     }
 
-    /// Whether this node heard a quorum in its last round.
-    pub fn connected(&self) -> bool {
-        self.connected
+    /// Whether this node is bidding against the leader it followed.
+    pub fn bidding(&self) -> bool {
+        self.leader != Ballot::ZERO && self.ballot > self.leader
     }
 
-    /// The current round number (for pings).
-    pub fn round(&self) -> u64 {
-        self.round
+    fn fresh(&self, now: u64) -> impl Iterator<Item = &Pong> {
+        let window = self.window;
+        self.heard
+            .iter()
+            .filter(move |(at, _)| at + window > now)
+            .map(|(_, p)| p)
     }
 
-    /// Advance one tick. Returns true when the round ends: the caller then
-    /// calls [`Election::end_round`] and pings for the next one.
+    /// Whether this node hears a quorum now.
+    pub fn connected(&self, now: u64) -> bool {
+        self.fresh(now).count() + 1 >= self.quorum
+    }
+
+    fn leader_heard(&self, now: u64) -> bool {
+        if self.leader == Ballot::ZERO {
+            return false;
+        }
+        (self.is_leader() && !self.withdrawn) || self.fresh(now).any(|p| p.from == self.leader.node)
+    }
+
+    /// Advance to tick `now`. Returns true when a round ends: the caller
+    /// then calls [`Election::end_round`].
     pub fn tick(&mut self) -> bool {
         self.ticks_left = self.ticks_left.saturating_sub(1);
         self.ticks_left == 0
     }
 
-    /// The reply to a ping of round `round`.
-    pub fn pong(&self, round: u64) -> Pong {
+    /// The reply to a ping.
+    pub fn pong(&self, round: u64, now: u64) -> Pong {
         Pong {
             from: self.me,
             round,
             ballot: self.ballot,
-            connected: self.connected,
+            connected: self.connected(now),
             candidate: !self.withdrawn,
-            leader: if self.leader_heard {
+            leader: if self.leader_heard(now) {
                 self.leader
             } else {
                 Ballot::ZERO
@@ -116,13 +140,14 @@ impl Election {
         }
     }
 
-    /// Record a reply to this round's ping.
-    pub fn on_pong(&mut self, pong: Pong) {
-        if pong.round == self.round
-            && pong.from != self.me
-            && !self.replies.iter().any(|r| r.from == pong.from)
-        {
-            self.replies.push(pong);
+    /// Record a reply that arrived at tick `now`.
+    pub fn on_pong(&mut self, pong: Pong, now: u64) {
+        if pong.from == self.me {
+            return;
+        }
+        match self.heard.iter_mut().find(|(_, p)| p.from == pong.from) {
+            Some(slot) => *slot = (now, pong),
+            None => self.heard.push((now, pong)),
         }
     }
 
@@ -131,33 +156,27 @@ impl Election {
         self.withdrawn = true;
     }
 
-    /// Close the round: decide connectivity and the leader, maybe bid.
-    /// `quorum` is the number of nodes (self included) a connected node must
-    /// hear; `next_round_ticks` the length of the next round. Returns the new
+    /// Close the round at tick `now`: decide the leader, maybe bid.
+    /// `next_round_ticks` is the length of the next round. Returns the new
     /// leader if it changed.
-    pub fn end_round(&mut self, quorum: usize, next_round_ticks: u64) -> Option<Ballot> {
+    pub fn end_round(&mut self, now: u64, next_round_ticks: u64) -> Option<Ballot> {
         let before = self.leader;
-        self.leader_heard = (self.leader == self.ballot && !self.withdrawn)
-            || self
-                .replies
-                .iter()
-                .any(|r| r.from == self.leader.node && self.leader != Ballot::ZERO);
-        if self.replies.len() + 1 >= quorum {
-            self.check_leader();
-            self.connected = true;
-        } else {
-            self.connected = false;
+        if self.connected(now) {
+            self.check_leader(now);
+            if self.is_leader() && self.refused > self.ballot {
+                self.ballot = self.refused.next_for(self.me);
+                self.leader = self.ballot;
+            }
         }
-        self.replies.clear();
-        self.round += 1;
+        self.refused = Ballot::ZERO;
         self.ticks_left = next_round_ticks.max(1);
         (self.leader != before).then_some(self.leader)
     }
 
-    fn check_leader(&mut self) {
-        let mut top = (self.connected && !self.withdrawn).then_some(self.ballot);
+    fn check_leader(&mut self, now: u64) {
+        let mut top = (!self.withdrawn).then_some(self.ballot);
         let mut top_priority_elsewhere = None;
-        for r in &self.replies {
+        for r in self.fresh(now) {
             if r.connected {
                 if r.candidate {
                     top = top.max(Some(r.ballot));
@@ -188,17 +207,22 @@ impl Election {
         }
     }
 
+    /// Take a ballot above every one seen and lead with it at once: it is
+    /// higher than every candidate heard, so the others adopt it at the end
+    /// of their round, and a rival bidding in the same round is resolved
+    /// then (the lower one adopts the higher).
     fn bid(&mut self) {
         self.ballot = self.leader.max(self.ballot).next_for(self.me);
+        self.leader = self.ballot;
     }
 
-    /// Phase 1 was refused because an acceptor promised `promised`: take a
-    /// ballot above it and keep leading. Returns the new ballot.
-    pub fn outbid(&mut self, promised: Ballot) -> Ballot {
-        self.ballot = promised.next_for(self.me).max(self.ballot);
-        self.leader = self.ballot;
-        self.withdrawn = false;
-        self.ballot
+    /// Phase 1 was refused because an acceptor promised `promised`. If at
+    /// the end of this round we still lead (no live rival with a higher
+    /// ballot showed up), we take a ballot above it: the promise belonged to
+    /// a leader that is gone. Deferring to the round's end is what keeps two
+    /// live proposers from outbidding each other forever.
+    pub fn refused(&mut self, promised: Ballot) {
+        self.refused = self.refused.max(promised);
     }
 }
 
@@ -207,15 +231,15 @@ impl Election {
 pub struct Pong {
     /// The replier.
     pub from: NodeId,
-    /// The round of the ping answered.
+    /// Echo of the ping's number.
     pub round: u64,
     /// The replier's own ballot (its bid, if it bids).
     pub ballot: Ballot,
-    /// Whether the replier heard a quorum in its last round.
+    /// Whether the replier hears a quorum.
     pub connected: bool,
     /// Whether the replier stands as a candidate (it has not withdrawn).
     pub candidate: bool,
-    /// The leader the replier heard directly in its last round, or `ZERO`.
+    /// The leader the replier hears directly, or `ZERO`.
     pub leader: Ballot,
     /// The replier's election priority.
     pub priority: u32,
@@ -225,10 +249,10 @@ pub struct Pong {
 mod tests {
     use super::*;
 
-    fn pong(from: NodeId, round: u64, ballot: Ballot, connected: bool) -> Pong {
+    fn pong(from: NodeId, ballot: Ballot, connected: bool) -> Pong {
         Pong {
             from,
-            round,
+            round: 0,
             ballot,
             connected,
             candidate: true,
@@ -237,73 +261,97 @@ mod tests {
         }
     }
 
-    fn round(e: &mut Election, pongs: &[(NodeId, Ballot, bool)]) -> Option<Ballot> {
-        let r = e.round();
-        for &(n, b, c) in pongs {
-            e.on_pong(pong(n, r, b, c));
+    /// One election round at node 1 (quorum 2 of 3, round of 10 ticks)
+    /// in which it hears `pongs`.
+    struct Node {
+        e: Election,
+        now: u64,
+    }
+
+    impl Node {
+        fn new() -> Node {
+            Node {
+                e: Election::new(1, 0, 0, 10, 2),
+                now: 0,
+            }
         }
-        e.end_round(2, 10)
+        fn round(&mut self, pongs: &[Pong]) -> Option<Ballot> {
+            self.now += 10;
+            for &p in pongs {
+                self.e.on_pong(p, self.now);
+            }
+            self.e.end_round(self.now, 10)
+        }
     }
 
     #[test]
     fn a_node_without_a_quorum_never_bids() {
-        let mut e = Election::new(1, 0, 0, 10);
+        let mut n = Node::new();
         for _ in 0..5 {
-            assert_eq!(round(&mut e, &[]), None);
+            assert_eq!(n.round(&[]), None);
         }
-        assert_eq!(e.leader(), Ballot::ZERO);
-        assert!(!e.connected());
+        assert_eq!(n.e.leader(), Ballot::ZERO);
+        assert!(!n.e.connected(n.now));
     }
 
     #[test]
     fn highest_connected_ballot_becomes_leader() {
-        let mut e = Election::new(1, 0, 0, 10);
-        round(&mut e, &[(2, Ballot::new(0, 2), false)]);
-        let got = round(
-            &mut e,
-            &[(2, Ballot::new(0, 2), true), (3, Ballot::new(0, 3), true)],
-        );
+        let mut n = Node::new();
+        let got = n.round(&[
+            pong(2, Ballot::new(0, 2), true),
+            pong(3, Ballot::new(0, 3), true),
+        ]);
         assert_eq!(got, Some(Ballot::new(0, 3)));
     }
 
     #[test]
+    fn unconnected_nodes_are_not_candidates() {
+        let mut n = Node::new();
+        let got = n.round(&[
+            pong(2, Ballot::new(0, 2), true),
+            pong(3, Ballot::new(0, 3), false),
+        ]);
+        assert_eq!(got, Some(Ballot::new(0, 2)));
+    }
+
+    #[test]
     fn silent_leader_triggers_a_bid_above_it() {
-        let mut e = Election::new(1, 0, 0, 10);
-        round(&mut e, &[(3, Ballot::new(0, 3), true)]);
-        round(&mut e, &[(3, Ballot::new(0, 3), true)]);
-        assert_eq!(e.leader(), Ballot::new(0, 3));
+        let mut n = Node::new();
+        n.round(&[pong(3, Ballot::new(0, 3), true)]);
+        assert_eq!(n.e.leader(), Ballot::new(0, 3));
         // Node 3 goes silent; node 2 still answers.
-        round(&mut e, &[(2, Ballot::new(0, 2), true)]);
-        assert!(e.ballot() > Ballot::new(0, 3));
-        let got = round(&mut e, &[(2, Ballot::new(0, 2), true)]);
-        assert_eq!(got, Some(e.ballot()));
-        assert!(e.is_leader());
+        let got = n.round(&[pong(2, Ballot::new(0, 2), true)]);
+        assert!(n.e.ballot() > Ballot::new(0, 3));
+        assert_eq!(got, Some(n.e.ballot()));
+        assert!(n.e.is_leader());
+        assert_eq!(
+            n.round(&[pong(2, Ballot::new(0, 2), true)]),
+            None,
+            "keeps leading"
+        );
     }
 
     #[test]
     fn a_connected_leader_is_kept() {
-        let mut e = Election::new(1, 0, 0, 10);
+        let mut n = Node::new();
         for _ in 0..5 {
-            round(&mut e, &[(3, Ballot::new(4, 3), true)]);
+            n.round(&[pong(3, Ballot::new(4, 3), true)]);
         }
-        assert_eq!(e.leader(), Ballot::new(4, 3));
-        assert_eq!(e.ballot(), Ballot::new(0, 1));
+        assert_eq!(n.e.leader(), Ballot::new(4, 3));
+        assert_eq!(n.e.ballot(), Ballot::new(0, 1));
     }
 
     #[test]
     fn lower_priority_defers_to_higher() {
-        let mut e = Election::new(1, 0, 0, 10);
-        round(&mut e, &[(3, Ballot::new(2, 3), true)]);
-        round(&mut e, &[(3, Ballot::new(2, 3), true)]);
-        // leader 3 silent; node 2 with higher priority is connected.
-        let r = e.round();
-        e.on_pong(Pong {
+        let mut n = Node::new();
+        n.round(&[pong(3, Ballot::new(2, 3), true)]);
+        // Leader 3 silent; node 2 with a higher priority is connected.
+        n.round(&[Pong {
             priority: 5,
-            ..pong(2, r, Ballot::new(0, 2), true)
-        });
-        e.end_round(2, 10);
+            ..pong(2, Ballot::new(0, 2), true)
+        }]);
         assert_eq!(
-            e.ballot(),
+            n.e.ballot(),
             Ballot::new(0, 1),
             "deferred to the higher priority"
         );
@@ -312,33 +360,65 @@ mod tests {
     #[test]
     fn a_leader_heard_through_a_neighbour_is_not_challenged() {
         // Chained: node 1 cannot hear leader 3, but node 2 hears it directly.
-        let mut e = Election::new(1, 0, 0, 10);
-        round(&mut e, &[(3, Ballot::new(2, 3), true)]);
-        round(&mut e, &[(3, Ballot::new(2, 3), true)]);
+        let mut n = Node::new();
+        n.round(&[pong(3, Ballot::new(2, 3), true)]);
         for _ in 0..5 {
-            let r = e.round();
-            e.on_pong(Pong {
+            n.round(&[Pong {
                 leader: Ballot::new(2, 3),
-                ..pong(2, r, Ballot::new(0, 2), true)
-            });
-            e.end_round(2, 10);
+                ..pong(2, Ballot::new(0, 2), true)
+            }]);
         }
-        assert_eq!(e.ballot(), Ballot::new(0, 1), "never bid");
-        assert_eq!(e.leader(), Ballot::new(2, 3));
+        assert_eq!(n.e.ballot(), Ballot::new(0, 1), "never bid");
+        assert_eq!(n.e.leader(), Ballot::new(2, 3));
     }
 
     #[test]
     fn a_withdrawn_leader_neither_stands_nor_bids_until_a_new_leader_appears() {
-        let mut e = Election::new(1, 0, 0, 10);
-        round(&mut e, &[(2, Ballot::new(0, 2), false)]);
-        e.outbid(Ballot::new(3, 2));
-        assert!(e.is_leader());
-        e.withdraw();
-        assert!(!e.pong(0).candidate);
-        round(&mut e, &[(2, Ballot::new(0, 2), false)]);
-        assert!(!e.is_leader() || e.ballot() == Ballot::new(3, 1));
-        let got = round(&mut e, &[(2, Ballot::new(5, 2), true)]);
+        let mut n = Node {
+            e: Election::new(1, 0, 3, 10, 2),
+            now: 0,
+        };
+        n.round(&[pong(2, Ballot::new(0, 2), true)]);
+        assert!(n.e.is_leader(), "node 1 has the highest connected ballot");
+        n.e.withdraw();
+        assert!(!n.e.pong(0, n.now).candidate);
+        n.round(&[pong(2, Ballot::new(0, 2), true)]);
+        assert_eq!(
+            n.e.ballot(),
+            Ballot::new(3, 1),
+            "a withdrawn node does not bid"
+        );
+        let got = n.round(&[pong(2, Ballot::new(5, 2), true)]);
         assert_eq!(got, Some(Ballot::new(5, 2)));
-        assert!(e.pong(0).candidate);
+        assert!(n.e.pong(0, n.now).candidate);
+    }
+
+    #[test]
+    fn a_refused_leader_outbids_only_if_no_live_rival_appears() {
+        let mut n = Node {
+            e: Election::new(1, 0, 3, 10, 2),
+            now: 0,
+        };
+        n.round(&[pong(2, Ballot::new(0, 2), true)]);
+        assert!(n.e.is_leader());
+        // Refused by a promise to a node that is gone: outbid it.
+        n.e.refused(Ballot::new(7, 3));
+        n.round(&[pong(2, Ballot::new(0, 2), true)]);
+        assert_eq!(n.e.ballot(), Ballot::new(8, 1));
+        assert!(n.e.is_leader());
+        // Refused by a live rival: adopt it instead.
+        n.e.refused(Ballot::new(9, 2));
+        let got = n.round(&[pong(2, Ballot::new(9, 2), true)]);
+        assert_eq!(got, Some(Ballot::new(9, 2)));
+        assert_eq!(n.e.ballot(), Ballot::new(8, 1));
+    }
+
+    #[test]
+    fn replies_older_than_a_round_are_forgotten() {
+        let mut n = Node::new();
+        n.round(&[pong(2, Ballot::new(0, 2), true)]);
+        assert!(n.e.connected(n.now));
+        n.now += 10;
+        assert!(!n.e.connected(n.now));
     }
 }

@@ -119,9 +119,12 @@ impl<S: StateMachine> Replica<S> {
             }),
         });
         self.leader_hint = Some(self.cfg.id);
+        debug_assert!(ballot > self.own_ballot, "ballot {ballot} reused");
+        self.own_ballot = ballot;
+        self.persist(Record::Ballot(ballot));
         for i in 0..self.cfg.members.len() {
             let to = self.cfg.members[i];
-            self.send(to, Message::Prepare { ballot, from_slot });
+            self.send_after_persist(to, Message::Prepare { ballot, from_slot });
         }
     }
 
@@ -336,10 +339,10 @@ impl<S: StateMachine> Replica<S> {
         }
         match leader.phase {
             Phase::Preparing(_) => {
-                // Someone promised a higher ballot (perhaps a leader that is
-                // gone): bid above it.
-                let next = self.election.outbid(promised);
-                self.start_phase1(next);
+                // Someone promised a higher ballot: a live rival (election
+                // will make us follow it) or a leader that is gone (election
+                // will have us bid above it at the end of the round).
+                self.election.refused(promised);
             }
             Phase::Active(_) => self.step_down(promised),
         }
@@ -351,7 +354,9 @@ impl<S: StateMachine> Replica<S> {
             return;
         };
         self.abandoned = old.ballot;
-        if self.election.ballot() == old.ballot {
+        if self.election.is_leader() && self.election.ballot() == old.ballot {
+            // Deposed while the election still names us: stop standing, or
+            // followers who cannot hear the new leader would keep us alive.
             self.election.withdraw();
         }
         self.forward.extend(old.pending);

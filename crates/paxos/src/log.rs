@@ -70,11 +70,10 @@ impl Log {
 
     /// Entries from `from` on, with their slots.
     pub fn iter_from(&self, from: Slot) -> impl Iterator<Item = (Slot, &Entry)> {
-        let skip = from.saturating_sub(1) as usize;
+        let skip = (from.saturating_sub(1) as usize).min(self.entries.len());
         self.entries
-            .iter()
+            .range(skip..)
             .enumerate()
-            .skip(skip)
-            .filter_map(|(i, e)| e.as_ref().map(|e| (i as Slot + 1, e)))
+            .filter_map(move |(i, e)| e.as_ref().map(|e| ((skip + i) as Slot + 1, e)))
     }
 }

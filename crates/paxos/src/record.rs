@@ -36,4 +36,8 @@ pub enum Record {
     },
     /// Every slot up to here is chosen and its value is in an earlier record.
     Commit(Slot),
+    /// The proposer started phase 1 with `ballot`. Kept so that after a
+    /// restart it never proposes in the same ballot again: two different
+    /// values in one ballot would break Paxos's uniqueness of proposals.
+    Ballot(Ballot),
 }

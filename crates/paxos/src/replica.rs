@@ -203,10 +203,13 @@ pub struct Replica<S: StateMachine> {
     pub(crate) leader: Option<Leader>,
     /// A ballot this node stepped down from; never restart phase 1 with it.
     pub(crate) abandoned: Ballot,
+    /// The highest ballot this node has led with (durably recorded).
+    pub(crate) own_ballot: Ballot,
     pub(crate) leader_hint: Option<NodeId>,
     pub(crate) forward: Vec<Command>,
     pub(crate) local: HashMap<CommandId, u64>,
 
+    pub(crate) ping_round: u64,
     pub(crate) loopback: VecDeque<Message>,
     pub(crate) out: Output<S::Output>,
 }
@@ -216,9 +219,9 @@ impl<S: StateMachine> Replica<S> {
     pub fn new(cfg: Config, sm: S) -> Result<Replica<S>, ConfigError> {
         cfg.validate()?;
         let round_ticks = cfg.election_ticks;
-        Ok(Replica {
+        let mut r = Replica {
             rng: fastrand::Rng::with_seed(cfg.seed),
-            election: Election::new(cfg.id, cfg.priority, 0, round_ticks),
+            election: Election::new(cfg.id, cfg.priority, 0, round_ticks, 1),
             now: 0,
             next_lsn: 1,
             durable: 0,
@@ -236,13 +239,18 @@ impl<S: StateMachine> Replica<S> {
             sessions: HashMap::new(),
             leader: None,
             abandoned: Ballot::ZERO,
+            own_ballot: Ballot::ZERO,
             leader_hint: None,
             forward: Vec::new(),
             local: HashMap::new(),
+            ping_round: 0,
             loopback: VecDeque::new(),
             out: Output::default(),
             cfg,
-        })
+        };
+        let quorum = r.election_quorum();
+        r.election = Election::new(r.cfg.id, r.cfg.priority, 0, round_ticks, quorum);
+        Ok(r)
     }
 
     /// Rebuild a replica from its durable records (in order), applying the
@@ -267,11 +275,14 @@ impl<S: StateMachine> Replica<S> {
         r.next_lsn = prev + 1;
         r.durable = prev;
         r.commit_persisted = r.commit;
+        // Bid only with ballots above every one this node may have used.
+        let start_round = r.promised.round.max(r.own_ballot.round) + 1;
         r.election = Election::new(
             r.cfg.id,
             r.cfg.priority,
-            r.promised.round,
+            start_round,
             r.cfg.election_ticks,
+            r.election_quorum(),
         );
         r.lease_until = r.cfg.lease_ticks;
         r.apply_chosen();
@@ -314,6 +325,7 @@ impl<S: StateMachine> Replica<S> {
                     self.log.mark_chosen(slot);
                 }
             }
+            Record::Ballot(b) => self.own_ballot = self.own_ballot.max(b),
             Record::Commit(c) => {
                 for s in self.commit + 1..=c {
                     self.log.mark_chosen(s);
@@ -353,12 +365,12 @@ impl<S: StateMachine> Replica<S> {
     fn on_message(&mut self, from: NodeId, msg: Message) {
         match msg {
             Message::Ping { round } => {
-                let pong = self.election.pong(round);
+                let pong = self.election.pong(round, self.now);
                 self.send(from, Message::Pong(pong));
             }
             Message::Pong(pong) => {
                 if pong.from == from {
-                    self.election.on_pong(pong)
+                    self.election.on_pong(pong, self.now)
                 }
             }
             Message::Prepare { ballot, from_slot } => self.on_prepare(from, ballot, from_slot),
@@ -404,31 +416,38 @@ impl<S: StateMachine> Replica<S> {
 
     fn on_tick(&mut self) {
         self.now += 1;
-        if self.election.tick() {
-            let n = self.cfg.members.len();
-            let jitter = if self.cfg.election_jitter_ticks > 0 {
-                self.rng.u64(0..=self.cfg.election_jitter_ticks)
-            } else {
-                0
-            };
-            let quorum = if self.cfg.has_bug(PlantedBug::SmallQuorum) {
-                self.cfg.quorum.connected().saturating_sub(1).max(1)
-            } else {
-                self.cfg.quorum.connected()
-            };
-            self.election
-                .end_round(quorum.min(n), self.cfg.election_ticks + jitter);
-            let round = self.election.round();
-            for i in 0..n {
+        if self.now % self.cfg.heartbeat_ticks == 0 {
+            self.ping_round += 1;
+            let round = self.ping_round;
+            for i in 0..self.cfg.members.len() {
                 let to = self.cfg.members[i];
                 if to != self.cfg.id {
                     self.send(to, Message::Ping { round });
                 }
             }
         }
+        if self.election.tick() {
+            let jitter = if self.cfg.election_jitter_ticks > 0 {
+                self.rng.u64(0..=self.cfg.election_jitter_ticks)
+            } else {
+                0
+            };
+            self.election
+                .end_round(self.now, self.cfg.election_ticks + jitter);
+        }
         self.sync_role();
         self.leader_tick();
         self.learner_tick();
+    }
+
+    /// Members (this one included) a node must hear to be connected.
+    pub(crate) fn election_quorum(&self) -> usize {
+        let q = self.cfg.quorum.connected();
+        if self.cfg.has_bug(PlantedBug::SmallQuorum) {
+            q.saturating_sub(1).max(1)
+        } else {
+            q
+        }
     }
 
     fn on_durable(&mut self, lsn: Lsn) {

@@ -1,2 +1,21 @@
-//! Deterministic simulator for the Synod Paxos core.
+//! Deterministic simulator for the Synod Paxos core, and its checkers.
+//!
+//! Whole clusters of the real protocol code run in one thread under a seeded
+//! scheduler that drops, duplicates, delays and reorders messages, cuts links
+//! (total, one-way and partial partitions, isolating the leader), crashes and
+//! restarts replicas (losing whatever was not yet durable) and skews their
+//! clocks. After every event the invariants hold or the run stops with the
+//! seed that reproduces it.
+//!
+//! * [`world`]: the cluster, network, storage and clients;
+//! * [`invariants`]: agreement, validity, durability, monotonicity;
+//! * [`linearizability`]: the client-history checker;
+//! * [`scenario`]: the OmniPaxos partial-connectivity scenarios.
+
+pub mod invariants;
 pub mod linearizability;
+pub mod scenario;
+pub mod world;
+
+pub use invariants::Violation;
+pub use world::{RunReport, SimOptions, World};

@@ -1,1 +1,171 @@
-fn main() {}
+//! `synod-sim`: run the deterministic simulator from the command line.
+//!
+//! ```text
+//! synod-sim --seeds N [--ops M] [--nodes K]    clean runs of seeds 0..N
+//! synod-sim --seed S [--ops M] [--nodes K]     one seed, with its trace hash
+//! synod-sim --plant NAME [--seeds N]           a planted bug: must be caught
+//! synod-sim --scenario NAME                    a partial-connectivity scenario
+//! ```
+
+use std::process::ExitCode;
+use synod_paxos::PlantedBug;
+use synod_sim::scenario::{self, Scenario};
+use synod_sim::{SimOptions, World};
+
+struct Args {
+    seeds: u64,
+    seed: Option<u64>,
+    ops: usize,
+    nodes: usize,
+    plant: Option<PlantedBug>,
+    scenario: Option<Scenario>,
+    verbose: bool,
+}
+
+const USAGE: &str = "usage: synod-sim [--seeds N | --seed S] [--ops M] [--nodes K] [--plant NAME] \
+[--scenario quorum-loss|constrained-election|chained] [--verbose]
+planted bugs: skip-persist accept-lower-ballot ignore-accepted-value small-quorum lease-no-drift-margin";
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args {
+        seeds: 100,
+        seed: None,
+        ops: 200,
+        nodes: 3,
+        plant: None,
+        scenario: None,
+        verbose: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        let num = |s: String, name: &str| {
+            s.parse::<u64>()
+                .map_err(|_| format!("{name}: not a number: {s}"))
+        };
+        match flag.as_str() {
+            "--seeds" => a.seeds = num(value("--seeds")?, "--seeds")?,
+            "--seed" => a.seed = Some(num(value("--seed")?, "--seed")?),
+            "--ops" => a.ops = num(value("--ops")?, "--ops")? as usize,
+            "--nodes" => a.nodes = num(value("--nodes")?, "--nodes")? as usize,
+            "--plant" => {
+                let v = value("--plant")?;
+                a.plant = Some(
+                    PlantedBug::from_name(&v).ok_or_else(|| format!("unknown planted bug {v}"))?,
+                );
+            }
+            "--scenario" => {
+                let v = value("--scenario")?;
+                a.scenario =
+                    Some(Scenario::from_name(&v).ok_or_else(|| format!("unknown scenario {v}"))?);
+            }
+            "--verbose" | "-v" => a.verbose = true,
+            "--help" | "-h" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if !(1..=9).contains(&a.nodes) {
+        return Err("--nodes must be between 1 and 9".into());
+    }
+    Ok(a)
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("synod-sim: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(s) = args.scenario {
+        let seed = args.seed.unwrap_or(0);
+        let r = scenario::run(s, seed);
+        match r.recovery_ticks {
+            Some(t) => println!(
+                "scenario={} seed={seed} recovery_ticks={t} bound_ticks={} violation={}",
+                s,
+                r.bound_ticks,
+                r.violation.as_deref().unwrap_or("none")
+            ),
+            None => println!(
+                "scenario={} seed={seed} recovery_ticks=none bound_ticks={} violation={}",
+                s,
+                r.bound_ticks,
+                r.violation.as_deref().unwrap_or("none")
+            ),
+        }
+        return if r.passed() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    let seeds: Vec<u64> = match args.seed {
+        Some(s) => vec![s],
+        None => (0..args.seeds).collect(),
+    };
+    let (mut ops, mut faults, mut violations, mut max_recovery, mut events) =
+        (0usize, 0u64, 0u64, 0u64, 0u64);
+    let mut first_failure = None;
+    for &seed in &seeds {
+        let opts = SimOptions {
+            ops: args.ops,
+            nodes: args.nodes,
+            planted: args.plant,
+            ..SimOptions::new(seed)
+        };
+        let r = World::new(opts).run();
+        ops += r.ops_completed;
+        faults += r.faults;
+        events += r.events;
+        max_recovery = max_recovery.max(r.recovery_ticks);
+        if args.seed.is_some() || args.verbose {
+            println!(
+                "seed={seed} ops={} faults={} events={} recovery_ticks={} trace={:016x} violation={}",
+                r.ops_completed,
+                r.faults,
+                r.events,
+                r.recovery_ticks,
+                r.trace_hash,
+                r.violation.as_ref().map_or("none".to_string(), |v| v.to_string())
+            );
+        }
+        if let Some(v) = r.violation {
+            violations += 1;
+            if first_failure.is_none() {
+                println!("FAILED seed={seed} invariant={} {v}", v.invariant());
+                println!(
+                    "reproduce: synod-sim --seed {seed} --ops {} --nodes {}{}",
+                    args.ops,
+                    args.nodes,
+                    args.plant
+                        .map_or(String::new(), |p| format!(" --plant {}", p.name()))
+                );
+                first_failure = Some(seed);
+            }
+            if args.plant.is_some() {
+                break;
+            }
+        }
+    }
+    println!(
+        "seeds={} ops={ops} faults={faults} events={events} violations={violations} max_recovery_ticks={max_recovery}",
+        seeds.len()
+    );
+    match (args.plant, first_failure) {
+        (Some(p), Some(seed)) => {
+            println!("planted bug {} caught at seed {seed}", p.name());
+            ExitCode::FAILURE
+        }
+        (Some(p), None) => {
+            println!("planted bug {} NOT caught", p.name());
+            ExitCode::SUCCESS
+        }
+        (None, Some(_)) => ExitCode::FAILURE,
+        (None, None) => ExitCode::SUCCESS,
+    }
+}

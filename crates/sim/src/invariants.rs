@@ -1,0 +1,280 @@
+//! The safety properties checked after every simulated event.
+//!
+//! * agreement: no two replicas learn different values for one slot;
+//! * validity: a chosen value is a no-op or a batch of commands clients
+//!   really proposed;
+//! * durability: what a replica learned stays learned across its crashes
+//!   (a recovered replica's chosen prefix is re-checked against agreement),
+//!   and a replica never forgets a promise or acceptance it acknowledged;
+//! * monotonicity: a replica's promised ballot never decreases, and no
+//!   accepted ballot exceeds the promised one;
+//! * unique proposals: no ballot carries two values for one slot;
+//! * lease exclusivity (checked by the world, which sees every clock): no
+//!   two replicas hold a leader lease at the same moment.
+//!
+//! Each check is incremental, so checking after every event stays cheap.
+
+use std::collections::HashMap;
+use std::fmt;
+use synod_paxos::{Ballot, Command, CommandId, KvMachine, Message, Replica, Slot, Value};
+
+/// An invariant that broke.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// Two replicas learned different values for one slot.
+    Agreement {
+        /// The slot.
+        slot: Slot,
+        /// The replica that disagreed.
+        node: usize,
+    },
+    /// A chosen value contains a command nobody proposed.
+    Validity {
+        /// The slot.
+        slot: Slot,
+    },
+    /// A replica's promised ballot went down.
+    PromiseDecreased {
+        /// The replica.
+        node: usize,
+        /// Before.
+        from: Ballot,
+        /// After.
+        to: Ballot,
+    },
+    /// After a restart a replica no longer holds a promise it had
+    /// acknowledged to a peer.
+    PromiseForgotten {
+        /// The replica.
+        node: usize,
+        /// What it acknowledged.
+        acknowledged: Ballot,
+        /// What it recovered.
+        recovered: Ballot,
+    },
+    /// An accepted ballot exceeds the promised one.
+    AcceptedAbovePromised {
+        /// The replica.
+        node: usize,
+        /// The slot.
+        slot: Slot,
+    },
+    /// The client history is not linearizable.
+    Linearizability(String),
+    /// After faults healed, operations stayed pending too long.
+    Liveness {
+        /// Operations still pending.
+        pending: usize,
+        /// The bound, in ticks.
+        ticks: u64,
+    },
+    /// A replica refused its own durable records.
+    Recovery(String),
+    /// Two replicas held a leader lease at the same moment.
+    LeaseOverlap {
+        /// One holder.
+        a: usize,
+        /// The other.
+        b: usize,
+    },
+    /// Two different values were proposed in one ballot for one slot.
+    BallotReuse {
+        /// The slot.
+        slot: Slot,
+        /// The ballot.
+        ballot: Ballot,
+    },
+}
+
+impl Violation {
+    /// The invariant's name, as printed in summaries.
+    pub fn invariant(&self) -> &'static str {
+        match self {
+            Violation::Agreement { .. } => "agreement",
+            Violation::Validity { .. } => "validity",
+            Violation::PromiseDecreased { .. } => "promise-monotonic",
+            Violation::PromiseForgotten { .. } => "durability",
+            Violation::AcceptedAbovePromised { .. } => "accepted<=promised",
+            Violation::Linearizability(_) => "linearizability",
+            Violation::Liveness { .. } => "liveness",
+            Violation::Recovery(_) => "recovery",
+            Violation::BallotReuse { .. } => "unique-proposals",
+            Violation::LeaseOverlap { .. } => "lease-exclusive",
+        }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::Agreement { slot, node } => {
+                write!(f, "agreement: node index {node} learned a different value for slot {slot}")
+            }
+            Violation::Validity { slot } => write!(f, "validity: slot {slot} holds a command never proposed"),
+            Violation::PromiseDecreased { node, from, to } => {
+                write!(f, "promise-monotonic: node index {node} promised {from} then {to}")
+            }
+            Violation::PromiseForgotten { node, acknowledged, recovered } => write!(
+                f,
+                "durability: node index {node} acknowledged {acknowledged} but recovered only {recovered}"
+            ),
+            Violation::AcceptedAbovePromised { node, slot } => {
+                write!(f, "accepted<=promised: node index {node} slot {slot}")
+            }
+            Violation::Linearizability(s) => write!(f, "linearizability: {s}"),
+            Violation::Liveness { pending, ticks } => {
+                write!(f, "liveness: {pending} operations still pending {ticks} ticks after healing")
+            }
+            Violation::Recovery(s) => write!(f, "recovery: {s}"),
+            Violation::LeaseOverlap { a, b } => {
+                write!(f, "lease-exclusive: node indices {a} and {b} both hold a leader lease")
+            }
+            Violation::BallotReuse { slot, ballot } => {
+                write!(f, "unique-proposals: two values proposed for slot {slot} in ballot {ballot}")
+            }
+        }
+    }
+}
+
+struct NodeWatch {
+    last_promised: Ballot,
+    /// Highest ballot this node acknowledged in a Promise, Accepted or
+    /// HeartbeatAck that left it.
+    acknowledged: Ballot,
+    checked_commit: Slot,
+}
+
+/// Incremental invariant checker for one cluster.
+pub struct Invariants {
+    nodes: Vec<NodeWatch>,
+    chosen: Vec<Option<Value>>,
+    proposed: HashMap<CommandId, bytes::Bytes>,
+    max_chosen_seq: HashMap<u64, u64>,
+    /// Every proposal made, by (ballot, slot).
+    proposals: HashMap<(Ballot, Slot), Value>,
+}
+
+impl Invariants {
+    /// A checker for `n` replicas.
+    pub fn new(n: usize) -> Invariants {
+        Invariants {
+            nodes: (0..n)
+                .map(|_| NodeWatch {
+                    last_promised: Ballot::ZERO,
+                    acknowledged: Ballot::ZERO,
+                    checked_commit: 0,
+                })
+                .collect(),
+            chosen: Vec::new(),
+            proposed: HashMap::new(),
+            max_chosen_seq: HashMap::new(),
+            proposals: HashMap::new(),
+        }
+    }
+
+    /// A client proposed this command.
+    pub fn on_propose(&mut self, cmd: Command) {
+        self.proposed.insert(cmd.id, cmd.payload);
+    }
+
+    /// Node `i` sent `msg`.
+    pub fn on_send(&mut self, i: usize, msg: &Message) -> Result<(), Violation> {
+        if let Message::Accept {
+            ballot,
+            first_slot,
+            values,
+            ..
+        } = msg
+        {
+            for (k, v) in values.iter().enumerate() {
+                let slot = first_slot + k as Slot;
+                match self.proposals.get(&(*ballot, slot)) {
+                    Some(have) if have != v => {
+                        return Err(Violation::BallotReuse {
+                            slot,
+                            ballot: *ballot,
+                        })
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.proposals.insert((*ballot, slot), v.clone());
+                    }
+                }
+            }
+        }
+        let acked = match msg {
+            Message::Promise { ballot, .. } | Message::Accepted { ballot, .. } => *ballot,
+            _ => return Ok(()),
+        };
+        let w = &mut self.nodes[i];
+        w.acknowledged = w.acknowledged.max(acked);
+        Ok(())
+    }
+
+    /// Node `i` restarted from its durable records.
+    pub fn on_recover(&mut self, i: usize, r: &Replica<KvMachine>) -> Result<(), Violation> {
+        let w = &mut self.nodes[i];
+        if r.promised() < w.acknowledged {
+            return Err(Violation::PromiseForgotten {
+                node: i,
+                acknowledged: w.acknowledged,
+                recovered: r.promised(),
+            });
+        }
+        w.last_promised = r.promised();
+        // Re-check the whole recovered chosen prefix.
+        w.checked_commit = 0;
+        self.check_node(i, r)
+    }
+
+    /// Check node `i` after an event.
+    pub fn check_node(&mut self, i: usize, r: &Replica<KvMachine>) -> Result<(), Violation> {
+        let promised = r.promised();
+        let w = &mut self.nodes[i];
+        if promised < w.last_promised {
+            return Err(Violation::PromiseDecreased {
+                node: i,
+                from: w.last_promised,
+                to: promised,
+            });
+        }
+        w.last_promised = promised;
+        let commit = r.commit_index();
+        for (slot, e) in r.log().iter_from(commit + 1) {
+            if !e.chosen && e.ballot > promised {
+                return Err(Violation::AcceptedAbovePromised { node: i, slot });
+            }
+        }
+        let from = w.checked_commit + 1;
+        w.checked_commit = commit;
+        for slot in from..=commit {
+            let Some(entry) = r.log().get(slot) else {
+                return Err(Violation::Agreement { slot, node: i });
+            };
+            let idx = (slot - 1) as usize;
+            if self.chosen.len() <= idx {
+                self.chosen.resize(idx + 1, None);
+            }
+            match &self.chosen[idx] {
+                Some(v) if *v != entry.value => return Err(Violation::Agreement { slot, node: i }),
+                Some(_) => {}
+                None => {
+                    for cmd in entry.value.commands() {
+                        if self.proposed.get(&cmd.id) != Some(&cmd.payload) {
+                            return Err(Violation::Validity { slot });
+                        }
+                        let m = self.max_chosen_seq.entry(cmd.id.client).or_default();
+                        *m = (*m).max(cmd.id.seq);
+                    }
+                    self.chosen[idx] = Some(entry.value.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The highest sequence number of `client` seen in a chosen value.
+    pub fn max_chosen_seq_of(&self, client: u64) -> u64 {
+        self.max_chosen_seq.get(&client).copied().unwrap_or(0)
+    }
+}

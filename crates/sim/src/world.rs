@@ -1,0 +1,901 @@
+//! A whole cluster of real replicas in one thread, driven by a seeded
+//! scheduler.
+//!
+//! Time is a single global counter of *units*; a node's logical clock ticks
+//! every `period` units, and periods differ between nodes (clock skew).
+//! Messages between replicas are dropped, duplicated, delayed and reordered
+//! at random, and cut by partitions (total, one-way, isolating the leader).
+//! Storage makes records durable after a random delay; a crash loses every
+//! record not yet reported durable. Clients issue random puts and gets and
+//! record when they invoked and when they saw the answer.
+//!
+//! After every event the invariants of [`crate::invariants`] are checked; a
+//! run ends with the linearizability check of the client history and the
+//! liveness check (after faults heal, every outstanding operation completes
+//! within a bound). Everything random comes from one seed, so a seed
+//! reproduces a run exactly; the trace hash proves it.
+
+use crate::invariants::{Invariants, Violation};
+use crate::linearizability::{check_kv, Kv, KvOp, KvRet, Operation};
+use bytes::Bytes;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use synod_paxos::{
+    Ballot, ClientError, Command, CommandId, Config, Input, KvMachine, Lsn, Message, NodeId,
+    PlantedBug, Record, Replica,
+};
+
+/// Units of global time per nominal tick.
+pub const TICK: u64 = 100;
+
+/// What one simulated run does.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// Seeds the whole run.
+    pub seed: u64,
+    /// Number of replicas.
+    pub nodes: usize,
+    /// Client operations to issue.
+    pub ops: usize,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Distinct keys the clients use.
+    pub keys: usize,
+    /// Inject faults (crashes, partitions, loss, duplication).
+    pub faults: bool,
+    /// Run with a deliberately broken protocol rule.
+    pub planted: Option<PlantedBug>,
+    /// Use the replica's default timing ([`Config::new`]) instead of
+    /// [`sim_config`].
+    pub default_timing: bool,
+}
+
+impl SimOptions {
+    /// The defaults for one seed.
+    pub fn new(seed: u64) -> SimOptions {
+        SimOptions {
+            seed,
+            nodes: 3,
+            ops: 200,
+            clients: 5,
+            keys: 2,
+            faults: true,
+            planted: None,
+            default_timing: false,
+        }
+    }
+}
+
+/// The replica configuration the simulator runs: short election rounds and a
+/// lease that outlasts them, so that a lease without drift margin shows up as
+/// a stale read; the margin covers the simulator's worst clock skew (clocks differ in rate
+/// by up to 1.6x: the leader must give up a lease after 30 / 1.6 < 16 of its
+/// ticks, so 14 ticks of margin, rounded for tick granularity).
+pub fn sim_config(id: NodeId, members: Vec<NodeId>, planted: Option<PlantedBug>) -> Config {
+    Config {
+        heartbeat_ticks: 1,
+        election_ticks: 5,
+        election_jitter_ticks: 2,
+        retry_ticks: 3,
+        lease_ticks: 30,
+        lease_drift_margin_ticks: 14,
+        max_batch: 64,
+        max_inflight_slots: 16,
+        planted,
+        seed: id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        ..Config::new(id, members)
+    }
+}
+
+fn node_config(opts: &SimOptions, id: NodeId, members: Vec<NodeId>) -> Config {
+    if opts.default_timing {
+        Config {
+            planted: opts.planted,
+            seed: opts.seed ^ id,
+            ..Config::new(id, members)
+        }
+    } else {
+        sim_config(id, members, opts.planted)
+    }
+}
+
+/// What a run produced.
+#[derive(Clone, Debug, Default)]
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// Client operations completed.
+    pub ops_completed: usize,
+    /// Faults injected (crashes, partitions, heals of partitions).
+    pub faults: u64,
+    /// Events processed.
+    pub events: u64,
+    /// Ticks from healing every fault until the last operation completed.
+    pub recovery_ticks: u64,
+    /// Hash of the whole trace; equal for equal seeds.
+    pub trace_hash: u64,
+    /// The first invariant that broke, if any.
+    pub violation: Option<Violation>,
+}
+
+#[derive(Debug)]
+enum Event {
+    Tick(usize),
+    Deliver {
+        from: NodeId,
+        to: usize,
+        msg: Message,
+    },
+    Durable {
+        node: usize,
+        lsn: Lsn,
+        incarnation: u64,
+    },
+    Request {
+        client: usize,
+        node: usize,
+        req: Request,
+    },
+    Reply {
+        client: usize,
+        reply: Reply,
+    },
+    ClientTimeout {
+        client: usize,
+        attempt: u64,
+    },
+    NextOp(usize),
+    Fault,
+    Restart(usize),
+    HealLink(NodeId, NodeId),
+}
+
+#[derive(Clone, Debug)]
+enum Request {
+    Propose(Command),
+    Read { id: u64, key: String },
+}
+
+#[derive(Clone, Debug)]
+enum Reply {
+    Write {
+        id: CommandId,
+        result: Result<Option<Bytes>, ClientError>,
+    },
+    Read {
+        id: u64,
+        result: Result<Option<Bytes>, ClientError>,
+    },
+}
+
+struct Node {
+    id: NodeId,
+    replica: Option<Replica<KvMachine>>,
+    /// Records handed to storage, in order; those up to `durable` survive a
+    /// crash.
+    disk: Vec<(Lsn, Record)>,
+    durable: Lsn,
+    /// Latest time a durability notice is scheduled (durability is a prefix,
+    /// so notices never overtake each other).
+    durable_at: u64,
+    incarnation: u64,
+    period: u64,
+}
+
+struct ClientOp {
+    key: String,
+    write: Option<(CommandId, String)>,
+    history: usize,
+    attempt: u64,
+}
+
+struct Client {
+    id: u64,
+    seq: u64,
+    target: usize,
+    op: Option<ClientOp>,
+    last_attempt: u64,
+}
+
+/// One simulated cluster.
+pub struct World {
+    opts: SimOptions,
+    rng: fastrand::Rng,
+    now: u64,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    events: HashMap<u64, Event>,
+    next_event: u64,
+    nodes: Vec<Node>,
+    members: Vec<NodeId>,
+    clients: Vec<Client>,
+    history: Vec<Operation<Kv<String, String>>>,
+    issued: usize,
+    completed: usize,
+    /// Directed links that drop everything: (from, to).
+    cut: BTreeSet<(NodeId, NodeId)>,
+    drop_per_mille: u32,
+    dup_per_mille: u32,
+    max_delay: u64,
+    faults_on: bool,
+    healed_at: Option<u64>,
+    last_completion: u64,
+    faults: u64,
+    events_run: u64,
+    trace: u64,
+    invariants: Invariants,
+    violation: Option<Violation>,
+    tracing: bool,
+}
+
+const CLIENT_TIMEOUT: u64 = 15 * TICK;
+
+impl World {
+    /// A cluster of `opts.nodes` replicas, booted, with clients ready.
+    pub fn new(opts: SimOptions) -> World {
+        let mut rng = fastrand::Rng::with_seed(opts.seed);
+        let members: Vec<NodeId> = (1..=opts.nodes as NodeId).collect();
+        let skew = opts.faults || opts.planted == Some(PlantedBug::LeaseNoDriftMargin);
+        let nodes = members
+            .iter()
+            .map(|&id| Node {
+                id,
+                replica: Some(
+                    Replica::new(
+                        node_config(&opts, id, members.clone()),
+                        KvMachine::default(),
+                    )
+                    .expect("the simulator's configuration is valid"),
+                ),
+                disk: Vec::new(),
+                durable: 0,
+                durable_at: 0,
+                incarnation: 0,
+                period: if skew {
+                    rng.u64(TICK..=TICK * 8 / 5)
+                } else {
+                    TICK
+                },
+            })
+            .collect();
+        let clients = (0..opts.clients)
+            .map(|i| Client {
+                id: 1000 + i as u64,
+                seq: 0,
+                target: rng.usize(0..opts.nodes),
+                op: None,
+                last_attempt: 0,
+            })
+            .collect();
+        let faults_on = opts.faults;
+        let mut w = World {
+            invariants: Invariants::new(opts.nodes),
+            rng,
+            now: 0,
+            queue: BinaryHeap::new(),
+            events: HashMap::new(),
+            next_event: 0,
+            nodes,
+            members,
+            clients,
+            history: Vec::new(),
+            issued: 0,
+            completed: 0,
+            cut: BTreeSet::new(),
+            drop_per_mille: if faults_on { 30 } else { 0 },
+            dup_per_mille: if faults_on { 20 } else { 0 },
+            max_delay: if faults_on { 2 * TICK } else { TICK / 2 },
+            faults_on,
+            healed_at: None,
+            last_completion: 0,
+            faults: 0,
+            events_run: 0,
+            trace: 0xcbf2_9ce4_8422_2325,
+            violation: None,
+            tracing: std::env::var_os("SYNOD_SIM_TRACE").is_some(),
+            opts,
+        };
+        for i in 0..w.nodes.len() {
+            let first = w.rng.u64(1..=w.nodes[i].period);
+            w.schedule(first, Event::Tick(i));
+        }
+        for c in 0..w.clients.len() {
+            let at = 30 * TICK + w.rng.u64(0..TICK);
+            w.schedule(at, Event::NextOp(c));
+        }
+        if w.faults_on {
+            let at = 40 * TICK + w.rng.u64(0..20 * TICK);
+            w.schedule(at, Event::Fault);
+        }
+        w
+    }
+
+    fn schedule(&mut self, delay: u64, event: Event) {
+        let id = self.next_event;
+        self.next_event += 1;
+        self.queue.push(Reverse((self.now + delay, id)));
+        self.events.insert(id, event);
+    }
+
+    fn mix(&mut self, a: u64, b: u64) {
+        for x in [self.now, a, b] {
+            self.trace ^= x;
+            self.trace = self.trace.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    /// Run to the end: issue every operation under faults, heal, wait for
+    /// the stragglers, check the history.
+    pub fn run(mut self) -> RunReport {
+        let op_phase_limit = (self.opts.ops as u64 * 20 + 400) * TICK;
+        let liveness_bound = 300 * TICK;
+        while self.violation.is_none() {
+            let Some(Reverse((at, id))) = self.queue.pop() else {
+                break;
+            };
+            self.now = at;
+            let Some(event) = self.events.remove(&id) else {
+                continue;
+            };
+            self.handle(event);
+            self.events_run += 1;
+            if self.healed_at.is_none()
+                && (self.issued >= self.opts.ops || self.now > op_phase_limit)
+            {
+                self.heal_everything();
+            }
+            if let Some(h) = self.healed_at {
+                if self.completed == self.issued && self.issued > 0 {
+                    break;
+                }
+                if self.now > h + liveness_bound {
+                    self.violation = Some(Violation::Liveness {
+                        pending: self.issued - self.completed,
+                        ticks: liveness_bound / TICK,
+                    });
+                }
+            }
+        }
+        if self.violation.is_none() {
+            if let Err(v) = check_kv(&self.history) {
+                self.violation = Some(Violation::Linearizability(v.to_string()));
+            }
+        }
+        let recovery_ticks = match self.healed_at {
+            Some(h) => self.last_completion.saturating_sub(h) / TICK,
+            None => 0,
+        };
+        RunReport {
+            seed: self.opts.seed,
+            ops_completed: self.completed,
+            faults: self.faults,
+            events: self.events_run,
+            recovery_ticks,
+            trace_hash: self.trace,
+            violation: self.violation,
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Tick(i) => {
+                self.mix(1, i as u64);
+                let period = self.nodes[i].period;
+                self.schedule(period, Event::Tick(i));
+                self.step(i, Input::Tick);
+            }
+            Event::Deliver { from, to, msg } => {
+                self.mix(2, from << 8 | to as u64);
+                if self.tracing {
+                    eprintln!("t={} {}->{} {:?}", self.now, from, to + 1, msg);
+                }
+                self.step(to, Input::Message { from, msg });
+            }
+            Event::Durable {
+                node,
+                lsn,
+                incarnation,
+            } => {
+                if self.nodes[node].incarnation == incarnation && self.nodes[node].replica.is_some()
+                {
+                    self.mix(3, lsn);
+                    self.nodes[node].durable = self.nodes[node].durable.max(lsn);
+                    self.step(node, Input::Durable(lsn));
+                }
+            }
+            Event::Request { client, node, req } => {
+                self.mix(4, client as u64);
+                let input = match req {
+                    Request::Propose(cmd) => Input::Propose(cmd),
+                    Request::Read { id, key } => Input::Read {
+                        id,
+                        query: Bytes::from(key),
+                    },
+                };
+                self.step(node, input);
+            }
+            Event::Reply { client, reply } => {
+                self.mix(5, client as u64);
+                self.on_reply(client, reply);
+            }
+            Event::ClientTimeout { client, attempt } => {
+                let current = self.clients[client].op.as_ref().map(|o| o.attempt);
+                if current == Some(attempt) {
+                    self.mix(6, client as u64);
+                    let n = self.nodes.len();
+                    self.clients[client].target = self.rng.usize(0..n);
+                    self.send_attempt(client);
+                }
+            }
+            Event::NextOp(c) => self.next_op(c),
+            Event::Fault => self.inject_fault(),
+            Event::Restart(i) => self.restart(i),
+            Event::HealLink(a, b) => {
+                self.cut.remove(&(a, b));
+            }
+        }
+    }
+
+    /// Feed one input to node `i` and carry out its output.
+    fn step(&mut self, i: usize, input: Input) {
+        let Some(replica) = self.nodes[i].replica.as_mut() else {
+            return;
+        };
+        replica.step(input);
+        let out = replica.output();
+        let node_id = self.nodes[i].id;
+        if let Some(&(last, _)) = out.persist.last() {
+            self.nodes[i].disk.extend(out.persist);
+            let delay = self.rng.u64(TICK / 10..=TICK);
+            let at = (self.now + delay).max(self.nodes[i].durable_at);
+            self.nodes[i].durable_at = at;
+            let incarnation = self.nodes[i].incarnation;
+            self.schedule(
+                at - self.now,
+                Event::Durable {
+                    node: i,
+                    lsn: last,
+                    incarnation,
+                },
+            );
+        }
+        for (to, msg) in out.send {
+            if let Err(v) = self.invariants.on_send(i, &msg) {
+                self.violation.get_or_insert(v);
+            }
+            self.transmit(node_id, to, msg);
+        }
+        for r in out.responses {
+            let Some(client) = r.id.client.checked_sub(1000).map(|c| c as usize) else {
+                continue;
+            };
+            let delay = self.rng.u64(1..TICK / 5);
+            self.schedule(
+                delay,
+                Event::Reply {
+                    client,
+                    reply: Reply::Write {
+                        id: r.id,
+                        result: r.result,
+                    },
+                },
+            );
+        }
+        for r in out.reads {
+            let client = (r.id >> 32) as usize;
+            let delay = self.rng.u64(1..TICK / 5);
+            self.schedule(
+                delay,
+                Event::Reply {
+                    client,
+                    reply: Reply::Read {
+                        id: r.id,
+                        result: r.result,
+                    },
+                },
+            );
+        }
+        if let Some(replica) = self.nodes[i].replica.as_ref() {
+            if let Err(v) = self.invariants.check_node(i, replica) {
+                self.violation.get_or_insert(v);
+            }
+            if replica.holds_lease() {
+                // Leases are exclusive in real time: while this node may
+                // answer reads alone, no other node may.
+                for (j, other) in self.nodes.iter().enumerate() {
+                    if j != i && other.replica.as_ref().is_some_and(|r| r.holds_lease()) {
+                        self.violation
+                            .get_or_insert(Violation::LeaseOverlap { a: i, b: j });
+                    }
+                }
+            }
+        }
+    }
+
+    fn transmit(&mut self, from: NodeId, to: NodeId, msg: Message) {
+        if self.cut.contains(&(from, to)) {
+            return;
+        }
+        if self.rng.u32(0..1000) < self.drop_per_mille {
+            return;
+        }
+        let to_idx = (to - 1) as usize;
+        if self.rng.u32(0..1000) < self.dup_per_mille {
+            let delay = self.rng.u64(1..=self.max_delay);
+            self.schedule(
+                delay,
+                Event::Deliver {
+                    from,
+                    to: to_idx,
+                    msg: msg.clone(),
+                },
+            );
+        }
+        let delay = self.rng.u64(1..=self.max_delay);
+        self.schedule(
+            delay,
+            Event::Deliver {
+                from,
+                to: to_idx,
+                msg,
+            },
+        );
+    }
+
+    // ---- clients ---------------------------------------------------------
+
+    fn next_op(&mut self, c: usize) {
+        if self.issued >= self.opts.ops {
+            return;
+        }
+        self.issued += 1;
+        let key = format!("k{}", self.rng.usize(0..self.opts.keys));
+        let client = &mut self.clients[c];
+        let write = if self.rng.u32(0..100) < 60 {
+            client.seq += 1;
+            let id = CommandId {
+                client: client.id,
+                seq: client.seq,
+            };
+            let value = format!("{}-{}", client.id, client.seq);
+            self.invariants.on_propose(Command {
+                id,
+                payload: KvMachine::put(&key, &value),
+            });
+            Some((id, value))
+        } else {
+            None
+        };
+        let op = match &write {
+            Some((_, v)) => KvOp::Put(key.clone(), v.clone()),
+            None => KvOp::Get(key.clone()),
+        };
+        self.history
+            .push(Operation::pending(client.id, self.now, op));
+        let history = self.history.len() - 1;
+        // Attempt numbers keep growing across operations, so a late answer
+        // to an earlier operation's read is never taken for this one's.
+        let attempt = self.clients[c]
+            .op
+            .as_ref()
+            .map_or(self.clients[c].last_attempt, |o| o.attempt);
+        self.clients[c].op = Some(ClientOp {
+            key,
+            write,
+            history,
+            attempt,
+        });
+        self.send_attempt(c);
+    }
+
+    fn send_attempt(&mut self, c: usize) {
+        let n = self.nodes.len();
+        let client = &mut self.clients[c];
+        let Some(op) = client.op.as_mut() else { return };
+        op.attempt += 1;
+        let attempt = op.attempt;
+        client.last_attempt = attempt;
+        let req = match &op.write {
+            Some((id, value)) => Request::Propose(Command {
+                id: *id,
+                payload: KvMachine::put(&op.key, value),
+            }),
+            None => Request::Read {
+                id: (c as u64) << 32 | attempt,
+                key: op.key.clone(),
+            },
+        };
+        let node = client.target.min(n - 1);
+        let delay = self.rng.u64(1..TICK / 5);
+        self.schedule(
+            delay,
+            Event::Request {
+                client: c,
+                node,
+                req,
+            },
+        );
+        self.schedule(CLIENT_TIMEOUT, Event::ClientTimeout { client: c, attempt });
+    }
+
+    fn on_reply(&mut self, c: usize, reply: Reply) {
+        let Some(op) = self.clients[c].op.as_ref() else {
+            return;
+        };
+        let (result, ours) = match reply {
+            Reply::Write { id, result } => {
+                (result, op.write.as_ref().is_some_and(|(w, _)| *w == id))
+            }
+            Reply::Read { id, result } => (
+                result,
+                op.write.is_none() && id == (c as u64) << 32 | op.attempt,
+            ),
+        };
+        if !ours {
+            return;
+        }
+        match result {
+            Ok(value) => {
+                let op = self.clients[c].op.take().expect("checked above");
+                let ret = match op.write {
+                    Some(_) => KvRet::Ok,
+                    None => KvRet::Value(value.map(|b| String::from_utf8_lossy(&b).into_owned())),
+                };
+                let h = &mut self.history[op.history];
+                h.complete = Some(self.now);
+                h.ret = Some(ret);
+                self.completed += 1;
+                self.last_completion = self.now;
+                let think = self.rng.u64(1..TICK);
+                self.schedule(think, Event::NextOp(c));
+            }
+            Err(ClientError::NotLeader { leader }) => {
+                let n = self.nodes.len();
+                self.clients[c].target = match leader {
+                    Some(l) => (l - 1) as usize,
+                    None => self.rng.usize(0..n),
+                };
+                // Try again shortly; a write keeps its id, so a retry that
+                // races the original is applied once.
+                if leader.is_some() {
+                    self.send_attempt(c);
+                }
+            }
+            Err(ClientError::Busy) => {}
+        }
+    }
+
+    // ---- faults ------------------------------------------------------------
+
+    fn inject_fault(&mut self) {
+        if !self.faults_on {
+            return;
+        }
+        let next = self.rng.u64(5 * TICK..=30 * TICK);
+        self.schedule(next, Event::Fault);
+        let n = self.nodes.len();
+        let live: Vec<usize> = (0..n)
+            .filter(|&i| self.nodes[i].replica.is_some())
+            .collect();
+        let leader = live
+            .iter()
+            .copied()
+            .filter(|&i| {
+                self.nodes[i]
+                    .replica
+                    .as_ref()
+                    .is_some_and(|r| r.is_leader())
+            })
+            .max_by_key(|&i| {
+                self.nodes[i]
+                    .replica
+                    .as_ref()
+                    .and_then(|r| r.leader_ballot())
+                    .unwrap_or(Ballot::ZERO)
+            });
+        self.faults += 1;
+        match self.rng.u32(0..100) {
+            // Crash a node (the leader half the time), restart it later.
+            0..=29 => {
+                let crashed = n - live.len();
+                if crashed < (n - 1) / 2 + 1 {
+                    let victim = match (leader, self.rng.bool()) {
+                        (Some(l), true) => l,
+                        _ => live[self.rng.usize(0..live.len())],
+                    };
+                    self.crash(victim);
+                    let back = self.rng.u64(2 * TICK..=40 * TICK);
+                    self.schedule(back, Event::Restart(victim));
+                }
+            }
+            // Isolate one node (often the leader) both ways.
+            30..=54 => {
+                let victim = match (leader, self.rng.bool()) {
+                    (Some(l), true) => l,
+                    _ => self.rng.usize(0..n),
+                };
+                let until = self.rng.u64(5 * TICK..=40 * TICK);
+                for j in 0..n {
+                    if j != victim {
+                        self.cut_link(victim, j, until);
+                        self.cut_link(j, victim, until);
+                    }
+                }
+            }
+            // One-way: a hears b, b does not hear a.
+            55..=74 => {
+                let a = self.rng.usize(0..n);
+                let b = (a + 1 + self.rng.usize(0..n - 1)) % n;
+                let until = self.rng.u64(5 * TICK..=40 * TICK);
+                self.cut_link(a, b, until);
+            }
+            // Partial: a random set of links, both ways.
+            75..=89 => {
+                let until = self.rng.u64(5 * TICK..=40 * TICK);
+                for a in 0..n {
+                    for b in a + 1..n {
+                        if self.rng.u32(0..3) == 0 {
+                            self.cut_link(a, b, until);
+                            self.cut_link(b, a, until);
+                        }
+                    }
+                }
+            }
+            // Heal every partition.
+            _ => self.cut.clear(),
+        }
+    }
+
+    fn cut_link(&mut self, from: usize, to: usize, heal_after: u64) {
+        let (a, b) = (self.nodes[from].id, self.nodes[to].id);
+        self.cut.insert((a, b));
+        self.schedule(heal_after, Event::HealLink(a, b));
+    }
+
+    fn crash(&mut self, i: usize) {
+        if self.nodes[i].replica.take().is_none() {
+            return;
+        }
+        if self.tracing {
+            eprintln!("t={} CRASH {}", self.now, i + 1);
+        }
+        self.mix(7, i as u64);
+        let node = &mut self.nodes[i];
+        // Everything not reported durable is lost.
+        let durable = node.durable;
+        node.disk.retain(|(lsn, _)| *lsn <= durable);
+        node.incarnation += 1;
+        node.durable_at = 0;
+    }
+
+    fn restart(&mut self, i: usize) {
+        if self.nodes[i].replica.is_some() {
+            return;
+        }
+        self.mix(8, i as u64);
+        if self.tracing {
+            let ballots: Vec<_> = self.nodes[i]
+                .disk
+                .iter()
+                .filter(|(_, r)| matches!(r, Record::Ballot(_) | Record::Promised(_)))
+                .collect();
+            eprintln!(
+                "t={} RESTART {} records={} durable={} {:?}",
+                self.now,
+                i + 1,
+                self.nodes[i].disk.len(),
+                self.nodes[i].durable,
+                ballots
+            );
+        }
+        let node = &mut self.nodes[i];
+        let cfg = node_config(&self.opts, node.id, self.members.clone());
+        match Replica::recover(cfg, KvMachine::default(), node.disk.iter().cloned()) {
+            Ok(r) => {
+                if let Err(v) = self.invariants.on_recover(i, &r) {
+                    self.violation.get_or_insert(v);
+                }
+                node.replica = Some(r);
+            }
+            Err(e) => {
+                self.violation
+                    .get_or_insert(Violation::Recovery(e.to_string()));
+            }
+        }
+    }
+
+    fn heal_everything(&mut self) {
+        self.healed_at = Some(self.now);
+        self.faults_on = false;
+        self.cut.clear();
+        self.drop_per_mille = 0;
+        self.dup_per_mille = 0;
+        for i in 0..self.nodes.len() {
+            self.restart(i);
+        }
+    }
+
+    // ---- scenario support ----------------------------------------------------
+
+    /// Run events until `until` (global units).
+    pub fn run_until(&mut self, until: u64) {
+        while self.violation.is_none() {
+            let Some(&Reverse((at, _))) = self.queue.peek() else {
+                break;
+            };
+            if at > until {
+                break;
+            }
+            let Some(Reverse((at, id))) = self.queue.pop() else {
+                break;
+            };
+            self.now = at;
+            if let Some(event) = self.events.remove(&id) {
+                self.handle(event);
+                self.events_run += 1;
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// The current global time.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// The node (index) that leads with the highest ballot, if any.
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| {
+                self.nodes[i]
+                    .replica
+                    .as_ref()
+                    .is_some_and(|r| r.is_leader())
+            })
+            .max_by_key(|&i| {
+                self.nodes[i]
+                    .replica
+                    .as_ref()
+                    .and_then(|r| r.leader_ballot())
+            })
+    }
+
+    /// Cut or restore the directed link between node indices.
+    pub fn set_link(&mut self, from: usize, to: usize, up: bool) {
+        let key = (self.nodes[from].id, self.nodes[to].id);
+        if up {
+            self.cut.remove(&key);
+        } else {
+            self.cut.insert(key);
+        }
+    }
+
+    /// Propose a command at every live node (a probe for progress).
+    pub fn probe(&mut self, seq: u64) {
+        for i in 0..self.nodes.len() {
+            let cmd = Command::new(
+                9,
+                seq * 100 + i as u64,
+                KvMachine::put("probe", &seq.to_string()),
+            );
+            self.invariants.on_propose(cmd.clone());
+            self.step(i, Input::Propose(cmd));
+        }
+    }
+
+    /// The highest probe sequence number chosen so far.
+    pub fn max_probe_chosen(&self) -> u64 {
+        self.invariants.max_chosen_seq_of(9) / 100
+    }
+
+    /// The first violation, if any.
+    pub fn violation(&self) -> Option<&Violation> {
+        self.violation.as_ref()
+    }
+
+    /// Disable the random clients (scenarios drive their own load).
+    pub fn without_clients(mut self) -> World {
+        self.issued = usize::MAX / 2;
+        self.opts.ops = 0;
+        self
+    }
+}
