@@ -53,6 +53,9 @@ pub(crate) struct State {
     pub closing: bool,
     /// The writer thread has exited.
     pub stopped: bool,
+    /// A batch is being written (by the writer or a fast-path appender);
+    /// whoever sets it does the I/O, so batches go to disk in LSN order.
+    pub busy: bool,
     pub wakers: Vec<(Lsn, Waker)>,
     pub stats: WalStats,
     #[cfg(test)]
@@ -78,6 +81,9 @@ pub(crate) struct Shared {
     pub durable: AtomicU64,
     /// Set once the log has failed or stopped (mirrors `State`).
     pub halted: AtomicBool,
+    /// The active segment. Only the holder of `State::busy` locks it for
+    /// appends, so the lock is never contended on the hot path.
+    pub io: Mutex<SegmentWriter>,
 }
 
 impl Shared {
@@ -85,6 +91,10 @@ impl Shared {
         // A panic while holding the lock is a bug in this module; the state
         // is still consistent because every mutation is a single step.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn lock_io(&self) -> MutexGuard<'_, SegmentWriter> {
+        self.io.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn lock_segments(&self) -> MutexGuard<'_, Vec<SegmentMeta>> {
@@ -165,7 +175,7 @@ impl SegmentWriter {
 
     /// Writes one batch of records (`ends` are their end offsets in `buf`,
     /// the first being `first_lsn`) and makes it durable.
-    fn write_batch(
+    pub(crate) fn write_batch(
         &mut self,
         shared: &Shared,
         first_lsn: Lsn,
@@ -237,60 +247,43 @@ impl SegmentWriter {
 }
 
 /// The writer thread's loop.
-pub(crate) fn run(shared: Arc<Shared>, mut seg: SegmentWriter) {
-    seg.start_spare(&shared);
+pub(crate) fn run(shared: Arc<Shared>) {
+    shared.lock_io().start_spare(&shared);
     let mut buf = Vec::new();
     let mut ends = Vec::new();
     loop {
         let first_lsn;
         {
             let mut st = shared.lock();
-            while st.ends.is_empty() && !st.closing {
+            loop {
+                if st.failed.is_some() {
+                    break;
+                }
+                if !st.busy && !st.ends.is_empty() {
+                    break;
+                }
+                if st.closing && !st.busy && st.ends.is_empty() {
+                    break;
+                }
                 st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
             }
-            if st.ends.is_empty() {
+            if st.failed.is_some() || st.ends.is_empty() {
                 break;
             }
+            st.busy = true;
             std::mem::swap(&mut st.buf, &mut buf);
             std::mem::swap(&mut st.ends, &mut ends);
             first_lsn = st.buf_first_lsn;
             st.buf_first_lsn = st.next_lsn;
         }
-        let last_lsn = first_lsn + ends.len() as u64 - 1;
-        let mut stats = WalStats::default();
-        let res = seg.write_batch(&shared, first_lsn, &buf, &ends, &mut stats);
-        let failed = res.is_err();
-        let ready = {
-            let mut st = shared.lock();
-            match res {
-                Ok(()) => {
-                    debug_assert!(st.durable_lsn < last_lsn, "durable LSN only moves forward");
-                    st.durable_lsn = last_lsn;
-                    shared.durable.store(last_lsn, Ordering::Release);
-                    st.stats.records += ends.len() as u64;
-                    st.stats.bytes += buf.len() as u64;
-                    st.stats.batches += 1;
-                    st.stats.syncs += stats.syncs;
-                }
-                Err(e) => {
-                    st.failed = Some(Arc::new(e));
-                    st.closing = true;
-                    shared.halted.store(true, Ordering::Release);
-                }
-            }
-            take_ready(&mut st)
-        };
-        // Wake outside the lock appenders need to enqueue the next batch.
-        // (A separate notifier thread was tried: no faster on 2 cores, and
-        // it shrank batches by letting the writer race ahead of waiters.)
-        ready.into_iter().for_each(Waker::wake);
+        let failed = commit(&shared, first_lsn, &buf, &ends).is_err();
         buf.clear();
         ends.clear();
         if failed {
             break;
         }
     }
-    if let Some(h) = seg.spare.take() {
+    if let Some(h) = shared.lock_io().spare.take() {
         let _ = h.join();
     }
     let mut st = shared.lock();
@@ -299,6 +292,58 @@ pub(crate) fn run(shared: Arc<Shared>, mut seg: SegmentWriter) {
     let ready = take_ready(&mut st);
     drop(st);
     ready.into_iter().for_each(Waker::wake);
+}
+
+/// Writes and syncs one batch (records `first_lsn..` ending at `ends` in
+/// `buf`), publishes the outcome and wakes the waiters it settles. The
+/// caller must have set `State::busy`; this clears it. Called by the writer
+/// thread, or by an appender on the fast path when the writer was idle.
+pub(crate) fn commit(
+    shared: &Shared,
+    first_lsn: Lsn,
+    buf: &[u8],
+    ends: &[usize],
+) -> std::result::Result<(), ()> {
+    let last_lsn = first_lsn + ends.len() as u64 - 1;
+    let mut stats = WalStats::default();
+    let res = shared
+        .lock_io()
+        .write_batch(shared, first_lsn, buf, ends, &mut stats);
+    let failed = res.is_err();
+    let ready = {
+        let mut st = shared.lock();
+        debug_assert!(st.busy, "commit runs only with the busy flag held");
+        st.busy = false;
+        match res {
+            Ok(()) => {
+                debug_assert!(st.durable_lsn < last_lsn, "durable LSN only moves forward");
+                st.durable_lsn = last_lsn;
+                shared.durable.store(last_lsn, Ordering::Release);
+                st.stats.records += ends.len() as u64;
+                st.stats.bytes += buf.len() as u64;
+                st.stats.batches += 1;
+                st.stats.syncs += stats.syncs;
+            }
+            Err(e) => {
+                st.failed = Some(Arc::new(e));
+                st.closing = true;
+                shared.halted.store(true, Ordering::Release);
+            }
+        }
+        take_ready(&mut st)
+    };
+    // The writer may be waiting for `busy` to clear (more records queued
+    // meanwhile, or a failure to act on).
+    shared.work.notify_one();
+    // Wake outside the lock appenders need to enqueue the next batch.
+    // (A separate notifier thread was tried: no faster on 2 cores, and it
+    // shrank batches by letting the writer race ahead of waiters.)
+    ready.into_iter().for_each(Waker::wake);
+    if failed {
+        Err(())
+    } else {
+        Ok(())
+    }
 }
 
 /// Removes and returns the wakers of waiters whose outcome is now known.
