@@ -22,7 +22,7 @@ use crate::config::PlantedBug;
 use crate::log::Entry;
 use crate::message::{Message, PromisedEntry};
 use crate::record::Record;
-use crate::replica::{ClientError, NodeSet, PendingRead, ReadResponse, Replica};
+use crate::replica::{ClientError, FollowerRead, NodeSet, PendingRead, ReadResponse, Replica};
 use crate::state_machine::StateMachine;
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
@@ -367,12 +367,17 @@ impl<S: StateMachine> Replica<S> {
 
     fn fail_reads(&mut self, phase: Phase) {
         if let Phase::Active(a) = phase {
+            let leader = self.leader_hint.filter(|&l| l != self.cfg.id);
             for r in a.reads {
-                let leader = self.leader_hint.filter(|&l| l != self.cfg.id);
-                self.out.reads.push(ReadResponse {
-                    id: r.id,
-                    result: Err(ClientError::NotLeader { leader }),
-                });
+                match r.origin {
+                    Some(follower) => {
+                        self.send(follower, Message::ReadIndexReply { id: r.id, index: 0 })
+                    }
+                    None => self.out.reads.push(ReadResponse {
+                        id: r.id,
+                        result: Err(ClientError::NotLeader { leader }),
+                    }),
+                }
             }
         }
     }
@@ -613,41 +618,93 @@ impl<S: StateMachine> Replica<S> {
         self.serve_reads();
     }
 
-    /// A linearizable read arrives.
+    /// A linearizable read arrives. The leader serves it; a follower asks
+    /// the leader for a read index and serves it once applied that far.
     pub(crate) fn on_read(&mut self, id: u64, query: Bytes) {
-        let now = self.now;
-        let commit = self.commit;
-        match self.leader.as_mut() {
-            Some(Leader {
-                phase: Phase::Active(a),
-                ..
-            }) => {
-                let read_index = commit.max(a.first_own_slot);
-                let lease = now < a.lease_until && commit >= a.first_own_slot;
-                // With a lease no round is needed: seq 0 is confirmed.
-                let seq = if lease { 0 } else { a.hb_seq + 1 };
-                if !lease {
-                    a.read_round_wanted = true;
-                }
-                a.reads.push_back(PendingRead {
+        if self.is_leader() {
+            self.queue_read(id, query, None);
+            return;
+        }
+        match self.leader_hint.filter(|&l| l != self.cfg.id) {
+            Some(l) => {
+                let since = self.now;
+                self.follower_reads.push(FollowerRead {
                     id,
                     query,
-                    read_index,
-                    seq,
+                    index: None,
+                    since,
                 });
-                self.serve_reads();
+                self.send(l, Message::ReadIndex { id });
             }
-            _ => {
-                let leader = self.leader_hint.filter(|&l| l != self.cfg.id);
+            None => {
                 self.out.reads.push(ReadResponse {
                     id,
-                    result: Err(ClientError::NotLeader { leader }),
+                    result: Err(ClientError::NotLeader { leader: None }),
                 });
             }
         }
     }
 
-    /// Answer every pending read that is confirmed and applied.
+    /// A follower asks for a read index.
+    pub(crate) fn on_read_index(&mut self, from: NodeId, id: u64) {
+        if self.is_leader() {
+            self.queue_read(id, Bytes::new(), Some(from));
+        } else {
+            self.send(from, Message::ReadIndexReply { id, index: 0 });
+        }
+    }
+
+    fn queue_read(&mut self, id: u64, query: Bytes, origin: Option<NodeId>) {
+        let now = self.now;
+        let commit = self.commit;
+        let Some(Leader {
+            phase: Phase::Active(a),
+            ..
+        }) = self.leader.as_mut()
+        else {
+            return;
+        };
+        let read_index = commit.max(a.first_own_slot);
+        let lease = now < a.lease_until && commit >= a.first_own_slot;
+        // With a lease no round is needed: seq 0 is confirmed.
+        let seq = if lease { 0 } else { a.hb_seq + 1 };
+        if !lease {
+            a.read_round_wanted = true;
+        }
+        a.reads.push_back(PendingRead {
+            id,
+            query,
+            read_index,
+            seq,
+            origin,
+        });
+        self.serve_reads();
+    }
+
+    /// The leader's answer to our `ReadIndex`.
+    pub(crate) fn on_read_index_reply(&mut self, id: u64, index: Slot) {
+        let Some(pos) = self
+            .follower_reads
+            .iter()
+            .position(|r| r.id == id && r.index.is_none())
+        else {
+            return;
+        };
+        if index == 0 {
+            let r = self.follower_reads.remove(pos);
+            let leader = self.leader_hint.filter(|&l| l != self.cfg.id);
+            self.out.reads.push(ReadResponse {
+                id: r.id,
+                result: Err(ClientError::NotLeader { leader }),
+            });
+        } else {
+            self.follower_reads[pos].index = Some(index);
+            self.serve_reads();
+        }
+    }
+
+    /// Answer every pending read that is confirmed (and, for reads made
+    /// here, applied); tell followers their confirmed read index.
     pub(crate) fn serve_reads(&mut self) {
         let q2 = if self.cfg.has_bug(PlantedBug::SmallQuorum) {
             self.cfg.quorum.phase2().saturating_sub(1).max(1)
@@ -662,16 +719,76 @@ impl<S: StateMachine> Replica<S> {
         else {
             return;
         };
+        if a.reads.is_empty() {
+            return;
+        }
         let mut acks = a.acked.clone();
         acks.sort_unstable_by(|x, y| y.cmp(x));
         let confirmed = acks.get(q2 - 1).copied().unwrap_or(0);
-        while let Some(r) = a.reads.front() {
-            if r.seq > confirmed || applied < r.read_index {
-                break;
+        let mut ready = Vec::new();
+        a.reads.retain_mut(|r| {
+            let ok = r.seq <= confirmed && (r.origin.is_some() || applied >= r.read_index);
+            if ok {
+                ready.push(PendingRead {
+                    id: r.id,
+                    query: std::mem::take(&mut r.query),
+                    read_index: r.read_index,
+                    seq: r.seq,
+                    origin: r.origin,
+                });
             }
-            let r = a.reads.pop_front().expect("front exists");
-            let result = Ok(self.sm.query(&r.query));
-            self.out.reads.push(ReadResponse { id: r.id, result });
+            !ok
+        });
+        for r in ready {
+            match r.origin {
+                Some(follower) => {
+                    let msg = Message::ReadIndexReply {
+                        id: r.id,
+                        index: r.read_index,
+                    };
+                    self.send(follower, msg);
+                }
+                None => {
+                    let result = Ok(self.sm.query(&r.query));
+                    self.out.reads.push(ReadResponse { id: r.id, result });
+                }
+            }
+        }
+    }
+
+    /// Answer the follower reads whose read index is applied.
+    pub(crate) fn serve_follower_reads(&mut self) {
+        if self.follower_reads.is_empty() {
+            return;
+        }
+        let applied = self.applied;
+        let mut i = 0;
+        while i < self.follower_reads.len() {
+            if self.follower_reads[i].index.is_some_and(|x| x <= applied) {
+                let r = self.follower_reads.remove(i);
+                let result = Ok(self.sm.query(&r.query));
+                self.out.reads.push(ReadResponse { id: r.id, result });
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Give up on follower reads the leader never answered.
+    pub(crate) fn expire_follower_reads(&mut self) {
+        let horizon = self.now.saturating_sub(2 * self.cfg.election_ticks);
+        let leader = self.leader_hint.filter(|&l| l != self.cfg.id);
+        let mut i = 0;
+        while i < self.follower_reads.len() {
+            if self.follower_reads[i].since < horizon {
+                let r = self.follower_reads.remove(i);
+                self.out.reads.push(ReadResponse {
+                    id: r.id,
+                    result: Err(ClientError::NotLeader { leader }),
+                });
+            } else {
+                i += 1;
+            }
         }
     }
 }

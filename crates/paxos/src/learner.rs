@@ -77,6 +77,7 @@ impl<S: StateMachine> Replica<S> {
             }
         }
         self.serve_reads();
+        self.serve_follower_reads();
     }
 
     /// Ask for the chosen values we are missing.
@@ -104,6 +105,7 @@ impl<S: StateMachine> Replica<S> {
         } else {
             self.catchup_sent_at = None;
         }
+        self.expire_follower_reads();
         if self.now % self.cfg.election_ticks == 0 {
             let horizon = self.now.saturating_sub(self.cfg.election_ticks * 20);
             self.local.retain(|_, &mut since| since >= horizon);

@@ -12,6 +12,7 @@ pub mod ballot;
 pub mod command;
 pub mod config;
 pub mod election;
+pub mod local;
 pub mod log;
 pub mod message;
 pub mod quorum;

@@ -127,6 +127,21 @@ pub enum Message {
         /// The sender's commit index (the learner may need more).
         commit: Slot,
     },
+    /// A follower asks the leader for a read index: the leader's commit
+    /// index as of now, confirmed (by lease or heartbeat round) to be the
+    /// leader's. The follower answers the read once it has applied that far.
+    ReadIndex {
+        /// The follower's read id, echoed.
+        id: u64,
+    },
+    /// The leader's answer to `ReadIndex`; `index == 0` means refused (not
+    /// the leader).
+    ReadIndexReply {
+        /// The read id.
+        id: u64,
+        /// Apply at least this far before answering.
+        index: Slot,
+    },
     /// Client commands a non-leader passes on to the leader.
     Forward {
         /// The commands, in arrival order.
@@ -150,6 +165,8 @@ impl Message {
             Message::HeartbeatAck { .. } => "HeartbeatAck",
             Message::CatchUp { .. } => "CatchUp",
             Message::Chosen { .. } => "Chosen",
+            Message::ReadIndex { .. } => "ReadIndex",
+            Message::ReadIndexReply { .. } => "ReadIndexReply",
             Message::Forward { .. } => "Forward",
         }
     }

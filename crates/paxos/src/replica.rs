@@ -166,6 +166,18 @@ pub(crate) struct PendingRead {
     pub(crate) read_index: Slot,
     /// Serve once a quorum acknowledged a heartbeat numbered this or later.
     pub(crate) seq: u64,
+    /// The follower that asked, or `None` for a read made here.
+    pub(crate) origin: Option<NodeId>,
+}
+
+/// A linearizable read made at a follower, waiting for its read index.
+#[derive(Debug)]
+pub(crate) struct FollowerRead {
+    pub(crate) id: u64,
+    pub(crate) query: Bytes,
+    /// The leader's read index, once it answered.
+    pub(crate) index: Option<Slot>,
+    pub(crate) since: u64,
 }
 
 /// One replica: proposer (leader), acceptor and learner.
@@ -207,6 +219,7 @@ pub struct Replica<S: StateMachine> {
     pub(crate) own_ballot: Ballot,
     pub(crate) leader_hint: Option<NodeId>,
     pub(crate) forward: Vec<Command>,
+    pub(crate) follower_reads: Vec<FollowerRead>,
     pub(crate) local: HashMap<CommandId, u64>,
 
     pub(crate) ping_round: u64,
@@ -242,6 +255,7 @@ impl<S: StateMachine> Replica<S> {
             own_ballot: Ballot::ZERO,
             leader_hint: None,
             forward: Vec::new(),
+            follower_reads: Vec::new(),
             local: HashMap::new(),
             ping_round: 0,
             loopback: VecDeque::new(),
@@ -406,6 +420,8 @@ impl<S: StateMachine> Replica<S> {
                 values,
                 commit,
             } => self.on_chosen(first_slot, values, commit),
+            Message::ReadIndex { id } => self.on_read_index(from, id),
+            Message::ReadIndexReply { id, index } => self.on_read_index_reply(id, index),
             Message::Forward { commands } => {
                 for cmd in commands {
                     self.enqueue(cmd);

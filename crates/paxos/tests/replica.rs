@@ -1,118 +1,29 @@
-//! Multi-Paxos replicas in a tiny in-process cluster with a perfect network
-//! and instant storage: the happy paths, stated as properties. The
-//! simulator (crate synod-sim) covers faults.
+//! Multi-Paxos replicas in an in-process cluster with a perfect network and
+//! instant storage: the happy paths, stated as properties. The simulator
+//! (crate synod-sim) covers faults.
 
 use bytes::Bytes;
-use std::collections::VecDeque;
-use synod_paxos::{
-    ClientError, Command, Config, Input, KvMachine, Lsn, NodeId, Record, Replica, Slot,
-};
+use synod_paxos::local::LocalCluster;
+use synod_paxos::{ClientError, Command, Config, Input, KvMachine, NodeId};
 
-struct Cluster {
-    nodes: Vec<Option<Replica<KvMachine>>>,
-    disks: Vec<Vec<(Lsn, Record)>>,
-    net: VecDeque<(NodeId, NodeId, synod_paxos::Message)>,
-    responses: Vec<(NodeId, synod_paxos::Response<Option<Bytes>>)>,
-    reads: Vec<(NodeId, synod_paxos::ReadResponse<Option<Bytes>>)>,
-    cut: Vec<NodeId>,
-}
-
-impl Cluster {
-    fn new(n: u64) -> Cluster {
-        let members: Vec<NodeId> = (1..=n).collect();
-        let nodes = members
-            .iter()
-            .map(|&id| {
-                Some(Replica::new(Config::new(id, members.clone()), KvMachine::default()).unwrap())
-            })
-            .collect();
-        Cluster {
-            nodes,
-            disks: vec![Vec::new(); n as usize],
-            net: VecDeque::new(),
-            responses: Vec::new(),
-            reads: Vec::new(),
-            cut: Vec::new(),
-        }
-    }
-
-    fn step(&mut self, id: NodeId, input: Input) {
-        let i = (id - 1) as usize;
-        let Some(node) = self.nodes[i].as_mut() else {
-            return;
-        };
-        node.step(input);
-        loop {
-            let out = node.output();
-            if out.is_empty() {
-                break;
-            }
-            let last = out.persist.last().map(|(l, _)| *l);
-            self.disks[i].extend(out.persist);
-            for (to, msg) in out.send {
-                self.net.push_back((id, to, msg));
-            }
-            self.responses
-                .extend(out.responses.into_iter().map(|r| (id, r)));
-            self.reads.extend(out.reads.into_iter().map(|r| (id, r)));
-            if let Some(l) = last {
-                node.step(Input::Durable(l));
-            }
-        }
-    }
-
-    fn deliver_all(&mut self) {
-        while let Some((from, to, msg)) = self.net.pop_front() {
-            if self.cut.contains(&from) || self.cut.contains(&to) {
-                continue;
-            }
-            self.step(to, Input::Message { from, msg });
-        }
-    }
-
-    fn tick(&mut self, ticks: usize) {
-        for _ in 0..ticks {
-            for id in 1..=self.nodes.len() as u64 {
-                self.step(id, Input::Tick);
-            }
-            self.deliver_all();
-        }
-    }
-
-    fn leader(&self) -> Option<NodeId> {
-        self.nodes
-            .iter()
-            .flatten()
-            .find(|r| r.is_leader() && !self.cut.contains(&r.id()))
-            .map(|r| r.id())
-    }
-
-    fn node(&self, id: NodeId) -> &Replica<KvMachine> {
-        self.nodes[(id - 1) as usize].as_ref().unwrap()
-    }
-
-    fn crash_and_recover(&mut self, id: NodeId) {
-        let i = (id - 1) as usize;
-        let members: Vec<NodeId> = (1..=self.nodes.len() as u64).collect();
-        let records = self.disks[i].clone();
-        self.nodes[i] = Some(
-            Replica::recover(Config::new(id, members), KvMachine::default(), records).unwrap(),
-        );
-    }
-
-    fn committed(&self, id: NodeId) -> Slot {
-        self.node(id).commit_index()
-    }
+fn cluster(n: u64) -> LocalCluster<KvMachine> {
+    let mut c = LocalCluster::new(n, Config::new, KvMachine::default);
+    c.tick(40);
+    c
 }
 
 fn put(client: u64, seq: u64, k: &str, v: &str) -> Command {
     Command::new(client, seq, KvMachine::put(k, v))
 }
 
+fn follower(c: &LocalCluster<KvMachine>, n: u64) -> NodeId {
+    let l = c.leader().unwrap();
+    (1..=n).find(|&i| i != l).unwrap()
+}
+
 #[test]
 fn a_leader_is_elected_and_commands_are_chosen_everywhere() {
-    let mut c = Cluster::new(3);
-    c.tick(40);
+    let mut c = cluster(3);
     let l = c.leader().expect("a leader after a few election rounds");
     for seq in 1..=10 {
         c.step(l, Input::Propose(put(7, seq, "k", &seq.to_string())));
@@ -128,11 +39,23 @@ fn a_leader_is_elected_and_commands_are_chosen_everywhere() {
 }
 
 #[test]
-fn proposals_to_a_follower_are_forwarded_and_answered_there() {
-    let mut c = Cluster::new(3);
-    c.tick(40);
+fn many_proposals_share_one_slot_when_batched() {
+    let mut c = cluster(3);
     let l = c.leader().unwrap();
-    let f = (1..=3).find(|&i| i != l).unwrap();
+    let before = c.node(l).commit_index();
+    c.propose_all(l, (1..=1000).map(|s| put(1, s, "k", "v")));
+    c.tick(3);
+    assert_eq!(c.responses.len(), 1000);
+    assert!(
+        c.node(l).commit_index() - before <= 3,
+        "1000 commands took a handful of slots"
+    );
+}
+
+#[test]
+fn proposals_to_a_follower_are_forwarded_and_answered_there() {
+    let mut c = cluster(3);
+    let f = follower(&c, 3);
     c.step(f, Input::Propose(put(1, 1, "a", "1")));
     c.tick(3);
     assert!(
@@ -146,8 +69,7 @@ fn proposals_to_a_follower_are_forwarded_and_answered_there() {
 
 #[test]
 fn a_retried_command_is_applied_once() {
-    let mut c = Cluster::new(3);
-    c.tick(40);
+    let mut c = cluster(3);
     let l = c.leader().unwrap();
     c.step(l, Input::Propose(put(1, 1, "a", "1")));
     c.step(l, Input::Propose(put(1, 1, "a", "1")));
@@ -162,9 +84,8 @@ fn a_retried_command_is_applied_once() {
 }
 
 #[test]
-fn linearizable_reads_are_served_by_the_leader_and_refused_elsewhere() {
-    let mut c = Cluster::new(3);
-    c.tick(40);
+fn linearizable_reads_are_served_by_the_leader_and_by_followers_through_a_read_index() {
+    let mut c = cluster(3);
     let l = c.leader().unwrap();
     c.step(l, Input::Propose(put(1, 1, "a", "x")));
     c.tick(3);
@@ -180,7 +101,7 @@ fn linearizable_reads_are_served_by_the_leader_and_refused_elsewhere() {
         .reads
         .iter()
         .any(|(at, r)| *at == l && r.id == 9 && r.result == Ok(Some(Bytes::from("x")))));
-    let f = (1..=3).find(|&i| i != l).unwrap();
+    let f = follower(&c, 3);
     c.step(
         f,
         Input::Read {
@@ -188,29 +109,95 @@ fn linearizable_reads_are_served_by_the_leader_and_refused_elsewhere() {
             query: Bytes::from("a"),
         },
     );
-    assert!(c.reads.iter().any(|(at, r)| *at == f
-        && r.id == 10
-        && matches!(r.result, Err(ClientError::NotLeader { leader: Some(x) }) if x == l)));
+    c.tick(2);
+    assert!(c
+        .reads
+        .iter()
+        .any(|(at, r)| *at == f && r.id == 10 && r.result == Ok(Some(Bytes::from("x")))));
+}
+
+#[test]
+fn a_read_with_no_leader_known_is_refused() {
+    let mut c: LocalCluster<KvMachine> = LocalCluster::new(3, Config::new, KvMachine::default);
+    c.step(
+        1,
+        Input::Read {
+            id: 1,
+            query: Bytes::from("a"),
+        },
+    );
+    assert!(matches!(
+        c.reads[0].1.result,
+        Err(ClientError::NotLeader { leader: None })
+    ));
+}
+
+#[test]
+fn reads_without_a_lease_wait_for_a_quorum_to_confirm_the_leader() {
+    let mut c = LocalCluster::new(
+        3,
+        |id, m| Config {
+            lease_ticks: 0,
+            ..Config::new(id, m)
+        },
+        KvMachine::default,
+    );
+    c.tick(40);
+    let l = c.leader().unwrap();
+    assert!(!c.node(l).holds_lease());
+    c.step(
+        l,
+        Input::Read {
+            id: 1,
+            query: Bytes::from("a"),
+        },
+    );
+    assert!(c.reads.is_empty(), "not answered before a heartbeat round");
+    c.deliver_all();
+    assert_eq!(c.reads.len(), 1, "answered once a quorum acknowledged");
+}
+
+#[test]
+fn a_leader_cut_off_from_its_quorum_answers_no_reads() {
+    let mut c = LocalCluster::new(
+        3,
+        |id, m| Config {
+            lease_ticks: 0,
+            ..Config::new(id, m)
+        },
+        KvMachine::default,
+    );
+    c.tick(40);
+    let l = c.leader().unwrap();
+    c.isolated.push(l);
+    c.step(
+        l,
+        Input::Read {
+            id: 1,
+            query: Bytes::from("a"),
+        },
+    );
+    c.tick(5);
+    assert!(c.reads.is_empty(), "{:?}", c.reads);
 }
 
 #[test]
 fn chosen_values_survive_the_leader_crashing() {
-    let mut c = Cluster::new(3);
-    c.tick(40);
+    let mut c = cluster(3);
     let l = c.leader().unwrap();
     for seq in 1..=5 {
         c.step(l, Input::Propose(put(1, seq, "k", &format!("v{seq}"))));
     }
     c.tick(3);
-    let before = c.committed(l);
-    c.cut.push(l);
+    let before = c.node(l).commit_index();
+    c.isolated.push(l);
     c.tick(60);
     let l2 = c.leader().expect("a new leader");
     assert_ne!(l2, l);
     c.step(l2, Input::Propose(put(2, 1, "k2", "after")));
     c.tick(5);
-    c.cut.clear();
-    c.crash_and_recover(l);
+    c.isolated.clear();
+    c.crash_and_recover(l, Config::new(l, vec![1, 2, 3]), KvMachine::default());
     c.tick(60);
     for id in 1..=3 {
         let sm = c.node(id).state_machine();
@@ -224,17 +211,20 @@ fn chosen_values_survive_the_leader_crashing() {
             &Bytes::from("after"),
             "node {id}"
         );
-        assert!(c.committed(id) > before);
+        assert!(c.node(id).commit_index() > before);
     }
 }
 
 #[test]
-fn a_recovered_replica_keeps_its_promise() {
-    let mut c = Cluster::new(3);
-    c.tick(40);
+fn a_recovered_replica_keeps_its_promise_and_never_reuses_a_ballot() {
+    let mut c = cluster(3);
     let l = c.leader().unwrap();
-    let f = (1..=3).find(|&i| i != l).unwrap();
-    let promised = c.node(f).promised();
-    c.crash_and_recover(f);
-    assert_eq!(c.node(f).promised(), promised);
+    let ballot = c.node(l).leader_ballot().unwrap();
+    let promised = c.node(l).promised();
+    c.crash_and_recover(l, Config::new(l, vec![1, 2, 3]), KvMachine::default());
+    assert_eq!(c.node(l).promised(), promised);
+    c.tick(80);
+    if let Some(b) = c.node(l).leader_ballot() {
+        assert!(b > ballot, "led again with {b}, had {ballot}");
+    }
 }

@@ -1,0 +1,144 @@
+//! A whole cluster of replicas in one process with a perfect network and
+//! instant storage: the harness for tests, benchmarks and examples of the
+//! happy path. (Faults belong to the simulator, crate `synod-sim`.)
+
+use crate::ballot::NodeId;
+use crate::command::Command;
+use crate::config::Config;
+use crate::message::Message;
+use crate::record::{Lsn, Record};
+use crate::replica::{Input, ReadResponse, Replica, Response};
+use crate::state_machine::StateMachine;
+use std::collections::VecDeque;
+
+/// Replicas `1..=n`, delivering every message in order.
+pub struct LocalCluster<S: StateMachine> {
+    nodes: Vec<Option<Replica<S>>>,
+    disks: Vec<Vec<(Lsn, Record)>>,
+    net: VecDeque<(NodeId, NodeId, Message)>,
+    /// Answers to proposals, with the replica that gave them.
+    pub responses: Vec<(NodeId, Response<S::Output>)>,
+    /// Answers to reads, with the replica that gave them.
+    pub reads: Vec<(NodeId, ReadResponse<S::Output>)>,
+    /// Nodes whose messages are dropped both ways.
+    pub isolated: Vec<NodeId>,
+    /// Keep records on the in-memory disks (for recovery tests).
+    pub keep_records: bool,
+    /// Messages delivered so far.
+    pub delivered: u64,
+}
+
+impl<S: StateMachine> LocalCluster<S> {
+    /// `n` replicas, configured by `config(id, members)`, each with the
+    /// state machine `sm()`.
+    pub fn new(
+        n: u64,
+        config: impl Fn(NodeId, Vec<NodeId>) -> Config,
+        sm: impl Fn() -> S,
+    ) -> LocalCluster<S> {
+        let members: Vec<NodeId> = (1..=n).collect();
+        let nodes = members
+            .iter()
+            .map(|&id| {
+                Some(Replica::new(config(id, members.clone()), sm()).expect("valid configuration"))
+            })
+            .collect();
+        LocalCluster {
+            nodes,
+            disks: vec![Vec::new(); n as usize],
+            net: VecDeque::new(),
+            responses: Vec::new(),
+            reads: Vec::new(),
+            isolated: Vec::new(),
+            keep_records: true,
+            delivered: 0,
+        }
+    }
+
+    /// Feed `input` to replica `id` and carry out its output; durability is
+    /// instant.
+    pub fn step(&mut self, id: NodeId, input: Input) {
+        let i = (id - 1) as usize;
+        let Some(node) = self.nodes[i].as_mut() else {
+            return;
+        };
+        node.step(input);
+        loop {
+            let out = node.output();
+            if out.is_empty() {
+                break;
+            }
+            let last = out.persist.last().map(|(l, _)| *l);
+            if self.keep_records {
+                self.disks[i].extend(out.persist);
+            }
+            for (to, msg) in out.send {
+                self.net.push_back((id, to, msg));
+            }
+            self.responses
+                .extend(out.responses.into_iter().map(|r| (id, r)));
+            self.reads.extend(out.reads.into_iter().map(|r| (id, r)));
+            if let Some(l) = last {
+                node.step(Input::Durable(l));
+            }
+        }
+    }
+
+    /// Propose many commands at replica `id` before collecting its output,
+    /// so they are batched.
+    pub fn propose_all(&mut self, id: NodeId, commands: impl IntoIterator<Item = Command>) {
+        let i = (id - 1) as usize;
+        if let Some(node) = self.nodes[i].as_mut() {
+            for c in commands {
+                node.step(Input::Propose(c));
+            }
+        }
+        self.step(id, Input::Tick);
+    }
+
+    /// Deliver every message in flight (and those they cause).
+    pub fn deliver_all(&mut self) {
+        while let Some((from, to, msg)) = self.net.pop_front() {
+            if self.isolated.contains(&from) || self.isolated.contains(&to) {
+                continue;
+            }
+            self.delivered += 1;
+            self.step(to, Input::Message { from, msg });
+        }
+    }
+
+    /// `ticks` rounds of: every replica ticks, then every message is
+    /// delivered.
+    pub fn tick(&mut self, ticks: usize) {
+        for _ in 0..ticks {
+            for id in 1..=self.nodes.len() as u64 {
+                self.step(id, Input::Tick);
+            }
+            self.deliver_all();
+        }
+    }
+
+    /// The replica that leads (and is not isolated), if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .flatten()
+            .filter(|r| r.is_leader() && !self.isolated.contains(&r.id()))
+            .max_by_key(|r| r.leader_ballot())
+            .map(|r| r.id())
+    }
+
+    /// Replica `id`.
+    pub fn node(&self, id: NodeId) -> &Replica<S> {
+        self.nodes[(id - 1) as usize]
+            .as_ref()
+            .expect("replica is running")
+    }
+
+    /// Restart replica `id` from its records, with a fresh state machine.
+    pub fn crash_and_recover(&mut self, id: NodeId, config: Config, sm: S) {
+        let i = (id - 1) as usize;
+        let records = self.disks[i].clone();
+        self.nodes[i] = Some(Replica::recover(config, sm, records).expect("own records recover"));
+    }
+}
