@@ -11,6 +11,7 @@ use std::fmt;
 pub type NodeId = u64;
 
 /// A totally ordered, globally unique proposal number.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Ballot {
     /// Compared first.

@@ -14,6 +14,7 @@ pub type Slot = u64;
 
 /// Names a client request uniquely: a client numbers its requests 1, 2, ...
 /// and never reuses a number.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct CommandId {
     /// The client's identity; each client must pick one no other client uses.
@@ -23,6 +24,7 @@ pub struct CommandId {
 }
 
 /// One client request for the replicated state machine.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Command {
     /// Who asked, for duplicate detection and for routing the reply.
@@ -42,6 +44,7 @@ impl Command {
 }
 
 /// What one slot of the log holds.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Value {
     /// Fills a slot that no proposal reached; applies nothing.

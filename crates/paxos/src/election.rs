@@ -227,6 +227,7 @@ impl Election {
 }
 
 /// A reply to a ping: what the replier stands for and whom it follows.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Pong {
     /// The replier.

@@ -12,6 +12,7 @@ use crate::command::{Command, Slot, Value};
 use crate::election::Pong;
 
 /// One accepted entry reported in a [`Message::Promise`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct PromisedEntry {
     /// The slot.
@@ -25,6 +26,7 @@ pub struct PromisedEntry {
 }
 
 /// A message between two replicas.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Message {
     /// Leader election: "are you there, and whom do you see?" Sent to every

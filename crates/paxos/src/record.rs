@@ -13,6 +13,7 @@ use crate::command::{Slot, Value};
 pub type Lsn = u64;
 
 /// One durable fact.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Record {
     /// The acceptor promised `ballot` (phase 1b).

@@ -1,0 +1,64 @@
+//! Drives one Synod replica for any state machine: storage, peer transport,
+//! timers. A Rust user replicates their own state with a configuration, a
+//! data directory and a peer list, without writing any I/O.
+//!
+//! ```no_run
+//! use std::collections::BTreeMap;
+//! use synod_paxos::{Config, KvMachine};
+//! use synod_runtime::{Node, NodeConfig};
+//!
+//! # async fn run() -> Result<(), synod_runtime::Error> {
+//! let peers: BTreeMap<u64, std::net::SocketAddr> =
+//!     [(1, "127.0.0.1:7001".parse().unwrap()), (2, "127.0.0.1:7002".parse().unwrap()),
+//!      (3, "127.0.0.1:7003".parse().unwrap())].into();
+//! let cfg = NodeConfig::new(Config::new(1, vec![1, 2, 3]), 42, peers, "data/1".into());
+//! let node = Node::start(cfg, KvMachine::default()).await?;
+//! let previous = node.handle().propose(KvMachine::put("k", "v")).await?;
+//! let value = node.handle().read("k").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! * [`node`]: the replica's actor and the [`Handle`] clients use;
+//! * [`transport`]: TCP between replicas;
+//! * [`codec`]: how messages and records are encoded.
+
+pub mod codec;
+pub mod node;
+pub mod transport;
+
+pub use node::{Handle, Node, NodeConfig, Status};
+
+use synod_paxos::NodeId;
+use thiserror::Error;
+
+/// What can go wrong running a replica or asking it something.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The configuration is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Storage failed (fatal for the replica) or refused to open.
+    #[error("storage: {0}")]
+    Storage(#[from] synod_storage::Error),
+    /// Stored records that cannot be believed.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// Sockets.
+    #[error("i/o: {0}")]
+    Io(String),
+    /// No answer in time; the request may or may not take effect.
+    #[error("request timed out")]
+    Timeout,
+    /// This member cannot serve the request; try the leader.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader, if known.
+        leader: Option<NodeId>,
+    },
+    /// Too many requests waiting.
+    #[error("too many pending requests")]
+    Busy,
+    /// The replica has stopped.
+    #[error("replica stopped")]
+    Stopped,
+}

@@ -1,0 +1,523 @@
+//! One replica, driven: the actor that owns the protocol core, feeds it
+//! peer messages, client requests, ticks and durability notices, and carries
+//! out its output.
+//!
+//! The order the core relies on is kept by construction: records go to the
+//! write-ahead log (group commit: everything produced in one turn of the loop
+//! is one batch, and one fdatasync covers many batches), the core is told
+//! `Durable` only when the log says so, and the core itself holds back every
+//! reply that depends on records not yet durable. A failed fsync stops the
+//! node: the log refuses every later append, and the actor exits with the
+//! error.
+
+use crate::codec::{decode_record, encode_record};
+use crate::transport::{Transport, TransportConfig};
+use crate::Error;
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use synod_paxos::{
+    Ballot, ClientError, Command, CommandId, Config, Input, Lsn, Message, NodeId, Replica, Slot,
+    StateMachine,
+};
+use synod_storage::{DataDir, Wal, WalOptions};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+/// How to run one replica.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The protocol's configuration (this member's id, the members, timing
+    /// in ticks, quorums, batching).
+    pub protocol: Config,
+    /// Identifies the cluster; peers and data directories of other clusters
+    /// are refused.
+    pub cluster_id: u64,
+    /// Every member's peer address, this one's included.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Where this member's data lives.
+    pub data_dir: PathBuf,
+    /// Length of one protocol tick. Default 50 ms.
+    pub tick: Duration,
+    /// A proposal or read not answered in this long fails with
+    /// [`Error::Timeout`]. Default 5 s.
+    pub request_timeout: Duration,
+    /// Largest peer frame accepted. Default 64 MiB.
+    pub max_frame: usize,
+}
+
+impl NodeConfig {
+    /// Defaults around a protocol configuration.
+    pub fn new(
+        protocol: Config,
+        cluster_id: u64,
+        peers: BTreeMap<NodeId, SocketAddr>,
+        data_dir: PathBuf,
+    ) -> NodeConfig {
+        NodeConfig {
+            protocol,
+            cluster_id,
+            peers,
+            data_dir,
+            tick: Duration::from_millis(50),
+            request_timeout: Duration::from_secs(5),
+            max_frame: 64 << 20,
+        }
+    }
+}
+
+/// What a replica reports about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This member.
+    pub id: NodeId,
+    /// The member this one believes leads.
+    pub leader: Option<NodeId>,
+    /// The leader's ballot, if this member leads; else the highest promised.
+    pub ballot: Ballot,
+    /// Every slot up to here is chosen and known here.
+    pub commit: Slot,
+    /// Every slot up to here is applied here.
+    pub applied: Slot,
+    /// The last durable record.
+    pub durable_lsn: Lsn,
+    /// The voting members.
+    pub members: Vec<NodeId>,
+}
+
+type LocalFn<S> = Box<dyn FnOnce(&S) + Send>;
+
+enum Request<S: StateMachine> {
+    Propose {
+        payload: Bytes,
+        reply: oneshot::Sender<Result<S::Output, Error>>,
+    },
+    Read {
+        query: Bytes,
+        reply: oneshot::Sender<Result<S::Output, Error>>,
+    },
+    Local(LocalFn<S>),
+    Status(oneshot::Sender<Status>),
+}
+
+/// A cheap, cloneable way to talk to a running replica.
+pub struct Handle<S: StateMachine> {
+    tx: mpsc::Sender<Request<S>>,
+    timeout: Duration,
+}
+
+impl<S: StateMachine> Clone for Handle<S> {
+    fn clone(&self) -> Self {
+        Handle {
+            tx: self.tx.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+impl<S> Handle<S>
+where
+    S: StateMachine + Send + 'static,
+    S::Output: Send + 'static,
+{
+    /// Replicate a command and return what the state machine made of it.
+    /// At any member: a follower forwards it to the leader. Applied at most
+    /// once, even if forwarded twice.
+    pub async fn propose(&self, payload: impl Into<Bytes>) -> Result<S::Output, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.call(
+            Request::Propose {
+                payload: payload.into(),
+                reply,
+            },
+            rx,
+        )
+        .await?
+    }
+
+    /// A linearizable read: answered from a state that includes every write
+    /// completed before the read began. At any member.
+    pub async fn read(&self, query: impl Into<Bytes>) -> Result<S::Output, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.call(
+            Request::Read {
+                query: query.into(),
+                reply,
+            },
+            rx,
+        )
+        .await?
+    }
+
+    /// Run `f` on this member's state as it is now (a serializable read: it
+    /// may be behind the leader).
+    pub async fn with_state<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&S) -> R + Send + 'static,
+    ) -> Result<R, Error> {
+        let (reply, rx) = oneshot::channel();
+        let job: LocalFn<S> = Box::new(move |s: &S| {
+            let _ = reply.send(f(s));
+        });
+        self.call(Request::Local(job), rx).await
+    }
+
+    /// What this member knows about the cluster.
+    pub async fn status(&self) -> Result<Status, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.call(Request::Status(reply), rx).await
+    }
+
+    async fn call<T>(&self, req: Request<S>, rx: oneshot::Receiver<T>) -> Result<T, Error> {
+        self.tx.send(req).await.map_err(|_| Error::Stopped)?;
+        match tokio::time::timeout(self.timeout + Duration::from_secs(1), rx).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+}
+
+/// A running replica.
+pub struct Node<S: StateMachine> {
+    handle: Handle<S>,
+    task: JoinHandle<Result<(), Error>>,
+    accept_task: JoinHandle<()>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl<S> Node<S>
+where
+    S: StateMachine + Send + 'static,
+    S::Output: Send + 'static,
+{
+    /// Open (or create) the data directory, recover, bind the peer address
+    /// and start serving. `sm` must be the state machine's initial state; the
+    /// recovered log is re-applied to it.
+    pub async fn start(cfg: NodeConfig, sm: S) -> Result<Node<S>, Error> {
+        let me = cfg.protocol.id;
+        let addr = *cfg
+            .peers
+            .get(&me)
+            .ok_or(Error::Config(format!("no peer address for member {me}")))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::Io(format!("bind {addr}: {e}")))?;
+        Node::start_on(cfg, sm, listener).await
+    }
+
+    /// Like [`Node::start`], on a listener the caller already bound.
+    pub async fn start_on(cfg: NodeConfig, sm: S, listener: TcpListener) -> Result<Node<S>, Error> {
+        if cfg.protocol.planted.is_some() {
+            return Err(Error::Config(
+                "planted bugs are for the simulator only".into(),
+            ));
+        }
+        cfg.protocol
+            .validate()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let me = cfg.protocol.id;
+        let dir = DataDir::open_or_init(&cfg.data_dir, cfg.cluster_id, me)?;
+        let mut records = Vec::new();
+        let mut bad = None;
+        let (wal, recovery) = Wal::open_with(
+            dir.wal_dir(),
+            WalOptions::default(),
+            |lsn, bytes| match decode_record(bytes) {
+                Ok(r) => records.push((lsn, r)),
+                Err(e) => {
+                    bad.get_or_insert(Error::Corrupt(format!("record {lsn}: {e}")));
+                }
+            },
+        )?;
+        if let Some(e) = bad {
+            return Err(e);
+        }
+        info!(node = me, records = records.len(), torn_tail = ?recovery.torn_tail, "recovered");
+        let replica = Replica::recover(cfg.protocol.clone(), sm, records)
+            .map_err(|e| Error::Corrupt(e.to_string()))?;
+        let (peer_tx, peer_rx) = mpsc::channel(16 * 1024);
+        let (transport, accept_task) = Transport::start(
+            TransportConfig {
+                cluster_id: cfg.cluster_id,
+                me,
+                peers: cfg.peers.clone(),
+                max_frame: cfg.max_frame,
+            },
+            listener,
+            peer_tx,
+        );
+        let (tx, rx) = mpsc::channel(16 * 1024);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let (durable_tx, durable_rx) = mpsc::unbounded_channel();
+        let actor = Actor {
+            replica,
+            wal: Arc::new(wal),
+            transport,
+            proposals: HashMap::new(),
+            reads: HashMap::new(),
+            next_read: 1,
+            clients: ClientPool::new(),
+            durable_tx,
+            timeout: cfg.request_timeout,
+        };
+        let task = tokio::spawn(actor.run(cfg.tick, rx, peer_rx, durable_rx, stop_rx));
+        Ok(Node {
+            handle: Handle {
+                tx,
+                timeout: cfg.request_timeout,
+            },
+            task,
+            accept_task,
+            shutdown: Some(stop_tx),
+        })
+    }
+
+    /// A handle for clients of this replica.
+    pub fn handle(&self) -> Handle<S> {
+        self.handle.clone()
+    }
+
+    /// Stop the replica and wait for it; returns the error that stopped it,
+    /// if one did.
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        let result = match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Io(format!("replica task failed: {e}"))),
+        };
+        // The actor is gone, so the transport stops accepting: wait for the
+        // port to be free again.
+        let _ = (&mut self.accept_task).await;
+        result
+    }
+
+    /// Wait until the replica stops by itself (it only does on a fatal
+    /// storage error).
+    pub async fn wait(mut self) -> Result<(), Error> {
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Io(format!("replica task failed: {e}"))),
+        }
+    }
+}
+
+/// Client identities for the runtime's own proposals: each in-flight
+/// proposal borrows a (client, seq) pair; a client id has one proposal in
+/// flight at a time, so "applied once" per (client, seq) holds with any
+/// number of concurrent proposals. A client whose proposal timed out is never
+/// reused (its command may still be applied later).
+struct ClientPool {
+    base: u64,
+    minted: u64,
+    free: Vec<(u64, u64)>,
+}
+
+impl ClientPool {
+    fn new() -> ClientPool {
+        ClientPool {
+            base: fastrand::u64(1 << 32..) & !0xFFFF_FFFF,
+            minted: 0,
+            free: Vec::new(),
+        }
+    }
+
+    fn acquire(&mut self) -> CommandId {
+        let (client, seq) = self.free.pop().unwrap_or_else(|| {
+            self.minted += 1;
+            (self.base | self.minted, 1)
+        });
+        CommandId { client, seq }
+    }
+
+    fn release(&mut self, id: CommandId) {
+        self.free.push((id.client, id.seq + 1));
+    }
+}
+
+/// A client waiting for an answer, and when it gives up.
+type Waiter<O> = (oneshot::Sender<Result<O, Error>>, Instant);
+
+struct Actor<S: StateMachine> {
+    replica: Replica<S>,
+    wal: Arc<Wal>,
+    transport: Transport,
+    proposals: HashMap<CommandId, Waiter<S::Output>>,
+    reads: HashMap<u64, Waiter<S::Output>>,
+    next_read: u64,
+    clients: ClientPool,
+    durable_tx: mpsc::UnboundedSender<Result<Lsn, synod_storage::Error>>,
+    timeout: Duration,
+}
+
+impl<S> Actor<S>
+where
+    S: StateMachine + Send + 'static,
+    S::Output: Send + 'static,
+{
+    async fn run(
+        mut self,
+        tick: Duration,
+        mut requests: mpsc::Receiver<Request<S>>,
+        mut peers: mpsc::Receiver<(NodeId, Message)>,
+        mut durable: mpsc::UnboundedReceiver<Result<Lsn, synod_storage::Error>>,
+        mut stop: oneshot::Receiver<()>,
+    ) -> Result<(), Error> {
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = 0u64;
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stop => return Ok(()),
+                Some(d) = durable.recv() => self.on_durable(d)?,
+                Some((from, msg)) = peers.recv() => self.replica.step(Input::Message { from, msg }),
+                Some(req) = requests.recv() => self.on_request(req),
+                _ = ticker.tick() => {
+                    ticks += 1;
+                    self.replica.step(Input::Tick);
+                    if ticks % 4 == 0 {
+                        self.expire();
+                    }
+                }
+            }
+            // Take whatever else is waiting, so it all goes out as one batch.
+            for _ in 0..4096 {
+                let mut progressed = false;
+                if let Ok(d) = durable.try_recv() {
+                    self.on_durable(d)?;
+                    progressed = true;
+                }
+                if let Ok((from, msg)) = peers.try_recv() {
+                    self.replica.step(Input::Message { from, msg });
+                    progressed = true;
+                }
+                if let Ok(req) = requests.try_recv() {
+                    self.on_request(req);
+                    progressed = true;
+                }
+                if !progressed {
+                    break;
+                }
+            }
+            self.carry_out()?;
+        }
+    }
+
+    fn on_durable(&mut self, d: Result<Lsn, synod_storage::Error>) -> Result<(), Error> {
+        match d {
+            Ok(lsn) => {
+                self.replica.step(Input::Durable(lsn));
+                Ok(())
+            }
+            Err(e) => {
+                error!(error = %e, "write-ahead log failed; stopping this replica");
+                Err(Error::Storage(e))
+            }
+        }
+    }
+
+    fn on_request(&mut self, req: Request<S>) {
+        let deadline = Instant::now() + self.timeout;
+        match req {
+            Request::Propose { payload, reply } => {
+                let id = self.clients.acquire();
+                self.proposals.insert(id, (reply, deadline));
+                self.replica.step(Input::Propose(Command { id, payload }));
+            }
+            Request::Read { query, reply } => {
+                let id = self.next_read;
+                self.next_read += 1;
+                self.reads.insert(id, (reply, deadline));
+                self.replica.step(Input::Read { id, query });
+            }
+            Request::Local(f) => f(self.replica.state_machine()),
+            Request::Status(reply) => {
+                let r = &self.replica;
+                let _ = reply.send(Status {
+                    id: r.id(),
+                    leader: r.leader_hint(),
+                    ballot: r.leader_ballot().unwrap_or(r.promised()),
+                    commit: r.commit_index(),
+                    applied: r.applied_index(),
+                    durable_lsn: r.durable_lsn(),
+                    members: r.config().members.clone(),
+                });
+            }
+        }
+    }
+
+    /// Persist, send, answer.
+    fn carry_out(&mut self) -> Result<(), Error> {
+        let out = self.replica.output();
+        if let Some(&(first, _)) = out.persist.first() {
+            let encoded: Vec<Vec<u8>> = out.persist.iter().map(|(_, r)| encode_record(r)).collect();
+            let refs: Vec<&[u8]> = encoded.iter().map(|v| v.as_slice()).collect();
+            let (wal_first, pending) = self.wal.submit_batch(&refs)?;
+            assert_eq!(
+                wal_first, first,
+                "the log and the replica number records alike"
+            );
+            let tx = self.durable_tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(pending.await);
+            });
+        }
+        for (to, msg) in out.send {
+            self.transport.send(to, msg);
+        }
+        for r in out.responses {
+            if let Some((reply, _)) = self.proposals.remove(&r.id) {
+                self.clients.release(r.id);
+                let _ = reply.send(r.result.map_err(client_error));
+            }
+        }
+        for r in out.reads {
+            if let Some((reply, _)) = self.reads.remove(&r.id) {
+                let _ = reply.send(r.result.map_err(client_error));
+            }
+        }
+        Ok(())
+    }
+
+    fn expire(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<CommandId> = self
+            .proposals
+            .iter()
+            .filter(|(_, (_, d))| *d <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some((reply, _)) = self.proposals.remove(&id) {
+                warn!(client = id.client, seq = id.seq, "proposal timed out");
+                let _ = reply.send(Err(Error::Timeout));
+            }
+        }
+        let expired: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, (_, d))| *d <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some((reply, _)) = self.reads.remove(&id) {
+                let _ = reply.send(Err(Error::Timeout));
+            }
+        }
+    }
+}
+
+fn client_error(e: ClientError) -> Error {
+    match e {
+        ClientError::NotLeader { leader } => Error::NotLeader { leader },
+        ClientError::Busy => Error::Busy,
+    }
+}

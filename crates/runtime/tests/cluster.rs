@@ -1,0 +1,164 @@
+//! Three replicas over real TCP and real write-ahead logs, in one process.
+
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use synod_paxos::{Config, KvMachine, NodeId};
+use synod_runtime::{Error, Node, NodeConfig};
+use tokio::net::TcpListener;
+
+struct Cluster {
+    nodes: BTreeMap<NodeId, Node<KvMachine>>,
+    peers: BTreeMap<NodeId, SocketAddr>,
+    _dir: tempfile::TempDir,
+}
+
+fn node_config(id: NodeId, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path) -> NodeConfig {
+    let mut c = NodeConfig::new(
+        Config::new(id, vec![1, 2, 3]),
+        99,
+        peers.clone(),
+        dir.join(id.to_string()),
+    );
+    c.tick = Duration::from_millis(10);
+    c
+}
+
+async fn cluster() -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let mut listeners = BTreeMap::new();
+    for id in 1..=3 {
+        listeners.insert(id, TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let peers: BTreeMap<NodeId, SocketAddr> = listeners
+        .iter()
+        .map(|(&id, l)| (id, l.local_addr().unwrap()))
+        .collect();
+    let mut nodes = BTreeMap::new();
+    for (id, l) in listeners {
+        let n = Node::start_on(node_config(id, &peers, dir.path()), KvMachine::default(), l)
+            .await
+            .unwrap();
+        nodes.insert(id, n);
+    }
+    Cluster {
+        nodes,
+        peers,
+        _dir: dir,
+    }
+}
+
+async fn until_leader(c: &Cluster) -> NodeId {
+    for _ in 0..500 {
+        for n in c.nodes.values() {
+            if let Ok(s) = n.handle().status().await {
+                if s.leader == Some(s.id) {
+                    return s.id;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no leader elected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_at_any_member_are_replicated_and_read_linearizably() {
+    let c = cluster().await;
+    let leader = until_leader(&c).await;
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    let h = c.nodes[&follower].handle();
+    for i in 0..50 {
+        h.propose(KvMachine::put("k", &i.to_string()))
+            .await
+            .unwrap();
+    }
+    for id in 1..=3 {
+        let v = c.nodes[&id].handle().read("k").await.unwrap();
+        assert_eq!(v, Some(Bytes::from("49")), "member {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_proposals_are_each_applied_once() {
+    let c = cluster().await;
+    until_leader(&c).await;
+    let mut tasks = Vec::new();
+    for t in 0..20 {
+        let h = c.nodes[&((t % 3) + 1)].handle();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                h.propose(KvMachine::put(&format!("t{t}"), &i.to_string()))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let h = c.nodes[&1].handle();
+    h.read("t0").await.unwrap();
+    let applied = h.with_state(|s| s.applied).await.unwrap();
+    assert_eq!(applied, 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_member_recovers_its_log_from_disk() {
+    let mut c = cluster().await;
+    let leader = until_leader(&c).await;
+    let h = c.nodes[&leader].handle();
+    for i in 0..20 {
+        h.propose(KvMachine::put("r", &i.to_string()))
+            .await
+            .unwrap();
+    }
+    let victim = (1..=3).find(|&i| i != leader).unwrap();
+    let n = c.nodes.remove(&victim).unwrap();
+    n.shutdown().await.unwrap();
+    let cfg = node_config(victim, &c.peers, c._dir.path());
+    let n = Node::start(cfg, KvMachine::default()).await.unwrap();
+    // Its own log already holds the chosen values.
+    let before_catch_up = n
+        .handle()
+        .with_state(|s| s.map.get(&b"r"[..]).cloned())
+        .await
+        .unwrap();
+    assert!(before_catch_up.is_some());
+    assert_eq!(n.handle().read("r").await.unwrap(), Some(Bytes::from("19")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_of_another_member_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let peers: BTreeMap<NodeId, SocketAddr> = (1..=3)
+        .map(|i| (i, SocketAddr::from(([127, 0, 0, 1], 0))))
+        .collect();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cfg = NodeConfig::new(
+        Config::new(1, vec![1, 2, 3]),
+        5,
+        peers.clone(),
+        dir.path().to_path_buf(),
+    );
+    Node::start_on(cfg, KvMachine::default(), l)
+        .await
+        .unwrap()
+        .shutdown()
+        .await
+        .unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cfg = NodeConfig::new(
+        Config::new(2, vec![1, 2, 3]),
+        5,
+        peers,
+        dir.path().to_path_buf(),
+    );
+    match Node::start_on(cfg, KvMachine::default(), l).await {
+        Err(Error::Storage(e)) => assert!(e.to_string().contains("member"), "{e}"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("started on another member's data"),
+    }
+}
