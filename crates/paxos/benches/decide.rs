@@ -21,6 +21,14 @@ impl StateMachine for Counter {
     fn query(&self, _q: &[u8]) -> u64 {
         self.0
     }
+    fn snapshot(&self) -> Vec<u8> {
+        self.0.to_be_bytes().to_vec()
+    }
+    fn restore(&mut self, s: &[u8]) -> Result<(), synod_paxos::SnapshotError> {
+        let b: [u8; 8] = s.try_into().map_err(|_| synod_paxos::SnapshotError("need 8 bytes".into()))?;
+        self.0 = u64::from_be_bytes(b);
+        Ok(())
+    }
 }
 
 fn decide(c: &mut Criterion) {

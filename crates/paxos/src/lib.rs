@@ -32,4 +32,4 @@ pub use message::{Message, PromisedEntry};
 pub use quorum::{QuorumError, QuorumPolicy};
 pub use record::{Lsn, Record};
 pub use replica::{ClientError, Input, Output, ReadResponse, RecoverError, Replica, Response};
-pub use state_machine::{KvMachine, StateMachine};
+pub use state_machine::{KvMachine, SnapshotError, StateMachine};
