@@ -1,0 +1,1 @@
+//! The synod server (in progress).
