@@ -1,1 +1,138 @@
-fn main() {}
+//! `synod-bench`: drives etcd-compatible endpoints with one workload and
+//! prints one JSON line; `synod-bench compare` puts two sets side by side.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use synod_loadgen::bench::{self, Workload};
+use synod_loadgen::compare;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "synod-bench",
+    version,
+    about = "Load generator for etcd v3 endpoints (etcd, synod): prints one JSON line",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print a side-by-side table of two files of report lines.
+    Compare {
+        /// Reports of the baseline (e.g. etcd), one JSON line each.
+        baseline: PathBuf,
+        /// Reports of the candidate (e.g. synod).
+        candidate: PathBuf,
+        /// Column label of the baseline.
+        #[arg(long, default_value = "etcd")]
+        baseline_label: String,
+        /// Column label of the candidate.
+        #[arg(long, default_value = "synod")]
+        candidate_label: String,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Client URLs, comma-separated; every connection uses all of them.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    endpoints: Vec<String>,
+    /// What each request does.
+    #[arg(long, value_enum, default_value = "put")]
+    workload: Workload,
+    /// Requests in flight at any time.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// etcd clients the in-flight requests are spread over (at most
+    /// --concurrency).
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Seconds to run (default 10 unless --requests is given).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Requests to issue.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Number of distinct keys.
+    #[arg(long, default_value_t = 10_000)]
+    key_space: u64,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
+    /// Skip writing every key before the get workloads.
+    #[arg(long)]
+    no_prefill: bool,
+    /// Prefix of every key touched.
+    #[arg(long, default_value = "bench/")]
+    key_prefix: String,
+    /// Per-request timeout in seconds (a timeout counts as an error).
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Seed of key choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Tokio worker threads (default: available cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Compare { baseline, candidate, baseline_label, candidate_label }) => {
+            let read =
+                |path: &PathBuf| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));
+            let (b, c) = (compare::parse_reports(&read(&baseline)?), compare::parse_reports(&read(&candidate)?));
+            print!("{}", compare::table(&baseline_label, &b, &candidate_label, &c));
+            Ok(())
+        }
+        None => run(cli.run),
+    }
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let seconds = |s: f64, what: &str| {
+        if s.is_finite() && s > 0.0 {
+            Ok(Duration::from_secs_f64(s))
+        } else {
+            bail!("{what} must be a positive number of seconds")
+        }
+    };
+    let duration = match (args.duration, args.requests) {
+        (None, None) => Some(Duration::from_secs(10)),
+        (d, _) => d.map(|d| seconds(d, "--duration")).transpose()?,
+    };
+    let config = bench::Config {
+        endpoints: args.endpoints,
+        workload: args.workload,
+        concurrency: args.concurrency,
+        connections: args.connections,
+        duration,
+        requests: args.requests,
+        key_space: args.key_space,
+        value_size: args.value_size,
+        prefill: !args.no_prefill,
+        key_prefix: args.key_prefix,
+        timeout: seconds(args.timeout, "--timeout")?,
+        seed: args.seed,
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let report = runtime.build()?.block_on(bench::run(config))?;
+    println!("{}", serde_json::to_string(&report)?);
+    if report.requests == 0 {
+        bail!("no request succeeded ({} errors)", report.errors);
+    }
+    Ok(())
+}

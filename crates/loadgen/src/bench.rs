@@ -1,0 +1,381 @@
+//! Closed-loop workloads against etcd v3 endpoints.
+//!
+//! `concurrency` tasks each keep exactly one request in flight and issue the
+//! next one as soon as the previous one completes, spread round-robin over
+//! `connections` etcd clients. Each task records latencies into its own
+//! histogram (no shared state on the hot path) and the histograms are merged
+//! at the end. A run stops at its deadline or once its request budget has
+//! been handed out, whichever comes first; requests already in flight finish
+//! (bounded by the per-request timeout) and count.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// What every request of a run does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// Put one key to a fresh value.
+    Put,
+    /// Linearizable single-key Range.
+    Get,
+    /// Serializable single-key Range (served by the contacted member).
+    GetSerializable,
+    /// Txn: if the key's mod_revision is the last one seen then put it,
+    /// else read it (to learn the new mod_revision). Never retried.
+    TxnCas,
+}
+
+impl Workload {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Put => "put",
+            Workload::Get => "get",
+            Workload::GetSerializable => "get-serializable",
+            Workload::TxnCas => "txn-cas",
+        }
+    }
+
+    /// Reads need keys that exist, or they measure empty ranges.
+    fn reads_keys(self) -> bool {
+        matches!(self, Workload::Get | Workload::GetSerializable)
+    }
+}
+
+/// One run's parameters.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Client URLs, every client connects to all of them.
+    pub endpoints: Vec<String>,
+    /// What each request does.
+    pub workload: Workload,
+    /// Requests in flight at any time.
+    pub concurrency: usize,
+    /// etcd clients (each with its own connections) the in-flight requests
+    /// are spread over; clamped to `concurrency`.
+    pub connections: usize,
+    /// Stop issuing requests after this long.
+    pub duration: Option<Duration>,
+    /// Stop after this many requests have been issued.
+    pub requests: Option<u64>,
+    /// Keys are chosen uniformly from this many.
+    pub key_space: u64,
+    /// Bytes per written value.
+    pub value_size: usize,
+    /// Write every key once before a read workload starts.
+    pub prefill: bool,
+    /// Prefix of every key this run touches.
+    pub key_prefix: String,
+    /// A request that takes longer counts as an error.
+    pub timeout: Duration,
+    /// Seeds key choice, so runs are repeatable.
+    pub seed: u64,
+}
+
+impl Config {
+    fn validate(&self) -> Result<()> {
+        if self.endpoints.is_empty() {
+            bail!("no endpoints given");
+        }
+        if self.concurrency == 0 || self.connections == 0 {
+            bail!("concurrency and connections must be at least 1");
+        }
+        if self.key_space == 0 {
+            bail!("key space must be at least 1");
+        }
+        if self.duration.is_none() && self.requests.is_none() {
+            bail!("a run needs a duration or a request count");
+        }
+        Ok(())
+    }
+}
+
+/// Latency percentiles of the successful requests, in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Slowest request.
+    pub max: f64,
+}
+
+/// The one JSON line a run prints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Workload name, as on the command line.
+    pub workload: String,
+    /// The endpoints driven.
+    pub endpoints: Vec<String>,
+    /// Requests in flight.
+    pub concurrency: usize,
+    /// etcd clients used.
+    #[serde(default)]
+    pub connections: usize,
+    /// Requests that succeeded (a txn-cas whose compare failed succeeded).
+    pub requests: u64,
+    /// Requests that returned an error or timed out.
+    pub errors: u64,
+    /// Wall-clock seconds from the first request to the last completion.
+    pub seconds: f64,
+    /// `requests / seconds`.
+    pub throughput_ops_s: f64,
+    /// Percentiles over the successful requests.
+    pub latency_ms: Latency,
+    /// txn-cas only: transactions whose compare held (the put happened).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn_succeeded: Option<u64>,
+    /// txn-cas only: transactions whose compare failed (someone else wrote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn_failed: Option<u64>,
+}
+
+/// What one task counted.
+struct Tally {
+    histogram: Histogram<u64>,
+    errors: u64,
+    cas_succeeded: u64,
+    cas_failed: u64,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    fn new() -> Result<Self> {
+        Ok(Tally {
+            // 1 µs to 10 min at 3 significant digits: well under 1 MiB.
+            histogram: Histogram::new_with_bounds(1, 600_000_000, 3)?,
+            errors: 0,
+            cas_succeeded: 0,
+            cas_failed: 0,
+            first_error: None,
+        })
+    }
+
+    fn merge(&mut self, other: Tally) -> Result<()> {
+        self.histogram.add(&other.histogram)?;
+        self.errors += other.errors;
+        self.cas_succeeded += other.cas_succeeded;
+        self.cas_failed += other.cas_failed;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        Ok(())
+    }
+}
+
+/// State shared by every task of a run.
+struct Shared {
+    config: Config,
+    value: Vec<u8>,
+    deadline: Option<Instant>,
+    /// Requests handed out so far; a task claims one before issuing it.
+    issued: AtomicU64,
+    /// txn-cas: the latest mod_revision seen per key (0: never written).
+    mod_revisions: Vec<AtomicI64>,
+}
+
+impl Shared {
+    fn claim(&self) -> bool {
+        if let Some(deadline) = self.deadline {
+            if Instant::now() >= deadline {
+                return false;
+            }
+        }
+        match self.config.requests {
+            Some(limit) => self.issued.fetch_add(1, Ordering::Relaxed) < limit,
+            None => true,
+        }
+    }
+
+    fn key(&self, index: u64) -> Vec<u8> {
+        format!("{}{:012}", self.config.key_prefix, index).into_bytes()
+    }
+}
+
+/// Connects, prefills if the workload reads, runs, and reports.
+pub async fn run(config: Config) -> Result<Report> {
+    config.validate()?;
+    let connections = config.connections.min(config.concurrency);
+    let mut clients = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let client = Client::connect(&config.endpoints, None)
+            .await
+            .with_context(|| format!("connecting to {}", config.endpoints.join(",")))?;
+        clients.push(client);
+    }
+    let value = random_value(config.value_size, config.seed);
+    let mod_revisions = if config.workload == Workload::TxnCas {
+        (0..config.key_space).map(|_| AtomicI64::new(0)).collect()
+    } else {
+        Vec::new()
+    };
+    // Warm every connection so connection setup is not measured.
+    for client in &clients {
+        let mut kv = client.kv_client();
+        kv.get("synod-bench/warmup", Some(GetOptions::new().with_serializable())).await.context("warm-up request")?;
+    }
+    if config.prefill && config.workload.reads_keys() {
+        prefill(&clients, &config, &value).await?;
+    }
+
+    let shared = Arc::new(Shared {
+        deadline: config.duration.map(|d| Instant::now() + d),
+        config,
+        value,
+        issued: AtomicU64::new(0),
+        mod_revisions,
+    });
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(shared.config.concurrency);
+    for task in 0..shared.config.concurrency {
+        let kv = clients[task % clients.len()].kv_client();
+        let shared = Arc::clone(&shared);
+        tasks.push(tokio::spawn(drive(shared, kv, task as u64)));
+    }
+    let mut total = Tally::new()?;
+    for task in tasks {
+        total.merge(task.await.context("load task panicked")??)?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+
+    if let Some(error) = &total.first_error {
+        eprintln!("synod-bench: {} errors, first: {error}", total.errors);
+    }
+    let h = &total.histogram;
+    let ms = |micros: u64| micros as f64 / 1000.0;
+    let requests = h.len();
+    let cas = shared.config.workload == Workload::TxnCas;
+    Ok(Report {
+        workload: shared.config.workload.name().to_string(),
+        endpoints: shared.config.endpoints.clone(),
+        concurrency: shared.config.concurrency,
+        connections,
+        requests,
+        errors: total.errors,
+        seconds,
+        throughput_ops_s: if seconds > 0.0 { requests as f64 / seconds } else { 0.0 },
+        latency_ms: if requests == 0 {
+            Latency::default()
+        } else {
+            Latency {
+                p50: ms(h.value_at_quantile(0.50)),
+                p90: ms(h.value_at_quantile(0.90)),
+                p99: ms(h.value_at_quantile(0.99)),
+                p999: ms(h.value_at_quantile(0.999)),
+                max: ms(h.max()),
+            }
+        },
+        txn_succeeded: cas.then_some(total.cas_succeeded),
+        txn_failed: cas.then_some(total.cas_failed),
+    })
+}
+
+/// One closed-loop task: claim, issue, record, repeat.
+async fn drive(shared: Arc<Shared>, mut kv: KvClient, task: u64) -> Result<Tally> {
+    let mut tally = Tally::new()?;
+    let mut rng = fastrand::Rng::with_seed(shared.config.seed ^ task.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let workload = shared.config.workload;
+    while shared.claim() {
+        let index = rng.u64(0..shared.config.key_space);
+        let key = shared.key(index);
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(shared.config.timeout, async {
+            match workload {
+                Workload::Put => kv.put(key, shared.value.clone(), None).await.map(|_| None),
+                Workload::Get => kv.get(key, None).await.map(|_| None),
+                Workload::GetSerializable => {
+                    kv.get(key, Some(GetOptions::new().with_serializable())).await.map(|_| None)
+                }
+                Workload::TxnCas => cas(&shared, &mut kv, index, key).await.map(Some),
+            }
+        })
+        .await;
+        let micros = started.elapsed().as_micros() as u64;
+        match outcome {
+            Ok(Ok(cas_outcome)) => {
+                tally.histogram.saturating_record(micros.max(1));
+                match cas_outcome {
+                    Some(true) => tally.cas_succeeded += 1,
+                    Some(false) => tally.cas_failed += 1,
+                    None => {}
+                }
+            }
+            Ok(Err(error)) => tally.error(error.to_string()),
+            Err(_) => tally.error(format!("timed out after {:?}", shared.config.timeout)),
+        }
+    }
+    Ok(tally)
+}
+
+impl Tally {
+    fn error(&mut self, message: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(message);
+    }
+}
+
+/// One compare-and-swap on `key`: true if the put happened.
+async fn cas(shared: &Shared, kv: &mut KvClient, index: u64, key: Vec<u8>) -> Result<bool, etcd_client::Error> {
+    let slot = &shared.mod_revisions[index as usize];
+    let expected = slot.load(Ordering::Relaxed);
+    let txn = Txn::new()
+        .when([Compare::mod_revision(key.clone(), CompareOp::Equal, expected)])
+        .and_then([TxnOp::put(key.clone(), shared.value.clone(), None)])
+        .or_else([TxnOp::get(key, None)]);
+    let response = kv.txn(txn).await?;
+    // Revisions only grow and this workload never deletes, so the largest
+    // mod_revision seen is the key's current one.
+    if response.succeeded() {
+        let revision = response.header().map_or(0, |h| h.revision());
+        slot.fetch_max(revision, Ordering::Relaxed);
+        Ok(true)
+    } else {
+        if let Some(TxnOpResponse::Get(get)) = response.op_responses().first() {
+            let current = get.kvs().first().map_or(0, |kv| kv.mod_revision());
+            slot.fetch_max(current, Ordering::Relaxed);
+        }
+        Ok(false)
+    }
+}
+
+/// Writes every key of the key space once, 64 requests in flight.
+async fn prefill(clients: &[Client], config: &Config, value: &[u8]) -> Result<()> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for task in 0..64.min(config.key_space as usize) {
+        let mut kv = clients[task % clients.len()].kv_client();
+        let next = Arc::clone(&next);
+        let (prefix, space, value) = (config.key_prefix.clone(), config.key_space, value.to_vec());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= space {
+                    return Ok::<_, etcd_client::Error>(());
+                }
+                kv.put(format!("{prefix}{index:012}"), value.clone(), None).await?;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.context("prefill task panicked")?.context("prefill")?;
+    }
+    Ok(())
+}
+
+/// Printable random bytes, so values are not trivially compressible.
+fn random_value(size: usize, seed: u64) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..size).map(|_| rng.alphanumeric() as u8).collect()
+}

@@ -1,0 +1,117 @@
+//! Side-by-side comparison of two sets of reports.
+//!
+//! Runs are paired by (workload, concurrency); a run present on one side only
+//! is listed with blanks on the other, never silently dropped.
+
+use std::fmt::Write as _;
+
+use crate::bench::Report;
+
+/// Parses report lines, skipping anything that is not a report (log noise).
+pub fn parse_reports(text: &str) -> Vec<Report> {
+    text.lines().filter_map(|line| serde_json::from_str::<Report>(line.trim()).ok()).collect()
+}
+
+/// A table of throughput and p99 for `baseline` and `candidate`, with the
+/// candidate/baseline ratios (above 1 means the candidate has more
+/// throughput, respectively a slower p99).
+pub fn table(baseline_label: &str, baseline: &[Report], candidate_label: &str, candidate: &[Report]) -> String {
+    let mut keys: Vec<(String, usize)> = Vec::new();
+    for report in baseline.iter().chain(candidate) {
+        let key = (report.workload.clone(), report.concurrency);
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    let find = |reports: &[Report], (workload, concurrency): &(String, usize)| {
+        reports.iter().find(|r| &r.workload == workload && r.concurrency == *concurrency).cloned()
+    };
+    let (b, c) = (baseline_label, candidate_label);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<17} {:>5} {:>12} {:>12} {:>7} {:>10} {:>10} {:>7} {:>8} {:>8}",
+        "workload",
+        "conc",
+        format!("{b} ops/s"),
+        format!("{c} ops/s"),
+        "ratio",
+        format!("{b} p99"),
+        format!("{c} p99"),
+        "ratio",
+        format!("{b} err"),
+        format!("{c} err"),
+    );
+    for key in &keys {
+        let (x, y) = (find(baseline, key), find(candidate, key));
+        let ops = |r: &Option<Report>| r.as_ref().map(|r| r.throughput_ops_s);
+        let p99 = |r: &Option<Report>| r.as_ref().map(|r| r.latency_ms.p99);
+        let errors = |r: &Option<Report>| r.as_ref().map(|r| r.errors as f64);
+        let _ = writeln!(
+            out,
+            "{:<17} {:>5} {:>12} {:>12} {:>7} {:>10} {:>10} {:>7} {:>8} {:>8}",
+            key.0,
+            key.1,
+            cell(ops(&x), 0),
+            cell(ops(&y), 0),
+            ratio(ops(&y), ops(&x)),
+            cell(p99(&x), 2),
+            cell(p99(&y), 2),
+            ratio(p99(&y), p99(&x)),
+            cell(errors(&x), 0),
+            cell(errors(&y), 0),
+        );
+    }
+    out
+}
+
+fn cell(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "-".to_string(), |v| format!("{v:.decimals$}"))
+}
+
+fn ratio(numerator: Option<f64>, denominator: Option<f64>) -> String {
+    match (numerator, denominator) {
+        (Some(n), Some(d)) if d > 0.0 => format!("{:.2}", n / d),
+        _ => "-".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::Latency;
+
+    fn report(workload: &str, concurrency: usize, ops: f64, p99: f64) -> Report {
+        Report {
+            workload: workload.into(),
+            endpoints: vec![],
+            concurrency,
+            connections: 1,
+            requests: 1,
+            errors: 0,
+            seconds: 1.0,
+            throughput_ops_s: ops,
+            latency_ms: Latency { p99, ..Latency::default() },
+            txn_succeeded: None,
+            txn_failed: None,
+        }
+    }
+
+    #[test]
+    fn pairs_runs_by_workload_and_concurrency_and_divides_candidate_by_baseline() {
+        let etcd = [report("put", 1, 100.0, 4.0), report("put", 64, 1000.0, 10.0)];
+        let synod = [report("put", 64, 1500.0, 5.0)];
+        let table = table("etcd", &etcd, "synod", &synod);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines[1].contains(" - "), "missing side shown as '-': {table}");
+        assert!(lines[2].contains("1.50") && lines[2].contains("0.50"), "{table}");
+    }
+
+    #[test]
+    fn report_lines_round_trip_and_noise_is_skipped() {
+        let line = serde_json::to_string(&report("get", 8, 1.0, 1.0)).unwrap();
+        let parsed = parse_reports(&format!("starting\n{line}\n"));
+        assert_eq!(parsed, vec![report("get", 8, 1.0, 1.0)]);
+    }
+}

@@ -1,0 +1,163 @@
+//! One etcd-flag-compatible server process on loopback.
+//!
+//! etcd and synod take the same flags, so one launcher starts either: that
+//! is what lets a test or a benchmark give both exactly the same treatment.
+//! A [`Node`] kills its process when dropped, so a failing test never leaves
+//! a server behind.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use etcd_client::proto::PbRangeRequest;
+
+use crate::raw::RawKv;
+
+/// How to start one member.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    /// The server binary (etcd or synod).
+    pub binary: PathBuf,
+    /// `--name`.
+    pub name: String,
+    /// `--data-dir`.
+    pub data_dir: PathBuf,
+    /// Loopback port for clients.
+    pub client_port: u16,
+    /// Loopback port for peers.
+    pub peer_port: u16,
+    /// `--initial-cluster`, `name=http://127.0.0.1:port,...`.
+    pub initial_cluster: String,
+    /// Where the process's stdout and stderr go.
+    pub log: PathBuf,
+}
+
+impl NodeSpec {
+    /// A one-member cluster on two free loopback ports, data and log in `dir`.
+    pub fn single(binary: &Path, name: &str, dir: &Path) -> Result<Self> {
+        let (client_port, peer_port) = (free_port()?, free_port()?);
+        Ok(NodeSpec {
+            binary: binary.to_path_buf(),
+            name: name.to_string(),
+            data_dir: dir.join(format!("{name}.data")),
+            client_port,
+            peer_port,
+            initial_cluster: format!("{name}=http://127.0.0.1:{peer_port}"),
+            log: dir.join(format!("{name}.log")),
+        })
+    }
+
+    /// The etcd flags, as `etcd` and `synod` both take them.
+    pub fn args(&self) -> Vec<String> {
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        vec![
+            "--name".into(),
+            self.name.clone(),
+            "--data-dir".into(),
+            self.data_dir.display().to_string(),
+            "--listen-client-urls".into(),
+            client.clone(),
+            "--advertise-client-urls".into(),
+            client,
+            "--listen-peer-urls".into(),
+            peer.clone(),
+            "--initial-advertise-peer-urls".into(),
+            peer,
+            "--initial-cluster".into(),
+            self.initial_cluster.clone(),
+            "--initial-cluster-state".into(),
+            "new".into(),
+        ]
+    }
+}
+
+/// A running member; killed on drop.
+#[derive(Debug)]
+pub struct Node {
+    spec: NodeSpec,
+    child: Child,
+}
+
+impl Node {
+    /// Starts the process; does not wait for it to serve.
+    pub fn start(spec: NodeSpec) -> Result<Node> {
+        let log = File::create(&spec.log).with_context(|| format!("creating log {}", spec.log.display()))?;
+        let child = Command::new(&spec.binary)
+            .args(spec.args())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", spec.binary.display()))?;
+        Ok(Node { spec, child })
+    }
+
+    /// `http://127.0.0.1:<client port>`.
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.spec.client_port)
+    }
+
+    /// The spec it was started with.
+    pub fn spec(&self) -> &NodeSpec {
+        &self.spec
+    }
+
+    /// Waits until a linearizable Range succeeds (so a leader exists and
+    /// the member serves), failing early if the process exits.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<RawKv> {
+        let deadline = Instant::now() + timeout;
+        let mut last_error = String::from("never connected");
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited with {status} before serving; log {}:\n{}",
+                    self.spec.binary.display(),
+                    self.spec.log.display(),
+                    self.log_tail()
+                );
+            }
+            match RawKv::connect(&self.client_url()).await {
+                Ok(mut kv) => {
+                    let probe = PbRangeRequest { key: b"synod-probe".to_vec(), ..Default::default() };
+                    match tokio::time::timeout(Duration::from_secs(2), kv.range(probe)).await {
+                        Ok(Ok(_)) => return Ok(kv),
+                        Ok(Err(status)) => last_error = status.to_string(),
+                        Err(_) => last_error = "probe timed out".into(),
+                    }
+                }
+                Err(error) => last_error = error.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!(
+            "{} did not serve within {timeout:?} ({last_error}); log {}:\n{}",
+            self.spec.binary.display(),
+            self.spec.log.display(),
+            self.log_tail()
+        )
+    }
+
+    /// The last lines the process logged, for error messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.spec.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nobody listens on right now (the OS picks it).
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
