@@ -1,1 +1,33 @@
-//! The synod server (in progress).
+//! synod-server: the `synod` binary's library. One process runs one member
+//! of a Synod cluster and serves the etcd v3 gRPC API on its client URLs, so
+//! etcdctl and etcd's client libraries work against it unchanged.
+//!
+//! The layers, top down:
+//! * [`config`]: etcd-style command-line flags, validated once into a
+//!   [`config::ServerConfig`] (member and cluster ids, timing in ticks,
+//!   quorums);
+//! * [`server`]: starts the replica and the gRPC services, and stops them;
+//! * [`kv_service`], [`cluster_service`], [`maintenance_service`]: the etcd
+//!   services, mapping each RPC to a proposal, a linearizable read or a
+//!   local (serializable) read;
+//! * [`machine`]: the replicated state machine: etcd's MVCC store
+//!   ([`synod_kv::KvState`]) plus the members' published attributes;
+//! * [`status`]: runtime and state machine errors as etcd's gRPC errors;
+//! * [`ids`]: member and cluster ids, derived as etcd derives them;
+//! * [`demo`]: a local three-node cluster for trying it out.
+//!
+//! This crate never decides what the cluster agrees on: every write goes
+//! through [`synod_runtime::Handle::propose`], and every linearizable read
+//! through [`synod_runtime::Handle::read`].
+
+#![warn(missing_docs)]
+
+pub mod cluster_service;
+pub mod config;
+pub mod demo;
+pub mod ids;
+pub mod kv_service;
+pub mod machine;
+pub mod maintenance_service;
+pub mod server;
+pub mod status;

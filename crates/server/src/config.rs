@@ -1,0 +1,516 @@
+//! The command line, with etcd's flag names where they mean the same thing,
+//! validated once into a [`ServerConfig`].
+//!
+//! Everything a member needs to agree with the others on (member ids, the
+//! cluster id, who the members are) is derived from `--initial-cluster` and
+//! `--initial-cluster-token`, so every member must be started with the same
+//! values of both. Wall-clock flags (milliseconds) become protocol ticks of
+//! `--tick-ms` here; invalid combinations are refused with a message naming
+//! the flags.
+
+use crate::ids;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+use synod_paxos::{Config, NodeId};
+use synod_runtime::NodeConfig;
+
+/// etcd's default `--max-request-bytes`: 1.5 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
+
+/// What gRPC accepts on top of `--max-request-bytes` for the request's
+/// framing, as etcd does (`grpcOverheadBytes`).
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// `synod`: one member of a Synod cluster, speaking the etcd v3 gRPC API.
+#[derive(Debug, Parser)]
+#[command(
+    name = "synod",
+    version,
+    about = "A Multi-Paxos replicated key-value server that speaks the etcd v3 API",
+    long_about = "A Multi-Paxos replicated key-value server that speaks the etcd v3 API.\n\n\
+        Without a subcommand, runs one member of a cluster; every member must be started \
+        with the same --initial-cluster and --initial-cluster-token. `synod demo` starts a \
+        local three-node cluster.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// Run something other than one member.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The member's flags.
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a local three-node cluster (client URLs http://127.0.0.1:2379,
+    /// :22379, :32379) as child processes, data under ./synod-data, until
+    /// Ctrl-C or SIGTERM.
+    Demo(DemoArgs),
+}
+
+/// Flags of `synod demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Where the three members keep their data (one folder each).
+    #[arg(long, default_value = "synod-data")]
+    pub data_dir: PathBuf,
+}
+
+/// `--initial-cluster-state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClusterState {
+    /// The cluster is being created with these members.
+    New,
+    /// The member joins (or rejoins) a running cluster of these members; it
+    /// catches up from the others.
+    Existing,
+}
+
+/// The flags of one member, named as etcd names them where they mean the
+/// same thing.
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// Human-readable name of this member; must be one of the names in
+    /// --initial-cluster.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+
+    /// Path to the data directory [default: <name>.synod].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+
+    /// Comma-separated URLs to serve clients (the etcd v3 gRPC API) on.
+    #[arg(long, default_value = "http://localhost:2379")]
+    pub listen_client_urls: String,
+
+    /// Comma-separated client URLs of this member to tell the cluster about
+    /// (shown by `etcdctl member list`).
+    #[arg(long, default_value = "http://localhost:2379")]
+    pub advertise_client_urls: String,
+
+    /// URL to listen on for the other members (Synod's peer protocol over TCP;
+    /// only host:port is used).
+    #[arg(long, default_value = "http://localhost:2380")]
+    pub listen_peer_urls: String,
+
+    /// This member's peer URLs as the other members reach them; must match
+    /// this member's entry in --initial-cluster.
+    #[arg(long, default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: String,
+
+    /// Every member: name=peer-URL pairs, comma-separated (a name may repeat
+    /// for several URLs). The same on every member.
+    #[arg(long, default_value = "default=http://localhost:2380")]
+    pub initial_cluster: String,
+
+    /// `new` to create a cluster, `existing` to join a running one (with
+    /// static membership both start the same way; an empty data directory
+    /// catches up from the others).
+    #[arg(long, value_enum, default_value = "new")]
+    pub initial_cluster_state: ClusterState,
+
+    /// Cluster token: member and cluster ids are derived from it, so
+    /// clusters with different tokens refuse each other's peers.
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_interval: u64,
+
+    /// Time (in milliseconds) for an election to timeout: a member that has
+    /// not heard a leader for this long bids for leadership.
+    #[arg(long, default_value_t = 1000)]
+    pub election_timeout: u64,
+
+    /// Largest request (encoded) the server accepts; larger ones get
+    /// "etcdserver: request is too large".
+    #[arg(long, default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
+    pub max_request_bytes: usize,
+
+    /// Length (in milliseconds) of one tick of the protocol's logical clock;
+    /// the other durations are rounded to ticks.
+    #[arg(long, default_value_t = 10)]
+    pub tick_ms: u64,
+
+    /// Most client commands packed into one log slot.
+    #[arg(long, default_value_t = 4096)]
+    pub max_batch: usize,
+
+    /// Most log slots the leader has in flight (proposed, not yet chosen).
+    #[arg(long, default_value_t = 64)]
+    pub max_inflight_slots: usize,
+
+    /// Phase-1 (election) quorum size for flexible quorums [default: a
+    /// majority, or members - phase2 + 1 when only --phase2-quorum is given].
+    #[arg(long)]
+    pub phase1_quorum: Option<usize>,
+
+    /// Phase-2 (replication) quorum size for flexible quorums [default: a
+    /// majority, or members - phase1 + 1 when only --phase1-quorum is given].
+    /// phase1 + phase2 must exceed the number of members.
+    #[arg(long)]
+    pub phase2_quorum: Option<usize>,
+
+    /// Leader lease (in milliseconds) for linearizable reads without a
+    /// quorum round; must be below --election-timeout; 0 disables leases
+    /// [default: 4/5 of --election-timeout].
+    #[arg(long)]
+    pub lease_ms: Option<u64>,
+}
+
+/// A configuration the flags cannot make.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn bad(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+/// One member as `--initial-cluster` names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// The derived member id.
+    pub id: NodeId,
+    /// The member's name.
+    pub name: String,
+    /// Its peer URLs as given.
+    pub peer_urls: Vec<String>,
+}
+
+/// Everything one member needs to run, validated.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// This member's name.
+    pub name: String,
+    /// This member's id.
+    pub member_id: NodeId,
+    /// The cluster's id.
+    pub cluster_id: u64,
+    /// Every member, in id order.
+    pub members: Vec<Member>,
+    /// Where to serve clients.
+    pub client_listen: Vec<SocketAddr>,
+    /// The client URLs published to the cluster.
+    pub advertise_client_urls: Vec<String>,
+    /// Where to listen for peers.
+    pub peer_listen: SocketAddr,
+    /// The runtime's configuration (protocol, peers, data directory, tick).
+    pub node: NodeConfig,
+    /// `--max-request-bytes`.
+    pub max_request_bytes: usize,
+}
+
+/// Splits a comma-separated list of URLs, refusing an empty one.
+fn url_list(flag: &str, value: &str) -> Result<Vec<String>, ConfigError> {
+    let urls: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.trim_end_matches('/').to_string())
+        .collect();
+    if urls.is_empty() {
+        return Err(bad(format!("--{flag} needs at least one URL")));
+    }
+    Ok(urls)
+}
+
+/// The host:port of an `http://host:port` URL.
+pub fn host_port(flag: &str, url: &str) -> Result<String, ConfigError> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        bad(format!(
+            "--{flag}: {url:?} is not an http://host:port URL (TLS and unix sockets are not supported)"
+        ))
+    })?;
+    let hp = rest.split('/').next().unwrap_or("");
+    let has_port = hp
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+    if !has_port {
+        return Err(bad(format!("--{flag}: {url:?} has no host:port")));
+    }
+    Ok(hp.to_string())
+}
+
+/// Resolves an `http://host:port` URL to one socket address (IPv4 first).
+pub fn resolve(flag: &str, url: &str) -> Result<SocketAddr, ConfigError> {
+    let hp = host_port(flag, url)?;
+    let addrs: Vec<SocketAddr> = hp
+        .to_socket_addrs()
+        .map_err(|e| bad(format!("--{flag}: cannot resolve {hp}: {e}")))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| bad(format!("--{flag}: {hp} resolves to no address")))
+}
+
+/// Parses `--initial-cluster` into members with derived ids, in id order.
+pub fn parse_initial_cluster(value: &str, token: &str) -> Result<Vec<Member>, ConfigError> {
+    let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for entry in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, url) = entry.split_once('=').ok_or_else(|| {
+            bad(format!(
+                "--initial-cluster: {entry:?} is not name=http://host:port"
+            ))
+        })?;
+        if name.is_empty() {
+            return Err(bad(format!("--initial-cluster: {entry:?} has no name")));
+        }
+        host_port("initial-cluster", url)?;
+        by_name
+            .entry(name.to_string())
+            .or_default()
+            .push(url.trim_end_matches('/').to_string());
+    }
+    if by_name.is_empty() {
+        return Err(bad("--initial-cluster names no member"));
+    }
+    let mut members: Vec<Member> = by_name
+        .into_iter()
+        .map(|(name, peer_urls)| Member {
+            id: ids::member_id(&peer_urls, token),
+            name,
+            peer_urls,
+        })
+        .collect();
+    members.sort_by_key(|m| m.id);
+    for pair in members.windows(2) {
+        if pair[0].id == pair[1].id {
+            return Err(bad(format!(
+                "--initial-cluster: members {} and {} have the same peer URLs",
+                pair[0].name, pair[1].name
+            )));
+        }
+    }
+    Ok(members)
+}
+
+fn ticks(ms: u64, tick_ms: u64) -> u64 {
+    ms / tick_ms
+}
+
+impl NodeArgs {
+    /// Validates the flags into a configuration.
+    pub fn to_config(&self) -> Result<ServerConfig, ConfigError> {
+        let token = &self.initial_cluster_token;
+        let members = parse_initial_cluster(&self.initial_cluster, token)?;
+        let me = members
+            .iter()
+            .find(|m| m.name == self.name)
+            .ok_or_else(|| {
+                bad(format!(
+                    "--name {:?} is not in --initial-cluster ({})",
+                    self.name,
+                    members
+                        .iter()
+                        .map(|m| m.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        let mut advertised = url_list(
+            "initial-advertise-peer-urls",
+            &self.initial_advertise_peer_urls,
+        )?;
+        advertised.sort();
+        let mut listed = me.peer_urls.clone();
+        listed.sort();
+        if advertised != listed {
+            return Err(bad(format!(
+                "--initial-advertise-peer-urls {} does not match the --initial-cluster entry \
+                 for {} ({})",
+                advertised.join(","),
+                self.name,
+                listed.join(",")
+            )));
+        }
+
+        let mut peers = BTreeMap::new();
+        for m in &members {
+            peers.insert(m.id, resolve("initial-cluster", &m.peer_urls[0])?);
+        }
+        let listen_peer = url_list("listen-peer-urls", &self.listen_peer_urls)?;
+        if listen_peer.len() > 1 {
+            return Err(bad("--listen-peer-urls: only one peer URL is supported"));
+        }
+        let peer_listen = resolve("listen-peer-urls", &listen_peer[0])?;
+        let client_listen = url_list("listen-client-urls", &self.listen_client_urls)?
+            .iter()
+            .map(|u| resolve("listen-client-urls", u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let advertise_client_urls =
+            url_list("advertise-client-urls", &self.advertise_client_urls)?;
+        for u in &advertise_client_urls {
+            host_port("advertise-client-urls", u)?;
+        }
+
+        let protocol = self.protocol(me.id, members.iter().map(|m| m.id).collect())?;
+        let ids: Vec<NodeId> = members.iter().map(|m| m.id).collect();
+        let cluster_id = ids::cluster_id(&ids, token);
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.synod", self.name)));
+        let mut node = NodeConfig::new(protocol, cluster_id, peers, data_dir);
+        node.tick = Duration::from_millis(self.tick_ms);
+        // Frames carry batches of requests; leave room for a full batch of
+        // maximal requests up to the runtime's own ceiling.
+        node.max_frame = node.max_frame.max(4 * self.max_request_bytes);
+        if self.max_request_bytes == 0 {
+            return Err(bad("--max-request-bytes must be positive"));
+        }
+        Ok(ServerConfig {
+            name: self.name.clone(),
+            member_id: me.id,
+            cluster_id,
+            members,
+            client_listen,
+            advertise_client_urls,
+            peer_listen,
+            node,
+            max_request_bytes: self.max_request_bytes,
+        })
+    }
+
+    /// The protocol configuration: timing from milliseconds to ticks, and
+    /// quorums.
+    fn protocol(&self, id: NodeId, members: Vec<NodeId>) -> Result<Config, ConfigError> {
+        if self.tick_ms == 0 {
+            return Err(bad("--tick-ms must be at least 1"));
+        }
+        let t = self.tick_ms;
+        if self.heartbeat_interval < t {
+            return Err(bad(format!(
+                "--heartbeat-interval ({} ms) must be at least one tick (--tick-ms {t})",
+                self.heartbeat_interval
+            )));
+        }
+        if self.heartbeat_interval >= self.election_timeout {
+            return Err(bad(format!(
+                "--heartbeat-interval ({} ms) must be below --election-timeout ({} ms)",
+                self.heartbeat_interval, self.election_timeout
+            )));
+        }
+        let lease_ms = self
+            .lease_ms
+            .unwrap_or(self.election_timeout / 5 * 4);
+        if lease_ms >= self.election_timeout {
+            return Err(bad(format!(
+                "--lease-ms ({lease_ms}) must be below --election-timeout ({} ms): a failed \
+                 leader's lease must run out before another member can be elected",
+                self.election_timeout
+            )));
+        }
+        let n = members.len();
+        let mut cfg = Config::new(id, members);
+        cfg.heartbeat_ticks = ticks(self.heartbeat_interval, t).max(1);
+        cfg.election_ticks = ticks(self.election_timeout, t).max(cfg.heartbeat_ticks + 1);
+        cfg.election_jitter_ticks = (cfg.election_ticks * 3 / 10).max(1);
+        cfg.lease_ticks = ticks(lease_ms, t);
+        // Tick timers fire late under load, never early; a quarter of the
+        // lease covers that and clock drift with room to spare.
+        cfg.lease_drift_margin_ticks = (cfg.lease_ticks / 4).max(1);
+        cfg.max_batch = self.max_batch;
+        cfg.max_inflight_slots = self.max_inflight_slots;
+        if self.phase1_quorum.is_some() || self.phase2_quorum.is_some() {
+            let (q1, q2) = match (self.phase1_quorum, self.phase2_quorum) {
+                (Some(q1), Some(q2)) => (q1, q2),
+                (Some(q1), None) => (q1, (n + 1).saturating_sub(q1)),
+                (None, Some(q2)) => ((n + 1).saturating_sub(q2), q2),
+                (None, None) => unreachable!("one of the quorum flags is set"),
+            };
+            cfg = cfg.with_quorums(q1, q2).map_err(|e| {
+                bad(format!(
+                    "--phase1-quorum {q1} / --phase2-quorum {q2} with {n} members: {e}"
+                ))
+            })?;
+        }
+        cfg.validate().map_err(|e| {
+            bad(format!(
+                "invalid timing or sizes (--tick-ms, --heartbeat-interval, --election-timeout, \
+                 --lease-ms, --max-batch, --max-inflight-slots): {e}"
+            ))
+        })?;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Result<ServerConfig, ConfigError> {
+        let mut argv = vec![
+            "synod",
+            "--name",
+            "b",
+            "--initial-cluster",
+            "a=http://127.0.0.1:1001,b=http://127.0.0.1:1002,c=http://127.0.0.1:1003",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:1002",
+            "--listen-peer-urls",
+            "http://127.0.0.1:1002",
+            "--listen-client-urls",
+            "http://127.0.0.1:2002",
+        ];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv)
+            .map_err(|e| bad(e.to_string()))?
+            .node
+            .to_config()
+    }
+
+    #[test]
+    fn every_member_derives_the_same_ids() {
+        let b = args(&[]).unwrap();
+        let members = parse_initial_cluster(
+            "c=http://127.0.0.1:1003,a=http://127.0.0.1:1001,b=http://127.0.0.1:1002",
+            "etcd-cluster",
+        )
+        .unwrap();
+        assert_eq!(members, b.members);
+        let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+        assert_eq!(b.cluster_id, ids::cluster_id(&ids, "etcd-cluster"));
+        assert_eq!(b.node.protocol.id, b.member_id);
+        assert_eq!(b.node.protocol.members, ids);
+    }
+
+    #[test]
+    fn milliseconds_become_ticks() {
+        let c = args(&["--tick-ms", "10"]).unwrap().node.protocol;
+        assert_eq!((c.heartbeat_ticks, c.election_ticks, c.lease_ticks), (10, 100, 80));
+    }
+
+    #[test]
+    fn invalid_flags_are_refused_with_a_message_naming_them() {
+        let table: &[(&[&str], &str)] = &[
+            (&["--phase1-quorum", "1", "--phase2-quorum", "2"], "do not intersect"),
+            (&["--lease-ms", "1000"], "--lease-ms"),
+            (&["--heartbeat-interval", "1000"], "--heartbeat-interval"),
+            (&["--name", "z"], "not in --initial-cluster"),
+            (&["--initial-advertise-peer-urls", "http://127.0.0.1:9"], "does not match"),
+            (&["--listen-client-urls", "https://127.0.0.1:1"], "TLS"),
+            (&["--initial-cluster", "a=127.0.0.1:1"], "http://"),
+        ];
+        for (extra, want) in table {
+            let err = args(extra).unwrap_err().to_string();
+            assert!(err.contains(want), "{extra:?}: {err:?} should mention {want:?}");
+        }
+    }
+
+    #[test]
+    fn flexible_quorums_that_intersect_are_accepted() {
+        let c = args(&["--phase1-quorum", "3"]).unwrap().node.protocol;
+        assert_eq!((c.quorum.phase1(), c.quorum.phase2()), (3, 1));
+    }
+}

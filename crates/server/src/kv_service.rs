@@ -1,0 +1,175 @@
+//! etcd's KV service: writes through the log, reads linearizable through the
+//! replica's read path, or serializable from this member's state.
+//!
+//! Requests are validated before they are proposed, so a bad request costs
+//! no log slot; the state machine validates again on apply, so one that got
+//! through anyway fails the same way on every replica.
+
+use crate::machine::{Proposal, Query, Reply};
+use crate::server::Context;
+use crate::status;
+use std::sync::Arc;
+use synod_kv::pb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, Request as OpRequest, TxnRequest, TxnResponse,
+};
+use synod_kv::{
+    is_read_only, validate_delete_range, validate_put, validate_range, validate_txn,
+    Command as KvCommand, Response,
+};
+use tonic::codegen::tokio_stream;
+use tonic::{Request, Response as GrpcResponse, Status};
+
+use etcd_client::proto::{PbKvService, PbRangeStreamResponse};
+
+/// The KV service of one member.
+#[derive(Clone)]
+pub struct KvService {
+    ctx: Arc<Context>,
+}
+
+impl KvService {
+    /// The service over a member's context.
+    pub fn new(ctx: Arc<Context>) -> KvService {
+        KvService { ctx }
+    }
+
+    /// Proposes a write and returns the state machine's response.
+    async fn write(&self, cmd: KvCommand) -> Result<Response, Status> {
+        let payload = Proposal::Kv(cmd).to_bytes();
+        if payload.len() > self.ctx.max_request_bytes {
+            return Err(status::too_large());
+        }
+        match self.ctx.handle.propose(payload).await {
+            Ok(Ok(Reply::Write(r))) => Ok(r),
+            Ok(Ok(other)) => Err(Status::internal(format!(
+                "synod: unexpected reply to a write: {other:?}"
+            ))),
+            Ok(Err(e)) => Err(status::machine(&e)),
+            Err(e) => Err(status::runtime(&e)),
+        }
+    }
+
+    /// Answers a read, linearizable unless `serializable`.
+    async fn read(&self, query: Query, serializable: bool) -> Result<Reply, Status> {
+        let result = if serializable {
+            self.ctx
+                .handle
+                .with_state(move |m| m.answer(&query))
+                .await
+        } else {
+            self.ctx.handle.read(query.to_bytes()).await
+        };
+        match result {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(status::machine(&e)),
+            Err(e) => Err(status::runtime(&e)),
+        }
+    }
+}
+
+fn unexpected(reply: impl std::fmt::Debug) -> Status {
+    Status::internal(format!("synod: unexpected reply: {reply:?}"))
+}
+
+/// Whether every range in a read-only txn, at any depth, asks for a
+/// serializable read (etcd's `isTxnSerializable`).
+fn txn_is_serializable(t: &TxnRequest) -> bool {
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .all(|op| match &op.request {
+            Some(OpRequest::RequestRange(r)) => r.serializable,
+            Some(OpRequest::RequestTxn(t)) => txn_is_serializable(t),
+            _ => true,
+        })
+}
+
+#[tonic::async_trait]
+impl PbKvService for KvService {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<GrpcResponse<RangeResponse>, Status> {
+        let req = request.into_inner();
+        validate_range(&req).map_err(|e| status::kv(&e))?;
+        let serializable = req.serializable;
+        match self.read(Query::Range(req), serializable).await? {
+            Reply::Range(mut r) => {
+                self.ctx.fill(&mut r.header);
+                Ok(GrpcResponse::new(r))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    type RangeStreamStream =
+        tokio_stream::Empty<Result<PbRangeStreamResponse, Status>>;
+
+    async fn range_stream(
+        &self,
+        _request: Request<RangeRequest>,
+    ) -> Result<GrpcResponse<Self::RangeStreamStream>, Status> {
+        Err(status::unimplemented("KV.RangeStream"))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<GrpcResponse<PutResponse>, Status> {
+        let req = request.into_inner();
+        validate_put(&req).map_err(|e| status::kv(&e))?;
+        match self.write(KvCommand::Put(req)).await? {
+            Response::Put(mut r) => {
+                self.ctx.fill(&mut r.header);
+                Ok(GrpcResponse::new(r))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<GrpcResponse<DeleteRangeResponse>, Status> {
+        let req = request.into_inner();
+        validate_delete_range(&req).map_err(|e| status::kv(&e))?;
+        match self.write(KvCommand::DeleteRange(req)).await? {
+            Response::DeleteRange(mut r) => {
+                self.ctx.fill(&mut r.header);
+                Ok(GrpcResponse::new(r))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<GrpcResponse<TxnResponse>, Status> {
+        let req = request.into_inner();
+        validate_txn(&req, self.ctx.max_txn_ops).map_err(|e| status::kv(&e))?;
+        let mut resp = if is_read_only(&req) {
+            let serializable = txn_is_serializable(&req);
+            match self.read(Query::Txn(req), serializable).await? {
+                Reply::Txn(r) => r,
+                other => return Err(unexpected(other)),
+            }
+        } else {
+            match self.write(KvCommand::Txn(req)).await? {
+                Response::Txn(r) => r,
+                other => return Err(unexpected(other)),
+            }
+        };
+        self.ctx.fill(&mut resp.header);
+        Ok(GrpcResponse::new(resp))
+    }
+
+    async fn compact(
+        &self,
+        request: Request<CompactionRequest>,
+    ) -> Result<GrpcResponse<CompactionResponse>, Status> {
+        let req = request.into_inner();
+        match self.write(KvCommand::Compact(req)).await? {
+            Response::Compact(mut r) => {
+                self.ctx.fill(&mut r.header);
+                Ok(GrpcResponse::new(r))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The replicated state machine behind the etcd API: etcd's MVCC store plus
+//! the attributes (name, client URLs) each member publishes when it starts,
+//! as etcd publishes its members' attributes through raft.
+//!
+//! What the log carries ([`Proposal`]) is a [`synod_kv::Command`]'s own
+//! bytes, or a member's attributes under a field number the command
+//! envelope never uses (100): both are plain protobuf, one decodes as the
+//! other's unknown field, so a log of key-value commands stays readable as
+//! such. Reads ([`Query`]) are protobuf too. Applying never fails the
+//! replica: a payload that does not decode is answered with an error, the
+//! same on every replica.
+
+use bytes::Bytes;
+use prost::Message;
+use std::collections::BTreeMap;
+use synod_kv::pb::{RangeRequest, RangeResponse, TxnRequest, TxnResponse};
+use synod_kv::{Command as KvCommand, KvError, KvState, Response};
+use synod_paxos::{Command, Slot, SnapshotError, StateMachine};
+
+/// What a member tells the cluster about itself when it starts.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct MemberAttributes {
+    /// The member's id.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// Its name.
+    #[prost(string, tag = "2")]
+    pub name: String,
+    /// The client URLs it serves the etcd API on.
+    #[prost(string, repeated, tag = "3")]
+    pub client_urls: Vec<String>,
+}
+
+/// The non-key-value proposals, under field numbers that
+/// [`synod_kv::Command`]'s envelope does not use.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Extension {
+    #[prost(message, optional, tag = "100")]
+    publish: Option<MemberAttributes>,
+}
+
+/// One entry of the replicated log.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Proposal {
+    /// A key-value write.
+    Kv(KvCommand),
+    /// A member's attributes.
+    Publish(MemberAttributes),
+}
+
+impl Proposal {
+    /// The bytes the log carries.
+    pub fn to_bytes(&self) -> Bytes {
+        match self {
+            Proposal::Kv(c) => c.to_bytes().into(),
+            Proposal::Publish(a) => Extension {
+                publish: Some(a.clone()),
+            }
+            .encode_to_vec()
+            .into(),
+        }
+    }
+
+    /// Decodes [`Proposal::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Proposal, MachineError> {
+        if let Ok(Extension {
+            publish: Some(attrs),
+        }) = Extension::decode(bytes)
+        {
+            return Ok(Proposal::Publish(attrs));
+        }
+        KvCommand::from_bytes(bytes)
+            .map(Proposal::Kv)
+            .map_err(|e| MachineError::Malformed(e.to_string()))
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct QueryWire {
+    #[prost(oneof = "QueryKind", tags = "1, 2, 3")]
+    kind: Option<QueryKind>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum QueryKind {
+    #[prost(message, tag = "1")]
+    Range(RangeRequest),
+    #[prost(message, tag = "2")]
+    Txn(TxnRequest),
+    #[prost(bool, tag = "3")]
+    Members(bool),
+}
+
+/// A read answered without the log.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Query {
+    /// KV.Range.
+    Range(RangeRequest),
+    /// KV.Txn without writes.
+    Txn(TxnRequest),
+    /// The members' published attributes.
+    Members,
+}
+
+impl Query {
+    /// The bytes handed to [`synod_runtime::Handle::read`].
+    pub fn to_bytes(&self) -> Bytes {
+        let kind = match self.clone() {
+            Query::Range(r) => QueryKind::Range(r),
+            Query::Txn(t) => QueryKind::Txn(t),
+            Query::Members => QueryKind::Members(true),
+        };
+        QueryWire { kind: Some(kind) }.encode_to_vec().into()
+    }
+
+    /// Decodes [`Query::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Query, MachineError> {
+        let wire = QueryWire::decode(bytes).map_err(|e| MachineError::Malformed(e.to_string()))?;
+        match wire.kind {
+            Some(QueryKind::Range(r)) => Ok(Query::Range(r)),
+            Some(QueryKind::Txn(t)) => Ok(Query::Txn(t)),
+            Some(QueryKind::Members(_)) => Ok(Query::Members),
+            None => Err(MachineError::Malformed("empty query".into())),
+        }
+    }
+}
+
+/// What a proposal or a query returns.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// A key-value write's response (header carries the revision only).
+    Write(Response),
+    /// A range's response.
+    Range(RangeResponse),
+    /// A read-only txn's response.
+    Txn(TxnResponse),
+    /// Every member's published attributes, by id.
+    Members(Vec<MemberAttributes>),
+    /// A member's attributes were recorded.
+    Published,
+}
+
+/// Why a proposal or query failed; the same on every replica.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum MachineError {
+    /// etcd's error for the request.
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    /// The bytes were not a proposal or query (a server bug or a newer
+    /// member's command).
+    #[error("malformed request: {0}")]
+    Malformed(String),
+}
+
+/// The result of applying a proposal or answering a query.
+pub type Output = Result<Reply, MachineError>;
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct SnapshotWire {
+    #[prost(bytes = "vec", tag = "1")]
+    kv: Vec<u8>,
+    #[prost(message, repeated, tag = "2")]
+    members: Vec<MemberAttributes>,
+}
+
+/// The replicated state: etcd's MVCC store and the members' attributes.
+#[derive(Clone, Debug, Default)]
+pub struct EtcdMachine {
+    kv: KvState,
+    members: BTreeMap<u64, MemberAttributes>,
+}
+
+impl EtcdMachine {
+    /// An empty store at revision 1 with etcd's default limits.
+    pub fn new() -> EtcdMachine {
+        EtcdMachine::default()
+    }
+
+    /// The key-value store.
+    pub fn kv(&self) -> &KvState {
+        &self.kv
+    }
+
+    /// Every member's published attributes, in id order.
+    pub fn members(&self) -> Vec<MemberAttributes> {
+        self.members.values().cloned().collect()
+    }
+
+    /// Answers a read from this replica's state.
+    pub fn answer(&self, query: &Query) -> Output {
+        match query {
+            Query::Range(r) => Ok(Reply::Range(self.kv.range(r)?)),
+            Query::Txn(t) => Ok(Reply::Txn(self.kv.txn_read(t)?)),
+            Query::Members => Ok(Reply::Members(self.members())),
+        }
+    }
+}
+
+impl StateMachine for EtcdMachine {
+    type Output = Output;
+
+    fn apply(&mut self, _slot: Slot, command: &Command) -> Output {
+        match Proposal::from_bytes(&command.payload)? {
+            Proposal::Kv(c) => Ok(Reply::Write(self.kv.apply(c)?.response)),
+            Proposal::Publish(attrs) => {
+                self.members.insert(attrs.id, attrs);
+                Ok(Reply::Published)
+            }
+        }
+    }
+
+    fn query(&self, query: &[u8]) -> Output {
+        self.answer(&Query::from_bytes(query)?)
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        SnapshotWire {
+            kv: self.kv.snapshot(),
+            members: self.members(),
+        }
+        .encode_to_vec()
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError> {
+        let wire = SnapshotWire::decode(snapshot).map_err(|e| SnapshotError(e.to_string()))?;
+        let kv = KvState::restore(self.kv.config().clone(), &wire.kv)
+            .map_err(|e| SnapshotError(e.to_string()))?;
+        self.kv = kv;
+        self.members = wire.members.into_iter().map(|m| (m.id, m)).collect();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synod_kv::pb::PutRequest;
+
+    fn put(key: &str) -> Proposal {
+        Proposal::Kv(KvCommand::Put(PutRequest {
+            key: key.into(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        }))
+    }
+
+    fn attrs(id: u64) -> MemberAttributes {
+        MemberAttributes {
+            id,
+            name: format!("n{id}"),
+            client_urls: vec![format!("http://127.0.0.1:{id}")],
+        }
+    }
+
+    #[test]
+    fn proposals_round_trip_and_kv_commands_stay_plain_commands() {
+        for p in [put("k"), Proposal::Publish(attrs(7))] {
+            assert_eq!(Proposal::from_bytes(&p.to_bytes()).unwrap(), p);
+        }
+        let Proposal::Kv(c) = put("k") else {
+            unreachable!()
+        };
+        assert_eq!(KvCommand::from_bytes(&put("k").to_bytes()).unwrap(), c);
+        assert!(Proposal::from_bytes(b"\xff\xff").is_err());
+    }
+
+    #[test]
+    fn apply_query_snapshot_restore() {
+        let mut m = EtcdMachine::new();
+        let cmd = |p: Proposal| Command::new(1, 1, p.to_bytes());
+        assert!(matches!(m.apply(1, &cmd(put("a"))), Ok(Reply::Write(_))));
+        assert_eq!(m.apply(2, &cmd(Proposal::Publish(attrs(3)))), Ok(Reply::Published));
+        let q = Query::Range(RangeRequest {
+            key: b"a".to_vec(),
+            ..Default::default()
+        });
+        let Ok(Reply::Range(r)) = m.query(&q.to_bytes()) else {
+            panic!("range failed")
+        };
+        assert_eq!(r.kvs.len(), 1);
+        let mut restored = EtcdMachine::new();
+        restored.restore(&m.snapshot()).unwrap();
+        assert_eq!(restored.kv(), m.kv());
+        assert_eq!(restored.members(), vec![attrs(3)]);
+        assert!(matches!(
+            m.apply(3, &Command::new(1, 2, &b"\x08"[..])),
+            Err(MachineError::Malformed(_))
+        ));
+    }
+}

@@ -1,0 +1,207 @@
+//! One member, running: the replica, its published attributes and the etcd
+//! gRPC services on every client URL, until asked to stop.
+
+use crate::cluster_service::ClusterService;
+use crate::config::{Member, ServerConfig, GRPC_OVERHEAD_BYTES};
+use crate::kv_service::KvService;
+use crate::machine::{EtcdMachine, MemberAttributes, Proposal};
+use crate::maintenance_service::MaintenanceService;
+use etcd_client::proto::{PbClusterServer, PbKvServer, PbMaintenanceServer, PbResponseHeader};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use synod_runtime::{Handle, Node};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::server::TcpIncoming;
+use tracing::{info, warn};
+
+/// What every service of one member shares.
+pub struct Context {
+    /// The replica.
+    pub handle: Handle<EtcdMachine>,
+    /// The cluster's id, for response headers.
+    pub cluster_id: u64,
+    /// This member's id, for response headers.
+    pub member_id: u64,
+    /// Every member from `--initial-cluster`.
+    pub members: Vec<Member>,
+    /// `--max-request-bytes`.
+    pub max_request_bytes: usize,
+    /// Most ops in one txn (the state machine's limit).
+    pub max_txn_ops: usize,
+    /// This member's data directory.
+    pub data_dir: PathBuf,
+    /// The latest ballot round seen, reported as raft term.
+    term: AtomicU64,
+    /// The latest store revision seen, for headers of responses that do
+    /// not come from the store.
+    revision: AtomicI64,
+}
+
+impl Context {
+    /// Completes a response header: cluster and member ids and the term
+    /// always; the revision if the store did not set one.
+    pub fn fill(&self, header: &mut Option<PbResponseHeader>) {
+        let h = header.get_or_insert_with(PbResponseHeader::default);
+        h.cluster_id = self.cluster_id;
+        h.member_id = self.member_id;
+        h.raft_term = self.term.load(Ordering::Relaxed);
+        if h.revision == 0 {
+            h.revision = self.revision.load(Ordering::Relaxed);
+        } else {
+            self.revision.fetch_max(h.revision, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Why a member could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The replica failed to start or stopped with an error.
+    #[error("replica: {0}")]
+    Runtime(#[from] synod_runtime::Error),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// Runs one member until `shutdown` completes, then stops it cleanly.
+pub async fn run(
+    cfg: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let peer_listener = bind(cfg.peer_listen).await?;
+    let mut client_listeners = Vec::new();
+    for addr in &cfg.client_listen {
+        client_listeners.push(bind(*addr).await?);
+    }
+    let node = Node::start_on(cfg.node.clone(), EtcdMachine::new(), peer_listener).await?;
+    let handle = node.handle();
+    info!(
+        name = %cfg.name,
+        member = format_args!("{:x}", cfg.member_id),
+        cluster = format_args!("{:x}", cfg.cluster_id),
+        peer = %cfg.peer_listen,
+        clients = ?cfg.client_listen,
+        "member started"
+    );
+    let ctx = Arc::new(Context {
+        handle: handle.clone(),
+        cluster_id: cfg.cluster_id,
+        member_id: cfg.member_id,
+        members: cfg.members.clone(),
+        max_request_bytes: cfg.max_request_bytes,
+        max_txn_ops: synod_kv::Config::default().max_txn_ops,
+        data_dir: cfg.node.data_dir.clone(),
+        term: AtomicU64::new(0),
+        revision: AtomicI64::new(0),
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let background = vec![
+        tokio::spawn(publish(
+            handle.clone(),
+            MemberAttributes {
+                id: cfg.member_id,
+                name: cfg.name.clone(),
+                client_urls: cfg.advertise_client_urls.clone(),
+            },
+            stop_rx.clone(),
+        )),
+        tokio::spawn(watch_status(ctx.clone(), stop_rx.clone())),
+    ];
+
+    let limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let mut servers = Vec::new();
+    for listener in client_listeners {
+        let router = tonic::transport::Server::builder()
+            .add_service(
+                PbKvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(limit),
+            )
+            .add_service(
+                PbClusterServer::new(ClusterService::new(ctx.clone()))
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                PbMaintenanceServer::new(MaintenanceService::new(ctx.clone()))
+                    .max_decoding_message_size(limit),
+            );
+        let mut stop = stop_rx.clone();
+        servers.push(tokio::spawn(async move {
+            let signal = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            router
+                .serve_with_incoming_shutdown(TcpIncoming::from(listener), signal)
+                .await
+        }));
+    }
+
+    shutdown.await;
+    info!(name = %cfg.name, "stopping");
+    let _ = stop_tx.send(true);
+    for s in servers {
+        // Clients holding connections open must not keep the member alive.
+        match tokio::time::timeout(Duration::from_secs(2), s).await {
+            Ok(Ok(Err(e))) => warn!(error = %e, "client listener failed"),
+            Ok(_) | Err(_) => {}
+        }
+    }
+    for b in background {
+        b.abort();
+    }
+    node.shutdown().await?;
+    info!(name = %cfg.name, "stopped");
+    Ok(())
+}
+
+/// Publishes this member's attributes through the log, retrying until a
+/// quorum is there to choose them (as etcd's `publishV3`).
+async fn publish(
+    handle: Handle<EtcdMachine>,
+    attrs: MemberAttributes,
+    stop: watch::Receiver<bool>,
+) {
+    let payload = Proposal::Publish(attrs).to_bytes();
+    while !*stop.borrow() {
+        match handle.propose(payload.clone()).await {
+            Ok(_) => {
+                info!("published member attributes");
+                return;
+            }
+            Err(e) => {
+                warn!(error = %e, "publishing member attributes; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Keeps the term and revision for response headers fresh without asking
+/// the replica on every request.
+async fn watch_status(ctx: Arc<Context>, stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if let Ok(st) = ctx.handle.status().await {
+            ctx.term.fetch_max(st.ballot.round, Ordering::Relaxed);
+        }
+        if let Ok(rev) = ctx.handle.with_state(|m| m.kv().revision()).await {
+            ctx.revision.fetch_max(rev, Ordering::Relaxed);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

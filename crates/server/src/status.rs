@@ -1,0 +1,73 @@
+//! Errors as etcd reports them: the gRPC code and the exact message etcd's
+//! clients match on.
+
+use crate::machine::MachineError;
+use synod_kv::KvError;
+use tonic::{Code, Status};
+
+/// etcd's `ErrRequestTooLarge`.
+pub const REQUEST_TOO_LARGE: &str = "etcdserver: request is too large";
+/// etcd's `ErrTimeout`.
+pub const TIMEOUT: &str = "etcdserver: request timed out";
+/// etcd's `ErrNoLeader`.
+pub const NO_LEADER: &str = "etcdserver: no leader";
+/// etcd's `ErrTooManyRequests`.
+pub const TOO_MANY_REQUESTS: &str = "etcdserver: too many requests";
+/// etcd's `ErrStopped`.
+pub const STOPPED: &str = "etcdserver: server stopped";
+
+/// A key-value error with etcd's code and message.
+pub fn kv(e: &KvError) -> Status {
+    Status::new(Code::from(e.code() as i32), e.to_string())
+}
+
+/// A state machine error.
+pub fn machine(e: &MachineError) -> Status {
+    match e {
+        MachineError::Kv(e) => kv(e),
+        MachineError::Malformed(m) => Status::internal(format!("synod: {m}")),
+    }
+}
+
+/// A runtime error: whether the request took effect is unknown for a
+/// timeout, as with etcd.
+pub fn runtime(e: &synod_runtime::Error) -> Status {
+    use synod_runtime::Error as E;
+    match e {
+        E::Timeout => Status::unavailable(TIMEOUT),
+        E::NotLeader { .. } => Status::unavailable(NO_LEADER),
+        E::Busy => Status::resource_exhausted(TOO_MANY_REQUESTS),
+        E::Stopped => Status::unavailable(STOPPED),
+        other => Status::internal(format!("synod: {other}")),
+    }
+}
+
+/// A request larger than `--max-request-bytes`.
+pub fn too_large() -> Status {
+    Status::invalid_argument(REQUEST_TOO_LARGE)
+}
+
+/// An RPC this server does not offer yet.
+pub fn unimplemented(what: &str) -> Status {
+    Status::unimplemented(format!("synod: {what} is not supported yet"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_etcd_codes_and_messages() {
+        let s = runtime(&synod_runtime::Error::Timeout);
+        assert_eq!((s.code(), s.message()), (Code::Unavailable, TIMEOUT));
+        let s = runtime(&synod_runtime::Error::NotLeader { leader: None });
+        assert_eq!((s.code(), s.message()), (Code::Unavailable, NO_LEADER));
+        let s = kv(&KvError::EmptyKey);
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::InvalidArgument, "etcdserver: key is not provided")
+        );
+        let s = kv(&KvError::Compacted);
+        assert_eq!(s.code(), Code::OutOfRange);
+    }
+}
