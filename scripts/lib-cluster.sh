@@ -5,8 +5,8 @@
 #
 # Source it, then:
 #   cluster_start BINARY DATA_DIR BASE_PORT [TOKEN]
-#       members n1..n3, client ports BASE, BASE+10000, BASE+20000 and peer
-#       ports one above each; sets CLUSTER_ENDPOINTS (comma-separated) and
+#       members n1..n3, client ports BASE, BASE+10, BASE+20 and peer ports
+#       one above each (below Linux's ephemeral range); sets CLUSTER_ENDPOINTS (comma-separated) and
 #       CLUSTER_PIDS; returns once every member answers a linearizable read.
 #   cluster_stop
 #       SIGTERM, then SIGKILL after 5 s, to exactly the pids it started.
@@ -21,12 +21,12 @@ cluster_start() {
     CLUSTER_PIDS=()
     CLUSTER_ENDPOINTS=""
     for i in 1 2 3; do
-        peer=$((base + (i - 1) * 10000 + 1))
+        peer=$((base + (i - 1) * 10 + 1))
         initial+="${initial:+,}n$i=http://127.0.0.1:$peer"
     done
     mkdir -p "$dir"
     for i in 1 2 3; do
-        client=$((base + (i - 1) * 10000))
+        client=$((base + (i - 1) * 10))
         peer=$((client + 1))
         "$bin" --name "n$i" --data-dir "$dir/n$i" \
             --listen-client-urls "http://127.0.0.1:$client" \

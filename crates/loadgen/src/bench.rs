@@ -229,6 +229,9 @@ pub async fn run(config: Config) -> Result<Report> {
     if config.prefill && config.workload.reads_keys() {
         prefill(&clients, &config, &value).await?;
     }
+    if config.workload == Workload::TxnCas {
+        learn_mod_revisions(&clients[0], &config, &mod_revisions).await?;
+    }
 
     let shared = Arc::new(Shared {
         deadline: config.duration.map(|d| Instant::now() + d),
@@ -370,6 +373,31 @@ async fn prefill(clients: &[Client], config: &Config, value: &[u8]) -> Result<()
     }
     for task in tasks {
         task.await.context("prefill task panicked")?.context("prefill")?;
+    }
+    Ok(())
+}
+
+/// Seeds the txn-cas cache with the keys' current mod_revisions, so that a
+/// failed compare means a concurrent writer, not a key left by an earlier run.
+async fn learn_mod_revisions(
+    client: &Client,
+    config: &Config,
+    mod_revisions: &[AtomicI64],
+) -> Result<()> {
+    let mut kv = client.kv_client();
+    let response = kv
+        .get(config.key_prefix.as_str(), Some(GetOptions::new().with_prefix().with_keys_only()))
+        .await
+        .context("reading the key space's mod revisions")?;
+    for entry in response.kvs() {
+        let index = entry
+            .key()
+            .strip_prefix(config.key_prefix.as_bytes())
+            .and_then(|suffix| std::str::from_utf8(suffix).ok())
+            .and_then(|suffix| suffix.parse::<usize>().ok());
+        if let Some(slot) = index.and_then(|i| mod_revisions.get(i)) {
+            slot.store(entry.mod_revision(), Ordering::Relaxed);
+        }
     }
     Ok(())
 }
