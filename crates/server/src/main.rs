@@ -3,6 +3,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
+use std::io::IsTerminal;
 use synod_server::config::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
@@ -13,6 +14,7 @@ fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

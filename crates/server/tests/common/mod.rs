@@ -1,0 +1,274 @@
+//! A cluster of real `synod` processes on loopback ports, for tests: each
+//! member is a child process with its own data directory; every child is
+//! killed when the cluster is dropped, and a failing test prints the tail of
+//! each member's log.
+
+#![allow(dead_code)]
+
+use etcd_client::{Client, ConnectOptions, GetOptions};
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// Fast but not twitchy timing for two shared cores.
+pub const TIMING: &[&str] = &[
+    "--tick-ms",
+    "10",
+    "--heartbeat-interval",
+    "50",
+    "--election-timeout",
+    "500",
+];
+
+/// One member process.
+pub struct Member {
+    /// Its name.
+    pub name: String,
+    /// Its client port.
+    pub client_port: u16,
+    /// Its peer port.
+    pub peer_port: u16,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A running cluster.
+pub struct Cluster {
+    /// The members, in start order.
+    pub members: Vec<Member>,
+    dir: TempDir,
+}
+
+/// `n` distinct free loopback ports (bound together, then released).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local address").port())
+        .collect()
+}
+
+impl Cluster {
+    /// Starts `n` members with the test timing.
+    pub fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, &[])
+    }
+
+    /// Starts `n` members with extra flags for every member.
+    pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let ports = free_ports(2 * n);
+        let names: Vec<String> = (1..=n).map(|i| format!("m{i}")).collect();
+        let initial_cluster = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| format!("{name}=http://127.0.0.1:{}", ports[2 * i + 1]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let members = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let (client_port, peer_port) = (ports[2 * i], ports[2 * i + 1]);
+                let client = format!("http://127.0.0.1:{client_port}");
+                let peer = format!("http://127.0.0.1:{peer_port}");
+                let mut args: Vec<String> = vec![
+                    "--name".into(),
+                    name.clone(),
+                    "--data-dir".into(),
+                    dir.path().join(name).to_string_lossy().into_owned(),
+                    "--listen-client-urls".into(),
+                    client.clone(),
+                    "--advertise-client-urls".into(),
+                    client,
+                    "--listen-peer-urls".into(),
+                    peer.clone(),
+                    "--initial-advertise-peer-urls".into(),
+                    peer,
+                    "--initial-cluster".into(),
+                    initial_cluster.clone(),
+                    "--initial-cluster-token".into(),
+                    format!("test-{}", ports[0]),
+                ];
+                args.extend(TIMING.iter().chain(extra).map(|s| s.to_string()));
+                Member {
+                    name: name.clone(),
+                    client_port,
+                    peer_port,
+                    args,
+                    log: dir.path().join(format!("{name}.log")),
+                    child: None,
+                }
+            })
+            .collect();
+        let mut cluster = Cluster { members, dir };
+        for i in 0..n {
+            cluster.spawn(i);
+        }
+        cluster
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_synod"))
+            .args(&m.args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start synod");
+        m.child = Some(child);
+    }
+
+    /// Member `i`'s client URL.
+    pub fn endpoint(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[i].client_port)
+    }
+
+    /// Every member's client URL.
+    pub fn endpoints(&self) -> Vec<String> {
+        (0..self.members.len()).map(|i| self.endpoint(i)).collect()
+    }
+
+    /// SIGKILLs member `i` and reaps it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts member `i` again with its data directory.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i);
+    }
+
+    /// A client of member `i` alone.
+    pub async fn client(&self, i: usize) -> Client {
+        connect(vec![self.endpoint(i)]).await
+    }
+
+    /// Waits until every running member answers a linearizable read.
+    pub async fn wait_ready(&self) {
+        for i in 0..self.members.len() {
+            if self.members[i].child.is_some() {
+                self.wait_member_ready(i).await;
+            }
+        }
+    }
+
+    /// Waits until member `i` answers a linearizable read.
+    pub async fn wait_member_ready(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut c = self.client(i).await;
+            let ok = tokio::time::timeout(Duration::from_secs(2), c.get("ready", None)).await;
+            if matches!(ok, Ok(Ok(_))) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member {} not ready: {ok:?}",
+                self.members[i].name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The index of the member every running member agrees leads, waiting
+    /// for one.
+    pub async fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut ids = Vec::new();
+            let mut leaders = Vec::new();
+            for i in 0..self.members.len() {
+                if self.members[i].child.is_none() {
+                    ids.push(0);
+                    continue;
+                }
+                let mut c = self.client(i).await;
+                match tokio::time::timeout(Duration::from_secs(2), c.status()).await {
+                    Ok(Ok(s)) => {
+                        ids.push(s.header().map_or(0, |h| h.member_id()));
+                        leaders.push(s.leader());
+                    }
+                    _ => ids.push(0),
+                }
+            }
+            if let Some(&l) = leaders.first() {
+                if l != 0 && leaders.iter().all(|&x| x == l) {
+                    if let Some(i) = ids.iter().position(|&id| id == l) {
+                        return i;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Linearizable read of a key's value at member `i`.
+    pub async fn value(&self, i: usize, key: &str) -> Option<Vec<u8>> {
+        let mut c = self.client(i).await;
+        let r = c.get(key, None).await.expect("get");
+        r.kvs().first().map(|kv| kv.value().to_vec())
+    }
+
+    /// Serializable count of keys under a prefix at member `i`.
+    pub async fn local_count(&self, i: usize, prefix: &str) -> i64 {
+        let mut c = self.client(i).await;
+        let opts = GetOptions::new()
+            .with_prefix()
+            .with_count_only()
+            .with_serializable();
+        c.get(prefix, Some(opts)).await.map_or(-1, |r| r.count())
+    }
+
+    /// The folder holding the members' data and logs.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+/// A client of the given endpoints, with a request timeout.
+pub async fn connect(endpoints: Vec<String>) -> Client {
+    let opts = ConnectOptions::new()
+        .with_timeout(Duration::from_secs(5))
+        .with_connect_timeout(Duration::from_secs(2));
+    Client::connect(endpoints, Some(opts))
+        .await
+        .expect("connect (lazily) to synod")
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+        if std::thread::panicking() {
+            for m in &self.members {
+                let log = std::fs::read_to_string(&m.log).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(40)..];
+                eprintln!("---- {} log (last {} lines) ----", m.name, tail.len());
+                for l in tail {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}

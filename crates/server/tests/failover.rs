@@ -1,0 +1,134 @@
+//! Failures of real synod processes: the leader SIGKILLed under a write
+//! load, and a member restarted from its data directory.
+
+mod common;
+
+use common::Cluster;
+use etcd_client::GetOptions;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Acknowledged writes: key, and whether it was acknowledged after the kill.
+type Acks = Arc<Mutex<Vec<(String, bool)>>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_sigkill_during_write_load_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let leader = cluster.leader().await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(AtomicBool::new(false));
+    let acks: Acks = Arc::default();
+    let mut writers = Vec::new();
+    // Two writers on each follower, one on the leader itself.
+    let targets = [
+        (leader + 1) % 3,
+        (leader + 1) % 3,
+        (leader + 2) % 3,
+        (leader + 2) % 3,
+        leader,
+    ];
+    for (w, &target) in targets.iter().enumerate() {
+        let mut client = cluster.client(target).await;
+        let (stop, killed, acks) = (stop.clone(), killed.clone(), acks.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("load/{w}/{i:06}");
+                i += 1;
+                let after_kill = killed.load(Ordering::Relaxed);
+                let put = client.put(key.clone(), "v", None);
+                match tokio::time::timeout(Duration::from_secs(6), put).await {
+                    Ok(Ok(_)) => acks.lock().unwrap().push((key, after_kill)),
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        }));
+    }
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = acks.lock().unwrap().len();
+    assert!(before > 0, "no write was acknowledged before the kill");
+    cluster.kill(leader);
+    killed.store(true, Ordering::Relaxed);
+
+    // Writes resume under a new leader.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let resumed = acks.lock().unwrap().iter().filter(|(_, a)| *a).count();
+        if resumed >= 20 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes did not resume after the leader was killed ({resumed} acknowledged)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
+    }
+
+    let survivor = (leader + 1) % 3;
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, leader);
+    let mut c = cluster.client(survivor).await;
+    let stored: BTreeSet<Vec<u8>> = c
+        .get("load/", Some(GetOptions::new().with_prefix().with_keys_only()))
+        .await
+        .unwrap()
+        .kvs()
+        .iter()
+        .map(|kv| kv.key().to_vec())
+        .collect();
+    let acked = acks.lock().unwrap().clone();
+    let lost: Vec<&String> = acked
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| !stored.contains(k.as_bytes()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost, e.g. {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_member_catches_up() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let mut c = common::connect(vec![cluster.endpoint(1), cluster.endpoint(2)]).await;
+    for i in 0..10 {
+        c.put(format!("r/{i:03}"), "before", None).await.unwrap();
+    }
+    cluster.kill(0);
+    for i in 10..60 {
+        let put = c.put(format!("r/{i:03}"), "while-down", None);
+        tokio::time::timeout(Duration::from_secs(10), put)
+            .await
+            .expect("write while a member is down timed out")
+            .unwrap();
+    }
+    cluster.restart(0);
+    cluster.wait_member_ready(0).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while cluster.local_count(0, "r/").await != 60 {
+        assert!(
+            Instant::now() < deadline,
+            "restarted member has {} of 60 keys",
+            cluster.local_count(0, "r/").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And it takes part in new writes.
+    let mut direct = cluster.client(0).await;
+    direct.put("r/after", "yes", None).await.unwrap();
+    assert_eq!(cluster.value(2, "r/after").await.as_deref(), Some(&b"yes"[..]));
+}
