@@ -449,21 +449,26 @@ impl NodeArgs {
 mod tests {
     use super::*;
 
+    /// A member "b" of a three-member cluster; `extra` flag/value pairs
+    /// replace or add to the defaults.
     fn args(extra: &[&str]) -> Result<ServerConfig, ConfigError> {
-        let mut argv = vec![
-            "synod",
-            "--name",
-            "b",
-            "--initial-cluster",
-            "a=http://127.0.0.1:1001,b=http://127.0.0.1:1002,c=http://127.0.0.1:1003",
-            "--initial-advertise-peer-urls",
-            "http://127.0.0.1:1002",
-            "--listen-peer-urls",
-            "http://127.0.0.1:1002",
-            "--listen-client-urls",
-            "http://127.0.0.1:2002",
+        let mut flags = vec![
+            ("--name", "b"),
+            (
+                "--initial-cluster",
+                "a=http://127.0.0.1:1001,b=http://127.0.0.1:1002,c=http://127.0.0.1:1003",
+            ),
+            ("--initial-advertise-peer-urls", "http://127.0.0.1:1002"),
+            ("--listen-peer-urls", "http://127.0.0.1:1002"),
+            ("--listen-client-urls", "http://127.0.0.1:2002"),
         ];
-        argv.extend_from_slice(extra);
+        for pair in extra.chunks(2) {
+            match flags.iter_mut().find(|(f, _)| *f == pair[0]) {
+                Some(slot) => slot.1 = pair[1],
+                None => flags.push((pair[0], pair[1])),
+            }
+        }
+        let argv = std::iter::once("synod").chain(flags.iter().flat_map(|(f, v)| [*f, *v]));
         Cli::try_parse_from(argv)
             .map_err(|e| bad(e.to_string()))?
             .node
