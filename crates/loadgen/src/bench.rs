@@ -379,11 +379,7 @@ async fn prefill(clients: &[Client], config: &Config, value: &[u8]) -> Result<()
 
 /// Seeds the txn-cas cache with the keys' current mod_revisions, so that a
 /// failed compare means a concurrent writer, not a key left by an earlier run.
-async fn learn_mod_revisions(
-    client: &Client,
-    config: &Config,
-    mod_revisions: &[AtomicI64],
-) -> Result<()> {
+async fn learn_mod_revisions(client: &Client, config: &Config, mod_revisions: &[AtomicI64]) -> Result<()> {
     let mut kv = client.kv_client();
     let response = kv
         .get(config.key_prefix.as_str(), Some(GetOptions::new().with_prefix().with_keys_only()))
