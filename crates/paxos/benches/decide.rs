@@ -38,42 +38,32 @@ fn decide(c: &mut Criterion) {
     group.throughput(Throughput::Elements(N));
     group.sample_size(10);
     for (name, max_batch) in [("batched", 4096usize), ("unbatched", 1)] {
-        group.bench_with_input(
-            BenchmarkId::from_parameter(name),
-            &max_batch,
-            |b, &max_batch| {
-                b.iter_batched(
-                    || {
-                        let mut cl = LocalCluster::new(
-                            3,
-                            |id, m| Config {
-                                max_batch,
-                                max_inflight_slots: 256,
-                                ..Config::new(id, m)
-                            },
-                            Counter::default,
-                        );
-                        cl.keep_records = false;
-                        cl.tick(40);
-                        cl
-                    },
-                    |mut cl| {
-                        let leader = cl.leader().expect("leader");
-                        let commands = (1..=N).map(|seq| Command {
-                            id: CommandId { client: 1, seq },
-                            payload: payload.clone(),
-                        });
-                        cl.propose_all(leader, commands);
-                        while cl.responses.len() < N as usize {
-                            cl.deliver_all();
-                            cl.step(leader, synod_paxos::Input::Tick);
-                        }
-                        black_box(cl.responses.len())
-                    },
-                    criterion::BatchSize::PerIteration,
-                )
-            },
-        );
+        group.bench_with_input(BenchmarkId::from_parameter(name), &max_batch, |b, &max_batch| {
+            b.iter_batched(
+                || {
+                    let mut cl = LocalCluster::new(
+                        3,
+                        |id, m| Config { max_batch, max_inflight_slots: 256, ..Config::new(id, m) },
+                        Counter::default,
+                    );
+                    cl.keep_records = false;
+                    cl.tick(40);
+                    cl
+                },
+                |mut cl| {
+                    let leader = cl.leader().expect("leader");
+                    let commands =
+                        (1..=N).map(|seq| Command { id: CommandId { client: 1, seq }, payload: payload.clone() });
+                    cl.propose_all(leader, commands);
+                    while cl.responses.len() < N as usize {
+                        cl.deliver_all();
+                        cl.step(leader, synod_paxos::Input::Tick);
+                    }
+                    black_box(cl.responses.len())
+                },
+                criterion::BatchSize::PerIteration,
+            )
+        });
     }
     group.finish();
 }

@@ -36,10 +36,7 @@ pub struct Command {
 impl Command {
     /// A command with the given identity and payload.
     pub fn new(client: u64, seq: u64, payload: impl Into<Bytes>) -> Command {
-        Command {
-            id: CommandId { client, seq },
-            payload: payload.into(),
-        }
+        Command { id: CommandId { client, seq }, payload: payload.into() }
     }
 }
 

@@ -93,6 +93,11 @@ pub struct Config {
     pub max_catchup_slots: usize,
     /// Most proposals buffered while no leader is known. Default 100_000.
     pub max_pending: usize,
+    /// Take a snapshot (and compact the log) every this many applied
+    /// slots; 0 never. Default 10_000.
+    pub snapshot_every: u64,
+    /// Bytes per snapshot chunk sent to a lagging learner. Default 1 MiB.
+    pub snapshot_chunk: usize,
     /// Seeds the replica's random choices (election jitter).
     pub seed: u64,
     /// Simulator only: run with a deliberately broken rule.
@@ -154,6 +159,8 @@ impl Config {
             max_inflight_slots: 64,
             max_catchup_slots: 512,
             max_pending: 100_000,
+            snapshot_every: 10_000,
+            snapshot_chunk: 1 << 20,
             seed: id,
             planted: None,
         }
@@ -177,45 +184,29 @@ impl Config {
             return Err(ConfigError::TooManyMembers(self.members.len()));
         }
         if !self.members.contains(&self.id) {
-            return Err(ConfigError::NotAMember {
-                id: self.id,
-                members: self.members.clone(),
-            });
+            return Err(ConfigError::NotAMember { id: self.id, members: self.members.clone() });
         }
         if self.quorum.acceptors() != self.members.len() {
-            return Err(ConfigError::QuorumSize {
-                policy: self.quorum.acceptors(),
-                members: self.members.len(),
-            });
+            return Err(ConfigError::QuorumSize { policy: self.quorum.acceptors(), members: self.members.len() });
         }
         if self.planted != Some(PlantedBug::SmallQuorum) {
-            QuorumPolicy::flexible(
-                self.members.len(),
-                self.quorum.phase1(),
-                self.quorum.phase2(),
-            )?;
+            QuorumPolicy::flexible(self.members.len(), self.quorum.phase1(), self.quorum.phase2())?;
         }
         if self.heartbeat_ticks == 0 || self.election_ticks == 0 || self.retry_ticks == 0 {
-            return Err(ConfigError::Timing(
-                "heartbeat, election and retry intervals must be at least one tick",
-            ));
+            return Err(ConfigError::Timing("heartbeat, election and retry intervals must be at least one tick"));
         }
         if self.heartbeat_ticks >= self.election_ticks {
-            return Err(ConfigError::Timing(
-                "heartbeats must be more frequent than election rounds",
-            ));
+            return Err(ConfigError::Timing("heartbeats must be more frequent than election rounds"));
         }
-        if self.lease_ticks > 0
-            && self.lease_drift_margin_ticks + self.heartbeat_ticks >= self.lease_ticks
+        if self.lease_ticks > 0 && self.lease_drift_margin_ticks + self.heartbeat_ticks >= self.lease_ticks {
+            return Err(ConfigError::Timing("the lease must be longer than its drift margin plus one heartbeat"));
+        }
+        if self.max_batch == 0
+            || self.max_inflight_slots == 0
+            || self.max_catchup_slots == 0
+            || self.snapshot_chunk == 0
         {
-            return Err(ConfigError::Timing(
-                "the lease must be longer than its drift margin plus one heartbeat",
-            ));
-        }
-        if self.max_batch == 0 || self.max_inflight_slots == 0 || self.max_catchup_slots == 0 {
-            return Err(ConfigError::Timing(
-                "batch, window and catch-up sizes must be positive",
-            ));
+            return Err(ConfigError::Timing("batch, window and catch-up sizes must be positive"));
         }
         Ok(())
     }
@@ -241,21 +232,8 @@ mod tests {
             (Config::new(4, vec![1, 2, 3]), "not a member"),
             (Config::new(1, vec![1, 1, 2]), "distinct"),
             (Config::new(1, vec![0, 1, 2]), "distinct"),
-            (
-                Config {
-                    lease_ticks: 2,
-                    lease_drift_margin_ticks: 2,
-                    ..Config::new(1, vec![1, 2, 3])
-                },
-                "drift margin",
-            ),
-            (
-                Config {
-                    heartbeat_ticks: 10,
-                    ..Config::new(1, vec![1, 2, 3])
-                },
-                "heartbeats",
-            ),
+            (Config { lease_ticks: 2, lease_drift_margin_ticks: 2, ..Config::new(1, vec![1, 2, 3]) }, "drift margin"),
+            (Config { heartbeat_ticks: 10, ..Config::new(1, vec![1, 2, 3]) }, "heartbeats"),
         ];
         for (cfg, want) in table {
             let err = cfg.validate().unwrap_err().to_string();
@@ -265,18 +243,9 @@ mod tests {
 
     #[test]
     fn flexible_quorums_that_miss_are_refused_at_configuration_time() {
-        let err = Config::new(1, vec![1, 2, 3, 4, 5])
-            .with_quorums(2, 3)
-            .unwrap_err();
-        assert!(matches!(
-            err,
-            ConfigError::Quorum(QuorumError::NoIntersection { .. })
-        ));
-        Config::new(1, vec![1, 2, 3, 4, 5])
-            .with_quorums(4, 2)
-            .unwrap()
-            .validate()
-            .unwrap();
+        let err = Config::new(1, vec![1, 2, 3, 4, 5]).with_quorums(2, 3).unwrap_err();
+        assert!(matches!(err, ConfigError::Quorum(QuorumError::NoIntersection { .. })));
+        Config::new(1, vec![1, 2, 3, 4, 5]).with_quorums(4, 2).unwrap().validate().unwrap();
     }
 
     #[test]

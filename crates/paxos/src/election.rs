@@ -39,6 +39,9 @@ pub struct Election {
     leader: Ballot,
     /// Deposed by a higher ballot: not a candidate, does not bid.
     withdrawn: bool,
+    /// Whether this node may lead at all (a replica rejoining after losing
+    /// its disk may not until it has caught up).
+    voter: bool,
     /// Highest promise that refused our phase 1 this round.
     refused: Ballot,
     /// Latest reply from each peer, with the tick it arrived.
@@ -55,19 +58,14 @@ impl Election {
     /// round of every ballot the node may have used before, so its bids are
     /// fresh; `window` is the election round length in ticks; `quorum` the
     /// number of members (itself included) a connected node hears.
-    pub fn new(
-        me: NodeId,
-        priority: u32,
-        start_round: u64,
-        window: u64,
-        quorum: usize,
-    ) -> Election {
+    pub fn new(me: NodeId, priority: u32, start_round: u64, window: u64, quorum: usize) -> Election {
         Election {
             me,
             priority,
             ballot: Ballot::new(start_round, me),
             leader: Ballot::ZERO,
             withdrawn: false,
+            voter: true,
             refused: Ballot::ZERO,
             heard: Vec::new(),
             window: window.max(1),
@@ -98,10 +96,7 @@ impl Election {
 
     fn fresh(&self, now: u64) -> impl Iterator<Item = &Pong> {
         let window = self.window;
-        self.heard
-            .iter()
-            .filter(move |(at, _)| at + window > now)
-            .map(|(_, p)| p)
+        self.heard.iter().filter(move |(at, _)| at + window > now).map(|(_, p)| p)
     }
 
     /// Whether this node hears a quorum now.
@@ -113,7 +108,10 @@ impl Election {
         if self.leader == Ballot::ZERO {
             return false;
         }
-        (self.is_leader() && !self.withdrawn) || self.fresh(now).any(|p| p.from == self.leader.node)
+        // Hearing the leader's node is not enough: it must still stand with
+        // that ballot (it may have restarted, or lost its disk).
+        (self.is_leader() && !self.withdrawn)
+            || self.fresh(now).any(|p| p.from == self.leader.node && p.ballot == self.leader && p.candidate)
     }
 
     /// Advance to tick `now`. Returns true when a round ends: the caller
@@ -130,12 +128,8 @@ impl Election {
             round,
             ballot: self.ballot,
             connected: self.connected(now),
-            candidate: !self.withdrawn,
-            leader: if self.leader_heard(now) {
-                self.leader
-            } else {
-                Ballot::ZERO
-            },
+            candidate: !self.withdrawn && self.voter,
+            leader: if self.leader_heard(now) { self.leader } else { Ballot::ZERO },
             priority: self.priority,
         }
     }
@@ -156,6 +150,11 @@ impl Election {
         self.withdrawn = true;
     }
 
+    /// Allow or forbid this node to stand for leader.
+    pub fn set_voter(&mut self, voter: bool) {
+        self.voter = voter;
+    }
+
     /// Close the round at tick `now`: decide the leader, maybe bid.
     /// `next_round_ticks` is the length of the next round. Returns the new
     /// leader if it changed.
@@ -174,7 +173,8 @@ impl Election {
     }
 
     fn check_leader(&mut self, now: u64) {
-        let mut top = (!self.withdrawn).then_some(self.ballot);
+        let stands = !self.withdrawn && self.voter;
+        let mut top = stands.then_some(self.ballot);
         let mut top_priority_elsewhere = None;
         for r in self.fresh(now) {
             if r.connected {
@@ -188,7 +188,7 @@ impl Election {
             }
         }
         let Some(top) = top else {
-            if self.withdrawn {
+            if self.withdrawn && self.voter {
                 // Nobody stands: stop deferring.
                 self.withdrawn = false;
                 self.bid();
@@ -198,7 +198,7 @@ impl Election {
         if top > self.leader {
             self.leader = top;
             self.withdrawn = false;
-        } else if top < self.leader && !self.withdrawn {
+        } else if top < self.leader && stands {
             // The leader we followed is silent or cut off from a quorum.
             let outranked = top_priority_elsewhere.is_some_and(|p| p > self.priority);
             if !outranked {
@@ -251,15 +251,7 @@ mod tests {
     use super::*;
 
     fn pong(from: NodeId, ballot: Ballot, connected: bool) -> Pong {
-        Pong {
-            from,
-            round: 0,
-            ballot,
-            connected,
-            candidate: true,
-            leader: Ballot::ZERO,
-            priority: 0,
-        }
+        Pong { from, round: 0, ballot, connected, candidate: true, leader: Ballot::ZERO, priority: 0 }
     }
 
     /// One election round at node 1 (quorum 2 of 3, round of 10 ticks)
@@ -271,10 +263,7 @@ mod tests {
 
     impl Node {
         fn new() -> Node {
-            Node {
-                e: Election::new(1, 0, 0, 10, 2),
-                now: 0,
-            }
+            Node { e: Election::new(1, 0, 0, 10, 2), now: 0 }
         }
         fn round(&mut self, pongs: &[Pong]) -> Option<Ballot> {
             self.now += 10;
@@ -298,20 +287,14 @@ mod tests {
     #[test]
     fn highest_connected_ballot_becomes_leader() {
         let mut n = Node::new();
-        let got = n.round(&[
-            pong(2, Ballot::new(0, 2), true),
-            pong(3, Ballot::new(0, 3), true),
-        ]);
+        let got = n.round(&[pong(2, Ballot::new(0, 2), true), pong(3, Ballot::new(0, 3), true)]);
         assert_eq!(got, Some(Ballot::new(0, 3)));
     }
 
     #[test]
     fn unconnected_nodes_are_not_candidates() {
         let mut n = Node::new();
-        let got = n.round(&[
-            pong(2, Ballot::new(0, 2), true),
-            pong(3, Ballot::new(0, 3), false),
-        ]);
+        let got = n.round(&[pong(2, Ballot::new(0, 2), true), pong(3, Ballot::new(0, 3), false)]);
         assert_eq!(got, Some(Ballot::new(0, 2)));
     }
 
@@ -325,11 +308,7 @@ mod tests {
         assert!(n.e.ballot() > Ballot::new(0, 3));
         assert_eq!(got, Some(n.e.ballot()));
         assert!(n.e.is_leader());
-        assert_eq!(
-            n.round(&[pong(2, Ballot::new(0, 2), true)]),
-            None,
-            "keeps leading"
-        );
+        assert_eq!(n.round(&[pong(2, Ballot::new(0, 2), true)]), None, "keeps leading");
     }
 
     #[test]
@@ -347,15 +326,8 @@ mod tests {
         let mut n = Node::new();
         n.round(&[pong(3, Ballot::new(2, 3), true)]);
         // Leader 3 silent; node 2 with a higher priority is connected.
-        n.round(&[Pong {
-            priority: 5,
-            ..pong(2, Ballot::new(0, 2), true)
-        }]);
-        assert_eq!(
-            n.e.ballot(),
-            Ballot::new(0, 1),
-            "deferred to the higher priority"
-        );
+        n.round(&[Pong { priority: 5, ..pong(2, Ballot::new(0, 2), true) }]);
+        assert_eq!(n.e.ballot(), Ballot::new(0, 1), "deferred to the higher priority");
     }
 
     #[test]
@@ -364,10 +336,7 @@ mod tests {
         let mut n = Node::new();
         n.round(&[pong(3, Ballot::new(2, 3), true)]);
         for _ in 0..5 {
-            n.round(&[Pong {
-                leader: Ballot::new(2, 3),
-                ..pong(2, Ballot::new(0, 2), true)
-            }]);
+            n.round(&[Pong { leader: Ballot::new(2, 3), ..pong(2, Ballot::new(0, 2), true) }]);
         }
         assert_eq!(n.e.ballot(), Ballot::new(0, 1), "never bid");
         assert_eq!(n.e.leader(), Ballot::new(2, 3));
@@ -375,20 +344,13 @@ mod tests {
 
     #[test]
     fn a_withdrawn_leader_neither_stands_nor_bids_until_a_new_leader_appears() {
-        let mut n = Node {
-            e: Election::new(1, 0, 3, 10, 2),
-            now: 0,
-        };
+        let mut n = Node { e: Election::new(1, 0, 3, 10, 2), now: 0 };
         n.round(&[pong(2, Ballot::new(0, 2), true)]);
         assert!(n.e.is_leader(), "node 1 has the highest connected ballot");
         n.e.withdraw();
         assert!(!n.e.pong(0, n.now).candidate);
         n.round(&[pong(2, Ballot::new(0, 2), true)]);
-        assert_eq!(
-            n.e.ballot(),
-            Ballot::new(3, 1),
-            "a withdrawn node does not bid"
-        );
+        assert_eq!(n.e.ballot(), Ballot::new(3, 1), "a withdrawn node does not bid");
         let got = n.round(&[pong(2, Ballot::new(5, 2), true)]);
         assert_eq!(got, Some(Ballot::new(5, 2)));
         assert!(n.e.pong(0, n.now).candidate);
@@ -396,10 +358,7 @@ mod tests {
 
     #[test]
     fn a_refused_leader_outbids_only_if_no_live_rival_appears() {
-        let mut n = Node {
-            e: Election::new(1, 0, 3, 10, 2),
-            now: 0,
-        };
+        let mut n = Node { e: Election::new(1, 0, 3, 10, 2), now: 0 };
         n.round(&[pong(2, Ballot::new(0, 2), true)]);
         assert!(n.e.is_leader());
         // Refused by a promise to a node that is gone: outbid it.

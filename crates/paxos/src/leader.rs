@@ -43,6 +43,9 @@ pub(crate) struct Preparing {
     promises: NodeSet,
     /// Per slot, the entry with the highest ballot (or a chosen one).
     merged: BTreeMap<Slot, PromisedEntry>,
+    /// The highest compaction point a promiser reported, and who: slots up
+    /// to it are chosen, but their values exist only in snapshots.
+    behind: (Slot, NodeId),
     sent_at: u64,
 }
 
@@ -115,6 +118,7 @@ impl<S: StateMachine> Replica<S> {
                 from_slot,
                 promises: NodeSet::default(),
                 merged: BTreeMap::new(),
+                behind: (0, 0),
                 sent_at: self.now,
             }),
         });
@@ -135,21 +139,20 @@ impl<S: StateMachine> Replica<S> {
         ballot: Ballot,
         from_slot: Slot,
         entries: Vec<PromisedEntry>,
+        compacted: Slot,
     ) {
         let Some(idx) = self.member_index(from) else {
             return;
         };
         let ignore_accepted = self.cfg.has_bug(PlantedBug::IgnoreAcceptedValue);
-        let Some(Leader {
-            ballot: b,
-            phase: Phase::Preparing(p),
-            ..
-        }) = self.leader.as_mut()
-        else {
+        let Some(Leader { ballot: b, phase: Phase::Preparing(p), .. }) = self.leader.as_mut() else {
             return;
         };
         if *b != ballot || p.from_slot != from_slot || !p.promises.insert(idx) {
             return;
+        }
+        if compacted > p.behind.0 {
+            p.behind = (compacted, from);
         }
         if !ignore_accepted {
             for e in entries {
@@ -162,8 +165,44 @@ impl<S: StateMachine> Replica<S> {
             }
         }
         let count = p.promises.len();
+        let behind = p.behind;
         if self.phase1_quorum(count) {
+            if behind.0 >= from_slot {
+                self.known_commit = self.known_commit.max(behind.0);
+                // Slots we would have to propose are compacted away at a
+                // promiser: fetch its snapshot first, then prepare again from
+                // the new commit index (same ballot; nothing proposed yet).
+                if self.commit < behind.0 {
+                    self.request_catch_up(Some(behind.1));
+                }
+                // (We may have caught up while preparing.)
+                self.resume_phase1_if_caught_up();
+                return;
+            }
             self.become_active();
+        }
+    }
+
+    /// Once a leader held back by a compacted promiser has caught up, run
+    /// phase 1 again from its new commit index.
+    pub(crate) fn resume_phase1_if_caught_up(&mut self) {
+        let commit = self.commit;
+        let now = self.now;
+        let Some(Leader { ballot, phase: Phase::Preparing(p), .. }) = self.leader.as_mut() else { return };
+        if p.behind.0 == 0 || commit < p.behind.0 {
+            return;
+        }
+        let ballot = *ballot;
+        *p = Preparing {
+            from_slot: commit + 1,
+            promises: NodeSet::default(),
+            merged: BTreeMap::new(),
+            behind: (0, 0),
+            sent_at: now,
+        };
+        for i in 0..self.cfg.members.len() {
+            let to = self.cfg.members[i];
+            self.send(to, Message::Prepare { ballot, from_slot: commit + 1 });
         }
     }
 
@@ -178,29 +217,17 @@ impl<S: StateMachine> Replica<S> {
         };
         let from_slot = p.from_slot;
         let merged = std::mem::take(&mut p.merged);
-        let last_recovered = merged
-            .keys()
-            .next_back()
-            .copied()
-            .unwrap_or(0)
-            .max(from_slot - 1);
-        let mut values: Vec<Value> = (from_slot..=last_recovered)
-            .map(|s| merged.get(&s).map_or(Value::Noop, |e| e.value.clone()))
-            .collect();
+        let last_recovered = merged.keys().next_back().copied().unwrap_or(0).max(from_slot - 1);
+        let mut values: Vec<Value> =
+            (from_slot..=last_recovered).map(|s| merged.get(&s).map_or(Value::Noop, |e| e.value.clone())).collect();
         values.push(Value::Noop);
         let first_own_slot = last_recovered + 1;
         let n = self.cfg.members.len();
         let now = self.now;
         let mut inflight = BTreeMap::new();
         for (i, v) in values.iter().enumerate() {
-            inflight.insert(
-                from_slot + i as Slot,
-                Inflight {
-                    value: v.clone(),
-                    acks: NodeSet::default(),
-                    sent_at: now,
-                },
-            );
+            inflight
+                .insert(from_slot + i as Slot, Inflight { value: v.clone(), acks: NodeSet::default(), sent_at: now });
         }
         leader.phase = Phase::Active(Active {
             next_slot: first_own_slot + 1,
@@ -222,57 +249,24 @@ impl<S: StateMachine> Replica<S> {
         self.send_heartbeat();
     }
 
-    fn broadcast_accept(
-        &mut self,
-        ballot: Ballot,
-        first_slot: Slot,
-        values: Vec<Value>,
-        commit: Slot,
-    ) {
+    fn broadcast_accept(&mut self, ballot: Ballot, first_slot: Slot, values: Vec<Value>, commit: Slot) {
         let members = self.cfg.members.clone();
         let Some((&last, rest)) = members.split_last() else {
             return;
         };
         for &to in rest {
             let values = values.clone();
-            self.send(
-                to,
-                Message::Accept {
-                    ballot,
-                    first_slot,
-                    values,
-                    commit,
-                },
-            );
+            self.send(to, Message::Accept { ballot, first_slot, values, commit });
         }
-        self.send(
-            last,
-            Message::Accept {
-                ballot,
-                first_slot,
-                values,
-                commit,
-            },
-        );
+        self.send(last, Message::Accept { ballot, first_slot, values, commit });
     }
 
     /// Phase 2b arrives: count it; a quorum chooses the slot.
-    pub(crate) fn on_accepted(
-        &mut self,
-        from: NodeId,
-        ballot: Ballot,
-        first_slot: Slot,
-        last_slot: Slot,
-    ) {
+    pub(crate) fn on_accepted(&mut self, from: NodeId, ballot: Ballot, first_slot: Slot, last_slot: Slot) {
         let Some(idx) = self.member_index(from) else {
             return;
         };
-        let Some(Leader {
-            ballot: b,
-            phase: Phase::Active(a),
-            ..
-        }) = self.leader.as_mut()
-        else {
+        let Some(Leader { ballot: b, phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
             return;
         };
         if *b != ballot {
@@ -294,36 +288,19 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         for slot in newly {
-            let Some(Leader {
-                phase: Phase::Active(a),
-                ..
-            }) = self.leader.as_mut()
-            else {
+            let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
                 return;
             };
             let Some(inf) = a.inflight.remove(&slot) else {
                 continue;
             };
-            let own = self
-                .log
-                .get(slot)
-                .is_some_and(|e| e.ballot == ballot && e.value == inf.value);
+            let own = self.log.get(slot).is_some_and(|e| e.ballot == ballot && e.value == inf.value);
             if !own {
                 // Our own acceptance is not in the log: record the value
                 // before the commit index that covers it.
-                self.persist(Record::Chosen {
-                    first_slot: slot,
-                    values: vec![inf.value.clone()],
-                });
+                self.persist(Record::Chosen { first_slot: slot, values: vec![inf.value.clone()] });
             }
-            self.log.set(
-                slot,
-                Entry {
-                    ballot,
-                    value: inf.value,
-                    chosen: true,
-                },
-            );
+            self.log.set(slot, Entry { ballot, value: inf.value, chosen: true });
             self.log.mark_chosen(slot);
         }
         self.advance_commit();
@@ -370,13 +347,10 @@ impl<S: StateMachine> Replica<S> {
             let leader = self.leader_hint.filter(|&l| l != self.cfg.id);
             for r in a.reads {
                 match r.origin {
-                    Some(follower) => {
-                        self.send(follower, Message::ReadIndexReply { id: r.id, index: 0 })
+                    Some(follower) => self.send(follower, Message::ReadIndexReply { id: r.id, index: 0 }),
+                    None => {
+                        self.out.reads.push(ReadResponse { id: r.id, result: Err(ClientError::NotLeader { leader }) })
                     }
-                    None => self.out.reads.push(ReadResponse {
-                        id: r.id,
-                        result: Err(ClientError::NotLeader { leader }),
-                    }),
                 }
             }
         }
@@ -389,12 +363,7 @@ impl<S: StateMachine> Replica<S> {
         let max_batch = self.cfg.max_batch;
         let now = self.now;
         let commit = self.commit;
-        if let Some(Leader {
-            ballot,
-            pending,
-            phase: Phase::Active(a),
-        }) = self.leader.as_mut()
-        {
+        if let Some(Leader { ballot, pending, phase: Phase::Active(a) }) = self.leader.as_mut() {
             let ballot = *ballot;
             let first = a.next_slot;
             let mut values = Vec::new();
@@ -402,14 +371,8 @@ impl<S: StateMachine> Replica<S> {
                 let take = pending.len().min(max_batch);
                 let batch: Arc<[Command]> = pending.drain(..take).collect();
                 let value = Value::Commands(batch);
-                a.inflight.insert(
-                    a.next_slot,
-                    Inflight {
-                        value: value.clone(),
-                        acks: NodeSet::default(),
-                        sent_at: now,
-                    },
-                );
+                a.inflight
+                    .insert(a.next_slot, Inflight { value: value.clone(), acks: NodeSet::default(), sent_at: now });
                 a.next_slot += 1;
                 values.push(value);
             }
@@ -437,6 +400,7 @@ impl<S: StateMachine> Replica<S> {
             }
         }
         self.persist_commit();
+        self.maybe_snapshot();
     }
 
     /// Timers: heartbeats, and resending what went unanswered.
@@ -481,23 +445,12 @@ impl<S: StateMachine> Replica<S> {
                     let (member, first_slot, _) = resend[i];
                     let mut values = Vec::new();
                     let mut j = i;
-                    while j < resend.len()
-                        && resend[j].0 == member
-                        && resend[j].1 == first_slot + (j - i) as Slot
-                    {
+                    while j < resend.len() && resend[j].0 == member && resend[j].1 == first_slot + (j - i) as Slot {
                         values.push(resend[j].2.clone());
                         j += 1;
                     }
                     let to = self.cfg.members[member];
-                    self.send(
-                        to,
-                        Message::Accept {
-                            ballot,
-                            first_slot,
-                            values,
-                            commit,
-                        },
-                    );
+                    self.send(to, Message::Accept { ballot, first_slot, values, commit });
                     i = j;
                 }
                 if heartbeat_due {
@@ -518,18 +471,14 @@ impl<S: StateMachine> Replica<S> {
         };
         let promised = self.promised;
         let commit = self.commit;
-        let Some(Leader {
-            ballot,
-            phase: Phase::Active(a),
-            ..
-        }) = self.leader.as_mut()
-        else {
+        let Some(Leader { ballot, phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
             return;
         };
         let ballot = *ballot;
         a.hb_seq += 1;
         a.last_hb = now;
         let seq = a.hb_seq;
+        let last_slot = a.next_slot - 1;
         a.hb_sent.push_back((seq, now));
         while a.hb_sent.len() > 256 {
             a.hb_sent.pop_front();
@@ -547,14 +496,7 @@ impl<S: StateMachine> Replica<S> {
         for i in 0..self.cfg.members.len() {
             let to = self.cfg.members[i];
             if to != me {
-                self.send(
-                    to,
-                    Message::Heartbeat {
-                        ballot,
-                        commit,
-                        seq,
-                    },
-                );
+                self.send(to, Message::Heartbeat { ballot, commit, seq, last_slot });
             }
         }
         self.update_confirmations();
@@ -564,12 +506,7 @@ impl<S: StateMachine> Replica<S> {
         let Some(idx) = self.member_index(from) else {
             return;
         };
-        let Some(Leader {
-            ballot: b,
-            phase: Phase::Active(a),
-            ..
-        }) = self.leader.as_mut()
-        else {
+        let Some(Leader { ballot: b, phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
             return;
         };
         if *b != ballot {
@@ -590,17 +527,10 @@ impl<S: StateMachine> Replica<S> {
         } else {
             self.cfg.quorum.phase2()
         };
-        let margin = if self.cfg.has_bug(PlantedBug::LeaseNoDriftMargin) {
-            0
-        } else {
-            self.cfg.lease_drift_margin_ticks
-        };
+        let margin =
+            if self.cfg.has_bug(PlantedBug::LeaseNoDriftMargin) { 0 } else { self.cfg.lease_drift_margin_ticks };
         let lease_ticks = self.cfg.lease_ticks;
-        let Some(Leader {
-            phase: Phase::Active(a),
-            ..
-        }) = self.leader.as_mut()
-        else {
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
             return;
         };
         let quorum_seq = |acks: &[u64]| {
@@ -628,19 +558,11 @@ impl<S: StateMachine> Replica<S> {
         match self.leader_hint.filter(|&l| l != self.cfg.id) {
             Some(l) => {
                 let since = self.now;
-                self.follower_reads.push(FollowerRead {
-                    id,
-                    query,
-                    index: None,
-                    since,
-                });
+                self.follower_reads.push(FollowerRead { id, query, index: None, since });
                 self.send(l, Message::ReadIndex { id });
             }
             None => {
-                self.out.reads.push(ReadResponse {
-                    id,
-                    result: Err(ClientError::NotLeader { leader: None }),
-                });
+                self.out.reads.push(ReadResponse { id, result: Err(ClientError::NotLeader { leader: None }) });
             }
         }
     }
@@ -657,11 +579,7 @@ impl<S: StateMachine> Replica<S> {
     fn queue_read(&mut self, id: u64, query: Bytes, origin: Option<NodeId>) {
         let now = self.now;
         let commit = self.commit;
-        let Some(Leader {
-            phase: Phase::Active(a),
-            ..
-        }) = self.leader.as_mut()
-        else {
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
             return;
         };
         let read_index = commit.max(a.first_own_slot);
@@ -671,32 +589,19 @@ impl<S: StateMachine> Replica<S> {
         if !lease {
             a.read_round_wanted = true;
         }
-        a.reads.push_back(PendingRead {
-            id,
-            query,
-            read_index,
-            seq,
-            origin,
-        });
+        a.reads.push_back(PendingRead { id, query, read_index, seq, origin });
         self.serve_reads();
     }
 
     /// The leader's answer to our `ReadIndex`.
     pub(crate) fn on_read_index_reply(&mut self, id: u64, index: Slot) {
-        let Some(pos) = self
-            .follower_reads
-            .iter()
-            .position(|r| r.id == id && r.index.is_none())
-        else {
+        let Some(pos) = self.follower_reads.iter().position(|r| r.id == id && r.index.is_none()) else {
             return;
         };
         if index == 0 {
             let r = self.follower_reads.remove(pos);
             let leader = self.leader_hint.filter(|&l| l != self.cfg.id);
-            self.out.reads.push(ReadResponse {
-                id: r.id,
-                result: Err(ClientError::NotLeader { leader }),
-            });
+            self.out.reads.push(ReadResponse { id: r.id, result: Err(ClientError::NotLeader { leader }) });
         } else {
             self.follower_reads[pos].index = Some(index);
             self.serve_reads();
@@ -712,11 +617,7 @@ impl<S: StateMachine> Replica<S> {
             self.cfg.quorum.phase2()
         };
         let applied = self.applied;
-        let Some(Leader {
-            phase: Phase::Active(a),
-            ..
-        }) = self.leader.as_mut()
-        else {
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
             return;
         };
         if a.reads.is_empty() {
@@ -742,10 +643,7 @@ impl<S: StateMachine> Replica<S> {
         for r in ready {
             match r.origin {
                 Some(follower) => {
-                    let msg = Message::ReadIndexReply {
-                        id: r.id,
-                        index: r.read_index,
-                    };
+                    let msg = Message::ReadIndexReply { id: r.id, index: r.read_index };
                     self.send(follower, msg);
                 }
                 None => {
@@ -782,10 +680,7 @@ impl<S: StateMachine> Replica<S> {
         while i < self.follower_reads.len() {
             if self.follower_reads[i].since < horizon {
                 let r = self.follower_reads.remove(i);
-                self.out.reads.push(ReadResponse {
-                    id: r.id,
-                    result: Err(ClientError::NotLeader { leader }),
-                });
+                self.out.reads.push(ReadResponse { id: r.id, result: Err(ClientError::NotLeader { leader }) });
             } else {
                 i += 1;
             }

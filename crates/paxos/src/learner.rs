@@ -12,7 +12,7 @@ use crate::command::{Slot, Value};
 use crate::log::Entry;
 use crate::message::Message;
 use crate::record::Record;
-use crate::replica::{Replica, Response};
+use crate::replica::{ClientError, Replica, Response};
 use crate::state_machine::StateMachine;
 
 impl<S: StateMachine> Replica<S> {
@@ -42,6 +42,8 @@ impl<S: StateMachine> Replica<S> {
         }
         self.known_commit = self.known_commit.max(self.commit);
         self.apply_chosen();
+        self.finish_rejoin_if_caught_up();
+        self.resume_phase1_if_caught_up();
     }
 
     /// Apply every chosen slot not yet applied, skipping duplicate commands.
@@ -59,20 +61,19 @@ impl<S: StateMachine> Replica<S> {
                     Some((last, out)) if cmd.id.seq <= *last => {
                         // A retry of a command already applied: answer it
                         // from the cache, never apply it twice.
-                        (cmd.id.seq == *last).then(|| out.clone())
+                        match out {
+                            Some(out) if cmd.id.seq == *last => Some(Ok(out.clone())),
+                            _ => Some(Err(ClientError::AppliedWithoutResult)),
+                        }
                     }
                     _ => {
                         let out = self.sm.apply(slot, cmd);
-                        self.sessions
-                            .insert(cmd.id.client, (cmd.id.seq, out.clone()));
-                        Some(out)
+                        self.sessions.insert(cmd.id.client, (cmd.id.seq, Some(out.clone())));
+                        Some(Ok(out))
                     }
                 };
-                if let (true, Some(out)) = (local, output) {
-                    self.out.responses.push(Response {
-                        id: cmd.id,
-                        result: Ok(out),
-                    });
+                if let (true, Some(result)) = (local, output) {
+                    self.out.responses.push(Response { id: cmd.id, result });
                 }
             }
         }
@@ -82,9 +83,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Ask for the chosen values we are missing.
     pub(crate) fn request_catch_up(&mut self, from: Option<NodeId>) {
-        let target = from
-            .filter(|&n| n != self.cfg.id)
-            .or(self.leader_hint.filter(|&n| n != self.cfg.id));
+        let target = from.filter(|&n| n != self.cfg.id).or(self.leader_hint.filter(|&n| n != self.cfg.id));
         if let Some(to) = target {
             self.catchup_sent_at = Some(self.now);
             let from_slot = self.commit + 1;
@@ -95,9 +94,7 @@ impl<S: StateMachine> Replica<S> {
     /// Retry catch-up and forget proposals nobody will answer.
     pub(crate) fn learner_tick(&mut self) {
         if self.commit < self.known_commit {
-            let due = self
-                .catchup_sent_at
-                .is_none_or(|t| self.now >= t + self.cfg.retry_ticks);
+            let due = self.catchup_sent_at.is_none_or(|t| self.now >= t + self.cfg.retry_ticks);
             if due {
                 let any = self.random_peer();
                 self.request_catch_up(self.leader_hint.or(any));
@@ -106,6 +103,7 @@ impl<S: StateMachine> Replica<S> {
             self.catchup_sent_at = None;
         }
         self.expire_follower_reads();
+        self.snapshot_tick();
         if self.now % self.cfg.election_ticks == 0 {
             let horizon = self.now.saturating_sub(self.cfg.election_ticks * 20);
             self.local.retain(|_, &mut since| since >= horizon);
@@ -126,9 +124,12 @@ impl<S: StateMachine> Replica<S> {
         if from_slot == 0 || from_slot > self.commit {
             return;
         }
-        let last = self
-            .commit
-            .min(from_slot + self.cfg.max_catchup_slots as Slot - 1);
+        if from_slot <= self.log.compacted() {
+            // Those slots live only in our snapshot now.
+            self.send_snapshot_chunk(from, 0);
+            return;
+        }
+        let last = self.commit.min(from_slot + self.cfg.max_catchup_slots as Slot - 1);
         let values: Vec<Value> = (from_slot..=last)
             .map(|s| match self.log.get(s) {
                 Some(e) => e.value.clone(),
@@ -136,14 +137,7 @@ impl<S: StateMachine> Replica<S> {
             })
             .collect();
         let commit = self.commit;
-        self.send(
-            from,
-            Message::Chosen {
-                first_slot: from_slot,
-                values,
-                commit,
-            },
-        );
+        self.send(from, Message::Chosen { first_slot: from_slot, values, commit });
     }
 
     /// Chosen values from a catch-up reply.
@@ -158,23 +152,14 @@ impl<S: StateMachine> Replica<S> {
             let fresh: Vec<Value> = values.into_iter().skip(skip).collect();
             for (i, value) in fresh.iter().enumerate() {
                 let slot = start + i as Slot;
-                self.log.set(
-                    slot,
-                    Entry {
-                        ballot: Ballot::ZERO,
-                        value: value.clone(),
-                        chosen: true,
-                    },
-                );
+                self.log.set(slot, Entry { ballot: Ballot::ZERO, value: value.clone(), chosen: true });
                 self.log.mark_chosen(slot);
             }
-            self.persist(Record::Chosen {
-                first_slot: start,
-                values: fresh,
-            });
+            self.persist(Record::Chosen { first_slot: start, values: fresh });
         }
         self.catchup_sent_at = None;
         self.advance_commit();
+        self.resume_phase1_if_caught_up();
         if self.commit < self.known_commit {
             self.request_catch_up(None);
         }

@@ -24,6 +24,7 @@ mod acceptor;
 mod leader;
 mod learner;
 mod replica;
+mod snapshot;
 
 pub use ballot::{Ballot, NodeId};
 pub use command::{Command, CommandId, Slot, Value};
@@ -31,5 +32,5 @@ pub use config::{Config, ConfigError, PlantedBug};
 pub use message::{Message, PromisedEntry};
 pub use quorum::{QuorumError, QuorumPolicy};
 pub use record::{Lsn, Record};
-pub use replica::{ClientError, Input, Output, ReadResponse, RecoverError, Replica, Response};
+pub use replica::{ClientError, Input, Output, ReadResponse, RecoverError, Replica, Response, Snapshot};
 pub use state_machine::{KvMachine, SnapshotError, StateMachine};

@@ -7,7 +7,7 @@ use crate::command::Command;
 use crate::config::Config;
 use crate::message::Message;
 use crate::record::{Lsn, Record};
-use crate::replica::{Input, ReadResponse, Replica, Response};
+use crate::replica::{Input, ReadResponse, Replica, Response, Snapshot};
 use crate::state_machine::StateMachine;
 use std::collections::VecDeque;
 
@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 pub struct LocalCluster<S: StateMachine> {
     nodes: Vec<Option<Replica<S>>>,
     disks: Vec<Vec<(Lsn, Record)>>,
+    snapshots: Vec<Option<Snapshot>>,
     net: VecDeque<(NodeId, NodeId, Message)>,
     /// Answers to proposals, with the replica that gave them.
     pub responses: Vec<(NodeId, Response<S::Output>)>,
@@ -31,21 +32,16 @@ pub struct LocalCluster<S: StateMachine> {
 impl<S: StateMachine> LocalCluster<S> {
     /// `n` replicas, configured by `config(id, members)`, each with the
     /// state machine `sm()`.
-    pub fn new(
-        n: u64,
-        config: impl Fn(NodeId, Vec<NodeId>) -> Config,
-        sm: impl Fn() -> S,
-    ) -> LocalCluster<S> {
+    pub fn new(n: u64, config: impl Fn(NodeId, Vec<NodeId>) -> Config, sm: impl Fn() -> S) -> LocalCluster<S> {
         let members: Vec<NodeId> = (1..=n).collect();
         let nodes = members
             .iter()
-            .map(|&id| {
-                Some(Replica::new(config(id, members.clone()), sm()).expect("valid configuration"))
-            })
+            .map(|&id| Some(Replica::new(config(id, members.clone()), sm()).expect("valid configuration")))
             .collect();
         LocalCluster {
             nodes,
             disks: vec![Vec::new(); n as usize],
+            snapshots: vec![None; n as usize],
             net: VecDeque::new(),
             responses: Vec::new(),
             reads: Vec::new(),
@@ -72,14 +68,21 @@ impl<S: StateMachine> LocalCluster<S> {
             if self.keep_records {
                 self.disks[i].extend(out.persist);
             }
+            if let Some(before) = out.truncate_before {
+                self.disks[i].retain(|(lsn, _)| *lsn >= before);
+            }
             for (to, msg) in out.send {
                 self.net.push_back((id, to, msg));
             }
-            self.responses
-                .extend(out.responses.into_iter().map(|r| (id, r)));
+            self.responses.extend(out.responses.into_iter().map(|r| (id, r)));
             self.reads.extend(out.reads.into_iter().map(|r| (id, r)));
             if let Some(l) = last {
                 node.step(Input::Durable(l));
+            }
+            if let Some(snap) = out.snapshot {
+                let slot = snap.slot;
+                self.snapshots[i] = Some(snap);
+                node.step(Input::SnapshotSaved(slot));
             }
         }
     }
@@ -128,17 +131,21 @@ impl<S: StateMachine> LocalCluster<S> {
             .map(|r| r.id())
     }
 
+    /// Records replica `id` keeps on its disk.
+    pub fn disk_records(&self, id: NodeId) -> usize {
+        self.disks[(id - 1) as usize].len()
+    }
+
     /// Replica `id`.
     pub fn node(&self, id: NodeId) -> &Replica<S> {
-        self.nodes[(id - 1) as usize]
-            .as_ref()
-            .expect("replica is running")
+        self.nodes[(id - 1) as usize].as_ref().expect("replica is running")
     }
 
     /// Restart replica `id` from its records, with a fresh state machine.
     pub fn crash_and_recover(&mut self, id: NodeId, config: Config, sm: S) {
         let i = (id - 1) as usize;
         let records = self.disks[i].clone();
-        self.nodes[i] = Some(Replica::recover(config, sm, records).expect("own records recover"));
+        let snapshot = self.snapshots[i].clone();
+        self.nodes[i] = Some(Replica::recover(config, sm, snapshot, records).expect("own records recover"));
     }
 }

@@ -21,23 +21,36 @@ pub struct Entry {
     pub chosen: bool,
 }
 
-/// Entries by slot, densely stored from slot 1.
+/// Entries by slot, densely stored from the first slot after the last
+/// snapshot (slots at or below `compacted` live only in the snapshot).
 #[derive(Clone, Debug, Default)]
 pub struct Log {
+    /// Every slot up to here is covered by a snapshot and dropped.
+    compacted: Slot,
+    /// `entries[i]` is slot `compacted + 1 + i`.
     entries: VecDeque<Option<Entry>>,
 }
 
 impl Log {
-    /// The entry at `slot`, if any.
-    pub fn get(&self, slot: Slot) -> Option<&Entry> {
-        let i = usize::try_from(slot.checked_sub(1)?).ok()?;
-        self.entries.get(i)?.as_ref()
+    fn index(&self, slot: Slot) -> Option<usize> {
+        usize::try_from(slot.checked_sub(self.compacted + 1)?).ok()
     }
 
-    /// Put `entry` at `slot`, unless the slot already holds a chosen entry.
+    /// The entry at `slot`, if any (none at or below the compaction point).
+    pub fn get(&self, slot: Slot) -> Option<&Entry> {
+        self.entries.get(self.index(slot)?)?.as_ref()
+    }
+
+    /// Every slot up to here is covered by a snapshot.
+    pub fn compacted(&self) -> Slot {
+        self.compacted
+    }
+
+    /// Put `entry` at `slot`, unless the slot already holds a chosen entry
+    /// or lies at or below the compaction point (then it is chosen already).
     pub(crate) fn set(&mut self, slot: Slot, entry: Entry) {
         debug_assert!(slot >= 1, "slots start at 1");
-        let i = (slot - 1) as usize;
+        let Some(i) = self.index(slot) else { return };
         if self.entries.len() <= i {
             self.entries.resize(i + 1, None);
         }
@@ -49,7 +62,7 @@ impl Log {
 
     /// Mark the entry at `slot` chosen; false if there is none.
     pub(crate) fn mark_chosen(&mut self, slot: Slot) -> bool {
-        let i = (slot - 1) as usize;
+        let Some(i) = self.index(slot) else { return false };
         match self.entries.get_mut(i) {
             Some(Some(e)) => {
                 e.chosen = true;
@@ -59,21 +72,62 @@ impl Log {
         }
     }
 
-    /// Highest slot that holds an entry, or 0.
+    /// Drop every entry at or below `upto` (a snapshot covers them).
+    pub(crate) fn compact(&mut self, upto: Slot) {
+        if upto <= self.compacted {
+            return;
+        }
+        let drop = ((upto - self.compacted) as usize).min(self.entries.len());
+        self.entries.drain(..drop);
+        self.compacted = upto;
+    }
+
+    /// Highest slot that holds an entry, or the compaction point.
     pub fn last_slot(&self) -> Slot {
         let mut n = self.entries.len();
         while n > 0 && self.entries[n - 1].is_none() {
             n -= 1;
         }
-        n as Slot
+        self.compacted + n as Slot
     }
 
     /// Entries from `from` on, with their slots.
     pub fn iter_from(&self, from: Slot) -> impl Iterator<Item = (Slot, &Entry)> {
-        let skip = (from.saturating_sub(1) as usize).min(self.entries.len());
+        let base = self.compacted + 1;
+        let skip = (from.saturating_sub(base) as usize).min(self.entries.len());
         self.entries
             .range(skip..)
             .enumerate()
-            .filter_map(move |(i, e)| e.as_ref().map(|e| ((skip + i) as Slot + 1, e)))
+            .filter_map(move |(i, e)| e.as_ref().map(|e| (base + (skip + i) as Slot, e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(b: u64) -> Entry {
+        Entry { ballot: Ballot::new(b, 1), value: Value::Noop, chosen: false }
+    }
+
+    #[test]
+    fn compaction_drops_entries_and_keeps_slot_numbers() {
+        let mut log = Log::default();
+        for s in 1..=10 {
+            log.set(s, e(s));
+        }
+        log.compact(4);
+        assert_eq!(log.compacted(), 4);
+        assert!(log.get(4).is_none());
+        assert_eq!(log.get(5).unwrap().ballot, Ballot::new(5, 1));
+        assert_eq!(log.last_slot(), 10);
+        assert_eq!(log.iter_from(1).next().unwrap().0, 5);
+        assert_eq!(log.iter_from(7).map(|(s, _)| s).collect::<Vec<_>>(), vec![7, 8, 9, 10]);
+        log.set(3, e(99));
+        assert!(log.get(3).is_none(), "compacted slots are never written again");
+        log.compact(12);
+        assert_eq!(log.last_slot(), 12);
+        log.set(13, e(13));
+        assert_eq!(log.get(13).unwrap().ballot, Ballot::new(13, 1));
     }
 }

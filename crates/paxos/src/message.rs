@@ -56,6 +56,10 @@ pub enum Message {
         from_slot: Slot,
         /// Accepted values at or after `from_slot`.
         entries: Vec<PromisedEntry>,
+        /// Every slot up to here is chosen and compacted into a snapshot at
+        /// this acceptor; a leader behind it must fetch the snapshot before
+        /// proposing (it cannot learn those slots' values from promises).
+        compacted: Slot,
     },
     /// Phase 2a: "accept these values in consecutive slots from `first_slot`,
     /// in ballot `ballot`". Also carries the leader's commit index.
@@ -103,6 +107,9 @@ pub enum Message {
         commit: Slot,
         /// Numbers heartbeats so replies can be matched.
         seq: u64,
+        /// The highest slot the leader has proposed in: a replica rejoining
+        /// after losing its disk must learn up to here before it votes.
+        last_slot: Slot,
     },
     /// Reply to a `Heartbeat` from an acceptor whose promise is still
     /// `ballot`: no other leader can have completed phase 1 through it.
@@ -128,6 +135,25 @@ pub enum Message {
         values: Vec<Value>,
         /// The sender's commit index (the learner may need more).
         commit: Slot,
+    },
+    /// A learner behind the compaction point asks for a snapshot, from
+    /// `offset` on (resuming a transfer that broke off).
+    SnapshotRequest {
+        /// The snapshot's slot (0: whichever is latest).
+        slot: Slot,
+        /// First byte wanted.
+        offset: u64,
+    },
+    /// One chunk of a snapshot.
+    SnapshotChunk {
+        /// The snapshot covers every slot up to here.
+        slot: Slot,
+        /// Where `data` starts.
+        offset: u64,
+        /// The snapshot's whole length.
+        total: u64,
+        /// The bytes.
+        data: bytes::Bytes,
     },
     /// A follower asks the leader for a read index: the leader's commit
     /// index as of now, confirmed (by lease or heartbeat round) to be the
@@ -167,6 +193,8 @@ impl Message {
             Message::HeartbeatAck { .. } => "HeartbeatAck",
             Message::CatchUp { .. } => "CatchUp",
             Message::Chosen { .. } => "Chosen",
+            Message::SnapshotRequest { .. } => "SnapshotRequest",
+            Message::SnapshotChunk { .. } => "SnapshotChunk",
             Message::ReadIndex { .. } => "ReadIndex",
             Message::ReadIndexReply { .. } => "ReadIndexReply",
             Message::Forward { .. } => "Forward",

@@ -41,4 +41,24 @@ pub enum Record {
     /// restart it never proposes in the same ballot again: two different
     /// values in one ballot would break Paxos's uniqueness of proposals.
     Ballot(Ballot),
+    /// This replica lost its acceptor state and rejoins as a non-voting
+    /// learner (written first, before it does anything else).
+    Rejoining,
+    /// The rejoining replica has caught up and votes again.
+    Rejoined,
+    /// Written once a snapshot covering every slot up to `snapshot_slot` is
+    /// stored: everything the records before this one said, except what the
+    /// snapshot holds. The log before this record may then be deleted.
+    Checkpoint {
+        /// The snapshot this checkpoint goes with.
+        snapshot_slot: Slot,
+        /// The acceptor's promise.
+        promised: Ballot,
+        /// The highest ballot this node has led with.
+        own_ballot: Ballot,
+        /// The commit index.
+        commit: Slot,
+        /// Every log entry above the compaction point.
+        entries: Vec<crate::message::PromisedEntry>,
+    },
 }

@@ -27,7 +27,8 @@ use crate::leader::Leader;
 use crate::log::Log;
 use crate::message::Message;
 use crate::record::{Lsn, Record};
-use crate::state_machine::StateMachine;
+use crate::snapshot::Incoming;
+use crate::state_machine::{SnapshotError, StateMachine};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use thiserror::Error;
@@ -55,6 +56,19 @@ pub enum Input {
     Tick,
     /// Every record up to this sequence number is durable.
     Durable(Lsn),
+    /// The snapshot the replica asked for (in [`Output::snapshot`]) at this
+    /// slot is stored durably.
+    SnapshotSaved(Slot),
+}
+
+/// A snapshot: the state after applying every slot up to `slot`, with the
+/// duplicate-detection table. Opaque bytes to the runtime.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Covers every slot up to here.
+    pub slot: Slot,
+    /// The encoded state.
+    pub data: Bytes,
 }
 
 /// Why a proposal or read was not served here.
@@ -69,6 +83,11 @@ pub enum ClientError {
     /// Too many proposals are waiting for a leader.
     #[error("too many pending proposals")]
     Busy,
+    /// The command was applied (it will not be applied again), but its
+    /// result is not known here: it was applied before a snapshot this
+    /// replica installed.
+    #[error("applied, but its result is not known here")]
+    AppliedWithoutResult,
 }
 
 /// The outcome of a proposal made at this replica.
@@ -100,6 +119,11 @@ pub struct Output<O> {
     pub responses: Vec<Response<O>>,
     /// Answers to reads made here.
     pub reads: Vec<ReadResponse<O>>,
+    /// Store this snapshot durably, then feed `Input::SnapshotSaved(slot)`.
+    pub snapshot: Option<Snapshot>,
+    /// Every record before this one may be deleted from stable storage
+    /// (a durable checkpoint and a stored snapshot replace them).
+    pub truncate_before: Option<Lsn>,
 }
 
 impl<O> Default for Output<O> {
@@ -109,6 +133,8 @@ impl<O> Default for Output<O> {
             send: Vec::new(),
             responses: Vec::new(),
             reads: Vec::new(),
+            snapshot: None,
+            truncate_before: None,
         }
     }
 }
@@ -120,6 +146,8 @@ impl<O> Output<O> {
             && self.send.is_empty()
             && self.responses.is_empty()
             && self.reads.is_empty()
+            && self.snapshot.is_none()
+            && self.truncate_before.is_none()
     }
 }
 
@@ -137,6 +165,30 @@ pub enum RecoverError {
         /// The previous record's number.
         prev: Lsn,
     },
+    /// The snapshot does not decode.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// The log was compacted past the snapshot found (a newer snapshot is
+    /// missing or damaged): the slots between are lost here.
+    #[error("the log was compacted up to slot {checkpoint} but the snapshot found covers only slot {snapshot}")]
+    CompactedPastSnapshot {
+        /// Slot the log's first checkpoint needs.
+        checkpoint: Slot,
+        /// Slot of the snapshot found.
+        snapshot: Slot,
+    },
+    /// The log does not start at its beginning and holds no checkpoint.
+    #[error("the log starts at record {0} but holds no checkpoint")]
+    NoCheckpoint(Lsn),
+}
+
+/// A replica rejoining without its acceptor state.
+#[derive(Debug, Default)]
+pub(crate) struct Rejoin {
+    /// The first leader commit index heard; catch up to it.
+    pub(crate) target: Option<Slot>,
+    /// The highest leader ballot heard.
+    pub(crate) ballot: Ballot,
 }
 
 /// A set of members, by index in `Config::members`.
@@ -208,7 +260,19 @@ pub struct Replica<S: StateMachine> {
     pub(crate) known_commit: Slot,
     pub(crate) catchup_sent_at: Option<u64>,
     pub(crate) sm: S,
-    pub(crate) sessions: HashMap<u64, (u64, S::Output)>,
+    /// Per client: the last sequence number applied and its answer (none
+    /// when the entry came from a snapshot).
+    pub(crate) sessions: HashMap<u64, (u64, Option<S::Output>)>,
+
+    // Snapshots.
+    /// The latest stored snapshot (sent to learners behind it).
+    pub(crate) snapshot: Option<Snapshot>,
+    /// A snapshot handed to the runtime and not yet reported stored.
+    pub(crate) snapshot_pending: Option<Snapshot>,
+    pub(crate) checkpoint_lsn: Option<Lsn>,
+    pub(crate) incoming: Option<Incoming>,
+    /// Learners being sent our snapshot: (snapshot slot, last request).
+    pub(crate) transfers: HashMap<NodeId, (Slot, u64)>,
 
     // Election and proposer.
     pub(crate) election: Election,
@@ -217,6 +281,11 @@ pub struct Replica<S: StateMachine> {
     pub(crate) abandoned: Ballot,
     /// The highest ballot this node has led with (durably recorded).
     pub(crate) own_ballot: Ballot,
+    /// Sequence number of the first record recovered (1 unless the log was
+    /// truncated after a checkpoint).
+    pub(crate) first_lsn: Lsn,
+    /// Set while this replica rejoins after losing its disk.
+    pub(crate) rejoin: Option<Rejoin>,
     pub(crate) leader_hint: Option<NodeId>,
     pub(crate) forward: Vec<Command>,
     pub(crate) follower_reads: Vec<FollowerRead>,
@@ -250,9 +319,16 @@ impl<S: StateMachine> Replica<S> {
             catchup_sent_at: None,
             sm,
             sessions: HashMap::new(),
+            snapshot: None,
+            snapshot_pending: None,
+            checkpoint_lsn: None,
+            incoming: None,
+            transfers: HashMap::new(),
             leader: None,
             abandoned: Ballot::ZERO,
             own_ballot: Ballot::ZERO,
+            first_lsn: 1,
+            rejoin: None,
             leader_hint: None,
             forward: Vec::new(),
             follower_reads: Vec::new(),
@@ -267,38 +343,81 @@ impl<S: StateMachine> Replica<S> {
         Ok(r)
     }
 
-    /// Rebuild a replica from its durable records (in order), applying the
-    /// chosen prefix to `sm`, which must be the initial state.
+    /// A member that lost its disk (or whose data directory was wiped):
+    /// it must not vote with amnesia, since it may have promised or accepted
+    /// anything before. It starts as a non-voting learner and becomes an
+    /// acceptor again once it has caught up with the log, as of the first
+    /// commit index it hears from a leader (Paxos Made Live, section 5.1).
+    pub fn rejoin(cfg: Config, sm: S) -> Result<Replica<S>, ConfigError> {
+        let mut r = Replica::new(cfg, sm)?;
+        r.rejoin = Some(Rejoin::default());
+        r.election.set_voter(false);
+        // Durable before anything else: a crash mid-rejoin must not bring
+        // this replica back as a voter.
+        r.persist(Record::Rejoining);
+        Ok(r)
+    }
+
+    /// Whether this replica is a rejoining, non-voting learner.
+    pub fn is_rejoining(&self) -> bool {
+        self.rejoin.is_some()
+    }
+
+    /// Rebuild a replica from its latest stored snapshot (if any) and its
+    /// durable records (in order, consecutive), applying the chosen prefix to
+    /// `sm`, which must be the initial state.
     ///
     /// A restarted acceptor may have granted a lease before it crashed, so it
     /// refuses every Prepare for one lease period after recovery.
     pub fn recover(
         cfg: Config,
         sm: S,
+        snapshot: Option<Snapshot>,
         records: impl IntoIterator<Item = (Lsn, Record)>,
     ) -> Result<Replica<S>, RecoverError> {
         let mut r = Replica::new(cfg, sm)?;
-        let mut prev = 0;
+        let snapshot_slot = snapshot.as_ref().map_or(0, |s| s.slot);
+        if let Some(snap) = snapshot {
+            r.restore_snapshot(&snap.data)?;
+            r.log.compact(snap.slot);
+            r.commit = snap.slot;
+            r.applied = snap.slot;
+            r.known_commit = snap.slot;
+            r.snapshot = Some(snap);
+        }
+        let mut prev: Option<Lsn> = None;
+        let mut seen_checkpoint = false;
         for (lsn, record) in records {
-            if lsn != prev + 1 {
-                return Err(RecoverError::Gap { lsn, prev });
+            match prev {
+                Some(p) if lsn != p + 1 => return Err(RecoverError::Gap { lsn, prev: p }),
+                Some(_) => {}
+                None => r.first_lsn = lsn,
             }
-            prev = lsn;
+            if let Record::Checkpoint { snapshot_slot: cp, .. } = &record {
+                // With the head of the log deleted, the first checkpoint must
+                // go with a snapshot we have, or the slots between are lost.
+                if !seen_checkpoint && r.first_lsn > 1 && *cp > snapshot_slot {
+                    return Err(RecoverError::CompactedPastSnapshot { checkpoint: *cp, snapshot: snapshot_slot });
+                }
+                seen_checkpoint = true;
+            }
+            prev = Some(lsn);
             r.replay(record);
         }
-        r.next_lsn = prev + 1;
-        r.durable = prev;
+        if r.first_lsn > 1 && !seen_checkpoint {
+            return Err(RecoverError::NoCheckpoint(r.first_lsn));
+        }
+        let last = prev.unwrap_or(0);
+        r.next_lsn = last + 1;
+        r.durable = last;
         r.commit_persisted = r.commit;
         // Bid only with ballots above every one this node may have used.
         let start_round = r.promised.round.max(r.own_ballot.round) + 1;
-        r.election = Election::new(
-            r.cfg.id,
-            r.cfg.priority,
-            start_round,
-            r.cfg.election_ticks,
-            r.election_quorum(),
-        );
+        r.election = Election::new(r.cfg.id, r.cfg.priority, start_round, r.cfg.election_ticks, r.election_quorum());
         r.lease_until = r.cfg.lease_ticks;
+        if r.rejoin.is_some() {
+            r.election.set_voter(false);
+        }
         r.apply_chosen();
         r.out = Output::default();
         Ok(r)
@@ -308,43 +427,48 @@ impl<S: StateMachine> Replica<S> {
         use crate::log::Entry;
         match record {
             Record::Promised(b) => self.promised = self.promised.max(b),
-            Record::Accepted {
-                ballot,
-                first_slot,
-                values,
-            } => {
+            Record::Accepted { ballot, first_slot, values } => {
                 self.promised = self.promised.max(ballot);
                 for (i, value) in values.into_iter().enumerate() {
-                    self.log.set(
-                        first_slot + i as Slot,
-                        Entry {
-                            ballot,
-                            value,
-                            chosen: false,
-                        },
-                    );
+                    self.log.set(first_slot + i as Slot, Entry { ballot, value, chosen: false });
                 }
             }
             Record::Chosen { first_slot, values } => {
                 for (i, value) in values.into_iter().enumerate() {
                     let slot = first_slot + i as Slot;
-                    self.log.set(
-                        slot,
-                        Entry {
-                            ballot: Ballot::ZERO,
-                            value,
-                            chosen: true,
-                        },
-                    );
+                    self.log.set(slot, Entry { ballot: Ballot::ZERO, value, chosen: true });
                     self.log.mark_chosen(slot);
                 }
             }
             Record::Ballot(b) => self.own_ballot = self.own_ballot.max(b),
-            Record::Commit(c) => {
-                for s in self.commit + 1..=c {
-                    self.log.mark_chosen(s);
+            Record::Rejoining => self.rejoin = Some(Rejoin::default()),
+            Record::Rejoined => self.rejoin = None,
+            Record::Checkpoint { snapshot_slot: _, promised, own_ballot, commit, entries } => {
+                self.promised = self.promised.max(promised);
+                self.own_ballot = self.own_ballot.max(own_ballot);
+                for e in entries {
+                    let chosen = e.chosen;
+                    self.log.set(e.slot, Entry { ballot: e.ballot, value: e.value, chosen });
+                    if chosen {
+                        self.log.mark_chosen(e.slot);
+                    }
                 }
-                self.commit = self.commit.max(c);
+                for s in self.commit + 1..=commit {
+                    if !self.log.mark_chosen(s) {
+                        break;
+                    }
+                    self.commit = s;
+                }
+            }
+            Record::Commit(c) => {
+                // The values up to `c` are in earlier records (or the
+                // snapshot); stop at any hole rather than believe a gap.
+                for s in self.commit + 1..=c {
+                    if !self.log.mark_chosen(s) {
+                        break;
+                    }
+                    self.commit = s;
+                }
             }
         }
         self.known_commit = self.known_commit.max(self.commit);
@@ -363,6 +487,7 @@ impl<S: StateMachine> Replica<S> {
             Input::Read { id, query } => self.on_read(id, query),
             Input::Tick => self.on_tick(),
             Input::Durable(lsn) => self.on_durable(lsn),
+            Input::SnapshotSaved(slot) => self.on_snapshot_saved(slot),
         }
         self.drain_loopback();
     }
@@ -388,38 +513,27 @@ impl<S: StateMachine> Replica<S> {
                 }
             }
             Message::Prepare { ballot, from_slot } => self.on_prepare(from, ballot, from_slot),
-            Message::Promise {
-                ballot,
-                from_slot,
-                entries,
-            } => self.on_promise(from, ballot, from_slot, entries),
-            Message::Accept {
-                ballot,
-                first_slot,
-                values,
-                commit,
-            } => self.on_accept(from, ballot, first_slot, values, commit),
-            Message::Accepted {
-                ballot,
-                first_slot,
-                last_slot,
-            } => self.on_accepted(from, ballot, first_slot, last_slot),
+            Message::Promise { ballot, from_slot, entries, compacted } => {
+                self.on_promise(from, ballot, from_slot, entries, compacted)
+            }
+            Message::Accept { ballot, first_slot, values, commit } => {
+                self.on_accept(from, ballot, first_slot, values, commit)
+            }
+            Message::Accepted { ballot, first_slot, last_slot } => {
+                self.on_accepted(from, ballot, first_slot, last_slot)
+            }
             Message::Nack { ballot, promised } => self.on_nack(ballot, promised),
             Message::Commit { ballot, commit } => self.on_commit(from, ballot, commit),
-            Message::Heartbeat {
-                ballot,
-                commit,
-                seq,
-            } => self.on_heartbeat(from, ballot, commit, seq),
-            Message::HeartbeatAck { ballot, seq, lease } => {
-                self.on_heartbeat_ack(from, ballot, seq, lease)
+            Message::Heartbeat { ballot, commit, seq, last_slot } => {
+                self.on_heartbeat(from, ballot, commit, seq, last_slot)
             }
+            Message::HeartbeatAck { ballot, seq, lease } => self.on_heartbeat_ack(from, ballot, seq, lease),
             Message::CatchUp { from_slot } => self.on_catch_up(from, from_slot),
-            Message::Chosen {
-                first_slot,
-                values,
-                commit,
-            } => self.on_chosen(first_slot, values, commit),
+            Message::Chosen { first_slot, values, commit } => self.on_chosen(first_slot, values, commit),
+            Message::SnapshotRequest { slot, offset } => self.on_snapshot_request(from, slot, offset),
+            Message::SnapshotChunk { slot, offset, total, data } => {
+                self.on_snapshot_chunk(from, slot, offset, total, data)
+            }
             Message::ReadIndex { id } => self.on_read_index(from, id),
             Message::ReadIndexReply { id, index } => self.on_read_index_reply(id, index),
             Message::Forward { commands } => {
@@ -443,13 +557,9 @@ impl<S: StateMachine> Replica<S> {
             }
         }
         if self.election.tick() {
-            let jitter = if self.cfg.election_jitter_ticks > 0 {
-                self.rng.u64(0..=self.cfg.election_jitter_ticks)
-            } else {
-                0
-            };
-            self.election
-                .end_round(self.now, self.cfg.election_ticks + jitter);
+            let jitter =
+                if self.cfg.election_jitter_ticks > 0 { self.rng.u64(0..=self.cfg.election_jitter_ticks) } else { 0 };
+            self.election.end_round(self.now, self.cfg.election_ticks + jitter);
         }
         self.sync_role();
         self.leader_tick();
@@ -470,10 +580,7 @@ impl<S: StateMachine> Replica<S> {
         if lsn <= self.durable {
             return;
         }
-        debug_assert!(
-            lsn < self.next_lsn,
-            "durable({lsn}) reported for a record never emitted"
-        );
+        debug_assert!(lsn < self.next_lsn, "durable({lsn}) reported for a record never emitted");
         self.durable = lsn.min(self.next_lsn - 1);
         while let Some((need, _, _)) = self.held.front() {
             if *need > self.durable {
@@ -482,6 +589,7 @@ impl<S: StateMachine> Replica<S> {
             let (_, to, msg) = self.held.pop_front().expect("front exists");
             self.dispatch(to, msg);
         }
+        self.checkpoint_durable();
     }
 
     /// Follow the election: start phase 1 when elected with a new ballot,
@@ -515,10 +623,7 @@ impl<S: StateMachine> Replica<S> {
 
     fn on_propose(&mut self, cmd: Command) {
         if self.local.len() + self.forward.len() >= self.cfg.max_pending {
-            self.out.responses.push(Response {
-                id: cmd.id,
-                result: Err(ClientError::Busy),
-            });
+            self.out.responses.push(Response { id: cmd.id, result: Err(ClientError::Busy) });
             return;
         }
         self.local.insert(cmd.id, self.now);
@@ -531,12 +636,7 @@ impl<S: StateMachine> Replica<S> {
             leader.pending.push_back(cmd);
         } else {
             match self.leader_hint {
-                Some(l) if l != self.cfg.id => self.send(
-                    l,
-                    Message::Forward {
-                        commands: vec![cmd],
-                    },
-                ),
+                Some(l) if l != self.cfg.id => self.send(l, Message::Forward { commands: vec![cmd] }),
                 _ => self.forward.push(cmd),
             }
         }
@@ -672,8 +772,6 @@ impl<S: StateMachine> Replica<S> {
     /// Whether a leader lease currently lets this replica answer reads
     /// without a round trip.
     pub fn holds_lease(&self) -> bool {
-        self.leader
-            .as_ref()
-            .is_some_and(|l| l.lease_valid(self.now, self.commit))
+        self.leader.as_ref().is_some_and(|l| l.lease_valid(self.now, self.commit))
     }
 }

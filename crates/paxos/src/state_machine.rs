@@ -29,7 +29,7 @@ pub trait StateMachine {
 }
 
 /// A snapshot that does not decode.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("snapshot does not decode: {0}")]
 pub struct SnapshotError(pub String);
 
@@ -87,7 +87,7 @@ impl StateMachine for KvMachine {
         let bad = || SnapshotError("truncated key-value snapshot".into());
         let (applied, mut rest) = snapshot.split_first_chunk::<8>().ok_or_else(bad)?;
         let mut map = BTreeMap::new();
-        let mut take = |rest: &mut &[u8]| -> Result<Bytes, SnapshotError> {
+        let take = |rest: &mut &[u8]| -> Result<Bytes, SnapshotError> {
             let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
             let len = u32::from_be_bytes(*len) as usize;
             if tail.len() < len {

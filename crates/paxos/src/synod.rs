@@ -84,10 +84,7 @@ impl<V: Clone + Eq> Default for Acceptor<V> {
 impl<V: Clone + Eq> Acceptor<V> {
     /// An acceptor that has promised and accepted nothing.
     pub fn new() -> Self {
-        Acceptor {
-            promised: Ballot::ZERO,
-            accepted: None,
-        }
+        Acceptor { promised: Ballot::ZERO, accepted: None }
     }
 
     /// The highest ballot promised (or accepted); [`Ballot::ZERO`] if none.
@@ -112,15 +109,9 @@ impl<V: Clone + Eq> Acceptor<V> {
         if ballot >= self.promised {
             self.promised = ballot;
             self.check_invariant();
-            Message::Promise {
-                ballot,
-                accepted: self.accepted.clone(),
-            }
+            Message::Promise { ballot, accepted: self.accepted.clone() }
         } else {
-            Message::Nack {
-                ballot,
-                promised: self.promised,
-            }
+            Message::Nack { ballot, promised: self.promised }
         }
     }
 
@@ -133,10 +124,7 @@ impl<V: Clone + Eq> Acceptor<V> {
             self.check_invariant();
             Message::Accepted { ballot, value }
         } else {
-            Message::Nack {
-                ballot,
-                promised: self.promised,
-            }
+            Message::Nack { ballot, promised: self.promised }
         }
     }
 
@@ -153,9 +141,7 @@ impl<V: Clone + Eq> Acceptor<V> {
     fn check_invariant(&self) {
         // Holds because both handlers raise `promised` to any ballot they accept.
         debug_assert!(
-            self.accepted
-                .as_ref()
-                .is_none_or(|(b, _)| *b <= self.promised),
+            self.accepted.as_ref().is_none_or(|(b, _)| *b <= self.promised),
             "acceptor invariant broken: accepted ballot above promised"
         );
     }
@@ -168,15 +154,9 @@ enum Phase<V> {
     Idle,
     /// Phase 1: collecting promises, remembering the highest accepted
     /// proposal reported so far.
-    Preparing {
-        promised_by: BTreeSet<NodeId>,
-        highest_accepted: Option<(Ballot, V)>,
-    },
+    Preparing { promised_by: BTreeSet<NodeId>, highest_accepted: Option<(Ballot, V)> },
     /// Phase 2: `value` was sent in `Accept`; collecting `Accepted`.
-    Accepting {
-        value: V,
-        accepted_by: BTreeSet<NodeId>,
-    },
+    Accepting { value: V, accepted_by: BTreeSet<NodeId> },
 }
 
 /// The proposer: tries to get a value chosen, its own if it is free to.
@@ -234,13 +214,8 @@ impl<V: Clone + Eq> Proposer<V> {
     pub fn prepare(&mut self) -> Message<V> {
         self.ballot = self.highest_seen.max(self.ballot).next_for(self.id);
         self.highest_seen = self.ballot;
-        self.phase = Phase::Preparing {
-            promised_by: BTreeSet::new(),
-            highest_accepted: None,
-        };
-        Message::Prepare {
-            ballot: self.ballot,
-        }
+        self.phase = Phase::Preparing { promised_by: BTreeSet::new(), highest_accepted: None };
+        Message::Prepare { ballot: self.ballot }
     }
 
     /// Takes an acceptor's reply (`Promise`, `Accepted` or `Nack`) from
@@ -250,19 +225,12 @@ impl<V: Clone + Eq> Proposer<V> {
     pub fn on_reply(&mut self, from: NodeId, reply: Message<V>) -> Option<Message<V>> {
         match reply {
             Message::Promise { ballot, accepted } if ballot == self.ballot => {
-                let Phase::Preparing {
-                    promised_by,
-                    highest_accepted,
-                } = &mut self.phase
-                else {
+                let Phase::Preparing { promised_by, highest_accepted } = &mut self.phase else {
                     return None;
                 };
                 promised_by.insert(from);
                 if let Some((b, v)) = accepted {
-                    debug_assert!(
-                        b < ballot,
-                        "promise reports an accept at or above its ballot"
-                    );
+                    debug_assert!(b < ballot, "promise reports an accept at or above its ballot");
                     if highest_accepted.as_ref().is_none_or(|(hb, _)| b > *hb) {
                         *highest_accepted = Some((b, v));
                     }
@@ -280,21 +248,11 @@ impl<V: Clone + Eq> Proposer<V> {
                     Some((_, v)) => v,
                     None => self.value.clone(),
                 };
-                self.phase = Phase::Accepting {
-                    value: value.clone(),
-                    accepted_by: BTreeSet::new(),
-                };
-                Some(Message::Accept {
-                    ballot: self.ballot,
-                    value,
-                })
+                self.phase = Phase::Accepting { value: value.clone(), accepted_by: BTreeSet::new() };
+                Some(Message::Accept { ballot: self.ballot, value })
             }
             Message::Accepted { ballot, value } if ballot == self.ballot => {
-                if let Phase::Accepting {
-                    value: v,
-                    accepted_by,
-                } = &mut self.phase
-                {
+                if let Phase::Accepting { value: v, accepted_by } = &mut self.phase {
                     debug_assert!(value == *v, "acceptor accepted a value we did not propose");
                     accepted_by.insert(from);
                     if accepted_by.len() >= self.quorum && self.chosen.is_none() {
@@ -331,11 +289,7 @@ impl<V: Clone + Eq> Learner<V> {
     /// it at the same ballot.
     pub fn new(quorum: usize) -> Self {
         assert!(quorum > 0, "a quorum needs at least one acceptor");
-        Learner {
-            quorum,
-            votes: BTreeMap::new(),
-            learned: None,
-        }
+        Learner { quorum, votes: BTreeMap::new(), learned: None }
     }
 
     /// The chosen value, once learned.
@@ -351,10 +305,7 @@ impl<V: Clone + Eq> Learner<V> {
     /// carry another value until one ballot reaches a quorum.
     pub fn on_accepted(&mut self, from: NodeId, message: Message<V>) -> Option<&V> {
         if let Message::Accepted { ballot, value } = message {
-            let (v, voters) = self
-                .votes
-                .entry(ballot)
-                .or_insert_with(|| (value.clone(), BTreeSet::new()));
+            let (v, voters) = self.votes.entry(ballot).or_insert_with(|| (value.clone(), BTreeSet::new()));
             // Ballots are unique and a proposer sends one value per ballot.
             debug_assert!(*v == value, "two values accepted at ballot {ballot}");
             voters.insert(from);
@@ -407,13 +358,7 @@ mod tests {
         let mut p = Proposer::new(1, 2, "a");
         let prepare = p.prepare();
         let accept = round_trip(&mut p, &mut accs, &[0, 1], &prepare).expect("quorum promised");
-        assert_eq!(
-            accept,
-            Message::Accept {
-                ballot: p.ballot(),
-                value: "a"
-            }
-        );
+        assert_eq!(accept, Message::Accept { ballot: p.ballot(), value: "a" });
         round_trip(&mut p, &mut accs, &[0, 1], &accept);
         assert_eq!(p.chosen(), Some(&"a"));
     }
@@ -452,13 +397,7 @@ mod tests {
         let prep3 = p3.prepare();
         assert_eq!(p3.ballot(), Ballot::new(1, 3));
         let accept3 = round_trip(&mut p3, &mut accs, &[0, 2], &prep3).expect("ballot 3 prepared");
-        assert_eq!(
-            accept3,
-            Message::Accept {
-                ballot: p3.ballot(),
-                value: "two"
-            }
-        );
+        assert_eq!(accept3, Message::Accept { ballot: p3.ballot(), value: "two" });
         round_trip(&mut p3, &mut accs, &[0, 2], &accept3);
         assert_eq!(p3.chosen(), Some(&"two"));
     }
@@ -466,26 +405,12 @@ mod tests {
     #[test]
     fn proposer_adopts_the_highest_ballot_value_among_promises() {
         let mut p = Proposer::new(9, 3, "mine");
-        let Message::Prepare { ballot } = p.prepare() else {
-            unreachable!()
-        };
+        let Message::Prepare { ballot } = p.prepare() else { unreachable!() };
         let promise = |accepted| Message::Promise { ballot, accepted };
-        assert_eq!(
-            p.on_reply(1, promise(Some((Ballot::new(1, 1), "old")))),
-            None
-        );
-        assert_eq!(
-            p.on_reply(2, promise(Some((Ballot::new(1, 2), "newer")))),
-            None
-        );
+        assert_eq!(p.on_reply(1, promise(Some((Ballot::new(1, 1), "old")))), None);
+        assert_eq!(p.on_reply(2, promise(Some((Ballot::new(1, 2), "newer")))), None);
         let accept = p.on_reply(3, promise(None));
-        assert_eq!(
-            accept,
-            Some(Message::Accept {
-                ballot,
-                value: "newer"
-            })
-        );
+        assert_eq!(accept, Some(Message::Accept { ballot, value: "newer" }));
     }
 
     #[test]
@@ -495,20 +420,8 @@ mod tests {
         let high = Ballot::new(2, 2);
         assert!(matches!(a.on_prepare(high), Message::Promise { .. }));
 
-        assert_eq!(
-            a.on_prepare(low),
-            Message::Nack {
-                ballot: low,
-                promised: high
-            }
-        );
-        assert_eq!(
-            a.on_accept(low, "x"),
-            Message::Nack {
-                ballot: low,
-                promised: high
-            }
-        );
+        assert_eq!(a.on_prepare(low), Message::Nack { ballot: low, promised: high });
+        assert_eq!(a.on_accept(low, "x"), Message::Nack { ballot: low, promised: high });
         assert_eq!(a.accepted(), None, "a rejected accept leaves no trace");
         assert_eq!(a.promised(), high, "promises never decrease");
     }
@@ -527,61 +440,23 @@ mod tests {
         let b1 = Ballot::new(1, 1);
         let b2 = Ballot::new(2, 1);
         a.on_prepare(b1);
-        assert_eq!(
-            a.on_accept(b1, "x"),
-            Message::Accepted {
-                ballot: b1,
-                value: "x"
-            }
-        );
+        assert_eq!(a.on_accept(b1, "x"), Message::Accepted { ballot: b1, value: "x" });
         // Accepting without a prior prepare at that ballot is allowed, and promises it.
-        assert_eq!(
-            a.on_accept(b2, "y"),
-            Message::Accepted {
-                ballot: b2,
-                value: "y"
-            }
-        );
+        assert_eq!(a.on_accept(b2, "y"), Message::Accepted { ballot: b2, value: "y" });
         assert_eq!(a.promised(), b2);
         let b3 = Ballot::new(3, 2);
-        assert_eq!(
-            a.on_prepare(b3),
-            Message::Promise {
-                ballot: b3,
-                accepted: Some((b2, "y"))
-            }
-        );
+        assert_eq!(a.on_prepare(b3), Message::Promise { ballot: b3, accepted: Some((b2, "y")) });
     }
 
     #[test]
     fn nack_makes_the_next_ballot_exceed_the_rejecting_promise() {
         let mut p = Proposer::new(1, 2, "a");
-        let Message::Prepare { ballot } = p.prepare() else {
-            unreachable!()
-        };
+        let Message::Prepare { ballot } = p.prepare() else { unreachable!() };
         let promised = Ballot::new(7, 3);
         p.on_reply(2, Message::Nack { ballot, promised });
         // The abandoned ballot no longer collects promises.
-        assert_eq!(
-            p.on_reply(
-                1,
-                Message::Promise {
-                    ballot,
-                    accepted: None
-                }
-            ),
-            None
-        );
-        assert_eq!(
-            p.on_reply(
-                2,
-                Message::Promise {
-                    ballot,
-                    accepted: None
-                }
-            ),
-            None
-        );
+        assert_eq!(p.on_reply(1, Message::Promise { ballot, accepted: None }), None);
+        assert_eq!(p.on_reply(2, Message::Promise { ballot, accepted: None }), None);
         p.prepare();
         assert!(p.ballot() > promised);
     }
@@ -602,13 +477,7 @@ mod tests {
         let prep_q = q.prepare();
         assert!(q.ballot() > p.ballot());
         let accept_q = round_trip(&mut q, &mut accs, &[1, 2], &prep_q).expect("q prepared");
-        assert_eq!(
-            accept_q,
-            Message::Accept {
-                ballot: q.ballot(),
-                value: "q"
-            }
-        );
+        assert_eq!(accept_q, Message::Accept { ballot: q.ballot(), value: "q" });
 
         // p's accept lands on acceptor 1 only; acceptor 2 promised q and refuses.
         for i in [0, 1] {
@@ -634,13 +503,7 @@ mod tests {
         let prep_p = p.prepare();
         assert!(p.ballot() > q.ballot());
         let accept_p = round_trip(&mut p, &mut accs, &[0, 2], &prep_p).expect("p prepared again");
-        assert_eq!(
-            accept_p,
-            Message::Accept {
-                ballot: p.ballot(),
-                value: "q"
-            }
-        );
+        assert_eq!(accept_p, Message::Accept { ballot: p.ballot(), value: "q" });
         for i in [0, 1, 2] {
             let reply = accs[i].handle(accept_p.clone()).expect("reply");
             learner.on_accepted(id(i), reply.clone());
@@ -653,21 +516,10 @@ mod tests {
     #[test]
     fn learner_needs_a_quorum_at_one_ballot() {
         let mut l = Learner::new(2);
-        let accepted = |round, value| Message::Accepted {
-            ballot: Ballot::new(round, 1),
-            value,
-        };
+        let accepted = |round, value| Message::Accepted { ballot: Ballot::new(round, 1), value };
         assert_eq!(l.on_accepted(1, accepted(1, "v")), None);
-        assert_eq!(
-            l.on_accepted(2, accepted(2, "v")),
-            None,
-            "different ballots"
-        );
-        assert_eq!(
-            l.on_accepted(1, accepted(1, "v")),
-            None,
-            "same acceptor twice"
-        );
+        assert_eq!(l.on_accepted(2, accepted(2, "v")), None, "different ballots");
+        assert_eq!(l.on_accepted(1, accepted(1, "v")), None, "same acceptor twice");
         assert_eq!(l.on_accepted(3, accepted(2, "v")), Some(&"v"));
     }
 
@@ -691,21 +543,14 @@ mod tests {
         /// was chosen.
         fn run(acceptor_count: usize, proposer_count: usize, steps: &[(u8, usize)]) -> bool {
             let quorum = acceptor_count / 2 + 1;
-            let mut accs: Vec<Acceptor<u32>> =
-                (0..acceptor_count).map(|_| Acceptor::new()).collect();
-            let mut props: Vec<Proposer<u32>> = (0..proposer_count)
-                .map(|i| Proposer::new(id(i), quorum, 100 + i as u32))
-                .collect();
+            let mut accs: Vec<Acceptor<u32>> = (0..acceptor_count).map(|_| Acceptor::new()).collect();
+            let mut props: Vec<Proposer<u32>> =
+                (0..proposer_count).map(|i| Proposer::new(id(i), quorum, 100 + i as u32)).collect();
             let mut learner = Learner::new(quorum);
             let mut net: Vec<Envelope> = Vec::new();
             let broadcast = |net: &mut Vec<Envelope>, from, msg: Message<u32>| {
                 for a in 0..acceptor_count {
-                    net.push(Envelope {
-                        from,
-                        to: id(a),
-                        to_acceptor: true,
-                        msg: msg.clone(),
-                    });
+                    net.push(Envelope { from, to: id(a), to_acceptor: true, msg: msg.clone() });
                 }
             };
 
@@ -733,12 +578,7 @@ mod tests {
                         if e.to_acceptor {
                             let reply = accs[to].handle(e.msg).expect("acceptor replies");
                             learner.on_accepted(e.to, reply.clone());
-                            net.push(Envelope {
-                                from: e.to,
-                                to: e.from,
-                                to_acceptor: false,
-                                msg: reply,
-                            });
+                            net.push(Envelope { from: e.to, to: e.from, to_acceptor: false, msg: reply });
                         } else if let Some(accept) = props[to].on_reply(e.from, e.msg) {
                             broadcast(&mut net, e.to, accept);
                         }
@@ -747,15 +587,10 @@ mod tests {
                 }
                 // Agreement: every proposer and the learner know one value.
                 // Validity: it is one that was proposed.
-                let known: BTreeSet<u32> = props
-                    .iter()
-                    .filter_map(|p| p.chosen().copied())
-                    .chain(learner.learned().copied())
-                    .collect();
+                let known: BTreeSet<u32> =
+                    props.iter().filter_map(|p| p.chosen().copied()).chain(learner.learned().copied()).collect();
                 assert!(known.len() <= 1, "two values chosen: {known:?}");
-                assert!(known
-                    .iter()
-                    .all(|v| (100..100 + proposer_count as u32).contains(v)));
+                assert!(known.iter().all(|v| (100..100 + proposer_count as u32).contains(v)));
                 for a in &accs {
                     if let Some((b, _)) = a.accepted() {
                         assert!(*b <= a.promised());
@@ -779,15 +614,11 @@ mod tests {
             let runs = 200;
             let chosen = (0..runs)
                 .filter(|_| {
-                    let steps: Vec<(u8, usize)> =
-                        (0..300).map(|_| ((next() % 8) as u8, next())).collect();
+                    let steps: Vec<(u8, usize)> = (0..300).map(|_| ((next() % 8) as u8, next())).collect();
                     run(3 + 2 * (next() % 2), 2 + next() % 3, &steps)
                 })
                 .count();
-            assert!(
-                chosen * 4 > runs,
-                "only {chosen} of {runs} schedules chose a value"
-            );
+            assert!(chosen * 4 > runs, "only {chosen} of {runs} schedules chose a value");
         }
 
         proptest! {

@@ -31,10 +31,7 @@ fn a_leader_is_elected_and_commands_are_chosen_everywhere() {
     c.tick(5);
     assert_eq!(c.responses.len(), 10, "every proposal answered");
     for id in 1..=3 {
-        assert_eq!(
-            c.node(id).state_machine().map.get(&b"k"[..]).unwrap(),
-            &Bytes::from("10")
-        );
+        assert_eq!(c.node(id).state_machine().map.get(&b"k"[..]).unwrap(), &Bytes::from("10"));
     }
 }
 
@@ -46,10 +43,7 @@ fn many_proposals_share_one_slot_when_batched() {
     c.propose_all(l, (1..=1000).map(|s| put(1, s, "k", "v")));
     c.tick(3);
     assert_eq!(c.responses.len(), 1000);
-    assert!(
-        c.node(l).commit_index() - before <= 3,
-        "1000 commands took a handful of slots"
-    );
+    assert!(c.node(l).commit_index() - before <= 3, "1000 commands took a handful of slots");
 }
 
 #[test]
@@ -58,13 +52,7 @@ fn proposals_to_a_follower_are_forwarded_and_answered_there() {
     let f = follower(&c, 3);
     c.step(f, Input::Propose(put(1, 1, "a", "1")));
     c.tick(3);
-    assert!(
-        c.responses
-            .iter()
-            .any(|(at, r)| *at == f && r.result == Ok(None)),
-        "{:?}",
-        c.responses
-    );
+    assert!(c.responses.iter().any(|(at, r)| *at == f && r.result == Ok(None)), "{:?}", c.responses);
 }
 
 #[test]
@@ -89,69 +77,29 @@ fn linearizable_reads_are_served_by_the_leader_and_by_followers_through_a_read_i
     let l = c.leader().unwrap();
     c.step(l, Input::Propose(put(1, 1, "a", "x")));
     c.tick(3);
-    c.step(
-        l,
-        Input::Read {
-            id: 9,
-            query: Bytes::from("a"),
-        },
-    );
+    c.step(l, Input::Read { id: 9, query: Bytes::from("a") });
     c.tick(2);
-    assert!(c
-        .reads
-        .iter()
-        .any(|(at, r)| *at == l && r.id == 9 && r.result == Ok(Some(Bytes::from("x")))));
+    assert!(c.reads.iter().any(|(at, r)| *at == l && r.id == 9 && r.result == Ok(Some(Bytes::from("x")))));
     let f = follower(&c, 3);
-    c.step(
-        f,
-        Input::Read {
-            id: 10,
-            query: Bytes::from("a"),
-        },
-    );
+    c.step(f, Input::Read { id: 10, query: Bytes::from("a") });
     c.tick(2);
-    assert!(c
-        .reads
-        .iter()
-        .any(|(at, r)| *at == f && r.id == 10 && r.result == Ok(Some(Bytes::from("x")))));
+    assert!(c.reads.iter().any(|(at, r)| *at == f && r.id == 10 && r.result == Ok(Some(Bytes::from("x")))));
 }
 
 #[test]
 fn a_read_with_no_leader_known_is_refused() {
     let mut c: LocalCluster<KvMachine> = LocalCluster::new(3, Config::new, KvMachine::default);
-    c.step(
-        1,
-        Input::Read {
-            id: 1,
-            query: Bytes::from("a"),
-        },
-    );
-    assert!(matches!(
-        c.reads[0].1.result,
-        Err(ClientError::NotLeader { leader: None })
-    ));
+    c.step(1, Input::Read { id: 1, query: Bytes::from("a") });
+    assert!(matches!(c.reads[0].1.result, Err(ClientError::NotLeader { leader: None })));
 }
 
 #[test]
 fn reads_without_a_lease_wait_for_a_quorum_to_confirm_the_leader() {
-    let mut c = LocalCluster::new(
-        3,
-        |id, m| Config {
-            lease_ticks: 0,
-            ..Config::new(id, m)
-        },
-        KvMachine::default,
-    );
+    let mut c = LocalCluster::new(3, |id, m| Config { lease_ticks: 0, ..Config::new(id, m) }, KvMachine::default);
     c.tick(40);
     let l = c.leader().unwrap();
     assert!(!c.node(l).holds_lease());
-    c.step(
-        l,
-        Input::Read {
-            id: 1,
-            query: Bytes::from("a"),
-        },
-    );
+    c.step(l, Input::Read { id: 1, query: Bytes::from("a") });
     assert!(c.reads.is_empty(), "not answered before a heartbeat round");
     c.deliver_all();
     assert_eq!(c.reads.len(), 1, "answered once a quorum acknowledged");
@@ -159,24 +107,11 @@ fn reads_without_a_lease_wait_for_a_quorum_to_confirm_the_leader() {
 
 #[test]
 fn a_leader_cut_off_from_its_quorum_answers_no_reads() {
-    let mut c = LocalCluster::new(
-        3,
-        |id, m| Config {
-            lease_ticks: 0,
-            ..Config::new(id, m)
-        },
-        KvMachine::default,
-    );
+    let mut c = LocalCluster::new(3, |id, m| Config { lease_ticks: 0, ..Config::new(id, m) }, KvMachine::default);
     c.tick(40);
     let l = c.leader().unwrap();
     c.isolated.push(l);
-    c.step(
-        l,
-        Input::Read {
-            id: 1,
-            query: Bytes::from("a"),
-        },
-    );
+    c.step(l, Input::Read { id: 1, query: Bytes::from("a") });
     c.tick(5);
     assert!(c.reads.is_empty(), "{:?}", c.reads);
 }
@@ -201,16 +136,8 @@ fn chosen_values_survive_the_leader_crashing() {
     c.tick(60);
     for id in 1..=3 {
         let sm = c.node(id).state_machine();
-        assert_eq!(
-            sm.map.get(&b"k"[..]).unwrap(),
-            &Bytes::from("v5"),
-            "node {id}"
-        );
-        assert_eq!(
-            sm.map.get(&b"k2"[..]).unwrap(),
-            &Bytes::from("after"),
-            "node {id}"
-        );
+        assert_eq!(sm.map.get(&b"k"[..]).unwrap(), &Bytes::from("v5"), "node {id}");
+        assert_eq!(sm.map.get(&b"k2"[..]).unwrap(), &Bytes::from("after"), "node {id}");
         assert!(c.node(id).commit_index() > before);
     }
 }
@@ -227,4 +154,45 @@ fn a_recovered_replica_keeps_its_promise_and_never_reuses_a_ballot() {
     if let Some(b) = c.node(l).leader_ballot() {
         assert!(b > ballot, "led again with {b}, had {ballot}");
     }
+}
+
+#[test]
+fn snapshots_bound_the_log_and_a_restarted_replica_recovers_from_one() {
+    let cfg = |id, m| Config { snapshot_every: 10, ..Config::new(id, m) };
+    let mut c = LocalCluster::new(3, cfg, KvMachine::default);
+    c.tick(40);
+    let l = c.leader().unwrap();
+    for seq in 1..=200 {
+        c.step(l, Input::Propose(put(1, seq, &format!("k{}", seq % 7), &seq.to_string())));
+        c.deliver_all();
+    }
+    c.tick(3);
+    for id in 1..=3 {
+        assert!(c.node(id).log().compacted() >= 190, "node {id} compacted to {}", c.node(id).log().compacted());
+        assert!(c.disk_records(id) < 100, "node {id} keeps {} records", c.disk_records(id));
+    }
+    let f = (1..=3).find(|&i| i != l).unwrap();
+    let before = c.node(f).state_machine().clone();
+    c.crash_and_recover(f, cfg(f, vec![1, 2, 3]), KvMachine::default());
+    assert_eq!(c.node(f).state_machine().map, before.map);
+}
+
+#[test]
+fn a_replica_behind_the_compaction_point_catches_up_from_a_snapshot() {
+    let cfg = |id, m| Config { snapshot_every: 10, snapshot_chunk: 64, ..Config::new(id, m) };
+    let mut c = LocalCluster::new(3, cfg, KvMachine::default);
+    c.tick(40);
+    let l = c.leader().unwrap();
+    let f = (1..=3).find(|&i| i != l).unwrap();
+    c.isolated.push(f);
+    for seq in 1..=100 {
+        c.step(l, Input::Propose(put(1, seq, &format!("key{seq}"), "some value")));
+        c.deliver_all();
+    }
+    c.tick(3);
+    assert!(c.node(l).log().compacted() > c.node(f).commit_index());
+    c.isolated.clear();
+    c.tick(30);
+    assert_eq!(c.node(f).state_machine().map, c.node(l).state_machine().map);
+    assert_eq!(c.node(f).commit_index(), c.node(l).commit_index());
 }

@@ -25,16 +25,10 @@ pub fn decode_message(bytes: &[u8]) -> Result<Message, DecodeError> {
     decode_exact(bytes, "message")
 }
 
-fn decode_exact<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-    what: &'static str,
-) -> Result<T, DecodeError> {
+fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
     match postcard::take_from_bytes(bytes) {
         Ok((v, [])) => Ok(v),
-        Ok(_) => Err(DecodeError {
-            what,
-            source: postcard::Error::DeserializeBadEncoding,
-        }),
+        Ok(_) => Err(DecodeError { what, source: postcard::Error::DeserializeBadEncoding }),
         Err(source) => Err(DecodeError { what, source }),
     }
 }
@@ -64,11 +58,7 @@ mod tests {
             commit: 6,
         };
         assert_eq!(decode_message(&encode_message(&m)).unwrap(), m);
-        let r = Record::Accepted {
-            ballot: Ballot::new(3, 1),
-            first_slot: 7,
-            values: vec![v],
-        };
+        let r = Record::Accepted { ballot: Ballot::new(3, 1), first_slot: 7, values: vec![v] };
         assert_eq!(decode_record(&encode_record(&r)).unwrap(), r);
     }
 

@@ -58,6 +58,10 @@ pub enum Error {
     /// Too many requests waiting.
     #[error("too many pending requests")]
     Busy,
+    /// The command was applied, but its result is not known at this member
+    /// (it was applied before a snapshot this member installed).
+    #[error("request applied, but its result is unknown here")]
+    AppliedWithoutResult,
     /// The replica has stopped.
     #[error("replica stopped")]
     Stopped,

@@ -20,10 +20,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use synod_paxos::{
-    Ballot, ClientError, Command, CommandId, Config, Input, Lsn, Message, NodeId, Replica, Slot,
-    StateMachine,
+    Ballot, ClientError, Command, CommandId, Config, Input, Lsn, Message, NodeId, Replica, Slot, Snapshot, StateMachine,
 };
-use synod_storage::{DataDir, Wal, WalOptions};
+use synod_storage::{DataDir, SnapshotStore, Wal, WalOptions};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -49,6 +48,12 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// Largest peer frame accepted. Default 64 MiB.
     pub max_frame: usize,
+    /// Whether this member joins a cluster that already runs (etcd's
+    /// `--initial-cluster-state existing`). A member that starts with no
+    /// durable state while joining an existing cluster may have voted before
+    /// and lost its disk: it rejoins as a non-voting learner until it has
+    /// caught up. Default false.
+    pub join_existing: bool,
 }
 
 impl NodeConfig {
@@ -67,6 +72,7 @@ impl NodeConfig {
             tick: Duration::from_millis(50),
             request_timeout: Duration::from_secs(5),
             max_frame: 64 << 20,
+            join_existing: false,
         }
     }
 }
@@ -88,19 +94,18 @@ pub struct Status {
     pub durable_lsn: Lsn,
     /// The voting members.
     pub members: Vec<NodeId>,
+    /// Whether this member votes (false while it rejoins after losing its
+    /// disk).
+    pub voter: bool,
+    /// Every slot up to here is compacted into a snapshot.
+    pub compacted: Slot,
 }
 
 type LocalFn<S> = Box<dyn FnOnce(&S) + Send>;
 
 enum Request<S: StateMachine> {
-    Propose {
-        payload: Bytes,
-        reply: oneshot::Sender<Result<S::Output, Error>>,
-    },
-    Read {
-        query: Bytes,
-        reply: oneshot::Sender<Result<S::Output, Error>>,
-    },
+    Propose { payload: Bytes, reply: oneshot::Sender<Result<S::Output, Error>> },
+    Read { query: Bytes, reply: oneshot::Sender<Result<S::Output, Error>> },
     Local(LocalFn<S>),
     Status(oneshot::Sender<Status>),
 }
@@ -113,10 +118,7 @@ pub struct Handle<S: StateMachine> {
 
 impl<S: StateMachine> Clone for Handle<S> {
     fn clone(&self) -> Self {
-        Handle {
-            tx: self.tx.clone(),
-            timeout: self.timeout,
-        }
+        Handle { tx: self.tx.clone(), timeout: self.timeout }
     }
 }
 
@@ -130,36 +132,19 @@ where
     /// once, even if forwarded twice.
     pub async fn propose(&self, payload: impl Into<Bytes>) -> Result<S::Output, Error> {
         let (reply, rx) = oneshot::channel();
-        self.call(
-            Request::Propose {
-                payload: payload.into(),
-                reply,
-            },
-            rx,
-        )
-        .await?
+        self.call(Request::Propose { payload: payload.into(), reply }, rx).await?
     }
 
     /// A linearizable read: answered from a state that includes every write
     /// completed before the read began. At any member.
     pub async fn read(&self, query: impl Into<Bytes>) -> Result<S::Output, Error> {
         let (reply, rx) = oneshot::channel();
-        self.call(
-            Request::Read {
-                query: query.into(),
-                reply,
-            },
-            rx,
-        )
-        .await?
+        self.call(Request::Read { query: query.into(), reply }, rx).await?
     }
 
     /// Run `f` on this member's state as it is now (a serializable read: it
     /// may be behind the leader).
-    pub async fn with_state<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&S) -> R + Send + 'static,
-    ) -> Result<R, Error> {
+    pub async fn with_state<R: Send + 'static>(&self, f: impl FnOnce(&S) -> R + Send + 'static) -> Result<R, Error> {
         let (reply, rx) = oneshot::channel();
         let job: LocalFn<S> = Box::new(move |s: &S| {
             let _ = reply.send(f(s));
@@ -201,60 +186,58 @@ where
     /// recovered log is re-applied to it.
     pub async fn start(cfg: NodeConfig, sm: S) -> Result<Node<S>, Error> {
         let me = cfg.protocol.id;
-        let addr = *cfg
-            .peers
-            .get(&me)
-            .ok_or(Error::Config(format!("no peer address for member {me}")))?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| Error::Io(format!("bind {addr}: {e}")))?;
+        let addr = *cfg.peers.get(&me).ok_or(Error::Config(format!("no peer address for member {me}")))?;
+        let listener = TcpListener::bind(addr).await.map_err(|e| Error::Io(format!("bind {addr}: {e}")))?;
         Node::start_on(cfg, sm, listener).await
     }
 
     /// Like [`Node::start`], on a listener the caller already bound.
     pub async fn start_on(cfg: NodeConfig, sm: S, listener: TcpListener) -> Result<Node<S>, Error> {
         if cfg.protocol.planted.is_some() {
-            return Err(Error::Config(
-                "planted bugs are for the simulator only".into(),
-            ));
+            return Err(Error::Config("planted bugs are for the simulator only".into()));
         }
-        cfg.protocol
-            .validate()
-            .map_err(|e| Error::Config(e.to_string()))?;
+        cfg.protocol.validate().map_err(|e| Error::Config(e.to_string()))?;
         let me = cfg.protocol.id;
         let dir = DataDir::open_or_init(&cfg.data_dir, cfg.cluster_id, me)?;
         let mut records = Vec::new();
         let mut bad = None;
-        let (wal, recovery) = Wal::open_with(
-            dir.wal_dir(),
-            WalOptions::default(),
-            |lsn, bytes| match decode_record(bytes) {
+        let (wal, recovery) =
+            Wal::open_with(dir.wal_dir(), WalOptions::default(), |lsn, bytes| match decode_record(bytes) {
                 Ok(r) => records.push((lsn, r)),
                 Err(e) => {
                     bad.get_or_insert(Error::Corrupt(format!("record {lsn}: {e}")));
                 }
-            },
-        )?;
+            })?;
         if let Some(e) = bad {
             return Err(e);
         }
-        info!(node = me, records = records.len(), torn_tail = ?recovery.torn_tail, "recovered");
-        let replica = Replica::recover(cfg.protocol.clone(), sm, records)
-            .map_err(|e| Error::Corrupt(e.to_string()))?;
+        let snapshots = SnapshotStore::open(dir.snapshot_dir(), 2)?;
+        let snapshot =
+            snapshots.load_latest()?.map(|(meta, data)| Snapshot { slot: meta.index, data: Bytes::from(data) });
+        info!(
+            node = me,
+            records = records.len(),
+            snapshot = snapshot.as_ref().map(|s| s.slot),
+            torn_tail = ?recovery.torn_tail,
+            "recovered"
+        );
+        let replica = if records.is_empty() && snapshot.is_none() && cfg.join_existing {
+            // Nothing durable: we may have voted before and lost it.
+            info!(node = me, "no durable state while joining an existing cluster: rejoining as a learner");
+            Replica::rejoin(cfg.protocol.clone(), sm).map_err(|e| Error::Config(e.to_string()))?
+        } else {
+            Replica::recover(cfg.protocol.clone(), sm, snapshot, records).map_err(|e| Error::Corrupt(e.to_string()))?
+        };
         let (peer_tx, peer_rx) = mpsc::channel(16 * 1024);
         let (transport, accept_task) = Transport::start(
-            TransportConfig {
-                cluster_id: cfg.cluster_id,
-                me,
-                peers: cfg.peers.clone(),
-                max_frame: cfg.max_frame,
-            },
+            TransportConfig { cluster_id: cfg.cluster_id, me, peers: cfg.peers.clone(), max_frame: cfg.max_frame },
             listener,
             peer_tx,
         );
         let (tx, rx) = mpsc::channel(16 * 1024);
         let (stop_tx, stop_rx) = oneshot::channel();
         let (durable_tx, durable_rx) = mpsc::unbounded_channel();
+        let snapshots = Arc::new(snapshots);
         let actor = Actor {
             replica,
             wal: Arc::new(wal),
@@ -264,18 +247,11 @@ where
             next_read: 1,
             clients: ClientPool::new(),
             durable_tx,
+            snapshots,
             timeout: cfg.request_timeout,
         };
         let task = tokio::spawn(actor.run(cfg.tick, rx, peer_rx, durable_rx, stop_rx));
-        Ok(Node {
-            handle: Handle {
-                tx,
-                timeout: cfg.request_timeout,
-            },
-            task,
-            accept_task,
-            shutdown: Some(stop_tx),
-        })
+        Ok(Node { handle: Handle { tx, timeout: cfg.request_timeout }, task, accept_task, shutdown: Some(stop_tx) })
     }
 
     /// A handle for clients of this replica.
@@ -322,11 +298,7 @@ struct ClientPool {
 
 impl ClientPool {
     fn new() -> ClientPool {
-        ClientPool {
-            base: fastrand::u64(1 << 32..) & !0xFFFF_FFFF,
-            minted: 0,
-            free: Vec::new(),
-        }
+        ClientPool { base: fastrand::u64(1 << 32..) & !0xFFFF_FFFF, minted: 0, free: Vec::new() }
     }
 
     fn acquire(&mut self) -> CommandId {
@@ -342,6 +314,14 @@ impl ClientPool {
     }
 }
 
+/// Something storage finished.
+enum Stored {
+    /// Every record up to here is durable.
+    Records(Lsn),
+    /// The snapshot at this slot is stored.
+    Snapshot(Slot),
+}
+
 /// A client waiting for an answer, and when it gives up.
 type Waiter<O> = (oneshot::Sender<Result<O, Error>>, Instant);
 
@@ -353,7 +333,8 @@ struct Actor<S: StateMachine> {
     reads: HashMap<u64, Waiter<S::Output>>,
     next_read: u64,
     clients: ClientPool,
-    durable_tx: mpsc::UnboundedSender<Result<Lsn, synod_storage::Error>>,
+    durable_tx: mpsc::UnboundedSender<Result<Stored, synod_storage::Error>>,
+    snapshots: Arc<SnapshotStore>,
     timeout: Duration,
 }
 
@@ -367,7 +348,7 @@ where
         tick: Duration,
         mut requests: mpsc::Receiver<Request<S>>,
         mut peers: mpsc::Receiver<(NodeId, Message)>,
-        mut durable: mpsc::UnboundedReceiver<Result<Lsn, synod_storage::Error>>,
+        mut durable: mpsc::UnboundedReceiver<Result<Stored, synod_storage::Error>>,
         mut stop: oneshot::Receiver<()>,
     ) -> Result<(), Error> {
         let mut ticker = tokio::time::interval(tick);
@@ -411,14 +392,18 @@ where
         }
     }
 
-    fn on_durable(&mut self, d: Result<Lsn, synod_storage::Error>) -> Result<(), Error> {
+    fn on_durable(&mut self, d: Result<Stored, synod_storage::Error>) -> Result<(), Error> {
         match d {
-            Ok(lsn) => {
+            Ok(Stored::Records(lsn)) => {
                 self.replica.step(Input::Durable(lsn));
                 Ok(())
             }
+            Ok(Stored::Snapshot(slot)) => {
+                self.replica.step(Input::SnapshotSaved(slot));
+                Ok(())
+            }
             Err(e) => {
-                error!(error = %e, "write-ahead log failed; stopping this replica");
+                error!(error = %e, "storage failed; stopping this replica");
                 Err(Error::Storage(e))
             }
         }
@@ -449,6 +434,8 @@ where
                     applied: r.applied_index(),
                     durable_lsn: r.durable_lsn(),
                     members: r.config().members.clone(),
+                    voter: !r.is_rejoining(),
+                    compacted: r.log().compacted(),
                 });
             }
         }
@@ -461,13 +448,27 @@ where
             let encoded: Vec<Vec<u8>> = out.persist.iter().map(|(_, r)| encode_record(r)).collect();
             let refs: Vec<&[u8]> = encoded.iter().map(|v| v.as_slice()).collect();
             let (wal_first, pending) = self.wal.submit_batch(&refs)?;
-            assert_eq!(
-                wal_first, first,
-                "the log and the replica number records alike"
-            );
+            assert_eq!(wal_first, first, "the log and the replica number records alike");
             let tx = self.durable_tx.clone();
             tokio::spawn(async move {
-                let _ = tx.send(pending.await);
+                let _ = tx.send(pending.await.map(Stored::Records));
+            });
+        }
+        if let Some(snap) = out.snapshot {
+            // Written off the actor's thread; the replica compacts once told.
+            let store = self.snapshots.clone();
+            let tx = self.durable_tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let saved = store.save(snap.slot, &snap.data).map(|_| Stored::Snapshot(snap.slot));
+                let _ = tx.send(saved);
+            });
+        }
+        if let Some(before) = out.truncate_before {
+            let wal = self.wal.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = wal.truncate_prefix(before.saturating_sub(1)) {
+                    warn!(error = %e, "could not delete old log segments");
+                }
             });
         }
         for (to, msg) in out.send {
@@ -489,24 +490,15 @@ where
 
     fn expire(&mut self) {
         let now = Instant::now();
-        let expired: Vec<CommandId> = self
-            .proposals
-            .iter()
-            .filter(|(_, (_, d))| *d <= now)
-            .map(|(id, _)| *id)
-            .collect();
+        let expired: Vec<CommandId> =
+            self.proposals.iter().filter(|(_, (_, d))| *d <= now).map(|(id, _)| *id).collect();
         for id in expired {
             if let Some((reply, _)) = self.proposals.remove(&id) {
                 warn!(client = id.client, seq = id.seq, "proposal timed out");
                 let _ = reply.send(Err(Error::Timeout));
             }
         }
-        let expired: Vec<u64> = self
-            .reads
-            .iter()
-            .filter(|(_, (_, d))| *d <= now)
-            .map(|(id, _)| *id)
-            .collect();
+        let expired: Vec<u64> = self.reads.iter().filter(|(_, (_, d))| *d <= now).map(|(id, _)| *id).collect();
         for id in expired {
             if let Some((reply, _)) = self.reads.remove(&id) {
                 let _ = reply.send(Err(Error::Timeout));
@@ -519,5 +511,6 @@ fn client_error(e: ClientError) -> Error {
     match e {
         ClientError::NotLeader { leader } => Error::NotLeader { leader },
         ClientError::Busy => Error::Busy,
+        ClientError::AppliedWithoutResult => Error::AppliedWithoutResult,
     }
 }

@@ -90,12 +90,7 @@ impl Transport {
             tokio::spawn(outbound(cfg.clone(), id, addr, rx));
         }
         let accept = tokio::spawn(accept_loop(cfg, listener, inbound));
-        (
-            Transport {
-                queues: Arc::new(queues),
-            },
-            accept,
-        )
+        (Transport { queues: Arc::new(queues) }, accept)
     }
 
     /// Queue `msg` for `to`; dropped if the queue is full or `to` unknown.
@@ -134,12 +129,7 @@ fn check_hello(cfg: &TransportConfig, h: &[u8; HELLO_LEN]) -> (HelloStatus, Node
     (status, from)
 }
 
-async fn outbound(
-    cfg: Arc<TransportConfig>,
-    peer: NodeId,
-    addr: SocketAddr,
-    mut rx: mpsc::Receiver<Message>,
-) {
+async fn outbound(cfg: Arc<TransportConfig>, peer: NodeId, addr: SocketAddr, mut rx: mpsc::Receiver<Message>) {
     let mut backoff = Duration::from_millis(20);
     let mut buf = Vec::with_capacity(64 * 1024);
     loop {
@@ -185,17 +175,11 @@ fn push_frame(buf: &mut Vec<u8>, msg: &Message) {
     buf.extend_from_slice(&body);
 }
 
-async fn connect(
-    cfg: &TransportConfig,
-    peer: NodeId,
-    addr: SocketAddr,
-) -> Result<TcpStream, String> {
+async fn connect(cfg: &TransportConfig, peer: NodeId, addr: SocketAddr) -> Result<TcpStream, String> {
     let attempt = async {
         let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         s.set_nodelay(true).map_err(|e| e.to_string())?;
-        s.write_all(&hello(cfg, peer))
-            .await
-            .map_err(|e| e.to_string())?;
+        s.write_all(&hello(cfg, peer)).await.map_err(|e| e.to_string())?;
         let mut status = [0u8; 1];
         s.read_exact(&mut status).await.map_err(|e| e.to_string())?;
         if status[0] != HelloStatus::Ok as u8 {
@@ -203,16 +187,10 @@ async fn connect(
         }
         Ok(s)
     };
-    tokio::time::timeout(Duration::from_secs(2), attempt)
-        .await
-        .map_err(|_| "handshake timed out".to_string())?
+    tokio::time::timeout(Duration::from_secs(2), attempt).await.map_err(|_| "handshake timed out".to_string())?
 }
 
-async fn accept_loop(
-    cfg: Arc<TransportConfig>,
-    listener: TcpListener,
-    inbound: mpsc::Sender<(NodeId, Message)>,
-) {
+async fn accept_loop(cfg: Arc<TransportConfig>, listener: TcpListener, inbound: mpsc::Sender<(NodeId, Message)>) {
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -263,12 +241,7 @@ async fn serve_peer(
         }
         let len = u32::from_be_bytes(len) as usize;
         if len > cfg.max_frame {
-            warn!(
-                peer = from,
-                len,
-                max = cfg.max_frame,
-                "oversized frame; closing the connection"
-            );
+            warn!(peer = from, len, max = cfg.max_frame, "oversized frame; closing the connection");
             return;
         }
         body.resize(len, 0);
@@ -295,15 +268,8 @@ mod tests {
     use super::*;
 
     fn cfg(me: NodeId, cluster_id: u64) -> TransportConfig {
-        let peers = (1..=3)
-            .map(|i| (i, SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16))))
-            .collect();
-        TransportConfig {
-            cluster_id,
-            me,
-            peers,
-            max_frame: 1 << 20,
-        }
+        let peers = (1..=3).map(|i| (i, SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)))).collect();
+        TransportConfig { cluster_id, me, peers, max_frame: 1 << 20 }
     }
 
     #[test]
@@ -311,18 +277,9 @@ mod tests {
         let server = cfg(1, 7);
         let ok = hello(&cfg(2, 7), 1);
         assert_eq!(check_hello(&server, &ok), (HelloStatus::Ok, 2));
-        assert_eq!(
-            check_hello(&server, &hello(&cfg(2, 8), 1)).0,
-            HelloStatus::WrongCluster
-        );
-        assert_eq!(
-            check_hello(&server, &hello(&cfg(2, 7), 3)).0,
-            HelloStatus::WrongReceiver
-        );
-        assert_eq!(
-            check_hello(&server, &hello(&cfg(9, 7), 1)).0,
-            HelloStatus::UnknownMember
-        );
+        assert_eq!(check_hello(&server, &hello(&cfg(2, 8), 1)).0, HelloStatus::WrongCluster);
+        assert_eq!(check_hello(&server, &hello(&cfg(2, 7), 3)).0, HelloStatus::WrongReceiver);
+        assert_eq!(check_hello(&server, &hello(&cfg(9, 7), 1)).0, HelloStatus::UnknownMember);
         let mut junk = ok;
         junk[0] = b'X';
         assert_eq!(check_hello(&server, &junk).0, HelloStatus::BadMagic);

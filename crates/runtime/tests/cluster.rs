@@ -16,12 +16,8 @@ struct Cluster {
 }
 
 fn node_config(id: NodeId, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path) -> NodeConfig {
-    let mut c = NodeConfig::new(
-        Config::new(id, vec![1, 2, 3]),
-        99,
-        peers.clone(),
-        dir.join(id.to_string()),
-    );
+    let protocol = Config { snapshot_every: 20, ..Config::new(id, vec![1, 2, 3]) };
+    let mut c = NodeConfig::new(protocol, 99, peers.clone(), dir.join(id.to_string()));
     c.tick = Duration::from_millis(10);
     c
 }
@@ -32,22 +28,13 @@ async fn cluster() -> Cluster {
     for id in 1..=3 {
         listeners.insert(id, TcpListener::bind("127.0.0.1:0").await.unwrap());
     }
-    let peers: BTreeMap<NodeId, SocketAddr> = listeners
-        .iter()
-        .map(|(&id, l)| (id, l.local_addr().unwrap()))
-        .collect();
+    let peers: BTreeMap<NodeId, SocketAddr> = listeners.iter().map(|(&id, l)| (id, l.local_addr().unwrap())).collect();
     let mut nodes = BTreeMap::new();
     for (id, l) in listeners {
-        let n = Node::start_on(node_config(id, &peers, dir.path()), KvMachine::default(), l)
-            .await
-            .unwrap();
+        let n = Node::start_on(node_config(id, &peers, dir.path()), KvMachine::default(), l).await.unwrap();
         nodes.insert(id, n);
     }
-    Cluster {
-        nodes,
-        peers,
-        _dir: dir,
-    }
+    Cluster { nodes, peers, _dir: dir }
 }
 
 async fn until_leader(c: &Cluster) -> NodeId {
@@ -71,9 +58,7 @@ async fn writes_at_any_member_are_replicated_and_read_linearizably() {
     let follower = (1..=3).find(|&i| i != leader).unwrap();
     let h = c.nodes[&follower].handle();
     for i in 0..50 {
-        h.propose(KvMachine::put("k", &i.to_string()))
-            .await
-            .unwrap();
+        h.propose(KvMachine::put("k", &i.to_string())).await.unwrap();
     }
     for id in 1..=3 {
         let v = c.nodes[&id].handle().read("k").await.unwrap();
@@ -90,9 +75,7 @@ async fn concurrent_proposals_are_each_applied_once() {
         let h = c.nodes[&((t % 3) + 1)].handle();
         tasks.push(tokio::spawn(async move {
             for i in 0..25 {
-                h.propose(KvMachine::put(&format!("t{t}"), &i.to_string()))
-                    .await
-                    .unwrap();
+                h.propose(KvMachine::put(&format!("t{t}"), &i.to_string())).await.unwrap();
             }
         }));
     }
@@ -111,9 +94,7 @@ async fn a_restarted_member_recovers_its_log_from_disk() {
     let leader = until_leader(&c).await;
     let h = c.nodes[&leader].handle();
     for i in 0..20 {
-        h.propose(KvMachine::put("r", &i.to_string()))
-            .await
-            .unwrap();
+        h.propose(KvMachine::put("r", &i.to_string())).await.unwrap();
     }
     let victim = (1..=3).find(|&i| i != leader).unwrap();
     let n = c.nodes.remove(&victim).unwrap();
@@ -121,11 +102,7 @@ async fn a_restarted_member_recovers_its_log_from_disk() {
     let cfg = node_config(victim, &c.peers, c._dir.path());
     let n = Node::start(cfg, KvMachine::default()).await.unwrap();
     // Its own log already holds the chosen values.
-    let before_catch_up = n
-        .handle()
-        .with_state(|s| s.map.get(&b"r"[..]).cloned())
-        .await
-        .unwrap();
+    let before_catch_up = n.handle().with_state(|s| s.map.get(&b"r"[..]).cloned()).await.unwrap();
     assert!(before_catch_up.is_some());
     assert_eq!(n.handle().read("r").await.unwrap(), Some(Bytes::from("19")));
 }
@@ -133,32 +110,59 @@ async fn a_restarted_member_recovers_its_log_from_disk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_directory_of_another_member_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let peers: BTreeMap<NodeId, SocketAddr> = (1..=3)
-        .map(|i| (i, SocketAddr::from(([127, 0, 0, 1], 0))))
-        .collect();
+    let peers: BTreeMap<NodeId, SocketAddr> = (1..=3).map(|i| (i, SocketAddr::from(([127, 0, 0, 1], 0)))).collect();
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let cfg = NodeConfig::new(
-        Config::new(1, vec![1, 2, 3]),
-        5,
-        peers.clone(),
-        dir.path().to_path_buf(),
-    );
-    Node::start_on(cfg, KvMachine::default(), l)
-        .await
-        .unwrap()
-        .shutdown()
-        .await
-        .unwrap();
+    let cfg = NodeConfig::new(Config::new(1, vec![1, 2, 3]), 5, peers.clone(), dir.path().to_path_buf());
+    Node::start_on(cfg, KvMachine::default(), l).await.unwrap().shutdown().await.unwrap();
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let cfg = NodeConfig::new(
-        Config::new(2, vec![1, 2, 3]),
-        5,
-        peers,
-        dir.path().to_path_buf(),
-    );
+    let cfg = NodeConfig::new(Config::new(2, vec![1, 2, 3]), 5, peers, dir.path().to_path_buf());
     match Node::start_on(cfg, KvMachine::default(), l).await {
         Err(Error::Storage(e)) => assert!(e.to_string().contains("member"), "{e}"),
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("started on another member's data"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_disk_was_wiped_rejoins_without_voting_until_caught_up() {
+    let mut c = cluster().await;
+    let leader = until_leader(&c).await;
+    let h = c.nodes[&leader].handle();
+    for i in 0..100 {
+        h.propose(KvMachine::put(&format!("w{}", i % 10), &i.to_string())).await.unwrap();
+    }
+    let victim = (1..=3).find(|&i| i != leader).unwrap();
+    c.nodes.remove(&victim).unwrap().shutdown().await.unwrap();
+    std::fs::remove_dir_all(c._dir.path().join(victim.to_string())).unwrap();
+    let mut cfg = node_config(victim, &c.peers, c._dir.path());
+    cfg.join_existing = true;
+    let n = Node::start(cfg, KvMachine::default()).await.unwrap();
+    assert!(!n.handle().status().await.unwrap().voter, "a wiped member starts as a learner");
+    for _ in 0..500 {
+        if n.handle().status().await.unwrap().voter {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let s = n.handle().status().await.unwrap();
+    assert!(s.voter, "caught up and voting again: {s:?}");
+    let v = n.handle().with_state(|s| s.map.get(&b"w9"[..]).cloned()).await.unwrap();
+    assert_eq!(v, Some(Bytes::from("99")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_compact_the_log_and_survive_a_restart() {
+    let mut c = cluster().await;
+    let leader = until_leader(&c).await;
+    let h = c.nodes[&leader].handle();
+    for i in 0..200 {
+        h.propose(KvMachine::put(&format!("s{}", i % 10), &i.to_string())).await.unwrap();
+    }
+    let victim = (1..=3).find(|&i| i != leader).unwrap();
+    let s = c.nodes[&victim].handle().status().await.unwrap();
+    assert!(s.compacted > 0, "{s:?}");
+    c.nodes.remove(&victim).unwrap().shutdown().await.unwrap();
+    let n = Node::start(node_config(victim, &c.peers, c._dir.path()), KvMachine::default()).await.unwrap();
+    let v = n.handle().with_state(|s| s.map.get(&b"s9"[..]).cloned()).await.unwrap();
+    assert_eq!(v, Some(Bytes::from("199")));
 }

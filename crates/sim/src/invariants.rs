@@ -114,10 +114,9 @@ impl fmt::Display for Violation {
             Violation::PromiseDecreased { node, from, to } => {
                 write!(f, "promise-monotonic: node index {node} promised {from} then {to}")
             }
-            Violation::PromiseForgotten { node, acknowledged, recovered } => write!(
-                f,
-                "durability: node index {node} acknowledged {acknowledged} but recovered only {recovered}"
-            ),
+            Violation::PromiseForgotten { node, acknowledged, recovered } => {
+                write!(f, "durability: node index {node} acknowledged {acknowledged} but recovered only {recovered}")
+            }
             Violation::AcceptedAbovePromised { node, slot } => {
                 write!(f, "accepted<=promised: node index {node} slot {slot}")
             }
@@ -159,11 +158,7 @@ impl Invariants {
     pub fn new(n: usize) -> Invariants {
         Invariants {
             nodes: (0..n)
-                .map(|_| NodeWatch {
-                    last_promised: Ballot::ZERO,
-                    acknowledged: Ballot::ZERO,
-                    checked_commit: 0,
-                })
+                .map(|_| NodeWatch { last_promised: Ballot::ZERO, acknowledged: Ballot::ZERO, checked_commit: 0 })
                 .collect(),
             chosen: Vec::new(),
             proposed: HashMap::new(),
@@ -179,22 +174,11 @@ impl Invariants {
 
     /// Node `i` sent `msg`.
     pub fn on_send(&mut self, i: usize, msg: &Message) -> Result<(), Violation> {
-        if let Message::Accept {
-            ballot,
-            first_slot,
-            values,
-            ..
-        } = msg
-        {
+        if let Message::Accept { ballot, first_slot, values, .. } = msg {
             for (k, v) in values.iter().enumerate() {
                 let slot = first_slot + k as Slot;
                 match self.proposals.get(&(*ballot, slot)) {
-                    Some(have) if have != v => {
-                        return Err(Violation::BallotReuse {
-                            slot,
-                            ballot: *ballot,
-                        })
-                    }
+                    Some(have) if have != v => return Err(Violation::BallotReuse { slot, ballot: *ballot }),
                     Some(_) => {}
                     None => {
                         self.proposals.insert((*ballot, slot), v.clone());
@@ -211,15 +195,21 @@ impl Invariants {
         Ok(())
     }
 
+    /// Node `i` lost its disk and rejoins as a learner: it legitimately
+    /// forgot its promises (the protocol keeps it from voting until it has
+    /// caught up), and its learned prefix starts over.
+    pub fn on_wipe(&mut self, i: usize) {
+        let w = &mut self.nodes[i];
+        w.acknowledged = Ballot::ZERO;
+        w.last_promised = Ballot::ZERO;
+        w.checked_commit = 0;
+    }
+
     /// Node `i` restarted from its durable records.
     pub fn on_recover(&mut self, i: usize, r: &Replica<KvMachine>) -> Result<(), Violation> {
         let w = &mut self.nodes[i];
         if r.promised() < w.acknowledged {
-            return Err(Violation::PromiseForgotten {
-                node: i,
-                acknowledged: w.acknowledged,
-                recovered: r.promised(),
-            });
+            return Err(Violation::PromiseForgotten { node: i, acknowledged: w.acknowledged, recovered: r.promised() });
         }
         w.last_promised = r.promised();
         // Re-check the whole recovered chosen prefix.
@@ -232,11 +222,7 @@ impl Invariants {
         let promised = r.promised();
         let w = &mut self.nodes[i];
         if promised < w.last_promised {
-            return Err(Violation::PromiseDecreased {
-                node: i,
-                from: w.last_promised,
-                to: promised,
-            });
+            return Err(Violation::PromiseDecreased { node: i, from: w.last_promised, to: promised });
         }
         w.last_promised = promised;
         let commit = r.commit_index();
@@ -245,7 +231,9 @@ impl Invariants {
                 return Err(Violation::AcceptedAbovePromised { node: i, slot });
             }
         }
-        let from = w.checked_commit + 1;
+        // Slots compacted into a snapshot were checked when first learned
+        // (or arrived inside a snapshot, which only a checked replica makes).
+        let from = (w.checked_commit + 1).max(r.log().compacted() + 1);
         w.checked_commit = commit;
         for slot in from..=commit {
             let Some(entry) = r.log().get(slot) else {
@@ -256,7 +244,15 @@ impl Invariants {
                 self.chosen.resize(idx + 1, None);
             }
             match &self.chosen[idx] {
-                Some(v) if *v != entry.value => return Err(Violation::Agreement { slot, node: i }),
+                Some(v) if *v != entry.value => {
+                    if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+                        eprintln!(
+                            "AGREEMENT slot {slot}: first learned {v:?}\n  node index {i} learned {:?} (ballot {})",
+                            entry.value, entry.ballot
+                        );
+                    }
+                    return Err(Violation::Agreement { slot, node: i });
+                }
                 Some(_) => {}
                 None => {
                     for cmd in entry.value.commands() {

@@ -56,24 +56,12 @@ pub struct Operation<M: Model> {
 impl<M: Model> Operation<M> {
     /// An operation that returned `ret` at `complete`.
     pub fn completed(client: u64, invoke: u64, complete: u64, op: M::Op, ret: M::Ret) -> Self {
-        Operation {
-            client,
-            invoke,
-            complete: Some(complete),
-            op,
-            ret: Some(ret),
-        }
+        Operation { client, invoke, complete: Some(complete), op, ret: Some(ret) }
     }
 
     /// An operation that never returned.
     pub fn pending(client: u64, invoke: u64, op: M::Op) -> Self {
-        Operation {
-            client,
-            invoke,
-            complete: None,
-            op,
-            ret: None,
-        }
+        Operation { client, invoke, complete: None, op, ret: None }
     }
 }
 
@@ -131,11 +119,7 @@ pub fn check<M: Model>(init: &M, history: &[Operation<M>]) -> Result<(), Violati
 /// model's operations on different partitions commute and do not observe one
 /// another, as for a key-value store partitioned by key; and much faster,
 /// since the search is exponential in the concurrency of one partition only.
-pub fn check_partitioned<M, K>(
-    init: &M,
-    history: &[Operation<M>],
-    key: impl Fn(&M::Op) -> K,
-) -> Result<(), Violation>
+pub fn check_partitioned<M, K>(init: &M, history: &[Operation<M>], key: impl Fn(&M::Op) -> K) -> Result<(), Violation>
 where
     M: Model,
     K: Ord + Debug,
@@ -223,22 +207,14 @@ fn search<M: Model>(init: &M, history: &[Operation<M>], ids: &[usize]) -> Result
             node_of_call[j] = node;
         }
     }
-    let events: Vec<Event> = order
-        .iter()
-        .map(|&(_, is_ret, j)| Event {
-            op: j,
-            ret_node: (!is_ret).then_some(node_of_ret[j]),
-        })
-        .collect();
+    let events: Vec<Event> =
+        order.iter().map(|&(_, is_ret, j)| Event { op: j, ret_node: (!is_ret).then_some(node_of_ret[j]) }).collect();
 
     // Nodes 0..2n are events in time order; `head` and `end` are sentinels.
     let (head, end) = (2 * n, 2 * n + 1);
     let mut next = vec![0; 2 * n + 2];
     let mut prev = vec![0; 2 * n + 2];
-    let chain: Vec<usize> = std::iter::once(head)
-        .chain(0..2 * n)
-        .chain(std::iter::once(end))
-        .collect();
+    let chain: Vec<usize> = std::iter::once(head).chain(0..2 * n).chain(std::iter::once(end)).collect();
     for pair in chain.windows(2) {
         next[pair[0]] = pair[1];
         prev[pair[1]] = pair[0];
@@ -296,11 +272,7 @@ fn search<M: Model>(init: &M, history: &[Operation<M>], ids: &[usize]) -> Result
             // choice among the calls before this return allows it: undo the
             // most recent choice and try the call after it instead.
             let Some((call, before)) = stack.pop() else {
-                return Err(Failure {
-                    ids: ids.to_vec(),
-                    best,
-                    state: best_state,
-                });
+                return Err(Failure { ids: ids.to_vec(), best, state: best_state });
             };
             let k = events[call].op;
             linearized.clear(k);
@@ -316,24 +288,12 @@ fn search<M: Model>(init: &M, history: &[Operation<M>], ids: &[usize]) -> Result
 }
 
 impl<M: Model> Failure<M> {
-    fn into_violation<K: Debug>(
-        self,
-        history: &[Operation<M>],
-        partition: Option<&K>,
-    ) -> Violation {
+    fn into_violation<K: Debug>(self, history: &[Operation<M>], partition: Option<&K>) -> Violation {
         use std::fmt::Write;
         let done: HashSet<usize> = self.best.iter().copied().collect();
         let rest: Vec<usize> = (0..self.ids.len()).filter(|j| !done.contains(j)).collect();
-        let deadline = rest
-            .iter()
-            .filter_map(|&j| history[self.ids[j]].complete)
-            .min()
-            .unwrap_or(u64::MAX);
-        let stuck: Vec<usize> = rest
-            .iter()
-            .map(|&j| self.ids[j])
-            .filter(|&i| history[i].invoke <= deadline)
-            .collect();
+        let deadline = rest.iter().filter_map(|&j| history[self.ids[j]].complete).min().unwrap_or(u64::MAX);
+        let stuck: Vec<usize> = rest.iter().map(|&j| self.ids[j]).filter(|&i| history[i].invoke <= deadline).collect();
         let linearized: Vec<usize> = self.best.iter().map(|&j| self.ids[j]).collect();
 
         let mut text = String::new();
@@ -348,17 +308,9 @@ impl<M: Model> Failure<M> {
         let _ = write!(text, "\n  model state then: {:?}", self.state);
         for &i in &stuck {
             let expected = self.state.clone().step(&history[i].op);
-            let _ = write!(
-                text,
-                "\n  stuck {} (model would return {expected:?})",
-                describe(i, &history[i])
-            );
+            let _ = write!(text, "\n  stuck {} (model would return {expected:?})", describe(i, &history[i]));
         }
-        Violation::NotLinearizable {
-            linearized,
-            stuck,
-            explanation: text,
-        }
+        Violation::NotLinearizable { linearized, stuck, explanation: text }
     }
 }
 
@@ -367,10 +319,7 @@ fn describe<M: Model>(index: usize, op: &Operation<M>) -> String {
         Some(c) => format!("[{}, {c}]", op.invoke),
         None => format!("[{}, never]", op.invoke),
     };
-    format!(
-        "#{index} client {} {span}: {:?} -> {:?}",
-        op.client, op.op, op.ret
-    )
+    format!("#{index} client {} {span}: {:?} -> {:?}", op.client, op.op, op.ret)
 }
 
 /// A key-value store operation.
@@ -424,9 +373,7 @@ pub struct Kv<K: Ord, V> {
 
 impl<K: Ord, V> Default for Kv<K, V> {
     fn default() -> Self {
-        Kv {
-            map: BTreeMap::new(),
-        }
+        Kv { map: BTreeMap::new() }
     }
 }
 
@@ -489,19 +436,8 @@ mod tests {
     fn get(client: u64, span: (u64, u64), k: &'static str, v: Option<u64>) -> Op {
         Operation::completed(client, span.0, span.1, KvOp::Get(k), KvRet::Value(v))
     }
-    fn cas(
-        client: u64,
-        span: (u64, u64),
-        k: &'static str,
-        from: Option<u64>,
-        to: u64,
-        ok: bool,
-    ) -> Op {
-        let op = KvOp::Cas {
-            key: k,
-            expected: from,
-            new: to,
-        };
+    fn cas(client: u64, span: (u64, u64), k: &'static str, from: Option<u64>, to: u64, ok: bool) -> Op {
+        let op = KvOp::Cas { key: k, expected: from, new: to };
         Operation::completed(client, span.0, span.1, op, KvRet::Swapped(ok))
     }
     fn put_timed_out(client: u64, invoke: u64, k: &'static str, v: u64) -> Op {
@@ -539,11 +475,7 @@ mod tests {
     #[test]
     fn overlapping_writes_may_be_read_in_either_order() {
         for last in [1, 2] {
-            assert_linearizable(&[
-                put(1, (0, 10), "x", 1),
-                put(2, (0, 10), "x", 2),
-                get(3, (11, 12), "x", Some(last)),
-            ]);
+            assert_linearizable(&[put(1, (0, 10), "x", 1), put(2, (0, 10), "x", 2), get(3, (11, 12), "x", Some(last))]);
         }
     }
 
@@ -571,11 +503,7 @@ mod tests {
 
     #[test]
     fn timed_out_write_may_take_effect_late() {
-        assert_linearizable(&[
-            put_timed_out(1, 0, "x", 1),
-            get(2, (5, 6), "x", None),
-            get(2, (50, 60), "x", Some(1)),
-        ]);
+        assert_linearizable(&[put_timed_out(1, 0, "x", 1), get(2, (5, 6), "x", None), get(2, (50, 60), "x", Some(1))]);
     }
 
     #[test]
@@ -595,28 +523,15 @@ mod tests {
     #[test]
     fn read_of_a_value_never_written_is_rejected() {
         let v = assert_not_linearizable(&[put(1, (0, 1), "x", 1), get(2, (2, 3), "x", Some(7))]);
-        let Violation::NotLinearizable {
-            stuck, linearized, ..
-        } = &v
-        else {
-            unreachable!()
-        };
+        let Violation::NotLinearizable { stuck, linearized, .. } = &v else { unreachable!() };
         assert_eq!(linearized, &[0]);
-        assert_eq!(
-            stuck,
-            &[1],
-            "the read is the operation that cannot be placed"
-        );
+        assert_eq!(stuck, &[1], "the read is the operation that cannot be placed");
         assert!(v.to_string().contains("Some(7)"), "{v}");
     }
 
     #[test]
     fn stale_read_after_a_completed_write_is_rejected() {
-        assert_not_linearizable(&[
-            put(1, (0, 1), "x", 1),
-            put(1, (2, 3), "x", 2),
-            get(2, (4, 5), "x", Some(1)),
-        ]);
+        assert_not_linearizable(&[put(1, (0, 1), "x", 1), put(1, (2, 3), "x", 2), get(2, (4, 5), "x", Some(1))]);
     }
 
     #[test]
@@ -645,10 +560,7 @@ mod tests {
             cas(2, (0, 10), "x", None, 2, false),
             get(3, (11, 12), "x", Some(1)),
         ]);
-        assert_not_linearizable(&[
-            cas(1, (0, 10), "x", None, 1, true),
-            cas(2, (0, 10), "x", None, 2, true),
-        ]);
+        assert_not_linearizable(&[cas(1, (0, 10), "x", None, 1, true), cas(2, (0, 10), "x", None, 2, true)]);
     }
 
     #[test]
@@ -667,28 +579,17 @@ mod tests {
         let mut backwards = get(1, (5, 1), "x", None);
         assert_eq!(
             check_kv(std::slice::from_ref(&backwards)),
-            Err(Violation::Malformed {
-                index: 0,
-                reason: "completes before it is invoked"
-            })
+            Err(Violation::Malformed { index: 0, reason: "completes before it is invoked" })
         );
         backwards.ret = None;
-        assert!(matches!(
-            check_kv(&[backwards]),
-            Err(Violation::Malformed { .. })
-        ));
+        assert!(matches!(check_kv(&[backwards]), Err(Violation::Malformed { .. })));
         assert_eq!(check_kv::<&str, u64>(&[]), Ok(()));
     }
 
     /// A linearizable history made by running a real store: each operation
     /// takes effect at a random instant inside its span; some time out,
     /// having taken effect or not.
-    fn random_history(
-        seed: u64,
-        clients: u64,
-        ops_per_client: usize,
-        keys: u64,
-    ) -> Vec<Operation<Kv<u64, u64>>> {
+    fn random_history(seed: u64, clients: u64, ops_per_client: usize, keys: u64) -> Vec<Operation<Kv<u64, u64>>> {
         let mut rng = fastrand::Rng::with_seed(seed);
         let mut planned = Vec::new(); // (effect instant, whether it took effect, op)
         let mut next_value = 1;
@@ -700,11 +601,7 @@ mod tests {
                     0..=4 => KvOp::Get(key),
                     5..=7 => KvOp::Put(key, next_value),
                     8 => KvOp::Delete(key),
-                    _ => KvOp::Cas {
-                        key,
-                        expected: Some(rng.u64(1..next_value + 1)),
-                        new: next_value,
-                    },
+                    _ => KvOp::Cas { key, expected: Some(rng.u64(1..next_value + 1)), new: next_value },
                 };
                 next_value += 1;
                 let invoke = t;
@@ -743,11 +640,7 @@ mod tests {
             if let Err(v) = check_kv(&history) {
                 panic!("seed {seed}: {v}");
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(2),
-                "seed {seed}: took {:?}",
-                start.elapsed()
-            );
+            assert!(start.elapsed() < Duration::from_secs(2), "seed {seed}: took {:?}", start.elapsed());
 
             // And one corrupted read in it is caught.
             let mut broken = history.clone();
@@ -756,10 +649,7 @@ mod tests {
                 .find(|o| matches!(o.op, KvOp::Get(_)) && o.ret.is_some())
                 .expect("some completed read");
             read.ret = Some(KvRet::Value(Some(u64::MAX)));
-            assert!(
-                check_kv(&broken).is_err(),
-                "seed {seed}: corrupted read accepted"
-            );
+            assert!(check_kv(&broken).is_err(), "seed {seed}: corrupted read accepted");
         }
     }
 
@@ -769,11 +659,7 @@ mod tests {
             let history = random_history(seed, 5, 60, 1);
             let start = Instant::now();
             assert_eq!(check_kv(&history), Ok(()), "seed {seed}");
-            assert!(
-                start.elapsed() < Duration::from_secs(2),
-                "seed {seed}: took {:?}",
-                start.elapsed()
-            );
+            assert!(start.elapsed() < Duration::from_secs(2), "seed {seed}: took {:?}", start.elapsed());
         }
     }
 

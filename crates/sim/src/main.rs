@@ -27,22 +27,11 @@ const USAGE: &str = "usage: synod-sim [--seeds N | --seed S] [--ops M] [--nodes 
 planted bugs: skip-persist accept-lower-ballot ignore-accepted-value small-quorum lease-no-drift-margin";
 
 fn parse() -> Result<Args, String> {
-    let mut a = Args {
-        seeds: 100,
-        seed: None,
-        ops: 200,
-        nodes: 3,
-        plant: None,
-        scenario: None,
-        verbose: false,
-    };
+    let mut a = Args { seeds: 100, seed: None, ops: 200, nodes: 3, plant: None, scenario: None, verbose: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        let num = |s: String, name: &str| {
-            s.parse::<u64>()
-                .map_err(|_| format!("{name}: not a number: {s}"))
-        };
+        let num = |s: String, name: &str| s.parse::<u64>().map_err(|_| format!("{name}: not a number: {s}"));
         match flag.as_str() {
             "--seeds" => a.seeds = num(value("--seeds")?, "--seeds")?,
             "--seed" => a.seed = Some(num(value("--seed")?, "--seed")?),
@@ -50,14 +39,11 @@ fn parse() -> Result<Args, String> {
             "--nodes" => a.nodes = num(value("--nodes")?, "--nodes")? as usize,
             "--plant" => {
                 let v = value("--plant")?;
-                a.plant = Some(
-                    PlantedBug::from_name(&v).ok_or_else(|| format!("unknown planted bug {v}"))?,
-                );
+                a.plant = Some(PlantedBug::from_name(&v).ok_or_else(|| format!("unknown planted bug {v}"))?);
             }
             "--scenario" => {
                 let v = value("--scenario")?;
-                a.scenario =
-                    Some(Scenario::from_name(&v).ok_or_else(|| format!("unknown scenario {v}"))?);
+                a.scenario = Some(Scenario::from_name(&v).ok_or_else(|| format!("unknown scenario {v}"))?);
             }
             "--verbose" | "-v" => a.verbose = true,
             "--help" | "-h" => return Err(String::new()),
@@ -98,29 +84,21 @@ fn main() -> ExitCode {
                 r.violation.as_deref().unwrap_or("none")
             ),
         }
-        return if r.passed() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        };
+        return if r.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     }
     let seeds: Vec<u64> = match args.seed {
         Some(s) => vec![s],
         None => (0..args.seeds).collect(),
     };
-    let (mut ops, mut faults, mut violations, mut max_recovery, mut events) =
-        (0usize, 0u64, 0u64, 0u64, 0u64);
+    let (mut ops, mut faults, mut violations, mut max_recovery, mut events) = (0usize, 0u64, 0u64, 0u64, 0u64);
+    let mut disk_faults = 0u64;
     let mut first_failure = None;
     for &seed in &seeds {
-        let opts = SimOptions {
-            ops: args.ops,
-            nodes: args.nodes,
-            planted: args.plant,
-            ..SimOptions::new(seed)
-        };
+        let opts = SimOptions { ops: args.ops, nodes: args.nodes, planted: args.plant, ..SimOptions::new(seed) };
         let r = World::new(opts).run();
         ops += r.ops_completed;
         faults += r.faults;
+        disk_faults += r.disk_faults;
         events += r.events;
         max_recovery = max_recovery.max(r.recovery_ticks);
         if args.seed.is_some() || args.verbose {
@@ -142,8 +120,7 @@ fn main() -> ExitCode {
                     "reproduce: synod-sim --seed {seed} --ops {} --nodes {}{}",
                     args.ops,
                     args.nodes,
-                    args.plant
-                        .map_or(String::new(), |p| format!(" --plant {}", p.name()))
+                    args.plant.map_or(String::new(), |p| format!(" --plant {}", p.name()))
                 );
                 first_failure = Some(seed);
             }
@@ -153,7 +130,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "seeds={} ops={ops} faults={faults} events={events} violations={violations} max_recovery_ticks={max_recovery}",
+        "seeds={} ops={ops} faults={faults} disk_faults={disk_faults} events={events} violations={violations} max_recovery_ticks={max_recovery}",
         seeds.len()
     );
     match (args.plant, first_failure) {

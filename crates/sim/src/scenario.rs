@@ -29,11 +29,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 3] = [
-        Scenario::QuorumLoss,
-        Scenario::ConstrainedElection,
-        Scenario::Chained,
-    ];
+    pub const ALL: [Scenario; 3] = [Scenario::QuorumLoss, Scenario::ConstrainedElection, Scenario::Chained];
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
@@ -83,12 +79,7 @@ pub fn run(scenario: Scenario, seed: u64) -> ScenarioReport {
         Scenario::Chained => 3,
         _ => 5,
     };
-    let opts = SimOptions {
-        nodes,
-        faults: false,
-        default_timing: true,
-        ..SimOptions::new(seed)
-    };
+    let opts = SimOptions { nodes, faults: false, default_timing: true, ..SimOptions::new(seed) };
     let election_ticks = synod_paxos::Config::new(1, vec![1]).election_ticks;
     let bound_ticks = 4 * election_ticks;
     let mut w = World::new(opts).without_clients();
@@ -163,10 +154,5 @@ pub fn run(scenario: Scenario, seed: u64) -> ScenarioReport {
             break;
         }
     }
-    ScenarioReport {
-        scenario,
-        recovery_ticks,
-        bound_ticks,
-        violation: w.violation().map(|v| v.to_string()),
-    }
+    ScenarioReport { scenario, recovery_ticks, bound_ticks, violation: w.violation().map(|v| v.to_string()) }
 }

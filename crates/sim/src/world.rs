@@ -21,8 +21,8 @@ use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use synod_paxos::{
-    Ballot, ClientError, Command, CommandId, Config, Input, KvMachine, Lsn, Message, NodeId,
-    PlantedBug, Record, Replica,
+    Ballot, ClientError, Command, CommandId, Config, Input, KvMachine, Lsn, Message, NodeId, PlantedBug, Record,
+    Replica, Snapshot,
 };
 
 /// Units of global time per nominal tick.
@@ -53,16 +53,7 @@ pub struct SimOptions {
 impl SimOptions {
     /// The defaults for one seed.
     pub fn new(seed: u64) -> SimOptions {
-        SimOptions {
-            seed,
-            nodes: 3,
-            ops: 200,
-            clients: 5,
-            keys: 2,
-            faults: true,
-            planted: None,
-            default_timing: false,
-        }
+        SimOptions { seed, nodes: 3, ops: 200, clients: 5, keys: 2, faults: true, planted: None, default_timing: false }
     }
 }
 
@@ -81,6 +72,8 @@ pub fn sim_config(id: NodeId, members: Vec<NodeId>, planted: Option<PlantedBug>)
         lease_drift_margin_ticks: 14,
         max_batch: 64,
         max_inflight_slots: 16,
+        snapshot_every: 25,
+        snapshot_chunk: 256,
         planted,
         seed: id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
         ..Config::new(id, members)
@@ -89,11 +82,7 @@ pub fn sim_config(id: NodeId, members: Vec<NodeId>, planted: Option<PlantedBug>)
 
 fn node_config(opts: &SimOptions, id: NodeId, members: Vec<NodeId>) -> Config {
     if opts.default_timing {
-        Config {
-            planted: opts.planted,
-            seed: opts.seed ^ id,
-            ..Config::new(id, members)
-        }
+        Config { planted: opts.planted, seed: opts.seed ^ id, ..Config::new(id, members) }
     } else {
         sim_config(id, members, opts.planted)
     }
@@ -108,6 +97,8 @@ pub struct RunReport {
     pub ops_completed: usize,
     /// Faults injected (crashes, partitions, heals of partitions).
     pub faults: u64,
+    /// Of those, disk faults (wiped disks, corrupt records).
+    pub disk_faults: u64,
     /// Events processed.
     pub events: u64,
     /// Ticks from healing every fault until the last operation completed.
@@ -121,33 +112,16 @@ pub struct RunReport {
 #[derive(Debug)]
 enum Event {
     Tick(usize),
-    Deliver {
-        from: NodeId,
-        to: usize,
-        msg: Message,
-    },
-    Durable {
-        node: usize,
-        lsn: Lsn,
-        incarnation: u64,
-    },
-    Request {
-        client: usize,
-        node: usize,
-        req: Request,
-    },
-    Reply {
-        client: usize,
-        reply: Reply,
-    },
-    ClientTimeout {
-        client: usize,
-        attempt: u64,
-    },
+    Deliver { from: NodeId, to: usize, msg: Message },
+    Durable { node: usize, lsn: Lsn, incarnation: u64 },
+    Request { client: usize, node: usize, req: Request },
+    Reply { client: usize, reply: Reply },
+    ClientTimeout { client: usize, attempt: u64 },
     NextOp(usize),
     Fault,
     Restart(usize),
     HealLink(NodeId, NodeId),
+    SnapshotSaved { node: usize, snapshot: Snapshot, incarnation: u64 },
 }
 
 #[derive(Clone, Debug)]
@@ -158,14 +132,8 @@ enum Request {
 
 #[derive(Clone, Debug)]
 enum Reply {
-    Write {
-        id: CommandId,
-        result: Result<Option<Bytes>, ClientError>,
-    },
-    Read {
-        id: u64,
-        result: Result<Option<Bytes>, ClientError>,
-    },
+    Write { id: CommandId, result: Result<Option<Bytes>, ClientError> },
+    Read { id: u64, result: Result<Option<Bytes>, ClientError> },
 }
 
 struct Node {
@@ -180,6 +148,23 @@ struct Node {
     durable_at: u64,
     incarnation: u64,
     period: u64,
+    /// The latest stored snapshot (survives crashes).
+    snapshot: Option<Snapshot>,
+    /// What happened to this node's disk.
+    disk_state: DiskState,
+}
+
+/// Storage faults a node can suffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DiskState {
+    /// Intact.
+    Intact,
+    /// A stored record was flipped: recovery detects it and the node
+    /// refuses to start until an operator wipes its disk.
+    Corrupt,
+    /// The disk was wiped once: whenever the node restarts with nothing
+    /// durable, it rejoins as a non-voting learner.
+    Wiped,
 }
 
 struct ClientOp {
@@ -220,6 +205,7 @@ pub struct World {
     healed_at: Option<u64>,
     last_completion: u64,
     faults: u64,
+    disk_faults: u64,
     events_run: u64,
     trace: u64,
     invariants: Invariants,
@@ -240,21 +226,16 @@ impl World {
             .map(|&id| Node {
                 id,
                 replica: Some(
-                    Replica::new(
-                        node_config(&opts, id, members.clone()),
-                        KvMachine::default(),
-                    )
-                    .expect("the simulator's configuration is valid"),
+                    Replica::new(node_config(&opts, id, members.clone()), KvMachine::default())
+                        .expect("the simulator's configuration is valid"),
                 ),
                 disk: Vec::new(),
                 durable: 0,
                 durable_at: 0,
                 incarnation: 0,
-                period: if skew {
-                    rng.u64(TICK..=TICK * 8 / 5)
-                } else {
-                    TICK
-                },
+                snapshot: None,
+                disk_state: DiskState::Intact,
+                period: if skew { rng.u64(TICK..=TICK * 8 / 5) } else { TICK },
             })
             .collect();
         let clients = (0..opts.clients)
@@ -288,6 +269,7 @@ impl World {
             healed_at: None,
             last_completion: 0,
             faults: 0,
+            disk_faults: 0,
             events_run: 0,
             trace: 0xcbf2_9ce4_8422_2325,
             violation: None,
@@ -338,9 +320,7 @@ impl World {
             };
             self.handle(event);
             self.events_run += 1;
-            if self.healed_at.is_none()
-                && (self.issued >= self.opts.ops || self.now > op_phase_limit)
-            {
+            if self.healed_at.is_none() && (self.issued >= self.opts.ops || self.now > op_phase_limit) {
                 self.heal_everything();
             }
             if let Some(h) = self.healed_at {
@@ -348,6 +328,18 @@ impl World {
                     break;
                 }
                 if self.now > h + liveness_bound {
+                    if self.tracing {
+                        for n in &self.nodes {
+                            match &n.replica {
+                                Some(r) => eprintln!(
+                                    "node {} leader={:?} lead_ballot={:?} promised={} commit={} applied={} compacted={} rejoining={} hint={:?} disk={:?}",
+                                    n.id, r.is_leader(), r.leader_ballot(), r.promised(), r.commit_index(), r.applied_index(),
+                                    r.log().compacted(), r.is_rejoining(), r.leader_hint(), n.disk_state
+                                ),
+                                None => eprintln!("node {} down {:?}", n.id, n.disk_state),
+                            }
+                        }
+                    }
                     self.violation = Some(Violation::Liveness {
                         pending: self.issued - self.completed,
                         ticks: liveness_bound / TICK,
@@ -368,6 +360,7 @@ impl World {
             seed: self.opts.seed,
             ops_completed: self.completed,
             faults: self.faults,
+            disk_faults: self.disk_faults,
             events: self.events_run,
             recovery_ticks,
             trace_hash: self.trace,
@@ -390,13 +383,8 @@ impl World {
                 }
                 self.step(to, Input::Message { from, msg });
             }
-            Event::Durable {
-                node,
-                lsn,
-                incarnation,
-            } => {
-                if self.nodes[node].incarnation == incarnation && self.nodes[node].replica.is_some()
-                {
+            Event::Durable { node, lsn, incarnation } => {
+                if self.nodes[node].incarnation == incarnation && self.nodes[node].replica.is_some() {
                     self.mix(3, lsn);
                     self.nodes[node].durable = self.nodes[node].durable.max(lsn);
                     self.step(node, Input::Durable(lsn));
@@ -406,10 +394,7 @@ impl World {
                 self.mix(4, client as u64);
                 let input = match req {
                     Request::Propose(cmd) => Input::Propose(cmd),
-                    Request::Read { id, key } => Input::Read {
-                        id,
-                        query: Bytes::from(key),
-                    },
+                    Request::Read { id, key } => Input::Read { id, query: Bytes::from(key) },
                 };
                 self.step(node, input);
             }
@@ -432,6 +417,17 @@ impl World {
             Event::HealLink(a, b) => {
                 self.cut.remove(&(a, b));
             }
+            Event::SnapshotSaved { node, snapshot, incarnation } => {
+                if self.nodes[node].incarnation == incarnation && self.nodes[node].replica.is_some() {
+                    self.mix(9, snapshot.slot);
+                    let slot = snapshot.slot;
+                    // The store keeps the newest snapshot.
+                    if self.nodes[node].snapshot.as_ref().is_none_or(|s| s.slot < slot) {
+                        self.nodes[node].snapshot = Some(snapshot);
+                    }
+                    self.step(node, Input::SnapshotSaved(slot));
+                }
+            }
         }
     }
 
@@ -449,14 +445,15 @@ impl World {
             let at = (self.now + delay).max(self.nodes[i].durable_at);
             self.nodes[i].durable_at = at;
             let incarnation = self.nodes[i].incarnation;
-            self.schedule(
-                at - self.now,
-                Event::Durable {
-                    node: i,
-                    lsn: last,
-                    incarnation,
-                },
-            );
+            self.schedule(at - self.now, Event::Durable { node: i, lsn: last, incarnation });
+        }
+        if let Some(before) = out.truncate_before {
+            self.nodes[i].disk.retain(|(lsn, _)| *lsn >= before);
+        }
+        if let Some(snapshot) = out.snapshot {
+            let delay = self.rng.u64(TICK / 10..=TICK);
+            let incarnation = self.nodes[i].incarnation;
+            self.schedule(delay, Event::SnapshotSaved { node: i, snapshot, incarnation });
         }
         for (to, msg) in out.send {
             if let Err(v) = self.invariants.on_send(i, &msg) {
@@ -469,30 +466,12 @@ impl World {
                 continue;
             };
             let delay = self.rng.u64(1..TICK / 5);
-            self.schedule(
-                delay,
-                Event::Reply {
-                    client,
-                    reply: Reply::Write {
-                        id: r.id,
-                        result: r.result,
-                    },
-                },
-            );
+            self.schedule(delay, Event::Reply { client, reply: Reply::Write { id: r.id, result: r.result } });
         }
         for r in out.reads {
             let client = (r.id >> 32) as usize;
             let delay = self.rng.u64(1..TICK / 5);
-            self.schedule(
-                delay,
-                Event::Reply {
-                    client,
-                    reply: Reply::Read {
-                        id: r.id,
-                        result: r.result,
-                    },
-                },
-            );
+            self.schedule(delay, Event::Reply { client, reply: Reply::Read { id: r.id, result: r.result } });
         }
         if let Some(replica) = self.nodes[i].replica.as_ref() {
             if let Err(v) = self.invariants.check_node(i, replica) {
@@ -503,8 +482,7 @@ impl World {
                 // answer reads alone, no other node may.
                 for (j, other) in self.nodes.iter().enumerate() {
                     if j != i && other.replica.as_ref().is_some_and(|r| r.holds_lease()) {
-                        self.violation
-                            .get_or_insert(Violation::LeaseOverlap { a: i, b: j });
+                        self.violation.get_or_insert(Violation::LeaseOverlap { a: i, b: j });
                     }
                 }
             }
@@ -521,24 +499,10 @@ impl World {
         let to_idx = (to - 1) as usize;
         if self.rng.u32(0..1000) < self.dup_per_mille {
             let delay = self.rng.u64(1..=self.max_delay);
-            self.schedule(
-                delay,
-                Event::Deliver {
-                    from,
-                    to: to_idx,
-                    msg: msg.clone(),
-                },
-            );
+            self.schedule(delay, Event::Deliver { from, to: to_idx, msg: msg.clone() });
         }
         let delay = self.rng.u64(1..=self.max_delay);
-        self.schedule(
-            delay,
-            Event::Deliver {
-                from,
-                to: to_idx,
-                msg,
-            },
-        );
+        self.schedule(delay, Event::Deliver { from, to: to_idx, msg });
     }
 
     // ---- clients ---------------------------------------------------------
@@ -552,15 +516,9 @@ impl World {
         let client = &mut self.clients[c];
         let write = if self.rng.u32(0..100) < 60 {
             client.seq += 1;
-            let id = CommandId {
-                client: client.id,
-                seq: client.seq,
-            };
+            let id = CommandId { client: client.id, seq: client.seq };
             let value = format!("{}-{}", client.id, client.seq);
-            self.invariants.on_propose(Command {
-                id,
-                payload: KvMachine::put(&key, &value),
-            });
+            self.invariants.on_propose(Command { id, payload: KvMachine::put(&key, &value) });
             Some((id, value))
         } else {
             None
@@ -569,21 +527,12 @@ impl World {
             Some((_, v)) => KvOp::Put(key.clone(), v.clone()),
             None => KvOp::Get(key.clone()),
         };
-        self.history
-            .push(Operation::pending(client.id, self.now, op));
+        self.history.push(Operation::pending(client.id, self.now, op));
         let history = self.history.len() - 1;
         // Attempt numbers keep growing across operations, so a late answer
         // to an earlier operation's read is never taken for this one's.
-        let attempt = self.clients[c]
-            .op
-            .as_ref()
-            .map_or(self.clients[c].last_attempt, |o| o.attempt);
-        self.clients[c].op = Some(ClientOp {
-            key,
-            write,
-            history,
-            attempt,
-        });
+        let attempt = self.clients[c].op.as_ref().map_or(self.clients[c].last_attempt, |o| o.attempt);
+        self.clients[c].op = Some(ClientOp { key, write, history, attempt });
         self.send_attempt(c);
     }
 
@@ -595,25 +544,12 @@ impl World {
         let attempt = op.attempt;
         client.last_attempt = attempt;
         let req = match &op.write {
-            Some((id, value)) => Request::Propose(Command {
-                id: *id,
-                payload: KvMachine::put(&op.key, value),
-            }),
-            None => Request::Read {
-                id: (c as u64) << 32 | attempt,
-                key: op.key.clone(),
-            },
+            Some((id, value)) => Request::Propose(Command { id: *id, payload: KvMachine::put(&op.key, value) }),
+            None => Request::Read { id: (c as u64) << 32 | attempt, key: op.key.clone() },
         };
         let node = client.target.min(n - 1);
         let delay = self.rng.u64(1..TICK / 5);
-        self.schedule(
-            delay,
-            Event::Request {
-                client: c,
-                node,
-                req,
-            },
-        );
+        self.schedule(delay, Event::Request { client: c, node, req });
         self.schedule(CLIENT_TIMEOUT, Event::ClientTimeout { client: c, attempt });
     }
 
@@ -622,13 +558,8 @@ impl World {
             return;
         };
         let (result, ours) = match reply {
-            Reply::Write { id, result } => {
-                (result, op.write.as_ref().is_some_and(|(w, _)| *w == id))
-            }
-            Reply::Read { id, result } => (
-                result,
-                op.write.is_none() && id == (c as u64) << 32 | op.attempt,
-            ),
+            Reply::Write { id, result } => (result, op.write.as_ref().is_some_and(|(w, _)| *w == id)),
+            Reply::Read { id, result } => (result, op.write.is_none() && id == (c as u64) << 32 | op.attempt),
         };
         if !ours {
             return;
@@ -660,7 +591,19 @@ impl World {
                     self.send_attempt(c);
                 }
             }
-            Err(ClientError::Busy) => {}
+            // Applied before a snapshot the node installed: the put took
+            // effect (a put's answer carries nothing else).
+            Err(ClientError::AppliedWithoutResult) if op.write.is_some() => {
+                let op = self.clients[c].op.take().expect("checked above");
+                let h = &mut self.history[op.history];
+                h.complete = Some(self.now);
+                h.ret = Some(KvRet::Ok);
+                self.completed += 1;
+                self.last_completion = self.now;
+                let think = self.rng.u64(1..TICK);
+                self.schedule(think, Event::NextOp(c));
+            }
+            Err(_) => {}
         }
     }
 
@@ -673,28 +616,31 @@ impl World {
         let next = self.rng.u64(5 * TICK..=30 * TICK);
         self.schedule(next, Event::Fault);
         let n = self.nodes.len();
-        let live: Vec<usize> = (0..n)
-            .filter(|&i| self.nodes[i].replica.is_some())
-            .collect();
-        let leader = live
-            .iter()
-            .copied()
-            .filter(|&i| {
-                self.nodes[i]
-                    .replica
-                    .as_ref()
-                    .is_some_and(|r| r.is_leader())
-            })
-            .max_by_key(|&i| {
-                self.nodes[i]
-                    .replica
-                    .as_ref()
-                    .and_then(|r| r.leader_ballot())
-                    .unwrap_or(Ballot::ZERO)
-            });
+        let live: Vec<usize> = (0..n).filter(|&i| self.nodes[i].replica.is_some()).collect();
+        let leader =
+            live.iter().copied().filter(|&i| self.nodes[i].replica.as_ref().is_some_and(|r| r.is_leader())).max_by_key(
+                |&i| self.nodes[i].replica.as_ref().and_then(|r| r.leader_ballot()).unwrap_or(Ballot::ZERO),
+            );
         self.faults += 1;
         match self.rng.u32(0..100) {
-            // Crash a node (the leader half the time), restart it later.
+            // Disk faults: a wiped disk (the node rejoins without a vote), or
+            // a flipped bit that stops the node until the disk is replaced;
+            // at most one node in such trouble at a time.
+            0..=7 if self.disks_in_trouble() == 0 && live.len() == n => {
+                let victim = live[self.rng.usize(0..live.len())];
+                if self.rng.bool() {
+                    self.disk_faults += 1;
+                    self.wipe(victim);
+                    let back = self.rng.u64(2 * TICK..=20 * TICK);
+                    self.schedule(back, Event::Restart(victim));
+                } else {
+                    self.disk_faults += 1;
+                    self.crash(victim);
+                    self.nodes[victim].disk_state = DiskState::Corrupt;
+                }
+            }
+            // A failed fsync stops the node (it never retries the sync); or
+            // a plain crash. Either way it restarts later from its disk.
             0..=29 => {
                 let crashed = n - live.len();
                 if crashed < (n - 1) / 2 + 1 {
@@ -759,12 +705,40 @@ impl World {
             eprintln!("t={} CRASH {}", self.now, i + 1);
         }
         self.mix(7, i as u64);
+        // Everything reported durable survives. Of the rest, a random prefix
+        // may have reached the disk anyway, and the write after it is torn:
+        // recovery drops the torn tail.
         let node = &mut self.nodes[i];
-        // Everything not reported durable is lost.
-        let durable = node.durable;
-        node.disk.retain(|(lsn, _)| *lsn <= durable);
+        let unsynced = node.disk.iter().filter(|(lsn, _)| *lsn > node.durable).count();
+        let survive = if unsynced > 0 && self.rng.bool() { self.rng.usize(0..=unsynced) } else { 0 };
+        let keep = node.durable + survive as Lsn;
+        node.disk.retain(|(lsn, _)| *lsn <= keep);
+        node.durable = keep;
         node.incarnation += 1;
         node.durable_at = 0;
+    }
+
+    /// Lose node `i`'s disk entirely (or an operator wipes a corrupt one).
+    fn wipe(&mut self, i: usize) {
+        self.crash(i);
+        if self.tracing {
+            eprintln!("t={} WIPE {}", self.now, i + 1);
+        }
+        let node = &mut self.nodes[i];
+        node.disk.clear();
+        node.durable = 0;
+        node.snapshot = None;
+        node.disk_state = DiskState::Wiped;
+    }
+
+    fn disks_in_trouble(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| match &n.replica {
+                Some(r) => r.is_rejoining(),
+                None => n.disk_state != DiskState::Intact,
+            })
+            .count()
     }
 
     fn restart(&mut self, i: usize) {
@@ -789,16 +763,30 @@ impl World {
         }
         let node = &mut self.nodes[i];
         let cfg = node_config(&self.opts, node.id, self.members.clone());
-        match Replica::recover(cfg, KvMachine::default(), node.disk.iter().cloned()) {
-            Ok(r) => {
-                if let Err(v) = self.invariants.on_recover(i, &r) {
-                    self.violation.get_or_insert(v);
-                }
+        match node.disk_state {
+            // The checksum catches the flipped bit: the node refuses to
+            // start (it stays down until an operator wipes its disk).
+            DiskState::Corrupt => {}
+            // A lost disk, or one that lost everything since: the operator
+            // restarts the member as joining an existing cluster, so it
+            // rejoins as a learner (until a durable record says otherwise).
+            DiskState::Wiped if node.disk.is_empty() && node.snapshot.is_none() => {
+                let r = Replica::rejoin(cfg, KvMachine::default()).expect("the simulator's configuration is valid");
+                self.invariants.on_wipe(i);
                 node.replica = Some(r);
             }
-            Err(e) => {
-                self.violation
-                    .get_or_insert(Violation::Recovery(e.to_string()));
+            DiskState::Wiped | DiskState::Intact => {
+                match Replica::recover(cfg, KvMachine::default(), node.snapshot.clone(), node.disk.iter().cloned()) {
+                    Ok(r) => {
+                        if let Err(v) = self.invariants.on_recover(i, &r) {
+                            self.violation.get_or_insert(v);
+                        }
+                        node.replica = Some(r);
+                    }
+                    Err(e) => {
+                        self.violation.get_or_insert(Violation::Recovery(e.to_string()));
+                    }
+                }
             }
         }
     }
@@ -810,6 +798,11 @@ impl World {
         self.drop_per_mille = 0;
         self.dup_per_mille = 0;
         for i in 0..self.nodes.len() {
+            if self.nodes[i].disk_state == DiskState::Corrupt {
+                // The operator replaces the corrupt disk.
+                self.nodes[i].disk_state = DiskState::Intact;
+                self.wipe(i);
+            }
             self.restart(i);
         }
     }
@@ -845,18 +838,8 @@ impl World {
     /// The node (index) that leads with the highest ballot, if any.
     pub fn leader(&self) -> Option<usize> {
         (0..self.nodes.len())
-            .filter(|&i| {
-                self.nodes[i]
-                    .replica
-                    .as_ref()
-                    .is_some_and(|r| r.is_leader())
-            })
-            .max_by_key(|&i| {
-                self.nodes[i]
-                    .replica
-                    .as_ref()
-                    .and_then(|r| r.leader_ballot())
-            })
+            .filter(|&i| self.nodes[i].replica.as_ref().is_some_and(|r| r.is_leader()))
+            .max_by_key(|&i| self.nodes[i].replica.as_ref().and_then(|r| r.leader_ballot()))
     }
 
     /// Cut or restore the directed link between node indices.
@@ -872,11 +855,7 @@ impl World {
     /// Propose a command at every live node (a probe for progress).
     pub fn probe(&mut self, seq: u64) {
         for i in 0..self.nodes.len() {
-            let cmd = Command::new(
-                9,
-                seq * 100 + i as u64,
-                KvMachine::put("probe", &seq.to_string()),
-            );
+            let cmd = Command::new(9, seq * 100 + i as u64, KvMachine::put("probe", &seq.to_string()));
             self.invariants.on_propose(cmd.clone());
             self.step(i, Input::Propose(cmd));
         }

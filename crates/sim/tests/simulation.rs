@@ -7,11 +7,7 @@ use synod_sim::scenario::{self, Scenario};
 use synod_sim::{SimOptions, World};
 
 fn run(seed: u64, planted: Option<PlantedBug>) -> synod_sim::RunReport {
-    World::new(SimOptions {
-        planted,
-        ..SimOptions::new(seed)
-    })
-    .run()
+    World::new(SimOptions { planted, ..SimOptions::new(seed) }).run()
 }
 
 #[test]
@@ -19,21 +15,14 @@ fn clean_runs_under_faults_break_no_invariant() {
     for seed in 0..60 {
         let r = run(seed, None);
         assert_eq!(r.violation, None, "seed {seed}");
-        assert_eq!(
-            r.ops_completed, 200,
-            "seed {seed}: every operation completes once faults heal"
-        );
+        assert_eq!(r.ops_completed, 200, "seed {seed}: every operation completes once faults heal");
     }
 }
 
 #[test]
 fn five_node_clusters_break_no_invariant() {
     for seed in 0..20 {
-        let r = World::new(SimOptions {
-            nodes: 5,
-            ..SimOptions::new(seed)
-        })
-        .run();
+        let r = World::new(SimOptions { nodes: 5, ..SimOptions::new(seed) }).run();
         assert_eq!(r.violation, None, "seed {seed}");
     }
 }

@@ -1,0 +1,208 @@
+//! Snapshots: compacting the log, and bringing a learner that is behind the
+//! compaction point up to date.
+//!
+//! Every `snapshot_every` applied slots the replica asks the runtime to store
+//! a snapshot (the state machine's bytes plus the duplicate-detection
+//! table). Once the runtime reports it stored, the replica drops the log up
+//! to it and persists a `Checkpoint` record that restates everything the
+//! earlier records said; once that record is durable, the runtime may delete
+//! the log before it. Disk use stays bounded under a steady write load.
+//!
+//! A learner whose next slot lies below a peer's compaction point receives
+//! the snapshot in chunks. Transfers are driven by the receiver's requests,
+//! each naming an offset, so a transfer that breaks off resumes where it
+//! stopped; the sender keeps the log above any snapshot it is sending.
+
+use crate::ballot::NodeId;
+use crate::command::Slot;
+use crate::message::{Message, PromisedEntry};
+use crate::record::Record;
+use crate::replica::{ClientError, Replica, Snapshot};
+use crate::state_machine::{SnapshotError, StateMachine};
+use bytes::Bytes;
+
+/// A snapshot being received.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    slot: Slot,
+    total: u64,
+    buf: Vec<u8>,
+    from: NodeId,
+    last: u64,
+}
+
+impl<S: StateMachine> Replica<S> {
+    /// Ask for a snapshot if enough has been applied since the last one.
+    pub(crate) fn maybe_snapshot(&mut self) {
+        let every = self.cfg.snapshot_every;
+        let last = self.snapshot.as_ref().map_or(0, |s| s.slot);
+        if every == 0 || self.snapshot_pending.is_some() || self.applied < last + every {
+            return;
+        }
+        let snap = Snapshot { slot: self.applied, data: self.encode_snapshot() };
+        self.snapshot_pending = Some(snap.clone());
+        self.out.snapshot = Some(snap);
+    }
+
+    fn encode_snapshot(&self) -> Bytes {
+        let mut sessions: Vec<(u64, u64)> = self.sessions.iter().map(|(&c, (s, _))| (c, *s)).collect();
+        sessions.sort_unstable();
+        let mut out = Vec::with_capacity(8 + sessions.len() * 16);
+        out.extend_from_slice(&(sessions.len() as u64).to_be_bytes());
+        for (c, s) in sessions {
+            out.extend_from_slice(&c.to_be_bytes());
+            out.extend_from_slice(&s.to_be_bytes());
+        }
+        out.extend_from_slice(&self.sm.snapshot());
+        Bytes::from(out)
+    }
+
+    /// Replace the state machine and the duplicate table by a snapshot's.
+    pub(crate) fn restore_snapshot(&mut self, data: &[u8]) -> Result<(), SnapshotError> {
+        let bad = || SnapshotError("truncated session table".into());
+        let (n, mut rest) = data.split_first_chunk::<8>().ok_or_else(bad)?;
+        let n = u64::from_be_bytes(*n);
+        let mut sessions = Vec::new();
+        for _ in 0..n {
+            let (c, r) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
+            let (s, r) = r.split_first_chunk::<8>().ok_or_else(bad)?;
+            sessions.push((u64::from_be_bytes(*c), u64::from_be_bytes(*s)));
+            rest = r;
+        }
+        self.sm.restore(rest)?;
+        // Cached answers are not part of a snapshot: a retry of a command
+        // the snapshot covers is recognised, but gets no cached answer.
+        self.sessions = sessions.into_iter().map(|(c, s)| (c, (s, None))).collect();
+        // Proposals made here that the snapshot already covers.
+        let covered: Vec<_> = self
+            .local
+            .keys()
+            .filter(|id| self.sessions.get(&id.client).is_some_and(|(s, _)| id.seq <= *s))
+            .copied()
+            .collect();
+        for id in covered {
+            self.local.remove(&id);
+            self.out.responses.push(crate::replica::Response { id, result: Err(ClientError::AppliedWithoutResult) });
+        }
+        Ok(())
+    }
+
+    /// The runtime stored the snapshot at `slot`: compact and checkpoint.
+    pub(crate) fn on_snapshot_saved(&mut self, slot: Slot) {
+        let Some(snap) = self.snapshot_pending.take_if(|s| s.slot == slot) else { return };
+        self.snapshot = Some(snap);
+        self.finish_rejoin_if_caught_up();
+        // Keep the log a learner is being sent a snapshot for.
+        let horizon = self.now.saturating_sub(20 * self.cfg.retry_ticks);
+        self.transfers.retain(|_, (_, at)| *at >= horizon);
+        let floor = self.transfers.values().map(|(s, _)| *s).min().unwrap_or(slot);
+        self.log.compact(slot.min(floor));
+        let entries = self
+            .log
+            .iter_from(0)
+            .map(|(slot, e)| PromisedEntry { slot, ballot: e.ballot, value: e.value.clone(), chosen: e.chosen })
+            .collect();
+        let lsn = self.persist(Record::Checkpoint {
+            snapshot_slot: slot,
+            promised: self.promised,
+            own_ballot: self.own_ballot,
+            commit: self.commit,
+            entries,
+        });
+        self.checkpoint_lsn = Some(lsn);
+    }
+
+    /// Once the checkpoint is durable, the log before it may go.
+    pub(crate) fn checkpoint_durable(&mut self) {
+        if let Some(lsn) = self.checkpoint_lsn {
+            if self.durable >= lsn {
+                self.checkpoint_lsn = None;
+                self.out.truncate_before = Some(lsn);
+            }
+        }
+    }
+
+    /// Send the chunk of our snapshot at `offset` to `to`.
+    pub(crate) fn send_snapshot_chunk(&mut self, to: NodeId, offset: u64) {
+        let Some(snap) = self.snapshot.as_ref() else { return };
+        let total = snap.data.len() as u64;
+        let start = offset.min(total) as usize;
+        let end = (start + self.cfg.snapshot_chunk).min(snap.data.len());
+        let msg =
+            Message::SnapshotChunk { slot: snap.slot, offset: start as u64, total, data: snap.data.slice(start..end) };
+        self.transfers.insert(to, (snap.slot, self.now));
+        self.send(to, msg);
+    }
+
+    pub(crate) fn on_snapshot_request(&mut self, from: NodeId, slot: Slot, offset: u64) {
+        let current = self.snapshot.as_ref().map(|s| s.slot);
+        match current {
+            Some(s) if s == slot => self.send_snapshot_chunk(from, offset),
+            Some(_) => self.send_snapshot_chunk(from, 0),
+            None => {}
+        }
+    }
+
+    pub(crate) fn on_snapshot_chunk(&mut self, from: NodeId, slot: Slot, offset: u64, total: u64, data: Bytes) {
+        if slot <= self.commit {
+            self.incoming = None;
+            return;
+        }
+        let now = self.now;
+        let fresh = !matches!(&self.incoming, Some(i) if i.slot == slot);
+        if fresh {
+            if offset != 0 {
+                self.send(from, Message::SnapshotRequest { slot, offset: 0 });
+                return;
+            }
+            self.incoming = Some(Incoming { slot, total, buf: Vec::new(), from, last: now });
+        }
+        let Some(inc) = self.incoming.as_mut() else { return };
+        if offset == inc.buf.len() as u64 {
+            inc.buf.extend_from_slice(&data);
+            inc.from = from;
+            inc.last = now;
+        }
+        if inc.buf.len() as u64 >= inc.total {
+            let Some(inc) = self.incoming.take() else { return };
+            self.install_snapshot(inc.slot, Bytes::from(inc.buf));
+        } else {
+            let offset = inc.buf.len() as u64;
+            self.send(from, Message::SnapshotRequest { slot, offset });
+        }
+    }
+
+    /// Resume a stalled transfer where it stopped.
+    pub(crate) fn snapshot_tick(&mut self) {
+        let retry = self.cfg.retry_ticks;
+        let now = self.now;
+        let resume = match self.incoming.as_mut() {
+            Some(inc) if now >= inc.last + retry => {
+                inc.last = now;
+                Some((inc.from, inc.slot, inc.buf.len() as u64))
+            }
+            _ => None,
+        };
+        if let Some((from, slot, offset)) = resume {
+            let to = self.leader_hint.filter(|&l| l != self.cfg.id).unwrap_or(from);
+            self.send(to, Message::SnapshotRequest { slot, offset });
+        }
+    }
+
+    /// Jump to a snapshot received from a peer.
+    fn install_snapshot(&mut self, slot: Slot, data: Bytes) {
+        if slot <= self.commit || self.restore_snapshot(&data).is_err() {
+            return;
+        }
+        self.log.compact(slot);
+        self.commit = slot;
+        self.applied = slot;
+        self.known_commit = self.known_commit.max(slot);
+        self.catchup_sent_at = None;
+        let snap = Snapshot { slot, data };
+        self.snapshot_pending = Some(snap.clone());
+        self.out.snapshot = Some(snap);
+        self.advance_commit();
+        self.resume_phase1_if_caught_up();
+    }
+}
