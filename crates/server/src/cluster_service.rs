@@ -7,10 +7,9 @@ use crate::machine::{Query, Reply};
 use crate::server::Context;
 use crate::status;
 use etcd_client::proto::{
-    PbClusterService, PbMember, PbMemberAddRequest, PbMemberAddResponse, PbMemberListRequest,
-    PbMemberListResponse, PbMemberPromoteRequest, PbMemberPromoteResponse,
-    PbMemberRemoveRequest, PbMemberRemoveResponse, PbMemberUpdateRequest,
-    PbMemberUpdateResponse,
+    PbClusterService, PbMember, PbMemberAddRequest, PbMemberAddResponse, PbMemberListRequest, PbMemberListResponse,
+    PbMemberPromoteRequest, PbMemberPromoteResponse, PbMemberRemoveRequest, PbMemberRemoveResponse,
+    PbMemberUpdateRequest, PbMemberUpdateResponse,
 };
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -30,10 +29,7 @@ impl ClusterService {
 
 #[tonic::async_trait]
 impl PbClusterService for ClusterService {
-    async fn member_add(
-        &self,
-        _request: Request<PbMemberAddRequest>,
-    ) -> Result<Response<PbMemberAddResponse>, Status> {
+    async fn member_add(&self, _request: Request<PbMemberAddRequest>) -> Result<Response<PbMemberAddResponse>, Status> {
         Err(status::unimplemented("Cluster.MemberAdd"))
     }
 
@@ -63,11 +59,7 @@ impl PbClusterService for ClusterService {
         };
         let published = match published {
             Ok(Ok(Reply::Members(m))) => m,
-            Ok(Ok(other)) => {
-                return Err(Status::internal(format!(
-                    "synod: unexpected reply: {other:?}"
-                )))
-            }
+            Ok(Ok(other)) => return Err(Status::internal(format!("synod: unexpected reply: {other:?}"))),
             Ok(Err(e)) => return Err(status::machine(&e)),
             Err(e) => return Err(status::runtime(&e)),
         };
@@ -76,11 +68,8 @@ impl PbClusterService for ClusterService {
             .members
             .iter()
             .map(|m| {
-                let client_ur_ls = published
-                    .iter()
-                    .find(|p| p.id == m.id)
-                    .map(|p| p.client_urls.clone())
-                    .unwrap_or_default();
+                let client_ur_ls =
+                    published.iter().find(|p| p.id == m.id).map(|p| p.client_urls.clone()).unwrap_or_default();
                 PbMember {
                     id: m.id,
                     name: m.name.clone(),
@@ -90,10 +79,7 @@ impl PbClusterService for ClusterService {
                 }
             })
             .collect();
-        let mut resp = PbMemberListResponse {
-            header: None,
-            members,
-        };
+        let mut resp = PbMemberListResponse { header: None, members };
         self.ctx.fill(&mut resp.header);
         Ok(Response::new(resp))
     }

@@ -225,14 +225,10 @@ fn url_list(flag: &str, value: &str) -> Result<Vec<String>, ConfigError> {
 /// The host:port of an `http://host:port` URL.
 pub fn host_port(flag: &str, url: &str) -> Result<String, ConfigError> {
     let rest = url.strip_prefix("http://").ok_or_else(|| {
-        bad(format!(
-            "--{flag}: {url:?} is not an http://host:port URL (TLS and unix sockets are not supported)"
-        ))
+        bad(format!("--{flag}: {url:?} is not an http://host:port URL (TLS and unix sockets are not supported)"))
     })?;
     let hp = rest.split('/').next().unwrap_or("");
-    let has_port = hp
-        .rsplit_once(':')
-        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+    let has_port = hp.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
     if !has_port {
         return Err(bad(format!("--{flag}: {url:?} has no host:port")));
     }
@@ -242,10 +238,8 @@ pub fn host_port(flag: &str, url: &str) -> Result<String, ConfigError> {
 /// Resolves an `http://host:port` URL to one socket address (IPv4 first).
 pub fn resolve(flag: &str, url: &str) -> Result<SocketAddr, ConfigError> {
     let hp = host_port(flag, url)?;
-    let addrs: Vec<SocketAddr> = hp
-        .to_socket_addrs()
-        .map_err(|e| bad(format!("--{flag}: cannot resolve {hp}: {e}")))?
-        .collect();
+    let addrs: Vec<SocketAddr> =
+        hp.to_socket_addrs().map_err(|e| bad(format!("--{flag}: cannot resolve {hp}: {e}")))?.collect();
     addrs
         .iter()
         .find(|a| a.is_ipv4())
@@ -258,30 +252,21 @@ pub fn resolve(flag: &str, url: &str) -> Result<SocketAddr, ConfigError> {
 pub fn parse_initial_cluster(value: &str, token: &str) -> Result<Vec<Member>, ConfigError> {
     let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for entry in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (name, url) = entry.split_once('=').ok_or_else(|| {
-            bad(format!(
-                "--initial-cluster: {entry:?} is not name=http://host:port"
-            ))
-        })?;
+        let (name, url) = entry
+            .split_once('=')
+            .ok_or_else(|| bad(format!("--initial-cluster: {entry:?} is not name=http://host:port")))?;
         if name.is_empty() {
             return Err(bad(format!("--initial-cluster: {entry:?} has no name")));
         }
         host_port("initial-cluster", url)?;
-        by_name
-            .entry(name.to_string())
-            .or_default()
-            .push(url.trim_end_matches('/').to_string());
+        by_name.entry(name.to_string()).or_default().push(url.trim_end_matches('/').to_string());
     }
     if by_name.is_empty() {
         return Err(bad("--initial-cluster names no member"));
     }
     let mut members: Vec<Member> = by_name
         .into_iter()
-        .map(|(name, peer_urls)| Member {
-            id: ids::member_id(&peer_urls, token),
-            name,
-            peer_urls,
-        })
+        .map(|(name, peer_urls)| Member { id: ids::member_id(&peer_urls, token), name, peer_urls })
         .collect();
     members.sort_by_key(|m| m.id);
     for pair in members.windows(2) {
@@ -304,24 +289,14 @@ impl NodeArgs {
     pub fn to_config(&self) -> Result<ServerConfig, ConfigError> {
         let token = &self.initial_cluster_token;
         let members = parse_initial_cluster(&self.initial_cluster, token)?;
-        let me = members
-            .iter()
-            .find(|m| m.name == self.name)
-            .ok_or_else(|| {
-                bad(format!(
-                    "--name {:?} is not in --initial-cluster ({})",
-                    self.name,
-                    members
-                        .iter()
-                        .map(|m| m.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?;
-        let mut advertised = url_list(
-            "initial-advertise-peer-urls",
-            &self.initial_advertise_peer_urls,
-        )?;
+        let me = members.iter().find(|m| m.name == self.name).ok_or_else(|| {
+            bad(format!(
+                "--name {:?} is not in --initial-cluster ({})",
+                self.name,
+                members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        let mut advertised = url_list("initial-advertise-peer-urls", &self.initial_advertise_peer_urls)?;
         advertised.sort();
         let mut listed = me.peer_urls.clone();
         listed.sort();
@@ -348,8 +323,7 @@ impl NodeArgs {
             .iter()
             .map(|u| resolve("listen-client-urls", u))
             .collect::<Result<Vec<_>, _>>()?;
-        let advertise_client_urls =
-            url_list("advertise-client-urls", &self.advertise_client_urls)?;
+        let advertise_client_urls = url_list("advertise-client-urls", &self.advertise_client_urls)?;
         for u in &advertise_client_urls {
             host_port("advertise-client-urls", u)?;
         }
@@ -357,10 +331,7 @@ impl NodeArgs {
         let protocol = self.protocol(me.id, members.iter().map(|m| m.id).collect())?;
         let ids: Vec<NodeId> = members.iter().map(|m| m.id).collect();
         let cluster_id = ids::cluster_id(&ids, token);
-        let data_dir = self
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("{}.synod", self.name)));
+        let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.synod", self.name)));
         let mut node = NodeConfig::new(protocol, cluster_id, peers, data_dir);
         node.tick = Duration::from_millis(self.tick_ms);
         // Frames carry batches of requests; leave room for a full batch of
@@ -401,9 +372,7 @@ impl NodeArgs {
                 self.heartbeat_interval, self.election_timeout
             )));
         }
-        let lease_ms = self
-            .lease_ms
-            .unwrap_or(self.election_timeout / 5 * 4);
+        let lease_ms = self.lease_ms.unwrap_or(self.election_timeout / 5 * 4);
         if lease_ms >= self.election_timeout {
             return Err(bad(format!(
                 "--lease-ms ({lease_ms}) must be below --election-timeout ({} ms): a failed \
@@ -429,11 +398,9 @@ impl NodeArgs {
                 (None, Some(q2)) => ((n + 1).saturating_sub(q2), q2),
                 (None, None) => unreachable!("one of the quorum flags is set"),
             };
-            cfg = cfg.with_quorums(q1, q2).map_err(|e| {
-                bad(format!(
-                    "--phase1-quorum {q1} / --phase2-quorum {q2} with {n} members: {e}"
-                ))
-            })?;
+            cfg = cfg
+                .with_quorums(q1, q2)
+                .map_err(|e| bad(format!("--phase1-quorum {q1} / --phase2-quorum {q2} with {n} members: {e}")))?;
         }
         cfg.validate().map_err(|e| {
             bad(format!(
@@ -454,10 +421,7 @@ mod tests {
     fn args(extra: &[&str]) -> Result<ServerConfig, ConfigError> {
         let mut flags = vec![
             ("--name", "b"),
-            (
-                "--initial-cluster",
-                "a=http://127.0.0.1:1001,b=http://127.0.0.1:1002,c=http://127.0.0.1:1003",
-            ),
+            ("--initial-cluster", "a=http://127.0.0.1:1001,b=http://127.0.0.1:1002,c=http://127.0.0.1:1003"),
             ("--initial-advertise-peer-urls", "http://127.0.0.1:1002"),
             ("--listen-peer-urls", "http://127.0.0.1:1002"),
             ("--listen-client-urls", "http://127.0.0.1:2002"),
@@ -469,10 +433,7 @@ mod tests {
             }
         }
         let argv = std::iter::once("synod").chain(flags.iter().flat_map(|(f, v)| [*f, *v]));
-        Cli::try_parse_from(argv)
-            .map_err(|e| bad(e.to_string()))?
-            .node
-            .to_config()
+        Cli::try_parse_from(argv).map_err(|e| bad(e.to_string()))?.node.to_config()
     }
 
     #[test]

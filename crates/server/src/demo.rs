@@ -10,11 +10,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 /// The demo's members: name, client port, peer port (etcd's Procfile).
-pub const MEMBERS: [(&str, u16, u16); 3] = [
-    ("infra1", 2379, 2380),
-    ("infra2", 22379, 22380),
-    ("infra3", 32379, 32380),
-];
+pub const MEMBERS: [(&str, u16, u16); 3] = [("infra1", 2379, 2380), ("infra2", 22379, 22380), ("infra3", 32379, 32380)];
 
 /// The demo's cluster token.
 pub const TOKEN: &str = "synod-demo";
@@ -41,11 +37,8 @@ pub enum DemoError {
 /// The flags that start demo member `i` (0, 1 or 2) with data under `base`.
 pub fn member_args(i: usize, base: &Path) -> Vec<String> {
     let (name, client, peer) = MEMBERS[i];
-    let initial_cluster = MEMBERS
-        .iter()
-        .map(|(n, _, p)| format!("{n}=http://127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let initial_cluster =
+        MEMBERS.iter().map(|(n, _, p)| format!("{n}=http://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
     let client_url = format!("http://127.0.0.1:{client}");
     let peer_url = format!("http://127.0.0.1:{peer}");
     [
@@ -73,12 +66,11 @@ pub fn member_args(i: usize, base: &Path) -> Vec<String> {
     .collect()
 }
 
+/// The endpoints for etcdctl, as host:port: etcdctl 3.4 sends a full URL as
+/// the HTTP/2 authority of `endpoint status`, which HTTP/2 servers other
+/// than etcd's own refuse.
 fn endpoints() -> String {
-    MEMBERS
-        .iter()
-        .map(|(_, c, _)| format!("http://127.0.0.1:{c}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    MEMBERS.iter().map(|(_, c, _)| format!("127.0.0.1:{c}")).collect::<Vec<_>>().join(",")
 }
 
 /// Asks a child to stop as Ctrl-C would.
@@ -95,12 +87,8 @@ fn terminate(child: &Child) {
 /// Runs the demo until SIGINT or SIGTERM, then stops every member.
 pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let base = args.data_dir;
-    std::fs::create_dir_all(&base)
-        .map_err(|e| DemoError::DataDir(base.display().to_string(), e))?;
-    let exe = std::env::current_exe().map_err(|source| DemoError::Spawn {
-        name: "synod".into(),
-        source,
-    })?;
+    std::fs::create_dir_all(&base).map_err(|e| DemoError::DataDir(base.display().to_string(), e))?;
+    let exe = std::env::current_exe().map_err(|source| DemoError::Spawn { name: "synod".into(), source })?;
     let mut children: Vec<(&str, Child)> = Vec::new();
     for (i, (name, _, _)) in MEMBERS.iter().enumerate() {
         let mut cmd = Command::new(&exe);
@@ -112,10 +100,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
             Ok(c) => children.push((name, c)),
             Err(source) => {
                 stop(&mut children);
-                return Err(DemoError::Spawn {
-                    name: name.to_string(),
-                    source,
-                });
+                return Err(DemoError::Spawn { name: name.to_string(), source });
             }
         }
     }
@@ -190,9 +175,7 @@ fn stop(children: &mut [(&str, Child)]) {
         loop {
             match child.try_wait() {
                 Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
                 Ok(None) => {
                     warn!(member = %name, "did not stop in time; killing it");
                     let _ = child.kill();

@@ -10,12 +10,11 @@ use crate::server::Context;
 use crate::status;
 use std::sync::Arc;
 use synod_kv::pb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, Request as OpRequest, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, Request as OpRequest, TxnRequest, TxnResponse,
 };
 use synod_kv::{
-    is_read_only, validate_delete_range, validate_put, validate_range, validate_txn,
-    Command as KvCommand, Response,
+    is_read_only, validate_delete_range, validate_put, validate_range, validate_txn, Command as KvCommand, Response,
 };
 use tonic::codegen::tokio_stream;
 use tonic::{Request, Response as GrpcResponse, Status};
@@ -42,9 +41,7 @@ impl KvService {
         }
         match self.ctx.handle.propose(payload).await {
             Ok(Ok(Reply::Write(r))) => Ok(r),
-            Ok(Ok(other)) => Err(Status::internal(format!(
-                "synod: unexpected reply to a write: {other:?}"
-            ))),
+            Ok(Ok(other)) => Err(Status::internal(format!("synod: unexpected reply to a write: {other:?}"))),
             Ok(Err(e)) => Err(status::machine(&e)),
             Err(e) => Err(status::runtime(&e)),
         }
@@ -53,10 +50,7 @@ impl KvService {
     /// Answers a read, linearizable unless `serializable`.
     async fn read(&self, query: Query, serializable: bool) -> Result<Reply, Status> {
         let result = if serializable {
-            self.ctx
-                .handle
-                .with_state(move |m| m.answer(&query))
-                .await
+            self.ctx.handle.with_state(move |m| m.answer(&query)).await
         } else {
             self.ctx.handle.read(query.to_bytes()).await
         };
@@ -75,22 +69,16 @@ fn unexpected(reply: impl std::fmt::Debug) -> Status {
 /// Whether every range in a read-only txn, at any depth, asks for a
 /// serializable read (etcd's `isTxnSerializable`).
 fn txn_is_serializable(t: &TxnRequest) -> bool {
-    t.success
-        .iter()
-        .chain(&t.failure)
-        .all(|op| match &op.request {
-            Some(OpRequest::RequestRange(r)) => r.serializable,
-            Some(OpRequest::RequestTxn(t)) => txn_is_serializable(t),
-            _ => true,
-        })
+    t.success.iter().chain(&t.failure).all(|op| match &op.request {
+        Some(OpRequest::RequestRange(r)) => r.serializable,
+        Some(OpRequest::RequestTxn(t)) => txn_is_serializable(t),
+        _ => true,
+    })
 }
 
 #[tonic::async_trait]
 impl PbKvService for KvService {
-    async fn range(
-        &self,
-        request: Request<RangeRequest>,
-    ) -> Result<GrpcResponse<RangeResponse>, Status> {
+    async fn range(&self, request: Request<RangeRequest>) -> Result<GrpcResponse<RangeResponse>, Status> {
         let req = request.into_inner();
         validate_range(&req).map_err(|e| status::kv(&e))?;
         let serializable = req.serializable;
@@ -103,8 +91,7 @@ impl PbKvService for KvService {
         }
     }
 
-    type RangeStreamStream =
-        tokio_stream::Empty<Result<PbRangeStreamResponse, Status>>;
+    type RangeStreamStream = tokio_stream::Empty<Result<PbRangeStreamResponse, Status>>;
 
     async fn range_stream(
         &self,
@@ -159,10 +146,7 @@ impl PbKvService for KvService {
         Ok(GrpcResponse::new(resp))
     }
 
-    async fn compact(
-        &self,
-        request: Request<CompactionRequest>,
-    ) -> Result<GrpcResponse<CompactionResponse>, Status> {
+    async fn compact(&self, request: Request<CompactionRequest>) -> Result<GrpcResponse<CompactionResponse>, Status> {
         let req = request.into_inner();
         match self.write(KvCommand::Compact(req)).await? {
             Response::Compact(mut r) => {

@@ -53,25 +53,16 @@ impl Proposal {
     pub fn to_bytes(&self) -> Bytes {
         match self {
             Proposal::Kv(c) => c.to_bytes().into(),
-            Proposal::Publish(a) => Extension {
-                publish: Some(a.clone()),
-            }
-            .encode_to_vec()
-            .into(),
+            Proposal::Publish(a) => Extension { publish: Some(a.clone()) }.encode_to_vec().into(),
         }
     }
 
     /// Decodes [`Proposal::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Proposal, MachineError> {
-        if let Ok(Extension {
-            publish: Some(attrs),
-        }) = Extension::decode(bytes)
-        {
+        if let Ok(Extension { publish: Some(attrs) }) = Extension::decode(bytes) {
             return Ok(Proposal::Publish(attrs));
         }
-        KvCommand::from_bytes(bytes)
-            .map(Proposal::Kv)
-            .map_err(|e| MachineError::Malformed(e.to_string()))
+        KvCommand::from_bytes(bytes).map(Proposal::Kv).map_err(|e| MachineError::Malformed(e.to_string()))
     }
 }
 
@@ -214,17 +205,12 @@ impl StateMachine for EtcdMachine {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        SnapshotWire {
-            kv: self.kv.snapshot(),
-            members: self.members(),
-        }
-        .encode_to_vec()
+        SnapshotWire { kv: self.kv.snapshot(), members: self.members() }.encode_to_vec()
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError> {
         let wire = SnapshotWire::decode(snapshot).map_err(|e| SnapshotError(e.to_string()))?;
-        let kv = KvState::restore(self.kv.config().clone(), &wire.kv)
-            .map_err(|e| SnapshotError(e.to_string()))?;
+        let kv = KvState::restore(self.kv.config().clone(), &wire.kv).map_err(|e| SnapshotError(e.to_string()))?;
         self.kv = kv;
         self.members = wire.members.into_iter().map(|m| (m.id, m)).collect();
         Ok(())
@@ -237,19 +223,11 @@ mod tests {
     use synod_kv::pb::PutRequest;
 
     fn put(key: &str) -> Proposal {
-        Proposal::Kv(KvCommand::Put(PutRequest {
-            key: key.into(),
-            value: b"v".to_vec(),
-            ..Default::default()
-        }))
+        Proposal::Kv(KvCommand::Put(PutRequest { key: key.into(), value: b"v".to_vec(), ..Default::default() }))
     }
 
     fn attrs(id: u64) -> MemberAttributes {
-        MemberAttributes {
-            id,
-            name: format!("n{id}"),
-            client_urls: vec![format!("http://127.0.0.1:{id}")],
-        }
+        MemberAttributes { id, name: format!("n{id}"), client_urls: vec![format!("http://127.0.0.1:{id}")] }
     }
 
     #[test]
@@ -257,9 +235,7 @@ mod tests {
         for p in [put("k"), Proposal::Publish(attrs(7))] {
             assert_eq!(Proposal::from_bytes(&p.to_bytes()).unwrap(), p);
         }
-        let Proposal::Kv(c) = put("k") else {
-            unreachable!()
-        };
+        let Proposal::Kv(c) = put("k") else { unreachable!() };
         assert_eq!(KvCommand::from_bytes(&put("k").to_bytes()).unwrap(), c);
         assert!(Proposal::from_bytes(b"\xff\xff").is_err());
     }
@@ -270,21 +246,13 @@ mod tests {
         let cmd = |p: Proposal| Command::new(1, 1, p.to_bytes());
         assert!(matches!(m.apply(1, &cmd(put("a"))), Ok(Reply::Write(_))));
         assert_eq!(m.apply(2, &cmd(Proposal::Publish(attrs(3)))), Ok(Reply::Published));
-        let q = Query::Range(RangeRequest {
-            key: b"a".to_vec(),
-            ..Default::default()
-        });
-        let Ok(Reply::Range(r)) = m.query(&q.to_bytes()) else {
-            panic!("range failed")
-        };
+        let q = Query::Range(RangeRequest { key: b"a".to_vec(), ..Default::default() });
+        let Ok(Reply::Range(r)) = m.query(&q.to_bytes()) else { panic!("range failed") };
         assert_eq!(r.kvs.len(), 1);
         let mut restored = EtcdMachine::new();
         restored.restore(&m.snapshot()).unwrap();
         assert_eq!(restored.kv(), m.kv());
         assert_eq!(restored.members(), vec![attrs(3)]);
-        assert!(matches!(
-            m.apply(3, &Command::new(1, 2, &b"\x08"[..])),
-            Err(MachineError::Malformed(_))
-        ));
+        assert!(matches!(m.apply(3, &Command::new(1, 2, &b"\x08"[..])), Err(MachineError::Malformed(_))));
     }
 }

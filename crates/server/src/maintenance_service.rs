@@ -6,10 +6,10 @@
 use crate::server::Context;
 use crate::status;
 use etcd_client::proto::{
-    PbAlarmRequest, PbAlarmResponse, PbDefragmentRequest, PbDefragmentResponse,
-    PbDowngradeRequest, PbDowngradeResponse, PbHashKvRequest, PbHashKvResponse, PbHashRequest,
-    PbHashResponse, PbMaintenanceService, PbMoveLeaderRequest, PbMoveLeaderResponse,
-    PbSnapshotRequest, PbSnapshotResponse, PbStatusRequest, PbStatusResponse,
+    PbAlarmRequest, PbAlarmResponse, PbDefragmentRequest, PbDefragmentResponse, PbDowngradeRequest,
+    PbDowngradeResponse, PbHashKvRequest, PbHashKvResponse, PbHashRequest, PbHashResponse, PbMaintenanceService,
+    PbMoveLeaderRequest, PbMoveLeaderResponse, PbSnapshotRequest, PbSnapshotResponse, PbStatusRequest,
+    PbStatusResponse,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -49,34 +49,18 @@ fn dir_size(path: &Path) -> u64 {
 
 #[tonic::async_trait]
 impl PbMaintenanceService for MaintenanceService {
-    async fn alarm(
-        &self,
-        _request: Request<PbAlarmRequest>,
-    ) -> Result<Response<PbAlarmResponse>, Status> {
+    async fn alarm(&self, _request: Request<PbAlarmRequest>) -> Result<Response<PbAlarmResponse>, Status> {
         // No alarms are ever raised (no space quota yet), so there is
         // nothing to list, activate or deactivate.
-        let mut resp = PbAlarmResponse {
-            header: None,
-            alarms: Vec::new(),
-        };
+        let mut resp = PbAlarmResponse { header: None, alarms: Vec::new() };
         self.ctx.fill(&mut resp.header);
         Ok(Response::new(resp))
     }
 
-    async fn status(
-        &self,
-        _request: Request<PbStatusRequest>,
-    ) -> Result<Response<PbStatusResponse>, Status> {
-        let st = self
-            .ctx
-            .handle
-            .status()
-            .await
-            .map_err(|e| status::runtime(&e))?;
+    async fn status(&self, _request: Request<PbStatusRequest>) -> Result<Response<PbStatusResponse>, Status> {
+        let st = self.ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
         let dir = self.ctx.data_dir.clone();
-        let db_size = tokio::task::spawn_blocking(move || dir_size(&dir))
-            .await
-            .unwrap_or(0) as i64;
+        let db_size = tokio::task::spawn_blocking(move || dir_size(&dir)).await.unwrap_or(0) as i64;
         let mut resp = PbStatusResponse {
             version: ETCD_VERSION.to_string(),
             db_size,
@@ -105,17 +89,11 @@ impl PbMaintenanceService for MaintenanceService {
         Ok(Response::new(resp))
     }
 
-    async fn hash(
-        &self,
-        _request: Request<PbHashRequest>,
-    ) -> Result<Response<PbHashResponse>, Status> {
+    async fn hash(&self, _request: Request<PbHashRequest>) -> Result<Response<PbHashResponse>, Status> {
         Err(status::unimplemented("Maintenance.Hash (use HashKV)"))
     }
 
-    async fn hash_kv(
-        &self,
-        request: Request<PbHashKvRequest>,
-    ) -> Result<Response<PbHashKvResponse>, Status> {
+    async fn hash_kv(&self, request: Request<PbHashKvRequest>) -> Result<Response<PbHashKvResponse>, Status> {
         let rev = request.into_inner().revision;
         let mut resp = self
             .ctx
@@ -130,10 +108,7 @@ impl PbMaintenanceService for MaintenanceService {
 
     type SnapshotStream = tokio_stream::Empty<Result<PbSnapshotResponse, Status>>;
 
-    async fn snapshot(
-        &self,
-        _request: Request<PbSnapshotRequest>,
-    ) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(&self, _request: Request<PbSnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
         Err(status::unimplemented("Maintenance.Snapshot"))
     }
 
@@ -144,10 +119,7 @@ impl PbMaintenanceService for MaintenanceService {
         Err(status::unimplemented("Maintenance.MoveLeader"))
     }
 
-    async fn downgrade(
-        &self,
-        _request: Request<PbDowngradeRequest>,
-    ) -> Result<Response<PbDowngradeResponse>, Status> {
+    async fn downgrade(&self, _request: Request<PbDowngradeRequest>) -> Result<Response<PbDowngradeResponse>, Status> {
         Err(status::unimplemented("Maintenance.Downgrade"))
     }
 }

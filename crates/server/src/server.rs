@@ -75,16 +75,11 @@ pub enum ServerError {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { addr, source })
+    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
 }
 
 /// Runs one member until `shutdown` completes, then stops it cleanly.
-pub async fn run(
-    cfg: ServerConfig,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ServerError> {
+pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
     let peer_listener = bind(cfg.peer_listen).await?;
     let mut client_listeners = Vec::new();
     for addr in &cfg.client_listen {
@@ -130,25 +125,17 @@ pub async fn run(
     let mut servers = Vec::new();
     for listener in client_listeners {
         let router = tonic::transport::Server::builder()
+            .add_service(PbKvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(limit))
+            .add_service(PbClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(limit))
             .add_service(
-                PbKvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(limit),
-            )
-            .add_service(
-                PbClusterServer::new(ClusterService::new(ctx.clone()))
-                    .max_decoding_message_size(limit),
-            )
-            .add_service(
-                PbMaintenanceServer::new(MaintenanceService::new(ctx.clone()))
-                    .max_decoding_message_size(limit),
+                PbMaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(limit),
             );
         let mut stop = stop_rx.clone();
         servers.push(tokio::spawn(async move {
             let signal = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            router
-                .serve_with_incoming_shutdown(TcpIncoming::from(listener), signal)
-                .await
+            router.serve_with_incoming_shutdown(TcpIncoming::from(listener), signal).await
         }));
     }
 
@@ -157,9 +144,8 @@ pub async fn run(
     let _ = stop_tx.send(true);
     for s in servers {
         // Clients holding connections open must not keep the member alive.
-        match tokio::time::timeout(Duration::from_secs(2), s).await {
-            Ok(Ok(Err(e))) => warn!(error = %e, "client listener failed"),
-            Ok(_) | Err(_) => {}
+        if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(2), s).await {
+            warn!(error = %e, "client listener failed");
         }
     }
     for b in background {
@@ -172,11 +158,7 @@ pub async fn run(
 
 /// Publishes this member's attributes through the log, retrying until a
 /// quorum is there to choose them (as etcd's `publishV3`).
-async fn publish(
-    handle: Handle<EtcdMachine>,
-    attrs: MemberAttributes,
-    stop: watch::Receiver<bool>,
-) {
+async fn publish(handle: Handle<EtcdMachine>, attrs: MemberAttributes, stop: watch::Receiver<bool>) {
     let payload = Proposal::Publish(attrs).to_bytes();
     while !*stop.borrow() {
         match handle.propose(payload.clone()).await {

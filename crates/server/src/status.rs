@@ -63,10 +63,7 @@ mod tests {
         let s = runtime(&synod_runtime::Error::NotLeader { leader: None });
         assert_eq!((s.code(), s.message()), (Code::Unavailable, NO_LEADER));
         let s = kv(&KvError::EmptyKey);
-        assert_eq!(
-            (s.code(), s.message()),
-            (Code::InvalidArgument, "etcdserver: key is not provided")
-        );
+        assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "etcdserver: key is not provided"));
         let s = kv(&KvError::Compacted);
         assert_eq!(s.code(), Code::OutOfRange);
     }

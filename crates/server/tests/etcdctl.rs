@@ -24,11 +24,7 @@ impl Etcdctl {
             .arg(format!("--endpoints={}", self.endpoints))
             .arg("--command-timeout=10s")
             .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("run etcdctl");
@@ -53,9 +49,7 @@ impl Etcdctl {
 }
 
 fn json_number(json: &str, field: &str) -> i64 {
-    let at = json
-        .find(&format!("\"{field}\":"))
-        .unwrap_or_else(|| panic!("{field} in {json}"));
+    let at = json.find(&format!("\"{field}\":")).unwrap_or_else(|| panic!("{field} in {json}"));
     json[at + field.len() + 3..]
         .chars()
         .take_while(|c| c.is_ascii_digit())
@@ -71,14 +65,8 @@ fn etcdctl_drives_a_synod_cluster() {
         return;
     }
     let cluster = Cluster::start(3);
-    let endpoints: Vec<String> = cluster
-        .members
-        .iter()
-        .map(|m| format!("127.0.0.1:{}", m.client_port))
-        .collect();
-    let ctl = Etcdctl {
-        endpoints: endpoints.join(","),
-    };
+    let endpoints: Vec<String> = cluster.members.iter().map(|m| format!("127.0.0.1:{}", m.client_port)).collect();
+    let ctl = Etcdctl { endpoints: endpoints.join(",") };
 
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -95,10 +83,7 @@ fn etcdctl_drives_a_synod_cluster() {
     ctl.ok(&["put", "foo2", "baz"]);
     ctl.ok(&["put", "other", "x"]);
     assert_eq!(ctl.ok(&["get", "foo"]), "foo\nbar\n");
-    assert_eq!(
-        ctl.ok(&["get", "--prefix", "foo"]),
-        "foo\nbar\nfoo2\nbaz\n"
-    );
+    assert_eq!(ctl.ok(&["get", "--prefix", "foo"]), "foo\nbar\nfoo2\nbaz\n");
     assert_eq!(ctl.ok(&["get", "--prefix", "foo", "--limit", "1"]), "foo\nbar\n");
 
     let json = ctl.ok(&["get", "foo", "-w", "json"]);
@@ -111,20 +96,14 @@ fn etcdctl_drives_a_synod_cluster() {
     assert_eq!(ctl.ok(&["del", "foo2"]), "1\n");
     assert_eq!(ctl.ok(&["get", "foo2"]), "");
 
-    let (ok, out, err) = ctl.run(
-        &["txn", "-i"],
-        Some("value(\"foo\") = \"bar2\"\n\nput t yes\n\nput t no\n\n"),
-    );
+    let (ok, out, err) = ctl.run(&["txn", "-i"], Some("value(\"foo\") = \"bar2\"\n\nput t yes\n\nput t no\n\n"));
     assert!(ok, "txn failed: {err}");
     assert!(out.contains("SUCCESS\n\nOK"), "txn output: {out}");
     assert_eq!(ctl.ok(&["get", "t"]), "t\nyes\n");
 
     let current = json_number(&ctl.ok(&["get", "foo", "-w", "json"]), "revision");
     let current_s = current.to_string();
-    assert_eq!(
-        ctl.ok(&["compaction", &current_s]),
-        format!("compacted revision {current}\n")
-    );
+    assert_eq!(ctl.ok(&["compaction", &current_s]), format!("compacted revision {current}\n"));
     let (ok, _, err) = ctl.run(&["get", "foo", "--rev", &rev_s], None);
     assert!(!ok && err.contains("required revision has been compacted"), "{err}");
 
@@ -136,10 +115,7 @@ fn etcdctl_drives_a_synod_cluster() {
             .find(|l| l.contains(&format!(", {}, ", m.name)))
             .unwrap_or_else(|| panic!("{} in {members}", m.name));
         assert!(line.contains("started"), "{line}");
-        assert!(
-            line.contains(&format!("http://127.0.0.1:{}", m.peer_port)),
-            "{line}"
-        );
+        assert!(line.contains(&format!("http://127.0.0.1:{}", m.peer_port)), "{line}");
         // Client URLs are published through the log shortly after start.
         assert!(line.contains(&cluster.endpoint(i)), "{line}");
     }
@@ -147,11 +123,7 @@ fn etcdctl_drives_a_synod_cluster() {
     let status = ctl.ok(&["endpoint", "status"]);
     assert_eq!(status.lines().count(), 3, "{status}");
     assert!(status.lines().all(|l| l.contains("3.5.0")), "{status}");
-    assert_eq!(
-        status.lines().filter(|l| l.contains(", true, ")).count(),
-        1,
-        "exactly one leader: {status}"
-    );
+    assert_eq!(status.lines().filter(|l| l.contains(", true, ")).count(), 1, "exactly one leader: {status}");
 
     let (ok, out, err) = ctl.run(&["endpoint", "health"], None);
     let health = format!("{out}{err}");

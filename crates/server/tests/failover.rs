@@ -24,13 +24,7 @@ async fn leader_sigkill_during_write_load_loses_no_acknowledged_write() {
     let acks: Acks = Arc::default();
     let mut writers = Vec::new();
     // Two writers on each follower, one on the leader itself.
-    let targets = [
-        (leader + 1) % 3,
-        (leader + 1) % 3,
-        (leader + 2) % 3,
-        (leader + 2) % 3,
-        leader,
-    ];
+    let targets = [(leader + 1) % 3, (leader + 1) % 3, (leader + 2) % 3, (leader + 2) % 3, leader];
     for (w, &target) in targets.iter().enumerate() {
         let mut client = cluster.client(target).await;
         let (stop, killed, acks) = (stop.clone(), killed.clone(), acks.clone());
@@ -86,11 +80,7 @@ async fn leader_sigkill_during_write_load_loses_no_acknowledged_write() {
         .map(|kv| kv.key().to_vec())
         .collect();
     let acked = acks.lock().unwrap().clone();
-    let lost: Vec<&String> = acked
-        .iter()
-        .map(|(k, _)| k)
-        .filter(|k| !stored.contains(k.as_bytes()))
-        .collect();
+    let lost: Vec<&String> = acked.iter().map(|(k, _)| k).filter(|k| !stored.contains(k.as_bytes())).collect();
     assert!(
         lost.is_empty(),
         "{} of {} acknowledged writes lost, e.g. {:?}",
@@ -120,11 +110,7 @@ async fn restarted_member_catches_up() {
     cluster.wait_member_ready(0).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     while cluster.local_count(0, "r/").await != 60 {
-        assert!(
-            Instant::now() < deadline,
-            "restarted member has {} of 60 keys",
-            cluster.local_count(0, "r/").await
-        );
+        assert!(Instant::now() < deadline, "restarted member has {} of 60 keys", cluster.local_count(0, "r/").await);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // And it takes part in new writes.

@@ -14,14 +14,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 /// Fast but not twitchy timing for two shared cores.
-pub const TIMING: &[&str] = &[
-    "--tick-ms",
-    "10",
-    "--heartbeat-interval",
-    "50",
-    "--election-timeout",
-    "500",
-];
+pub const TIMING: &[&str] = &["--tick-ms", "10", "--heartbeat-interval", "50", "--election-timeout", "500"];
 
 /// One member process.
 pub struct Member {
@@ -45,13 +38,9 @@ pub struct Cluster {
 
 /// `n` distinct free loopback ports (bound together, then released).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local address").port())
-        .collect()
+    let listeners: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("local address").port()).collect()
 }
 
 impl Cluster {
@@ -116,11 +105,7 @@ impl Cluster {
 
     fn spawn(&mut self, i: usize) {
         let m = &mut self.members[i];
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&m.log)
-            .expect("log file");
+        let log = File::options().create(true).append(true).open(&m.log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_synod"))
             .args(&m.args)
             .env("RUST_LOG", "info")
@@ -179,11 +164,7 @@ impl Cluster {
             if matches!(ok, Ok(Ok(_))) {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "member {} not ready: {ok:?}",
-                self.members[i].name
-            );
+            assert!(Instant::now() < deadline, "member {} not ready: {ok:?}", self.members[i].name);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -231,10 +212,7 @@ impl Cluster {
     /// Serializable count of keys under a prefix at member `i`.
     pub async fn local_count(&self, i: usize, prefix: &str) -> i64 {
         let mut c = self.client(i).await;
-        let opts = GetOptions::new()
-            .with_prefix()
-            .with_count_only()
-            .with_serializable();
+        let opts = GetOptions::new().with_prefix().with_count_only().with_serializable();
         c.get(prefix, Some(opts)).await.map_or(-1, |r| r.count())
     }
 
@@ -246,12 +224,8 @@ impl Cluster {
 
 /// A client of the given endpoints, with a request timeout.
 pub async fn connect(endpoints: Vec<String>) -> Client {
-    let opts = ConnectOptions::new()
-        .with_timeout(Duration::from_secs(5))
-        .with_connect_timeout(Duration::from_secs(2));
-    Client::connect(endpoints, Some(opts))
-        .await
-        .expect("connect (lazily) to synod")
+    let opts = ConnectOptions::new().with_timeout(Duration::from_secs(5)).with_connect_timeout(Duration::from_secs(2));
+    Client::connect(endpoints, Some(opts)).await.expect("connect (lazily) to synod")
 }
 
 impl Drop for Cluster {
