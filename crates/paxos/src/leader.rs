@@ -261,17 +261,28 @@ impl<S: StateMachine> Replica<S> {
         self.send(last, Message::Accept { ballot, first_slot, values, commit });
     }
 
+    /// The active leadership in `ballot`, with `from`'s member index, if we
+    /// lead in that ballot and `from` is a member.
+    fn active_in(&mut self, from: NodeId, ballot: Ballot) -> Option<(usize, &mut Active)> {
+        let idx = self.member_index(from)?;
+        match self.leader.as_mut() {
+            Some(Leader { ballot: b, phase: Phase::Active(a), .. }) if *b == ballot => Some((idx, a)),
+            _ => None,
+        }
+    }
+
+    /// Acceptors whose acknowledgement a lease or a read confirmation needs.
+    fn phase2_size(&self) -> usize {
+        if self.cfg.has_bug(PlantedBug::SmallQuorum) {
+            self.cfg.quorum.phase2().saturating_sub(1).max(1)
+        } else {
+            self.cfg.quorum.phase2()
+        }
+    }
+
     /// Phase 2b arrives: count it; a quorum chooses the slot.
     pub(crate) fn on_accepted(&mut self, from: NodeId, ballot: Ballot, first_slot: Slot, last_slot: Slot) {
-        let Some(idx) = self.member_index(from) else {
-            return;
-        };
-        let Some(Leader { ballot: b, phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
-            return;
-        };
-        if *b != ballot {
-            return;
-        }
+        let Some((idx, a)) = self.active_in(from, ballot) else { return };
         let mut chosen = Vec::new();
         for (&slot, inf) in a.inflight.range_mut(first_slot..=last_slot) {
             if inf.acks.insert(idx) {
@@ -503,15 +514,7 @@ impl<S: StateMachine> Replica<S> {
     }
 
     pub(crate) fn on_heartbeat_ack(&mut self, from: NodeId, ballot: Ballot, seq: u64, lease: bool) {
-        let Some(idx) = self.member_index(from) else {
-            return;
-        };
-        let Some(Leader { ballot: b, phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
-            return;
-        };
-        if *b != ballot {
-            return;
-        }
+        let Some((idx, a)) = self.active_in(from, ballot) else { return };
         a.acked[idx] = a.acked[idx].max(seq);
         if lease {
             a.lease_acked[idx] = a.lease_acked[idx].max(seq);
@@ -522,11 +525,7 @@ impl<S: StateMachine> Replica<S> {
     /// Recompute what a quorum of heartbeat acknowledgements proves: the
     /// lease, and which pending reads are confirmed.
     fn update_confirmations(&mut self) {
-        let q2 = if self.cfg.has_bug(PlantedBug::SmallQuorum) {
-            self.cfg.quorum.phase2().saturating_sub(1).max(1)
-        } else {
-            self.cfg.quorum.phase2()
-        };
+        let q2 = self.phase2_size();
         let margin =
             if self.cfg.has_bug(PlantedBug::LeaseNoDriftMargin) { 0 } else { self.cfg.lease_drift_margin_ticks };
         let lease_ticks = self.cfg.lease_ticks;
@@ -611,11 +610,7 @@ impl<S: StateMachine> Replica<S> {
     /// Answer every pending read that is confirmed (and, for reads made
     /// here, applied); tell followers their confirmed read index.
     pub(crate) fn serve_reads(&mut self) {
-        let q2 = if self.cfg.has_bug(PlantedBug::SmallQuorum) {
-            self.cfg.quorum.phase2().saturating_sub(1).max(1)
-        } else {
-            self.cfg.quorum.phase2()
-        };
+        let q2 = self.phase2_size();
         let applied = self.applied;
         let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
             return;
