@@ -51,11 +51,10 @@ impl PbClusterService for ClusterService {
         &self,
         request: Request<PbMemberListRequest>,
     ) -> Result<Response<PbMemberListResponse>, Status> {
-        let handle = &self.ctx.handle;
         let published = if request.get_ref().linearizable {
-            handle.read(Query::Members.to_bytes()).await
+            self.ctx.read(&Query::Members).await
         } else {
-            handle.with_state(|m| Ok(Reply::Members(m.members()))).await
+            self.ctx.handle.with_state(|m| Ok(Reply::Members(m.members()))).await
         };
         let published = match published {
             Ok(Ok(Reply::Members(m))) => m,

@@ -67,8 +67,8 @@ pub struct DemoArgs {
 pub enum ClusterState {
     /// The cluster is being created with these members.
     New,
-    /// The member joins (or rejoins) a running cluster of these members; it
-    /// catches up from the others.
+    /// The member joins (or rejoins) a running cluster of these members;
+    /// with an empty data directory it does not vote until caught up.
     Existing,
 }
 
@@ -109,9 +109,9 @@ pub struct NodeArgs {
     #[arg(long, default_value = "default=http://localhost:2380")]
     pub initial_cluster: String,
 
-    /// `new` to create a cluster, `existing` to join a running one (with
-    /// static membership both start the same way; an empty data directory
-    /// catches up from the others).
+    /// `new` to create a cluster, `existing` to join a running one: a member
+    /// joining with an empty data directory may have lost its disk, so it
+    /// rejoins as a non-voter until it has caught up from the others.
     #[arg(long, value_enum, default_value = "new")]
     pub initial_cluster_state: ClusterState,
 
@@ -334,6 +334,7 @@ impl NodeArgs {
         let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.synod", self.name)));
         let mut node = NodeConfig::new(protocol, cluster_id, peers, data_dir);
         node.tick = Duration::from_millis(self.tick_ms);
+        node.join_existing = self.initial_cluster_state == ClusterState::Existing;
         // Frames carry batches of requests; leave room for a full batch of
         // maximal requests up to the runtime's own ceiling.
         node.max_frame = node.max_frame.max(4 * self.max_request_bytes);

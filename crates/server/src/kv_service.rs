@@ -39,7 +39,7 @@ impl KvService {
         if payload.len() > self.ctx.max_request_bytes {
             return Err(status::too_large());
         }
-        match self.ctx.handle.propose(payload).await {
+        match self.ctx.propose(payload).await {
             Ok(Ok(Reply::Write(r))) => Ok(r),
             Ok(Ok(other)) => Err(Status::internal(format!("synod: unexpected reply to a write: {other:?}"))),
             Ok(Err(e)) => Err(status::machine(&e)),
@@ -52,7 +52,7 @@ impl KvService {
         let result = if serializable {
             self.ctx.handle.with_state(move |m| m.answer(&query)).await
         } else {
-            self.ctx.handle.read(query.to_bytes()).await
+            self.ctx.read(&query).await
         };
         match result {
             Ok(Ok(r)) => Ok(r),

@@ -4,20 +4,24 @@
 use crate::cluster_service::ClusterService;
 use crate::config::{Member, ServerConfig, GRPC_OVERHEAD_BYTES};
 use crate::kv_service::KvService;
-use crate::machine::{EtcdMachine, MemberAttributes, Proposal};
+use crate::machine::{EtcdMachine, MemberAttributes, Output, Proposal, Query};
 use crate::maintenance_service::MaintenanceService;
+use bytes::Bytes;
 use etcd_client::proto::{PbClusterServer, PbKvServer, PbMaintenanceServer, PbResponseHeader};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use synod_runtime::{Handle, Node};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
+
+/// How often a request waiting for a leader tries again.
+const LEADER_RETRY: Duration = Duration::from_millis(50);
 
 /// What every service of one member shares.
 pub struct Context {
@@ -35,6 +39,9 @@ pub struct Context {
     pub max_txn_ops: usize,
     /// This member's data directory.
     pub data_dir: PathBuf,
+    /// How long a request waits for a leader to be elected before failing
+    /// with "no leader".
+    pub leader_wait: Duration,
     /// The latest ballot round seen, reported as raft term.
     term: AtomicU64,
     /// The latest store revision seen, for headers of responses that do
@@ -43,6 +50,35 @@ pub struct Context {
 }
 
 impl Context {
+    /// Replicates a payload. A request refused because no leader is known
+    /// was not proposed, so it is retried until one is, for up to
+    /// `leader_wait`.
+    pub async fn propose(&self, payload: Bytes) -> Result<Output, synod_runtime::Error> {
+        let deadline = Instant::now() + self.leader_wait;
+        loop {
+            match self.handle.propose(payload.clone()).await {
+                Err(synod_runtime::Error::NotLeader { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(LEADER_RETRY).await
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A linearizable read, waiting up to `leader_wait` for a leader.
+    pub async fn read(&self, query: &Query) -> Result<Output, synod_runtime::Error> {
+        let bytes = query.to_bytes();
+        let deadline = Instant::now() + self.leader_wait;
+        loop {
+            match self.handle.read(bytes.clone()).await {
+                Err(synod_runtime::Error::NotLeader { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(LEADER_RETRY).await
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Completes a response header: cluster and member ids and the term
     /// always; the revision if the store did not set one.
     pub fn fill(&self, header: &mut Option<PbResponseHeader>) {
@@ -103,6 +139,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
         max_request_bytes: cfg.max_request_bytes,
         max_txn_ops: synod_kv::Config::default().max_txn_ops,
         data_dir: cfg.node.data_dir.clone(),
+        leader_wait: cfg.node.tick * (2 * cfg.node.protocol.election_ticks) as u32,
         term: AtomicU64::new(0),
         revision: AtomicI64::new(0),
     });
