@@ -118,7 +118,11 @@ async fn restarted_member_catches_up() {
     cluster.wait_member_ready(victim).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     while cluster.local_count(victim, "r/").await != 60 {
-        assert!(Instant::now() < deadline, "restarted member has {} of 60 keys", cluster.local_count(0, "r/").await);
+        assert!(
+            Instant::now() < deadline,
+            "restarted member has {} of 60 keys",
+            cluster.local_count(victim, "r/").await
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // And it takes part in new writes.
