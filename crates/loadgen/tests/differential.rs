@@ -53,8 +53,13 @@ type Outcome = Result<Reply, (tonic::Code, String)>;
 
 /// Few keys, sharing prefixes, so that ranges, prefixes and transactions
 /// overlap often; 0xff keys exercise prefix ends that wrap.
+///
+/// At most 12: etcd sorts a range with Go's `sort.Sort`, which is unstable
+/// above 12 elements (pdqsort) but an insertion sort, so stable, up to 12.
+/// The order of ties is not part of etcd's contract, so no result may be
+/// long enough for it to depend on Go's sort internals.
 const KEYS: &[&[u8]] =
-    &[b"a", b"ab", b"abc", b"b", b"ba", b"c", b"foo", b"foo/1", b"foo/2", b"foo/3", b"fop", b"z", b"\xff", b"\xff\xff"];
+    &[b"a", b"ab", b"abc", b"b", b"c", b"foo", b"foo/1", b"foo/2", b"fop", b"z", b"\xff", b"\xff\xff"];
 const VALUES: &[&[u8]] = &[b"", b"v", b"value", b"another value", b"\x00\x01bin"];
 
 /// A seeded request generator that tracks the store's revision (from the
@@ -524,6 +529,11 @@ fn a_seed_always_generates_the_same_requests() {
     };
     assert_eq!(ops(3), ops(3));
     assert_ne!(ops(3), ops(4));
+}
+
+#[test]
+fn no_range_can_hold_more_keys_than_go_sorts_stably() {
+    assert!(KEYS.len() <= 12);
 }
 
 #[test]
