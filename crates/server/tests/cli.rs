@@ -1,0 +1,59 @@
+//! The command line other tooling relies on: etcd's flag names, documented
+//! defaults, and invalid combinations refused before anything starts.
+
+use std::process::Command;
+
+fn synod(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_synod")).args(args).output().expect("run synod");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let (ok, help) = synod(&["--help"]);
+    assert!(ok, "{help}");
+    for flag in [
+        "--name",
+        "--data-dir",
+        "--listen-client-urls",
+        "--advertise-client-urls",
+        "--listen-peer-urls",
+        "--initial-advertise-peer-urls",
+        "--initial-cluster",
+        "--initial-cluster-state",
+        "--initial-cluster-token",
+        "--heartbeat-interval",
+        "--election-timeout",
+        "--max-request-bytes",
+        "--tick-ms",
+        "--max-batch",
+        "--max-inflight-slots",
+        "--phase1-quorum",
+        "--phase2-quorum",
+        "--lease-ms",
+    ] {
+        assert!(help.contains(flag), "--help does not document {flag}");
+    }
+    for default in ["[default: 100]", "[default: 1000]", "[default: 1572864]", "[default: 10]"] {
+        assert!(help.contains(default), "--help does not show {default}");
+    }
+    let (ok, demo) = synod(&["demo", "--help"]);
+    assert!(ok && demo.contains("--data-dir"), "{demo}");
+}
+
+#[test]
+fn invalid_configurations_are_refused_with_a_clear_message() {
+    let cluster = "a=http://127.0.0.1:1,b=http://127.0.0.1:2,c=http://127.0.0.1:3";
+    let base = ["--name", "a", "--initial-cluster", cluster, "--initial-advertise-peer-urls", "http://127.0.0.1:1"];
+    let table: &[(&[&str], &str)] = &[
+        (&["--phase1-quorum", "1", "--phase2-quorum", "2"], "do not intersect"),
+        (&["--lease-ms", "2000"], "--lease-ms"),
+        (&["--initial-cluster-state", "maybe"], "maybe"),
+    ];
+    for (extra, want) in table {
+        let args: Vec<&str> = base.iter().chain(extra.iter()).copied().collect();
+        let (ok, out) = synod(&args);
+        assert!(!ok, "{args:?} was accepted");
+        assert!(out.contains(want), "{args:?}: {out:?} should mention {want:?}");
+    }
+}
