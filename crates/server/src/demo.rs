@@ -29,6 +29,10 @@ pub enum DemoError {
     /// Signals could not be watched.
     #[error("signals: {0}")]
     Signal(std::io::Error),
+    /// Every member exited by itself (a port in use, a bad data directory:
+    /// their logs say which).
+    #[error("every member exited; see their logs above")]
+    AllExited,
     /// The data directory could not be made.
     #[error("data directory {0}: {1}")]
     DataDir(String, std::io::Error),
@@ -84,8 +88,17 @@ fn terminate(child: &Child) {
     }
 }
 
+/// SIGTERM and SIGINT, watched from before the first member starts so
+/// that neither can leave members behind.
+type Signals = (tokio::signal::unix::Signal, tokio::signal::unix::Signal);
+
 /// Runs the demo until SIGINT or SIGTERM, then stops every member.
 pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut signals = (
+        signal(SignalKind::terminate()).map_err(DemoError::Signal)?,
+        signal(SignalKind::interrupt()).map_err(DemoError::Signal)?,
+    );
     let base = args.data_dir;
     std::fs::create_dir_all(&base).map_err(|e| DemoError::DataDir(base.display().to_string(), e))?;
     let exe = std::env::current_exe().map_err(|source| DemoError::Spawn { name: "synod".into(), source })?;
@@ -131,17 +144,15 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
             .collect::<String>(),
     );
 
-    wait_for_signal(&mut children).await?;
+    let waited = wait_for_signal(&mut signals, &mut children).await;
     stop(&mut children);
     println!("synod demo: stopped");
-    Ok(())
+    waited
 }
 
 /// Waits for SIGINT or SIGTERM, warning about members that exit meanwhile.
-async fn wait_for_signal(children: &mut [(&str, Child)]) -> Result<(), DemoError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(DemoError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(DemoError::Signal)?;
+async fn wait_for_signal(signals: &mut Signals, children: &mut [(&str, Child)]) -> Result<(), DemoError> {
+    let (term, int) = signals;
     let mut reported = vec![false; children.len()];
     loop {
         tokio::select! {
@@ -155,6 +166,9 @@ async fn wait_for_signal(children: &mut [(&str, Child)]) -> Result<(), DemoError
                             reported[i] = true;
                         }
                     }
+                }
+                if reported.iter().all(|&r| r) {
+                    return Err(DemoError::AllExited);
                 }
             }
         }
