@@ -6,9 +6,8 @@
 
 use crate::error::DecodeError;
 use crate::pb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, Event,
-    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest,
-    PutResponse, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, Event, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, TxnRequest, TxnResponse,
 };
 
 /// A write request, as applied by [`crate::KvState::apply`] on every replica.
@@ -63,25 +62,20 @@ impl Command {
             Command::LeaseGrant(r) => Wire::LeaseGrant(r),
             Command::LeaseRevoke(r) => Wire::LeaseRevoke(r),
         };
-        Envelope {
-            command: Some(wire),
-        }
-        .encode_to_vec()
+        Envelope { command: Some(wire) }.encode_to_vec()
     }
 
     /// Decodes bytes made by [`Command::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Command, DecodeError> {
         use prost::Message;
-        Ok(
-            match Envelope::decode(bytes)?.command.ok_or(DecodeError::Empty)? {
-                Wire::Put(r) => Command::Put(r),
-                Wire::DeleteRange(r) => Command::DeleteRange(r),
-                Wire::Txn(r) => Command::Txn(r),
-                Wire::Compact(r) => Command::Compact(r),
-                Wire::LeaseGrant(r) => Command::LeaseGrant(r),
-                Wire::LeaseRevoke(r) => Command::LeaseRevoke(r),
-            },
-        )
+        Ok(match Envelope::decode(bytes)?.command.ok_or(DecodeError::Empty)? {
+            Wire::Put(r) => Command::Put(r),
+            Wire::DeleteRange(r) => Command::DeleteRange(r),
+            Wire::Txn(r) => Command::Txn(r),
+            Wire::Compact(r) => Command::Compact(r),
+            Wire::LeaseGrant(r) => Command::LeaseGrant(r),
+            Wire::LeaseRevoke(r) => Command::LeaseRevoke(r),
+        })
     }
 }
 

@@ -20,9 +20,6 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            max_txn_ops: 128,
-            min_lease_ttl: 2,
-        }
+        Config { max_txn_ops: 128, min_lease_ttl: 2 }
     }
 }

@@ -78,9 +78,7 @@ impl KvError {
             | KvError::TooManyOps
             | KvError::DuplicateKey
             | KvError::InvalidSortOption => Code::InvalidArgument,
-            KvError::Compacted | KvError::FutureRevision | KvError::LeaseTtlTooLarge => {
-                Code::OutOfRange
-            }
+            KvError::Compacted | KvError::FutureRevision | KvError::LeaseTtlTooLarge => Code::OutOfRange,
             KvError::LeaseNotFound => Code::NotFound,
             KvError::LeaseExists | KvError::WriteInReadOnlyTxn => Code::FailedPrecondition,
         }
@@ -119,46 +117,14 @@ mod tests {
     #[test]
     fn errors_carry_etcd_codes_and_messages() {
         let cases = [
-            (
-                KvError::EmptyKey,
-                Code::InvalidArgument,
-                "etcdserver: key is not provided",
-            ),
-            (
-                KvError::KeyNotFound,
-                Code::InvalidArgument,
-                "etcdserver: key not found",
-            ),
-            (
-                KvError::DuplicateKey,
-                Code::InvalidArgument,
-                "etcdserver: duplicate key given in txn request",
-            ),
-            (
-                KvError::Compacted,
-                Code::OutOfRange,
-                "etcdserver: mvcc: required revision has been compacted",
-            ),
-            (
-                KvError::FutureRevision,
-                Code::OutOfRange,
-                "etcdserver: mvcc: required revision is a future revision",
-            ),
-            (
-                KvError::LeaseNotFound,
-                Code::NotFound,
-                "etcdserver: requested lease not found",
-            ),
-            (
-                KvError::LeaseExists,
-                Code::FailedPrecondition,
-                "etcdserver: lease already exists",
-            ),
-            (
-                KvError::LeaseTtlTooLarge,
-                Code::OutOfRange,
-                "etcdserver: too large lease TTL",
-            ),
+            (KvError::EmptyKey, Code::InvalidArgument, "etcdserver: key is not provided"),
+            (KvError::KeyNotFound, Code::InvalidArgument, "etcdserver: key not found"),
+            (KvError::DuplicateKey, Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
+            (KvError::Compacted, Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
+            (KvError::FutureRevision, Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
+            (KvError::LeaseNotFound, Code::NotFound, "etcdserver: requested lease not found"),
+            (KvError::LeaseExists, Code::FailedPrecondition, "etcdserver: lease already exists"),
+            (KvError::LeaseTtlTooLarge, Code::OutOfRange, "etcdserver: too large lease TTL"),
         ];
         for (err, code, message) in cases {
             assert_eq!(err.code(), code, "{err:?}");

@@ -29,9 +29,7 @@ impl KvState {
         let changes: Vec<_> = self.mvcc.changes_upto(rev).collect();
         // etcd's quirk: with no live key at `rev`, its keep-set is empty and
         // every retained old change is hashed.
-        let keep_empty = !changes
-            .iter()
-            .any(|(_, e, visible)| *visible && e.live.is_some());
+        let keep_empty = !changes.iter().any(|(_, e, visible)| *visible && e.live.is_some());
         let mut hash = crc32c::crc32c(b"key");
         for (key, entry, visible) in changes {
             let kept = keep_empty || (visible && entry.live.is_some());
@@ -40,11 +38,6 @@ impl KvState {
                 hash = crc32c::crc32c_append(hash, &entry.to_kv(key, true).encode_to_vec());
             }
         }
-        Ok(HashKvResponse {
-            header: header(current),
-            hash,
-            compact_revision: compacted,
-            hash_revision: rev,
-        })
+        Ok(HashKvResponse { header: header(current), hash, compact_revision: compacted, hash_revision: rev })
     }
 }

@@ -31,10 +31,7 @@ pub(crate) struct Leases {
 
 impl Default for Leases {
     fn default() -> Self {
-        Leases {
-            leases: BTreeMap::new(),
-            next_id: 1,
-        }
+        Leases { leases: BTreeMap::new(), next_id: 1 }
     }
 }
 
@@ -44,15 +41,7 @@ impl Leases {
         Leases {
             leases: leases
                 .into_iter()
-                .map(|(id, ttl)| {
-                    (
-                        id,
-                        Lease {
-                            granted_ttl: ttl,
-                            keys: BTreeSet::new(),
-                        },
-                    )
-                })
+                .map(|(id, ttl)| (id, Lease { granted_ttl: ttl, keys: BTreeSet::new() }))
                 .collect(),
             next_id,
         }
@@ -92,13 +81,7 @@ impl Leases {
             id
         };
         let granted_ttl = ttl.max(config.min_lease_ttl);
-        self.leases.insert(
-            id,
-            Lease {
-                granted_ttl,
-                keys: BTreeSet::new(),
-            },
-        );
+        self.leases.insert(id, Lease { granted_ttl, keys: BTreeSet::new() });
         Ok((id, granted_ttl))
     }
 
@@ -112,10 +95,9 @@ impl Leases {
         if id == 0 {
             return;
         }
-        let lease = self
-            .leases
-            .get_mut(&id)
-            .unwrap_or_else(|| panic!("invariant broken: attach to lease {id} which does not exist (puts check leases first)"));
+        let lease = self.leases.get_mut(&id).unwrap_or_else(|| {
+            panic!("invariant broken: attach to lease {id} which does not exist (puts check leases first)")
+        });
         lease.keys.insert(key.to_vec());
     }
 

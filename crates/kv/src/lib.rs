@@ -61,6 +61,4 @@ pub use error::{Code, DecodeError, KvError, SnapshotError};
 pub use lease::Lease;
 pub use revision::Revision;
 pub use state::KvState;
-pub use validate::{
-    is_read_only, validate_delete_range, validate_put, validate_range, validate_txn,
-};
+pub use validate::{is_read_only, validate_delete_range, validate_put, validate_range, validate_txn};

@@ -42,19 +42,11 @@ impl Entry {
                 create_revision: live.create_revision,
                 mod_revision: self.rev.main,
                 version: live.version,
-                value: if with_value {
-                    live.value.clone()
-                } else {
-                    Vec::new()
-                },
+                value: if with_value { live.value.clone() } else { Vec::new() },
                 lease: live.lease,
             },
             // etcd records a delete as a bare key at the delete's revision.
-            None => KeyValue {
-                key: key.to_vec(),
-                mod_revision: self.rev.main,
-                ..KeyValue::default()
-            },
+            None => KeyValue { key: key.to_vec(), mod_revision: self.rev.main, ..KeyValue::default() },
         }
     }
 }
@@ -85,10 +77,7 @@ impl Write {
     }
 
     fn next(&self) -> Revision {
-        Revision {
-            main: self.main,
-            sub: self.events.len() as i64,
-        }
+        Revision { main: self.main, sub: self.events.len() as i64 }
     }
 }
 
@@ -104,12 +93,7 @@ pub(crate) struct Mvcc {
 impl Mvcc {
     /// An empty store: revision 1, never compacted (etcd's -1).
     pub fn new() -> Self {
-        Mvcc {
-            keys: BTreeMap::new(),
-            by_rev: BTreeMap::new(),
-            current: 1,
-            compacted: -1,
-        }
+        Mvcc { keys: BTreeMap::new(), by_rev: BTreeMap::new(), current: 1, compacted: -1 }
     }
 
     /// Rebuilds a store from histories (checked by the caller).
@@ -120,12 +104,7 @@ impl Mvcc {
                 by_rev.insert(entry.rev, key.clone());
             }
         }
-        Mvcc {
-            keys,
-            by_rev,
-            current,
-            compacted,
-        }
+        Mvcc { keys, by_rev, current, compacted }
     }
 
     /// The revision of the last write that changed something.
@@ -171,11 +150,10 @@ impl Mvcc {
         range_end: &'a [u8],
         rev: i64,
     ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Entry)> + 'a {
-        self.histories_in(key, range_end)
-            .filter_map(move |(k, history)| match visible_at(history, rev) {
-                Some(entry) if entry.live.is_some() => Some((k, entry)),
-                _ => None,
-            })
+        self.histories_in(key, range_end).filter_map(move |(k, history)| match visible_at(history, rev) {
+            Some(entry) if entry.live.is_some() => Some((k, entry)),
+            _ => None,
+        })
     }
 
     /// The latest value of `key`, if it is live (borrowed: no copy).
@@ -185,10 +163,7 @@ impl Mvcc {
 
     /// Opens a write at the next revision.
     pub fn begin(&self) -> Write {
-        Write {
-            main: self.current + 1,
-            events: Vec::new(),
-        }
+        Write { main: self.current + 1, events: Vec::new() }
     }
 
     /// The revision reads inside `write` see: its own if it changed
@@ -205,91 +180,48 @@ impl Mvcc {
     /// Returns the write's events in the order of their sub revisions.
     pub fn commit(&mut self, write: Write) -> Vec<Event> {
         if !write.is_empty() {
-            debug_assert_eq!(
-                write.main,
-                self.current + 1,
-                "writes are applied one at a time"
-            );
+            debug_assert_eq!(write.main, self.current + 1, "writes are applied one at a time");
             self.current = write.main;
         }
         write.events
     }
 
     /// Puts `key` in `write`; returns the key's previous live value.
-    pub fn put(
-        &mut self,
-        write: &mut Write,
-        key: &[u8],
-        value: Vec<u8>,
-        lease: i64,
-    ) -> Option<KeyValue> {
+    pub fn put(&mut self, write: &mut Write, key: &[u8], value: Vec<u8>, lease: i64) -> Option<KeyValue> {
         let rev = write.next();
         if !self.keys.contains_key(key) {
             self.keys.insert(key.to_vec(), Vec::new());
         }
         let history = self.keys.get_mut(key).expect("inserted above if missing");
-        let prev = history
-            .last()
-            .filter(|e| e.live.is_some())
-            .map(|e| e.to_kv(key, true));
+        let prev = history.last().filter(|e| e.live.is_some()).map(|e| e.to_kv(key, true));
         let (create_revision, version) = match &prev {
             Some(p) => (p.create_revision, p.version + 1),
             // A new key, or one re-created after a delete: a new generation.
             None => (rev.main, 1),
         };
-        let entry = Entry {
-            rev,
-            live: Some(Live {
-                value,
-                create_revision,
-                version,
-                lease,
-            }),
-        };
+        let entry = Entry { rev, live: Some(Live { value, create_revision, version, lease }) };
         let kv = entry.to_kv(key, true);
         history.push(entry);
         self.by_rev.insert(rev, key.to_vec());
-        write.events.push(Event {
-            r#type: EventType::Put.into(),
-            kv: Some(kv),
-            prev_kv: prev.clone(),
-        });
+        write.events.push(Event { r#type: EventType::Put.into(), kv: Some(kv), prev_kv: prev.clone() });
         prev
     }
 
     /// Deletes the live keys in `[key, range_end)` in `write`; returns the
     /// deleted key-values in key order.
-    pub fn delete_range(
-        &mut self,
-        write: &mut Write,
-        key: &[u8],
-        range_end: &[u8],
-    ) -> Vec<KeyValue> {
+    pub fn delete_range(&mut self, write: &mut Write, key: &[u8], range_end: &[u8]) -> Vec<KeyValue> {
         let visible = self.visible(write);
-        let doomed: Vec<Vec<u8>> = self
-            .live_in(key, range_end, visible)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let doomed: Vec<Vec<u8>> = self.live_in(key, range_end, visible).map(|(k, _)| k.clone()).collect();
         let mut deleted = Vec::with_capacity(doomed.len());
         for k in doomed {
             let rev = write.next();
-            let history = self
-                .keys
-                .get_mut(&k)
-                .expect("a key just found live has a history");
-            let prev = history
-                .last()
-                .expect("a live key has an entry")
-                .to_kv(&k, true);
+            let history = self.keys.get_mut(&k).expect("a key just found live has a history");
+            let prev = history.last().expect("a live key has an entry").to_kv(&k, true);
             let tombstone = Entry { rev, live: None };
             let kv = tombstone.to_kv(&k, true);
             history.push(tombstone);
             self.by_rev.insert(rev, k);
-            write.events.push(Event {
-                r#type: EventType::Delete.into(),
-                kv: Some(kv),
-                prev_kv: Some(prev.clone()),
-            });
+            write.events.push(Event { r#type: EventType::Delete.into(), kv: Some(kv), prev_kv: Some(prev.clone()) });
             deleted.push(prev);
         }
         deleted
@@ -299,18 +231,12 @@ impl Mvcc {
     /// before `rev` unless that is a tombstone, and everything after.
     /// The caller has checked `compacted < rev <= current`.
     pub fn compact(&mut self, rev: i64) {
-        debug_assert!(
-            self.compacted < rev && rev <= self.current,
-            "compaction bounds are checked by the caller"
-        );
+        debug_assert!(self.compacted < rev && rev <= self.current, "compaction bounds are checked by the caller");
         // Only keys changed since the last compaction can have entries to
         // drop: older keys already hold one retained entry at most.
         let from = Revision::first_of(self.compacted.saturating_add(1));
-        let mut touched: Vec<Vec<u8>> = self
-            .by_rev
-            .range(from..=Revision::last_of(rev))
-            .map(|(_, k)| k.clone())
-            .collect();
+        let mut touched: Vec<Vec<u8>> =
+            self.by_rev.range(from..=Revision::last_of(rev)).map(|(_, k)| k.clone()).collect();
         touched.sort();
         touched.dedup();
         for key in touched {
@@ -347,21 +273,10 @@ impl Mvcc {
                     .binary_search_by(|e| e.rev.cmp(rev))
                     .expect("every indexed revision is in its key's history");
                 let entry = &history[idx];
-                let prev_kv = idx
-                    .checked_sub(1)
-                    .map(|i| &history[i])
-                    .filter(|p| p.live.is_some())
-                    .map(|p| p.to_kv(key, true));
-                let kind = if entry.live.is_some() {
-                    EventType::Put
-                } else {
-                    EventType::Delete
-                };
-                Event {
-                    r#type: kind.into(),
-                    kv: Some(entry.to_kv(key, true)),
-                    prev_kv,
-                }
+                let prev_kv =
+                    idx.checked_sub(1).map(|i| &history[i]).filter(|p| p.live.is_some()).map(|p| p.to_kv(key, true));
+                let kind = if entry.live.is_some() { EventType::Put } else { EventType::Delete };
+                Event { r#type: kind.into(), kv: Some(entry.to_kv(key, true)), prev_kv }
             })
             .collect()
     }
@@ -369,16 +284,13 @@ impl Mvcc {
     /// Every retained change at or before `rev`, in revision order, with
     /// whether it is the key's visible entry at `rev`.
     pub fn changes_upto(&self, rev: i64) -> impl Iterator<Item = (&Vec<u8>, &Entry, bool)> + '_ {
-        self.by_rev
-            .range(..=Revision::last_of(rev))
-            .map(move |(r, key)| {
-                let history = &self.keys[key];
-                let idx = history
-                    .binary_search_by(|e| e.rev.cmp(r))
-                    .expect("every indexed revision is in its key's history");
-                let visible = visible_at(history, rev).is_some_and(|v| v.rev == *r);
-                (key, &history[idx], visible)
-            })
+        self.by_rev.range(..=Revision::last_of(rev)).map(move |(r, key)| {
+            let history = &self.keys[key];
+            let idx =
+                history.binary_search_by(|e| e.rev.cmp(r)).expect("every indexed revision is in its key's history");
+            let visible = visible_at(history, rev).is_some_and(|v| v.rev == *r);
+            (key, &history[idx], visible)
+        })
     }
 }
 
@@ -428,11 +340,7 @@ mod tests {
         put(&mut m, "k", "a"); // 2
         put(&mut m, "other", "x"); // 3
         put(&mut m, "k", "b"); // 4
-        let at = |rev| {
-            m.live_in(b"k", &[], rev)
-                .map(|(_, e)| e.live.as_ref().unwrap().value.clone())
-                .next()
-        };
+        let at = |rev| m.live_in(b"k", &[], rev).map(|(_, e)| e.live.as_ref().unwrap().value.clone()).next();
         assert_eq!(at(1), None);
         assert_eq!(at(2), Some(b"a".to_vec()));
         assert_eq!(at(3), Some(b"a".to_vec()));

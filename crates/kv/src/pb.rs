@@ -10,17 +10,15 @@
 //! so they are mirrored here with etcd's wire numbers.
 
 pub use etcd_client::proto::{
-    PbCompactionRequest as CompactionRequest, PbCompactionResponse as CompactionResponse,
-    PbCompare as Compare, PbDeleteRequest as DeleteRangeRequest,
-    PbDeleteResponse as DeleteRangeResponse, PbEvent as Event, PbHashKvRequest as HashKvRequest,
-    PbHashKvResponse as HashKvResponse, PbKeyValue as KeyValue,
+    PbCompactionRequest as CompactionRequest, PbCompactionResponse as CompactionResponse, PbCompare as Compare,
+    PbDeleteRequest as DeleteRangeRequest, PbDeleteResponse as DeleteRangeResponse, PbEvent as Event,
+    PbHashKvRequest as HashKvRequest, PbHashKvResponse as HashKvResponse, PbKeyValue as KeyValue,
     PbLeaseGrantRequest as LeaseGrantRequest, PbLeaseGrantResponse as LeaseGrantResponse,
     PbLeaseRevokeRequest as LeaseRevokeRequest, PbLeaseRevokeResponse as LeaseRevokeResponse,
     PbPutRequest as PutRequest, PbPutResponse as PutResponse, PbRangeRequest as RangeRequest,
-    PbRangeResponse as RangeResponse, PbResponseHeader as ResponseHeader,
-    PbResponseOp as ResponseOp, PbTargetUnion as TargetUnion, PbTxnOpRequest as Request,
-    PbTxnOpResponse as OpResponse, PbTxnRequest as TxnRequest, PbTxnRequestOp as RequestOp,
-    PbTxnResponse as TxnResponse,
+    PbRangeResponse as RangeResponse, PbResponseHeader as ResponseHeader, PbResponseOp as ResponseOp,
+    PbTargetUnion as TargetUnion, PbTxnOpRequest as Request, PbTxnOpResponse as OpResponse, PbTxnRequest as TxnRequest,
+    PbTxnRequestOp as RequestOp, PbTxnResponse as TxnResponse,
 };
 
 /// Declares a mirror of a generated etcd enum whose wire values are `i32`.
@@ -121,10 +119,7 @@ etcd_enum! {
 /// A response header carrying only the store revision; cluster id, member id
 /// and term are the server's to fill in.
 pub(crate) fn header(revision: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader {
-        revision,
-        ..ResponseHeader::default()
-    })
+    Some(ResponseHeader { revision, ..ResponseHeader::default() })
 }
 
 #[cfg(test)]

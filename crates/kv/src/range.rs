@@ -17,29 +17,17 @@ use crate::pb::{header, KeyValue, RangeRequest, RangeResponse, SortOrder, SortTa
 /// - the header revision is `current`, also for historical reads.
 ///
 /// The request must have passed [`crate::validate_range`].
-pub(crate) fn range(
-    mvcc: &Mvcc,
-    req: &RangeRequest,
-    current: i64,
-) -> Result<RangeResponse, KvError> {
+pub(crate) fn range(mvcc: &Mvcc, req: &RangeRequest, current: i64) -> Result<RangeResponse, KvError> {
     if req.revision > current {
         return Err(KvError::FutureRevision);
     }
-    let rev = if req.revision <= 0 {
-        current
-    } else {
-        req.revision
-    };
+    let rev = if req.revision <= 0 { current } else { req.revision };
     if rev < mvcc.compacted() {
         return Err(KvError::Compacted);
     }
     let live = mvcc.live_in(&req.key, &req.range_end, rev);
     if req.count_only {
-        return Ok(RangeResponse {
-            header: header(current),
-            count: live.count() as i64,
-            ..RangeResponse::default()
-        });
+        return Ok(RangeResponse { header: header(current), count: live.count() as i64, ..RangeResponse::default() });
     }
 
     let sort_order = SortOrder::from_i32(req.sort_order).unwrap_or(SortOrder::None);
@@ -53,9 +41,7 @@ pub(crate) fn range(
     let fetch = if sort_order != SortOrder::None || filtered || req.limit <= 0 {
         usize::MAX
     } else {
-        usize::try_from(req.limit)
-            .unwrap_or(usize::MAX)
-            .saturating_add(1)
+        usize::try_from(req.limit).unwrap_or(usize::MAX).saturating_add(1)
     };
 
     let mut count = 0i64;
@@ -107,10 +93,5 @@ pub(crate) fn range(
         kvs.truncate(req.limit as usize);
         more = true;
     }
-    Ok(RangeResponse {
-        header: header(current),
-        kvs,
-        more,
-        count,
-    })
+    Ok(RangeResponse { header: header(current), kvs, more, count })
 }

@@ -22,10 +22,7 @@ impl Revision {
 
     /// The last possible revision with main revision `main`.
     pub fn last_of(main: i64) -> Self {
-        Revision {
-            main,
-            sub: i64::MAX,
-        }
+        Revision { main, sub: i64::MAX }
     }
 
     /// etcd's on-disk key for this revision: 8 bytes main, `_`, 8 bytes sub

@@ -104,14 +104,7 @@ impl KvState {
             compact_revision: self.mvcc.compacted(),
             next_lease_id: self.leases.next_id(),
             keys,
-            leases: self
-                .leases
-                .iter()
-                .map(|(id, l)| LeasePb {
-                    id,
-                    granted_ttl: l.granted_ttl,
-                })
-                .collect(),
+            leases: self.leases.iter().map(|(id, l)| LeasePb { id, granted_ttl: l.granted_ttl }).collect(),
         }
         .encode_to_vec()
     }
@@ -123,14 +116,10 @@ impl KvState {
         if snap.format != FORMAT {
             return Err(SnapshotError::Format(snap.format));
         }
-        if snap.revision < 1 || snap.compact_revision < -1 || snap.compact_revision > snap.revision
-        {
+        if snap.revision < 1 || snap.compact_revision < -1 || snap.compact_revision > snap.revision {
             return Err(SnapshotError::Corrupt("revisions out of order"));
         }
-        let mut leases = Leases::from_parts(
-            snap.leases.iter().map(|l| (l.id, l.granted_ttl)),
-            snap.next_lease_id,
-        );
+        let mut leases = Leases::from_parts(snap.leases.iter().map(|l| (l.id, l.granted_ttl)), snap.next_lease_id);
         if leases.iter().count() != snap.leases.len() || leases.contains(0) {
             return Err(SnapshotError::Corrupt("duplicate or zero lease id"));
         }
@@ -142,14 +131,9 @@ impl KvState {
             }
             let mut history = Vec::with_capacity(k.entries.len());
             for e in k.entries {
-                let rev = Revision {
-                    main: e.main,
-                    sub: e.sub,
-                };
+                let rev = Revision { main: e.main, sub: e.sub };
                 if rev.main < 1 || rev.main > snap.revision || rev.sub < 0 || !seen.insert(rev) {
-                    return Err(SnapshotError::Corrupt(
-                        "entry revision out of range or repeated",
-                    ));
+                    return Err(SnapshotError::Corrupt("entry revision out of range or repeated"));
                 }
                 if history.last().is_some_and(|p: &Entry| p.rev >= rev) {
                     return Err(SnapshotError::Corrupt("key history out of order"));
@@ -174,10 +158,6 @@ impl KvState {
                 return Err(SnapshotError::Corrupt("key repeated"));
             }
         }
-        Ok(KvState {
-            mvcc: Mvcc::from_parts(keys, snap.revision, snap.compact_revision),
-            leases,
-            config,
-        })
+        Ok(KvState { mvcc: Mvcc::from_parts(keys, snap.revision, snap.compact_revision), leases, config })
     }
 }

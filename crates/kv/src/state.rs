@@ -9,15 +9,13 @@ use crate::error::KvError;
 use crate::lease::{Lease, Leases};
 use crate::mvcc::{Mvcc, Write};
 use crate::pb::{
-    header, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, Event, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseRevokeResponse, OpResponse, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, Request, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    header, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, Event, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeResponse, OpResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, Request, ResponseHeader,
+    ResponseOp, TxnRequest, TxnResponse,
 };
 use crate::range::range;
 use crate::txn::{branch, Path};
-use crate::validate::{
-    is_read_only, validate_delete_range, validate_put, validate_range, validate_txn,
-};
+use crate::validate::{is_read_only, validate_delete_range, validate_put, validate_range, validate_txn};
 
 /// The MVCC key-value store with leases, as one replica holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,11 +34,7 @@ impl Default for KvState {
 impl KvState {
     /// An empty store at revision 1.
     pub fn new(config: Config) -> Self {
-        KvState {
-            mvcc: Mvcc::new(),
-            leases: Leases::default(),
-            config,
-        }
+        KvState { mvcc: Mvcc::new(), leases: Leases::default(), config }
     }
 
     /// The configuration every replica must share.
@@ -78,17 +72,13 @@ impl KvState {
             }
             Command::Compact(req) => {
                 self.compact(req.revision)?;
-                let resp = CompactionResponse {
-                    header: header(self.revision()),
-                };
+                let resp = CompactionResponse { header: header(self.revision()) };
                 (Response::Compact(resp), Vec::new())
             }
             Command::LeaseGrant(req) => (Response::LeaseGrant(self.lease_grant(&req)?), Vec::new()),
             Command::LeaseRevoke(req) => {
                 let events = self.lease_revoke(req.id)?;
-                let resp = LeaseRevokeResponse {
-                    header: header(self.revision()),
-                };
+                let resp = LeaseRevokeResponse { header: header(self.revision()) };
                 (Response::LeaseRevoke(resp), events)
             }
         };
@@ -173,10 +163,7 @@ impl KvState {
             self.leases.detach(prev.lease, &req.key);
         }
         self.leases.attach(lease, &req.key);
-        PutResponse {
-            header: header(write.revision()),
-            prev_kv: prev.filter(|_| req.prev_kv),
-        }
+        PutResponse { header: header(write.revision()), prev_kv: prev.filter(|_| req.prev_kv) }
     }
 
     fn delete_in(&mut self, write: &mut Write, req: &DeleteRangeRequest) -> DeleteRangeResponse {
@@ -250,24 +237,16 @@ impl KvState {
                     }))
                 }
                 Some(Request::RequestPut(p)) => OpResponse::ResponsePut(self.put_in(write, p)),
-                Some(Request::RequestDeleteRange(d)) => {
-                    OpResponse::ResponseDeleteRange(self.delete_in(write, d))
-                }
+                Some(Request::RequestDeleteRange(d)) => OpResponse::ResponseDeleteRange(self.delete_in(write, d)),
                 Some(Request::RequestTxn(t)) => {
                     let path = nested.next().expect("a path has one entry per nested txn");
                     OpResponse::ResponseTxn(self.write_txn(write, t, path))
                 }
                 None => unreachable!("empty ops are refused by validation"),
             };
-            responses.push(ResponseOp {
-                response: Some(response),
-            });
+            responses.push(ResponseOp { response: Some(response) });
         }
-        TxnResponse {
-            header: Some(ResponseHeader::default()),
-            succeeded: path.succeeded,
-            responses,
-        }
+        TxnResponse { header: Some(ResponseHeader::default()), succeeded: path.succeeded, responses }
     }
 
     /// Runs the chosen path of a checked read-only txn at revision `current`.
@@ -276,25 +255,20 @@ impl KvState {
         let mut responses = Vec::new();
         for op in branch(req, path.succeeded) {
             let response = match &op.request {
-                Some(Request::RequestRange(r)) => OpResponse::ResponseRange(
-                    range(&self.mvcc, r, current)
-                        .unwrap_or_else(|e| panic!("invariant broken: txn range failed after its revision was checked: {e}")),
-                ),
+                Some(Request::RequestRange(r)) => {
+                    OpResponse::ResponseRange(range(&self.mvcc, r, current).unwrap_or_else(|e| {
+                        panic!("invariant broken: txn range failed after its revision was checked: {e}")
+                    }))
+                }
                 Some(Request::RequestTxn(t)) => {
                     let path = nested.next().expect("a path has one entry per nested txn");
                     OpResponse::ResponseTxn(self.read_txn_at(t, path, current))
                 }
                 _ => unreachable!("read-only txns hold only ranges and txns"),
             };
-            responses.push(ResponseOp {
-                response: Some(response),
-            });
+            responses.push(ResponseOp { response: Some(response) });
         }
-        TxnResponse {
-            header: Some(ResponseHeader::default()),
-            succeeded: path.succeeded,
-            responses,
-        }
+        TxnResponse { header: Some(ResponseHeader::default()), succeeded: path.succeeded, responses }
     }
 
     fn compact(&mut self, rev: i64) -> Result<(), KvError> {
@@ -310,12 +284,7 @@ impl KvState {
 
     fn lease_grant(&mut self, req: &LeaseGrantRequest) -> Result<LeaseGrantResponse, KvError> {
         let (id, ttl) = self.leases.grant(req.id, req.ttl, &self.config)?;
-        Ok(LeaseGrantResponse {
-            header: header(self.revision()),
-            id,
-            ttl,
-            error: String::new(),
-        })
+        Ok(LeaseGrantResponse { header: header(self.revision()), id, ttl, error: String::new() })
     }
 
     /// Revokes a lease, deleting its keys in key order in one revision.

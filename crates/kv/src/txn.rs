@@ -73,15 +73,7 @@ fn compare_holds(mvcc: &Mvcc, c: &Compare, rev: i64) -> bool {
     }
     live.all(|(_, entry)| {
         let l = entry.live.as_ref().expect("live_in yields live entries");
-        compare_kv(
-            c,
-            target,
-            &l.value,
-            l.version,
-            l.create_revision,
-            entry.rev.main,
-            l.lease,
-        )
+        compare_kv(c, target, &l.value, l.version, l.create_revision, entry.rev.main, l.lease)
     })
 }
 
@@ -96,8 +88,7 @@ fn compare_kv(
     mod_revision: i64,
     lease: i64,
 ) -> bool {
-    let given =
-        |pick: fn(&TargetUnion) -> Option<i64>| c.target_union.as_ref().and_then(pick).unwrap_or(0);
+    let given = |pick: fn(&TargetUnion) -> Option<i64>| c.target_union.as_ref().and_then(pick).unwrap_or(0);
     let ord = match target {
         Some(CompareTarget::Value) => {
             let want: &[u8] = match &c.target_union {

@@ -8,19 +8,14 @@
 use std::collections::BTreeSet;
 
 use crate::error::KvError;
-use crate::pb::{
-    DeleteRangeRequest, PutRequest, RangeRequest, Request, RequestOp, SortOrder, SortTarget,
-    TxnRequest,
-};
+use crate::pb::{DeleteRangeRequest, PutRequest, RangeRequest, Request, RequestOp, SortOrder, SortTarget, TxnRequest};
 
 /// etcd's `checkRangeRequest`.
 pub fn validate_range(req: &RangeRequest) -> Result<(), KvError> {
     if req.key.is_empty() {
         return Err(KvError::EmptyKey);
     }
-    if SortOrder::from_i32(req.sort_order).is_none()
-        || SortTarget::from_i32(req.sort_target).is_none()
-    {
+    if SortOrder::from_i32(req.sort_order).is_none() || SortTarget::from_i32(req.sort_target).is_none() {
         return Err(KvError::InvalidSortOption);
     }
     Ok(())
@@ -58,11 +53,7 @@ pub fn validate_txn(req: &TxnRequest, max_txn_ops: usize) -> Result<(), KvError>
 }
 
 fn check_txn(req: &TxnRequest, max_ops: i64) -> Result<(), KvError> {
-    let ops = req
-        .compare
-        .len()
-        .max(req.success.len())
-        .max(req.failure.len()) as i64;
+    let ops = req.compare.len().max(req.success.len()).max(req.failure.len()) as i64;
     if ops > max_ops {
         return Err(KvError::TooManyOps);
     }
@@ -100,10 +91,7 @@ impl Deletes {
     /// an empty interval here and overlaps nothing.
     fn contains(&self, key: &[u8]) -> bool {
         self.points.contains(key)
-            || self
-                .ranges
-                .iter()
-                .any(|(begin, end)| begin.as_slice() <= key && key < end.as_slice())
+            || self.ranges.iter().any(|(begin, end)| begin.as_slice() <= key && key < end.as_slice())
     }
 
     fn union(&mut self, other: Deletes) {
@@ -163,12 +151,9 @@ fn check_intervals(ops: &[RequestOp]) -> Result<(BTreeSet<Vec<u8>>, Deletes), Kv
 
 /// Whether a txn writes nothing in any branch, at any depth.
 pub fn is_read_only(req: &TxnRequest) -> bool {
-    req.success
-        .iter()
-        .chain(&req.failure)
-        .all(|op| match &op.request {
-            Some(Request::RequestRange(_)) | None => true,
-            Some(Request::RequestTxn(t)) => is_read_only(t),
-            Some(Request::RequestPut(_)) | Some(Request::RequestDeleteRange(_)) => false,
-        })
+    req.success.iter().chain(&req.failure).all(|op| match &op.request {
+        Some(Request::RequestRange(_)) | None => true,
+        Some(Request::RequestTxn(t)) => is_read_only(t),
+        Some(Request::RequestPut(_)) | Some(Request::RequestDeleteRange(_)) => false,
+    })
 }

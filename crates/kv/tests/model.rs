@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use synod_kv::pb::{
-    CompactionRequest, DeleteRangeRequest, Event, KeyValue, PutRequest, RangeRequest, Request,
-    RequestOp, TxnRequest,
+    CompactionRequest, DeleteRangeRequest, Event, KeyValue, PutRequest, RangeRequest, Request, RequestOp, TxnRequest,
 };
 use synod_kv::{Command, Config, KvError, KvState};
 
@@ -76,32 +75,16 @@ impl Model {
             Some(old) => (old.create_revision, old.version + 1),
             None => (rev, 1),
         };
-        map.insert(
-            k.clone(),
-            KeyValue {
-                key: k,
-                create_revision,
-                mod_revision: rev,
-                version,
-                value: v,
-                lease: 0,
-            },
-        );
+        map.insert(k.clone(), KeyValue { key: k, create_revision, mod_revision: rev, version, value: v, lease: 0 });
     }
 }
 
 fn command(op: &Op, current: i64) -> Command {
     match op {
-        Op::Put(k, v) => Command::Put(PutRequest {
-            key: key(*k),
-            value: vec![*v],
-            ..PutRequest::default()
-        }),
-        Op::Delete(k, e) => Command::DeleteRange(DeleteRangeRequest {
-            key: key(*k),
-            range_end: end(*k, *e),
-            prev_kv: true,
-        }),
+        Op::Put(k, v) => Command::Put(PutRequest { key: key(*k), value: vec![*v], ..PutRequest::default() }),
+        Op::Delete(k, e) => {
+            Command::DeleteRange(DeleteRangeRequest { key: key(*k), range_end: end(*k, *e), prev_kv: true })
+        }
         Op::TxnPuts(puts) => Command::Txn(TxnRequest {
             compare: vec![],
             success: puts
@@ -116,10 +99,9 @@ fn command(op: &Op, current: i64) -> Command {
                 .collect(),
             failure: vec![],
         }),
-        Op::Compact(r) => Command::Compact(CompactionRequest {
-            revision: (*r as i64) % (current + 1) + 1,
-            physical: false,
-        }),
+        Op::Compact(r) => {
+            Command::Compact(CompactionRequest { revision: (*r as i64) % (current + 1) + 1, physical: false })
+        }
     }
 }
 

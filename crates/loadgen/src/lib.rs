@@ -13,6 +13,8 @@
 //!   for tests that compare responses field by field.
 //! - [`node`]: starts one etcd-flag-compatible server process on loopback.
 
+#![warn(missing_docs)]
+
 pub mod bench;
 pub mod compare;
 pub mod node;

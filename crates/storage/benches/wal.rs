@@ -17,12 +17,7 @@ const PREALLOC: u64 = 64 << 20;
 fn floor(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("floor");
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
+    let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&path).unwrap();
     let zeros = vec![0u8; 1 << 20];
     for _ in 0..PREALLOC >> 20 {
         f.write_all(&zeros).unwrap();
@@ -55,29 +50,25 @@ fn concurrent(c: &mut Criterion) {
         let (wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
         let wal = Arc::new(wal);
         std::thread::sleep(Duration::from_secs(1));
-        g.bench_with_input(
-            BenchmarkId::from_parameter(appenders),
-            &appenders,
-            |b, &n| {
-                // Time per record with `n` threads appending `iters` in total.
-                b.iter_custom(|iters| {
-                    let per = iters.div_ceil(n as u64);
-                    let start = Instant::now();
-                    let hs: Vec<_> = (0..n)
-                        .map(|_| {
-                            let wal = wal.clone();
-                            std::thread::spawn(move || {
-                                for _ in 0..per {
-                                    wal.append(&[0x5a; 256]).unwrap();
-                                }
-                            })
+        g.bench_with_input(BenchmarkId::from_parameter(appenders), &appenders, |b, &n| {
+            // Time per record with `n` threads appending `iters` in total.
+            b.iter_custom(|iters| {
+                let per = iters.div_ceil(n as u64);
+                let start = Instant::now();
+                let hs: Vec<_> = (0..n)
+                    .map(|_| {
+                        let wal = wal.clone();
+                        std::thread::spawn(move || {
+                            for _ in 0..per {
+                                wal.append(&[0x5a; 256]).unwrap();
+                            }
                         })
-                        .collect();
-                    hs.into_iter().for_each(|h| h.join().unwrap());
-                    start.elapsed() * iters as u32 / (per * n as u64) as u32
-                })
-            },
-        );
+                    })
+                    .collect();
+                hs.into_iter().for_each(|h| h.join().unwrap());
+                start.elapsed() * iters as u32 / (per * n as u64) as u32
+            })
+        });
     }
     g.finish();
 }
@@ -96,8 +87,7 @@ fn recovery(c: &mut Criterion) {
     c.bench_function("wal_recover_100k_x_256B", |b| {
         b.iter(|| {
             let mut n = 0u64;
-            let (wal, _) =
-                Wal::open_with(dir.path(), WalOptions::default(), |_, _| n += 1).unwrap();
+            let (wal, _) = Wal::open_with(dir.path(), WalOptions::default(), |_, _| n += 1).unwrap();
             assert_eq!(n, 100_000);
             drop(wal);
         })

@@ -68,12 +68,7 @@ impl DataDir {
             }
             Err(e) => return Err(Error::io(&marker, e)),
         };
-        Ok(DataDir {
-            path,
-            cluster_id,
-            member_id,
-            fresh,
-        })
+        Ok(DataDir { path, cluster_id, member_id, fresh })
     }
 
     /// True if this call created the marker: the directory held no state,
@@ -133,11 +128,7 @@ fn decode_marker(path: &Path, b: &[u8]) -> Result<(u64, u64)> {
         return Err(Error::corrupt(path, 0, "identity marker checksum mismatch"));
     }
     if le32(8) != VERSION {
-        return Err(Error::corrupt(
-            path,
-            8,
-            format!("unknown marker version {}", le32(8)),
-        ));
+        return Err(Error::corrupt(path, 8, format!("unknown marker version {}", le32(8))));
     }
     Ok((le64(12), le64(20)))
 }

@@ -82,11 +82,7 @@ impl LogStore for Wal {
 /// Checks `from` against a store's retained range.
 pub(crate) fn check_range(from: Lsn, first: Lsn, next: Lsn) -> Result<()> {
     if from < first || from > next {
-        return Err(Error::LsnOutOfRange {
-            lsn: from,
-            first,
-            next,
-        });
+        return Err(Error::LsnOutOfRange { lsn: from, first, next });
     }
     Ok(())
 }

@@ -44,14 +44,7 @@ impl Default for MemLog {
 impl MemLog {
     /// An empty log whose first LSN will be 1.
     pub fn new() -> Self {
-        MemLog {
-            inner: Mutex::new(Inner {
-                first_lsn: 1,
-                records: VecDeque::new(),
-                durable_lsn: 0,
-                failed: None,
-            }),
-        }
+        MemLog { inner: Mutex::new(Inner { first_lsn: 1, records: VecDeque::new(), durable_lsn: 0, failed: None }) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -44,10 +44,7 @@ fn checksum(header_without_crc: &[u8], payload: &[u8]) -> u32 {
 /// If `payload` exceeds [`MAX_PAYLOAD`]; callers check first (the WAL
 /// returns [`crate::Error::RecordTooLarge`]).
 pub fn encode(lsn: u64, payload: &[u8], out: &mut Vec<u8>) {
-    assert!(
-        payload.len() <= MAX_PAYLOAD,
-        "record payload over MAX_PAYLOAD must be refused before encoding"
-    );
+    assert!(payload.len() <= MAX_PAYLOAD, "record payload over MAX_PAYLOAD must be refused before encoding");
     let mut header = [0u8; HEADER_LEN];
     header[0] = KIND_DATA;
     header[1..5].copy_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -113,10 +110,7 @@ pub fn decode_one(buf: &[u8]) -> Decoded<'_> {
     if checksum(&buf[..13], payload) != stored_crc {
         return Decoded::Corrupt("checksum mismatch");
     }
-    Decoded::Record {
-        record: RecordRef { lsn, payload },
-        size,
-    }
+    Decoded::Record { record: RecordRef { lsn, payload }, size }
 }
 
 /// How a decoded stream ended.
@@ -166,26 +160,14 @@ pub fn decode_stream(buf: &[u8]) -> Stream<'_> {
             Decoded::End => {
                 break match first_nonzero(&buf[pos..]) {
                     None => Tail::Clean,
-                    Some(_) => Tail::Corrupt {
-                        offset: pos,
-                        reason: "non-zero bytes after a zero (end-of-log) byte",
-                    },
+                    Some(_) => Tail::Corrupt { offset: pos, reason: "non-zero bytes after a zero (end-of-log) byte" },
                 };
             }
             Decoded::Torn => break Tail::Torn { offset: pos },
-            Decoded::Corrupt(reason) => {
-                break Tail::Corrupt {
-                    offset: pos,
-                    reason,
-                }
-            }
+            Decoded::Corrupt(reason) => break Tail::Corrupt { offset: pos, reason },
         }
     };
-    Stream {
-        records,
-        valid_len: pos,
-        tail,
-    }
+    Stream { records, valid_len: pos, tail }
 }
 
 /// Index of the first non-zero byte of `buf`, if any.
@@ -201,11 +183,7 @@ pub(crate) fn first_nonzero(buf: &[u8]) -> Option<usize> {
         }
         base += 8;
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b != 0)
-        .map(|i| base + i)
+    chunks.remainder().iter().position(|&b| b != 0).map(|i| base + i)
 }
 
 /// Searches `buf` at every byte offset for a record that passes its
@@ -258,13 +236,7 @@ mod tests {
         let (mut buf, ends) = encode_all(&[b"a".to_vec()], 1);
         buf.extend_from_slice(&[0, 0, 7, 0]);
         let s = decode_stream(&buf);
-        assert_eq!(
-            s.tail,
-            Tail::Corrupt {
-                offset: ends[0],
-                reason: "non-zero bytes after a zero (end-of-log) byte"
-            }
-        );
+        assert_eq!(s.tail, Tail::Corrupt { offset: ends[0], reason: "non-zero bytes after a zero (end-of-log) byte" });
     }
 
     proptest! {

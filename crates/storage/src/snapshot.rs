@@ -56,11 +56,7 @@ impl SnapshotStore {
     /// Saves `data` as the snapshot covering `index`, atomically and
     /// durably, then prunes old snapshots.
     pub fn save(&self, index: u64, data: &[u8]) -> Result<SnapshotMeta> {
-        let meta = SnapshotMeta {
-            index,
-            len: data.len() as u64,
-            crc: crc32c::crc32c(data),
-        };
+        let meta = SnapshotMeta { index, len: data.len() as u64, crc: crc32c::crc32c(data) };
         let tmp = self.dir.join(format!("{index:020}.{SNAP_EXT}.tmp"));
         let mut f = File::create(&tmp).at(&tmp)?;
         f.write_all(data).at(&tmp)?;
@@ -133,11 +129,7 @@ impl SnapshotStore {
     pub fn load(&self, meta: &SnapshotMeta) -> Result<Vec<u8>> {
         let path = self.snap_path(meta.index);
         let mut data = Vec::with_capacity(meta.len as usize);
-        File::open(&path)
-            .at(&path)?
-            .take(meta.len)
-            .read_to_end(&mut data)
-            .at(&path)?;
+        File::open(&path).at(&path)?.take(meta.len).read_to_end(&mut data).at(&path)?;
         check_data(&path, meta, data.len() as u64, crc32c::crc32c(&data))?;
         Ok(data)
     }
@@ -160,52 +152,29 @@ impl SnapshotStore {
         if read_footer(&path)? != *meta {
             return Err(Error::corrupt(&path, 0, "snapshot footer does not match"));
         }
-        Ok(SnapshotReader {
-            file,
-            path,
-            meta: *meta,
-        })
+        Ok(SnapshotReader { file, path, meta: *meta })
     }
 
     /// Starts, or resumes, receiving snapshot `meta` from a peer. If a
     /// partial transfer of the very same snapshot exists (even from before a
     /// restart), it continues from [`SnapshotReceiver::offset`].
     pub fn receive(&self, meta: SnapshotMeta) -> Result<SnapshotReceiver> {
-        let path = self.dir.join(format!(
-            "{:020}-{:x}-{:08x}.{PART_EXT}",
-            meta.index, meta.len, meta.crc
-        ));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .at(&path)?;
+        let path = self.dir.join(format!("{:020}-{:x}-{:08x}.{PART_EXT}", meta.index, meta.len, meta.crc));
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).at(&path)?;
         let mut have = file.metadata().at(&path)?.len();
         if have > meta.len {
             file.set_len(0).at(&path)?;
             have = 0;
         }
         let (len, crc) = crc_of_file(&path, have)?;
-        Ok(SnapshotReceiver {
-            store: self.clone(),
-            file,
-            path,
-            meta,
-            offset: len,
-            crc,
-        })
+        Ok(SnapshotReceiver { store: self.clone(), file, path, meta, offset: len, crc })
     }
 
     /// Keeps the newest `keep` snapshots; removes older ones and partial
     /// transfers that a newer installed snapshot has made pointless.
     fn prune(&self) -> Result<()> {
-        let mut snaps: Vec<(u64, PathBuf)> = self
-            .files(SNAP_EXT)?
-            .into_iter()
-            .filter_map(|p| Some((index_of(&p)?, p)))
-            .collect();
+        let mut snaps: Vec<(u64, PathBuf)> =
+            self.files(SNAP_EXT)?.into_iter().filter_map(|p| Some((index_of(&p)?, p))).collect();
         snaps.sort_by_key(|s| std::cmp::Reverse(s.0));
         let newest = snaps.first().map(|s| s.0);
         for (_, path) in snaps.iter().skip(self.keep) {
@@ -273,10 +242,7 @@ impl SnapshotReceiver {
     /// refused with [`Error::ChunkOutOfOrder`].
     pub fn write_chunk(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         if offset > self.offset {
-            return Err(Error::ChunkOutOfOrder {
-                expected: self.offset,
-                got: offset,
-            });
+            return Err(Error::ChunkOutOfOrder { expected: self.offset, got: offset });
         }
         let skip = ((self.offset - offset) as usize).min(data.len());
         let fresh = &data[skip..];
@@ -311,9 +277,7 @@ impl SnapshotReceiver {
                 reason: "checksum mismatch; the transfer restarts from 0".into(),
             });
         }
-        self.file
-            .write_all_at(&encode_footer(&meta), meta.len)
-            .at(&self.path)?;
+        self.file.write_all_at(&encode_footer(&meta), meta.len).at(&self.path)?;
         self.file.sync_all().at(&self.path)?;
         drop(self.file);
         self.store.install(&self.path, &meta)?;
@@ -340,11 +304,7 @@ fn read_footer(path: &Path) -> Result<SnapshotMeta> {
     let file = File::open(path).at(path)?;
     let size = file.metadata().at(path)?.len();
     if size < FOOTER_LEN {
-        return Err(Error::corrupt(
-            path,
-            0,
-            "file too short for a snapshot footer",
-        ));
+        return Err(Error::corrupt(path, 0, "file too short for a snapshot footer"));
     }
     let at = size - FOOTER_LEN;
     let mut f = [0u8; FOOTER_LEN as usize];
@@ -358,17 +318,9 @@ fn read_footer(path: &Path) -> Result<SnapshotMeta> {
     if &f[..8] != MAGIC || crc32c::crc32c(&f[..28]) != le32(28) {
         return Err(Error::corrupt(path, at, "snapshot footer damaged"));
     }
-    let meta = SnapshotMeta {
-        index: le64(8),
-        len: le64(16),
-        crc: le32(24),
-    };
+    let meta = SnapshotMeta { index: le64(8), len: le64(16), crc: le32(24) };
     if meta.len != at || index_of(path) != Some(meta.index) {
-        return Err(Error::corrupt(
-            path,
-            at,
-            "snapshot footer disagrees with the file",
-        ));
+        return Err(Error::corrupt(path, at, "snapshot footer disagrees with the file"));
     }
     Ok(meta)
 }
@@ -452,8 +404,7 @@ mod tests {
         let mut rx = dst.receive(reader.meta()).unwrap();
         for _ in 0..3 {
             let off = rx.offset();
-            rx.write_chunk(off, &reader.read_chunk(off, 1500).unwrap())
-                .unwrap();
+            rx.write_chunk(off, &reader.read_chunk(off, 1500).unwrap()).unwrap();
         }
         drop(rx);
 
@@ -462,16 +413,11 @@ mod tests {
         let mut rx = dst.receive(meta).unwrap();
         assert_eq!(rx.offset(), 4500);
         // A re-sent overlapping chunk is harmless.
-        rx.write_chunk(3000, &reader.read_chunk(3000, 2000).unwrap())
-            .unwrap();
-        assert!(matches!(
-            rx.write_chunk(9000, b"x"),
-            Err(Error::ChunkOutOfOrder { .. })
-        ));
+        rx.write_chunk(3000, &reader.read_chunk(3000, 2000).unwrap()).unwrap();
+        assert!(matches!(rx.write_chunk(9000, b"x"), Err(Error::ChunkOutOfOrder { .. })));
         while rx.offset() < meta.len {
             let off = rx.offset();
-            rx.write_chunk(off, &reader.read_chunk(off, 1500).unwrap())
-                .unwrap();
+            rx.write_chunk(off, &reader.read_chunk(off, 1500).unwrap()).unwrap();
         }
         rx.finish().unwrap();
         let (got, bytes) = dst.load_latest().unwrap().unwrap();
@@ -483,11 +429,7 @@ mod tests {
     fn received_snapshot_with_bad_checksum_is_not_installed() {
         let tmp = tempfile::tempdir().unwrap();
         let store = SnapshotStore::open(tmp.path(), 1).unwrap();
-        let meta = SnapshotMeta {
-            index: 3,
-            len: 4,
-            crc: crc32c::crc32c(b"abcd"),
-        };
+        let meta = SnapshotMeta { index: 3, len: 4, crc: crc32c::crc32c(b"abcd") };
         let mut rx = store.receive(meta).unwrap();
         rx.write_chunk(0, b"abce").unwrap();
         assert!(matches!(rx.finish(), Err(Error::SnapshotMismatch { .. })));

@@ -21,10 +21,7 @@ struct WalHarness {
 impl Harness for WalHarness {
     type Log = Wal;
     fn open(&mut self) -> Wal {
-        let opts = WalOptions {
-            segment_size: 2048,
-            preallocate: true,
-        };
+        let opts = WalOptions { segment_size: 2048, preallocate: true };
         Wal::open(self.dir.path(), opts).unwrap().0
     }
     fn crash(&mut self, log: Wal) -> Wal {
@@ -47,9 +44,7 @@ impl Harness for MemHarness {
 }
 
 fn payload(lsn: Lsn) -> Vec<u8> {
-    format!("entry {lsn};")
-        .repeat((lsn % 5 + 1) as usize)
-        .into_bytes()
+    format!("entry {lsn};").repeat((lsn % 5 + 1) as usize).into_bytes()
 }
 
 fn append_n<L: LogStore>(log: &L, from: Lsn, n: u64) -> Lsn {
@@ -78,10 +73,7 @@ fn synced_records_read_back_in_order<H: Harness>(mut h: H) {
     assert!(log.durable_lsn() >= last);
     let got = read_all(&log);
     assert_eq!(got, (1..=100).map(|l| (l, payload(l))).collect::<Vec<_>>());
-    assert_eq!(
-        log.read(40, 3).unwrap(),
-        vec![(40, payload(40)), (41, payload(41)), (42, payload(42))]
-    );
+    assert_eq!(log.read(40, 3).unwrap(), vec![(40, payload(40)), (41, payload(41)), (42, payload(42))]);
     assert_eq!(log.read(101, 10).unwrap(), vec![]);
 }
 

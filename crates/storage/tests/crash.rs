@@ -45,12 +45,7 @@ fn records_reported_durable_survive_sigkill() {
         std::thread::sleep(Duration::from_millis(rng.u64(1..120)));
         child.kill().unwrap(); // SIGKILL
         let mut out = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
+        child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
         child.wait().unwrap();
         // Lines cut by the kill lack their newline; only whole lines count.
         let complete = out.rfind('\n').map_or("", |i| &out[..i]);
@@ -60,10 +55,7 @@ fn records_reported_durable_survive_sigkill() {
         }
 
         let mut recovered: Vec<(Lsn, Vec<u8>)> = Vec::new();
-        let opts = WalOptions {
-            segment_size: SEGMENT_SIZE,
-            preallocate: true,
-        };
+        let opts = WalOptions { segment_size: SEGMENT_SIZE, preallocate: true };
         let (wal, rec) = Wal::open_with(dir.path(), opts, |l, p| recovered.push((l, p.to_vec())))
             .unwrap_or_else(|e| panic!("iteration {iteration}: recovery refused: {e}"));
         for w in recovered.windows(2) {

@@ -55,11 +55,7 @@ fn settle() {
 
 fn floor(dir: &Path) -> Res<Lat> {
     let path = fresh(dir, "floor")?.join("file");
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&path)?;
+    let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&path)?;
     let zeros = vec![0u8; 1 << 20];
     for _ in 0..64 {
         f.write_all(&zeros)?;
@@ -95,10 +91,7 @@ fn single_writer(dir: &Path, payload_len: usize) -> Res<Lat> {
 }
 
 fn concurrent(dir: &Path, appenders: usize, run: Duration) -> Res<(f64, f64)> {
-    let (wal, _) = Wal::open(
-        fresh(dir, &format!("conc{appenders}"))?,
-        WalOptions::default(),
-    )?;
+    let (wal, _) = Wal::open(fresh(dir, &format!("conc{appenders}"))?, WalOptions::default())?;
     let wal = Arc::new(wal);
     settle();
     let start = Instant::now();
@@ -122,20 +115,14 @@ fn concurrent(dir: &Path, appenders: usize, run: Duration) -> Res<(f64, f64)> {
     let total: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
     let secs = start.elapsed().as_secs_f64();
     let s = wal.stats();
-    Ok((
-        total as f64 / secs,
-        s.records as f64 / s.syncs.max(1) as f64,
-    ))
+    Ok((total as f64 / secs, s.records as f64 / s.syncs.max(1) as f64))
 }
 
 /// `appenders` logical appenders with one record in flight each, driven by
 /// one thread through `submit` + `Durable` (how tasks on an async runtime
 /// use the log): no OS thread per appender, so no context switch per record.
 fn in_flight(dir: &Path, appenders: usize, run: Duration) -> Res<(f64, f64)> {
-    let (wal, _) = Wal::open(
-        fresh(dir, &format!("flight{appenders}"))?,
-        WalOptions::default(),
-    )?;
+    let (wal, _) = Wal::open(fresh(dir, &format!("flight{appenders}"))?, WalOptions::default())?;
     settle();
     let p = [0x5au8; 256];
     let start = Instant::now();
@@ -181,11 +168,7 @@ fn recovery(dir: &Path, n: u64) -> Res<(Duration, Duration, Duration, u64)> {
         std::hint::black_box(p);
     })?;
     let open = t.elapsed();
-    assert_eq!(
-        (count, rec.last_lsn),
-        (n, n),
-        "recovery must return every record"
-    );
+    assert_eq!((count, rec.last_lsn), (n, n), "recovery must return every record");
     let t = Instant::now();
     let mut read = 0u64;
     for r in wal.iter_from(1)? {
@@ -214,15 +197,10 @@ fn best_of(n: usize, mut f: impl FnMut() -> Res<(f64, f64)>) -> Res<(f64, f64)> 
 }
 
 fn main() -> Res<()> {
-    let base = std::env::args()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("synod-wal-bench"));
+    let base =
+        std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("synod-wal-bench"));
     std::fs::create_dir_all(&base)?;
-    println!(
-        "dir: {}; throughput: best of {REPEATS} runs of {RUN:?}",
-        base.display()
-    );
+    println!("dir: {}; throughput: best of {REPEATS} runs of {RUN:?}", base.display());
 
     // Interleaved, best (lowest mean) of three each: disk stalls from other
     // tenants only ever add latency.

@@ -44,10 +44,7 @@ pub struct WalOptions {
 
 impl Default for WalOptions {
     fn default() -> Self {
-        WalOptions {
-            segment_size: 64 << 20,
-            preallocate: true,
-        }
+        WalOptions { segment_size: 64 << 20, preallocate: true }
     }
 }
 
@@ -77,9 +74,7 @@ pub struct Wal {
 
 impl std::fmt::Debug for Wal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wal")
-            .field("dir", &self.shared.dir)
-            .finish()
+        f.debug_struct("Wal").field("dir", &self.shared.dir).finish()
     }
 }
 
@@ -103,10 +98,7 @@ impl Wal {
         mut replay: impl FnMut(Lsn, &[u8]),
     ) -> Result<(Wal, Recovery)> {
         let dir = dir.as_ref().to_path_buf();
-        assert!(
-            opts.segment_size > 0,
-            "WalOptions::segment_size must be positive"
-        );
+        assert!(opts.segment_size > 0, "WalOptions::segment_size must be positive");
         fsutil::create_dir_durable(&dir)?;
         fsutil::remove_tmp_files(&dir)?;
         let mut segments = segment::list_segments(&dir)?;
@@ -123,12 +115,8 @@ impl Wal {
         let scan = segment::scan(segments, &mut replay)?;
         let first_lsn = scan.segments[0].first_lsn;
         let last = scan.segments[scan.segments.len() - 1].clone();
-        let recovery = Recovery {
-            first_lsn,
-            last_lsn: scan.next_lsn - 1,
-            segments: scan.segments.len(),
-            torn_tail: scan.torn,
-        };
+        let recovery =
+            Recovery { first_lsn, last_lsn: scan.next_lsn - 1, segments: scan.segments.len(), torn_tail: scan.torn };
         let seg = SegmentWriter {
             file: segment::open_for_append(&last.path)?,
             path: last.path,
@@ -168,13 +156,7 @@ impl Wal {
                 .spawn(move || writer::run(shared))
                 .map_err(|e| Error::io(&dir_for_err, e))?
         };
-        Ok((
-            Wal {
-                shared,
-                writer: Some(writer),
-            },
-            recovery,
-        ))
+        Ok((Wal { shared, writer: Some(writer) }, recovery))
     }
 
     /// Appends one record and blocks until it is durable; returns its LSN.
@@ -194,10 +176,7 @@ impl Wal {
     /// in flight or queued (then the record must join the queue).
     fn try_append_direct(&self, payload: &[u8]) -> Result<Option<Lsn>> {
         if payload.len() > MAX_PAYLOAD {
-            return Err(Error::RecordTooLarge {
-                len: payload.len(),
-                max: MAX_PAYLOAD,
-            });
+            return Err(Error::RecordTooLarge { len: payload.len(), max: MAX_PAYLOAD });
         }
         let lsn = {
             let mut st = self.shared.lock();
@@ -234,10 +213,7 @@ impl Wal {
     /// [`Durable::wait`]) once it is durable.
     pub fn submit(&self, payload: &[u8]) -> Result<Durable> {
         let lsn = self.enqueue(&[payload], None)?;
-        Ok(Durable {
-            shared: self.shared.clone(),
-            lsn,
-        })
+        Ok(Durable { shared: self.shared.clone(), lsn })
     }
 
     /// Queues several records with consecutive LSNs, atomically with respect
@@ -249,13 +225,7 @@ impl Wal {
     /// assigned.
     pub fn submit_batch(&self, payloads: &[&[u8]]) -> Result<(Lsn, Durable)> {
         let last = self.enqueue(payloads, None)?;
-        Ok((
-            last + 1 - payloads.len() as u64,
-            Durable {
-                shared: self.shared.clone(),
-                lsn: last,
-            },
-        ))
+        Ok((last + 1 - payloads.len() as u64, Durable { shared: self.shared.clone(), lsn: last }))
     }
 
     /// Encodes records into the pending batch; returns the last LSN given.
@@ -263,10 +233,7 @@ impl Wal {
     /// section (one lock per blocking append, not two).
     fn enqueue(&self, payloads: &[&[u8]], waker: Option<std::task::Waker>) -> Result<Lsn> {
         if let Some(p) = payloads.iter().find(|p| p.len() > MAX_PAYLOAD) {
-            return Err(Error::RecordTooLarge {
-                len: p.len(),
-                max: MAX_PAYLOAD,
-            });
+            return Err(Error::RecordTooLarge { len: p.len(), max: MAX_PAYLOAD });
         }
         let mut st = self.shared.lock();
         if let Some(e) = &st.failed {
@@ -350,16 +317,10 @@ impl Wal {
         let segments = self.shared.lock_segments().clone();
         let first = segments[0].first_lsn;
         if from < first || from > next {
-            return Err(Error::LsnOutOfRange {
-                lsn: from,
-                first,
-                next,
-            });
+            return Err(Error::LsnOutOfRange { lsn: from, first, next });
         }
         // Start in the last segment whose first LSN is <= from.
-        let start = segments
-            .partition_point(|s| s.first_lsn <= from)
-            .saturating_sub(1);
+        let start = segments.partition_point(|s| s.first_lsn <= from).saturating_sub(1);
         Ok(WalIter {
             segments: segments[start..].to_vec(),
             next_segment: 0,
@@ -463,11 +424,7 @@ impl Future for Durable {
             return Poll::Ready(out);
         }
         let waker = cx.waker();
-        match st
-            .wakers
-            .iter_mut()
-            .find(|(l, w)| *l == self.lsn && w.will_wake(waker))
-        {
+        match st.wakers.iter_mut().find(|(l, w)| *l == self.lsn && w.will_wake(waker)) {
             Some(_) => {}
             None => st.wakers.push((self.lsn, waker.clone())),
         }
@@ -487,10 +444,7 @@ pub struct WalIter {
 
 impl std::fmt::Debug for WalIter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WalIter")
-            .field("from", &self.from)
-            .field("upto", &self.upto)
-            .finish()
+        f.debug_struct("WalIter").field("from", &self.from).field("upto", &self.upto).finish()
     }
 }
 
@@ -524,19 +478,12 @@ impl WalIter {
                 self.reader = None;
                 continue;
             }
-            let len =
-                u32::from_le_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+            let len = u32::from_le_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
             if len > MAX_PAYLOAD {
-                return Err(Error::corrupt(
-                    path.as_path(),
-                    *offset,
-                    "record length exceeds the maximum",
-                ));
+                return Err(Error::corrupt(path.as_path(), *offset, "record length exceeds the maximum"));
             }
             self.buf.resize(HEADER_LEN + len, 0);
-            reader
-                .read_exact(&mut self.buf[HEADER_LEN..])
-                .map_err(|e| Error::io(path.as_path(), e))?;
+            reader.read_exact(&mut self.buf[HEADER_LEN..]).map_err(|e| Error::io(path.as_path(), e))?;
             let rec_offset = *offset;
             *offset += (HEADER_LEN + len) as u64;
             match record::decode_one(&self.buf) {
@@ -548,21 +495,14 @@ impl WalIter {
                         return Err(Error::corrupt(
                             path.as_path(),
                             rec_offset,
-                            format!(
-                                "record has LSN {} where {} was expected",
-                                record.lsn, self.from
-                            ),
+                            format!("record has LSN {} where {} was expected", record.lsn, self.from),
                         ));
                     }
                     self.from += 1;
                     return Ok(Some((record.lsn, record.payload.to_vec())));
                 }
                 _ => {
-                    return Err(Error::corrupt(
-                        path.as_path(),
-                        rec_offset,
-                        "record failed verification on read",
-                    ));
+                    return Err(Error::corrupt(path.as_path(), rec_offset, "record failed verification on read"));
                 }
             }
         }

@@ -63,11 +63,7 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<SegmentMeta>> {
 
 /// Writes `len` zero bytes into a new file at `path` and fsyncs it.
 pub(crate) fn preallocate(path: &Path, len: u64) -> std::io::Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)?;
+    let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
     let zeros = vec![0u8; 1 << 20];
     let mut left = len;
     while left > 0 {
@@ -111,10 +107,7 @@ pub(crate) fn scan(segments: Vec<SegmentMeta>, visit: &mut dyn FnMut(Lsn, &[u8])
             return Err(Error::corrupt(
                 &seg.path,
                 0,
-                format!(
-                    "segment starts at LSN {} but the previous one ended before LSN {expected}",
-                    seg.first_lsn
-                ),
+                format!("segment starts at LSN {} but the previous one ended before LSN {expected}", seg.first_lsn),
             ));
         }
         let buf = fs::read(&seg.path).at(&seg.path)?;
@@ -152,10 +145,7 @@ pub(crate) fn scan(segments: Vec<SegmentMeta>, visit: &mut dyn FnMut(Lsn, &[u8])
                 return Err(Error::corrupt(
                     &seg.path,
                     bad_at as u64,
-                    format!(
-                        "{reason}, followed by a valid record at offset {}; refusing to drop it",
-                        bad_at + 1 + p
-                    ),
+                    format!("{reason}, followed by a valid record at offset {}; refusing to drop it", bad_at + 1 + p),
                 ));
             }
             torn = Some(zero_tail(&seg.path, &buf, bad_at)?);
@@ -164,37 +154,20 @@ pub(crate) fn scan(segments: Vec<SegmentMeta>, visit: &mut dyn FnMut(Lsn, &[u8])
             tail_offset = stream.valid_len as u64;
         }
     }
-    Ok(Scan {
-        segments,
-        next_lsn: expected,
-        tail_offset,
-        torn,
-    })
+    Ok(Scan { segments, next_lsn: expected, tail_offset, torn })
 }
 
 /// Overwrites the damaged tail `buf[from..]` of `path` with zeros (keeping
 /// the preallocated size) and fsyncs, so later appends start clean.
 fn zero_tail(path: &Path, buf: &[u8], from: usize) -> Result<TornTail> {
-    let end = buf
-        .iter()
-        .rposition(|&b| b != 0)
-        .map_or(from, |p| (p + 1).max(from));
+    let end = buf.iter().rposition(|&b| b != 0).map_or(from, |p| (p + 1).max(from));
     let f = OpenOptions::new().write(true).open(path).at(path)?;
-    f.write_all_at(&vec![0u8; end - from], from as u64)
-        .at(path)?;
+    f.write_all_at(&vec![0u8; end - from], from as u64).at(path)?;
     f.sync_data().at(path)?;
-    Ok(TornTail {
-        path: path.to_path_buf(),
-        offset: from as u64,
-        discarded_bytes: (end - from) as u64,
-    })
+    Ok(TornTail { path: path.to_path_buf(), offset: from as u64, discarded_bytes: (end - from) as u64 })
 }
 
 /// Opens an existing segment for appending.
 pub(crate) fn open_for_append(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .at(path)
+    OpenOptions::new().read(true).write(true).open(path).at(path)
 }

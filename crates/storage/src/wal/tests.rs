@@ -9,16 +9,11 @@ use std::task::{Wake, Waker};
 use super::*;
 
 fn small() -> WalOptions {
-    WalOptions {
-        segment_size: 4096,
-        preallocate: true,
-    }
+    WalOptions { segment_size: 4096, preallocate: true }
 }
 
 fn payload(lsn: Lsn) -> Vec<u8> {
-    format!("record-{lsn}-")
-        .repeat((lsn % 7 + 1) as usize)
-        .into_bytes()
+    format!("record-{lsn}-").repeat((lsn % 7 + 1) as usize).into_bytes()
 }
 
 fn fill(dir: &Path, n: u64, opts: WalOptions) {
@@ -30,18 +25,11 @@ fn fill(dir: &Path, n: u64, opts: WalOptions) {
 }
 
 fn all(wal: &Wal) -> Vec<(Lsn, Vec<u8>)> {
-    wal.iter_from(wal.first_lsn())
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
+    wal.iter_from(wal.first_lsn()).unwrap().map(|r| r.unwrap()).collect()
 }
 
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    segment::list_segments(dir)
-        .unwrap()
-        .into_iter()
-        .map(|s| s.path)
-        .collect()
+    segment::list_segments(dir).unwrap().into_iter().map(|s| s.path).collect()
 }
 
 /// Byte offset of record `lsn` within its segment file.
@@ -59,11 +47,7 @@ fn offset_of(path: &Path, lsn: Lsn) -> usize {
 }
 
 fn flip(path: &Path, at: usize) {
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
+    let f = fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
     let mut b = [0u8];
     f.read_exact_at(&mut b, at as u64).unwrap();
     f.write_all_at(&[b[0] ^ 0x20], at as u64).unwrap();
@@ -75,19 +59,12 @@ fn records_survive_reopen_across_many_segments() {
     fill(tmp.path(), 300, small());
     assert!(segment_files(tmp.path()).len() > 3);
     let mut seen = Vec::new();
-    let (wal, rec) =
-        Wal::open_with(tmp.path(), small(), |l, p| seen.push((l, p.to_vec()))).unwrap();
-    assert_eq!(
-        (rec.first_lsn, rec.last_lsn, rec.torn_tail.clone()),
-        (1, 300, None)
-    );
+    let (wal, rec) = Wal::open_with(tmp.path(), small(), |l, p| seen.push((l, p.to_vec()))).unwrap();
+    assert_eq!((rec.first_lsn, rec.last_lsn, rec.torn_tail.clone()), (1, 300, None));
     let expect: Vec<_> = (1..=300).map(|l| (l, payload(l))).collect();
     assert_eq!(seen, expect);
     assert_eq!(all(&wal), expect);
-    assert_eq!(
-        wal.iter_from(150).unwrap().next().unwrap().unwrap(),
-        (150, payload(150))
-    );
+    assert_eq!(wal.iter_from(150).unwrap().next().unwrap().unwrap(), (150, payload(150)));
     assert_eq!(wal.append(b"next").unwrap(), 301);
 }
 
@@ -132,9 +109,7 @@ fn damage_in_a_non_last_segment_refuses_to_open() {
     let first = segment_files(tmp.path()).remove(0);
     // Even the last record of a closed segment was synced and may have
     // been acknowledged, so it must not be dropped.
-    let stream_len = record::decode_stream(&fs::read(&first).unwrap())
-        .records
-        .len() as u64;
+    let stream_len = record::decode_stream(&fs::read(&first).unwrap()).records.len() as u64;
     let off = offset_of(&first, stream_len);
     flip(&first, off + record::HEADER_LEN + 1);
     match Wal::open(tmp.path(), small()) {
@@ -151,10 +126,7 @@ fn a_missing_segment_refuses_to_open() {
     assert!(segs.len() > 3);
     fs::remove_file(&segs[1]).unwrap();
     let err = Wal::open(tmp.path(), small()).unwrap_err();
-    assert!(
-        matches!(&err, Error::Corrupt { path, .. } if *path == segs[2]),
-        "{err}"
-    );
+    assert!(matches!(&err, Error::Corrupt { path, .. } if *path == segs[2]), "{err}");
 }
 
 #[test]
@@ -195,10 +167,7 @@ fn oversized_payload_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (wal, _) = Wal::open(tmp.path(), small()).unwrap();
     let huge = vec![0u8; record::MAX_PAYLOAD + 1];
-    assert!(matches!(
-        wal.append(&huge),
-        Err(Error::RecordTooLarge { .. })
-    ));
+    assert!(matches!(wal.append(&huge), Err(Error::RecordTooLarge { .. })));
 }
 
 #[test]
@@ -237,10 +206,7 @@ fn concurrent_appenders_share_syncs_and_get_distinct_lsns() {
             })
         })
         .collect();
-    let mut lsns: Vec<Lsn> = threads
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let mut lsns: Vec<Lsn> = threads.into_iter().flat_map(|h| h.join().unwrap()).collect();
     lsns.sort_unstable();
     assert_eq!(lsns, (1..=800).collect::<Vec<_>>());
     let stats = wal.stats();
@@ -283,10 +249,7 @@ fn submitted_record_resolves_as_a_future() {
 #[test]
 fn leftover_spare_and_unpreallocated_segments_are_handled() {
     let tmp = tempfile::tempdir().unwrap();
-    let plain = WalOptions {
-        segment_size: 4096,
-        preallocate: false,
-    };
+    let plain = WalOptions { segment_size: 4096, preallocate: false };
     fill(tmp.path(), 100, plain.clone());
     fs::write(tmp.path().join(SPARE_NAME_FOR_TESTS), b"half-written").unwrap();
     let (wal, rec) = Wal::open(tmp.path(), small()).unwrap();
@@ -322,10 +285,7 @@ fn direct_and_batched_appends_interleave_in_lsn_order_on_disk() {
             })
         })
         .collect();
-    let mut expect: Vec<(Lsn, Vec<u8>)> = threads
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let mut expect: Vec<(Lsn, Vec<u8>)> = threads.into_iter().flat_map(|h| h.join().unwrap()).collect();
     expect.sort();
     drop(Arc::try_unwrap(wal).unwrap());
     let (wal, rec) = Wal::open(tmp.path(), small()).unwrap();

@@ -298,17 +298,10 @@ pub(crate) fn run(shared: Arc<Shared>) {
 /// `buf`), publishes the outcome and wakes the waiters it settles. The
 /// caller must have set `State::busy`; this clears it. Called by the writer
 /// thread, or by an appender on the fast path when the writer was idle.
-pub(crate) fn commit(
-    shared: &Shared,
-    first_lsn: Lsn,
-    buf: &[u8],
-    ends: &[usize],
-) -> std::result::Result<(), ()> {
+pub(crate) fn commit(shared: &Shared, first_lsn: Lsn, buf: &[u8], ends: &[usize]) -> std::result::Result<(), ()> {
     let last_lsn = first_lsn + ends.len() as u64 - 1;
     let mut stats = WalStats::default();
-    let res = shared
-        .lock_io()
-        .write_batch(shared, first_lsn, buf, ends, &mut stats);
+    let res = shared.lock_io().write_batch(shared, first_lsn, buf, ends, &mut stats);
     let failed = res.is_err();
     let ready = {
         let mut st = shared.lock();
