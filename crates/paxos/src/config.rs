@@ -86,6 +86,9 @@ pub struct Config {
     pub lease_drift_margin_ticks: u64,
     /// Most commands packed into one slot. Default 4096.
     pub max_batch: usize,
+    /// Most payload bytes packed into one slot (a single larger command
+    /// still gets a slot of its own). Default 4 MiB.
+    pub max_batch_bytes: usize,
     /// Most slots a leader has in flight (proposed, not yet chosen).
     /// Default 64.
     pub max_inflight_slots: usize,
@@ -156,6 +159,7 @@ impl Config {
             lease_ticks: 8,
             lease_drift_margin_ticks: 2,
             max_batch: 4096,
+            max_batch_bytes: 4 << 20,
             max_inflight_slots: 64,
             max_catchup_slots: 512,
             max_pending: 100_000,

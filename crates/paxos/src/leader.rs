@@ -110,6 +110,12 @@ impl<S: StateMachine> Replica<S> {
         };
         let mut pending = pending;
         pending.extend(self.forward.drain(..));
+        // Our own unanswered proposals went to a leader that may be gone.
+        let queued: std::collections::HashSet<_> = pending.iter().map(|c| c.id).collect();
+        let mut again: Vec<&(u64, Command)> = self.local.values().filter(|(_, c)| !queued.contains(&c.id)).collect();
+        again.sort_by_key(|(since, c)| (*since, c.id));
+        let again: Vec<Command> = again.into_iter().map(|(_, c)| c.clone()).collect();
+        pending.extend(again);
         let from_slot = self.commit + 1;
         self.leader = Some(Leader {
             ballot,
@@ -372,6 +378,7 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn flush(&mut self) {
         let window = self.cfg.max_inflight_slots;
         let max_batch = self.cfg.max_batch;
+        let max_batch_bytes = self.cfg.max_batch_bytes;
         let now = self.now;
         let commit = self.commit;
         if let Some(Leader { ballot, pending, phase: Phase::Active(a) }) = self.leader.as_mut() {
@@ -379,7 +386,17 @@ impl<S: StateMachine> Replica<S> {
             let first = a.next_slot;
             let mut values = Vec::new();
             while !pending.is_empty() && a.inflight.len() < window {
-                let take = pending.len().min(max_batch);
+                // At most `max_batch` commands and, past the first,
+                // `max_batch_bytes` of payload per slot.
+                let mut take = 0;
+                let mut bytes = 0;
+                for c in pending.iter().take(max_batch) {
+                    if take > 0 && bytes + c.payload.len() > max_batch_bytes {
+                        break;
+                    }
+                    bytes += c.payload.len();
+                    take += 1;
+                }
                 let batch: Arc<[Command]> = pending.drain(..take).collect();
                 let value = Value::Commands(batch);
                 a.inflight

@@ -106,7 +106,7 @@ impl<S: StateMachine> Replica<S> {
         self.snapshot_tick();
         if self.now % self.cfg.election_ticks == 0 {
             let horizon = self.now.saturating_sub(self.cfg.election_ticks * 20);
-            self.local.retain(|_, &mut since| since >= horizon);
+            self.local.retain(|_, (since, _)| *since >= horizon);
         }
     }
 

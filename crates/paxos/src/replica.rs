@@ -289,7 +289,9 @@ pub struct Replica<S: StateMachine> {
     pub(crate) leader_hint: Option<NodeId>,
     pub(crate) forward: Vec<Command>,
     pub(crate) follower_reads: Vec<FollowerRead>,
-    pub(crate) local: HashMap<CommandId, u64>,
+    /// Proposals made here and not yet answered: when proposed, and the
+    /// command (passed on again when the leader changes).
+    pub(crate) local: HashMap<CommandId, (u64, Command)>,
 
     pub(crate) ping_round: u64,
     pub(crate) loopback: VecDeque<Message>,
@@ -612,12 +614,22 @@ impl<S: StateMachine> Replica<S> {
     }
 
     pub(crate) fn set_leader_hint(&mut self, hint: Option<NodeId>) {
+        let changed = hint != self.leader_hint;
         self.leader_hint = hint;
-        if let Some(l) = hint {
-            if l != self.cfg.id && !self.forward.is_empty() {
-                let commands = std::mem::take(&mut self.forward);
-                self.send(l, Message::Forward { commands });
-            }
+        let Some(l) = hint.filter(|&l| l != self.cfg.id) else { return };
+        let mut commands = std::mem::take(&mut self.forward);
+        if changed {
+            // Proposals passed to the old leader may have died with it: pass
+            // every unanswered one to the new leader (applied at most once
+            // whichever copy is chosen).
+            let queued: std::collections::HashSet<CommandId> = commands.iter().map(|c| c.id).collect();
+            let mut again: Vec<&(u64, Command)> =
+                self.local.values().filter(|(_, c)| !queued.contains(&c.id)).collect();
+            again.sort_by_key(|(since, c)| (*since, c.id));
+            commands.extend(again.into_iter().map(|(_, c)| c.clone()));
+        }
+        if !commands.is_empty() {
+            self.send(l, Message::Forward { commands });
         }
     }
 
@@ -626,7 +638,7 @@ impl<S: StateMachine> Replica<S> {
             self.out.responses.push(Response { id: cmd.id, result: Err(ClientError::Busy) });
             return;
         }
-        self.local.insert(cmd.id, self.now);
+        self.local.insert(cmd.id, (self.now, cmd.clone()));
         self.enqueue(cmd);
     }
 
