@@ -141,11 +141,11 @@ impl Node {
         )
     }
 
-    /// The last lines the process logged, for error messages.
+    /// The last 40 lines the process logged, for error messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.spec.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 }
 

@@ -197,8 +197,18 @@ impl Generator {
                 })
                 .collect()
         };
-        let success = branch(self);
-        let failure = branch(self);
+        let mut success = branch(self);
+        let mut failure = branch(self);
+        // etcd 3.4 checks ignore_value/ignore_lease puts against the store as
+        // it was before the txn; a delete earlier in the same txn then makes
+        // the put fail mid-apply, and etcd panics ("unexpected error during
+        // txn: etcdserver: key not found"). The reference must not crash, so
+        // such a txn gets plain puts.
+        for ops in [&mut success, &mut failure] {
+            if deletes(ops) {
+                plain_puts(ops);
+            }
+        }
         PbTxnRequest { compare, success, failure }
     }
 
@@ -220,6 +230,32 @@ impl Generator {
         }
         if let (Op::Compact(request), Ok(_)) = (op, outcome) {
             self.compacted = self.compacted.max(request.revision);
+        }
+    }
+}
+
+/// Whether `ops` delete anything, nested transactions included.
+fn deletes(ops: &[PbTxnRequestOp]) -> bool {
+    ops.iter().any(|op| match &op.request {
+        Some(PbTxnOpRequest::RequestDeleteRange(_)) => true,
+        Some(PbTxnOpRequest::RequestTxn(txn)) => deletes(&txn.success) || deletes(&txn.failure),
+        _ => false,
+    })
+}
+
+/// Clears ignore_value and ignore_lease on every put in `ops`.
+fn plain_puts(ops: &mut [PbTxnRequestOp]) {
+    for op in ops {
+        match &mut op.request {
+            Some(PbTxnOpRequest::RequestPut(put)) => {
+                put.ignore_value = false;
+                put.ignore_lease = false;
+            }
+            Some(PbTxnOpRequest::RequestTxn(txn)) => {
+                plain_puts(&mut txn.success);
+                plain_puts(&mut txn.failure);
+            }
+            _ => {}
         }
     }
 }
@@ -338,6 +374,13 @@ async fn send(kv: &mut RawKv, op: &Op) -> Outcome {
     }
 }
 
+/// A broken connection (a crashed or hung server) is never an answer.
+fn lost_connection(outcome: &Outcome) -> bool {
+    matches!(outcome, Err((code, message))
+        if matches!(code, tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::DeadlineExceeded)
+            && (message.contains("transport") || message.starts_with("harness:")))
+}
+
 /// The first disagreement of one seed.
 struct Mismatch {
     seed: u64,
@@ -392,7 +435,7 @@ fn tally(tally: &mut Tally, op: &Op, outcome: &Outcome) {
 async fn run_seed(etcd_bin: &Path, synod_bin: &Path, seed: u64, ops: usize, counts: &mut Tally) -> Option<Mismatch> {
     let dir = tempfile::tempdir().expect("temp dir");
     let (etcd_dir, synod_dir) = (dir.path().join("etcd"), dir.path().join("synod"));
-    let ((_etcd, mut reference), (_synod, mut candidate)) =
+    let ((etcd, mut reference), (synod, mut candidate)) =
         tokio::join!(start(etcd_bin, &etcd_dir), start(synod_bin, &synod_dir));
     let mut generator = Generator::new(seed);
     for index in 0..ops {
@@ -401,8 +444,19 @@ async fn run_seed(etcd_bin: &Path, synod_bin: &Path, seed: u64, ops: usize, coun
         let actual = send(&mut candidate, &op).await;
         tally(counts, &op, &expected);
         if let Some(detail) = difference(&expected, &actual) {
+            let mut detail = detail;
+            for (name, node, outcome) in [("etcd", &etcd, &expected), ("synod", &synod, &actual)] {
+                if lost_connection(outcome) {
+                    detail += &format!("\n-- {name} lost the connection; its log ends:\n{}", node.log_tail());
+                }
+            }
             return Some(Mismatch { seed, index, op, detail });
         }
+        assert!(
+            !lost_connection(&expected),
+            "seed {seed} op #{index}: both servers dropped the connection on {op:#?}\netcd log ends:\n{}",
+            etcd.log_tail()
+        );
         generator.observe(&op, &expected);
     }
     None
