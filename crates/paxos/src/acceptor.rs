@@ -61,6 +61,7 @@ impl<S: StateMachine> Replica<S> {
         values: Vec<Value>,
         commit: Slot,
     ) {
+        self.deposed_by(ballot);
         if self.rejoin.is_some() {
             self.observe_leader(ballot, None);
             self.learn_commit(from, ballot, commit);
@@ -96,6 +97,7 @@ impl<S: StateMachine> Replica<S> {
     /// A leader's heartbeat: acknowledge it (and grant a lease) if our
     /// promise is still its ballot.
     pub(crate) fn on_heartbeat(&mut self, from: NodeId, ballot: Ballot, commit: Slot, seq: u64, last_slot: Slot) {
+        self.deposed_by(ballot);
         if self.rejoin.is_some() {
             self.observe_leader(ballot, Some(last_slot));
             self.learn_commit(from, ballot, commit);
@@ -123,44 +125,98 @@ impl<S: StateMachine> Replica<S> {
 
     /// A commit index from a leader.
     pub(crate) fn on_commit(&mut self, from: NodeId, ballot: Ballot, commit: Slot) {
+        self.deposed_by(ballot);
         if ballot >= self.promised {
             self.learn_commit(from, ballot, commit);
         }
     }
 
-    /// While rejoining: every leader's ballot raises the promise we will
-    /// start with; a heartbeat names the highest slot its leader has
-    /// proposed in, which we must learn up to. Any value chosen with our
-    /// help before we lost our disk sits at or below that slot (the leader
-    /// proposed it, or learned it in phase 1), so once we have learned
-    /// that far nothing we forgot can matter.
-    fn observe_leader(&mut self, ballot: Ballot, last_slot: Option<Slot>) {
-        if let Some(r) = self.rejoin.as_mut() {
-            let newer = ballot > r.ballot;
-            r.ballot = r.ballot.max(ballot);
-            if let Some(last) = last_slot {
-                if r.target.is_none() || newer {
-                    r.target = Some(r.target.unwrap_or(0).max(last));
-                }
-            }
+    /// A message from a leader with a higher ballot than ours: our
+    /// leadership is over, whatever our acceptor promised. (A leader that
+    /// went on advertising its commit index after learning chosen values
+    /// from a newer leader would make its followers mark its own stale
+    /// proposals chosen.)
+    pub(crate) fn deposed_by(&mut self, ballot: Ballot) {
+        if self.leader.as_ref().is_some_and(|l| l.ballot < ballot) {
+            self.step_down(ballot);
         }
     }
 
-    /// A rejoining replica that has learned every slot up to the highest
-    /// one its leader had proposed in becomes an acceptor again, promising
-    /// no less than the highest ballot it has seen lead (Paxos Made Live's
-    /// rule: it takes part again only after catching up with the log).
+    /// While rejoining: every leader's ballot raises the promise we will
+    /// start with.
+    fn observe_leader(&mut self, ballot: Ballot, _last_slot: Option<Slot>) {
+        if let Some(r) = self.rejoin.as_mut() {
+            r.ballot = r.ballot.max(ballot);
+        }
+    }
+
+    /// Members whose answers a rejoining member needs: enough to meet every
+    /// phase-1 quorum and every phase-2 quorum that may have counted on it
+    /// (each has at least `q - 1` members besides it).
+    fn rejoin_quorum(&self) -> usize {
+        let n = self.cfg.members.len();
+        let q = self.cfg.quorum.phase1().min(self.cfg.quorum.phase2());
+        (n + 1 - q).min(n - 1)
+    }
+
+    /// While rejoining, ask the members that have not answered yet.
+    pub(crate) fn rejoin_tick(&mut self) {
+        let now = self.now;
+        let retry = self.cfg.retry_ticks;
+        let Some(r) = self.rejoin.as_mut() else { return };
+        if r.asked_at.is_some_and(|t| now < t + retry) {
+            return;
+        }
+        r.asked_at = Some(now);
+        let replies = r.replies;
+        for i in 0..self.cfg.members.len() {
+            let to = self.cfg.members[i];
+            if to != self.cfg.id && !replies.contains(i) {
+                self.send(to, Message::RejoinQuery);
+            }
+        }
+        self.finish_rejoin_if_caught_up();
+    }
+
+    pub(crate) fn on_rejoin_query(&mut self, from: NodeId) {
+        if self.rejoin.is_none() {
+            let (promised, last_slot) = (self.promised, self.log.last_slot());
+            self.send(from, Message::RejoinReply { promised, last_slot });
+        }
+    }
+
+    pub(crate) fn on_rejoin_reply(&mut self, from: NodeId, promised: Ballot, last_slot: Slot) {
+        let Some(idx) = self.member_index(from) else { return };
+        let Some(r) = self.rejoin.as_mut() else { return };
+        if r.replies.insert(idx) {
+            r.ballot = r.ballot.max(promised);
+            r.target = r.target.max(last_slot);
+        }
+        self.finish_rejoin_if_caught_up();
+    }
+
+    /// A rejoining member votes again once (1) enough members told it what
+    /// they promised and accepted that every quorum which may have counted
+    /// on its forgotten state includes one of them, (2) it has learned every
+    /// slot up to the highest any of them accepted in, and (3) what it
+    /// learned is durable. It then promises the highest ballot it heard of,
+    /// and bids only above it: any value chosen with its help before the
+    /// loss is at or below that slot (a phase-2 quorum that counted on it
+    /// meets the members asked), and any ballot a phase-1 quorum granted it
+    /// is at or below that promise (Paxos Made Live's rule, made precise).
+    /// What remains outside the argument: promises it sent just before the
+    /// loss that are still in flight when it asks.
     pub(crate) fn finish_rejoin_if_caught_up(&mut self) {
+        let needed = self.rejoin_quorum();
         let Some(r) = self.rejoin.as_ref() else { return };
-        let Some(target) = r.target else { return };
-        // What we caught up on must be durable before we vote on it: a
-        // snapshot installed but not yet stored would be lost in a crash.
-        if self.commit < target || self.snapshot_pending.is_some() {
+        if r.replies.len() < needed || self.commit < r.target || self.snapshot_pending.is_some() {
             return;
         }
         let ballot = r.ballot;
         self.rejoin = None;
         self.election.set_voter(true);
+        self.election.raise_round(ballot.round + 1);
+        self.own_ballot = self.own_ballot.max(ballot);
         if ballot > self.promised {
             self.promised = ballot;
             self.persist(Record::Promised(ballot));

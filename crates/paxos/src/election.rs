@@ -150,6 +150,14 @@ impl Election {
         self.withdrawn = true;
     }
 
+    /// Bid, from now on, with rounds of at least `round` (a replica that
+    /// lost its disk must not reuse a ballot it may have used before).
+    pub fn raise_round(&mut self, round: u64) {
+        if self.ballot.round < round {
+            self.ballot = Ballot::new(round, self.me);
+        }
+    }
+
     /// Allow or forbid this node to stand for leader.
     pub fn set_voter(&mut self, voter: bool) {
         self.voter = voter;

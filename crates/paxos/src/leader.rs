@@ -46,6 +46,8 @@ pub(crate) struct Preparing {
     /// The highest compaction point a promiser reported, and who: slots up
     /// to it are chosen, but their values exist only in snapshots.
     behind: (Slot, NodeId),
+    /// Reads (id, query, asking follower) that arrived during phase 1.
+    reads: Vec<(u64, Bytes, Option<NodeId>)>,
     sent_at: u64,
 }
 
@@ -125,6 +127,7 @@ impl<S: StateMachine> Replica<S> {
                 promises: NodeSet::default(),
                 merged: BTreeMap::new(),
                 behind: (0, 0),
+                reads: Vec::new(),
                 sent_at: self.now,
             }),
         });
@@ -199,11 +202,13 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         let ballot = *ballot;
+        let reads = std::mem::take(&mut p.reads);
         *p = Preparing {
             from_slot: commit + 1,
             promises: NodeSet::default(),
             merged: BTreeMap::new(),
             behind: (0, 0),
+            reads,
             sent_at: now,
         };
         for i in 0..self.cfg.members.len() {
@@ -223,6 +228,7 @@ impl<S: StateMachine> Replica<S> {
         };
         let from_slot = p.from_slot;
         let merged = std::mem::take(&mut p.merged);
+        let early_reads = std::mem::take(&mut p.reads);
         let last_recovered = merged.keys().next_back().copied().unwrap_or(0).max(from_slot - 1);
         let mut values: Vec<Value> =
             (from_slot..=last_recovered).map(|s| merged.get(&s).map_or(Value::Noop, |e| e.value.clone())).collect();
@@ -253,6 +259,15 @@ impl<S: StateMachine> Replica<S> {
         let commit = self.commit;
         self.broadcast_accept(ballot, from_slot, values, commit);
         self.send_heartbeat();
+        // Reads that came in during phase 1, or while no leader was known,
+        // are ours now.
+        for (id, query, origin) in early_reads {
+            self.queue_read(id, query, origin);
+        }
+        let waiting: Vec<FollowerRead> = self.follower_reads.extract_if(.., |r| !r.asked).collect();
+        for r in waiting {
+            self.queue_read(r.id, r.query, None);
+        }
     }
 
     fn broadcast_accept(&mut self, ballot: Ballot, first_slot: Slot, values: Vec<Value>, commit: Slot) {
@@ -355,13 +370,23 @@ impl<S: StateMachine> Replica<S> {
         }
         self.forward.extend(old.pending);
         self.fail_reads(old.phase);
-        let hint = (higher.node != self.cfg.id).then_some(higher.node);
+        let hint = (higher.node != self.cfg.id && higher.node != 0).then_some(higher.node);
         self.set_leader_hint(hint);
     }
 
     fn fail_reads(&mut self, phase: Phase) {
+        let leader = self.leader_hint.filter(|&l| l != self.cfg.id);
+        if let Phase::Preparing(p) = &phase {
+            for (id, _, origin) in &p.reads {
+                match origin {
+                    Some(follower) => self.send(*follower, Message::ReadIndexReply { id: *id, index: 0 }),
+                    None => {
+                        self.out.reads.push(ReadResponse { id: *id, result: Err(ClientError::NotLeader { leader }) })
+                    }
+                }
+            }
+        }
         if let Phase::Active(a) = phase {
-            let leader = self.leader_hint.filter(|&l| l != self.cfg.id);
             for r in a.reads {
                 match r.origin {
                     Some(follower) => self.send(follower, Message::ReadIndexReply { id: r.id, index: 0 }),
@@ -571,14 +596,20 @@ impl<S: StateMachine> Replica<S> {
             self.queue_read(id, query, None);
             return;
         }
+        if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.leader.as_mut() {
+            p.reads.push((id, query, None));
+            return;
+        }
         match self.leader_hint.filter(|&l| l != self.cfg.id) {
             Some(l) => {
                 let since = self.now;
-                self.follower_reads.push(FollowerRead { id, query, index: None, since });
+                self.follower_reads.push(FollowerRead { id, query, index: None, since, asked: true });
                 self.send(l, Message::ReadIndex { id });
             }
             None => {
-                self.out.reads.push(ReadResponse { id, result: Err(ClientError::NotLeader { leader: None }) });
+                // Wait (up to the usual expiry) for a leader to appear.
+                let since = self.now;
+                self.follower_reads.push(FollowerRead { id, query, index: None, since, asked: false });
             }
         }
     }
@@ -587,6 +618,9 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn on_read_index(&mut self, from: NodeId, id: u64) {
         if self.is_leader() {
             self.queue_read(id, Bytes::new(), Some(from));
+        } else if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.leader.as_mut() {
+            // Answered once phase 1 completes.
+            p.reads.push((id, Bytes::new(), Some(from)));
         } else {
             self.send(from, Message::ReadIndexReply { id, index: 0 });
         }

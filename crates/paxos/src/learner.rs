@@ -104,6 +104,7 @@ impl<S: StateMachine> Replica<S> {
         }
         self.expire_follower_reads();
         self.snapshot_tick();
+        self.rejoin_tick();
         if self.now % self.cfg.election_ticks == 0 {
             let horizon = self.now.saturating_sub(self.cfg.election_ticks * 20);
             self.local.retain(|_, (since, _)| *since >= horizon);
@@ -144,6 +145,12 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn on_chosen(&mut self, first_slot: Slot, values: Vec<Value>, commit: Slot) {
         if first_slot == 0 {
             return;
+        }
+        if self.is_leader() && first_slot + values.len() as Slot > self.commit + 1 {
+            // Someone chose values we did not: a newer leader exists. Step
+            // down before learning them, so our commit index is never
+            // advertised in our (stale) ballot.
+            self.step_down(Ballot::ZERO);
         }
         self.known_commit = self.known_commit.max(commit);
         let skip = (self.commit + 1).saturating_sub(first_slot) as usize;

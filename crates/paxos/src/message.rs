@@ -170,6 +170,17 @@ pub enum Message {
         /// Apply at least this far before answering.
         index: Slot,
     },
+    /// A member rejoining after losing its disk asks what the others have
+    /// promised and accepted.
+    RejoinQuery,
+    /// The answer: this member's promise and the highest slot it holds an
+    /// accepted value for.
+    RejoinReply {
+        /// The member's promised ballot.
+        promised: Ballot,
+        /// The highest slot in its log.
+        last_slot: Slot,
+    },
     /// Client commands a non-leader passes on to the leader.
     Forward {
         /// The commands, in arrival order.
@@ -197,6 +208,8 @@ impl Message {
             Message::SnapshotChunk { .. } => "SnapshotChunk",
             Message::ReadIndex { .. } => "ReadIndex",
             Message::ReadIndexReply { .. } => "ReadIndexReply",
+            Message::RejoinQuery => "RejoinQuery",
+            Message::RejoinReply { .. } => "RejoinReply",
             Message::Forward { .. } => "Forward",
         }
     }

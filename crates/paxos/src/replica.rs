@@ -185,10 +185,14 @@ pub enum RecoverError {
 /// A replica rejoining without its acceptor state.
 #[derive(Debug, Default)]
 pub(crate) struct Rejoin {
-    /// The first leader commit index heard; catch up to it.
-    pub(crate) target: Option<Slot>,
-    /// The highest leader ballot heard.
+    /// The highest slot any queried member has accepted in; catch up to it.
+    pub(crate) target: Slot,
+    /// The highest ballot promised by a queried member or seen leading.
     pub(crate) ballot: Ballot,
+    /// Members that answered our `RejoinQuery`.
+    pub(crate) replies: NodeSet,
+    /// When we last asked.
+    pub(crate) asked_at: Option<u64>,
 }
 
 /// A set of members, by index in `Config::members`.
@@ -230,6 +234,8 @@ pub(crate) struct FollowerRead {
     /// The leader's read index, once it answered.
     pub(crate) index: Option<Slot>,
     pub(crate) since: u64,
+    /// Whether a `ReadIndex` went out (no leader was known when it came).
+    pub(crate) asked: bool,
 }
 
 /// One replica: proposer (leader), acceptor and learner.
@@ -354,6 +360,8 @@ impl<S: StateMachine> Replica<S> {
         let mut r = Replica::new(cfg, sm)?;
         r.rejoin = Some(Rejoin::default());
         r.election.set_voter(false);
+        // A lease we granted before losing the disk may still be running.
+        r.lease_until = r.cfg.lease_ticks;
         // Durable before anything else: a crash mid-rejoin must not bring
         // this replica back as a voter.
         r.persist(Record::Rejoining);
@@ -538,6 +546,8 @@ impl<S: StateMachine> Replica<S> {
             }
             Message::ReadIndex { id } => self.on_read_index(from, id),
             Message::ReadIndexReply { id, index } => self.on_read_index_reply(id, index),
+            Message::RejoinQuery => self.on_rejoin_query(from),
+            Message::RejoinReply { promised, last_slot } => self.on_rejoin_reply(from, promised, last_slot),
             Message::Forward { commands } => {
                 for cmd in commands {
                     self.enqueue(cmd);
@@ -562,6 +572,12 @@ impl<S: StateMachine> Replica<S> {
             let jitter =
                 if self.cfg.election_jitter_ticks > 0 { self.rng.u64(0..=self.cfg.election_jitter_ticks) } else { 0 };
             self.election.end_round(self.now, self.cfg.election_ticks + jitter);
+            if self.leader.is_some() && !self.election.connected(self.now) && !self.holds_lease() {
+                // Cut off from a quorum: we cannot choose anything, and
+                // clients should go elsewhere. (While a lease still holds we
+                // may answer reads, so we keep it until it runs out.)
+                self.step_down(Ballot::ZERO);
+            }
         }
         self.sync_role();
         self.leader_tick();
@@ -617,6 +633,13 @@ impl<S: StateMachine> Replica<S> {
         let changed = hint != self.leader_hint;
         self.leader_hint = hint;
         let Some(l) = hint.filter(|&l| l != self.cfg.id) else { return };
+        let now = self.now;
+        for r in self.follower_reads.iter_mut().filter(|r| !r.asked) {
+            r.asked = true;
+            r.since = now;
+            let id = r.id;
+            self.out.send.push((l, Message::ReadIndex { id }));
+        }
         let mut commands = std::mem::take(&mut self.forward);
         if changed {
             // Proposals passed to the old leader may have died with it: pass

@@ -36,7 +36,9 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn maybe_snapshot(&mut self) {
         let every = self.cfg.snapshot_every;
         let last = self.snapshot.as_ref().map_or(0, |s| s.slot);
-        if every == 0 || self.snapshot_pending.is_some() || self.applied < last + every {
+        // While rejoining, the `Rejoining` record must stay in the log, so
+        // no checkpoint may replace it.
+        if every == 0 || self.snapshot_pending.is_some() || self.rejoin.is_some() || self.applied < last + every {
             return;
         }
         let snap = Snapshot { slot: self.applied, data: self.encode_snapshot() };
@@ -91,7 +93,11 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn on_snapshot_saved(&mut self, slot: Slot) {
         let Some(snap) = self.snapshot_pending.take_if(|s| s.slot == slot) else { return };
         self.snapshot = Some(snap);
-        self.finish_rejoin_if_caught_up();
+        if self.rejoin.is_some() {
+            // Keep the whole log (and its `Rejoining` record) until we vote.
+            self.finish_rejoin_if_caught_up();
+            return;
+        }
         // Keep the log a learner is being sent a snapshot for.
         let horizon = self.now.saturating_sub(20 * self.cfg.retry_ticks);
         self.transfers.retain(|_, (_, at)| *at >= horizon);
@@ -184,14 +190,22 @@ impl<S: StateMachine> Replica<S> {
             _ => None,
         };
         if let Some((from, slot, offset)) = resume {
-            let to = self.leader_hint.filter(|&l| l != self.cfg.id).unwrap_or(from);
-            self.send(to, Message::SnapshotRequest { slot, offset });
+            // Resume from the same sender: another replica's snapshot of the
+            // same slot need not be byte-identical.
+            self.send(from, Message::SnapshotRequest { slot, offset });
         }
     }
 
     /// Jump to a snapshot received from a peer.
     fn install_snapshot(&mut self, slot: Slot, data: Bytes) {
-        if slot <= self.commit || self.restore_snapshot(&data).is_err() {
+        if slot <= self.commit {
+            return;
+        }
+        if self.is_leader() {
+            // As for `Chosen`: a newer leader chose these; step down first.
+            self.step_down(crate::ballot::Ballot::ZERO);
+        }
+        if self.restore_snapshot(&data).is_err() {
             return;
         }
         self.log.compact(slot);

@@ -87,9 +87,23 @@ fn linearizable_reads_are_served_by_the_leader_and_by_followers_through_a_read_i
 }
 
 #[test]
-fn a_read_with_no_leader_known_is_refused() {
+fn a_read_made_before_any_leader_is_known_is_answered_once_one_is() {
     let mut c: LocalCluster<KvMachine> = LocalCluster::new(3, Config::new, KvMachine::default);
+    for id in 1..=3 {
+        c.step(id, Input::Read { id, query: Bytes::from("a") });
+    }
+    assert!(c.reads.is_empty());
+    c.tick(40);
+    assert_eq!(c.reads.len(), 3, "{:?}", c.reads);
+    assert!(c.reads.iter().all(|(_, r)| r.result == Ok(None)), "{:?}", c.reads);
+}
+
+#[test]
+fn a_read_with_no_leader_in_sight_is_refused_after_a_while() {
+    let mut c: LocalCluster<KvMachine> = LocalCluster::new(3, Config::new, KvMachine::default);
+    c.isolated = vec![2, 3];
     c.step(1, Input::Read { id: 1, query: Bytes::from("a") });
+    c.tick(40);
     assert!(matches!(c.reads[0].1.result, Err(ClientError::NotLeader { leader: None })));
 }
 
