@@ -105,7 +105,7 @@ impl<S: StateMachine> Replica<S> {
         self.expire_follower_reads();
         self.snapshot_tick();
         self.rejoin_tick();
-        if self.now % self.cfg.election_ticks == 0 {
+        if self.now.is_multiple_of(self.cfg.election_ticks) {
             let horizon = self.now.saturating_sub(self.cfg.election_ticks * 20);
             self.local.retain(|_, (since, _)| *since >= horizon);
         }

@@ -558,7 +558,7 @@ impl<S: StateMachine> Replica<S> {
 
     fn on_tick(&mut self) {
         self.now += 1;
-        if self.now % self.cfg.heartbeat_ticks == 0 {
+        if self.now.is_multiple_of(self.cfg.heartbeat_ticks) {
             self.ping_round += 1;
             let round = self.ping_round;
             for i in 0..self.cfg.members.len() {
