@@ -36,8 +36,18 @@ pub(crate) fn range(mvcc: &Mvcc, req: &RangeRequest, current: i64) -> Result<Ran
         || req.max_mod_revision != 0
         || req.min_create_revision != 0
         || req.max_create_revision != 0;
+    // Results come in ascending key order, so etcd sorts ascending by
+    // default for any other target, and skips sorting by key ascending.
+    let order = match (sort_target, sort_order) {
+        (SortTarget::Key, SortOrder::Ascend) => SortOrder::None,
+        (SortTarget::Key, order) => order,
+        (_, SortOrder::None) => SortOrder::Ascend,
+        (_, order) => order,
+    };
     // Sorting or filtering needs every key; otherwise fetch one past the
-    // limit to learn whether there is more.
+    // limit to learn whether there is more. As in etcd, this looks at the
+    // order asked for: a non-key target with no order sorts only the keys
+    // fetched.
     let fetch = if sort_order != SortOrder::None || filtered || req.limit <= 0 {
         usize::MAX
     } else {
@@ -49,7 +59,9 @@ pub(crate) fn range(mvcc: &Mvcc, req: &RangeRequest, current: i64) -> Result<Ran
     for (key, entry) in live {
         count += 1;
         if kvs.len() < fetch {
-            kvs.push(entry.to_kv(key, !req.keys_only));
+            // Values are dropped for keys_only only after sorting: etcd sorts
+            // by value first.
+            kvs.push(entry.to_kv(key, !req.keys_only || sort_target == SortTarget::Value));
         }
     }
 
@@ -62,14 +74,6 @@ pub(crate) fn range(mvcc: &Mvcc, req: &RangeRequest, current: i64) -> Result<Ran
         });
     }
 
-    // Results come in ascending key order, so etcd sorts ascending by
-    // default for any other target, and skips sorting by key ascending.
-    let order = match (sort_target, sort_order) {
-        (SortTarget::Key, SortOrder::Ascend) => SortOrder::None,
-        (SortTarget::Key, order) => order,
-        (_, SortOrder::None) => SortOrder::Ascend,
-        (_, order) => order,
-    };
     if order != SortOrder::None {
         let by = |a: &KeyValue, b: &KeyValue| -> Ordering {
             match sort_target {
@@ -92,6 +96,11 @@ pub(crate) fn range(mvcc: &Mvcc, req: &RangeRequest, current: i64) -> Result<Ran
     if req.limit > 0 && kvs.len() as i64 > req.limit {
         kvs.truncate(req.limit as usize);
         more = true;
+    }
+    if req.keys_only {
+        for kv in &mut kvs {
+            kv.value.clear();
+        }
     }
     Ok(RangeResponse { header: header(current), kvs, more, count })
 }

@@ -872,3 +872,25 @@ fn hash_is_equal_on_replicas_and_stable_for_past_revisions() {
     assert_eq!(one.hash_kv(one.revision() + 1).map(|_| ()), Err(KvError::FutureRevision));
     assert_eq!(one.hash_kv(3).map(|_| ()), Err(KvError::Compacted));
 }
+
+#[test]
+fn keys_only_ranges_sorted_by_value_sort_before_dropping_values() {
+    let mut s = KvState::default();
+    for (k, v) in [("a", "3"), ("b", "1"), ("c", "2")] {
+        s.apply(Command::Put(PutRequest { key: k.into(), value: v.into(), ..Default::default() })).unwrap();
+    }
+    let req = RangeRequest {
+        key: b"a".to_vec(),
+        range_end: b"z".to_vec(),
+        keys_only: true,
+        sort_target: 4, // VALUE
+        sort_order: 1,  // ASCEND
+        limit: 2,
+        ..Default::default()
+    };
+    let resp = s.range(&req).unwrap();
+    let keys: Vec<&[u8]> = resp.kvs.iter().map(|kv| kv.key.as_slice()).collect();
+    assert_eq!(keys, vec![&b"b"[..], &b"c"[..]], "ascending by value, then limited");
+    assert!(resp.kvs.iter().all(|kv| kv.value.is_empty()));
+    assert!(resp.more);
+}

@@ -654,7 +654,7 @@ impl<S: StateMachine> Replica<S> {
             self.out.reads.push(ReadResponse { id: r.id, result: Err(ClientError::NotLeader { leader }) });
         } else {
             self.follower_reads[pos].index = Some(index);
-            self.serve_reads();
+            self.serve_follower_reads();
         }
     }
 

@@ -172,7 +172,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
             let signal = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            router.serve_with_incoming_shutdown(TcpIncoming::from(listener), signal).await
+            router.serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal).await
         }));
     }
 
