@@ -130,3 +130,27 @@ async fn restarted_member_catches_up() {
     direct.put("r/after", "yes", None).await.unwrap();
     assert_eq!(cluster.value(others[0], "r/after").await.as_deref(), Some(&b"yes"[..]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_data_was_wiped_rejoins_as_a_learner_and_catches_up() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let leader = cluster.leader().await;
+    let victim = (leader + 1) % 3;
+    let mut c = cluster.client(leader).await;
+    for i in 0..40 {
+        c.put(format!("w/{i:03}"), "before", None).await.unwrap();
+    }
+    cluster.wipe_and_rejoin(victim);
+    cluster.wait_member_ready(victim).await;
+    for i in 40..60 {
+        c.put(format!("w/{i:03}"), "after", None).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while cluster.local_count(victim, "w/").await != 60 {
+        assert!(Instant::now() < deadline, "wiped member has {} of 60 keys", cluster.local_count(victim, "w/").await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = cluster.log(victim);
+    assert!(log.contains("rejoining as a learner"), "the wiped member must not vote with amnesia:\n{log}");
+}

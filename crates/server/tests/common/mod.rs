@@ -141,6 +141,21 @@ impl Cluster {
         self.spawn(i);
     }
 
+    /// SIGKILLs member `i`, deletes its data directory, and starts it again
+    /// as joining an existing cluster (as an operator replaces a lost disk).
+    pub fn wipe_and_rejoin(&mut self, i: usize) {
+        self.kill(i);
+        let data = self.dir.path().join(&self.members[i].name);
+        let _ = std::fs::remove_dir_all(&data);
+        self.members[i].args.extend(["--initial-cluster-state".to_string(), "existing".to_string()]);
+        self.spawn(i);
+    }
+
+    /// Member `i`'s log so far.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.members[i].log).unwrap_or_default()
+    }
+
     /// A client of member `i` alone.
     pub async fn client(&self, i: usize) -> Client {
         connect(vec![self.endpoint(i)]).await
