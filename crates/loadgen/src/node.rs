@@ -38,7 +38,11 @@ pub struct NodeSpec {
 impl NodeSpec {
     /// A one-member cluster on two free loopback ports, data and log in `dir`.
     pub fn single(binary: &Path, name: &str, dir: &Path) -> Result<Self> {
-        let (client_port, peer_port) = (free_port()?, free_port()?);
+        // Hold both while picking, so they differ.
+        let a = TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
+        let b = TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
+        let (client_port, peer_port) = (a.local_addr()?.port(), b.local_addr()?.port());
+        drop((a, b));
         Ok(NodeSpec {
             binary: binary.to_path_buf(),
             name: name.to_string(),

@@ -404,11 +404,26 @@ fn synod_binary() -> PathBuf {
 }
 
 async fn start(binary: &Path, dir: &Path) -> (Node, RawKv) {
-    std::fs::create_dir_all(dir).expect("creating a node directory");
-    let spec = NodeSpec::single(binary, "n1", dir).expect("choosing ports");
-    let mut node = Node::start(spec).unwrap_or_else(|e| panic!("{e:#}"));
-    let kv = node.wait_ready(Duration::from_secs(30)).await.unwrap_or_else(|e| panic!("{e:#}"));
-    (node, kv)
+    // Ports are picked by binding port 0 and letting go, so another process
+    // can take one before the server binds it: try again with fresh ports.
+    let mut last_error = String::new();
+    for attempt in 0..4 {
+        let dir = dir.join(format!("attempt-{attempt}"));
+        std::fs::create_dir_all(&dir).expect("creating a node directory");
+        let spec = NodeSpec::single(binary, "n1", &dir).expect("choosing ports");
+        let mut node = match Node::start(spec) {
+            Ok(node) => node,
+            Err(e) => {
+                last_error = format!("{e:#}");
+                continue;
+            }
+        };
+        match node.wait_ready(Duration::from_secs(30)).await {
+            Ok(kv) => return (node, kv),
+            Err(e) => last_error = format!("{e:#}"),
+        }
+    }
+    panic!("{last_error}")
 }
 
 /// How often each kind of request succeeded or failed (and with which
