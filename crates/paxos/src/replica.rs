@@ -347,7 +347,7 @@ impl<S: StateMachine> Replica<S> {
             cfg,
         };
         let quorum = r.election_quorum();
-        r.election = Election::new(r.cfg.id, r.cfg.priority, 0, round_ticks, quorum);
+        r.election = Election::new(r.cfg.id, r.cfg.priority, 1, round_ticks, quorum);
         Ok(r)
     }
 
