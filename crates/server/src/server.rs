@@ -221,6 +221,9 @@ async fn watch_status(ctx: Arc<Context>, stop: watch::Receiver<bool>) {
         if let Ok(rev) = ctx.handle.with_state(|m| m.kv().revision()).await {
             ctx.revision.fetch_max(rev, Ordering::Relaxed);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Until a first leader is known, look often: headers should carry a
+        // term as soon as requests are served.
+        let pause = if ctx.term.load(Ordering::Relaxed) == 0 { 5 } else { 100 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
 }
