@@ -215,6 +215,26 @@ async fn bad_input_gets_etcd_errors_and_the_server_keeps_serving() {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", cluster.members[0].peer_port)).unwrap();
         let _ = s.write_all(&[0xff; 4096]);
     }
+    // Garbage on a client port (not HTTP/2), a well-formed HTTP/2 preface
+    // followed by nonsense, and a client that sends half a request and
+    // disconnects: each connection is dropped, nobody else notices.
+    {
+        use std::io::Write;
+        let port = cluster.members[0].client_port;
+        for junk in
+            [&b"GET / HTTP/1.1\r\n\r\n\xff\xfe"[..], b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x10\x01\x04\xff\xff"]
+        {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let _ = s.write_all(junk);
+        }
+    }
+    {
+        let mut half = c.clone();
+        let big = vec![b'x'; 1 << 20];
+        let put = half.put("b/half", big, None);
+        // Give up (drop the request) before it can complete.
+        let _ = tokio::time::timeout(Duration::from_micros(50), put).await;
+    }
 
     c.put("b/after", "ok", None).await.unwrap();
     for i in 0..3 {
