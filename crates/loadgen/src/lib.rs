@@ -7,7 +7,7 @@
 //! a server only through the public etcd API, which is what makes its numbers
 //! and its differential verdicts comparable between the two servers.
 //!
-//! - [`bench`]: workloads, the closed-loop driver and its report.
+//! - [`bench`](mod@bench): workloads, the closed-loop driver and its report.
 //! - [`compare`]: the side-by-side table `synod-bench compare` prints.
 //! - [`raw`]: a KV client that returns etcd's protobuf messages untouched,
 //!   for tests that compare responses field by field.

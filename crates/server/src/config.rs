@@ -81,7 +81,7 @@ pub struct NodeArgs {
     #[arg(long, default_value = "default")]
     pub name: String,
 
-    /// Path to the data directory [default: <name>.synod].
+    /// Path to the data directory [default: NAME.synod, NAME being --name].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
 
