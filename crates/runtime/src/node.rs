@@ -136,10 +136,21 @@ where
     }
 
     /// A linearizable read: answered from a state that includes every write
-    /// completed before the read began. At any member.
+    /// completed before the read began. At any member. While leadership is
+    /// changing the read is retried (a refused read has no effect), until
+    /// the request timeout.
     pub async fn read(&self, query: impl Into<Bytes>) -> Result<S::Output, Error> {
-        let (reply, rx) = oneshot::channel();
-        self.call(Request::Read { query: query.into(), reply }, rx).await?
+        let query = query.into();
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let (reply, rx) = oneshot::channel();
+            match self.call(Request::Read { query: query.clone(), reply }, rx).await? {
+                Err(Error::NotLeader { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Run `f` on this member's state as it is now (a serializable read: it

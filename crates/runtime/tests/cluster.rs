@@ -18,7 +18,7 @@ struct Cluster {
 fn node_config(id: NodeId, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path) -> NodeConfig {
     let protocol = Config { snapshot_every: 20, ..Config::new(id, vec![1, 2, 3]) };
     let mut c = NodeConfig::new(protocol, 99, peers.clone(), dir.join(id.to_string()));
-    c.tick = Duration::from_millis(10);
+    c.tick = Duration::from_millis(20);
     c
 }
 
