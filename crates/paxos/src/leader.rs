@@ -113,10 +113,7 @@ impl<S: StateMachine> Replica<S> {
         let mut pending = pending;
         pending.extend(self.forward.drain(..));
         // Our own unanswered proposals went to a leader that may be gone.
-        let queued: std::collections::HashSet<_> = pending.iter().map(|c| c.id).collect();
-        let mut again: Vec<&(u64, Command)> = self.local.values().filter(|(_, c)| !queued.contains(&c.id)).collect();
-        again.sort_by_key(|(since, c)| (*since, c.id));
-        let again: Vec<Command> = again.into_iter().map(|(_, c)| c.clone()).collect();
+        let again = self.unanswered_except(&pending);
         pending.extend(again);
         let from_slot = self.commit + 1;
         self.leader = Some(Leader {

@@ -645,15 +645,21 @@ impl<S: StateMachine> Replica<S> {
             // Proposals passed to the old leader may have died with it: pass
             // every unanswered one to the new leader (applied at most once
             // whichever copy is chosen).
-            let queued: std::collections::HashSet<CommandId> = commands.iter().map(|c| c.id).collect();
-            let mut again: Vec<&(u64, Command)> =
-                self.local.values().filter(|(_, c)| !queued.contains(&c.id)).collect();
-            again.sort_by_key(|(since, c)| (*since, c.id));
-            commands.extend(again.into_iter().map(|(_, c)| c.clone()));
+            let again = self.unanswered_except(&commands);
+            commands.extend(again);
         }
         if !commands.is_empty() {
             self.send(l, Message::Forward { commands });
         }
+    }
+
+    /// Proposals made here and not yet answered, oldest first, except those
+    /// already in `queued`.
+    pub(crate) fn unanswered_except<'a>(&self, queued: impl IntoIterator<Item = &'a Command>) -> Vec<Command> {
+        let queued: std::collections::HashSet<CommandId> = queued.into_iter().map(|c| c.id).collect();
+        let mut again: Vec<&(u64, Command)> = self.local.values().filter(|(_, c)| !queued.contains(&c.id)).collect();
+        again.sort_by_key(|(since, c)| (*since, c.id));
+        again.into_iter().map(|(_, c)| c.clone()).collect()
     }
 
     fn on_propose(&mut self, cmd: Command) {

@@ -566,18 +566,11 @@ impl World {
         }
         match result {
             Ok(value) => {
-                let op = self.clients[c].op.take().expect("checked above");
                 let ret = match op.write {
                     Some(_) => KvRet::Ok,
                     None => KvRet::Value(value.map(|b| String::from_utf8_lossy(&b).into_owned())),
                 };
-                let h = &mut self.history[op.history];
-                h.complete = Some(self.now);
-                h.ret = Some(ret);
-                self.completed += 1;
-                self.last_completion = self.now;
-                let think = self.rng.u64(1..TICK);
-                self.schedule(think, Event::NextOp(c));
+                self.complete(c, ret);
             }
             Err(ClientError::NotLeader { leader }) => {
                 let n = self.nodes.len();
@@ -593,18 +586,22 @@ impl World {
             }
             // Applied before a snapshot the node installed: the put took
             // effect (a put's answer carries nothing else).
-            Err(ClientError::AppliedWithoutResult) if op.write.is_some() => {
-                let op = self.clients[c].op.take().expect("checked above");
-                let h = &mut self.history[op.history];
-                h.complete = Some(self.now);
-                h.ret = Some(KvRet::Ok);
-                self.completed += 1;
-                self.last_completion = self.now;
-                let think = self.rng.u64(1..TICK);
-                self.schedule(think, Event::NextOp(c));
-            }
+            Err(ClientError::AppliedWithoutResult) if op.write.is_some() => self.complete(c, KvRet::Ok),
             Err(_) => {}
         }
+    }
+
+    /// Client `c`'s operation returned `ret`: record it, and think before
+    /// the next one.
+    fn complete(&mut self, c: usize, ret: KvRet<String>) {
+        let Some(op) = self.clients[c].op.take() else { return };
+        let h = &mut self.history[op.history];
+        h.complete = Some(self.now);
+        h.ret = Some(ret);
+        self.completed += 1;
+        self.last_completion = self.now;
+        let think = self.rng.u64(1..TICK);
+        self.schedule(think, Event::NextOp(c));
     }
 
     // ---- faults ------------------------------------------------------------
