@@ -76,12 +76,14 @@ impl<S: StateMachine> Replica<S> {
         // the snapshot covers is recognised, but gets no cached answer.
         self.sessions = sessions.into_iter().map(|(c, s)| (c, (s, None))).collect();
         // Proposals made here that the snapshot already covers.
-        let covered: Vec<_> = self
+        let mut covered: Vec<_> = self
             .local
             .keys()
             .filter(|id| self.sessions.get(&id.client).is_some_and(|(s, _)| id.seq <= *s))
             .copied()
             .collect();
+        // In id order: the same inputs must give the same outputs.
+        covered.sort_unstable();
         for id in covered {
             self.local.remove(&id);
             self.out.responses.push(crate::replica::Response { id, result: Err(ClientError::AppliedWithoutResult) });
