@@ -159,10 +159,30 @@ async fn snapshots_compact_the_log_and_survive_a_restart() {
         h.propose(KvMachine::put(&format!("s{}", i % 10), &i.to_string())).await.unwrap();
     }
     let victim = (1..=3).find(|&i| i != leader).unwrap();
+    // A follower learns the last commit from the next heartbeat: wait until it has applied it.
+    let last = |n: &Node<KvMachine>| {
+        let h = n.handle();
+        async move { h.with_state(|s| s.map.get(&b"s9"[..]).cloned()).await.unwrap() }
+    };
+    for _ in 0..500 {
+        if last(&c.nodes[&victim]).await == Some(Bytes::from("199")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let s = c.nodes[&victim].handle().status().await.unwrap();
     assert!(s.compacted > 0, "{s:?}");
     c.nodes.remove(&victim).unwrap().shutdown().await.unwrap();
     let n = Node::start(node_config(victim, &c.peers, c._dir.path()), KvMachine::default()).await.unwrap();
-    let v = n.handle().with_state(|s| s.map.get(&b"s9"[..]).cloned()).await.unwrap();
+    // The restart restores the snapshot and replays the log after it; the last commit mark may
+    // again arrive with the next heartbeat.
+    let mut v = None;
+    for _ in 0..500 {
+        v = last(&n).await;
+        if v == Some(Bytes::from("199")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(v, Some(Bytes::from("199")));
 }
