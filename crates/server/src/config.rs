@@ -134,6 +134,11 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
 
+    /// How often a watcher created with progress_notify is told the
+    /// revision it is up to date with (a duration: 500ms, 10s, 10m, 1h).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub experimental_watch_progress_notify_interval: Duration,
+
     /// Length (in milliseconds) of one tick of the protocol's logical clock;
     /// the other durations are rounded to ticks.
     #[arg(long, default_value_t = 10)]
@@ -206,6 +211,27 @@ pub struct ServerConfig {
     pub node: NodeConfig,
     /// `--max-request-bytes`.
     pub max_request_bytes: usize,
+    /// `--experimental-watch-progress-notify-interval`.
+    pub watch_progress_notify_interval: Duration,
+}
+
+/// A duration as etcd's flags write them: a number and a unit (`ms`, `s`,
+/// `m`, `h`), e.g. `500ms` or `10m`. Zero is refused.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("{value:?} is not a duration like 500ms, 10s, 10m or 1h"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("{value:?} has no unit: write it like 500ms, 10s, 10m or 1h")),
+    };
+    if d.is_zero() {
+        return Err("the duration must be above zero".into());
+    }
+    Ok(d)
 }
 
 /// Splits a comma-separated list of URLs, refusing an empty one.
@@ -351,6 +377,7 @@ impl NodeArgs {
             peer_listen,
             node,
             max_request_bytes: self.max_request_bytes,
+            watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
         })
     }
 
@@ -450,6 +477,16 @@ mod tests {
         assert_eq!(b.cluster_id, ids::cluster_id(&ids, "etcd-cluster"));
         assert_eq!(b.node.protocol.id, b.member_id);
         assert_eq!(b.node.protocol.members, ids);
+    }
+
+    #[test]
+    fn durations_are_written_as_etcd_writes_them() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "10", "ms", "0s", "1d", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

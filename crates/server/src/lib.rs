@@ -10,6 +10,8 @@
 //! * [`kv_service`], [`cluster_service`], [`maintenance_service`]: the etcd
 //!   services, mapping each RPC to a proposal, a linearizable read or a
 //!   local (serializable) read;
+//! * [`watch_service`] and [`watch_hub`]: etcd's watches, fed by the events
+//!   each applied write made;
 //! * [`machine`]: the replicated state machine: etcd's MVCC store
 //!   ([`synod_kv::KvState`]) plus the members' published attributes;
 //! * [`status`]: runtime and state machine errors as etcd's gRPC errors;
@@ -31,3 +33,5 @@ pub mod machine;
 pub mod maintenance_service;
 pub mod server;
 pub mod status;
+pub mod watch_hub;
+pub mod watch_service;

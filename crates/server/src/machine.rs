@@ -13,9 +13,11 @@
 use bytes::Bytes;
 use prost::Message;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use synod_kv::pb::{RangeRequest, RangeResponse, TxnRequest, TxnResponse};
 use synod_kv::{Command as KvCommand, KvError, KvState, Response};
 use synod_paxos::{Command, Slot, SnapshotError, StateMachine};
+use tokio::sync::watch;
 
 /// What a member tells the cluster about itself when it starts.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
@@ -159,12 +161,29 @@ struct SnapshotWire {
 pub struct EtcdMachine {
     kv: KvState,
     members: BTreeMap<u64, MemberAttributes>,
+    /// Told the store revision whenever it changes (by an apply or a
+    /// restored snapshot), so watchers learn of new events without polling.
+    /// Not part of the replicated state.
+    revisions: Option<Arc<watch::Sender<i64>>>,
 }
 
 impl EtcdMachine {
     /// An empty store at revision 1 with etcd's default limits.
     pub fn new() -> EtcdMachine {
         EtcdMachine::default()
+    }
+
+    /// An empty store that reports every change of its revision to
+    /// `revisions` (the watch hub's wake-up).
+    pub fn with_revision_feed(revisions: watch::Sender<i64>) -> EtcdMachine {
+        EtcdMachine { revisions: Some(Arc::new(revisions)), ..EtcdMachine::default() }
+    }
+
+    fn announce_revision(&self) {
+        if let Some(tx) = &self.revisions {
+            let rev = self.kv.revision();
+            tx.send_if_modified(|seen| std::mem::replace(seen, rev) != rev);
+        }
     }
 
     /// The key-value store.
@@ -192,7 +211,13 @@ impl StateMachine for EtcdMachine {
 
     fn apply(&mut self, _slot: Slot, command: &Command) -> Output {
         match Proposal::from_bytes(&command.payload)? {
-            Proposal::Kv(c) => Ok(Reply::Write(self.kv.apply(c)?.response)),
+            Proposal::Kv(c) => {
+                let applied = self.kv.apply(c)?;
+                if !applied.events.is_empty() {
+                    self.announce_revision();
+                }
+                Ok(Reply::Write(applied.response))
+            }
             Proposal::Publish(attrs) => {
                 self.members.insert(attrs.id, attrs);
                 Ok(Reply::Published)
@@ -213,6 +238,7 @@ impl StateMachine for EtcdMachine {
         let kv = KvState::restore(self.kv.config().clone(), &wire.kv).map_err(|e| SnapshotError(e.to_string()))?;
         self.kv = kv;
         self.members = wire.members.into_iter().map(|m| (m.id, m)).collect();
+        self.announce_revision();
         Ok(())
     }
 }

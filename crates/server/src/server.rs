@@ -6,8 +6,10 @@ use crate::config::{Member, ServerConfig, GRPC_OVERHEAD_BYTES};
 use crate::kv_service::KvService;
 use crate::machine::{EtcdMachine, MemberAttributes, Output, Proposal, Query};
 use crate::maintenance_service::MaintenanceService;
+use crate::watch_hub::WatchHub;
+use crate::watch_service::WatchService;
 use bytes::Bytes;
-use etcd_client::proto::{PbClusterServer, PbKvServer, PbMaintenanceServer, PbResponseHeader};
+use etcd_client::proto::{PbClusterServer, PbKvServer, PbMaintenanceServer, PbResponseHeader, PbWatchServer};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,6 +44,10 @@ pub struct Context {
     /// How long a request waits for a leader to be elected before failing
     /// with "no leader".
     pub leader_wait: Duration,
+    /// Where watch streams take applied events from.
+    pub watch_hub: WatchHub,
+    /// How often watchers that asked for progress notifications get one.
+    pub watch_progress_interval: Duration,
     /// The latest ballot round seen, reported as raft term.
     term: AtomicU64,
     /// The latest store revision seen, for headers of responses that do
@@ -121,7 +127,8 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
     for addr in &cfg.client_listen {
         client_listeners.push(bind(*addr).await?);
     }
-    let node = Node::start_on(cfg.node.clone(), EtcdMachine::new(), peer_listener).await?;
+    let (revisions_tx, revisions) = watch::channel(0);
+    let node = Node::start_on(cfg.node.clone(), EtcdMachine::with_revision_feed(revisions_tx), peer_listener).await?;
     let handle = node.handle();
     info!(
         name = %cfg.name,
@@ -140,6 +147,8 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
         max_txn_ops: synod_kv::Config::default().max_txn_ops,
         data_dir: cfg.node.data_dir.clone(),
         leader_wait: cfg.node.tick * (2 * cfg.node.protocol.election_ticks) as u32,
+        watch_hub: WatchHub::default(),
+        watch_progress_interval: cfg.watch_progress_notify_interval,
         term: AtomicU64::new(0),
         revision: AtomicI64::new(0),
     });
@@ -156,6 +165,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
             stop_rx.clone(),
         )),
         tokio::spawn(watch_status(ctx.clone(), stop_rx.clone())),
+        tokio::spawn(ctx.watch_hub.clone().run(handle.clone(), revisions)),
     ];
 
     let limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
@@ -166,7 +176,8 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
             .add_service(PbClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(limit))
             .add_service(
                 PbMaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(limit),
-            );
+            )
+            .add_service(PbWatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(limit));
         let mut stop = stop_rx.clone();
         servers.push(tokio::spawn(async move {
             let signal = async move {

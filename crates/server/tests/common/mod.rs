@@ -231,6 +231,11 @@ impl Cluster {
         c.get(prefix, Some(opts)).await.map_or(-1, |r| r.count())
     }
 
+    /// The process id of member `i`, if it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.members[i].child.as_ref().map(|c| c.id())
+    }
+
     /// The folder holding the members' data and logs.
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
