@@ -474,6 +474,147 @@ async fn run_seed(etcd_bin: &Path, synod_bin: &Path, seed: u64, ops: usize, coun
         );
         generator.observe(&op, &expected);
     }
+    compare_watches(seed, ops, &etcd, &mut reference, &synod, &mut candidate, generator.compacted).await
+}
+
+// ---------------------------------------------------------------------------
+// Watches: what a watcher of the seed's history sees, event by event.
+
+/// One watcher of the comparison: its key range, filters and where it
+/// starts, and the revision of the last event it must see.
+struct WatchCase {
+    name: &'static str,
+    options: etcd_client::WatchOptions,
+    key: &'static [u8],
+}
+
+/// An event as a watcher sees it: type, key-value and previous key-value,
+/// every field.
+type SeenEvent = (i32, String, Option<String>);
+
+fn describe(kv: &etcd_client::KeyValue) -> String {
+    format!(
+        "{:?}={:?} create={} mod={} version={} lease={}",
+        String::from_utf8_lossy(kv.key()),
+        String::from_utf8_lossy(kv.value()),
+        kv.create_revision(),
+        kv.mod_revision(),
+        kv.version(),
+        kv.lease()
+    )
+}
+
+/// Everything a watcher reports until it has seen revision `until` or is
+/// cancelled: events, and the cancellation with its compact revision.
+async fn watch_until(url: &str, case: &WatchCase, until: i64) -> Result<(Vec<SeenEvent>, Option<i64>), String> {
+    let mut client = etcd_client::Client::connect([url], None).await.map_err(|e| format!("connect: {e}"))?;
+    let mut stream = client.watch(case.key, Some(case.options.clone())).await.map_err(|e| format!("watch: {e}"))?;
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let message = tokio::time::timeout_at(deadline, stream.message()).await;
+        let response = match message {
+            Ok(Ok(Some(r))) => r,
+            other => return Err(format!("{}: no event for revision {until}: {other:?}", case.name)),
+        };
+        if response.canceled() {
+            return Ok((events, Some(response.compact_revision())));
+        }
+        for e in response.events() {
+            let kv = e.kv().expect("every event has a key-value");
+            events.push((e.event_type() as i32, describe(kv), e.prev_kv().map(describe)));
+            if kv.mod_revision() >= until {
+                return Ok((events, None));
+            }
+        }
+    }
+}
+
+/// Ends the seed's history with changes every watcher below sees, then
+/// compares what each watcher reports at etcd and at synod.
+async fn compare_watches(
+    seed: u64,
+    index: usize,
+    etcd: &Node,
+    reference: &mut RawKv,
+    synod: &Node,
+    candidate: &mut RawKv,
+    compacted: i64,
+) -> Option<Mismatch> {
+    use etcd_client::{WatchFilterType, WatchOptions};
+    let end = [
+        Op::Put(PbPutRequest { key: b"foo/end".to_vec(), value: b"x".to_vec(), ..Default::default() }),
+        Op::Put(PbPutRequest { key: b"a".to_vec(), value: b"x".to_vec(), ..Default::default() }),
+        Op::Delete(PbDeleteRequest { key: b"a".to_vec(), prev_kv: true, ..Default::default() }),
+    ];
+    let mut revisions = Vec::new();
+    for op in &end {
+        let (expected, actual) = (send(reference, op).await, send(candidate, op).await);
+        if let Some(detail) = difference(&expected, &actual) {
+            return Some(Mismatch { seed, index, op: op.clone(), detail });
+        }
+        let revision = match expected {
+            Ok(Reply::Put(r)) => r.header.map(|h| h.revision),
+            Ok(Reply::Delete(r)) => r.header.map(|h| h.revision),
+            _ => None,
+        };
+        revisions.push(revision.expect("the closing writes succeed at etcd"));
+    }
+    let from = compacted.max(1);
+    let cases = [
+        // From the first revision: cancelled with the compact revision if
+        // the seed compacted, every event with its previous value if not.
+        (
+            WatchCase {
+                name: "all keys from 1",
+                options: WatchOptions::new().with_all_keys().with_prev_key().with_start_revision(1),
+                key: b"\0",
+            },
+            revisions[2],
+        ),
+        (
+            WatchCase {
+                name: "prefix foo, no deletes",
+                options: WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(from)
+                    .with_filters([WatchFilterType::NoDelete]),
+                key: b"foo",
+            },
+            revisions[0],
+        ),
+        (
+            WatchCase {
+                name: "key a, no puts, prev_kv",
+                options: WatchOptions::new()
+                    .with_prev_key()
+                    .with_start_revision(from)
+                    .with_filters([WatchFilterType::NoPut]),
+                key: b"a",
+            },
+            revisions[2],
+        ),
+        (
+            WatchCase {
+                name: "all keys from the compaction",
+                options: WatchOptions::new().with_all_keys().with_start_revision(from),
+                key: b"\0",
+            },
+            revisions[2],
+        ),
+    ];
+    let (etcd_url, synod_url) = (etcd.client_url(), synod.client_url());
+    for (case, until) in &cases {
+        let (expected, actual) =
+            tokio::join!(watch_until(&etcd_url, case, *until), watch_until(&synod_url, case, *until));
+        if expected != actual {
+            let detail = format!(
+                "watch {:?} (start revision {from} where it is not 1) differs:\n-- etcd:\n{expected:#?}\n-- synod:\n{actual:#?}",
+                case.name
+            );
+            return Some(Mismatch { seed, index, op: end[2].clone(), detail });
+        }
+    }
     None
 }
 

@@ -5,7 +5,7 @@
 //! no log slot; the state machine validates again on apply, so one that got
 //! through anyway fails the same way on every replica.
 
-use crate::machine::{Proposal, Query, Reply};
+use crate::machine::{Query, Reply};
 use crate::server::Context;
 use crate::status;
 use std::sync::Arc;
@@ -33,18 +33,8 @@ impl KvService {
         KvService { ctx }
     }
 
-    /// Proposes a write and returns the state machine's response.
     async fn write(&self, cmd: KvCommand) -> Result<Response, Status> {
-        let payload = Proposal::Kv(cmd).to_bytes();
-        if payload.len() > self.ctx.max_request_bytes {
-            return Err(status::too_large());
-        }
-        match self.ctx.propose(payload).await {
-            Ok(Ok(Reply::Write(r))) => Ok(r),
-            Ok(Ok(other)) => Err(Status::internal(format!("synod: unexpected reply to a write: {other:?}"))),
-            Ok(Err(e)) => Err(status::machine(&e)),
-            Err(e) => Err(status::runtime(&e)),
-        }
+        self.ctx.write(cmd).await
     }
 
     /// Answers a read, linearizable unless `serializable`.

@@ -12,6 +12,8 @@
 //!   local (serializable) read;
 //! * [`watch_service`] and [`watch_hub`]: etcd's watches, fed by the events
 //!   each applied write made;
+//! * [`lock_service`] and [`election_service`]: etcd's v3lock and
+//!   v3election services, on the key-per-contender [`recipes`];
 //! * [`machine`]: the replicated state machine: etcd's MVCC store
 //!   ([`synod_kv::KvState`]) plus the members' published attributes;
 //! * [`status`]: runtime and state machine errors as etcd's gRPC errors;
@@ -27,10 +29,13 @@
 pub mod cluster_service;
 pub mod config;
 pub mod demo;
+pub mod election_service;
 pub mod ids;
 pub mod kv_service;
+pub mod lock_service;
 pub mod machine;
 pub mod maintenance_service;
+pub mod recipes;
 pub mod server;
 pub mod status;
 pub mod watch_hub;

@@ -3,7 +3,9 @@
 
 use crate::cluster_service::ClusterService;
 use crate::config::{Member, ServerConfig, GRPC_OVERHEAD_BYTES};
+use crate::election_service::{pb::election_server::ElectionServer, ElectionService};
 use crate::kv_service::KvService;
+use crate::lock_service::{pb::lock_server::LockServer, LockService};
 use crate::machine::{EtcdMachine, MemberAttributes, Output, Proposal, Query};
 use crate::maintenance_service::MaintenanceService;
 use crate::watch_hub::WatchHub;
@@ -68,6 +70,21 @@ impl Context {
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// Proposes a key-value write and returns the state machine's
+    /// response, or etcd's error for it.
+    pub async fn write(&self, cmd: synod_kv::Command) -> Result<synod_kv::Response, tonic::Status> {
+        let payload = Proposal::Kv(cmd).to_bytes();
+        if payload.len() > self.max_request_bytes {
+            return Err(crate::status::too_large());
+        }
+        match self.propose(payload).await {
+            Ok(Ok(crate::machine::Reply::Write(r))) => Ok(r),
+            Ok(Ok(other)) => Err(tonic::Status::internal(format!("synod: unexpected reply to a write: {other:?}"))),
+            Ok(Err(e)) => Err(crate::status::machine(&e)),
+            Err(e) => Err(crate::status::runtime(&e)),
         }
     }
 
@@ -177,7 +194,9 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
             .add_service(
                 PbMaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(limit),
             )
-            .add_service(PbWatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(limit));
+            .add_service(PbWatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(limit))
+            .add_service(LockServer::new(LockService::new(ctx.clone())).max_decoding_message_size(limit))
+            .add_service(ElectionServer::new(ElectionService::new(ctx.clone())).max_decoding_message_size(limit));
         let mut stop = stop_rx.clone();
         servers.push(tokio::spawn(async move {
             let signal = async move {

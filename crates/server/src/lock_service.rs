@@ -1,0 +1,72 @@
+//! etcd's v3lock service (`/v3lockpb.Lock`): a named lock held by a lease,
+//! built on [`crate::recipes`] as etcd builds it on its mutex recipe.
+//!
+//! `Lock` creates `name/<lease in hex>` with the lease and waits until every
+//! key under `name/` created before it is gone; the holder keeps the lock
+//! while its lease lives. `Unlock` deletes the key. A waiter whose client
+//! goes away withdraws its key; a waiter whose lease expires while it waits
+//! gets etcd's "session expired" error.
+
+use crate::recipes::{self, Withdraw};
+use crate::server::Context;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// The generated messages and server trait of etcd's v3lock API.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("v3lockpb");
+}
+
+use pb::lock_server::Lock;
+use pb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
+
+/// etcd's error for a contender whose lease ended before it got its turn.
+pub const SESSION_EXPIRED: &str = "session expired";
+
+/// The Lock service of one member.
+#[derive(Clone)]
+pub struct LockService {
+    ctx: Arc<Context>,
+}
+
+impl LockService {
+    /// The service over a member's context.
+    pub fn new(ctx: Arc<Context>) -> LockService {
+        LockService { ctx }
+    }
+}
+
+/// Waits for a contender's turn; the key is withdrawn if the wait is
+/// abandoned. Shared with the election service.
+pub(crate) async fn take_turn(ctx: &Arc<Context>, name: &[u8], key: &[u8], created: i64) -> Result<i64, Status> {
+    let guard = Withdraw::new(ctx.clone(), key.to_vec(), created);
+    let revision = recipes::wait_turn(ctx, &recipes::prefix(name), created).await?;
+    if !recipes::holds(ctx, key, created).await? {
+        // The lease expired (or someone deleted the key) while waiting.
+        guard.disarm();
+        return Err(Status::unknown(SESSION_EXPIRED));
+    }
+    guard.disarm();
+    Ok(revision)
+}
+
+#[tonic::async_trait]
+impl Lock for LockService {
+    async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let req = request.into_inner();
+        let key = recipes::contender_key(&req.name, req.lease);
+        let (created, _) = recipes::enter(&self.ctx, &key, b"", req.lease, false).await?;
+        let revision = take_turn(&self.ctx, &req.name, &key, created).await?;
+        let mut header = Some(etcd_client::proto::PbResponseHeader { revision, ..Default::default() });
+        self.ctx.fill(&mut header);
+        Ok(Response::new(LockResponse { header, key }))
+    }
+
+    async fn unlock(&self, request: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
+        let revision = recipes::leave(&self.ctx, &request.into_inner().key, None).await?;
+        let mut header = Some(etcd_client::proto::PbResponseHeader { revision, ..Default::default() });
+        self.ctx.fill(&mut header);
+        Ok(Response::new(UnlockResponse { header }))
+    }
+}
