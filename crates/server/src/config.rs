@@ -139,6 +139,17 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 10)]
     pub tick_ms: u64,
 
+    /// Raise an alarm when the store's size exceeds this many bytes; 0 means
+    /// etcd's default, 2 GiB (at most 8 GiB). The size is the logical size
+    /// of the key-value store: key and value bytes of every revision it
+    /// holds, plus 64 bytes per revision and per lease. It drops when
+    /// history is compacted. A write that would exceed it fails with
+    /// "etcdserver: mvcc: database space exceeded" and raises the NOSPACE
+    /// alarm on every member; compact, defragment and `etcdctl alarm
+    /// disarm` to write again.
+    #[arg(long, default_value_t = 0)]
+    pub quota_backend_bytes: u64,
+
     /// Most client commands packed into one log slot.
     #[arg(long, default_value_t = 4096)]
     pub max_batch: usize,
@@ -206,6 +217,9 @@ pub struct ServerConfig {
     pub node: NodeConfig,
     /// `--max-request-bytes`.
     pub max_request_bytes: usize,
+    /// The space quota in bytes (`--quota-backend-bytes`, 0 replaced by the
+    /// default).
+    pub quota_bytes: u64,
 }
 
 /// Splits a comma-separated list of URLs, refusing an empty one.
@@ -351,6 +365,7 @@ impl NodeArgs {
             peer_listen,
             node,
             max_request_bytes: self.max_request_bytes,
+            quota_bytes: crate::quota::effective_quota(self.quota_backend_bytes),
         })
     }
 

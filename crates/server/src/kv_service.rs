@@ -35,6 +35,7 @@ impl KvService {
 
     /// Proposes a write and returns the state machine's response.
     async fn write(&self, cmd: KvCommand) -> Result<Response, Status> {
+        crate::quota::check(&self.ctx, &cmd).await?;
         let payload = Proposal::Kv(cmd).to_bytes();
         if payload.len() > self.ctx.max_request_bytes {
             return Err(status::too_large());

@@ -12,6 +12,8 @@
 //!   local (serializable) read;
 //! * [`machine`]: the replicated state machine: etcd's MVCC store
 //!   ([`synod_kv::KvState`]) plus the members' published attributes;
+//! * [`alarm`]: the replicated alarms (NOSPACE, CORRUPT) and what they
+//!   refuse; [`quota`]: the space quota check before a write is proposed;
 //! * [`status`]: runtime and state machine errors as etcd's gRPC errors;
 //! * [`ids`]: member and cluster ids, derived as etcd derives them;
 //! * [`demo`]: a local three-node cluster for trying it out.
@@ -22,6 +24,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alarm;
 pub mod cluster_service;
 pub mod config;
 pub mod demo;
@@ -29,5 +32,6 @@ pub mod ids;
 pub mod kv_service;
 pub mod machine;
 pub mod maintenance_service;
+pub mod quota;
 pub mod server;
 pub mod status;

@@ -3,6 +3,8 @@
 //! and a no-op Defragment. Raft's index and term are reported as the
 //! replica's commit slot and ballot round, their Paxos counterparts.
 
+use crate::alarm;
+use crate::machine::{Proposal, Query, Reply};
 use crate::server::Context;
 use crate::status;
 use etcd_client::proto::{
@@ -49,10 +51,22 @@ fn dir_size(path: &Path) -> u64 {
 
 #[tonic::async_trait]
 impl PbMaintenanceService for MaintenanceService {
-    async fn alarm(&self, _request: Request<PbAlarmRequest>) -> Result<Response<PbAlarmResponse>, Status> {
-        // No alarms are ever raised (no space quota yet), so there is
-        // nothing to list, activate or deactivate.
-        let mut resp = PbAlarmResponse { header: None, alarms: Vec::new() };
+    async fn alarm(&self, request: Request<PbAlarmRequest>) -> Result<Response<PbAlarmResponse>, Status> {
+        let req = request.into_inner();
+        // GET is a linearizable read; ACTIVATE and DEACTIVATE go through the
+        // log, so every member sees the same alarms.
+        let result = match req.action {
+            alarm::GET => self.ctx.read(&Query::Alarms(req.alarm)).await,
+            alarm::ACTIVATE | alarm::DEACTIVATE => self.ctx.propose(Proposal::Alarm(req).to_bytes()).await,
+            other => return Err(Status::invalid_argument(format!("etcdserver: unknown alarm action {other}"))),
+        };
+        let alarms = match result {
+            Ok(Ok(Reply::Alarms(a))) => a,
+            Ok(Ok(other)) => return Err(Status::internal(format!("synod: unexpected reply to an alarm: {other:?}"))),
+            Ok(Err(e)) => return Err(status::machine(&e)),
+            Err(e) => return Err(status::runtime(&e)),
+        };
+        let mut resp = PbAlarmResponse { header: None, alarms };
         self.ctx.fill(&mut resp.header);
         Ok(Response::new(resp))
     }

@@ -39,6 +39,8 @@ pub struct Context {
     pub max_txn_ops: usize,
     /// This member's data directory.
     pub data_dir: PathBuf,
+    /// The space quota in bytes (`--quota-backend-bytes`, see [`crate::quota`]).
+    pub quota_bytes: u64,
     /// How long a request waits for a leader to be elected before failing
     /// with "no leader".
     pub leader_wait: Duration,
@@ -139,6 +141,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
         max_request_bytes: cfg.max_request_bytes,
         max_txn_ops: synod_kv::Config::default().max_txn_ops,
         data_dir: cfg.node.data_dir.clone(),
+        quota_bytes: cfg.quota_bytes,
         leader_wait: cfg.node.tick * (2 * cfg.node.protocol.election_ticks) as u32,
         term: AtomicU64::new(0),
         revision: AtomicI64::new(0),
