@@ -16,6 +16,8 @@
 //!   refuse; [`quota`]: the space quota check before a write is proposed;
 //! * [`status`]: runtime and state machine errors as etcd's gRPC errors;
 //! * [`ids`]: member and cluster ids, derived as etcd derives them;
+//! * [`snapshot`]: the backup file `Maintenance.Snapshot` streams, and
+//!   `synod snapshot restore`;
 //! * [`demo`]: a local three-node cluster for trying it out.
 //!
 //! This crate never decides what the cluster agrees on: every write goes
@@ -34,4 +36,5 @@ pub mod machine;
 pub mod maintenance_service;
 pub mod quota;
 pub mod server;
+pub mod snapshot;
 pub mod status;
