@@ -15,6 +15,8 @@ pub enum Code {
     NotFound = 5,
     /// The system is not in a state where the request can be done.
     FailedPrecondition = 9,
+    /// A quota is used up (the space quota: etcd's NOSPACE).
+    ResourceExhausted = 8,
     /// A revision or TTL is outside the range the store can serve.
     OutOfRange = 11,
 }
@@ -61,6 +63,10 @@ pub enum KvError {
     /// A grant with a TTL above etcd's maximum.
     #[error("etcdserver: too large lease TTL")]
     LeaseTtlTooLarge,
+    /// A write that would grow the store while the space quota is used up
+    /// (the NOSPACE alarm is active, or this write would exceed the quota).
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
     /// Not an etcd error: [`crate::KvState::txn_read`] was given a txn with
     /// writes, which must go through the log. A server bug, not a user's.
     #[error("synod: a txn with writes must be applied through the log")]
@@ -80,6 +86,7 @@ impl KvError {
             | KvError::InvalidSortOption => Code::InvalidArgument,
             KvError::Compacted | KvError::FutureRevision | KvError::LeaseTtlTooLarge => Code::OutOfRange,
             KvError::LeaseNotFound => Code::NotFound,
+            KvError::NoSpace => Code::ResourceExhausted,
             KvError::LeaseExists | KvError::WriteInReadOnlyTxn => Code::FailedPrecondition,
         }
     }
@@ -125,6 +132,7 @@ mod tests {
             (KvError::LeaseNotFound, Code::NotFound, "etcdserver: requested lease not found"),
             (KvError::LeaseExists, Code::FailedPrecondition, "etcdserver: lease already exists"),
             (KvError::LeaseTtlTooLarge, Code::OutOfRange, "etcdserver: too large lease TTL"),
+            (KvError::NoSpace, Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
         ];
         for (err, code, message) in cases {
             assert_eq!(err.code(), code, "{err:?}");

@@ -20,6 +20,7 @@
 //!   `LeaseTimeToLive`/`LeaseLeases` read [`KvState::lease`]/[`KvState::leases`];
 //! - `Watch` → the [`Applied::events`] of each apply, and [`KvState::events`]
 //!   to catch up from history;
+//! - the space quota → [`KvState::db_size`] and [`cost`];
 //! - `Maintenance.HashKV` → [`KvState::hash_kv`]; snapshots of the log →
 //!   [`KvState::snapshot`] and [`KvState::restore`];
 //! - errors → a gRPC status from [`KvError::code`] and its `Display` text.
@@ -48,6 +49,7 @@ mod hash;
 mod lease;
 mod mvcc;
 pub mod pb;
+mod quota;
 mod range;
 mod revision;
 mod snapshot;
@@ -59,6 +61,7 @@ pub use command::{Applied, Command, Response};
 pub use config::{Config, MAX_LEASE_TTL};
 pub use error::{Code, DecodeError, KvError, SnapshotError};
 pub use lease::Lease;
+pub use quota::{cost, ENTRY_OVERHEAD, LEASE_OVERHEAD};
 pub use revision::Revision;
 pub use state::KvState;
 pub use validate::{is_read_only, validate_delete_range, validate_put, validate_range, validate_txn};

@@ -88,23 +88,43 @@ pub(crate) struct Mvcc {
     by_rev: BTreeMap<Revision, Vec<u8>>,
     current: i64,
     compacted: i64,
+    /// The logical size of every retained entry ([`entry_size`]), kept up
+    /// to date by every put, delete and compaction.
+    size: u64,
+}
+
+/// What one history entry of `key` counts towards the store's logical size:
+/// its key and value bytes plus [`crate::quota::ENTRY_OVERHEAD`] for its
+/// revision and metadata.
+pub(crate) fn entry_size(key: &[u8], entry: &Entry) -> u64 {
+    let value = entry.live.as_ref().map_or(0, |l| l.value.len());
+    (key.len() + value) as u64 + crate::quota::ENTRY_OVERHEAD
 }
 
 impl Mvcc {
     /// An empty store: revision 1, never compacted (etcd's -1).
     pub fn new() -> Self {
-        Mvcc { keys: BTreeMap::new(), by_rev: BTreeMap::new(), current: 1, compacted: -1 }
+        Mvcc { keys: BTreeMap::new(), by_rev: BTreeMap::new(), current: 1, compacted: -1, size: 0 }
     }
 
     /// Rebuilds a store from histories (checked by the caller).
     pub fn from_parts(keys: BTreeMap<Vec<u8>, Vec<Entry>>, current: i64, compacted: i64) -> Self {
         let mut by_rev = BTreeMap::new();
+        let mut size = 0;
         for (key, history) in &keys {
             for entry in history {
                 by_rev.insert(entry.rev, key.clone());
+                size += entry_size(key, entry);
             }
         }
-        Mvcc { keys, by_rev, current, compacted }
+        Mvcc { keys, by_rev, current, compacted, size }
+    }
+
+    /// The logical size of the retained history: [`entry_size`] summed
+    /// over every entry. Deterministic, so equal on every replica; it drops
+    /// when compaction forgets entries.
+    pub fn size(&self) -> u64 {
+        self.size
     }
 
     /// The revision of the last write that changed something.
@@ -201,6 +221,7 @@ impl Mvcc {
         };
         let entry = Entry { rev, live: Some(Live { value, create_revision, version, lease }) };
         let kv = entry.to_kv(key, true);
+        self.size += entry_size(key, &entry);
         history.push(entry);
         self.by_rev.insert(rev, key.to_vec());
         write.events.push(Event { r#type: EventType::Put.into(), kv: Some(kv), prev_kv: prev.clone() });
@@ -219,6 +240,7 @@ impl Mvcc {
             let prev = history.last().expect("a live key has an entry").to_kv(&k, true);
             let tombstone = Entry { rev, live: None };
             let kv = tombstone.to_kv(&k, true);
+            self.size += entry_size(&k, &tombstone);
             history.push(tombstone);
             self.by_rev.insert(rev, k);
             write.events.push(Event { r#type: EventType::Delete.into(), kv: Some(kv), prev_kv: Some(prev.clone()) });
@@ -251,6 +273,7 @@ impl Mvcc {
             };
             for dropped in history.drain(..keep_from) {
                 self.by_rev.remove(&dropped.rev);
+                self.size -= entry_size(&key, &dropped);
             }
             if history.is_empty() {
                 self.keys.remove(&key);
@@ -332,6 +355,23 @@ mod tests {
         m.compact(m.current());
         assert_eq!(m.by_rev.len(), 1);
         assert_eq!(m.latest(b"hot").unwrap().value, b"new");
+    }
+
+    #[test]
+    fn size_counts_retained_entries_and_drops_after_compaction() {
+        let mut m = Mvcc::new();
+        assert_eq!(m.size(), 0);
+        let one = 3 + 10 + crate::quota::ENTRY_OVERHEAD;
+        for _ in 0..10 {
+            put(&mut m, "key", "0123456789");
+        }
+        assert_eq!(m.size(), 10 * one);
+        delete(&mut m, "key");
+        assert_eq!(m.size(), 10 * one + 3 + crate::quota::ENTRY_OVERHEAD);
+        let rebuilt = Mvcc::from_parts(m.keys.clone(), m.current(), m.compacted());
+        assert_eq!(rebuilt.size(), m.size());
+        m.compact(m.current());
+        assert_eq!(m.size(), 0, "a deleted key is forgotten entirely");
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub enum Input {
     /// The snapshot the replica asked for (in [`Output::snapshot`]) at this
     /// slot is stored durably.
     SnapshotSaved(Slot),
+    /// An operator asks for a snapshot now (defragmentation), whatever
+    /// `snapshot_every` says: one is taken of everything applied, unless
+    /// one is already being stored or nothing was applied since the last.
+    /// Once it is stored the log before it is compacted as usual.
+    TakeSnapshot,
 }
 
 /// A snapshot: the state after applying every slot up to `slot`, with the
@@ -498,6 +503,7 @@ impl<S: StateMachine> Replica<S> {
             Input::Tick => self.on_tick(),
             Input::Durable(lsn) => self.on_durable(lsn),
             Input::SnapshotSaved(slot) => self.on_snapshot_saved(slot),
+            Input::TakeSnapshot => self.take_snapshot(),
         }
         self.drain_loopback();
     }

@@ -31,14 +31,36 @@ pub(crate) struct Incoming {
     last: u64,
 }
 
+impl Snapshot {
+    /// A snapshot at `slot` of a state whose [`StateMachine::snapshot`] bytes
+    /// are `state`, with an empty duplicate-detection table: what every
+    /// member of a new cluster seeded from a backup starts from.
+    pub fn from_state(slot: Slot, state: &[u8]) -> Snapshot {
+        let mut data = Vec::with_capacity(8 + state.len());
+        data.extend_from_slice(&0u64.to_be_bytes());
+        data.extend_from_slice(state);
+        Snapshot { slot, data: Bytes::from(data) }
+    }
+}
+
 impl<S: StateMachine> Replica<S> {
     /// Ask for a snapshot if enough has been applied since the last one.
     pub(crate) fn maybe_snapshot(&mut self) {
         let every = self.cfg.snapshot_every;
         let last = self.snapshot.as_ref().map_or(0, |s| s.slot);
+        if every == 0 || self.applied < last + every {
+            return;
+        }
+        self.take_snapshot();
+    }
+
+    /// Ask the runtime to store a snapshot of everything applied, unless one
+    /// is pending or the last one already covers it.
+    pub(crate) fn take_snapshot(&mut self) {
+        let last = self.snapshot.as_ref().map_or(0, |s| s.slot);
         // While rejoining, the `Rejoining` record must stay in the log, so
         // no checkpoint may replace it.
-        if every == 0 || self.snapshot_pending.is_some() || self.rejoin.is_some() || self.applied < last + every {
+        if self.snapshot_pending.is_some() || self.rejoin.is_some() || self.applied <= last {
             return;
         }
         let snap = Snapshot { slot: self.applied, data: self.encode_snapshot() };

@@ -192,6 +192,35 @@ fn snapshots_bound_the_log_and_a_restarted_replica_recovers_from_one() {
 }
 
 #[test]
+fn an_operator_snapshot_compacts_the_log_at_once_and_recovers() {
+    // Never a periodic snapshot: only the one asked for.
+    let cfg = |id, m| Config { snapshot_every: 0, ..Config::new(id, m) };
+    let mut c = LocalCluster::new(3, cfg, KvMachine::default);
+    c.tick(40);
+    let l = c.leader().unwrap();
+    for seq in 1..=50 {
+        c.step(l, Input::Propose(put(1, seq, "k", &seq.to_string())));
+        c.deliver_all();
+    }
+    c.tick(3);
+    let f = (1..=3).find(|&i| i != l).unwrap();
+    assert_eq!(c.node(f).log().compacted(), 0);
+    let records = c.disk_records(f);
+    c.step(f, Input::TakeSnapshot);
+    c.tick(3);
+    let applied = c.node(f).applied_index();
+    assert_eq!(c.node(f).log().compacted(), applied, "compacted up to everything applied");
+    assert!(c.disk_records(f) < records, "{} records left of {records}", c.disk_records(f));
+    // Asking again with nothing new applied changes nothing.
+    c.step(f, Input::TakeSnapshot);
+    c.tick(3);
+    assert_eq!(c.node(f).log().compacted(), applied);
+    let before = c.node(f).state_machine().clone();
+    c.crash_and_recover(f, cfg(f, vec![1, 2, 3]), KvMachine::default());
+    assert_eq!(c.node(f).state_machine().map, before.map);
+}
+
+#[test]
 fn a_replica_behind_the_compaction_point_catches_up_from_a_snapshot() {
     let cfg = |id, m| Config { snapshot_every: 10, snapshot_chunk: 64, ..Config::new(id, m) };
     let mut c = LocalCluster::new(3, cfg, KvMachine::default);

@@ -24,9 +24,11 @@
 
 pub mod codec;
 pub mod node;
+pub mod seed;
 pub mod transport;
 
 pub use node::{Handle, Node, NodeConfig, Status};
+pub use seed::seed_data_dir;
 
 use synod_paxos::NodeId;
 use thiserror::Error;

@@ -54,6 +54,9 @@ pub struct NodeConfig {
     /// and lost its disk: it rejoins as a non-voting learner until it has
     /// caught up. Default false.
     pub join_existing: bool,
+    /// How the write-ahead log is kept (segment size, preallocation).
+    /// Default [`WalOptions::default`]: 64 MiB segments, preallocated.
+    pub wal: WalOptions,
 }
 
 impl NodeConfig {
@@ -73,6 +76,7 @@ impl NodeConfig {
             request_timeout: Duration::from_secs(5),
             max_frame: 64 << 20,
             join_existing: false,
+            wal: WalOptions::default(),
         }
     }
 }
@@ -108,6 +112,7 @@ enum Request<S: StateMachine> {
     Read { query: Bytes, reply: oneshot::Sender<Result<S::Output, Error>> },
     Local(LocalFn<S>),
     Status(oneshot::Sender<Status>),
+    Snapshot(oneshot::Sender<Slot>),
 }
 
 /// A cheap, cloneable way to talk to a running replica.
@@ -163,6 +168,17 @@ where
         self.call(Request::Local(job), rx).await
     }
 
+    /// Ask this member for a snapshot of everything it has applied now, so
+    /// that the log before it is deleted (defragmentation). Returns the
+    /// slot the snapshot will cover; [`Status::compacted`] reaches it once
+    /// the snapshot is stored and the log compacted. Nothing happens if the
+    /// last snapshot already covers every applied slot, if one is being
+    /// stored, or while the member rejoins as a learner.
+    pub async fn snapshot(&self) -> Result<Slot, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.call(Request::Snapshot(reply), rx).await
+    }
+
     /// What this member knows about the cluster.
     pub async fn status(&self) -> Result<Status, Error> {
         let (reply, rx) = oneshot::channel();
@@ -213,7 +229,7 @@ where
         let mut records = Vec::new();
         let mut bad = None;
         let (wal, recovery) =
-            Wal::open_with(dir.wal_dir(), WalOptions::default(), |lsn, bytes| match decode_record(bytes) {
+            Wal::open_with(dir.wal_dir(), cfg.wal.clone(), |lsn, bytes| match decode_record(bytes) {
                 Ok(r) => records.push((lsn, r)),
                 Err(e) => {
                     bad.get_or_insert(Error::Corrupt(format!("record {lsn}: {e}")));
@@ -440,6 +456,10 @@ where
                 self.replica.step(Input::Read { id, query });
             }
             Request::Local(f) => f(self.replica.state_machine()),
+            Request::Snapshot(reply) => {
+                self.replica.step(Input::TakeSnapshot);
+                let _ = reply.send(self.replica.applied_index());
+            }
             Request::Status(reply) => {
                 let r = &self.replica;
                 let _ = reply.send(Status {

@@ -186,3 +186,49 @@ async fn snapshots_compact_the_log_and_survive_a_restart() {
     }
     assert_eq!(v, Some(Bytes::from("199")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_seeded_from_a_state_starts_from_it_and_compacts_on_request() {
+    use synod_paxos::{Command, StateMachine};
+    let mut backup = KvMachine::default();
+    backup.apply(1, &Command::new(1, 1, KvMachine::put("restored", "yes")));
+    let state = backup.snapshot();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut listeners = BTreeMap::new();
+    for id in 1..=3 {
+        listeners.insert(id, TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let peers: BTreeMap<NodeId, SocketAddr> = listeners.iter().map(|(&id, l)| (id, l.local_addr().unwrap())).collect();
+    let mut nodes = BTreeMap::new();
+    for (id, l) in listeners {
+        let mut cfg = node_config(id, &peers, dir.path());
+        cfg.protocol.snapshot_every = 0;
+        synod_runtime::seed_data_dir(&cfg.data_dir, 99, id, &state).unwrap();
+        let err = synod_runtime::seed_data_dir(&cfg.data_dir, 99, id, &state).unwrap_err();
+        assert!(err.to_string().contains("not empty"), "{err}");
+        nodes.insert(id, Node::start_on(cfg, KvMachine::default(), l).await.unwrap());
+    }
+    let c = Cluster { nodes, peers, _dir: dir };
+    let leader = until_leader(&c).await;
+    let h = c.nodes[&leader].handle();
+    assert_eq!(h.read("restored").await.unwrap(), Some(Bytes::from("yes")));
+    for i in 0..20 {
+        h.propose(KvMachine::put("k", &i.to_string())).await.unwrap();
+    }
+    assert_eq!(h.status().await.unwrap().compacted, 0);
+    let slot = h.snapshot().await.unwrap();
+    assert!(slot > 0);
+    let mut compacted = 0;
+    for _ in 0..500 {
+        compacted = h.status().await.unwrap().compacted;
+        if compacted >= slot {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(compacted, slot, "the log is compacted up to the requested snapshot");
+    for n in c.nodes.into_values() {
+        n.shutdown().await.unwrap();
+    }
+}

@@ -52,6 +52,61 @@ pub enum Command {
     /// :22379, :32379) as child processes, data under ./synod-data, until
     /// Ctrl-C or SIGTERM.
     Demo(DemoArgs),
+    /// Backups: `synod snapshot restore FILE ...` creates a member's data
+    /// directory for a new cluster from a file saved by `etcdctl snapshot
+    /// save` against a Synod member.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+/// `synod snapshot ...`.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Verify a snapshot file's checksum and create, from it, the data
+    /// directory of one member of a NEW cluster (run it once per member,
+    /// with the same file, --initial-cluster and --initial-cluster-token;
+    /// then start every member with those flags and
+    /// --initial-cluster-state new). Keys, revisions, compaction and leases
+    /// are kept; members and alarms are the new cluster's.
+    Restore(RestoreArgs),
+}
+
+/// Flags of `synod snapshot restore`, as `etcdutl snapshot restore`'s.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The snapshot file (from `etcdctl snapshot save`).
+    pub file: PathBuf,
+    /// Name of the member being restored; must be one of the names in
+    /// --initial-cluster.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// The data directory to create; it must not exist or be empty
+    /// [default: NAME.synod].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Every member of the new cluster: name=peer-URL pairs.
+    #[arg(long, default_value = "default=http://localhost:2380")]
+    pub initial_cluster: String,
+    /// The new cluster's token (member and cluster ids derive from it).
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// This member's peer URLs; must match its --initial-cluster entry.
+    #[arg(long, default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: String,
+}
+
+impl RestoreArgs {
+    /// What to restore, with the default data directory filled in.
+    pub fn to_restore(&self) -> crate::snapshot::Restore {
+        crate::snapshot::Restore {
+            file: self.file.clone(),
+            name: self.name.clone(),
+            data_dir: self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.synod", self.name))),
+            initial_cluster: self.initial_cluster.clone(),
+            initial_cluster_token: self.initial_cluster_token.clone(),
+            initial_advertise_peer_urls: self.initial_advertise_peer_urls.clone(),
+        }
+    }
 }
 
 /// Flags of `synod demo`.
@@ -144,6 +199,23 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 10)]
     pub tick_ms: u64,
 
+    /// Raise an alarm when the store's size exceeds this many bytes; 0 means
+    /// etcd's default, 2 GiB (at most 8 GiB). The size is the logical size
+    /// of the key-value store: key and value bytes of every revision it
+    /// holds, plus 64 bytes per revision and per lease. It drops when
+    /// history is compacted. A write that would exceed it fails with
+    /// "etcdserver: mvcc: database space exceeded" and raises the NOSPACE
+    /// alarm on every member; compact, defragment and `etcdctl alarm
+    /// disarm` to write again.
+    #[arg(long, default_value_t = 0)]
+    pub quota_backend_bytes: u64,
+
+    /// Size of one write-ahead log file (Synod's own flag): files are
+    /// preallocated to it, and the log is deleted in whole files once a
+    /// snapshot (periodic, or `etcdctl defrag`) covers them.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub wal_segment_bytes: u64,
+
     /// Most client commands packed into one log slot.
     #[arg(long, default_value_t = 4096)]
     pub max_batch: usize,
@@ -213,6 +285,9 @@ pub struct ServerConfig {
     pub max_request_bytes: usize,
     /// `--experimental-watch-progress-notify-interval`.
     pub watch_progress_notify_interval: Duration,
+    /// The space quota in bytes (`--quota-backend-bytes`, 0 replaced by the
+    /// default).
+    pub quota_bytes: u64,
 }
 
 /// A duration as etcd's flags write them: a number and a unit (`ms`, `s`,
@@ -364,6 +439,10 @@ impl NodeArgs {
         // Frames carry batches of requests; leave room for a full batch of
         // maximal requests up to the runtime's own ceiling.
         node.max_frame = node.max_frame.max(4 * self.max_request_bytes);
+        if self.wal_segment_bytes < 4096 {
+            return Err(bad("--wal-segment-bytes must be at least 4096"));
+        }
+        node.wal.segment_size = self.wal_segment_bytes;
         if self.max_request_bytes == 0 {
             return Err(bad("--max-request-bytes must be positive"));
         }
@@ -378,6 +457,7 @@ impl NodeArgs {
             node,
             max_request_bytes: self.max_request_bytes,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
+            quota_bytes: crate::quota::effective_quota(self.quota_backend_bytes),
         })
     }
 

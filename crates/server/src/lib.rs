@@ -16,8 +16,12 @@
 //!   v3election services, on the key-per-contender [`recipes`];
 //! * [`machine`]: the replicated state machine: etcd's MVCC store
 //!   ([`synod_kv::KvState`]) plus the members' published attributes;
+//! * [`alarm`]: the replicated alarms (NOSPACE, CORRUPT) and what they
+//!   refuse; [`quota`]: the space quota check before a write is proposed;
 //! * [`status`]: runtime and state machine errors as etcd's gRPC errors;
 //! * [`ids`]: member and cluster ids, derived as etcd derives them;
+//! * [`snapshot`]: the backup file `Maintenance.Snapshot` streams, and
+//!   `synod snapshot restore`;
 //! * [`demo`]: a local three-node cluster for trying it out.
 //!
 //! This crate never decides what the cluster agrees on: every write goes
@@ -26,6 +30,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alarm;
 pub mod cluster_service;
 pub mod config;
 pub mod demo;
@@ -35,8 +40,10 @@ pub mod kv_service;
 pub mod lock_service;
 pub mod machine;
 pub mod maintenance_service;
+pub mod quota;
 pub mod recipes;
 pub mod server;
+pub mod snapshot;
 pub mod status;
 pub mod watch_hub;
 pub mod watch_service;

@@ -1,6 +1,7 @@
 //! The replicated state machine behind the etcd API: etcd's MVCC store plus
 //! the attributes (name, client URLs) each member publishes when it starts,
-//! as etcd publishes its members' attributes through raft.
+//! as etcd publishes its members' attributes through raft, and the active
+//! alarms ([`crate::alarm`]), raised and cleared through the log as in etcd.
 //!
 //! What the log carries ([`Proposal`]) is a [`synod_kv::Command`]'s own
 //! bytes, or a member's attributes under a field number the command
@@ -10,7 +11,9 @@
 //! replica: a payload that does not decode is answered with an error, the
 //! same on every replica.
 
+use crate::alarm::Alarms;
 use bytes::Bytes;
+use etcd_client::proto::{PbAlarmMember, PbAlarmRequest};
 use prost::Message;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,6 +42,8 @@ pub struct MemberAttributes {
 struct Extension {
     #[prost(message, optional, tag = "100")]
     publish: Option<MemberAttributes>,
+    #[prost(message, optional, tag = "110")]
+    alarm: Option<PbAlarmRequest>,
 }
 
 /// One entry of the replicated log.
@@ -48,6 +53,8 @@ pub enum Proposal {
     Kv(KvCommand),
     /// A member's attributes.
     Publish(MemberAttributes),
+    /// Maintenance.Alarm: activate or deactivate an alarm.
+    Alarm(PbAlarmRequest),
 }
 
 impl Proposal {
@@ -55,14 +62,18 @@ impl Proposal {
     pub fn to_bytes(&self) -> Bytes {
         match self {
             Proposal::Kv(c) => c.to_bytes().into(),
-            Proposal::Publish(a) => Extension { publish: Some(a.clone()) }.encode_to_vec().into(),
+            Proposal::Publish(a) => Extension { publish: Some(a.clone()), ..Default::default() }.encode_to_vec().into(),
+            Proposal::Alarm(r) => Extension { alarm: Some(*r), ..Default::default() }.encode_to_vec().into(),
         }
     }
 
     /// Decodes [`Proposal::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Proposal, MachineError> {
-        if let Ok(Extension { publish: Some(attrs) }) = Extension::decode(bytes) {
+        if let Ok(Extension { publish: Some(attrs), .. }) = Extension::decode(bytes) {
             return Ok(Proposal::Publish(attrs));
+        }
+        if let Ok(Extension { alarm: Some(r), .. }) = Extension::decode(bytes) {
+            return Ok(Proposal::Alarm(r));
         }
         KvCommand::from_bytes(bytes).map(Proposal::Kv).map_err(|e| MachineError::Malformed(e.to_string()))
     }
@@ -70,7 +81,7 @@ impl Proposal {
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct QueryWire {
-    #[prost(oneof = "QueryKind", tags = "1, 2, 3")]
+    #[prost(oneof = "QueryKind", tags = "1, 2, 3, 20")]
     kind: Option<QueryKind>,
 }
 
@@ -82,6 +93,8 @@ enum QueryKind {
     Txn(TxnRequest),
     #[prost(bool, tag = "3")]
     Members(bool),
+    #[prost(message, tag = "20")]
+    Alarms(PbAlarmRequest),
 }
 
 /// A read answered without the log.
@@ -93,6 +106,8 @@ pub enum Query {
     Txn(TxnRequest),
     /// The members' published attributes.
     Members,
+    /// The active alarms of one type ([`crate::alarm::NONE`]: all).
+    Alarms(i32),
 }
 
 impl Query {
@@ -102,6 +117,7 @@ impl Query {
             Query::Range(r) => QueryKind::Range(r),
             Query::Txn(t) => QueryKind::Txn(t),
             Query::Members => QueryKind::Members(true),
+            Query::Alarms(alarm) => QueryKind::Alarms(PbAlarmRequest { alarm, ..Default::default() }),
         };
         QueryWire { kind: Some(kind) }.encode_to_vec().into()
     }
@@ -113,6 +129,7 @@ impl Query {
             Some(QueryKind::Range(r)) => Ok(Query::Range(r)),
             Some(QueryKind::Txn(t)) => Ok(Query::Txn(t)),
             Some(QueryKind::Members(_)) => Ok(Query::Members),
+            Some(QueryKind::Alarms(r)) => Ok(Query::Alarms(r.alarm)),
             None => Err(MachineError::Malformed("empty query".into())),
         }
     }
@@ -131,6 +148,8 @@ pub enum Reply {
     Members(Vec<MemberAttributes>),
     /// A member's attributes were recorded.
     Published,
+    /// The alarms an `Alarm` request activated, deactivated or listed.
+    Alarms(Vec<PbAlarmMember>),
 }
 
 /// Why a proposal or query failed; the same on every replica.
@@ -154,6 +173,8 @@ struct SnapshotWire {
     kv: Vec<u8>,
     #[prost(message, repeated, tag = "2")]
     members: Vec<MemberAttributes>,
+    #[prost(message, repeated, tag = "110")]
+    alarms: Vec<PbAlarmMember>,
 }
 
 /// The replicated state: etcd's MVCC store and the members' attributes.
@@ -165,6 +186,7 @@ pub struct EtcdMachine {
     /// restored snapshot), so watchers learn of new events without polling.
     /// Not part of the replicated state.
     revisions: Option<Arc<watch::Sender<i64>>>,
+    alarms: Alarms,
 }
 
 impl EtcdMachine {
@@ -191,6 +213,17 @@ impl EtcdMachine {
         &self.kv
     }
 
+    /// The active alarms.
+    pub fn alarms(&self) -> &Alarms {
+        &self.alarms
+    }
+
+    /// A machine holding `kv` and nothing else (no members, no alarms):
+    /// the state a cluster restored from a snapshot starts from.
+    pub fn from_kv(kv: KvState) -> EtcdMachine {
+        EtcdMachine { kv, ..EtcdMachine::default() }
+    }
+
     /// Every member's published attributes, in id order.
     pub fn members(&self) -> Vec<MemberAttributes> {
         self.members.values().cloned().collect()
@@ -202,6 +235,7 @@ impl EtcdMachine {
             Query::Range(r) => Ok(Reply::Range(self.kv.range(r)?)),
             Query::Txn(t) => Ok(Reply::Txn(self.kv.txn_read(t)?)),
             Query::Members => Ok(Reply::Members(self.members())),
+            Query::Alarms(alarm) => Ok(Reply::Alarms(self.alarms.get(*alarm))),
         }
     }
 }
@@ -212,12 +246,14 @@ impl StateMachine for EtcdMachine {
     fn apply(&mut self, _slot: Slot, command: &Command) -> Output {
         match Proposal::from_bytes(&command.payload)? {
             Proposal::Kv(c) => {
+                self.alarms.check(&c)?;
                 let applied = self.kv.apply(c)?;
                 if !applied.events.is_empty() {
                     self.announce_revision();
                 }
                 Ok(Reply::Write(applied.response))
             }
+            Proposal::Alarm(r) => Ok(Reply::Alarms(self.alarms.apply(&r))),
             Proposal::Publish(attrs) => {
                 self.members.insert(attrs.id, attrs);
                 Ok(Reply::Published)
@@ -230,7 +266,8 @@ impl StateMachine for EtcdMachine {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        SnapshotWire { kv: self.kv.snapshot(), members: self.members() }.encode_to_vec()
+        SnapshotWire { kv: self.kv.snapshot(), members: self.members(), alarms: self.alarms.get(crate::alarm::NONE) }
+            .encode_to_vec()
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError> {
@@ -238,6 +275,7 @@ impl StateMachine for EtcdMachine {
         let kv = KvState::restore(self.kv.config().clone(), &wire.kv).map_err(|e| SnapshotError(e.to_string()))?;
         self.kv = kv;
         self.members = wire.members.into_iter().map(|m| (m.id, m)).collect();
+        self.alarms = Alarms::from_list(&wire.alarms);
         self.announce_revision();
         Ok(())
     }
@@ -258,7 +296,8 @@ mod tests {
 
     #[test]
     fn proposals_round_trip_and_kv_commands_stay_plain_commands() {
-        for p in [put("k"), Proposal::Publish(attrs(7))] {
+        let alarm = Proposal::Alarm(PbAlarmRequest { action: crate::alarm::ACTIVATE, member_id: 7, alarm: 1 });
+        for p in [put("k"), Proposal::Publish(attrs(7)), alarm] {
             assert_eq!(Proposal::from_bytes(&p.to_bytes()).unwrap(), p);
         }
         let Proposal::Kv(c) = put("k") else { unreachable!() };
@@ -280,5 +319,26 @@ mod tests {
         assert_eq!(restored.kv(), m.kv());
         assert_eq!(restored.members(), vec![attrs(3)]);
         assert!(matches!(m.apply(3, &Command::new(1, 2, &b"\x08"[..])), Err(MachineError::Malformed(_))));
+    }
+
+    #[test]
+    fn nospace_alarm_refuses_puts_survives_snapshots_and_clears_through_the_log() {
+        use crate::alarm::{ACTIVATE, DEACTIVATE, NONE, NOSPACE};
+        let mut m = EtcdMachine::new();
+        let cmd = |p: Proposal| Command::new(1, 1, p.to_bytes());
+        let raise = Proposal::Alarm(PbAlarmRequest { action: ACTIVATE, member_id: 9, alarm: NOSPACE });
+        let listed = vec![PbAlarmMember { member_id: 9, alarm: NOSPACE }];
+        assert_eq!(m.apply(1, &cmd(raise)), Ok(Reply::Alarms(listed.clone())));
+        assert_eq!(m.apply(2, &cmd(put("a"))), Err(MachineError::Kv(KvError::NoSpace)));
+        assert_eq!(m.query(&Query::Alarms(NONE).to_bytes()), Ok(Reply::Alarms(listed.clone())));
+
+        let mut restored = EtcdMachine::new();
+        restored.restore(&m.snapshot()).unwrap();
+        assert_eq!(restored.alarms(), m.alarms());
+        assert_eq!(restored.apply(2, &cmd(put("a"))), Err(MachineError::Kv(KvError::NoSpace)));
+
+        let clear = Proposal::Alarm(PbAlarmRequest { action: DEACTIVATE, member_id: 9, alarm: NOSPACE });
+        assert_eq!(restored.apply(3, &cmd(clear)), Ok(Reply::Alarms(listed)));
+        assert!(matches!(restored.apply(4, &cmd(put("a"))), Ok(Reply::Write(_))));
     }
 }

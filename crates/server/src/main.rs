@@ -4,7 +4,7 @@
 use anyhow::Context as _;
 use clap::Parser;
 use std::io::IsTerminal;
-use synod_server::config::{Cli, Command};
+use synod_server::config::{Cli, Command, SnapshotCommand};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
@@ -18,6 +18,21 @@ fn main() -> anyhow::Result<()> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     match cli.command {
         Some(Command::Demo(args)) => runtime.block_on(synod_server::demo::run(args))?,
+        Some(Command::Snapshot(SnapshotCommand::Restore(args))) => {
+            let r = args.to_restore();
+            let done = synod_server::snapshot::restore(&r)
+                .with_context(|| format!("restoring {} into {}", r.file.display(), r.data_dir.display()))?;
+            println!(
+                "restored snapshot {} (revision {}, {} keys) into {} for member {} ({:x}) of cluster {:x}",
+                r.file.display(),
+                done.revision,
+                done.keys,
+                r.data_dir.display(),
+                r.name,
+                done.member_id,
+                done.cluster_id
+            );
+        }
         None => {
             let cfg = cli.node.to_config()?;
             runtime.block_on(synod_server::server::run(cfg, shutdown_signal()))?;

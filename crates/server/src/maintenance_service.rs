@@ -1,8 +1,14 @@
-//! etcd's Maintenance service: what `etcdctl endpoint status` and
-//! `endpoint health` need (Status, Alarm), HashKV for consistency checks,
-//! and a no-op Defragment. Raft's index and term are reported as the
-//! replica's commit slot and ballot round, their Paxos counterparts.
+//! etcd's Maintenance service: Status (what `etcdctl endpoint status` and
+//! `endpoint health` need), Alarm (the replicated alarms, see
+//! [`crate::alarm`]), HashKV for consistency checks, Defragment (a
+//! snapshot of this member's state so the log before it is deleted) and
+//! Snapshot (a backup, see [`crate::snapshot`]). Raft's index and term are
+//! reported as the replica's commit slot and ballot round, their Paxos
+//! counterparts; `db_size` is the data directory's size on disk and
+//! `db_size_in_use` the store's logical size, the one the quota counts.
 
+use crate::alarm;
+use crate::machine::{Proposal, Query, Reply};
 use crate::server::Context;
 use crate::status;
 use etcd_client::proto::{
@@ -13,8 +19,16 @@ use etcd_client::proto::{
 };
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tonic::codegen::tokio_stream;
 use tonic::{Request, Response, Status};
+use tracing::info;
+
+/// Bytes per message of a snapshot stream (etcd sends 32 KiB).
+const SNAPSHOT_CHUNK: usize = 64 * 1024;
+
+/// How long Defragment waits for this member's snapshot to be stored.
+const DEFRAG_WAIT: Duration = Duration::from_secs(30);
 
 /// The etcd version this server reports: the API it implements.
 pub const ETCD_VERSION: &str = "3.5.0";
@@ -33,7 +47,7 @@ impl MaintenanceService {
 }
 
 /// Bytes under a directory: the closest thing to etcd's "db size".
-fn dir_size(path: &Path) -> u64 {
+pub fn dir_size(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
     };
@@ -49,10 +63,22 @@ fn dir_size(path: &Path) -> u64 {
 
 #[tonic::async_trait]
 impl PbMaintenanceService for MaintenanceService {
-    async fn alarm(&self, _request: Request<PbAlarmRequest>) -> Result<Response<PbAlarmResponse>, Status> {
-        // No alarms are ever raised (no space quota yet), so there is
-        // nothing to list, activate or deactivate.
-        let mut resp = PbAlarmResponse { header: None, alarms: Vec::new() };
+    async fn alarm(&self, request: Request<PbAlarmRequest>) -> Result<Response<PbAlarmResponse>, Status> {
+        let req = request.into_inner();
+        // GET is a linearizable read; ACTIVATE and DEACTIVATE go through the
+        // log, so every member sees the same alarms.
+        let result = match req.action {
+            alarm::GET => self.ctx.read(&Query::Alarms(req.alarm)).await,
+            alarm::ACTIVATE | alarm::DEACTIVATE => self.ctx.propose(Proposal::Alarm(req).to_bytes()).await,
+            other => return Err(Status::invalid_argument(format!("etcdserver: unknown alarm action {other}"))),
+        };
+        let alarms = match result {
+            Ok(Ok(Reply::Alarms(a))) => a,
+            Ok(Ok(other)) => return Err(Status::internal(format!("synod: unexpected reply to an alarm: {other:?}"))),
+            Ok(Err(e)) => return Err(status::machine(&e)),
+            Err(e) => return Err(status::runtime(&e)),
+        };
+        let mut resp = PbAlarmResponse { header: None, alarms };
         self.ctx.fill(&mut resp.header);
         Ok(Response::new(resp))
     }
@@ -61,10 +87,16 @@ impl PbMaintenanceService for MaintenanceService {
         let st = self.ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
         let dir = self.ctx.data_dir.clone();
         let db_size = tokio::task::spawn_blocking(move || dir_size(&dir)).await.unwrap_or(0) as i64;
+        let (in_use, alarms) = self
+            .ctx
+            .handle
+            .with_state(|m| (m.kv().db_size(), m.alarms().get(alarm::NONE)))
+            .await
+            .map_err(|e| status::runtime(&e))?;
         let mut resp = PbStatusResponse {
             version: ETCD_VERSION.to_string(),
             db_size,
-            db_size_in_use: db_size,
+            db_size_in_use: in_use as i64,
             leader: st.leader.unwrap_or(0),
             raft_index: st.commit,
             raft_term: st.ballot.round,
@@ -75,6 +107,15 @@ impl PbMaintenanceService for MaintenanceService {
         if st.leader.is_none() {
             resp.errors.push(status::NO_LEADER.to_string());
         }
+        for a in alarms {
+            let name = match a.alarm {
+                alarm::NOSPACE => "NOSPACE",
+                alarm::CORRUPT => "CORRUPT",
+                _ => "NONE",
+            };
+            // etcd lists each alarm in the text form of its AlarmMember.
+            resp.errors.push(format!("memberID:{} alarm:{name} ", a.member_id));
+        }
         self.ctx.fill(&mut resp.header);
         Ok(Response::new(resp))
     }
@@ -83,7 +124,28 @@ impl PbMaintenanceService for MaintenanceService {
         &self,
         _request: Request<PbDefragmentRequest>,
     ) -> Result<Response<PbDefragmentResponse>, Status> {
-        // The log is compacted by snapshots; there is nothing to defragment.
+        // etcd rewrites its bbolt file; here the disk that compaction freed
+        // is held by the log, so take a snapshot of everything applied and
+        // wait until the log is compacted to it: the log files before it
+        // are then deleted. Like etcd's, this concerns this member only.
+        let dir = self.ctx.data_dir.clone();
+        let before = tokio::task::spawn_blocking(move || dir_size(&dir)).await.unwrap_or(0);
+        let slot = self.ctx.handle.snapshot().await.map_err(|e| status::runtime(&e))?;
+        let deadline = Instant::now() + DEFRAG_WAIT;
+        loop {
+            let st = self.ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
+            if st.compacted >= slot {
+                break;
+            }
+            if !st.voter {
+                return Err(Status::unavailable("synod: cannot defragment while rejoining as a learner"));
+            }
+            if Instant::now() > deadline {
+                return Err(Status::unavailable(status::TIMEOUT));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        info!(slot, before, "defragmented: log compacted to a fresh snapshot");
         let mut resp = PbDefragmentResponse { header: None };
         self.ctx.fill(&mut resp.header);
         Ok(Response::new(resp))
@@ -106,10 +168,28 @@ impl PbMaintenanceService for MaintenanceService {
         Ok(Response::new(resp))
     }
 
-    type SnapshotStream = tokio_stream::Empty<Result<PbSnapshotResponse, Status>>;
+    type SnapshotStream = tokio_stream::Iter<std::vec::IntoIter<Result<PbSnapshotResponse, Status>>>;
 
     async fn snapshot(&self, _request: Request<PbSnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(status::unimplemented("Maintenance.Snapshot"))
+        // One consistent state: this member's store as of one applied slot.
+        let file =
+            self.ctx.handle.with_state(|m| crate::snapshot::encode(m.kv())).await.map_err(|e| status::runtime(&e))?;
+        let mut header = None;
+        self.ctx.fill(&mut header);
+        let total = file.len();
+        let mut sent = 0;
+        let mut chunks = Vec::with_capacity(total / SNAPSHOT_CHUNK + 1);
+        for blob in file.chunks(SNAPSHOT_CHUNK) {
+            sent += blob.len();
+            chunks.push(Ok(PbSnapshotResponse {
+                header,
+                remaining_bytes: (total - sent) as u64,
+                blob: blob.to_vec(),
+                version: ETCD_VERSION.to_string(),
+            }));
+        }
+        info!(bytes = total, "streaming a snapshot");
+        Ok(Response::new(tokio_stream::iter(chunks)))
     }
 
     async fn move_leader(

@@ -43,6 +43,8 @@ pub struct Context {
     pub max_txn_ops: usize,
     /// This member's data directory.
     pub data_dir: PathBuf,
+    /// The space quota in bytes (`--quota-backend-bytes`, see [`crate::quota`]).
+    pub quota_bytes: u64,
     /// How long a request waits for a leader to be elected before failing
     /// with "no leader".
     pub leader_wait: Duration,
@@ -74,8 +76,10 @@ impl Context {
     }
 
     /// Proposes a key-value write and returns the state machine's
-    /// response, or etcd's error for it.
+    /// response, or etcd's error for it. A write that would take the store
+    /// over its space quota is refused (and raises NOSPACE) first.
     pub async fn write(&self, cmd: synod_kv::Command) -> Result<synod_kv::Response, tonic::Status> {
+        crate::quota::check(self, &cmd).await?;
         let payload = Proposal::Kv(cmd).to_bytes();
         if payload.len() > self.max_request_bytes {
             return Err(crate::status::too_large());
@@ -163,6 +167,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
         max_request_bytes: cfg.max_request_bytes,
         max_txn_ops: synod_kv::Config::default().max_txn_ops,
         data_dir: cfg.node.data_dir.clone(),
+        quota_bytes: cfg.quota_bytes,
         leader_wait: cfg.node.tick * (2 * cfg.node.protocol.election_ticks) as u32,
         watch_hub: WatchHub::default(),
         watch_progress_interval: cfg.watch_progress_notify_interval,

@@ -51,6 +51,12 @@ impl Cluster {
 
     /// Starts `n` members with extra flags for every member.
     pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_prepared(n, extra, |_| {})
+    }
+
+    /// Like [`Cluster::start_with`], but runs `before` once the members are
+    /// configured and before any starts (to restore data directories).
+    pub fn start_prepared(n: usize, extra: &[&str], before: impl FnOnce(&Cluster)) -> Cluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let ports = free_ports(2 * n);
         let names: Vec<String> = (1..=n).map(|i| format!("m{i}")).collect();
@@ -97,6 +103,7 @@ impl Cluster {
             })
             .collect();
         let mut cluster = Cluster { members, dir };
+        before(&cluster);
         for i in 0..n {
             cluster.spawn(i);
         }
@@ -115,6 +122,13 @@ impl Cluster {
             .spawn()
             .expect("start synod");
         m.child = Some(child);
+    }
+
+    /// The value member `i` is started with for `flag` (e.g. "--data-dir").
+    pub fn flag(&self, i: usize, flag: &str) -> String {
+        let args = &self.members[i].args;
+        let at = args.iter().position(|a| a == flag).unwrap_or_else(|| panic!("{flag} is not set"));
+        args[at + 1].clone()
     }
 
     /// Member `i`'s client URL.
