@@ -311,3 +311,103 @@ async fn watchers_see_every_acknowledged_write_across_a_leader_kill_and_a_reconn
     let expected: Vec<(i64, String)> = got.iter().filter(|(rev, _)| *rev > middle).cloned().collect();
     assert_eq!(resumed, expected);
 }
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_ten_thousand_watchers_get_every_event_with_flat_memory() {
+    const STREAMS: usize = 100;
+    const PER_STREAM: usize = 100;
+    const KEYS: usize = STREAMS * PER_STREAM;
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let member = 0;
+    let pid = cluster.pid(member).unwrap();
+    let received: Arc<Mutex<BTreeMap<i64, Vec<i64>>>> = Arc::default();
+    let mut readers = Vec::new();
+    let mut c = client(&cluster, member).await;
+    for s in 0..STREAMS {
+        // Watch ids are the key's number + 1 (0 asks the server to choose).
+        let first = s * PER_STREAM;
+        let opts = |i: usize| WatchOptions::new().with_watch_id(i as i64 + 1);
+        let mut stream = c.watch(format!("soak/{first}"), Some(opts(first))).await.unwrap();
+        for i in first + 1..first + PER_STREAM {
+            stream.watch(format!("soak/{i}"), Some(opts(i))).await.unwrap();
+        }
+        let mut created = 0;
+        while created < PER_STREAM {
+            let r = next(&mut stream, 30).await;
+            assert!(r.created() && !r.canceled(), "{r:?}");
+            created += 1;
+        }
+        let received = received.clone();
+        readers.push(tokio::spawn(async move {
+            while let Ok(Some(r)) = stream.message().await {
+                let mut got = received.lock().unwrap();
+                let revs = got.entry(r.watch_id()).or_default();
+                revs.extend(r.events().iter().map(|e| e.kv().unwrap().mod_revision()));
+            }
+        }));
+    }
+    let baseline = rss_kib(pid);
+
+    // Writes to random watched keys for a bounded time, sampling memory.
+    let stop = Arc::new(AtomicBool::new(false));
+    let written: Arc<Mutex<BTreeMap<i64, Vec<i64>>>> = Arc::default();
+    let mut writers = Vec::new();
+    for w in 0..4u64 {
+        let mut wc = client(&cluster, member).await;
+        let (stop, written) = (stop.clone(), written.clone());
+        writers.push(tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(w);
+            while !stop.load(Ordering::Relaxed) {
+                let k = rng.usize(0..KEYS);
+                let r = wc.put(format!("soak/{k}"), "v", None).await.unwrap();
+                written.lock().unwrap().entry(k as i64 + 1).or_default().push(r.header().unwrap().revision());
+            }
+        }));
+    }
+    let mut peak = baseline;
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        peak = peak.max(rss_kib(pid));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mut written = written.lock().unwrap().clone();
+    let writes: usize = written.values().map(Vec::len).sum();
+    assert!(writes > 1000, "only {writes} writes");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let delivered: usize = received.lock().unwrap().values().map(Vec::len).sum();
+        if delivered >= writes {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{delivered} of {writes} events delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for r in readers {
+        r.abort();
+    }
+    let mut received = received.lock().unwrap().clone();
+    for revs in written.values_mut() {
+        revs.sort();
+    }
+    received.retain(|_, revs| !revs.is_empty());
+    assert_eq!(received, written, "every watcher got exactly the writes to its key, in order");
+    let end = rss_kib(pid);
+    eprintln!("soak: {KEYS} watchers, {writes} writes; member RSS {baseline} KiB after setup, peak {peak}, end {end}");
+    assert!(peak < baseline + 64 * 1024, "memory grew from {baseline} KiB to {peak} KiB");
+}
