@@ -13,7 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use etcd_client::{Client, Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Client, Compare, CompareOp, GetOptions, KvClient, LeaseKeepAliveStream, LeaseKeeper, LockClient, LockOptions, Txn,
+    TxnOp, TxnOpResponse, WatchOptions,
+};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +33,15 @@ pub enum Workload {
     /// Txn: if the key's mod_revision is the last one seen then put it,
     /// else read it (to learn the new mod_revision). Never retried.
     TxnCas,
+    /// Puts under the key prefix while `watchers` watchers of the prefix
+    /// receive every event; reports events delivered per second.
+    WatchFanout,
+    /// Each task holds a lease and a keep-alive stream; one request is one
+    /// keep-alive answered.
+    LeaseKeepalive,
+    /// Every task contends for one lock (v3lock) with its own lease; one
+    /// request is one acquire and release.
+    Lock,
 }
 
 impl Workload {
@@ -40,6 +52,9 @@ impl Workload {
             Workload::Get => "get",
             Workload::GetSerializable => "get-serializable",
             Workload::TxnCas => "txn-cas",
+            Workload::WatchFanout => "watch-fanout",
+            Workload::LeaseKeepalive => "lease-keepalive",
+            Workload::Lock => "lock",
         }
     }
 
@@ -77,6 +92,8 @@ pub struct Config {
     pub timeout: Duration,
     /// Seeds key choice, so runs are repeatable.
     pub seed: u64,
+    /// watch-fanout: watchers of the key prefix, spread over the clients.
+    pub watchers: usize,
 }
 
 impl Config {
@@ -140,6 +157,13 @@ pub struct Report {
     /// txn-cas only: transactions whose compare failed (someone else wrote).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub txn_failed: Option<u64>,
+    /// watch-fanout only: events delivered to all watchers together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_delivered: Option<u64>,
+    /// watch-fanout only: events delivered per second, from the first put
+    /// to the last event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_s: Option<f64>,
 }
 
 /// What one task counted.
@@ -232,6 +256,8 @@ pub async fn run(config: Config) -> Result<Report> {
     if config.workload == Workload::TxnCas {
         learn_mod_revisions(&clients[0], &config, &mod_revisions).await?;
     }
+    let fanout =
+        if config.workload == Workload::WatchFanout { Some(Fanout::start(&clients, &config).await?) } else { None };
 
     let shared = Arc::new(Shared {
         deadline: config.duration.map(|d| Instant::now() + d),
@@ -243,15 +269,20 @@ pub async fn run(config: Config) -> Result<Report> {
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(shared.config.concurrency);
     for task in 0..shared.config.concurrency {
-        let kv = clients[task % clients.len()].kv_client();
+        let client = clients[task % clients.len()].clone();
+        let session = Session::open(client, &shared.config, task).await?;
         let shared = Arc::clone(&shared);
-        tasks.push(tokio::spawn(drive(shared, kv, task as u64)));
+        tasks.push(tokio::spawn(drive(shared, session, task as u64)));
     }
     let mut total = Tally::new()?;
     for task in tasks {
         total.merge(task.await.context("load task panicked")??)?;
     }
     let seconds = start.elapsed().as_secs_f64();
+    let delivered = match fanout {
+        Some(fanout) => Some(fanout.finish(total.histogram.len() - total.cas_failed, start).await),
+        None => None,
+    };
 
     if let Some(error) = &total.first_error {
         eprintln!("synod-bench: {} errors, first: {error}", total.errors);
@@ -282,11 +313,104 @@ pub async fn run(config: Config) -> Result<Report> {
         },
         txn_succeeded: cas.then_some(total.cas_succeeded),
         txn_failed: cas.then_some(total.cas_failed),
+        events_delivered: delivered.map(|(events, _)| events),
+        events_s: delivered.map(|(_, rate)| rate),
     })
 }
 
+/// What one task holds for its whole run.
+enum Session {
+    /// KV requests.
+    Kv(KvClient),
+    /// Its own lease's keep-alive stream.
+    KeepAlive(LeaseKeeper, LeaseKeepAliveStream),
+    /// A lock client and the lease it locks with.
+    Lock(LockClient, i64),
+}
+
+impl Session {
+    async fn open(client: Client, config: &Config, task: usize) -> Result<Session> {
+        Ok(match config.workload {
+            Workload::LeaseKeepalive => {
+                let id = client.lease_client().grant(600, None).await.context("lease grant")?.id();
+                let (keeper, stream) = client.lease_client().keep_alive(id).await.context("keep-alive stream")?;
+                Session::KeepAlive(keeper, stream)
+            }
+            Workload::Lock => {
+                let id = client.lease_client().grant(600, None).await.context("lease grant")?.id();
+                let _ = task;
+                Session::Lock(client.lock_client(), id)
+            }
+            _ => Session::Kv(client.kv_client()),
+        })
+    }
+}
+
+/// The watchers of a watch-fanout run, counting what they receive.
+struct Fanout {
+    watchers: usize,
+    delivered: Arc<AtomicU64>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Fanout {
+    /// Opens `config.watchers` watchers of the key prefix, over as many
+    /// streams as there are clients, and waits until each is created.
+    async fn start(clients: &[Client], config: &Config) -> Result<Fanout> {
+        let delivered = Arc::new(AtomicU64::new(0));
+        let mut readers = Vec::new();
+        let streams = clients.len().min(config.watchers.max(1));
+        for (s, client) in clients.iter().enumerate().take(streams) {
+            let count = config.watchers / streams + usize::from(s < config.watchers % streams);
+            if count == 0 {
+                continue;
+            }
+            let prefix = config.key_prefix.clone();
+            let opts = || Some(WatchOptions::new().with_prefix());
+            let mut stream = client.watch_client().watch(prefix.clone(), opts()).await.context("watch")?;
+            for _ in 1..count {
+                stream.watch(prefix.clone(), opts()).await.context("watch")?;
+            }
+            let mut created = 0;
+            while created < count {
+                match stream.message().await.context("watch created")? {
+                    Some(r) if r.created() => created += 1,
+                    Some(_) => {}
+                    None => bail!("a watch stream ended before its watchers were created"),
+                }
+            }
+            let delivered = Arc::clone(&delivered);
+            readers.push(tokio::spawn(async move {
+                while let Ok(Some(r)) = stream.message().await {
+                    delivered.fetch_add(r.events().len() as u64, Ordering::Relaxed);
+                }
+            }));
+        }
+        Ok(Fanout { watchers: config.watchers, delivered, readers })
+    }
+
+    /// Waits (up to 60 s) until every watcher has every put's event;
+    /// returns the events delivered and their rate since `start`.
+    async fn finish(self, puts: u64, start: Instant) -> (u64, f64) {
+        let expected = puts * self.watchers as u64;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.delivered.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        for r in self.readers {
+            r.abort();
+        }
+        let events = self.delivered.load(Ordering::Relaxed);
+        if events < expected {
+            eprintln!("synod-bench: only {events} of {expected} watch events arrived within 60 s");
+        }
+        (events, events as f64 / seconds)
+    }
+}
+
 /// One closed-loop task: claim, issue, record, repeat.
-async fn drive(shared: Arc<Shared>, mut kv: KvClient, task: u64) -> Result<Tally> {
+async fn drive(shared: Arc<Shared>, mut session: Session, task: u64) -> Result<Tally> {
     let mut tally = Tally::new()?;
     let mut rng = fastrand::Rng::with_seed(shared.config.seed ^ task.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let workload = shared.config.workload;
@@ -295,13 +419,20 @@ async fn drive(shared: Arc<Shared>, mut kv: KvClient, task: u64) -> Result<Tally
         let key = shared.key(index);
         let started = Instant::now();
         let outcome = tokio::time::timeout(shared.config.timeout, async {
-            match workload {
-                Workload::Put => kv.put(key, shared.value.clone(), None).await.map(|_| None),
-                Workload::Get => kv.get(key, None).await.map(|_| None),
-                Workload::GetSerializable => {
+            match (&mut session, workload) {
+                (Session::Kv(kv), Workload::Put | Workload::WatchFanout) => {
+                    kv.put(key, shared.value.clone(), None).await.map(|_| None)
+                }
+                (Session::Kv(kv), Workload::Get) => kv.get(key, None).await.map(|_| None),
+                (Session::Kv(kv), Workload::GetSerializable) => {
                     kv.get(key, Some(GetOptions::new().with_serializable())).await.map(|_| None)
                 }
-                Workload::TxnCas => cas(&shared, &mut kv, index, key).await.map(Some),
+                (Session::Kv(kv), Workload::TxnCas) => cas(&shared, kv, index, key).await.map(Some),
+                (Session::KeepAlive(keeper, stream), _) => keep_alive(keeper, stream).await.map(|_| None),
+                (Session::Lock(locks, lease), _) => {
+                    lock_cycle(locks, *lease, &shared.config.key_prefix).await.map(|_| None)
+                }
+                (Session::Kv(_), Workload::LeaseKeepalive | Workload::Lock) => unreachable!("sessions match workloads"),
             }
         })
         .await;
@@ -327,6 +458,23 @@ impl Tally {
         self.errors += 1;
         self.first_error.get_or_insert(message);
     }
+}
+
+/// One keep-alive, answered.
+async fn keep_alive(keeper: &mut LeaseKeeper, stream: &mut LeaseKeepAliveStream) -> Result<(), etcd_client::Error> {
+    keeper.keep_alive().await?;
+    match stream.message().await? {
+        Some(r) if r.ttl() > 0 => Ok(()),
+        Some(_) => Err(etcd_client::Error::LeaseKeepAliveError("the lease expired".into())),
+        None => Err(etcd_client::Error::LeaseKeepAliveError("the keep-alive stream ended".into())),
+    }
+}
+
+/// Acquires the run's lock and releases it.
+async fn lock_cycle(locks: &mut LockClient, lease: i64, name: &str) -> Result<(), etcd_client::Error> {
+    let held = locks.lock(format!("{name}lock"), Some(LockOptions::new().with_lease(lease))).await?;
+    locks.unlock(held.key()).await?;
+    Ok(())
 }
 
 /// One compare-and-swap on `key`: true if the put happened.

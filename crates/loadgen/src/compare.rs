@@ -14,7 +14,9 @@ pub fn parse_reports(text: &str) -> Vec<Report> {
 
 /// A table of throughput and p99 for `baseline` and `candidate`, with the
 /// candidate/baseline ratios (above 1 means the candidate has more
-/// throughput, respectively a slower p99).
+/// throughput, respectively a slower p99). Throughput is requests per
+/// second, or events delivered per second for watch fan-out (whose p99 is
+/// the puts').
 pub fn table(baseline_label: &str, baseline: &[Report], candidate_label: &str, candidate: &[Report]) -> String {
     let mut keys: Vec<(String, usize)> = Vec::new();
     for report in baseline.iter().chain(candidate) {
@@ -44,7 +46,8 @@ pub fn table(baseline_label: &str, baseline: &[Report], candidate_label: &str, c
     );
     for key in &keys {
         let (x, y) = (find(baseline, key), find(candidate, key));
-        let ops = |r: &Option<Report>| r.as_ref().map(|r| r.throughput_ops_s);
+        // For watch fan-out the figure that matters is events delivered.
+        let ops = |r: &Option<Report>| r.as_ref().map(|r| r.events_s.unwrap_or(r.throughput_ops_s));
         let p99 = |r: &Option<Report>| r.as_ref().map(|r| r.latency_ms.p99);
         let errors = |r: &Option<Report>| r.as_ref().map(|r| r.errors as f64);
         let _ = writeln!(
@@ -94,6 +97,8 @@ mod tests {
             latency_ms: Latency { p99, ..Latency::default() },
             txn_succeeded: None,
             txn_failed: None,
+            events_delivered: None,
+            events_s: None,
         }
     }
 

@@ -79,6 +79,9 @@ struct RunArgs {
     /// Seed of key choice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// watch-fanout: watchers of the key prefix.
+    #[arg(long, default_value_t = 1000)]
+    watchers: usize,
     /// Tokio worker threads (default: available cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -123,6 +126,7 @@ fn run(args: RunArgs) -> Result<()> {
         key_prefix: args.key_prefix,
         timeout: seconds(args.timeout, "--timeout")?,
         seed: args.seed,
+        watchers: args.watchers,
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
