@@ -10,6 +10,9 @@
 //! * [`kv_service`], [`cluster_service`], [`maintenance_service`]: the etcd
 //!   services, mapping each RPC to a proposal, a linearizable read or a
 //!   local (serializable) read;
+//! * [`lease_service`]: etcd's Lease service; [`lease_keeper`] counts TTLs
+//!   down on the leader and revokes expired leases through the log;
+//!   [`lease_forward`] takes a follower's keep-alives to the leader;
 //! * [`machine`]: the replicated state machine: etcd's MVCC store
 //!   ([`synod_kv::KvState`]) plus the members' published attributes;
 //! * [`status`]: runtime and state machine errors as etcd's gRPC errors;
@@ -27,6 +30,9 @@ pub mod config;
 pub mod demo;
 pub mod ids;
 pub mod kv_service;
+pub mod lease_forward;
+pub mod lease_keeper;
+pub mod lease_service;
 pub mod machine;
 pub mod maintenance_service;
 pub mod server;

@@ -4,10 +4,12 @@
 use crate::cluster_service::ClusterService;
 use crate::config::{Member, ServerConfig, GRPC_OVERHEAD_BYTES};
 use crate::kv_service::KvService;
+use crate::lease_keeper::LeaseKeeper;
+use crate::lease_service::LeaseService;
 use crate::machine::{EtcdMachine, MemberAttributes, Output, Proposal, Query};
 use crate::maintenance_service::MaintenanceService;
 use bytes::Bytes;
-use etcd_client::proto::{PbClusterServer, PbKvServer, PbMaintenanceServer, PbResponseHeader};
+use etcd_client::proto::{PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbResponseHeader};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -145,7 +147,9 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let keeper = LeaseKeeper::new(handle.clone());
     let background = vec![
+        tokio::spawn(keeper.clone().run(stop_rx.clone())),
         tokio::spawn(publish(
             handle.clone(),
             MemberAttributes {
@@ -166,6 +170,9 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
             .add_service(PbClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(limit))
             .add_service(
                 PbMaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(limit),
+            )
+            .add_service(
+                PbLeaseServer::new(LeaseService::new(ctx.clone(), keeper.clone())).max_decoding_message_size(limit),
             );
         let mut stop = stop_rx.clone();
         servers.push(tokio::spawn(async move {
