@@ -10,6 +10,11 @@
 //! response with TTL 0 (etcdctl prints "lease ... expired or revoked"), a
 //! TTL query one with TTL -1 (etcdctl: "lease ... already expired"),
 //! a revoke the error "etcdserver: requested lease not found".
+//!
+//! A grant's TTL is raised to etcd's minimum for this member's election
+//! timeout ([`min_ttl`]) before it is proposed, so the log carries the TTL
+//! every replica applies (the state machine raises it further to its own
+//! fixed minimum, the same everywhere).
 
 use crate::lease_forward::{is_forwarded, not_leader, LeaderForwarder};
 use crate::lease_keeper::{LeaseKeeper, Remaining, Renewal};
@@ -41,19 +46,30 @@ const MIN_LEADER_WAIT: Duration = Duration::from_secs(5);
 /// without bound).
 const STREAM_BUFFER: usize = 16;
 
+/// etcd's shortest lease TTL, in seconds, for an election timeout:
+/// 1.5 election timeouts rounded up, so that a lease outlives the election
+/// of a new leader (etcd's `minTTL`). 2 s for etcd's default 1 s.
+pub fn min_ttl(election_timeout: Duration) -> i64 {
+    let millis = election_timeout.as_millis().saturating_mul(3) / 2;
+    i64::try_from(millis.div_ceil(1000)).unwrap_or(i64::MAX).max(1)
+}
+
 /// The Lease service of one member.
 #[derive(Clone)]
 pub struct LeaseService {
     ctx: Arc<Context>,
     keeper: Arc<LeaseKeeper>,
     forwarder: Arc<LeaderForwarder>,
+    /// Shortest TTL granted, in seconds ([`min_ttl`]).
+    min_ttl: i64,
 }
 
 impl LeaseService {
-    /// The service over a member's context and its lease keeper.
-    pub fn new(ctx: Arc<Context>, keeper: Arc<LeaseKeeper>) -> LeaseService {
+    /// The service over a member's context and its lease keeper; TTLs
+    /// below `min_ttl` seconds are raised to it.
+    pub fn new(ctx: Arc<Context>, keeper: Arc<LeaseKeeper>, min_ttl: i64) -> LeaseService {
         let forwarder = Arc::new(LeaderForwarder::new(ctx.handle.clone()));
-        LeaseService { ctx, keeper, forwarder }
+        LeaseService { ctx, keeper, forwarder, min_ttl }
     }
 
     /// Proposes a lease grant or revoke and returns the state machine's response.
@@ -179,7 +195,9 @@ impl PbLeaseService for LeaseService {
         &self,
         request: Request<PbLeaseGrantRequest>,
     ) -> Result<GrpcResponse<PbLeaseGrantResponse>, Status> {
-        match self.write(KvCommand::LeaseGrant(request.into_inner())).await? {
+        let mut req = request.into_inner();
+        req.ttl = req.ttl.max(self.min_ttl);
+        match self.write(KvCommand::LeaseGrant(req)).await? {
             Response::LeaseGrant(mut r) => {
                 self.ctx.fill(&mut r.header);
                 Ok(GrpcResponse::new(r))
@@ -262,5 +280,18 @@ impl PbLeaseService for LeaseService {
         let mut resp = PbLeaseLeasesResponse { header: None, leases };
         self.ctx.fill(&mut resp.header);
         Ok(GrpcResponse::new(resp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimum_ttl_is_one_and_a_half_election_timeouts_rounded_up() {
+        let cases = [(1000, 2), (500, 1), (100, 1), (2000, 3), (5000, 8), (1001, 2), (1334, 3)];
+        for (election_ms, ttl) in cases {
+            assert_eq!(min_ttl(Duration::from_millis(election_ms)), ttl, "election timeout {election_ms} ms");
+        }
     }
 }

@@ -163,6 +163,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
     ];
 
     let limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let min_lease_ttl = crate::lease_service::min_ttl(cfg.node.tick * cfg.node.protocol.election_ticks as u32);
     let mut servers = Vec::new();
     for listener in client_listeners {
         let router = tonic::transport::Server::builder()
@@ -172,7 +173,8 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
                 PbMaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(limit),
             )
             .add_service(
-                PbLeaseServer::new(LeaseService::new(ctx.clone(), keeper.clone())).max_decoding_message_size(limit),
+                PbLeaseServer::new(LeaseService::new(ctx.clone(), keeper.clone(), min_lease_ttl))
+                    .max_decoding_message_size(limit),
             );
         let mut stop = stop_rx.clone();
         servers.push(tokio::spawn(async move {
