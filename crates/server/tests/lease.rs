@@ -266,6 +266,34 @@ async fn a_kept_alive_lease_survives_a_leader_kill_and_works_through_the_new_lea
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_restarts_every_lease_at_its_full_ttl() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let leader = cluster.leader().await;
+    let survivor = (leader + 1) % 3;
+    let mut c = cluster.client(survivor).await;
+
+    let granted_at = Instant::now();
+    let lease = c.lease_grant(3, None).await.unwrap().id();
+    c.put("nl", "v", Some(PutOptions::new().with_lease(lease))).await.unwrap();
+    // Nobody keeps it alive. The leader dies 1.5 s into its 3 s TTL.
+    tokio::time::sleep(Duration::from_millis(1500).saturating_sub(granted_at.elapsed())).await;
+    let killed_at = Instant::now();
+    cluster.kill(leader);
+
+    // Past its first deadline it lives on: the new leader counts 3 s anew.
+    tokio::time::sleep(Duration::from_millis(3500).saturating_sub(granted_at.elapsed())).await;
+    assert!(exists(&mut c, "nl").await, "the lease expired by its old deadline across a failover");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while exists(&mut c, "nl").await {
+        assert!(Instant::now() < deadline, "the new leader never expired lease {lease:x}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after_kill = killed_at.elapsed();
+    assert!(after_kill >= Duration::from_secs(3), "expired {after_kill:?} after the failover, TTL 3 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_leases_get_etcds_answers() {
     let cluster = Cluster::start(3);
     cluster.wait_ready().await;
