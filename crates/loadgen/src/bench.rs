@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use etcd_client::{Client, Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Client, Compare, CompareOp, GetOptions, KvClient, LeaseKeepAliveStream, LeaseKeeper, Txn, TxnOp, TxnOpResponse,
+};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +32,10 @@ pub enum Workload {
     /// Txn: if the key's mod_revision is the last one seen then put it,
     /// else read it (to learn the new mod_revision). Never retried.
     TxnCas,
+    /// Keep-alive of the task's own lease (granted with a 60 s TTL at the
+    /// start, revoked at the end) over one stream per task, as etcd
+    /// clients keep leases alive.
+    LeaseKeepAlive,
 }
 
 impl Workload {
@@ -40,6 +46,7 @@ impl Workload {
             Workload::Get => "get",
             Workload::GetSerializable => "get-serializable",
             Workload::TxnCas => "txn-cas",
+            Workload::LeaseKeepAlive => "lease-keep-alive",
         }
     }
 
@@ -243,9 +250,9 @@ pub async fn run(config: Config) -> Result<Report> {
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(shared.config.concurrency);
     for task in 0..shared.config.concurrency {
-        let kv = clients[task % clients.len()].kv_client();
+        let client = clients[task % clients.len()].clone();
         let shared = Arc::clone(&shared);
-        tasks.push(tokio::spawn(drive(shared, kv, task as u64)));
+        tasks.push(tokio::spawn(drive(shared, client, task as u64)));
     }
     let mut total = Tally::new()?;
     for task in tasks {
@@ -286,10 +293,15 @@ pub async fn run(config: Config) -> Result<Report> {
 }
 
 /// One closed-loop task: claim, issue, record, repeat.
-async fn drive(shared: Arc<Shared>, mut kv: KvClient, task: u64) -> Result<Tally> {
+async fn drive(shared: Arc<Shared>, client: Client, task: u64) -> Result<Tally> {
     let mut tally = Tally::new()?;
     let mut rng = fastrand::Rng::with_seed(shared.config.seed ^ task.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let workload = shared.config.workload;
+    let mut kv = client.kv_client();
+    let mut lease = match workload {
+        Workload::LeaseKeepAlive => Some(open_lease(&client).await?),
+        _ => None,
+    };
     while shared.claim() {
         let index = rng.u64(0..shared.config.key_space);
         let key = shared.key(index);
@@ -302,6 +314,7 @@ async fn drive(shared: Arc<Shared>, mut kv: KvClient, task: u64) -> Result<Tally
                     kv.get(key, Some(GetOptions::new().with_serializable())).await.map(|_| None)
                 }
                 Workload::TxnCas => cas(&shared, &mut kv, index, key).await.map(Some),
+                Workload::LeaseKeepAlive => keep_alive(&mut lease).await.map(|_| None),
             }
         })
         .await;
@@ -319,7 +332,35 @@ async fn drive(shared: Arc<Shared>, mut kv: KvClient, task: u64) -> Result<Tally
             Err(_) => tally.error(format!("timed out after {:?}", shared.config.timeout)),
         }
     }
+    if let Some((id, ..)) = lease {
+        // Best effort: a lease left behind expires on its own.
+        let _ = client.lease_client().revoke(id).await;
+    }
     Ok(tally)
+}
+
+/// A task's lease for the keep-alive workload, and its keep-alive stream.
+type TaskLease = (i64, LeaseKeeper, LeaseKeepAliveStream);
+
+async fn open_lease(client: &Client) -> Result<TaskLease> {
+    let mut leases = client.lease_client();
+    let id = leases.grant(60, None).await.context("granting a lease")?.id();
+    let (keeper, stream) = leases.keep_alive(id).await.context("opening a keep-alive stream")?;
+    Ok((id, keeper, stream))
+}
+
+/// One keep-alive and its answer, which must renew the lease.
+async fn keep_alive(lease: &mut Option<TaskLease>) -> Result<(), etcd_client::Error> {
+    let lost = |why: &str| etcd_client::Error::LeaseKeepAliveError(why.to_string());
+    let Some((_, keeper, stream)) = lease else {
+        return Err(lost("no lease"));
+    };
+    keeper.keep_alive().await?;
+    match stream.message().await? {
+        Some(r) if r.ttl() > 0 => Ok(()),
+        Some(_) => Err(lost("lease expired")),
+        None => Err(lost("keep-alive stream closed")),
+    }
 }
 
 impl Tally {
