@@ -14,6 +14,9 @@
 //!   each applied write made;
 //! * [`lock_service`] and [`election_service`]: etcd's v3lock and
 //!   v3election services, on the key-per-contender [`recipes`];
+//! * [`lease_service`]: etcd's Lease service; [`lease_keeper`] counts TTLs
+//!   down on the leader and revokes expired leases through the log;
+//!   [`lease_forward`] takes a follower's keep-alives to the leader;
 //! * [`machine`]: the replicated state machine: etcd's MVCC store
 //!   ([`synod_kv::KvState`]) plus the members' published attributes;
 //! * [`alarm`]: the replicated alarms (NOSPACE, CORRUPT) and what they
@@ -37,6 +40,9 @@ pub mod demo;
 pub mod election_service;
 pub mod ids;
 pub mod kv_service;
+pub mod lease_forward;
+pub mod lease_keeper;
+pub mod lease_service;
 pub mod lock_service;
 pub mod machine;
 pub mod maintenance_service;

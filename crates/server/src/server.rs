@@ -5,13 +5,17 @@ use crate::cluster_service::ClusterService;
 use crate::config::{Member, ServerConfig, GRPC_OVERHEAD_BYTES};
 use crate::election_service::{pb::election_server::ElectionServer, ElectionService};
 use crate::kv_service::KvService;
+use crate::lease_keeper::LeaseKeeper;
+use crate::lease_service::LeaseService;
 use crate::lock_service::{pb::lock_server::LockServer, LockService};
 use crate::machine::{EtcdMachine, MemberAttributes, Output, Proposal, Query};
 use crate::maintenance_service::MaintenanceService;
 use crate::watch_hub::WatchHub;
 use crate::watch_service::WatchService;
 use bytes::Bytes;
-use etcd_client::proto::{PbClusterServer, PbKvServer, PbMaintenanceServer, PbResponseHeader, PbWatchServer};
+use etcd_client::proto::{
+    PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbResponseHeader, PbWatchServer,
+};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -176,7 +180,9 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let keeper = LeaseKeeper::new(handle.clone());
     let background = vec![
+        tokio::spawn(keeper.clone().run(stop_rx.clone())),
         tokio::spawn(publish(
             handle.clone(),
             MemberAttributes {
@@ -191,6 +197,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
     ];
 
     let limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let min_lease_ttl = crate::lease_service::min_ttl(cfg.node.tick * cfg.node.protocol.election_ticks as u32);
     let mut servers = Vec::new();
     for listener in client_listeners {
         let router = tonic::transport::Server::builder()
@@ -201,7 +208,11 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
             )
             .add_service(PbWatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(limit))
             .add_service(LockServer::new(LockService::new(ctx.clone())).max_decoding_message_size(limit))
-            .add_service(ElectionServer::new(ElectionService::new(ctx.clone())).max_decoding_message_size(limit));
+            .add_service(ElectionServer::new(ElectionService::new(ctx.clone())).max_decoding_message_size(limit))
+            .add_service(
+                PbLeaseServer::new(LeaseService::new(ctx.clone(), keeper.clone(), min_lease_ttl))
+                    .max_decoding_message_size(limit),
+            );
         let mut stop = stop_rx.clone();
         servers.push(tokio::spawn(async move {
             let signal = async move {

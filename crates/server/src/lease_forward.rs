@@ -1,0 +1,132 @@
+//! Forwarding lease keep-alives and TTL queries from a follower to the
+//! leader, which alone counts lease TTLs (see [`crate::lease_keeper`]), as
+//! etcd's followers forward them.
+//!
+//! The leader is reached on the client URL it published through the log
+//! ([`crate::machine::MemberAttributes`]), over its own etcd gRPC Lease
+//! service, with a marker in the request metadata: a member that receives
+//! a forwarded request and does not lead answers "not leader" instead of
+//! forwarding again, so requests never bounce between members; the
+//! forwarding member retries with the leader it learns next. One channel to
+//! the current leader is kept open and replaced when leadership moves.
+
+use crate::machine::EtcdMachine;
+use crate::status;
+use etcd_client::proto::{
+    PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse, PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse,
+};
+use std::sync::Mutex;
+use std::time::Duration;
+use synod_paxos::NodeId;
+use synod_runtime::Handle;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::codegen::tokio_stream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+/// Metadata key marking a request forwarded by another member.
+pub const FORWARDED: &str = "synod-forwarded";
+
+/// How long one forwarded request may take.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Whether a request was forwarded by another member.
+pub fn is_forwarded<T>(request: &Request<T>) -> bool {
+    request.metadata().contains_key(FORWARDED)
+}
+
+/// etcd's `ErrGRPCNotLeader`: the answer of a non-leader to a forwarded
+/// request.
+pub fn not_leader() -> Status {
+    Status::unavailable("etcdserver: not leader")
+}
+
+/// A member's way to the leader's Lease service.
+pub struct LeaderForwarder {
+    handle: Handle<EtcdMachine>,
+    /// The channel to the member last forwarded to.
+    cached: Mutex<Option<(NodeId, Channel)>>,
+}
+
+impl LeaderForwarder {
+    /// A forwarder for the member behind `handle`.
+    pub fn new(handle: Handle<EtcdMachine>) -> LeaderForwarder {
+        LeaderForwarder { handle, cached: Mutex::new(None) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(NodeId, Channel)>> {
+        self.cached.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A channel to `leader`'s client URL, reusing the cached one.
+    async fn channel(&self, leader: NodeId) -> Result<Channel, Status> {
+        if let Some((id, ch)) = self.lock().as_ref() {
+            if *id == leader {
+                return Ok(ch.clone());
+            }
+        }
+        let members = self.handle.with_state(|m| m.members()).await.map_err(|e| status::runtime(&e))?;
+        let url =
+            members.iter().find(|m| m.id == leader).and_then(|m| m.client_urls.first().cloned()).ok_or_else(|| {
+                Status::unavailable(format!("synod: leader {leader:x} has not published its client URLs"))
+            })?;
+        let channel = Endpoint::from_shared(url.clone())
+            .map_err(|e| Status::internal(format!("synod: leader's client URL {url:?}: {e}")))?
+            .connect_timeout(FORWARD_TIMEOUT)
+            .timeout(FORWARD_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        *self.lock() = Some((leader, channel.clone()));
+        Ok(channel)
+    }
+
+    /// Drops the channel to `leader` after it failed, so the next request
+    /// connects afresh.
+    pub fn forget(&self, leader: NodeId) {
+        let mut cached = self.lock();
+        if cached.as_ref().is_some_and(|(id, _)| *id == leader) {
+            *cached = None;
+        }
+    }
+
+    async fn grpc(&self, leader: NodeId) -> Result<tonic::client::Grpc<Channel>, Status> {
+        let mut grpc = tonic::client::Grpc::new(self.channel(leader).await?);
+        grpc.ready().await.map_err(|e| Status::unavailable(format!("synod: forwarding to the leader: {e}")))?;
+        Ok(grpc)
+    }
+
+    /// One keep-alive at the leader; returns its TTL (0: no such lease).
+    pub async fn keep_alive(&self, leader: NodeId, id: i64) -> Result<i64, Status> {
+        let call = async {
+            let mut grpc = self.grpc(leader).await?;
+            let once = tokio_stream::once(PbLeaseKeepAliveRequest { id });
+            let mut request = Request::new(once);
+            request.metadata_mut().insert(FORWARDED, "1".parse().expect("a valid metadata value"));
+            let path = PathAndQuery::from_static("/etcdserverpb.Lease/LeaseKeepAlive");
+            let codec = tonic_prost::ProstCodec::<PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse>::default();
+            let mut responses = grpc.streaming(request, path, codec).await?.into_inner();
+            match responses.message().await? {
+                Some(r) => Ok(r.ttl),
+                None => Err(Status::unavailable("synod: the leader closed a forwarded keep-alive")),
+            }
+        };
+        tokio::time::timeout(FORWARD_TIMEOUT, call).await.unwrap_or_else(|_| Err(Status::unavailable(status::TIMEOUT)))
+    }
+
+    /// A TTL query at the leader.
+    pub async fn time_to_live(
+        &self,
+        leader: NodeId,
+        req: PbLeaseTimeToLiveRequest,
+    ) -> Result<PbLeaseTimeToLiveResponse, Status> {
+        let call = async {
+            let mut grpc = self.grpc(leader).await?;
+            let mut request = Request::new(req);
+            request.metadata_mut().insert(FORWARDED, "1".parse().expect("a valid metadata value"));
+            let path = PathAndQuery::from_static("/etcdserverpb.Lease/LeaseTimeToLive");
+            let codec = tonic_prost::ProstCodec::<PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse>::default();
+            Ok(grpc.unary(request, path, codec).await?.into_inner())
+        };
+        tokio::time::timeout(FORWARD_TIMEOUT, call).await.unwrap_or_else(|_| Err(Status::unavailable(status::TIMEOUT)))
+    }
+}

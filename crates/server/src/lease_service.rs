@@ -1,0 +1,289 @@
+//! etcd's Lease service.
+//!
+//! Grant and revoke are writes through the log. Keep-alives and TTL
+//! queries are about time, which only the leader counts
+//! ([`crate::lease_keeper`]): the leader answers them, and a follower
+//! forwards them to it ([`crate::lease_forward`]), as etcd does. The lease
+//! list is a linearizable read of the lease table.
+//!
+//! etcd's answers where a lease does not exist: a keep-alive gets a
+//! response with TTL 0 (etcdctl prints "lease ... expired or revoked"), a
+//! TTL query one with TTL -1 (etcdctl: "lease ... already expired"),
+//! a revoke the error "etcdserver: requested lease not found".
+//!
+//! A grant's TTL is raised to etcd's minimum for this member's election
+//! timeout ([`min_ttl`]) before it is proposed, so the log carries the TTL
+//! every replica applies (the state machine raises it further to its own
+//! fixed minimum, the same everywhere).
+
+use crate::lease_forward::{is_forwarded, not_leader, LeaderForwarder};
+use crate::lease_keeper::{LeaseKeeper, Remaining, Renewal};
+use crate::machine::Query;
+use crate::server::Context;
+use crate::status;
+use etcd_client::proto::{
+    PbLeaseGrantRequest, PbLeaseGrantResponse, PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse, PbLeaseLeasesRequest,
+    PbLeaseLeasesResponse, PbLeaseRevokeRequest, PbLeaseRevokeResponse, PbLeaseService, PbLeaseStatus,
+    PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use synod_kv::{Command as KvCommand, Response};
+use tokio::sync::mpsc;
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response as GrpcResponse, Status, Streaming};
+
+/// How often a keep-alive or TTL query waiting for a leader tries again.
+const RETRY: Duration = Duration::from_millis(50);
+
+/// The shortest time a keep-alive or TTL query waits for a leader before
+/// failing: a failover (election plus a client's retry) fits in it, so a
+/// keep-alive stream survives one (etcd waits for its request timeout).
+const MIN_LEADER_WAIT: Duration = Duration::from_secs(5);
+
+/// Keep-alive responses buffered per stream before the stream stops
+/// reading requests (a client that does not read cannot make us buffer
+/// without bound).
+const STREAM_BUFFER: usize = 16;
+
+/// etcd's shortest lease TTL, in seconds, for an election timeout:
+/// 1.5 election timeouts rounded up, so that a lease outlives the election
+/// of a new leader (etcd's `minTTL`). 2 s for etcd's default 1 s.
+pub fn min_ttl(election_timeout: Duration) -> i64 {
+    let millis = election_timeout.as_millis().saturating_mul(3) / 2;
+    i64::try_from(millis.div_ceil(1000)).unwrap_or(i64::MAX).max(1)
+}
+
+/// The Lease service of one member.
+#[derive(Clone)]
+pub struct LeaseService {
+    ctx: Arc<Context>,
+    keeper: Arc<LeaseKeeper>,
+    forwarder: Arc<LeaderForwarder>,
+    /// Shortest TTL granted, in seconds ([`min_ttl`]).
+    min_ttl: i64,
+}
+
+impl LeaseService {
+    /// The service over a member's context and its lease keeper; TTLs
+    /// below `min_ttl` seconds are raised to it.
+    pub fn new(ctx: Arc<Context>, keeper: Arc<LeaseKeeper>, min_ttl: i64) -> LeaseService {
+        let forwarder = Arc::new(LeaderForwarder::new(ctx.handle.clone()));
+        LeaseService { ctx, keeper, forwarder, min_ttl }
+    }
+
+    /// Proposes a lease grant or revoke and returns the state machine's response.
+    /// Proposes a lease command (a grant passes the space quota first).
+    async fn write(&self, cmd: KvCommand) -> Result<Response, Status> {
+        self.ctx.write(cmd).await
+    }
+
+    fn leader_wait(&self) -> Duration {
+        self.ctx.leader_wait.max(MIN_LEADER_WAIT)
+    }
+
+    /// A keep-alive: the granted TTL, or 0 if the lease does not exist.
+    /// Renewed here if this member leads, else at the leader. A forwarded
+    /// keep-alive is never forwarded again.
+    async fn renew(&self, id: i64, forwarded: bool) -> Result<i64, Status> {
+        let deadline = Instant::now() + self.leader_wait();
+        loop {
+            let failure = match self.keeper.renew(id).await {
+                Ok(Renewal::Renewed(ttl)) => return Ok(ttl),
+                Ok(Renewal::NotFound) => return Ok(0),
+                Ok(Renewal::NotLeader(_)) if forwarded => return Err(not_leader()),
+                Ok(Renewal::NotLeader(Some(leader))) if leader != self.ctx.member_id => {
+                    match self.forwarder.keep_alive(leader, id).await {
+                        Ok(ttl) => return Ok(ttl),
+                        Err(e) => {
+                            self.forwarder.forget(leader);
+                            e
+                        }
+                    }
+                }
+                Ok(Renewal::NotLeader(_)) => Status::unavailable(status::NO_LEADER),
+                Err(e) => status::runtime(&e),
+            };
+            if Instant::now() >= deadline {
+                return Err(failure);
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    /// A TTL query, answered by the leader (here or forwarded).
+    async fn time_to_live(
+        &self,
+        req: PbLeaseTimeToLiveRequest,
+        forwarded: bool,
+    ) -> Result<PbLeaseTimeToLiveResponse, Status> {
+        let deadline = Instant::now() + self.leader_wait();
+        loop {
+            let failure = match self.time_to_live_here(&req).await {
+                Ok(Remaining::Found(t)) => {
+                    return Ok(PbLeaseTimeToLiveResponse {
+                        header: None,
+                        id: req.id,
+                        ttl: t.ttl,
+                        granted_ttl: t.granted_ttl,
+                        keys: t.keys,
+                    })
+                }
+                Ok(Remaining::NotFound) => {
+                    return Ok(PbLeaseTimeToLiveResponse { id: req.id, ttl: -1, ..Default::default() })
+                }
+                Ok(Remaining::NotLeader(_)) if forwarded => return Err(not_leader()),
+                Ok(Remaining::NotLeader(Some(leader))) if leader != self.ctx.member_id => {
+                    match self.forwarder.time_to_live(leader, req).await {
+                        Ok(mut resp) => {
+                            resp.header = None;
+                            return Ok(resp);
+                        }
+                        Err(e) => {
+                            self.forwarder.forget(leader);
+                            e
+                        }
+                    }
+                }
+                Ok(Remaining::NotLeader(_)) => Status::unavailable(status::NO_LEADER),
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline {
+                return Err(failure);
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    /// The leader's answer to a TTL query, after a linearizable read so
+    /// that the lease table holds every grant and revoke completed before.
+    async fn time_to_live_here(&self, req: &PbLeaseTimeToLiveRequest) -> Result<Remaining, Status> {
+        let st = self.ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
+        if st.leader != Some(st.id) {
+            return Ok(Remaining::NotLeader(st.leader));
+        }
+        self.barrier().await?;
+        self.keeper.time_to_live(req.id, req.keys).await.map_err(|e| status::runtime(&e))
+    }
+
+    /// Waits until this member's state includes every write completed
+    /// before the call (a linearizable read of something small).
+    async fn barrier(&self) -> Result<(), Status> {
+        match self.ctx.read(&Query::Members).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(status::machine(&e)),
+            Err(e) => Err(status::runtime(&e)),
+        }
+    }
+}
+
+fn unexpected(reply: impl std::fmt::Debug) -> Status {
+    Status::internal(format!("synod: unexpected reply: {reply:?}"))
+}
+
+#[tonic::async_trait]
+impl PbLeaseService for LeaseService {
+    async fn lease_grant(
+        &self,
+        request: Request<PbLeaseGrantRequest>,
+    ) -> Result<GrpcResponse<PbLeaseGrantResponse>, Status> {
+        let mut req = request.into_inner();
+        req.ttl = req.ttl.max(self.min_ttl);
+        match self.write(KvCommand::LeaseGrant(req)).await? {
+            Response::LeaseGrant(mut r) => {
+                self.ctx.fill(&mut r.header);
+                Ok(GrpcResponse::new(r))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<PbLeaseRevokeRequest>,
+    ) -> Result<GrpcResponse<PbLeaseRevokeResponse>, Status> {
+        match self.write(KvCommand::LeaseRevoke(request.into_inner())).await? {
+            Response::LeaseRevoke(mut r) => {
+                self.ctx.fill(&mut r.header);
+                Ok(GrpcResponse::new(r))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    type LeaseKeepAliveStream = ReceiverStream<Result<PbLeaseKeepAliveResponse, Status>>;
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<PbLeaseKeepAliveRequest>>,
+    ) -> Result<GrpcResponse<Self::LeaseKeepAliveStream>, Status> {
+        let forwarded = is_forwarded(&request);
+        let mut requests = request.into_inner();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let this = self.clone();
+        // One task per stream, answering its requests in order. It ends
+        // when the client closes or drops the stream, or stops reading it.
+        tokio::spawn(async move {
+            loop {
+                let req = match requests.message().await {
+                    Ok(Some(req)) => req,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "keep-alive stream broken by its client");
+                        return;
+                    }
+                };
+                let reply = this.renew(req.id, forwarded).await.map(|ttl| {
+                    let mut resp = PbLeaseKeepAliveResponse { header: None, id: req.id, ttl };
+                    this.ctx.fill(&mut resp.header);
+                    resp
+                });
+                // As etcd: an error ends the stream; the client opens another.
+                let failed = reply.is_err();
+                if tx.send(reply).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(GrpcResponse::new(ReceiverStream::new(rx)))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<PbLeaseTimeToLiveRequest>,
+    ) -> Result<GrpcResponse<PbLeaseTimeToLiveResponse>, Status> {
+        let forwarded = is_forwarded(&request);
+        let mut resp = self.time_to_live(request.into_inner(), forwarded).await?;
+        self.ctx.fill(&mut resp.header);
+        Ok(GrpcResponse::new(resp))
+    }
+
+    async fn lease_leases(
+        &self,
+        _request: Request<PbLeaseLeasesRequest>,
+    ) -> Result<GrpcResponse<PbLeaseLeasesResponse>, Status> {
+        self.barrier().await?;
+        let leases = self
+            .ctx
+            .handle
+            .with_state(|m| m.kv().leases().map(|(id, _)| PbLeaseStatus { id }).collect())
+            .await
+            .map_err(|e| status::runtime(&e))?;
+        let mut resp = PbLeaseLeasesResponse { header: None, leases };
+        self.ctx.fill(&mut resp.header);
+        Ok(GrpcResponse::new(resp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimum_ttl_is_one_and_a_half_election_timeouts_rounded_up() {
+        let cases = [(1000, 2), (500, 1), (100, 1), (2000, 3), (5000, 8), (1001, 2), (1334, 3)];
+        for (election_ms, ttl) in cases {
+            assert_eq!(min_ttl(Duration::from_millis(election_ms)), ttl, "election timeout {election_ms} ms");
+        }
+    }
+}
