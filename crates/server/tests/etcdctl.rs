@@ -1,52 +1,13 @@
 //! Debian's etcdctl (`ETCDCTL_API=3`) against a 3-node synod cluster: the
 //! command-line client operators use works unchanged.
 //!
-//! Endpoints are given as host:port: etcdctl 3.4 dials `endpoint status`
-//! with the whole URL as the HTTP/2 `:authority` (`http://127.0.0.1:2379`),
-//! which hyper's HTTP/2 server rejects as malformed; host:port works
-//! everywhere (see the crate's README notes).
+//! Endpoints are host:port (see `common::etcdctl`).
 
 mod common;
 
+use common::etcdctl::{self, Etcdctl};
 use common::Cluster;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Etcdctl {
-    endpoints: String,
-}
-
-impl Etcdctl {
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        let mut cmd = Command::new("etcdctl");
-        cmd.env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoints))
-            .arg("--command-timeout=10s")
-            .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("run etcdctl");
-        if let Some(input) = stdin {
-            let mut pipe = child.stdin.take().expect("stdin");
-            pipe.write_all(input.as_bytes()).expect("write stdin");
-        }
-        let out = child.wait_with_output().expect("etcdctl output");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.run(args, None);
-        assert!(ok, "etcdctl {args:?} failed: {err}");
-        out
-    }
-}
 
 fn json_number(json: &str, field: &str) -> i64 {
     let at = json.find(&format!("\"{field}\":")).unwrap_or_else(|| panic!("{field} in {json}"));
@@ -60,17 +21,15 @@ fn json_number(json: &str, field: &str) -> i64 {
 
 #[test]
 fn etcdctl_drives_a_synod_cluster() {
-    if Command::new("etcdctl").arg("version").output().is_err() {
-        eprintln!("etcdctl is not installed (scripts/setup installs it); skipping");
+    if !etcdctl::installed() {
         return;
     }
     let cluster = Cluster::start(3);
-    let endpoints: Vec<String> = cluster.members.iter().map(|m| format!("127.0.0.1:{}", m.client_port)).collect();
-    let ctl = Etcdctl { endpoints: endpoints.join(",") };
+    let ctl = Etcdctl::all(&cluster);
 
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (ok, out, err) = ctl.run(&["endpoint", "health"], None);
+        let (ok, out, err) = ctl.run(&["endpoint", "health"]);
         // etcdctl 3.4 reports health on stderr.
         if ok && format!("{out}{err}").matches("is healthy").count() == 3 {
             break;
@@ -96,7 +55,8 @@ fn etcdctl_drives_a_synod_cluster() {
     assert_eq!(ctl.ok(&["del", "foo2"]), "1\n");
     assert_eq!(ctl.ok(&["get", "foo2"]), "");
 
-    let (ok, out, err) = ctl.run(&["txn", "-i"], Some("value(\"foo\") = \"bar2\"\n\nput t yes\n\nput t no\n\n"));
+    let (ok, out, err) =
+        ctl.run_with_input(&["txn", "-i"], Some("value(\"foo\") = \"bar2\"\n\nput t yes\n\nput t no\n\n"));
     assert!(ok, "txn failed: {err}");
     assert!(out.contains("SUCCESS\n\nOK"), "txn output: {out}");
     assert_eq!(ctl.ok(&["get", "t"]), "t\nyes\n");
@@ -104,7 +64,7 @@ fn etcdctl_drives_a_synod_cluster() {
     let current = json_number(&ctl.ok(&["get", "foo", "-w", "json"]), "revision");
     let current_s = current.to_string();
     assert_eq!(ctl.ok(&["compaction", &current_s]), format!("compacted revision {current}\n"));
-    let (ok, _, err) = ctl.run(&["get", "foo", "--rev", &rev_s], None);
+    let (ok, _, err) = ctl.run(&["get", "foo", "--rev", &rev_s]);
     assert!(!ok && err.contains("required revision has been compacted"), "{err}");
 
     let members = ctl.ok(&["member", "list"]);
@@ -125,8 +85,52 @@ fn etcdctl_drives_a_synod_cluster() {
     assert!(status.lines().all(|l| l.contains("3.5.0")), "{status}");
     assert_eq!(status.lines().filter(|l| l.contains(", true, ")).count(), 1, "exactly one leader: {status}");
 
-    let (ok, out, err) = ctl.run(&["endpoint", "health"], None);
+    let (ok, out, err) = ctl.run(&["endpoint", "health"]);
     let health = format!("{out}{err}");
     assert!(ok, "{health}");
     assert_eq!(health.matches("is healthy").count(), 3, "{health}");
+}
+
+#[test]
+fn etcdctl_watch_lock_and_elect() {
+    if !etcdctl::installed() {
+        return;
+    }
+    let cluster = Cluster::start(3);
+    let ctl = Etcdctl::all(&cluster);
+    ctl.wait_ready();
+
+    // watch --prefix --rev --prev-kv replays history, then follows.
+    let first = json_number(&ctl.ok(&["put", "w/a", "1", "-w", "json"]), "revision");
+    ctl.ok(&["put", "w/a", "2"]);
+    ctl.ok(&["del", "w/a"]);
+    let watch = ctl.spawn(&["watch", "--prefix", "w/", "--rev", &first.to_string(), "--prev-kv"]);
+    let history = "PUT\nw/a\n1\nPUT\nw/a\n1\nw/a\n2\nDELETE\nw/a\n2\nw/a\n\n";
+    watch.wait_for(20, "the history", |out| out == history);
+    ctl.ok(&["put", "w/b", "3"]);
+    ctl.ok(&["put", "other", "x"]);
+    watch.wait_for(20, "the new put", |out| out == format!("{history}PUT\nw/b\n3\n"));
+
+    // lock runs a command while holding the lock: two never overlap.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let script = format!("echo start >> {0}; sleep 1; echo end >> {0}", log.display());
+    let holders: Vec<_> = (0..2).map(|_| ctl.spawn(&["lock", "ctl-lock", "--", "sh", "-c", &script])).collect();
+    for h in holders {
+        h.succeed();
+    }
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "start\nend\nstart\nend\n");
+
+    // elect: one leader at a time; the observer sees each; a terminated
+    // leader resigns and the next candidate takes over.
+    let observer = ctl.spawn(&["elect", "-l", "ctl-elect"]);
+    let one = ctl.spawn(&["elect", "ctl-elect", "one"]);
+    one.wait_for(20, "the first leader", |out| out.ends_with("\none\n"));
+    observer.wait_for(20, "the first leader", |out| out.ends_with("\none\n"));
+    let two = ctl.spawn(&["elect", "ctl-elect", "two"]);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(two.output(), "", "a second leader while the first leads");
+    one.terminate();
+    two.wait_for(20, "the second leader", |out| out.ends_with("\ntwo\n"));
+    observer.wait_for(20, "the second leader", |out| out.ends_with("\ntwo\n"));
 }

@@ -10,10 +10,10 @@
 
 mod common;
 
+use common::etcdctl::{self, Etcdctl};
 use common::Cluster;
 use etcd_client::proto::{PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse};
 use etcd_client::{Client, Error, GetOptions, LeaseGrantOptions, LeaseTimeToLiveOptions, PutOptions};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -353,63 +353,14 @@ async fn a_client_vanishing_mid_keep_alive_harms_no_one_else() {
     assert_eq!(cluster.value(leader, "v/after").await.as_deref(), Some(&b"ok"[..]));
 }
 
-struct Etcdctl {
-    endpoints: String,
-}
-
-impl Etcdctl {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("etcdctl");
-        cmd.env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoints))
-            .arg("--command-timeout=10s")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let out = self.command(args).output().expect("run etcdctl");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.run(args);
-        assert!(ok, "etcdctl {args:?} failed: {out}{err}");
-        out
-    }
-}
-
-/// Kills a spawned etcdctl when dropped, even if the test fails.
-struct Spawned(Child);
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn etcdctl_lease_commands_work() {
-    if Command::new("etcdctl").arg("version").output().is_err() {
-        eprintln!("etcdctl is not installed (scripts/setup installs it); skipping");
+    if !etcdctl::installed() {
         return;
     }
     let cluster = Cluster::start(3);
-    let endpoints: Vec<String> = cluster.members.iter().map(|m| format!("127.0.0.1:{}", m.client_port)).collect();
-    let ctl = Etcdctl { endpoints: endpoints.join(",") };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ctl.run(&["put", "ready", "1"]).0 {
-        assert!(Instant::now() < deadline, "cluster not ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let ctl = Etcdctl::all(&cluster);
+    ctl.wait_ready();
 
     // "lease 694d7a1b2c3d4e5f granted with TTL(2s)"
     let granted = ctl.ok(&["lease", "grant", "2"]);
@@ -431,8 +382,7 @@ fn etcdctl_lease_commands_work() {
     assert!(list.starts_with("found 1 leases\n") && list.contains(&format!("{id}\n")), "{list}");
 
     // keep-alive runs until killed: it holds the lease well past its TTL.
-    let child = ctl.command(&["lease", "keep-alive", &id]).spawn().expect("spawn etcdctl lease keep-alive");
-    let keep_alive = Spawned(child);
+    let keep_alive = ctl.spawn(&["lease", "keep-alive", &id]);
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(ctl.ok(&["get", "ctl/a"]), "ctl/a\n1\n", "the lease expired while etcdctl kept it alive");
     drop(keep_alive);
@@ -443,14 +393,13 @@ fn etcdctl_lease_commands_work() {
     let (ok, out, err) = ctl.run(&["lease", "keep-alive", "--once", &id]);
     assert!(!ok && err.contains("etcdserver: requested lease not found"), "{out}{err}");
     // Without --once, etcdctl ends its keep-alive loop when told TTL 0.
-    let mut child = Spawned(ctl.command(&["lease", "keep-alive", &id]).spawn().expect("spawn etcdctl"));
+    let mut child = ctl.spawn(&["lease", "keep-alive", &id]);
     let deadline = Instant::now() + Duration::from_secs(15);
-    while child.0.try_wait().expect("etcdctl status").is_none() {
+    while child.child.try_wait().expect("etcdctl status").is_none() {
         assert!(Instant::now() < deadline, "etcdctl kept a revoked lease alive");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut child.0.stdout.take().expect("stdout"), &mut out).expect("read stdout");
+    let out = child.wait_for(5, "the end of the keep-alive", |out| out.ends_with('\n'));
     assert_eq!(out, format!("lease {id} expired or revoked.\n"));
     let (ok, out, err) = ctl.run(&["lease", "revoke", &id]);
     assert!(!ok && err.contains("requested lease not found"), "{out}{err}");

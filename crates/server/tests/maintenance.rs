@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::etcdctl::Etcdctl;
 use common::{connect, Cluster};
 use etcd_client::{AlarmAction, AlarmOptions, AlarmType, Client, Error, GetOptions};
 use std::path::{Path, PathBuf};
@@ -292,40 +293,6 @@ async fn a_streamed_snapshot_restores_into_a_new_cluster() {
     }
     let r = new.client(2).await.put("after", "restore", None).await.unwrap();
     assert_eq!(r.header().unwrap().revision(), revision + 1);
-}
-
-struct Etcdctl {
-    endpoints: String,
-}
-
-impl Etcdctl {
-    fn of(cluster: &Cluster, members: &[usize]) -> Etcdctl {
-        let eps: Vec<String> =
-            members.iter().map(|&i| format!("127.0.0.1:{}", cluster.members[i].client_port)).collect();
-        Etcdctl { endpoints: eps.join(",") }
-    }
-
-    fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoints))
-            .arg("--command-timeout=20s")
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run etcdctl");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.run(args);
-        assert!(ok, "etcdctl {args:?} failed: {err}");
-        out
-    }
 }
 
 /// Every `"field":NUMBER` in a JSON text.

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod etcdctl;
+
 use etcd_client::{Client, ConnectOptions, GetOptions};
 use std::fs::File;
 use std::net::TcpListener;
