@@ -24,7 +24,7 @@ use crate::status;
 use etcd_client::proto::{
     PbLeaseGrantRequest, PbLeaseGrantResponse, PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse, PbLeaseLeasesRequest,
     PbLeaseLeasesResponse, PbLeaseRevokeRequest, PbLeaseRevokeResponse, PbLeaseService, PbLeaseStatus,
-    PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse,
+    PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse, PbResponseHeader,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -166,6 +166,15 @@ impl LeaseService {
         self.keeper.time_to_live(req.id, req.keys).await.map_err(|e| status::runtime(&e))
     }
 
+    /// A response header carrying this member's store revision now (as
+    /// etcd fills the headers of responses that do not come from the store).
+    async fn header(&self) -> Option<PbResponseHeader> {
+        let revision = self.ctx.handle.with_state(|m| m.kv().revision()).await.unwrap_or(0);
+        let mut header = Some(PbResponseHeader { revision, ..Default::default() });
+        self.ctx.fill(&mut header);
+        header
+    }
+
     /// Waits until this member's state includes every write completed
     /// before the call (a linearizable read of something small).
     async fn barrier(&self) -> Result<(), Status> {
@@ -233,11 +242,10 @@ impl PbLeaseService for LeaseService {
                         return;
                     }
                 };
-                let reply = this.renew(req.id, forwarded).await.map(|ttl| {
-                    let mut resp = PbLeaseKeepAliveResponse { header: None, id: req.id, ttl };
-                    this.ctx.fill(&mut resp.header);
-                    resp
-                });
+                let reply = match this.renew(req.id, forwarded).await {
+                    Ok(ttl) => Ok(PbLeaseKeepAliveResponse { header: this.header().await, id: req.id, ttl }),
+                    Err(e) => Err(e),
+                };
                 // As etcd: an error ends the stream; the client opens another.
                 let failed = reply.is_err();
                 if tx.send(reply).await.is_err() || failed {
@@ -254,7 +262,7 @@ impl PbLeaseService for LeaseService {
     ) -> Result<GrpcResponse<PbLeaseTimeToLiveResponse>, Status> {
         let forwarded = is_forwarded(&request);
         let mut resp = self.time_to_live(request.into_inner(), forwarded).await?;
-        self.ctx.fill(&mut resp.header);
+        resp.header = self.header().await;
         Ok(GrpcResponse::new(resp))
     }
 
@@ -269,8 +277,7 @@ impl PbLeaseService for LeaseService {
             .with_state(|m| m.kv().leases().map(|(id, _)| PbLeaseStatus { id }).collect())
             .await
             .map_err(|e| status::runtime(&e))?;
-        let mut resp = PbLeaseLeasesResponse { header: None, leases };
-        self.ctx.fill(&mut resp.header);
+        let resp = PbLeaseLeasesResponse { header: self.header().await, leases };
         Ok(GrpcResponse::new(resp))
     }
 }
