@@ -411,3 +411,31 @@ async fn soak_ten_thousand_watchers_get_every_event_with_flat_memory() {
     eprintln!("soak: {KEYS} watchers, {writes} writes; member RSS {baseline} KiB after setup, peak {peak}, end {end}");
     assert!(peak < baseline + 64 * 1024, "memory grew from {baseline} KiB to {peak} KiB");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_vanishing_mid_stream_harm_no_other_watcher() {
+    let cluster = Cluster::start(1);
+    cluster.wait_ready().await;
+    let mut steady = client(&cluster, 0).await;
+    let (mut kept, _) = watch(&mut steady, "v/", WatchOptions::new().with_prefix()).await;
+    let mut writer = client(&cluster, 0).await;
+    for round in 0..5 {
+        // Clients that open watchers, one that never reads, then vanish
+        // with responses in flight.
+        let mut gone = Vec::new();
+        for _ in 0..4 {
+            let mut c = client(&cluster, 0).await;
+            let mut s = c.watch("v/", Some(WatchOptions::new().with_prefix().with_start_revision(1))).await.unwrap();
+            for i in 0..20 {
+                s.watch(format!("v/{i}"), None).await.unwrap();
+            }
+            gone.push((c, s));
+        }
+        let rev = writer.put(format!("v/{round}"), "x".repeat(1000), None).await.unwrap().header().unwrap().revision();
+        drop(gone);
+        let r = next(&mut kept, 10).await;
+        assert_eq!(seen(&r).iter().map(|e| e.0).collect::<Vec<_>>(), vec![rev]);
+    }
+    let log = cluster.log(0);
+    assert!(!log.contains("panicked"), "{log}");
+}
