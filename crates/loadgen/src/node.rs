@@ -165,3 +165,40 @@ pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
     Ok(listener.local_addr()?.port())
 }
+
+/// Starts a fresh single-member server of `binary` with its data under
+/// `dir` and waits until it answers. Ports are picked by binding port 0 and
+/// letting go, so another process can take one before the server binds it:
+/// this tries up to four times with fresh ports.
+pub async fn start_single(binary: &Path, dir: &Path) -> Result<(Node, RawKv)> {
+    let mut last_error = None;
+    for attempt in 0..4 {
+        let dir = dir.join(format!("attempt-{attempt}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let spec = NodeSpec::single(binary, "n1", &dir)?;
+        let mut node = match Node::start(spec) {
+            Ok(node) => node,
+            Err(e) => {
+                last_error = Some(e);
+                continue;
+            }
+        };
+        match node.wait_ready(Duration::from_secs(30)).await {
+            Ok(kv) => return Ok((node, kv)),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.expect("four attempts failed"))
+}
+
+/// The path of another binary of this build, next to the running test's
+/// target profile directory (tests run from `target/<profile>/deps/`), or
+/// `env` if that variable is set.
+pub fn sibling_binary(name: &str, env: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("test exe in target/<profile>/deps");
+    profile_dir.join(name)
+}

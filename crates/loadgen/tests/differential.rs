@@ -22,7 +22,7 @@ use etcd_client::proto::{
     PbPutResponse, PbRangeRequest, PbRangeResponse, PbResponseHeader, PbResponseOp, PbTargetUnion, PbTxnOpRequest,
     PbTxnOpResponse, PbTxnRequest, PbTxnRequestOp, PbTxnResponse,
 };
-use synod_loadgen::node::{Node, NodeSpec};
+use synod_loadgen::node::{sibling_binary, start_single, Node};
 use synod_loadgen::raw::RawKv;
 
 /// One request of the sequence.
@@ -394,36 +394,11 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn synod_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("SYNOD_BIN") {
-        return PathBuf::from(path);
-    }
-    // This test runs from target/<profile>/deps/; binaries live one up.
-    let exe = std::env::current_exe().expect("the test knows its own path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("test exe in target/<profile>/deps");
-    profile_dir.join("synod")
+    sibling_binary("synod", "SYNOD_BIN")
 }
 
 async fn start(binary: &Path, dir: &Path) -> (Node, RawKv) {
-    // Ports are picked by binding port 0 and letting go, so another process
-    // can take one before the server binds it: try again with fresh ports.
-    let mut last_error = String::new();
-    for attempt in 0..4 {
-        let dir = dir.join(format!("attempt-{attempt}"));
-        std::fs::create_dir_all(&dir).expect("creating a node directory");
-        let spec = NodeSpec::single(binary, "n1", &dir).expect("choosing ports");
-        let mut node = match Node::start(spec) {
-            Ok(node) => node,
-            Err(e) => {
-                last_error = format!("{e:#}");
-                continue;
-            }
-        };
-        match node.wait_ready(Duration::from_secs(30)).await {
-            Ok(kv) => return (node, kv),
-            Err(e) => last_error = format!("{e:#}"),
-        }
-    }
-    panic!("{last_error}")
+    start_single(binary, dir).await.unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// How often each kind of request succeeded or failed (and with which

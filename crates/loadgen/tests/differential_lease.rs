@@ -24,7 +24,7 @@ use etcd_client::proto::{
     PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse, PbPutRequest, PbPutResponse, PbRangeRequest, PbRangeResponse,
     PbResponseHeader, PbTargetUnion, PbTxnOpRequest, PbTxnOpResponse, PbTxnRequest, PbTxnRequestOp, PbTxnResponse,
 };
-use synod_loadgen::node::{Node, NodeSpec};
+use synod_loadgen::node::{sibling_binary, start_single, Node};
 use synod_loadgen::raw::RawKv;
 use tonic::client::Grpc;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -190,28 +190,10 @@ struct Server {
 
 impl Server {
     async fn start(binary: &Path, dir: &Path) -> Server {
-        let mut last_error = String::new();
-        for attempt in 0..4 {
-            let dir = dir.join(format!("attempt-{attempt}"));
-            std::fs::create_dir_all(&dir).expect("creating a node directory");
-            let spec = NodeSpec::single(binary, "n1", &dir).expect("choosing ports");
-            let mut node = match Node::start(spec) {
-                Ok(node) => node,
-                Err(e) => {
-                    last_error = format!("{e:#}");
-                    continue;
-                }
-            };
-            match node.wait_ready(Duration::from_secs(30)).await {
-                Ok(kv) => {
-                    let url = node.client_url();
-                    let channel = Endpoint::from_shared(url).expect("client URL").connect().await.expect("connect");
-                    return Server { node, kv, lease: Grpc::new(channel) };
-                }
-                Err(e) => last_error = format!("{e:#}"),
-            }
-        }
-        panic!("{last_error}")
+        let (node, kv) = start_single(binary, dir).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let url = node.client_url();
+        let channel = Endpoint::from_shared(url).expect("client URL").connect().await.expect("connect");
+        Server { node, kv, lease: Grpc::new(channel) }
     }
 
     async fn unary<Req, Resp>(&mut self, path: &'static str, request: Req) -> Result<Resp, tonic::Status>
@@ -262,12 +244,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn synod_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("SYNOD_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("the test knows its own path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("test exe in target/<profile>/deps");
-    profile_dir.join("synod")
+    sibling_binary("synod", "SYNOD_BIN")
 }
 
 /// The first disagreement of a seed, described; None if none.

@@ -23,6 +23,12 @@ fn node_config(id: NodeId, peers: &BTreeMap<NodeId, SocketAddr>, dir: &Path) -> 
 }
 
 async fn cluster() -> Cluster {
+    cluster_with(|_| {}).await
+}
+
+/// Three nodes on loopback, each config adjusted by `prepare` before the
+/// node starts.
+async fn cluster_with(prepare: impl Fn(&mut NodeConfig)) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let mut listeners = BTreeMap::new();
     for id in 1..=3 {
@@ -31,8 +37,9 @@ async fn cluster() -> Cluster {
     let peers: BTreeMap<NodeId, SocketAddr> = listeners.iter().map(|(&id, l)| (id, l.local_addr().unwrap())).collect();
     let mut nodes = BTreeMap::new();
     for (id, l) in listeners {
-        let n = Node::start_on(node_config(id, &peers, dir.path()), KvMachine::default(), l).await.unwrap();
-        nodes.insert(id, n);
+        let mut cfg = node_config(id, &peers, dir.path());
+        prepare(&mut cfg);
+        nodes.insert(id, Node::start_on(cfg, KvMachine::default(), l).await.unwrap());
     }
     Cluster { nodes, peers, _dir: dir }
 }
@@ -194,22 +201,13 @@ async fn a_cluster_seeded_from_a_state_starts_from_it_and_compacts_on_request() 
     backup.apply(1, &Command::new(1, 1, KvMachine::put("restored", "yes")));
     let state = backup.snapshot();
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut listeners = BTreeMap::new();
-    for id in 1..=3 {
-        listeners.insert(id, TcpListener::bind("127.0.0.1:0").await.unwrap());
-    }
-    let peers: BTreeMap<NodeId, SocketAddr> = listeners.iter().map(|(&id, l)| (id, l.local_addr().unwrap())).collect();
-    let mut nodes = BTreeMap::new();
-    for (id, l) in listeners {
-        let mut cfg = node_config(id, &peers, dir.path());
+    let c = cluster_with(|cfg| {
         cfg.protocol.snapshot_every = 0;
-        synod_runtime::seed_data_dir(&cfg.data_dir, 99, id, &state).unwrap();
-        let err = synod_runtime::seed_data_dir(&cfg.data_dir, 99, id, &state).unwrap_err();
+        synod_runtime::seed_data_dir(&cfg.data_dir, 99, cfg.protocol.id, &state).unwrap();
+        let err = synod_runtime::seed_data_dir(&cfg.data_dir, 99, cfg.protocol.id, &state).unwrap_err();
         assert!(err.to_string().contains("not empty"), "{err}");
-        nodes.insert(id, Node::start_on(cfg, KvMachine::default(), l).await.unwrap());
-    }
-    let c = Cluster { nodes, peers, _dir: dir };
+    })
+    .await;
     let leader = until_leader(&c).await;
     let h = c.nodes[&leader].handle();
     assert_eq!(h.read("restored").await.unwrap(), Some(Bytes::from("yes")));
