@@ -74,7 +74,12 @@ impl Leases {
             while self.leases.contains_key(&self.next_id) || self.next_id == 0 {
                 self.next_id = self.next_id.checked_add(1).unwrap_or(1);
             }
-            self.next_id
+            let id = self.next_id;
+            // Never hand out the same id again soon after a revoke: state
+            // kept about the old lease (a leader's deadline) must not carry
+            // over to a new one.
+            self.next_id = id.checked_add(1).unwrap_or(1);
+            id
         } else if self.leases.contains_key(&id) {
             return Err(KvError::LeaseExists);
         } else {

@@ -3,15 +3,21 @@
 //! restore`.
 //!
 //! Every member of the new cluster gets a data directory marked with its
-//! own cluster and member id and holding one snapshot at slot 0: the state
-//! before the first slot. All members start from the same state, so slot 1
-//! onwards is decided on top of it exactly as in a cluster that started
-//! empty. Nothing here may touch a directory that already holds data.
+//! own cluster and member id and holding one snapshot covering slot 1: the
+//! restored state stands for a first slot every member knows chosen, so
+//! slot 2 onwards is decided on top of it exactly as in a cluster that
+//! started empty. Because it is a real compaction point, a member that
+//! later loses its disk and rejoins is sent this snapshot, not the slots
+//! after it on top of an empty state. Nothing here may touch a directory
+//! that already holds data.
 
 use crate::Error;
 use std::path::Path;
 use synod_paxos::{NodeId, Snapshot};
 use synod_storage::{DataDir, SnapshotStore};
+
+/// The slot a seeded state covers.
+pub const SEEDED_SLOT: synod_paxos::Slot = 1;
 
 /// Creates the data directory `path` for member `member_id` of cluster
 /// `cluster_id`, starting from the state machine state `state` (the bytes
@@ -26,7 +32,7 @@ pub fn seed_data_dir(path: &Path, cluster_id: u64, member_id: NodeId, state: &[u
         return Err(Error::Config(format!("{} exists and is not a directory", path.display())));
     }
     let dir = DataDir::open_or_init(path, cluster_id, member_id)?;
-    let snap = Snapshot::from_state(0, state);
+    let snap = Snapshot::from_state(SEEDED_SLOT, state);
     SnapshotStore::open(dir.snapshot_dir(), 2)?.save(snap.slot, &snap.data)?;
     Ok(())
 }

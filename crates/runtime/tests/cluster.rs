@@ -214,7 +214,7 @@ async fn a_cluster_seeded_from_a_state_starts_from_it_and_compacts_on_request() 
     for i in 0..20 {
         h.propose(KvMachine::put("k", &i.to_string())).await.unwrap();
     }
-    assert_eq!(h.status().await.unwrap().compacted, 0);
+    assert_eq!(h.status().await.unwrap().compacted, synod_runtime::seed::SEEDED_SLOT);
     let slot = h.snapshot().await.unwrap();
     assert!(slot > 0);
     let mut compacted = 0;
@@ -226,6 +226,52 @@ async fn a_cluster_seeded_from_a_state_starts_from_it_and_compacts_on_request() 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(compacted, slot, "the log is compacted up to the requested snapshot");
+    for n in c.nodes.into_values() {
+        n.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_a_seeded_cluster_that_loses_its_disk_rejoins_from_the_seeded_state() {
+    use synod_paxos::{Command, StateMachine};
+    let mut backup = KvMachine::default();
+    backup.apply(1, &Command::new(1, 1, KvMachine::put("restored", "yes")));
+    let state = backup.snapshot();
+    let c = cluster_with(|cfg| {
+        cfg.protocol.snapshot_every = 0;
+        synod_runtime::seed_data_dir(&cfg.data_dir, 99, cfg.protocol.id, &state).unwrap();
+    })
+    .await;
+    let leader = until_leader(&c).await;
+    let h = c.nodes[&leader].handle();
+    for i in 0..20 {
+        h.propose(KvMachine::put("k", &i.to_string())).await.unwrap();
+    }
+    // A member that loses its disk rejoins from the restored state, not from
+    // the slots after it applied to an empty store.
+    let victim = (1..=3).find(|&i| i != leader).unwrap();
+    let mut c = c;
+    c.nodes.remove(&victim).unwrap().shutdown().await.unwrap();
+    let victim_cfg = node_config(victim, &c.peers, c._dir.path());
+    std::fs::remove_dir_all(&victim_cfg.data_dir).unwrap();
+    let mut rejoin_cfg = victim_cfg;
+    rejoin_cfg.join_existing = true;
+    rejoin_cfg.protocol.snapshot_every = 0;
+    c.nodes.insert(victim, Node::start(rejoin_cfg, KvMachine::default()).await.unwrap());
+    let rejoined = c.nodes[&victim].handle();
+    let mut got = None;
+    for _ in 0..500 {
+        got = rejoined.with_state(|s| (s.map.get(&b"restored"[..]).cloned(), s.map.get(&b"k"[..]).cloned())).await.ok();
+        if got == Some((Some(Bytes::from("yes")), Some(Bytes::from("19")))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        got,
+        Some((Some(Bytes::from("yes")), Some(Bytes::from("19")))),
+        "the rejoined member has the restored state"
+    );
     for n in c.nodes.into_values() {
         n.shutdown().await.unwrap();
     }

@@ -67,10 +67,11 @@ fn leader_key(leader: Option<LeaderKey>) -> Result<LeaderKey, Status> {
 impl Election for ElectionService {
     async fn campaign(&self, request: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
         let req = request.into_inner();
-        let key = recipes::contender_key(&req.name, req.lease);
-        let (created, _) = recipes::enter(&self.ctx, &key, &req.value, req.lease, true).await?;
+        let lease = recipes::contender_lease(&self.ctx, req.lease).await?;
+        let key = recipes::contender_key(&req.name, lease);
+        let (created, _) = recipes::enter(&self.ctx, &key, &req.value, lease, true).await?;
         let revision = take_turn(&self.ctx, &req.name, &key, created).await?;
-        let leader = LeaderKey { name: req.name, key, rev: created, lease: req.lease };
+        let leader = LeaderKey { name: req.name, key, rev: created, lease };
         Ok(Response::new(CampaignResponse { header: self.header(revision), leader: Some(leader) }))
     }
 
@@ -117,6 +118,7 @@ impl Election for ElectionService {
         let service = self.clone();
         tokio::spawn(async move {
             let mut feed = service.ctx.watch_hub.subscribe();
+            let mut seen = 0;
             let mut last: Option<PbKeyValue> = None;
             loop {
                 let current = match recipes::first(&service.ctx, &prefix).await {
@@ -137,7 +139,7 @@ impl Election for ElectionService {
                     }
                 }
                 tokio::select! {
-                    changed = recipes::changed(&mut feed, &prefix) => if let Err(e) = changed {
+                    changed = recipes::changed(&mut feed, &prefix, &mut seen) => if let Err(e) = changed {
                         let _ = tx.send(Err(e)).await;
                         return;
                     },

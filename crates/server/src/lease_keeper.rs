@@ -189,7 +189,10 @@ impl LeaseKeeper {
     async fn revoke_expired(self: Arc<Self>, id: i64) {
         let payload = Proposal::Kv(KvCommand::LeaseRevoke(LeaseRevokeRequest { id })).to_bytes();
         match self.handle.propose(payload).await {
-            Ok(Ok(_)) => info!(lease = format_args!("{id:x}"), "lease expired; revoked"),
+            Ok(Ok(_)) => {
+                info!(lease = format_args!("{id:x}"), "lease expired; revoked");
+                self.lock().leases.remove(&id);
+            }
             // Revoked meanwhile (by a client or an earlier leader): done.
             Ok(Err(MachineError::Kv(KvError::LeaseNotFound))) => {
                 debug!(lease = format_args!("{id:x}"), "expired lease was already revoked")

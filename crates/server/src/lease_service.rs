@@ -88,7 +88,7 @@ impl LeaseService {
     async fn renew(&self, id: i64, forwarded: bool) -> Result<i64, Status> {
         let deadline = Instant::now() + self.leader_wait();
         loop {
-            let failure = match self.keeper.renew(id).await {
+            let failure = match self.renew_here(id).await {
                 Ok(Renewal::Renewed(ttl)) => return Ok(ttl),
                 Ok(Renewal::NotFound) => return Ok(0),
                 Ok(Renewal::NotLeader(_)) if forwarded => return Err(not_leader()),
@@ -102,13 +102,27 @@ impl LeaseService {
                     }
                 }
                 Ok(Renewal::NotLeader(_)) => Status::unavailable(status::NO_LEADER),
-                Err(e) => status::runtime(&e),
+                Err(e) => e,
             };
             if Instant::now() >= deadline {
                 return Err(failure);
             }
             tokio::time::sleep(RETRY).await;
         }
+    }
+
+    /// A keep-alive at this member if it leads, after a linearizable read:
+    /// that confirms the leadership (a leader cut off from the others must
+    /// not promise a TTL a newer leader would not honour) and makes the
+    /// lease table hold every grant completed before (a new leader must not
+    /// answer "not found" for a lease it has not applied yet).
+    async fn renew_here(&self, id: i64) -> Result<Renewal, Status> {
+        let st = self.ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
+        if st.leader != Some(st.id) {
+            return Ok(Renewal::NotLeader(st.leader));
+        }
+        self.barrier().await?;
+        self.keeper.renew(id).await.map_err(|e| status::runtime(&e))
     }
 
     /// A TTL query, answered by the leader (here or forwarded).

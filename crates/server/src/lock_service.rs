@@ -22,7 +22,7 @@ use pb::lock_server::Lock;
 use pb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 
 /// etcd's error for a contender whose lease ended before it got its turn.
-pub const SESSION_EXPIRED: &str = "session expired";
+pub const SESSION_EXPIRED: &str = "mutex: session is expired";
 
 /// The Lock service of one member.
 #[derive(Clone)]
@@ -55,8 +55,9 @@ pub(crate) async fn take_turn(ctx: &Arc<Context>, name: &[u8], key: &[u8], creat
 impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         let req = request.into_inner();
-        let key = recipes::contender_key(&req.name, req.lease);
-        let (created, _) = recipes::enter(&self.ctx, &key, b"", req.lease, false).await?;
+        let lease = recipes::contender_lease(&self.ctx, req.lease).await?;
+        let key = recipes::contender_key(&req.name, lease);
+        let (created, _) = recipes::enter(&self.ctx, &key, b"", lease, false).await?;
         let revision = take_turn(&self.ctx, &req.name, &key, created).await?;
         let mut header = Some(etcd_client::proto::PbResponseHeader { revision, ..Default::default() });
         self.ctx.fill(&mut header);

@@ -12,6 +12,7 @@
 //! same on every replica.
 
 use crate::alarm::Alarms;
+use crate::watch_hub::RevisionFeed;
 use bytes::Bytes;
 use etcd_client::proto::{PbAlarmMember, PbAlarmRequest};
 use prost::Message;
@@ -20,7 +21,6 @@ use std::sync::Arc;
 use synod_kv::pb::{RangeRequest, RangeResponse, TxnRequest, TxnResponse};
 use synod_kv::{Command as KvCommand, KvError, KvState, Response};
 use synod_paxos::{Command, Slot, SnapshotError, StateMachine};
-use tokio::sync::watch;
 
 /// What a member tells the cluster about itself when it starts.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
@@ -182,10 +182,10 @@ struct SnapshotWire {
 pub struct EtcdMachine {
     kv: KvState,
     members: BTreeMap<u64, MemberAttributes>,
-    /// Told the store revision whenever it changes (by an apply or a
-    /// restored snapshot), so watchers learn of new events without polling.
+    /// Given the events of every applied write, and told when a snapshot
+    /// replaces the state, so watchers learn of changes without polling.
     /// Not part of the replicated state.
-    revisions: Option<Arc<watch::Sender<i64>>>,
+    feed: Option<Arc<RevisionFeed>>,
     alarms: Alarms,
 }
 
@@ -195,17 +195,10 @@ impl EtcdMachine {
         EtcdMachine::default()
     }
 
-    /// An empty store that reports every change of its revision to
-    /// `revisions` (the watch hub's wake-up).
-    pub fn with_revision_feed(revisions: watch::Sender<i64>) -> EtcdMachine {
-        EtcdMachine { revisions: Some(Arc::new(revisions)), ..EtcdMachine::default() }
-    }
-
-    fn announce_revision(&self) {
-        if let Some(tx) = &self.revisions {
-            let rev = self.kv.revision();
-            tx.send_if_modified(|seen| std::mem::replace(seen, rev) != rev);
-        }
+    /// An empty store that hands the events of every write it applies to
+    /// `feed` (the watch hub's input).
+    pub fn with_revision_feed(feed: Arc<RevisionFeed>) -> EtcdMachine {
+        EtcdMachine { feed: Some(feed), ..EtcdMachine::default() }
     }
 
     /// The key-value store.
@@ -248,8 +241,8 @@ impl StateMachine for EtcdMachine {
             Proposal::Kv(c) => {
                 self.alarms.check(&c)?;
                 let applied = self.kv.apply(c)?;
-                if !applied.events.is_empty() {
-                    self.announce_revision();
+                if let (Some(feed), false) = (&self.feed, applied.events.is_empty()) {
+                    feed.applied(self.kv.revision(), applied.events);
                 }
                 Ok(Reply::Write(applied.response))
             }
@@ -276,7 +269,9 @@ impl StateMachine for EtcdMachine {
         self.kv = kv;
         self.members = wire.members.into_iter().map(|m| (m.id, m)).collect();
         self.alarms = Alarms::from_list(&wire.alarms);
-        self.announce_revision();
+        if let Some(feed) = &self.feed {
+            feed.replaced(self.kv.revision());
+        }
         Ok(())
     }
 }

@@ -107,6 +107,25 @@ pub async fn enter(
     Ok((created, revision))
 }
 
+/// The TTL of the lease etcd's lock and election servers grant for a
+/// request that names no lease (a session that is never kept alive).
+pub const SESSION_TTL: i64 = 60;
+
+/// The lease a contender holds its key with: `lease`, or, for 0, a new
+/// lease of [`SESSION_TTL`] seconds granted through the log, as etcd's
+/// servers grant one (a key without a lease would be shared by every such
+/// caller and never go away).
+pub async fn contender_lease(ctx: &Context, lease: i64) -> Result<i64, Status> {
+    if lease != 0 {
+        return Ok(lease);
+    }
+    let grant = synod_kv::pb::LeaseGrantRequest { ttl: SESSION_TTL, id: 0 };
+    match ctx.write(Command::LeaseGrant(grant)).await? {
+        Response::LeaseGrant(r) => Ok(r.id),
+        _ => Err(Status::internal("synod: a lease grant got another reply")),
+    }
+}
+
 /// Deletes `key` if it still has create revision `created` (so a stale
 /// holder cannot delete a later contender's key). Returns the revision.
 pub async fn leave(ctx: &Context, key: &[u8], created: Option<i64>) -> Result<i64, Status> {
@@ -157,17 +176,21 @@ async fn ranked(
         .map_err(|e| crate::status::kv(&e))
 }
 
-/// Waits for the next applied batch that touches `prefix` (or for a gap,
-/// after which anything may have changed).
-pub async fn changed(feed: &mut broadcast::Receiver<Arc<Batch>>, prefix: &[u8]) -> Result<(), Status> {
+/// Waits for the next applied batch that touches `prefix`, or for a gap
+/// (missed batches, or a batch that does not follow the last one seen),
+/// after which anything may have changed. `last` is the last revision seen
+/// (0: none yet).
+pub async fn changed(feed: &mut broadcast::Receiver<Arc<Batch>>, prefix: &[u8], last: &mut i64) -> Result<(), Status> {
     let end = prefix_end(prefix);
     loop {
         match feed.recv().await {
             Ok(batch) => {
+                let gap = *last != 0 && batch.from != *last + 1;
+                *last = batch.to;
                 let touches = batch.events.iter().any(|e| {
                     e.kv.as_ref().is_some_and(|kv| kv.key.as_slice() >= prefix && kv.key.as_slice() < end.as_slice())
                 });
-                if touches {
+                if touches || gap {
                     return Ok(());
                 }
             }
@@ -184,12 +207,13 @@ pub async fn wait_turn(ctx: &Context, prefix: &[u8], created: i64) -> Result<i64
     // Subscribe before looking, so no deletion between the look and the
     // wait goes unnoticed.
     let mut feed = ctx.watch_hub.subscribe();
+    let mut last = 0;
     loop {
         let (earlier, revision) = ranked(ctx, prefix, DESCEND, created - 1).await?;
         if earlier.is_none() && revision >= created {
             return Ok(revision);
         }
-        changed(&mut feed, prefix).await?;
+        changed(&mut feed, prefix, &mut last).await?;
     }
 }
 

@@ -152,8 +152,8 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
     for addr in &cfg.client_listen {
         client_listeners.push(bind(*addr).await?);
     }
-    let (revisions_tx, revisions) = watch::channel(0);
-    let node = Node::start_on(cfg.node.clone(), EtcdMachine::with_revision_feed(revisions_tx), peer_listener).await?;
+    let (feed, wake) = crate::watch_hub::RevisionFeed::new();
+    let node = Node::start_on(cfg.node.clone(), EtcdMachine::with_revision_feed(feed.clone()), peer_listener).await?;
     let handle = node.handle();
     info!(
         name = %cfg.name,
@@ -193,7 +193,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
             stop_rx.clone(),
         )),
         tokio::spawn(watch_status(ctx.clone(), stop_rx.clone())),
-        tokio::spawn(ctx.watch_hub.clone().run(handle.clone(), revisions)),
+        tokio::spawn(ctx.watch_hub.clone().run(handle.clone(), feed, wake)),
     ];
 
     let limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;

@@ -58,6 +58,31 @@ async fn lock_waiters_are_served_in_request_order_and_unlock_hands_over() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_and_campaigns_without_a_lease_still_exclude_each_other() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let mut a = client(&cluster, 0).await;
+    let mut b = client(&cluster, 1).await;
+    // No lease: the server grants each request its own 60 s session lease.
+    let held = a.lock("nolease", None).await.unwrap();
+    let mut second = Box::pin(b.lock("nolease", None));
+    assert!(still_waiting(&mut second, 700).await, "two holders of one lock");
+    a.unlock(held.key()).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(20), second).await.expect("handed over").unwrap();
+    assert_ne!(got.key(), held.key());
+    let key = String::from_utf8(got.key().to_vec()).unwrap();
+    let lease = i64::from_str_radix(key.rsplit('/').next().unwrap(), 16).unwrap();
+    let ttl = b.lease_time_to_live(lease, None).await.unwrap().ttl();
+    assert!(ttl > 0, "the key is held by a live session lease: {ttl}");
+
+    let mut won = a.campaign("nolease-e", "a", 0).await.unwrap();
+    let mut rival = Box::pin(b.campaign("nolease-e", "b", 0));
+    assert!(still_waiting(&mut rival, 700).await, "two leaders");
+    a.resign(Some(ResignOptions::new().with_leader(won.take_leader().unwrap()))).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), rival).await.expect("the rival leads").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_whose_lease_ends_loses_the_lock_and_bad_leases_are_refused() {
     let cluster = Cluster::start(3);
     cluster.wait_ready().await;
