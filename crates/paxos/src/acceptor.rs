@@ -121,6 +121,12 @@ impl<S: StateMachine> Replica<S> {
             self.send_after_persist(from, Message::HeartbeatAck { ballot, seq, lease });
         }
         self.learn_commit(from, ballot, commit);
+        if !self.view.first().is_some_and(|m| m.is_voter(self.cfg.id)) {
+            // A learner: tell the leader how far it got, so that it knows
+            // when we may be promoted.
+            let commit = self.commit;
+            self.send(from, Message::Progress { commit });
+        }
     }
 
     /// A commit index from a leader.
@@ -214,7 +220,7 @@ impl<S: StateMachine> Replica<S> {
         }
         let ballot = r.ballot;
         self.rejoin = None;
-        self.election.set_voter(true);
+        self.configure_election();
         self.election.raise_round(ballot.round + 1);
         self.own_ballot = self.own_ballot.max(ballot);
         if ballot > self.promised {

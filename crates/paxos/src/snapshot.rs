@@ -21,6 +21,9 @@ use crate::replica::{ClientError, Replica, Snapshot};
 use crate::state_machine::{SnapshotError, StateMachine};
 use bytes::Bytes;
 
+/// Set in a snapshot's session count when a membership section follows.
+const MEMBERSHIP_FLAG: u64 = 1 << 63;
+
 /// A snapshot being received.
 #[derive(Debug)]
 pub(crate) struct Incoming {
@@ -68,14 +71,24 @@ impl<S: StateMachine> Replica<S> {
         self.out.snapshot = Some(snap);
     }
 
+    /// Layout: session count (its top bit set when a membership section
+    /// follows), sessions, [membership], state machine bytes. The
+    /// membership section is written once the membership has changed, so
+    /// that a replica restarting from, or installing, the snapshot knows
+    /// the configuration in force and any pending one.
     fn encode_snapshot(&self) -> Bytes {
         let mut sessions: Vec<(u64, u64)> = self.sessions.iter().map(|(&c, (s, _))| (c, *s)).collect();
         sessions.sort_unstable();
         let mut out = Vec::with_capacity(8 + sessions.len() * 16);
-        out.extend_from_slice(&(sessions.len() as u64).to_be_bytes());
+        let with_membership = !self.configs.chosen.is_empty();
+        let flag = if with_membership { MEMBERSHIP_FLAG } else { 0 };
+        out.extend_from_slice(&(sessions.len() as u64 | flag).to_be_bytes());
         for (c, s) in sessions {
             out.extend_from_slice(&c.to_be_bytes());
             out.extend_from_slice(&s.to_be_bytes());
+        }
+        if with_membership {
+            self.configs.encode(&mut out);
         }
         out.extend_from_slice(&self.sm.snapshot());
         Bytes::from(out)
@@ -86,6 +99,8 @@ impl<S: StateMachine> Replica<S> {
         let bad = || SnapshotError("truncated session table".into());
         let (n, mut rest) = data.split_first_chunk::<8>().ok_or_else(bad)?;
         let n = u64::from_be_bytes(*n);
+        let with_membership = n & MEMBERSHIP_FLAG != 0;
+        let n = n & !MEMBERSHIP_FLAG;
         let mut sessions = Vec::new();
         for _ in 0..n {
             let (c, r) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
@@ -93,7 +108,17 @@ impl<S: StateMachine> Replica<S> {
             sessions.push((u64::from_be_bytes(*c), u64::from_be_bytes(*s)));
             rest = r;
         }
+        let mut configs = None;
+        if with_membership {
+            let (c, r) = crate::reconfig::Configs::decode(rest, self.configs.alpha)
+                .ok_or_else(|| SnapshotError("bad membership section".into()))?;
+            configs = Some(c);
+            rest = r;
+        }
         self.sm.restore(rest)?;
+        if let Some(c) = configs {
+            self.configs = c;
+        }
         // Cached answers are not part of a snapshot: a retry of a command
         // the snapshot covers is recognised, but gets no cached answer.
         self.sessions = sessions.into_iter().map(|(c, s)| (c, (s, None))).collect();
