@@ -167,6 +167,11 @@ impl Invariants {
         }
     }
 
+    /// A node joined the simulation (membership change).
+    pub fn add_node(&mut self) {
+        self.nodes.push(NodeWatch { last_promised: Ballot::ZERO, acknowledged: Ballot::ZERO, checked_commit: 0 });
+    }
+
     /// A client proposed this command.
     pub fn on_propose(&mut self, cmd: Command) {
         self.proposed.insert(cmd.id, cmd.payload);

@@ -21,8 +21,8 @@ use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use synod_paxos::{
-    Ballot, ClientError, Command, CommandId, Config, Input, KvMachine, Lsn, Message, NodeId, PlantedBug, Record,
-    Replica, Snapshot,
+    Ballot, Change, ClientError, Command, CommandId, Config, Input, KvMachine, Lsn, Message, NodeId, PlantedBug,
+    Record, ReconfigError, Replica, Snapshot,
 };
 
 /// Units of global time per nominal tick.
@@ -48,12 +48,27 @@ pub struct SimOptions {
     /// Use the replica's default timing ([`Config::new`]) instead of
     /// [`sim_config`].
     pub default_timing: bool,
+    /// Mix random membership changes into the run: add learners (new node
+    /// ids), promote them, remove voters, replace lost nodes, grow 3 -> 5
+    /// and shrink 5 -> 3. A node whose disk is lost is then replaced by a
+    /// new one instead of rejoining under its old id.
+    pub reconfig: bool,
 }
 
 impl SimOptions {
     /// The defaults for one seed.
     pub fn new(seed: u64) -> SimOptions {
-        SimOptions { seed, nodes: 3, ops: 200, clients: 5, keys: 2, faults: true, planted: None, default_timing: false }
+        SimOptions {
+            seed,
+            nodes: 3,
+            ops: 200,
+            clients: 5,
+            keys: 2,
+            faults: true,
+            planted: None,
+            default_timing: false,
+            reconfig: false,
+        }
     }
 }
 
@@ -80,11 +95,11 @@ pub fn sim_config(id: NodeId, members: Vec<NodeId>, planted: Option<PlantedBug>)
     }
 }
 
-fn node_config(opts: &SimOptions, id: NodeId, members: Vec<NodeId>) -> Config {
+fn node_config(opts: &SimOptions, id: NodeId, members: Vec<NodeId>, learners: Vec<NodeId>) -> Config {
     if opts.default_timing {
-        Config { planted: opts.planted, seed: opts.seed ^ id, ..Config::new(id, members) }
+        Config { planted: opts.planted, seed: opts.seed ^ id, learners, ..Config::new(id, members) }
     } else {
-        sim_config(id, members, opts.planted)
+        Config { learners, ..sim_config(id, members, opts.planted) }
     }
 }
 
@@ -105,6 +120,8 @@ pub struct RunReport {
     pub recovery_ticks: u64,
     /// Hash of the whole trace; equal for equal seeds.
     pub trace_hash: u64,
+    /// Membership changes chosen.
+    pub reconfigs: u64,
     /// The first invariant that broke, if any.
     pub violation: Option<Violation>,
 }
@@ -121,6 +138,7 @@ enum Event {
     Fault,
     Restart(usize),
     HealLink(NodeId, NodeId),
+    Reconfig,
     SnapshotSaved { node: usize, snapshot: Snapshot, incarnation: u64 },
 }
 
@@ -152,6 +170,13 @@ struct Node {
     snapshot: Option<Snapshot>,
     /// What happened to this node's disk.
     disk_state: DiskState,
+    /// The configuration it was started with: (voters, learners).
+    bootstrap: (Vec<NodeId>, Vec<NodeId>),
+    /// Shut down for good: removed from the membership, or (with
+    /// reconfiguration) its disk was lost and a new node replaces it.
+    gone: bool,
+    /// When it was created (global units).
+    born: u64,
 }
 
 /// Storage faults a node can suffer.
@@ -211,6 +236,11 @@ pub struct World {
     invariants: Invariants,
     violation: Option<Violation>,
     tracing: bool,
+    /// Membership changes chosen.
+    reconfigs: u64,
+    /// The change asked for and not yet answered: (id, node asked, when).
+    reconfig_outstanding: Option<(u64, usize, u64)>,
+    next_reconfig_id: u64,
 }
 
 const CLIENT_TIMEOUT: u64 = 15 * TICK;
@@ -226,7 +256,7 @@ impl World {
             .map(|&id| Node {
                 id,
                 replica: Some(
-                    Replica::new(node_config(&opts, id, members.clone()), KvMachine::default())
+                    Replica::new(node_config(&opts, id, members.clone(), Vec::new()), KvMachine::default())
                         .expect("the simulator's configuration is valid"),
                 ),
                 disk: Vec::new(),
@@ -236,6 +266,9 @@ impl World {
                 snapshot: None,
                 disk_state: DiskState::Intact,
                 period: if skew { rng.u64(TICK..=TICK * 8 / 5) } else { TICK },
+                bootstrap: (members.clone(), Vec::new()),
+                gone: false,
+                born: 0,
             })
             .collect();
         let clients = (0..opts.clients)
@@ -274,6 +307,9 @@ impl World {
             trace: 0xcbf2_9ce4_8422_2325,
             violation: None,
             tracing: std::env::var_os("SYNOD_SIM_TRACE").is_some(),
+            reconfigs: 0,
+            reconfig_outstanding: None,
+            next_reconfig_id: 1,
             opts,
         };
         for i in 0..w.nodes.len() {
@@ -287,6 +323,10 @@ impl World {
         if w.faults_on {
             let at = 40 * TICK + w.rng.u64(0..20 * TICK);
             w.schedule(at, Event::Fault);
+        }
+        if w.opts.reconfig {
+            let at = 35 * TICK + w.rng.u64(0..10 * TICK);
+            w.schedule(at, Event::Reconfig);
         }
         w
     }
@@ -364,6 +404,7 @@ impl World {
             events: self.events_run,
             recovery_ticks,
             trace_hash: self.trace,
+            reconfigs: self.reconfigs,
             violation: self.violation,
         }
     }
@@ -406,8 +447,7 @@ impl World {
                 let current = self.clients[client].op.as_ref().map(|o| o.attempt);
                 if current == Some(attempt) {
                     self.mix(6, client as u64);
-                    let n = self.nodes.len();
-                    self.clients[client].target = self.rng.usize(0..n);
+                    self.clients[client].target = self.random_node();
                     self.send_attempt(client);
                 }
             }
@@ -417,6 +457,7 @@ impl World {
             Event::HealLink(a, b) => {
                 self.cut.remove(&(a, b));
             }
+            Event::Reconfig => self.drive_reconfig(),
             Event::SnapshotSaved { node, snapshot, incarnation } => {
                 if self.nodes[node].incarnation == incarnation && self.nodes[node].replica.is_some() {
                     self.mix(9, snapshot.slot);
@@ -467,6 +508,9 @@ impl World {
             };
             let delay = self.rng.u64(1..TICK / 5);
             self.schedule(delay, Event::Reply { client, reply: Reply::Write { id: r.id, result: r.result } });
+        }
+        for r in out.reconfigs {
+            self.on_reconfig_answer(r.id, r.result);
         }
         for r in out.reads {
             let client = (r.id >> 32) as usize;
@@ -573,10 +617,9 @@ impl World {
                 self.complete(c, ret);
             }
             Err(ClientError::NotLeader { leader }) => {
-                let n = self.nodes.len();
                 self.clients[c].target = match leader {
                     Some(l) => (l - 1) as usize,
-                    None => self.rng.usize(0..n),
+                    None => self.random_node(),
                 };
                 // Try again shortly; a write keeps its id, so a retry that
                 // races the original is applied once.
@@ -623,9 +666,15 @@ impl World {
             // Disk faults: a wiped disk (the node rejoins without a vote), or
             // a flipped bit that stops the node until the disk is replaced;
             // at most one node in such trouble at a time.
-            0..=7 if self.disks_in_trouble() == 0 && live.len() == n => {
+            0..=7 if self.disks_in_trouble() == 0 && live.len() == self.present() => {
                 let victim = live[self.rng.usize(0..live.len())];
-                if self.rng.bool() {
+                if self.opts.reconfig {
+                    // The disk is gone for good: a new node, with a new id,
+                    // will replace this member (see `drive_reconfig`).
+                    self.disk_faults += 1;
+                    self.wipe(victim);
+                    self.nodes[victim].gone = true;
+                } else if self.rng.bool() {
                     self.disk_faults += 1;
                     self.wipe(victim);
                     let back = self.rng.u64(2 * TICK..=20 * TICK);
@@ -640,7 +689,14 @@ impl World {
             // a plain crash. Either way it restarts later from its disk.
             0..=29 => {
                 let crashed = n - live.len();
-                if crashed < (n - 1) / 2 + 1 {
+                let allowed = if self.opts.reconfig {
+                    let voters = self.reference_voters();
+                    let down = voters.iter().filter(|&&v| self.nodes[(v - 1) as usize].replica.is_none()).count();
+                    down < (voters.len().max(1) - 1) / 2 + 1
+                } else {
+                    crashed < (n - 1) / 2 + 1
+                };
+                if allowed {
                     let victim = match (leader, self.rng.bool()) {
                         (Some(l), true) => l,
                         _ => live[self.rng.usize(0..live.len())],
@@ -729,17 +785,34 @@ impl World {
     }
 
     fn disks_in_trouble(&self) -> usize {
+        let listed = if self.opts.reconfig { self.reference_members() } else { Vec::new() };
         self.nodes
             .iter()
             .filter(|n| match &n.replica {
                 Some(r) => r.is_rejoining(),
+                None if n.gone => listed.contains(&n.id),
                 None => n.disk_state != DiskState::Intact,
             })
             .count()
     }
 
+    /// Nodes not shut down for good.
+    fn present(&self) -> usize {
+        self.nodes.iter().filter(|n| !n.gone).count()
+    }
+
+    /// A node for a client to try (never one shut down for good).
+    fn random_node(&mut self) -> usize {
+        let n = self.nodes.len();
+        if !self.opts.reconfig {
+            return self.rng.usize(0..n);
+        }
+        let up: Vec<usize> = (0..n).filter(|&i| !self.nodes[i].gone).collect();
+        up[self.rng.usize(0..up.len())]
+    }
+
     fn restart(&mut self, i: usize) {
-        if self.nodes[i].replica.is_some() {
+        if self.nodes[i].replica.is_some() || self.nodes[i].gone {
             return;
         }
         self.mix(8, i as u64);
@@ -759,7 +832,8 @@ impl World {
             );
         }
         let node = &mut self.nodes[i];
-        let cfg = node_config(&self.opts, node.id, self.members.clone());
+        let (voters, learners) = node.bootstrap.clone();
+        let cfg = node_config(&self.opts, node.id, voters, learners);
         match node.disk_state {
             // The checksum catches the flipped bit: the node refuses to
             // start (it stays down until an operator wipes its disk).
@@ -801,6 +875,182 @@ impl World {
                 self.wipe(i);
             }
             self.restart(i);
+        }
+    }
+
+    // ---- membership changes --------------------------------------------------
+
+    /// The live replica that has learned the most.
+    fn reference(&self) -> Option<&Replica<KvMachine>> {
+        self.nodes.iter().filter_map(|n| n.replica.as_ref()).max_by_key(|r| (r.commit_index(), Reverse(r.id())))
+    }
+
+    /// Voters of the configuration in force at the most advanced replica,
+    /// and of a pending one.
+    fn reference_voters(&self) -> Vec<NodeId> {
+        let Some(r) = self.reference() else { return self.members.clone() };
+        let mut out = r.membership().voters.clone();
+        if let Some((_, m)) = r.pending_membership() {
+            out.extend(m.voters.iter().filter(|v| !r.membership().voters.contains(v)));
+        }
+        out
+    }
+
+    /// Everyone listed in the configuration in force at the most advanced
+    /// replica, or in a pending one.
+    fn reference_members(&self) -> Vec<NodeId> {
+        let Some(r) = self.reference() else { return self.members.clone() };
+        let mut out: Vec<NodeId> = r.membership().members().collect();
+        if let Some((_, m)) = r.pending_membership() {
+            out.extend(m.members());
+        }
+        out
+    }
+
+    /// Shut down, for good, nodes that no configuration in force or pending
+    /// lists any more (and new nodes whose addition never happened).
+    fn retire_removed(&mut self) {
+        let listed = self.reference_members();
+        for i in 0..self.nodes.len() {
+            let n = &self.nodes[i];
+            if !n.gone && !listed.contains(&n.id) && self.now > n.born + 100 * TICK {
+                if self.tracing {
+                    eprintln!("t={} RETIRE {}", self.now, n.id);
+                }
+                self.crash(i);
+                self.nodes[i].gone = true;
+            }
+        }
+    }
+
+    /// A new node that starts as a learner of the configuration `voters`,
+    /// `learners` (which lists it).
+    fn add_node(&mut self, voters: Vec<NodeId>, learners: Vec<NodeId>) -> NodeId {
+        let id = self.nodes.len() as NodeId + 1;
+        let cfg = node_config(&self.opts, id, voters.clone(), learners.clone());
+        let replica = Replica::new(cfg, KvMachine::default()).expect("the simulator's configuration is valid");
+        let period = if self.opts.faults { self.rng.u64(TICK..=TICK * 8 / 5) } else { TICK };
+        self.nodes.push(Node {
+            id,
+            replica: Some(replica),
+            disk: Vec::new(),
+            durable: 0,
+            durable_at: 0,
+            incarnation: 0,
+            period,
+            snapshot: None,
+            disk_state: DiskState::Intact,
+            bootstrap: (voters, learners),
+            gone: false,
+            born: self.now,
+        });
+        self.invariants.add_node();
+        let first = self.rng.u64(1..=period);
+        self.schedule(first, Event::Tick(self.nodes.len() - 1));
+        id
+    }
+
+    /// Ask the leader for a random membership change: replace lost members
+    /// first (a new node learns, then takes the lost one's vote), else add
+    /// a learner, promote, remove a voter, grow 3 -> 5 (two learners
+    /// promoted at once), shrink 5 -> 3, or swap a voter for a learner.
+    fn drive_reconfig(&mut self) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        let next = self.rng.u64(8 * TICK..=25 * TICK);
+        self.schedule(next, Event::Reconfig);
+        self.retire_removed();
+        if let Some((_, _, at)) = self.reconfig_outstanding {
+            if self.now < at + 60 * TICK {
+                return;
+            }
+            self.reconfig_outstanding = None;
+        }
+        let Some(l) = self.leader() else { return };
+        let Some(r) = self.nodes[l].replica.as_ref() else { return };
+        if r.pending_membership().is_some() {
+            return;
+        }
+        let m = r.membership().clone();
+        let lost = |w: &World, id: NodeId| w.nodes.get((id - 1) as usize).is_none_or(|n| n.gone);
+        let pick = |w: &mut World, from: &[NodeId]| from[w.rng.usize(0..from.len())];
+        let live_learners: Vec<NodeId> = m.learners.iter().copied().filter(|&id| !lost(self, id)).collect();
+        let mut new_node = false;
+        let change = if let Some(&gone) = m.learners.iter().find(|&&id| lost(self, id)) {
+            Change::Remove(gone)
+        } else if let Some(&gone) = m.voters.iter().find(|&&id| lost(self, id)) {
+            if live_learners.is_empty() {
+                new_node = true;
+                Change::AddLearner(0)
+            } else {
+                let learner = pick(self, &live_learners);
+                let voters = m.voters.iter().map(|&v| if v == gone { learner } else { v }).collect();
+                let learners = m.learners.iter().copied().filter(|&x| x != learner).collect();
+                Change::Replace { voters, learners }
+            }
+        } else {
+            let (nv, nl) = (m.voters.len(), live_learners.len());
+            match self.rng.u32(0..100) {
+                0..=29 if nl < 2 && nv + nl < 7 => {
+                    new_node = true;
+                    Change::AddLearner(0)
+                }
+                0..=59 if nl >= 2 && nv == 3 => {
+                    let mut voters = m.voters.clone();
+                    voters.extend(&live_learners[..2]);
+                    let learners = m.learners.iter().copied().filter(|x| !voters.contains(x)).collect();
+                    Change::Replace { voters, learners }
+                }
+                0..=59 if nl >= 1 && nv < 5 => Change::PromoteLearner(pick(self, &live_learners)),
+                60..=74 if nv >= 4 => Change::Remove(pick(self, &m.voters)),
+                75..=84 if nv == 5 => {
+                    let mut voters = m.voters.clone();
+                    while voters.len() > 3 {
+                        let i = self.rng.usize(0..voters.len());
+                        voters.remove(i);
+                    }
+                    Change::Replace { voters, learners: m.learners.clone() }
+                }
+                85..=94 if nv == 3 && nl >= 1 => {
+                    let out = pick(self, &m.voters);
+                    let learner = pick(self, &live_learners);
+                    let voters = m.voters.iter().map(|&v| if v == out { learner } else { v }).collect();
+                    let learners = m.learners.iter().copied().filter(|&x| x != learner).collect();
+                    Change::Replace { voters, learners }
+                }
+                95..=99 if nl >= 1 => Change::Remove(pick(self, &live_learners)),
+                _ => return,
+            }
+        };
+        let change = if new_node {
+            let mut learners = m.learners.clone();
+            let id = self.nodes.len() as NodeId + 1;
+            learners.push(id);
+            self.add_node(m.voters.clone(), learners);
+            Change::AddLearner(id)
+        } else {
+            change
+        };
+        let id = self.next_reconfig_id;
+        self.next_reconfig_id += 1;
+        self.reconfig_outstanding = Some((id, l, self.now));
+        if self.tracing {
+            eprintln!("t={} RECONFIG {} at {}: {:?} (from {:?})", self.now, id, l + 1, change, m);
+        }
+        self.mix(10, id);
+        self.step(l, Input::Reconfigure { id, change });
+    }
+
+    fn on_reconfig_answer(&mut self, id: u64, result: Result<u64, ReconfigError>) {
+        if self.tracing {
+            eprintln!("t={} RECONFIG {} answered {:?}", self.now, id, result);
+        }
+        if result.is_ok() {
+            self.reconfigs += 1;
+        }
+        if self.reconfig_outstanding.is_some_and(|(o, _, _)| o == id) {
+            self.reconfig_outstanding = None;
         }
     }
 
