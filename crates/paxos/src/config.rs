@@ -24,8 +24,10 @@ pub enum PlantedBug {
     /// Leader leases allow no margin for clock drift.
     LeaseNoDriftMargin,
     /// A new configuration takes effect as soon as the leader proposes it,
-    /// and every change governs the very next slot (no α delay), so quorums
-    /// of the old and the new configuration need not intersect.
+    /// every change governs the very next slot (no α delay) and a new
+    /// leader's phase 1 covers only the configuration in force where it
+    /// starts, so quorums of the old and the new configuration need not
+    /// intersect.
     ReconfigNoOverlap,
     /// Learners are sent phase 1 and phase 2 and counted in quorums.
     LearnerVotes,

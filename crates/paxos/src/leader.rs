@@ -166,6 +166,10 @@ impl<S: StateMachine> Replica<S> {
     /// the accepted values `merged` (see [`crate::reconfig`]).
     pub(crate) fn phase1_configs(&self, from_slot: Slot, merged: &BTreeMap<Slot, PromisedEntry>) -> Vec<Membership> {
         let mut out = vec![self.configs.governing(from_slot).clone()];
+        if self.cfg.has_bug(PlantedBug::ReconfigNoOverlap) {
+            // The planted bug: only the configuration in force counts.
+            return out;
+        }
         let more =
             self.configs.pending_at(from_slot).map(|(_, m)| m).chain(merged.values().filter_map(|e| match &e.value {
                 Value::Reconfigure(m) => Some(m),

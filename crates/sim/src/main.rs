@@ -30,8 +30,16 @@ planted bugs: skip-persist accept-lower-ballot ignore-accepted-value small-quoru
               reconfig-no-overlap learner-votes (these two always run with --reconfig)";
 
 fn parse() -> Result<Args, String> {
-    let mut a =
-        Args { seeds: 100, seed: None, ops: 200, nodes: 3, plant: None, scenario: None, verbose: false, reconfig: false };
+    let mut a = Args {
+        seeds: 100,
+        seed: None,
+        ops: 200,
+        nodes: 3,
+        plant: None,
+        scenario: None,
+        verbose: false,
+        reconfig: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));

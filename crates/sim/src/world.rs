@@ -22,7 +22,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use synod_paxos::{
     Ballot, Change, ClientError, Command, CommandId, Config, Input, KvMachine, Lsn, Message, NodeId, PlantedBug,
-    Record, ReconfigError, Replica, Snapshot,
+    ReconfigError, Record, Replica, Snapshot,
 };
 
 /// Units of global time per nominal tick.
@@ -129,17 +129,43 @@ pub struct RunReport {
 #[derive(Debug)]
 enum Event {
     Tick(usize),
-    Deliver { from: NodeId, to: usize, msg: Message },
-    Durable { node: usize, lsn: Lsn, incarnation: u64 },
-    Request { client: usize, node: usize, req: Request },
-    Reply { client: usize, reply: Reply },
-    ClientTimeout { client: usize, attempt: u64 },
+    Deliver {
+        from: NodeId,
+        to: usize,
+        msg: Message,
+    },
+    Durable {
+        node: usize,
+        lsn: Lsn,
+        incarnation: u64,
+    },
+    Request {
+        client: usize,
+        node: usize,
+        req: Request,
+    },
+    Reply {
+        client: usize,
+        reply: Reply,
+    },
+    ClientTimeout {
+        client: usize,
+        attempt: u64,
+    },
     NextOp(usize),
     Fault,
     Restart(usize),
     HealLink(NodeId, NodeId),
     Reconfig,
-    SnapshotSaved { node: usize, snapshot: Snapshot, incarnation: u64 },
+    /// Cut the node asked for a membership change off from the others,
+    /// soon after it proposed it: the change and the slots after it are
+    /// then in flight when another leader takes over.
+    Disrupt(usize),
+    SnapshotSaved {
+        node: usize,
+        snapshot: Snapshot,
+        incarnation: u64,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -282,7 +308,11 @@ impl World {
             .collect();
         let faults_on = opts.faults;
         let mut w = World {
-            invariants: Invariants::new(opts.nodes),
+            invariants: Invariants::new(
+                opts.nodes,
+                synod_paxos::Membership::majority(members.clone(), Vec::new()).expect("a valid initial configuration"),
+                node_config(&opts, 1, members.clone(), Vec::new()).max_inflight_slots as u64,
+            ),
             rng,
             now: 0,
             queue: BinaryHeap::new(),
@@ -458,6 +488,19 @@ impl World {
                 self.cut.remove(&(a, b));
             }
             Event::Reconfig => self.drive_reconfig(),
+            Event::Disrupt(victim) => {
+                if self.faults_on {
+                    self.mix(11, victim as u64);
+                    self.faults += 1;
+                    let until = self.rng.u64(5 * TICK..=30 * TICK);
+                    for j in 0..self.nodes.len() {
+                        if j != victim {
+                            self.cut_link(victim, j, until);
+                            self.cut_link(j, victim, until);
+                        }
+                    }
+                }
+            }
             Event::SnapshotSaved { node, snapshot, incarnation } => {
                 if self.nodes[node].incarnation == incarnation && self.nodes[node].replica.is_some() {
                     self.mix(9, snapshot.slot);
@@ -907,15 +950,28 @@ impl World {
         out
     }
 
-    /// Shut down, for good, nodes that no configuration in force or pending
-    /// lists any more (and new nodes whose addition never happened).
+    /// Shut down, for good, nodes that no live replica (but themselves)
+    /// lists any more in the configuration in force or a pending one (and
+    /// new nodes whose addition never happened). A removed member keeps
+    /// serving until then: the others may still need it for the slots its
+    /// old configuration governs.
     fn retire_removed(&mut self) {
-        let listed = self.reference_members();
+        if self.nodes.iter().any(|n| !n.gone && n.replica.is_none()) {
+            // A member that is down may still list it and need it.
+            return;
+        }
         for i in 0..self.nodes.len() {
-            let n = &self.nodes[i];
-            if !n.gone && !listed.contains(&n.id) && self.now > n.born + 100 * TICK {
+            let id = self.nodes[i].id;
+            if self.nodes[i].gone || self.now <= self.nodes[i].born + 100 * TICK {
+                continue;
+            }
+            let listed =
+                self.nodes.iter().filter(|n| n.id != id).filter_map(|n| n.replica.as_ref()).any(|r| {
+                    r.membership().contains(id) || r.pending_membership().is_some_and(|(_, m)| m.contains(id))
+                });
+            if !listed {
                 if self.tracing {
-                    eprintln!("t={} RETIRE {}", self.now, n.id);
+                    eprintln!("t={} RETIRE {}", self.now, id);
                 }
                 self.crash(i);
                 self.nodes[i].gone = true;
@@ -1040,6 +1096,10 @@ impl World {
         }
         self.mix(10, id);
         self.step(l, Input::Reconfigure { id, change });
+        if self.rng.bool() {
+            let at = self.rng.u64(TICK / 5..=2 * TICK);
+            self.schedule(at, Event::Disrupt(l));
+        }
     }
 
     fn on_reconfig_answer(&mut self, id: u64, result: Result<u64, ReconfigError>) {
