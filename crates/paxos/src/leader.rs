@@ -97,7 +97,7 @@ pub(crate) struct Active {
 #[derive(Debug)]
 pub(crate) enum Phase {
     Preparing(Preparing),
-    Active(Active),
+    Active(Box<Active>),
 }
 
 /// This replica's leadership.
@@ -323,7 +323,7 @@ impl<S: StateMachine> Replica<S> {
         let first_own_slot = last_recovered + 1;
         recovered.insert(first_own_slot, Value::Noop);
         let now = self.now;
-        leader.phase = Phase::Active(Active {
+        leader.phase = Phase::Active(Box::new(Active {
             next_slot: from_slot,
             first_own_slot,
             recovered,
@@ -342,7 +342,7 @@ impl<S: StateMachine> Replica<S> {
             reconfig: None,
             reads: VecDeque::new(),
             read_round_wanted: false,
-        });
+        }));
         self.propose_due(false);
         self.send_heartbeat();
         // Reads that came in during phase 1, or while no leader was known,
@@ -374,8 +374,7 @@ impl<S: StateMachine> Replica<S> {
         let mut values = Vec::new();
         let mut recipients: Vec<NodeId> = Vec::new();
         let mut proposed_change = false;
-        loop {
-            let Some(Leader { pending, phase: Phase::Active(a), .. }) = self.leader.as_ref() else { break };
+        while let Some(Leader { pending, phase: Phase::Active(a), .. }) = self.leader.as_ref() {
             let s = a.next_slot;
             if a.inflight.len() >= window || (!no_delay && s > commit + alpha) {
                 break;
@@ -643,9 +642,10 @@ impl<S: StateMachine> Replica<S> {
             self.election.withdraw();
         }
         self.forward.extend(old.pending);
-        if let Phase::Active(Active { reconfig: Some((id, _, _)), .. }) = &old.phase {
-            let id = *id;
-            self.out.reconfigs.push(ReconfigResponse { id, result: Err(ReconfigError::Interrupted) });
+        if let Phase::Active(a) = &old.phase {
+            if let Some((id, _, _)) = a.reconfig {
+                self.out.reconfigs.push(ReconfigResponse { id, result: Err(ReconfigError::Interrupted) });
+            }
         }
         self.fail_reads(old.phase);
         let hint = (higher.node != self.cfg.id && higher.node != 0).then_some(higher.node);
