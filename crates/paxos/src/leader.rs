@@ -161,6 +161,14 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
+    /// The first slot of our phase 1, while it runs.
+    pub(crate) fn preparing_from(&self) -> Option<Slot> {
+        match self.leader.as_ref() {
+            Some(Leader { phase: Phase::Preparing(p), .. }) => Some(p.from_slot),
+            _ => None,
+        }
+    }
+
     /// The configurations a phase 1 from `from_slot` must hold a quorum of:
     /// the one in force there, any chosen one pending, and any found among
     /// the accepted values `merged` (see [`crate::reconfig`]).

@@ -810,7 +810,9 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         let from = self.commit + 1;
-        self.configs.trim(from);
+        // Keep what a phase 1 in progress still needs (it may have started
+        // before the commit index moved on).
+        self.configs.trim(from.min(self.preparing_from().unwrap_or(from)));
         let mut view = vec![self.configs.governing(from).clone()];
         view.extend(self.configs.pending_at(from).map(|(_, m)| m.clone()));
         if view == self.view {

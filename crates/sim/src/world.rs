@@ -402,9 +402,9 @@ impl World {
                         for n in &self.nodes {
                             match &n.replica {
                                 Some(r) => eprintln!(
-                                    "node {} leader={:?} lead_ballot={:?} promised={} commit={} applied={} compacted={} rejoining={} hint={:?} disk={:?}",
+                                    "node {} leader={:?} lead_ballot={:?} promised={} commit={} applied={} compacted={} rejoining={} hint={:?} disk={:?} membership={:?} pending={:?}",
                                     n.id, r.is_leader(), r.leader_ballot(), r.promised(), r.commit_index(), r.applied_index(),
-                                    r.log().compacted(), r.is_rejoining(), r.leader_hint(), n.disk_state
+                                    r.log().compacted(), r.is_rejoining(), r.leader_hint(), n.disk_state, r.membership(), r.pending_membership()
                                 ),
                                 None => eprintln!("node {} down {:?}", n.id, n.disk_state),
                             }
