@@ -242,7 +242,6 @@ pub struct World {
     events: HashMap<u64, Event>,
     next_event: u64,
     nodes: Vec<Node>,
-    members: Vec<NodeId>,
     clients: Vec<Client>,
     history: Vec<Operation<Kv<String, String>>>,
     issued: usize,
@@ -319,7 +318,6 @@ impl World {
             events: HashMap::new(),
             next_event: 0,
             nodes,
-            members,
             clients,
             history: Vec::new(),
             issued: 0,
@@ -923,29 +921,32 @@ impl World {
 
     // ---- membership changes --------------------------------------------------
 
-    /// The live replica that has learned the most.
-    fn reference(&self) -> Option<&Replica<KvMachine>> {
-        self.nodes.iter().filter_map(|n| n.replica.as_ref()).max_by_key(|r| (r.commit_index(), Reverse(r.id())))
-    }
-
-    /// Voters of the configuration in force at the most advanced replica,
-    /// and of a pending one.
+    /// Voters of the configuration in force, or pending, at any live
+    /// replica (the laggards' views count: they may still need them).
     fn reference_voters(&self) -> Vec<NodeId> {
-        let Some(r) = self.reference() else { return self.members.clone() };
-        let mut out = r.membership().voters.clone();
-        if let Some((_, m)) = r.pending_membership() {
-            out.extend(m.voters.iter().filter(|v| !r.membership().voters.contains(v)));
+        let mut out = Vec::new();
+        for r in self.nodes.iter().filter_map(|n| n.replica.as_ref()) {
+            let pending = r.pending_membership().map(|(_, m)| m.voters.clone()).unwrap_or_default();
+            for v in r.membership().voters.iter().chain(&pending) {
+                if !out.contains(v) {
+                    out.push(*v);
+                }
+            }
         }
         out
     }
 
-    /// Everyone listed in the configuration in force at the most advanced
-    /// replica, or in a pending one.
+    /// Everyone listed in the configuration in force, or pending, at any
+    /// live replica.
     fn reference_members(&self) -> Vec<NodeId> {
-        let Some(r) = self.reference() else { return self.members.clone() };
-        let mut out: Vec<NodeId> = r.membership().members().collect();
-        if let Some((_, m)) = r.pending_membership() {
-            out.extend(m.members());
+        let mut out = Vec::new();
+        for r in self.nodes.iter().filter_map(|n| n.replica.as_ref()) {
+            let pending: Vec<NodeId> = r.pending_membership().map(|(_, m)| m.members().collect()).unwrap_or_default();
+            for v in r.membership().members().chain(pending) {
+                if !out.contains(&v) {
+                    out.push(v);
+                }
+            }
         }
         out
     }
