@@ -387,9 +387,14 @@ impl<S: StateMachine> Replica<S> {
             if a.inflight.len() >= window || (!no_delay && s > commit + alpha) {
                 break;
             }
+            // A change chosen (or proposed) and not yet in force waits for
+            // α more slots to be chosen: with no client traffic, no-ops
+            // fill them, so the next change is not held up by an idle log.
+            let activating = a.reconfig.is_some() || self.configs.pending_at(s).next().is_some();
             let due = a.recovered.contains_key(&s)
                 || a.reconfig.as_ref().is_some_and(|r| r.2.is_none())
-                || (commands && !pending.is_empty());
+                || (commands && !pending.is_empty())
+                || activating;
             if !due {
                 break;
             }
@@ -422,8 +427,12 @@ impl<S: StateMachine> Replica<S> {
                     bytes += c.payload.len();
                     take += 1;
                 }
-                let batch: Arc<[Command]> = pending.drain(..take).collect();
-                Value::Commands(batch)
+                if take == 0 {
+                    Value::Noop
+                } else {
+                    let batch: Arc<[Command]> = pending.drain(..take).collect();
+                    Value::Commands(batch)
+                }
             };
             a.inflight.insert(s, Inflight { value: value.clone(), acks: Vec::new(), sent_at: now });
             a.next_slot += 1;
