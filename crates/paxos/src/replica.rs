@@ -832,11 +832,6 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn configure_election(&mut self) {
         let voter = self.rejoin.is_none() && self.view.first().is_some_and(|m| m.is_voter(self.cfg.id));
         self.election.set_voter(voter);
-        let trivial = self.view.len() == 1 && self.view[0].learners.is_empty() && voter;
-        if trivial && self.configs.chosen.is_empty() {
-            self.election.set_groups(Vec::new());
-            return;
-        }
         let small = self.cfg.has_bug(PlantedBug::SmallQuorum);
         let groups = self
             .view
