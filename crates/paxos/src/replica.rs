@@ -806,7 +806,7 @@ impl<S: StateMachine> Replica<S> {
     /// after the commit index moved or a change was learned; when they
     /// changed, retune election and step down if no longer a voter.
     pub(crate) fn refresh_view(&mut self) {
-        if self.configs.chosen.is_empty() && !self.view.is_empty() {
+        if self.configs.chosen.is_empty() && self.view.len() == 1 && self.view[0] == self.configs.base {
             return;
         }
         let from = self.commit + 1;
