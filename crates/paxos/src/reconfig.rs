@@ -92,9 +92,9 @@
 //! A member that lost its disk may rejoin under its own id
 //! ([`crate::Replica::rejoin`]) only while the membership is the initial
 //! one: that path asks the initial voters what it may have promised. Once
-//! the membership has changed, replace such a member by a new node with a
-//! new id (add it as a learner, then promote it in place of the old one),
-//! as etcd requires.
+//! it learns of a change it stays a learner for good; replace such a member
+//! by a new node with a new id (add it as a learner, then promote it in
+//! place of the old one), as etcd requires.
 
 use crate::ballot::NodeId;
 use crate::command::Slot;
