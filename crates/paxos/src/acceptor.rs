@@ -215,6 +215,12 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn finish_rejoin_if_caught_up(&mut self) {
         let needed = self.rejoin_quorum();
         let Some(r) = self.rejoin.as_ref() else { return };
+        if !self.configs.chosen.is_empty() {
+            // The membership changed: the members asked (the initial ones)
+            // need not meet the quorums that may have counted on us. Stay a
+            // learner; an operator replaces this member by a new one.
+            return;
+        }
         if r.replies.len() < needed || self.commit < r.target || self.snapshot_pending.is_some() {
             return;
         }

@@ -83,7 +83,18 @@
 //! most one change is in flight or pending; a change that is not chosen is
 //! never applied. A member that the configuration in force no longer lists
 //! as a voter stops bidding for leadership (and a leader so removed steps
-//! down); one no longer listed at all is expected to be shut down.
+//! down); one no longer listed at all is expected to be shut down, once
+//! every remaining member has learned the change (until then a laggard may
+//! still need it for the slots the old configuration governs).
+//!
+//! # Not covered
+//!
+//! A member that lost its disk may rejoin under its own id
+//! ([`crate::Replica::rejoin`]) only while the membership is the initial
+//! one: that path asks the initial voters what it may have promised. Once
+//! it learns of a change it stays a learner for good; replace such a member
+//! by a new node with a new id (add it as a learner, then promote it in
+//! place of the old one), as etcd requires.
 
 use crate::ballot::NodeId;
 use crate::command::Slot;

@@ -806,7 +806,7 @@ impl<S: StateMachine> Replica<S> {
     /// after the commit index moved or a change was learned; when they
     /// changed, retune election and step down if no longer a voter.
     pub(crate) fn refresh_view(&mut self) {
-        if self.configs.chosen.is_empty() && !self.view.is_empty() {
+        if self.configs.chosen.is_empty() && self.view.len() == 1 && self.view[0] == self.configs.base {
             return;
         }
         let from = self.commit + 1;
@@ -832,11 +832,6 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn configure_election(&mut self) {
         let voter = self.rejoin.is_none() && self.view.first().is_some_and(|m| m.is_voter(self.cfg.id));
         self.election.set_voter(voter);
-        let trivial = self.view.len() == 1 && self.view[0].learners.is_empty() && voter;
-        if trivial && self.configs.chosen.is_empty() {
-            self.election.set_groups(Vec::new());
-            return;
-        }
         let small = self.cfg.has_bug(PlantedBug::SmallQuorum);
         let groups = self
             .view

@@ -80,7 +80,13 @@ impl<S: StateMachine> Replica<S> {
         let mut sessions: Vec<(u64, u64)> = self.sessions.iter().map(|(&c, (s, _))| (c, *s)).collect();
         sessions.sort_unstable();
         let mut out = Vec::with_capacity(8 + sessions.len() * 16);
-        let with_membership = !self.configs.chosen.is_empty();
+        let initial = crate::reconfig::Membership {
+            voters: self.cfg.members.clone(),
+            learners: self.cfg.learners.clone(),
+            q1: self.cfg.quorum.phase1(),
+            q2: self.cfg.quorum.phase2(),
+        };
+        let with_membership = !self.configs.chosen.is_empty() || self.configs.base != initial;
         let flag = if with_membership { MEMBERSHIP_FLAG } else { 0 };
         out.extend_from_slice(&(sessions.len() as u64 | flag).to_be_bytes());
         for (c, s) in sessions {
@@ -88,7 +94,14 @@ impl<S: StateMachine> Replica<S> {
             out.extend_from_slice(&s.to_be_bytes());
         }
         if with_membership {
-            self.configs.encode(&mut out);
+            // Only what governs the slots after the snapshot: the
+            // configuration in force there and any pending one. Both follow
+            // from the chosen log alone, so every replica's snapshot of a
+            // slot carries the same bytes.
+            let from = self.applied + 1;
+            let mut c = crate::reconfig::Configs::new(self.configs.governing(from).clone(), self.configs.alpha);
+            c.chosen.extend(self.configs.pending_at(from).map(|(s, m)| (s, m.clone())));
+            c.encode(&mut out);
         }
         out.extend_from_slice(&self.sm.snapshot());
         Bytes::from(out)
@@ -204,10 +217,16 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         let now = self.now;
-        let fresh = !matches!(&self.incoming, Some(i) if i.slot == slot);
+        // One transfer comes from one sender: two replicas' snapshots of a
+        // slot need not be byte-identical, so chunks are never mixed.
+        // A chunk from another sender restarts the transfer only at offset
+        // 0 (and asks for it only when no transfer of this slot is going).
+        let fresh = !matches!(&self.incoming, Some(i) if i.slot == slot && i.from == from && i.total == total);
         if fresh {
             if offset != 0 {
-                self.send(from, Message::SnapshotRequest { slot, offset: 0 });
+                if !matches!(&self.incoming, Some(i) if i.slot == slot) {
+                    self.send(from, Message::SnapshotRequest { slot, offset: 0 });
+                }
                 return;
             }
             self.incoming = Some(Incoming { slot, total, buf: Vec::new(), from, last: now });
@@ -215,7 +234,6 @@ impl<S: StateMachine> Replica<S> {
         let Some(inc) = self.incoming.as_mut() else { return };
         if offset == inc.buf.len() as u64 {
             inc.buf.extend_from_slice(&data);
-            inc.from = from;
             inc.last = now;
         }
         if inc.buf.len() as u64 >= inc.total {

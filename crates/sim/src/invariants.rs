@@ -314,6 +314,12 @@ impl Invariants {
             let want = self.governing(commit + 1);
             let have = r.membership();
             if have.voters != want.voters || have.q1 != want.q1 || have.q2 != want.q2 {
+                if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+                    eprintln!(
+                        "CONFIGURATION node index {i} at slot {}: holds {have:?}, the chosen log gives {want:?}",
+                        commit + 1
+                    );
+                }
                 return Err(Violation::Configuration { node: i, slot: commit + 1 });
             }
         }
