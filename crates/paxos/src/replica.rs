@@ -844,6 +844,21 @@ impl<S: StateMachine> Replica<S> {
         self.election.set_groups(groups);
     }
 
+    /// The initial configuration, as `Config` gives it.
+    pub(crate) fn initial_membership(&self) -> Membership {
+        Membership {
+            voters: self.cfg.members.clone(),
+            learners: self.cfg.learners.clone(),
+            q1: self.cfg.quorum.phase1(),
+            q2: self.cfg.quorum.phase2(),
+        }
+    }
+
+    /// Whether the membership differs from the initial one, or did once.
+    pub(crate) fn membership_changed(&self) -> bool {
+        !self.configs.chosen.is_empty() || self.configs.base != self.initial_membership()
+    }
+
     /// The configuration in force at the first slot not known chosen.
     pub fn membership(&self) -> &Membership {
         self.configs.governing(self.commit + 1)

@@ -80,13 +80,7 @@ impl<S: StateMachine> Replica<S> {
         let mut sessions: Vec<(u64, u64)> = self.sessions.iter().map(|(&c, (s, _))| (c, *s)).collect();
         sessions.sort_unstable();
         let mut out = Vec::with_capacity(8 + sessions.len() * 16);
-        let initial = crate::reconfig::Membership {
-            voters: self.cfg.members.clone(),
-            learners: self.cfg.learners.clone(),
-            q1: self.cfg.quorum.phase1(),
-            q2: self.cfg.quorum.phase2(),
-        };
-        let with_membership = !self.configs.chosen.is_empty() || self.configs.base != initial;
+        let with_membership = self.membership_changed();
         let flag = if with_membership { MEMBERSHIP_FLAG } else { 0 };
         out.extend_from_slice(&(sessions.len() as u64 | flag).to_be_bytes());
         for (c, s) in sessions {
