@@ -305,6 +305,11 @@ pub struct Replica<S: StateMachine> {
     pub(crate) snapshot_pending: Option<Snapshot>,
     pub(crate) checkpoint_lsn: Option<Lsn>,
     pub(crate) incoming: Option<Incoming>,
+    /// A snapshot received from a peer and installed, not yet reported
+    /// stored: until it is, no commit mark may be persisted (replaying one
+    /// after a crash would mark this replica's own stale entries below the
+    /// snapshot chosen).
+    pub(crate) installed_unsaved: Option<Slot>,
     /// Learners being sent our snapshot: (snapshot slot, last request).
     pub(crate) transfers: HashMap<NodeId, (Slot, u64)>,
 
@@ -379,6 +384,7 @@ impl<S: StateMachine> Replica<S> {
             snapshot_pending: None,
             checkpoint_lsn: None,
             incoming: None,
+            installed_unsaved: None,
             transfers: HashMap::new(),
             leader: None,
             abandoned: Ballot::ZERO,

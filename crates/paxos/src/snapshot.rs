@@ -149,6 +149,9 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn on_snapshot_saved(&mut self, slot: Slot) {
         let Some(snap) = self.snapshot_pending.take_if(|s| s.slot == slot) else { return };
         self.snapshot = Some(snap);
+        if self.installed_unsaved.is_some_and(|s| s <= slot) {
+            self.installed_unsaved = None;
+        }
         if self.rejoin.is_some() {
             // Keep the whole log (and its `Rejoining` record) until we vote.
             self.finish_rejoin_if_caught_up();
@@ -276,6 +279,7 @@ impl<S: StateMachine> Replica<S> {
         self.catchup_sent_at = None;
         let snap = Snapshot { slot, data };
         self.snapshot_pending = Some(snap.clone());
+        self.installed_unsaved = Some(slot);
         self.out.snapshot = Some(snap);
         self.advance_commit();
         self.resume_phase1_if_caught_up();
