@@ -400,8 +400,7 @@ impl<S: StateMachine> Replica<S> {
             }
             let g = self.configs.governing(s);
             if !self.phase1_quorum(g, self.count_in(g, &a.promisers)) {
-                let g = g.clone();
-                self.extend_phase1(&g);
+                self.extend_phase1();
                 break;
             }
             for id in self.counted(g) {
@@ -455,27 +454,36 @@ impl<S: StateMachine> Replica<S> {
         self.broadcast_accept(&recipients, ballot, first, values, commit);
         if proposed_change {
             // The new configuration will need our phase 1 and our lease.
-            let configs = self.leader_configs();
-            for m in configs {
-                self.extend_phase1(&m);
-            }
+            self.extend_phase1();
             self.update_confirmations();
         }
     }
 
-    /// Unless our promisers hold a phase-1 quorum of `m` already, ask its
-    /// voters that have not promised our ballot yet (at most once per retry
-    /// interval).
-    fn extend_phase1(&mut self, m: &Membership) {
+    /// Ask the voters that have not promised our ballot yet, of every
+    /// configuration we respect whose phase-1 quorum our promisers do not
+    /// hold yet (at most once per retry interval). Once the membership has
+    /// changed, ask every voter that has not promised, quorum or not: a new
+    /// voter acknowledges our heartbeats (leases, read confirmations) only
+    /// once it has promised our ballot, and the voters that did promise may
+    /// since have been lost.
+    fn extend_phase1(&mut self) {
         let now = self.now;
         let retry = self.cfg.retry_ticks;
-        let targets: Vec<NodeId> = self.counted(m).collect();
+        let eager = self.membership_changed();
+        let configs = self.leader_configs();
         let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_ref() else { return };
-        if self.phase1_quorum(m, self.count_in(m, &a.promisers)) {
-            return;
+        let mut missing: Vec<NodeId> = Vec::new();
+        for m in &configs {
+            if !eager && self.phase1_quorum(m, self.count_in(m, &a.promisers)) {
+                continue;
+            }
+            for id in self.counted(m) {
+                if !a.promisers.contains(&id) && !missing.contains(&id) {
+                    missing.push(id);
+                }
+            }
         }
         let Some(Leader { ballot, phase: Phase::Active(a), .. }) = self.leader.as_mut() else { return };
-        let missing: Vec<NodeId> = targets.into_iter().filter(|id| !a.promisers.contains(id)).collect();
         if missing.is_empty() || a.extend_sent_at.is_some_and(|t| now < t + retry) {
             return;
         }
@@ -799,10 +807,7 @@ impl<S: StateMachine> Replica<S> {
                     self.send_heartbeat();
                 }
                 // Keep asking the voters of a configuration we must cover.
-                let configs = self.leader_configs();
-                for m in configs {
-                    self.extend_phase1(&m);
-                }
+                self.extend_phase1();
             }
         }
     }

@@ -184,6 +184,10 @@ impl<S: StateMachine> Replica<S> {
     /// Persist the commit index once per output, after the records that
     /// hold the values it covers.
     pub(crate) fn persist_commit(&mut self) {
+        if self.installed_unsaved.is_some() {
+            // The slots the installed snapshot covers are not in our records.
+            return;
+        }
         if self.commit > self.commit_persisted {
             self.commit_persisted = self.commit;
             let c = self.commit;

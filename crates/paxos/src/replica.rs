@@ -305,6 +305,11 @@ pub struct Replica<S: StateMachine> {
     pub(crate) snapshot_pending: Option<Snapshot>,
     pub(crate) checkpoint_lsn: Option<Lsn>,
     pub(crate) incoming: Option<Incoming>,
+    /// A snapshot received from a peer and installed, not yet reported
+    /// stored: until it is, no commit mark may be persisted (replaying one
+    /// after a crash would mark this replica's own stale entries below the
+    /// snapshot chosen).
+    pub(crate) installed_unsaved: Option<Slot>,
     /// Learners being sent our snapshot: (snapshot slot, last request).
     pub(crate) transfers: HashMap<NodeId, (Slot, u64)>,
 
@@ -379,6 +384,7 @@ impl<S: StateMachine> Replica<S> {
             snapshot_pending: None,
             checkpoint_lsn: None,
             incoming: None,
+            installed_unsaved: None,
             transfers: HashMap::new(),
             leader: None,
             abandoned: Ballot::ZERO,
@@ -842,6 +848,21 @@ impl<S: StateMachine> Replica<S> {
             })
             .collect();
         self.election.set_groups(groups);
+    }
+
+    /// The initial configuration, as `Config` gives it.
+    pub(crate) fn initial_membership(&self) -> Membership {
+        Membership {
+            voters: self.cfg.members.clone(),
+            learners: self.cfg.learners.clone(),
+            q1: self.cfg.quorum.phase1(),
+            q2: self.cfg.quorum.phase2(),
+        }
+    }
+
+    /// Whether the membership differs from the initial one, or did once.
+    pub(crate) fn membership_changed(&self) -> bool {
+        !self.configs.chosen.is_empty() || self.configs.base != self.initial_membership()
     }
 
     /// The configuration in force at the first slot not known chosen.

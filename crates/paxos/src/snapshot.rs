@@ -80,13 +80,7 @@ impl<S: StateMachine> Replica<S> {
         let mut sessions: Vec<(u64, u64)> = self.sessions.iter().map(|(&c, (s, _))| (c, *s)).collect();
         sessions.sort_unstable();
         let mut out = Vec::with_capacity(8 + sessions.len() * 16);
-        let initial = crate::reconfig::Membership {
-            voters: self.cfg.members.clone(),
-            learners: self.cfg.learners.clone(),
-            q1: self.cfg.quorum.phase1(),
-            q2: self.cfg.quorum.phase2(),
-        };
-        let with_membership = !self.configs.chosen.is_empty() || self.configs.base != initial;
+        let with_membership = self.membership_changed();
         let flag = if with_membership { MEMBERSHIP_FLAG } else { 0 };
         out.extend_from_slice(&(sessions.len() as u64 | flag).to_be_bytes());
         for (c, s) in sessions {
@@ -155,6 +149,9 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn on_snapshot_saved(&mut self, slot: Slot) {
         let Some(snap) = self.snapshot_pending.take_if(|s| s.slot == slot) else { return };
         self.snapshot = Some(snap);
+        if self.installed_unsaved.is_some_and(|s| s <= slot) {
+            self.installed_unsaved = None;
+        }
         if self.rejoin.is_some() {
             // Keep the whole log (and its `Rejoining` record) until we vote.
             self.finish_rejoin_if_caught_up();
@@ -282,6 +279,7 @@ impl<S: StateMachine> Replica<S> {
         self.catchup_sent_at = None;
         let snap = Snapshot { slot, data };
         self.snapshot_pending = Some(snap.clone());
+        self.installed_unsaved = Some(slot);
         self.out.snapshot = Some(snap);
         self.advance_commit();
         self.resume_phase1_if_caught_up();

@@ -157,10 +157,14 @@ enum Event {
     Restart(usize),
     HealLink(NodeId, NodeId),
     Reconfig,
-    /// Cut the node asked for a membership change off from the others,
-    /// soon after it proposed it: the change and the slots after it are
-    /// then in flight when another leader takes over.
-    Disrupt(usize),
+    /// Soon after a node proposed a membership change, cut it off from the
+    /// nodes in `from` (everyone, or the other voters of the old
+    /// configuration, leaving it the new-only ones): the change and the
+    /// slots after it are then in flight when another leader takes over.
+    Disrupt {
+        victim: usize,
+        from: Vec<NodeId>,
+    },
     SnapshotSaved {
         node: usize,
         snapshot: Snapshot,
@@ -486,13 +490,14 @@ impl World {
                 self.cut.remove(&(a, b));
             }
             Event::Reconfig => self.drive_reconfig(),
-            Event::Disrupt(victim) => {
+            Event::Disrupt { victim, from } => {
                 if self.faults_on {
                     self.mix(11, victim as u64);
                     self.faults += 1;
                     let until = self.rng.u64(5 * TICK..=30 * TICK);
-                    for j in 0..self.nodes.len() {
-                        if j != victim {
+                    for id in from {
+                        let j = (id - 1) as usize;
+                        if j != victim && j < self.nodes.len() {
                             self.cut_link(victim, j, until);
                             self.cut_link(j, victim, until);
                         }
@@ -1099,7 +1104,8 @@ impl World {
         self.step(l, Input::Reconfigure { id, change });
         if self.rng.bool() {
             let at = self.rng.u64(TICK / 5..=2 * TICK);
-            self.schedule(at, Event::Disrupt(l));
+            let from = if self.rng.bool() { (1..=self.nodes.len() as NodeId).collect() } else { m.voters.clone() };
+            self.schedule(at, Event::Disrupt { victim: l, from });
         }
     }
 
