@@ -121,6 +121,12 @@ impl<S: StateMachine> Replica<S> {
             self.send_after_persist(from, Message::HeartbeatAck { ballot, seq, lease });
         }
         self.learn_commit(from, ballot, commit);
+        if !self.view.first().is_some_and(|m| m.is_voter(self.cfg.id)) {
+            // A learner: tell the leader how far it got, so that it knows
+            // when we may be promoted.
+            let commit = self.commit;
+            self.send(from, Message::Progress { commit });
+        }
     }
 
     /// A commit index from a leader.
@@ -209,12 +215,18 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn finish_rejoin_if_caught_up(&mut self) {
         let needed = self.rejoin_quorum();
         let Some(r) = self.rejoin.as_ref() else { return };
+        if !self.configs.chosen.is_empty() {
+            // The membership changed: the members asked (the initial ones)
+            // need not meet the quorums that may have counted on us. Stay a
+            // learner; an operator replaces this member by a new one.
+            return;
+        }
         if r.replies.len() < needed || self.commit < r.target || self.snapshot_pending.is_some() {
             return;
         }
         let ballot = r.ballot;
         self.rejoin = None;
-        self.election.set_voter(true);
+        self.configure_election();
         self.election.raise_round(ballot.round + 1);
         self.own_ballot = self.own_ballot.max(ballot);
         if ballot > self.promised {

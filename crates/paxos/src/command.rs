@@ -49,13 +49,17 @@ pub enum Value {
     /// A batch of client commands, applied in order. Shared, because the same
     /// batch travels to every acceptor and into the log.
     Commands(Arc<[Command]>),
+    /// A new configuration of the cluster, not a state-machine command: once
+    /// chosen in slot `i` it governs every slot from `i + α` on (see
+    /// [`crate::reconfig`]). Applies nothing to the state machine.
+    Reconfigure(crate::reconfig::Membership),
 }
 
 impl Value {
     /// The commands in this value (none for a no-op).
     pub fn commands(&self) -> &[Command] {
         match self {
-            Value::Noop => &[],
+            Value::Noop | Value::Reconfigure(_) => &[],
             Value::Commands(c) => c,
         }
     }

@@ -23,16 +23,26 @@ pub enum PlantedBug {
     SmallQuorum,
     /// Leader leases allow no margin for clock drift.
     LeaseNoDriftMargin,
+    /// A new configuration takes effect as soon as the leader proposes it,
+    /// every change governs the very next slot (no α delay) and a new
+    /// leader's phase 1 covers only the configuration in force where it
+    /// starts, so quorums of the old and the new configuration need not
+    /// intersect.
+    ReconfigNoOverlap,
+    /// Learners are sent phase 1 and phase 2 and counted in quorums.
+    LearnerVotes,
 }
 
 impl PlantedBug {
     /// Every planted bug, in the order the simulator runs them.
-    pub const ALL: [PlantedBug; 5] = [
+    pub const ALL: [PlantedBug; 7] = [
         PlantedBug::SkipPersist,
         PlantedBug::AcceptLowerBallot,
         PlantedBug::IgnoreAcceptedValue,
         PlantedBug::SmallQuorum,
         PlantedBug::LeaseNoDriftMargin,
+        PlantedBug::ReconfigNoOverlap,
+        PlantedBug::LearnerVotes,
     ];
 
     /// The name used on the simulator's command line.
@@ -43,6 +53,8 @@ impl PlantedBug {
             PlantedBug::IgnoreAcceptedValue => "ignore-accepted-value",
             PlantedBug::SmallQuorum => "small-quorum",
             PlantedBug::LeaseNoDriftMargin => "lease-no-drift-margin",
+            PlantedBug::ReconfigNoOverlap => "reconfig-no-overlap",
+            PlantedBug::LearnerVotes => "learner-votes",
         }
     }
 
@@ -57,8 +69,14 @@ impl PlantedBug {
 pub struct Config {
     /// This replica's id; must be one of `members`.
     pub id: NodeId,
-    /// Every voting member (acceptor) of the cluster, this one included.
+    /// Every voting member (acceptor) of the cluster's initial
+    /// configuration (this one included, unless it is a learner). Once
+    /// membership changes are chosen the log, not this, says who votes.
     pub members: Vec<NodeId>,
+    /// Non-voting members of the initial configuration. Default: none. A
+    /// node joining a running cluster is started with the cluster's current
+    /// voters as `members` and itself among `learners`.
+    pub learners: Vec<NodeId>,
     /// Quorum sizes. Default: majorities.
     pub quorum: QuorumPolicy,
     /// A leader sends a heartbeat (commit index, lease renewal) this often.
@@ -89,7 +107,11 @@ pub struct Config {
     /// Most payload bytes packed into one slot (a single larger command
     /// still gets a slot of its own). Default 4 MiB.
     pub max_batch_bytes: usize,
-    /// Most slots a leader has in flight (proposed, not yet chosen).
+    /// Most slots a leader has in flight (proposed, not yet chosen); also
+    /// α of the reconfiguration rule: a leader proposes in slot `s` only
+    /// once every slot up to `s - max_inflight_slots` is chosen, and a
+    /// configuration chosen in slot `i` governs slots from
+    /// `i + max_inflight_slots` on. Every member must use the same value.
     /// Default 64.
     pub max_inflight_slots: usize,
     /// Most slots sent in one catch-up reply. Default 512.
@@ -151,6 +173,7 @@ impl Config {
             id,
             quorum: QuorumPolicy::majority(n.max(1)).unwrap_or(QuorumPolicy::unchecked(n, 1, 1)),
             members,
+            learners: Vec::new(),
             heartbeat_ticks: 1,
             election_ticks: 10,
             election_jitter_ticks: 3,
@@ -178,16 +201,16 @@ impl Config {
 
     /// Check every rule this struct documents.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut sorted = self.members.clone();
+        let mut sorted: Vec<NodeId> = self.members.iter().chain(&self.learners).copied().collect();
         sorted.sort_unstable();
         sorted.dedup();
-        if sorted.len() != self.members.len() || sorted.first() == Some(&0) {
+        if sorted.len() != self.members.len() + self.learners.len() || sorted.first() == Some(&0) {
             return Err(ConfigError::BadMembers(self.members.clone()));
         }
-        if self.members.len() > 64 {
-            return Err(ConfigError::TooManyMembers(self.members.len()));
+        if sorted.len() > 64 {
+            return Err(ConfigError::TooManyMembers(sorted.len()));
         }
-        if !self.members.contains(&self.id) {
+        if !self.members.contains(&self.id) && !self.learners.contains(&self.id) {
             return Err(ConfigError::NotAMember { id: self.id, members: self.members.clone() });
         }
         if self.quorum.acceptors() != self.members.len() {

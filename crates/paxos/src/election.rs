@@ -50,6 +50,10 @@ pub struct Election {
     window: u64,
     /// Members (this node included) a connected node must hear.
     quorum: usize,
+    /// While the membership differs from the initial one: for each
+    /// configuration in force or pending, its voters and how many of them
+    /// (this node included, if a voter) a connected node must hear.
+    groups: Vec<(Vec<NodeId>, usize)>,
     ticks_left: u64,
 }
 
@@ -70,6 +74,7 @@ impl Election {
             heard: Vec::new(),
             window: window.max(1),
             quorum,
+            groups: Vec::new(),
             ticks_left: window.max(1),
         }
     }
@@ -101,7 +106,25 @@ impl Election {
 
     /// Whether this node hears a quorum now.
     pub fn connected(&self, now: u64) -> bool {
-        self.fresh(now).count() + 1 >= self.quorum
+        if self.groups.is_empty() {
+            return self.fresh(now).count() + 1 >= self.quorum;
+        }
+        self.groups.iter().all(|(voters, q)| {
+            let me = usize::from(voters.contains(&self.me));
+            self.fresh(now).filter(|p| voters.contains(&p.from)).count() + me >= *q
+        })
+    }
+
+    /// Connectivity by configuration: for each, its voters and the number
+    /// of them a connected node hears. Empty: every reply counts towards
+    /// the quorum given at construction.
+    pub fn set_groups(&mut self, groups: Vec<(Vec<NodeId>, usize)>) {
+        self.groups = groups;
+    }
+
+    /// The peers whose replies are fresh at tick `now`.
+    pub fn heard_from(&self, now: u64) -> Vec<NodeId> {
+        self.fresh(now).map(|p| p.from).collect()
     }
 
     fn leader_heard(&self, now: u64) -> bool {

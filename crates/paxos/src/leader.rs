@@ -21,8 +21,9 @@ use crate::command::{Command, Slot, Value};
 use crate::config::PlantedBug;
 use crate::log::Entry;
 use crate::message::{Message, PromisedEntry};
+use crate::reconfig::{Change, Membership, ReconfigError};
 use crate::record::Record;
-use crate::replica::{ClientError, FollowerRead, NodeSet, PendingRead, ReadResponse, Replica};
+use crate::replica::{ClientError, FollowerRead, PendingRead, ReadResponse, ReconfigResponse, Replica};
 use crate::state_machine::StateMachine;
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
@@ -32,7 +33,9 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub(crate) struct Inflight {
     value: Value,
-    acks: NodeSet,
+    /// Who accepted it (counted against the configuration governing the
+    /// slot when a quorum is checked).
+    acks: Vec<NodeId>,
     sent_at: u64,
 }
 
@@ -40,7 +43,8 @@ pub(crate) struct Inflight {
 #[derive(Debug)]
 pub(crate) struct Preparing {
     from_slot: Slot,
-    promises: NodeSet,
+    /// Who promised (a promise covers every slot from `from_slot` on).
+    promises: Vec<NodeId>,
     /// Per slot, the entry with the highest ballot (or a chosen one).
     merged: BTreeMap<Slot, PromisedEntry>,
     /// The highest compaction point a promiser reported, and who: slots up
@@ -58,17 +62,34 @@ pub(crate) struct Active {
     /// The no-op proposed right after phase 1; once it is chosen this leader
     /// knows every value chosen before it.
     first_own_slot: Slot,
+    /// Values recovered in phase 1 (holes as no-ops, and the own no-op),
+    /// proposed as the window allows.
+    recovered: BTreeMap<Slot, Value>,
+    /// Who promised our ballot: phase 1 holds for a slot once these include
+    /// a phase-1 quorum of the configuration governing it.
+    promisers: Vec<NodeId>,
+    /// The `from_slot` of our phase 1.
+    prepared_from: Slot,
+    /// Voters asked to promise while extending phase 1 to a new
+    /// configuration, and when last.
+    extend_sent_at: Option<u64>,
     inflight: BTreeMap<Slot, Inflight>,
     commit_sent: Slot,
     hb_seq: u64,
     last_hb: u64,
     /// (seq, tick sent) of recent heartbeats.
     hb_sent: VecDeque<(u64, u64)>,
-    /// Highest heartbeat each member acknowledged, by member index.
-    acked: Vec<u64>,
-    /// Highest heartbeat each member acknowledged with a lease grant.
-    lease_acked: Vec<u64>,
+    /// Highest heartbeat each node acknowledged.
+    acked: BTreeMap<NodeId, u64>,
+    /// Highest heartbeat each node acknowledged with a lease grant.
+    lease_acked: BTreeMap<NodeId, u64>,
     lease_until: u64,
+    /// The configurations the lease was last earned in; when another joins,
+    /// the lease is earned again in all of them.
+    lease_configs: Vec<Membership>,
+    /// A membership change asked for here: (request id, the new
+    /// configuration, the slot it went into once proposed).
+    reconfig: Option<(u64, Membership, Option<Slot>)>,
     reads: VecDeque<PendingRead>,
     read_round_wanted: bool,
 }
@@ -76,7 +97,7 @@ pub(crate) struct Active {
 #[derive(Debug)]
 pub(crate) enum Phase {
     Preparing(Preparing),
-    Active(Active),
+    Active(Box<Active>),
 }
 
 /// This replica's leadership.
@@ -101,7 +122,9 @@ impl Leader {
 }
 
 impl<S: StateMachine> Replica<S> {
-    /// Elected with `ballot`: phase 1a to every member, ourselves included.
+    /// Elected with `ballot`: phase 1a to every voter of every configuration
+    /// that may govern a slot from our first unchosen one on, ourselves
+    /// included.
     pub(crate) fn start_phase1(&mut self, ballot: Ballot) {
         let pending = match self.leader.take() {
             Some(old) => {
@@ -116,12 +139,13 @@ impl<S: StateMachine> Replica<S> {
         let again = self.unanswered_except(&pending);
         pending.extend(again);
         let from_slot = self.commit + 1;
+        let targets = self.members_of(&self.phase1_configs(from_slot, &BTreeMap::new()));
         self.leader = Some(Leader {
             ballot,
             pending,
             phase: Phase::Preparing(Preparing {
                 from_slot,
-                promises: NodeSet::default(),
+                promises: Vec::new(),
                 merged: BTreeMap::new(),
                 behind: (0, 0),
                 reads: Vec::new(),
@@ -132,10 +156,58 @@ impl<S: StateMachine> Replica<S> {
         debug_assert!(ballot > self.own_ballot, "ballot {ballot} reused");
         self.own_ballot = ballot;
         self.persist(Record::Ballot(ballot));
-        for i in 0..self.cfg.members.len() {
-            let to = self.cfg.members[i];
+        for to in targets {
             self.send_after_persist(to, Message::Prepare { ballot, from_slot });
         }
+    }
+
+    /// The first slot of our phase 1, while it runs.
+    pub(crate) fn preparing_from(&self) -> Option<Slot> {
+        match self.leader.as_ref() {
+            Some(Leader { phase: Phase::Preparing(p), .. }) => Some(p.from_slot),
+            _ => None,
+        }
+    }
+
+    /// The configurations a phase 1 from `from_slot` must hold a quorum of:
+    /// the one in force there, any chosen one pending, and any found among
+    /// the accepted values `merged` (see [`crate::reconfig`]).
+    pub(crate) fn phase1_configs(&self, from_slot: Slot, merged: &BTreeMap<Slot, PromisedEntry>) -> Vec<Membership> {
+        let mut out = vec![self.configs.governing(from_slot).clone()];
+        if self.cfg.has_bug(PlantedBug::ReconfigNoOverlap) {
+            // The planted bug: only the configuration in force counts.
+            return out;
+        }
+        let more =
+            self.configs.pending_at(from_slot).map(|(_, m)| m).chain(merged.values().filter_map(|e| match &e.value {
+                Value::Reconfigure(m) => Some(m),
+                _ => None,
+            }));
+        for m in more {
+            if !out.contains(m) {
+                out.push(m.clone());
+            }
+        }
+        out
+    }
+
+    /// The members that count in `configs`' quorums, without duplicates,
+    /// in order.
+    pub(crate) fn members_of(&self, configs: &[Membership]) -> Vec<NodeId> {
+        let mut out = Vec::new();
+        for m in configs {
+            for id in self.counted(m) {
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `promisers` hold a phase-1 quorum of each of `configs`.
+    fn covers(&self, configs: &[Membership], promisers: &[NodeId]) -> bool {
+        configs.iter().all(|m| self.phase1_quorum(m, self.count_in(m, promisers)))
     }
 
     /// Phase 1b arrives.
@@ -147,46 +219,70 @@ impl<S: StateMachine> Replica<S> {
         entries: Vec<PromisedEntry>,
         compacted: Slot,
     ) {
-        let Some(idx) = self.member_index(from) else {
-            return;
-        };
         let ignore_accepted = self.cfg.has_bug(PlantedBug::IgnoreAcceptedValue);
-        let Some(Leader { ballot: b, phase: Phase::Preparing(p), .. }) = self.leader.as_mut() else {
-            return;
-        };
-        if *b != ballot || p.from_slot != from_slot || !p.promises.insert(idx) {
-            return;
-        }
-        if compacted > p.behind.0 {
-            p.behind = (compacted, from);
-        }
-        if !ignore_accepted {
-            for e in entries {
-                match p.merged.get(&e.slot) {
-                    Some(have) if have.chosen || (!e.chosen && have.ballot >= e.ballot) => {}
-                    _ => {
-                        p.merged.insert(e.slot, e);
+        match self.leader.as_mut() {
+            Some(Leader { ballot: b, phase: Phase::Active(a), .. }) => {
+                // A late promise, or one from a configuration phase 1 was
+                // extended to. (Its accepted values need no merging: see
+                // the argument in `reconfig`.)
+                if *b == ballot && a.prepared_from == from_slot && !a.promisers.contains(&from) {
+                    a.promisers.push(from);
+                }
+                return;
+            }
+            Some(Leader { ballot: b, phase: Phase::Preparing(p), .. }) => {
+                if *b != ballot || p.from_slot != from_slot || p.promises.contains(&from) {
+                    return;
+                }
+                p.promises.push(from);
+                if compacted > p.behind.0 {
+                    p.behind = (compacted, from);
+                }
+                if !ignore_accepted {
+                    for e in entries {
+                        match p.merged.get(&e.slot) {
+                            Some(have) if have.chosen || (!e.chosen && have.ballot >= e.ballot) => {}
+                            _ => {
+                                p.merged.insert(e.slot, e);
+                            }
+                        }
                     }
                 }
             }
+            None => return,
         }
-        let count = p.promises.len();
-        let behind = p.behind;
-        if self.phase1_quorum(count) {
-            if behind.0 >= from_slot {
-                self.known_commit = self.known_commit.max(behind.0);
-                // Slots we would have to propose are compacted away at a
-                // promiser: fetch its snapshot first, then prepare again from
-                // the new commit index (same ballot; nothing proposed yet).
-                if self.commit < behind.0 {
-                    self.request_catch_up(Some(behind.1));
-                }
-                // (We may have caught up while preparing.)
-                self.resume_phase1_if_caught_up();
-                return;
+        let Some(Leader { phase: Phase::Preparing(p), .. }) = self.leader.as_ref() else { return };
+        let configs = self.phase1_configs(from_slot, &p.merged);
+        if !self.covers(&configs, &p.promises) {
+            // A configuration found among the promises: ask its voters too
+            // (those who promised already are not asked again).
+            let promised = p.promises.clone();
+            let missing: Vec<NodeId> =
+                self.members_of(&configs).into_iter().filter(|id| !promised.contains(id)).collect();
+            let fresh: Vec<NodeId> = {
+                let first = self.phase1_configs(from_slot, &BTreeMap::new());
+                let asked = self.members_of(&first);
+                missing.into_iter().filter(|id| !asked.contains(id)).collect()
+            };
+            for to in fresh {
+                self.send(to, Message::Prepare { ballot, from_slot });
             }
-            self.become_active();
+            return;
         }
+        let behind = p.behind;
+        if behind.0 >= from_slot {
+            self.known_commit = self.known_commit.max(behind.0);
+            // Slots we would have to propose are compacted away at a
+            // promiser: fetch its snapshot first, then prepare again from
+            // the new commit index (same ballot; nothing proposed yet).
+            if self.commit < behind.0 {
+                self.request_catch_up(Some(behind.1));
+            }
+            // (We may have caught up while preparing.)
+            self.resume_phase1_if_caught_up();
+            return;
+        }
+        self.become_active();
     }
 
     /// Once a leader held back by a compacted promiser has caught up, run
@@ -202,20 +298,21 @@ impl<S: StateMachine> Replica<S> {
         let reads = std::mem::take(&mut p.reads);
         *p = Preparing {
             from_slot: commit + 1,
-            promises: NodeSet::default(),
+            promises: Vec::new(),
             merged: BTreeMap::new(),
             behind: (0, 0),
             reads,
             sent_at: now,
         };
-        for i in 0..self.cfg.members.len() {
-            let to = self.cfg.members[i];
+        let targets = self.members_of(&self.phase1_configs(commit + 1, &BTreeMap::new()));
+        for to in targets {
             self.send(to, Message::Prepare { ballot, from_slot: commit + 1 });
         }
     }
 
-    /// A quorum promised: propose the recovered values, fill holes with
-    /// no-ops, and add a no-op of our own.
+    /// A quorum of every configuration that may be active promised: propose
+    /// the recovered values, fill holes with no-ops, and add a no-op of our
+    /// own, as the window allows.
     fn become_active(&mut self) {
         let Some(leader) = self.leader.as_mut() else {
             return;
@@ -226,35 +323,35 @@ impl<S: StateMachine> Replica<S> {
         let from_slot = p.from_slot;
         let merged = std::mem::take(&mut p.merged);
         let early_reads = std::mem::take(&mut p.reads);
+        let promisers = std::mem::take(&mut p.promises);
         let last_recovered = merged.keys().next_back().copied().unwrap_or(0).max(from_slot - 1);
-        let mut values: Vec<Value> =
-            (from_slot..=last_recovered).map(|s| merged.get(&s).map_or(Value::Noop, |e| e.value.clone())).collect();
-        values.push(Value::Noop);
+        let mut recovered: BTreeMap<Slot, Value> = (from_slot..=last_recovered)
+            .map(|s| (s, merged.get(&s).map_or(Value::Noop, |e| e.value.clone())))
+            .collect();
         let first_own_slot = last_recovered + 1;
-        let n = self.cfg.members.len();
+        recovered.insert(first_own_slot, Value::Noop);
         let now = self.now;
-        let mut inflight = BTreeMap::new();
-        for (i, v) in values.iter().enumerate() {
-            inflight
-                .insert(from_slot + i as Slot, Inflight { value: v.clone(), acks: NodeSet::default(), sent_at: now });
-        }
-        leader.phase = Phase::Active(Active {
-            next_slot: first_own_slot + 1,
+        leader.phase = Phase::Active(Box::new(Active {
+            next_slot: from_slot,
             first_own_slot,
-            inflight,
+            recovered,
+            promisers,
+            prepared_from: from_slot,
+            extend_sent_at: None,
+            inflight: BTreeMap::new(),
             commit_sent: self.commit,
             hb_seq: 0,
             last_hb: now,
             hb_sent: VecDeque::new(),
-            acked: vec![0; n],
-            lease_acked: vec![0; n],
+            acked: BTreeMap::new(),
+            lease_acked: BTreeMap::new(),
             lease_until: 0,
+            lease_configs: Vec::new(),
+            reconfig: None,
             reads: VecDeque::new(),
             read_round_wanted: false,
-        });
-        let ballot = leader.ballot;
-        let commit = self.commit;
-        self.broadcast_accept(ballot, from_slot, values, commit);
+        }));
+        self.propose_due(false);
         self.send_heartbeat();
         // Reads that came in during phase 1, or while no leader was known,
         // are ours now.
@@ -267,9 +364,161 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
-    fn broadcast_accept(&mut self, ballot: Ballot, first_slot: Slot, values: Vec<Value>, commit: Slot) {
-        let members = self.cfg.members.clone();
-        let Some((&last, rest)) = members.split_last() else {
+    /// Propose in the next slots what is due: recovered values first, then
+    /// a membership change asked for, then (if `commands`) pending client
+    /// commands. Slot `s` is proposed only while fewer than the window are
+    /// in flight, every slot up to `s - α` is chosen (so the configuration
+    /// governing `s` is known), and our promisers hold a phase-1 quorum of
+    /// that configuration (else phase 1 is extended to it first).
+    fn propose_due(&mut self, commands: bool) {
+        let window = self.cfg.max_inflight_slots;
+        let no_delay = self.cfg.has_bug(PlantedBug::ReconfigNoOverlap);
+        let alpha = self.configs.alpha;
+        let max_batch = self.cfg.max_batch;
+        let max_batch_bytes = self.cfg.max_batch_bytes;
+        let now = self.now;
+        let commit = self.commit;
+        let mut first = 0;
+        let mut values = Vec::new();
+        let mut recipients: Vec<NodeId> = Vec::new();
+        let mut proposed_change = false;
+        while let Some(Leader { pending, phase: Phase::Active(a), .. }) = self.leader.as_ref() {
+            let s = a.next_slot;
+            if a.inflight.len() >= window || (!no_delay && s > commit + alpha) {
+                break;
+            }
+            // A change chosen (or proposed) and not yet in force waits for
+            // α more slots to be chosen: with no client traffic, no-ops
+            // fill them, so the next change is not held up by an idle log.
+            let activating = a.reconfig.is_some() || self.configs.pending_at(s).next().is_some();
+            let due = a.recovered.contains_key(&s)
+                || a.reconfig.as_ref().is_some_and(|r| r.2.is_none())
+                || (commands && !pending.is_empty())
+                || activating;
+            if !due {
+                break;
+            }
+            let g = self.configs.governing(s);
+            if !self.phase1_quorum(g, self.count_in(g, &a.promisers)) {
+                self.extend_phase1();
+                break;
+            }
+            for id in self.counted(g) {
+                if !recipients.contains(&id) {
+                    recipients.push(id);
+                }
+            }
+            let Some(Leader { pending, phase: Phase::Active(a), .. }) = self.leader.as_mut() else { break };
+            let value = if let Some(v) = a.recovered.remove(&s) {
+                v
+            } else if let Some((_, m, at @ None)) = a.reconfig.as_mut() {
+                *at = Some(s);
+                Value::Reconfigure(m.clone())
+            } else {
+                // At most `max_batch` commands and, past the first,
+                // `max_batch_bytes` of payload per slot.
+                let mut take = 0;
+                let mut bytes = 0;
+                for c in pending.iter().take(max_batch) {
+                    if take > 0 && bytes + c.payload.len() > max_batch_bytes {
+                        break;
+                    }
+                    bytes += c.payload.len();
+                    take += 1;
+                }
+                if take == 0 {
+                    Value::Noop
+                } else {
+                    let batch: Arc<[Command]> = pending.drain(..take).collect();
+                    Value::Commands(batch)
+                }
+            };
+            a.inflight.insert(s, Inflight { value: value.clone(), acks: Vec::new(), sent_at: now });
+            a.next_slot += 1;
+            if first == 0 {
+                first = s;
+            }
+            if let Value::Reconfigure(m) = &value {
+                proposed_change = true;
+                if no_delay {
+                    // The planted bug: in force before it is chosen.
+                    self.configs.chosen.insert(s, m.clone());
+                }
+            }
+            values.push(value);
+        }
+        if values.is_empty() {
+            return;
+        }
+        let Some(ballot) = self.leader.as_ref().map(|l| l.ballot) else { return };
+        self.broadcast_accept(&recipients, ballot, first, values, commit);
+        if proposed_change {
+            // The new configuration will need our phase 1 and our lease.
+            self.extend_phase1();
+            self.update_confirmations();
+        }
+    }
+
+    /// Ask the voters that have not promised our ballot yet, of every
+    /// configuration we respect whose phase-1 quorum our promisers do not
+    /// hold yet (at most once per retry interval). Once the membership has
+    /// changed, ask every voter that has not promised, quorum or not: a new
+    /// voter acknowledges our heartbeats (leases, read confirmations) only
+    /// once it has promised our ballot, and the voters that did promise may
+    /// since have been lost.
+    fn extend_phase1(&mut self) {
+        let now = self.now;
+        let retry = self.cfg.retry_ticks;
+        let eager = self.membership_changed();
+        let configs = self.leader_configs();
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_ref() else { return };
+        let mut missing: Vec<NodeId> = Vec::new();
+        for m in &configs {
+            if !eager && self.phase1_quorum(m, self.count_in(m, &a.promisers)) {
+                continue;
+            }
+            for id in self.counted(m) {
+                if !a.promisers.contains(&id) && !missing.contains(&id) {
+                    missing.push(id);
+                }
+            }
+        }
+        let Some(Leader { ballot, phase: Phase::Active(a), .. }) = self.leader.as_mut() else { return };
+        if missing.is_empty() || a.extend_sent_at.is_some_and(|t| now < t + retry) {
+            return;
+        }
+        a.extend_sent_at = Some(now);
+        let (ballot, from_slot) = (*ballot, a.prepared_from);
+        for to in missing {
+            self.send(to, Message::Prepare { ballot, from_slot });
+        }
+    }
+
+    /// The configurations this leader must respect now: the one in force,
+    /// any pending, and any it has recovered or proposed and not yet seen
+    /// chosen. Leases and read confirmations count in each of them.
+    pub(crate) fn leader_configs(&self) -> Vec<Membership> {
+        let mut out = self.view.clone();
+        if let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_ref() {
+            let values = a.inflight.values().map(|i| &i.value).chain(a.recovered.values());
+            for v in values {
+                if let Value::Reconfigure(m) = v {
+                    if !out.contains(m) {
+                        out.push(m.clone());
+                    }
+                }
+            }
+            if let Some((_, m, _)) = &a.reconfig {
+                if !out.contains(m) {
+                    out.push(m.clone());
+                }
+            }
+        }
+        out
+    }
+
+    fn broadcast_accept(&mut self, to: &[NodeId], ballot: Ballot, first_slot: Slot, values: Vec<Value>, commit: Slot) {
+        let Some((&last, rest)) = to.split_last() else {
             return;
         };
         for &to in rest {
@@ -279,37 +528,39 @@ impl<S: StateMachine> Replica<S> {
         self.send(last, Message::Accept { ballot, first_slot, values, commit });
     }
 
-    /// The active leadership in `ballot`, with `from`'s member index, if we
-    /// lead in that ballot and `from` is a member.
-    fn active_in(&mut self, from: NodeId, ballot: Ballot) -> Option<(usize, &mut Active)> {
-        let idx = self.member_index(from)?;
+    /// The active leadership in `ballot`, if we lead in that ballot.
+    fn active_in(&mut self, ballot: Ballot) -> Option<&mut Active> {
         match self.leader.as_mut() {
-            Some(Leader { ballot: b, phase: Phase::Active(a), .. }) if *b == ballot => Some((idx, a)),
+            Some(Leader { ballot: b, phase: Phase::Active(a), .. }) if *b == ballot => Some(a),
             _ => None,
         }
     }
 
-    /// Acceptors whose acknowledgement a lease or a read confirmation needs.
-    fn phase2_size(&self) -> usize {
+    /// Acceptors of `m` whose acknowledgement a lease or a read
+    /// confirmation needs.
+    fn phase2_size(&self, m: &Membership) -> usize {
         if self.cfg.has_bug(PlantedBug::SmallQuorum) {
-            self.cfg.quorum.phase2().saturating_sub(1).max(1)
+            m.q2.saturating_sub(1).max(1)
         } else {
-            self.cfg.quorum.phase2()
+            m.q2
         }
     }
 
-    /// Phase 2b arrives: count it; a quorum chooses the slot.
+    /// Phase 2b arrives: count it among the voters of the configuration
+    /// governing each slot; a phase-2 quorum of it chooses the slot.
     pub(crate) fn on_accepted(&mut self, from: NodeId, ballot: Ballot, first_slot: Slot, last_slot: Slot) {
-        let Some((idx, a)) = self.active_in(from, ballot) else { return };
-        let mut chosen = Vec::new();
+        let Some(a) = self.active_in(ballot) else { return };
+        let mut counted = Vec::new();
         for (&slot, inf) in a.inflight.range_mut(first_slot..=last_slot) {
-            if inf.acks.insert(idx) {
-                chosen.push((slot, inf.acks.len()));
+            if !inf.acks.contains(&from) {
+                inf.acks.push(from);
+                counted.push((slot, inf.acks.clone()));
             }
         }
         let mut newly = Vec::new();
-        for (slot, count) in chosen {
-            if self.phase2_quorum(count) {
+        for (slot, acks) in counted {
+            let g = self.configs.governing(slot);
+            if self.phase2_quorum(g, self.count_in(g, &acks)) {
                 newly.push(slot);
             }
         }
@@ -323,6 +574,12 @@ impl<S: StateMachine> Replica<S> {
             let Some(inf) = a.inflight.remove(&slot) else {
                 continue;
             };
+            if let Some((id, _, Some(at))) = a.reconfig {
+                if at == slot {
+                    a.reconfig = None;
+                    self.out.reconfigs.push(ReconfigResponse { id, result: Ok(slot) });
+                }
+            }
             let own = self.log.get(slot).is_some_and(|e| e.ballot == ballot && e.value == inf.value);
             if !own {
                 // Our own acceptance is not in the log: record the value
@@ -333,6 +590,50 @@ impl<S: StateMachine> Replica<S> {
             self.log.mark_chosen(slot);
         }
         self.advance_commit();
+    }
+
+    /// A client asks for a membership change: check it against the
+    /// configuration in force, and queue it to be proposed in the next
+    /// slot (answered once chosen).
+    pub(crate) fn reconfigure(&mut self, id: u64, change: Change) -> Result<(), ReconfigError> {
+        if !self.is_leader() {
+            let leader = self.leader_hint.filter(|&l| l != self.cfg.id);
+            return Err(ReconfigError::NotLeader { leader });
+        }
+        let window = self.cfg.max_inflight_slots as Slot;
+        let commit = self.commit;
+        let heard = self.election.heard_from(self.now);
+        let changing = self.leader_configs().len() > 1 || self.pending_membership().is_some();
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_ref() else {
+            return Err(ReconfigError::NotLeader { leader: None });
+        };
+        if changing || a.reconfig.is_some() || commit + 1 < a.first_own_slot {
+            return Err(ReconfigError::InProgress);
+        }
+        let current = self.membership().clone();
+        let new = current.apply(&change)?;
+        // New voters must be learners in sync with us.
+        for &v in new.voters.iter().filter(|v| !current.is_voter(**v)) {
+            if !current.is_learner(v) {
+                return Err(ReconfigError::NotALearner(v));
+            }
+            if self.progress.get(&v).is_none_or(|&p| p + window < commit) {
+                return Err(ReconfigError::LearnerNotInSync(v));
+            }
+        }
+        // Strict reconfiguration check: a quorum of the new voters must be
+        // up and reachable now.
+        let me = self.cfg.id;
+        let reachable = new.voters.iter().filter(|&&v| v == me || heard.contains(&v)).count();
+        let needed = new.q1.max(new.q2);
+        if reachable < needed {
+            return Err(ReconfigError::NoQuorumReachable { reachable, voters: new.voters.len(), needed });
+        }
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
+            return Err(ReconfigError::NotLeader { leader: None });
+        };
+        a.reconfig = Some((id, new, None));
+        Ok(())
     }
 
     /// An acceptor refused us.
@@ -366,6 +667,11 @@ impl<S: StateMachine> Replica<S> {
             self.election.withdraw();
         }
         self.forward.extend(old.pending);
+        if let Phase::Active(a) = &old.phase {
+            if let Some((id, _, _)) = a.reconfig {
+                self.out.reconfigs.push(ReconfigResponse { id, result: Err(ReconfigError::Interrupted) });
+            }
+        }
         self.fail_reads(old.phase);
         let hint = (higher.node != self.cfg.id && higher.node != 0).then_some(higher.node);
         self.set_leader_hint(hint);
@@ -398,45 +704,18 @@ impl<S: StateMachine> Replica<S> {
     /// Pack pending commands into slots and send what is due. Called once
     /// per output, so everything that arrived since is one batch.
     pub(crate) fn flush(&mut self) {
-        let window = self.cfg.max_inflight_slots;
-        let max_batch = self.cfg.max_batch;
-        let max_batch_bytes = self.cfg.max_batch_bytes;
-        let now = self.now;
         let commit = self.commit;
-        if let Some(Leader { ballot, pending, phase: Phase::Active(a) }) = self.leader.as_mut() {
+        if let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_ref() {
+            let before = a.next_slot;
+            self.propose_due(true);
+            let Some(Leader { ballot, phase: Phase::Active(a), .. }) = self.leader.as_mut() else { return };
             let ballot = *ballot;
-            let first = a.next_slot;
-            let mut values = Vec::new();
-            while !pending.is_empty() && a.inflight.len() < window {
-                // At most `max_batch` commands and, past the first,
-                // `max_batch_bytes` of payload per slot.
-                let mut take = 0;
-                let mut bytes = 0;
-                for c in pending.iter().take(max_batch) {
-                    if take > 0 && bytes + c.payload.len() > max_batch_bytes {
-                        break;
-                    }
-                    bytes += c.payload.len();
-                    take += 1;
-                }
-                let batch: Arc<[Command]> = pending.drain(..take).collect();
-                let value = Value::Commands(batch);
-                a.inflight
-                    .insert(a.next_slot, Inflight { value: value.clone(), acks: NodeSet::default(), sent_at: now });
-                a.next_slot += 1;
-                values.push(value);
-            }
-            let send_commit = values.is_empty() && commit > a.commit_sent;
+            let send_commit = a.next_slot == before && commit > a.commit_sent;
             a.commit_sent = commit;
             let read_round = std::mem::take(&mut a.read_round_wanted);
-            if !values.is_empty() {
-                self.broadcast_accept(ballot, first, values, commit);
-            } else if send_commit {
-                for i in 0..self.cfg.members.len() {
-                    let to = self.cfg.members[i];
-                    if to != self.cfg.id {
-                        self.send(to, Message::Commit { ballot, commit });
-                    }
+            if send_commit {
+                for to in self.heartbeat_targets() {
+                    self.send(to, Message::Commit { ballot, commit });
                 }
             }
             if read_round {
@@ -453,23 +732,37 @@ impl<S: StateMachine> Replica<S> {
         self.maybe_snapshot();
     }
 
+    /// Everyone a leader's heartbeats and commit indexes go to: the members
+    /// of every configuration it respects (learners included), but itself.
+    fn heartbeat_targets(&self) -> Vec<NodeId> {
+        let mut out = Vec::new();
+        for m in self.leader_configs() {
+            for id in m.members() {
+                if id != self.cfg.id && !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        out
+    }
+
     /// Timers: heartbeats, and resending what went unanswered.
     pub(crate) fn leader_tick(&mut self) {
         let now = self.now;
         let retry = self.cfg.retry_ticks;
-        let Some(leader) = self.leader.as_mut() else {
+        let Some(leader) = self.leader.as_ref() else {
             return;
         };
         let ballot = leader.ballot;
-        match &mut leader.phase {
+        match &leader.phase {
             Phase::Preparing(p) => {
                 if now >= p.sent_at + retry {
-                    p.sent_at = now;
                     let from_slot = p.from_slot;
-                    let missing: Vec<NodeId> = (0..self.cfg.members.len())
-                        .filter(|&i| !p.promises.contains(i))
-                        .map(|i| self.cfg.members[i])
-                        .collect();
+                    let targets = self.members_of(&self.phase1_configs(from_slot, &p.merged));
+                    let missing: Vec<NodeId> = targets.into_iter().filter(|id| !p.promises.contains(id)).collect();
+                    if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.leader.as_mut() {
+                        p.sent_at = now;
+                    }
                     for to in missing {
                         self.send(to, Message::Prepare { ballot, from_slot });
                     }
@@ -477,14 +770,22 @@ impl<S: StateMachine> Replica<S> {
             }
             Phase::Active(a) => {
                 let heartbeat_due = now >= a.last_hb + self.cfg.heartbeat_ticks;
-                let mut resend: Vec<(usize, Slot, Value)> = Vec::new();
-                for (&slot, inf) in a.inflight.iter_mut() {
+                let mut resend: Vec<(NodeId, Slot, Value)> = Vec::new();
+                let mut due = Vec::new();
+                for (&slot, inf) in a.inflight.iter() {
                     if now >= inf.sent_at + retry {
-                        inf.sent_at = now;
-                        for i in 0..self.cfg.members.len() {
-                            if !inf.acks.contains(i) {
-                                resend.push((i, slot, inf.value.clone()));
+                        due.push(slot);
+                        for id in self.counted(self.configs.governing(slot)) {
+                            if !inf.acks.contains(&id) {
+                                resend.push((id, slot, inf.value.clone()));
                             }
+                        }
+                    }
+                }
+                if let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() {
+                    for slot in due {
+                        if let Some(inf) = a.inflight.get_mut(&slot) {
+                            inf.sent_at = now;
                         }
                     }
                 }
@@ -492,20 +793,21 @@ impl<S: StateMachine> Replica<S> {
                 resend.sort_by_key(|r| (r.0, r.1));
                 let mut i = 0;
                 while i < resend.len() {
-                    let (member, first_slot, _) = resend[i];
+                    let (to, first_slot, _) = resend[i];
                     let mut values = Vec::new();
                     let mut j = i;
-                    while j < resend.len() && resend[j].0 == member && resend[j].1 == first_slot + (j - i) as Slot {
+                    while j < resend.len() && resend[j].0 == to && resend[j].1 == first_slot + (j - i) as Slot {
                         values.push(resend[j].2.clone());
                         j += 1;
                     }
-                    let to = self.cfg.members[member];
                     self.send(to, Message::Accept { ballot, first_slot, values, commit });
                     i = j;
                 }
                 if heartbeat_due {
                     self.send_heartbeat();
                 }
+                // Keep asking the voters of a configuration we must cover.
+                self.extend_phase1();
             }
         }
     }
@@ -516,11 +818,9 @@ impl<S: StateMachine> Replica<S> {
         let now = self.now;
         let me = self.cfg.id;
         let lease_ticks = self.cfg.lease_ticks;
-        let Some(my_idx) = self.member_index(me) else {
-            return;
-        };
         let promised = self.promised;
         let commit = self.commit;
+        let targets = self.heartbeat_targets();
         let Some(Leader { ballot, phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
             return;
         };
@@ -534,55 +834,71 @@ impl<S: StateMachine> Replica<S> {
             a.hb_sent.pop_front();
         }
         if promised == ballot {
-            a.acked[my_idx] = seq;
+            a.acked.insert(me, seq);
             if lease_ticks > 0 {
-                a.lease_acked[my_idx] = seq;
+                a.lease_acked.insert(me, seq);
             }
         }
         if promised == ballot && lease_ticks > 0 {
             self.lease_holder = me;
             self.lease_until = self.lease_until.max(now + lease_ticks);
         }
-        for i in 0..self.cfg.members.len() {
-            let to = self.cfg.members[i];
-            if to != me {
-                self.send(to, Message::Heartbeat { ballot, commit, seq, last_slot });
-            }
+        for to in targets {
+            self.send(to, Message::Heartbeat { ballot, commit, seq, last_slot });
         }
         self.update_confirmations();
     }
 
     pub(crate) fn on_heartbeat_ack(&mut self, from: NodeId, ballot: Ballot, seq: u64, lease: bool) {
-        let Some((idx, a)) = self.active_in(from, ballot) else { return };
-        a.acked[idx] = a.acked[idx].max(seq);
+        let Some(a) = self.active_in(ballot) else { return };
+        let e = a.acked.entry(from).or_default();
+        *e = (*e).max(seq);
         if lease {
-            a.lease_acked[idx] = a.lease_acked[idx].max(seq);
+            let e = a.lease_acked.entry(from).or_default();
+            *e = (*e).max(seq);
         }
         self.update_confirmations();
+    }
+
+    /// The highest heartbeat a phase-2 quorum of each of `configs` has
+    /// acknowledged, per `acks`.
+    fn quorum_seq(&self, configs: &[Membership], acks: &BTreeMap<NodeId, u64>) -> u64 {
+        configs
+            .iter()
+            .map(|m| {
+                let mut v: Vec<u64> = self.counted(m).map(|id| acks.get(&id).copied().unwrap_or(0)).collect();
+                v.sort_unstable_by(|x, y| y.cmp(x));
+                v.get(self.phase2_size(m) - 1).copied().unwrap_or(0)
+            })
+            .min()
+            .unwrap_or(0)
     }
 
     /// Recompute what a quorum of heartbeat acknowledgements proves: the
     /// lease, and which pending reads are confirmed.
     fn update_confirmations(&mut self) {
-        let q2 = self.phase2_size();
         let margin =
             if self.cfg.has_bug(PlantedBug::LeaseNoDriftMargin) { 0 } else { self.cfg.lease_drift_margin_ticks };
         let lease_ticks = self.cfg.lease_ticks;
+        let configs = self.leader_configs();
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_ref() else {
+            return;
+        };
+        let lease_seq = if lease_ticks > 0 { self.quorum_seq(&configs, &a.lease_acked) } else { 0 };
         let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
             return;
         };
-        let quorum_seq = |acks: &[u64]| {
-            let mut v = acks.to_vec();
-            v.sort_unstable_by(|x, y| y.cmp(x));
-            v.get(q2 - 1).copied().unwrap_or(0)
-        };
+        if configs.iter().any(|m| !a.lease_configs.contains(m)) {
+            // A configuration joined: whatever lease we held was earned
+            // without it; earn it again in all of them.
+            a.lease_until = 0;
+            a.lease_configs = configs;
+        }
         if lease_ticks > 0 {
-            let lease_seq = quorum_seq(&a.lease_acked);
             if let Some(&(_, sent)) = a.hb_sent.iter().find(|(s, _)| *s == lease_seq) {
                 a.lease_until = a.lease_until.max(sent + lease_ticks.saturating_sub(margin));
             }
         }
-        let _ = quorum_seq(&a.acked);
         self.serve_reads();
     }
 
@@ -658,17 +974,17 @@ impl<S: StateMachine> Replica<S> {
     /// Answer every pending read that is confirmed (and, for reads made
     /// here, applied); tell followers their confirmed read index.
     pub(crate) fn serve_reads(&mut self) {
-        let q2 = self.phase2_size();
         let applied = self.applied;
-        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_ref() else {
             return;
         };
         if a.reads.is_empty() {
             return;
         }
-        let mut acks = a.acked.clone();
-        acks.sort_unstable_by(|x, y| y.cmp(x));
-        let confirmed = acks.get(q2 - 1).copied().unwrap_or(0);
+        let confirmed = self.quorum_seq(&self.leader_configs(), &a.acked);
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
+            return;
+        };
         let mut ready = Vec::new();
         a.reads.retain_mut(|r| {
             let ok = r.seq <= confirmed && (r.origin.is_some() || applied >= r.read_index);

@@ -42,6 +42,7 @@ impl<S: StateMachine> Replica<S> {
         }
         self.known_commit = self.known_commit.max(self.commit);
         self.apply_chosen();
+        self.refresh_view();
         self.finish_rejoin_if_caught_up();
         self.resume_phase1_if_caught_up();
     }
@@ -55,6 +56,9 @@ impl<S: StateMachine> Replica<S> {
                 None => unreachable!("slot {slot} is below the commit index but not in the log"),
             };
             self.applied = slot;
+            if let Value::Reconfigure(m) = &value {
+                self.configs.chosen.insert(slot, m.clone());
+            }
             for cmd in value.commands() {
                 let local = self.local.remove(&cmd.id).is_some();
                 let output = match self.sessions.get(&cmd.id.client) {
@@ -112,16 +116,21 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn random_peer(&mut self) -> Option<NodeId> {
-        let n = self.cfg.members.len();
+        let members = self.view_members();
+        let n = members.len();
         if n < 2 {
             return None;
         }
-        let pick = self.cfg.members[self.rng.usize(0..n)];
+        let pick = members[self.rng.usize(0..n)];
         (pick != self.cfg.id).then_some(pick)
     }
 
     /// Serve a catch-up request from the chosen prefix.
     pub(crate) fn on_catch_up(&mut self, from: NodeId, from_slot: Slot) {
+        if self.leader.is_some() {
+            let p = self.progress.entry(from).or_default();
+            *p = (*p).max(from_slot.saturating_sub(1));
+        }
         if from_slot == 0 || from_slot > self.commit {
             return;
         }
@@ -175,6 +184,10 @@ impl<S: StateMachine> Replica<S> {
     /// Persist the commit index once per output, after the records that
     /// hold the values it covers.
     pub(crate) fn persist_commit(&mut self) {
+        if self.installed_unsaved.is_some() {
+            // The slots the installed snapshot covers are not in our records.
+            return;
+        }
         if self.commit > self.commit_persisted {
             self.commit_persisted = self.commit;
             let c = self.commit;

@@ -5,6 +5,8 @@
 //! * [`Replica`]: Multi-Paxos with a stable leader; inputs in, outputs out,
 //!   no I/O, no clocks, deterministic. Its roles live in `leader.rs`,
 //!   `acceptor.rs` and `learner.rs`; leader election in [`election`].
+//! * [`reconfig`]: membership changes through the log (Lamport's α rule),
+//!   with the argument for why they are safe.
 //!
 //! Nothing here knows about tokio, files, sockets or wall clocks.
 
@@ -16,6 +18,7 @@ pub mod local;
 pub mod log;
 pub mod message;
 pub mod quorum;
+pub mod reconfig;
 pub mod record;
 pub mod state_machine;
 pub mod synod;
@@ -31,6 +34,9 @@ pub use command::{Command, CommandId, Slot, Value};
 pub use config::{Config, ConfigError, PlantedBug};
 pub use message::{Message, PromisedEntry};
 pub use quorum::{QuorumError, QuorumPolicy};
+pub use reconfig::{Change, Membership, ReconfigError};
 pub use record::{Lsn, Record};
-pub use replica::{ClientError, Input, Output, ReadResponse, RecoverError, Replica, Response, Snapshot};
+pub use replica::{
+    ClientError, Input, Output, ReadResponse, ReconfigResponse, RecoverError, Replica, Response, Snapshot,
+};
 pub use state_machine::{KvMachine, SnapshotError, StateMachine};

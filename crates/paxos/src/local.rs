@@ -7,7 +7,7 @@ use crate::command::Command;
 use crate::config::Config;
 use crate::message::Message;
 use crate::record::{Lsn, Record};
-use crate::replica::{Input, ReadResponse, Replica, Response, Snapshot};
+use crate::replica::{Input, ReadResponse, ReconfigResponse, Replica, Response, Snapshot};
 use crate::state_machine::StateMachine;
 use std::collections::VecDeque;
 
@@ -21,6 +21,8 @@ pub struct LocalCluster<S: StateMachine> {
     pub responses: Vec<(NodeId, Response<S::Output>)>,
     /// Answers to reads, with the replica that gave them.
     pub reads: Vec<(NodeId, ReadResponse<S::Output>)>,
+    /// Answers to membership changes, with the replica that gave them.
+    pub reconfigs: Vec<(NodeId, ReconfigResponse)>,
     /// Nodes whose messages are dropped both ways.
     pub isolated: Vec<NodeId>,
     /// Keep records on the in-memory disks (for recovery tests).
@@ -45,6 +47,7 @@ impl<S: StateMachine> LocalCluster<S> {
             net: VecDeque::new(),
             responses: Vec::new(),
             reads: Vec::new(),
+            reconfigs: Vec::new(),
             isolated: Vec::new(),
             keep_records: true,
             delivered: 0,
@@ -55,7 +58,7 @@ impl<S: StateMachine> LocalCluster<S> {
     /// instant.
     pub fn step(&mut self, id: NodeId, input: Input) {
         let i = (id - 1) as usize;
-        let Some(node) = self.nodes[i].as_mut() else {
+        let Some(Some(node)) = self.nodes.get_mut(i) else {
             return;
         };
         node.step(input);
@@ -76,6 +79,7 @@ impl<S: StateMachine> LocalCluster<S> {
             }
             self.responses.extend(out.responses.into_iter().map(|r| (id, r)));
             self.reads.extend(out.reads.into_iter().map(|r| (id, r)));
+            self.reconfigs.extend(out.reconfigs.into_iter().map(|r| (id, r)));
             if let Some(l) = last {
                 node.step(Input::Durable(l));
             }
@@ -134,6 +138,15 @@ impl<S: StateMachine> LocalCluster<S> {
     /// Records replica `id` keeps on its disk.
     pub fn disk_records(&self, id: NodeId) -> usize {
         self.disks[(id - 1) as usize].len()
+    }
+
+    /// Add a replica (a new member, typically started as a learner); its
+    /// id must be the next one, `n + 1`.
+    pub fn add_node(&mut self, replica: Replica<S>) {
+        assert_eq!(replica.id(), self.nodes.len() as NodeId + 1, "node ids are consecutive");
+        self.nodes.push(Some(replica));
+        self.disks.push(Vec::new());
+        self.snapshots.push(None);
     }
 
     /// Replica `id`.

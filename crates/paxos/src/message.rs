@@ -186,6 +186,12 @@ pub enum Message {
         /// The commands, in arrival order.
         commands: Vec<Command>,
     },
+    /// A learner's reply to a heartbeat: how far it has learned, so the
+    /// leader knows when it is in sync enough to be promoted.
+    Progress {
+        /// The learner's commit index.
+        commit: Slot,
+    },
 }
 
 impl Message {
@@ -211,6 +217,7 @@ impl Message {
             Message::RejoinQuery => "RejoinQuery",
             Message::RejoinReply { .. } => "RejoinReply",
             Message::Forward { .. } => "Forward",
+            Message::Progress { .. } => "Progress",
         }
     }
 }

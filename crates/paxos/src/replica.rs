@@ -20,12 +20,13 @@
 //! `learner.rs`; leader election in `election.rs`.
 
 use crate::ballot::{Ballot, NodeId};
-use crate::command::{Command, CommandId, Slot};
+use crate::command::{Command, CommandId, Slot, Value};
 use crate::config::{Config, ConfigError, PlantedBug};
 use crate::election::Election;
 use crate::leader::Leader;
 use crate::log::Log;
 use crate::message::Message;
+use crate::reconfig::{Change, Configs, Membership, ReconfigError};
 use crate::record::{Lsn, Record};
 use crate::snapshot::Incoming;
 use crate::state_machine::{SnapshotError, StateMachine};
@@ -64,6 +65,24 @@ pub enum Input {
     /// one is already being stored or nothing was applied since the last.
     /// Once it is stored the log before it is compacted as usual.
     TakeSnapshot,
+    /// A client asks the leader to change the membership; answered in
+    /// [`Output::reconfigs`] once the change is chosen (or refused).
+    Reconfigure {
+        /// Chosen by the caller, echoed in the answer.
+        id: u64,
+        /// The change.
+        change: Change,
+    },
+}
+
+/// The outcome of a membership change asked for at this replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReconfigResponse {
+    /// The id given with [`Input::Reconfigure`].
+    pub id: u64,
+    /// The slot the new configuration was chosen in (it governs slots from
+    /// that slot plus `max_inflight_slots` on), or why it was refused.
+    pub result: Result<Slot, ReconfigError>,
 }
 
 /// A snapshot: the state after applying every slot up to `slot`, with the
@@ -124,6 +143,8 @@ pub struct Output<O> {
     pub responses: Vec<Response<O>>,
     /// Answers to reads made here.
     pub reads: Vec<ReadResponse<O>>,
+    /// Answers to membership changes asked for here.
+    pub reconfigs: Vec<ReconfigResponse>,
     /// Store this snapshot durably, then feed `Input::SnapshotSaved(slot)`.
     pub snapshot: Option<Snapshot>,
     /// Every record before this one may be deleted from stable storage
@@ -138,6 +159,7 @@ impl<O> Default for Output<O> {
             send: Vec::new(),
             responses: Vec::new(),
             reads: Vec::new(),
+            reconfigs: Vec::new(),
             snapshot: None,
             truncate_before: None,
         }
@@ -151,6 +173,7 @@ impl<O> Output<O> {
             && self.send.is_empty()
             && self.responses.is_empty()
             && self.reads.is_empty()
+            && self.reconfigs.is_empty()
             && self.snapshot.is_none()
             && self.truncate_before.is_none()
     }
@@ -282,6 +305,11 @@ pub struct Replica<S: StateMachine> {
     pub(crate) snapshot_pending: Option<Snapshot>,
     pub(crate) checkpoint_lsn: Option<Lsn>,
     pub(crate) incoming: Option<Incoming>,
+    /// A snapshot received from a peer and installed, not yet reported
+    /// stored: until it is, no commit mark may be persisted (replaying one
+    /// after a crash would mark this replica's own stale entries below the
+    /// snapshot chosen).
+    pub(crate) installed_unsaved: Option<Slot>,
     /// Learners being sent our snapshot: (snapshot slot, last request).
     pub(crate) transfers: HashMap<NodeId, (Slot, u64)>,
 
@@ -304,6 +332,16 @@ pub struct Replica<S: StateMachine> {
     /// command (passed on again when the leader changes).
     pub(crate) local: HashMap<CommandId, (u64, Command)>,
 
+    // Membership.
+    /// The initial configuration and the changes chosen since that may
+    /// still matter.
+    pub(crate) configs: Configs,
+    /// The configuration in force at `commit + 1`, then any pending one:
+    /// whom this replica pings and whose quorum election needs.
+    pub(crate) view: Vec<Membership>,
+    /// Learners' commit indexes as last reported to this (leading) node.
+    pub(crate) progress: HashMap<NodeId, Slot>,
+
     pub(crate) ping_round: u64,
     pub(crate) loopback: VecDeque<Message>,
     pub(crate) out: Output<S::Output>,
@@ -314,7 +352,17 @@ impl<S: StateMachine> Replica<S> {
     pub fn new(cfg: Config, sm: S) -> Result<Replica<S>, ConfigError> {
         cfg.validate()?;
         let round_ticks = cfg.election_ticks;
+        let base = Membership {
+            voters: cfg.members.clone(),
+            learners: cfg.learners.clone(),
+            q1: cfg.quorum.phase1(),
+            q2: cfg.quorum.phase2(),
+        };
+        let alpha = if cfg.has_bug(PlantedBug::ReconfigNoOverlap) { 1 } else { cfg.max_inflight_slots as Slot };
         let mut r = Replica {
+            configs: Configs::new(base.clone(), alpha),
+            view: vec![base],
+            progress: HashMap::new(),
             rng: fastrand::Rng::with_seed(cfg.seed),
             election: Election::new(cfg.id, cfg.priority, 0, round_ticks, 1),
             now: 0,
@@ -336,6 +384,7 @@ impl<S: StateMachine> Replica<S> {
             snapshot_pending: None,
             checkpoint_lsn: None,
             incoming: None,
+            installed_unsaved: None,
             transfers: HashMap::new(),
             leader: None,
             abandoned: Ballot::ZERO,
@@ -353,6 +402,7 @@ impl<S: StateMachine> Replica<S> {
         };
         let quorum = r.election_quorum();
         r.election = Election::new(r.cfg.id, r.cfg.priority, 1, round_ticks, quorum);
+        r.configure_election();
         Ok(r)
     }
 
@@ -430,10 +480,10 @@ impl<S: StateMachine> Replica<S> {
         let start_round = r.promised.round.max(r.own_ballot.round) + 1;
         r.election = Election::new(r.cfg.id, r.cfg.priority, start_round, r.cfg.election_ticks, r.election_quorum());
         r.lease_until = r.cfg.lease_ticks;
-        if r.rejoin.is_some() {
-            r.election.set_voter(false);
-        }
         r.apply_chosen();
+        r.view.clear();
+        r.refresh_view();
+        r.configure_election();
         r.out = Output::default();
         Ok(r)
     }
@@ -494,8 +544,14 @@ impl<S: StateMachine> Replica<S> {
     pub fn step(&mut self, input: Input) {
         match input {
             Input::Message { from, msg } => {
-                if self.member_index(from).is_some() {
+                if self.knows(from) {
                     self.on_message(from, msg);
+                }
+            }
+            Input::Reconfigure { id, change } => {
+                let result = self.reconfigure(id, change);
+                if let Err(e) = result {
+                    self.out.reconfigs.push(ReconfigResponse { id, result: Err(e) });
                 }
             }
             Input::Propose(cmd) => self.on_propose(cmd),
@@ -559,6 +615,10 @@ impl<S: StateMachine> Replica<S> {
                     self.enqueue(cmd);
                 }
             }
+            Message::Progress { commit } => {
+                let p = self.progress.entry(from).or_default();
+                *p = (*p).max(commit);
+            }
         }
     }
 
@@ -567,8 +627,7 @@ impl<S: StateMachine> Replica<S> {
         if self.now.is_multiple_of(self.cfg.heartbeat_ticks) {
             self.ping_round += 1;
             let round = self.ping_round;
-            for i in 0..self.cfg.members.len() {
-                let to = self.cfg.members[i];
+            for to in self.view_members() {
                 if to != self.cfg.id {
                     self.send(to, Message::Ping { round });
                 }
@@ -691,24 +750,141 @@ impl<S: StateMachine> Replica<S> {
 
     // ---- plumbing -------------------------------------------------------
 
+    /// Index in the initial configuration's voters (rejoin bookkeeping).
     pub(crate) fn member_index(&self, node: NodeId) -> Option<usize> {
         self.cfg.members.iter().position(|&m| m == node)
     }
 
-    pub(crate) fn phase1_quorum(&self, count: usize) -> bool {
+    /// Whether `node` is listed in a configuration this replica knows of
+    /// (chosen, or proposed in a slot it holds): messages from anyone else
+    /// are ignored.
+    pub(crate) fn knows(&self, node: NodeId) -> bool {
+        self.configs.knows(node)
+            || self
+                .log
+                .iter_from(self.commit + 1)
+                .any(|(_, e)| matches!(&e.value, Value::Reconfigure(m) if m.contains(node)))
+    }
+
+    /// The members `m` counts in its quorums (with the planted
+    /// `learner-votes` bug, learners too).
+    pub(crate) fn counted<'a>(&self, m: &'a Membership) -> impl Iterator<Item = NodeId> + 'a {
+        let learners: &[NodeId] = if self.cfg.has_bug(PlantedBug::LearnerVotes) { &m.learners } else { &[] };
+        m.voters.iter().chain(learners).copied()
+    }
+
+    /// How many of `set` count in `m`'s quorums.
+    pub(crate) fn count_in(&self, m: &Membership, set: &[NodeId]) -> usize {
+        self.counted(m).filter(|v| set.contains(v)).count()
+    }
+
+    pub(crate) fn phase1_quorum(&self, m: &Membership, count: usize) -> bool {
         if self.cfg.has_bug(PlantedBug::SmallQuorum) {
-            count + 1 >= self.cfg.quorum.phase1()
+            count + 1 >= m.q1
         } else {
-            self.cfg.quorum.is_phase1_quorum(count)
+            count >= m.q1
         }
     }
 
-    pub(crate) fn phase2_quorum(&self, count: usize) -> bool {
+    pub(crate) fn phase2_quorum(&self, m: &Membership, count: usize) -> bool {
         if self.cfg.has_bug(PlantedBug::SmallQuorum) {
-            count + 1 >= self.cfg.quorum.phase2()
+            count + 1 >= m.q2
         } else {
-            self.cfg.quorum.is_phase2_quorum(count)
+            count >= m.q2
         }
+    }
+
+    /// Everyone in the configurations in force and pending, voters first,
+    /// without duplicates.
+    pub(crate) fn view_members(&self) -> Vec<NodeId> {
+        let mut out: Vec<NodeId> = Vec::new();
+        for m in &self.view {
+            for id in m.members() {
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        out
+    }
+
+    /// Recompute the configurations in force at `commit + 1` and pending,
+    /// after the commit index moved or a change was learned; when they
+    /// changed, retune election and step down if no longer a voter.
+    pub(crate) fn refresh_view(&mut self) {
+        if self.configs.chosen.is_empty() && self.view.len() == 1 && self.view[0] == self.configs.base {
+            return;
+        }
+        let from = self.commit + 1;
+        // Keep what a phase 1 in progress still needs (it may have started
+        // before the commit index moved on).
+        self.configs.trim(from.min(self.preparing_from().unwrap_or(from)));
+        let mut view = vec![self.configs.governing(from).clone()];
+        view.extend(self.configs.pending_at(from).map(|(_, m)| m.clone()));
+        if view == self.view {
+            return;
+        }
+        self.view = view;
+        self.configure_election();
+        if !self.view[0].is_voter(self.cfg.id) && self.leader.is_some() {
+            // Removed (or demoted): the configuration in force no longer
+            // counts us, so we may not lead its slots' successors.
+            self.step_down(Ballot::ZERO);
+        }
+    }
+
+    /// Tell election whose replies make this node connected, and whether
+    /// it may stand.
+    pub(crate) fn configure_election(&mut self) {
+        let voter = self.rejoin.is_none() && self.view.first().is_some_and(|m| m.is_voter(self.cfg.id));
+        self.election.set_voter(voter);
+        let small = self.cfg.has_bug(PlantedBug::SmallQuorum);
+        let groups = self
+            .view
+            .iter()
+            .map(|m| {
+                let q = m.q1.max(m.q2);
+                (m.voters.clone(), if small { q.saturating_sub(1).max(1) } else { q })
+            })
+            .collect();
+        self.election.set_groups(groups);
+    }
+
+    /// The initial configuration, as `Config` gives it.
+    pub(crate) fn initial_membership(&self) -> Membership {
+        Membership {
+            voters: self.cfg.members.clone(),
+            learners: self.cfg.learners.clone(),
+            q1: self.cfg.quorum.phase1(),
+            q2: self.cfg.quorum.phase2(),
+        }
+    }
+
+    /// Whether the membership differs from the initial one, or did once.
+    pub(crate) fn membership_changed(&self) -> bool {
+        !self.configs.chosen.is_empty() || self.configs.base != self.initial_membership()
+    }
+
+    /// The configuration in force at the first slot not known chosen.
+    pub fn membership(&self) -> &Membership {
+        self.configs.governing(self.commit + 1)
+    }
+
+    /// A configuration chosen but not yet in force, with the slot it was
+    /// chosen in.
+    pub fn pending_membership(&self) -> Option<(Slot, &Membership)> {
+        self.configs.pending_at(self.commit + 1).next()
+    }
+
+    /// α of the reconfiguration rule (the pipeline window).
+    pub fn alpha(&self) -> Slot {
+        self.configs.alpha
+    }
+
+    /// Whether this replica is listed as a voter in the configuration in
+    /// force, or in one pending.
+    pub fn is_member(&self) -> bool {
+        self.view.iter().any(|m| m.contains(self.cfg.id))
     }
 
     /// Append a record for the runtime to make durable; returns its number.

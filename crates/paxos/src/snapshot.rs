@@ -21,6 +21,9 @@ use crate::replica::{ClientError, Replica, Snapshot};
 use crate::state_machine::{SnapshotError, StateMachine};
 use bytes::Bytes;
 
+/// Set in a snapshot's session count when a membership section follows.
+const MEMBERSHIP_FLAG: u64 = 1 << 63;
+
 /// A snapshot being received.
 #[derive(Debug)]
 pub(crate) struct Incoming {
@@ -68,14 +71,31 @@ impl<S: StateMachine> Replica<S> {
         self.out.snapshot = Some(snap);
     }
 
+    /// Layout: session count (its top bit set when a membership section
+    /// follows), sessions, [membership], state machine bytes. The
+    /// membership section is written once the membership has changed, so
+    /// that a replica restarting from, or installing, the snapshot knows
+    /// the configuration in force and any pending one.
     fn encode_snapshot(&self) -> Bytes {
         let mut sessions: Vec<(u64, u64)> = self.sessions.iter().map(|(&c, (s, _))| (c, *s)).collect();
         sessions.sort_unstable();
         let mut out = Vec::with_capacity(8 + sessions.len() * 16);
-        out.extend_from_slice(&(sessions.len() as u64).to_be_bytes());
+        let with_membership = self.membership_changed();
+        let flag = if with_membership { MEMBERSHIP_FLAG } else { 0 };
+        out.extend_from_slice(&(sessions.len() as u64 | flag).to_be_bytes());
         for (c, s) in sessions {
             out.extend_from_slice(&c.to_be_bytes());
             out.extend_from_slice(&s.to_be_bytes());
+        }
+        if with_membership {
+            // Only what governs the slots after the snapshot: the
+            // configuration in force there and any pending one. Both follow
+            // from the chosen log alone, so every replica's snapshot of a
+            // slot carries the same bytes.
+            let from = self.applied + 1;
+            let mut c = crate::reconfig::Configs::new(self.configs.governing(from).clone(), self.configs.alpha);
+            c.chosen.extend(self.configs.pending_at(from).map(|(s, m)| (s, m.clone())));
+            c.encode(&mut out);
         }
         out.extend_from_slice(&self.sm.snapshot());
         Bytes::from(out)
@@ -86,6 +106,8 @@ impl<S: StateMachine> Replica<S> {
         let bad = || SnapshotError("truncated session table".into());
         let (n, mut rest) = data.split_first_chunk::<8>().ok_or_else(bad)?;
         let n = u64::from_be_bytes(*n);
+        let with_membership = n & MEMBERSHIP_FLAG != 0;
+        let n = n & !MEMBERSHIP_FLAG;
         let mut sessions = Vec::new();
         for _ in 0..n {
             let (c, r) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
@@ -93,7 +115,17 @@ impl<S: StateMachine> Replica<S> {
             sessions.push((u64::from_be_bytes(*c), u64::from_be_bytes(*s)));
             rest = r;
         }
+        let mut configs = None;
+        if with_membership {
+            let (c, r) = crate::reconfig::Configs::decode(rest, self.configs.alpha)
+                .ok_or_else(|| SnapshotError("bad membership section".into()))?;
+            configs = Some(c);
+            rest = r;
+        }
         self.sm.restore(rest)?;
+        if let Some(c) = configs {
+            self.configs = c;
+        }
         // Cached answers are not part of a snapshot: a retry of a command
         // the snapshot covers is recognised, but gets no cached answer.
         self.sessions = sessions.into_iter().map(|(c, s)| (c, (s, None))).collect();
@@ -117,6 +149,9 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn on_snapshot_saved(&mut self, slot: Slot) {
         let Some(snap) = self.snapshot_pending.take_if(|s| s.slot == slot) else { return };
         self.snapshot = Some(snap);
+        if self.installed_unsaved.is_some_and(|s| s <= slot) {
+            self.installed_unsaved = None;
+        }
         if self.rejoin.is_some() {
             // Keep the whole log (and its `Rejoining` record) until we vote.
             self.finish_rejoin_if_caught_up();
@@ -179,10 +214,16 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         let now = self.now;
-        let fresh = !matches!(&self.incoming, Some(i) if i.slot == slot);
+        // One transfer comes from one sender: two replicas' snapshots of a
+        // slot need not be byte-identical, so chunks are never mixed.
+        // A chunk from another sender restarts the transfer only at offset
+        // 0 (and asks for it only when no transfer of this slot is going).
+        let fresh = !matches!(&self.incoming, Some(i) if i.slot == slot && i.from == from && i.total == total);
         if fresh {
             if offset != 0 {
-                self.send(from, Message::SnapshotRequest { slot, offset: 0 });
+                if !matches!(&self.incoming, Some(i) if i.slot == slot) {
+                    self.send(from, Message::SnapshotRequest { slot, offset: 0 });
+                }
                 return;
             }
             self.incoming = Some(Incoming { slot, total, buf: Vec::new(), from, last: now });
@@ -190,7 +231,6 @@ impl<S: StateMachine> Replica<S> {
         let Some(inc) = self.incoming.as_mut() else { return };
         if offset == inc.buf.len() as u64 {
             inc.buf.extend_from_slice(&data);
-            inc.from = from;
             inc.last = now;
         }
         if inc.buf.len() as u64 >= inc.total {
@@ -239,6 +279,7 @@ impl<S: StateMachine> Replica<S> {
         self.catchup_sent_at = None;
         let snap = Snapshot { slot, data };
         self.snapshot_pending = Some(snap.clone());
+        self.installed_unsaved = Some(slot);
         self.out.snapshot = Some(snap);
         self.advance_commit();
         self.resume_phase1_if_caught_up();

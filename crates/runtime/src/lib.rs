@@ -67,4 +67,8 @@ pub enum Error {
     /// The replica has stopped.
     #[error("replica stopped")]
     Stopped,
+    /// A membership change was refused, or interrupted before it was
+    /// chosen.
+    #[error(transparent)]
+    Reconfig(#[from] synod_paxos::ReconfigError),
 }

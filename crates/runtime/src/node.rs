@@ -20,7 +20,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use synod_paxos::{
-    Ballot, ClientError, Command, CommandId, Config, Input, Lsn, Message, NodeId, Replica, Slot, Snapshot, StateMachine,
+    Ballot, Change, ClientError, Command, CommandId, Config, Input, Lsn, Membership, Message, NodeId, Replica, Slot,
+    Snapshot, StateMachine,
 };
 use synod_storage::{DataDir, SnapshotStore, Wal, WalOptions};
 use tokio::net::TcpListener;
@@ -98,8 +99,13 @@ pub struct Status {
     pub durable_lsn: Lsn,
     /// The voting members.
     pub members: Vec<NodeId>,
-    /// Whether this member votes (false while it rejoins after losing its
-    /// disk).
+    /// The voters of the configuration in force (a subset of `members`).
+    pub voters: Vec<NodeId>,
+    /// A configuration chosen but not yet in force: the slot it was chosen
+    /// in and its voters and learners.
+    pub pending: Option<(Slot, Membership)>,
+    /// Whether this member votes: it is a voter of the configuration in
+    /// force and is not rejoining after losing its disk.
     pub voter: bool,
     /// Every slot up to here is compacted into a snapshot.
     pub compacted: Slot,
@@ -113,6 +119,9 @@ enum Request<S: StateMachine> {
     Local(LocalFn<S>),
     Status(oneshot::Sender<Status>),
     Snapshot(oneshot::Sender<Slot>),
+    Reconfigure { change: Change, reply: oneshot::Sender<Result<Slot, Error>> },
+    SetPeer(NodeId, SocketAddr),
+    RemovePeer(NodeId),
 }
 
 /// A cheap, cloneable way to talk to a running replica.
@@ -177,6 +186,29 @@ where
     pub async fn snapshot(&self) -> Result<Slot, Error> {
         let (reply, rx) = oneshot::channel();
         self.call(Request::Snapshot(reply), rx).await
+    }
+
+    /// Change the membership (at the leader; elsewhere
+    /// [`Error::Reconfig`] with `NotLeader`). Returns the slot the new
+    /// configuration was chosen in; it governs the log from that slot plus
+    /// the pipeline window on (see `synod_paxos::reconfig`). A member that
+    /// is added must be reachable: tell every member its address with
+    /// [`Handle::set_peer`] first.
+    pub async fn reconfigure(&self, change: Change) -> Result<Slot, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.call(Request::Reconfigure { change, reply }, rx).await?
+    }
+
+    /// Talk to member `id` at `addr` from now on (a member being added, or
+    /// one that moved), and accept its connections.
+    pub async fn set_peer(&self, id: NodeId, addr: SocketAddr) -> Result<(), Error> {
+        self.tx.send(Request::SetPeer(id, addr)).await.map_err(|_| Error::Stopped)
+    }
+
+    /// Stop talking to member `id` (it was removed) and refuse its
+    /// connections.
+    pub async fn remove_peer(&self, id: NodeId) -> Result<(), Error> {
+        self.tx.send(Request::RemovePeer(id)).await.map_err(|_| Error::Stopped)
     }
 
     /// What this member knows about the cluster.
@@ -272,6 +304,7 @@ where
             proposals: HashMap::new(),
             reads: HashMap::new(),
             next_read: 1,
+            reconfigs: HashMap::new(),
             clients: ClientPool::new(),
             durable_tx,
             snapshots,
@@ -359,6 +392,7 @@ struct Actor<S: StateMachine> {
     proposals: HashMap<CommandId, Waiter<S::Output>>,
     reads: HashMap<u64, Waiter<S::Output>>,
     next_read: u64,
+    reconfigs: HashMap<u64, Waiter<Slot>>,
     clients: ClientPool,
     durable_tx: mpsc::UnboundedSender<Result<Stored, synod_storage::Error>>,
     snapshots: Arc<SnapshotStore>,
@@ -456,12 +490,21 @@ where
                 self.replica.step(Input::Read { id, query });
             }
             Request::Local(f) => f(self.replica.state_machine()),
+            Request::Reconfigure { change, reply } => {
+                let id = self.next_read;
+                self.next_read += 1;
+                self.reconfigs.insert(id, (reply, deadline));
+                self.replica.step(Input::Reconfigure { id, change });
+            }
+            Request::SetPeer(id, addr) => self.transport.set_peer(id, addr),
+            Request::RemovePeer(id) => self.transport.remove_peer(id),
             Request::Snapshot(reply) => {
                 self.replica.step(Input::TakeSnapshot);
                 let _ = reply.send(self.replica.applied_index());
             }
             Request::Status(reply) => {
                 let r = &self.replica;
+                let membership = r.membership();
                 let _ = reply.send(Status {
                     id: r.id(),
                     leader: r.leader_hint(),
@@ -469,8 +512,10 @@ where
                     commit: r.commit_index(),
                     applied: r.applied_index(),
                     durable_lsn: r.durable_lsn(),
-                    members: r.config().members.clone(),
-                    voter: !r.is_rejoining(),
+                    members: membership.voters.iter().chain(&membership.learners).copied().collect(),
+                    voters: membership.voters.clone(),
+                    pending: r.pending_membership().map(|(slot, m)| (slot, m.clone())),
+                    voter: membership.voters.contains(&r.id()) && !r.is_rejoining(),
                     compacted: r.log().compacted(),
                 });
             }
@@ -521,6 +566,11 @@ where
                 let _ = reply.send(r.result.map_err(client_error));
             }
         }
+        for r in out.reconfigs {
+            if let Some((reply, _)) = self.reconfigs.remove(&r.id) {
+                let _ = reply.send(r.result.map_err(Error::Reconfig));
+            }
+        }
         Ok(())
     }
 
@@ -534,11 +584,17 @@ where
                 let _ = reply.send(Err(Error::Timeout));
             }
         }
-        let expired: Vec<u64> = self.reads.iter().filter(|(_, (_, d))| *d <= now).map(|(id, _)| *id).collect();
-        for id in expired {
-            if let Some((reply, _)) = self.reads.remove(&id) {
-                let _ = reply.send(Err(Error::Timeout));
-            }
+        expire_waiters(&mut self.reads, now);
+        expire_waiters(&mut self.reconfigs, now);
+    }
+}
+
+/// Answers every waiter whose deadline has passed with a timeout.
+fn expire_waiters<O>(waiters: &mut HashMap<u64, Waiter<O>>, now: Instant) {
+    let expired: Vec<u64> = waiters.iter().filter(|(_, (_, d))| *d <= now).map(|(id, _)| *id).collect();
+    for id in expired {
+        if let Some((reply, _)) = waiters.remove(&id) {
+            let _ = reply.send(Err(Error::Timeout));
         }
     }
 }

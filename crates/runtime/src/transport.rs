@@ -7,6 +7,11 @@
 //! frame that is oversized or does not decode closes that connection, with
 //! the reason logged, and harms nothing else.
 //!
+//! The set of peers can change while the transport runs (membership
+//! changes): [`Transport::set_peer`] starts talking to a new member, or to a
+//! member at a new address, and [`Transport::remove_peer`] stops; a hello
+//! from a member that is not (or no longer) known is refused.
+//!
 //! Sending never blocks the replica: each peer has a bounded queue drained
 //! by its own task, which writes everything queued in one system call and
 //! reconnects with back-off when the connection breaks. Messages that do not
@@ -14,9 +19,9 @@
 //! Paxos tolerates lost messages (the replica resends what matters).
 
 use crate::codec::{decode_message, encode_message};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use synod_paxos::{Message, NodeId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -64,10 +69,13 @@ pub struct TransportConfig {
     pub max_frame: usize,
 }
 
-/// Sending side of the peer network.
-#[derive(Clone)]
+/// Sending side of the peer network, owned by the replica's task.
 pub struct Transport {
-    queues: Arc<BTreeMap<NodeId, mpsc::Sender<Message>>>,
+    cfg: Arc<TransportConfig>,
+    /// Each peer's address and the queue its connection task drains.
+    queues: BTreeMap<NodeId, (SocketAddr, mpsc::Sender<Message>)>,
+    /// The members whose hellos are accepted (shared with the accept loop).
+    known: Arc<RwLock<BTreeSet<NodeId>>>,
 }
 
 impl Transport {
@@ -80,26 +88,47 @@ impl Transport {
         inbound: mpsc::Sender<(NodeId, Message)>,
     ) -> (Transport, tokio::task::JoinHandle<()>) {
         let cfg = Arc::new(cfg);
-        let mut queues = BTreeMap::new();
+        let known = Arc::new(RwLock::new(cfg.peers.keys().copied().filter(|&id| id != cfg.me).collect()));
+        let mut transport = Transport { cfg: cfg.clone(), queues: BTreeMap::new(), known: known.clone() };
         for (&id, &addr) in cfg.peers.iter() {
-            if id == cfg.me {
-                continue;
-            }
-            let (tx, rx) = mpsc::channel(QUEUE);
-            queues.insert(id, tx);
-            tokio::spawn(outbound(cfg.clone(), id, addr, rx));
+            transport.set_peer(id, addr);
         }
-        let accept = tokio::spawn(accept_loop(cfg, listener, inbound));
-        (Transport { queues: Arc::new(queues) }, accept)
+        let accept = tokio::spawn(accept_loop(cfg, known, listener, inbound));
+        (transport, accept)
     }
 
     /// Queue `msg` for `to`; dropped if the queue is full or `to` unknown.
     pub fn send(&self, to: NodeId, msg: Message) {
-        if let Some(q) = self.queues.get(&to) {
+        if let Some((_, q)) = self.queues.get(&to) {
             if q.try_send(msg).is_err() {
                 debug!(peer = to, "peer queue full; message dropped");
             }
         }
+    }
+
+    /// Talk to member `id` at `addr` from now on, and accept its hellos. A
+    /// known member at a new address gets a new connection; this member
+    /// itself is ignored.
+    pub fn set_peer(&mut self, id: NodeId, addr: SocketAddr) {
+        if id == self.cfg.me || self.queues.get(&id).is_some_and(|(a, _)| *a == addr) {
+            return;
+        }
+        self.known.write().expect("no panics while holding the lock").insert(id);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        // Replacing the old queue ends the old connection's task.
+        self.queues.insert(id, (addr, tx));
+        tokio::spawn(outbound(self.cfg.clone(), id, addr, rx));
+    }
+
+    /// Stop talking to member `id` and refuse its hellos.
+    pub fn remove_peer(&mut self, id: NodeId) {
+        self.known.write().expect("no panics while holding the lock").remove(&id);
+        self.queues.remove(&id);
+    }
+
+    /// Every peer and its address.
+    pub fn peers(&self) -> BTreeMap<NodeId, SocketAddr> {
+        self.queues.iter().map(|(&id, (addr, _))| (id, *addr)).collect()
     }
 }
 
@@ -112,7 +141,7 @@ fn hello(cfg: &TransportConfig, to: NodeId) -> [u8; HELLO_LEN] {
     h
 }
 
-fn check_hello(cfg: &TransportConfig, h: &[u8; HELLO_LEN]) -> (HelloStatus, NodeId) {
+fn check_hello(cfg: &TransportConfig, known: &BTreeSet<NodeId>, h: &[u8; HELLO_LEN]) -> (HelloStatus, NodeId) {
     let word = |i: usize| u64::from_be_bytes(h[i..i + 8].try_into().expect("8 bytes"));
     let from = word(16);
     let status = if h[..8] != MAGIC {
@@ -121,7 +150,7 @@ fn check_hello(cfg: &TransportConfig, h: &[u8; HELLO_LEN]) -> (HelloStatus, Node
         HelloStatus::WrongCluster
     } else if word(24) != cfg.me {
         HelloStatus::WrongReceiver
-    } else if from == cfg.me || !cfg.peers.contains_key(&from) {
+    } else if from == cfg.me || !known.contains(&from) {
         HelloStatus::UnknownMember
     } else {
         HelloStatus::Ok
@@ -190,7 +219,12 @@ async fn connect(cfg: &TransportConfig, peer: NodeId, addr: SocketAddr) -> Resul
     tokio::time::timeout(Duration::from_secs(2), attempt).await.map_err(|_| "handshake timed out".to_string())?
 }
 
-async fn accept_loop(cfg: Arc<TransportConfig>, listener: TcpListener, inbound: mpsc::Sender<(NodeId, Message)>) {
+async fn accept_loop(
+    cfg: Arc<TransportConfig>,
+    known: Arc<RwLock<BTreeSet<NodeId>>>,
+    listener: TcpListener,
+    inbound: mpsc::Sender<(NodeId, Message)>,
+) {
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -200,7 +234,7 @@ async fn accept_loop(cfg: Arc<TransportConfig>, listener: TcpListener, inbound: 
         match accepted {
             Ok((stream, remote)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_peer(cfg.clone(), stream, remote, inbound.clone()));
+                tokio::spawn(serve_peer(cfg.clone(), known.clone(), stream, remote, inbound.clone()));
             }
             Err(e) => {
                 warn!(error = %e, "accept failed");
@@ -212,6 +246,7 @@ async fn accept_loop(cfg: Arc<TransportConfig>, listener: TcpListener, inbound: 
 
 async fn serve_peer(
     cfg: Arc<TransportConfig>,
+    known: Arc<RwLock<BTreeSet<NodeId>>>,
     mut stream: TcpStream,
     remote: SocketAddr,
     inbound: mpsc::Sender<(NodeId, Message)>,
@@ -222,7 +257,11 @@ async fn serve_peer(
         warn!(%remote, "peer connection closed: no valid hello");
         return;
     }
-    let (status, from) = check_hello(&cfg, &h);
+    let status_from = {
+        let known = known.read().expect("no panics while holding the lock");
+        check_hello(&cfg, &known, &h)
+    };
+    let (status, from) = status_from;
     let _ = stream.write_all(&[status as u8]).await;
     if status != HelloStatus::Ok {
         warn!(%remote, claimed = from, reason = status.reason(), "peer refused");
@@ -275,13 +314,19 @@ mod tests {
     #[test]
     fn handshake_refuses_strangers() {
         let server = cfg(1, 7);
+        let mut known: BTreeSet<NodeId> = [2, 3].into();
         let ok = hello(&cfg(2, 7), 1);
-        assert_eq!(check_hello(&server, &ok), (HelloStatus::Ok, 2));
-        assert_eq!(check_hello(&server, &hello(&cfg(2, 8), 1)).0, HelloStatus::WrongCluster);
-        assert_eq!(check_hello(&server, &hello(&cfg(2, 7), 3)).0, HelloStatus::WrongReceiver);
-        assert_eq!(check_hello(&server, &hello(&cfg(9, 7), 1)).0, HelloStatus::UnknownMember);
+        assert_eq!(check_hello(&server, &known, &ok), (HelloStatus::Ok, 2));
+        assert_eq!(check_hello(&server, &known, &hello(&cfg(2, 8), 1)).0, HelloStatus::WrongCluster);
+        assert_eq!(check_hello(&server, &known, &hello(&cfg(2, 7), 3)).0, HelloStatus::WrongReceiver);
+        assert_eq!(check_hello(&server, &known, &hello(&cfg(9, 7), 1)).0, HelloStatus::UnknownMember);
         let mut junk = ok;
         junk[0] = b'X';
-        assert_eq!(check_hello(&server, &junk).0, HelloStatus::BadMagic);
+        assert_eq!(check_hello(&server, &known, &junk).0, HelloStatus::BadMagic);
+        // Membership changes: a new member is let in, a removed one is not.
+        known.insert(9);
+        assert_eq!(check_hello(&server, &known, &hello(&cfg(9, 7), 1)).0, HelloStatus::Ok);
+        known.remove(&2);
+        assert_eq!(check_hello(&server, &known, &ok).0, HelloStatus::UnknownMember);
     }
 }

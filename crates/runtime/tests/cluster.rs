@@ -276,3 +276,86 @@ async fn a_member_of_a_seeded_cluster_that_loses_its_disk_rejoins_from_the_seede
         n.shutdown().await.unwrap();
     }
 }
+
+/// Retries a membership change at whichever member leads until it is
+/// chosen (a learner may need a moment to be in sync before promotion).
+async fn change(c: &Cluster, change: synod_paxos::Change) -> u64 {
+    let mut last = None;
+    for _ in 0..300 {
+        let leader = until_leader(c).await;
+        match c.nodes[&leader].handle().reconfigure(change.clone()).await {
+            Ok(slot) => return slot,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{change:?} never chosen: {last:?}");
+}
+
+/// Waits until every running member's configuration in force has `voters`.
+async fn until_voters(c: &Cluster, voters: &[NodeId]) {
+    for _ in 0..500 {
+        let mut all = true;
+        for n in c.nodes.values() {
+            all &= n.handle().status().await.is_ok_and(|s| s.voters == voters);
+        }
+        if all {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the members never all had voters {voters:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_is_added_as_learner_promoted_and_an_old_one_removed() {
+    use synod_paxos::Change;
+    let mut c = cluster().await;
+    let leader = until_leader(&c).await;
+    for i in 0..100 {
+        c.nodes[&leader].handle().propose(KvMachine::put(&format!("a{i}"), "x")).await.unwrap();
+    }
+    // Node 4 starts as a learner of the cluster {1, 2, 3}; every member is
+    // told its address before the change.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    for n in c.nodes.values() {
+        n.handle().set_peer(4, addr).await.unwrap();
+    }
+    c.peers.insert(4, addr);
+    let mut cfg = node_config(4, &c.peers, c._dir.path());
+    cfg.protocol.learners = vec![4];
+    let new = Node::start_on(cfg, KvMachine::default(), listener).await.unwrap();
+    c.nodes.insert(4, new);
+    change(&c, Change::AddLearner(4)).await;
+    let learner = c.nodes[&4].handle();
+    for _ in 0..500 {
+        if learner.with_state(|s| s.map.get(&b"a99"[..]).cloned()).await.unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let s = learner.status().await.unwrap();
+    assert!(!s.voter && s.members.contains(&4), "a learner, listed: {s:?}");
+    assert_eq!(learner.with_state(|s| s.map.len()).await.unwrap(), 100, "the learner caught up");
+
+    change(&c, Change::PromoteLearner(4)).await;
+    until_voters(&c, &[1, 2, 3, 4]).await;
+    assert!(learner.status().await.unwrap().voter);
+
+    // Remove one of the old voters (the leader itself, if it is one): the
+    // cluster goes on with three.
+    let gone = until_leader(&c).await.min(3);
+    change(&c, Change::Remove(gone)).await;
+    let survivors: Vec<NodeId> = [1, 2, 3, 4].into_iter().filter(|&i| i != gone).collect();
+    c.nodes.remove(&gone).unwrap().shutdown().await.unwrap();
+    for n in c.nodes.values() {
+        n.handle().remove_peer(gone).await.unwrap();
+    }
+    until_voters(&c, &survivors).await;
+    let leader = until_leader(&c).await;
+    c.nodes[&leader].handle().propose(KvMachine::put("after", "yes")).await.unwrap();
+    for id in &survivors {
+        assert_eq!(c.nodes[id].handle().read("after").await.unwrap(), Some(Bytes::from("yes")), "member {id}");
+    }
+}

@@ -10,13 +10,17 @@
 //!   accepted ballot exceeds the promised one;
 //! * unique proposals: no ballot carries two values for one slot;
 //! * lease exclusivity (checked by the world, which sees every clock): no
-//!   two replicas hold a leader lease at the same moment.
+//!   two replicas hold a leader lease at the same moment;
+//! * configuration: a voting replica that has learned every slot up to `c`
+//!   holds, as the configuration governing `c + 1`, the one the α rule gives
+//!   from the chosen log (the last change chosen at or below `c + 1 - α`),
+//!   so all replicas count each slot's quorums in the same configuration.
 //!
 //! Each check is incremental, so checking after every event stays cheap.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use synod_paxos::{Ballot, Command, CommandId, KvMachine, Message, Replica, Slot, Value};
+use synod_paxos::{Ballot, Command, CommandId, KvMachine, Membership, Message, NodeId, Replica, Slot, Value};
 
 /// An invariant that broke.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,6 +81,14 @@ pub enum Violation {
         /// The other.
         b: usize,
     },
+    /// A replica holds a configuration for a slot other than the one the
+    /// α rule gives from the chosen log.
+    Configuration {
+        /// The replica.
+        node: usize,
+        /// The slot.
+        slot: Slot,
+    },
     /// Two different values were proposed in one ballot for one slot.
     BallotReuse {
         /// The slot.
@@ -100,6 +112,7 @@ impl Violation {
             Violation::Recovery(_) => "recovery",
             Violation::BallotReuse { .. } => "unique-proposals",
             Violation::LeaseOverlap { .. } => "lease-exclusive",
+            Violation::Configuration { .. } => "configuration",
         }
     }
 }
@@ -128,6 +141,10 @@ impl fmt::Display for Violation {
             Violation::LeaseOverlap { a, b } => {
                 write!(f, "lease-exclusive: node indices {a} and {b} both hold a leader lease")
             }
+            Violation::Configuration { node, slot } => write!(
+                f,
+                "configuration: node index {node} counts slot {slot} in a configuration the chosen log does not give"
+            ),
             Violation::BallotReuse { slot, ballot } => {
                 write!(f, "unique-proposals: two values proposed for slot {slot} in ballot {ballot}")
             }
@@ -151,11 +168,17 @@ pub struct Invariants {
     max_chosen_seq: HashMap<u64, u64>,
     /// Every proposal made, by (ballot, slot).
     proposals: HashMap<(Ballot, Slot), Value>,
+    /// The initial configuration, α, and every change chosen, by slot.
+    initial: Membership,
+    alpha: Slot,
+    changes: BTreeMap<Slot, Membership>,
 }
 
 impl Invariants {
-    /// A checker for `n` replicas.
-    pub fn new(n: usize) -> Invariants {
+    /// A checker for `n` replicas whose initial configuration is `initial`
+    /// and whose configurations take effect `alpha` slots after they are
+    /// chosen.
+    pub fn new(n: usize, initial: Membership, alpha: Slot) -> Invariants {
         Invariants {
             nodes: (0..n)
                 .map(|_| NodeWatch { last_promised: Ballot::ZERO, acknowledged: Ballot::ZERO, checked_commit: 0 })
@@ -164,7 +187,24 @@ impl Invariants {
             proposed: HashMap::new(),
             max_chosen_seq: HashMap::new(),
             proposals: HashMap::new(),
+            initial,
+            alpha,
+            changes: BTreeMap::new(),
         }
+    }
+
+    /// The configuration the α rule gives for `slot` from the changes
+    /// chosen so far.
+    fn governing(&self, slot: Slot) -> &Membership {
+        match slot.checked_sub(self.alpha) {
+            Some(last) => self.changes.range(..=last).next_back().map_or(&self.initial, |(_, m)| m),
+            None => &self.initial,
+        }
+    }
+
+    /// A node joined the simulation (membership change).
+    pub fn add_node(&mut self) {
+        self.nodes.push(NodeWatch { last_promised: Ballot::ZERO, acknowledged: Ballot::ZERO, checked_commit: 0 });
     }
 
     /// A client proposed this command.
@@ -262,8 +302,25 @@ impl Invariants {
                         let m = self.max_chosen_seq.entry(cmd.id.client).or_default();
                         *m = (*m).max(cmd.id.seq);
                     }
+                    if let Value::Reconfigure(m) = &entry.value {
+                        self.changes.insert(slot, m.clone());
+                    }
                     self.chosen[idx] = Some(entry.value.clone());
                 }
+            }
+        }
+        let me: NodeId = i as NodeId + 1;
+        if from <= commit && r.membership().is_voter(me) && !r.is_rejoining() {
+            let want = self.governing(commit + 1);
+            let have = r.membership();
+            if have.voters != want.voters || have.q1 != want.q1 || have.q2 != want.q2 {
+                if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+                    eprintln!(
+                        "CONFIGURATION node index {i} at slot {}: holds {have:?}, the chosen log gives {want:?}",
+                        commit + 1
+                    );
+                }
+                return Err(Violation::Configuration { node: i, slot: commit + 1 });
             }
         }
         Ok(())

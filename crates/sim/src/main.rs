@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! synod-sim --seeds N [--ops M] [--nodes K]    clean runs of seeds 0..N
+//! synod-sim --seeds N --reconfig               with random membership changes
 //! synod-sim --seed S [--ops M] [--nodes K]     one seed, with its trace hash
 //! synod-sim --plant NAME [--seeds N]           a planted bug: must be caught
 //! synod-sim --scenario NAME                    a partial-connectivity scenario
@@ -20,14 +21,25 @@ struct Args {
     plant: Option<PlantedBug>,
     scenario: Option<Scenario>,
     verbose: bool,
+    reconfig: bool,
 }
 
-const USAGE: &str = "usage: synod-sim [--seeds N | --seed S] [--ops M] [--nodes K] [--plant NAME] \
+const USAGE: &str = "usage: synod-sim [--seeds N | --seed S] [--ops M] [--nodes K] [--reconfig] [--plant NAME] \
 [--scenario quorum-loss|constrained-election|chained] [--verbose]
-planted bugs: skip-persist accept-lower-ballot ignore-accepted-value small-quorum lease-no-drift-margin";
+planted bugs: skip-persist accept-lower-ballot ignore-accepted-value small-quorum lease-no-drift-margin
+              reconfig-no-overlap learner-votes (these two always run with --reconfig)";
 
 fn parse() -> Result<Args, String> {
-    let mut a = Args { seeds: 100, seed: None, ops: 200, nodes: 3, plant: None, scenario: None, verbose: false };
+    let mut a = Args {
+        seeds: 100,
+        seed: None,
+        ops: 200,
+        nodes: 3,
+        plant: None,
+        scenario: None,
+        verbose: false,
+        reconfig: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -46,9 +58,14 @@ fn parse() -> Result<Args, String> {
                 a.scenario = Some(Scenario::from_name(&v).ok_or_else(|| format!("unknown scenario {v}"))?);
             }
             "--verbose" | "-v" => a.verbose = true,
+            "--reconfig" => a.reconfig = true,
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
+    }
+    if matches!(a.plant, Some(PlantedBug::ReconfigNoOverlap | PlantedBug::LearnerVotes)) {
+        // These bugs only show when the membership changes.
+        a.reconfig = true;
     }
     if !(1..=9).contains(&a.nodes) {
         return Err("--nodes must be between 1 and 9".into());
@@ -92,24 +109,33 @@ fn main() -> ExitCode {
     };
     let (mut ops, mut faults, mut violations, mut max_recovery, mut events) = (0usize, 0u64, 0u64, 0u64, 0u64);
     let mut disk_faults = 0u64;
+    let mut reconfigs = 0u64;
     let mut ran = 0usize;
     let mut first_failure = None;
     for &seed in &seeds {
-        let opts = SimOptions { ops: args.ops, nodes: args.nodes, planted: args.plant, ..SimOptions::new(seed) };
+        let opts = SimOptions {
+            ops: args.ops,
+            nodes: args.nodes,
+            planted: args.plant,
+            reconfig: args.reconfig,
+            ..SimOptions::new(seed)
+        };
         let r = World::new(opts).run();
         ran += 1;
         ops += r.ops_completed;
         faults += r.faults;
         disk_faults += r.disk_faults;
+        reconfigs += r.reconfigs;
         events += r.events;
         max_recovery = max_recovery.max(r.recovery_ticks);
         if args.seed.is_some() || args.verbose {
             println!(
-                "seed={seed} ops={} faults={} events={} recovery_ticks={} trace={:016x} violation={}",
+                "seed={seed} ops={} faults={} events={} recovery_ticks={} reconfigs={} trace={:016x} violation={}",
                 r.ops_completed,
                 r.faults,
                 r.events,
                 r.recovery_ticks,
+                r.reconfigs,
                 r.trace_hash,
                 r.violation.as_ref().map_or("none".to_string(), |v| v.to_string())
             );
@@ -119,9 +145,10 @@ fn main() -> ExitCode {
             if first_failure.is_none() {
                 println!("FAILED seed={seed} invariant={} {v}", v.invariant());
                 println!(
-                    "reproduce: synod-sim --seed {seed} --ops {} --nodes {}{}",
+                    "reproduce: synod-sim --seed {seed} --ops {} --nodes {}{}{}",
                     args.ops,
                     args.nodes,
+                    if args.reconfig && args.plant.is_none() { " --reconfig" } else { "" },
                     args.plant.map_or(String::new(), |p| format!(" --plant {}", p.name()))
                 );
                 first_failure = Some(seed);
@@ -132,7 +159,10 @@ fn main() -> ExitCode {
         }
     }
     println!("disk_faults={disk_faults} events={events}");
-    println!("seeds={ran} ops={ops} faults={faults} violations={violations} max_recovery_ticks={max_recovery}");
+    println!(
+        "seeds={ran} ops={ops} faults={faults} violations={violations} max_recovery_ticks={max_recovery} \
+         reconfigs={reconfigs}"
+    );
     match (args.plant, first_failure) {
         (Some(p), Some(seed)) => {
             println!("planted bug {} caught at seed {seed}", p.name());

@@ -21,8 +21,8 @@ use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use synod_paxos::{
-    Ballot, ClientError, Command, CommandId, Config, Input, KvMachine, Lsn, Message, NodeId, PlantedBug, Record,
-    Replica, Snapshot,
+    Ballot, Change, ClientError, Command, CommandId, Config, Input, KvMachine, Lsn, Message, NodeId, PlantedBug,
+    ReconfigError, Record, Replica, Snapshot,
 };
 
 /// Units of global time per nominal tick.
@@ -48,12 +48,27 @@ pub struct SimOptions {
     /// Use the replica's default timing ([`Config::new`]) instead of
     /// [`sim_config`].
     pub default_timing: bool,
+    /// Mix random membership changes into the run: add learners (new node
+    /// ids), promote them, remove voters, replace lost nodes, grow 3 -> 5
+    /// and shrink 5 -> 3. A node whose disk is lost is then replaced by a
+    /// new one instead of rejoining under its old id.
+    pub reconfig: bool,
 }
 
 impl SimOptions {
     /// The defaults for one seed.
     pub fn new(seed: u64) -> SimOptions {
-        SimOptions { seed, nodes: 3, ops: 200, clients: 5, keys: 2, faults: true, planted: None, default_timing: false }
+        SimOptions {
+            seed,
+            nodes: 3,
+            ops: 200,
+            clients: 5,
+            keys: 2,
+            faults: true,
+            planted: None,
+            default_timing: false,
+            reconfig: false,
+        }
     }
 }
 
@@ -80,11 +95,11 @@ pub fn sim_config(id: NodeId, members: Vec<NodeId>, planted: Option<PlantedBug>)
     }
 }
 
-fn node_config(opts: &SimOptions, id: NodeId, members: Vec<NodeId>) -> Config {
+fn node_config(opts: &SimOptions, id: NodeId, members: Vec<NodeId>, learners: Vec<NodeId>) -> Config {
     if opts.default_timing {
-        Config { planted: opts.planted, seed: opts.seed ^ id, ..Config::new(id, members) }
+        Config { planted: opts.planted, seed: opts.seed ^ id, learners, ..Config::new(id, members) }
     } else {
-        sim_config(id, members, opts.planted)
+        Config { learners, ..sim_config(id, members, opts.planted) }
     }
 }
 
@@ -105,6 +120,8 @@ pub struct RunReport {
     pub recovery_ticks: u64,
     /// Hash of the whole trace; equal for equal seeds.
     pub trace_hash: u64,
+    /// Membership changes chosen.
+    pub reconfigs: u64,
     /// The first invariant that broke, if any.
     pub violation: Option<Violation>,
 }
@@ -112,16 +129,47 @@ pub struct RunReport {
 #[derive(Debug)]
 enum Event {
     Tick(usize),
-    Deliver { from: NodeId, to: usize, msg: Message },
-    Durable { node: usize, lsn: Lsn, incarnation: u64 },
-    Request { client: usize, node: usize, req: Request },
-    Reply { client: usize, reply: Reply },
-    ClientTimeout { client: usize, attempt: u64 },
+    Deliver {
+        from: NodeId,
+        to: usize,
+        msg: Message,
+    },
+    Durable {
+        node: usize,
+        lsn: Lsn,
+        incarnation: u64,
+    },
+    Request {
+        client: usize,
+        node: usize,
+        req: Request,
+    },
+    Reply {
+        client: usize,
+        reply: Reply,
+    },
+    ClientTimeout {
+        client: usize,
+        attempt: u64,
+    },
     NextOp(usize),
     Fault,
     Restart(usize),
     HealLink(NodeId, NodeId),
-    SnapshotSaved { node: usize, snapshot: Snapshot, incarnation: u64 },
+    Reconfig,
+    /// Soon after a node proposed a membership change, cut it off from the
+    /// nodes in `from` (everyone, or the other voters of the old
+    /// configuration, leaving it the new-only ones): the change and the
+    /// slots after it are then in flight when another leader takes over.
+    Disrupt {
+        victim: usize,
+        from: Vec<NodeId>,
+    },
+    SnapshotSaved {
+        node: usize,
+        snapshot: Snapshot,
+        incarnation: u64,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -152,6 +200,13 @@ struct Node {
     snapshot: Option<Snapshot>,
     /// What happened to this node's disk.
     disk_state: DiskState,
+    /// The configuration it was started with: (voters, learners).
+    bootstrap: (Vec<NodeId>, Vec<NodeId>),
+    /// Shut down for good: removed from the membership, or (with
+    /// reconfiguration) its disk was lost and a new node replaces it.
+    gone: bool,
+    /// When it was created (global units).
+    born: u64,
 }
 
 /// Storage faults a node can suffer.
@@ -191,7 +246,6 @@ pub struct World {
     events: HashMap<u64, Event>,
     next_event: u64,
     nodes: Vec<Node>,
-    members: Vec<NodeId>,
     clients: Vec<Client>,
     history: Vec<Operation<Kv<String, String>>>,
     issued: usize,
@@ -211,6 +265,11 @@ pub struct World {
     invariants: Invariants,
     violation: Option<Violation>,
     tracing: bool,
+    /// Membership changes chosen.
+    reconfigs: u64,
+    /// The change asked for and not yet answered: (id, node asked, when).
+    reconfig_outstanding: Option<(u64, usize, u64)>,
+    next_reconfig_id: u64,
 }
 
 const CLIENT_TIMEOUT: u64 = 15 * TICK;
@@ -226,7 +285,7 @@ impl World {
             .map(|&id| Node {
                 id,
                 replica: Some(
-                    Replica::new(node_config(&opts, id, members.clone()), KvMachine::default())
+                    Replica::new(node_config(&opts, id, members.clone(), Vec::new()), KvMachine::default())
                         .expect("the simulator's configuration is valid"),
                 ),
                 disk: Vec::new(),
@@ -236,6 +295,9 @@ impl World {
                 snapshot: None,
                 disk_state: DiskState::Intact,
                 period: if skew { rng.u64(TICK..=TICK * 8 / 5) } else { TICK },
+                bootstrap: (members.clone(), Vec::new()),
+                gone: false,
+                born: 0,
             })
             .collect();
         let clients = (0..opts.clients)
@@ -249,14 +311,17 @@ impl World {
             .collect();
         let faults_on = opts.faults;
         let mut w = World {
-            invariants: Invariants::new(opts.nodes),
+            invariants: Invariants::new(
+                opts.nodes,
+                synod_paxos::Membership::majority(members.clone(), Vec::new()).expect("a valid initial configuration"),
+                node_config(&opts, 1, members.clone(), Vec::new()).max_inflight_slots as u64,
+            ),
             rng,
             now: 0,
             queue: BinaryHeap::new(),
             events: HashMap::new(),
             next_event: 0,
             nodes,
-            members,
             clients,
             history: Vec::new(),
             issued: 0,
@@ -274,6 +339,9 @@ impl World {
             trace: 0xcbf2_9ce4_8422_2325,
             violation: None,
             tracing: std::env::var_os("SYNOD_SIM_TRACE").is_some(),
+            reconfigs: 0,
+            reconfig_outstanding: None,
+            next_reconfig_id: 1,
             opts,
         };
         for i in 0..w.nodes.len() {
@@ -287,6 +355,10 @@ impl World {
         if w.faults_on {
             let at = 40 * TICK + w.rng.u64(0..20 * TICK);
             w.schedule(at, Event::Fault);
+        }
+        if w.opts.reconfig {
+            let at = 35 * TICK + w.rng.u64(0..10 * TICK);
+            w.schedule(at, Event::Reconfig);
         }
         w
     }
@@ -332,9 +404,9 @@ impl World {
                         for n in &self.nodes {
                             match &n.replica {
                                 Some(r) => eprintln!(
-                                    "node {} leader={:?} lead_ballot={:?} promised={} commit={} applied={} compacted={} rejoining={} hint={:?} disk={:?}",
+                                    "node {} leader={:?} lead_ballot={:?} promised={} commit={} applied={} compacted={} rejoining={} hint={:?} disk={:?} membership={:?} pending={:?}",
                                     n.id, r.is_leader(), r.leader_ballot(), r.promised(), r.commit_index(), r.applied_index(),
-                                    r.log().compacted(), r.is_rejoining(), r.leader_hint(), n.disk_state
+                                    r.log().compacted(), r.is_rejoining(), r.leader_hint(), n.disk_state, r.membership(), r.pending_membership()
                                 ),
                                 None => eprintln!("node {} down {:?}", n.id, n.disk_state),
                             }
@@ -364,6 +436,7 @@ impl World {
             events: self.events_run,
             recovery_ticks,
             trace_hash: self.trace,
+            reconfigs: self.reconfigs,
             violation: self.violation,
         }
     }
@@ -406,8 +479,7 @@ impl World {
                 let current = self.clients[client].op.as_ref().map(|o| o.attempt);
                 if current == Some(attempt) {
                     self.mix(6, client as u64);
-                    let n = self.nodes.len();
-                    self.clients[client].target = self.rng.usize(0..n);
+                    self.clients[client].target = self.random_node();
                     self.send_attempt(client);
                 }
             }
@@ -416,6 +488,21 @@ impl World {
             Event::Restart(i) => self.restart(i),
             Event::HealLink(a, b) => {
                 self.cut.remove(&(a, b));
+            }
+            Event::Reconfig => self.drive_reconfig(),
+            Event::Disrupt { victim, from } => {
+                if self.faults_on {
+                    self.mix(11, victim as u64);
+                    self.faults += 1;
+                    let until = self.rng.u64(5 * TICK..=30 * TICK);
+                    for id in from {
+                        let j = (id - 1) as usize;
+                        if j != victim && j < self.nodes.len() {
+                            self.cut_link(victim, j, until);
+                            self.cut_link(j, victim, until);
+                        }
+                    }
+                }
             }
             Event::SnapshotSaved { node, snapshot, incarnation } => {
                 if self.nodes[node].incarnation == incarnation && self.nodes[node].replica.is_some() {
@@ -467,6 +554,9 @@ impl World {
             };
             let delay = self.rng.u64(1..TICK / 5);
             self.schedule(delay, Event::Reply { client, reply: Reply::Write { id: r.id, result: r.result } });
+        }
+        for r in out.reconfigs {
+            self.on_reconfig_answer(r.id, r.result);
         }
         for r in out.reads {
             let client = (r.id >> 32) as usize;
@@ -573,10 +663,9 @@ impl World {
                 self.complete(c, ret);
             }
             Err(ClientError::NotLeader { leader }) => {
-                let n = self.nodes.len();
                 self.clients[c].target = match leader {
                     Some(l) => (l - 1) as usize,
-                    None => self.rng.usize(0..n),
+                    None => self.random_node(),
                 };
                 // Try again shortly; a write keeps its id, so a retry that
                 // races the original is applied once.
@@ -623,9 +712,15 @@ impl World {
             // Disk faults: a wiped disk (the node rejoins without a vote), or
             // a flipped bit that stops the node until the disk is replaced;
             // at most one node in such trouble at a time.
-            0..=7 if self.disks_in_trouble() == 0 && live.len() == n => {
+            0..=7 if self.disks_in_trouble() == 0 && live.len() == self.present() => {
                 let victim = live[self.rng.usize(0..live.len())];
-                if self.rng.bool() {
+                if self.opts.reconfig {
+                    // The disk is gone for good: a new node, with a new id,
+                    // will replace this member (see `drive_reconfig`).
+                    self.disk_faults += 1;
+                    self.wipe(victim);
+                    self.nodes[victim].gone = true;
+                } else if self.rng.bool() {
                     self.disk_faults += 1;
                     self.wipe(victim);
                     let back = self.rng.u64(2 * TICK..=20 * TICK);
@@ -640,7 +735,14 @@ impl World {
             // a plain crash. Either way it restarts later from its disk.
             0..=29 => {
                 let crashed = n - live.len();
-                if crashed < (n - 1) / 2 + 1 {
+                let allowed = if self.opts.reconfig {
+                    let voters = self.reference_voters();
+                    let down = voters.iter().filter(|&&v| self.nodes[(v - 1) as usize].replica.is_none()).count();
+                    down < (voters.len().max(1) - 1) / 2 + 1
+                } else {
+                    crashed < (n - 1) / 2 + 1
+                };
+                if allowed {
                     let victim = match (leader, self.rng.bool()) {
                         (Some(l), true) => l,
                         _ => live[self.rng.usize(0..live.len())],
@@ -729,17 +831,34 @@ impl World {
     }
 
     fn disks_in_trouble(&self) -> usize {
+        let listed = if self.opts.reconfig { self.reference_members() } else { Vec::new() };
         self.nodes
             .iter()
             .filter(|n| match &n.replica {
                 Some(r) => r.is_rejoining(),
+                None if n.gone => listed.contains(&n.id),
                 None => n.disk_state != DiskState::Intact,
             })
             .count()
     }
 
+    /// Nodes not shut down for good.
+    fn present(&self) -> usize {
+        self.nodes.iter().filter(|n| !n.gone).count()
+    }
+
+    /// A node for a client to try (never one shut down for good).
+    fn random_node(&mut self) -> usize {
+        let n = self.nodes.len();
+        if !self.opts.reconfig {
+            return self.rng.usize(0..n);
+        }
+        let up: Vec<usize> = (0..n).filter(|&i| !self.nodes[i].gone).collect();
+        up[self.rng.usize(0..up.len())]
+    }
+
     fn restart(&mut self, i: usize) {
-        if self.nodes[i].replica.is_some() {
+        if self.nodes[i].replica.is_some() || self.nodes[i].gone {
             return;
         }
         self.mix(8, i as u64);
@@ -759,7 +878,8 @@ impl World {
             );
         }
         let node = &mut self.nodes[i];
-        let cfg = node_config(&self.opts, node.id, self.members.clone());
+        let (voters, learners) = node.bootstrap.clone();
+        let cfg = node_config(&self.opts, node.id, voters, learners);
         match node.disk_state {
             // The checksum catches the flipped bit: the node refuses to
             // start (it stays down until an operator wipes its disk).
@@ -801,6 +921,203 @@ impl World {
                 self.wipe(i);
             }
             self.restart(i);
+        }
+    }
+
+    // ---- membership changes --------------------------------------------------
+
+    /// Voters of the configuration in force, or pending, at any live
+    /// replica (the laggards' views count: they may still need them).
+    fn reference_voters(&self) -> Vec<NodeId> {
+        let mut out = Vec::new();
+        for r in self.nodes.iter().filter_map(|n| n.replica.as_ref()) {
+            let pending = r.pending_membership().map(|(_, m)| m.voters.clone()).unwrap_or_default();
+            for v in r.membership().voters.iter().chain(&pending) {
+                if !out.contains(v) {
+                    out.push(*v);
+                }
+            }
+        }
+        out
+    }
+
+    /// Everyone listed in the configuration in force, or pending, at any
+    /// live replica.
+    fn reference_members(&self) -> Vec<NodeId> {
+        let mut out = Vec::new();
+        for r in self.nodes.iter().filter_map(|n| n.replica.as_ref()) {
+            let pending: Vec<NodeId> = r.pending_membership().map(|(_, m)| m.members().collect()).unwrap_or_default();
+            for v in r.membership().members().chain(pending) {
+                if !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+        }
+        out
+    }
+
+    /// Shut down, for good, nodes that no live replica (but themselves)
+    /// lists any more in the configuration in force or a pending one (and
+    /// new nodes whose addition never happened). A removed member keeps
+    /// serving until then: the others may still need it for the slots its
+    /// old configuration governs.
+    fn retire_removed(&mut self) {
+        if self.nodes.iter().any(|n| !n.gone && n.replica.is_none()) {
+            // A member that is down may still list it and need it.
+            return;
+        }
+        for i in 0..self.nodes.len() {
+            let id = self.nodes[i].id;
+            if self.nodes[i].gone || self.now <= self.nodes[i].born + 100 * TICK {
+                continue;
+            }
+            let listed =
+                self.nodes.iter().filter(|n| n.id != id).filter_map(|n| n.replica.as_ref()).any(|r| {
+                    r.membership().contains(id) || r.pending_membership().is_some_and(|(_, m)| m.contains(id))
+                });
+            if !listed {
+                if self.tracing {
+                    eprintln!("t={} RETIRE {}", self.now, id);
+                }
+                self.crash(i);
+                self.nodes[i].gone = true;
+            }
+        }
+    }
+
+    /// A new node that starts as a learner of the configuration `voters`,
+    /// `learners` (which lists it).
+    fn add_node(&mut self, voters: Vec<NodeId>, learners: Vec<NodeId>) -> NodeId {
+        let id = self.nodes.len() as NodeId + 1;
+        let cfg = node_config(&self.opts, id, voters.clone(), learners.clone());
+        let replica = Replica::new(cfg, KvMachine::default()).expect("the simulator's configuration is valid");
+        let period = if self.opts.faults { self.rng.u64(TICK..=TICK * 8 / 5) } else { TICK };
+        self.nodes.push(Node {
+            id,
+            replica: Some(replica),
+            disk: Vec::new(),
+            durable: 0,
+            durable_at: 0,
+            incarnation: 0,
+            period,
+            snapshot: None,
+            disk_state: DiskState::Intact,
+            bootstrap: (voters, learners),
+            gone: false,
+            born: self.now,
+        });
+        self.invariants.add_node();
+        let first = self.rng.u64(1..=period);
+        self.schedule(first, Event::Tick(self.nodes.len() - 1));
+        id
+    }
+
+    /// Ask the leader for a random membership change: replace lost members
+    /// first (a new node learns, then takes the lost one's vote), else add
+    /// a learner, promote, remove a voter, grow 3 -> 5 (two learners
+    /// promoted at once), shrink 5 -> 3, or swap a voter for a learner.
+    fn drive_reconfig(&mut self) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        let next = self.rng.u64(8 * TICK..=25 * TICK);
+        self.schedule(next, Event::Reconfig);
+        self.retire_removed();
+        if let Some((_, _, at)) = self.reconfig_outstanding {
+            if self.now < at + 60 * TICK {
+                return;
+            }
+            self.reconfig_outstanding = None;
+        }
+        let Some(l) = self.leader() else { return };
+        let Some(r) = self.nodes[l].replica.as_ref() else { return };
+        if r.pending_membership().is_some() {
+            return;
+        }
+        let m = r.membership().clone();
+        let lost = |w: &World, id: NodeId| w.nodes.get((id - 1) as usize).is_none_or(|n| n.gone);
+        let pick = |w: &mut World, from: &[NodeId]| from[w.rng.usize(0..from.len())];
+        let live_learners: Vec<NodeId> = m.learners.iter().copied().filter(|&id| !lost(self, id)).collect();
+        let mut new_node = false;
+        let change = if let Some(&gone) = m.learners.iter().find(|&&id| lost(self, id)) {
+            Change::Remove(gone)
+        } else if let Some(&gone) = m.voters.iter().find(|&&id| lost(self, id)) {
+            if live_learners.is_empty() {
+                new_node = true;
+                Change::AddLearner(0)
+            } else {
+                let learner = pick(self, &live_learners);
+                let voters = m.voters.iter().map(|&v| if v == gone { learner } else { v }).collect();
+                let learners = m.learners.iter().copied().filter(|&x| x != learner).collect();
+                Change::Replace { voters, learners }
+            }
+        } else {
+            let (nv, nl) = (m.voters.len(), live_learners.len());
+            match self.rng.u32(0..100) {
+                0..=29 if nl < 2 && nv + nl < 7 => {
+                    new_node = true;
+                    Change::AddLearner(0)
+                }
+                0..=59 if nl >= 2 && nv == 3 => {
+                    let mut voters = m.voters.clone();
+                    voters.extend(&live_learners[..2]);
+                    let learners = m.learners.iter().copied().filter(|x| !voters.contains(x)).collect();
+                    Change::Replace { voters, learners }
+                }
+                0..=59 if nl >= 1 && nv < 5 => Change::PromoteLearner(pick(self, &live_learners)),
+                60..=74 if nv >= 4 => Change::Remove(pick(self, &m.voters)),
+                75..=84 if nv == 5 => {
+                    let mut voters = m.voters.clone();
+                    while voters.len() > 3 {
+                        let i = self.rng.usize(0..voters.len());
+                        voters.remove(i);
+                    }
+                    Change::Replace { voters, learners: m.learners.clone() }
+                }
+                85..=94 if nv == 3 && nl >= 1 => {
+                    let out = pick(self, &m.voters);
+                    let learner = pick(self, &live_learners);
+                    let voters = m.voters.iter().map(|&v| if v == out { learner } else { v }).collect();
+                    let learners = m.learners.iter().copied().filter(|&x| x != learner).collect();
+                    Change::Replace { voters, learners }
+                }
+                95..=99 if nl >= 1 => Change::Remove(pick(self, &live_learners)),
+                _ => return,
+            }
+        };
+        let change = if new_node {
+            let mut learners = m.learners.clone();
+            let id = self.nodes.len() as NodeId + 1;
+            learners.push(id);
+            self.add_node(m.voters.clone(), learners);
+            Change::AddLearner(id)
+        } else {
+            change
+        };
+        let id = self.next_reconfig_id;
+        self.next_reconfig_id += 1;
+        self.reconfig_outstanding = Some((id, l, self.now));
+        if self.tracing {
+            eprintln!("t={} RECONFIG {} at {}: {:?} (from {:?})", self.now, id, l + 1, change, m);
+        }
+        self.mix(10, id);
+        self.step(l, Input::Reconfigure { id, change });
+        if self.rng.bool() {
+            let at = self.rng.u64(TICK / 5..=2 * TICK);
+            let from = if self.rng.bool() { (1..=self.nodes.len() as NodeId).collect() } else { m.voters.clone() };
+            self.schedule(at, Event::Disrupt { victim: l, from });
+        }
+    }
+
+    fn on_reconfig_answer(&mut self, id: u64, result: Result<u64, ReconfigError>) {
+        if self.tracing {
+            eprintln!("t={} RECONFIG {} answered {:?}", self.now, id, result);
+        }
+        if result.is_ok() {
+            self.reconfigs += 1;
+        }
+        if self.reconfig_outstanding.is_some_and(|(o, _, _)| o == id) {
+            self.reconfig_outstanding = None;
         }
     }
 

@@ -7,7 +7,34 @@ use synod_sim::scenario::{self, Scenario};
 use synod_sim::{SimOptions, World};
 
 fn run(seed: u64, planted: Option<PlantedBug>) -> synod_sim::RunReport {
-    World::new(SimOptions { planted, ..SimOptions::new(seed) }).run()
+    // The reconfiguration bugs only show when the membership changes.
+    let reconfig = matches!(planted, Some(PlantedBug::ReconfigNoOverlap | PlantedBug::LearnerVotes));
+    World::new(SimOptions { planted, reconfig, ..SimOptions::new(seed) }).run()
+}
+
+fn run_reconfig(seed: u64, nodes: usize) -> synod_sim::RunReport {
+    World::new(SimOptions { reconfig: true, nodes, ..SimOptions::new(seed) }).run()
+}
+
+#[test]
+fn membership_changes_under_faults_break_no_invariant() {
+    let mut reconfigs = 0;
+    for seed in 0..60 {
+        let r = run_reconfig(seed, 3);
+        assert_eq!(r.violation, None, "seed {seed}");
+        assert_eq!(r.ops_completed, 200, "seed {seed}: every operation completes once faults heal");
+        reconfigs += r.reconfigs;
+    }
+    assert!(reconfigs > 60, "only {reconfigs} membership changes in 60 runs");
+    for seed in 0..10 {
+        assert_eq!(run_reconfig(seed, 5).violation, None, "5 nodes, seed {seed}");
+    }
+}
+
+#[test]
+fn a_seed_reproduces_a_run_with_membership_changes() {
+    let traces = || (0..20).map(|s| run_reconfig(s, 3).trace_hash).collect::<Vec<_>>();
+    assert_eq!(traces(), traces());
 }
 
 #[test]
