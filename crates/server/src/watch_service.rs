@@ -37,7 +37,8 @@ use tracing::debug;
 /// etcd's reason for refusing a client-chosen id already in use.
 pub const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
 /// The watch id of a response that is not about one watcher (a progress
-/// reply to the whole stream), as etcd's `clientv3.InvalidWatchID`.
+/// reply to the whole stream, a refused create), as etcd's
+/// `clientv3.InvalidWatchID`.
 pub const STREAM_WATCH_ID: i64 = -1;
 /// Most revisions read from the store in one step of a catch-up.
 const CATCH_UP_REVISIONS: i64 = 1000;
@@ -199,8 +200,9 @@ impl WatchStream {
             Some(PbWatchRequestUnion::CreateRequest(create)) => {
                 let id = if create.watch_id != 0 { create.watch_id } else { self.free_id() };
                 if self.watchers.contains_key(&id) {
+                    // etcd answers a refused create with no watch id (-1).
                     let resp = PbWatchResponse {
-                        watch_id: id,
+                        watch_id: STREAM_WATCH_ID,
                         created: true,
                         canceled: true,
                         cancel_reason: DUPLICATE_WATCH_ID.into(),
