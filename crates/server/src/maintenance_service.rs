@@ -132,10 +132,17 @@ impl PbMaintenanceService for MaintenanceService {
         let before = tokio::task::spawn_blocking(move || dir_size(&dir)).await.unwrap_or(0);
         let slot = self.ctx.handle.snapshot().await.map_err(|e| status::runtime(&e))?;
         let deadline = Instant::now() + DEFRAG_WAIT;
+        let mut asked = Instant::now();
         loop {
             let st = self.ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
             if st.compacted >= slot {
                 break;
+            }
+            // A periodic snapshot being stored when we asked makes the
+            // replica skip ours: ask again until one covers `slot`.
+            if asked.elapsed() >= Duration::from_millis(200) {
+                self.ctx.handle.snapshot().await.map_err(|e| status::runtime(&e))?;
+                asked = Instant::now();
             }
             if !st.voter {
                 return Err(Status::unavailable("synod: cannot defragment while rejoining as a learner"));
