@@ -194,20 +194,25 @@ async fn snapshots_compact_the_log_and_survive_a_restart() {
     assert_eq!(v, Some(Bytes::from("199")));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_seeded_from_a_state_starts_from_it_and_compacts_on_request() {
+/// Three nodes seeded from a backup holding `restored = yes`, without
+/// periodic snapshots; seeding a directory twice is refused.
+async fn seeded_cluster() -> Cluster {
     use synod_paxos::{Command, StateMachine};
     let mut backup = KvMachine::default();
     backup.apply(1, &Command::new(1, 1, KvMachine::put("restored", "yes")));
     let state = backup.snapshot();
-
-    let c = cluster_with(|cfg| {
+    cluster_with(|cfg| {
         cfg.protocol.snapshot_every = 0;
         synod_runtime::seed_data_dir(&cfg.data_dir, 99, cfg.protocol.id, &state).unwrap();
         let err = synod_runtime::seed_data_dir(&cfg.data_dir, 99, cfg.protocol.id, &state).unwrap_err();
         assert!(err.to_string().contains("not empty"), "{err}");
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_seeded_from_a_state_starts_from_it_and_compacts_on_request() {
+    let c = seeded_cluster().await;
     let leader = until_leader(&c).await;
     let h = c.nodes[&leader].handle();
     assert_eq!(h.read("restored").await.unwrap(), Some(Bytes::from("yes")));
@@ -233,15 +238,7 @@ async fn a_cluster_seeded_from_a_state_starts_from_it_and_compacts_on_request() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_of_a_seeded_cluster_that_loses_its_disk_rejoins_from_the_seeded_state() {
-    use synod_paxos::{Command, StateMachine};
-    let mut backup = KvMachine::default();
-    backup.apply(1, &Command::new(1, 1, KvMachine::put("restored", "yes")));
-    let state = backup.snapshot();
-    let c = cluster_with(|cfg| {
-        cfg.protocol.snapshot_every = 0;
-        synod_runtime::seed_data_dir(&cfg.data_dir, 99, cfg.protocol.id, &state).unwrap();
-    })
-    .await;
+    let c = seeded_cluster().await;
     let leader = until_leader(&c).await;
     let h = c.nodes[&leader].handle();
     for i in 0..20 {

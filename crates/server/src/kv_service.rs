@@ -33,10 +33,6 @@ impl KvService {
         KvService { ctx }
     }
 
-    async fn write(&self, cmd: KvCommand) -> Result<Response, Status> {
-        self.ctx.write(cmd).await
-    }
-
     /// Answers a read, linearizable unless `serializable`.
     async fn read(&self, query: Query, serializable: bool) -> Result<Reply, Status> {
         let result = if serializable {
@@ -50,10 +46,6 @@ impl KvService {
             Err(e) => Err(status::runtime(&e)),
         }
     }
-}
-
-fn unexpected(reply: impl std::fmt::Debug) -> Status {
-    Status::internal(format!("synod: unexpected reply: {reply:?}"))
 }
 
 /// Whether every range in a read-only txn, at any depth, asks for a
@@ -77,7 +69,7 @@ impl PbKvService for KvService {
                 self.ctx.fill(&mut r.header);
                 Ok(GrpcResponse::new(r))
             }
-            other => Err(unexpected(other)),
+            other => Err(status::unexpected(other)),
         }
     }
 
@@ -93,12 +85,12 @@ impl PbKvService for KvService {
     async fn put(&self, request: Request<PutRequest>) -> Result<GrpcResponse<PutResponse>, Status> {
         let req = request.into_inner();
         validate_put(&req).map_err(|e| status::kv(&e))?;
-        match self.write(KvCommand::Put(req)).await? {
+        match self.ctx.write(KvCommand::Put(req)).await? {
             Response::Put(mut r) => {
                 self.ctx.fill(&mut r.header);
                 Ok(GrpcResponse::new(r))
             }
-            other => Err(unexpected(other)),
+            other => Err(status::unexpected(other)),
         }
     }
 
@@ -108,12 +100,12 @@ impl PbKvService for KvService {
     ) -> Result<GrpcResponse<DeleteRangeResponse>, Status> {
         let req = request.into_inner();
         validate_delete_range(&req).map_err(|e| status::kv(&e))?;
-        match self.write(KvCommand::DeleteRange(req)).await? {
+        match self.ctx.write(KvCommand::DeleteRange(req)).await? {
             Response::DeleteRange(mut r) => {
                 self.ctx.fill(&mut r.header);
                 Ok(GrpcResponse::new(r))
             }
-            other => Err(unexpected(other)),
+            other => Err(status::unexpected(other)),
         }
     }
 
@@ -124,12 +116,12 @@ impl PbKvService for KvService {
             let serializable = txn_is_serializable(&req);
             match self.read(Query::Txn(req), serializable).await? {
                 Reply::Txn(r) => r,
-                other => return Err(unexpected(other)),
+                other => return Err(status::unexpected(other)),
             }
         } else {
-            match self.write(KvCommand::Txn(req)).await? {
+            match self.ctx.write(KvCommand::Txn(req)).await? {
                 Response::Txn(r) => r,
-                other => return Err(unexpected(other)),
+                other => return Err(status::unexpected(other)),
             }
         };
         self.ctx.fill(&mut resp.header);
@@ -138,12 +130,12 @@ impl PbKvService for KvService {
 
     async fn compact(&self, request: Request<CompactionRequest>) -> Result<GrpcResponse<CompactionResponse>, Status> {
         let req = request.into_inner();
-        match self.write(KvCommand::Compact(req)).await? {
+        match self.ctx.write(KvCommand::Compact(req)).await? {
             Response::Compact(mut r) => {
                 self.ctx.fill(&mut r.header);
                 Ok(GrpcResponse::new(r))
             }
-            other => Err(unexpected(other)),
+            other => Err(status::unexpected(other)),
         }
     }
 }

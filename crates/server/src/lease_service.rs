@@ -72,12 +72,6 @@ impl LeaseService {
         LeaseService { ctx, keeper, forwarder, min_ttl }
     }
 
-    /// Proposes a lease grant or revoke and returns the state machine's response.
-    /// Proposes a lease command (a grant passes the space quota first).
-    async fn write(&self, cmd: KvCommand) -> Result<Response, Status> {
-        self.ctx.write(cmd).await
-    }
-
     fn leader_wait(&self) -> Duration {
         self.ctx.leader_wait.max(MIN_LEADER_WAIT)
     }
@@ -117,11 +111,9 @@ impl LeaseService {
     /// lease table hold every grant completed before (a new leader must not
     /// answer "not found" for a lease it has not applied yet).
     async fn renew_here(&self, id: i64) -> Result<Renewal, Status> {
-        let st = self.ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
-        if st.leader != Some(st.id) {
-            return Ok(Renewal::NotLeader(st.leader));
+        if let Err(leader) = self.confirmed_leader().await? {
+            return Ok(Renewal::NotLeader(leader));
         }
-        self.barrier().await?;
         self.keeper.renew(id).await.map_err(|e| status::runtime(&e))
     }
 
@@ -172,12 +164,22 @@ impl LeaseService {
     /// The leader's answer to a TTL query, after a linearizable read so
     /// that the lease table holds every grant and revoke completed before.
     async fn time_to_live_here(&self, req: &PbLeaseTimeToLiveRequest) -> Result<Remaining, Status> {
+        if let Err(leader) = self.confirmed_leader().await? {
+            return Ok(Remaining::NotLeader(leader));
+        }
+        self.keeper.time_to_live(req.id, req.keys).await.map_err(|e| status::runtime(&e))
+    }
+
+    /// `Ok(Ok(()))` if this member leads, confirmed by a linearizable read
+    /// (which also makes its lease table current); `Ok(Err(hint))` with the
+    /// leader it knows of if it does not lead.
+    async fn confirmed_leader(&self) -> Result<Result<(), Option<u64>>, Status> {
         let st = self.ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
         if st.leader != Some(st.id) {
-            return Ok(Remaining::NotLeader(st.leader));
+            return Ok(Err(st.leader));
         }
         self.barrier().await?;
-        self.keeper.time_to_live(req.id, req.keys).await.map_err(|e| status::runtime(&e))
+        Ok(Ok(()))
     }
 
     /// A response header carrying this member's store revision now (as
@@ -200,10 +202,6 @@ impl LeaseService {
     }
 }
 
-fn unexpected(reply: impl std::fmt::Debug) -> Status {
-    Status::internal(format!("synod: unexpected reply: {reply:?}"))
-}
-
 #[tonic::async_trait]
 impl PbLeaseService for LeaseService {
     async fn lease_grant(
@@ -212,12 +210,12 @@ impl PbLeaseService for LeaseService {
     ) -> Result<GrpcResponse<PbLeaseGrantResponse>, Status> {
         let mut req = request.into_inner();
         req.ttl = req.ttl.max(self.min_ttl);
-        match self.write(KvCommand::LeaseGrant(req)).await? {
+        match self.ctx.write(KvCommand::LeaseGrant(req)).await? {
             Response::LeaseGrant(mut r) => {
                 self.ctx.fill(&mut r.header);
                 Ok(GrpcResponse::new(r))
             }
-            other => Err(unexpected(other)),
+            other => Err(status::unexpected(other)),
         }
     }
 
@@ -225,12 +223,12 @@ impl PbLeaseService for LeaseService {
         &self,
         request: Request<PbLeaseRevokeRequest>,
     ) -> Result<GrpcResponse<PbLeaseRevokeResponse>, Status> {
-        match self.write(KvCommand::LeaseRevoke(request.into_inner())).await? {
+        match self.ctx.write(KvCommand::LeaseRevoke(request.into_inner())).await? {
             Response::LeaseRevoke(mut r) => {
                 self.ctx.fill(&mut r.header);
                 Ok(GrpcResponse::new(r))
             }
-            other => Err(unexpected(other)),
+            other => Err(status::unexpected(other)),
         }
     }
 

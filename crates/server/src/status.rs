@@ -16,6 +16,11 @@ pub const TOO_MANY_REQUESTS: &str = "etcdserver: too many requests";
 /// etcd's `ErrStopped`.
 pub const STOPPED: &str = "etcdserver: server stopped";
 
+/// A reply of the wrong kind from the state machine (a server bug).
+pub fn unexpected(reply: impl std::fmt::Debug) -> Status {
+    Status::internal(format!("synod: unexpected reply: {reply:?}"))
+}
+
 /// A key-value error with etcd's code and message.
 pub fn kv(e: &KvError) -> Status {
     Status::new(Code::from(e.code() as i32), e.to_string())
