@@ -20,15 +20,19 @@
 //!
 //! * [`node`]: the replica's actor and the [`Handle`] clients use;
 //! * [`transport`]: TCP between replicas;
+//! * [`join`]: how a node added to a running cluster learns its id;
 //! * [`codec`]: how messages and records are encoded.
 
 pub mod codec;
+pub mod join;
 pub mod node;
 pub mod seed;
 pub mod transport;
 
+pub use join::{discover, Joined};
 pub use node::{Handle, Node, NodeConfig, Status};
 pub use seed::seed_data_dir;
+pub use transport::ClusterInfo;
 
 use synod_paxos::NodeId;
 use thiserror::Error;

@@ -109,6 +109,23 @@ pub struct Status {
     pub voter: bool,
     /// Every slot up to here is compacted into a snapshot.
     pub compacted: Slot,
+    /// A peer refused this member because it was removed from the cluster
+    /// (it may not have learned the change itself).
+    pub removed: bool,
+}
+
+impl Status {
+    /// The latest configuration known here: the pending one if a change
+    /// is chosen but not yet in force, else the one in force.
+    pub fn latest(&self) -> (Vec<NodeId>, Vec<NodeId>) {
+        match &self.pending {
+            Some((_, m)) => (m.voters.clone(), m.learners.clone()),
+            None => {
+                let learners = self.members.iter().filter(|id| !self.voters.contains(id)).copied().collect();
+                (self.voters.clone(), learners)
+            }
+        }
+    }
 }
 
 type LocalFn<S> = Box<dyn FnOnce(&S) + Send>;
@@ -309,6 +326,8 @@ where
             durable_tx,
             snapshots,
             timeout: cfg.request_timeout,
+            published: None,
+            alpha: cfg.protocol.max_inflight_slots as u64,
         };
         let task = tokio::spawn(actor.run(cfg.tick, rx, peer_rx, durable_rx, stop_rx));
         Ok(Node { handle: Handle { tx, timeout: cfg.request_timeout }, task, accept_task, shutdown: Some(stop_tx) })
@@ -397,6 +416,10 @@ struct Actor<S: StateMachine> {
     durable_tx: mpsc::UnboundedSender<Result<Stored, synod_storage::Error>>,
     snapshots: Arc<SnapshotStore>,
     timeout: Duration,
+    /// The membership joining nodes are told about.
+    published: Option<Membership>,
+    /// The reconfiguration window (`Config::max_inflight_slots`).
+    alpha: u64,
 }
 
 impl<S> Actor<S>
@@ -455,6 +478,16 @@ where
                 }
             }
             self.carry_out()?;
+            self.publish_membership();
+        }
+    }
+
+    /// Keep the transport's answer to joining nodes current.
+    fn publish_membership(&mut self) {
+        let latest = self.replica.pending_membership().map_or(self.replica.membership(), |(_, m)| m);
+        if self.published.as_ref() != Some(latest) {
+            self.transport.publish(latest, self.alpha);
+            self.published = Some(latest.clone());
         }
     }
 
@@ -496,8 +529,14 @@ where
                 self.reconfigs.insert(id, (reply, deadline));
                 self.replica.step(Input::Reconfigure { id, change });
             }
-            Request::SetPeer(id, addr) => self.transport.set_peer(id, addr),
-            Request::RemovePeer(id) => self.transport.remove_peer(id),
+            Request::SetPeer(id, addr) => {
+                self.transport.set_peer(id, addr);
+                self.published = None;
+            }
+            Request::RemovePeer(id) => {
+                self.transport.remove_peer(id);
+                self.published = None;
+            }
             Request::Snapshot(reply) => {
                 self.replica.step(Input::TakeSnapshot);
                 let _ = reply.send(self.replica.applied_index());
@@ -517,6 +556,7 @@ where
                     pending: r.pending_membership().map(|(slot, m)| (slot, m.clone())),
                     voter: membership.voters.contains(&r.id()) && !r.is_rejoining(),
                     compacted: r.log().compacted(),
+                    removed: self.transport.removed(),
                 });
             }
         }

@@ -10,7 +10,14 @@
 //! The set of peers can change while the transport runs (membership
 //! changes): [`Transport::set_peer`] starts talking to a new member, or to a
 //! member at a new address, and [`Transport::remove_peer`] stops; a hello
-//! from a member that is not (or no longer) known is refused.
+//! from a member that is not (or no longer) known is refused; one from a
+//! member that was removed is told so, and the removed member's transport
+//! reports it ([`Transport::removed`]) so that it can stop.
+//!
+//! A node joining a running cluster does not know its own id or the
+//! membership yet: it sends a *directory* hello (cluster, sender and
+//! receiver all zero) and is answered with [`ClusterInfo`] (see
+//! [`crate::join`]) and the connection is closed.
 //!
 //! Sending never blocks the replica: each peer has a bounded queue drained
 //! by its own task, which writes everything queued in one system call and
@@ -19,11 +26,13 @@
 //! Paxos tolerates lost messages (the replica resends what matters).
 
 use crate::codec::{decode_message, encode_message};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use synod_paxos::{Message, NodeId};
+use synod_paxos::{Membership, Message, NodeId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -32,6 +41,9 @@ use tracing::{debug, info, warn};
 const MAGIC: [u8; 8] = *b"SYNOD\x00\x01\x00";
 const HELLO_LEN: usize = 8 + 8 + 8 + 8;
 const QUEUE: usize = 8192;
+
+/// The status byte that answers a directory hello.
+pub(crate) const DIRECTORY_STATUS: u8 = HelloStatus::Directory as u8;
 
 /// Answer to a hello.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +54,8 @@ enum HelloStatus {
     UnknownMember = 2,
     WrongReceiver = 3,
     BadMagic = 4,
+    Removed = 5,
+    Directory = 6,
 }
 
 impl HelloStatus {
@@ -52,6 +66,8 @@ impl HelloStatus {
             HelloStatus::UnknownMember => "peer is not a member of this cluster",
             HelloStatus::WrongReceiver => "peer meant to reach another member",
             HelloStatus::BadMagic => "not a Synod peer",
+            HelloStatus::Removed => "peer was removed from this cluster",
+            HelloStatus::Directory => "directory request answered",
         }
     }
 }
@@ -69,13 +85,50 @@ pub struct TransportConfig {
     pub max_frame: usize,
 }
 
+/// What any member tells a node that joins: enough to start a replica
+/// that takes part in the cluster as it is now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// The cluster's id (for hellos and the data directory).
+    pub cluster_id: u64,
+    /// The latest configuration the answering member knows (one chosen but
+    /// not yet in force included).
+    pub membership: Membership,
+    /// Every member's peer address, the answering member's included.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// The pipeline window α of the cluster's reconfiguration rule: every
+    /// member must use the same (`Config::max_inflight_slots`).
+    pub alpha: u64,
+}
+
+/// What the accept loop and the outbound connections share with the
+/// replica's task.
+struct Shared {
+    /// The members whose hellos are accepted.
+    known: BTreeSet<NodeId>,
+    /// Members removed while this transport ran: their hellos are answered
+    /// "removed".
+    removed: BTreeSet<NodeId>,
+    /// The answer to a directory hello, once the replica published one.
+    directory: Option<ClusterInfo>,
+}
+
 /// Sending side of the peer network, owned by the replica's task.
 pub struct Transport {
     cfg: Arc<TransportConfig>,
     /// Each peer's address and the queue its connection task drains.
     queues: BTreeMap<NodeId, (SocketAddr, mpsc::Sender<Message>)>,
-    /// The members whose hellos are accepted (shared with the accept loop).
-    known: Arc<RwLock<BTreeSet<NodeId>>>,
+    shared: Arc<RwLock<Shared>>,
+    /// Set when a peer refused us because we were removed.
+    removed: Arc<AtomicBool>,
+}
+
+fn shared_write(shared: &RwLock<Shared>) -> std::sync::RwLockWriteGuard<'_, Shared> {
+    shared.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn shared_read(shared: &RwLock<Shared>) -> std::sync::RwLockReadGuard<'_, Shared> {
+    shared.read().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Transport {
@@ -88,12 +141,21 @@ impl Transport {
         inbound: mpsc::Sender<(NodeId, Message)>,
     ) -> (Transport, tokio::task::JoinHandle<()>) {
         let cfg = Arc::new(cfg);
-        let known = Arc::new(RwLock::new(cfg.peers.keys().copied().filter(|&id| id != cfg.me).collect()));
-        let mut transport = Transport { cfg: cfg.clone(), queues: BTreeMap::new(), known: known.clone() };
+        let shared = Arc::new(RwLock::new(Shared {
+            known: cfg.peers.keys().copied().filter(|&id| id != cfg.me).collect(),
+            removed: BTreeSet::new(),
+            directory: None,
+        }));
+        let mut transport = Transport {
+            cfg: cfg.clone(),
+            queues: BTreeMap::new(),
+            shared: shared.clone(),
+            removed: Default::default(),
+        };
         for (&id, &addr) in cfg.peers.iter() {
             transport.set_peer(id, addr);
         }
-        let accept = tokio::spawn(accept_loop(cfg, known, listener, inbound));
+        let accept = tokio::spawn(accept_loop(cfg, shared, listener, inbound));
         (transport, accept)
     }
 
@@ -113,17 +175,42 @@ impl Transport {
         if id == self.cfg.me || self.queues.get(&id).is_some_and(|(a, _)| *a == addr) {
             return;
         }
-        self.known.write().expect("no panics while holding the lock").insert(id);
+        {
+            let mut shared = shared_write(&self.shared);
+            shared.known.insert(id);
+            shared.removed.remove(&id);
+        }
         let (tx, rx) = mpsc::channel(QUEUE);
         // Replacing the old queue ends the old connection's task.
         self.queues.insert(id, (addr, tx));
-        tokio::spawn(outbound(self.cfg.clone(), id, addr, rx));
+        tokio::spawn(outbound(self.cfg.clone(), id, addr, rx, self.removed.clone()));
     }
 
-    /// Stop talking to member `id` and refuse its hellos.
+    /// Stop talking to member `id` and answer its hellos with "removed".
     pub fn remove_peer(&mut self, id: NodeId) {
-        self.known.write().expect("no panics while holding the lock").remove(&id);
+        {
+            let mut shared = shared_write(&self.shared);
+            shared.known.remove(&id);
+            shared.removed.insert(id);
+        }
         self.queues.remove(&id);
+    }
+
+    /// What directory hellos are answered with from now on: `membership`
+    /// and the current peers.
+    pub fn publish(&self, membership: &Membership, alpha: u64) {
+        let mut peers = self.peers();
+        if let Some(&me) = self.cfg.peers.get(&self.cfg.me) {
+            peers.insert(self.cfg.me, me);
+        }
+        let info = ClusterInfo { cluster_id: self.cfg.cluster_id, membership: membership.clone(), peers, alpha };
+        shared_write(&self.shared).directory = Some(info);
+    }
+
+    /// Whether a peer refused this member because it was removed from the
+    /// cluster.
+    pub fn removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
     }
 
     /// Every peer and its address.
@@ -141,16 +228,27 @@ fn hello(cfg: &TransportConfig, to: NodeId) -> [u8; HELLO_LEN] {
     h
 }
 
-fn check_hello(cfg: &TransportConfig, known: &BTreeSet<NodeId>, h: &[u8; HELLO_LEN]) -> (HelloStatus, NodeId) {
+/// The hello of a node asking for the [`ClusterInfo`].
+pub(crate) fn directory_hello() -> [u8; HELLO_LEN] {
+    let mut h = [0u8; HELLO_LEN];
+    h[..8].copy_from_slice(&MAGIC);
+    h
+}
+
+fn check_hello(cfg: &TransportConfig, shared: &Shared, h: &[u8; HELLO_LEN]) -> (HelloStatus, NodeId) {
     let word = |i: usize| u64::from_be_bytes(h[i..i + 8].try_into().expect("8 bytes"));
     let from = word(16);
     let status = if h[..8] != MAGIC {
         HelloStatus::BadMagic
+    } else if h[8..] == [0; HELLO_LEN - 8] {
+        HelloStatus::Directory
     } else if word(8) != cfg.cluster_id {
         HelloStatus::WrongCluster
     } else if word(24) != cfg.me {
         HelloStatus::WrongReceiver
-    } else if from == cfg.me || !known.contains(&from) {
+    } else if shared.removed.contains(&from) {
+        HelloStatus::Removed
+    } else if from == cfg.me || !shared.known.contains(&from) {
         HelloStatus::UnknownMember
     } else {
         HelloStatus::Ok
@@ -158,7 +256,13 @@ fn check_hello(cfg: &TransportConfig, known: &BTreeSet<NodeId>, h: &[u8; HELLO_L
     (status, from)
 }
 
-async fn outbound(cfg: Arc<TransportConfig>, peer: NodeId, addr: SocketAddr, mut rx: mpsc::Receiver<Message>) {
+async fn outbound(
+    cfg: Arc<TransportConfig>,
+    peer: NodeId,
+    addr: SocketAddr,
+    mut rx: mpsc::Receiver<Message>,
+    removed: Arc<AtomicBool>,
+) {
     let mut backoff = Duration::from_millis(20);
     let mut buf = Vec::with_capacity(64 * 1024);
     loop {
@@ -169,6 +273,9 @@ async fn outbound(cfg: Arc<TransportConfig>, peer: NodeId, addr: SocketAddr, mut
                 s
             }
             Err(reason) => {
+                if reason == HelloStatus::Removed.reason() && !removed.swap(true, Ordering::Relaxed) {
+                    warn!(peer, %addr, "this member was removed from the cluster");
+                }
                 debug!(peer, %addr, reason, "cannot reach peer; retrying");
                 // Whatever was queued meanwhile is stale: drop it.
                 while rx.try_recv().is_ok() {}
@@ -211,6 +318,9 @@ async fn connect(cfg: &TransportConfig, peer: NodeId, addr: SocketAddr) -> Resul
         s.write_all(&hello(cfg, peer)).await.map_err(|e| e.to_string())?;
         let mut status = [0u8; 1];
         s.read_exact(&mut status).await.map_err(|e| e.to_string())?;
+        if status[0] == HelloStatus::Removed as u8 {
+            return Err(HelloStatus::Removed.reason().to_string());
+        }
         if status[0] != HelloStatus::Ok as u8 {
             return Err(format!("peer refused the handshake (status {})", status[0]));
         }
@@ -221,7 +331,7 @@ async fn connect(cfg: &TransportConfig, peer: NodeId, addr: SocketAddr) -> Resul
 
 async fn accept_loop(
     cfg: Arc<TransportConfig>,
-    known: Arc<RwLock<BTreeSet<NodeId>>>,
+    shared: Arc<RwLock<Shared>>,
     listener: TcpListener,
     inbound: mpsc::Sender<(NodeId, Message)>,
 ) {
@@ -234,7 +344,7 @@ async fn accept_loop(
         match accepted {
             Ok((stream, remote)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_peer(cfg.clone(), known.clone(), stream, remote, inbound.clone()));
+                tokio::spawn(serve_peer(cfg.clone(), shared.clone(), stream, remote, inbound.clone()));
             }
             Err(e) => {
                 warn!(error = %e, "accept failed");
@@ -246,7 +356,7 @@ async fn accept_loop(
 
 async fn serve_peer(
     cfg: Arc<TransportConfig>,
-    known: Arc<RwLock<BTreeSet<NodeId>>>,
+    shared: Arc<RwLock<Shared>>,
     mut stream: TcpStream,
     remote: SocketAddr,
     inbound: mpsc::Sender<(NodeId, Message)>,
@@ -257,11 +367,19 @@ async fn serve_peer(
         warn!(%remote, "peer connection closed: no valid hello");
         return;
     }
-    let status_from = {
-        let known = known.read().expect("no panics while holding the lock");
-        check_hello(&cfg, &known, &h)
-    };
-    let (status, from) = status_from;
+    let (status, from) = check_hello(&cfg, &shared_read(&shared), &h);
+    if status == HelloStatus::Directory {
+        let Some(info) = shared_read(&shared).directory.clone() else {
+            return;
+        };
+        let body = postcard::to_allocvec(&info).expect("cluster info always serializes");
+        let mut answer = vec![status as u8];
+        answer.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        answer.extend_from_slice(&body);
+        let _ = stream.write_all(&answer).await;
+        debug!(%remote, "answered a directory request");
+        return;
+    }
     let _ = stream.write_all(&[status as u8]).await;
     if status != HelloStatus::Ok {
         warn!(%remote, claimed = from, reason = status.reason(), "peer refused");
@@ -314,19 +432,22 @@ mod tests {
     #[test]
     fn handshake_refuses_strangers() {
         let server = cfg(1, 7);
-        let mut known: BTreeSet<NodeId> = [2, 3].into();
+        let mut shared = Shared { known: [2, 3].into(), removed: BTreeSet::new(), directory: None };
         let ok = hello(&cfg(2, 7), 1);
-        assert_eq!(check_hello(&server, &known, &ok), (HelloStatus::Ok, 2));
-        assert_eq!(check_hello(&server, &known, &hello(&cfg(2, 8), 1)).0, HelloStatus::WrongCluster);
-        assert_eq!(check_hello(&server, &known, &hello(&cfg(2, 7), 3)).0, HelloStatus::WrongReceiver);
-        assert_eq!(check_hello(&server, &known, &hello(&cfg(9, 7), 1)).0, HelloStatus::UnknownMember);
+        assert_eq!(check_hello(&server, &shared, &ok), (HelloStatus::Ok, 2));
+        assert_eq!(check_hello(&server, &shared, &hello(&cfg(2, 8), 1)).0, HelloStatus::WrongCluster);
+        assert_eq!(check_hello(&server, &shared, &hello(&cfg(2, 7), 3)).0, HelloStatus::WrongReceiver);
+        assert_eq!(check_hello(&server, &shared, &hello(&cfg(9, 7), 1)).0, HelloStatus::UnknownMember);
+        assert_eq!(check_hello(&server, &shared, &directory_hello()).0, HelloStatus::Directory);
         let mut junk = ok;
         junk[0] = b'X';
-        assert_eq!(check_hello(&server, &known, &junk).0, HelloStatus::BadMagic);
-        // Membership changes: a new member is let in, a removed one is not.
-        known.insert(9);
-        assert_eq!(check_hello(&server, &known, &hello(&cfg(9, 7), 1)).0, HelloStatus::Ok);
-        known.remove(&2);
-        assert_eq!(check_hello(&server, &known, &ok).0, HelloStatus::UnknownMember);
+        assert_eq!(check_hello(&server, &shared, &junk).0, HelloStatus::BadMagic);
+        // Membership changes: a new member is let in, a removed one is told.
+        shared.known.insert(9);
+        assert_eq!(check_hello(&server, &shared, &hello(&cfg(9, 7), 1)).0, HelloStatus::Ok);
+        shared.known.remove(&2);
+        assert_eq!(check_hello(&server, &shared, &ok).0, HelloStatus::UnknownMember);
+        shared.removed.insert(2);
+        assert_eq!(check_hello(&server, &shared, &ok).0, HelloStatus::Removed);
     }
 }

@@ -1,9 +1,22 @@
-//! etcd's Cluster service: the member list. Names, ids and peer URLs come
-//! from `--initial-cluster` (the same on every member); client URLs from the
-//! attributes each member publishes through the log when it starts, so every
-//! member lists every member's client URLs. Membership is static for now.
+//! etcd's Cluster service: listing and changing the members.
+//!
+//! The list is the latest configuration the protocol knows (voters and
+//! learners, a change chosen but not yet in force included), joined with
+//! what the log records about each member: the name and client URLs it
+//! published when it started, and its peer URLs ([`crate::membership`]).
+//!
+//! Changes are made at the leader; a follower forwards them
+//! ([`crate::forward`]). `MemberAdd` records the new member's peer URLs and
+//! a fresh id in the log, then adds it as a learner: one added as a voter is
+//! promoted by the leader as soon as it is in sync, so an empty log never
+//! counts in a quorum. `MemberPromote` is refused until the learner is in
+//! sync, `MemberRemove` and `MemberAdd` when the new configuration would
+//! have no quorum among the members the leader hears now (etcd's
+//! `--strict-reconfig-check`), each with etcd's error.
 
-use crate::machine::{Query, Reply};
+use crate::forward::{is_forwarded, not_leader};
+use crate::machine::{MemberAttributes, Proposal, Query, Reply};
+use crate::membership::{resolve_peer, View};
 use crate::server::Context;
 use crate::status;
 use etcd_client::proto::{
@@ -11,8 +24,44 @@ use etcd_client::proto::{
     PbMemberPromoteRequest, PbMemberPromoteResponse, PbMemberRemoveRequest, PbMemberRemoveResponse,
     PbMemberUpdateRequest, PbMemberUpdateResponse,
 };
+use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+use synod_paxos::{Change, ReconfigError};
 use tonic::{Request, Response, Status};
+
+/// etcd's `ErrGRPCMemberNotFound`.
+pub const MEMBER_NOT_FOUND: &str = "etcdserver: member not found";
+/// etcd's `ErrGRPCPeerURLExist`.
+pub const PEER_URL_EXISTS: &str = "etcdserver: Peer URLs already exists";
+/// etcd's `ErrGRPCMemberBadURLs`.
+pub const BAD_URLS: &str = "etcdserver: given member URLs are invalid";
+/// etcd's `ErrGRPCMemberNotLearner`.
+pub const NOT_LEARNER: &str = "etcdserver: can only promote a learner member";
+/// etcd's `ErrGRPCLearnerNotReady`.
+pub const LEARNER_NOT_READY: &str = "etcdserver: can only promote a learner member which is in sync with leader";
+/// etcd's `ErrGRPCMemberNotEnoughStarted`.
+pub const NOT_ENOUGH_STARTED: &str = "etcdserver: re-configuration failed due to not enough started members";
+/// etcd's `ErrGRPCLeaderChanged`.
+pub const LEADER_CHANGED: &str = "etcdserver: leader changed";
+
+/// How long a change waits for the previous one to take effect.
+const IN_PROGRESS_WAIT: Duration = Duration::from_secs(5);
+
+/// A refused or interrupted membership change as etcd reports it.
+pub fn reconfig_error(e: &ReconfigError) -> Status {
+    match e {
+        ReconfigError::NotLeader { .. } => not_leader(),
+        ReconfigError::InProgress => Status::unavailable(format!("etcdserver: {e}")),
+        ReconfigError::UnknownMember(_) => Status::not_found(MEMBER_NOT_FOUND),
+        ReconfigError::AlreadyMember(_) => Status::failed_precondition("etcdserver: member ID already exist"),
+        ReconfigError::NotALearner(_) => Status::failed_precondition(NOT_LEARNER),
+        ReconfigError::LearnerNotInSync(_) => Status::failed_precondition(LEARNER_NOT_READY),
+        ReconfigError::NoQuorumReachable { .. } => Status::failed_precondition(NOT_ENOUGH_STARTED),
+        ReconfigError::Invalid(m) => Status::invalid_argument(format!("synod: {m}")),
+        ReconfigError::Interrupted => Status::unavailable(LEADER_CHANGED),
+    }
+}
 
 /// The Cluster service of one member.
 #[derive(Clone)]
@@ -25,68 +74,206 @@ impl ClusterService {
     pub fn new(ctx: Arc<Context>) -> ClusterService {
         ClusterService { ctx }
     }
+
+    /// Every member of `view`, as etcd lists them.
+    fn list(&self, view: &View) -> Vec<PbMember> {
+        view.members()
+            .map(|id| {
+                let record = view.records.get(&id);
+                let initial = self.ctx.members.iter().find(|m| m.id == id);
+                let name = match record {
+                    Some(r) if !r.name.is_empty() => r.name.clone(),
+                    _ => initial.map(|m| m.name.clone()).unwrap_or_default(),
+                };
+                PbMember {
+                    id,
+                    name,
+                    peer_ur_ls: view.peer_urls(id, &self.ctx.members),
+                    client_ur_ls: record.map(|r| r.client_urls.clone()).unwrap_or_default(),
+                    is_learner: view.learners.contains(&id),
+                }
+            })
+            .collect()
+    }
+
+    async fn view(&self) -> Result<View, Status> {
+        View::current(&self.ctx).await.map(|(v, _)| v).map_err(|e| status::runtime(&e))
+    }
+
+    /// Serve `request` here if this member leads, else forward it to the
+    /// leader (once: a forwarded request that finds no leader here fails).
+    async fn at_leader<Req, Resp, F, Fut>(
+        &self,
+        request: Request<Req>,
+        path: &'static str,
+        local: F,
+    ) -> Result<Resp, Status>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+        F: FnOnce(Req) -> Fut,
+        Fut: Future<Output = Result<Resp, Status>>,
+    {
+        let forwarded = is_forwarded(&request);
+        let req = request.into_inner();
+        let deadline = Instant::now() + self.ctx.leader_wait;
+        loop {
+            let st = self.ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
+            match st.leader {
+                Some(l) if l == self.ctx.member_id => return local(req).await,
+                _ if forwarded => return Err(not_leader()),
+                Some(l) => return self.ctx.forwarder.unary(l, path, req, self.ctx.leader_wait * 2).await,
+                None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+                None => return Err(Status::unavailable(status::NO_LEADER)),
+            }
+        }
+    }
+
+    /// Make a membership change, waiting for a previous one to take effect.
+    async fn reconfigure(&self, change: Change) -> Result<(), Status> {
+        let deadline = Instant::now() + IN_PROGRESS_WAIT;
+        loop {
+            match self.ctx.handle.reconfigure(change.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(synod_runtime::Error::Reconfig(ReconfigError::InProgress)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(synod_runtime::Error::Reconfig(e)) => return Err(reconfig_error(&e)),
+                Err(e) => return Err(status::runtime(&e)),
+            }
+        }
+    }
+
+    async fn propose(&self, p: Proposal) -> Result<(), Status> {
+        match self.ctx.propose(p.to_bytes()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(status::machine(&e)),
+            Err(e) => Err(status::runtime(&e)),
+        }
+    }
+
+    /// Peer URLs that parse and resolve, or etcd's error.
+    fn check_urls(urls: &[String]) -> Result<std::net::SocketAddr, Status> {
+        if urls.is_empty() || urls.iter().any(|u| crate::config::host_port("peer-urls", u).is_err()) {
+            return Err(Status::invalid_argument(BAD_URLS));
+        }
+        resolve_peer(urls).ok_or_else(|| Status::invalid_argument(BAD_URLS))
+    }
+
+    async fn add(&self, req: PbMemberAddRequest) -> Result<PbMemberAddResponse, Status> {
+        let addr = Self::check_urls(&req.peer_ur_ls)?;
+        let view = self.view().await?;
+        if view.peer_url_owner(&req.peer_ur_ls, &self.ctx.members, 0).is_some() {
+            return Err(Status::failed_precondition(PEER_URL_EXISTS));
+        }
+        let id = view.fresh_id(&req.peer_ur_ls, self.ctx.cluster_id);
+        let record =
+            MemberAttributes { id, peer_urls: req.peer_ur_ls.clone(), promote: !req.is_learner, ..Default::default() };
+        self.propose(Proposal::PeerUrls(record)).await?;
+        self.ctx.handle.set_peer(id, addr).await.map_err(|e| status::runtime(&e))?;
+        self.reconfigure(Change::AddLearner(id)).await?;
+        let member = PbMember {
+            id,
+            name: String::new(),
+            peer_ur_ls: req.peer_ur_ls,
+            client_ur_ls: vec![],
+            is_learner: req.is_learner,
+        };
+        Ok(PbMemberAddResponse { header: None, member: Some(member), members: self.list(&self.view().await?) })
+    }
+
+    async fn remove(&self, req: PbMemberRemoveRequest) -> Result<PbMemberRemoveResponse, Status> {
+        if !self.view().await?.contains(req.id) {
+            return Err(Status::not_found(MEMBER_NOT_FOUND));
+        }
+        self.reconfigure(Change::Remove(req.id)).await?;
+        self.propose(Proposal::Forget(req.id)).await?;
+        Ok(PbMemberRemoveResponse { header: None, members: self.list(&self.view().await?) })
+    }
+
+    async fn update(&self, req: PbMemberUpdateRequest) -> Result<PbMemberUpdateResponse, Status> {
+        Self::check_urls(&req.peer_ur_ls)?;
+        let view = self.view().await?;
+        if !view.contains(req.id) {
+            return Err(Status::not_found(MEMBER_NOT_FOUND));
+        }
+        if view.peer_url_owner(&req.peer_ur_ls, &self.ctx.members, req.id).is_some() {
+            return Err(Status::failed_precondition(PEER_URL_EXISTS));
+        }
+        self.propose(Proposal::PeerUrls(MemberAttributes {
+            id: req.id,
+            peer_urls: req.peer_ur_ls,
+            ..Default::default()
+        }))
+        .await?;
+        Ok(PbMemberUpdateResponse { header: None, members: self.list(&self.view().await?) })
+    }
+
+    async fn promote(&self, req: PbMemberPromoteRequest) -> Result<PbMemberPromoteResponse, Status> {
+        let view = self.view().await?;
+        if !view.contains(req.id) {
+            return Err(Status::not_found(MEMBER_NOT_FOUND));
+        }
+        self.reconfigure(Change::PromoteLearner(req.id)).await?;
+        Ok(PbMemberPromoteResponse { header: None, members: self.list(&self.view().await?) })
+    }
+
+    fn respond<T>(
+        &self,
+        mut resp: T,
+        header: impl FnOnce(&mut T) -> &mut Option<etcd_client::proto::PbResponseHeader>,
+    ) -> Response<T> {
+        self.ctx.fill(header(&mut resp));
+        Response::new(resp)
+    }
 }
 
 #[tonic::async_trait]
 impl PbClusterService for ClusterService {
-    async fn member_add(&self, _request: Request<PbMemberAddRequest>) -> Result<Response<PbMemberAddResponse>, Status> {
-        Err(status::unimplemented("Cluster.MemberAdd"))
+    async fn member_add(&self, request: Request<PbMemberAddRequest>) -> Result<Response<PbMemberAddResponse>, Status> {
+        let resp = self.at_leader(request, "/etcdserverpb.Cluster/MemberAdd", |r| self.add(r)).await?;
+        Ok(self.respond(resp, |r| &mut r.header))
     }
 
     async fn member_remove(
         &self,
-        _request: Request<PbMemberRemoveRequest>,
+        request: Request<PbMemberRemoveRequest>,
     ) -> Result<Response<PbMemberRemoveResponse>, Status> {
-        Err(status::unimplemented("Cluster.MemberRemove"))
+        let resp = self.at_leader(request, "/etcdserverpb.Cluster/MemberRemove", |r| self.remove(r)).await?;
+        Ok(self.respond(resp, |r| &mut r.header))
     }
 
     async fn member_update(
         &self,
-        _request: Request<PbMemberUpdateRequest>,
+        request: Request<PbMemberUpdateRequest>,
     ) -> Result<Response<PbMemberUpdateResponse>, Status> {
-        Err(status::unimplemented("Cluster.MemberUpdate"))
+        let resp = self.at_leader(request, "/etcdserverpb.Cluster/MemberUpdate", |r| self.update(r)).await?;
+        Ok(self.respond(resp, |r| &mut r.header))
     }
 
     async fn member_list(
         &self,
         request: Request<PbMemberListRequest>,
     ) -> Result<Response<PbMemberListResponse>, Status> {
-        let published = if request.get_ref().linearizable {
-            self.ctx.read(&Query::Members).await
-        } else {
-            self.ctx.handle.with_state(|m| Ok(Reply::Members(m.members()))).await
-        };
-        let published = match published {
-            Ok(Ok(Reply::Members(m))) => m,
-            Ok(Ok(other)) => return Err(Status::internal(format!("synod: unexpected reply: {other:?}"))),
-            Ok(Err(e)) => return Err(status::machine(&e)),
-            Err(e) => return Err(status::runtime(&e)),
-        };
-        let members = self
-            .ctx
-            .members
-            .iter()
-            .map(|m| {
-                let client_ur_ls =
-                    published.iter().find(|p| p.id == m.id).map(|p| p.client_urls.clone()).unwrap_or_default();
-                PbMember {
-                    id: m.id,
-                    name: m.name.clone(),
-                    peer_ur_ls: m.peer_urls.clone(),
-                    client_ur_ls,
-                    is_learner: false,
-                }
-            })
-            .collect();
-        let mut resp = PbMemberListResponse { header: None, members };
-        self.ctx.fill(&mut resp.header);
-        Ok(Response::new(resp))
+        if request.get_ref().linearizable {
+            // Everything chosen before the request is applied here after
+            // this read; the view below is at least that fresh.
+            match self.ctx.read(&Query::Members).await {
+                Ok(Ok(Reply::Members(_))) => {}
+                Ok(Ok(other)) => return Err(status::unexpected(other)),
+                Ok(Err(e)) => return Err(status::machine(&e)),
+                Err(e) => return Err(status::runtime(&e)),
+            }
+        }
+        let members = self.list(&self.view().await?);
+        Ok(self.respond(PbMemberListResponse { header: None, members }, |r| &mut r.header))
     }
 
     async fn member_promote(
         &self,
-        _request: Request<PbMemberPromoteRequest>,
+        request: Request<PbMemberPromoteRequest>,
     ) -> Result<Response<PbMemberPromoteResponse>, Status> {
-        Err(status::unimplemented("Cluster.MemberPromote"))
+        let resp = self.at_leader(request, "/etcdserverpb.Cluster/MemberPromote", |r| self.promote(r)).await?;
+        Ok(self.respond(resp, |r| &mut r.header))
     }
 }

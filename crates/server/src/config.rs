@@ -277,6 +277,8 @@ pub struct ServerConfig {
     pub client_listen: Vec<SocketAddr>,
     /// The client URLs published to the cluster.
     pub advertise_client_urls: Vec<String>,
+    /// The peer URLs published to the cluster (`--initial-advertise-peer-urls`).
+    pub advertise_peer_urls: Vec<String>,
     /// Where to listen for peers.
     pub peer_listen: SocketAddr,
     /// The runtime's configuration (protocol, peers, data directory, tick).
@@ -453,6 +455,7 @@ impl NodeArgs {
             members,
             client_listen,
             advertise_client_urls,
+            advertise_peer_urls: advertised,
             peer_listen,
             node,
             max_request_bytes: self.max_request_bytes,

@@ -3,7 +3,7 @@
 //! Grant and revoke are writes through the log. Keep-alives and TTL
 //! queries are about time, which only the leader counts
 //! ([`crate::lease_keeper`]): the leader answers them, and a follower
-//! forwards them to it ([`crate::lease_forward`]), as etcd does. The lease
+//! forwards them to it ([`crate::forward`]), as etcd does. The lease
 //! list is a linearizable read of the lease table.
 //!
 //! etcd's answers where a lease does not exist: a keep-alive gets a
@@ -16,7 +16,7 @@
 //! every replica applies (the state machine raises it further to its own
 //! fixed minimum, the same everywhere).
 
-use crate::lease_forward::{is_forwarded, not_leader, LeaderForwarder};
+use crate::forward::{is_forwarded, not_leader};
 use crate::lease_keeper::{LeaseKeeper, Remaining, Renewal};
 use crate::machine::Query;
 use crate::server::Context;
@@ -59,7 +59,6 @@ pub fn min_ttl(election_timeout: Duration) -> i64 {
 pub struct LeaseService {
     ctx: Arc<Context>,
     keeper: Arc<LeaseKeeper>,
-    forwarder: Arc<LeaderForwarder>,
     /// Shortest TTL granted, in seconds ([`min_ttl`]).
     min_ttl: i64,
 }
@@ -68,8 +67,7 @@ impl LeaseService {
     /// The service over a member's context and its lease keeper; TTLs
     /// below `min_ttl` seconds are raised to it.
     pub fn new(ctx: Arc<Context>, keeper: Arc<LeaseKeeper>, min_ttl: i64) -> LeaseService {
-        let forwarder = Arc::new(LeaderForwarder::new(ctx.handle.clone()));
-        LeaseService { ctx, keeper, forwarder, min_ttl }
+        LeaseService { ctx, keeper, min_ttl }
     }
 
     fn leader_wait(&self) -> Duration {
@@ -87,10 +85,10 @@ impl LeaseService {
                 Ok(Renewal::NotFound) => return Ok(0),
                 Ok(Renewal::NotLeader(_)) if forwarded => return Err(not_leader()),
                 Ok(Renewal::NotLeader(Some(leader))) if leader != self.ctx.member_id => {
-                    match self.forwarder.keep_alive(leader, id).await {
+                    match self.ctx.forwarder.keep_alive(leader, id).await {
                         Ok(ttl) => return Ok(ttl),
                         Err(e) => {
-                            self.forwarder.forget(leader);
+                            self.ctx.forwarder.forget(leader);
                             e
                         }
                     }
@@ -140,13 +138,13 @@ impl LeaseService {
                 }
                 Ok(Remaining::NotLeader(_)) if forwarded => return Err(not_leader()),
                 Ok(Remaining::NotLeader(Some(leader))) if leader != self.ctx.member_id => {
-                    match self.forwarder.time_to_live(leader, req).await {
+                    match self.ctx.forwarder.time_to_live(leader, req).await {
                         Ok(mut resp) => {
                             resp.header = None;
                             return Ok(resp);
                         }
                         Err(e) => {
-                            self.forwarder.forget(leader);
+                            self.ctx.forwarder.forget(leader);
                             e
                         }
                     }

@@ -7,6 +7,10 @@
 //!   [`config::ServerConfig`] (member and cluster ids, timing in ticks,
 //!   quorums);
 //! * [`server`]: starts the replica and the gRPC services, and stops them;
+//!   [`bootstrap`] settles who the member is (from the flags, from the
+//!   cluster it joins, or from its data directory);
+//! * [`membership`]: keeps the transport's peers in step with membership
+//!   changes, promotes learners added as voters, stops a removed member;
 //! * [`kv_service`], [`cluster_service`], [`maintenance_service`]: the etcd
 //!   services, mapping each RPC to a proposal, a linearizable read or a
 //!   local (serializable) read;
@@ -16,7 +20,7 @@
 //!   v3election services, on the key-per-contender [`recipes`];
 //! * [`lease_service`]: etcd's Lease service; [`lease_keeper`] counts TTLs
 //!   down on the leader and revokes expired leases through the log;
-//!   [`lease_forward`] takes a follower's keep-alives to the leader;
+//!   [`forward`] takes a follower's keep-alives and membership changes to the leader;
 //! * [`machine`]: the replicated state machine: etcd's MVCC store
 //!   ([`synod_kv::KvState`]) plus the members' published attributes;
 //! * [`alarm`]: the replicated alarms (NOSPACE, CORRUPT) and what they
@@ -34,18 +38,20 @@
 #![warn(missing_docs)]
 
 pub mod alarm;
+pub mod bootstrap;
 pub mod cluster_service;
 pub mod config;
 pub mod demo;
 pub mod election_service;
+pub mod forward;
 pub mod ids;
 pub mod kv_service;
-pub mod lease_forward;
 pub mod lease_keeper;
 pub mod lease_service;
 pub mod lock_service;
 pub mod machine;
 pub mod maintenance_service;
+pub mod membership;
 pub mod quota;
 pub mod recipes;
 pub mod server;

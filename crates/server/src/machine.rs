@@ -1,7 +1,9 @@
 //! The replicated state machine behind the etcd API: etcd's MVCC store plus
 //! the attributes (name, client URLs) each member publishes when it starts,
-//! as etcd publishes its members' attributes through raft, and the active
-//! alarms ([`crate::alarm`]), raised and cleared through the log as in etcd.
+//! as etcd publishes its members' attributes through raft, every member's
+//! peer URLs (recorded when it is added or updated, or first published; see
+//! [`crate::membership`]), and the active alarms ([`crate::alarm`]), raised
+//! and cleared through the log as in etcd.
 //!
 //! What the log carries ([`Proposal`]) is a [`synod_kv::Command`]'s own
 //! bytes, or a member's attributes under a field number the command
@@ -34,6 +36,16 @@ pub struct MemberAttributes {
     /// The client URLs it serves the etcd API on.
     #[prost(string, repeated, tag = "3")]
     pub client_urls: Vec<String>,
+    /// The URLs its peers reach it on.
+    #[prost(string, repeated, tag = "4")]
+    pub peer_urls: Vec<String>,
+    /// Removed from the cluster: its id is never used again.
+    #[prost(bool, tag = "5")]
+    pub removed: bool,
+    /// Added as a voter: it joins as a learner and the leader promotes it
+    /// once it is in sync ([`crate::membership`]).
+    #[prost(bool, tag = "6")]
+    pub promote: bool,
 }
 
 /// The non-key-value proposals, under field numbers that
@@ -42,6 +54,10 @@ pub struct MemberAttributes {
 struct Extension {
     #[prost(message, optional, tag = "100")]
     publish: Option<MemberAttributes>,
+    #[prost(message, optional, tag = "101")]
+    peer_urls: Option<MemberAttributes>,
+    #[prost(uint64, optional, tag = "102")]
+    forget: Option<u64>,
     #[prost(message, optional, tag = "110")]
     alarm: Option<PbAlarmRequest>,
 }
@@ -51,8 +67,15 @@ struct Extension {
 pub enum Proposal {
     /// A key-value write.
     Kv(KvCommand),
-    /// A member's attributes.
+    /// A member's attributes, published by itself when it starts: its name
+    /// and client URLs, and its peer URLs if none are recorded yet.
     Publish(MemberAttributes),
+    /// A member's peer URLs (`id` and `peer_urls` of the attributes), as
+    /// `MemberAdd` and `MemberUpdate` set them.
+    PeerUrls(MemberAttributes),
+    /// A member was removed: its record is kept, marked removed, so its id
+    /// is never used again.
+    Forget(u64),
     /// Maintenance.Alarm: activate or deactivate an alarm.
     Alarm(PbAlarmRequest),
 }
@@ -63,17 +86,22 @@ impl Proposal {
         match self {
             Proposal::Kv(c) => c.to_bytes().into(),
             Proposal::Publish(a) => Extension { publish: Some(a.clone()), ..Default::default() }.encode_to_vec().into(),
+            Proposal::PeerUrls(a) => {
+                Extension { peer_urls: Some(a.clone()), ..Default::default() }.encode_to_vec().into()
+            }
+            Proposal::Forget(id) => Extension { forget: Some(*id), ..Default::default() }.encode_to_vec().into(),
             Proposal::Alarm(r) => Extension { alarm: Some(*r), ..Default::default() }.encode_to_vec().into(),
         }
     }
 
     /// Decodes [`Proposal::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Proposal, MachineError> {
-        if let Ok(Extension { publish: Some(attrs), .. }) = Extension::decode(bytes) {
-            return Ok(Proposal::Publish(attrs));
-        }
-        if let Ok(Extension { alarm: Some(r), .. }) = Extension::decode(bytes) {
-            return Ok(Proposal::Alarm(r));
+        match Extension::decode(bytes) {
+            Ok(Extension { publish: Some(attrs), .. }) => return Ok(Proposal::Publish(attrs)),
+            Ok(Extension { peer_urls: Some(attrs), .. }) => return Ok(Proposal::PeerUrls(attrs)),
+            Ok(Extension { forget: Some(id), .. }) => return Ok(Proposal::Forget(id)),
+            Ok(Extension { alarm: Some(r), .. }) => return Ok(Proposal::Alarm(r)),
+            _ => {}
         }
         KvCommand::from_bytes(bytes).map(Proposal::Kv).map_err(|e| MachineError::Malformed(e.to_string()))
     }
@@ -222,6 +250,11 @@ impl EtcdMachine {
         self.members.values().cloned().collect()
     }
 
+    /// Member `id`'s record, created empty if there is none.
+    fn record(&mut self, id: u64) -> &mut MemberAttributes {
+        self.members.entry(id).or_insert_with(|| MemberAttributes { id, ..Default::default() })
+    }
+
     /// Answers a read from this replica's state.
     pub fn answer(&self, query: &Query) -> Output {
         match query {
@@ -248,7 +281,22 @@ impl StateMachine for EtcdMachine {
             }
             Proposal::Alarm(r) => Ok(Reply::Alarms(self.alarms.apply(&r))),
             Proposal::Publish(attrs) => {
-                self.members.insert(attrs.id, attrs);
+                let m = self.record(attrs.id);
+                m.name = attrs.name;
+                m.client_urls = attrs.client_urls;
+                if m.peer_urls.is_empty() {
+                    m.peer_urls = attrs.peer_urls;
+                }
+                Ok(Reply::Published)
+            }
+            Proposal::PeerUrls(attrs) => {
+                let m = self.record(attrs.id);
+                m.peer_urls = attrs.peer_urls;
+                m.promote |= attrs.promote;
+                Ok(Reply::Published)
+            }
+            Proposal::Forget(id) => {
+                self.record(id).removed = true;
                 Ok(Reply::Published)
             }
         }
@@ -286,13 +334,20 @@ mod tests {
     }
 
     fn attrs(id: u64) -> MemberAttributes {
-        MemberAttributes { id, name: format!("n{id}"), client_urls: vec![format!("http://127.0.0.1:{id}")] }
+        MemberAttributes {
+            id,
+            name: format!("n{id}"),
+            client_urls: vec![format!("http://127.0.0.1:{id}")],
+            peer_urls: vec![format!("http://127.0.0.1:{}", id + 1)],
+            removed: false,
+            promote: false,
+        }
     }
 
     #[test]
     fn proposals_round_trip_and_kv_commands_stay_plain_commands() {
         let alarm = Proposal::Alarm(PbAlarmRequest { action: crate::alarm::ACTIVATE, member_id: 7, alarm: 1 });
-        for p in [put("k"), Proposal::Publish(attrs(7)), alarm] {
+        for p in [put("k"), Proposal::Publish(attrs(7)), Proposal::PeerUrls(attrs(8)), Proposal::Forget(9), alarm] {
             assert_eq!(Proposal::from_bytes(&p.to_bytes()).unwrap(), p);
         }
         let Proposal::Kv(c) = put("k") else { unreachable!() };
@@ -313,6 +368,14 @@ mod tests {
         restored.restore(&m.snapshot()).unwrap();
         assert_eq!(restored.kv(), m.kv());
         assert_eq!(restored.members(), vec![attrs(3)]);
+        // Peer URLs: published ones only fill a gap; an update replaces
+        // them; a removed member stays listed as removed.
+        let moved = MemberAttributes { peer_urls: vec!["http://10.0.0.1:2380".into()], ..attrs(3) };
+        assert_eq!(m.apply(4, &cmd(Proposal::PeerUrls(moved.clone()))), Ok(Reply::Published));
+        assert_eq!(m.apply(5, &cmd(Proposal::Publish(attrs(3)))), Ok(Reply::Published));
+        assert_eq!(m.members(), vec![moved.clone()]);
+        assert_eq!(m.apply(6, &cmd(Proposal::Forget(3))), Ok(Reply::Published));
+        assert_eq!(m.members(), vec![MemberAttributes { removed: true, ..moved }]);
         assert!(matches!(m.apply(3, &Command::new(1, 2, &b"\x08"[..])), Err(MachineError::Malformed(_))));
     }
 

@@ -1,9 +1,11 @@
 //! One member, running: the replica, its published attributes and the etcd
 //! gRPC services on every client URL, until asked to stop.
 
+use crate::bootstrap::Identity;
 use crate::cluster_service::ClusterService;
 use crate::config::{Member, ServerConfig, GRPC_OVERHEAD_BYTES};
 use crate::election_service::{pb::election_server::ElectionServer, ElectionService};
+use crate::forward::LeaderForwarder;
 use crate::kv_service::KvService;
 use crate::lease_keeper::LeaseKeeper;
 use crate::lease_service::LeaseService;
@@ -56,6 +58,8 @@ pub struct Context {
     pub watch_hub: WatchHub,
     /// How often watchers that asked for progress notifications get one.
     pub watch_progress_interval: Duration,
+    /// The way to the leader for requests only it serves.
+    pub forwarder: LeaderForwarder,
     /// The latest ballot round seen, reported as raft term.
     term: AtomicU64,
     /// The latest store revision seen, for headers of responses that do
@@ -131,6 +135,10 @@ pub enum ServerError {
     /// The replica failed to start or stopped with an error.
     #[error("replica: {0}")]
     Runtime(#[from] synod_runtime::Error),
+    /// This member was removed from the cluster (its data directory
+    /// belongs to a member that is gone for good).
+    #[error("the member has been permanently removed from the cluster (member {0:x}); start a new member with an empty data directory instead")]
+    Removed(u64),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -146,15 +154,24 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 }
 
 /// Runs one member until `shutdown` completes, then stops it cleanly.
-pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
+pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
     let peer_listener = bind(cfg.peer_listen).await?;
     let mut client_listeners = Vec::new();
     for addr in &cfg.client_listen {
         client_listeners.push(bind(*addr).await?);
     }
+    let unrecorded = crate::bootstrap::settle(&mut cfg).await?;
     let (feed, wake) = crate::watch_hub::RevisionFeed::new();
     let node = Node::start_on(cfg.node.clone(), EtcdMachine::with_revision_feed(feed.clone()), peer_listener).await?;
     let handle = node.handle();
+    if unrecorded {
+        Identity::of(&cfg).save(&cfg.node.data_dir)?;
+    }
+    let st = handle.status().await?;
+    if !st.members.contains(&cfg.member_id) && st.pending.as_ref().is_none_or(|(_, m)| !m.contains(cfg.member_id)) {
+        node.shutdown().await?;
+        return Err(ServerError::Removed(cfg.member_id));
+    }
     info!(
         name = %cfg.name,
         member = format_args!("{:x}", cfg.member_id),
@@ -175,11 +192,13 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
         leader_wait: cfg.node.tick * (2 * cfg.node.protocol.election_ticks) as u32,
         watch_hub: WatchHub::default(),
         watch_progress_interval: cfg.watch_progress_notify_interval,
+        forwarder: LeaderForwarder::new(handle.clone()),
         term: AtomicU64::new(0),
         revision: AtomicI64::new(0),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (removed_tx, removed_rx) = tokio::sync::oneshot::channel();
     let keeper = LeaseKeeper::new(handle.clone());
     let background = vec![
         tokio::spawn(keeper.clone().run(stop_rx.clone())),
@@ -189,11 +208,14 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
                 id: cfg.member_id,
                 name: cfg.name.clone(),
                 client_urls: cfg.advertise_client_urls.clone(),
+                peer_urls: cfg.advertise_peer_urls.clone(),
+                ..Default::default()
             },
             stop_rx.clone(),
         )),
         tokio::spawn(watch_status(ctx.clone(), stop_rx.clone())),
         tokio::spawn(ctx.watch_hub.clone().run(handle.clone(), feed, wake)),
+        tokio::spawn(crate::membership::keep(ctx.clone(), cfg.node.peers.clone(), stop_rx.clone(), removed_tx)),
     ];
 
     let limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
@@ -222,7 +244,10 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
         }));
     }
 
-    shutdown.await;
+    let removed = tokio::select! {
+        _ = shutdown => false,
+        Ok(()) = removed_rx => true,
+    };
     info!(name = %cfg.name, "stopping");
     let _ = stop_tx.send(true);
     for s in servers {
@@ -236,6 +261,9 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -
     }
     node.shutdown().await?;
     info!(name = %cfg.name, "stopped");
+    if removed {
+        return Err(ServerError::Removed(cfg.member_id));
+    }
     Ok(())
 }
 

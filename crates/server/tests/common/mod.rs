@@ -112,6 +112,74 @@ impl Cluster {
         cluster
     }
 
+    /// Configures a new member `m<k>` on fresh ports that joins the running
+    /// cluster (`--initial-cluster-state existing`, `--initial-cluster`
+    /// listing the members given and itself), without starting it; returns
+    /// its index. Its peer URL is [`Cluster::peer_url`].
+    pub fn prepare_member(&mut self, others: &[usize]) -> usize {
+        let i = self.members.len();
+        let name = format!("m{}", i + 1);
+        let ports = free_ports(2);
+        let (client, peer) = (format!("http://127.0.0.1:{}", ports[0]), format!("http://127.0.0.1:{}", ports[1]));
+        let mut initial: Vec<String> =
+            others.iter().map(|&o| format!("{}={}", self.members[o].name, self.peer_url(o))).collect();
+        initial.push(format!("{name}={peer}"));
+        let token = self.flag(0, "--initial-cluster-token");
+        let mut args: Vec<String> = vec![
+            "--name".into(),
+            name.clone(),
+            "--data-dir".into(),
+            self.dir.path().join(&name).to_string_lossy().into_owned(),
+            "--listen-client-urls".into(),
+            client.clone(),
+            "--advertise-client-urls".into(),
+            client,
+            "--listen-peer-urls".into(),
+            peer.clone(),
+            "--initial-advertise-peer-urls".into(),
+            peer,
+            "--initial-cluster".into(),
+            initial.join(","),
+            "--initial-cluster-token".into(),
+            token,
+            "--initial-cluster-state".into(),
+            "existing".into(),
+        ];
+        // The same timing and extra flags as the first member.
+        let first = &self.members[0].args;
+        let extra_at = first.iter().position(|a| a == "--initial-cluster-token").expect("token flag") + 2;
+        args.extend(first[extra_at..].iter().cloned());
+        self.members.push(Member {
+            name: name.clone(),
+            client_port: ports[0],
+            peer_port: ports[1],
+            args,
+            log: self.dir.path().join(format!("{name}.log")),
+            child: None,
+        });
+        i
+    }
+
+    /// Member `i`'s peer URL.
+    pub fn peer_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[i].peer_port)
+    }
+
+    /// Starts member `i` (prepared, or stopped).
+    pub fn start_member(&mut self, i: usize) {
+        self.spawn(i);
+    }
+
+    /// Whether member `i`'s process has exited by itself, and how.
+    pub fn exit_status(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        self.members[i].child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Forgets member `i`'s process (after it exited by itself).
+    pub fn reap(&mut self, i: usize) {
+        self.kill(i);
+    }
+
     fn spawn(&mut self, i: usize) {
         let m = &mut self.members[i];
         let log = File::options().create(true).append(true).open(&m.log).expect("log file");

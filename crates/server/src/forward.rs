@@ -1,10 +1,11 @@
-//! Forwarding lease keep-alives and TTL queries from a follower to the
-//! leader, which alone counts lease TTLs (see [`crate::lease_keeper`]), as
-//! etcd's followers forward them.
+//! Forwarding requests only the leader can serve from a follower to the
+//! leader, as etcd's followers forward them: lease keep-alives and TTL
+//! queries (the leader alone counts lease TTLs, see
+//! [`crate::lease_keeper`]), membership changes and leader transfers.
 //!
 //! The leader is reached on the client URL it published through the log
-//! ([`crate::machine::MemberAttributes`]), over its own etcd gRPC Lease
-//! service, with a marker in the request metadata: a member that receives
+//! ([`crate::machine::MemberAttributes`]), over its own etcd gRPC
+//! services, with a marker in the request metadata: a member that receives
 //! a forwarded request and does not lead answers "not leader" instead of
 //! forwarding again, so requests never bounce between members; the
 //! forwarding member retries with the leader it learns next. One channel to
@@ -41,7 +42,7 @@ pub fn not_leader() -> Status {
     Status::unavailable("etcdserver: not leader")
 }
 
-/// A member's way to the leader's Lease service.
+/// A member's way to the leader's services.
 pub struct LeaderForwarder {
     handle: Handle<EtcdMachine>,
     /// The channel to the member last forwarded to.
@@ -119,14 +120,35 @@ impl LeaderForwarder {
         leader: NodeId,
         req: PbLeaseTimeToLiveRequest,
     ) -> Result<PbLeaseTimeToLiveResponse, Status> {
+        self.unary(leader, "/etcdserverpb.Lease/LeaseTimeToLive", req, FORWARD_TIMEOUT).await
+    }
+
+    /// One unary call of the leader's service at `path` (e.g.
+    /// `/etcdserverpb.Cluster/MemberAdd`), marked as forwarded; the cached
+    /// channel is dropped if it fails, so the next call connects afresh.
+    pub async fn unary<Req, Resp>(
+        &self,
+        leader: NodeId,
+        path: &'static str,
+        req: Req,
+        timeout: Duration,
+    ) -> Result<Resp, Status>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
         let call = async {
             let mut grpc = self.grpc(leader).await?;
             let mut request = Request::new(req);
             request.metadata_mut().insert(FORWARDED, "1".parse().expect("a valid metadata value"));
-            let path = PathAndQuery::from_static("/etcdserverpb.Lease/LeaseTimeToLive");
-            let codec = tonic_prost::ProstCodec::<PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse>::default();
-            Ok(grpc.unary(request, path, codec).await?.into_inner())
+            let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+            Ok(grpc.unary(request, PathAndQuery::from_static(path), codec).await?.into_inner())
         };
-        tokio::time::timeout(FORWARD_TIMEOUT, call).await.unwrap_or_else(|_| Err(Status::unavailable(status::TIMEOUT)))
+        let result =
+            tokio::time::timeout(timeout, call).await.unwrap_or_else(|_| Err(Status::unavailable(status::TIMEOUT)));
+        if result.as_ref().is_err_and(|e| e.code() == tonic::Code::Unavailable) {
+            self.forget(leader);
+        }
+        result
     }
 }

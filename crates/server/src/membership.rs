@@ -1,0 +1,179 @@
+//! Acting on membership changes at every member.
+//!
+//! The protocol decides who votes and who learns (`synod_paxos::reconfig`);
+//! the state machine records each member's name, client and peer URLs
+//! ([`crate::machine::MemberAttributes`]). This task keeps the two joined up
+//! on every member, a few times a second:
+//!
+//! * every member of the configuration in force or pending is a peer of the
+//!   transport, at the address its recorded peer URL resolves to (a member
+//!   just added, or one whose URL `MemberUpdate` changed);
+//! * a member in neither is no longer a peer, and its connections are told
+//!   it was removed;
+//! * the leader promotes a learner that was added as a voter (`MemberAdd`
+//!   without `--learner`) as soon as it is in sync, so that a member never
+//!   counts in a quorum with an empty log;
+//! * a member that finds itself removed (the change is in force, or a peer
+//!   says so) stops: the server exits with etcd's message.
+
+use crate::config::Member;
+use crate::machine::MemberAttributes;
+use crate::server::Context;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use synod_paxos::{Change, NodeId};
+use synod_runtime::Status;
+use tokio::sync::{oneshot, watch};
+use tracing::{info, warn};
+
+/// How often the view is refreshed.
+const PERIOD: Duration = Duration::from_millis(100);
+/// How long a member removed by a chosen change that it does not yet see
+/// in force keeps serving the old configuration's last slots.
+const REMOVAL_GRACE: Duration = Duration::from_secs(3);
+
+/// The members of the latest configuration and what the log records about
+/// them.
+#[derive(Clone, Debug)]
+pub struct View {
+    /// Voters of the latest configuration (a pending one if any).
+    pub voters: Vec<NodeId>,
+    /// Learners of the latest configuration.
+    pub learners: Vec<NodeId>,
+    /// Members of the configuration in force.
+    pub in_force: Vec<NodeId>,
+    /// Every member's record, removed ones included.
+    pub records: BTreeMap<NodeId, MemberAttributes>,
+}
+
+impl View {
+    /// This member's view now.
+    pub async fn current(ctx: &Context) -> Result<(View, Status), synod_runtime::Error> {
+        let st = ctx.handle.status().await?;
+        let records = ctx.handle.with_state(|m| m.members()).await?;
+        Ok((View::new(&st, records), st))
+    }
+
+    /// The view from a status and the state machine's records.
+    pub fn new(st: &Status, records: Vec<MemberAttributes>) -> View {
+        let (voters, learners) = st.latest();
+        View {
+            voters,
+            learners,
+            in_force: st.members.clone(),
+            records: records.into_iter().map(|r| (r.id, r)).collect(),
+        }
+    }
+
+    /// Members of the latest configuration, voters first.
+    pub fn members(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.voters.iter().chain(&self.learners).copied()
+    }
+
+    /// Whether `id` is in the latest configuration.
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.voters.contains(&id) || self.learners.contains(&id)
+    }
+
+    /// `id`'s peer URLs: recorded, or from `--initial-cluster` for an
+    /// initial member that has not published yet.
+    pub fn peer_urls(&self, id: NodeId, initial: &[Member]) -> Vec<String> {
+        match self.records.get(&id) {
+            Some(r) if !r.peer_urls.is_empty() => r.peer_urls.clone(),
+            _ => initial.iter().find(|m| m.id == id).map(|m| m.peer_urls.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// The member of the latest configuration (other than `except`) that
+    /// has one of `urls` as a peer URL.
+    pub fn peer_url_owner(&self, urls: &[String], initial: &[Member], except: NodeId) -> Option<NodeId> {
+        self.members()
+            .filter(|&id| id != except)
+            .find(|&id| self.peer_urls(id, initial).iter().any(|u| urls.contains(u)))
+    }
+
+    /// An id for a new member: derived from its peer URLs, the cluster and
+    /// the time, never one a member (current or removed) has had.
+    pub fn fresh_id(&self, peer_urls: &[String], cluster_id: u64) -> NodeId {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let mut salt = nanos as u64;
+        loop {
+            let id = crate::ids::member_id(peer_urls, &format!("{cluster_id:x}/{salt:x}"));
+            if !self.contains(id) && !self.records.contains_key(&id) && !self.in_force.contains(&id) {
+                return id;
+            }
+            salt = salt.wrapping_add(1);
+        }
+    }
+}
+
+/// The first peer URL that resolves, as a socket address.
+pub fn resolve_peer(urls: &[String]) -> Option<SocketAddr> {
+    urls.iter().find_map(|u| crate::config::resolve("peer-urls", u).ok())
+}
+
+/// Keeps the transport's peers in step with the membership, promotes
+/// learners added as voters (at the leader), and reports through `removed`
+/// once this member is out of the cluster.
+pub async fn keep(
+    ctx: Arc<Context>,
+    mut peers: BTreeMap<NodeId, SocketAddr>,
+    mut stop: watch::Receiver<bool>,
+    removed: oneshot::Sender<()>,
+) {
+    let me = ctx.member_id;
+    let mut left_at: Option<Instant> = None;
+    let mut last_promotion = Instant::now() - Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PERIOD) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let Ok((view, st)) = View::current(&ctx).await else { continue };
+        // Out of the cluster?
+        let in_latest = view.contains(me);
+        if in_latest {
+            left_at = None;
+        } else {
+            left_at.get_or_insert_with(Instant::now);
+        }
+        let gone = !in_latest && (!view.in_force.contains(&me) || left_at.is_some_and(|t| t.elapsed() > REMOVAL_GRACE));
+        if gone || st.removed {
+            warn!(member = format_args!("{me:x}"), "this member was removed from the cluster; stopping");
+            let _ = removed.send(());
+            return;
+        }
+        // Peers: everyone in the configurations that may still be used.
+        let wanted: BTreeSet<NodeId> =
+            view.members().chain(view.in_force.iter().copied()).filter(|&id| id != me).collect();
+        for &id in &wanted {
+            let Some(addr) = resolve_peer(&view.peer_urls(id, &ctx.members)) else { continue };
+            if peers.get(&id) != Some(&addr) {
+                info!(peer = format_args!("{id:x}"), %addr, "peer address");
+                if ctx.handle.set_peer(id, addr).await.is_ok() {
+                    peers.insert(id, addr);
+                }
+            }
+        }
+        let stale: Vec<NodeId> = peers.keys().filter(|id| !wanted.contains(id) && **id != me).copied().collect();
+        for id in stale {
+            info!(peer = format_args!("{id:x}"), "no longer a member; disconnecting");
+            if ctx.handle.remove_peer(id).await.is_ok() {
+                peers.remove(&id);
+            }
+        }
+        // Learners added as voters are promoted once in sync.
+        if st.leader == Some(me) && st.pending.is_none() && last_promotion.elapsed() >= Duration::from_millis(500) {
+            let due = view.learners.iter().find(|id| view.records.get(id).is_some_and(|r| r.promote));
+            if let Some(&id) = due {
+                last_promotion = Instant::now();
+                match ctx.handle.reconfigure(Change::PromoteLearner(id)).await {
+                    Ok(slot) => info!(member = format_args!("{id:x}"), slot, "promoted a member added as a voter"),
+                    Err(e) => tracing::debug!(member = format_args!("{id:x}"), error = %e, "not promoted yet"),
+                }
+            }
+        }
+    }
+}
