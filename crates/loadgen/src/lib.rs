@@ -12,6 +12,7 @@
 //! - [`raw`]: a KV client that returns etcd's protobuf messages untouched,
 //!   for tests that compare responses field by field.
 //! - [`node`]: starts one etcd-flag-compatible server process on loopback.
+//! - [`reconfig`]: membership changes and learner catch-up, measured.
 
 #![warn(missing_docs)]
 
@@ -19,3 +20,4 @@ pub mod bench;
 pub mod compare;
 pub mod node;
 pub mod raw;
+pub mod reconfig;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use synod_loadgen::bench::{self, Workload};
-use synod_loadgen::compare;
+use synod_loadgen::{compare, reconfig};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,6 +38,66 @@ enum Command {
         #[arg(long, default_value = "synod")]
         candidate_label: String,
     },
+    /// Start a 3-member cluster of --binary and measure the longest write
+    /// wait during each membership change (add learner, promote, remove
+    /// follower, move leader, remove leader): one JSON line per change.
+    Reconfig {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 16)]
+        writers: usize,
+    },
+    /// Write --keys keys into a 3-member cluster of --binary, add a learner
+    /// and time its catch-up: one JSON line.
+    Catchup {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Keys written before the learner joins.
+        #[arg(long, default_value_t = 100_000)]
+        keys: u64,
+        /// Bytes per value.
+        #[arg(long, default_value_t = 1024)]
+        value_size: usize,
+        /// `--snapshot-count` of every member: above --keys the learner
+        /// catches up from the log, below it from a snapshot.
+        #[arg(long, default_value_t = 1_000_000)]
+        snapshot_count: u64,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ClusterArgs {
+    /// The server binary (etcd or synod).
+    #[arg(long)]
+    binary: PathBuf,
+    /// The label in the reports.
+    #[arg(long)]
+    label: String,
+    /// Where members keep data and logs (default: a new temporary folder).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// A flag passed to every member (repeat for more), e.g.
+    /// `--member-flag=--heartbeat-interval=100`.
+    #[arg(long = "member-flag", allow_hyphen_values = true)]
+    member_flags: Vec<String>,
+}
+
+impl ClusterArgs {
+    fn dir(&self) -> Result<PathBuf> {
+        match &self.dir {
+            Some(d) => Ok(d.clone()),
+            None => {
+                let base = std::env::temp_dir().join(format!("synod-bench-{}-{}", self.label, std::process::id()));
+                std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+                Ok(base)
+            }
+        }
+    }
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(f)
 }
 
 #[derive(Args, Debug)]
@@ -95,6 +155,29 @@ fn main() -> Result<()> {
                 |path: &PathBuf| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));
             let (b, c) = (compare::parse_reports(&read(&baseline)?), compare::parse_reports(&read(&candidate)?));
             print!("{}", compare::table(&baseline_label, &b, &candidate_label, &c));
+            Ok(())
+        }
+        Some(Command::Reconfig { cluster, writers }) => {
+            let dir = cluster.dir()?;
+            let reports =
+                block_on(reconfig::changes(&cluster.label, &cluster.binary, &dir, &cluster.member_flags, writers))?;
+            for r in reports {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+            Ok(())
+        }
+        Some(Command::Catchup { cluster, keys, value_size, snapshot_count }) => {
+            let dir = cluster.dir()?;
+            let report = block_on(reconfig::catchup(
+                &cluster.label,
+                &cluster.binary,
+                &dir,
+                &cluster.member_flags,
+                keys,
+                value_size,
+                snapshot_count,
+            ))?;
+            println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
         None => run(cli.run),

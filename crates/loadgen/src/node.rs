@@ -33,6 +33,10 @@ pub struct NodeSpec {
     pub initial_cluster: String,
     /// Where the process's stdout and stderr go.
     pub log: PathBuf,
+    /// `--initial-cluster-state`: `new`, or `existing` to join.
+    pub initial_cluster_state: String,
+    /// Further flags, after the ones above.
+    pub extra_args: Vec<String>,
 }
 
 impl NodeSpec {
@@ -51,6 +55,8 @@ impl NodeSpec {
             peer_port,
             initial_cluster: format!("{name}=http://127.0.0.1:{peer_port}"),
             log: dir.join(format!("{name}.log")),
+            initial_cluster_state: "new".into(),
+            extra_args: Vec::new(),
         })
     }
 
@@ -74,8 +80,16 @@ impl NodeSpec {
             "--initial-cluster".into(),
             self.initial_cluster.clone(),
             "--initial-cluster-state".into(),
-            "new".into(),
+            self.initial_cluster_state.clone(),
         ]
+        .into_iter()
+        .chain(self.extra_args.iter().cloned())
+        .collect()
+    }
+
+    /// `http://127.0.0.1:<peer port>`.
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
     }
 }
 
@@ -143,6 +157,11 @@ impl Node {
             self.spec.log.display(),
             self.log_tail()
         )
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// The last 40 lines the process logged, for error messages.

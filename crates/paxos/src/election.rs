@@ -122,9 +122,11 @@ impl Election {
         self.groups = groups;
     }
 
-    /// The peers whose replies are fresh at tick `now`.
-    pub fn heard_from(&self, now: u64) -> Vec<NodeId> {
-        self.fresh(now).map(|p| p.from).collect()
+    /// The peers whose latest reply arrived less than `ticks` (at most one
+    /// election round) before tick `now`.
+    pub fn heard_within(&self, now: u64, ticks: u64) -> Vec<NodeId> {
+        let ticks = ticks.min(self.window);
+        self.heard.iter().filter(|(at, _)| at + ticks > now).map(|(_, p)| p.from).collect()
     }
 
     fn leader_heard(&self, now: u64) -> bool {

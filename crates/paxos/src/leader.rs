@@ -602,7 +602,10 @@ impl<S: StateMachine> Replica<S> {
         }
         let window = self.cfg.max_inflight_slots as Slot;
         let commit = self.commit;
-        let heard = self.election.heard_from(self.now);
+        // Up now: answered one of the last few pings (sent every heartbeat),
+        // not merely within the election round, so that a member that just
+        // went down is not counted.
+        let heard = self.election.heard_within(self.now, 3 * self.cfg.heartbeat_ticks.max(1));
         let changing = self.leader_configs().len() > 1 || self.pending_membership().is_some();
         let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_ref() else {
             return Err(ReconfigError::NotLeader { leader: None });

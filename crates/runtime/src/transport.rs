@@ -406,6 +406,10 @@ async fn serve_peer(
             debug!(peer = from, "peer connection closed mid-frame");
             return;
         }
+        if shared_read(&shared).removed.contains(&from) {
+            info!(peer = from, "closing the connection of a removed member");
+            return;
+        }
         match decode_message(&body) {
             Ok(msg) => {
                 if inbound.send((from, msg)).await.is_err() {

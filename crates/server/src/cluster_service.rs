@@ -63,6 +63,12 @@ pub fn reconfig_error(e: &ReconfigError) -> Status {
     }
 }
 
+/// Whether a forwarded request certainly had no effect: the leader could
+/// not be connected to, or answered that it no longer leads.
+fn never_served(e: &Status) -> bool {
+    e.code() == tonic::Code::Unavailable && (e.message() == not_leader().message() || e.message().contains("connect"))
+}
+
 /// The Cluster service of one member.
 #[derive(Clone)]
 pub struct ClusterService {
@@ -109,7 +115,7 @@ impl ClusterService {
         local: F,
     ) -> Result<Resp, Status>
     where
-        Req: prost::Message + Send + Sync + 'static,
+        Req: prost::Message + Clone + Send + Sync + 'static,
         Resp: prost::Message + Default + Send + Sync + 'static,
         F: FnOnce(Req) -> Fut,
         Fut: Future<Output = Result<Resp, Status>>,
@@ -122,7 +128,14 @@ impl ClusterService {
             match st.leader {
                 Some(l) if l == self.ctx.member_id => return local(req).await,
                 _ if forwarded => return Err(not_leader()),
-                Some(l) => return self.ctx.forwarder.unary(l, path, req, self.ctx.leader_wait * 2).await,
+                Some(l) => match self.ctx.forwarder.unary(l, path, req.clone(), self.ctx.leader_wait * 2).await {
+                    // The leader this member knows is gone (the request
+                    // never reached it) or no longer leads: ask again.
+                    Err(e) if never_served(&e) && Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
+                    other => return other,
+                },
                 None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
                 None => return Err(Status::unavailable(status::NO_LEADER)),
             }

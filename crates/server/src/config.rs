@@ -216,6 +216,13 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 64 << 20)]
     pub wal_segment_bytes: u64,
 
+    /// Take a snapshot (and delete the log before it) every this many log
+    /// slots. etcd counts raft entries (default 100000); a Synod slot holds
+    /// a batch of commands, so Synod's default is lower. A member that falls
+    /// behind the deleted log catches up from a snapshot.
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_count: u64,
+
     /// Most client commands packed into one log slot.
     #[arg(long, default_value_t = 4096)]
     pub max_batch: usize,
@@ -501,6 +508,10 @@ impl NodeArgs {
         // lease covers that and clock drift with room to spare.
         cfg.lease_drift_margin_ticks = (cfg.lease_ticks / 4).max(1);
         cfg.max_batch = self.max_batch;
+        if self.snapshot_count == 0 {
+            return Err(bad("--snapshot-count must be positive"));
+        }
+        cfg.snapshot_every = self.snapshot_count;
         cfg.max_inflight_slots = self.max_inflight_slots;
         if self.phase1_quorum.is_some() || self.phase2_quorum.is_some() {
             let (q1, q2) = match (self.phase1_quorum, self.phase2_quorum) {

@@ -13,8 +13,13 @@
 //! * the leader promotes a learner that was added as a voter (`MemberAdd`
 //!   without `--learner`) as soon as it is in sync, so that a member never
 //!   counts in a quorum with an empty log;
-//! * a member that finds itself removed (the change is in force, or a peer
-//!   says so) stops: the server exits with etcd's message.
+//! * a member that finds itself removed stops: the server exits with etcd's
+//!   message. It knows from the log (the leader records the removal once the
+//!   change is chosen) or from its peers, which answer a removed member's
+//!   connections with "removed" (it may never learn the change itself: once
+//!   it is in force nobody sends it the log). Being absent from a
+//!   configuration is not enough: a member that joined passes through older
+//!   configurations while it catches up.
 
 use crate::config::Member;
 use crate::machine::MemberAttributes;
@@ -30,9 +35,6 @@ use tracing::{info, warn};
 
 /// How often the view is refreshed.
 const PERIOD: Duration = Duration::from_millis(100);
-/// How long a member removed by a chosen change that it does not yet see
-/// in force keeps serving the old configuration's last slots.
-const REMOVAL_GRACE: Duration = Duration::from_secs(3);
 
 /// The members of the latest configuration and what the log records about
 /// them.
@@ -65,6 +67,11 @@ impl View {
             in_force: st.members.clone(),
             records: records.into_iter().map(|r| (r.id, r)).collect(),
         }
+    }
+
+    /// Whether the log records `id` as removed.
+    pub fn is_removed(&self, id: NodeId) -> bool {
+        self.records.get(&id).is_some_and(|r| r.removed)
     }
 
     /// Members of the latest configuration, voters first.
@@ -124,7 +131,6 @@ pub async fn keep(
     removed: oneshot::Sender<()>,
 ) {
     let me = ctx.member_id;
-    let mut left_at: Option<Instant> = None;
     let mut last_promotion = Instant::now() - Duration::from_secs(1);
     loop {
         tokio::select! {
@@ -132,15 +138,9 @@ pub async fn keep(
             _ = stop.wait_for(|s| *s) => return,
         }
         let Ok((view, st)) = View::current(&ctx).await else { continue };
-        // Out of the cluster?
-        let in_latest = view.contains(me);
-        if in_latest {
-            left_at = None;
-        } else {
-            left_at.get_or_insert_with(Instant::now);
-        }
-        let gone = !in_latest && (!view.in_force.contains(&me) || left_at.is_some_and(|t| t.elapsed() > REMOVAL_GRACE));
-        if gone || st.removed {
+        // Out of the cluster? (Not merely absent from a configuration: a
+        // member that joined passes through older ones while it catches up.)
+        if view.is_removed(me) || st.removed {
             warn!(member = format_args!("{me:x}"), "this member was removed from the cluster; stopping");
             let _ = removed.send(());
             return;

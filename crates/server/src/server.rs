@@ -167,8 +167,8 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     if unrecorded {
         Identity::of(&cfg).save(&cfg.node.data_dir)?;
     }
-    let st = handle.status().await?;
-    if !st.members.contains(&cfg.member_id) && st.pending.as_ref().is_none_or(|(_, m)| !m.contains(cfg.member_id)) {
+    let me = cfg.member_id;
+    if handle.with_state(move |m| m.members().iter().any(|r| r.id == me && r.removed)).await? {
         node.shutdown().await?;
         return Err(ServerError::Removed(cfg.member_id));
     }

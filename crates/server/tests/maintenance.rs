@@ -253,8 +253,18 @@ async fn a_streamed_snapshot_restores_into_a_new_cluster() {
     }
     c.delete("snap/07", None).await.unwrap();
     let revision = c.get("snap/", None).await.unwrap().header().unwrap().revision();
+    // A snapshot is of the member's own applied state: let the follower
+    // apply the last writes first (it learns their commit from the next
+    // heartbeat).
+    let mut follower = old.client(1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let serializable = || Some(GetOptions::new().with_serializable());
+    while follower.get("snap/", serializable()).await.unwrap().header().unwrap().revision() < revision {
+        assert!(Instant::now() < deadline, "the follower did not catch up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
-    let mut stream = old.client(1).await.snapshot().await.expect("snapshot");
+    let mut stream = follower.snapshot().await.expect("snapshot");
     let mut file = Vec::new();
     let mut messages = 0;
     while let Some(msg) = stream.message().await.expect("snapshot chunk") {

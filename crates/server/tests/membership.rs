@@ -254,3 +254,151 @@ async fn a_member_whose_disk_was_wiped_is_replaced() {
     holds_all(&cluster, fresh, &acked).await;
     assert!(waited < LONGEST_WAIT, "a write waited {waited:?}");
 }
+
+/// Asserts that `result` failed with etcd's `message`.
+fn refused<T: std::fmt::Debug>(result: Result<T, etcd_client::Error>, message: &str) {
+    match result {
+        Err(e) => assert!(e.to_string().contains(message), "expected {message:?}, got {e}"),
+        Ok(r) => panic!("expected {message:?}, got {r:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_changes_carry_etcds_errors_and_a_member_can_move() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let mut admin = common::connect(cluster.endpoints()).await;
+    let ids: Vec<u64> = {
+        let list = admin.member_list().await.unwrap();
+        cluster.members.iter().map(|m| list.members().iter().find(|x| x.name() == m.name).unwrap().id()).collect()
+    };
+
+    refused(admin.member_remove(0x1234).await, "etcdserver: member not found");
+    refused(admin.member_promote(0x1234).await, "etcdserver: member not found");
+    refused(admin.member_update(0x1234, [cluster.peer_url(0)]).await, "etcdserver: member not found");
+    refused(admin.member_add([cluster.peer_url(1)], None).await, "etcdserver: Peer URLs already exists");
+    refused(admin.member_add(["not a url"], None).await, "etcdserver: given member URLs are invalid");
+    refused(admin.member_promote(ids[0]).await, "etcdserver: can only promote a learner member");
+    // A learner that never started is not in sync.
+    let spare = format!("http://127.0.0.1:{}", common::free_ports(1)[0]);
+    let learner = admin
+        .member_add([spare.as_str()], Some(MemberAddOptions::new().with_is_learner()))
+        .await
+        .expect("add a learner")
+        .member()
+        .unwrap()
+        .id();
+    refused(
+        admin.member_promote(learner).await,
+        "etcdserver: can only promote a learner member which is in sync with leader",
+    );
+    admin.member_remove(learner).await.expect("remove the learner");
+    assert_eq!(listed(&mut admin).await.len(), 3);
+
+    // MemberUpdate: m3 moves to a new peer port while stopped, restarts
+    // there, and catches up on what was written meanwhile.
+    cluster.kill(2);
+    let mut admin = common::connect(vec![cluster.endpoint(0), cluster.endpoint(1)]).await;
+    let moved = format!("http://127.0.0.1:{}", common::free_ports(1)[0]);
+    admin.member_update(ids[2], [moved.clone()]).await.expect("update m3's peer URL");
+    let list = admin.member_list().await.unwrap();
+    let m3 = list.members().iter().find(|m| m.id() == ids[2]).unwrap();
+    assert_eq!(m3.peer_urls(), std::slice::from_ref(&moved));
+    // With m3 down, removing a live member would leave no quorum of the
+    // new configuration running: refused (etcd's strict reconfig check),
+    // once the leader has missed a few of m3's heartbeats.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    refused(admin.member_remove(ids[1]).await, "etcdserver: re-configuration failed due to not enough started members");
+    admin.put("while-moved", "yes", None).await.expect("put");
+    cluster.set_flag(2, "--listen-peer-urls", &moved);
+    cluster.start_member(2);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut c = cluster.client(2).await;
+        let opts = GetOptions::new().with_serializable();
+        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), c.get("while-moved", Some(opts))).await {
+            if r.kvs().len() == 1 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "m3 did not catch up at its new address:\n{}", cluster.log(2));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The hex member id in etcdctl's "Member <id> added to cluster <id>".
+fn id_in(out: &str) -> String {
+    out.split_whitespace().nth(1).unwrap_or_else(|| panic!("no member id in {out:?}")).to_string()
+}
+
+/// The `member list` line of the member with id `id`.
+fn list_line(ctl: &common::etcdctl::Etcdctl, id: &str) -> String {
+    let list = ctl.ok(&["member", "list"]);
+    list.lines().find(|l| l.starts_with(id)).unwrap_or_else(|| panic!("{id} in {list}")).to_string()
+}
+
+/// Waits until `check` holds for member `id`'s `member list` line.
+fn wait_line(ctl: &common::etcdctl::Etcdctl, id: &str, what: &str, check: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = list_line(ctl, id);
+        if check(&line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {line}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn etcdctl_adds_promotes_updates_and_removes_members() {
+    if !common::etcdctl::installed() {
+        return;
+    }
+    let mut cluster = Cluster::start(3);
+    let ctl = common::etcdctl::Etcdctl::all(&cluster);
+    ctl.wait_ready();
+
+    let m4 = cluster.prepare_member(&[0, 1, 2]);
+    let url = cluster.peer_url(m4);
+    let out = ctl.ok(&["member", "add", "m4", &format!("--peer-urls={url}"), "--learner"]);
+    assert!(out.contains("added to cluster") && out.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "{out}");
+    assert!(out.contains(&format!("m4={url}")), "the new member is in ETCD_INITIAL_CLUSTER: {out}");
+    let id = id_in(&out);
+    let line = list_line(&ctl, &id);
+    assert!(line.contains("unstarted") && line.contains(&url) && line.ends_with("true"), "{line}");
+
+    cluster.start_member(m4);
+    wait_line(&ctl, &id, "m4 started as a learner", |l| l.contains("started, m4,") && l.ends_with("true"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out, err) = ctl.run(&["member", "promote", &id]);
+        if ok {
+            assert!(out.contains("promoted"), "{out}");
+            break;
+        }
+        assert!(err.contains("in sync with leader") && Instant::now() < deadline, "promote: {err}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(list_line(&ctl, &id).ends_with("false"), "promoted: {}", list_line(&ctl, &id));
+
+    let moved = format!("http://127.0.0.1:{}", common::free_ports(1)[0]);
+    let out = ctl.ok(&["member", "update", &id, &format!("--peer-urls={moved}")]);
+    assert!(out.contains("updated"), "{out}");
+    assert!(list_line(&ctl, &id).contains(&moved), "{}", list_line(&ctl, &id));
+
+    // Removed, m4 learns it from its peers and exits.
+    let out = ctl.ok(&["member", "remove", &id]);
+    assert!(out.contains("removed"), "{out}");
+    assert!(!ctl.ok(&["member", "list"]).contains(&id));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while cluster.exit_status(m4).is_none() {
+        assert!(Instant::now() < deadline, "the removed member still runs:\n{}", cluster.log(m4));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(cluster.log(m4).contains("permanently removed"));
+    ctl.ok(&["put", "after", "removal"]);
+
+    let (ok, _, err) = ctl.run(&["member", "remove", &id]);
+    assert!(!ok && err.contains("member not found"), "{err}");
+}

@@ -160,6 +160,13 @@ impl Cluster {
         i
     }
 
+    /// Sets `flag` to `value` for member `i`'s next start.
+    pub fn set_flag(&mut self, i: usize, flag: &str, value: &str) {
+        let args = &mut self.members[i].args;
+        let at = args.iter().position(|a| a == flag).unwrap_or_else(|| panic!("{flag} is not set"));
+        args[at + 1] = value.to_string();
+    }
+
     /// Member `i`'s peer URL.
     pub fn peer_url(&self, i: usize) -> String {
         format!("http://127.0.0.1:{}", self.members[i].peer_port)
