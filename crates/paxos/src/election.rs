@@ -247,6 +247,24 @@ impl Election {
         self.leader = self.ballot;
     }
 
+    /// The leader hands leadership over to this node (a leadership
+    /// transfer): bid at once, without waiting for the round to end, with a
+    /// ballot above `above` and every ballot seen, and stand again if this
+    /// node had withdrawn. The others adopt it at the end of their round as
+    /// the highest connected candidate; the old leader, deposed by it,
+    /// withdraws, so nobody duels. Returns the new ballot.
+    pub fn take_over(&mut self, above: Ballot) -> Ballot {
+        self.withdrawn = false;
+        self.ballot = self.leader.max(self.ballot).max(self.refused).max(above).next_for(self.me);
+        self.leader = self.ballot;
+        self.ballot
+    }
+
+    /// Whether this node may stand for leader.
+    pub fn is_voter(&self) -> bool {
+        self.voter
+    }
+
     /// Phase 1 was refused because an acceptor promised `promised`. If at
     /// the end of this round we still lead (no live rival with a higher
     /// ballot showed up), we take a ballot above it: the promise belonged to
@@ -402,6 +420,24 @@ mod tests {
         let got = n.round(&[pong(2, Ballot::new(9, 2), true)]);
         assert_eq!(got, Some(Ballot::new(9, 2)));
         assert_eq!(n.e.ballot(), Ballot::new(8, 1));
+    }
+
+    #[test]
+    fn a_node_told_to_take_over_bids_at_once_and_the_others_follow_it() {
+        let mut n = Node::new();
+        n.round(&[pong(3, Ballot::new(4, 3), true)]);
+        n.e.withdraw();
+        let b = n.e.take_over(Ballot::new(4, 3));
+        assert!(b > Ballot::new(4, 3));
+        assert!(n.e.is_leader() && n.e.pong(0, n.now).candidate, "stands again, and leads");
+        // The old leader still answers with its ballot: no duel.
+        assert_eq!(n.round(&[pong(3, Ballot::new(4, 3), true)]), None);
+        assert!(n.e.is_leader());
+        // A follower of the old leader adopts the higher ballot.
+        let mut f = Node { e: Election::new(2, 0, 0, 10, 2), now: 0 };
+        f.round(&[pong(3, Ballot::new(4, 3), true)]);
+        let got = f.round(&[pong(3, Ballot::new(4, 3), true), pong(1, b, true)]);
+        assert_eq!(got, Some(b));
     }
 
     #[test]
