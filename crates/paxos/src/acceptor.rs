@@ -248,6 +248,7 @@ impl<S: StateMachine> Replica<S> {
             self.step_down(ballot);
         }
         if ballot.node != self.cfg.id {
+            self.election.observe_promise(ballot);
             self.set_leader_hint(Some(ballot.node));
         }
     }

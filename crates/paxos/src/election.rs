@@ -44,6 +44,8 @@ pub struct Election {
     voter: bool,
     /// Highest promise that refused our phase 1 this round.
     refused: Ballot,
+    /// Highest ballot of another node our acceptor promised this round.
+    promised: Ballot,
     /// Latest reply from each peer, with the tick it arrived.
     heard: Vec<(u64, Pong)>,
     /// A reply older than this many ticks is stale.
@@ -71,6 +73,7 @@ impl Election {
             withdrawn: false,
             voter: true,
             refused: Ballot::ZERO,
+            promised: Ballot::ZERO,
             heard: Vec::new(),
             window: window.max(1),
             quorum,
@@ -199,6 +202,7 @@ impl Election {
             }
         }
         self.refused = Ballot::ZERO;
+        self.promised = Ballot::ZERO;
         self.ticks_left = next_round_ticks.max(1);
         (self.leader != before).then_some(self.leader)
     }
@@ -206,6 +210,11 @@ impl Election {
     fn check_leader(&mut self, now: u64) {
         let stands = !self.withdrawn && self.voter;
         let mut top = stands.then_some(self.ballot);
+        if self.promised != Ballot::ZERO {
+            // A bidder our acceptor promised this round counts as a
+            // candidate even before its reply reaches us.
+            top = top.max(Some(self.promised));
+        }
         let mut top_priority_elsewhere = None;
         for r in self.fresh(now) {
             if r.connected {
@@ -263,6 +272,20 @@ impl Election {
     /// Whether this node may stand for leader.
     pub fn is_voter(&self) -> bool {
         self.voter
+    }
+
+    /// Our acceptor promised `ballot`, another node's bid (its Prepare, or
+    /// an Accept in it). Until the round ends it counts as a candidate,
+    /// even if no reply of that node shows it yet: a node that takes over
+    /// by a leadership transfer bids between two of our pings, and the
+    /// leader it deposes withdraws at once, so without this a follower
+    /// whose round ends in between would see nobody above its own ballot
+    /// and bid too. (If the bidder is gone, the next round finds it silent
+    /// and bids as usual.)
+    pub fn observe_promise(&mut self, ballot: Ballot) {
+        if ballot.node != self.me {
+            self.promised = self.promised.max(ballot);
+        }
     }
 
     /// Phase 1 was refused because an acceptor promised `promised`. If at
@@ -438,6 +461,19 @@ mod tests {
         f.round(&[pong(3, Ballot::new(4, 3), true)]);
         let got = f.round(&[pong(3, Ballot::new(4, 3), true), pong(1, b, true)]);
         assert_eq!(got, Some(b));
+    }
+
+    #[test]
+    fn a_ballot_promised_this_round_is_followed_even_before_its_reply_arrives() {
+        let mut n = Node::new();
+        n.round(&[pong(3, Ballot::new(4, 3), true)]);
+        // The leader withdraws (deposed by node 2's transfer bid), and node
+        // 2's replies still show its old ballot; our acceptor promised 2's.
+        n.e.observe_promise(Ballot::new(5, 2));
+        let withdrawn = Pong { candidate: false, ..pong(3, Ballot::new(4, 3), true) };
+        let got = n.round(&[withdrawn, pong(2, Ballot::new(0, 2), true)]);
+        assert_eq!(got, Some(Ballot::new(5, 2)), "followed, not outbid");
+        assert_eq!(n.e.ballot(), Ballot::new(0, 1));
     }
 
     #[test]

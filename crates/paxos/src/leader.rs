@@ -120,6 +120,11 @@ impl Active {
         self.inflight.iter().filter(|(_, inf)| !inf.acks.contains(&node)).map(|(&s, _)| s).collect()
     }
 
+    /// Whether `slot` is proposed and not yet known chosen.
+    pub(crate) fn in_flight(&self, slot: Slot) -> bool {
+        self.inflight.contains_key(&slot)
+    }
+
     /// Whether values recovered in phase 1 still wait to be proposed.
     pub(crate) fn recovering(&self) -> bool {
         !self.recovered.is_empty()
@@ -635,6 +640,28 @@ impl<S: StateMachine> Replica<S> {
             self.log.mark_chosen(slot);
         }
         self.advance_commit();
+    }
+
+    /// The commit index moved over slots still in flight here (learned
+    /// chosen from a catch-up reply rather than counted from acceptances):
+    /// nothing is left to do for them. Kept, they would be resent and
+    /// counted forever against a configuration history already trimmed
+    /// below the commit index, and fill the window.
+    pub(crate) fn forget_chosen_inflight(&mut self) {
+        let commit = self.commit;
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else { return };
+        if a.inflight.first_key_value().is_none_or(|(&s, _)| s > commit) {
+            return;
+        }
+        a.inflight.retain(|&s, _| s > commit);
+        if let Some((id, m, Some(at))) = &a.reconfig {
+            if *at <= commit {
+                let chosen = matches!(self.log.get(*at), Some(e) if e.value == Value::Reconfigure(m.clone()));
+                let result = if chosen { Ok(*at) } else { Err(ReconfigError::Interrupted) };
+                self.out.reconfigs.push(ReconfigResponse { id: *id, result });
+                a.reconfig = None;
+            }
+        }
     }
 
     /// A client asks for a membership change: check it against the

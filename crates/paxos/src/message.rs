@@ -200,6 +200,10 @@ pub enum Message {
     TimeoutNow {
         /// The ballot handed over.
         ballot: Ballot,
+        /// The sender's commit index: the receiver accepted every slot the
+        /// sender proposed, so it learns them chosen up to here and starts
+        /// its phase 1 above them (not behind a snapshot).
+        commit: Slot,
     },
     /// A learner's reply to a heartbeat: how far it has learned, so the
     /// leader knows when it is in sync enough to be promoted.

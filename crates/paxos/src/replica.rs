@@ -664,7 +664,7 @@ impl<S: StateMachine> Replica<S> {
                 let p = self.progress.entry(from).or_default();
                 *p = (*p).max(commit);
             }
-            Message::TimeoutNow { ballot } => self.on_timeout_now(from, ballot),
+            Message::TimeoutNow { ballot, commit } => self.on_timeout_now(from, ballot, commit),
         }
     }
 

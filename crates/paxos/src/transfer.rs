@@ -12,14 +12,16 @@
 //! 1. **Drain.** The leader stops putting client commands into new slots
 //!    (they wait in its queue) and waits until `to` has accepted every slot
 //!    it has proposed and not seen `to` accept (values recovered in phase 1
-//!    are still proposed, and tracked too). The target then needs nothing
-//!    from anyone to take over at once.
+//!    are still proposed, and tracked too; slots chosen meanwhile without it
+//!    are sent to it again in `b`). The target then needs nothing from
+//!    anyone to take over at once.
 //! 2. **Hand over.** The leader gives up its lease in `b` for good (it never
 //!    earns one again in `b`), refuses the reads waiting on it, points new
 //!    reads at `to`, and only then sends `to` [`Message::TimeoutNow`]`{ b }`
-//!    (again every retry interval until done).
+//!    with its commit index (again every retry interval until done).
 //! 3. **Take over.** `to`, if it still follows `b` (it has promised nothing
-//!    higher and knows no newer leader), bids at once with a ballot above
+//!    higher and knows no newer leader) and hears a quorum, learns the commit index (its
+//!    entries in `b` are the leader's proposals), bids at once with a ballot above
 //!    every one it has seen ([`crate::election::Election::take_over`]) and
 //!    runs phase 1 with `handoff: Some(b)` on its Prepares. An acceptor
 //!    whose lease was granted in exactly ballot `b` lets such a Prepare
@@ -27,12 +29,16 @@
 //! 4. **Follow.** The old leader's acceptor promises the higher ballot (or
 //!    its election sees it): it steps down and *withdraws*, so it does not
 //!    bid back; the others adopt the higher ballot at the end of their
-//!    round, as the highest connected candidate. Commands queued at the old
+//!    round, as the highest connected candidate, or as the ballot their
+//!    acceptor promised in that round (so a follower whose round ends after
+//!    the old leader withdrew, but before a reply from the target shows its
+//!    new ballot, does not bid against it). Commands queued at the old
 //!    leader are forwarded to the new one, like every unanswered proposal on
 //!    a change of leader (applied at most once).
 //! 5. **Answer.** The transfer is answered `Ok` once the old leader hears
 //!    `to` *lead*: an `Accept`, `Heartbeat` or `Commit` from `to` in a
-//!    ballot above `b` (only a leader past phase 1 sends those). If that has
+//!    ballot above `b` (only a leader past phase 1 sends those); if it hears
+//!    another node lead above `b` first, `NotLeader` naming it. If neither has
 //!    not happened within `Config::transfer_timeout_ticks`, it fails with
 //!    [`TransferError::Timeout`], and the old leader, if it still leads,
 //!    takes proposals again (without a lease in `b`: its reads use
@@ -58,7 +64,7 @@
 //! Prepare carrying `b` arrives.
 
 use crate::ballot::{Ballot, NodeId};
-use crate::command::Slot;
+use crate::command::{Slot, Value};
 use crate::config::PlantedBug;
 use crate::message::Message;
 use crate::replica::{Replica, TransferResponse};
@@ -69,7 +75,9 @@ use thiserror::Error;
 /// Why a leadership transfer was refused or did not complete.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum TransferError {
-    /// Only the leader hands leadership over.
+    /// Only the leader hands leadership over. Also the answer when, before
+    /// the target took over, another node was seen leading with a higher
+    /// ballot (this node was deposed meanwhile).
     #[error("not the leader (leader hint: {leader:?})")]
     NotLeader {
         /// The leader this replica believes in, if any.
@@ -105,6 +113,9 @@ pub(crate) struct Transfer {
     pub(crate) unacked: BTreeSet<Slot>,
     /// When `TimeoutNow` last went out (`None`: still draining).
     sent_at: Option<u64>,
+    /// When the target was last sent the slots it lacks that are no longer
+    /// in flight.
+    nudged_at: Option<u64>,
 }
 
 impl<S: StateMachine> Replica<S> {
@@ -115,7 +126,7 @@ impl<S: StateMachine> Replica<S> {
             Ok(None) => self.out.transfers.push(TransferResponse { id, result: Ok(()) }),
             Ok(Some((ballot, unacked))) => {
                 let deadline = self.now + self.cfg.transfer_timeout_ticks;
-                self.transfer = Some(Transfer { id, to, ballot, deadline, unacked, sent_at: None });
+                self.transfer = Some(Transfer { id, to, ballot, deadline, unacked, sent_at: None, nudged_at: None });
                 self.advance_transfer();
             }
         }
@@ -193,7 +204,8 @@ impl<S: StateMachine> Replica<S> {
         if let Some(t) = self.transfer.as_mut() {
             t.sent_at = Some(now);
         }
-        self.send(to, Message::TimeoutNow { ballot });
+        let commit = self.commit;
+        self.send(to, Message::TimeoutNow { ballot, commit });
     }
 
     /// Timers: resend the handover, or give up at the deadline.
@@ -209,40 +221,90 @@ impl<S: StateMachine> Replica<S> {
             self.out.transfers.push(TransferResponse { id, result: Err(TransferError::Timeout) });
             return;
         }
+        if t.sent_at.is_none() && t.nudged_at.is_none_or(|at| now >= at + retry) {
+            self.nudge_target();
+            return;
+        }
         let resend = t.sent_at.is_some_and(|at| now >= at + retry) && self.holding_proposals();
         if resend {
             let (to, ballot) = (t.to, t.ballot);
             if let Some(t) = self.transfer.as_mut() {
                 t.sent_at = Some(now);
             }
-            self.send(to, Message::TimeoutNow { ballot });
+            let commit = self.commit;
+            self.send(to, Message::TimeoutNow { ballot, commit });
         }
+    }
+
+    /// While draining: send the target again, in our ballot, the slots it
+    /// has not accepted that are chosen since (a lagging target learns them
+    /// by catch-up, not by `Accept`, and we want them accepted); those in
+    /// flight are resent by the leader's own timer. A slot compacted away
+    /// (or learned otherwise) is struck off: the target learns it by
+    /// catch-up.
+    fn nudge_target(&mut self) {
+        let now = self.now;
+        let commit = self.commit;
+        let Some(t) = self.transfer.as_ref() else { return };
+        let Some(leader) = self.leader.as_ref().filter(|l| l.ballot == t.ballot) else { return };
+        let Some(a) = leader.active() else { return };
+        let (to, ballot) = (t.to, t.ballot);
+        let mut runs: Vec<(Slot, Vec<Value>)> = Vec::new();
+        let mut gone = Vec::new();
+        for &s in t.unacked.iter().filter(|&&s| !a.in_flight(s)) {
+            // (Only our own proposal, as we made it in `ballot`.)
+            let Some(e) = self.log.get(s).filter(|e| e.ballot == ballot) else {
+                gone.push(s);
+                continue;
+            };
+            match runs.last_mut() {
+                Some((first, values)) if *first + values.len() as Slot == s => values.push(e.value.clone()),
+                _ => runs.push((s, vec![e.value.clone()])),
+            }
+        }
+        if let Some(t) = self.transfer.as_mut() {
+            t.nudged_at = Some(now);
+            for s in gone {
+                t.unacked.remove(&s);
+            }
+        }
+        for (first_slot, values) in runs {
+            self.send(to, Message::Accept { ballot, first_slot, values, commit });
+        }
+        self.advance_transfer();
     }
 
     /// A message only an active leader sends (`Accept`, `Heartbeat`,
     /// `Commit`) came from `from` in `ballot`: if that is the target leading
-    /// above the ballot we handed over, the transfer is done.
+    /// above the ballot we handed over, the transfer is done; if another
+    /// node leads above it, it is over (and failed).
     pub(crate) fn transfer_observe(&mut self, from: NodeId, ballot: Ballot) {
         let Some(t) = self.transfer.as_ref() else { return };
-        if from == t.to && ballot.node == t.to && ballot > t.ballot {
-            let id = t.id;
-            self.transfer = None;
-            self.out.transfers.push(TransferResponse { id, result: Ok(()) });
+        if ballot.node != from || ballot <= t.ballot {
+            return;
         }
+        let id = t.id;
+        let result = if from == t.to { Ok(()) } else { Err(TransferError::NotLeader { leader: Some(from) }) };
+        self.transfer = None;
+        self.out.transfers.push(TransferResponse { id, result });
     }
 
     /// `TimeoutNow` from the leader of `ballot`: take over at once, if we
     /// may stand and still follow that ballot.
-    pub(crate) fn on_timeout_now(&mut self, from: NodeId, ballot: Ballot) {
+    pub(crate) fn on_timeout_now(&mut self, from: NodeId, ballot: Ballot, commit: Slot) {
         if ballot.node != from || from == self.cfg.id {
             return;
         }
         let stale = self.promised > ballot
             || self.election.leader() > ballot
             || self.leader.as_ref().is_some_and(|l| l.ballot > ballot);
-        if stale || !self.election.is_voter() || self.rejoin.is_some() {
+        let connected = self.election.connected(self.now);
+        if stale || !connected || !self.election.is_voter() || self.rejoin.is_some() {
             return;
         }
+        // Our entries in `ballot` are the sender's proposals: learn which
+        // are chosen, so phase 1 starts above them.
+        self.learn_commit(from, ballot, commit);
         let above = self.promised.max(ballot).max(self.own_ballot);
         let bid = self.election.take_over(above);
         self.takeover = Some((bid, ballot));
