@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-use synod_paxos::{Config, KvMachine, NodeId};
+use synod_paxos::{Config, KvMachine, NodeId, TransferError};
 use synod_runtime::{Error, Node, NodeConfig};
 use tokio::net::TcpListener;
 
@@ -375,14 +375,29 @@ async fn until_agreed_leader(c: &Cluster) -> NodeId {
     panic!("the members never agreed on a leader");
 }
 
+/// Waits until the members agree on a leader that stays the same over a
+/// few election rounds (right after start-up, a node with a higher ballot
+/// that connects late still takes over).
+async fn until_settled_leader(c: &Cluster) -> NodeId {
+    let mut l = until_agreed_leader(c).await;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let now = until_agreed_leader(c).await;
+        if now == l {
+            return l;
+        }
+        l = now;
+    }
+    panic!("leadership never settled");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leadership_moves_to_a_follower_under_writes_and_nothing_acknowledged_is_lost() {
     let c = cluster().await;
-    let old = until_agreed_leader(&c).await;
-    let to = (1..=3).find(|&i| i != old).unwrap();
-    // A writer at the old leader: what it proposes during the transfer waits
-    // there and goes to the new leader.
-    let writer = c.nodes[&old].handle();
+    let first = until_settled_leader(&c).await;
+    // A writer at the (first) leader: what it proposes during the transfer
+    // waits there and goes to the new leader.
+    let writer = c.nodes[&first].handle();
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let mut acked = Vec::new();
@@ -399,7 +414,19 @@ async fn leadership_moves_to_a_follower_under_writes_and_nothing_acknowledged_is
         acked
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    c.nodes[&old].handle().transfer_leadership(to).await.unwrap();
+    // (Right after start-up a node with a higher ballot may still take
+    // over: ask again whoever leads then, as an etcd client would.)
+    let (mut old, mut to) = (first, 0);
+    for attempt in 0.. {
+        to = (1..=3).find(|&i| i != old).unwrap();
+        match c.nodes[&old].handle().transfer_leadership(to).await {
+            Ok(()) => break,
+            Err(Error::Transfer(TransferError::NotLeader { .. })) if attempt < 20 => {
+                old = until_agreed_leader(&c).await;
+            }
+            Err(e) => panic!("transfer from {old} to {to}: {e}"),
+        }
+    }
     let s = c.nodes[&to].handle().status().await.unwrap();
     assert_eq!(s.leader, Some(to), "the target leads: {s:?}");
     assert_eq!(c.nodes[&old].handle().status().await.unwrap().leader, Some(to));
@@ -422,17 +449,28 @@ async fn leadership_moves_to_a_follower_under_writes_and_nothing_acknowledged_is
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leadership_transfers_to_non_members_and_learners_are_refused() {
-    use synod_paxos::{Change, TransferError};
+    use synod_paxos::{Change, ReconfigError};
     let c = cluster().await;
-    let leader = until_agreed_leader(&c).await;
+    let leader = until_settled_leader(&c).await;
     let h = c.nodes[&leader].handle();
     match h.transfer_leadership(9).await {
         Err(Error::Transfer(TransferError::BadTransferee(9))) => {}
         other => panic!("a non-member: {other:?}"),
     }
-    // A learner (it need not be running to be listed).
-    change(&c, Change::AddLearner(4)).await;
-    let leader = until_agreed_leader(&c).await;
+    // A learner (it need not be running to be listed). A change interrupted
+    // by a leader change may still be chosen: then it is already done.
+    for attempt in 0.. {
+        let leader = until_agreed_leader(&c).await;
+        match c.nodes[&leader].handle().reconfigure(Change::AddLearner(4)).await {
+            Ok(_) | Err(Error::Reconfig(ReconfigError::AlreadyMember(4))) => break,
+            Err(e) if attempt < 100 => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("AddLearner(4): {e}"),
+        }
+    }
+    let leader = until_settled_leader(&c).await;
     let h = c.nodes[&leader].handle();
     let follower = (1..=3).find(|&i| i != leader).unwrap();
     match h.transfer_leadership(4).await {
@@ -447,4 +485,5 @@ async fn leadership_transfers_to_non_members_and_learners_are_refused() {
     }
     h.transfer_leadership(leader).await.unwrap();
     assert_eq!(until_agreed_leader(&c).await, leader, "a transfer to itself changes nothing");
+    assert!(c.nodes[&leader].handle().status().await.unwrap().leader == Some(leader));
 }
