@@ -10,7 +10,10 @@
 //! it refuses every other node's Prepare for `lease_ticks` of its own clock.
 //! The leader counts its lease from when it *sent* the heartbeat, minus a
 //! drift margin, so it stops relying on the lease before any acceptor lets
-//! it go.
+//! it go. One exception, for leadership transfer: a Prepare that carries
+//! `handoff: Some(b)` passes a lease granted in exactly ballot `b`, whose
+//! leader gave that lease up for good before handing over (see
+//! [`crate::transfer`]).
 
 use crate::ballot::{Ballot, NodeId};
 use crate::command::{Slot, Value};
@@ -23,7 +26,7 @@ use crate::state_machine::StateMachine;
 
 impl<S: StateMachine> Replica<S> {
     /// Phase 1b.
-    pub(crate) fn on_prepare(&mut self, from: NodeId, ballot: Ballot, from_slot: Slot) {
+    pub(crate) fn on_prepare(&mut self, from: NodeId, ballot: Ballot, from_slot: Slot, handoff: Option<Ballot>) {
         if self.rejoin.is_some() {
             // Amnesia: we may have promised anything before losing our disk.
             return;
@@ -34,7 +37,8 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         if ballot > self.promised {
-            if self.now < self.lease_until && self.lease_holder != ballot.node {
+            let handed_over = handoff.is_some_and(|h| h != Ballot::ZERO && h == self.lease_ballot);
+            if self.now < self.lease_until && self.lease_holder != ballot.node && !handed_over {
                 // A lease we granted may still be running: stay silent, the
                 // candidate retries after its retry interval.
                 return;
@@ -116,6 +120,7 @@ impl<S: StateMachine> Replica<S> {
                 self.cfg.lease_ticks > 0 && self.election.leader().node == ballot.node && !self.election.bidding();
             if lease {
                 self.lease_holder = ballot.node;
+                self.lease_ballot = ballot;
                 self.lease_until = self.lease_until.max(self.now + self.cfg.lease_ticks);
             }
             self.send_after_persist(from, Message::HeartbeatAck { ballot, seq, lease });
@@ -243,6 +248,7 @@ impl<S: StateMachine> Replica<S> {
             self.step_down(ballot);
         }
         if ballot.node != self.cfg.id {
+            self.election.observe_promise(ballot);
             self.set_leader_hint(Some(ballot.node));
         }
     }

@@ -31,11 +31,14 @@ pub enum PlantedBug {
     ReconfigNoOverlap,
     /// Learners are sent phase 1 and phase 2 and counted in quorums.
     LearnerVotes,
+    /// A leader handing leadership over keeps its lease (and keeps serving
+    /// reads on it) instead of giving it up before it sends `TimeoutNow`.
+    TransferKeepsLease,
 }
 
 impl PlantedBug {
     /// Every planted bug, in the order the simulator runs them.
-    pub const ALL: [PlantedBug; 7] = [
+    pub const ALL: [PlantedBug; 8] = [
         PlantedBug::SkipPersist,
         PlantedBug::AcceptLowerBallot,
         PlantedBug::IgnoreAcceptedValue,
@@ -43,6 +46,7 @@ impl PlantedBug {
         PlantedBug::LeaseNoDriftMargin,
         PlantedBug::ReconfigNoOverlap,
         PlantedBug::LearnerVotes,
+        PlantedBug::TransferKeepsLease,
     ];
 
     /// The name used on the simulator's command line.
@@ -55,6 +59,7 @@ impl PlantedBug {
             PlantedBug::LeaseNoDriftMargin => "lease-no-drift-margin",
             PlantedBug::ReconfigNoOverlap => "reconfig-no-overlap",
             PlantedBug::LearnerVotes => "learner-votes",
+            PlantedBug::TransferKeepsLease => "transfer-keeps-lease",
         }
     }
 
@@ -102,6 +107,11 @@ pub struct Config {
     /// running at different rates; must cover the worst drift over a lease.
     /// Default 2.
     pub lease_drift_margin_ticks: u64,
+    /// A leadership transfer ([`crate::Input::TransferLeadership`]) that has
+    /// not completed after this many ticks fails with
+    /// [`crate::TransferError::Timeout`], and the leader (if it still leads)
+    /// takes proposals again. Default 20 (two election rounds).
+    pub transfer_timeout_ticks: u64,
     /// Most commands packed into one slot. Default 4096.
     pub max_batch: usize,
     /// Most payload bytes packed into one slot (a single larger command
@@ -181,6 +191,7 @@ impl Config {
             retry_ticks: 3,
             lease_ticks: 8,
             lease_drift_margin_ticks: 2,
+            transfer_timeout_ticks: 20,
             max_batch: 4096,
             max_batch_bytes: 4 << 20,
             max_inflight_slots: 64,
@@ -219,8 +230,14 @@ impl Config {
         if self.planted != Some(PlantedBug::SmallQuorum) {
             QuorumPolicy::flexible(self.members.len(), self.quorum.phase1(), self.quorum.phase2())?;
         }
-        if self.heartbeat_ticks == 0 || self.election_ticks == 0 || self.retry_ticks == 0 {
-            return Err(ConfigError::Timing("heartbeat, election and retry intervals must be at least one tick"));
+        if self.heartbeat_ticks == 0
+            || self.election_ticks == 0
+            || self.retry_ticks == 0
+            || self.transfer_timeout_ticks == 0
+        {
+            return Err(ConfigError::Timing(
+                "heartbeat, election, retry and transfer intervals must be at least one tick",
+            ));
         }
         if self.heartbeat_ticks >= self.election_ticks {
             return Err(ConfigError::Timing("heartbeats must be more frequent than election rounds"));

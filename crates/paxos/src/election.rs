@@ -44,6 +44,8 @@ pub struct Election {
     voter: bool,
     /// Highest promise that refused our phase 1 this round.
     refused: Ballot,
+    /// Highest ballot of another node our acceptor promised this round.
+    promised: Ballot,
     /// Latest reply from each peer, with the tick it arrived.
     heard: Vec<(u64, Pong)>,
     /// A reply older than this many ticks is stale.
@@ -71,6 +73,7 @@ impl Election {
             withdrawn: false,
             voter: true,
             refused: Ballot::ZERO,
+            promised: Ballot::ZERO,
             heard: Vec::new(),
             window: window.max(1),
             quorum,
@@ -201,6 +204,7 @@ impl Election {
             }
         }
         self.refused = Ballot::ZERO;
+        self.promised = Ballot::ZERO;
         self.ticks_left = next_round_ticks.max(1);
         (self.leader != before).then_some(self.leader)
     }
@@ -208,6 +212,11 @@ impl Election {
     fn check_leader(&mut self, now: u64) {
         let stands = !self.withdrawn && self.voter;
         let mut top = stands.then_some(self.ballot);
+        if self.promised != Ballot::ZERO {
+            // A bidder our acceptor promised this round counts as a
+            // candidate even before its reply reaches us.
+            top = top.max(Some(self.promised));
+        }
         let mut top_priority_elsewhere = None;
         for r in self.fresh(now) {
             if r.connected {
@@ -247,6 +256,38 @@ impl Election {
     fn bid(&mut self) {
         self.ballot = self.leader.max(self.ballot).next_for(self.me);
         self.leader = self.ballot;
+    }
+
+    /// The leader hands leadership over to this node (a leadership
+    /// transfer): bid at once, without waiting for the round to end, with a
+    /// ballot above `above` and every ballot seen, and stand again if this
+    /// node had withdrawn. The others adopt it at the end of their round as
+    /// the highest connected candidate; the old leader, deposed by it,
+    /// withdraws, so nobody duels. Returns the new ballot.
+    pub fn take_over(&mut self, above: Ballot) -> Ballot {
+        self.withdrawn = false;
+        self.ballot = self.leader.max(self.ballot).max(self.refused).max(above).next_for(self.me);
+        self.leader = self.ballot;
+        self.ballot
+    }
+
+    /// Whether this node may stand for leader.
+    pub fn is_voter(&self) -> bool {
+        self.voter
+    }
+
+    /// Our acceptor promised `ballot`, another node's bid (its Prepare, or
+    /// an Accept in it). Until the round ends it counts as a candidate,
+    /// even if no reply of that node shows it yet: a node that takes over
+    /// by a leadership transfer bids between two of our pings, and the
+    /// leader it deposes withdraws at once, so without this a follower
+    /// whose round ends in between would see nobody above its own ballot
+    /// and bid too. (If the bidder is gone, the next round finds it silent
+    /// and bids as usual.)
+    pub fn observe_promise(&mut self, ballot: Ballot) {
+        if ballot.node != self.me {
+            self.promised = self.promised.max(ballot);
+        }
     }
 
     /// Phase 1 was refused because an acceptor promised `promised`. If at
@@ -404,6 +445,37 @@ mod tests {
         let got = n.round(&[pong(2, Ballot::new(9, 2), true)]);
         assert_eq!(got, Some(Ballot::new(9, 2)));
         assert_eq!(n.e.ballot(), Ballot::new(8, 1));
+    }
+
+    #[test]
+    fn a_node_told_to_take_over_bids_at_once_and_the_others_follow_it() {
+        let mut n = Node::new();
+        n.round(&[pong(3, Ballot::new(4, 3), true)]);
+        n.e.withdraw();
+        let b = n.e.take_over(Ballot::new(4, 3));
+        assert!(b > Ballot::new(4, 3));
+        assert!(n.e.is_leader() && n.e.pong(0, n.now).candidate, "stands again, and leads");
+        // The old leader still answers with its ballot: no duel.
+        assert_eq!(n.round(&[pong(3, Ballot::new(4, 3), true)]), None);
+        assert!(n.e.is_leader());
+        // A follower of the old leader adopts the higher ballot.
+        let mut f = Node { e: Election::new(2, 0, 0, 10, 2), now: 0 };
+        f.round(&[pong(3, Ballot::new(4, 3), true)]);
+        let got = f.round(&[pong(3, Ballot::new(4, 3), true), pong(1, b, true)]);
+        assert_eq!(got, Some(b));
+    }
+
+    #[test]
+    fn a_ballot_promised_this_round_is_followed_even_before_its_reply_arrives() {
+        let mut n = Node::new();
+        n.round(&[pong(3, Ballot::new(4, 3), true)]);
+        // The leader withdraws (deposed by node 2's transfer bid), and node
+        // 2's replies still show its old ballot; our acceptor promised 2's.
+        n.e.observe_promise(Ballot::new(5, 2));
+        let withdrawn = Pong { candidate: false, ..pong(3, Ballot::new(4, 3), true) };
+        let got = n.round(&[withdrawn, pong(2, Ballot::new(0, 2), true)]);
+        assert_eq!(got, Some(Ballot::new(5, 2)), "followed, not outbid");
+        assert_eq!(n.e.ballot(), Ballot::new(0, 1));
     }
 
     #[test]

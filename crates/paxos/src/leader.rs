@@ -26,7 +26,7 @@ use crate::record::Record;
 use crate::replica::{ClientError, FollowerRead, PendingRead, ReadResponse, ReconfigResponse, Replica};
 use crate::state_machine::StateMachine;
 use bytes::Bytes;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 /// A slot proposed and not yet known chosen.
@@ -84,6 +84,9 @@ pub(crate) struct Active {
     /// Highest heartbeat each node acknowledged with a lease grant.
     lease_acked: BTreeMap<NodeId, u64>,
     lease_until: u64,
+    /// This ballot was handed over to another node once: its lease is given
+    /// up for good (acceptors let the successor's Prepare through it).
+    pub(crate) lease_forfeited: bool,
     /// The configurations the lease was last earned in; when another joins,
     /// the lease is earned again in all of them.
     lease_configs: Vec<Membership>,
@@ -106,9 +109,42 @@ pub(crate) struct Leader {
     pub(crate) ballot: Ballot,
     pub(crate) pending: VecDeque<Command>,
     pub(crate) phase: Phase,
+    /// The ballot whose leader handed leadership over to us, carried by
+    /// our Prepares (see [`crate::transfer`]).
+    pub(crate) handoff: Option<Ballot>,
+}
+
+impl Active {
+    /// Slots proposed and not yet known chosen that `node` has not accepted.
+    pub(crate) fn unacked_by(&self, node: NodeId) -> BTreeSet<Slot> {
+        self.inflight.iter().filter(|(_, inf)| !inf.acks.contains(&node)).map(|(&s, _)| s).collect()
+    }
+
+    /// Whether `slot` is proposed and not yet known chosen.
+    pub(crate) fn in_flight(&self, slot: Slot) -> bool {
+        self.inflight.contains_key(&slot)
+    }
+
+    /// Whether values recovered in phase 1 still wait to be proposed.
+    pub(crate) fn recovering(&self) -> bool {
+        !self.recovered.is_empty()
+    }
+
+    /// Whether a membership change asked for here is in flight.
+    pub(crate) fn reconfiguring(&self) -> bool {
+        self.reconfig.is_some()
+    }
 }
 
 impl Leader {
+    /// The active phase, once phase 1 is done.
+    pub(crate) fn active(&self) -> Option<&Active> {
+        match &self.phase {
+            Phase::Active(a) => Some(a),
+            Phase::Preparing(_) => None,
+        }
+    }
+
     pub(crate) fn is_active(&self) -> bool {
         matches!(self.phase, Phase::Active(_))
     }
@@ -140,8 +176,10 @@ impl<S: StateMachine> Replica<S> {
         pending.extend(again);
         let from_slot = self.commit + 1;
         let targets = self.members_of(&self.phase1_configs(from_slot, &BTreeMap::new()));
+        let handoff = self.takeover.take().filter(|(b, _)| *b == ballot).map(|(_, h)| h);
         self.leader = Some(Leader {
             ballot,
+            handoff,
             pending,
             phase: Phase::Preparing(Preparing {
                 from_slot,
@@ -157,7 +195,7 @@ impl<S: StateMachine> Replica<S> {
         self.own_ballot = ballot;
         self.persist(Record::Ballot(ballot));
         for to in targets {
-            self.send_after_persist(to, Message::Prepare { ballot, from_slot });
+            self.send_after_persist(to, Message::Prepare { ballot, from_slot, handoff });
         }
     }
 
@@ -264,8 +302,9 @@ impl<S: StateMachine> Replica<S> {
                 let asked = self.members_of(&first);
                 missing.into_iter().filter(|id| !asked.contains(id)).collect()
             };
+            let handoff = self.leader.as_ref().and_then(|l| l.handoff);
             for to in fresh {
-                self.send(to, Message::Prepare { ballot, from_slot });
+                self.send(to, Message::Prepare { ballot, from_slot, handoff });
             }
             return;
         }
@@ -290,11 +329,11 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn resume_phase1_if_caught_up(&mut self) {
         let commit = self.commit;
         let now = self.now;
-        let Some(Leader { ballot, phase: Phase::Preparing(p), .. }) = self.leader.as_mut() else { return };
+        let Some(Leader { ballot, handoff, phase: Phase::Preparing(p), .. }) = self.leader.as_mut() else { return };
         if p.behind.0 == 0 || commit < p.behind.0 {
             return;
         }
-        let ballot = *ballot;
+        let (ballot, handoff) = (*ballot, *handoff);
         let reads = std::mem::take(&mut p.reads);
         *p = Preparing {
             from_slot: commit + 1,
@@ -306,7 +345,7 @@ impl<S: StateMachine> Replica<S> {
         };
         let targets = self.members_of(&self.phase1_configs(commit + 1, &BTreeMap::new()));
         for to in targets {
-            self.send(to, Message::Prepare { ballot, from_slot: commit + 1 });
+            self.send(to, Message::Prepare { ballot, from_slot: commit + 1, handoff });
         }
     }
 
@@ -346,6 +385,7 @@ impl<S: StateMachine> Replica<S> {
             acked: BTreeMap::new(),
             lease_acked: BTreeMap::new(),
             lease_until: 0,
+            lease_forfeited: false,
             lease_configs: Vec::new(),
             reconfig: None,
             reads: VecDeque::new(),
@@ -382,6 +422,10 @@ impl<S: StateMachine> Replica<S> {
         let mut values = Vec::new();
         let mut recipients: Vec<NodeId> = Vec::new();
         let mut proposed_change = false;
+        // While leadership is being handed over, client commands wait (they
+        // go to the new leader, or are proposed here again if the transfer
+        // fails).
+        let hold = self.holding_proposals();
         while let Some(Leader { pending, phase: Phase::Active(a), .. }) = self.leader.as_ref() {
             let s = a.next_slot;
             if a.inflight.len() >= window || (!no_delay && s > commit + alpha) {
@@ -393,7 +437,7 @@ impl<S: StateMachine> Replica<S> {
             let activating = a.reconfig.is_some() || self.configs.pending_at(s).next().is_some();
             let due = a.recovered.contains_key(&s)
                 || a.reconfig.as_ref().is_some_and(|r| r.2.is_none())
-                || (commands && !pending.is_empty())
+                || (commands && !hold && !pending.is_empty())
                 || activating;
             if !due {
                 break;
@@ -414,6 +458,8 @@ impl<S: StateMachine> Replica<S> {
             } else if let Some((_, m, at @ None)) = a.reconfig.as_mut() {
                 *at = Some(s);
                 Value::Reconfigure(m.clone())
+            } else if hold {
+                Value::Noop
             } else {
                 // At most `max_batch` commands and, past the first,
                 // `max_batch_bytes` of payload per slot.
@@ -435,6 +481,9 @@ impl<S: StateMachine> Replica<S> {
             };
             a.inflight.insert(s, Inflight { value: value.clone(), acks: Vec::new(), sent_at: now });
             a.next_slot += 1;
+            if let Some(t) = self.transfer.as_mut().filter(|_| hold) {
+                t.unacked.insert(s);
+            }
             if first == 0 {
                 first = s;
             }
@@ -483,14 +532,14 @@ impl<S: StateMachine> Replica<S> {
                 }
             }
         }
-        let Some(Leader { ballot, phase: Phase::Active(a), .. }) = self.leader.as_mut() else { return };
+        let Some(Leader { ballot, handoff, phase: Phase::Active(a), .. }) = self.leader.as_mut() else { return };
         if missing.is_empty() || a.extend_sent_at.is_some_and(|t| now < t + retry) {
             return;
         }
         a.extend_sent_at = Some(now);
-        let (ballot, from_slot) = (*ballot, a.prepared_from);
+        let (ballot, from_slot, handoff) = (*ballot, a.prepared_from, *handoff);
         for to in missing {
-            self.send(to, Message::Prepare { ballot, from_slot });
+            self.send(to, Message::Prepare { ballot, from_slot, handoff });
         }
     }
 
@@ -549,6 +598,7 @@ impl<S: StateMachine> Replica<S> {
     /// Phase 2b arrives: count it among the voters of the configuration
     /// governing each slot; a phase-2 quorum of it chooses the slot.
     pub(crate) fn on_accepted(&mut self, from: NodeId, ballot: Ballot, first_slot: Slot, last_slot: Slot) {
+        self.transfer_accepted(from, ballot, first_slot, last_slot);
         let Some(a) = self.active_in(ballot) else { return };
         let mut counted = Vec::new();
         for (&slot, inf) in a.inflight.range_mut(first_slot..=last_slot) {
@@ -592,6 +642,28 @@ impl<S: StateMachine> Replica<S> {
         self.advance_commit();
     }
 
+    /// The commit index moved over slots still in flight here (learned
+    /// chosen from a catch-up reply rather than counted from acceptances):
+    /// nothing is left to do for them. Kept, they would be resent and
+    /// counted forever against a configuration history already trimmed
+    /// below the commit index, and fill the window.
+    pub(crate) fn forget_chosen_inflight(&mut self) {
+        let commit = self.commit;
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else { return };
+        if a.inflight.first_key_value().is_none_or(|(&s, _)| s > commit) {
+            return;
+        }
+        a.inflight.retain(|&s, _| s > commit);
+        if let Some((id, m, Some(at))) = &a.reconfig {
+            if *at <= commit {
+                let chosen = matches!(self.log.get(*at), Some(e) if e.value == Value::Reconfigure(m.clone()));
+                let result = if chosen { Ok(*at) } else { Err(ReconfigError::Interrupted) };
+                self.out.reconfigs.push(ReconfigResponse { id: *id, result });
+                a.reconfig = None;
+            }
+        }
+    }
+
     /// A client asks for a membership change: check it against the
     /// configuration in force, and queue it to be proposed in the next
     /// slot (answered once chosen).
@@ -610,7 +682,7 @@ impl<S: StateMachine> Replica<S> {
         let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_ref() else {
             return Err(ReconfigError::NotLeader { leader: None });
         };
-        if changing || a.reconfig.is_some() || commit + 1 < a.first_own_slot {
+        if changing || a.reconfig.is_some() || commit + 1 < a.first_own_slot || self.holding_proposals() {
             return Err(ReconfigError::InProgress);
         }
         let current = self.membership().clone();
@@ -678,6 +750,30 @@ impl<S: StateMachine> Replica<S> {
         self.fail_reads(old.phase);
         let hint = (higher.node != self.cfg.id && higher.node != 0).then_some(higher.node);
         self.set_leader_hint(hint);
+    }
+
+    /// Leadership is being handed over to `to`: give up our lease in this
+    /// ballot for good (it is never earned again in it) and refuse the reads
+    /// waiting here, pointing their clients at `to`. Must happen before the
+    /// handover message leaves (see [`crate::transfer`]).
+    pub(crate) fn forfeit_lease(&mut self, to: NodeId) {
+        if self.cfg.has_bug(PlantedBug::TransferKeepsLease) {
+            // The planted bug: keep the lease, and the reads it serves.
+            return;
+        }
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else { return };
+        a.lease_until = 0;
+        a.lease_forfeited = true;
+        let reads = std::mem::take(&mut a.reads);
+        for r in reads {
+            match r.origin {
+                Some(follower) => self.send(follower, Message::ReadIndexReply { id: r.id, index: 0 }),
+                None => {
+                    let result = Err(ClientError::NotLeader { leader: Some(to) });
+                    self.out.reads.push(ReadResponse { id: r.id, result });
+                }
+            }
+        }
     }
 
     fn fail_reads(&mut self, phase: Phase) {
@@ -756,7 +852,7 @@ impl<S: StateMachine> Replica<S> {
         let Some(leader) = self.leader.as_ref() else {
             return;
         };
-        let ballot = leader.ballot;
+        let (ballot, handoff) = (leader.ballot, leader.handoff);
         match &leader.phase {
             Phase::Preparing(p) => {
                 if now >= p.sent_at + retry {
@@ -767,7 +863,7 @@ impl<S: StateMachine> Replica<S> {
                         p.sent_at = now;
                     }
                     for to in missing {
-                        self.send(to, Message::Prepare { ballot, from_slot });
+                        self.send(to, Message::Prepare { ballot, from_slot, handoff });
                     }
                 }
             }
@@ -844,6 +940,7 @@ impl<S: StateMachine> Replica<S> {
         }
         if promised == ballot && lease_ticks > 0 {
             self.lease_holder = me;
+            self.lease_ballot = ballot;
             self.lease_until = self.lease_until.max(now + lease_ticks);
         }
         for to in targets {
@@ -897,7 +994,7 @@ impl<S: StateMachine> Replica<S> {
             a.lease_until = 0;
             a.lease_configs = configs;
         }
-        if lease_ticks > 0 {
+        if lease_ticks > 0 && !a.lease_forfeited {
             if let Some(&(_, sent)) = a.hb_sent.iter().find(|(s, _)| *s == lease_seq) {
                 a.lease_until = a.lease_until.max(sent + lease_ticks.saturating_sub(margin));
             }
@@ -908,6 +1005,11 @@ impl<S: StateMachine> Replica<S> {
     /// A linearizable read arrives. The leader serves it; a follower asks
     /// the leader for a read index and serves it once applied that far.
     pub(crate) fn on_read(&mut self, id: u64, query: Bytes) {
+        if let Some(to) = self.handed_over_to() {
+            // Our lease is given up: the client should ask the new leader.
+            self.out.reads.push(ReadResponse { id, result: Err(ClientError::NotLeader { leader: Some(to) }) });
+            return;
+        }
         if self.is_leader() {
             self.queue_read(id, query, None);
             return;
@@ -932,7 +1034,9 @@ impl<S: StateMachine> Replica<S> {
 
     /// A follower asks for a read index.
     pub(crate) fn on_read_index(&mut self, from: NodeId, id: u64) {
-        if self.is_leader() {
+        if self.handed_over_to().is_some() {
+            self.send(from, Message::ReadIndexReply { id, index: 0 });
+        } else if self.is_leader() {
             self.queue_read(id, Bytes::new(), Some(from));
         } else if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.leader.as_mut() {
             // Answered once phase 1 completes.

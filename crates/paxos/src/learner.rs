@@ -40,6 +40,7 @@ impl<S: StateMachine> Replica<S> {
         while self.log.get(self.commit + 1).is_some_and(|e| e.chosen) {
             self.commit += 1;
         }
+        self.forget_chosen_inflight();
         self.known_commit = self.known_commit.max(self.commit);
         self.apply_chosen();
         self.refresh_view();

@@ -7,6 +7,8 @@
 //!   `acceptor.rs` and `learner.rs`; leader election in [`election`].
 //! * [`reconfig`]: membership changes through the log (Lamport's α rule),
 //!   with the argument for why they are safe.
+//! * [`transfer`]: leadership transfer (etcd's `MoveLeader`), and why it
+//!   keeps leases exclusive.
 //!
 //! Nothing here knows about tokio, files, sockets or wall clocks.
 
@@ -22,6 +24,7 @@ pub mod reconfig;
 pub mod record;
 pub mod state_machine;
 pub mod synod;
+pub mod transfer;
 
 mod acceptor;
 mod leader;
@@ -38,5 +41,7 @@ pub use reconfig::{Change, Membership, ReconfigError};
 pub use record::{Lsn, Record};
 pub use replica::{
     ClientError, Input, Output, ReadResponse, ReconfigResponse, RecoverError, Replica, Response, Snapshot,
+    TransferResponse,
 };
 pub use state_machine::{KvMachine, SnapshotError, StateMachine};
+pub use transfer::TransferError;

@@ -7,7 +7,7 @@ use crate::command::Command;
 use crate::config::Config;
 use crate::message::Message;
 use crate::record::{Lsn, Record};
-use crate::replica::{Input, ReadResponse, ReconfigResponse, Replica, Response, Snapshot};
+use crate::replica::{Input, ReadResponse, ReconfigResponse, Replica, Response, Snapshot, TransferResponse};
 use crate::state_machine::StateMachine;
 use std::collections::VecDeque;
 
@@ -23,6 +23,8 @@ pub struct LocalCluster<S: StateMachine> {
     pub reads: Vec<(NodeId, ReadResponse<S::Output>)>,
     /// Answers to membership changes, with the replica that gave them.
     pub reconfigs: Vec<(NodeId, ReconfigResponse)>,
+    /// Answers to leadership transfers, with the replica that gave them.
+    pub transfers: Vec<(NodeId, TransferResponse)>,
     /// Nodes whose messages are dropped both ways.
     pub isolated: Vec<NodeId>,
     /// Keep records on the in-memory disks (for recovery tests).
@@ -48,6 +50,7 @@ impl<S: StateMachine> LocalCluster<S> {
             responses: Vec::new(),
             reads: Vec::new(),
             reconfigs: Vec::new(),
+            transfers: Vec::new(),
             isolated: Vec::new(),
             keep_records: true,
             delivered: 0,
@@ -80,6 +83,7 @@ impl<S: StateMachine> LocalCluster<S> {
             self.responses.extend(out.responses.into_iter().map(|r| (id, r)));
             self.reads.extend(out.reads.into_iter().map(|r| (id, r)));
             self.reconfigs.extend(out.reconfigs.into_iter().map(|r| (id, r)));
+            self.transfers.extend(out.transfers.into_iter().map(|r| (id, r)));
             if let Some(l) = last {
                 node.step(Input::Durable(l));
             }
@@ -105,13 +109,20 @@ impl<S: StateMachine> LocalCluster<S> {
 
     /// Deliver every message in flight (and those they cause).
     pub fn deliver_all(&mut self) {
-        while let Some((from, to, msg)) = self.net.pop_front() {
-            if self.isolated.contains(&from) || self.isolated.contains(&to) {
-                continue;
-            }
+        while self.deliver_one() {}
+    }
+
+    /// Deliver the oldest message in flight (dropped if either end is
+    /// isolated); false when none is left.
+    pub fn deliver_one(&mut self) -> bool {
+        let Some((from, to, msg)) = self.net.pop_front() else {
+            return false;
+        };
+        if !self.isolated.contains(&from) && !self.isolated.contains(&to) {
             self.delivered += 1;
             self.step(to, Input::Message { from, msg });
         }
+        true
     }
 
     /// `ticks` rounds of: every replica ticks, then every message is

@@ -46,6 +46,12 @@ pub enum Message {
         ballot: Ballot,
         /// First slot the leader does not know to be chosen.
         from_slot: Slot,
+        /// Set when the sender bids because the leader of this ballot
+        /// handed leadership over to it ([`Message::TimeoutNow`]): that
+        /// leader gave up its lease in this ballot for good, so an acceptor
+        /// whose lease was granted in exactly this ballot need not refuse
+        /// the Prepare (see [`crate::transfer`]).
+        handoff: Option<Ballot>,
     },
     /// Phase 1b: the promise, with every accepted value from `from_slot` on.
     /// Sent only once the promise is durable.
@@ -186,6 +192,19 @@ pub enum Message {
         /// The commands, in arrival order.
         commands: Vec<Command>,
     },
+    /// Leadership transfer: the leader of `ballot` hands leadership over to
+    /// the receiver, which bids at once with a ballot above every one it has
+    /// seen and runs phase 1 with `handoff: Some(ballot)`. Sent only after
+    /// the sender has given up its lease in `ballot` for good and the
+    /// receiver has accepted every slot the sender proposed.
+    TimeoutNow {
+        /// The ballot handed over.
+        ballot: Ballot,
+        /// The sender's commit index: the receiver accepted every slot the
+        /// sender proposed, so it learns them chosen up to here and starts
+        /// its phase 1 above them (not behind a snapshot).
+        commit: Slot,
+    },
     /// A learner's reply to a heartbeat: how far it has learned, so the
     /// leader knows when it is in sync enough to be promoted.
     Progress {
@@ -218,6 +237,7 @@ impl Message {
             Message::RejoinReply { .. } => "RejoinReply",
             Message::Forward { .. } => "Forward",
             Message::Progress { .. } => "Progress",
+            Message::TimeoutNow { .. } => "TimeoutNow",
         }
     }
 }

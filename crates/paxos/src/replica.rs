@@ -30,6 +30,7 @@ use crate::reconfig::{Change, Configs, Membership, ReconfigError};
 use crate::record::{Lsn, Record};
 use crate::snapshot::Incoming;
 use crate::state_machine::{SnapshotError, StateMachine};
+use crate::transfer::{Transfer, TransferError};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use thiserror::Error;
@@ -73,6 +74,27 @@ pub enum Input {
         /// The change.
         change: Change,
     },
+    /// An operator asks the leader to hand leadership over to voter `to`
+    /// (etcd's `MoveLeader`); answered in [`Output::transfers`] once `to`
+    /// is seen leading with a higher ballot, or refused, or timed out (see
+    /// [`crate::transfer`]). Naming the leader itself is answered `Ok` at
+    /// once.
+    TransferLeadership {
+        /// Chosen by the caller, echoed in the answer.
+        id: u64,
+        /// The voter to lead next.
+        to: NodeId,
+    },
+}
+
+/// The outcome of a leadership transfer asked for at this replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransferResponse {
+    /// The id given with [`Input::TransferLeadership`].
+    pub id: u64,
+    /// `Ok` once the target was seen leading (past phase 1) with a ballot
+    /// above this replica's; or why not.
+    pub result: Result<(), TransferError>,
 }
 
 /// The outcome of a membership change asked for at this replica.
@@ -145,6 +167,8 @@ pub struct Output<O> {
     pub reads: Vec<ReadResponse<O>>,
     /// Answers to membership changes asked for here.
     pub reconfigs: Vec<ReconfigResponse>,
+    /// Answers to leadership transfers asked for here.
+    pub transfers: Vec<TransferResponse>,
     /// Store this snapshot durably, then feed `Input::SnapshotSaved(slot)`.
     pub snapshot: Option<Snapshot>,
     /// Every record before this one may be deleted from stable storage
@@ -160,6 +184,7 @@ impl<O> Default for Output<O> {
             responses: Vec::new(),
             reads: Vec::new(),
             reconfigs: Vec::new(),
+            transfers: Vec::new(),
             snapshot: None,
             truncate_before: None,
         }
@@ -174,6 +199,7 @@ impl<O> Output<O> {
             && self.responses.is_empty()
             && self.reads.is_empty()
             && self.reconfigs.is_empty()
+            && self.transfers.is_empty()
             && self.snapshot.is_none()
             && self.truncate_before.is_none()
     }
@@ -284,6 +310,9 @@ pub struct Replica<S: StateMachine> {
     /// "recovering: refuse everyone" (a lease granted before a crash may
     /// still be running).
     pub(crate) lease_holder: NodeId,
+    /// The ballot the lease was last granted in (a `Prepare` handed over
+    /// from exactly this ballot passes the lease).
+    pub(crate) lease_ballot: Ballot,
     pub(crate) lease_until: u64,
 
     // Learner.
@@ -342,6 +371,13 @@ pub struct Replica<S: StateMachine> {
     /// Learners' commit indexes as last reported to this (leading) node.
     pub(crate) progress: HashMap<NodeId, Slot>,
 
+    // Leadership transfer.
+    /// A transfer asked for here and not yet answered.
+    pub(crate) transfer: Option<Transfer>,
+    /// Told to take over: (the ballot we bid with, the ballot handed over),
+    /// until phase 1 starts with it.
+    pub(crate) takeover: Option<(Ballot, Ballot)>,
+
     pub(crate) ping_round: u64,
     pub(crate) loopback: VecDeque<Message>,
     pub(crate) out: Output<S::Output>,
@@ -363,6 +399,8 @@ impl<S: StateMachine> Replica<S> {
             configs: Configs::new(base.clone(), alpha),
             view: vec![base],
             progress: HashMap::new(),
+            transfer: None,
+            takeover: None,
             rng: fastrand::Rng::with_seed(cfg.seed),
             election: Election::new(cfg.id, cfg.priority, 0, round_ticks, 1),
             now: 0,
@@ -371,6 +409,7 @@ impl<S: StateMachine> Replica<S> {
             held: VecDeque::new(),
             promised: Ballot::ZERO,
             lease_holder: 0,
+            lease_ballot: Ballot::ZERO,
             lease_until: 0,
             log: Log::default(),
             commit: 0,
@@ -554,6 +593,7 @@ impl<S: StateMachine> Replica<S> {
                     self.out.reconfigs.push(ReconfigResponse { id, result: Err(e) });
                 }
             }
+            Input::TransferLeadership { id, to } => self.start_transfer(id, to),
             Input::Propose(cmd) => self.on_propose(cmd),
             Input::Read { id, query } => self.on_read(id, query),
             Input::Tick => self.on_tick(),
@@ -574,6 +614,11 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn on_message(&mut self, from: NodeId, msg: Message) {
+        if let Message::Accept { ballot, .. } | Message::Heartbeat { ballot, .. } | Message::Commit { ballot, .. } =
+            &msg
+        {
+            self.transfer_observe(from, *ballot);
+        }
         match msg {
             Message::Ping { round } => {
                 let pong = self.election.pong(round, self.now);
@@ -584,7 +629,7 @@ impl<S: StateMachine> Replica<S> {
                     self.election.on_pong(pong, self.now)
                 }
             }
-            Message::Prepare { ballot, from_slot } => self.on_prepare(from, ballot, from_slot),
+            Message::Prepare { ballot, from_slot, handoff } => self.on_prepare(from, ballot, from_slot, handoff),
             Message::Promise { ballot, from_slot, entries, compacted } => {
                 self.on_promise(from, ballot, from_slot, entries, compacted)
             }
@@ -619,6 +664,7 @@ impl<S: StateMachine> Replica<S> {
                 let p = self.progress.entry(from).or_default();
                 *p = (*p).max(commit);
             }
+            Message::TimeoutNow { ballot, commit } => self.on_timeout_now(from, ballot, commit),
         }
     }
 
@@ -646,6 +692,7 @@ impl<S: StateMachine> Replica<S> {
         }
         self.sync_role();
         self.leader_tick();
+        self.transfer_tick();
         self.learner_tick();
     }
 

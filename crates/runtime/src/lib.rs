@@ -75,4 +75,7 @@ pub enum Error {
     /// chosen.
     #[error(transparent)]
     Reconfig(#[from] synod_paxos::ReconfigError),
+    /// A leadership transfer was refused, or did not complete in time.
+    #[error(transparent)]
+    Transfer(#[from] synod_paxos::TransferError),
 }

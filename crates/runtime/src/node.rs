@@ -137,6 +137,7 @@ enum Request<S: StateMachine> {
     Status(oneshot::Sender<Status>),
     Snapshot(oneshot::Sender<Slot>),
     Reconfigure { change: Change, reply: oneshot::Sender<Result<Slot, Error>> },
+    Transfer { to: NodeId, reply: oneshot::Sender<Result<(), Error>> },
     SetPeer(NodeId, SocketAddr),
     RemovePeer(NodeId),
 }
@@ -214,6 +215,22 @@ where
     pub async fn reconfigure(&self, change: Change) -> Result<Slot, Error> {
         let (reply, rx) = oneshot::channel();
         self.call(Request::Reconfigure { change, reply }, rx).await?
+    }
+
+    /// Hand leadership over to voter `to` (etcd's `MoveLeader`), at the
+    /// leader; elsewhere [`Error::Transfer`] with `NotLeader` and a hint.
+    /// Returns once this member has seen `to` lead with a higher ballot
+    /// (past phase 1, so `to` serves proposals and reads), or at once if
+    /// `to` is this leader. Meanwhile proposals made here wait, and go to
+    /// `to` once it leads. Refused with `BadTransferee` if `to` is not a
+    /// voter of the configuration in force (a learner, or not a member),
+    /// with `InProgress` during another transfer or a membership change;
+    /// fails with `Timeout` if `to` did not take over within
+    /// `Config::transfer_timeout_ticks` (this member then leads on, if it
+    /// still can). See `synod_paxos::transfer`.
+    pub async fn transfer_leadership(&self, to: NodeId) -> Result<(), Error> {
+        let (reply, rx) = oneshot::channel();
+        self.call(Request::Transfer { to, reply }, rx).await?
     }
 
     /// Talk to member `id` at `addr` from now on (a member being added, or
@@ -322,6 +339,7 @@ where
             reads: HashMap::new(),
             next_read: 1,
             reconfigs: HashMap::new(),
+            transfers: HashMap::new(),
             clients: ClientPool::new(),
             durable_tx,
             snapshots,
@@ -412,6 +430,7 @@ struct Actor<S: StateMachine> {
     reads: HashMap<u64, Waiter<S::Output>>,
     next_read: u64,
     reconfigs: HashMap<u64, Waiter<Slot>>,
+    transfers: HashMap<u64, Waiter<()>>,
     clients: ClientPool,
     durable_tx: mpsc::UnboundedSender<Result<Stored, synod_storage::Error>>,
     snapshots: Arc<SnapshotStore>,
@@ -529,6 +548,12 @@ where
                 self.reconfigs.insert(id, (reply, deadline));
                 self.replica.step(Input::Reconfigure { id, change });
             }
+            Request::Transfer { to, reply } => {
+                let id = self.next_read;
+                self.next_read += 1;
+                self.transfers.insert(id, (reply, deadline));
+                self.replica.step(Input::TransferLeadership { id, to });
+            }
             Request::SetPeer(id, addr) => {
                 self.transport.set_peer(id, addr);
                 self.published = None;
@@ -611,6 +636,11 @@ where
                 let _ = reply.send(r.result.map_err(Error::Reconfig));
             }
         }
+        for r in out.transfers {
+            if let Some((reply, _)) = self.transfers.remove(&r.id) {
+                let _ = reply.send(r.result.map_err(Error::Transfer));
+            }
+        }
         Ok(())
     }
 
@@ -626,6 +656,7 @@ where
         }
         expire_waiters(&mut self.reads, now);
         expire_waiters(&mut self.reconfigs, now);
+        expire_waiters(&mut self.transfers, now);
     }
 }
 

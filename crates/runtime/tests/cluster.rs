@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-use synod_paxos::{Config, KvMachine, NodeId};
+use synod_paxos::{Config, KvMachine, NodeId, TransferError};
 use synod_runtime::{Error, Node, NodeConfig};
 use tokio::net::TcpListener;
 
@@ -355,4 +355,135 @@ async fn a_member_is_added_as_learner_promoted_and_an_old_one_removed() {
     for id in &survivors {
         assert_eq!(c.nodes[id].handle().read("after").await.unwrap(), Some(Bytes::from("yes")), "member {id}");
     }
+}
+
+/// Waits until every member names the same leader, and it leads (a node
+/// elected first may be deposed by a higher bid in the first rounds).
+async fn until_agreed_leader(c: &Cluster) -> NodeId {
+    for _ in 0..500 {
+        let mut named = Vec::new();
+        for n in c.nodes.values() {
+            named.push(n.handle().status().await.ok().and_then(|s| s.leader));
+        }
+        if let Some(Some(l)) = named.first().copied() {
+            if named.iter().all(|&n| n == Some(l)) {
+                return l;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the members never agreed on a leader");
+}
+
+/// Waits until the members agree on a leader that stays the same over a
+/// few election rounds (right after start-up, a node with a higher ballot
+/// that connects late still takes over).
+async fn until_settled_leader(c: &Cluster) -> NodeId {
+    let mut l = until_agreed_leader(c).await;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let now = until_agreed_leader(c).await;
+        if now == l {
+            return l;
+        }
+        l = now;
+    }
+    panic!("leadership never settled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_moves_to_a_follower_under_writes_and_nothing_acknowledged_is_lost() {
+    let c = cluster().await;
+    let first = until_settled_leader(&c).await;
+    // A writer at the (first) leader: what it proposes during the transfer
+    // waits there and goes to the new leader.
+    let writer = c.nodes[&first].handle();
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut acked = Vec::new();
+        for i in 0.. {
+            if stop_rx.try_recv().is_ok() {
+                break;
+            }
+            match writer.propose(KvMachine::put(&format!("w{i}"), &i.to_string())).await {
+                Ok(_) => acked.push(i),
+                Err(Error::Stopped) => break,
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+        acked
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // (Right after start-up a node with a higher ballot may still take
+    // over: ask again whoever leads then, as an etcd client would.)
+    let (mut old, mut to) = (first, 0);
+    for attempt in 0.. {
+        to = (1..=3).find(|&i| i != old).unwrap();
+        match c.nodes[&old].handle().transfer_leadership(to).await {
+            Ok(()) => break,
+            Err(Error::Transfer(TransferError::NotLeader { .. })) if attempt < 20 => {
+                old = until_agreed_leader(&c).await;
+            }
+            Err(e) => panic!("transfer from {old} to {to}: {e}"),
+        }
+    }
+    let s = c.nodes[&to].handle().status().await.unwrap();
+    assert_eq!(s.leader, Some(to), "the target leads: {s:?}");
+    assert_eq!(c.nodes[&old].handle().status().await.unwrap().leader, Some(to));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = stop_tx.send(());
+    let acked = task.await.unwrap();
+    assert!(acked.len() > 5, "writes went on: {} acknowledged", acked.len());
+    // Still the same leader: the old one did not bid back.
+    assert_eq!(until_agreed_leader(&c).await, to);
+    let h = c.nodes[&to].handle();
+    h.propose(KvMachine::put("after", "yes")).await.unwrap();
+    for i in acked {
+        let v = h.read(format!("w{i}")).await.unwrap();
+        assert_eq!(v, Some(Bytes::from(i.to_string())), "acknowledged write w{i}");
+    }
+    for id in 1..=3 {
+        assert_eq!(c.nodes[&id].handle().read("after").await.unwrap(), Some(Bytes::from("yes")), "member {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_transfers_to_non_members_and_learners_are_refused() {
+    use synod_paxos::{Change, ReconfigError};
+    let c = cluster().await;
+    let leader = until_settled_leader(&c).await;
+    let h = c.nodes[&leader].handle();
+    match h.transfer_leadership(9).await {
+        Err(Error::Transfer(TransferError::BadTransferee(9))) => {}
+        other => panic!("a non-member: {other:?}"),
+    }
+    // A learner (it need not be running to be listed). A change interrupted
+    // by a leader change may still be chosen: then it is already done.
+    for attempt in 0.. {
+        let leader = until_agreed_leader(&c).await;
+        match c.nodes[&leader].handle().reconfigure(Change::AddLearner(4)).await {
+            Ok(_) | Err(Error::Reconfig(ReconfigError::AlreadyMember(4))) => break,
+            Err(e) if attempt < 100 => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("AddLearner(4): {e}"),
+        }
+    }
+    let leader = until_settled_leader(&c).await;
+    let h = c.nodes[&leader].handle();
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    match h.transfer_leadership(4).await {
+        Err(e @ Error::Transfer(TransferError::BadTransferee(4))) => {
+            assert_eq!(e.to_string(), "etcdserver: bad leader transferee");
+        }
+        other => panic!("a learner: {other:?}"),
+    }
+    match c.nodes[&follower].handle().transfer_leadership(leader).await {
+        Err(Error::Transfer(TransferError::NotLeader { leader: Some(l) })) => assert_eq!(l, leader),
+        other => panic!("at a follower: {other:?}"),
+    }
+    h.transfer_leadership(leader).await.unwrap();
+    assert_eq!(until_agreed_leader(&c).await, leader, "a transfer to itself changes nothing");
+    assert!(c.nodes[&leader].handle().status().await.unwrap().leader == Some(leader));
 }

@@ -3,6 +3,8 @@
 //! ```text
 //! synod-sim --seeds N [--ops M] [--nodes K]    clean runs of seeds 0..N
 //! synod-sim --seeds N --reconfig               with random membership changes
+//!                                              (and leadership transfers)
+//! synod-sim --seeds N --transfer               with random leadership transfers
 //! synod-sim --seed S [--ops M] [--nodes K]     one seed, with its trace hash
 //! synod-sim --plant NAME [--seeds N]           a planted bug: must be caught
 //! synod-sim --scenario NAME                    a partial-connectivity scenario
@@ -22,12 +24,15 @@ struct Args {
     scenario: Option<Scenario>,
     verbose: bool,
     reconfig: bool,
+    transfer: bool,
 }
 
-const USAGE: &str = "usage: synod-sim [--seeds N | --seed S] [--ops M] [--nodes K] [--reconfig] [--plant NAME] \
-[--scenario quorum-loss|constrained-election|chained] [--verbose]
+const USAGE: &str = "usage: synod-sim [--seeds N | --seed S] [--ops M] [--nodes K] [--reconfig] [--transfer] \
+[--plant NAME] [--scenario quorum-loss|constrained-election|chained] [--verbose]
+--reconfig mixes in membership changes and leadership transfers, --transfer only transfers
 planted bugs: skip-persist accept-lower-ballot ignore-accepted-value small-quorum lease-no-drift-margin
-              reconfig-no-overlap learner-votes (these two always run with --reconfig)";
+              reconfig-no-overlap learner-votes (these two always run with --reconfig)
+              transfer-keeps-lease (always runs with --transfer)";
 
 fn parse() -> Result<Args, String> {
     let mut a = Args {
@@ -39,6 +44,7 @@ fn parse() -> Result<Args, String> {
         scenario: None,
         verbose: false,
         reconfig: false,
+        transfer: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,6 +65,7 @@ fn parse() -> Result<Args, String> {
             }
             "--verbose" | "-v" => a.verbose = true,
             "--reconfig" => a.reconfig = true,
+            "--transfer" => a.transfer = true,
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -66,6 +73,10 @@ fn parse() -> Result<Args, String> {
     if matches!(a.plant, Some(PlantedBug::ReconfigNoOverlap | PlantedBug::LearnerVotes)) {
         // These bugs only show when the membership changes.
         a.reconfig = true;
+    }
+    if a.plant == Some(PlantedBug::TransferKeepsLease) {
+        // This one only shows when leadership is handed over.
+        a.transfer = true;
     }
     if !(1..=9).contains(&a.nodes) {
         return Err("--nodes must be between 1 and 9".into());
@@ -110,6 +121,7 @@ fn main() -> ExitCode {
     let (mut ops, mut faults, mut violations, mut max_recovery, mut events) = (0usize, 0u64, 0u64, 0u64, 0u64);
     let mut disk_faults = 0u64;
     let mut reconfigs = 0u64;
+    let (mut transfers, mut transfers_failed) = (0u64, 0u64);
     let mut ran = 0usize;
     let mut first_failure = None;
     for &seed in &seeds {
@@ -118,6 +130,7 @@ fn main() -> ExitCode {
             nodes: args.nodes,
             planted: args.plant,
             reconfig: args.reconfig,
+            transfer: args.transfer,
             ..SimOptions::new(seed)
         };
         let r = World::new(opts).run();
@@ -126,16 +139,20 @@ fn main() -> ExitCode {
         faults += r.faults;
         disk_faults += r.disk_faults;
         reconfigs += r.reconfigs;
+        transfers += r.transfers;
+        transfers_failed += r.transfers_failed;
         events += r.events;
         max_recovery = max_recovery.max(r.recovery_ticks);
         if args.seed.is_some() || args.verbose {
             println!(
-                "seed={seed} ops={} faults={} events={} recovery_ticks={} reconfigs={} trace={:016x} violation={}",
+                "seed={seed} ops={} faults={} events={} recovery_ticks={} reconfigs={} transfers={} trace={:016x} \
+                 violation={}",
                 r.ops_completed,
                 r.faults,
                 r.events,
                 r.recovery_ticks,
                 r.reconfigs,
+                r.transfers,
                 r.trace_hash,
                 r.violation.as_ref().map_or("none".to_string(), |v| v.to_string())
             );
@@ -145,10 +162,11 @@ fn main() -> ExitCode {
             if first_failure.is_none() {
                 println!("FAILED seed={seed} invariant={} {v}", v.invariant());
                 println!(
-                    "reproduce: synod-sim --seed {seed} --ops {} --nodes {}{}{}",
+                    "reproduce: synod-sim --seed {seed} --ops {} --nodes {}{}{}{}",
                     args.ops,
                     args.nodes,
                     if args.reconfig && args.plant.is_none() { " --reconfig" } else { "" },
+                    if args.transfer && !args.reconfig && args.plant.is_none() { " --transfer" } else { "" },
                     args.plant.map_or(String::new(), |p| format!(" --plant {}", p.name()))
                 );
                 first_failure = Some(seed);
@@ -161,7 +179,7 @@ fn main() -> ExitCode {
     println!("disk_faults={disk_faults} events={events}");
     println!(
         "seeds={ran} ops={ops} faults={faults} violations={violations} max_recovery_ticks={max_recovery} \
-         reconfigs={reconfigs}"
+         reconfigs={reconfigs} transfers={transfers} transfers_failed={transfers_failed}"
     );
     match (args.plant, first_failure) {
         (Some(p), Some(seed)) => {

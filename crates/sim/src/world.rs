@@ -7,7 +7,9 @@
 //! at random, and cut by partitions (total, one-way, isolating the leader).
 //! Storage makes records durable after a random delay; a crash loses every
 //! record not yet reported durable. Clients issue random puts and gets and
-//! record when they invoked and when they saw the answer.
+//! record when they invoked and when they saw the answer. With membership
+//! changes or transfers switched on, an operator asks the leader, now and
+//! then, to change the membership or to hand leadership over.
 //!
 //! After every event the invariants of [`crate::invariants`] are checked; a
 //! run ends with the linearizability check of the client history and the
@@ -22,7 +24,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use synod_paxos::{
     Ballot, Change, ClientError, Command, CommandId, Config, Input, KvMachine, Lsn, Message, NodeId, PlantedBug,
-    ReconfigError, Record, Replica, Snapshot,
+    ReconfigError, Record, Replica, Snapshot, TransferError,
 };
 
 /// Units of global time per nominal tick.
@@ -51,8 +53,14 @@ pub struct SimOptions {
     /// Mix random membership changes into the run: add learners (new node
     /// ids), promote them, remove voters, replace lost nodes, grow 3 -> 5
     /// and shrink 5 -> 3. A node whose disk is lost is then replaced by a
-    /// new one instead of rejoining under its old id.
+    /// new one instead of rejoining under its old id. Leadership transfers
+    /// are mixed in too.
     pub reconfig: bool,
+    /// Mix random leadership transfers into the run (implied by
+    /// `reconfig`): mostly to a voter, sometimes to the leader itself, a
+    /// learner or an unknown id (refused), sometimes with the old leader
+    /// cut off right after.
+    pub transfer: bool,
 }
 
 impl SimOptions {
@@ -68,6 +76,7 @@ impl SimOptions {
             planted: None,
             default_timing: false,
             reconfig: false,
+            transfer: false,
         }
     }
 }
@@ -122,6 +131,11 @@ pub struct RunReport {
     pub trace_hash: u64,
     /// Membership changes chosen.
     pub reconfigs: u64,
+    /// Leadership transfers completed (answered `Ok` with the target
+    /// leading).
+    pub transfers: u64,
+    /// Leadership transfers refused or timed out.
+    pub transfers_failed: u64,
     /// The first invariant that broke, if any.
     pub violation: Option<Violation>,
 }
@@ -157,6 +171,13 @@ enum Event {
     Restart(usize),
     HealLink(NodeId, NodeId),
     Reconfig,
+    Transfer,
+    /// Soon after a node handed leadership over, it hears nobody for a
+    /// while (it can still talk): an old leader that kept its lease would
+    /// go on serving reads on it.
+    Deafen {
+        victim: usize,
+    },
     /// Soon after a node proposed a membership change, cut it off from the
     /// nodes in `from` (everyone, or the other voters of the old
     /// configuration, leaving it the new-only ones): the change and the
@@ -270,6 +291,13 @@ pub struct World {
     /// The change asked for and not yet answered: (id, node asked, when).
     reconfig_outstanding: Option<(u64, usize, u64)>,
     next_reconfig_id: u64,
+    /// Leadership transfers completed, and refused or timed out.
+    transfers: u64,
+    transfers_failed: u64,
+    /// The transfer asked for and not yet answered: (id, when).
+    transfer_outstanding: Option<(u64, u64)>,
+    /// Transfers asked for that named the leader itself (not counted).
+    transfers_to_self: BTreeSet<u64>,
 }
 
 const CLIENT_TIMEOUT: u64 = 15 * TICK;
@@ -342,6 +370,10 @@ impl World {
             reconfigs: 0,
             reconfig_outstanding: None,
             next_reconfig_id: 1,
+            transfers: 0,
+            transfers_failed: 0,
+            transfer_outstanding: None,
+            transfers_to_self: BTreeSet::new(),
             opts,
         };
         for i in 0..w.nodes.len() {
@@ -359,6 +391,10 @@ impl World {
         if w.opts.reconfig {
             let at = 35 * TICK + w.rng.u64(0..10 * TICK);
             w.schedule(at, Event::Reconfig);
+        }
+        if w.opts.reconfig || w.opts.transfer {
+            let at = 35 * TICK + w.rng.u64(0..15 * TICK);
+            w.schedule(at, Event::Transfer);
         }
         w
     }
@@ -437,6 +473,8 @@ impl World {
             recovery_ticks,
             trace_hash: self.trace,
             reconfigs: self.reconfigs,
+            transfers: self.transfers,
+            transfers_failed: self.transfers_failed,
             violation: self.violation,
         }
     }
@@ -490,6 +528,19 @@ impl World {
                 self.cut.remove(&(a, b));
             }
             Event::Reconfig => self.drive_reconfig(),
+            Event::Transfer => self.drive_transfer(),
+            Event::Deafen { victim } => {
+                if self.faults_on {
+                    self.mix(12, victim as u64);
+                    self.faults += 1;
+                    let until = self.rng.u64(5 * TICK..=30 * TICK);
+                    for j in 0..self.nodes.len() {
+                        if j != victim {
+                            self.cut_link(j, victim, until);
+                        }
+                    }
+                }
+            }
             Event::Disrupt { victim, from } => {
                 if self.faults_on {
                     self.mix(11, victim as u64);
@@ -557,6 +608,9 @@ impl World {
         }
         for r in out.reconfigs {
             self.on_reconfig_answer(r.id, r.result);
+        }
+        for r in out.transfers {
+            self.on_transfer_answer(r.id, r.result);
         }
         for r in out.reads {
             let client = (r.id >> 32) as usize;
@@ -1118,6 +1172,65 @@ impl World {
         }
         if self.reconfig_outstanding.is_some_and(|(o, _, _)| o == id) {
             self.reconfig_outstanding = None;
+        }
+    }
+
+    // ---- leadership transfers ----------------------------------------------
+
+    /// Ask the leader to hand leadership over: mostly to another voter
+    /// (live or not), sometimes to itself, to a learner or to an unknown id;
+    /// sometimes the old leader is cut off right after.
+    fn drive_transfer(&mut self) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        let next = self.rng.u64(10 * TICK..=30 * TICK);
+        self.schedule(next, Event::Transfer);
+        if let Some((_, at)) = self.transfer_outstanding {
+            if self.now < at + 60 * TICK {
+                return;
+            }
+            self.transfer_outstanding = None;
+        }
+        let Some(l) = self.leader() else { return };
+        let Some(r) = self.nodes[l].replica.as_ref() else { return };
+        let m = r.membership().clone();
+        let me = self.nodes[l].id;
+        let others: Vec<NodeId> = m.voters.iter().copied().filter(|&v| v != me).collect();
+        let to = match self.rng.u32(0..100) {
+            0..=79 if !others.is_empty() => others[self.rng.usize(0..others.len())],
+            80..=87 => me,
+            88..=94 if !m.learners.is_empty() => m.learners[self.rng.usize(0..m.learners.len())],
+            _ => 99,
+        };
+        let id = self.next_reconfig_id;
+        self.next_reconfig_id += 1;
+        self.transfer_outstanding = Some((id, self.now));
+        if to == me {
+            self.transfers_to_self.insert(id);
+        }
+        if self.tracing {
+            eprintln!("t={} TRANSFER {} at {} to {}", self.now, id, me, to);
+        }
+        self.mix(13, id);
+        self.step(l, Input::TransferLeadership { id, to });
+        if to != me && self.rng.u32(0..3) == 0 {
+            let at = self.rng.u64(TICK / 5..=3 * TICK);
+            self.schedule(at, Event::Deafen { victim: l });
+        }
+    }
+
+    fn on_transfer_answer(&mut self, id: u64, result: Result<(), TransferError>) {
+        if self.tracing {
+            eprintln!("t={} TRANSFER {} answered {:?}", self.now, id, result);
+        }
+        match result {
+            Ok(()) if !self.transfers_to_self.contains(&id) => self.transfers += 1,
+            Ok(()) => {}
+            Err(_) => self.transfers_failed += 1,
+        }
+        if self.transfer_outstanding.is_some_and(|(o, _)| o == id) {
+            self.transfer_outstanding = None;
         }
     }
 

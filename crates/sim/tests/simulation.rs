@@ -9,7 +9,9 @@ use synod_sim::{SimOptions, World};
 fn run(seed: u64, planted: Option<PlantedBug>) -> synod_sim::RunReport {
     // The reconfiguration bugs only show when the membership changes.
     let reconfig = matches!(planted, Some(PlantedBug::ReconfigNoOverlap | PlantedBug::LearnerVotes));
-    World::new(SimOptions { planted, reconfig, ..SimOptions::new(seed) }).run()
+    // And the lease one only when leadership is handed over.
+    let transfer = planted == Some(PlantedBug::TransferKeepsLease);
+    World::new(SimOptions { planted, reconfig, transfer, ..SimOptions::new(seed) }).run()
 }
 
 fn run_reconfig(seed: u64, nodes: usize) -> synod_sim::RunReport {
@@ -28,6 +30,22 @@ fn membership_changes_under_faults_break_no_invariant() {
     assert!(reconfigs > 60, "only {reconfigs} membership changes in 60 runs");
     for seed in 0..10 {
         assert_eq!(run_reconfig(seed, 5).violation, None, "5 nodes, seed {seed}");
+    }
+}
+
+#[test]
+fn leadership_transfers_under_faults_break_no_invariant() {
+    let mut transfers = 0;
+    for seed in 0..60 {
+        let r = World::new(SimOptions { transfer: true, ..SimOptions::new(seed) }).run();
+        assert_eq!(r.violation, None, "seed {seed}");
+        assert_eq!(r.ops_completed, 200, "seed {seed}: every operation completes once faults heal");
+        transfers += r.transfers;
+    }
+    assert!(transfers > 60, "only {transfers} leadership transfers completed in 60 runs");
+    for seed in 0..10 {
+        let r = World::new(SimOptions { transfer: true, nodes: 5, ..SimOptions::new(seed) }).run();
+        assert_eq!(r.violation, None, "5 nodes, seed {seed}");
     }
 }
 
