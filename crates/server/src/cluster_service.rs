@@ -14,60 +14,23 @@
 //! have no quorum among the members the leader hears now (etcd's
 //! `--strict-reconfig-check`), each with etcd's error.
 
-use crate::forward::{is_forwarded, not_leader};
+use crate::forward::at_leader;
 use crate::machine::{MemberAttributes, Proposal, Query, Reply};
 use crate::membership::{resolve_peer, View};
 use crate::server::Context;
-use crate::status;
+use crate::status::{self, BAD_URLS, MEMBER_NOT_FOUND, PEER_URL_EXISTS};
 use etcd_client::proto::{
     PbClusterService, PbMember, PbMemberAddRequest, PbMemberAddResponse, PbMemberListRequest, PbMemberListResponse,
     PbMemberPromoteRequest, PbMemberPromoteResponse, PbMemberRemoveRequest, PbMemberRemoveResponse,
     PbMemberUpdateRequest, PbMemberUpdateResponse,
 };
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use synod_paxos::{Change, ReconfigError};
 use tonic::{Request, Response, Status};
 
-/// etcd's `ErrGRPCMemberNotFound`.
-pub const MEMBER_NOT_FOUND: &str = "etcdserver: member not found";
-/// etcd's `ErrGRPCPeerURLExist`.
-pub const PEER_URL_EXISTS: &str = "etcdserver: Peer URLs already exists";
-/// etcd's `ErrGRPCMemberBadURLs`.
-pub const BAD_URLS: &str = "etcdserver: given member URLs are invalid";
-/// etcd's `ErrGRPCMemberNotLearner`.
-pub const NOT_LEARNER: &str = "etcdserver: can only promote a learner member";
-/// etcd's `ErrGRPCLearnerNotReady`.
-pub const LEARNER_NOT_READY: &str = "etcdserver: can only promote a learner member which is in sync with leader";
-/// etcd's `ErrGRPCMemberNotEnoughStarted`.
-pub const NOT_ENOUGH_STARTED: &str = "etcdserver: re-configuration failed due to not enough started members";
-/// etcd's `ErrGRPCLeaderChanged`.
-pub const LEADER_CHANGED: &str = "etcdserver: leader changed";
-
 /// How long a change waits for the previous one to take effect.
 const IN_PROGRESS_WAIT: Duration = Duration::from_secs(5);
-
-/// A refused or interrupted membership change as etcd reports it.
-pub fn reconfig_error(e: &ReconfigError) -> Status {
-    match e {
-        ReconfigError::NotLeader { .. } => not_leader(),
-        ReconfigError::InProgress => Status::unavailable(format!("etcdserver: {e}")),
-        ReconfigError::UnknownMember(_) => Status::not_found(MEMBER_NOT_FOUND),
-        ReconfigError::AlreadyMember(_) => Status::failed_precondition("etcdserver: member ID already exist"),
-        ReconfigError::NotALearner(_) => Status::failed_precondition(NOT_LEARNER),
-        ReconfigError::LearnerNotInSync(_) => Status::failed_precondition(LEARNER_NOT_READY),
-        ReconfigError::NoQuorumReachable { .. } => Status::failed_precondition(NOT_ENOUGH_STARTED),
-        ReconfigError::Invalid(m) => Status::invalid_argument(format!("synod: {m}")),
-        ReconfigError::Interrupted => Status::unavailable(LEADER_CHANGED),
-    }
-}
-
-/// Whether a forwarded request certainly had no effect: the leader could
-/// not be connected to, or answered that it no longer leads.
-fn never_served(e: &Status) -> bool {
-    e.code() == tonic::Code::Unavailable && (e.message() == not_leader().message() || e.message().contains("connect"))
-}
 
 /// The Cluster service of one member.
 #[derive(Clone)]
@@ -106,42 +69,6 @@ impl ClusterService {
         View::current(&self.ctx).await.map(|(v, _)| v).map_err(|e| status::runtime(&e))
     }
 
-    /// Serve `request` here if this member leads, else forward it to the
-    /// leader (once: a forwarded request that finds no leader here fails).
-    async fn at_leader<Req, Resp, F, Fut>(
-        &self,
-        request: Request<Req>,
-        path: &'static str,
-        local: F,
-    ) -> Result<Resp, Status>
-    where
-        Req: prost::Message + Clone + Send + Sync + 'static,
-        Resp: prost::Message + Default + Send + Sync + 'static,
-        F: FnOnce(Req) -> Fut,
-        Fut: Future<Output = Result<Resp, Status>>,
-    {
-        let forwarded = is_forwarded(&request);
-        let req = request.into_inner();
-        let deadline = Instant::now() + self.ctx.leader_wait;
-        loop {
-            let st = self.ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
-            match st.leader {
-                Some(l) if l == self.ctx.member_id => return local(req).await,
-                _ if forwarded => return Err(not_leader()),
-                Some(l) => match self.ctx.forwarder.unary(l, path, req.clone(), self.ctx.leader_wait * 2).await {
-                    // The leader this member knows is gone (the request
-                    // never reached it) or no longer leads: ask again.
-                    Err(e) if never_served(&e) && Instant::now() < deadline => {
-                        tokio::time::sleep(Duration::from_millis(50)).await
-                    }
-                    other => return other,
-                },
-                None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
-                None => return Err(Status::unavailable(status::NO_LEADER)),
-            }
-        }
-    }
-
     /// Make a membership change, waiting for a previous one to take effect.
     async fn reconfigure(&self, change: Change) -> Result<(), Status> {
         let deadline = Instant::now() + IN_PROGRESS_WAIT;
@@ -151,7 +78,6 @@ impl ClusterService {
                 Err(synod_runtime::Error::Reconfig(ReconfigError::InProgress)) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await
                 }
-                Err(synod_runtime::Error::Reconfig(e)) => return Err(reconfig_error(&e)),
                 Err(e) => return Err(status::runtime(&e)),
             }
         }
@@ -196,12 +122,40 @@ impl ClusterService {
     }
 
     async fn remove(&self, req: PbMemberRemoveRequest) -> Result<PbMemberRemoveResponse, Status> {
-        if !self.view().await?.contains(req.id) {
+        let view = self.view().await?;
+        if !view.contains(req.id) {
             return Err(Status::not_found(MEMBER_NOT_FOUND));
+        }
+        if req.id == self.ctx.member_id {
+            // Removing the leader: hand leadership to another voter first,
+            // which then makes the change, so that writes wait for a
+            // transfer rather than an election.
+            if let Some(next) = self.handover_target(&view).await {
+                let forwarded =
+                    self.ctx.forwarder.unary(next, "/etcdserverpb.Cluster/MemberRemove", req, IN_PROGRESS_WAIT).await?;
+                return Ok(forwarded);
+            }
         }
         self.reconfigure(Change::Remove(req.id)).await?;
         self.propose(Proposal::Forget(req.id)).await?;
         Ok(PbMemberRemoveResponse { header: None, members: self.list(&self.view().await?) })
+    }
+
+    /// Hands leadership to another voter (each in turn until one takes
+    /// over), returning it once it leads; `None` if no transfer succeeded
+    /// (the removal then goes ahead here, and the leader steps down once it
+    /// is in force).
+    async fn handover_target(&self, view: &View) -> Option<u64> {
+        let me = self.ctx.member_id;
+        for &to in view.voters.iter().filter(|&&v| v != me) {
+            match self.ctx.handle.transfer_leadership(to).await {
+                Ok(()) => return Some(to),
+                Err(e) => {
+                    tracing::warn!(to = format_args!("{to:x}"), error = %e, "leadership transfer before removal failed")
+                }
+            }
+        }
+        None
     }
 
     async fn update(&self, req: PbMemberUpdateRequest) -> Result<PbMemberUpdateResponse, Status> {
@@ -244,7 +198,7 @@ impl ClusterService {
 #[tonic::async_trait]
 impl PbClusterService for ClusterService {
     async fn member_add(&self, request: Request<PbMemberAddRequest>) -> Result<Response<PbMemberAddResponse>, Status> {
-        let resp = self.at_leader(request, "/etcdserverpb.Cluster/MemberAdd", |r| self.add(r)).await?;
+        let resp = at_leader(&self.ctx, request, "/etcdserverpb.Cluster/MemberAdd", |r| self.add(r)).await?;
         Ok(self.respond(resp, |r| &mut r.header))
     }
 
@@ -252,7 +206,7 @@ impl PbClusterService for ClusterService {
         &self,
         request: Request<PbMemberRemoveRequest>,
     ) -> Result<Response<PbMemberRemoveResponse>, Status> {
-        let resp = self.at_leader(request, "/etcdserverpb.Cluster/MemberRemove", |r| self.remove(r)).await?;
+        let resp = at_leader(&self.ctx, request, "/etcdserverpb.Cluster/MemberRemove", |r| self.remove(r)).await?;
         Ok(self.respond(resp, |r| &mut r.header))
     }
 
@@ -260,7 +214,7 @@ impl PbClusterService for ClusterService {
         &self,
         request: Request<PbMemberUpdateRequest>,
     ) -> Result<Response<PbMemberUpdateResponse>, Status> {
-        let resp = self.at_leader(request, "/etcdserverpb.Cluster/MemberUpdate", |r| self.update(r)).await?;
+        let resp = at_leader(&self.ctx, request, "/etcdserverpb.Cluster/MemberUpdate", |r| self.update(r)).await?;
         Ok(self.respond(resp, |r| &mut r.header))
     }
 
@@ -286,7 +240,7 @@ impl PbClusterService for ClusterService {
         &self,
         request: Request<PbMemberPromoteRequest>,
     ) -> Result<Response<PbMemberPromoteResponse>, Status> {
-        let resp = self.at_leader(request, "/etcdserverpb.Cluster/MemberPromote", |r| self.promote(r)).await?;
+        let resp = at_leader(&self.ctx, request, "/etcdserverpb.Cluster/MemberPromote", |r| self.promote(r)).await?;
         Ok(self.respond(resp, |r| &mut r.header))
     }
 }

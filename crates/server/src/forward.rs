@@ -12,18 +12,64 @@
 //! the current leader is kept open and replaced when leadership moves.
 
 use crate::machine::EtcdMachine;
+use crate::server::Context;
 use crate::status;
 use etcd_client::proto::{
     PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse, PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse,
 };
+use std::future::Future;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use synod_paxos::NodeId;
 use synod_runtime::Handle;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::codegen::tokio_stream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
+
+/// Serve `request` with `local` if this member leads, else forward it to
+/// the leader's service at `path` (once: a forwarded request that finds no
+/// leader here fails with "not leader"). While no leader is known, or the
+/// one known is gone or no longer leads, it asks again, for up to the
+/// member's leader wait.
+pub async fn at_leader<Req, Resp, F, Fut>(
+    ctx: &Context,
+    request: Request<Req>,
+    path: &'static str,
+    local: F,
+) -> Result<Resp, Status>
+where
+    Req: prost::Message + Clone + Send + Sync + 'static,
+    Resp: prost::Message + Default + Send + Sync + 'static,
+    F: FnOnce(Req) -> Fut,
+    Fut: Future<Output = Result<Resp, Status>>,
+{
+    let forwarded = is_forwarded(&request);
+    let req = request.into_inner();
+    let deadline = Instant::now() + ctx.leader_wait;
+    loop {
+        let st = ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
+        match st.leader {
+            Some(l) if l == ctx.member_id => return local(req).await,
+            _ if forwarded => return Err(not_leader()),
+            Some(l) => match ctx.forwarder.unary(l, path, req.clone(), ctx.leader_wait * 4).await {
+                Err(e) if never_served(&e) && Instant::now() < deadline => tokio::time::sleep(RETRY).await,
+                other => return other,
+            },
+            None if Instant::now() < deadline => tokio::time::sleep(RETRY).await,
+            None => return Err(Status::unavailable(status::NO_LEADER)),
+        }
+    }
+}
+
+/// How often [`at_leader`] asks again.
+const RETRY: Duration = Duration::from_millis(50);
+
+/// Whether a forwarded request certainly had no effect: the leader could
+/// not be connected to, or answered that it no longer leads.
+fn never_served(e: &Status) -> bool {
+    e.code() == tonic::Code::Unavailable && (e.message() == not_leader().message() || e.message().contains("connect"))
+}
 
 /// Metadata key marking a request forwarded by another member.
 pub const FORWARDED: &str = "synod-forwarded";

@@ -8,6 +8,7 @@
 //! `db_size_in_use` the store's logical size, the one the quota counts.
 
 use crate::alarm;
+use crate::forward::at_leader;
 use crate::machine::{Proposal, Query, Reply};
 use crate::server::Context;
 use crate::status;
@@ -199,11 +200,22 @@ impl PbMaintenanceService for MaintenanceService {
         Ok(Response::new(tokio_stream::iter(chunks)))
     }
 
+    /// Hands leadership to `target_id` (see `synod_paxos::transfer`); at a
+    /// follower the request is forwarded to the leader. Answers once the
+    /// target leads.
     async fn move_leader(
         &self,
-        _request: Request<PbMoveLeaderRequest>,
+        request: Request<PbMoveLeaderRequest>,
     ) -> Result<Response<PbMoveLeaderResponse>, Status> {
-        Err(status::unimplemented("Maintenance.MoveLeader"))
+        let handle = &self.ctx.handle;
+        let mut resp = at_leader(&self.ctx, request, "/etcdserverpb.Maintenance/MoveLeader", |req| async move {
+            handle.transfer_leadership(req.target_id).await.map_err(|e| status::runtime(&e))?;
+            info!(target = format_args!("{:x}", req.target_id), "leadership handed over");
+            Ok(PbMoveLeaderResponse::default())
+        })
+        .await?;
+        self.ctx.fill(&mut resp.header);
+        Ok(Response::new(resp))
     }
 
     async fn downgrade(&self, _request: Request<PbDowngradeRequest>) -> Result<Response<PbDowngradeResponse>, Status> {

@@ -3,6 +3,7 @@
 
 use crate::machine::MachineError;
 use synod_kv::KvError;
+use synod_paxos::{ReconfigError, TransferError};
 use tonic::{Code, Status};
 
 /// etcd's `ErrRequestTooLarge`.
@@ -15,6 +16,24 @@ pub const NO_LEADER: &str = "etcdserver: no leader";
 pub const TOO_MANY_REQUESTS: &str = "etcdserver: too many requests";
 /// etcd's `ErrStopped`.
 pub const STOPPED: &str = "etcdserver: server stopped";
+
+/// etcd's `ErrGRPCMemberNotFound`.
+pub const MEMBER_NOT_FOUND: &str = "etcdserver: member not found";
+/// etcd's `ErrGRPCPeerURLExist`.
+pub const PEER_URL_EXISTS: &str = "etcdserver: Peer URLs already exists";
+/// etcd's `ErrGRPCMemberBadURLs`.
+pub const BAD_URLS: &str = "etcdserver: given member URLs are invalid";
+/// etcd's `ErrGRPCMemberNotLearner`.
+pub const NOT_LEARNER: &str = "etcdserver: can only promote a learner member";
+/// etcd's `ErrGRPCLearnerNotReady`.
+pub const LEARNER_NOT_READY: &str = "etcdserver: can only promote a learner member which is in sync with leader";
+/// etcd's `ErrGRPCMemberNotEnoughStarted`.
+pub const NOT_ENOUGH_STARTED: &str = "etcdserver: re-configuration failed due to not enough started members";
+/// etcd's `ErrGRPCLeaderChanged`.
+pub const LEADER_CHANGED: &str = "etcdserver: leader changed";
+
+/// etcd's `ErrGRPCBadLeaderTransferee`.
+pub const BAD_TRANSFEREE: &str = "etcdserver: bad leader transferee";
 
 /// A reply of the wrong kind from the state machine (a server bug).
 pub fn unexpected(reply: impl std::fmt::Debug) -> Status {
@@ -43,7 +62,34 @@ pub fn runtime(e: &synod_runtime::Error) -> Status {
         E::NotLeader { .. } => Status::unavailable(NO_LEADER),
         E::Busy => Status::resource_exhausted(TOO_MANY_REQUESTS),
         E::Stopped => Status::unavailable(STOPPED),
+        E::Reconfig(e) => reconfig(e),
+        E::Transfer(e) => transfer(e),
         other => Status::internal(format!("synod: {other}")),
+    }
+}
+
+/// A refused or interrupted membership change as etcd reports it.
+pub fn reconfig(e: &ReconfigError) -> Status {
+    match e {
+        ReconfigError::NotLeader { .. } => crate::forward::not_leader(),
+        ReconfigError::InProgress => Status::unavailable(format!("etcdserver: {e}")),
+        ReconfigError::UnknownMember(_) => Status::not_found(MEMBER_NOT_FOUND),
+        ReconfigError::AlreadyMember(_) => Status::failed_precondition("etcdserver: member ID already exist"),
+        ReconfigError::NotALearner(_) => Status::failed_precondition(NOT_LEARNER),
+        ReconfigError::LearnerNotInSync(_) => Status::failed_precondition(LEARNER_NOT_READY),
+        ReconfigError::NoQuorumReachable { .. } => Status::failed_precondition(NOT_ENOUGH_STARTED),
+        ReconfigError::Invalid(m) => Status::invalid_argument(format!("synod: {m}")),
+        ReconfigError::Interrupted => Status::unavailable(LEADER_CHANGED),
+    }
+}
+
+/// A refused or failed leadership transfer as etcd reports it.
+pub fn transfer(e: &TransferError) -> Status {
+    match e {
+        TransferError::NotLeader { .. } => crate::forward::not_leader(),
+        TransferError::BadTransferee(_) => Status::failed_precondition(BAD_TRANSFEREE),
+        TransferError::Timeout => Status::unavailable(e.to_string()),
+        TransferError::InProgress => Status::unavailable(format!("etcdserver: {e}")),
     }
 }
 

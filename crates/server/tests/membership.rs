@@ -401,4 +401,61 @@ fn etcdctl_adds_promotes_updates_and_removes_members() {
 
     let (ok, _, err) = ctl.run(&["member", "remove", &id]);
     assert!(!ok && err.contains("member not found"), "{err}");
+
+    // move-leader: etcdctl finds the leader among the endpoints and asks it.
+    let status = ctl.ok(&["endpoint", "status", "-w", "json"]);
+    let leader =
+        status.split("\"leader\":").nth(1).and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next()).unwrap();
+    let target = ctl
+        .ok(&["member", "list", "-w", "json"])
+        .split("\"ID\":")
+        .skip(1)
+        .map(|s| s.split(|c: char| !c.is_ascii_digit()).next().unwrap().to_string())
+        .find(|id| id != leader)
+        .unwrap();
+    let target_hex = format!("{:x}", target.parse::<u64>().unwrap());
+    let out = ctl.ok(&["move-leader", &target_hex]);
+    assert!(out.contains("Leadership transferred") && out.contains(&target_hex), "{out}");
+    let status = ctl.ok(&["endpoint", "status", "-w", "json"]);
+    assert!(status.contains(&format!("\"leader\":{target}")), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_moves_and_then_is_removed_under_writes() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_ready().await;
+    let first = cluster.leader().await;
+    let target = (first + 1) % 3;
+    let load = Load::start(cluster.endpoints()).await;
+    load.progress(50).await;
+    let mut admin = common::connect(cluster.endpoints()).await;
+    let ids: Vec<u64> = {
+        let list = admin.member_list().await.unwrap();
+        cluster.members.iter().map(|m| list.members().iter().find(|x| x.name() == m.name).unwrap().id()).collect()
+    };
+
+    // Move the leadership (asked at a member that does not lead: the
+    // request is forwarded), then refuse a learner or unknown target.
+    let asked = (first + 2) % 3;
+    cluster.client(asked).await.move_leader(ids[target]).await.expect("move leader");
+    assert_eq!(cluster.leader().await, target);
+    load.progress(50).await;
+    let moved = load.take_longest();
+    refused(cluster.client(target).await.move_leader(0x1234).await, "etcdserver: bad leader transferee");
+
+    // Remove the leader: it hands over first, so writes wait for a transfer,
+    // not an election; it then exits.
+    admin.member_remove(ids[target]).await.expect("remove the leader");
+    exits_removed(&mut cluster, target).await;
+    load.progress(50).await;
+    let removed = load.take_longest();
+    let acked = load.stop().await;
+    let leader = cluster.leader().await;
+    assert_ne!(leader, target);
+    for i in (0..3).filter(|&i| i != target) {
+        holds_all(&cluster, i, &acked).await;
+    }
+    eprintln!("longest waits: move leader {moved:?}, remove leader {removed:?}");
+    assert!(moved < LONGEST_WAIT, "a write waited {moved:?} while the leader moved");
+    assert!(removed < LONGEST_WAIT, "a write waited {removed:?} while the leader was removed");
 }
