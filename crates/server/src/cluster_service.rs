@@ -14,7 +14,7 @@
 //! have no quorum among the members the leader hears now (etcd's
 //! `--strict-reconfig-check`), each with etcd's error.
 
-use crate::forward::at_leader;
+use crate::forward::{at_leader, to_leader};
 use crate::machine::{MemberAttributes, Proposal, Query, Reply};
 use crate::membership::{resolve_peer, View};
 use crate::server::Context;
@@ -26,7 +26,7 @@ use etcd_client::proto::{
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use synod_paxos::{Change, ReconfigError};
+use synod_paxos::{Change, ReconfigError, TransferError};
 use tonic::{Request, Response, Status};
 
 /// How long a change waits for the previous one to take effect.
@@ -130,10 +130,8 @@ impl ClusterService {
             // Removing the leader: hand leadership to another voter first,
             // which then makes the change, so that writes wait for a
             // transfer rather than an election.
-            if let Some(next) = self.handover_target(&view).await {
-                let forwarded =
-                    self.ctx.forwarder.unary(next, "/etcdserverpb.Cluster/MemberRemove", req, IN_PROGRESS_WAIT).await?;
-                return Ok(forwarded);
+            if self.handover(&view).await {
+                return to_leader(&self.ctx, req, "/etcdserverpb.Cluster/MemberRemove").await;
             }
         }
         self.reconfigure(Change::Remove(req.id)).await?;
@@ -142,20 +140,21 @@ impl ClusterService {
     }
 
     /// Hands leadership to another voter (each in turn until one takes
-    /// over), returning it once it leads; `None` if no transfer succeeded
-    /// (the removal then goes ahead here, and the leader steps down once it
-    /// is in force).
-    async fn handover_target(&self, view: &View) -> Option<u64> {
+    /// over); true once this member no longer leads, false if no transfer
+    /// succeeded (the removal then goes ahead here, and the leader steps
+    /// down once it is in force).
+    async fn handover(&self, view: &View) -> bool {
         let me = self.ctx.member_id;
         for &to in view.voters.iter().filter(|&&v| v != me) {
             match self.ctx.handle.transfer_leadership(to).await {
-                Ok(()) => return Some(to),
+                // Deposed before seeing `to` lead: someone else leads.
+                Ok(()) | Err(synod_runtime::Error::Transfer(TransferError::NotLeader { .. })) => return true,
                 Err(e) => {
                     tracing::warn!(to = format_args!("{to:x}"), error = %e, "leadership transfer before removal failed")
                 }
             }
         }
-        None
+        false
     }
 
     async fn update(&self, req: PbMemberUpdateRequest) -> Result<PbMemberUpdateResponse, Status> {

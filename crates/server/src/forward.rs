@@ -46,12 +46,28 @@ where
 {
     let forwarded = is_forwarded(&request);
     let req = request.into_inner();
+    let st = ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
+    if st.leader == Some(ctx.member_id) {
+        return local(req).await;
+    }
+    if forwarded {
+        return Err(not_leader());
+    }
+    to_leader(ctx, req, path).await
+}
+
+/// Forward `req` to the leader's service at `path`, waiting for one other
+/// than this member to be known, and asking again while the one known is
+/// gone or no longer leads, for up to the member's leader wait.
+pub async fn to_leader<Req, Resp>(ctx: &Context, req: Req, path: &'static str) -> Result<Resp, Status>
+where
+    Req: prost::Message + Clone + Send + Sync + 'static,
+    Resp: prost::Message + Default + Send + Sync + 'static,
+{
     let deadline = Instant::now() + ctx.leader_wait;
     loop {
         let st = ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
-        match st.leader {
-            Some(l) if l == ctx.member_id => return local(req).await,
-            _ if forwarded => return Err(not_leader()),
+        match st.leader.filter(|&l| l != ctx.member_id) {
             Some(l) => match ctx.forwarder.unary(l, path, req.clone(), ctx.leader_wait * 4).await {
                 Err(e) if never_served(&e) && Instant::now() < deadline => tokio::time::sleep(RETRY).await,
                 other => return other,
