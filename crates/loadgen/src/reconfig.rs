@@ -279,6 +279,36 @@ async fn wait_started(admin: &mut Client, name: &str) -> Result<()> {
     }
 }
 
+/// Whether `e` is a server asking to try a membership change later: etcd
+/// until its members have been connected for its health interval, or while
+/// a member just added has not started.
+fn try_later(e: &etcd_client::Error) -> bool {
+    let m = e.to_string();
+    m.contains("unhealthy cluster") || m.contains("not enough started") || m.contains("in progress")
+}
+
+/// Adds a learner at `url`, retrying while the server asks to try later.
+async fn add_learner(admin: &mut Client, url: &str) -> Result<()> {
+    loop {
+        match admin.member_add([url], Some(MemberAddOptions::new().with_is_learner())).await {
+            Ok(_) => return Ok(()),
+            Err(e) if try_later(&e) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => return Err(e).context("member add"),
+        }
+    }
+}
+
+/// Removes member `id`, retrying while the server asks to try later.
+async fn remove(admin: &mut Client, id: u64) -> Result<()> {
+    loop {
+        match admin.member_remove(id).await {
+            Ok(_) => return Ok(()),
+            Err(e) if try_later(&e) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => return Err(e).context("member remove"),
+        }
+    }
+}
+
 /// Promotes learner `id`, retrying while it is not in sync yet.
 async fn promote(admin: &mut Client, id: u64) -> Result<()> {
     loop {
@@ -306,14 +336,16 @@ pub async fn changes(
     let stay_urls: Vec<String> = stay.iter().map(|&i| cluster.endpoint(i)).collect();
     let mut admin = connect(stay_urls.clone()).await?;
     let writers = Writers::start(&stay_urls, writers).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // etcd refuses membership changes until every member has been connected
+    // for its health interval (5 s).
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let mut reports = Vec::new();
 
     let d = cluster.joiner("m4", &[0, 1, 2])?;
     let url = cluster.specs[d].peer_url();
     reports.push(
         measure(system, "add learner", &writers, async {
-            admin.member_add([url.as_str()], Some(MemberAddOptions::new().with_is_learner())).await?;
+            add_learner(&mut admin, &url).await?;
             cluster.start_member(d)?;
             wait_started(&mut admin, "m4").await
         })
@@ -322,13 +354,7 @@ pub async fn changes(
     let id_d = cluster.ids(&mut admin).await?[d];
     reports.push(measure(system, "promote", &writers, promote(&mut admin, id_d)).await?);
     let id_f = cluster.ids(&mut admin).await?[removed_follower];
-    reports.push(
-        measure(system, "remove follower", &writers, async {
-            admin.member_remove(id_f).await?;
-            Ok(())
-        })
-        .await?,
-    );
+    reports.push(measure(system, "remove follower", &writers, remove(&mut admin, id_f)).await?);
     cluster.wait_exit(removed_follower, Duration::from_secs(10)).await?;
     let leader = cluster.leader(stay[0]).await?;
     let mut at_leader = connect(vec![cluster.endpoint(leader)]).await?;
@@ -344,7 +370,7 @@ pub async fn changes(
     );
     reports.push(
         measure(system, "remove leader", &writers, async {
-            admin.member_remove(id_d).await?;
+            remove(&mut admin, id_d).await?;
             // Complete once a remaining member leads.
             while !stay.contains(&cluster.leader(stay[0]).await?) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -402,7 +428,8 @@ pub async fn catchup(
     let mut admin = connect(endpoints).await?;
     let d = cluster.joiner("m4", &[0, 1, 2])?;
     let url = cluster.specs[d].peer_url();
-    admin.member_add([url.as_str()], Some(MemberAddOptions::new().with_is_learner())).await?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    add_learner(&mut admin, &url).await?;
     let started = Instant::now();
     cluster.start_member(d)?;
     let endpoint = cluster.endpoint(d);
