@@ -16,7 +16,7 @@
 //! (a large `--snapshot-count`) or compacted into snapshots (a small one),
 //! so that it catches up from the log or from a snapshot.
 
-use crate::node::{free_port, Node, NodeSpec};
+use crate::node::{Node, NodeSpec};
 use anyhow::{anyhow, bail, Context, Result};
 use etcd_client::{Client, ConnectOptions, GetOptions, MemberAddOptions};
 use serde::Serialize;
@@ -167,18 +167,9 @@ impl Cluster {
 }
 
 fn spec(binary: &Path, dir: &Path, name: &str, extra: &[String]) -> Result<NodeSpec> {
-    let (client_port, peer_port) = (free_port()?, free_port()?);
-    Ok(NodeSpec {
-        binary: binary.to_path_buf(),
-        name: name.to_string(),
-        data_dir: dir.join(format!("{name}.data")),
-        client_port,
-        peer_port,
-        initial_cluster: String::new(),
-        log: dir.join(format!("{name}.log")),
-        initial_cluster_state: "new".into(),
-        extra_args: extra.to_vec(),
-    })
+    let mut s = NodeSpec::single(binary, name, dir)?;
+    s.extra_args = extra.to_vec();
+    Ok(s)
 }
 
 async fn connect(endpoints: Vec<String>) -> Result<Client> {
@@ -289,22 +280,36 @@ fn try_later(e: &etcd_client::Error) -> bool {
 
 /// Adds a learner at `url`, retrying while the server asks to try later.
 async fn add_learner(admin: &mut Client, url: &str) -> Result<()> {
-    loop {
-        match admin.member_add([url], Some(MemberAddOptions::new().with_is_learner())).await {
-            Ok(_) => return Ok(()),
-            Err(e) if try_later(&e) => tokio::time::sleep(Duration::from_millis(20)).await,
-            Err(e) => return Err(e).context("member add"),
-        }
-    }
+    let c = admin.cluster_client();
+    retry_later("member add", || {
+        let mut c = c.clone();
+        async move { c.member_add([url.to_string()], Some(MemberAddOptions::new().with_is_learner())).await.map(drop) }
+    })
+    .await
 }
 
 /// Removes member `id`, retrying while the server asks to try later.
 async fn remove(admin: &mut Client, id: u64) -> Result<()> {
+    let c = admin.cluster_client();
+    retry_later("member remove", || {
+        let mut c = c.clone();
+        async move { c.member_remove(id).await.map(drop) }
+    })
+    .await
+}
+
+/// Runs `change` until it succeeds or fails for a reason other than
+/// [`try_later`].
+async fn retry_later<F, Fut>(what: &'static str, change: F) -> Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), etcd_client::Error>>,
+{
     loop {
-        match admin.member_remove(id).await {
-            Ok(_) => return Ok(()),
+        match change().await {
+            Ok(()) => return Ok(()),
             Err(e) if try_later(&e) => tokio::time::sleep(Duration::from_millis(20)).await,
-            Err(e) => return Err(e).context("member remove"),
+            Err(e) => return Err(e).context(what),
         }
     }
 }

@@ -141,14 +141,22 @@ fn unknown_members_and_learners_are_bad_transferees() {
     assert_eq!(c.leader(), Some(l), "nothing changed");
 }
 
-#[test]
-fn a_second_transfer_or_a_membership_change_during_one_is_refused() {
+/// A 3-node cluster whose leader `l` was asked (request 1) to hand over to
+/// `to`, which is cut off: a slot it never accepts keeps the leader
+/// draining.
+fn transfer_to_a_cut_off_target() -> (LocalCluster<KvMachine>, NodeId, NodeId) {
     let mut c = cluster(3);
     let l = c.leader().unwrap();
     let to = other_than(3, &[l]);
     c.isolated.push(to);
     c.step(l, Input::Propose(put(1, 1, "a", "1")));
     c.step(l, Input::TransferLeadership { id: 1, to });
+    (c, l, to)
+}
+
+#[test]
+fn a_second_transfer_or_a_membership_change_during_one_is_refused() {
+    let (mut c, l, to) = transfer_to_a_cut_off_target();
     c.step(l, Input::TransferLeadership { id: 2, to: other_than(3, &[l, to]) });
     assert_eq!(answer(&c, 2), Some((l, Err(TransferError::InProgress))));
     c.step(l, Input::Reconfigure { id: 5, change: Change::Remove(to) });
@@ -159,13 +167,7 @@ fn a_second_transfer_or_a_membership_change_during_one_is_refused() {
 
 #[test]
 fn a_target_that_never_catches_up_times_out_and_the_leader_takes_proposals_again() {
-    let mut c = cluster(3);
-    let l = c.leader().unwrap();
-    let to = other_than(3, &[l]);
-    c.isolated.push(to);
-    // A slot the target never accepts: the leader keeps draining.
-    c.step(l, Input::Propose(put(1, 1, "a", "1")));
-    c.step(l, Input::TransferLeadership { id: 1, to });
+    let (mut c, l, _) = transfer_to_a_cut_off_target();
     c.deliver_all();
     c.step(l, Input::Propose(put(1, 2, "a", "2")));
     c.tick(3);

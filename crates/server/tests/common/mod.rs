@@ -38,6 +38,40 @@ pub struct Cluster {
     dir: TempDir,
 }
 
+/// The flags of member `name` on loopback ports, its data under `dir`.
+fn member_args(
+    name: &str,
+    dir: &std::path::Path,
+    client_port: u16,
+    peer_port: u16,
+    initial_cluster: &str,
+    token: &str,
+) -> Vec<String> {
+    let client = format!("http://127.0.0.1:{client_port}");
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    [
+        "--name",
+        name,
+        "--data-dir",
+        &dir.join(name).to_string_lossy(),
+        "--listen-client-urls",
+        &client,
+        "--advertise-client-urls",
+        &client,
+        "--listen-peer-urls",
+        &peer,
+        "--initial-advertise-peer-urls",
+        &peer,
+        "--initial-cluster",
+        initial_cluster,
+        "--initial-cluster-token",
+        token,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 /// `n` distinct free loopback ports (bound together, then released).
 pub fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> =
@@ -73,26 +107,8 @@ impl Cluster {
             .enumerate()
             .map(|(i, name)| {
                 let (client_port, peer_port) = (ports[2 * i], ports[2 * i + 1]);
-                let client = format!("http://127.0.0.1:{client_port}");
-                let peer = format!("http://127.0.0.1:{peer_port}");
-                let mut args: Vec<String> = vec![
-                    "--name".into(),
-                    name.clone(),
-                    "--data-dir".into(),
-                    dir.path().join(name).to_string_lossy().into_owned(),
-                    "--listen-client-urls".into(),
-                    client.clone(),
-                    "--advertise-client-urls".into(),
-                    client,
-                    "--listen-peer-urls".into(),
-                    peer.clone(),
-                    "--initial-advertise-peer-urls".into(),
-                    peer,
-                    "--initial-cluster".into(),
-                    initial_cluster.clone(),
-                    "--initial-cluster-token".into(),
-                    format!("test-{}", ports[0]),
-                ];
+                let token = format!("test-{}", ports[0]);
+                let mut args = member_args(name, dir.path(), client_port, peer_port, &initial_cluster, &token);
                 args.extend(TIMING.iter().chain(extra).map(|s| s.to_string()));
                 Member {
                     name: name.clone(),
@@ -120,31 +136,12 @@ impl Cluster {
         let i = self.members.len();
         let name = format!("m{}", i + 1);
         let ports = free_ports(2);
-        let (client, peer) = (format!("http://127.0.0.1:{}", ports[0]), format!("http://127.0.0.1:{}", ports[1]));
         let mut initial: Vec<String> =
             others.iter().map(|&o| format!("{}={}", self.members[o].name, self.peer_url(o))).collect();
-        initial.push(format!("{name}={peer}"));
+        initial.push(format!("{name}=http://127.0.0.1:{}", ports[1]));
         let token = self.flag(0, "--initial-cluster-token");
-        let mut args: Vec<String> = vec![
-            "--name".into(),
-            name.clone(),
-            "--data-dir".into(),
-            self.dir.path().join(&name).to_string_lossy().into_owned(),
-            "--listen-client-urls".into(),
-            client.clone(),
-            "--advertise-client-urls".into(),
-            client,
-            "--listen-peer-urls".into(),
-            peer.clone(),
-            "--initial-advertise-peer-urls".into(),
-            peer,
-            "--initial-cluster".into(),
-            initial.join(","),
-            "--initial-cluster-token".into(),
-            token,
-            "--initial-cluster-state".into(),
-            "existing".into(),
-        ];
+        let mut args = member_args(&name, self.dir.path(), ports[0], ports[1], &initial.join(","), &token);
+        args.extend(["--initial-cluster-state".to_string(), "existing".to_string()]);
         // The same timing and extra flags as the first member.
         let first = &self.members[0].args;
         let extra_at = first.iter().position(|a| a == "--initial-cluster-token").expect("token flag") + 2;
