@@ -8,8 +8,9 @@
 //! * every member of the configuration in force or pending is a peer of the
 //!   transport, at the address its recorded peer URL resolves to (a member
 //!   just added, or one whose URL `MemberUpdate` changed);
-//! * a member in neither is no longer a peer, and its connections are told
-//!   it was removed;
+//! * a member the log records as removed is no longer a peer, and its
+//!   connections are told it was removed (absence from a configuration is
+//!   not enough: a member catching up passes through older ones);
 //! * the leader promotes a learner that was added as a voter (`MemberAdd`
 //!   without `--learner`) as soon as it is in sync, so that a member never
 //!   counts in a quorum with an empty log;
@@ -146,8 +147,11 @@ pub async fn keep(
             return;
         }
         // Peers: everyone in the configurations that may still be used.
-        let wanted: BTreeSet<NodeId> =
-            view.members().chain(view.in_force.iter().copied()).filter(|&id| id != me).collect();
+        let wanted: BTreeSet<NodeId> = view
+            .members()
+            .chain(view.in_force.iter().copied())
+            .filter(|&id| id != me && !view.is_removed(id))
+            .collect();
         for &id in &wanted {
             let Some(addr) = resolve_peer(&view.peer_urls(id, &ctx.members)) else { continue };
             if peers.get(&id) != Some(&addr) {
@@ -157,9 +161,12 @@ pub async fn keep(
                 }
             }
         }
-        let stale: Vec<NodeId> = peers.keys().filter(|id| !wanted.contains(id) && **id != me).copied().collect();
+        // Only a member the log records as removed is cut off (and told so):
+        // a member that catches up passes through configurations older than
+        // the one it joined, without members it must keep talking to.
+        let stale: Vec<NodeId> = peers.keys().filter(|&&id| view.is_removed(id) && id != me).copied().collect();
         for id in stale {
-            info!(peer = format_args!("{id:x}"), "no longer a member; disconnecting");
+            info!(peer = format_args!("{id:x}"), "removed from the cluster; disconnecting");
             if ctx.handle.remove_peer(id).await.is_ok() {
                 peers.remove(&id);
             }
