@@ -38,7 +38,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-const MAGIC: [u8; 8] = *b"SYNOD\x00\x01\x00";
+/// Version 2: Prepare carries a handed-over ballot, TimeoutNow exists
+/// (leadership transfer); older members are refused as "not a Synod peer".
+const MAGIC: [u8; 8] = *b"SYNOD\x00\x02\x00";
 const HELLO_LEN: usize = 8 + 8 + 8 + 8;
 const QUEUE: usize = 8192;
 
