@@ -133,6 +133,7 @@ pub async fn keep(
 ) {
     let me = ctx.member_id;
     let mut last_promotion = Instant::now() - Duration::from_secs(1);
+    let mut resolved: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(PERIOD) => {}
@@ -153,7 +154,13 @@ pub async fn keep(
             .filter(|&id| id != me && !view.is_removed(id))
             .collect();
         for &id in &wanted {
-            let Some(addr) = resolve_peer(&view.peer_urls(id, &ctx.members)) else { continue };
+            // Resolve (possibly a DNS lookup) only when the URLs change.
+            let urls = view.peer_urls(id, &ctx.members);
+            if resolved.get(&id) == Some(&urls) {
+                continue;
+            }
+            let Some(addr) = resolve_peer(&urls) else { continue };
+            resolved.insert(id, urls);
             if peers.get(&id) != Some(&addr) {
                 info!(peer = format_args!("{id:x}"), %addr, "peer address");
                 if ctx.handle.set_peer(id, addr).await.is_ok() {

@@ -298,6 +298,8 @@ async fn refused_changes_carry_etcds_errors_and_a_member_can_move() {
     // MemberUpdate: m3 moves to a new peer port while stopped, restarts
     // there, and catches up on what was written meanwhile.
     cluster.kill(2);
+    // (m3 may have led: let the others elect a leader first.)
+    cluster.leader().await;
     let mut admin = common::connect(vec![cluster.endpoint(0), cluster.endpoint(1)]).await;
     let moved = format!("http://127.0.0.1:{}", common::free_ports(1)[0]);
     admin.member_update(ids[2], [moved.clone()]).await.expect("update m3's peer URL");
