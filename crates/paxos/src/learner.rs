@@ -88,6 +88,9 @@ impl<S: StateMachine> Replica<S> {
 
     /// Ask for the chosen values we are missing.
     pub(crate) fn request_catch_up(&mut self, from: Option<NodeId>) {
+        if self.receiving_snapshot() {
+            return;
+        }
         let target = from.filter(|&n| n != self.cfg.id).or(self.leader_hint.filter(|&n| n != self.cfg.id));
         if let Some(to) = target {
             self.catchup_sent_at = Some(self.now);

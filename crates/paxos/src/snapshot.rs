@@ -25,6 +25,11 @@ use bytes::Bytes;
 const MEMBERSHIP_FLAG: u64 = 1 << 63;
 
 /// A snapshot being received.
+/// A snapshot transfer that made no progress for this many retry periods is
+/// asked for again: a chunk is large, and asking too early only sends it
+/// twice.
+const SNAPSHOT_STALL_RETRIES: u64 = 2;
+
 #[derive(Debug)]
 pub(crate) struct Incoming {
     slot: Slot,
@@ -220,6 +225,12 @@ impl<S: StateMachine> Replica<S> {
         // 0 (and asks for it only when no transfer of this slot is going).
         let fresh = !matches!(&self.incoming, Some(i) if i.slot == slot && i.from == from && i.total == total);
         if fresh {
+            // A transfer of this slot or a newer one that is still moving
+            // is not abandoned for another sender's (every catch-up request
+            // a compacted member answers starts one at offset 0).
+            if self.incoming.as_ref().is_some_and(|i| i.slot >= slot && !self.snapshot_stalled(i)) {
+                return;
+            }
             if offset != 0 {
                 if !matches!(&self.incoming, Some(i) if i.slot == slot) {
                     self.send(from, Message::SnapshotRequest { slot, offset: 0 });
@@ -229,10 +240,14 @@ impl<S: StateMachine> Replica<S> {
             self.incoming = Some(Incoming { slot, total, buf: Vec::new(), from, last: now });
         }
         let Some(inc) = self.incoming.as_mut() else { return };
-        if offset == inc.buf.len() as u64 {
-            inc.buf.extend_from_slice(&data);
-            inc.last = now;
+        if offset != inc.buf.len() as u64 {
+            // A duplicate or a stale chunk: the request for the next one is
+            // already out (asking again here would multiply the requests
+            // in flight with every duplicate).
+            return;
         }
+        inc.buf.extend_from_slice(&data);
+        inc.last = now;
         if inc.buf.len() as u64 >= inc.total {
             let Some(inc) = self.incoming.take() else { return };
             self.install_snapshot(inc.slot, Bytes::from(inc.buf));
@@ -242,12 +257,25 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
+    /// Whether an incoming transfer has made no progress for long enough
+    /// to ask again (or to take another sender's).
+    fn snapshot_stalled(&self, inc: &Incoming) -> bool {
+        self.now >= inc.last + SNAPSHOT_STALL_RETRIES * self.cfg.retry_ticks
+    }
+
+    /// Whether a snapshot transfer is under way and moving: catch-up
+    /// requests wait for it (a compacted member would answer each with the
+    /// snapshot's first chunk again).
+    pub(crate) fn receiving_snapshot(&self) -> bool {
+        self.incoming.as_ref().is_some_and(|i| !self.snapshot_stalled(i))
+    }
+
     /// Resume a stalled transfer where it stopped.
     pub(crate) fn snapshot_tick(&mut self) {
-        let retry = self.cfg.retry_ticks;
+        let stall = SNAPSHOT_STALL_RETRIES * self.cfg.retry_ticks;
         let now = self.now;
         let resume = match self.incoming.as_mut() {
-            Some(inc) if now >= inc.last + retry => {
+            Some(inc) if now >= inc.last + stall => {
                 inc.last = now;
                 Some((inc.from, inc.slot, inc.buf.len() as u64))
             }
