@@ -239,3 +239,30 @@ fn a_replica_behind_the_compaction_point_catches_up_from_a_snapshot() {
     assert_eq!(c.node(f).state_machine().map, c.node(l).state_machine().map);
     assert_eq!(c.node(f).commit_index(), c.node(l).commit_index());
 }
+
+#[test]
+fn a_snapshot_transfer_keeps_one_request_in_flight_whatever_arrives_twice() {
+    use synod_paxos::{Ballot, Message};
+    let mut r = synod_paxos::Replica::new(Config::new(3, vec![1, 2, 3]), KvMachine::default()).unwrap();
+    let chunk =
+        |offset: u64| Message::SnapshotChunk { slot: 50, offset, total: 300, data: Bytes::from(vec![0u8; 100]) };
+    let mut step = |from: NodeId, msg: Message| {
+        r.step(Input::Message { from, msg });
+        r.output().send
+    };
+    let requests = |sent: &[(NodeId, Message)]| {
+        sent.iter().filter(|(_, m)| matches!(m, Message::SnapshotRequest { .. } | Message::CatchUp { .. })).count()
+    };
+    // The first chunk asks for the next one.
+    let sent = step(1, chunk(0));
+    assert!(matches!(sent.as_slice(), [(1, Message::SnapshotRequest { slot: 50, offset: 100 })]), "{sent:?}");
+    // A duplicate, another sender's first chunk, and a heartbeat showing
+    // the commit index far ahead send nothing more: the request is out.
+    assert_eq!(requests(&step(1, chunk(0))), 0, "a duplicate chunk asks again");
+    assert_eq!(requests(&step(2, chunk(0))), 0, "another sender's chunk restarts the transfer");
+    let heartbeat = Message::Heartbeat { ballot: Ballot::new(1, 1), commit: 60, seq: 1, last_slot: 60 };
+    assert_eq!(requests(&step(1, heartbeat)), 0, "catch-up is asked for during the transfer");
+    // The transfer goes on from where it was.
+    let sent = step(1, chunk(100));
+    assert!(matches!(sent.as_slice(), [(1, Message::SnapshotRequest { slot: 50, offset: 200 })]), "{sent:?}");
+}

@@ -110,6 +110,13 @@ async fn listed(client: &mut Client) -> Vec<(String, bool)> {
     v.into_iter().map(|(_, n, l)| (n, l)).collect()
 }
 
+/// Each started member's id, by index, from the member list.
+async fn member_ids(cluster: &Cluster, client: &mut Client) -> Vec<u64> {
+    let list = client.member_list().await.expect("member list");
+    let id = |name: &str| list.members().iter().find(|x| x.name() == name).map_or(0, |m| m.id());
+    cluster.members.iter().map(|m| id(&m.name)).collect()
+}
+
 /// Waits until `check` holds for member `i`'s member list.
 async fn wait_list(cluster: &Cluster, i: usize, what: &str, check: impl Fn(&[(String, bool)]) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -222,15 +229,7 @@ async fn a_member_whose_disk_was_wiped_is_replaced() {
     let load = Load::start(stay.iter().map(|&i| cluster.endpoint(i)).collect()).await;
     load.progress(50).await;
     let mut admin = common::connect(stay.iter().map(|&i| cluster.endpoint(i)).collect()).await;
-    let lost_id = admin
-        .member_list()
-        .await
-        .unwrap()
-        .members()
-        .iter()
-        .find(|m| m.name() == cluster.members[lost].name)
-        .unwrap()
-        .id();
+    let lost_id = member_ids(&cluster, &mut admin).await[lost];
 
     // The disk is gone: remove the member, add a new one as a learner, let
     // it catch up, promote it.
@@ -268,10 +267,7 @@ async fn refused_changes_carry_etcds_errors_and_a_member_can_move() {
     let mut cluster = Cluster::start(3);
     cluster.wait_ready().await;
     let mut admin = common::connect(cluster.endpoints()).await;
-    let ids: Vec<u64> = {
-        let list = admin.member_list().await.unwrap();
-        cluster.members.iter().map(|m| list.members().iter().find(|x| x.name() == m.name).unwrap().id()).collect()
-    };
+    let ids = member_ids(&cluster, &mut admin).await;
 
     refused(admin.member_remove(0x1234).await, "etcdserver: member not found");
     refused(admin.member_promote(0x1234).await, "etcdserver: member not found");
@@ -433,10 +429,7 @@ async fn the_leader_moves_and_then_is_removed_under_writes() {
     let load = Load::start((0..3).filter(|&i| i != target).map(|i| cluster.endpoint(i)).collect()).await;
     load.progress(50).await;
     let mut admin = common::connect(cluster.endpoints()).await;
-    let ids: Vec<u64> = {
-        let list = admin.member_list().await.unwrap();
-        cluster.members.iter().map(|m| list.members().iter().find(|x| x.name() == m.name).unwrap().id()).collect()
-    };
+    let ids = member_ids(&cluster, &mut admin).await;
 
     // Move the leadership (asked at a member that does not lead: the
     // request is forwarded), then refuse a learner or unknown target.
