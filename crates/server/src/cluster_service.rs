@@ -15,7 +15,7 @@
 //! `--strict-reconfig-check`), each with etcd's error.
 
 use crate::forward::{at_leader, to_leader};
-use crate::machine::{MemberAttributes, Proposal, Query, Reply};
+use crate::machine::{MemberAttributes, Proposal};
 use crate::membership::{resolve_peer, View};
 use crate::server::Context;
 use crate::status::{self, BAD_URLS, MEMBER_NOT_FOUND, PEER_URL_EXISTS};
@@ -84,11 +84,7 @@ impl ClusterService {
     }
 
     async fn propose(&self, p: Proposal) -> Result<(), Status> {
-        match self.ctx.propose(p.to_bytes()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(status::machine(&e)),
-            Err(e) => Err(status::runtime(&e)),
-        }
+        status::outcome(self.ctx.propose(p.to_bytes()).await).map(drop)
     }
 
     /// Peer URLs that parse and resolve, or etcd's error.
@@ -223,13 +219,8 @@ impl PbClusterService for ClusterService {
     ) -> Result<Response<PbMemberListResponse>, Status> {
         if request.get_ref().linearizable {
             // Everything chosen before the request is applied here after
-            // this read; the view below is at least that fresh.
-            match self.ctx.read(&Query::Members).await {
-                Ok(Ok(Reply::Members(_))) => {}
-                Ok(Ok(other)) => return Err(status::unexpected(other)),
-                Ok(Err(e)) => return Err(status::machine(&e)),
-                Err(e) => return Err(status::runtime(&e)),
-            }
+            // the barrier; the view below is at least that fresh.
+            self.ctx.barrier().await?;
         }
         let members = self.list(&self.view().await?);
         Ok(self.respond(PbMemberListResponse { header: None, members }, |r| &mut r.header))

@@ -40,11 +40,7 @@ impl KvService {
         } else {
             self.ctx.read(&query).await
         };
-        match result {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(status::machine(&e)),
-            Err(e) => Err(status::runtime(&e)),
-        }
+        status::outcome(result)
     }
 }
 

@@ -18,7 +18,6 @@
 
 use crate::forward::{is_forwarded, not_leader};
 use crate::lease_keeper::{LeaseKeeper, Remaining, Renewal};
-use crate::machine::Query;
 use crate::server::Context;
 use crate::status;
 use etcd_client::proto::{
@@ -176,7 +175,7 @@ impl LeaseService {
         if st.leader != Some(st.id) {
             return Ok(Err(st.leader));
         }
-        self.barrier().await?;
+        self.ctx.barrier().await?;
         Ok(Ok(()))
     }
 
@@ -187,16 +186,6 @@ impl LeaseService {
         let mut header = Some(PbResponseHeader { revision, ..Default::default() });
         self.ctx.fill(&mut header);
         header
-    }
-
-    /// Waits until this member's state includes every write completed
-    /// before the call (a linearizable read of something small).
-    async fn barrier(&self) -> Result<(), Status> {
-        match self.ctx.read(&Query::Members).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(status::machine(&e)),
-            Err(e) => Err(status::runtime(&e)),
-        }
     }
 }
 
@@ -280,7 +269,7 @@ impl PbLeaseService for LeaseService {
         &self,
         _request: Request<PbLeaseLeasesRequest>,
     ) -> Result<GrpcResponse<PbLeaseLeasesResponse>, Status> {
-        self.barrier().await?;
+        self.ctx.barrier().await?;
         let leases = self
             .ctx
             .handle

@@ -73,11 +73,9 @@ impl PbMaintenanceService for MaintenanceService {
             alarm::ACTIVATE | alarm::DEACTIVATE => self.ctx.propose(Proposal::Alarm(req).to_bytes()).await,
             other => return Err(Status::invalid_argument(format!("etcdserver: unknown alarm action {other}"))),
         };
-        let alarms = match result {
-            Ok(Ok(Reply::Alarms(a))) => a,
-            Ok(Ok(other)) => return Err(Status::internal(format!("synod: unexpected reply to an alarm: {other:?}"))),
-            Ok(Err(e)) => return Err(status::machine(&e)),
-            Err(e) => return Err(status::runtime(&e)),
+        let alarms = match status::outcome(result)? {
+            Reply::Alarms(a) => a,
+            other => return Err(Status::internal(format!("synod: unexpected reply to an alarm: {other:?}"))),
         };
         let mut resp = PbAlarmResponse { header: None, alarms };
         self.ctx.fill(&mut resp.header);

@@ -92,12 +92,16 @@ impl Context {
         if payload.len() > self.max_request_bytes {
             return Err(crate::status::too_large());
         }
-        match self.propose(payload).await {
-            Ok(Ok(crate::machine::Reply::Write(r))) => Ok(r),
-            Ok(Ok(other)) => Err(tonic::Status::internal(format!("synod: unexpected reply to a write: {other:?}"))),
-            Ok(Err(e)) => Err(crate::status::machine(&e)),
-            Err(e) => Err(crate::status::runtime(&e)),
+        match crate::status::outcome(self.propose(payload).await)? {
+            crate::machine::Reply::Write(r) => Ok(r),
+            other => Err(tonic::Status::internal(format!("synod: unexpected reply to a write: {other:?}"))),
         }
+    }
+
+    /// Waits until this member's state includes every write completed
+    /// before the call (a linearizable read of something small).
+    pub async fn barrier(&self) -> Result<(), tonic::Status> {
+        crate::status::outcome(self.read(&Query::Members).await).map(drop)
     }
 
     /// A linearizable read, waiting up to `leader_wait` for a leader.

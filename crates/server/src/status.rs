@@ -1,7 +1,7 @@
 //! Errors as etcd reports them: the gRPC code and the exact message etcd's
 //! clients match on.
 
-use crate::machine::MachineError;
+use crate::machine::{MachineError, Output, Reply};
 use synod_kv::KvError;
 use synod_paxos::{ReconfigError, TransferError};
 use tonic::{Code, Status};
@@ -38,6 +38,16 @@ pub const BAD_TRANSFEREE: &str = "etcdserver: bad leader transferee";
 /// A reply of the wrong kind from the state machine (a server bug).
 pub fn unexpected(reply: impl std::fmt::Debug) -> Status {
     Status::internal(format!("synod: unexpected reply: {reply:?}"))
+}
+
+/// The state machine's answer, or its error or the runtime's as etcd
+/// reports them.
+pub fn outcome(result: Result<Output, synod_runtime::Error>) -> Result<Reply, Status> {
+    match result {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(e)) => Err(machine(&e)),
+        Err(e) => Err(runtime(&e)),
+    }
 }
 
 /// A key-value error with etcd's code and message.
