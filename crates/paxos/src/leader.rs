@@ -419,7 +419,10 @@ impl<S: StateMachine> Replica<S> {
         let mut recovered: BTreeMap<Slot, Value> = (from_slot..=last_recovered)
             .map(|s| (s, merged.get(&s).map_or(Value::Noop, |e| e.value.clone())))
             .collect();
-        let first_own_slot = last_recovered + 1;
+        // Above our commit index too: it may have moved past `from_slot`
+        // while phase 1 ran, and slots up to it are never proposed again
+        // (see `propose_due`).
+        let first_own_slot = last_recovered.max(self.commit) + 1;
         recovered.insert(first_own_slot, Value::Noop);
         let now = self.now;
         leader.phase = Phase::Active(Box::new(Active {
@@ -478,6 +481,21 @@ impl<S: StateMachine> Replica<S> {
         // go to the new leader, or are proposed here again if the transfer
         // fails).
         let hold = self.holding_proposals();
+        // Slots up to the commit index are chosen and known here: nothing is
+        // left to propose in them. A leader gets below its commit index when
+        // it learns slots chosen (a catch-up reply, an older leader's commit
+        // index) after its phase 1 began, from the commit index it had then.
+        // Proposed again, such a slot can stall the leader for good: the
+        // configuration governing it may be trimmed from our history already
+        // (`refresh_view` keeps what governs slots above the commit index),
+        // so `governing` answers with an older one, whose voters need not
+        // be there to promise or accept (issue 12).
+        if let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() {
+            if a.next_slot <= commit {
+                a.next_slot = commit + 1;
+                a.recovered.retain(|&s, _| s > commit);
+            }
+        }
         while let Some(Leader { pending, phase: Phase::Active(a), .. }) = self.leader.as_ref() {
             let s = a.next_slot;
             if a.inflight.len() >= window || (!no_delay && s > commit + alpha) {

@@ -256,3 +256,63 @@ fn snapshots_of_one_slot_are_the_same_bytes_on_every_replica() {
         assert!(snap.data == first.data, "node {id}'s snapshot of slot {} differs from node 1's", snap.slot);
     }
 }
+
+/// Issue 12 (found by `synod-sim --nodes 5 --reconfig`, seed 12119): a
+/// voter that missed a change and the slots after it took over (here by a
+/// leadership transfer) and ran phase 1 from its own commit index; while it
+/// prepared, the catch-up reply it had asked for told it those slots were
+/// chosen. It proposed them again all the same, a window at a time. Its
+/// configuration history had been trimmed to what governs the slots above
+/// its commit index, so for the next window it looked up the cluster's first
+/// configuration, whose voters were gone, and waited for their promises for
+/// good: no command was chosen again under a healthy leader.
+#[test]
+fn a_leader_that_learns_slots_chosen_while_preparing_does_not_propose_them_again() {
+    // Voters [1, 2, 3] with learners [4, 5]; then the voters become [1, 4, 5].
+    let cfg = |id, _| Config { learners: vec![4, 5], max_inflight_slots: 4, ..Config::new(id, vec![1, 2, 3]) };
+    let mut c = LocalCluster::new(5, cfg, KvMachine::default);
+    c.tick(40);
+    write(&mut c, 1, 5);
+    reconfigure(&mut c, 1, Change::Replace { voters: vec![1, 4, 5], learners: vec![] }).unwrap();
+    write(&mut c, 2, 10);
+    // The removed voters are shut down.
+    c.isolated.extend([2, 3]);
+    c.tick(40);
+    let l = leader(&mut c);
+    let y = other_voter(l, &[1, 4, 5]);
+    // Node y misses a few slots, another change and the slots after it
+    // (past its window).
+    c.isolated.push(y);
+    let behind = c.node(y).commit_index();
+    write(&mut c, 3, 2);
+    let change = reconfigure(&mut c, 2, Change::AddLearner(6)).unwrap();
+    write(&mut c, 4, 10);
+    let alpha = c.node(l).alpha();
+    assert!(behind + 1 < change && change + alpha <= c.node(l).commit_index());
+    // It hears the others again (pings only: nobody else ticks, so it learns
+    // nothing of the log)...
+    c.isolated.retain(|&n| n != y);
+    for _ in 0..3 {
+        c.step(y, Input::Tick);
+        c.deliver_all();
+    }
+    assert_eq!(c.node(y).commit_index(), behind);
+    assert!(!c.node(y).is_leader());
+    // ...and is handed leadership: it asks the old leader for what it
+    // missed and runs phase 1 from `behind + 1`; the catch-up reply arrives
+    // before the promises.
+    c.step(l, Input::TransferLeadership { id: 1, to: y });
+    c.deliver_all();
+    assert!(c.node(y).is_leader(), "node {y} took over");
+    assert_eq!(c.node(y).commit_index(), c.node(l).commit_index(), "node {y} caught up while preparing");
+    // It goes on choosing commands.
+    let before = c.responses.len();
+    write(&mut c, 5, 10);
+    assert_eq!(c.leader(), Some(y));
+    assert_eq!(c.responses.len(), before + 10, "every command was chosen under node {y}");
+}
+
+/// A voter of `voters` other than `not`.
+fn other_voter(not: NodeId, voters: &[NodeId]) -> NodeId {
+    voters.iter().copied().find(|&v| v != not).expect("another voter")
+}
