@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 /// A slot proposed and not yet known chosen.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Inflight {
     value: Value,
     /// Who accepted it (counted against the configuration governing the
@@ -40,7 +40,7 @@ pub(crate) struct Inflight {
 }
 
 /// Phase 1 in progress.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Preparing {
     from_slot: Slot,
     /// Who promised (a promise covers every slot from `from_slot` on).
@@ -56,7 +56,7 @@ pub(crate) struct Preparing {
 }
 
 /// Phase 1 done: proposing.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Active {
     next_slot: Slot,
     /// The no-op proposed right after phase 1; once it is chosen this leader
@@ -97,14 +97,14 @@ pub(crate) struct Active {
     read_round_wanted: bool,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Phase {
     Preparing(Preparing),
     Active(Box<Active>),
 }
 
 /// This replica's leadership.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Leader {
     pub(crate) ballot: Ballot,
     pub(crate) pending: VecDeque<Command>,

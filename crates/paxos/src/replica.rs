@@ -155,7 +155,7 @@ pub struct ReadResponse<O> {
 }
 
 /// What a replica wants done. See the module docs for the one rule.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Output<O> {
     /// Records to append to stable storage, in order.
     pub persist: Vec<(Lsn, Record)>,
@@ -237,7 +237,7 @@ pub enum RecoverError {
 }
 
 /// A replica rejoining without its acceptor state.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Rejoin {
     /// The highest slot any queried member has accepted in; catch up to it.
     pub(crate) target: Slot,
@@ -268,7 +268,7 @@ impl NodeSet {
 }
 
 /// A read waiting for its leader to be confirmed.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct PendingRead {
     pub(crate) id: u64,
     pub(crate) query: Bytes,
@@ -281,7 +281,7 @@ pub(crate) struct PendingRead {
 }
 
 /// A linearizable read made at a follower, waiting for its read index.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct FollowerRead {
     pub(crate) id: u64,
     pub(crate) query: Bytes,
@@ -293,6 +293,10 @@ pub(crate) struct FollowerRead {
 }
 
 /// One replica: proposer (leader), acceptor and learner.
+///
+/// Cloning a replica forks it: both copies go on from the same state and,
+/// fed the same inputs, behave alike (a model checker branches on this).
+#[derive(Clone)]
 pub struct Replica<S: StateMachine> {
     pub(crate) cfg: Config,
     pub(crate) now: u64,
