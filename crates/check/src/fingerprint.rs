@@ -25,10 +25,10 @@
 //! is replayed action by action from the initial state); but a violation
 //! reachable only through the merged-away twin can be missed.
 
-use crate::model::State;
+use crate::model::{Fingerprint, State};
+use synod_paxos::{KvMachine, Replica};
 use std::fmt::{self, Write};
 use std::hash::{Hash, Hasher};
-use synod_paxos::{Message, NodeId};
 
 /// Feeds `Debug` output straight into a hasher, without allocating: the
 /// protocol's messages and records derive `Debug` (not `Hash`), and their
@@ -46,16 +46,6 @@ fn debug_hash<H: Hasher>(h: &mut H, value: &impl fmt::Debug) {
     // Writing into a hasher cannot fail.
     let _ = write!(HashWriter(h), "{value:?}");
     h.write_u8(0xff);
-}
-
-/// The key that orders messages in flight (so that equal multisets are
-/// equal vectors).
-pub(crate) fn of_envelope(from: NodeId, to: NodeId, msg: &Message) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    from.hash(&mut h);
-    to.hash(&mut h);
-    debug_hash(&mut h, msg);
-    h.finish()
 }
 
 /// Hash the summary of `s` described in the module docs.
@@ -78,28 +68,13 @@ pub(crate) fn state<H: Hasher>(s: &State, h: &mut H) {
             continue;
         };
         h.write_u8(1);
-        r.now().hash(h);
-        r.promised().hash(h);
-        r.commit_index().hash(h);
-        r.applied_index().hash(h);
-        r.log().compacted().hash(h);
-        for (slot, e) in r.log().iter_from(0) {
-            slot.hash(h);
-            debug_hash(h, e);
+        match s.fingerprint {
+            Fingerprint::Exact => debug_hash(h, r),
+            Fingerprint::Summary => summary(r, h),
         }
-        h.write_u8(0xfe);
-        debug_hash(h, &r.state_machine().map);
-        r.is_leader().hash(h);
-        r.leader_ballot().hash(h);
-        r.leader_hint().hash(h);
-        r.is_rejoining().hash(h);
-        r.holds_lease().hash(h);
-        debug_hash(h, r.membership());
-        debug_hash(h, &r.pending_membership());
     }
     s.net.len().hash(h);
     for e in &s.net {
-        // The key is a hash of the whole envelope.
         e.from.hash(h);
         e.to.hash(h);
         debug_hash(h, &e.msg);
@@ -108,4 +83,25 @@ pub(crate) fn state<H: Hasher>(s: &State, h: &mut H) {
     (s.crashes_left, s.drops_left, s.cuts_left, s.global_ticks_left, s.transfers_left).hash(h);
     (s.proposed, s.changes_asked, s.changes_chosen).hash(h);
     s.violation.is_some().hash(h);
+}
+
+fn summary<H: Hasher>(r: &Replica<KvMachine>, h: &mut H) {
+    r.now().hash(h);
+    r.promised().hash(h);
+    r.commit_index().hash(h);
+    r.applied_index().hash(h);
+    r.log().compacted().hash(h);
+    for (slot, e) in r.log().iter_from(0) {
+        slot.hash(h);
+        debug_hash(h, e);
+    }
+    h.write_u8(0xfe);
+    debug_hash(h, &r.state_machine().map);
+    r.is_leader().hash(h);
+    r.leader_ballot().hash(h);
+    r.leader_hint().hash(h);
+    r.is_rejoining().hash(h);
+    r.holds_lease().hash(h);
+    debug_hash(h, r.membership());
+    debug_hash(h, &r.pending_membership());
 }

@@ -50,7 +50,7 @@
 pub mod fingerprint;
 pub mod model;
 
-pub use model::{Action, Bounds, Clock, State, SynodModel};
+pub use model::{Action, Bounds, Clock, Fingerprint, State, SynodModel};
 
 use stateright::{Checker, Model};
 use std::time::{Duration, Instant};

@@ -3,8 +3,8 @@
 //! ```text
 //! synod-check [--plant NAME] [--commands N] [--ticks N] [--crashes N]
 //!             [--drops N] [--cuts N] [--transfers N] [--changes PLAN]
-//!             [--snapshot-every N] [--lease TICKS MARGIN] [--global-clock]
-//!             [--fast-node ID] [--cold] [--max-states N] [--max-depth N]
+//!             [--snapshot-every N] [--lease TICKS MARGIN] [--independent-clocks]
+//!             [--fast-node ID] [--cold] [--summary] [--max-states N] [--max-depth N]
 //!             [--threads N] [--dfs]
 //! ```
 //!
@@ -12,12 +12,12 @@
 //! and the first violation with its trace; exits 1 on a violation.
 
 use std::process::ExitCode;
-use synod_check::{check, Bounds, Clock, Search};
+use synod_check::{check, Bounds, Clock, Fingerprint, Search};
 use synod_paxos::{Change, PlantedBug};
 
 const USAGE: &str = "usage: synod-check [--plant NAME] [--commands N] [--ticks N] [--crashes N] [--drops N] \
 [--cuts N] [--transfers N] [--changes add-promote|add|remove-add|none] [--snapshot-every N] \
-[--lease TICKS MARGIN] [--global-clock] [--fast-node ID] [--cold] [--max-states N] [--max-depth N] \
+[--lease TICKS MARGIN] [--independent-clocks] [--fast-node ID] [--cold] [--summary] [--max-states N] [--max-depth N] \
 [--threads N] [--dfs]
 planted bugs: skip-persist accept-lower-ballot ignore-accepted-value small-quorum lease-no-drift-margin
               reconfig-no-overlap learner-votes transfer-keeps-lease";
@@ -54,16 +54,13 @@ fn parse() -> Result<(Bounds, Search), String> {
                 b.lease_ticks = num(value(&flag)?, &flag)?;
                 b.lease_drift_margin_ticks = num(value(&flag)?, &flag)?;
             }
-            "--global-clock" => {
-                if b.clock == Clock::Independent {
-                    b.clock = Clock::Global { fast: None };
-                }
-            }
+            "--independent-clocks" => b.clock = Clock::Independent,
             "--fast-node" => {
                 let id = num(value(&flag)?, &flag)?;
                 b.clock = Clock::Global { fast: Some(id.saturating_sub(1) as usize) };
             }
             "--cold" => b.warm = false,
+            "--summary" => b.fingerprint = Fingerprint::Summary,
             "--max-states" => s.max_states = num(value(&flag)?, &flag)? as usize,
             "--max-depth" => s.max_depth = num(value(&flag)?, &flag)? as usize,
             "--threads" => s.threads = num(value(&flag)?, &flag)? as usize,

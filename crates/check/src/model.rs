@@ -68,6 +68,8 @@ pub struct Bounds {
     pub lease_ticks: u64,
     /// The lease's clock-drift margin in ticks.
     pub lease_drift_margin_ticks: u64,
+    /// How states are fingerprinted.
+    pub fingerprint: Fingerprint,
     /// Start from a cluster that already elected a leader and chose its
     /// first slot (a fixed, deterministic warm-up run), rather than from
     /// boot.
@@ -85,7 +87,7 @@ impl Bounds {
             voters: 3,
             commands: 2,
             ticks: 4,
-            clock: Clock::Independent,
+            clock: Clock::Global { fast: None },
             crashes: 1,
             drops: 0,
             cuts: 1,
@@ -94,6 +96,7 @@ impl Bounds {
             snapshot_every: 2,
             lease_ticks: 0,
             lease_drift_margin_ticks: 0,
+            fingerprint: Fingerprint::Exact,
             warm: true,
             planted: None,
         }
@@ -136,12 +139,24 @@ impl Bounds {
     }
 }
 
+/// What two states must share to count as one (see [`crate::fingerprint`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fingerprint {
+    /// Every field of every replica: states merge only when equal (up to
+    /// the order hash maps print in). Complete within the bounds.
+    Exact,
+    /// What the replicas' public API shows: far fewer states, but states
+    /// that differ in timers, tallies or held replies merge, so behaviour
+    /// reachable only from the merged-away state is missed.
+    Summary,
+}
+
 /// One thing that happens in the model. Node arguments are indices into
 /// [`State::nodes`] (node id minus one).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
-    /// Deliver the message at this index of [`State::net`] (lost if its
-    /// receiver is down).
+    /// Deliver the message at this index of [`State::net`], the first of
+    /// its link (lost if its receiver is down).
     Deliver(usize),
     /// The network loses the message at this index.
     Drop(usize),
@@ -150,11 +165,9 @@ pub enum Action {
     Tick(usize),
     /// One tick of global time ([`Clock::Global`]).
     TickAll,
-    /// Storage reports every record of this node durable.
-    Durable(usize),
-    /// The store reports the snapshot this node asked for stored.
-    SnapshotSaved(usize),
-    /// The node crashes, losing every record not yet durable.
+    /// The node crashes, losing the records and the snapshot it handed to
+    /// storage in the previous step (storage syncs one step late). Offered
+    /// only while there is something to lose.
     Crash(usize),
     /// The node restarts from its durable records and stored snapshot.
     Restart(usize),
@@ -203,8 +216,6 @@ pub struct Envelope {
     pub to: NodeId,
     /// The message.
     pub msg: Message,
-    /// Hash of the three above: the network's canonical order.
-    key: u64,
 }
 
 /// One state of the model.
@@ -212,7 +223,8 @@ pub struct Envelope {
 pub struct State {
     /// Every node, by index (id minus one).
     pub nodes: Vec<Node>,
-    /// Messages in flight, a multiset kept sorted by content.
+    /// Messages in flight: one FIFO queue per link, the queues in order of
+    /// (sender, receiver).
     pub net: Vec<Envelope>,
     /// The simulator's incremental checks, forked with the state.
     invariants: Invariants,
@@ -236,6 +248,8 @@ pub struct State {
     pub changes_chosen: usize,
     /// The first invariant that broke, with what the checker saw.
     pub violation: Option<String>,
+    /// How this state is fingerprinted.
+    pub fingerprint: Fingerprint,
 }
 
 impl State {
@@ -262,18 +276,28 @@ impl State {
         self.fail(v.to_string());
     }
 
-    /// Put a message in flight. A newer heartbeat, commit notice, ack or
-    /// progress report on a link replaces an undelivered older one (the
-    /// network lost it): they only refresh what the newer one says, and
-    /// keeping every one would multiply states without new behaviour.
+    /// Put a message at the end of its link's queue. A newer heartbeat,
+    /// commit notice, ack or progress report replaces an undelivered older
+    /// one (the network lost it), and a message already waiting on the link
+    /// is not queued twice (the network lost the copy): both only repeat
+    /// what is on its way, and keeping them would multiply states without
+    /// new behaviour.
     fn transmit(&mut self, from: NodeId, to: NodeId, msg: Message) {
+        let link = |e: &Envelope| e.from == from && e.to == to;
         if superseding(&msg) {
             let kind = msg.kind();
-            self.net.retain(|e| !(e.from == from && e.to == to && e.msg.kind() == kind));
+            self.net.retain(|e| !(link(e) && e.msg.kind() == kind));
         }
-        let key = fingerprint::of_envelope(from, to, &msg);
-        let at = self.net.partition_point(|e| e.key <= key);
-        self.net.insert(at, Envelope { from, to, msg, key });
+        if self.net.iter().any(|e| link(e) && e.msg == msg) {
+            return;
+        }
+        let at = self.net.partition_point(|e| (e.from, e.to) <= (from, to));
+        self.net.insert(at, Envelope { from, to, msg });
+    }
+
+    /// Whether the message at `k` is the first on its link.
+    pub fn at_head(&self, k: usize) -> bool {
+        k == 0 || self.net.get(k - 1).map(|e| (e.from, e.to)) != self.net.get(k).map(|e| (e.from, e.to))
     }
 }
 
@@ -340,6 +364,7 @@ impl SynodModel {
             changes_asked: 0,
             changes_chosen: 0,
             violation: None,
+            fingerprint: bounds.fingerprint,
         };
         let mut model = SynodModel { bounds, init: init.clone() };
         if model.bounds.warm {
@@ -556,7 +581,7 @@ impl Model for SynodModel {
         if !s.ok() {
             return;
         }
-        for k in 0..s.net.len() {
+        for k in (0..s.net.len()).filter(|&k| s.at_head(k)) {
             actions.push(Action::Deliver(k));
         }
         if s.drops_left > 0 {
@@ -577,16 +602,11 @@ impl Model for SynodModel {
             if self.bounds.clock == Clock::Independent && n.ticks_left > 0 {
                 actions.push(Action::Tick(i));
             }
-            if self.can_durable(s, i) {
-                actions.push(Action::Durable(i));
-            }
-            if n.storing.is_some() {
-                actions.push(Action::SnapshotSaved(i));
-            }
-            if s.crashes_left > 0 {
+            let unsynced = n.disk.last().is_some_and(|(lsn, _)| *lsn > n.durable) || n.storing.is_some();
+            if s.crashes_left > 0 && unsynced {
                 actions.push(Action::Crash(i));
             }
-            if s.proposed < self.bounds.commands {
+            if s.proposed < self.bounds.commands && r.is_leader() {
                 actions.push(Action::Propose(i));
             }
             if s.changes_asked < self.bounds.changes.len()
@@ -599,7 +619,7 @@ impl Model for SynodModel {
             if s.transfers_left > 0 && r.is_leader() {
                 actions.push(Action::Transfer(i));
             }
-            if s.cuts_left > 0 && !s.cut[i] {
+            if s.cuts_left > 0 && !s.cut[i] && r.is_leader() {
                 actions.push(Action::Cut(i));
             }
         }
@@ -610,6 +630,13 @@ impl Model for SynodModel {
 
     fn next_state(&self, last: &State, action: Action) -> Option<State> {
         let mut s = last.clone();
+        // What storage was handed before this step becomes durable (or
+        // stored) at its end, unless the step crashed the node.
+        let written: Vec<(Lsn, Option<u64>)> = s
+            .nodes
+            .iter()
+            .map(|n| (n.disk.last().map_or(0, |(lsn, _)| *lsn), n.storing.as_ref().map(|snap| snap.slot)))
+            .collect();
         match action {
             Action::Deliver(k) => {
                 let e = s.net.remove(k);
@@ -624,8 +651,6 @@ impl Model for SynodModel {
                 self.step(&mut s, i, Input::Tick);
             }
             Action::TickAll => self.tick_all(&mut s),
-            Action::Durable(i) => self.durable(&mut s, i),
-            Action::SnapshotSaved(i) => self.snapshot_saved(&mut s, i),
             Action::Crash(i) => self.crash(&mut s, i),
             Action::Restart(i) => self.restart(&mut s, i),
             Action::Propose(i) => self.propose(&mut s, i),
@@ -636,6 +661,18 @@ impl Model for SynodModel {
                 s.cuts_left -= 1;
             }
             Action::Heal => s.cut.iter_mut().for_each(|c| *c = false),
+        }
+        for (i, (lsn, storing)) in written.into_iter().enumerate() {
+            if s.nodes[i].replica.is_none() {
+                continue;
+            }
+            if lsn > s.nodes[i].durable {
+                s.nodes[i].durable = lsn;
+                self.step(&mut s, i, Input::Durable(lsn));
+            }
+            if storing.is_some() && s.nodes[i].storing.as_ref().map(|snap| snap.slot) == storing {
+                self.snapshot_saved(&mut s, i);
+            }
         }
         Some(s)
     }
@@ -692,8 +729,6 @@ pub fn describe(before: &State, action: &Action) -> String {
         },
         Action::Tick(i) => format!("tick node {}", i + 1),
         Action::TickAll => "tick every node".into(),
-        Action::Durable(i) => format!("node {}: records durable", i + 1),
-        Action::SnapshotSaved(i) => format!("node {}: snapshot stored", i + 1),
         Action::Crash(i) => format!("crash node {}", i + 1),
         Action::Restart(i) => format!("restart node {}", i + 1),
         Action::Propose(i) => format!("propose command {} at node {}", before.proposed + 1, i + 1),
