@@ -1,34 +1,27 @@
 //! State fingerprints: what two states must share to count as one.
 //!
-//! [`synod_paxos::Replica`] has no `Hash` (and much of its state is
-//! private), so a state is fingerprinted by a canonical summary of what the
-//! replicas show through their public API, plus everything the model
-//! itself holds:
+//! Always hashed: per node, every record handed to storage and how many
+//! are durable, the stored snapshot and one being stored, the ticks left;
+//! the messages in flight, link by link; the adversary's budgets; whether
+//! an invariant broke. Per running replica, by [`Fingerprint`]:
 //!
-//! * per replica: up or down, its logical clock, promised ballot, every log
-//!   entry above the compaction point (slot, ballot, value, chosen), the
-//!   compaction point, commit and applied indexes, the state machine,
-//!   whether it leads and with which ballot, its leader hint, whether it is
-//!   rejoining, whether it holds a lease, and the configuration in force and
-//!   pending;
-//! * per node: every record handed to storage and how many are durable, the
-//!   stored snapshot and one being stored;
-//! * the messages in flight, as a multiset;
-//! * the adversary's budgets left, and whether an invariant broke.
+//! * `Exact` (the default): its whole state, through its `Debug` output
+//!   (every field: log, promise, leader tallies, election state, timers,
+//!   held replies). States merge only when equal, so the search is complete
+//!   within its bounds.
+//! * `Summary`: what the public API shows (clock, promise, log, commit and
+//!   applied indexes, state machine, leadership, lease, configuration).
+//!   States that differ only in what it leaves out merge, and only the
+//!   first one reached is explored further: a violation reachable only
+//!   from the other is missed.
 //!
-//! Left out, because the API does not show it: a leader's phase-1 and
-//! phase-2 tallies, election state (pongs heard, round timers, withdrawn),
-//! replies held back until records are durable, catch-up, snapshot-transfer
-//! and lease timers, and the random generator (unused: no election jitter).
-//! Two states that differ only there are merged, and only the first one
-//! reached is explored further. Every violation reported is real (its trace
-//! is replayed action by action from the initial state); but a violation
-//! reachable only through the merged-away twin can be missed.
+//! Either way every violation reported is real: its trace is replayed
+//! action by action from the initial state.
 
 use crate::model::{Fingerprint, State};
-use synod_paxos::{KvMachine, Replica};
 use std::fmt::{self, Write};
 use std::hash::{Hash, Hasher};
+use synod_paxos::{KvMachine, Replica};
 
 /// Feeds `Debug` output straight into a hasher, without allocating: the
 /// protocol's messages and records derive `Debug` (not `Hash`), and their

@@ -14,39 +14,48 @@
 //! # The model ([`model`])
 //!
 //! A few voters (3 by default) and the learners that membership changes
-//! add. The events, each bounded by a budget in [`Bounds`]: deliver any
-//! message in flight (the network is a multiset: any order), lose one,
-//! tick a node's clock, report a node's records durable, report a snapshot
-//! stored, crash a node (losing what was not durable) and restart it from
-//! its durable records and stored snapshot, propose a client command at
-//! any node, ask the leader for the next membership change of a plan
+//! add. The events, each bounded by a budget in [`Bounds`]: deliver the
+//! first message of any link (links are FIFO, as the TCP transport is),
+//! lose one, advance the clocks, crash a node and restart it from its
+//! durable records and stored snapshot, propose a client command at the
+//! leader, ask the leader for the next membership change of a plan
 //! (`AddLearner(4)` then `PromoteLearner(4)` by default), ask it to hand
-//! leadership over, and cut a node off from election traffic (how a second
-//! leader gets elected while the first still runs). Snapshots are taken
-//! every couple of slots, so compaction and snapshot transfer to a new or
-//! lagging node happen within a few commands.
+//! leadership over, and cut a leader off from periodic traffic (how a
+//! second leader gets elected while the first still runs). Storage syncs
+//! one step late: what a node hands to storage in one step is durable (or,
+//! for a snapshot, stored) at the end of the next, unless that next step
+//! crashes the node, which loses it. Snapshots are taken every couple of
+//! slots, so compaction and snapshot transfer happen within a few
+//! commands.
 //!
-//! Two abstractions keep the state space small; both only ever pick one of
-//! the real system's behaviours, so every violation found is real:
-//! election traffic (`Ping`/`Pong`) is exchanged at once when a node ticks
-//! (unless cut), and a newer heartbeat, commit notice, heartbeat ack or
-//! learner progress report replaces an older one still in flight on the
-//! same link (the network lost the older one). By default the model starts
-//! from a warm cluster: a fixed run in which a leader was elected and its
-//! first slot chosen and learned everywhere.
+//! Clocks ([`Clock`]): by default one global clock ticks every live node
+//! at once (one node may run at double rate), so real time exists and the
+//! model also checks that no two replicas hold a leader lease at once;
+//! independent clocks explore every order of ticks instead.
+//!
+//! These abstractions only ever pick some of the real system's
+//! behaviours, so every violation found is real: periodic traffic (pings,
+//! pongs, heartbeats, their acks, learners' progress reports) is exchanged
+//! within the step that sends it unless a side is cut off; a newer commit
+//! notice replaces an older one still in flight on its link, and a message
+//! already waiting on a link is not queued twice (the network lost the
+//! copy). By default the model starts from a warm cluster: a fixed run in
+//! which a leader was elected and its first slot chosen and learned
+//! everywhere.
 //!
 //! # State hashing ([`fingerprint`])
 //!
-//! A replica has no `Hash`, so a state's fingerprint is a canonical summary
-//! of it: each replica's public state (promise, log, commit, applied,
-//! membership, leadership, clock), each node's disk and snapshot, the
-//! network and the budgets. States that differ only in private state the
-//! summary leaves out (a leader's vote tallies, election and lease timers,
-//! replies held for durability) are merged. That keeps the search
-//! practical but makes it incomplete: a violation reachable only from the
-//! merged-away twin can be missed. Reported traces are exact: the checker
-//! replays them action by action from the initial state.
-
+//! By default a replica is fingerprinted by its whole state (its `Debug`
+//! output: every field, timers and vote tallies included), with each
+//! node's disk and snapshot, the network and the budgets; two states merge
+//! only when they are equal (hash maps print in their own order, so equal
+//! states may occasionally count twice: fewer merges, never wrong ones).
+//! This is complete within the bounds. A cheaper summary of what the
+//! inspection API shows ([`Fingerprint::Summary`]) merges states that
+//! differ in timers, tallies or held replies; it was tried and missed
+//! skip-persist (a cut before a tick merged with the cut after it, which
+//! elects differently), so it is only an option.
+//!
 pub mod fingerprint;
 pub mod model;
 

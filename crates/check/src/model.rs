@@ -178,7 +178,8 @@ pub enum Action {
     Reconfigure(usize),
     /// This node (a leader) is asked to hand leadership to the next voter.
     Transfer(usize),
-    /// From now on this node's election traffic is lost.
+    /// From now on this node's periodic traffic (election pings and pongs,
+    /// heartbeats and their acks) is lost both ways.
     Cut(usize),
     /// Election traffic flows again everywhere.
     Heal,
@@ -228,7 +229,7 @@ pub struct State {
     pub net: Vec<Envelope>,
     /// The simulator's incremental checks, forked with the state.
     invariants: Invariants,
-    /// Nodes whose election traffic is lost.
+    /// Nodes whose periodic traffic is lost.
     pub cut: Vec<bool>,
     /// Budgets left.
     pub crashes_left: u32,
@@ -276,12 +277,11 @@ impl State {
         self.fail(v.to_string());
     }
 
-    /// Put a message at the end of its link's queue. A newer heartbeat,
-    /// commit notice, ack or progress report replaces an undelivered older
-    /// one (the network lost it), and a message already waiting on the link
-    /// is not queued twice (the network lost the copy): both only repeat
-    /// what is on its way, and keeping them would multiply states without
-    /// new behaviour.
+    /// Put a message at the end of its link's queue. A newer commit notice
+    /// replaces an undelivered older one (the network lost it), and a
+    /// message already waiting on the link is not queued twice (the network
+    /// lost the copy): both only repeat what is on its way, and keeping them
+    /// would multiply states without new behaviour.
     fn transmit(&mut self, from: NodeId, to: NodeId, msg: Message) {
         let link = |e: &Envelope| e.from == from && e.to == to;
         if superseding(&msg) {
@@ -302,15 +302,23 @@ impl State {
 }
 
 fn superseding(msg: &Message) -> bool {
-    matches!(
-        msg,
-        Message::Heartbeat { .. } | Message::HeartbeatAck { .. } | Message::Commit { .. } | Message::Progress { .. }
-    )
+    matches!(msg, Message::Commit { .. })
 }
 
-/// Election traffic: exchanged at once when a node ticks, unless cut.
-fn election_traffic(msg: &Message) -> bool {
-    matches!(msg, Message::Ping { .. } | Message::Pong(_))
+/// Periodic traffic (election pings and pongs, heartbeats, their acks,
+/// learners' progress reports): exchanged at once, within the step that
+/// sent it, unless a side is cut off. Delivering each on its own would
+/// multiply states by every order of messages that are resent every tick
+/// anyway.
+fn periodic(msg: &Message) -> bool {
+    matches!(
+        msg,
+        Message::Ping { .. }
+            | Message::Pong(_)
+            | Message::Heartbeat { .. }
+            | Message::HeartbeatAck { .. }
+            | Message::Progress { .. }
+    )
 }
 
 /// The Synod cluster as a model.
@@ -439,7 +447,7 @@ impl SynodModel {
         }
     }
 
-    /// Feed `input` to node `i` and carry out its output; election traffic
+    /// Feed `input` to node `i` and carry out its output; periodic traffic
     /// it causes is exchanged at once (and what that causes, in turn).
     fn step(&self, s: &mut State, i: usize, input: Input) {
         let mut work = VecDeque::from([(i, input)]);
@@ -461,7 +469,7 @@ impl SynodModel {
                     s.violated(v);
                 }
                 let Some(j) = s.index(to) else { continue };
-                if election_traffic(&msg) {
+                if periodic(&msg) {
                     if !s.cut[i] && !s.cut[j] {
                         work.push_back((j, Input::Message { from, msg }));
                     }
@@ -734,8 +742,8 @@ pub fn describe(before: &State, action: &Action) -> String {
         Action::Propose(i) => format!("propose command {} at node {}", before.proposed + 1, i + 1),
         Action::Reconfigure(i) => format!("ask node {} for membership change #{}", i + 1, before.changes_asked + 1),
         Action::Transfer(i) => format!("ask node {} to hand leadership over", i + 1),
-        Action::Cut(i) => format!("cut node {} off from election traffic", i + 1),
-        Action::Heal => "heal election traffic".into(),
+        Action::Cut(i) => format!("cut node {} off from periodic traffic", i + 1),
+        Action::Heal => "heal periodic traffic".into(),
     }
 }
 
