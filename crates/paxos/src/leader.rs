@@ -17,7 +17,7 @@
 //! read's arrival (the read-index method).
 
 use crate::ballot::{Ballot, NodeId};
-use crate::command::{Command, Slot, Value};
+use crate::command::{Command, CommandId, Slot, Value};
 use crate::config::PlantedBug;
 use crate::log::Entry;
 use crate::message::{Message, PromisedEntry};
@@ -26,7 +26,7 @@ use crate::record::Record;
 use crate::replica::{ClientError, FollowerRead, PendingRead, ReadResponse, ReconfigResponse, Replica};
 use crate::state_machine::StateMachine;
 use bytes::Bytes;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 /// A slot proposed and not yet known chosen.
@@ -103,11 +103,42 @@ pub(crate) enum Phase {
     Active(Box<Active>),
 }
 
+/// The client commands a leader holds, queued or proposed in a slot not yet
+/// known chosen, with how many copies of each.
+#[derive(Debug, Default)]
+pub(crate) struct Held(HashMap<CommandId, u32>);
+
+impl Held {
+    fn contains(&self, id: CommandId) -> bool {
+        self.0.contains_key(&id)
+    }
+
+    fn add(&mut self, commands: &[Command]) {
+        for c in commands {
+            *self.0.entry(c.id).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, commands: &[Command]) {
+        for c in commands {
+            if let Some(n) = self.0.get_mut(&c.id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.0.remove(&c.id);
+                }
+            }
+        }
+    }
+}
+
 /// This replica's leadership.
 #[derive(Clone, Debug)]
 pub(crate) struct Leader {
     pub(crate) ballot: Ballot,
-    pub(crate) pending: VecDeque<Command>,
+    /// Client commands waiting for a slot (only through
+    /// [`Leader::enqueue`], which keeps `held` in step).
+    pending: VecDeque<Command>,
+    held: Held,
     pub(crate) phase: Phase,
     /// The ballot whose leader handed leadership over to us, carried by
     /// our Prepares (see [`crate::transfer`]).
@@ -145,6 +176,22 @@ impl Leader {
         }
     }
 
+    /// Queue a client command, unless this leader holds it already.
+    ///
+    /// A client's retry of a command still queued or in flight here waits
+    /// for that copy: proposing it again would spend a slot on a duplicate,
+    /// and under load every client timeout would add more (a retry storm
+    /// that starves the very queue the retries wait in; found by swarm
+    /// testing with one command per slot). Every replica that took a copy
+    /// answers it when the first is applied.
+    pub(crate) fn enqueue(&mut self, cmd: Command) {
+        if self.held.contains(cmd.id) {
+            return;
+        }
+        self.held.add(std::slice::from_ref(&cmd));
+        self.pending.push_back(cmd);
+    }
+
     pub(crate) fn is_active(&self) -> bool {
         matches!(self.phase, Phase::Active(_))
     }
@@ -177,10 +224,11 @@ impl<S: StateMachine> Replica<S> {
         let from_slot = self.commit + 1;
         let targets = self.members_of(&self.phase1_configs(from_slot, &BTreeMap::new()));
         let handoff = self.takeover.take().filter(|(b, _)| *b == ballot).map(|(_, h)| h);
-        self.leader = Some(Leader {
+        let mut leader = Leader {
             ballot,
             handoff,
-            pending,
+            pending: VecDeque::new(),
+            held: Held::default(),
             phase: Phase::Preparing(Preparing {
                 from_slot,
                 promises: Vec::new(),
@@ -189,7 +237,11 @@ impl<S: StateMachine> Replica<S> {
                 reads: Vec::new(),
                 sent_at: self.now,
             }),
-        });
+        };
+        for cmd in pending {
+            leader.enqueue(cmd);
+        }
+        self.leader = Some(leader);
         self.leader_hint = Some(self.cfg.id);
         debug_assert!(ballot > self.own_ballot, "ballot {ballot} reused");
         self.own_ballot = ballot;
@@ -452,7 +504,7 @@ impl<S: StateMachine> Replica<S> {
                     recipients.push(id);
                 }
             }
-            let Some(Leader { pending, phase: Phase::Active(a), .. }) = self.leader.as_mut() else { break };
+            let Some(Leader { pending, held, phase: Phase::Active(a), .. }) = self.leader.as_mut() else { break };
             let value = if let Some(v) = a.recovered.remove(&s) {
                 v
             } else if let Some((_, m, at @ None)) = a.reconfig.as_mut() {
@@ -476,9 +528,11 @@ impl<S: StateMachine> Replica<S> {
                     Value::Noop
                 } else {
                     let batch: Arc<[Command]> = pending.drain(..take).collect();
+                    held.remove(&batch);
                     Value::Commands(batch)
                 }
             };
+            held.add(value.commands());
             a.inflight.insert(s, Inflight { value: value.clone(), acks: Vec::new(), sent_at: now });
             a.next_slot += 1;
             if let Some(t) = self.transfer.as_mut().filter(|_| hold) {
@@ -618,12 +672,13 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         for slot in newly {
-            let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
+            let Some(Leader { held, phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
                 return;
             };
             let Some(inf) = a.inflight.remove(&slot) else {
                 continue;
             };
+            held.remove(inf.value.commands());
             if let Some((id, _, Some(at))) = a.reconfig {
                 if at == slot {
                     a.reconfig = None;
@@ -649,11 +704,16 @@ impl<S: StateMachine> Replica<S> {
     /// below the commit index, and fill the window.
     pub(crate) fn forget_chosen_inflight(&mut self) {
         let commit = self.commit;
-        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else { return };
+        let Some(Leader { held, phase: Phase::Active(a), .. }) = self.leader.as_mut() else { return };
         if a.inflight.first_key_value().is_none_or(|(&s, _)| s > commit) {
             return;
         }
-        a.inflight.retain(|&s, _| s > commit);
+        a.inflight.retain(|&s, inf| {
+            if s <= commit {
+                held.remove(inf.value.commands());
+            }
+            s > commit
+        });
         if let Some((id, m, Some(at))) = &a.reconfig {
             if *at <= commit {
                 let chosen = matches!(self.log.get(*at), Some(e) if e.value == Value::Reconfigure(m.clone()));

@@ -105,7 +105,14 @@ impl<S: StateMachine> Replica<S> {
             let due = self.catchup_sent_at.is_none_or(|t| self.now >= t + self.cfg.retry_ticks);
             if due {
                 let any = self.random_peer();
-                self.request_catch_up(self.leader_hint.or(any));
+                // A leader held back in phase 1 by a compacted promiser is
+                // its own leader hint: it asks a peer (a hint naming
+                // ourselves used to win here and then be dropped, so a lost
+                // catch-up request was never sent again and that leader
+                // prepared forever; found by swarm testing, seed 177 on 5
+                // nodes).
+                let hint = self.leader_hint.filter(|&n| n != self.cfg.id);
+                self.request_catch_up(hint.or(any));
             }
         } else {
             self.catchup_sent_at = None;

@@ -160,6 +160,11 @@ impl<S: StateMachine> LocalCluster<S> {
         self.snapshots.push(None);
     }
 
+    /// The snapshot replica `id` stored last, if any.
+    pub fn stored_snapshot(&self, id: NodeId) -> Option<&Snapshot> {
+        self.snapshots[(id - 1) as usize].as_ref()
+    }
+
     /// Replica `id`.
     pub fn node(&self, id: NodeId) -> &Replica<S> {
         self.nodes[(id - 1) as usize].as_ref().expect("replica is running")

@@ -845,7 +845,7 @@ impl<S: StateMachine> Replica<S> {
     /// Queue a command at the leader, or pass it on towards one.
     fn enqueue(&mut self, cmd: Command) {
         if let Some(leader) = self.leader.as_mut() {
-            leader.pending.push_back(cmd);
+            leader.enqueue(cmd);
         } else {
             match self.leader_hint {
                 Some(l) if l != self.cfg.id => self.send(l, Message::Forward { commands: vec![cmd] }),

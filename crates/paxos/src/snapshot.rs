@@ -77,33 +77,42 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// Layout: session count (its top bit set when a membership section
-    /// follows), sessions, [membership], state machine bytes. The
-    /// membership section is written once the membership has changed, so
-    /// that a replica restarting from, or installing, the snapshot knows
-    /// the configuration in force and any pending one.
+    /// follows), sessions, membership, state machine bytes.
+    ///
+    /// The membership section is always written: it holds only what governs
+    /// the slots after the snapshot (the configuration in force there and
+    /// any pending one), and both follow from the chosen log alone, so every
+    /// replica's snapshot of a slot carries the same bytes, and a replica
+    /// that restarts from, or installs, the snapshot counts the next slots
+    /// in the configuration the log gives, never in the one its own start
+    /// flags name. (Writing it only when the membership differed from the
+    /// writer's own initial one left it out of the snapshots of a member
+    /// that joined after the last change; an original member installing
+    /// such a snapshot came back, after a restart, counting quorums in the
+    /// cluster's first configuration.) Only snapshots written before that
+    /// rule, and seeded ones ([`Snapshot::from_state`]), come without it.
     fn encode_snapshot(&self) -> Bytes {
         let mut sessions: Vec<(u64, u64)> = self.sessions.iter().map(|(&c, (s, _))| (c, *s)).collect();
         sessions.sort_unstable();
         let mut out = Vec::with_capacity(8 + sessions.len() * 16);
-        let with_membership = self.membership_changed();
-        let flag = if with_membership { MEMBERSHIP_FLAG } else { 0 };
-        out.extend_from_slice(&(sessions.len() as u64 | flag).to_be_bytes());
+        out.extend_from_slice(&(sessions.len() as u64 | MEMBERSHIP_FLAG).to_be_bytes());
         for (c, s) in sessions {
             out.extend_from_slice(&c.to_be_bytes());
             out.extend_from_slice(&s.to_be_bytes());
         }
-        if with_membership {
-            // Only what governs the slots after the snapshot: the
-            // configuration in force there and any pending one. Both follow
-            // from the chosen log alone, so every replica's snapshot of a
-            // slot carries the same bytes.
-            let from = self.applied + 1;
-            let mut c = crate::reconfig::Configs::new(self.configs.governing(from).clone(), self.configs.alpha);
-            c.chosen.extend(self.configs.pending_at(from).map(|(s, m)| (s, m.clone())));
-            c.encode(&mut out);
-        }
+        self.snapshot_configs().encode(&mut out);
         out.extend_from_slice(&self.sm.snapshot());
         Bytes::from(out)
+    }
+
+    /// What a snapshot of everything applied records of the membership:
+    /// the configuration governing the next slot, as the base, and the
+    /// changes chosen but not yet in force there.
+    pub(crate) fn snapshot_configs(&self) -> crate::reconfig::Configs {
+        let from = self.applied + 1;
+        let mut c = crate::reconfig::Configs::new(self.configs.governing(from).clone(), self.configs.alpha);
+        c.chosen.extend(self.configs.pending_at(from).map(|(s, m)| (s, m.clone())));
+        c
     }
 
     /// Replace the state machine and the duplicate table by a snapshot's.

@@ -4,7 +4,7 @@
 //! simulator (`synod-sim --reconfig`) covers them under faults.
 
 use synod_paxos::local::LocalCluster;
-use synod_paxos::{Change, Command, Config, Input, KvMachine, NodeId, ReconfigError, Replica};
+use synod_paxos::{Change, Command, Config, Input, KvMachine, Message, NodeId, ReconfigError, Replica};
 
 /// α (the window) is small so that changes take effect after a few slots.
 fn cfg(id: NodeId, members: Vec<NodeId>) -> Config {
@@ -25,21 +25,26 @@ fn put(client: u64, seq: u64, k: &str, v: &str) -> Command {
 /// (waiting for a leader whenever there is none).
 fn write(c: &mut LocalCluster<KvMachine>, client: u64, n: u64) {
     for seq in 1..=n {
-        for _ in 0..20 {
-            if c.leader().is_some() {
-                break;
-            }
-            c.tick(5);
-        }
-        let l = c.leader().expect("a leader");
+        let l = leader(c);
         c.step(l, Input::Propose(put(client, seq, &format!("k{seq}"), "v")));
         c.deliver_all();
     }
     c.tick(3);
 }
 
+/// The leader, after waiting for one if there is none.
+fn leader(c: &mut LocalCluster<KvMachine>) -> NodeId {
+    for _ in 0..20 {
+        if let Some(l) = c.leader() {
+            return l;
+        }
+        c.tick(5);
+    }
+    c.leader().expect("a leader")
+}
+
 fn reconfigure(c: &mut LocalCluster<KvMachine>, id: u64, change: Change) -> Result<u64, ReconfigError> {
-    let l = c.leader().expect("a leader");
+    let l = leader(c);
     c.step(l, Input::Reconfigure { id, change });
     c.tick(3);
     let (_, r) = c.reconfigs.iter().rev().find(|(_, r)| r.id == id).expect("the change was answered");
@@ -172,4 +177,82 @@ fn the_configuration_survives_restarts_and_snapshots() {
     c.tick(40);
     write(&mut c, 4, 5);
     assert!(c.leader().is_some());
+}
+
+/// Issue 12 (found by `synod-sim --nodes 5 --reconfig`, seed 1237): a member
+/// that joined after the last change starts from the configuration then in
+/// force, so nothing differs from its own start flags; its snapshots left the
+/// membership out. An original member that installed one and restarted
+/// rebuilt the configurations from *its* start flags and counted quorums in
+/// the cluster's first configuration, which need not meet the real ones.
+#[test]
+fn a_snapshot_made_by_a_member_that_joined_later_restores_the_configuration_everywhere() {
+    // [1,2,3,4] -> remove 4 -> [1,2,3], then 5 joins as a learner.
+    let mut c = cluster(4);
+    write(&mut c, 1, 5);
+    reconfigure(&mut c, 1, Change::Remove(4)).unwrap();
+    c.isolated.push(4);
+    c.add_node(learner(5, vec![1, 2, 3]));
+    c.isolated.push(5);
+    reconfigure(&mut c, 2, Change::AddLearner(5)).unwrap();
+    // Past the change's window and into a snapshot, so node 5 catches up
+    // from one that holds nothing pending: its configurations are exactly
+    // its start flags.
+    write(&mut c, 2, 40);
+    c.isolated.retain(|&n| n != 5);
+    c.tick(20);
+    assert!(c.node(5).log().compacted() > 0, "node 5 caught up from a snapshot");
+    // Node 3 falls behind while node 5 snapshots slots of its own.
+    c.isolated.push(3);
+    write(&mut c, 3, 45);
+    let snap = c.stored_snapshot(5).expect("node 5 stored a snapshot").slot;
+    assert!(snap > c.node(3).commit_index(), "node 3 is behind node 5's snapshot");
+    // Node 3 installs node 5's snapshot (it asks node 5 to catch up).
+    c.isolated.retain(|&n| n != 3);
+    let from_slot = c.node(3).commit_index() + 1;
+    c.step(5, Input::Message { from: 3, msg: Message::CatchUp { from_slot } });
+    c.deliver_all();
+    assert_eq!(c.stored_snapshot(3).map(|s| s.slot), Some(snap), "node 3 installed node 5's snapshot");
+    assert_eq!(c.stored_snapshot(3).map(|s| &s.data), c.stored_snapshot(5).map(|s| &s.data));
+    // Restarted from it, node 3 counts in [1,2,3], not in its flags' [1,2,3,4].
+    let want = c.node(1).membership().clone();
+    assert_eq!(want.voters, vec![1, 2, 3]);
+    c.crash_and_recover(3, cfg(3, vec![1, 2, 3, 4]), KvMachine::default());
+    assert_eq!(c.node(3).membership(), &want, "node 3 recovered the configuration the log gives");
+    // And catches up past it, still in step with the others.
+    c.tick(20);
+    write(&mut c, 4, 5);
+    assert_eq!(c.node(3).commit_index(), c.node(1).commit_index());
+    assert_eq!(c.node(3).membership(), c.node(1).membership());
+}
+
+/// Every replica's snapshot of one slot is the same bytes, whatever
+/// configuration each one started from (the snapshot carries the
+/// membership always).
+#[test]
+fn snapshots_of_one_slot_are_the_same_bytes_on_every_replica() {
+    let mut c = cluster(3);
+    write(&mut c, 1, 5);
+    c.add_node(learner(4, vec![1, 2, 3]));
+    c.isolated.push(4);
+    reconfigure(&mut c, 1, Change::AddLearner(4)).unwrap();
+    // Node 4 catches up from a snapshot taken once the change was in force.
+    write(&mut c, 2, 40);
+    c.isolated.clear();
+    c.tick(20);
+    assert!(c.node(4).log().compacted() > 0, "node 4 caught up from a snapshot");
+    write(&mut c, 3, 5);
+    c.tick(10);
+    let commit = c.node(1).commit_index();
+    for id in 1..=4 {
+        assert_eq!(c.node(id).commit_index(), commit, "node {id} is in step");
+        c.step(id, Input::TakeSnapshot);
+    }
+    let first = c.stored_snapshot(1).expect("node 1 snapshotted").clone();
+    assert_eq!(first.slot, commit);
+    for id in 2..=4 {
+        let snap = c.stored_snapshot(id).expect("snapshotted");
+        assert_eq!(snap.slot, first.slot);
+        assert!(snap.data == first.data, "node {id}'s snapshot of slot {} differs from node 1's", snap.slot);
+    }
 }

@@ -71,6 +71,35 @@ fn a_retried_command_is_applied_once() {
     }
 }
 
+/// Retries of a command the leader still holds (queued, or in a slot not yet
+/// chosen) take no slot of their own: under load each client timeout would
+/// otherwise add a duplicate to the queue it waits in (found by swarm testing,
+/// `synod-sim --swarm`, with one command per slot).
+#[test]
+fn retries_of_a_command_in_flight_take_no_slot() {
+    let mut c = cluster(3);
+    let l = c.leader().unwrap();
+    let f = follower(&c, 3);
+    let before = c.node(l).log().last_slot();
+    c.step(l, Input::Propose(put(1, 1, "a", "1")));
+    // In flight, not yet chosen: retried at the leader and through a follower.
+    c.step(l, Input::Propose(put(1, 1, "a", "1")));
+    c.step(f, Input::Propose(put(1, 1, "a", "1")));
+    c.tick(5);
+    let slots: Vec<_> = c
+        .node(l)
+        .log()
+        .iter_from(before + 1)
+        .filter(|(_, e)| e.value.commands().iter().any(|cmd| cmd.id.client == 1))
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(slots.len(), 1, "one slot holds the command: {slots:?}");
+    // Every replica that took a copy answered it.
+    for at in [l, f] {
+        assert!(c.responses.iter().any(|(n, r)| *n == at && r.result == Ok(None)), "{at} answered: {:?}", c.responses);
+    }
+}
+
 #[test]
 fn linearizable_reads_are_served_by_the_leader_and_by_followers_through_a_read_index() {
     let mut c = cluster(3);

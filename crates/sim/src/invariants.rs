@@ -312,8 +312,11 @@ impl Invariants {
                 }
             }
         }
+        // Checked after every event, not only when the commit index moved:
+        // a restart or a snapshot install changes the configurations a
+        // replica holds without learning anything new.
         let me: NodeId = i as NodeId + 1;
-        if from <= commit && r.membership().is_voter(me) && !r.is_rejoining() {
+        if r.membership().is_voter(me) && !r.is_rejoining() {
             let want = self.governing(commit + 1);
             let have = r.membership();
             if have.voters != want.voters || have.q1 != want.q1 || have.q2 != want.q2 {

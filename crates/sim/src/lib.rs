@@ -10,12 +10,15 @@
 //! * [`world`]: the cluster, network, storage and clients;
 //! * [`invariants`]: agreement, validity, durability, monotonicity;
 //! * [`linearizability`]: the client-history checker;
-//! * [`scenario`]: the OmniPaxos partial-connectivity scenarios.
+//! * [`scenario`]: the OmniPaxos partial-connectivity scenarios;
+//! * [`swarm`]: swarm testing, each seed its own mix of faults and knobs.
 
 pub mod invariants;
 pub mod linearizability;
 pub mod scenario;
+pub mod swarm;
 pub mod world;
 
 pub use invariants::Violation;
+pub use swarm::Swarm;
 pub use world::{RunReport, SimOptions, World};

@@ -2,6 +2,9 @@
 //!
 //! ```text
 //! synod-sim --seeds N [--ops M] [--nodes K]    clean runs of seeds 0..N
+//! synod-sim --seeds N --first-seed F           seeds F..F+N
+//! synod-sim --seeds N --swarm                  each seed draws its own mix of
+//!                                              faults, timing and knobs
 //! synod-sim --seeds N --reconfig               with random membership changes
 //!                                              (and leadership transfers)
 //! synod-sim --seeds N --transfer               with random leadership transfers
@@ -13,7 +16,7 @@
 use std::process::ExitCode;
 use synod_paxos::PlantedBug;
 use synod_sim::scenario::{self, Scenario};
-use synod_sim::{SimOptions, World};
+use synod_sim::{SimOptions, Swarm, World};
 
 struct Args {
     seeds: u64,
@@ -25,11 +28,15 @@ struct Args {
     verbose: bool,
     reconfig: bool,
     transfer: bool,
+    first_seed: u64,
+    swarm: bool,
 }
 
-const USAGE: &str = "usage: synod-sim [--seeds N | --seed S] [--ops M] [--nodes K] [--reconfig] [--transfer] \
-[--plant NAME] [--scenario quorum-loss|constrained-election|chained] [--verbose]
+const USAGE: &str = "usage: synod-sim [--seeds N [--first-seed F] | --seed S] [--ops M] [--nodes K] [--reconfig] \
+[--transfer] [--swarm] [--plant NAME] [--scenario quorum-loss|constrained-election|chained] [--verbose]
 --reconfig mixes in membership changes and leadership transfers, --transfer only transfers
+--swarm: each seed draws which faults are on, network and disk timing, the window, batch and
+         snapshot sizes, the load, and whether to change the membership or move the leader
 planted bugs: skip-persist accept-lower-ballot ignore-accepted-value small-quorum lease-no-drift-margin
               reconfig-no-overlap learner-votes (these two always run with --reconfig)
               transfer-keeps-lease (always runs with --transfer)";
@@ -45,6 +52,8 @@ fn parse() -> Result<Args, String> {
         verbose: false,
         reconfig: false,
         transfer: false,
+        first_seed: 0,
+        swarm: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -53,6 +62,8 @@ fn parse() -> Result<Args, String> {
         match flag.as_str() {
             "--seeds" => a.seeds = num(value("--seeds")?, "--seeds")?,
             "--seed" => a.seed = Some(num(value("--seed")?, "--seed")?),
+            "--first-seed" => a.first_seed = num(value("--first-seed")?, "--first-seed")?,
+            "--swarm" => a.swarm = true,
             "--ops" => a.ops = num(value("--ops")?, "--ops")? as usize,
             "--nodes" => a.nodes = num(value("--nodes")?, "--nodes")? as usize,
             "--plant" => {
@@ -116,7 +127,16 @@ fn main() -> ExitCode {
     }
     let seeds: Vec<u64> = match args.seed {
         Some(s) => vec![s],
-        None => (0..args.seeds).collect(),
+        None => {
+            let end = args.first_seed.checked_add(args.seeds).ok_or("--first-seed + --seeds overflows");
+            match end {
+                Ok(end) => (args.first_seed..end).collect(),
+                Err(e) => {
+                    eprintln!("synod-sim: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
     };
     let (mut ops, mut faults, mut violations, mut max_recovery, mut events) = (0usize, 0u64, 0u64, 0u64, 0u64);
     let mut disk_faults = 0u64;
@@ -131,8 +151,14 @@ fn main() -> ExitCode {
             planted: args.plant,
             reconfig: args.reconfig,
             transfer: args.transfer,
+            swarm: args.swarm.then(|| Swarm::draw(seed)),
             ..SimOptions::new(seed)
         };
+        if args.swarm && (args.seed.is_some() || args.verbose) {
+            if let Some(s) = &opts.swarm {
+                println!("seed={seed} swarm {s}");
+            }
+        }
         let r = World::new(opts).run();
         ran += 1;
         ops += r.ops_completed;
@@ -162,11 +188,12 @@ fn main() -> ExitCode {
             if first_failure.is_none() {
                 println!("FAILED seed={seed} invariant={} {v}", v.invariant());
                 println!(
-                    "reproduce: synod-sim --seed {seed} --ops {} --nodes {}{}{}{}",
+                    "reproduce: synod-sim --seed {seed} --ops {} --nodes {}{}{}{}{}",
                     args.ops,
                     args.nodes,
                     if args.reconfig && args.plant.is_none() { " --reconfig" } else { "" },
                     if args.transfer && !args.reconfig && args.plant.is_none() { " --transfer" } else { "" },
+                    if args.swarm { " --swarm" } else { "" },
                     args.plant.map_or(String::new(), |p| format!(" --plant {}", p.name()))
                 );
                 first_failure = Some(seed);

@@ -19,6 +19,7 @@
 
 use crate::invariants::{Invariants, Violation};
 use crate::linearizability::{check_kv, Kv, KvOp, KvRet, Operation};
+use crate::swarm::{FaultKind, Swarm};
 use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
@@ -61,6 +62,11 @@ pub struct SimOptions {
     /// learner or an unknown id (refused), sometimes with the old leader
     /// cut off right after.
     pub transfer: bool,
+    /// Swarm testing: this run's own mix of faults, timing, protocol knobs
+    /// and load ([`Swarm::draw`] of the seed). It overrides `clients`,
+    /// `keys` and the simulator's timing, and switches `reconfig` and
+    /// `transfer` on when it draws them.
+    pub swarm: Option<Swarm>,
 }
 
 impl SimOptions {
@@ -77,6 +83,7 @@ impl SimOptions {
             default_timing: false,
             reconfig: false,
             transfer: false,
+            swarm: None,
         }
     }
 }
@@ -107,6 +114,15 @@ pub fn sim_config(id: NodeId, members: Vec<NodeId>, planted: Option<PlantedBug>)
 fn node_config(opts: &SimOptions, id: NodeId, members: Vec<NodeId>, learners: Vec<NodeId>) -> Config {
     if opts.default_timing {
         Config { planted: opts.planted, seed: opts.seed ^ id, learners, ..Config::new(id, members) }
+    } else if let Some(s) = &opts.swarm {
+        Config {
+            learners,
+            max_inflight_slots: s.max_inflight_slots,
+            max_batch: s.max_batch,
+            snapshot_every: s.snapshot_every,
+            snapshot_chunk: s.snapshot_chunk,
+            ..sim_config(id, members, opts.planted)
+        }
     } else {
         Config { learners, ..sim_config(id, members, opts.planted) }
     }
@@ -276,6 +292,10 @@ pub struct World {
     drop_per_mille: u32,
     dup_per_mille: u32,
     max_delay: u64,
+    /// Longest time for a write (or a snapshot) to become durable.
+    max_persist_delay: u64,
+    /// Whether clocks run at different rates.
+    skew: bool,
     faults_on: bool,
     healed_at: Option<u64>,
     last_completion: u64,
@@ -304,10 +324,19 @@ const CLIENT_TIMEOUT: u64 = 15 * TICK;
 
 impl World {
     /// A cluster of `opts.nodes` replicas, booted, with clients ready.
-    pub fn new(opts: SimOptions) -> World {
+    pub fn new(mut opts: SimOptions) -> World {
+        if let Some(s) = &opts.swarm {
+            opts.clients = s.clients;
+            opts.keys = s.keys;
+            opts.reconfig |= s.reconfig;
+            opts.transfer |= s.transfer;
+        }
         let mut rng = fastrand::Rng::with_seed(opts.seed);
         let members: Vec<NodeId> = (1..=opts.nodes as NodeId).collect();
-        let skew = opts.faults || opts.planted == Some(PlantedBug::LeaseNoDriftMargin);
+        let skew = match &opts.swarm {
+            Some(s) => opts.faults && s.skew,
+            None => opts.faults,
+        } || opts.planted == Some(PlantedBug::LeaseNoDriftMargin);
         let nodes = members
             .iter()
             .map(|&id| Node {
@@ -338,6 +367,11 @@ impl World {
             })
             .collect();
         let faults_on = opts.faults;
+        let (drop_per_mille, dup_per_mille, max_delay, max_persist_delay) = match &opts.swarm {
+            Some(s) if faults_on => (s.drop_per_mille, s.dup_per_mille, s.max_delay, s.max_persist_delay),
+            _ if faults_on => (30, 20, 2 * TICK, TICK),
+            _ => (0, 0, TICK / 2, TICK),
+        };
         let mut w = World {
             invariants: Invariants::new(
                 opts.nodes,
@@ -355,9 +389,11 @@ impl World {
             issued: 0,
             completed: 0,
             cut: BTreeSet::new(),
-            drop_per_mille: if faults_on { 30 } else { 0 },
-            dup_per_mille: if faults_on { 20 } else { 0 },
-            max_delay: if faults_on { 2 * TICK } else { TICK / 2 },
+            drop_per_mille,
+            dup_per_mille,
+            max_delay,
+            max_persist_delay,
+            skew,
             faults_on,
             healed_at: None,
             last_completion: 0,
@@ -417,7 +453,7 @@ impl World {
     /// the stragglers, check the history.
     pub fn run(mut self) -> RunReport {
         let op_phase_limit = (self.opts.ops as u64 * 20 + 400) * TICK;
-        let liveness_bound = 300 * TICK;
+        let liveness_bound = 300 * TICK * self.slowdown();
         while self.violation.is_none() {
             let Some(Reverse((at, id))) = self.queue.pop() else {
                 break;
@@ -477,6 +513,16 @@ impl World {
             transfers_failed: self.transfers_failed,
             violation: self.violation,
         }
+    }
+
+    /// How many times longer than the default profile one slot may take to
+    /// be chosen in a swarm profile (message delay both ways plus a write),
+    /// rounded up: the liveness bound stretches by as much, since a slow
+    /// network and disk are no protocol bug.
+    fn slowdown(&self) -> u64 {
+        let Some(s) = &self.opts.swarm else { return 1 };
+        let slot = |delay: u64, persist: u64| 2 * delay + persist;
+        slot(s.max_delay, s.max_persist_delay).div_ceil(slot(2 * TICK, TICK)).max(1)
     }
 
     fn handle(&mut self, event: Event) {
@@ -579,7 +625,7 @@ impl World {
         let node_id = self.nodes[i].id;
         if let Some(&(last, _)) = out.persist.last() {
             self.nodes[i].disk.extend(out.persist);
-            let delay = self.rng.u64(TICK / 10..=TICK);
+            let delay = self.rng.u64(TICK / 10..=self.max_persist_delay);
             let at = (self.now + delay).max(self.nodes[i].durable_at);
             self.nodes[i].durable_at = at;
             let incarnation = self.nodes[i].incarnation;
@@ -589,7 +635,7 @@ impl World {
             self.nodes[i].disk.retain(|(lsn, _)| *lsn >= before);
         }
         if let Some(snapshot) = out.snapshot {
-            let delay = self.rng.u64(TICK / 10..=TICK);
+            let delay = self.rng.u64(TICK / 10..=self.max_persist_delay);
             let incarnation = self.nodes[i].incarnation;
             self.schedule(delay, Event::SnapshotSaved { node: i, snapshot, incarnation });
         }
@@ -761,12 +807,23 @@ impl World {
             live.iter().copied().filter(|&i| self.nodes[i].replica.as_ref().is_some_and(|r| r.is_leader())).max_by_key(
                 |&i| self.nodes[i].replica.as_ref().and_then(|r| r.leader_ballot()).unwrap_or(Ballot::ZERO),
             );
+        let kind = match self.rng.u32(0..100) {
+            0..=7 if self.disks_in_trouble() == 0 && live.len() == self.present() => FaultKind::Disk,
+            0..=29 => FaultKind::Crash,
+            30..=54 => FaultKind::Isolate,
+            55..=74 => FaultKind::OneWay,
+            75..=89 => FaultKind::Partial,
+            _ => FaultKind::Heal,
+        };
+        if self.opts.swarm.as_ref().is_some_and(|s| !s.allows(kind)) {
+            return;
+        }
         self.faults += 1;
-        match self.rng.u32(0..100) {
+        match kind {
             // Disk faults: a wiped disk (the node rejoins without a vote), or
             // a flipped bit that stops the node until the disk is replaced;
             // at most one node in such trouble at a time.
-            0..=7 if self.disks_in_trouble() == 0 && live.len() == self.present() => {
+            FaultKind::Disk => {
                 let victim = live[self.rng.usize(0..live.len())];
                 if self.opts.reconfig {
                     // The disk is gone for good: a new node, with a new id,
@@ -787,7 +844,7 @@ impl World {
             }
             // A failed fsync stops the node (it never retries the sync); or
             // a plain crash. Either way it restarts later from its disk.
-            0..=29 => {
+            FaultKind::Crash => {
                 let crashed = n - live.len();
                 let allowed = if self.opts.reconfig {
                     let voters = self.reference_voters();
@@ -807,7 +864,7 @@ impl World {
                 }
             }
             // Isolate one node (often the leader) both ways.
-            30..=54 => {
+            FaultKind::Isolate => {
                 let victim = match (leader, self.rng.bool()) {
                     (Some(l), true) => l,
                     _ => self.rng.usize(0..n),
@@ -821,14 +878,14 @@ impl World {
                 }
             }
             // One-way: a hears b, b does not hear a.
-            55..=74 => {
+            FaultKind::OneWay => {
                 let a = self.rng.usize(0..n);
                 let b = (a + 1 + self.rng.usize(0..n - 1)) % n;
                 let until = self.rng.u64(5 * TICK..=40 * TICK);
                 self.cut_link(a, b, until);
             }
             // Partial: a random set of links, both ways.
-            75..=89 => {
+            FaultKind::Partial => {
                 let until = self.rng.u64(5 * TICK..=40 * TICK);
                 for a in 0..n {
                     for b in a + 1..n {
@@ -840,7 +897,7 @@ impl World {
                 }
             }
             // Heal every partition.
-            _ => self.cut.clear(),
+            FaultKind::Heal => self.cut.clear(),
         }
     }
 
@@ -1045,7 +1102,7 @@ impl World {
         let id = self.nodes.len() as NodeId + 1;
         let cfg = node_config(&self.opts, id, voters.clone(), learners.clone());
         let replica = Replica::new(cfg, KvMachine::default()).expect("the simulator's configuration is valid");
-        let period = if self.opts.faults { self.rng.u64(TICK..=TICK * 8 / 5) } else { TICK };
+        let period = if self.skew { self.rng.u64(TICK..=TICK * 8 / 5) } else { TICK };
         self.nodes.push(Node {
             id,
             replica: Some(replica),
