@@ -105,7 +105,7 @@ pub(crate) enum Phase {
 
 /// The client commands a leader holds, queued or proposed in a slot not yet
 /// known chosen, with how many copies of each.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Held(HashMap<CommandId, u32>);
 
 impl Held {
