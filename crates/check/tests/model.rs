@@ -1,7 +1,7 @@
 //! The model checker's own specification: the clean protocol passes at CI
 //! size, and every planted bug a small model can show is caught.
 
-use synod_check::{check, Bounds, Report, Search};
+use synod_check::{check, Bounds, Clock, Report, Search};
 use synod_paxos::PlantedBug;
 
 fn bfs(max_states: usize) -> Search {
@@ -46,4 +46,50 @@ fn ignore_accepted_value_is_caught_as_disagreement() {
     let search = Search { dfs: true, max_depth: 17, ..Search::default() };
     let report = check(planted(PlantedBug::IgnoreAcceptedValue, 1, 0), &search);
     assert_caught(&report, "agreement");
+}
+
+#[test]
+fn transfer_keeps_lease_is_caught_as_two_lease_holders() {
+    // The old leader hands over, is cut off, and keeps serving on its lease
+    // while its successor earns one.
+    let bounds = Bounds {
+        transfers: 1,
+        lease_ticks: 4,
+        lease_drift_margin_ticks: 1,
+        ..planted(PlantedBug::TransferKeepsLease, 0, 0)
+    };
+    let search = Search { dfs: true, max_depth: 14, ..Search::default() };
+    assert_caught(&check(bounds, &search), "lease-exclusive");
+}
+
+#[test]
+fn lease_no_drift_margin_is_caught_with_a_fast_clock() {
+    // Node 1's clock runs at double rate: it lets the old leader's lease go
+    // after half of it in real time, while the old leader, with no margin,
+    // still counts on all of it. The margin (4 of 6 ticks) covers that.
+    let bounds = Bounds {
+        ticks: 7,
+        clock: Clock::Global { fast: Some(0) },
+        lease_ticks: 6,
+        lease_drift_margin_ticks: 4,
+        ..planted(PlantedBug::LeaseNoDriftMargin, 0, 0)
+    };
+    assert_caught(&check(bounds, &bfs(0)), "lease-exclusive");
+}
+
+#[test]
+fn clean_protocol_keeps_leases_exclusive_with_a_fast_clock() {
+    let bounds = Bounds {
+        ticks: 7,
+        clock: Clock::Global { fast: Some(0) },
+        lease_ticks: 6,
+        lease_drift_margin_ticks: 4,
+        changes: Vec::new(),
+        commands: 0,
+        crashes: 0,
+        ..Bounds::small()
+    };
+    let report = check(bounds, &bfs(0));
+    assert!(report.violation.is_none(), "{:?}", report.violation);
+    assert!(report.unique > 10_000);
 }
