@@ -53,9 +53,9 @@ pub struct Bounds {
     pub crashes: u32,
     /// Messages the network may lose outright.
     pub drops: u32,
-    /// Times a node may be cut off from election traffic (its pings and
-    /// pongs lost, until healed): how a second leader gets elected while
-    /// the first one still runs.
+    /// Times a leader may be cut off from periodic traffic (its pings,
+    /// pongs, heartbeats and acks lost both ways, until healed): how a
+    /// second leader gets elected while the first one still runs.
     pub cuts: u32,
     /// Membership changes asked of the leader, in order; `AddLearner(id)`
     /// starts node `id` (the next id after the voters) as a learner first.
