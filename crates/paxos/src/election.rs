@@ -29,7 +29,7 @@
 use crate::ballot::{Ballot, NodeId};
 
 /// One node's leader-election state.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Election {
     me: NodeId,
     priority: u32,

@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 /// A slot proposed and not yet known chosen.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Inflight {
     value: Value,
     /// Who accepted it (counted against the configuration governing the
@@ -40,7 +40,7 @@ pub(crate) struct Inflight {
 }
 
 /// Phase 1 in progress.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Preparing {
     from_slot: Slot,
     /// Who promised (a promise covers every slot from `from_slot` on).
@@ -56,7 +56,7 @@ pub(crate) struct Preparing {
 }
 
 /// Phase 1 done: proposing.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Active {
     next_slot: Slot,
     /// The no-op proposed right after phase 1; once it is chosen this leader
@@ -97,7 +97,7 @@ pub(crate) struct Active {
     read_round_wanted: bool,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Phase {
     Preparing(Preparing),
     Active(Box<Active>),
@@ -105,7 +105,7 @@ pub(crate) enum Phase {
 
 /// The client commands a leader holds, queued or proposed in a slot not yet
 /// known chosen, with how many copies of each.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Held(HashMap<CommandId, u32>);
 
 impl Held {
@@ -132,7 +132,7 @@ impl Held {
 }
 
 /// This replica's leadership.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Leader {
     pub(crate) ballot: Ballot,
     /// Client commands waiting for a slot (only through

@@ -155,7 +155,7 @@ pub struct ReadResponse<O> {
 }
 
 /// What a replica wants done. See the module docs for the one rule.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Output<O> {
     /// Records to append to stable storage, in order.
     pub persist: Vec<(Lsn, Record)>,
@@ -237,7 +237,7 @@ pub enum RecoverError {
 }
 
 /// A replica rejoining without its acceptor state.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Rejoin {
     /// The highest slot any queried member has accepted in; catch up to it.
     pub(crate) target: Slot,
@@ -268,7 +268,7 @@ impl NodeSet {
 }
 
 /// A read waiting for its leader to be confirmed.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct PendingRead {
     pub(crate) id: u64,
     pub(crate) query: Bytes,
@@ -281,7 +281,7 @@ pub(crate) struct PendingRead {
 }
 
 /// A linearizable read made at a follower, waiting for its read index.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct FollowerRead {
     pub(crate) id: u64,
     pub(crate) query: Bytes,
@@ -293,6 +293,10 @@ pub(crate) struct FollowerRead {
 }
 
 /// One replica: proposer (leader), acceptor and learner.
+///
+/// Cloning a replica forks it: both copies go on from the same state and,
+/// fed the same inputs, behave alike (a model checker branches on this).
+#[derive(Clone)]
 pub struct Replica<S: StateMachine> {
     pub(crate) cfg: Config,
     pub(crate) now: u64,
@@ -381,6 +385,61 @@ pub struct Replica<S: StateMachine> {
     pub(crate) ping_round: u64,
     pub(crate) loopback: VecDeque<Message>,
     pub(crate) out: Output<S::Output>,
+}
+
+/// Every field, for traces and for model checkers that fingerprint a
+/// replica's whole state (hash maps print in their own order).
+impl<S> std::fmt::Debug for Replica<S>
+where
+    S: StateMachine + std::fmt::Debug,
+    S::Output: std::fmt::Debug,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("cfg", &self.cfg)
+            .field("now", &self.now)
+            .field("rng", &self.rng)
+            .field("next_lsn", &self.next_lsn)
+            .field("durable", &self.durable)
+            .field("held", &self.held)
+            .field("promised", &self.promised)
+            .field("lease_holder", &self.lease_holder)
+            .field("lease_ballot", &self.lease_ballot)
+            .field("lease_until", &self.lease_until)
+            .field("log", &self.log)
+            .field("commit", &self.commit)
+            .field("commit_persisted", &self.commit_persisted)
+            .field("applied", &self.applied)
+            .field("known_commit", &self.known_commit)
+            .field("catchup_sent_at", &self.catchup_sent_at)
+            .field("sm", &self.sm)
+            .field("sessions", &self.sessions)
+            .field("snapshot", &self.snapshot)
+            .field("snapshot_pending", &self.snapshot_pending)
+            .field("checkpoint_lsn", &self.checkpoint_lsn)
+            .field("incoming", &self.incoming)
+            .field("installed_unsaved", &self.installed_unsaved)
+            .field("transfers", &self.transfers)
+            .field("election", &self.election)
+            .field("leader", &self.leader)
+            .field("abandoned", &self.abandoned)
+            .field("own_ballot", &self.own_ballot)
+            .field("first_lsn", &self.first_lsn)
+            .field("rejoin", &self.rejoin)
+            .field("leader_hint", &self.leader_hint)
+            .field("forward", &self.forward)
+            .field("follower_reads", &self.follower_reads)
+            .field("local", &self.local)
+            .field("configs", &self.configs)
+            .field("view", &self.view)
+            .field("progress", &self.progress)
+            .field("transfer", &self.transfer)
+            .field("takeover", &self.takeover)
+            .field("ping_round", &self.ping_round)
+            .field("loopback", &self.loopback)
+            .field("out", &self.out)
+            .finish()
+    }
 }
 
 impl<S: StateMachine> Replica<S> {

@@ -30,7 +30,7 @@ const MEMBERSHIP_FLAG: u64 = 1 << 63;
 /// twice.
 const SNAPSHOT_STALL_RETRIES: u64 = 2;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Incoming {
     slot: Slot,
     total: u64,

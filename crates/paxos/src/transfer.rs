@@ -99,7 +99,7 @@ pub enum TransferError {
 }
 
 /// A transfer asked for at this replica, until answered.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Transfer {
     /// The request id, echoed in the answer.
     id: u64,

@@ -152,6 +152,7 @@ impl fmt::Display for Violation {
     }
 }
 
+#[derive(Clone)]
 struct NodeWatch {
     last_promised: Ballot,
     /// Highest ballot this node acknowledged in a Promise, Accepted or
@@ -160,7 +161,9 @@ struct NodeWatch {
     checked_commit: Slot,
 }
 
-/// Incremental invariant checker for one cluster.
+/// Incremental invariant checker for one cluster. Cloning it forks the
+/// check along with the cluster it watches (a model checker does).
+#[derive(Clone)]
 pub struct Invariants {
     nodes: Vec<NodeWatch>,
     chosen: Vec<Option<Value>>,
