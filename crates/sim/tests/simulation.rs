@@ -116,7 +116,9 @@ fn partial_connectivity_scenarios_recover_within_four_election_rounds() {
 /// `scripts/sim-long` search for the next one.
 #[test]
 fn seeds_that_found_bugs_stay_clean() {
-    let table: &[(&str, u64, usize, fn(u64) -> SimOptions)] = &[
+    /// What a seed found, the seed, the cluster size, and its options.
+    type Found = (&'static str, u64, usize, fn(u64) -> SimOptions);
+    let table: &[Found] = &[
         // A snapshot without the membership, restored by an original member.
         ("configuration", 1237, 5, |s| SimOptions { reconfig: true, ..SimOptions::new(s) }),
         // A leader proposing again below its commit index.
