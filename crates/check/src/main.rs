@@ -4,7 +4,7 @@
 //! synod-check [--plant NAME] [--commands N] [--ticks N] [--crashes N]
 //!             [--drops N] [--cuts N] [--transfers N] [--changes PLAN]
 //!             [--snapshot-every N] [--lease TICKS MARGIN] [--independent-clocks]
-//!             [--fast-node ID] [--cold] [--summary] [--max-states N] [--max-depth N]
+//!             [--fast-node ID] [--cold] [--warm-learners N] [--summary] [--max-states N] [--max-depth N]
 //!             [--threads N] [--dfs]
 //! ```
 //!
@@ -16,8 +16,8 @@ use synod_check::{check, Bounds, Clock, Fingerprint, Search};
 use synod_paxos::{Change, PlantedBug};
 
 const USAGE: &str = "usage: synod-check [--plant NAME] [--commands N] [--ticks N] [--crashes N] [--drops N] \
-[--cuts N] [--transfers N] [--changes add-promote|add|remove-add|none] [--snapshot-every N] \
-[--lease TICKS MARGIN] [--independent-clocks] [--fast-node ID] [--cold] [--summary] [--max-states N] [--max-depth N] \
+[--cuts N] [--transfers N] [--changes add-promote|add|remove-add|replace|none] [--snapshot-every N] \
+[--lease TICKS MARGIN] [--independent-clocks] [--fast-node ID] [--cold] [--warm-learners N] [--summary] [--max-states N] [--max-depth N] \
 [--threads N] [--dfs]
 planted bugs: skip-persist accept-lower-ballot ignore-accepted-value small-quorum lease-no-drift-margin
               reconfig-no-overlap learner-votes transfer-keeps-lease";
@@ -46,6 +46,7 @@ fn parse() -> Result<(Bounds, Search), String> {
                     "add-promote" => vec![Change::AddLearner(4), Change::PromoteLearner(4)],
                     "add" => vec![Change::AddLearner(4)],
                     "remove-add" => vec![Change::Remove(3), Change::AddLearner(4)],
+                    "replace" => vec![Change::Replace { voters: vec![1, 4, 5], learners: Vec::new() }],
                     "none" => Vec::new(),
                     other => return Err(format!("unknown plan {other}")),
                 }
@@ -60,6 +61,11 @@ fn parse() -> Result<(Bounds, Search), String> {
                 b.clock = Clock::Global { fast: Some(id.saturating_sub(1) as usize) };
             }
             "--cold" => b.warm = false,
+            "--warm-learners" => {
+                let n = num(value(&flag)?, &flag)?;
+                let first = b.voters as u64 + 1;
+                b.warm_changes = (first..first + n).map(Change::AddLearner).collect();
+            }
             "--summary" => b.fingerprint = Fingerprint::Summary,
             "--max-states" => s.max_states = num(value(&flag)?, &flag)? as usize,
             "--max-depth" => s.max_depth = num(value(&flag)?, &flag)? as usize,

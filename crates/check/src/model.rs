@@ -74,6 +74,11 @@ pub struct Bounds {
     /// first slot (a fixed, deterministic warm-up run), rather than from
     /// boot.
     pub warm: bool,
+    /// Membership changes the warm-up makes, in order, each chosen and in
+    /// force everywhere (learners caught up) before exploring starts: how a
+    /// model begins with learners or a changed membership without spending
+    /// its depth on getting there. Only with `warm`.
+    pub warm_changes: Vec<Change>,
     /// The protocol bug to plant, if any.
     pub planted: Option<PlantedBug>,
 }
@@ -98,15 +103,16 @@ impl Bounds {
             lease_drift_margin_ticks: 0,
             fingerprint: Fingerprint::Exact,
             warm: true,
+            warm_changes: Vec::new(),
             planted: None,
         }
     }
 
     /// Every node id the model may start: the voters, then one per
-    /// `AddLearner` change.
+    /// `AddLearner` change (of the warm-up, then of the plan).
     fn node_ids(&self) -> Vec<NodeId> {
         let mut ids: Vec<NodeId> = (1..=self.voters as NodeId).collect();
-        for c in &self.changes {
+        for c in self.warm_changes.iter().chain(&self.changes) {
             if let Change::AddLearner(id) = c {
                 if !ids.contains(id) {
                     ids.push(*id);
@@ -382,26 +388,49 @@ impl SynodModel {
         model
     }
 
-    /// Run the cluster on a fixed schedule (every voter ticks, then every
-    /// message is delivered and every record made durable, in order) until
-    /// a leader has chosen its first slot and every voter learned it, then
-    /// deliver what is left without ticking.
+    /// Run the cluster on a fixed schedule (every started node ticks, then
+    /// every message is delivered and every record made durable, in order)
+    /// until a leader has chosen its first slot and every node learned it;
+    /// then make each of [`Bounds::warm_changes`] the same way, until it is
+    /// in force everywhere; then deliver what is left without ticking.
     fn warm_up(&self, s: &mut State) {
-        let voters = self.bounds.voters;
-        for _round in 0..50 {
-            for i in 0..voters {
+        self.run_until_settled(s);
+        for (k, change) in self.bounds.warm_changes.iter().enumerate() {
+            let Some(l) = (0..s.nodes.len()).find(|&i| s.live(i).is_some_and(|r| r.is_leader())) else {
+                panic!("the warm-up elected no leader");
+            };
+            self.start_learner(s, l, change);
+            self.step(s, l, Input::Reconfigure { id: 100 + k as u64, change: change.clone() });
+            self.run_until_settled(s);
+            let settled = s.live(l).is_some_and(|r| r.pending_membership().is_none() && r.commit_index() > 1);
+            assert!(settled, "warm-up change {change:?} did not take effect");
+        }
+        self.settle(s);
+        // The plan's changes are counted from here.
+        s.changes_chosen = 0;
+    }
+
+    /// Tick and settle until some leader's commit index is at least 1 and
+    /// above every configuration change it knows, and every started node
+    /// has learned up to it.
+    fn run_until_settled(&self, s: &mut State) {
+        for _round in 0..100 {
+            for i in 0..s.nodes.len() {
                 self.step(s, i, Input::Tick);
             }
             self.settle(s);
-            let leader = (0..voters).find(|&i| s.live(i).is_some_and(|r| r.is_leader()));
-            if let Some(l) = leader {
-                let commit = s.live(l).map_or(0, |r| r.commit_index());
-                if commit >= 1 && (0..voters).all(|i| s.live(i).is_some_and(|r| r.commit_index() == commit)) {
-                    break;
+            let leader = (0..s.nodes.len()).find(|&i| s.live(i).is_some_and(|r| r.is_leader()));
+            if let Some(r) = leader.and_then(|l| s.live(l)) {
+                let commit = r.commit_index();
+                let in_force = r.pending_membership().is_none();
+                let everywhere = (0..s.nodes.len())
+                    .filter(|&i| s.nodes[i].started)
+                    .all(|i| s.live(i).is_some_and(|n| n.commit_index() == commit));
+                if commit >= 1 && in_force && everywhere {
+                    return;
                 }
             }
         }
-        self.settle(s);
     }
 
     /// Deliver every message and make every record durable until nothing
@@ -533,7 +562,15 @@ impl SynodModel {
     fn reconfigure(&self, s: &mut State, i: usize) {
         let change = self.bounds.changes[s.changes_asked].clone();
         s.changes_asked += 1;
-        if let Change::AddLearner(id) = change {
+        self.start_learner(s, i, &change);
+        let id = s.changes_asked as u64;
+        self.step(s, i, Input::Reconfigure { id, change });
+    }
+
+    /// Before `AddLearner(id)` is asked of node `i`: start node `id` as a
+    /// learner of `i`'s configuration.
+    fn start_learner(&self, s: &mut State, i: usize, change: &Change) {
+        if let &Change::AddLearner(id) = change {
             let m = s.live(i).map(|r| r.membership().clone());
             if let (Some(m), Some(j)) = (m, s.index(id)) {
                 if !s.nodes[j].started {
@@ -548,8 +585,6 @@ impl SynodModel {
                 }
             }
         }
-        let id = s.changes_asked as u64;
-        self.step(s, i, Input::Reconfigure { id, change });
     }
 
     fn transfer(&self, s: &mut State, i: usize) {

@@ -2,7 +2,7 @@
 //! size, and every planted bug a small model can show is caught.
 
 use synod_check::{check, Bounds, Clock, Report, Search};
-use synod_paxos::PlantedBug;
+use synod_paxos::{Change, PlantedBug};
 
 fn bfs(max_states: usize) -> Search {
     Search { max_states, ..Search::default() }
@@ -92,4 +92,38 @@ fn clean_protocol_keeps_leases_exclusive_with_a_fast_clock() {
     let report = check(bounds, &bfs(0));
     assert!(report.violation.is_none(), "{:?}", report.violation);
     assert!(report.unique > 10_000);
+}
+
+#[test]
+fn accept_lower_ballot_is_caught_as_disagreement() {
+    // The first leader's Accept reaches the third voter only after a second
+    // leader's value was chosen with it; the buggy acceptor takes it anyway,
+    // and the first leader counts a second quorum for its own value.
+    let search = Search { dfs: true, max_depth: 16, ..Search::default() };
+    let report = check(planted(PlantedBug::AcceptLowerBallot, 1, 0), &search);
+    assert_caught(&report, "agreement");
+}
+
+#[test]
+fn learner_votes_is_caught_as_disagreement() {
+    // With a learner counted, the leader and the learner make a "quorum" the
+    // other voters never hear of.
+    let bounds = Bounds { warm_changes: vec![Change::AddLearner(4)], ..planted(PlantedBug::LearnerVotes, 1, 0) };
+    let search = Search { dfs: true, max_depth: 16, ..Search::default() };
+    assert_caught(&check(bounds, &search), "agreement");
+}
+
+#[test]
+fn reconfig_no_overlap_is_caught() {
+    // Two learners are in sync; the leader replaces two voters with them and
+    // uses the new configuration at once, whose quorums miss the old one's.
+    let bounds = Bounds {
+        warm_changes: vec![Change::AddLearner(4), Change::AddLearner(5)],
+        changes: vec![Change::Replace { voters: vec![1, 4, 5], learners: Vec::new() }],
+        ..planted(PlantedBug::ReconfigNoOverlap, 1, 0)
+    };
+    let search = Search { dfs: true, max_depth: 18, ..Search::default() };
+    let report = check(bounds, &search);
+    let cx = report.violation.as_ref().expect("the planted bug must be caught");
+    assert!(!cx.trace.is_empty(), "{}", cx.violation);
 }
