@@ -117,6 +117,9 @@ pub struct Status {
     /// A peer refused this member because it was removed from the cluster
     /// (it may not have learned the change itself).
     pub removed: bool,
+    /// Messages from peers refused on arrival since this member started
+    /// (numbers no member could have sent; see `synod_paxos::admission`).
+    pub refused: u64,
 }
 
 impl Status {
@@ -360,6 +363,7 @@ where
             timeout: cfg.request_timeout,
             published: None,
             alpha: cfg.protocol.max_inflight_slots as u64,
+            refused: 0,
         };
         let task = tokio::spawn(actor.run(cfg.tick, rx, peer_rx, durable_rx, stop_rx));
         Ok(Node { handle: Handle { tx, timeout: cfg.request_timeout }, task, accept_task, shutdown: Some(stop_tx) })
@@ -453,6 +457,8 @@ struct Actor<S: StateMachine> {
     published: Option<Membership>,
     /// The reconfiguration window (`Config::max_inflight_slots`).
     alpha: u64,
+    /// Peer messages refused on arrival since start.
+    refused: u64,
 }
 
 impl<S> Actor<S>
@@ -596,6 +602,7 @@ where
                     voter: membership.voters.contains(&r.id()) && !r.is_rejoining(),
                     compacted: r.log().compacted(),
                     removed: self.transport.removed(),
+                    refused: self.refused,
                 });
             }
         }
@@ -631,6 +638,7 @@ where
                 }
             });
         }
+        self.refused += out.refused.len() as u64;
         for r in out.refused {
             warn!(peer = r.from, kind = r.kind, reason = r.reason, "refused a peer's message");
         }
