@@ -44,7 +44,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Why `msg` from `from` is refused, or `None` if it may be handled.
     pub(crate) fn refusal(&self, from: NodeId, msg: &Message) -> Option<&'static str> {
-        if slots(msg).any(|s| s > MAX_SLOT) {
+        if slots(msg).into_iter().any(|s| s > MAX_SLOT) {
             return Some("slot number out of range");
         }
         let seen = self.highest_round();
@@ -148,31 +148,30 @@ impl<S: StateMachine> Replica<S> {
 }
 
 /// Every slot number `msg` carries (the entries of a promise included).
-fn slots(msg: &Message) -> Box<dyn Iterator<Item = Slot> + '_> {
-    let some = |v: &[Slot]| -> Box<dyn Iterator<Item = Slot>> { Box::new(v.to_vec().into_iter()) };
+fn slots(msg: &Message) -> Vec<Slot> {
     match msg {
-        Message::Prepare { from_slot, .. } => some(&[*from_slot]),
+        Message::Prepare { from_slot, .. } => vec![*from_slot],
         Message::Promise { from_slot, entries, compacted, .. } => {
-            Box::new([*from_slot, *compacted].into_iter().chain(entries.iter().map(|e| e.slot)))
+            [*from_slot, *compacted].into_iter().chain(entries.iter().map(|e| e.slot)).collect()
         }
-        Message::Accept { first_slot, commit, .. } => some(&[*first_slot, *commit]),
-        Message::Accepted { first_slot, last_slot, .. } => some(&[*first_slot, *last_slot]),
+        Message::Accept { first_slot, commit, .. } => vec![*first_slot, *commit],
+        Message::Accepted { first_slot, last_slot, .. } => vec![*first_slot, *last_slot],
         Message::Commit { commit, .. } | Message::TimeoutNow { commit, .. } | Message::Progress { commit } => {
-            some(&[*commit])
+            vec![*commit]
         }
-        Message::Heartbeat { commit, last_slot, .. } => some(&[*commit, *last_slot]),
-        Message::CatchUp { from_slot } => some(&[*from_slot]),
-        Message::Chosen { first_slot, commit, .. } => some(&[*first_slot, *commit]),
-        Message::SnapshotRequest { slot, .. } | Message::SnapshotChunk { slot, .. } => some(&[*slot]),
-        Message::ReadIndexReply { index, .. } => some(&[*index]),
-        Message::RejoinReply { last_slot, .. } => some(&[*last_slot]),
+        Message::Heartbeat { commit, last_slot, .. } => vec![*commit, *last_slot],
+        Message::CatchUp { from_slot } => vec![*from_slot],
+        Message::Chosen { first_slot, commit, .. } => vec![*first_slot, *commit],
+        Message::SnapshotRequest { slot, .. } | Message::SnapshotChunk { slot, .. } => vec![*slot],
+        Message::ReadIndexReply { index, .. } => vec![*index],
+        Message::RejoinReply { last_slot, .. } => vec![*last_slot],
         Message::Ping { .. }
         | Message::Pong(_)
         | Message::Nack { .. }
         | Message::HeartbeatAck { .. }
         | Message::ReadIndex { .. }
         | Message::RejoinQuery
-        | Message::Forward { .. } => some(&[]),
+        | Message::Forward { .. } => Vec::new(),
     }
 }
 

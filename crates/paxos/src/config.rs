@@ -6,8 +6,8 @@
 //! skews them). Nothing here reads a clock.
 
 use crate::ballot::NodeId;
-use crate::quorum::{QuorumError, QuorumPolicy};
 use crate::message::ENVELOPE_BYTES;
+use crate::quorum::{QuorumError, QuorumPolicy};
 use thiserror::Error;
 
 /// A deliberately broken rule, selectable only to show that the simulator's

@@ -20,9 +20,7 @@ use crate::ballot::{Ballot, NodeId};
 use crate::command::{Command, CommandId, Slot, Value};
 use crate::config::PlantedBug;
 use crate::log::Entry;
-use crate::message::{
-    command_size_bound, split_by_size, value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES,
-};
+use crate::message::{command_size_bound, split_by_size, value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
 use crate::reconfig::{Change, Membership, ReconfigError};
 use crate::record::Record;
 use crate::replica::{ClientError, FollowerRead, PendingRead, ReadResponse, ReconfigResponse, Replica};

@@ -5,9 +5,7 @@
 
 use proptest::prelude::*;
 use synod_paxos::local::LocalCluster;
-use synod_paxos::{
-    Ballot, Command, Config, Input, KvMachine, Membership, Message, NodeId, PromisedEntry, Slot, Value,
-};
+use synod_paxos::{Ballot, Command, Config, Input, KvMachine, Membership, Message, NodeId, PromisedEntry, Slot, Value};
 
 fn cluster() -> LocalCluster<KvMachine> {
     let mut c = LocalCluster::new(3, Config::new, KvMachine::default);
@@ -33,7 +31,11 @@ fn decides(c: &mut LocalCluster<KvMachine>, client: u64) -> bool {
 
 /// A member other than `to`, to claim to be.
 fn other(to: NodeId) -> NodeId {
-    if to == 2 { 1 } else { 2 }
+    if to == 2 {
+        1
+    } else {
+        2
+    }
 }
 
 #[test]
@@ -190,27 +192,47 @@ fn message() -> impl Strategy<Value = Message> {
     let values = || prop::collection::vec(value(), 0..4);
     prop_oneof![
         number().prop_map(|round| Message::Ping { round }),
-        (ballot(), number(), prop::option::of(ballot()))
-            .prop_map(|(ballot, from_slot, handoff)| Message::Prepare { ballot, from_slot, handoff }),
+        (ballot(), number(), prop::option::of(ballot())).prop_map(|(ballot, from_slot, handoff)| Message::Prepare {
+            ballot,
+            from_slot,
+            handoff
+        }),
         (ballot(), number(), prop::collection::vec(entry(), 0..4), number()).prop_map(
             |(ballot, from_slot, entries, compacted)| Message::Promise { ballot, from_slot, entries, compacted }
         ),
-        (ballot(), number(), values(), number())
-            .prop_map(|(ballot, first_slot, values, commit)| Message::Accept { ballot, first_slot, values, commit }),
-        (ballot(), number(), number())
-            .prop_map(|(ballot, first_slot, last_slot)| Message::Accepted { ballot, first_slot, last_slot }),
+        (ballot(), number(), values(), number()).prop_map(|(ballot, first_slot, values, commit)| Message::Accept {
+            ballot,
+            first_slot,
+            values,
+            commit
+        }),
+        (ballot(), number(), number()).prop_map(|(ballot, first_slot, last_slot)| Message::Accepted {
+            ballot,
+            first_slot,
+            last_slot
+        }),
         (ballot(), ballot()).prop_map(|(ballot, promised)| Message::Nack { ballot, promised }),
         (ballot(), number()).prop_map(|(ballot, commit)| Message::Commit { ballot, commit }),
-        (ballot(), number(), number(), number())
-            .prop_map(|(ballot, commit, seq, last_slot)| Message::Heartbeat { ballot, commit, seq, last_slot }),
-        (ballot(), number(), any::<bool>()).prop_map(|(ballot, seq, lease)| Message::HeartbeatAck { ballot, seq, lease }),
+        (ballot(), number(), number(), number()).prop_map(|(ballot, commit, seq, last_slot)| Message::Heartbeat {
+            ballot,
+            commit,
+            seq,
+            last_slot
+        }),
+        (ballot(), number(), any::<bool>()).prop_map(|(ballot, seq, lease)| Message::HeartbeatAck {
+            ballot,
+            seq,
+            lease
+        }),
         number().prop_map(|from_slot| Message::CatchUp { from_slot }),
-        (number(), values(), number())
-            .prop_map(|(first_slot, values, commit)| Message::Chosen { first_slot, values, commit }),
+        (number(), values(), number()).prop_map(|(first_slot, values, commit)| Message::Chosen {
+            first_slot,
+            values,
+            commit
+        }),
         (number(), number()).prop_map(|(slot, offset)| Message::SnapshotRequest { slot, offset }),
-        (number(), number(), number(), prop::collection::vec(any::<u8>(), 0..32)).prop_map(
-            |(slot, offset, total, data)| Message::SnapshotChunk { slot, offset, total, data: data.into() }
-        ),
+        (number(), number(), number(), prop::collection::vec(any::<u8>(), 0..32))
+            .prop_map(|(slot, offset, total, data)| Message::SnapshotChunk { slot, offset, total, data: data.into() }),
         number().prop_map(|id| Message::ReadIndex { id }),
         (number(), number()).prop_map(|(id, index)| Message::ReadIndexReply { id, index }),
         Just(Message::RejoinQuery),

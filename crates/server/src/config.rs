@@ -613,7 +613,10 @@ mod tests {
     #[test]
     fn a_request_limit_beyond_what_a_log_record_and_a_peer_frame_carry_is_refused_at_start() {
         let err = args(&["--max-request-bytes", "70000000"]).unwrap_err().to_string();
-        assert!(err.contains("--max-request-bytes 70000000") && err.contains(&MAX_REQUEST_BYTES_LIMIT.to_string()), "{err}");
+        assert!(
+            err.contains("--max-request-bytes 70000000") && err.contains(&MAX_REQUEST_BYTES_LIMIT.to_string()),
+            "{err}"
+        );
         let just_above = (MAX_REQUEST_BYTES_LIMIT + 1).to_string();
         assert!(args(&["--max-request-bytes", &just_above]).is_err());
         let at = MAX_REQUEST_BYTES_LIMIT.to_string();
