@@ -19,10 +19,13 @@ use crate::ballot::{Ballot, NodeId};
 use crate::command::{Slot, Value};
 use crate::config::PlantedBug;
 use crate::log::Entry;
-use crate::message::{Message, PromisedEntry};
+use crate::message::{value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
 use crate::record::Record;
 use crate::replica::Replica;
 use crate::state_machine::StateMachine;
+
+/// Bytes a promised entry takes besides its value (slot, ballot, flag).
+const ENTRY_BYTES: usize = 40;
 
 impl<S: StateMachine> Replica<S> {
     /// Phase 1b.
@@ -47,13 +50,51 @@ impl<S: StateMachine> Replica<S> {
             self.persist(Record::Promised(ballot));
             self.on_higher_ballot(ballot);
         }
+        let Some((entries, compacted)) = self.promised_entries(from_slot) else {
+            // Our accepted values above our commit index do not fit in one
+            // message: promise (durably, above) but do not answer; the
+            // leader finds its quorum among the others.
+            return;
+        };
+        self.send_after_persist(from, Message::Promise { ballot, from_slot, entries, compacted });
+    }
+
+    /// What a promise from `from_slot` reports: the accepted entries, and
+    /// the slot up to which the leader must learn what was chosen before it
+    /// proposes (our compaction point, or more). The entries are kept
+    /// within [`Config::max_message_bytes`](crate::Config::max_message_bytes)
+    /// and [`crate::log::MAX_SLOT_LEAD`] slots: when the whole log above
+    /// `from_slot` is too much, our chosen prefix is reported as if
+    /// compacted (the leader catches up on it, then prepares again from
+    /// above it, exactly as when it lies in a snapshot; those slots are
+    /// chosen, so nothing a promise must report is left out). `None` if
+    /// even the entries above our commit index do not fit.
+    fn promised_entries(&self, from_slot: Slot) -> Option<(Vec<PromisedEntry>, Slot)> {
+        let budget = self.cfg.max_message_bytes.saturating_sub(ENVELOPE_BYTES);
+        let fits = |from: Slot| {
+            let mut used = 0usize;
+            let mut last = from;
+            for (slot, e) in self.log.iter_from(from) {
+                used = used.saturating_add(value_size_bound(&e.value).saturating_add(ENTRY_BYTES));
+                last = slot;
+            }
+            used <= budget && last - from < crate::log::MAX_SLOT_LEAD / 2
+        };
+        let mut compacted = self.log.compacted();
+        let mut start = from_slot;
+        if !fits(from_slot) {
+            compacted = compacted.max(self.commit);
+            start = start.max(compacted + 1);
+            if !fits(start) {
+                return None;
+            }
+        }
         let entries = self
             .log
-            .iter_from(from_slot)
+            .iter_from(start)
             .map(|(slot, e)| PromisedEntry { slot, ballot: e.ballot, value: e.value.clone(), chosen: e.chosen })
             .collect();
-        let compacted = self.log.compacted();
-        self.send_after_persist(from, Message::Promise { ballot, from_slot, entries, compacted });
+        Some((entries, compacted))
     }
 
     /// Phase 2b.
@@ -76,7 +117,12 @@ impl<S: StateMachine> Replica<S> {
             self.send(from, Message::Nack { ballot, promised });
             return;
         }
-        if values.is_empty() || first_slot == 0 {
+        // (Admission: `values` is not empty and its slots do not overflow.)
+        let last_slot = first_slot + (values.len() as Slot - 1);
+        if !self.log.within_reach(last_slot) {
+            // Far ahead of our log: learn what is chosen first (catch-up
+            // asks from our commit index on); the leader resends.
+            self.learn_commit(from, ballot, commit);
             return;
         }
         if ballot > self.promised {
@@ -85,7 +131,6 @@ impl<S: StateMachine> Replica<S> {
             self.promised = ballot;
             self.on_higher_ballot(ballot);
         }
-        let last_slot = first_slot + values.len() as Slot - 1;
         for (i, value) in values.iter().enumerate() {
             self.log.set(first_slot + i as Slot, Entry { ballot, value: value.clone(), chosen: false });
         }
@@ -232,7 +277,7 @@ impl<S: StateMachine> Replica<S> {
         let ballot = r.ballot;
         self.rejoin = None;
         self.configure_election();
-        self.election.raise_round(ballot.round + 1);
+        self.election.raise_round(ballot.round.saturating_add(1));
         self.own_ballot = self.own_ballot.max(ballot);
         if ballot > self.promised {
             self.promised = ballot;

@@ -6,6 +6,7 @@
 //! skews them). Nothing here reads a clock.
 
 use crate::ballot::NodeId;
+use crate::message::ENVELOPE_BYTES;
 use crate::quorum::{QuorumError, QuorumPolicy};
 use thiserror::Error;
 
@@ -133,6 +134,17 @@ pub struct Config {
     pub snapshot_every: u64,
     /// Bytes per snapshot chunk sent to a lagging learner. Default 1 MiB.
     pub snapshot_chunk: usize,
+    /// Most bytes of one message to a peer, as encoded: accepts, catch-up
+    /// replies, forwarded commands and promises are cut to fit (see
+    /// [`crate::message::value_size_bound`]), so this must not exceed the
+    /// transport's frame limit. A value alone larger than this is sent on
+    /// its own (and dropped by a transport that cannot carry it): callers
+    /// keep commands well below it. Default 64 MiB less 64 KiB.
+    pub max_message_bytes: usize,
+    /// A snapshot received from a peer that declares more bytes than this
+    /// is refused (it is buffered in memory while it arrives). Default
+    /// 8 GiB.
+    pub max_snapshot_bytes: u64,
     /// Seeds the replica's random choices (election jitter).
     pub seed: u64,
     /// Simulator only: run with a deliberately broken rule.
@@ -173,6 +185,10 @@ pub enum ConfigError {
     Timing(&'static str),
 }
 
+/// The largest window [`Config::max_inflight_slots`] may be: half the slot
+/// lead an acceptor allows ([`crate::log::MAX_SLOT_LEAD`]).
+pub const MAX_INFLIGHT_SLOTS: usize = (crate::log::MAX_SLOT_LEAD / 2) as usize;
+
 impl Config {
     /// The defaults for replica `id` of a cluster of `members`, with majority
     /// quorums. Call [`Config::validate`] (or build a replica, which does)
@@ -199,6 +215,8 @@ impl Config {
             max_pending: 100_000,
             snapshot_every: 10_000,
             snapshot_chunk: 1 << 20,
+            max_message_bytes: (64 << 20) - (64 << 10),
+            max_snapshot_bytes: 8 << 30,
             seed: id,
             planted: None,
         }
@@ -251,6 +269,16 @@ impl Config {
             || self.snapshot_chunk == 0
         {
             return Err(ConfigError::Timing("batch, window and catch-up sizes must be positive"));
+        }
+        if self.max_inflight_slots > MAX_INFLIGHT_SLOTS {
+            // (The slot lead an acceptor allows must cover the window.)
+            return Err(ConfigError::Timing("max_inflight_slots must be at most 32768"));
+        }
+        let room = self.max_message_bytes.saturating_sub(ENVELOPE_BYTES);
+        if self.snapshot_chunk > room || self.max_batch_bytes > room {
+            return Err(ConfigError::Timing(
+                "snapshot chunks and batches must fit in max_message_bytes, with room for the envelope",
+            ));
         }
         Ok(())
     }

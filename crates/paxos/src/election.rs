@@ -199,8 +199,12 @@ impl Election {
         if self.connected(now) {
             self.check_leader(now);
             if self.is_leader() && self.refused > self.ballot {
-                self.ballot = self.refused.next_for(self.me);
-                self.leader = self.ballot;
+                // (No ballot above the refusal once rounds are used up:
+                // only a forged ballot gets there; we cannot lead then.)
+                if let Some(b) = self.refused.next_for(self.me) {
+                    self.ballot = b;
+                    self.leader = b;
+                }
             }
         }
         self.refused = Ballot::ZERO;
@@ -254,8 +258,11 @@ impl Election {
     /// of their round, and a rival bidding in the same round is resolved
     /// then (the lower one adopts the higher).
     fn bid(&mut self) {
-        self.ballot = self.leader.max(self.ballot).next_for(self.me);
-        self.leader = self.ballot;
+        // Rounds used up (only a forged ballot could get there): no bid.
+        if let Some(b) = self.leader.max(self.ballot).next_for(self.me) {
+            self.ballot = b;
+            self.leader = b;
+        }
     }
 
     /// The leader hands leadership over to this node (a leadership
@@ -263,12 +270,20 @@ impl Election {
     /// ballot above `above` and every ballot seen, and stand again if this
     /// node had withdrawn. The others adopt it at the end of their round as
     /// the highest connected candidate; the old leader, deposed by it,
-    /// withdraws, so nobody duels. Returns the new ballot.
-    pub fn take_over(&mut self, above: Ballot) -> Ballot {
+    /// withdraws, so nobody duels. Returns the new ballot, or `None` (and
+    /// changes nothing) if rounds are used up.
+    pub fn take_over(&mut self, above: Ballot) -> Option<Ballot> {
+        let b = self.leader.max(self.ballot).max(self.refused).max(above).next_for(self.me)?;
         self.withdrawn = false;
-        self.ballot = self.leader.max(self.ballot).max(self.refused).max(above).next_for(self.me);
-        self.leader = self.ballot;
-        self.ballot
+        self.ballot = b;
+        self.leader = b;
+        Some(b)
+    }
+
+    /// The highest round among this node's own ballot and the leader it
+    /// follows (part of what a replica has seen; see [`Ballot::plausible`]).
+    pub fn highest_round(&self) -> u64 {
+        self.ballot.round.max(self.leader.round)
     }
 
     /// Whether this node may stand for leader.
@@ -452,7 +467,7 @@ mod tests {
         let mut n = Node::new();
         n.round(&[pong(3, Ballot::new(4, 3), true)]);
         n.e.withdraw();
-        let b = n.e.take_over(Ballot::new(4, 3));
+        let b = n.e.take_over(Ballot::new(4, 3)).unwrap();
         assert!(b > Ballot::new(4, 3));
         assert!(n.e.is_leader() && n.e.pong(0, n.now).candidate, "stands again, and leads");
         // The old leader still answers with its ballot: no duel.

@@ -20,7 +20,7 @@ use crate::ballot::{Ballot, NodeId};
 use crate::command::{Command, CommandId, Slot, Value};
 use crate::config::PlantedBug;
 use crate::log::Entry;
-use crate::message::{Message, PromisedEntry};
+use crate::message::{command_size_bound, split_by_size, value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
 use crate::reconfig::{Change, Membership, ReconfigError};
 use crate::record::Record;
 use crate::replica::{ClientError, FollowerRead, PendingRead, ReadResponse, ReconfigResponse, Replica};
@@ -28,6 +28,11 @@ use crate::state_machine::StateMachine;
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
+
+/// A leader that has waited this many retry intervals to catch up to a
+/// promiser's compaction point prepares again (see
+/// [`Replica::restart_phase1`]).
+const BEHIND_PATIENCE: u64 = 10;
 
 /// A slot proposed and not yet known chosen.
 #[derive(Clone, Debug)]
@@ -50,6 +55,8 @@ pub(crate) struct Preparing {
     /// The highest compaction point a promiser reported, and who: slots up
     /// to it are chosen, but their values exist only in snapshots.
     behind: (Slot, NodeId),
+    /// When a quorum had promised and we began to catch up to `behind`.
+    behind_since: Option<u64>,
     /// Reads (id, query, asking follower) that arrived during phase 1.
     reads: Vec<(u64, Bytes, Option<NodeId>)>,
     sent_at: u64,
@@ -192,6 +199,11 @@ impl Leader {
         self.pending.push_back(cmd);
     }
 
+    /// Client commands waiting for a slot.
+    pub(crate) fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
     pub(crate) fn is_active(&self) -> bool {
         matches!(self.phase, Phase::Active(_))
     }
@@ -234,6 +246,7 @@ impl<S: StateMachine> Replica<S> {
                 promises: Vec::new(),
                 merged: BTreeMap::new(),
                 behind: (0, 0),
+                behind_since: None,
                 reads: Vec::new(),
                 sent_at: self.now,
             }),
@@ -362,6 +375,10 @@ impl<S: StateMachine> Replica<S> {
         }
         let behind = p.behind;
         if behind.0 >= from_slot {
+            let now = self.now;
+            if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.leader.as_mut() {
+                p.behind_since.get_or_insert(now);
+            }
             self.known_commit = self.known_commit.max(behind.0);
             // Slots we would have to propose are compacted away at a
             // promiser: fetch its snapshot first, then prepare again from
@@ -379,10 +396,25 @@ impl<S: StateMachine> Replica<S> {
     /// Once a leader held back by a compacted promiser has caught up, run
     /// phase 1 again from its new commit index.
     pub(crate) fn resume_phase1_if_caught_up(&mut self) {
+        self.restart_phase1(false);
+    }
+
+    /// Run phase 1 again from our commit index if we caught up to the
+    /// compaction point a promiser reported, or (`impatient`) if we have
+    /// waited [`BEHIND_PATIENCE`] retry intervals and no snapshot is
+    /// arriving. The second keeps one false report (a member that claims
+    /// a compaction point nobody reaches, or went away) from holding this
+    /// leader in phase 1 for good: the promises are asked for again, and an
+    /// honest compacted promiser reports its compaction point again.
+    fn restart_phase1(&mut self, impatient: bool) {
         let commit = self.commit;
         let now = self.now;
+        let patience = BEHIND_PATIENCE * self.cfg.retry_ticks;
+        let receiving = self.receiving_snapshot();
         let Some(Leader { ballot, handoff, phase: Phase::Preparing(p), .. }) = self.leader.as_mut() else { return };
-        if p.behind.0 == 0 || commit < p.behind.0 {
+        let caught_up = p.behind.0 != 0 && commit >= p.behind.0;
+        let waited = impatient && !receiving && p.behind_since.is_some_and(|t| now >= t.saturating_add(patience));
+        if !caught_up && !waited {
             return;
         }
         let (ballot, handoff) = (*ballot, *handoff);
@@ -392,6 +424,7 @@ impl<S: StateMachine> Replica<S> {
             promises: Vec::new(),
             merged: BTreeMap::new(),
             behind: (0, 0),
+            behind_since: None,
             reads,
             sent_at: now,
         };
@@ -639,14 +672,49 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn broadcast_accept(&mut self, to: &[NodeId], ballot: Ballot, first_slot: Slot, values: Vec<Value>, commit: Slot) {
-        let Some((&last, rest)) = to.split_last() else {
-            return;
-        };
-        for &to in rest {
-            let values = values.clone();
-            self.send(to, Message::Accept { ballot, first_slot, values, commit });
+        let mut first = first_slot;
+        for run in self.accept_runs(values) {
+            let n = run.len() as Slot;
+            for &to in to {
+                let values = run.clone();
+                self.send(to, Message::Accept { ballot, first_slot: first, values, commit });
+            }
+            first += n;
         }
-        self.send(last, Message::Accept { ballot, first_slot, values, commit });
+    }
+
+    /// `values` cut into runs that each fit one `Accept` (see
+    /// [`crate::Config::max_message_bytes`]).
+    fn accept_runs(&self, values: Vec<Value>) -> Vec<Vec<Value>> {
+        let budget = self.cfg.max_message_bytes.saturating_sub(ENVELOPE_BYTES);
+        split_by_size(values, budget, value_size_bound)
+    }
+
+    /// Send `to` the values for consecutive slots from `first_slot`, in as
+    /// many `Accept`s as the message size limit needs.
+    pub(crate) fn send_accepts(
+        &mut self,
+        to: NodeId,
+        ballot: Ballot,
+        first_slot: Slot,
+        values: Vec<Value>,
+        commit: Slot,
+    ) {
+        let mut first = first_slot;
+        for run in self.accept_runs(values) {
+            let n = run.len() as Slot;
+            self.send(to, Message::Accept { ballot, first_slot: first, values: run, commit });
+            first += n;
+        }
+    }
+
+    /// Pass `commands` on to `to`, in as many `Forward`s as the message
+    /// size limit needs.
+    pub(crate) fn send_forward(&mut self, to: NodeId, commands: Vec<Command>) {
+        let budget = self.cfg.max_message_bytes.saturating_sub(ENVELOPE_BYTES);
+        for commands in split_by_size(commands, budget, command_size_bound) {
+            self.send(to, Message::Forward { commands });
+        }
     }
 
     /// The active leadership in `ballot`, if we lead in that ballot.
@@ -770,7 +838,7 @@ impl<S: StateMachine> Replica<S> {
             if !current.is_learner(v) {
                 return Err(ReconfigError::NotALearner(v));
             }
-            if self.progress.get(&v).is_none_or(|&p| p + window < commit) {
+            if self.progress.get(&v).is_none_or(|&p| p.saturating_add(window) < commit) {
                 return Err(ReconfigError::LearnerNotInSync(v));
             }
         }
@@ -902,7 +970,7 @@ impl<S: StateMachine> Replica<S> {
         if let Some(l) = self.leader_hint.filter(|&l| l != self.cfg.id) {
             if !self.forward.is_empty() && self.leader.is_none() {
                 let commands = std::mem::take(&mut self.forward);
-                self.send(l, Message::Forward { commands });
+                self.send_forward(l, commands);
             }
         }
         self.persist_commit();
@@ -933,6 +1001,10 @@ impl<S: StateMachine> Replica<S> {
         let (ballot, handoff) = (leader.ballot, leader.handoff);
         match &leader.phase {
             Phase::Preparing(p) => {
+                if p.behind_since.is_some() {
+                    self.restart_phase1(true);
+                    return;
+                }
                 if now >= p.sent_at + retry {
                     let from_slot = p.from_slot;
                     let targets = self.members_of(&self.phase1_configs(from_slot, &p.merged));
@@ -977,7 +1049,7 @@ impl<S: StateMachine> Replica<S> {
                         values.push(resend[j].2.clone());
                         j += 1;
                     }
-                    self.send(to, Message::Accept { ballot, first_slot, values, commit });
+                    self.send_accepts(to, ballot, first_slot, values, commit);
                     i = j;
                 }
                 if heartbeat_due {
@@ -1029,6 +1101,10 @@ impl<S: StateMachine> Replica<S> {
 
     pub(crate) fn on_heartbeat_ack(&mut self, from: NodeId, ballot: Ballot, seq: u64, lease: bool) {
         let Some(a) = self.active_in(ballot) else { return };
+        if seq > a.hb_seq {
+            // Nobody can acknowledge a heartbeat not yet sent.
+            return;
+        }
         let e = a.acked.entry(from).or_default();
         *e = (*e).max(seq);
         if lease {

@@ -10,7 +10,7 @@
 use crate::ballot::{Ballot, NodeId};
 use crate::command::{Slot, Value};
 use crate::log::Entry;
-use crate::message::Message;
+use crate::message::{value_size_bound, Message, ENVELOPE_BYTES};
 use crate::record::Record;
 use crate::replica::{ClientError, Replica, Response};
 use crate::state_machine::StateMachine;
@@ -150,20 +150,34 @@ impl<S: StateMachine> Replica<S> {
             self.send_snapshot_chunk(from, 0);
             return;
         }
-        let last = self.commit.min(from_slot + self.cfg.max_catchup_slots as Slot - 1);
-        let values: Vec<Value> = (from_slot..=last)
-            .map(|s| match self.log.get(s) {
-                Some(e) => e.value.clone(),
+        // (`from_slot <= commit <= MAX_SLOT`: no overflow.)
+        let last = self.commit.min(from_slot + (self.cfg.max_catchup_slots as Slot - 1));
+        // At most `max_message_bytes`: the learner asks again from where
+        // this reply stops.
+        let budget = self.cfg.max_message_bytes.saturating_sub(ENVELOPE_BYTES);
+        let mut used = 0usize;
+        let mut values: Vec<Value> = Vec::new();
+        for s in from_slot..=last {
+            let value = match self.log.get(s) {
+                Some(e) => &e.value,
                 None => unreachable!("slot {s} is below the commit index but not in the log"),
-            })
-            .collect();
+            };
+            used = used.saturating_add(value_size_bound(value));
+            if !values.is_empty() && used > budget {
+                break;
+            }
+            values.push(value.clone());
+        }
         let commit = self.commit;
         self.send(from, Message::Chosen { first_slot: from_slot, values, commit });
     }
 
     /// Chosen values from a catch-up reply.
     pub(crate) fn on_chosen(&mut self, first_slot: Slot, values: Vec<Value>, commit: Slot) {
-        if first_slot == 0 {
+        // We ask from our commit index on, and it only grows, so a reply
+        // that starts above it is not an answer to us (admission: the
+        // range is not empty and does not overflow).
+        if first_slot == 0 || first_slot > self.commit + 1 {
             return;
         }
         if self.is_leader() && first_slot + values.len() as Slot > self.commit + 1 {

@@ -12,6 +12,7 @@
 //!
 //! Nothing here knows about tokio, files, sockets or wall clocks.
 
+pub mod admission;
 pub mod ballot;
 pub mod command;
 pub mod config;
@@ -40,7 +41,7 @@ pub use quorum::{QuorumError, QuorumPolicy};
 pub use reconfig::{Change, Membership, ReconfigError};
 pub use record::{Lsn, Record};
 pub use replica::{
-    ClientError, Input, Output, ReadResponse, ReconfigResponse, RecoverError, Replica, Response, Snapshot,
+    ClientError, Input, Output, ReadResponse, ReconfigResponse, RecoverError, Refused, Replica, Response, Snapshot,
     TransferResponse,
 };
 pub use state_machine::{KvMachine, SnapshotError, StateMachine};

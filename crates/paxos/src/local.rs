@@ -7,7 +7,7 @@ use crate::command::Command;
 use crate::config::Config;
 use crate::message::Message;
 use crate::record::{Lsn, Record};
-use crate::replica::{Input, ReadResponse, ReconfigResponse, Replica, Response, Snapshot, TransferResponse};
+use crate::replica::{Input, ReadResponse, ReconfigResponse, Refused, Replica, Response, Snapshot, TransferResponse};
 use crate::state_machine::StateMachine;
 use std::collections::VecDeque;
 
@@ -25,6 +25,8 @@ pub struct LocalCluster<S: StateMachine> {
     pub reconfigs: Vec<(NodeId, ReconfigResponse)>,
     /// Answers to leadership transfers, with the replica that gave them.
     pub transfers: Vec<(NodeId, TransferResponse)>,
+    /// Messages refused on arrival, with the replica that refused them.
+    pub refused: Vec<(NodeId, Refused)>,
     /// Nodes whose messages are dropped both ways.
     pub isolated: Vec<NodeId>,
     /// Keep records on the in-memory disks (for recovery tests).
@@ -51,6 +53,7 @@ impl<S: StateMachine> LocalCluster<S> {
             reads: Vec::new(),
             reconfigs: Vec::new(),
             transfers: Vec::new(),
+            refused: Vec::new(),
             isolated: Vec::new(),
             keep_records: true,
             delivered: 0,
@@ -84,6 +87,7 @@ impl<S: StateMachine> LocalCluster<S> {
             self.reads.extend(out.reads.into_iter().map(|r| (id, r)));
             self.reconfigs.extend(out.reconfigs.into_iter().map(|r| (id, r)));
             self.transfers.extend(out.transfers.into_iter().map(|r| (id, r)));
+            self.refused.extend(out.refused.into_iter().map(|r| (id, r)));
             if let Some(l) = last {
                 node.step(Input::Durable(l));
             }

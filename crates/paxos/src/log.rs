@@ -9,6 +9,31 @@ use crate::ballot::Ballot;
 use crate::command::{Slot, Value};
 use std::collections::VecDeque;
 
+/// A replica stores an entry at most this many slots above its log's end
+/// (the highest slot it holds, or its compaction point), and a promise
+/// reports entries at most this many slots above the slot it starts from.
+///
+/// Why this never stops correct operation: a leader proposes in slot `s`
+/// only once every slot up to `s - max_inflight_slots` is chosen, so an
+/// acceptor that has kept up holds entries within that window (at most
+/// 2^15, see [`crate::Config::validate`]) below any slot proposed to it. One
+/// that fell further behind refuses to store the far slot and learns the
+/// chosen ones first, by catch-up, which asks from its commit index on and
+/// so never leaves a gap; the leader resends what it has not accepted. An
+/// acceptor whose chosen prefix above a leader's phase-1 start spans more
+/// than half of this reports that prefix as compacted (the leader catches
+/// up before proposing), so honest promises stay well inside the window.
+///
+/// What it buys: the log is a dense array, and a forged slot number far
+/// ahead (2^62, say) would otherwise allocate every slot up to it; now a
+/// peer's message costs at most this many empty slots (a few MiB).
+pub const MAX_SLOT_LEAD: Slot = 1 << 16;
+
+/// No slot number above this is ever used or believed from a peer: at a
+/// billion slots a second a log takes 146 years to get here, and every
+/// `slot + n` the protocol computes stays far from `u64::MAX`.
+pub const MAX_SLOT: Slot = 1 << 62;
+
 /// One slot's state at this replica.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Entry {
@@ -33,7 +58,7 @@ pub struct Log {
 
 impl Log {
     fn index(&self, slot: Slot) -> Option<usize> {
-        usize::try_from(slot.checked_sub(self.compacted + 1)?).ok()
+        usize::try_from(slot.checked_sub(self.compacted.checked_add(1)?)?).ok()
     }
 
     /// The entry at `slot`, if any (none at or below the compaction point).
@@ -46,10 +71,21 @@ impl Log {
         self.compacted
     }
 
+    /// Whether [`Log::set`] would store an entry at `slot`: it lies at most
+    /// [`MAX_SLOT_LEAD`] above the log's end.
+    pub fn within_reach(&self, slot: Slot) -> bool {
+        slot <= self.compacted.saturating_add(self.entries.len() as Slot).saturating_add(MAX_SLOT_LEAD)
+    }
+
     /// Put `entry` at `slot`, unless the slot already holds a chosen entry
-    /// or lies at or below the compaction point (then it is chosen already).
+    /// or lies at or below the compaction point (then it is chosen already),
+    /// or lies out of reach (callers check [`Log::within_reach`] first;
+    /// this keeps a forged slot from allocating the slots up to it).
     pub(crate) fn set(&mut self, slot: Slot, entry: Entry) {
         debug_assert!(slot >= 1, "slots start at 1");
+        if !self.within_reach(slot) {
+            return;
+        }
         let Some(i) = self.index(slot) else { return };
         if self.entries.len() <= i {
             self.entries.resize(i + 1, None);
@@ -77,7 +113,7 @@ impl Log {
         if upto <= self.compacted {
             return;
         }
-        let drop = ((upto - self.compacted) as usize).min(self.entries.len());
+        let drop = usize::try_from(upto - self.compacted).unwrap_or(usize::MAX).min(self.entries.len());
         self.entries.drain(..drop);
         self.compacted = upto;
     }
@@ -129,5 +165,18 @@ mod tests {
         assert_eq!(log.last_slot(), 12);
         log.set(13, e(13));
         assert_eq!(log.get(13).unwrap().ballot, Ballot::new(13, 1));
+    }
+
+    #[test]
+    fn a_slot_far_beyond_the_end_is_not_stored() {
+        let mut log = Log::default();
+        log.set(1 << 62, e(1));
+        log.set(u64::MAX, e(1));
+        log.set(MAX_SLOT_LEAD + 2, e(1));
+        assert_eq!(log.last_slot(), 0);
+        log.set(MAX_SLOT_LEAD, e(1));
+        assert_eq!(log.last_slot(), MAX_SLOT_LEAD);
+        assert!(log.within_reach(2 * MAX_SLOT_LEAD));
+        assert!(!log.within_reach(2 * MAX_SLOT_LEAD + 1));
     }
 }

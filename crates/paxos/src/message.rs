@@ -213,6 +213,53 @@ pub enum Message {
     },
 }
 
+/// Bytes an encoding of a message may spend beyond the values it carries
+/// (tags, ballots, slot numbers, lengths): what [`Config::max_message_bytes`]
+/// must leave room for.
+///
+/// [`Config::max_message_bytes`]: crate::Config::max_message_bytes
+pub const ENVELOPE_BYTES: usize = 256;
+
+/// An upper bound on the bytes `value` takes in any compact encoding of a
+/// message (postcard's, for one): its payloads plus, per command and per
+/// member, room for the ids and lengths around them. The protocol cuts
+/// multi-value messages by this, so that none exceeds
+/// [`Config::max_message_bytes`](crate::Config::max_message_bytes).
+pub fn value_size_bound(value: &Value) -> usize {
+    match value {
+        Value::Noop => 2,
+        Value::Commands(c) => c.iter().map(command_size_bound).fold(16, usize::saturating_add),
+        Value::Reconfigure(m) => 48 + 10 * (m.voters.len() + m.learners.len()),
+    }
+}
+
+/// An upper bound on the bytes `cmd` takes in a message (see
+/// [`value_size_bound`]).
+pub fn command_size_bound(cmd: &Command) -> usize {
+    cmd.payload.len().saturating_add(32)
+}
+
+/// Cut `items` into runs whose sizes (by `size`) add up to at most
+/// `budget` each; an item larger than the budget is a run of its own.
+pub(crate) fn split_by_size<T>(items: Vec<T>, budget: usize, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut runs: Vec<Vec<T>> = Vec::new();
+    let mut used = 0usize;
+    for item in items {
+        let n = size(&item);
+        match runs.last_mut() {
+            Some(run) if !run.is_empty() && used.saturating_add(n) <= budget => {
+                used += n;
+                run.push(item);
+            }
+            _ => {
+                used = n;
+                runs.push(vec![item]);
+            }
+        }
+    }
+    runs
+}
+
 impl Message {
     /// A short name for traces.
     pub fn kind(&self) -> &'static str {

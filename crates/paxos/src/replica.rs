@@ -174,6 +174,21 @@ pub struct Output<O> {
     /// Every record before this one may be deleted from stable storage
     /// (a durable checkpoint and a stored snapshot replace them).
     pub truncate_before: Option<Lsn>,
+    /// Messages from peers refused on arrival (see [`crate::admission`]),
+    /// for the runtime to log; nothing else is to be done about them.
+    pub refused: Vec<Refused>,
+}
+
+/// A peer's message refused on arrival: no member could have sent it as it
+/// was (see [`crate::admission`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// The member the message claimed to come from.
+    pub from: NodeId,
+    /// The message's kind ([`Message::kind`]).
+    pub kind: &'static str,
+    /// What was wrong with it.
+    pub reason: &'static str,
 }
 
 impl<O> Default for Output<O> {
@@ -187,6 +202,7 @@ impl<O> Default for Output<O> {
             transfers: Vec::new(),
             snapshot: None,
             truncate_before: None,
+            refused: Vec::new(),
         }
     }
 }
@@ -202,6 +218,7 @@ impl<O> Output<O> {
             && self.transfers.is_empty()
             && self.snapshot.is_none()
             && self.truncate_before.is_none()
+            && self.refused.is_empty()
     }
 }
 
@@ -575,7 +592,9 @@ impl<S: StateMachine> Replica<S> {
         r.durable = last;
         r.commit_persisted = r.commit;
         // Bid only with ballots above every one this node may have used.
-        let start_round = r.promised.round.max(r.own_ballot.round) + 1;
+        // (Saturating: a log written before rounds were bounded may hold a
+        // forged promise near `u64::MAX`; such a node can no longer bid.)
+        let start_round = r.promised.round.max(r.own_ballot.round).saturating_add(1);
         r.election = Election::new(r.cfg.id, r.cfg.priority, start_round, r.cfg.election_ticks, r.election_quorum());
         r.lease_until = r.cfg.lease_ticks;
         r.apply_chosen();
@@ -643,7 +662,10 @@ impl<S: StateMachine> Replica<S> {
         match input {
             Input::Message { from, msg } => {
                 if self.knows(from) {
-                    self.on_message(from, msg);
+                    match self.refusal(from, &msg) {
+                        None => self.on_message(from, msg),
+                        Some(reason) => self.out.refused.push(Refused { from, kind: msg.kind(), reason }),
+                    }
                 }
             }
             Input::Reconfigure { id, change } => {
@@ -716,6 +738,11 @@ impl<S: StateMachine> Replica<S> {
             Message::RejoinReply { promised, last_slot } => self.on_rejoin_reply(from, promised, last_slot),
             Message::Forward { commands } => {
                 for cmd in commands {
+                    if self.queued() >= self.cfg.max_pending {
+                        // Bounded like our own clients' proposals: the
+                        // forwarding member's clients retry.
+                        break;
+                    }
                     self.enqueue(cmd);
                 }
             }
@@ -820,7 +847,7 @@ impl<S: StateMachine> Replica<S> {
             commands.extend(again);
         }
         if !commands.is_empty() {
-            self.send(l, Message::Forward { commands });
+            self.send_forward(l, commands);
         }
     }
 
@@ -840,6 +867,11 @@ impl<S: StateMachine> Replica<S> {
         }
         self.local.insert(cmd.id, (self.now, cmd.clone()));
         self.enqueue(cmd);
+    }
+
+    /// Commands waiting here for a slot or for a leader.
+    fn queued(&self) -> usize {
+        self.forward.len() + self.leader.as_ref().map_or(0, |l| l.pending_len())
     }
 
     /// Queue a command at the leader, or pass it on towards one.

@@ -211,11 +211,13 @@ impl<V: Clone + Eq> Proposer<V> {
 
     /// Phase 1a: starts a new ballot, above every ballot seen, and returns
     /// the `Prepare` to send to all acceptors. Any earlier ballot is dropped.
-    pub fn prepare(&mut self) -> Message<V> {
-        self.ballot = self.highest_seen.max(self.ballot).next_for(self.id);
+    /// `None` when no ballot is left above those seen (rounds are bounded by
+    /// [`Ballot::MAX_ROUND`]).
+    pub fn prepare(&mut self) -> Option<Message<V>> {
+        self.ballot = self.highest_seen.max(self.ballot).next_for(self.id)?;
         self.highest_seen = self.ballot;
         self.phase = Phase::Preparing { promised_by: BTreeSet::new(), highest_accepted: None };
-        Message::Prepare { ballot: self.ballot }
+        Some(Message::Prepare { ballot: self.ballot })
     }
 
     /// Takes an acceptor's reply (`Promise`, `Accepted` or `Nack`) from
@@ -356,7 +358,7 @@ mod tests {
     fn lone_proposer_gets_its_own_value_chosen() {
         let mut accs = acceptors(3);
         let mut p = Proposer::new(1, 2, "a");
-        let prepare = p.prepare();
+        let prepare = p.prepare().unwrap();
         let accept = round_trip(&mut p, &mut accs, &[0, 1], &prepare).expect("quorum promised");
         assert_eq!(accept, Message::Accept { ballot: p.ballot(), value: "a" });
         round_trip(&mut p, &mut accs, &[0, 1], &accept);
@@ -367,7 +369,7 @@ mod tests {
     fn one_promise_short_of_a_quorum_sends_no_accept() {
         let mut accs = acceptors(3);
         let mut p = Proposer::new(1, 2, "a");
-        let prepare = p.prepare();
+        let prepare = p.prepare().unwrap();
         assert_eq!(round_trip(&mut p, &mut accs, &[0], &prepare), None);
         // A duplicate promise from the same acceptor is not a second vote.
         assert_eq!(round_trip(&mut p, &mut accs, &[0], &prepare), None);
@@ -384,17 +386,17 @@ mod tests {
         let mut p2 = Proposer::new(2, 2, "two");
         let mut p3 = Proposer::new(3, 2, "three");
 
-        let prep1 = p1.prepare();
+        let prep1 = p1.prepare().unwrap();
         assert_eq!(p1.ballot(), Ballot::new(1, 1));
         round_trip(&mut p1, &mut accs, &[0, 1], &prep1).expect("ballot 1 prepared");
 
-        let prep2 = p2.prepare();
+        let prep2 = p2.prepare().unwrap();
         assert_eq!(p2.ballot(), Ballot::new(1, 2));
         let accept2 = round_trip(&mut p2, &mut accs, &[1, 2], &prep2).expect("ballot 2 prepared");
         round_trip(&mut p2, &mut accs, &[2], &accept2); // reaches acceptor 3 only
         assert_eq!(p2.chosen(), None, "one acceptor is not a quorum");
 
-        let prep3 = p3.prepare();
+        let prep3 = p3.prepare().unwrap();
         assert_eq!(p3.ballot(), Ballot::new(1, 3));
         let accept3 = round_trip(&mut p3, &mut accs, &[0, 2], &prep3).expect("ballot 3 prepared");
         assert_eq!(accept3, Message::Accept { ballot: p3.ballot(), value: "two" });
@@ -405,7 +407,7 @@ mod tests {
     #[test]
     fn proposer_adopts_the_highest_ballot_value_among_promises() {
         let mut p = Proposer::new(9, 3, "mine");
-        let Message::Prepare { ballot } = p.prepare() else { unreachable!() };
+        let Message::Prepare { ballot } = p.prepare().unwrap() else { unreachable!() };
         let promise = |accepted| Message::Promise { ballot, accepted };
         assert_eq!(p.on_reply(1, promise(Some((Ballot::new(1, 1), "old")))), None);
         assert_eq!(p.on_reply(2, promise(Some((Ballot::new(1, 2), "newer")))), None);
@@ -451,13 +453,13 @@ mod tests {
     #[test]
     fn nack_makes_the_next_ballot_exceed_the_rejecting_promise() {
         let mut p = Proposer::new(1, 2, "a");
-        let Message::Prepare { ballot } = p.prepare() else { unreachable!() };
+        let Message::Prepare { ballot } = p.prepare().unwrap() else { unreachable!() };
         let promised = Ballot::new(7, 3);
         p.on_reply(2, Message::Nack { ballot, promised });
         // The abandoned ballot no longer collects promises.
         assert_eq!(p.on_reply(1, Message::Promise { ballot, accepted: None }), None);
         assert_eq!(p.on_reply(2, Message::Promise { ballot, accepted: None }), None);
-        p.prepare();
+        p.prepare().unwrap();
         assert!(p.ballot() > promised);
     }
 
@@ -472,9 +474,9 @@ mod tests {
         let mut q = Proposer::new(2, 2, "q");
 
         // p prepares on {1,2}; q prepares on {2,3} with a higher ballot.
-        let prep_p = p.prepare();
+        let prep_p = p.prepare().unwrap();
         let accept_p = round_trip(&mut p, &mut accs, &[0, 1], &prep_p).expect("p prepared");
-        let prep_q = q.prepare();
+        let prep_q = q.prepare().unwrap();
         assert!(q.ballot() > p.ballot());
         let accept_q = round_trip(&mut q, &mut accs, &[1, 2], &prep_q).expect("q prepared");
         assert_eq!(accept_q, Message::Accept { ballot: q.ballot(), value: "q" });
@@ -500,7 +502,7 @@ mod tests {
         // p retries above q, hears from acceptor 1 (which holds p's own old
         // value) and acceptor 3 (which holds "q" at a higher ballot): it must
         // propose "q", and p's own value is never chosen.
-        let prep_p = p.prepare();
+        let prep_p = p.prepare().unwrap();
         assert!(p.ballot() > q.ballot());
         let accept_p = round_trip(&mut p, &mut accs, &[0, 2], &prep_p).expect("p prepared again");
         assert_eq!(accept_p, Message::Accept { ballot: p.ballot(), value: "q" });
@@ -559,7 +561,7 @@ mod tests {
                     // Some proposer starts (or restarts) a ballot.
                     0 => {
                         let p = pick % proposer_count;
-                        let msg = props[p].prepare();
+                        let msg = props[p].prepare().unwrap();
                         broadcast(&mut net, id(p), msg);
                     }
                     // The network loses a message.

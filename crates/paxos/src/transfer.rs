@@ -269,7 +269,7 @@ impl<S: StateMachine> Replica<S> {
             }
         }
         for (first_slot, values) in runs {
-            self.send(to, Message::Accept { ballot, first_slot, values, commit });
+            self.send_accepts(to, ballot, first_slot, values, commit);
         }
         self.advance_transfer();
     }
@@ -306,7 +306,7 @@ impl<S: StateMachine> Replica<S> {
         // are chosen, so phase 1 starts above them.
         self.learn_commit(from, ballot, commit);
         let above = self.promised.max(ballot).max(self.own_ballot);
-        let bid = self.election.take_over(above);
+        let Some(bid) = self.election.take_over(above) else { return };
         self.takeover = Some((bid, ballot));
         self.sync_role();
     }

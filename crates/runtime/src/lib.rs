@@ -32,7 +32,7 @@ pub mod transport;
 pub use join::{discover, Joined};
 pub use node::{Handle, Node, NodeConfig, Status};
 pub use seed::seed_data_dir;
-pub use transport::ClusterInfo;
+pub use transport::{ClusterInfo, InboundLimits};
 
 use synod_paxos::NodeId;
 use thiserror::Error;

@@ -11,7 +11,7 @@
 //! error.
 
 use crate::codec::{decode_record, encode_record};
-use crate::transport::{Transport, TransportConfig};
+use crate::transport::{InboundLimits, Transport, TransportConfig};
 use crate::Error;
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
@@ -47,8 +47,12 @@ pub struct NodeConfig {
     /// A proposal or read not answered in this long fails with
     /// [`Error::Timeout`]. Default 5 s.
     pub request_timeout: Duration,
-    /// Largest peer frame accepted. Default 64 MiB.
+    /// Largest peer frame accepted (and sent). Default 64 MiB. The
+    /// protocol's messages are cut to fit it and the write-ahead log's
+    /// record limit ([`Config::max_message_bytes`] is lowered to both).
     pub max_frame: usize,
+    /// What an inbound peer connection may cost (deadlines, caps).
+    pub inbound: InboundLimits,
     /// Whether this member joins a cluster that already runs (etcd's
     /// `--initial-cluster-state existing`). A member that starts with no
     /// durable state while joining an existing cluster may have voted before
@@ -76,6 +80,7 @@ impl NodeConfig {
             tick: Duration::from_millis(50),
             request_timeout: Duration::from_secs(5),
             max_frame: 64 << 20,
+            inbound: InboundLimits::default(),
             join_existing: false,
             wal: WalOptions::default(),
         }
@@ -112,6 +117,9 @@ pub struct Status {
     /// A peer refused this member because it was removed from the cluster
     /// (it may not have learned the change itself).
     pub removed: bool,
+    /// Messages from peers refused on arrival since this member started
+    /// (numbers no member could have sent; see `synod_paxos::admission`).
+    pub refused: u64,
 }
 
 impl Status {
@@ -285,7 +293,10 @@ where
     }
 
     /// Like [`Node::start`], on a listener the caller already bound.
-    pub async fn start_on(cfg: NodeConfig, sm: S, listener: TcpListener) -> Result<Node<S>, Error> {
+    pub async fn start_on(mut cfg: NodeConfig, sm: S, listener: TcpListener) -> Result<Node<S>, Error> {
+        // Every message the protocol sends must fit a frame and a record.
+        let most = cfg.max_frame.min(synod_storage::record::MAX_PAYLOAD);
+        cfg.protocol.max_message_bytes = cfg.protocol.max_message_bytes.min(most);
         if cfg.protocol.planted.is_some() {
             return Err(Error::Config("planted bugs are for the simulator only".into()));
         }
@@ -323,7 +334,13 @@ where
         };
         let (peer_tx, peer_rx) = mpsc::channel(16 * 1024);
         let (transport, accept_task) = Transport::start(
-            TransportConfig { cluster_id: cfg.cluster_id, me, peers: cfg.peers.clone(), max_frame: cfg.max_frame },
+            TransportConfig {
+                cluster_id: cfg.cluster_id,
+                me,
+                peers: cfg.peers.clone(),
+                max_frame: cfg.max_frame,
+                limits: cfg.inbound.clone(),
+            },
             listener,
             peer_tx,
         );
@@ -346,6 +363,7 @@ where
             timeout: cfg.request_timeout,
             published: None,
             alpha: cfg.protocol.max_inflight_slots as u64,
+            refused: 0,
         };
         let task = tokio::spawn(actor.run(cfg.tick, rx, peer_rx, durable_rx, stop_rx));
         Ok(Node { handle: Handle { tx, timeout: cfg.request_timeout }, task, accept_task, shutdown: Some(stop_tx) })
@@ -439,6 +457,8 @@ struct Actor<S: StateMachine> {
     published: Option<Membership>,
     /// The reconfiguration window (`Config::max_inflight_slots`).
     alpha: u64,
+    /// Peer messages refused on arrival since start.
+    refused: u64,
 }
 
 impl<S> Actor<S>
@@ -582,6 +602,7 @@ where
                     voter: membership.voters.contains(&r.id()) && !r.is_rejoining(),
                     compacted: r.log().compacted(),
                     removed: self.transport.removed(),
+                    refused: self.refused,
                 });
             }
         }
@@ -616,6 +637,10 @@ where
                     warn!(error = %e, "could not delete old log segments");
                 }
             });
+        }
+        self.refused += out.refused.len() as u64;
+        for r in out.refused {
+            warn!(peer = r.from, kind = r.kind, reason = r.reason, "refused a peer's message");
         }
         for (to, msg) in out.send {
             self.transport.send(to, msg);

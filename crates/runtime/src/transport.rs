@@ -1,5 +1,12 @@
 //! TCP between replicas: length-framed, batched, reconnecting.
 //!
+//! Every byte that arrives here is hostile until checked (see the trust
+//! boundary in DESIGN.md): a frame's body is read into a buffer that grows
+//! only as its bytes arrive (never to the length a peer declares), a hello
+//! and each frame must arrive within a deadline once begun, and the
+//! connections a listener serves, and those still in their hello, are
+//! capped. Frames too large to be accepted are not sent either.
+//!
 //! Every connection opens with a fixed-size hello naming the cluster, the
 //! sender and the intended receiver; a peer from another cluster, an unknown
 //! member or a misdirected connection is refused and closed. After that each
@@ -33,15 +40,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use synod_paxos::{Membership, Message, NodeId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 /// Version 2: Prepare carries a handed-over ballot, TimeoutNow exists
 /// (leadership transfer); older members are refused as "not a Synod peer".
 const MAGIC: [u8; 8] = *b"SYNOD\x00\x02\x00";
-const HELLO_LEN: usize = 8 + 8 + 8 + 8;
+/// Bytes in a hello.
+pub const HELLO_LEN: usize = 8 + 8 + 8 + 8;
 const QUEUE: usize = 8192;
 
 /// The status byte that answers a directory hello.
@@ -83,8 +91,41 @@ pub struct TransportConfig {
     pub me: NodeId,
     /// Every member's peer address (this one included).
     pub peers: BTreeMap<NodeId, SocketAddr>,
-    /// Frames above this many bytes close the connection.
+    /// Frames above this many bytes close the connection (and are not
+    /// sent).
     pub max_frame: usize,
+    /// Limits on what an inbound connection may cost.
+    pub limits: InboundLimits,
+}
+
+/// What an inbound connection may cost this member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboundLimits {
+    /// A connection whose hello has not fully arrived this long after it
+    /// was accepted is closed. Default 5 s.
+    pub hello_timeout: Duration,
+    /// A frame whose first byte has arrived must be complete this long
+    /// after; else the connection is closed. Default 30 s (a 64 MiB frame
+    /// at about 2 MiB/s).
+    pub frame_timeout: Duration,
+    /// Most inbound connections served at once; more are closed at once.
+    /// Default 256 (a member keeps one per peer, and there are at most 64
+    /// members).
+    pub max_connections: usize,
+    /// Most inbound connections still in their hello; more are closed at
+    /// once. Default 16.
+    pub max_handshaking: usize,
+}
+
+impl Default for InboundLimits {
+    fn default() -> Self {
+        InboundLimits {
+            hello_timeout: Duration::from_secs(5),
+            frame_timeout: Duration::from_secs(30),
+            max_connections: 256,
+            max_handshaking: 16,
+        }
+    }
 }
 
 /// What any member tells a node that joins: enough to start a replica
@@ -222,10 +263,19 @@ impl Transport {
 }
 
 fn hello(cfg: &TransportConfig, to: NodeId) -> [u8; HELLO_LEN] {
+    peer_hello(cfg.cluster_id, cfg.me, to)
+}
+
+/// The hello member `from` of cluster `cluster_id` opens a connection to
+/// member `to` with; the receiver answers with one status byte (0: accepted)
+/// and frames follow: a big-endian `u32` length, then
+/// [`crate::codec::encode_message`]'s bytes. (Public for tools and tests
+/// that speak the peer protocol.)
+pub fn peer_hello(cluster_id: u64, from: NodeId, to: NodeId) -> [u8; HELLO_LEN] {
     let mut h = [0u8; HELLO_LEN];
     h[..8].copy_from_slice(&MAGIC);
-    h[8..16].copy_from_slice(&cfg.cluster_id.to_be_bytes());
-    h[16..24].copy_from_slice(&cfg.me.to_be_bytes());
+    h[8..16].copy_from_slice(&cluster_id.to_be_bytes());
+    h[16..24].copy_from_slice(&from.to_be_bytes());
     h[24..32].copy_from_slice(&to.to_be_bytes());
     h
 }
@@ -292,12 +342,15 @@ async fn outbound(
         loop {
             let Some(first) = rx.recv().await else { return };
             buf.clear();
-            push_frame(&mut buf, &first);
+            push_frame(&mut buf, &first, peer, cfg.max_frame);
             while buf.len() < 1 << 20 {
                 match rx.try_recv() {
-                    Ok(m) => push_frame(&mut buf, &m),
+                    Ok(m) => push_frame(&mut buf, &m, peer, cfg.max_frame),
                     Err(_) => break,
                 }
+            }
+            if buf.is_empty() {
+                continue;
             }
             if let Err(e) = stream.write_all(&buf).await {
                 warn!(peer, error = %e, "peer connection broke; reconnecting");
@@ -307,9 +360,17 @@ async fn outbound(
     }
 }
 
-fn push_frame(buf: &mut Vec<u8>, msg: &Message) {
+/// Append `msg` as a frame, unless it exceeds `max_frame` (the peer would
+/// close the connection over it): then it is dropped, like any lost
+/// message. (The protocol cuts its messages to fit; a single value too
+/// large for a frame is the one thing that cannot be.)
+fn push_frame(buf: &mut Vec<u8>, msg: &Message, peer: NodeId, max_frame: usize) {
     let body = encode_message(msg);
-    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    let Some(len) = u32::try_from(body.len()).ok().filter(|&n| n as usize <= max_frame) else {
+        warn!(peer, kind = msg.kind(), len = body.len(), max = max_frame, "message exceeds the frame limit; dropped");
+        return;
+    };
+    buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(&body);
 }
 
@@ -337,6 +398,8 @@ async fn accept_loop(
     listener: TcpListener,
     inbound: mpsc::Sender<(NodeId, Message)>,
 ) {
+    let connections = Arc::new(Semaphore::new(cfg.limits.max_connections));
+    let handshaking = Arc::new(Semaphore::new(cfg.limits.max_handshaking));
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -345,8 +408,21 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, remote)) => {
+                // (Dropping the stream closes it.)
+                let Ok(connection) = connections.clone().try_acquire_owned() else {
+                    warn!(%remote, max = cfg.limits.max_connections, "too many peer connections; closed");
+                    continue;
+                };
+                let Ok(hello) = handshaking.clone().try_acquire_owned() else {
+                    warn!(%remote, max = cfg.limits.max_handshaking, "too many peer connections in their hello; closed");
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_peer(cfg.clone(), shared.clone(), stream, remote, inbound.clone()));
+                let (cfg, shared, inbound) = (cfg.clone(), shared.clone(), inbound.clone());
+                tokio::spawn(async move {
+                    serve_peer(cfg, shared, stream, remote, inbound, hello).await;
+                    drop(connection);
+                });
             }
             Err(e) => {
                 warn!(error = %e, "accept failed");
@@ -362,13 +438,15 @@ async fn serve_peer(
     mut stream: TcpStream,
     remote: SocketAddr,
     inbound: mpsc::Sender<(NodeId, Message)>,
+    hello: OwnedSemaphorePermit,
 ) {
     let mut h = [0u8; HELLO_LEN];
-    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut h)).await;
+    let read = tokio::time::timeout(cfg.limits.hello_timeout, stream.read_exact(&mut h)).await;
     if !matches!(read, Ok(Ok(_))) {
         warn!(%remote, "peer connection closed: no valid hello");
         return;
     }
+    drop(hello);
     let (status, from) = check_hello(&cfg, &shared_read(&shared), &h);
     if status == HelloStatus::Directory {
         let Some(info) = shared_read(&shared).directory.clone() else {
@@ -389,24 +467,20 @@ async fn serve_peer(
     }
     let mut body = Vec::new();
     loop {
-        let mut len = [0u8; 4];
         let read = tokio::select! {
-            r = stream.read_exact(&mut len) => r,
+            r = read_frame(&mut stream, cfg.max_frame, cfg.limits.frame_timeout, &mut body) => r,
             _ = inbound.closed() => return,
         };
-        if read.is_err() {
-            debug!(peer = from, "peer connection closed");
-            return;
-        }
-        let len = u32::from_be_bytes(len) as usize;
-        if len > cfg.max_frame {
-            warn!(peer = from, len, max = cfg.max_frame, "oversized frame; closing the connection");
-            return;
-        }
-        body.resize(len, 0);
-        if stream.read_exact(&mut body).await.is_err() {
-            debug!(peer = from, "peer connection closed mid-frame");
-            return;
+        match read {
+            Ok(true) => {}
+            Ok(false) => {
+                debug!(peer = from, "peer connection closed");
+                return;
+            }
+            Err(e) => {
+                warn!(peer = from, error = %e, "bad frame; closing the connection");
+                return;
+            }
         }
         if shared_read(&shared).removed.contains(&from) {
             info!(peer = from, "closing the connection of a removed member");
@@ -426,13 +500,73 @@ async fn serve_peer(
     }
 }
 
+/// Why a frame was not read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FrameError {
+    #[error("frame of {len} bytes declared, at most {max} accepted")]
+    Oversized { len: usize, max: usize },
+    #[error("frame not complete within {0:?} of its first byte")]
+    Deadline(Duration),
+    #[error("connection closed mid-frame")]
+    Truncated,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Read one frame's body into `body` (replacing what it held): `Ok(false)`
+/// if the connection closed cleanly before the frame began.
+///
+/// The body grows only as its bytes arrive: a peer that declares 64 MiB
+/// and sends nothing costs nothing, and must finish the frame within
+/// `deadline` of its first byte. A buffer left large by a big frame is let
+/// go afterwards.
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    max_frame: usize,
+    deadline: Duration,
+    body: &mut Vec<u8>,
+) -> Result<bool, FrameError> {
+    const KEEP: usize = 1 << 20;
+    if body.capacity() > KEEP {
+        *body = Vec::new();
+    }
+    body.clear();
+    let mut len = [0u8; 4];
+    // Between frames a connection may idle; the deadline starts with the
+    // first byte.
+    if stream.read(&mut len[..1]).await? == 0 {
+        return Ok(false);
+    }
+    let rest = async {
+        stream.read_exact(&mut len[1..]).await.map_err(truncated)?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > max_frame {
+            return Err(FrameError::Oversized { len, max: max_frame });
+        }
+        let got = (&mut *stream).take(len as u64).read_to_end(body).await?;
+        if got < len {
+            return Err(FrameError::Truncated);
+        }
+        Ok(true)
+    };
+    tokio::time::timeout(deadline, rest).await.map_err(|_| FrameError::Deadline(deadline))?
+}
+
+fn truncated(e: std::io::Error) -> FrameError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        FrameError::Truncated
+    } else {
+        FrameError::Io(e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn cfg(me: NodeId, cluster_id: u64) -> TransportConfig {
         let peers = (1..=3).map(|i| (i, SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)))).collect();
-        TransportConfig { cluster_id, me, peers, max_frame: 1 << 20 }
+        TransportConfig { cluster_id, me, peers, max_frame: 1 << 20, limits: InboundLimits::default() }
     }
 
     #[test]
@@ -455,5 +589,118 @@ mod tests {
         assert_eq!(check_hello(&server, &shared, &ok).0, HelloStatus::UnknownMember);
         shared.removed.insert(2);
         assert_eq!(check_hello(&server, &shared, &ok).0, HelloStatus::Removed);
+    }
+
+    /// A frame that declares 64 MiB and then stalls: the body holds only
+    /// the bytes that came, and the read gives up at the deadline.
+    #[tokio::test]
+    async fn a_declared_length_is_not_allocated_before_its_bytes_arrive() {
+        let (mut peer, mut ours) = tokio::io::duplex(1024);
+        peer.write_all(&(64u32 << 20).to_be_bytes()).await.unwrap();
+        peer.write_all(b"0123456789").await.unwrap();
+        let mut body = Vec::new();
+        let read = read_frame(&mut ours, 64 << 20, Duration::from_millis(50), &mut body).await;
+        assert!(matches!(read, Err(FrameError::Deadline(_))), "{read:?}");
+        assert!(body.capacity() < 1 << 16, "{} bytes allocated for 10 received", body.capacity());
+        drop(peer);
+    }
+
+    #[tokio::test]
+    async fn frames_are_read_whole_and_bad_ones_refused() {
+        let (mut peer, mut ours) = tokio::io::duplex(1 << 16);
+        let mut body = Vec::new();
+        for msg in [b"hello".as_slice(), b"", &[7u8; 3000]] {
+            peer.write_all(&(msg.len() as u32).to_be_bytes()).await.unwrap();
+            peer.write_all(msg).await.unwrap();
+            assert!(read_frame(&mut ours, 4096, Duration::from_secs(5), &mut body).await.unwrap());
+            assert_eq!(body, msg);
+        }
+        peer.write_all(&5000u32.to_be_bytes()).await.unwrap();
+        let read = read_frame(&mut ours, 4096, Duration::from_secs(5), &mut body).await;
+        assert!(matches!(read, Err(FrameError::Oversized { len: 5000, max: 4096 })), "{read:?}");
+        peer.write_all(&[0, 0]).await.unwrap();
+        drop(peer);
+        let read = read_frame(&mut ours, 4096, Duration::from_secs(5), &mut body).await;
+        assert!(matches!(read, Err(FrameError::Truncated)), "{read:?}");
+        let read = read_frame(&mut ours, 4096, Duration::from_secs(5), &mut body).await;
+        assert!(matches!(read, Ok(false)), "{read:?}");
+    }
+
+    /// A member listening with short deadlines and small caps; returns its
+    /// address and the receiving end of its inbound messages.
+    async fn listening(limits: InboundLimits) -> (SocketAddr, mpsc::Receiver<(NodeId, Message)>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut cfg = cfg(1, 7);
+        cfg.max_frame = 64 << 20;
+        cfg.limits = limits;
+        let shared = Shared { known: [2, 3].into(), removed: BTreeSet::new(), directory: None };
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(accept_loop(Arc::new(cfg), Arc::new(RwLock::new(shared)), listener, tx));
+        (addr, rx)
+    }
+
+    /// Whether the connection is closed by the other end within `wait`.
+    async fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(tokio::time::timeout(wait, s.read(&mut byte)).await, Ok(Ok(0) | Err(_)))
+    }
+
+    #[tokio::test]
+    async fn a_stalled_frame_closes_its_connection_at_the_deadline() {
+        let limits = InboundLimits { frame_timeout: Duration::from_millis(200), ..InboundLimits::default() };
+        let (addr, _rx) = listening(limits).await;
+        let mut conns = Vec::new();
+        for _ in 0..16 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(&peer_hello(7, 2, 1)).await.unwrap();
+            let mut status = [9u8; 1];
+            s.read_exact(&mut status).await.unwrap();
+            assert_eq!(status[0], HelloStatus::Ok as u8);
+            s.write_all(&(64u32 << 20).to_be_bytes()).await.unwrap();
+            s.write_all(b"partial").await.unwrap();
+            conns.push(s);
+        }
+        for s in &mut conns {
+            assert!(closed_within(s, Duration::from_secs(20)).await, "a stalled frame kept its connection");
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_caps_are_closed_at_once_and_a_silent_hello_times_out() {
+        let limits = InboundLimits {
+            hello_timeout: Duration::from_secs(60),
+            max_handshaking: 4,
+            max_connections: 6,
+            ..InboundLimits::default()
+        };
+        let (addr, _rx) = listening(limits).await;
+        let mut silent = Vec::new();
+        for _ in 0..4 {
+            silent.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let mut fifth = TcpStream::connect(addr).await.unwrap();
+        assert!(closed_within(&mut fifth, Duration::from_secs(20)).await, "a fifth connection in its hello was served");
+        for s in &mut silent {
+            assert!(!closed_within(s, Duration::from_millis(50)).await, "a connection within the cap was closed");
+        }
+        drop(silent);
+        let limits = InboundLimits { max_connections: 2, ..InboundLimits::default() };
+        let (addr, _rx) = listening(limits).await;
+        let mut greeted = Vec::new();
+        for _ in 0..2 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(&peer_hello(7, 2, 1)).await.unwrap();
+            let mut status = [9u8; 1];
+            s.read_exact(&mut status).await.unwrap();
+            assert_eq!(status[0], HelloStatus::Ok as u8);
+            greeted.push(s);
+        }
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        assert!(closed_within(&mut third, Duration::from_secs(20)).await, "a third connection was served");
+        let limits = InboundLimits { hello_timeout: Duration::from_millis(200), ..InboundLimits::default() };
+        let (addr, _rx) = listening(limits).await;
+        let mut quiet = TcpStream::connect(addr).await.unwrap();
+        assert!(closed_within(&mut quiet, Duration::from_secs(20)).await, "a silent hello kept its connection");
     }
 }

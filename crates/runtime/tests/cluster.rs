@@ -487,3 +487,78 @@ async fn leadership_transfers_to_non_members_and_learners_are_refused() {
     assert_eq!(until_agreed_leader(&c).await, leader, "a transfer to itself changes nothing");
     assert!(c.nodes[&leader].handle().status().await.unwrap().leader == Some(leader));
 }
+
+/// A stranger who knows the cluster id opens each member's peer port,
+/// claims to be another member, and sends a Prepare whose round leaves no
+/// ballot above it. Every member refuses it, and the cluster still
+/// accepts writes, before and after a restart of every member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_prepare_with_an_exhausted_round_on_the_peer_port_is_refused() {
+    use synod_paxos::{Ballot, Message};
+    use synod_runtime::codec::encode_message;
+    use synod_runtime::transport::peer_hello;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let c = cluster().await;
+    until_leader(&c).await;
+    for round in [u64::MAX, u64::MAX - 1] {
+        for (&to, &addr) in &c.peers {
+            let claimed = if to == 2 { 1 } else { 2 };
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(&peer_hello(99, claimed, to)).await.unwrap();
+            let mut status = [9u8; 1];
+            s.read_exact(&mut status).await.unwrap();
+            assert_eq!(status[0], 0, "the hello claiming member {claimed} is accepted");
+            let prepare = Message::Prepare { ballot: Ballot::new(round, claimed), from_slot: 1, handoff: None };
+            let body = encode_message(&prepare);
+            let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+            frame.extend_from_slice(&body);
+            s.write_all(&frame).await.unwrap();
+            s.shutdown().await.unwrap();
+        }
+    }
+    // Wait until every member has handled both forgeries.
+    for id in 1..=3 {
+        let h = c.nodes[&id].handle();
+        let mut waited = 0;
+        while h.status().await.unwrap().refused < 2 {
+            waited += 1;
+            assert!(waited < 1000, "member {id} did not refuse the forged Prepares");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let h = c.nodes[&1].handle();
+    h.propose(KvMachine::put("after", "forgery")).await.unwrap();
+    for id in 1..=3 {
+        let s = c.nodes[&id].handle().status().await.unwrap();
+        assert!(s.ballot.round < u64::MAX - 1, "member {id} is at ballot {:?}", s.ballot);
+    }
+    // Restart every member: nothing forged is in their logs.
+    let Cluster { nodes, peers, _dir } = c;
+    for (_, n) in nodes {
+        n.shutdown().await.unwrap();
+    }
+    let mut nodes = BTreeMap::new();
+    for (&id, &addr) in &peers {
+        let l = bind_again(addr).await;
+        nodes.insert(id, Node::start_on(node_config(id, &peers, _dir.path()), KvMachine::default(), l).await.unwrap());
+    }
+    let c = Cluster { nodes, peers, _dir };
+    until_leader(&c).await;
+    c.nodes[&2].handle().propose(KvMachine::put("after", "restart")).await.unwrap();
+    for id in 1..=3 {
+        let s = c.nodes[&id].handle().status().await.unwrap();
+        assert!(s.ballot.round < u64::MAX - 1, "member {id} came back at ballot {:?}", s.ballot);
+    }
+}
+
+/// Bind `addr` again once the member that held it has let it go.
+async fn bind_again(addr: SocketAddr) -> TcpListener {
+    for _ in 0..500 {
+        if let Ok(l) = TcpListener::bind(addr).await {
+            return l;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{addr} stayed bound");
+}

@@ -24,6 +24,22 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
 /// framing, as etcd does (`grpcOverheadBytes`).
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
+/// Room a request needs in a peer message and a log record besides its own
+/// bytes: the command's id and length, the batch and message around it,
+/// the record's framing, and the margin the protocol keeps below the frame
+/// limit (`Config::max_message_bytes`).
+pub const REQUEST_ENVELOPE_BYTES: usize = 64 * 1024;
+
+/// The largest `--max-request-bytes` accepted. A request is proposed as one
+/// command, which travels whole in one peer frame and is stored whole in
+/// one write-ahead-log record (both at most 64 MiB): so the request, gRPC's
+/// framing allowance ([`GRPC_OVERHEAD_BYTES`]) and its envelope
+/// ([`REQUEST_ENVELOPE_BYTES`]) must fit in 64 MiB. (A larger one used to
+/// stop the replica that tried to log it, and each client retry the next
+/// leader.)
+pub const MAX_REQUEST_BYTES_LIMIT: usize =
+    synod_storage::record::MAX_PAYLOAD - GRPC_OVERHEAD_BYTES - REQUEST_ENVELOPE_BYTES;
+
 /// `synod`: one member of a Synod cluster, speaking the etcd v3 gRPC API.
 #[derive(Debug, Parser)]
 #[command(
@@ -185,7 +201,9 @@ pub struct NodeArgs {
     pub election_timeout: u64,
 
     /// Largest request (encoded) the server accepts; larger ones get
-    /// "etcdserver: request is too large".
+    /// "etcdserver: request is too large". At most 63.4 MiB
+    /// ([`MAX_REQUEST_BYTES_LIMIT`]: a request must fit one log record and
+    /// one peer frame).
     #[arg(long, default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
 
@@ -445,15 +463,24 @@ impl NodeArgs {
         let mut node = NodeConfig::new(protocol, cluster_id, peers, data_dir);
         node.tick = Duration::from_millis(self.tick_ms);
         node.join_existing = self.initial_cluster_state == ClusterState::Existing;
-        // Frames carry batches of requests; leave room for a full batch of
-        // maximal requests up to the runtime's own ceiling.
-        node.max_frame = node.max_frame.max(4 * self.max_request_bytes);
+        // (The frame keeps the runtime's 64 MiB: larger ones could not be
+        // logged anyway, and the protocol cuts its messages to fit.)
         if self.wal_segment_bytes < 4096 {
             return Err(bad("--wal-segment-bytes must be at least 4096"));
         }
         node.wal.segment_size = self.wal_segment_bytes;
         if self.max_request_bytes == 0 {
             return Err(bad("--max-request-bytes must be positive"));
+        }
+        let most = MAX_REQUEST_BYTES_LIMIT.min(node.max_frame - GRPC_OVERHEAD_BYTES - REQUEST_ENVELOPE_BYTES);
+        if self.max_request_bytes > most {
+            return Err(bad(format!(
+                "--max-request-bytes {} is above the limit of {most} bytes: a request (with {GRPC_OVERHEAD_BYTES} bytes \
+                 of gRPC framing and {REQUEST_ENVELOPE_BYTES} of envelope) must fit in one write-ahead-log record and \
+                 one peer frame ({} bytes each)",
+                self.max_request_bytes,
+                synod_storage::record::MAX_PAYLOAD.min(node.max_frame),
+            )));
         }
         Ok(ServerConfig {
             name: self.name.clone(),
@@ -581,6 +608,28 @@ mod tests {
         for bad in ["", "10", "ms", "0s", "1d", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn a_request_limit_beyond_what_a_log_record_and_a_peer_frame_carry_is_refused_at_start() {
+        let err = args(&["--max-request-bytes", "70000000"]).unwrap_err().to_string();
+        assert!(
+            err.contains("--max-request-bytes 70000000") && err.contains(&MAX_REQUEST_BYTES_LIMIT.to_string()),
+            "{err}"
+        );
+        let just_above = (MAX_REQUEST_BYTES_LIMIT + 1).to_string();
+        assert!(args(&["--max-request-bytes", &just_above]).is_err());
+        let at = MAX_REQUEST_BYTES_LIMIT.to_string();
+        let c = args(&["--max-request-bytes", &at]).unwrap();
+        // What the limit promises: the largest request, with its gRPC
+        // framing and a command's envelope in a message, fits a record and
+        // a frame, and the protocol's message budget.
+        let envelope = 32 + 16 + synod_paxos::message::ENVELOPE_BYTES;
+        let request = c.max_request_bytes + GRPC_OVERHEAD_BYTES + envelope;
+        assert!(request <= synod_storage::record::MAX_PAYLOAD);
+        assert!(request <= c.node.max_frame);
+        let command = c.max_request_bytes + envelope;
+        assert!(command <= c.node.protocol.max_message_bytes - synod_paxos::message::ENVELOPE_BYTES);
     }
 
     #[test]
