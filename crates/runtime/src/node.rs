@@ -58,6 +58,9 @@ pub struct NodeConfig {
     /// How the write-ahead log is kept (segment size, preallocation).
     /// Default [`WalOptions::default`]: 64 MiB segments, preallocated.
     pub wal: WalOptions,
+    /// TLS on the peer network (every connection to and from peers).
+    /// Default none: plaintext TCP.
+    pub peer_tls: Option<crate::PeerTls>,
 }
 
 impl NodeConfig {
@@ -78,6 +81,7 @@ impl NodeConfig {
             max_frame: 64 << 20,
             join_existing: false,
             wal: WalOptions::default(),
+            peer_tls: None,
         }
     }
 }
@@ -323,7 +327,13 @@ where
         };
         let (peer_tx, peer_rx) = mpsc::channel(16 * 1024);
         let (transport, accept_task) = Transport::start(
-            TransportConfig { cluster_id: cfg.cluster_id, me, peers: cfg.peers.clone(), max_frame: cfg.max_frame },
+            TransportConfig {
+                cluster_id: cfg.cluster_id,
+                me,
+                peers: cfg.peers.clone(),
+                max_frame: cfg.max_frame,
+                tls: cfg.peer_tls.clone(),
+            },
             listener,
             peer_tx,
         );
