@@ -615,6 +615,74 @@ mod tests {
         assert!(err.contains("unknown cipher suite \"TLS_BOGUS\""), "{err}");
     }
 
+    /// Writes `issued` as `NAME.pem`/`NAME-key.pem` in `dir`.
+    fn write(dir: &Path, name: &str, issued: &Issued) {
+        std::fs::write(dir.join(format!("{name}.pem")), &issued.cert_pem).unwrap();
+        std::fs::write(dir.join(format!("{name}-key.pem")), &issued.key_pem).unwrap();
+    }
+
+    fn info(dir: &Path, name: &str) -> TlsInfo {
+        TlsInfo {
+            cert_file: Some(dir.join(format!("{name}.pem"))),
+            key_file: Some(dir.join(format!("{name}-key.pem"))),
+            trusted_ca_file: Some(dir.join("ca.pem")),
+            ..TlsInfo::default()
+        }
+    }
+
+    /// Whether the listener of `server` accepts a handshake from `client`.
+    async fn handshake(server: &Loaded, client: &Loaded) -> bool {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server.server_config(false).unwrap()));
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client.peer_client_config().unwrap()));
+        let name = ServerName::try_from("localhost").unwrap();
+        let (accepted, _) = tokio::join!(acceptor.accept(a), connector.connect(name, b));
+        accepted.is_ok()
+    }
+
+    #[tokio::test]
+    async fn revoked_and_misnamed_certificates_are_refused_at_the_handshake() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ca = Authority::new("test CA").unwrap();
+        std::fs::write(d.join("ca.pem"), ca.cert_pem()).unwrap();
+        write(d, "server", &ca.issue("server", &["localhost"]).unwrap());
+        write(d, "good", &ca.issue("good", &["localhost"]).unwrap());
+        // A certificate with a known serial number, then revoked.
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "revoked");
+        params.serial_number = Some(rcgen::SerialNumber::from(4242u64));
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &ca.issuer).unwrap();
+        write(d, "revoked", &Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem() });
+        let crl = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2024, 1, 1),
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from(4242u64),
+                revocation_time: rcgen::date_time_ymd(2024, 1, 1),
+                reason_code: None,
+                invalidity_date: None,
+            }],
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&ca.issuer)
+        .unwrap();
+        std::fs::write(d.join("crl.pem"), crl.pem().unwrap()).unwrap();
+
+        let p = || provider(cipher_suites("").unwrap());
+        let load = |i: TlsInfo| i.load("", d, &[], p()).unwrap();
+        let server = load(TlsInfo { crl_file: Some(d.join("crl.pem")), client_cert_auth: true, ..info(d, "server") });
+        assert!(handshake(&server, &load(info(d, "good"))).await, "a good certificate was refused");
+        assert!(!handshake(&server, &load(info(d, "revoked"))).await, "a revoked certificate was accepted");
+
+        let only_good = load(TlsInfo { allowed_cn: Some("good".into()), ..info(d, "server") });
+        assert!(handshake(&only_good, &load(info(d, "good"))).await);
+        assert!(!handshake(&only_good, &load(info(d, "server"))).await, "a certificate with another CN was accepted");
+    }
+
     #[test]
     fn issued_certificates_carry_their_common_name() {
         let ca = Authority::new("test CA").unwrap();
