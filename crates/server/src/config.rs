@@ -709,7 +709,8 @@ mod tests {
     use super::*;
 
     /// A member "b" of a three-member cluster; `extra` flag/value pairs
-    /// replace or add to the defaults.
+    /// replace or add to the defaults (passed as `--flag=value`, so a
+    /// switch is written `"--auto-tls", "true"`).
     fn args(extra: &[&str]) -> Result<ServerConfig, ConfigError> {
         let mut flags = vec![
             ("--name", "b"),
@@ -724,7 +725,7 @@ mod tests {
                 None => flags.push((pair[0], pair[1])),
             }
         }
-        let argv = std::iter::once("synod").chain(flags.iter().flat_map(|(f, v)| [*f, *v]));
+        let argv = std::iter::once("synod".to_string()).chain(flags.iter().map(|(f, v)| format!("{f}={v}")));
         Cli::try_parse_from(argv).map_err(|e| bad(e.to_string()))?.node.to_config()
     }
 
@@ -771,8 +772,8 @@ mod tests {
             (&["--initial-cluster", "a=127.0.0.1:1"], "http://"),
             (&["--listen-peer-urls", "https://127.0.0.1:1002"], "all http:// or all https://"),
             (&["--cert-file", "c.pem"], "--key-file"),
-            (&["--client-cert-auth", "--cert-file", "c.pem", "--key-file", "k.pem"], "--trusted-ca-file"),
-            (&["--peer-client-cert-auth"], "--peer-trusted-ca-file"),
+            (&["--client-cert-auth", "true", "--cert-file", "c.pem", "--key-file", "k.pem"], "--trusted-ca-file"),
+            (&["--peer-client-cert-auth", "true"], "--peer-trusted-ca-file"),
             (&["--cipher-suites", "TLS_NOPE"], "unknown cipher suite"),
             (&["--listen-client-urls", "unix://x:1"], "unix sockets"),
         ];
@@ -791,7 +792,8 @@ mod tests {
             "c.pem",
             "--key-file",
             "k.pem",
-            "--client-cert-auth=true",
+            "--client-cert-auth",
+            "true",
             "--trusted-ca-file",
             "ca.pem",
         ])
@@ -812,6 +814,7 @@ mod tests {
             "--listen-peer-urls",
             "https://127.0.0.1:1002",
             "--peer-auto-tls",
+            "true",
         ])
         .unwrap();
         assert!(c.peer_tls_on);
