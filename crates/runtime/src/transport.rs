@@ -380,6 +380,10 @@ async fn serve_peer(
 ) {
     let mut stream = match crate::tls::accept(cfg.tls.as_ref(), tcp).await {
         Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            debug!(%remote, "peer connection closed before the TLS handshake");
+            return;
+        }
         Err(e) => {
             warn!(%remote, error = %e, "peer connection refused: TLS handshake failed");
             return;

@@ -353,6 +353,11 @@ fn tls_incoming(
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(stream)).await;
                     }
+                    // Closed before saying anything: a port probe or health
+                    // check, not worth a warning.
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        debug!(%remote, "client closed the connection before the TLS handshake")
+                    }
                     Ok(Err(e)) => warn!(%remote, error = %e, "client connection refused: TLS handshake failed"),
                     Err(_) => debug!(%remote, "client TLS handshake timed out"),
                 }
