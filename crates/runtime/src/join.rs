@@ -13,13 +13,13 @@
 //! A node that is not (yet) a member gets a clear error once `timeout` runs
 //! out, rather than starting a cluster of its own.
 
-use crate::transport::{directory_hello, ClusterInfo};
+use crate::tls::PeerTls;
+use crate::transport::{directory_hello, write_flushed, ClusterInfo};
 use crate::Error;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use synod_paxos::{Config, NodeId, QuorumPolicy};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 use tracing::debug;
 
 /// Largest directory answer accepted.
@@ -50,13 +50,19 @@ impl Joined {
 }
 
 /// Ask the members at `seeds` (this node's own address `me` is skipped)
-/// until one lists a member at `me`; gives up after `timeout`.
-pub async fn discover(seeds: &[SocketAddr], me: SocketAddr, timeout: Duration) -> Result<Joined, Error> {
+/// until one lists a member at `me`; gives up after `timeout`. With `tls`,
+/// each request runs inside a TLS session, as every peer connection does.
+pub async fn discover(
+    seeds: &[SocketAddr],
+    me: SocketAddr,
+    timeout: Duration,
+    tls: Option<&PeerTls>,
+) -> Result<Joined, Error> {
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no other member was given");
     loop {
         for &seed in seeds.iter().filter(|&&s| s != me) {
-            match ask(seed).await {
+            match ask(seed, tls).await {
                 Ok(info) => {
                     // A member removed from this address may still be listed
                     // as a peer for a moment: only a current member counts.
@@ -86,11 +92,11 @@ pub async fn discover(seeds: &[SocketAddr], me: SocketAddr, timeout: Duration) -
 }
 
 /// One directory request.
-pub async fn ask(seed: SocketAddr) -> Result<ClusterInfo, Error> {
+pub async fn ask(seed: SocketAddr, tls: Option<&PeerTls>) -> Result<ClusterInfo, Error> {
     let attempt = async {
         let io = |e: std::io::Error| Error::Io(e.to_string());
-        let mut s = TcpStream::connect(seed).await.map_err(io)?;
-        s.write_all(&directory_hello()).await.map_err(io)?;
+        let mut s = crate::tls::dial(tls, seed).await.map_err(io)?;
+        write_flushed(&mut s, &directory_hello()).await.map_err(io)?;
         let mut status = [0u8; 1 + 4];
         s.read_exact(&mut status).await.map_err(io)?;
         if status[0] != crate::transport::DIRECTORY_STATUS {
@@ -104,5 +110,6 @@ pub async fn ask(seed: SocketAddr) -> Result<ClusterInfo, Error> {
         s.read_exact(&mut body).await.map_err(io)?;
         postcard::from_bytes::<ClusterInfo>(&body).map_err(|e| Error::Corrupt(format!("directory answer: {e}")))
     };
-    tokio::time::timeout(Duration::from_secs(2), attempt).await.map_err(|_| Error::Timeout)?
+    let limit = Duration::from_secs(2) + if tls.is_some() { crate::tls::HANDSHAKE_TIMEOUT } else { Duration::ZERO };
+    tokio::time::timeout(limit, attempt).await.map_err(|_| Error::Timeout)?
 }

@@ -20,6 +20,7 @@
 //!
 //! * [`node`]: the replica's actor and the [`Handle`] clients use;
 //! * [`transport`]: TCP between replicas;
+//! * [`tls`]: TLS on the peer network;
 //! * [`join`]: how a node added to a running cluster learns its id;
 //! * [`codec`]: how messages and records are encoded.
 
@@ -27,11 +28,13 @@ pub mod codec;
 pub mod join;
 pub mod node;
 pub mod seed;
+pub mod tls;
 pub mod transport;
 
 pub use join::{discover, Joined};
 pub use node::{Handle, Node, NodeConfig, Status};
 pub use seed::seed_data_dir;
+pub use tls::PeerTls;
 pub use transport::{ClusterInfo, InboundLimits};
 
 use synod_paxos::NodeId;

@@ -62,6 +62,9 @@ pub struct NodeConfig {
     /// How the write-ahead log is kept (segment size, preallocation).
     /// Default [`WalOptions::default`]: 64 MiB segments, preallocated.
     pub wal: WalOptions,
+    /// TLS on the peer network (every connection to and from peers).
+    /// Default none: plaintext TCP.
+    pub peer_tls: Option<crate::PeerTls>,
 }
 
 impl NodeConfig {
@@ -83,6 +86,7 @@ impl NodeConfig {
             inbound: InboundLimits::default(),
             join_existing: false,
             wal: WalOptions::default(),
+            peer_tls: None,
         }
     }
 }
@@ -340,6 +344,7 @@ where
                 peers: cfg.peers.clone(),
                 max_frame: cfg.max_frame,
                 limits: cfg.inbound.clone(),
+                tls: cfg.peer_tls.clone(),
             },
             listener,
             peer_tx,

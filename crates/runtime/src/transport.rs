@@ -7,6 +7,11 @@
 //! connections a listener serves, and those still in their hello, are
 //! capped. Frames too large to be accepted are not sent either.
 //!
+//! With TLS configured ([`crate::tls`]), every connection is a TLS session
+//! first: a connection that does not complete the handshake (plaintext, a
+//! certificate not from the cluster's CA) is closed before anything is read
+//! from it or written to it.
+//!
 //! Every connection opens with a fixed-size hello naming the cluster, the
 //! sender and the intended receiver; a peer from another cluster, an unknown
 //! member or a misdirected connection is refused and closed. After that each
@@ -33,6 +38,7 @@
 //! Paxos tolerates lost messages (the replica resends what matters).
 
 use crate::codec::{decode_message, encode_message};
+use crate::tls::{PeerStream, PeerTls};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -96,6 +102,8 @@ pub struct TransportConfig {
     pub max_frame: usize,
     /// Limits on what an inbound connection may cost.
     pub limits: InboundLimits,
+    /// TLS on every peer connection, or none.
+    pub tls: Option<PeerTls>,
 }
 
 /// What an inbound connection may cost this member.
@@ -352,7 +360,7 @@ async fn outbound(
             if buf.is_empty() {
                 continue;
             }
-            if let Err(e) = stream.write_all(&buf).await {
+            if let Err(e) = write_flushed(&mut stream, &buf).await {
                 warn!(peer, error = %e, "peer connection broke; reconnecting");
                 break;
             }
@@ -374,11 +382,17 @@ fn push_frame(buf: &mut Vec<u8>, msg: &Message, peer: NodeId, max_frame: usize) 
     buf.extend_from_slice(&body);
 }
 
-async fn connect(cfg: &TransportConfig, peer: NodeId, addr: SocketAddr) -> Result<TcpStream, String> {
+/// Writes `buf` and flushes it: a TLS stream may hold written bytes back
+/// until flushed.
+pub(crate) async fn write_flushed(stream: &mut PeerStream, buf: &[u8]) -> std::io::Result<()> {
+    stream.write_all(buf).await?;
+    stream.flush().await
+}
+
+async fn connect(cfg: &TransportConfig, peer: NodeId, addr: SocketAddr) -> Result<PeerStream, String> {
     let attempt = async {
-        let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        s.set_nodelay(true).map_err(|e| e.to_string())?;
-        s.write_all(&hello(cfg, peer)).await.map_err(|e| e.to_string())?;
+        let mut s = crate::tls::dial(cfg.tls.as_ref(), addr).await.map_err(|e| e.to_string())?;
+        write_flushed(&mut s, &hello(cfg, peer)).await.map_err(|e| e.to_string())?;
         let mut status = [0u8; 1];
         s.read_exact(&mut status).await.map_err(|e| e.to_string())?;
         if status[0] == HelloStatus::Removed as u8 {
@@ -389,7 +403,8 @@ async fn connect(cfg: &TransportConfig, peer: NodeId, addr: SocketAddr) -> Resul
         }
         Ok(s)
     };
-    tokio::time::timeout(Duration::from_secs(2), attempt).await.map_err(|_| "handshake timed out".to_string())?
+    let limit = Duration::from_secs(2) + if cfg.tls.is_some() { crate::tls::HANDSHAKE_TIMEOUT } else { Duration::ZERO };
+    tokio::time::timeout(limit, attempt).await.map_err(|_| "handshake timed out".to_string())?
 }
 
 async fn accept_loop(
@@ -435,11 +450,22 @@ async fn accept_loop(
 async fn serve_peer(
     cfg: Arc<TransportConfig>,
     shared: Arc<RwLock<Shared>>,
-    mut stream: TcpStream,
+    tcp: TcpStream,
     remote: SocketAddr,
     inbound: mpsc::Sender<(NodeId, Message)>,
     hello: OwnedSemaphorePermit,
 ) {
+    let mut stream = match crate::tls::accept(cfg.tls.as_ref(), tcp).await {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            debug!(%remote, "peer connection closed before the TLS handshake");
+            return;
+        }
+        Err(e) => {
+            warn!(%remote, error = %e, "peer connection refused: TLS handshake failed");
+            return;
+        }
+    };
     let mut h = [0u8; HELLO_LEN];
     let read = tokio::time::timeout(cfg.limits.hello_timeout, stream.read_exact(&mut h)).await;
     if !matches!(read, Ok(Ok(_))) {
@@ -456,11 +482,11 @@ async fn serve_peer(
         let mut answer = vec![status as u8];
         answer.extend_from_slice(&(body.len() as u32).to_be_bytes());
         answer.extend_from_slice(&body);
-        let _ = stream.write_all(&answer).await;
+        let _ = write_flushed(&mut stream, &answer).await;
         debug!(%remote, "answered a directory request");
         return;
     }
-    let _ = stream.write_all(&[status as u8]).await;
+    let _ = write_flushed(&mut stream, &[status as u8]).await;
     if status != HelloStatus::Ok {
         warn!(%remote, claimed = from, reason = status.reason(), "peer refused");
         return;
@@ -566,7 +592,7 @@ mod tests {
 
     fn cfg(me: NodeId, cluster_id: u64) -> TransportConfig {
         let peers = (1..=3).map(|i| (i, SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)))).collect();
-        TransportConfig { cluster_id, me, peers, max_frame: 1 << 20, limits: InboundLimits::default() }
+        TransportConfig { cluster_id, me, peers, max_frame: 1 << 20, limits: InboundLimits::default(), tls: None }
     }
 
     #[test]

@@ -185,7 +185,7 @@ pub async fn settle(cfg: &mut ServerConfig) -> Result<bool, Error> {
             cfg.node.peers.get(&cfg.member_id).copied().ok_or_else(|| Error::Config("no own peer address".into()))?;
         let seeds: Vec<SocketAddr> = cfg.node.peers.values().copied().collect();
         info!(%me, ?seeds, "joining a running cluster: asking its members who this member is");
-        let joined = synod_runtime::discover(&seeds, me, DISCOVERY_TIMEOUT).await?;
+        let joined = synod_runtime::discover(&seeds, me, DISCOVERY_TIMEOUT, cfg.node.peer_tls.as_ref()).await?;
         let m = &joined.info.membership;
         info!(
             member = format_args!("{:x}", joined.id),

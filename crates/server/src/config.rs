@@ -6,10 +6,12 @@
 //! `--initial-cluster-token`, so every member must be started with the same
 //! values of both. Wall-clock flags (milliseconds) become protocol ticks of
 //! `--tick-ms` here; invalid combinations are refused with a message naming
-//! the flags.
+//! the flags. TLS is on for a URL whose scheme is `https` (see [`crate::tls`]
+//! for what the TLS flags do).
 
 use crate::ids;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use crate::tls::TlsInfo;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -131,6 +133,11 @@ pub struct DemoArgs {
     /// Where the three members keep their data (one folder each).
     #[arg(long, default_value = "synod-data")]
     pub data_dir: PathBuf,
+    /// Run the cluster with client and peer TLS: a CA and certificates are
+    /// made under DATA_DIR/tls/certs (kept for later runs), client
+    /// certificates are required, and the data goes under DATA_DIR/tls.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// `--initial-cluster-state`.
@@ -156,7 +163,9 @@ pub struct NodeArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
 
-    /// Comma-separated URLs to serve clients (the etcd v3 gRPC API) on.
+    /// Comma-separated URLs to serve clients (the etcd v3 gRPC API) on;
+    /// an https:// URL serves TLS (--cert-file, --key-file or --auto-tls),
+    /// an http:// one plaintext.
     #[arg(long, default_value = "http://localhost:2379")]
     pub listen_client_urls: String,
 
@@ -165,8 +174,9 @@ pub struct NodeArgs {
     #[arg(long, default_value = "http://localhost:2379")]
     pub advertise_client_urls: String,
 
-    /// URL to listen on for the other members (Synod's peer protocol over TCP;
-    /// only host:port is used).
+    /// URL to listen on for the other members (Synod's peer protocol over
+    /// TCP, inside TLS for an https:// URL: --peer-cert-file, --peer-key-file
+    /// or --peer-auto-tls). Every peer URL must have the same scheme.
     #[arg(long, default_value = "http://localhost:2380")]
     pub listen_peer_urls: String,
 
@@ -265,6 +275,75 @@ pub struct NodeArgs {
     /// [default: 4/5 of --election-timeout].
     #[arg(long)]
     pub lease_ms: Option<u64>,
+
+    /// Client TLS: this member's certificate (PEM) for https:// client URLs;
+    /// also its client certificate when it forwards a request to the
+    /// leader.
+    #[arg(long)]
+    pub cert_file: Option<PathBuf>,
+
+    /// Client TLS: the key (PEM) of --cert-file.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+
+    /// Client TLS: CA certificates (PEM) of the client certificates
+    /// accepted; as in etcd, giving it requires every client to present one.
+    #[arg(long)]
+    pub trusted_ca_file: Option<PathBuf>,
+
+    /// Client TLS: require and verify client certificates (against
+    /// --trusted-ca-file).
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    pub client_cert_auth: bool,
+
+    /// Client TLS: revoked client certificates (PEM CRLs); a client whose
+    /// certificate is listed is refused at the handshake.
+    #[arg(long)]
+    pub client_crl_file: Option<PathBuf>,
+
+    /// Client TLS with a self-signed certificate made at start (under the
+    /// data directory, fixtures/client); clients cannot verify it.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    pub auto_tls: bool,
+
+    /// Peer TLS: this member's certificate (PEM), presented to the members it
+    /// connects to and that connect to it.
+    #[arg(long)]
+    pub peer_cert_file: Option<PathBuf>,
+
+    /// Peer TLS: the key (PEM) of --peer-cert-file.
+    #[arg(long)]
+    pub peer_key_file: Option<PathBuf>,
+
+    /// Peer TLS: the cluster's CA certificates (PEM); a peer whose
+    /// certificate is not from it is refused at the handshake.
+    #[arg(long)]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+
+    /// Peer TLS: require and verify peers' certificates (against
+    /// --peer-trusted-ca-file).
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    pub peer_client_cert_auth: bool,
+
+    /// Peer TLS: revoked peer certificates (PEM CRLs).
+    #[arg(long)]
+    pub peer_crl_file: Option<PathBuf>,
+
+    /// Peer TLS with a self-signed certificate made at start (under the
+    /// data directory, fixtures/peer): encrypted, but peers are not
+    /// authenticated.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    pub peer_auto_tls: bool,
+
+    /// Peer TLS: a peer's certificate must carry this common name.
+    #[arg(long)]
+    pub peer_cert_allowed_cn: Option<String>,
+
+    /// Comma-separated TLS 1.2 cipher suites allowed, by their Go names
+    /// (e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) [default: rustls's
+    /// defaults]. TLS 1.3 suites are always allowed.
+    #[arg(long, default_value = "")]
+    pub cipher_suites: String,
 }
 
 /// A configuration the flags cannot make.
@@ -287,6 +366,17 @@ pub struct Member {
     pub peer_urls: Vec<String>,
 }
 
+/// One client URL to listen on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientListen {
+    /// The URL as given.
+    pub url: String,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Whether it serves TLS (an https:// URL).
+    pub tls: bool,
+}
+
 /// Everything one member needs to run, validated.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -299,7 +389,7 @@ pub struct ServerConfig {
     /// Every member, in id order.
     pub members: Vec<Member>,
     /// Where to serve clients.
-    pub client_listen: Vec<SocketAddr>,
+    pub client_listen: Vec<ClientListen>,
     /// The client URLs published to the cluster.
     pub advertise_client_urls: Vec<String>,
     /// The peer URLs published to the cluster (`--initial-advertise-peer-urls`).
@@ -315,6 +405,16 @@ pub struct ServerConfig {
     /// The space quota in bytes (`--quota-backend-bytes`, 0 replaced by the
     /// default).
     pub quota_bytes: u64,
+    /// The client TLS flags.
+    pub client_tls: TlsInfo,
+    /// The peer TLS flags.
+    pub peer_tls: TlsInfo,
+    /// Whether peers talk TLS (the peer URLs are https://).
+    pub peer_tls_on: bool,
+    /// The URL peers are listened on (`--listen-peer-urls`).
+    pub listen_peer_url: String,
+    /// `--cipher-suites`, as rustls suites.
+    pub cipher_suites: Vec<rustls::SupportedCipherSuite>,
 }
 
 /// A duration as etcd's flags write them: a number and a unit (`ms`, `s`,
@@ -350,10 +450,17 @@ fn url_list(flag: &str, value: &str) -> Result<Vec<String>, ConfigError> {
     Ok(urls)
 }
 
-/// The host:port of an `http://host:port` URL.
+/// Whether a URL's scheme asks for TLS (`https://`).
+pub fn is_tls(url: &str) -> bool {
+    url.starts_with("https://")
+}
+
+/// The host:port of an `http://host:port` or `https://host:port` URL.
 pub fn host_port(flag: &str, url: &str) -> Result<String, ConfigError> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        bad(format!("--{flag}: {url:?} is not an http://host:port URL (TLS and unix sockets are not supported)"))
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).ok_or_else(|| {
+        bad(format!(
+            "--{flag}: {url:?} is not an http://host:port or https://host:port URL (unix sockets are not supported)"
+        ))
     })?;
     let hp = rest.split('/').next().unwrap_or("");
     let has_port = hp.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
@@ -363,7 +470,7 @@ pub fn host_port(flag: &str, url: &str) -> Result<String, ConfigError> {
     Ok(hp.to_string())
 }
 
-/// Resolves an `http://host:port` URL to one socket address (IPv4 first).
+/// Resolves an `http(s)://host:port` URL to one socket address (IPv4 first).
 pub fn resolve(flag: &str, url: &str) -> Result<SocketAddr, ConfigError> {
     let hp = host_port(flag, url)?;
     let addrs: Vec<SocketAddr> =
@@ -448,13 +555,48 @@ impl NodeArgs {
         }
         let peer_listen = resolve("listen-peer-urls", &listen_peer[0])?;
         let client_listen = url_list("listen-client-urls", &self.listen_client_urls)?
-            .iter()
-            .map(|u| resolve("listen-client-urls", u))
-            .collect::<Result<Vec<_>, _>>()?;
+            .into_iter()
+            .map(|u| Ok(ClientListen { addr: resolve("listen-client-urls", &u)?, tls: is_tls(&u), url: u }))
+            .collect::<Result<Vec<_>, ConfigError>>()?;
         let advertise_client_urls = url_list("advertise-client-urls", &self.advertise_client_urls)?;
         for u in &advertise_client_urls {
             host_port("advertise-client-urls", u)?;
         }
+        let (client_tls, peer_tls) = self.tls_info();
+        client_tls.validate("").map_err(|e| bad(e.0))?;
+        peer_tls.validate("peer-").map_err(|e| bad(e.0))?;
+        for l in &client_listen {
+            if l.tls && !client_tls.configured() {
+                return Err(bad(format!(
+                    "TLS key/cert (--cert-file, --key-file, or --auto-tls) must be provided for client URL {} \
+                     with the https scheme",
+                    l.url
+                )));
+            }
+            if !l.tls && client_tls.configured() {
+                tracing::warn!(url = %l.url, "client URL is http while TLS is configured: it serves plaintext");
+            }
+        }
+        let peer_urls: Vec<&String> =
+            listen_peer.iter().chain(&advertised).chain(members.iter().flat_map(|m| &m.peer_urls)).collect();
+        let peer_tls_on = is_tls(peer_urls[0]);
+        if peer_urls.iter().any(|u| is_tls(u) != peer_tls_on) {
+            return Err(bad(
+                "peer URLs (--listen-peer-urls, --initial-advertise-peer-urls, --initial-cluster) must be \
+                 all http:// or all https://",
+            ));
+        }
+        if peer_tls_on && !peer_tls.configured() {
+            return Err(bad(format!(
+                "TLS key/cert (--peer-cert-file, --peer-key-file, or --peer-auto-tls) must be provided for peer \
+                 URL {} with the https scheme",
+                listen_peer[0]
+            )));
+        }
+        if !peer_tls_on && peer_tls.configured() {
+            tracing::warn!("peer URLs are http while peer TLS is configured: ignoring the peer certificate");
+        }
+        let cipher_suites = crate::tls::cipher_suites(&self.cipher_suites).map_err(|e| bad(e.0))?;
 
         let protocol = self.protocol(me.id, members.iter().map(|m| m.id).collect())?;
         let ids: Vec<NodeId> = members.iter().map(|m| m.id).collect();
@@ -495,7 +637,35 @@ impl NodeArgs {
             max_request_bytes: self.max_request_bytes,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             quota_bytes: crate::quota::effective_quota(self.quota_backend_bytes),
+            client_tls,
+            peer_tls,
+            peer_tls_on,
+            listen_peer_url: listen_peer[0].clone(),
+            cipher_suites,
         })
+    }
+
+    /// The client and peer TLS flags.
+    fn tls_info(&self) -> (TlsInfo, TlsInfo) {
+        let client = TlsInfo {
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            trusted_ca_file: self.trusted_ca_file.clone(),
+            client_cert_auth: self.client_cert_auth,
+            auto_tls: self.auto_tls,
+            crl_file: self.client_crl_file.clone(),
+            allowed_cn: None,
+        };
+        let peer = TlsInfo {
+            cert_file: self.peer_cert_file.clone(),
+            key_file: self.peer_key_file.clone(),
+            trusted_ca_file: self.peer_trusted_ca_file.clone(),
+            client_cert_auth: self.peer_client_cert_auth,
+            auto_tls: self.peer_auto_tls,
+            crl_file: self.peer_crl_file.clone(),
+            allowed_cn: self.peer_cert_allowed_cn.clone(),
+        };
+        (client, peer)
     }
 
     /// The protocol configuration: timing from milliseconds to ticks, and
@@ -566,7 +736,8 @@ mod tests {
     use super::*;
 
     /// A member "b" of a three-member cluster; `extra` flag/value pairs
-    /// replace or add to the defaults.
+    /// replace or add to the defaults (passed as `--flag=value`, so a
+    /// switch is written `"--auto-tls", "true"`).
     fn args(extra: &[&str]) -> Result<ServerConfig, ConfigError> {
         let mut flags = vec![
             ("--name", "b"),
@@ -581,7 +752,7 @@ mod tests {
                 None => flags.push((pair[0], pair[1])),
             }
         }
-        let argv = std::iter::once("synod").chain(flags.iter().flat_map(|(f, v)| [*f, *v]));
+        let argv = std::iter::once("synod".to_string()).chain(flags.iter().map(|(f, v)| format!("{f}={v}")));
         Cli::try_parse_from(argv).map_err(|e| bad(e.to_string()))?.node.to_config()
     }
 
@@ -646,13 +817,57 @@ mod tests {
             (&["--heartbeat-interval", "1000"], "--heartbeat-interval"),
             (&["--name", "z"], "not in --initial-cluster"),
             (&["--initial-advertise-peer-urls", "http://127.0.0.1:9"], "does not match"),
-            (&["--listen-client-urls", "https://127.0.0.1:1"], "TLS"),
+            (&["--listen-client-urls", "https://127.0.0.1:1"], "--cert-file"),
             (&["--initial-cluster", "a=127.0.0.1:1"], "http://"),
+            (&["--listen-peer-urls", "https://127.0.0.1:1002"], "all http:// or all https://"),
+            (&["--cert-file", "c.pem"], "--key-file"),
+            (&["--client-cert-auth", "true", "--cert-file", "c.pem", "--key-file", "k.pem"], "--trusted-ca-file"),
+            (&["--peer-client-cert-auth", "true"], "--peer-trusted-ca-file"),
+            (&["--cipher-suites", "TLS_NOPE"], "unknown cipher suite"),
+            (&["--listen-client-urls", "unix://x:1"], "unix sockets"),
         ];
         for (extra, want) in table {
             let err = args(extra).unwrap_err().to_string();
             assert!(err.contains(want), "{extra:?}: {err:?} should mention {want:?}");
         }
+    }
+
+    #[test]
+    fn each_client_url_serves_tls_by_its_scheme() {
+        let c = args(&[
+            "--listen-client-urls",
+            "http://127.0.0.1:2002,https://127.0.0.1:2003",
+            "--cert-file",
+            "c.pem",
+            "--key-file",
+            "k.pem",
+            "--client-cert-auth",
+            "true",
+            "--trusted-ca-file",
+            "ca.pem",
+        ])
+        .unwrap();
+        let tls: Vec<bool> = c.client_listen.iter().map(|l| l.tls).collect();
+        assert_eq!(tls, [false, true]);
+        assert!(c.client_tls.client_cert_auth);
+        assert!(!c.peer_tls_on);
+    }
+
+    #[test]
+    fn https_peer_urls_turn_peer_tls_on() {
+        let c = args(&[
+            "--initial-cluster",
+            "a=https://127.0.0.1:1001,b=https://127.0.0.1:1002,c=https://127.0.0.1:1003",
+            "--initial-advertise-peer-urls",
+            "https://127.0.0.1:1002",
+            "--listen-peer-urls",
+            "https://127.0.0.1:1002",
+            "--peer-auto-tls",
+            "true",
+        ])
+        .unwrap();
+        assert!(c.peer_tls_on);
+        assert!(c.peer_tls.auto_tls);
     }
 
     #[test]

@@ -1,10 +1,15 @@
 //! `synod demo`: a local three-node cluster on etcd's local-cluster ports,
 //! each member a child process of this same binary, so it behaves exactly as
 //! a production deployment does (kill one and watch the others carry on).
+//!
+//! With `--tls`, the demo makes a certificate authority and a certificate per
+//! member (and one for etcdctl) under `DATA_DIR/tls/certs`, and runs the
+//! cluster with client and peer TLS, client certificates required: the
+//! secure setup of the README's "Securing it", ready to try.
 
 use crate::config::DemoArgs;
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -36,16 +41,39 @@ pub enum DemoError {
     /// The data directory could not be made.
     #[error("data directory {0}: {1}")]
     DataDir(String, std::io::Error),
+    /// The certificates of `--tls` could not be made.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
-/// The flags that start demo member `i` (0, 1 or 2) with data under `base`.
-pub fn member_args(i: usize, base: &Path) -> Vec<String> {
+/// Where `--tls` puts the certificates, under the demo's data.
+pub fn certs_dir(base: &Path) -> PathBuf {
+    base.join("certs")
+}
+
+/// Makes the demo's CA and certificates in `dir`, unless they are there
+/// from an earlier run: `ca.pem`, `infra1.pem`/`infra1-key.pem`, ... and
+/// `client.pem`/`client-key.pem` for etcdctl.
+pub fn make_certs(dir: &Path) -> Result<(), crate::tls::TlsError> {
+    if dir.join("ca.pem").exists() && dir.join("client-key.pem").exists() {
+        return Ok(());
+    }
+    let ca = crate::tls::Authority::new("synod demo CA")?;
+    let names: Vec<&str> = MEMBERS.iter().map(|(n, _, _)| *n).chain(["client"]).collect();
+    ca.write_all(dir, &names, &["127.0.0.1", "localhost"])
+}
+
+/// The flags that start demo member `i` (0, 1 or 2) with data under `base`;
+/// with `tls`, client and peer TLS with the certificates of [`make_certs`]
+/// in [`certs_dir`].
+pub fn member_args(i: usize, base: &Path, tls: bool) -> Vec<String> {
     let (name, client, peer) = MEMBERS[i];
+    let scheme = if tls { "https" } else { "http" };
     let initial_cluster =
-        MEMBERS.iter().map(|(n, _, p)| format!("{n}=http://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
-    let client_url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    [
+        MEMBERS.iter().map(|(n, _, p)| format!("{n}={scheme}://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let client_url = format!("{scheme}://127.0.0.1:{client}");
+    let peer_url = format!("{scheme}://127.0.0.1:{peer}");
+    let mut args: Vec<String> = [
         "--name",
         name,
         "--data-dir",
@@ -67,7 +95,24 @@ pub fn member_args(i: usize, base: &Path) -> Vec<String> {
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    if tls {
+        let certs = certs_dir(base);
+        let file = |f: String| certs.join(f).to_string_lossy().into_owned();
+        let (cert, key, ca) = (file(format!("{name}.pem")), file(format!("{name}-key.pem")), file("ca.pem".into()));
+        for (flag, value) in [
+            ("--cert-file", &cert),
+            ("--key-file", &key),
+            ("--trusted-ca-file", &ca),
+            ("--peer-cert-file", &cert),
+            ("--peer-key-file", &key),
+            ("--peer-trusted-ca-file", &ca),
+        ] {
+            args.extend([flag.to_string(), value.clone()]);
+        }
+        args.extend(["--client-cert-auth".to_string(), "--peer-client-cert-auth".to_string()]);
+    }
+    args
 }
 
 /// The endpoints for etcdctl, as host:port: etcdctl 3.4 sends a full URL as
@@ -99,13 +144,18 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         signal(SignalKind::terminate()).map_err(DemoError::Signal)?,
         signal(SignalKind::interrupt()).map_err(DemoError::Signal)?,
     );
-    let base = args.data_dir;
+    // A TLS cluster's members have other peer URLs, hence other ids: keep
+    // its data apart from the plaintext demo's.
+    let base = if args.tls { args.data_dir.join("tls") } else { args.data_dir };
     std::fs::create_dir_all(&base).map_err(|e| DemoError::DataDir(base.display().to_string(), e))?;
+    if args.tls {
+        make_certs(&certs_dir(&base))?;
+    }
     let exe = std::env::current_exe().map_err(|source| DemoError::Spawn { name: "synod".into(), source })?;
     let mut children: Vec<(&str, Child)> = Vec::new();
     for (i, (name, _, _)) in MEMBERS.iter().enumerate() {
         let mut cmd = Command::new(&exe);
-        cmd.args(member_args(i, &base)).stdin(Stdio::null());
+        cmd.args(member_args(i, &base, args.tls)).stdin(Stdio::null());
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "warn");
         }
@@ -124,7 +174,13 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let eps = endpoints();
+    let mut eps = endpoints();
+    let scheme = if args.tls { "https" } else { "http" };
+    if args.tls {
+        let certs = certs_dir(&base);
+        let f = |n: &str| certs.join(n).display().to_string();
+        eps = format!("{eps} --cacert={} --cert={} --key={}", f("ca.pem"), f("client.pem"), f("client-key.pem"));
+    }
     println!(
         "\nsynod demo: a three-node cluster is running (data in {dir}).\n\n\
          members (name, client URL, peer URL):\n{members}\n\
@@ -140,7 +196,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         dir = base.display(),
         members = MEMBERS
             .iter()
-            .map(|(n, c, p)| format!("  {n}  http://127.0.0.1:{c}  http://127.0.0.1:{p}\n"))
+            .map(|(n, c, p)| format!("  {n}  {scheme}://127.0.0.1:{c}  {scheme}://127.0.0.1:{p}\n"))
             .collect::<String>(),
     );
 

@@ -10,6 +10,12 @@
 //! forwarding again, so requests never bounce between members; the
 //! forwarding member retries with the leader it learns next. One channel to
 //! the current leader is kept open and replaced when leadership moves.
+//!
+//! The leader's first client URL this member can speak is used: an http://
+//! one always, an https:// one when this member has client TLS, presenting
+//! its `--cert-file` as the client certificate (as etcd's own connections
+//! do) and checking the leader's against `--trusted-ca-file`, or not at all
+//! when the certificates are `--auto-tls`'s self-signed ones.
 
 use crate::machine::EtcdMachine;
 use crate::server::Context;
@@ -107,14 +113,17 @@ pub fn not_leader() -> Status {
 /// A member's way to the leader's services.
 pub struct LeaderForwarder {
     handle: Handle<EtcdMachine>,
+    /// Client TLS, for leaders' https:// URLs.
+    tls: Option<crate::tls::Loaded>,
     /// The channel to the member last forwarded to.
     cached: Mutex<Option<(NodeId, Channel)>>,
 }
 
 impl LeaderForwarder {
-    /// A forwarder for the member behind `handle`.
-    pub fn new(handle: Handle<EtcdMachine>) -> LeaderForwarder {
-        LeaderForwarder { handle, cached: Mutex::new(None) }
+    /// A forwarder for the member behind `handle`, with client TLS for
+    /// https:// URLs.
+    pub fn new(handle: Handle<EtcdMachine>, tls: Option<crate::tls::Loaded>) -> LeaderForwarder {
+        LeaderForwarder { handle, tls, cached: Mutex::new(None) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<(NodeId, Channel)>> {
@@ -129,16 +138,26 @@ impl LeaderForwarder {
             }
         }
         let members = self.handle.with_state(|m| m.members()).await.map_err(|e| status::runtime(&e))?;
-        let url =
-            members.iter().find(|m| m.id == leader).and_then(|m| m.client_urls.first().cloned()).ok_or_else(|| {
-                Status::unavailable(format!("synod: leader {leader:x} has not published its client URLs"))
-            })?;
-        let channel = Endpoint::from_shared(url.clone())
-            .map_err(|e| Status::internal(format!("synod: leader's client URL {url:?}: {e}")))?
-            .connect_timeout(FORWARD_TIMEOUT)
-            .timeout(FORWARD_TIMEOUT)
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let urls = members.iter().find(|m| m.id == leader).map(|m| m.client_urls.clone()).unwrap_or_default();
+        if urls.is_empty() {
+            return Err(Status::unavailable(format!("synod: leader {leader:x} has not published its client URLs")));
+        }
+        let url = urls.iter().find(|u| !crate::config::is_tls(u) || self.tls.is_some()).ok_or_else(|| {
+            Status::unavailable(format!(
+                "synod: leader {leader:x} serves clients on https:// only and this member has no client TLS \
+                 (--cert-file, --key-file) to forward with"
+            ))
+        })?;
+        let mut endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| Status::internal(format!("synod: leader's client URL {url:?}: {e}")))?;
+        if let (true, Some(tls)) = (crate::config::is_tls(url), &self.tls) {
+            let verifier = tls.server_verifier(true).map_err(|e| Status::internal(format!("synod: {e}")))?;
+            endpoint = endpoint
+                .tls_config_with_verifier(tls.tonic_client(), verifier)
+                .map_err(|e| Status::internal(format!("synod: TLS to the leader's client URL {url:?}: {e}")))?;
+        }
+        let channel =
+            endpoint.connect_timeout(FORWARD_TIMEOUT).timeout(FORWARD_TIMEOUT).tcp_nodelay(true).connect_lazy();
         *self.lock() = Some((leader, channel.clone()));
         Ok(channel)
     }

@@ -26,6 +26,7 @@
 //! * [`alarm`]: the replicated alarms (NOSPACE, CORRUPT) and what they
 //!   refuse; [`quota`]: the space quota check before a write is proposed;
 //! * [`status`]: runtime and state machine errors as etcd's gRPC errors;
+//! * [`tls`]: client and peer TLS from etcd's flags;
 //! * [`ids`]: member and cluster ids, derived as etcd derives them;
 //! * [`snapshot`]: the backup file `Maintenance.Snapshot` streams, and
 //!   `synod snapshot restore`;
@@ -57,5 +58,6 @@ pub mod recipes;
 pub mod server;
 pub mod snapshot;
 pub mod status;
+pub mod tls;
 pub mod watch_hub;
 pub mod watch_service;

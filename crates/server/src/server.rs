@@ -1,5 +1,6 @@
 //! One member, running: the replica, its published attributes and the etcd
-//! gRPC services on every client URL, until asked to stop.
+//! gRPC services on every client URL (inside TLS for an https:// one),
+//! until asked to stop.
 
 use crate::bootstrap::Identity;
 use crate::cluster_service::ClusterService;
@@ -25,13 +26,19 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use synod_runtime::{Handle, Node};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::TcpIncoming;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// How often a request waiting for a leader tries again.
 const LEADER_RETRY: Duration = Duration::from_millis(50);
+
+/// How long a client's TLS handshake may take.
+const CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every service of one member shares.
 pub struct Context {
@@ -143,6 +150,9 @@ pub enum ServerError {
     /// belongs to a member that is gone for good).
     #[error("the member has been permanently removed from the cluster (member {0:x}); start a new member with an empty data directory instead")]
     Removed(u64),
+    /// The TLS flags or files cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -159,11 +169,19 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 
 /// Runs one member until `shutdown` completes, then stops it cleanly.
 pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
+    let (client_tls, peer_tls) = load_tls(&cfg)?;
+    cfg.node.peer_tls = peer_tls;
     let peer_listener = bind(cfg.peer_listen).await?;
     let mut client_listeners = Vec::new();
-    for addr in &cfg.client_listen {
-        client_listeners.push(bind(*addr).await?);
+    for l in &cfg.client_listen {
+        client_listeners.push((bind(l.addr).await?, l.tls));
     }
+    let acceptor = match &client_tls {
+        Some(loaded) if cfg.client_listen.iter().any(|l| l.tls) => {
+            Some(TlsAcceptor::from(Arc::new(loaded.server_config(true)?)))
+        }
+        _ => None,
+    };
     let unrecorded = crate::bootstrap::settle(&mut cfg).await?;
     let (feed, wake) = crate::watch_hub::RevisionFeed::new();
     let node = Node::start_on(cfg.node.clone(), EtcdMachine::with_revision_feed(feed.clone()), peer_listener).await?;
@@ -181,7 +199,8 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
         member = format_args!("{:x}", cfg.member_id),
         cluster = format_args!("{:x}", cfg.cluster_id),
         peer = %cfg.peer_listen,
-        clients = ?cfg.client_listen,
+        clients = ?cfg.client_listen.iter().map(|l| l.url.as_str()).collect::<Vec<_>>(),
+        peer_tls = cfg.peer_tls_on,
         "member started"
     );
     let ctx = Arc::new(Context {
@@ -196,7 +215,7 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
         leader_wait: cfg.node.tick * (2 * cfg.node.protocol.election_ticks) as u32,
         watch_hub: WatchHub::default(),
         watch_progress_interval: cfg.watch_progress_notify_interval,
-        forwarder: LeaderForwarder::new(handle.clone()),
+        forwarder: LeaderForwarder::new(handle.clone(), client_tls),
         term: AtomicU64::new(0),
         revision: AtomicI64::new(0),
     });
@@ -225,7 +244,7 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     let limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let min_lease_ttl = crate::lease_service::min_ttl(cfg.node.tick * cfg.node.protocol.election_ticks as u32);
     let mut servers = Vec::new();
-    for listener in client_listeners {
+    for (listener, tls) in client_listeners {
         let router = tonic::transport::Server::builder()
             .add_service(PbKvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(limit))
             .add_service(PbClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(limit))
@@ -240,12 +259,19 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
                     .max_decoding_message_size(limit),
             );
         let mut stop = stop_rx.clone();
-        servers.push(tokio::spawn(async move {
-            let signal = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            router.serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal).await
-        }));
+        let signal = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let served = match (tls, &acceptor) {
+            (true, Some(acceptor)) => {
+                let incoming = tls_incoming(listener, acceptor.clone());
+                tokio::spawn(async move { router.serve_with_incoming_shutdown(incoming, signal).await })
+            }
+            _ => tokio::spawn(async move {
+                router.serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal).await
+            }),
+        };
+        servers.push(served);
     }
 
     let removed = tokio::select! {
@@ -269,6 +295,76 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
         return Err(ServerError::Removed(cfg.member_id));
     }
     Ok(())
+}
+
+/// Loads the client TLS (when a client URL is https, or certificates are
+/// given for forwarding to a leader's https URL) and the peer TLS (when the
+/// peer URLs are https), making `--auto-tls` certificates in the data
+/// directory as etcd does.
+fn load_tls(cfg: &ServerConfig) -> Result<(Option<crate::tls::Loaded>, Option<synod_runtime::PeerTls>), ServerError> {
+    let provider = crate::tls::provider(cfg.cipher_suites.clone());
+    let fixtures = cfg.node.data_dir.join("fixtures");
+    let host = |url: &str| {
+        crate::config::host_port("", url)
+            .ok()
+            .and_then(|hp| hp.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']']).to_string()))
+    };
+    let client = if cfg.client_listen.iter().any(|l| l.tls) || cfg.client_tls.cert_file.is_some() {
+        let hosts: Vec<String> = cfg.client_listen.iter().filter_map(|l| host(&l.url)).collect();
+        Some(cfg.client_tls.load("", &fixtures.join("client"), &hosts, provider.clone())?)
+    } else {
+        None
+    };
+    let peer = if cfg.peer_tls_on {
+        let hosts: Vec<String> = host(&cfg.listen_peer_url).into_iter().collect();
+        Some(cfg.peer_tls.load("peer-", &fixtures.join("peer"), &hosts, provider)?.peer_tls()?)
+    } else {
+        None
+    };
+    Ok((client, peer))
+}
+
+/// The TLS connections accepted on `listener`: each handshake runs on its
+/// own task, so a slow or silent client holds up no one; a failed one is
+/// logged and closed. Accepting stops when the server drops the stream.
+fn tls_incoming(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                _ = tx.closed() => return,
+            };
+            let (tcp, remote) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "accepting a client connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(CLIENT_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                    }
+                    // Closed before saying anything: a port probe or health
+                    // check, not worth a warning.
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        debug!(%remote, "client closed the connection before the TLS handshake")
+                    }
+                    Ok(Err(e)) => warn!(%remote, error = %e, "client connection refused: TLS handshake failed"),
+                    Err(_) => debug!(%remote, "client TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
 }
 
 /// Publishes this member's attributes through the log, retrying until a

@@ -31,6 +31,19 @@ fn help_documents_every_flag() {
         "--phase1-quorum",
         "--phase2-quorum",
         "--lease-ms",
+        "--cert-file",
+        "--key-file",
+        "--trusted-ca-file",
+        "--client-cert-auth",
+        "--client-crl-file",
+        "--auto-tls",
+        "--peer-cert-file",
+        "--peer-key-file",
+        "--peer-trusted-ca-file",
+        "--peer-client-cert-auth",
+        "--peer-auto-tls",
+        "--peer-cert-allowed-cn",
+        "--cipher-suites",
     ] {
         assert!(help.contains(flag), "--help does not document {flag}");
     }
@@ -38,7 +51,7 @@ fn help_documents_every_flag() {
         assert!(help.contains(default), "--help does not show {default}");
     }
     let (ok, demo) = synod(&["demo", "--help"]);
-    assert!(ok && demo.contains("--data-dir"), "{demo}");
+    assert!(ok && demo.contains("--data-dir") && demo.contains("--tls"), "{demo}");
 }
 
 #[test]
@@ -49,6 +62,9 @@ fn invalid_configurations_are_refused_with_a_clear_message() {
         (&["--phase1-quorum", "1", "--phase2-quorum", "2"], "do not intersect"),
         (&["--lease-ms", "2000"], "--lease-ms"),
         (&["--initial-cluster-state", "maybe"], "maybe"),
+        (&["--cipher-suites", "TLS_RSA_WITH_RC4_128_SHA"], "not offered"),
+        (&["--cipher-suites", "TLS_NO_SUCH_SUITE"], "unknown cipher suite"),
+        (&["--listen-client-urls", "https://127.0.0.1:4"], "--cert-file"),
     ];
     for (extra, want) in table {
         let args: Vec<&str> = base.iter().chain(extra.iter()).copied().collect();

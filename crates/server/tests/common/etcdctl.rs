@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 pub struct Etcdctl {
     /// `--endpoints`, comma-separated host:port.
     pub endpoints: String,
+    /// Flags before the command (TLS files).
+    pub flags: Vec<String>,
 }
 
 /// Whether etcdctl is installed (scripts/setup installs it); tests that
@@ -32,7 +34,17 @@ impl Etcdctl {
     pub fn of(cluster: &Cluster, members: &[usize]) -> Etcdctl {
         let eps: Vec<String> =
             members.iter().map(|&i| format!("127.0.0.1:{}", cluster.members[i].client_port)).collect();
-        Etcdctl { endpoints: eps.join(",") }
+        let mut flags = Vec::new();
+        if cluster.tls.as_ref().is_some_and(|t| t.client && t.auto) {
+            // A self-signed certificate: etcdctl cannot verify it.
+            flags.push("--insecure-transport=false".to_string());
+            flags.push("--insecure-skip-tls-verify".to_string());
+        } else if let Some(tls) = cluster.tls.as_ref().filter(|t| t.client) {
+            flags.push(format!("--cacert={}", tls.file("ca.pem")));
+            flags.push(format!("--cert={}", tls.file("client.pem")));
+            flags.push(format!("--key={}", tls.file("client-key.pem")));
+        }
+        Etcdctl { endpoints: eps.join(","), flags }
     }
 
     /// etcdctl for every member.
@@ -46,6 +58,7 @@ impl Etcdctl {
         cmd.env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoints))
             .arg("--command-timeout=20s")
+            .args(&self.flags)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

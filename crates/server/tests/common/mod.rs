@@ -7,7 +7,7 @@
 
 pub mod etcdctl;
 
-use etcd_client::{Client, ConnectOptions, GetOptions};
+use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -36,40 +36,120 @@ pub struct Cluster {
     /// The members, in start order.
     pub members: Vec<Member>,
     dir: TempDir,
+    /// TLS, if the cluster runs with it.
+    pub tls: Option<Tls>,
+}
+
+/// Which sides of a test cluster run TLS, with certificates from a test CA
+/// (made with rcgen) in a folder: `ca.pem`, `m1.pem`/`m1-key.pem` ... for
+/// the members and `client.pem`/`client-key.pem` for clients.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    /// https:// client URLs, client certificates required.
+    pub client: bool,
+    /// https:// peer URLs, peer certificates required.
+    pub peer: bool,
+    /// `--auto-tls` / `--peer-auto-tls` instead of the test CA's files.
+    pub auto: bool,
+    /// Where the certificates are.
+    pub certs: PathBuf,
+}
+
+impl Tls {
+    /// The path of a file among the certificates.
+    pub fn file(&self, name: &str) -> String {
+        self.certs.join(name).to_string_lossy().into_owned()
+    }
+
+    /// A client's TLS with the test CA and, if `with_cert`, the client
+    /// certificate.
+    pub fn client_options(&self, with_cert: bool) -> TlsOptions {
+        let read = |f: &str| std::fs::read(self.certs.join(f)).expect("read a test certificate");
+        let opts = TlsOptions::new().ca_certificate(Certificate::from_pem(read("ca.pem")));
+        if with_cert {
+            opts.identity(Identity::from_pem(read("client.pem"), read("client-key.pem")))
+        } else {
+            opts
+        }
+    }
+
+    /// The flags of member `name` for this TLS setup.
+    fn flags(&self, name: &str) -> Vec<String> {
+        let mut flags = Vec::new();
+        if self.auto {
+            flags.extend(self.client.then(|| "--auto-tls".to_string()));
+            flags.extend(self.peer.then(|| "--peer-auto-tls".to_string()));
+            return flags;
+        }
+        let (cert, key, ca) =
+            (self.file(&format!("{name}.pem")), self.file(&format!("{name}-key.pem")), self.file("ca.pem"));
+        if self.client {
+            flags.extend(["--cert-file".into(), cert.clone(), "--key-file".into(), key.clone()]);
+            flags.extend(["--trusted-ca-file".into(), ca.clone(), "--client-cert-auth".into()]);
+        }
+        if self.peer {
+            flags.extend(["--peer-cert-file".into(), cert, "--peer-key-file".into(), key]);
+            flags.extend(["--peer-trusted-ca-file".into(), ca, "--peer-client-cert-auth".into()]);
+        }
+        flags
+    }
+}
+
+/// Makes a CA named `name` in `dir` and certificates for members m1..m5
+/// and a client, valid for 127.0.0.1 and localhost.
+pub fn make_certs(dir: &std::path::Path, name: &str) {
+    let ca = synod_server::tls::Authority::new(name).expect("make a test CA");
+    ca.write_all(dir, &["m1", "m2", "m3", "m4", "m5", "client"], &["127.0.0.1", "localhost"])
+        .expect("write test certificates");
 }
 
 /// The flags of member `name` on loopback ports, its data under `dir`.
 fn member_args(
     name: &str,
     dir: &std::path::Path,
-    client_port: u16,
-    peer_port: u16,
+    (client_port, peer_port): (u16, u16),
     initial_cluster: &str,
     token: &str,
+    tls: Option<&Tls>,
 ) -> Vec<String> {
-    let client = format!("http://127.0.0.1:{client_port}");
-    let peer = format!("http://127.0.0.1:{peer_port}");
-    [
-        "--name",
-        name,
-        "--data-dir",
-        &dir.join(name).to_string_lossy(),
-        "--listen-client-urls",
-        &client,
-        "--advertise-client-urls",
-        &client,
-        "--listen-peer-urls",
-        &peer,
-        "--initial-advertise-peer-urls",
-        &peer,
-        "--initial-cluster",
-        initial_cluster,
-        "--initial-cluster-token",
-        token,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    let client = format!("{}://127.0.0.1:{client_port}", scheme(tls.is_some_and(|t| t.client)));
+    let peer = format!("{}://127.0.0.1:{peer_port}", scheme(tls.is_some_and(|t| t.peer)));
+    // TLS flags first: what follows the token is the timing and extra
+    // flags that prepare_member copies.
+    let tls_flags = tls.map(|t| t.flags(name)).unwrap_or_default();
+    tls_flags
+        .into_iter()
+        .chain(
+            [
+                "--name",
+                name,
+                "--data-dir",
+                &dir.join(name).to_string_lossy(),
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+                "--initial-cluster",
+                initial_cluster,
+                "--initial-cluster-token",
+                token,
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        )
+        .collect()
+}
+
+fn scheme(tls: bool) -> &'static str {
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
 }
 
 /// `n` distinct free loopback ports (bound together, then released).
@@ -93,13 +173,47 @@ impl Cluster {
     /// Like [`Cluster::start_with`], but runs `before` once the members are
     /// configured and before any starts (to restore data directories).
     pub fn start_prepared(n: usize, extra: &[&str], before: impl FnOnce(&Cluster)) -> Cluster {
+        Cluster::start_full(n, extra, None, before)
+    }
+
+    /// Starts `n` members with TLS on the `client` and/or `peer` side,
+    /// certificates from a test CA made for the cluster.
+    pub fn start_tls(n: usize, client: bool, peer: bool, extra: &[&str]) -> Cluster {
+        let mut cluster = Cluster::prepare_tls(n, client, peer, false, extra);
+        for i in 0..n {
+            cluster.spawn(i);
+        }
+        cluster
+    }
+
+    /// Configures `n` members with TLS on the `client` and/or `peer` side
+    /// (certificates from a test CA made for the cluster in
+    /// [`Tls::certs`], or `auto`-TLS), without starting them.
+    pub fn prepare_tls(n: usize, client: bool, peer: bool, auto: bool, extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temporary directory");
+        let certs = dir.path().join("certs");
+        make_certs(&certs, "synod test CA");
+        Cluster::configure(n, extra, dir, Some(Tls { client, peer, auto, certs }))
+    }
+
+    fn start_full(n: usize, extra: &[&str], tls: Option<Tls>, before: impl FnOnce(&Cluster)) -> Cluster {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut cluster = Cluster::configure(n, extra, dir, tls);
+        before(&cluster);
+        for i in 0..n {
+            cluster.spawn(i);
+        }
+        cluster
+    }
+
+    fn configure(n: usize, extra: &[&str], dir: TempDir, tls: Option<Tls>) -> Cluster {
+        let peer_scheme = scheme(tls.as_ref().is_some_and(|t| t.peer));
         let ports = free_ports(2 * n);
         let names: Vec<String> = (1..=n).map(|i| format!("m{i}")).collect();
         let initial_cluster = names
             .iter()
             .enumerate()
-            .map(|(i, name)| format!("{name}=http://127.0.0.1:{}", ports[2 * i + 1]))
+            .map(|(i, name)| format!("{name}={peer_scheme}://127.0.0.1:{}", ports[2 * i + 1]))
             .collect::<Vec<_>>()
             .join(",");
         let members = names
@@ -108,7 +222,8 @@ impl Cluster {
             .map(|(i, name)| {
                 let (client_port, peer_port) = (ports[2 * i], ports[2 * i + 1]);
                 let token = format!("test-{}", ports[0]);
-                let mut args = member_args(name, dir.path(), client_port, peer_port, &initial_cluster, &token);
+                let mut args =
+                    member_args(name, dir.path(), (client_port, peer_port), &initial_cluster, &token, tls.as_ref());
                 args.extend(TIMING.iter().chain(extra).map(|s| s.to_string()));
                 Member {
                     name: name.clone(),
@@ -120,12 +235,7 @@ impl Cluster {
                 }
             })
             .collect();
-        let mut cluster = Cluster { members, dir };
-        before(&cluster);
-        for i in 0..n {
-            cluster.spawn(i);
-        }
-        cluster
+        Cluster { members, dir, tls }
     }
 
     /// Configures a new member `m<k>` on fresh ports that joins the running
@@ -138,9 +248,11 @@ impl Cluster {
         let ports = free_ports(2);
         let mut initial: Vec<String> =
             others.iter().map(|&o| format!("{}={}", self.members[o].name, self.peer_url(o))).collect();
-        initial.push(format!("{name}=http://127.0.0.1:{}", ports[1]));
+        let peer_scheme = scheme(self.tls.as_ref().is_some_and(|t| t.peer));
+        initial.push(format!("{name}={peer_scheme}://127.0.0.1:{}", ports[1]));
         let token = self.flag(0, "--initial-cluster-token");
-        let mut args = member_args(&name, self.dir.path(), ports[0], ports[1], &initial.join(","), &token);
+        let mut args =
+            member_args(&name, self.dir.path(), (ports[0], ports[1]), &initial.join(","), &token, self.tls.as_ref());
         args.extend(["--initial-cluster-state".to_string(), "existing".to_string()]);
         // The same timing and extra flags as the first member.
         let first = &self.members[0].args;
@@ -166,7 +278,7 @@ impl Cluster {
 
     /// Member `i`'s peer URL.
     pub fn peer_url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.members[i].peer_port)
+        format!("{}://127.0.0.1:{}", scheme(self.tls.as_ref().is_some_and(|t| t.peer)), self.members[i].peer_port)
     }
 
     /// Starts member `i` (prepared, or stopped).
@@ -207,7 +319,7 @@ impl Cluster {
 
     /// Member `i`'s client URL.
     pub fn endpoint(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.members[i].client_port)
+        format!("{}://127.0.0.1:{}", scheme(self.tls.as_ref().is_some_and(|t| t.client)), self.members[i].client_port)
     }
 
     /// Every member's client URL.
@@ -246,7 +358,10 @@ impl Cluster {
 
     /// A client of member `i` alone.
     pub async fn client(&self, i: usize) -> Client {
-        connect(vec![self.endpoint(i)]).await
+        match &self.tls {
+            Some(tls) if tls.client => connect_tls(vec![self.endpoint(i)], tls.client_options(true)).await,
+            _ => connect(vec![self.endpoint(i)]).await,
+        }
     }
 
     /// Waits until every running member answers a linearizable read.
@@ -333,6 +448,15 @@ impl Cluster {
 /// A client of the given endpoints, with a request timeout.
 pub async fn connect(endpoints: Vec<String>) -> Client {
     let opts = ConnectOptions::new().with_timeout(Duration::from_secs(5)).with_connect_timeout(Duration::from_secs(2));
+    Client::connect(endpoints, Some(opts)).await.expect("connect (lazily) to synod")
+}
+
+/// A TLS client of the given https:// endpoints.
+pub async fn connect_tls(endpoints: Vec<String>, tls: TlsOptions) -> Client {
+    let opts = ConnectOptions::new()
+        .with_timeout(Duration::from_secs(5))
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_tls(tls);
     Client::connect(endpoints, Some(opts)).await.expect("connect (lazily) to synod")
 }
 
