@@ -30,7 +30,8 @@ pub mod seed;
 pub mod transport;
 
 pub use join::{discover, Joined};
-pub use node::{Handle, Node, NodeConfig, Status};
+pub use node::{lock_data_dir, Handle, Node, NodeConfig, Status};
+pub use synod_storage::DirLock;
 pub use seed::seed_data_dir;
 pub use transport::ClusterInfo;
 
@@ -71,6 +72,10 @@ pub enum Error {
     /// The replica has stopped.
     #[error("replica stopped")]
     Stopped,
+    /// A task of the replica died (it panicked: a broken invariant) or
+    /// ended when it must not.
+    #[error("the replica's task died: {0}")]
+    Crashed(String),
     /// A membership change was refused, or interrupted before it was
     /// chosen.
     #[error(transparent)]
