@@ -31,8 +31,8 @@ pub mod transport;
 
 pub use join::{discover, Joined};
 pub use node::{lock_data_dir, Handle, Node, NodeConfig, Status};
-pub use synod_storage::DirLock;
 pub use seed::seed_data_dir;
+pub use synod_storage::DirLock;
 pub use transport::ClusterInfo;
 
 use synod_paxos::NodeId;

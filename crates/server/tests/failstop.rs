@@ -133,9 +133,8 @@ async fn fails_stops_and_rejoins(mut cluster: Cluster, victim: usize, error: &st
     let status = cluster.wait_exit(victim, EXIT_DEADLINE).await;
     let took = armed.elapsed();
     let log = cluster.log(victim);
-    let status = status.unwrap_or_else(|| {
-        panic!("member {victim} still runs {took:?} after its disk failed; log:\n{}", tail(&log))
-    });
+    let status = status
+        .unwrap_or_else(|| panic!("member {victim} still runs {took:?} after its disk failed; log:\n{}", tail(&log)));
     assert!(!status.success(), "member {victim} exited with {status} after its disk failed");
     assert!(log.contains("faultfs: injecting"), "the fault was never injected; log:\n{}", tail(&log));
     assert!(log.contains(error), "the log does not name {error:?}:\n{}", tail(&log));
@@ -246,7 +245,9 @@ async fn a_second_process_on_a_data_directory_in_use_is_refused_and_the_first_go
     }
     std::fs::write(&backup, bytes).unwrap();
     let mut restore = vec!["snapshot".to_string(), "restore".to_string(), backup.display().to_string()];
-    for flag in ["--name", "--data-dir", "--initial-cluster", "--initial-cluster-token", "--initial-advertise-peer-urls"] {
+    for flag in
+        ["--name", "--data-dir", "--initial-cluster", "--initial-cluster-token", "--initial-advertise-peer-urls"]
+    {
         restore.extend([flag.to_string(), cluster.flag(0, flag)]);
     }
     let (status, stderr) = run_synod(&restore, Duration::from_secs(20)).await;
