@@ -225,6 +225,32 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// Whether the membership with `voters` and `learners` already has
+    /// this change in force, so that asking for it again would be refused
+    /// (`AlreadyMember`, `NotALearner`, `UnknownMember`) although it is
+    /// done. A client that retries a change after a timeout or an
+    /// interruption (the first attempt may have been chosen) checks this
+    /// before treating the refusal as a failure.
+    pub fn in_force(&self, voters: &[NodeId], learners: &[NodeId]) -> bool {
+        let listed = |id: &NodeId| voters.contains(id) || learners.contains(id);
+        match self {
+            Change::AddLearner(id) => listed(id),
+            Change::PromoteLearner(id) => voters.contains(id),
+            Change::Remove(id) => !listed(id),
+            Change::Replace { voters: v, learners: l } => {
+                let same = |a: &[NodeId], b: &[NodeId]| {
+                    let (mut a, mut b) = (a.to_vec(), b.to_vec());
+                    a.sort_unstable();
+                    b.sort_unstable();
+                    a == b
+                };
+                same(v, voters) && same(l, learners)
+            }
+        }
+    }
+}
+
 /// Why a membership change was refused or did not happen.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum ReconfigError {
@@ -388,6 +414,29 @@ mod tests {
         c.trim(20);
         assert_eq!(c.chosen.len(), 1, "superseded history is forgotten");
         assert_eq!(c.governing(20).voters, vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_change_refused_because_it_is_done_is_in_force() {
+        let base = Membership::majority(vec![1, 2, 3], vec![4]).unwrap();
+        let cases = [
+            (Change::AddLearner(4), true),
+            (Change::AddLearner(5), false),
+            (Change::PromoteLearner(4), false),
+            (Change::PromoteLearner(2), true),
+            (Change::Remove(9), true),
+            (Change::Remove(4), false),
+            (Change::Replace { voters: vec![3, 2, 1], learners: vec![4] }, true),
+            (Change::Replace { voters: vec![1, 2], learners: vec![4] }, false),
+        ];
+        for (change, done) in cases {
+            assert_eq!(change.in_force(&base.voters, &base.learners), done, "{change:?}");
+            // A change that is not in force applies; one in force (but a
+            // replacement, which always applies) is refused.
+            if !matches!(change, Change::Replace { .. }) {
+                assert_eq!(base.apply(&change).is_err(), done, "{change:?}");
+            }
+        }
     }
 
     #[test]

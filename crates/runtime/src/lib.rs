@@ -32,8 +32,9 @@ pub mod tls;
 pub mod transport;
 
 pub use join::{discover, Joined};
-pub use node::{Handle, Node, NodeConfig, Status};
+pub use node::{lock_data_dir, Handle, Node, NodeConfig, Status};
 pub use seed::seed_data_dir;
+pub use synod_storage::DirLock;
 pub use tls::PeerTls;
 pub use transport::{ClusterInfo, InboundLimits};
 
@@ -74,6 +75,10 @@ pub enum Error {
     /// The replica has stopped.
     #[error("replica stopped")]
     Stopped,
+    /// A task of the replica died (it panicked: a broken invariant) or
+    /// ended when it must not.
+    #[error("the replica's task died: {0}")]
+    Crashed(String),
     /// A membership change was refused, or interrupted before it was
     /// chosen.
     #[error(transparent)]

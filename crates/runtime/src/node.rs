@@ -8,7 +8,12 @@
 //! `Durable` only when the log says so, and the core itself holds back every
 //! reply that depends on records not yet durable. A failed fsync stops the
 //! node: the log refuses every later append, and the actor exits with the
-//! error.
+//! error. Whoever runs the node watches [`Node::stopped`]: a replica that
+//! stopped by itself cannot go on, and its process should exit (fail-stop)
+//! rather than keep its other ports open.
+//!
+//! The data directory is locked ([`DirLock`]) for as long as the actor
+//! runs, so a second process on it is refused at start.
 
 use crate::codec::{decode_record, encode_record};
 use crate::transport::{InboundLimits, Transport, TransportConfig};
@@ -23,7 +28,7 @@ use synod_paxos::{
     Ballot, Change, ClientError, Command, CommandId, Config, Input, Lsn, Membership, Message, NodeId, Replica, Slot,
     Snapshot, StateMachine,
 };
-use synod_storage::{DataDir, SnapshotStore, Wal, WalOptions};
+use synod_storage::{DataDir, DirLock, SnapshotStore, Wal, WalOptions};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -276,9 +281,32 @@ where
 /// A running replica.
 pub struct Node<S: StateMachine> {
     handle: Handle<S>,
-    task: JoinHandle<Result<(), Error>>,
-    accept_task: JoinHandle<()>,
+    /// The actor; `None` once its end has been reported.
+    task: Option<JoinHandle<Result<(), Error>>>,
+    /// The peer listener; `None` once its end has been seen.
+    accept_task: Option<JoinHandle<()>>,
     shutdown: Option<oneshot::Sender<()>>,
+}
+
+/// Locks the data directory `dir` (creating it, private, if missing) for
+/// this process, warning if it had to narrow the directory's mode. Fails
+/// with [`synod_storage::Error::Locked`] if another process holds it.
+pub fn lock_data_dir(dir: &std::path::Path) -> Result<DirLock, Error> {
+    let lock = DirLock::acquire(dir)?;
+    if let Some(mode) = lock.tightened_from() {
+        warn!(
+            dir = %dir.display(),
+            was = format_args!("{mode:o}"),
+            now = "700",
+            "the data directory was readable by other users; made it private to prevent unprivileged access to the data"
+        );
+    }
+    Ok(lock)
+}
+
+/// What a finished task of the node's says about why it finished.
+fn joined<T>(what: &str, r: Result<T, tokio::task::JoinError>) -> Result<T, Error> {
+    r.map_err(|e| Error::Crashed(format!("{what}: {e}")))
 }
 
 impl<S> Node<S>
@@ -297,7 +325,28 @@ where
     }
 
     /// Like [`Node::start`], on a listener the caller already bound.
-    pub async fn start_on(mut cfg: NodeConfig, sm: S, listener: TcpListener) -> Result<Node<S>, Error> {
+    pub async fn start_on(cfg: NodeConfig, sm: S, listener: TcpListener) -> Result<Node<S>, Error> {
+        let lock = lock_data_dir(&cfg.data_dir)?;
+        Node::start_locked(cfg, sm, listener, lock).await
+    }
+
+    /// Like [`Node::start_on`], with the data directory already locked by
+    /// the caller (with [`lock_data_dir`], so that it could use the
+    /// directory before the replica starts). The node keeps the lock until
+    /// it stops.
+    pub async fn start_locked(
+        mut cfg: NodeConfig,
+        sm: S,
+        listener: TcpListener,
+        lock: DirLock,
+    ) -> Result<Node<S>, Error> {
+        if lock.path() != cfg.data_dir {
+            return Err(Error::Config(format!(
+                "the lock held is on {}, not on the data directory {}",
+                lock.path().display(),
+                cfg.data_dir.display()
+            )));
+        }
         // Every message the protocol sends must fit a frame and a record.
         let most = cfg.max_frame.min(synod_storage::record::MAX_PAYLOAD);
         cfg.protocol.max_message_bytes = cfg.protocol.max_message_bytes.min(most);
@@ -369,9 +418,15 @@ where
             published: None,
             alpha: cfg.protocol.max_inflight_slots as u64,
             refused: 0,
+            _lock: lock,
         };
         let task = tokio::spawn(actor.run(cfg.tick, rx, peer_rx, durable_rx, stop_rx));
-        Ok(Node { handle: Handle { tx, timeout: cfg.request_timeout }, task, accept_task, shutdown: Some(stop_tx) })
+        Ok(Node {
+            handle: Handle { tx, timeout: cfg.request_timeout },
+            task: Some(task),
+            accept_task: Some(accept_task),
+            shutdown: Some(stop_tx),
+        })
     }
 
     /// A handle for clients of this replica.
@@ -380,28 +435,60 @@ where
     }
 
     /// Stop the replica and wait for it; returns the error that stopped it,
-    /// if one did.
+    /// if one did (and [`Node::stopped`] has not already reported it).
     pub async fn shutdown(mut self) -> Result<(), Error> {
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());
         }
-        let result = match (&mut self.task).await {
-            Ok(r) => r,
-            Err(e) => Err(Error::Io(format!("replica task failed: {e}"))),
+        let result = match self.task.take() {
+            Some(task) => joined("the replica's task", task.await).and_then(|r| r),
+            None => Ok(()),
         };
         // The actor is gone, so the transport stops accepting: wait for the
         // port to be free again.
-        let _ = (&mut self.accept_task).await;
+        if let Some(accept) = self.accept_task.take() {
+            let _ = accept.await;
+        }
         result
     }
 
-    /// Wait until the replica stops by itself (it only does on a fatal
-    /// storage error).
-    pub async fn wait(mut self) -> Result<(), Error> {
-        match (&mut self.task).await {
-            Ok(r) => r,
-            Err(e) => Err(Error::Io(format!("replica task failed: {e}"))),
+    /// Completes when the replica stops by itself, with why: a fatal
+    /// storage error (a failed write or fsync), a panic in its task, or
+    /// its peer listener ending. A replica that stopped by itself cannot go
+    /// on: the caller should stop everything else that serves on its
+    /// behalf (a server exits, so that its supervisor restarts it).
+    ///
+    /// Cancel-safe (meant for `select!`). Once it has reported the end,
+    /// later calls never complete, and [`Node::shutdown`] returns `Ok`.
+    pub async fn stopped(&mut self) -> Result<(), Error> {
+        let Some(task) = self.task.as_mut() else {
+            return std::future::pending().await;
+        };
+        let ended = match self.accept_task.as_mut() {
+            None => task.await,
+            Some(accept) => tokio::select! {
+                biased;
+                r = &mut *task => r,
+                r = accept => {
+                    self.accept_task = None;
+                    joined("the peer listener's task", r)?;
+                    // The listener ends by itself only once the actor has
+                    // dropped its end of the channel: the actor is ending
+                    // too, and its end says why.
+                    task.await
+                }
+            },
+        };
+        self.task = None;
+        match joined("the replica's task", ended) {
+            Ok(Ok(())) => Err(Error::Stopped),
+            Ok(Err(e)) | Err(e) => Err(e),
         }
+    }
+
+    /// Wait until the replica stops by itself (see [`Node::stopped`]).
+    pub async fn wait(mut self) -> Result<(), Error> {
+        self.stopped().await
     }
 }
 
@@ -464,6 +551,9 @@ struct Actor<S: StateMachine> {
     alpha: u64,
     /// Peer messages refused on arrival since start.
     refused: u64,
+    /// The data directory's lock, released when the actor ends (declared
+    /// last: dropped after the log it protects).
+    _lock: DirLock,
 }
 
 impl<S> Actor<S>

@@ -14,22 +14,26 @@
 use crate::Error;
 use std::path::Path;
 use synod_paxos::{NodeId, Snapshot};
-use synod_storage::{DataDir, SnapshotStore};
+use synod_storage::{DataDir, SnapshotStore, LOCK_FILE};
 
 /// The slot a seeded state covers.
 pub const SEEDED_SLOT: synod_paxos::Slot = 1;
 
 /// Creates the data directory `path` for member `member_id` of cluster
 /// `cluster_id`, starting from the state machine state `state` (the bytes
-/// of its [`synod_paxos::StateMachine::snapshot`]). Refuses a path that
-/// exists and is not an empty directory.
+/// of its [`synod_paxos::StateMachine::snapshot`]). Refuses a directory
+/// another process holds (a running member's), and a path that exists and
+/// is not an empty directory.
 pub fn seed_data_dir(path: &Path, cluster_id: u64, member_id: NodeId, state: &[u8]) -> Result<(), Error> {
-    if let Ok(mut entries) = std::fs::read_dir(path) {
-        if entries.next().is_some() {
-            return Err(Error::Config(format!("data directory {} exists and is not empty", path.display())));
-        }
-    } else if path.exists() {
+    if path.exists() && !path.is_dir() {
         return Err(Error::Config(format!("{} exists and is not a directory", path.display())));
+    }
+    // Locked first, so that a directory in use is refused as such, and
+    // nothing starts on it while it is being seeded.
+    let _lock = crate::lock_data_dir(path)?;
+    let mut entries = std::fs::read_dir(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    if entries.any(|e| e.map_or(true, |e| e.file_name() != LOCK_FILE)) {
+        return Err(Error::Config(format!("data directory {} exists and is not empty", path.display())));
     }
     let dir = DataDir::open_or_init(path, cluster_id, member_id)?;
     let snap = Snapshot::from_state(SEEDED_SLOT, state);

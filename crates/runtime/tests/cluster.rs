@@ -275,14 +275,26 @@ async fn a_member_of_a_seeded_cluster_that_loses_its_disk_rejoins_from_the_seede
 }
 
 /// Retries a membership change at whichever member leads until it is
-/// chosen (a learner may need a moment to be in sync before promotion).
-async fn change(c: &Cluster, change: synod_paxos::Change) -> u64 {
+/// chosen (a learner may need a moment to be in sync before promotion), as
+/// a real client does: an attempt that timed out or was interrupted may
+/// still have been chosen, so a retry refused because the change is
+/// already in force (`UnknownMember` for a removal done) means it is done.
+async fn change(c: &Cluster, change: synod_paxos::Change) {
     let mut last = None;
     for _ in 0..300 {
         let leader = until_leader(c).await;
-        match c.nodes[&leader].handle().reconfigure(change.clone()).await {
-            Ok(slot) => return slot,
-            Err(e) => last = Some(e),
+        let handle = c.nodes[&leader].handle();
+        match handle.reconfigure(change.clone()).await {
+            Ok(_) => return,
+            Err(e) => {
+                if let Ok(st) = handle.status().await {
+                    let (voters, learners) = st.latest();
+                    if change.in_force(&voters, &learners) {
+                        return;
+                    }
+                }
+                last = Some(e);
+            }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -561,4 +573,83 @@ async fn bind_again(addr: SocketAddr) -> TcpListener {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("{addr} stayed bound");
+}
+
+/// A key-value machine with a broken invariant: applying `boom` panics.
+#[derive(Default)]
+struct Fragile(KvMachine);
+
+impl synod_paxos::StateMachine for Fragile {
+    type Output = Option<Bytes>;
+
+    fn apply(&mut self, slot: synod_paxos::Slot, command: &synod_paxos::Command) -> Self::Output {
+        assert!(&command.payload[..] != b"boom", "the state machine's invariant broke at slot {slot}");
+        self.0.apply(slot, command)
+    }
+
+    fn query(&self, query: &[u8]) -> Self::Output {
+        self.0.query(query)
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.0.snapshot()
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), synod_paxos::SnapshotError> {
+        self.0.restore(snapshot)
+    }
+}
+
+/// One member on loopback in `dir`.
+async fn single(dir: &Path) -> Result<Node<Fragile>, Error> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peers = [(1, listener.local_addr().unwrap())].into();
+    let mut cfg = NodeConfig::new(Config::new(1, vec![1]), 7, peers, dir.to_path_buf());
+    cfg.tick = Duration::from_millis(10);
+    Node::start_on(cfg, Fragile::default(), listener).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_task_panics_reports_that_it_stopped_and_frees_its_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("1");
+    let mut node = single(&dir).await.unwrap();
+    let handle = node.handle();
+    // A single member leads by itself once elected.
+    let mut put = Err(Error::Timeout);
+    for _ in 0..500 {
+        put = handle.propose(KvMachine::put("k", "v")).await;
+        if put.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    put.unwrap();
+    let boom = tokio::spawn(async move { handle.propose(Bytes::from_static(b"boom")).await });
+    let stopped = tokio::time::timeout(Duration::from_secs(20), node.stopped()).await.expect("the panic reported");
+    match stopped {
+        Err(Error::Crashed(why)) => assert!(why.contains("panic"), "{why}"),
+        other => panic!("a panicked replica reported {other:?}"),
+    }
+    assert!(boom.await.unwrap().is_err(), "the proposal that panicked the replica succeeded");
+    assert!(node.handle().status().await.is_err(), "a dead replica answered");
+    // The lock died with the task: the directory can be used again (a
+    // restart would only replay the command that breaks the machine).
+    synod_runtime::lock_data_dir(&dir).expect("the directory is free once the replica died");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_serves_one_node_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("1");
+    let first = single(&dir).await.unwrap();
+    match single(&dir).await {
+        Err(Error::Storage(e @ synod_storage::Error::Locked { .. })) => {
+            assert!(e.to_string().contains(&dir.display().to_string()), "{e}")
+        }
+        Err(e) => panic!("a second node on a directory in use failed otherwise: {e}"),
+        Ok(_) => panic!("a second node started on a directory in use"),
+    }
+    first.shutdown().await.unwrap();
+    single(&dir).await.expect("the directory is free after shutdown").shutdown().await.unwrap();
 }

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use synod_paxos::{NodeId, QuorumPolicy};
@@ -161,7 +162,14 @@ impl Identity {
     pub fn save(&self, dir: &Path) -> Result<(), Error> {
         let io = |p: &PathBuf, e: std::io::Error| Error::Io(format!("{}: {e}", p.display()));
         let tmp = dir.join(format!("{FILE}.tmp"));
-        let mut f = fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+        // Private, like everything in the data directory.
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| io(&tmp, e))?;
         f.write_all(self.encode().as_bytes()).map_err(|e| io(&tmp, e))?;
         f.sync_all().map_err(|e| io(&tmp, e))?;
         let path = dir.join(FILE);

@@ -1,5 +1,12 @@
 //! `synod`: one member of a Synod cluster, or `synod demo` for a local
 //! three-node cluster. See `synod --help`.
+//!
+//! Fail-stop: a member that cannot go on logs why and exits non-zero at
+//! once, so that its supervisor (systemd's `Restart=on-failure`, a
+//! container runtime) restarts it. Exit code 1 for an error (a failed fsync,
+//! a data directory in use), 70 (EX_SOFTWARE) for a panic anywhere: a
+//! panic is a broken invariant, and a member whose task died must not keep
+//! its ports open.
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -14,6 +21,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    exit_on_panic();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     match cli.command {
@@ -35,10 +43,34 @@ fn main() -> anyhow::Result<()> {
         }
         None => {
             let cfg = cli.node.to_config()?;
-            runtime.block_on(synod_server::server::run(cfg, shutdown_signal()))?;
+            if let Err(e) = runtime.block_on(synod_server::server::run(cfg, shutdown_signal())) {
+                eprintln!("Error: {:?}", anyhow::Error::from(e));
+                // Exit now: dropping the runtime would wait for its blocking
+                // tasks (a snapshot being written, a sync that hangs on a
+                // failing disk) on behalf of a member that cannot go on.
+                std::process::exit(1);
+            }
         }
     }
     Ok(())
+}
+
+/// Makes a panic in any thread or task end the process: after the default
+/// report (message, location, backtrace if asked for), log it and exit 70.
+/// Without this, tokio would catch a task's panic and leave the rest of the
+/// member serving without it.
+fn exit_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        let thread = std::thread::current();
+        tracing::error!(
+            panic = %info,
+            thread = thread.name().unwrap_or("unnamed"),
+            "a panic (a broken invariant): this member cannot go on; exiting"
+        );
+        std::process::exit(70);
+    }));
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -1,6 +1,12 @@
 //! One member, running: the replica, its published attributes and the etcd
 //! gRPC services on every client URL (inside TLS for an https:// one),
 //! until asked to stop.
+//!
+//! Fail-stop: a member that cannot go on stops as a whole. If the replica
+//! stops by itself (a failed write or fsync, a panic in its task), or a task
+//! the member cannot serve without ends, [`run`] stops everything else at
+//! once and returns the reason, so that the process exits and its
+//! supervisor restarts it; it never keeps its ports open half-dead.
 
 use crate::bootstrap::Identity;
 use crate::cluster_service::ClusterService;
@@ -28,11 +34,12 @@ use std::time::{Duration, Instant};
 use synod_runtime::{Handle, Node};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::TcpIncoming;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// How often a request waiting for a leader tries again.
 const LEADER_RETRY: Duration = Duration::from_millis(50);
@@ -153,6 +160,10 @@ pub enum ServerError {
     /// The TLS flags or files cannot be used.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// A task this member cannot serve without died or ended (see
+    /// [`run`]); the replica may be fine, but the member is not.
+    #[error("{0} ended unexpectedly; this member cannot go on")]
+    TaskEnded(String),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -167,8 +178,65 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
 }
 
+/// Tasks the member cannot serve without, by task id: if one ends before
+/// the member is asked to stop, the member stops (see [`run`]).
+struct Essential {
+    tasks: JoinSet<Result<(), String>>,
+    names: std::collections::HashMap<tokio::task::Id, &'static str>,
+}
+
+impl Essential {
+    fn new() -> Essential {
+        Essential { tasks: JoinSet::new(), names: Default::default() }
+    }
+
+    fn spawn(&mut self, name: &'static str, task: impl Future<Output = Result<(), String>> + Send + 'static) {
+        let id = self.tasks.spawn(task).id();
+        self.names.insert(id, name);
+    }
+
+    /// The first task to end, as the reason the member cannot go on.
+    /// Never completes if there are none.
+    async fn ended(&mut self) -> ServerError {
+        let Some(r) = self.tasks.join_next_with_id().await else {
+            return std::future::pending().await;
+        };
+        let (name, why) = match r {
+            Ok((id, Ok(()))) => (self.names.get(&id).copied(), "ended".to_string()),
+            Ok((id, Err(e))) => (self.names.get(&id).copied(), e),
+            Err(e) => (self.names.get(&e.id()).copied(), e.to_string()),
+        };
+        ServerError::TaskEnded(format!("{} ({why})", name.unwrap_or("a task")))
+    }
+}
+
+/// Why [`run`] stops.
+enum Ending {
+    /// Asked to.
+    Shutdown,
+    /// The log records this member as removed.
+    Removed,
+    /// It cannot go on.
+    Fatal(ServerError),
+}
+
 /// Runs one member until `shutdown` completes, then stops it cleanly.
+///
+/// Returns an error at once if the member cannot go on: the replica
+/// stopped by itself, or a task it cannot serve without ended (a client
+/// listener; the lease keeper, without which leases never expire; the
+/// watch hub, without which watchers hear nothing; the membership keeper,
+/// without which peers and removals are never followed; the header
+/// refresher, without which response headers go stale). Publishing the
+/// member's attributes ends by itself once done and is not among them. A
+/// panic in any task of the `synod` binary ends the process anyway (its
+/// panic hook), which covers tasks not watched here.
+///
+/// The data directory is locked first, before anything else is done, so a
+/// second process started on it is refused with that reason (even if it
+/// would also clash on the ports).
 pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
+    let lock = synod_runtime::lock_data_dir(&cfg.node.data_dir)?;
     let (client_tls, peer_tls) = load_tls(&cfg)?;
     cfg.node.peer_tls = peer_tls;
     let peer_listener = bind(cfg.peer_listen).await?;
@@ -184,7 +252,9 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     };
     let unrecorded = crate::bootstrap::settle(&mut cfg).await?;
     let (feed, wake) = crate::watch_hub::RevisionFeed::new();
-    let node = Node::start_on(cfg.node.clone(), EtcdMachine::with_revision_feed(feed.clone()), peer_listener).await?;
+    let mut node =
+        Node::start_locked(cfg.node.clone(), EtcdMachine::with_revision_feed(feed.clone()), peer_listener, lock)
+            .await?;
     let handle = node.handle();
     if unrecorded {
         Identity::of(&cfg).save(&cfg.node.data_dir)?;
@@ -223,27 +293,29 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     let (stop_tx, stop_rx) = watch::channel(false);
     let (removed_tx, removed_rx) = tokio::sync::oneshot::channel();
     let keeper = LeaseKeeper::new(handle.clone());
-    let background = vec![
-        tokio::spawn(keeper.clone().run(stop_rx.clone())),
-        tokio::spawn(publish(
-            handle.clone(),
-            MemberAttributes {
-                id: cfg.member_id,
-                name: cfg.name.clone(),
-                client_urls: cfg.advertise_client_urls.clone(),
-                peer_urls: cfg.advertise_peer_urls.clone(),
-                ..Default::default()
-            },
-            stop_rx.clone(),
-        )),
-        tokio::spawn(watch_status(ctx.clone(), stop_rx.clone())),
-        tokio::spawn(ctx.watch_hub.clone().run(handle.clone(), feed, wake)),
-        tokio::spawn(crate::membership::keep(ctx.clone(), cfg.node.peers.clone(), stop_rx.clone(), removed_tx)),
-    ];
+    let publisher = tokio::spawn(publish(
+        handle.clone(),
+        MemberAttributes {
+            id: cfg.member_id,
+            name: cfg.name.clone(),
+            client_urls: cfg.advertise_client_urls.clone(),
+            peer_urls: cfg.advertise_peer_urls.clone(),
+            ..Default::default()
+        },
+        stop_rx.clone(),
+    ));
+    let mut background = Essential::new();
+    background.spawn("the lease keeper", infallible(keeper.clone().run(stop_rx.clone())));
+    background.spawn("the header refresher", infallible(watch_status(ctx.clone(), stop_rx.clone())));
+    background.spawn("the watch hub", infallible(ctx.watch_hub.clone().run(handle.clone(), feed, wake)));
+    background.spawn(
+        "the membership keeper",
+        infallible(crate::membership::keep(ctx.clone(), cfg.node.peers.clone(), stop_rx.clone(), removed_tx)),
+    );
 
     let limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let min_lease_ttl = crate::lease_service::min_ttl(cfg.node.tick * cfg.node.protocol.election_ticks as u32);
-    let mut servers = Vec::new();
+    let mut servers = Essential::new();
     for (listener, tls) in client_listeners {
         let router = tonic::transport::Server::builder()
             .add_service(PbKvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(limit))
@@ -259,39 +331,58 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
                     .max_decoding_message_size(limit),
             );
         let mut stop = stop_rx.clone();
-        let signal = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        let served = match (tls, &acceptor) {
-            (true, Some(acceptor)) => {
-                let incoming = tls_incoming(listener, acceptor.clone());
-                tokio::spawn(async move { router.serve_with_incoming_shutdown(incoming, signal).await })
-            }
-            _ => tokio::spawn(async move {
-                router.serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal).await
-            }),
-        };
-        servers.push(served);
+        let acceptor = acceptor.clone().filter(|_| tls);
+        servers.spawn("a client listener", async move {
+            let signal = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            let served = match acceptor {
+                Some(acceptor) => router.serve_with_incoming_shutdown(tls_incoming(listener, acceptor), signal).await,
+                None => {
+                    router
+                        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal)
+                        .await
+                }
+            };
+            served.map_err(|e| e.to_string())
+        });
     }
 
-    let removed = tokio::select! {
-        _ = shutdown => false,
-        Ok(()) = removed_rx => true,
+    let ending = tokio::select! {
+        biased;
+        r = node.stopped() => Ending::Fatal(match r {
+            Ok(()) => ServerError::Runtime(synod_runtime::Error::Stopped),
+            Err(e) => e.into(),
+        }),
+        _ = shutdown => Ending::Shutdown,
+        Ok(()) = removed_rx => Ending::Removed,
+        e = servers.ended() => Ending::Fatal(e),
+        e = background.ended() => Ending::Fatal(e),
     };
-    info!(name = %cfg.name, "stopping");
     let _ = stop_tx.send(true);
-    for s in servers {
-        // Clients holding connections open must not keep the member alive.
-        if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(2), s).await {
-            warn!(error = %e, "client listener failed");
+    background.tasks.abort_all();
+    publisher.abort();
+    if let Ending::Fatal(e) = ending {
+        // No graceful goodbyes: every moment the ports stay open, clients
+        // and peers talk to a member that cannot answer.
+        error!(name = %cfg.name, error = %e, "this member cannot go on; stopping");
+        servers.tasks.abort_all();
+        return Err(e);
+    }
+    info!(name = %cfg.name, "stopping");
+    // Clients holding connections open must not keep the member alive.
+    let drained = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(r) = servers.tasks.join_next().await {
+            if let Ok(Err(e)) = r {
+                warn!(error = %e, "client listener failed");
+            }
         }
-    }
-    for b in background {
-        b.abort();
-    }
+    });
+    let _ = drained.await;
+    servers.tasks.abort_all();
     node.shutdown().await?;
     info!(name = %cfg.name, "stopped");
-    if removed {
+    if matches!(ending, Ending::Removed) {
         return Err(ServerError::Removed(cfg.member_id));
     }
     Ok(())
@@ -365,6 +456,12 @@ fn tls_incoming(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// A task that returns nothing, as one that cannot fail.
+async fn infallible(task: impl Future<Output = ()>) -> Result<(), String> {
+    task.await;
+    Ok(())
 }
 
 /// Publishes this member's attributes through the log, retrying until a

@@ -93,6 +93,22 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// Another process holds the data directory's lock: two processes
+    /// writing one log would interleave records and break every promise in
+    /// it.
+    #[error(
+        "data directory {path} is in use by another process{}: it holds the lock on {}; \
+         stop that process, or give this one another --data-dir",
+        holder.map_or(String::new(), |pid| format!(" (pid {pid})")),
+        path.join(crate::lock::LOCK_FILE).display()
+    )]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+        /// The process id the holder recorded in the lock file, if readable.
+        holder: Option<u32>,
+    },
+
     /// A snapshot transfer was fed a chunk that does not continue it.
     #[error("snapshot chunk at offset {got} does not continue the transfer at offset {expected}")]
     ChunkOutOfOrder {

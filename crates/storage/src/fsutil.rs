@@ -1,14 +1,48 @@
 //! Small filesystem helpers shared by the WAL, the snapshot store and the
-//! data-directory marker: directory fsync and atomic file replacement.
+//! data-directory marker: directory fsync, atomic file replacement, and
+//! private modes.
 //!
 //! A rename is only durable once the directory holding it is fsynced; every
-//! file this crate creates goes through these helpers for that reason.
+//! file this crate creates goes through these helpers for that reason. And
+//! every file and directory it creates is private to the owner (etcd's
+//! `PrivateFileMode` and `PrivateDirMode`): a log holds every value ever
+//! written, which is no business of other local users.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::error::{IoContext, Result};
+
+/// Mode of every file created in a data directory.
+pub(crate) const PRIVATE_FILE_MODE: u32 = 0o600;
+/// Mode of every directory created for a data directory.
+pub(crate) const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// Options that create a file private to its owner (truncating it).
+pub(crate) fn create_options() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.write(true).create(true).truncate(true).mode(PRIVATE_FILE_MODE);
+    o
+}
+
+/// Creates (or truncates) a file private to its owner.
+pub(crate) fn create_file(path: &Path) -> std::io::Result<File> {
+    create_options().open(path)
+}
+
+/// Creates `dir` (and parents) private if missing; makes an existing one
+/// private. Returns the permission bits it had if they were wider.
+pub(crate) fn private_dir(dir: &Path) -> Result<Option<u32>> {
+    create_dir_durable(dir)?;
+    let mode = fs::metadata(dir).at(dir)?.permissions().mode() & 0o7777;
+    if mode & !PRIVATE_DIR_MODE == 0 {
+        return Ok(None);
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode & PRIVATE_DIR_MODE)).at(dir)?;
+    Ok(Some(mode))
+}
 
 /// Fsyncs a directory so that entries created, renamed or removed in it
 /// survive a crash.
@@ -22,7 +56,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let target = dir.join(name);
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).at(&tmp)?;
+    let mut f = create_file(&tmp).at(&tmp)?;
     f.write_all(bytes).at(&tmp)?;
     f.sync_all().at(&tmp)?;
     drop(f);
@@ -30,13 +64,13 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     sync_dir(dir)
 }
 
-/// Creates `dir` (and parents) if missing, fsyncing the parent so the new
-/// directory entry is durable.
+/// Creates `dir` (and parents, all private) if missing, fsyncing the parent
+/// so the new directory entry is durable.
 pub(crate) fn create_dir_durable(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    fs::create_dir_all(dir).at(dir)?;
+    DirBuilder::new().recursive(true).mode(PRIVATE_DIR_MODE).create(dir).at(dir)?;
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         sync_dir(parent)?;
     }

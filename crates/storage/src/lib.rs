@@ -13,6 +13,7 @@
 //! - [`SnapshotStore`]: checksummed snapshots, chunked streaming, resumable
 //!   receive.
 //! - [`DataDir`]: the cluster/member marker and the "fresh disk" signal.
+//! - [`DirLock`]: one process per data directory.
 //! - [`record`]: the on-disk record format.
 //!
 //! # Using it from the runtime
@@ -45,6 +46,9 @@
 //! reused); they are not Paxos slots. A snapshot's `index` is whatever the
 //! caller chooses (the runtime will likely use the LSN it covers).
 //!
+//! Everything created in a data directory is private to its owner, as in
+//! etcd: directories 0700, files 0600.
+//!
 //! # Failure model
 //!
 //! - A record is durable once `append` returns, `Durable` resolves, or
@@ -65,6 +69,7 @@
 mod datadir;
 mod error;
 mod fsutil;
+mod lock;
 mod log_store;
 mod mem;
 pub mod record;
@@ -73,6 +78,7 @@ mod wal;
 
 pub use datadir::{DataDir, MARKER_FILE, SNAPSHOT_DIR, WAL_DIR};
 pub use error::{Error, Result};
+pub use lock::{DirLock, LOCK_FILE};
 pub use log_store::LogStore;
 pub use mem::MemLog;
 pub use snapshot::{SnapshotMeta, SnapshotReader, SnapshotReceiver, SnapshotStore};

@@ -11,7 +11,7 @@
 //! broken connection (and a restart), so a transfer resumes at
 //! [`SnapshotReceiver::offset`] instead of starting over.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -58,7 +58,7 @@ impl SnapshotStore {
     pub fn save(&self, index: u64, data: &[u8]) -> Result<SnapshotMeta> {
         let meta = SnapshotMeta { index, len: data.len() as u64, crc: crc32c::crc32c(data) };
         let tmp = self.dir.join(format!("{index:020}.{SNAP_EXT}.tmp"));
-        let mut f = File::create(&tmp).at(&tmp)?;
+        let mut f = fsutil::create_file(&tmp).at(&tmp)?;
         f.write_all(data).at(&tmp)?;
         f.write_all(&encode_footer(&meta)).at(&tmp)?;
         f.sync_all().at(&tmp)?;
@@ -160,7 +160,7 @@ impl SnapshotStore {
     /// restart), it continues from [`SnapshotReceiver::offset`].
     pub fn receive(&self, meta: SnapshotMeta) -> Result<SnapshotReceiver> {
         let path = self.dir.join(format!("{:020}-{:x}-{:08x}.{PART_EXT}", meta.index, meta.len, meta.crc));
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).at(&path)?;
+        let file = fsutil::create_options().read(true).truncate(false).open(&path).at(&path)?;
         let mut have = file.metadata().at(&path)?.len();
         if have > meta.len {
             file.set_len(0).at(&path)?;

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod etcdctl;
+pub mod faultfs;
 
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 use std::fs::File;
@@ -27,6 +28,8 @@ pub struct Member {
     /// Its peer port.
     pub peer_port: u16,
     args: Vec<String>,
+    /// Extra environment for its process.
+    env: Vec<(String, String)>,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -172,7 +175,7 @@ impl Cluster {
 
     /// Like [`Cluster::start_with`], but runs `before` once the members are
     /// configured and before any starts (to restore data directories).
-    pub fn start_prepared(n: usize, extra: &[&str], before: impl FnOnce(&Cluster)) -> Cluster {
+    pub fn start_prepared(n: usize, extra: &[&str], before: impl FnOnce(&mut Cluster)) -> Cluster {
         Cluster::start_full(n, extra, None, before)
     }
 
@@ -196,10 +199,10 @@ impl Cluster {
         Cluster::configure(n, extra, dir, Some(Tls { client, peer, auto, certs }))
     }
 
-    fn start_full(n: usize, extra: &[&str], tls: Option<Tls>, before: impl FnOnce(&Cluster)) -> Cluster {
+    fn start_full(n: usize, extra: &[&str], tls: Option<Tls>, before: impl FnOnce(&mut Cluster)) -> Cluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut cluster = Cluster::configure(n, extra, dir, tls);
-        before(&cluster);
+        before(&mut cluster);
         for i in 0..n {
             cluster.spawn(i);
         }
@@ -230,6 +233,7 @@ impl Cluster {
                     client_port,
                     peer_port,
                     args,
+                    env: Vec::new(),
                     log: dir.path().join(format!("{name}.log")),
                     child: None,
                 }
@@ -263,6 +267,7 @@ impl Cluster {
             client_port: ports[0],
             peer_port: ports[1],
             args,
+            env: Vec::new(),
             log: self.dir.path().join(format!("{name}.log")),
             child: None,
         });
@@ -274,6 +279,36 @@ impl Cluster {
         let args = &mut self.members[i].args;
         let at = args.iter().position(|a| a == flag).unwrap_or_else(|| panic!("{flag} is not set"));
         args[at + 1] = value.to_string();
+    }
+
+    /// Sets the environment of member `i`'s next starts (replacing what
+    /// was set before).
+    pub fn set_env(&mut self, i: usize, env: Vec<(String, String)>) {
+        self.members[i].env = env;
+    }
+
+    /// The flags member `i` is started with.
+    pub fn args(&self, i: usize) -> Vec<String> {
+        self.members[i].args.clone()
+    }
+
+    /// Member `i`'s data directory.
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        PathBuf::from(self.flag(i, "--data-dir"))
+    }
+
+    /// Waits up to `within` for member `i`'s process to exit by itself.
+    pub async fn wait_exit(&mut self, i: usize, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.exit_status(i) {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Member `i`'s peer URL.
@@ -302,6 +337,7 @@ impl Cluster {
         let child = Command::new(env!("CARGO_BIN_EXE_synod"))
             .args(&m.args)
             .env("RUST_LOG", "info")
+            .envs(m.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

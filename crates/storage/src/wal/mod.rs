@@ -107,7 +107,7 @@ impl Wal {
             if opts.preallocate {
                 segment::preallocate(&path, opts.segment_size).at(&path)?;
             } else {
-                File::create(&path).at(&path)?;
+                fsutil::create_file(&path).at(&path)?;
             }
             fsutil::sync_dir(&dir)?;
             segments.push(SegmentMeta { first_lsn: 1, path });

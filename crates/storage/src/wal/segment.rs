@@ -63,7 +63,7 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<SegmentMeta>> {
 
 /// Writes `len` zero bytes into a new file at `path` and fsyncs it.
 pub(crate) fn preallocate(path: &Path, len: u64) -> std::io::Result<()> {
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
+    let mut f = crate::fsutil::create_file(path)?;
     let zeros = vec![0u8; 1 << 20];
     let mut left = len;
     while left > 0 {

@@ -231,7 +231,7 @@ impl SegmentWriter {
         } else if self.preallocate {
             segment::preallocate(&path, self.segment_size)?;
         } else {
-            File::create(&path)?;
+            fsutil::create_file(&path)?;
         }
         fsutil::sync_dir(&shared.dir).map_err(|e| match e {
             Error::Io { source, .. } => source,
