@@ -4,7 +4,7 @@
 //! synod-check [--plant NAME] [--commands N] [--ticks N] [--crashes N]
 //!             [--drops N] [--cuts N] [--transfers N] [--changes PLAN]
 //!             [--snapshot-every N] [--lease TICKS MARGIN] [--independent-clocks]
-//!             [--fast-node ID] [--cold] [--warm-learners N] [--summary] [--max-states N] [--max-depth N]
+//!             [--fast-node ID] [--cold] [--warm-learners N] [--paused ID] [--summary] [--max-states N] [--max-depth N]
 //!             [--threads N] [--dfs]
 //! ```
 //!
@@ -17,7 +17,7 @@ use synod_paxos::{Change, PlantedBug};
 
 const USAGE: &str = "usage: synod-check [--plant NAME] [--commands N] [--ticks N] [--crashes N] [--drops N] \
 [--cuts N] [--transfers N] [--changes add-promote|add|remove-add|replace|none] [--snapshot-every N] \
-[--lease TICKS MARGIN] [--independent-clocks] [--fast-node ID] [--cold] [--warm-learners N] [--summary] [--max-states N] [--max-depth N] \
+[--lease TICKS MARGIN] [--independent-clocks] [--fast-node ID] [--cold] [--warm-learners N] [--paused ID] [--summary] [--max-states N] [--max-depth N] \
 [--threads N] [--dfs]
 planted bugs: skip-persist accept-lower-ballot ignore-accepted-value small-quorum lease-no-drift-margin
               reconfig-no-overlap learner-votes transfer-keeps-lease";
@@ -46,7 +46,7 @@ fn parse() -> Result<(Bounds, Search), String> {
                     "add-promote" => vec![Change::AddLearner(4), Change::PromoteLearner(4)],
                     "add" => vec![Change::AddLearner(4)],
                     "remove-add" => vec![Change::Remove(3), Change::AddLearner(4)],
-                    "replace" => vec![Change::Replace { voters: vec![1, 4, 5], learners: Vec::new() }],
+                    "replace" => vec![Change::Replace { voters: vec![3, 4, 5], learners: Vec::new() }],
                     "none" => Vec::new(),
                     other => return Err(format!("unknown plan {other}")),
                 }
@@ -61,6 +61,10 @@ fn parse() -> Result<(Bounds, Search), String> {
                 b.clock = Clock::Global { fast: Some(id.saturating_sub(1) as usize) };
             }
             "--cold" => b.warm = false,
+            "--paused" => {
+                let id = num(value(&flag)?, &flag)?;
+                b.paused.push(id.saturating_sub(1) as usize);
+            }
             "--warm-learners" => {
                 let n = num(value(&flag)?, &flag)?;
                 let first = b.voters as u64 + 1;

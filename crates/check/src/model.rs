@@ -48,6 +48,11 @@ pub struct Bounds {
     pub ticks: u32,
     /// How clocks advance.
     pub clock: Clock,
+    /// Nodes (indices) whose clocks do not advance while the model is
+    /// explored: a process paused (a long GC pause, SIGSTOP, a stalled VM)
+    /// while what it sent is still in the network. It still handles
+    /// messages; it just never times out.
+    pub paused: Vec<usize>,
     /// Crashes (each followed, when the adversary chooses, by a restart
     /// from the durable records and the stored snapshot).
     pub crashes: u32,
@@ -93,6 +98,7 @@ impl Bounds {
             commands: 2,
             ticks: 4,
             clock: Clock::Global { fast: None },
+            paused: Vec::new(),
             crashes: 1,
             drops: 0,
             cuts: 1,
@@ -603,7 +609,7 @@ impl SynodModel {
             Clock::Global { fast } => fast,
             Clock::Independent => None,
         };
-        for i in 0..s.nodes.len() {
+        for i in (0..s.nodes.len()).filter(|i| !self.bounds.paused.contains(i)) {
             let times = if fast == Some(i) { 2 } else { 1 };
             for _ in 0..times {
                 self.step(s, i, Input::Tick);
@@ -642,7 +648,7 @@ impl Model for SynodModel {
                 }
                 continue;
             };
-            if self.bounds.clock == Clock::Independent && n.ticks_left > 0 {
+            if self.bounds.clock == Clock::Independent && n.ticks_left > 0 && !self.bounds.paused.contains(&i) {
                 actions.push(Action::Tick(i));
             }
             let unsynced = n.disk.last().is_some_and(|(lsn, _)| *lsn > n.durable) || n.storing.is_some();
