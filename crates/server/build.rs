@@ -6,7 +6,7 @@
 
 fn main() -> std::io::Result<()> {
     tonic_prost_build::configure()
-        .build_client(false)
+        .build_client(true)
         .extern_path(".etcdserverpb.ResponseHeader", "::etcd_client::proto::PbResponseHeader")
         .extern_path(".mvccpb.KeyValue", "::etcd_client::proto::PbKeyValue")
         .compile_protos(&["proto/v3lock.proto", "proto/v3election.proto", "proto/v3auth.proto"], &["proto"])

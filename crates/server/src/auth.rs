@@ -522,7 +522,12 @@ impl AuthStore {
     /// `None` means no user was given. Without `kv` (a member checking
     /// before it proposes), the keys attached to leases are not checked:
     /// the state machine checks them where the command applies.
-    pub fn check_command(&self, info: Option<&AuthInfo>, kv: Option<&KvState>, cmd: &KvCommand) -> Result<(), AuthError> {
+    pub fn check_command(
+        &self,
+        info: Option<&AuthInfo>,
+        kv: Option<&KvState>,
+        cmd: &KvCommand,
+    ) -> Result<(), AuthError> {
         if !self.enabled {
             return Ok(());
         }
@@ -588,7 +593,8 @@ impl AuthStore {
                 }
                 let options = r.options.unwrap_or(UserAddOptions { no_password: false });
                 let password = if options.no_password { Vec::new() } else { r.hashed_password.into_bytes() };
-                let user = User { name: r.name.clone().into_bytes(), password, roles: Vec::new(), options: Some(options) };
+                let user =
+                    User { name: r.name.clone().into_bytes(), password, roles: Vec::new(), options: Some(options) };
                 self.users.insert(r.name, user);
                 self.bump();
             }

@@ -101,7 +101,9 @@ impl Proposal {
             Proposal::Kv(c) => c.to_bytes().into(),
             Proposal::KvAs(c, caller) => {
                 let mut bytes = c.to_bytes();
-                Extension { caller: Some(caller.clone()), ..Default::default() }.encode(&mut bytes).expect("a Vec grows");
+                Extension { caller: Some(caller.clone()), ..Default::default() }
+                    .encode(&mut bytes)
+                    .expect("a Vec grows");
                 bytes.into()
             }
             Proposal::Auth(a) => Extension { auth: Some(a.clone()), ..Default::default() }.encode_to_vec().into(),

@@ -178,8 +178,12 @@ impl PbMaintenanceService for MaintenanceService {
 
     async fn snapshot(&self, _request: Request<PbSnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
         // One consistent state: this member's store as of one applied slot.
-        let file =
-            self.ctx.handle.with_state(|m| crate::snapshot::encode(m.kv(), m.auth())).await.map_err(|e| status::runtime(&e))?;
+        let file = self
+            .ctx
+            .handle
+            .with_state(|m| crate::snapshot::encode(m.kv(), m.auth()))
+            .await
+            .map_err(|e| status::runtime(&e))?;
         let mut header = None;
         self.ctx.fill(&mut header);
         let total = file.len();

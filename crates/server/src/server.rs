@@ -2,21 +2,21 @@
 //! gRPC services on every client URL (inside TLS for an https:// one),
 //! until asked to stop.
 
+use crate::auth::pb::etcdserverpb::auth_server::AuthServer;
+use crate::auth::{AuthError, AuthInfo, AuthView};
+use crate::auth_service::AuthService;
 use crate::bootstrap::Identity;
 use crate::cluster_service::ClusterService;
 use crate::config::{Member, ServerConfig, GRPC_OVERHEAD_BYTES};
 use crate::election_service::{pb::election_server::ElectionServer, ElectionService};
 use crate::forward::LeaderForwarder;
-use crate::auth::pb::etcdserverpb::auth_server::AuthServer;
 use crate::kv_service::KvService;
 use crate::lease_keeper::LeaseKeeper;
 use crate::lease_service::LeaseService;
 use crate::lock_service::{pb::lock_server::LockServer, LockService};
-use crate::auth::{AuthError, AuthInfo, AuthView};
-use crate::auth_service::AuthService;
 use crate::machine::{EtcdMachine, MemberAttributes, Output, Proposal, Query};
-use crate::token::Tokens;
 use crate::maintenance_service::MaintenanceService;
+use crate::token::Tokens;
 use crate::watch_hub::WatchHub;
 use crate::watch_service::WatchService;
 use bytes::Bytes;
@@ -120,11 +120,12 @@ impl Context {
 
     /// Proposes a client's key-value write, checked against the auth store
     /// first (a refused one costs no log slot) and again where it applies.
-    pub async fn write_as(&self, cmd: synod_kv::Command, caller: AuthInfo) -> Result<synod_kv::Response, tonic::Status> {
-        self.auth
-            .current()
-            .check_command(Some(&caller), None, &cmd)
-            .map_err(crate::status::auth)?;
+    pub async fn write_as(
+        &self,
+        cmd: synod_kv::Command,
+        caller: AuthInfo,
+    ) -> Result<synod_kv::Response, tonic::Status> {
+        self.auth.current().check_command(Some(&caller), None, &cmd).map_err(crate::status::auth)?;
         crate::quota::check(self, &cmd).await?;
         let payload = Proposal::KvAs(cmd, caller).to_bytes();
         if payload.len() > self.max_request_bytes {

@@ -29,9 +29,9 @@
 //! restored with and no alarms, as with `etcdutl snapshot restore`;
 //! revisions, compaction and leases are kept.
 
+use crate::auth::{AuthSnapshot, AuthStore};
 use crate::config::{parse_initial_cluster, ConfigError};
 use crate::ids;
-use crate::auth::{AuthSnapshot, AuthStore};
 use crate::machine::EtcdMachine;
 use prost::Message;
 use std::path::PathBuf;

@@ -83,9 +83,8 @@ impl Tokens {
             "jwt" => {
                 let mut opts = HashMap::new();
                 for p in parts {
-                    let (k, v) = p
-                        .split_once('=')
-                        .ok_or_else(|| TokenConfigError(format!("option {p:?} is not key=value")))?;
+                    let (k, v) =
+                        p.split_once('=').ok_or_else(|| TokenConfigError(format!("option {p:?} is not key=value")))?;
                     opts.insert(k.to_string(), v.to_string());
                 }
                 let jwt = Jwt::from_options(&opts)?;
@@ -163,8 +162,8 @@ impl Tokens {
 impl Jwt {
     fn from_options(opts: &HashMap<String, String>) -> Result<Jwt, TokenConfigError> {
         let method = opts.get("sign-method").ok_or_else(|| TokenConfigError("jwt needs sign-method".into()))?;
-        let alg = Algorithm::from_str(method)
-            .map_err(|_| TokenConfigError(format!("unknown sign-method {method:?}")))?;
+        let alg =
+            Algorithm::from_str(method).map_err(|_| TokenConfigError(format!("unknown sign-method {method:?}")))?;
         let ttl = match opts.get("ttl") {
             Some(t) => crate::config::parse_duration(t).map_err(TokenConfigError)?,
             None => DEFAULT_JWT_TTL,
