@@ -225,6 +225,26 @@ async fn rust_client_auth_tokens_work_on_every_member_and_denied_txns_change_not
     assert_eq!(bob.user_get("bob").await.expect("own user").roles(), ["rw"]);
     assert_eq!(bob.role_get("rw").await.expect("own role").permissions().len(), 1);
 
+    // Watches, maintenance and membership are checked as etcd checks them.
+    match bob.watch("x", None).await {
+        Ok(mut stream) => {
+            let resp = stream.message().await.expect("a reply").expect("a response");
+            assert!(resp.canceled(), "{resp:?}");
+            assert_eq!(resp.cancel_reason(), DENIED);
+        }
+        Err(e) => assert!(e.to_string().contains(DENIED), "{e}"),
+    }
+    let mut stream = bob.watch("k/", Some(etcd_client::WatchOptions::new().with_prefix())).await.expect("watch");
+    bob.put("k/w", "1", None).await.expect("put");
+    let resp = tokio::time::timeout(Duration::from_secs(20), stream.message()).await.expect("event").unwrap().unwrap();
+    assert!(!resp.canceled(), "{resp:?}");
+    let err = bob.status().await.expect_err("status needs root").to_string();
+    assert!(err.contains(DENIED), "{err}");
+    let err = bob.member_add(["http://127.0.0.1:1"], None).await.expect_err("needs root").to_string();
+    assert!(err.contains(DENIED), "{err}");
+    bob.member_list().await.expect("any user lists members");
+    root.status().await.expect("root may");
+
     // AuthStatus (admin only) reports the revision every change bumps.
     let mut auth = AuthClient::connect(cluster.endpoint(0)).await.expect("connect");
     let root_token = authenticate(&cluster.endpoint(0), "root", "rootpw").await.expect("root token");
