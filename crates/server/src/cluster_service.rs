@@ -193,6 +193,8 @@ impl ClusterService {
 #[tonic::async_trait]
 impl PbClusterService for ClusterService {
     async fn member_add(&self, request: Request<PbMemberAddRequest>) -> Result<Response<PbMemberAddResponse>, Status> {
+        // Membership changes need the root role (etcd's checkMembershipOperationPermission).
+        self.ctx.check_admin(&request)?;
         let resp = at_leader(&self.ctx, request, "/etcdserverpb.Cluster/MemberAdd", |r| self.add(r)).await?;
         Ok(self.respond(resp, |r| &mut r.header))
     }
@@ -201,6 +203,8 @@ impl PbClusterService for ClusterService {
         &self,
         request: Request<PbMemberRemoveRequest>,
     ) -> Result<Response<PbMemberRemoveResponse>, Status> {
+        // Membership changes need the root role (etcd's checkMembershipOperationPermission).
+        self.ctx.check_admin(&request)?;
         let resp = at_leader(&self.ctx, request, "/etcdserverpb.Cluster/MemberRemove", |r| self.remove(r)).await?;
         Ok(self.respond(resp, |r| &mut r.header))
     }
@@ -209,6 +213,8 @@ impl PbClusterService for ClusterService {
         &self,
         request: Request<PbMemberUpdateRequest>,
     ) -> Result<Response<PbMemberUpdateResponse>, Status> {
+        // Membership changes need the root role (etcd's checkMembershipOperationPermission).
+        self.ctx.check_admin(&request)?;
         let resp = at_leader(&self.ctx, request, "/etcdserverpb.Cluster/MemberUpdate", |r| self.update(r)).await?;
         Ok(self.respond(resp, |r| &mut r.header))
     }
@@ -217,6 +223,7 @@ impl PbClusterService for ClusterService {
         &self,
         request: Request<PbMemberListRequest>,
     ) -> Result<Response<PbMemberListResponse>, Status> {
+        self.ctx.require_caller(&request)?;
         if request.get_ref().linearizable {
             // Everything chosen before the request is applied here after
             // the barrier; the view below is at least that fresh.
@@ -230,6 +237,8 @@ impl PbClusterService for ClusterService {
         &self,
         request: Request<PbMemberPromoteRequest>,
     ) -> Result<Response<PbMemberPromoteResponse>, Status> {
+        // Membership changes need the root role (etcd's checkMembershipOperationPermission).
+        self.ctx.check_admin(&request)?;
         let resp = at_leader(&self.ctx, request, "/etcdserverpb.Cluster/MemberPromote", |r| self.promote(r)).await?;
         Ok(self.respond(resp, |r| &mut r.header))
     }

@@ -344,6 +344,19 @@ pub struct NodeArgs {
     /// defaults]. TLS 1.3 suites are always allowed.
     #[arg(long, default_value = "")]
     pub cipher_suites: String,
+
+    /// Auth tokens: `simple`, or `jwt,pub-key=<file>,priv-key=<file>,
+    /// sign-method=<RS256|ES256|...>,ttl=<duration>` (see the README).
+    #[arg(long, default_value = "simple")]
+    pub auth_token: String,
+
+    /// Seconds a simple token lives unused on a member.
+    #[arg(long, default_value_t = 300)]
+    pub auth_token_ttl: u64,
+
+    /// bcrypt's cost for hashing passwords (4 to 31).
+    #[arg(long, default_value_t = 10)]
+    pub bcrypt_cost: u32,
 }
 
 /// A configuration the flags cannot make.
@@ -415,6 +428,12 @@ pub struct ServerConfig {
     pub listen_peer_url: String,
     /// `--cipher-suites`, as rustls suites.
     pub cipher_suites: Vec<rustls::SupportedCipherSuite>,
+    /// `--auth-token`, parsed when the member starts (it reads key files).
+    pub auth_token: String,
+    /// `--auth-token-ttl`.
+    pub auth_token_ttl: Duration,
+    /// `--bcrypt-cost`.
+    pub bcrypt_cost: u32,
 }
 
 /// A duration as etcd's flags write them: a number and a unit (`ms`, `s`,
@@ -611,6 +630,9 @@ impl NodeArgs {
             return Err(bad("--wal-segment-bytes must be at least 4096"));
         }
         node.wal.segment_size = self.wal_segment_bytes;
+        if !(4..=31).contains(&self.bcrypt_cost) {
+            return Err(bad(format!("--bcrypt-cost {} is out of bcrypt's range 4..=31", self.bcrypt_cost)));
+        }
         if self.max_request_bytes == 0 {
             return Err(bad("--max-request-bytes must be positive"));
         }
@@ -642,6 +664,9 @@ impl NodeArgs {
             peer_tls_on,
             listen_peer_url: listen_peer[0].clone(),
             cipher_suites,
+            auth_token: self.auth_token.clone(),
+            auth_token_ttl: Duration::from_secs(self.auth_token_ttl.max(1)),
+            bcrypt_cost: self.bcrypt_cost,
         })
     }
 

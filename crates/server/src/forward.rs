@@ -51,6 +51,8 @@ where
     Fut: Future<Output = Result<Resp, Status>>,
 {
     let forwarded = is_forwarded(&request);
+    // The leader checks the caller's rights again: it gets the token.
+    let token = request.metadata().get("token").or_else(|| request.metadata().get("authorization")).cloned();
     let req = request.into_inner();
     let st = ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
     if st.leader == Some(ctx.member_id) {
@@ -59,7 +61,7 @@ where
     if forwarded {
         return Err(not_leader());
     }
-    to_leader(ctx, req, path).await
+    to_leader_as(ctx, req, path, token).await
 }
 
 /// Forward `req` to the leader's service at `path`, waiting for one other
@@ -70,11 +72,25 @@ where
     Req: prost::Message + Clone + Send + Sync + 'static,
     Resp: prost::Message + Default + Send + Sync + 'static,
 {
+    to_leader_as(ctx, req, path, None).await
+}
+
+/// [`to_leader`] with the caller's auth token, if it sent one.
+pub async fn to_leader_as<Req, Resp>(
+    ctx: &Context,
+    req: Req,
+    path: &'static str,
+    token: Option<tonic::metadata::AsciiMetadataValue>,
+) -> Result<Resp, Status>
+where
+    Req: prost::Message + Clone + Send + Sync + 'static,
+    Resp: prost::Message + Default + Send + Sync + 'static,
+{
     let deadline = Instant::now() + ctx.leader_wait;
     loop {
         let st = ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
         match st.leader.filter(|&l| l != ctx.member_id) {
-            Some(l) => match ctx.forwarder.unary(l, path, req.clone(), ctx.leader_wait * 4).await {
+            Some(l) => match ctx.forwarder.unary(l, path, req.clone(), token.clone(), ctx.leader_wait * 4).await {
                 Err(e) if never_served(&e) && Instant::now() < deadline => tokio::time::sleep(RETRY).await,
                 other => return other,
             },
@@ -201,7 +217,7 @@ impl LeaderForwarder {
         leader: NodeId,
         req: PbLeaseTimeToLiveRequest,
     ) -> Result<PbLeaseTimeToLiveResponse, Status> {
-        self.unary(leader, "/etcdserverpb.Lease/LeaseTimeToLive", req, FORWARD_TIMEOUT).await
+        self.unary(leader, "/etcdserverpb.Lease/LeaseTimeToLive", req, None, FORWARD_TIMEOUT).await
     }
 
     /// One unary call of the leader's service at `path` (e.g.
@@ -212,6 +228,7 @@ impl LeaderForwarder {
         leader: NodeId,
         path: &'static str,
         req: Req,
+        token: Option<tonic::metadata::AsciiMetadataValue>,
         timeout: Duration,
     ) -> Result<Resp, Status>
     where
@@ -222,6 +239,9 @@ impl LeaderForwarder {
             let mut grpc = self.grpc(leader).await?;
             let mut request = Request::new(req);
             request.metadata_mut().insert(FORWARDED, "1".parse().expect("a valid metadata value"));
+            if let Some(token) = token {
+                request.metadata_mut().insert("token", token);
+            }
             let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
             Ok(grpc.unary(request, PathAndQuery::from_static(path), codec).await?.into_inner())
         };

@@ -4,6 +4,11 @@
 //! Requests are validated before they are proposed, so a bad request costs
 //! no log slot; the state machine validates again on apply, so one that got
 //! through anyway fails the same way on every replica.
+//!
+//! With auth enabled, every request is checked against the caller's
+//! permissions as etcd checks it: reads here, before and after the read
+//! (the auth store must not move on meanwhile); writes here and again in
+//! the state machine, against the store as of the write's slot.
 
 use crate::machine::{Query, Reply};
 use crate::server::Context;
@@ -57,10 +62,14 @@ fn txn_is_serializable(t: &TxnRequest) -> bool {
 #[tonic::async_trait]
 impl PbKvService for KvService {
     async fn range(&self, request: Request<RangeRequest>) -> Result<GrpcResponse<RangeResponse>, Status> {
+        let caller = self.ctx.caller(&request)?.unwrap_or_default();
         let req = request.into_inner();
         validate_range(&req).map_err(|e| status::kv(&e))?;
+        self.ctx.auth.current().check_read(&caller, &req.key, &req.range_end).map_err(status::auth)?;
         let serializable = req.serializable;
-        match self.read(Query::Range(req), serializable).await? {
+        let reply = self.read(Query::Range(req), serializable).await?;
+        self.ctx.check_revision(&caller)?;
+        match reply {
             Reply::Range(mut r) => {
                 self.ctx.fill(&mut r.header);
                 Ok(GrpcResponse::new(r))
@@ -79,9 +88,10 @@ impl PbKvService for KvService {
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<GrpcResponse<PutResponse>, Status> {
+        let caller = self.ctx.caller(&request)?.unwrap_or_default();
         let req = request.into_inner();
         validate_put(&req).map_err(|e| status::kv(&e))?;
-        match self.ctx.write(KvCommand::Put(req)).await? {
+        match self.ctx.write_as(KvCommand::Put(req), caller).await? {
             Response::Put(mut r) => {
                 self.ctx.fill(&mut r.header);
                 Ok(GrpcResponse::new(r))
@@ -94,9 +104,10 @@ impl PbKvService for KvService {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<GrpcResponse<DeleteRangeResponse>, Status> {
+        let caller = self.ctx.caller(&request)?.unwrap_or_default();
         let req = request.into_inner();
         validate_delete_range(&req).map_err(|e| status::kv(&e))?;
-        match self.ctx.write(KvCommand::DeleteRange(req)).await? {
+        match self.ctx.write_as(KvCommand::DeleteRange(req), caller).await? {
             Response::DeleteRange(mut r) => {
                 self.ctx.fill(&mut r.header);
                 Ok(GrpcResponse::new(r))
@@ -106,16 +117,20 @@ impl PbKvService for KvService {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<GrpcResponse<TxnResponse>, Status> {
+        let caller = self.ctx.caller(&request)?.unwrap_or_default();
         let req = request.into_inner();
         validate_txn(&req, self.ctx.max_txn_ops).map_err(|e| status::kv(&e))?;
         let mut resp = if is_read_only(&req) {
+            self.ctx.auth.current().check_txn(&caller, None, &req).map_err(status::auth)?;
             let serializable = txn_is_serializable(&req);
-            match self.read(Query::Txn(req), serializable).await? {
+            let reply = self.read(Query::Txn(req), serializable).await?;
+            self.ctx.check_revision(&caller)?;
+            match reply {
                 Reply::Txn(r) => r,
                 other => return Err(status::unexpected(other)),
             }
         } else {
-            match self.ctx.write(KvCommand::Txn(req)).await? {
+            match self.ctx.write_as(KvCommand::Txn(req), caller).await? {
                 Response::Txn(r) => r,
                 other => return Err(status::unexpected(other)),
             }
@@ -125,8 +140,10 @@ impl PbKvService for KvService {
     }
 
     async fn compact(&self, request: Request<CompactionRequest>) -> Result<GrpcResponse<CompactionResponse>, Status> {
+        // etcd checks compaction for admin rights (the root role).
+        let caller = self.ctx.check_admin(&request)?.unwrap_or_default();
         let req = request.into_inner();
-        match self.ctx.write(KvCommand::Compact(req)).await? {
+        match self.ctx.write_as(KvCommand::Compact(req), caller).await? {
             Response::Compact(mut r) => {
                 self.ctx.fill(&mut r.header);
                 Ok(GrpcResponse::new(r))

@@ -195,9 +195,10 @@ impl PbLeaseService for LeaseService {
         &self,
         request: Request<PbLeaseGrantRequest>,
     ) -> Result<GrpcResponse<PbLeaseGrantResponse>, Status> {
+        let caller = self.ctx.require_caller(&request)?;
         let mut req = request.into_inner();
         req.ttl = req.ttl.max(self.min_ttl);
-        match self.ctx.write(KvCommand::LeaseGrant(req)).await? {
+        match self.ctx.write_as(KvCommand::LeaseGrant(req), caller).await? {
             Response::LeaseGrant(mut r) => {
                 self.ctx.fill(&mut r.header);
                 Ok(GrpcResponse::new(r))
@@ -210,7 +211,10 @@ impl PbLeaseService for LeaseService {
         &self,
         request: Request<PbLeaseRevokeRequest>,
     ) -> Result<GrpcResponse<PbLeaseRevokeResponse>, Status> {
-        match self.ctx.write(KvCommand::LeaseRevoke(request.into_inner())).await? {
+        // The state machine checks that the caller may write every key
+        // attached to the lease (etcd's checkLeasePuts).
+        let caller = self.ctx.require_caller(&request)?;
+        match self.ctx.write_as(KvCommand::LeaseRevoke(request.into_inner()), caller).await? {
             Response::LeaseRevoke(mut r) => {
                 self.ctx.fill(&mut r.header);
                 Ok(GrpcResponse::new(r))
@@ -267,8 +271,9 @@ impl PbLeaseService for LeaseService {
 
     async fn lease_leases(
         &self,
-        _request: Request<PbLeaseLeasesRequest>,
+        request: Request<PbLeaseLeasesRequest>,
     ) -> Result<GrpcResponse<PbLeaseLeasesResponse>, Status> {
+        self.ctx.require_caller(&request)?;
         self.ctx.barrier().await?;
         let leases = self
             .ctx

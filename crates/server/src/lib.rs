@@ -23,6 +23,9 @@
 //!   [`forward`] takes a follower's keep-alives and membership changes to the leader;
 //! * [`machine`]: the replicated state machine: etcd's MVCC store
 //!   ([`synod_kv::KvState`]) plus the members' published attributes;
+//! * [`auth`]: etcd's auth store (users, roles, permissions, simple
+//!   tokens), replicated; [`auth_service`]: the Auth RPCs; [`token`]:
+//!   simple tokens and JWTs;
 //! * [`alarm`]: the replicated alarms (NOSPACE, CORRUPT) and what they
 //!   refuse; [`quota`]: the space quota check before a write is proposed;
 //! * [`status`]: runtime and state machine errors as etcd's gRPC errors;
@@ -39,6 +42,8 @@
 #![warn(missing_docs)]
 
 pub mod alarm;
+pub mod auth;
+pub mod auth_service;
 pub mod bootstrap;
 pub mod cluster_service;
 pub mod config;
@@ -59,5 +64,6 @@ pub mod server;
 pub mod snapshot;
 pub mod status;
 pub mod tls;
+pub mod token;
 pub mod watch_hub;
 pub mod watch_service;

@@ -9,11 +9,14 @@
 //! bytes, or a member's attributes under a field number the command
 //! envelope never uses (100): both are plain protobuf, one decodes as the
 //! other's unknown field, so a log of key-value commands stays readable as
-//! such. Reads ([`Query`]) are protobuf too. Applying never fails the
+//! such. A client's key-value write carries who sent it (field 121) so
+//! the auth store ([`crate::auth`]) checks it again where it applies, and
+//! auth changes ride under field 120. Reads ([`Query`]) are protobuf too. Applying never fails the
 //! replica: a payload that does not decode is answered with an error, the
 //! same on every replica.
 
 use crate::alarm::Alarms;
+use crate::auth::{AuthCommand, AuthError, AuthInfo, AuthReply, AuthSnapshot, AuthStore, AuthView};
 use crate::watch_hub::RevisionFeed;
 use bytes::Bytes;
 use etcd_client::proto::{PbAlarmMember, PbAlarmRequest};
@@ -60,13 +63,24 @@ struct Extension {
     forget: Option<u64>,
     #[prost(message, optional, tag = "110")]
     alarm: Option<PbAlarmRequest>,
+    #[prost(message, optional, tag = "120")]
+    auth: Option<AuthCommand>,
+    #[prost(message, optional, tag = "121")]
+    caller: Option<AuthInfo>,
 }
 
 /// One entry of the replicated log.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Proposal {
-    /// A key-value write.
+    /// A key-value write the server makes itself (a lease's expiry): no
+    /// permission applies.
     Kv(KvCommand),
+    /// A client's key-value write and who sent it (an empty user when auth
+    /// was disabled at the member that took it): checked against the auth
+    /// store where it applies, as etcd's auth applier checks.
+    KvAs(KvCommand, AuthInfo),
+    /// An auth store change.
+    Auth(AuthCommand),
     /// A member's attributes, published by itself when it starts: its name
     /// and client URLs, and its peer URLs if none are recorded yet.
     Publish(MemberAttributes),
@@ -85,6 +99,14 @@ impl Proposal {
     pub fn to_bytes(&self) -> Bytes {
         match self {
             Proposal::Kv(c) => c.to_bytes().into(),
+            Proposal::KvAs(c, caller) => {
+                let mut bytes = c.to_bytes();
+                Extension { caller: Some(caller.clone()), ..Default::default() }
+                    .encode(&mut bytes)
+                    .expect("a Vec grows");
+                bytes.into()
+            }
+            Proposal::Auth(a) => Extension { auth: Some(a.clone()), ..Default::default() }.encode_to_vec().into(),
             Proposal::Publish(a) => Extension { publish: Some(a.clone()), ..Default::default() }.encode_to_vec().into(),
             Proposal::PeerUrls(a) => {
                 Extension { peer_urls: Some(a.clone()), ..Default::default() }.encode_to_vec().into()
@@ -96,14 +118,21 @@ impl Proposal {
 
     /// Decodes [`Proposal::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Proposal, MachineError> {
+        let mut caller = None;
         match Extension::decode(bytes) {
+            Ok(Extension { auth: Some(a), .. }) => return Ok(Proposal::Auth(a)),
+            Ok(Extension { caller: Some(c), .. }) => caller = Some(c),
             Ok(Extension { publish: Some(attrs), .. }) => return Ok(Proposal::Publish(attrs)),
             Ok(Extension { peer_urls: Some(attrs), .. }) => return Ok(Proposal::PeerUrls(attrs)),
             Ok(Extension { forget: Some(id), .. }) => return Ok(Proposal::Forget(id)),
             Ok(Extension { alarm: Some(r), .. }) => return Ok(Proposal::Alarm(r)),
             _ => {}
         }
-        KvCommand::from_bytes(bytes).map(Proposal::Kv).map_err(|e| MachineError::Malformed(e.to_string()))
+        let cmd = KvCommand::from_bytes(bytes).map_err(|e| MachineError::Malformed(e.to_string()))?;
+        Ok(match caller {
+            Some(c) => Proposal::KvAs(cmd, c),
+            None => Proposal::Kv(cmd),
+        })
     }
 }
 
@@ -178,6 +207,8 @@ pub enum Reply {
     Published,
     /// The alarms an `Alarm` request activated, deactivated or listed.
     Alarms(Vec<PbAlarmMember>),
+    /// An auth store change was applied.
+    Auth(AuthReply),
 }
 
 /// Why a proposal or query failed; the same on every replica.
@@ -186,6 +217,9 @@ pub enum MachineError {
     /// etcd's error for the request.
     #[error(transparent)]
     Kv(#[from] KvError),
+    /// etcd's auth error for the request.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// The bytes were not a proposal or query (a server bug or a newer
     /// member's command).
     #[error("malformed request: {0}")]
@@ -203,6 +237,8 @@ struct SnapshotWire {
     members: Vec<MemberAttributes>,
     #[prost(message, repeated, tag = "110")]
     alarms: Vec<PbAlarmMember>,
+    #[prost(message, optional, tag = "120")]
+    auth: Option<AuthSnapshot>,
 }
 
 /// The replicated state: etcd's MVCC store and the members' attributes.
@@ -215,6 +251,10 @@ pub struct EtcdMachine {
     /// Not part of the replicated state.
     feed: Option<Arc<RevisionFeed>>,
     alarms: Alarms,
+    auth: AuthStore,
+    /// Where the services read the auth store from, given a copy after
+    /// every change. Not part of the replicated state.
+    auth_view: Option<Arc<AuthView>>,
 }
 
 impl EtcdMachine {
@@ -229,6 +269,24 @@ impl EtcdMachine {
         EtcdMachine { feed: Some(feed), ..EtcdMachine::default() }
     }
 
+    /// Publishes the auth store to `view` now and after every change.
+    pub fn with_auth_view(mut self, view: Arc<AuthView>) -> EtcdMachine {
+        view.publish(&self.auth);
+        self.auth_view = Some(view);
+        self
+    }
+
+    /// The auth store.
+    pub fn auth(&self) -> &AuthStore {
+        &self.auth
+    }
+
+    fn publish_auth(&self) {
+        if let Some(view) = &self.auth_view {
+            view.publish(&self.auth);
+        }
+    }
+
     /// The key-value store.
     pub fn kv(&self) -> &KvState {
         &self.kv
@@ -239,10 +297,10 @@ impl EtcdMachine {
         &self.alarms
     }
 
-    /// A machine holding `kv` and nothing else (no members, no alarms):
-    /// the state a cluster restored from a snapshot starts from.
-    pub fn from_kv(kv: KvState) -> EtcdMachine {
-        EtcdMachine { kv, ..EtcdMachine::default() }
+    /// A machine holding `kv` and `auth` and nothing else (no members, no
+    /// alarms): the state a cluster restored from a snapshot starts from.
+    pub fn from_kv(kv: KvState, auth: AuthStore) -> EtcdMachine {
+        EtcdMachine { kv, auth, ..EtcdMachine::default() }
     }
 
     /// Every member's published attributes, in id order.
@@ -266,19 +324,32 @@ impl EtcdMachine {
     }
 }
 
+impl EtcdMachine {
+    fn apply_kv(&mut self, c: KvCommand) -> Output {
+        self.alarms.check(&c)?;
+        let applied = self.kv.apply(c)?;
+        if let (Some(feed), false) = (&self.feed, applied.events.is_empty()) {
+            feed.applied(self.kv.revision(), applied.events);
+        }
+        Ok(Reply::Write(applied.response))
+    }
+}
+
 impl StateMachine for EtcdMachine {
     type Output = Output;
 
-    fn apply(&mut self, _slot: Slot, command: &Command) -> Output {
+    fn apply(&mut self, slot: Slot, command: &Command) -> Output {
         match Proposal::from_bytes(&command.payload)? {
-            Proposal::Kv(c) => {
-                self.alarms.check(&c)?;
-                let applied = self.kv.apply(c)?;
-                if let (Some(feed), false) = (&self.feed, applied.events.is_empty()) {
-                    feed.applied(self.kv.revision(), applied.events);
-                }
-                Ok(Reply::Write(applied.response))
+            Proposal::Auth(a) => {
+                let reply = self.auth.apply(slot, a)?;
+                self.publish_auth();
+                Ok(Reply::Auth(reply))
             }
+            Proposal::KvAs(c, caller) => {
+                self.auth.check_command(Some(&caller), Some(&self.kv), &c)?;
+                self.apply_kv(c)
+            }
+            Proposal::Kv(c) => self.apply_kv(c),
             Proposal::Alarm(r) => Ok(Reply::Alarms(self.alarms.apply(&r))),
             Proposal::Publish(attrs) => {
                 let m = self.record(attrs.id);
@@ -307,8 +378,13 @@ impl StateMachine for EtcdMachine {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        SnapshotWire { kv: self.kv.snapshot(), members: self.members(), alarms: self.alarms.get(crate::alarm::NONE) }
-            .encode_to_vec()
+        SnapshotWire {
+            kv: self.kv.snapshot(),
+            members: self.members(),
+            alarms: self.alarms.get(crate::alarm::NONE),
+            auth: Some(self.auth.to_snapshot()),
+        }
+        .encode_to_vec()
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError> {
@@ -317,6 +393,8 @@ impl StateMachine for EtcdMachine {
         self.kv = kv;
         self.members = wire.members.into_iter().map(|m| (m.id, m)).collect();
         self.alarms = Alarms::from_list(&wire.alarms);
+        self.auth = wire.auth.map(AuthStore::from_snapshot).unwrap_or_default();
+        self.publish_auth();
         if let Some(feed) = &self.feed {
             feed.replaced(self.kv.revision());
         }
@@ -367,6 +445,7 @@ mod tests {
         let mut restored = EtcdMachine::new();
         restored.restore(&m.snapshot()).unwrap();
         assert_eq!(restored.kv(), m.kv());
+        assert_eq!(restored.auth(), m.auth());
         assert_eq!(restored.members(), vec![attrs(3)]);
         // Peer URLs: published ones only fill a gap; an update replaces
         // them; a removed member stays listed as removed.

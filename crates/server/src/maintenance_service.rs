@@ -65,6 +65,12 @@ pub fn dir_size(path: &Path) -> u64 {
 #[tonic::async_trait]
 impl PbMaintenanceService for MaintenanceService {
     async fn alarm(&self, request: Request<PbAlarmRequest>) -> Result<Response<PbAlarmResponse>, Status> {
+        // etcd: listing alarms needs a user; changing them, the root role.
+        if request.get_ref().action == alarm::GET {
+            self.ctx.require_caller(&request)?;
+        } else {
+            self.ctx.check_admin(&request)?;
+        }
         let req = request.into_inner();
         // GET is a linearizable read; ACTIVATE and DEACTIVATE go through the
         // log, so every member sees the same alarms.
@@ -82,7 +88,9 @@ impl PbMaintenanceService for MaintenanceService {
         Ok(Response::new(resp))
     }
 
-    async fn status(&self, _request: Request<PbStatusRequest>) -> Result<Response<PbStatusResponse>, Status> {
+    async fn status(&self, request: Request<PbStatusRequest>) -> Result<Response<PbStatusResponse>, Status> {
+        // Maintenance needs the root role, as in etcd.
+        self.ctx.check_admin(&request)?;
         let st = self.ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
         let dir = self.ctx.data_dir.clone();
         let db_size = tokio::task::spawn_blocking(move || dir_size(&dir)).await.unwrap_or(0) as i64;
@@ -121,8 +129,10 @@ impl PbMaintenanceService for MaintenanceService {
 
     async fn defragment(
         &self,
-        _request: Request<PbDefragmentRequest>,
+        request: Request<PbDefragmentRequest>,
     ) -> Result<Response<PbDefragmentResponse>, Status> {
+        // Maintenance needs the root role, as in etcd.
+        self.ctx.check_admin(&request)?;
         // etcd rewrites its bbolt file; here the disk that compaction freed
         // is held by the log, so take a snapshot of everything applied and
         // wait until the log is compacted to it: the log files before it
@@ -157,11 +167,15 @@ impl PbMaintenanceService for MaintenanceService {
         Ok(Response::new(resp))
     }
 
-    async fn hash(&self, _request: Request<PbHashRequest>) -> Result<Response<PbHashResponse>, Status> {
+    async fn hash(&self, request: Request<PbHashRequest>) -> Result<Response<PbHashResponse>, Status> {
+        // Maintenance needs the root role, as in etcd.
+        self.ctx.check_admin(&request)?;
         Err(status::unimplemented("Maintenance.Hash (use HashKV)"))
     }
 
     async fn hash_kv(&self, request: Request<PbHashKvRequest>) -> Result<Response<PbHashKvResponse>, Status> {
+        // Maintenance needs the root role, as in etcd.
+        self.ctx.check_admin(&request)?;
         let rev = request.into_inner().revision;
         let mut resp = self
             .ctx
@@ -176,10 +190,16 @@ impl PbMaintenanceService for MaintenanceService {
 
     type SnapshotStream = tokio_stream::Iter<std::vec::IntoIter<Result<PbSnapshotResponse, Status>>>;
 
-    async fn snapshot(&self, _request: Request<PbSnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(&self, request: Request<PbSnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        // Maintenance needs the root role, as in etcd.
+        self.ctx.check_admin(&request)?;
         // One consistent state: this member's store as of one applied slot.
-        let file =
-            self.ctx.handle.with_state(|m| crate::snapshot::encode(m.kv())).await.map_err(|e| status::runtime(&e))?;
+        let file = self
+            .ctx
+            .handle
+            .with_state(|m| crate::snapshot::encode(m.kv(), m.auth()))
+            .await
+            .map_err(|e| status::runtime(&e))?;
         let mut header = None;
         self.ctx.fill(&mut header);
         let total = file.len();
@@ -205,6 +225,8 @@ impl PbMaintenanceService for MaintenanceService {
         &self,
         request: Request<PbMoveLeaderRequest>,
     ) -> Result<Response<PbMoveLeaderResponse>, Status> {
+        // Maintenance needs the root role, as in etcd.
+        self.ctx.check_admin(&request)?;
         let handle = &self.ctx.handle;
         let mut resp = at_leader(&self.ctx, request, "/etcdserverpb.Maintenance/MoveLeader", |req| async move {
             handle.transfer_leadership(req.target_id).await.map_err(|e| status::runtime(&e))?;

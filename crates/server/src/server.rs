@@ -8,6 +8,9 @@
 //! once and returns the reason, so that the process exits and its
 //! supervisor restarts it; it never keeps its ports open half-dead.
 
+use crate::auth::pb::etcdserverpb::auth_server::AuthServer;
+use crate::auth::{AuthError, AuthInfo, AuthView};
+use crate::auth_service::AuthService;
 use crate::bootstrap::Identity;
 use crate::cluster_service::ClusterService;
 use crate::config::{Member, ServerConfig, GRPC_OVERHEAD_BYTES};
@@ -19,6 +22,7 @@ use crate::lease_service::LeaseService;
 use crate::lock_service::{pb::lock_server::LockServer, LockService};
 use crate::machine::{EtcdMachine, MemberAttributes, Output, Proposal, Query};
 use crate::maintenance_service::MaintenanceService;
+use crate::token::Tokens;
 use crate::watch_hub::WatchHub;
 use crate::watch_service::WatchService;
 use bytes::Bytes;
@@ -74,6 +78,15 @@ pub struct Context {
     pub watch_progress_interval: Duration,
     /// The way to the leader for requests only it serves.
     pub forwarder: LeaderForwarder,
+    /// The auth store as this member last applied it.
+    pub auth: Arc<AuthView>,
+    /// The tokens this member issues and accepts (`--auth-token`).
+    pub tokens: Tokens,
+    /// `--client-cert-auth`: a verified client certificate's common name is
+    /// the user when a request carries no token (etcd 3.4).
+    pub client_cert_auth: bool,
+    /// `--bcrypt-cost`.
+    pub bcrypt_cost: u32,
     /// The latest ballot round seen, reported as raft term.
     term: AtomicU64,
     /// The latest store revision seen, for headers of responses that do
@@ -110,6 +123,86 @@ impl Context {
             crate::machine::Reply::Write(r) => Ok(r),
             other => Err(tonic::Status::internal(format!("synod: unexpected reply to a write: {other:?}"))),
         }
+    }
+
+    /// Proposes a client's key-value write, checked against the auth store
+    /// first (a refused one costs no log slot) and again where it applies.
+    pub async fn write_as(
+        &self,
+        cmd: synod_kv::Command,
+        caller: AuthInfo,
+    ) -> Result<synod_kv::Response, tonic::Status> {
+        self.auth.current().check_command(Some(&caller), None, &cmd).map_err(crate::status::auth)?;
+        crate::quota::check(self, &cmd).await?;
+        let payload = Proposal::KvAs(cmd, caller).to_bytes();
+        if payload.len() > self.max_request_bytes {
+            return Err(crate::status::too_large());
+        }
+        match crate::status::outcome(self.propose(payload).await)? {
+            crate::machine::Reply::Write(r) => Ok(r),
+            other => Err(tonic::Status::internal(format!("synod: unexpected reply to a write: {other:?}"))),
+        }
+    }
+
+    /// Who sent a request (etcd's `AuthInfoFromCtx`): `None` when auth is
+    /// disabled or the request names no one; the user of its token
+    /// (metadata `token`, or `authorization`), or else, under
+    /// `--client-cert-auth`, the common name of its verified client
+    /// certificate. A token this member does not accept is refused with
+    /// "invalid auth token".
+    pub fn caller<T>(&self, request: &tonic::Request<T>) -> Result<Option<AuthInfo>, tonic::Status> {
+        self.caller_from(request.metadata(), request.peer_certs())
+    }
+
+    /// [`Context::caller`] from a request's parts.
+    pub fn caller_from(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        certs: Option<Arc<Vec<rustls::pki_types::CertificateDer<'static>>>>,
+    ) -> Result<Option<AuthInfo>, tonic::Status> {
+        let store = self.auth.current();
+        if !store.enabled() {
+            return Ok(None);
+        }
+        let token = metadata.get("token").or_else(|| metadata.get("authorization"));
+        if let Some(token) = token {
+            let token = token.to_str().map_err(|_| crate::status::auth(AuthError::InvalidAuthToken))?;
+            return self.tokens.info(token, &store).map(Some).map_err(crate::status::auth);
+        }
+        if self.client_cert_auth {
+            if let Some(cn) = certs.as_ref().and_then(|c| c.first()).and_then(crate::tls::common_name) {
+                return Ok(Some(AuthInfo { username: cn, revision: store.revision() }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// etcd's `requireAuthInfo`: with auth enabled, the request must name a
+    /// user. Returns who (empty when auth is disabled).
+    pub fn require_caller<T>(&self, request: &tonic::Request<T>) -> Result<AuthInfo, tonic::Status> {
+        match self.caller(request)? {
+            Some(info) => Ok(info),
+            None if self.auth.current().enabled() => Err(crate::status::auth(AuthError::UserEmpty)),
+            None => Ok(AuthInfo::default()),
+        }
+    }
+
+    /// etcd's `IsAdminPermitted` for a request: auth disabled, or a user with
+    /// the root role.
+    pub fn check_admin<T>(&self, request: &tonic::Request<T>) -> Result<Option<AuthInfo>, tonic::Status> {
+        let caller = self.caller(request)?;
+        self.auth.current().check_admin(caller.as_ref()).map_err(crate::status::auth)?;
+        Ok(caller)
+    }
+
+    /// etcd's check after a read served from local state (`doSerialize`):
+    /// the auth store must not have moved past the caller's revision while
+    /// the read ran.
+    pub fn check_revision(&self, caller: &AuthInfo) -> Result<(), tonic::Status> {
+        if caller.revision != 0 && caller.revision != self.auth.current().revision() {
+            return Err(crate::status::auth(AuthError::AuthOldRevision));
+        }
+        Ok(())
     }
 
     /// Waits until this member's state includes every write completed
@@ -157,6 +250,9 @@ pub enum ServerError {
     /// belongs to a member that is gone for good).
     #[error("the member has been permanently removed from the cluster (member {0:x}); start a new member with an empty data directory instead")]
     Removed(u64),
+    /// `--auth-token` cannot be used.
+    #[error(transparent)]
+    Token(#[from] crate::token::TokenConfigError),
     /// The TLS flags or files cannot be used.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
@@ -252,9 +348,10 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     };
     let unrecorded = crate::bootstrap::settle(&mut cfg).await?;
     let (feed, wake) = crate::watch_hub::RevisionFeed::new();
-    let mut node =
-        Node::start_locked(cfg.node.clone(), EtcdMachine::with_revision_feed(feed.clone()), peer_listener, lock)
-            .await?;
+    let tokens = Tokens::parse(&cfg.auth_token, cfg.auth_token_ttl)?;
+    let auth_view = Arc::new(AuthView::default());
+    let machine = EtcdMachine::with_revision_feed(feed.clone()).with_auth_view(auth_view.clone());
+    let mut node = Node::start_locked(cfg.node.clone(), machine, peer_listener, lock).await?;
     let handle = node.handle();
     if unrecorded {
         Identity::of(&cfg).save(&cfg.node.data_dir)?;
@@ -286,6 +383,10 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
         watch_hub: WatchHub::default(),
         watch_progress_interval: cfg.watch_progress_notify_interval,
         forwarder: LeaderForwarder::new(handle.clone(), client_tls),
+        auth: auth_view,
+        tokens,
+        client_cert_auth: cfg.client_tls.client_cert_auth,
+        bcrypt_cost: cfg.bcrypt_cost,
         term: AtomicU64::new(0),
         revision: AtomicI64::new(0),
     });
@@ -319,6 +420,7 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     for (listener, tls) in client_listeners {
         let router = tonic::transport::Server::builder()
             .add_service(PbKvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(limit))
+            .add_service(AuthServer::new(AuthService::new(ctx.clone())).max_decoding_message_size(limit))
             .add_service(PbClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(limit))
             .add_service(
                 PbMaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(limit),

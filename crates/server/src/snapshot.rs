@@ -9,8 +9,8 @@
 //! | bytes | what |
 //! |---|---|
 //! | 8 | magic `SYNODSNP` |
-//! | 4 | format version, 1 |
-//! | n | the key-value store: [`synod_kv::KvState::snapshot`] (protobuf: every retained revision of every key, the compacted revision, the leases) |
+//! | 4 | format version, 2 (1 is still read) |
+//! | n | version 2: a protobuf message holding the key-value store (field 1, [`synod_kv::KvState::snapshot`]: every retained revision of every key, the compacted revision, the leases) and the auth store (field 2, [`crate::auth::AuthSnapshot`]: users with their password hashes, roles, whether auth is enabled, the auth revision); version 1: the key-value store alone |
 //! | p | zeros, so that the three parts above fill whole 512-byte blocks |
 //! | 8 | trailer magic `SYNODSUM` |
 //! | 8 | n |
@@ -23,21 +23,33 @@
 //! same shape, with its own 32-byte trailer in the checksum's place; its
 //! contents are Synod's own (etcd's tools cannot restore it, nor Synod
 //! etcd's). A file that is truncated, has a flipped bit, or does not decode
-//! as a store is refused before anything is written. Members and alarms are
+//! as a store is refused before anything is written. The auth store is
+//! kept, as etcd's backup keeps its auth buckets. Members and alarms are
 //! not in the file: a restored cluster starts with the members it is
 //! restored with and no alarms, as with `etcdutl snapshot restore`;
 //! revisions, compaction and leases are kept.
 
+use crate::auth::{AuthSnapshot, AuthStore};
 use crate::config::{parse_initial_cluster, ConfigError};
 use crate::ids;
 use crate::machine::EtcdMachine;
+use prost::Message;
 use std::path::PathBuf;
 use synod_kv::KvState;
 use synod_paxos::StateMachine;
 
 const MAGIC: &[u8; 8] = b"SYNODSNP";
 const TRAILER_MAGIC: &[u8; 8] = b"SYNODSUM";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+
+/// Version 2's contents.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Backup {
+    #[prost(bytes = "vec", tag = "1")]
+    kv: Vec<u8>,
+    #[prost(message, optional, tag = "2")]
+    auth: Option<AuthSnapshot>,
+}
 const HEADER_LEN: usize = 12;
 const TRAILER_LEN: usize = 32;
 const BLOCK: usize = 512;
@@ -62,9 +74,9 @@ pub enum SnapshotFileError {
     Io(String),
 }
 
-/// The snapshot file of a store.
-pub fn encode(kv: &KvState) -> Vec<u8> {
-    let store = kv.snapshot();
+/// The snapshot file of a key-value store and an auth store.
+pub fn encode(kv: &KvState, auth: &AuthStore) -> Vec<u8> {
+    let store = Backup { kv: kv.snapshot(), auth: Some(auth.to_snapshot()) }.encode_to_vec();
     let body = (HEADER_LEN + store.len()).div_ceil(BLOCK) * BLOCK;
     let mut out = Vec::with_capacity(body + TRAILER_LEN);
     out.extend_from_slice(MAGIC);
@@ -80,13 +92,13 @@ pub fn encode(kv: &KvState) -> Vec<u8> {
     out
 }
 
-/// Verifies a snapshot file's framing and checksum and decodes its store.
-pub fn decode(file: &[u8]) -> Result<KvState, SnapshotFileError> {
+/// Verifies a snapshot file's framing and checksum and decodes its stores.
+pub fn decode(file: &[u8]) -> Result<(KvState, AuthStore), SnapshotFileError> {
     if file.len() < HEADER_LEN + TRAILER_LEN || &file[..8] != MAGIC {
         return Err(SnapshotFileError::Format("no SYNODSNP header".into()));
     }
     let version = u32::from_le_bytes(file[8..12].try_into().expect("4 bytes"));
-    if version != VERSION {
+    if version != VERSION && version != 1 {
         return Err(SnapshotFileError::Format(format!("unknown format version {version}")));
     }
     let (covered, crc) = file.split_at(file.len() - 4);
@@ -105,7 +117,12 @@ pub fn decode(file: &[u8]) -> Result<KvState, SnapshotFileError> {
         return Err(SnapshotFileError::Corrupt(format!("bad trailer (store length {len})")));
     }
     let store = &file[HEADER_LEN..HEADER_LEN + len as usize];
-    Ok(KvState::restore(synod_kv::Config::default(), store)?)
+    if version == 1 {
+        return Ok((KvState::restore(synod_kv::Config::default(), store)?, AuthStore::default()));
+    }
+    let backup = Backup::decode(store).map_err(|e| SnapshotFileError::Corrupt(format!("bad contents: {e}")))?;
+    let kv = KvState::restore(synod_kv::Config::default(), &backup.kv)?;
+    Ok((kv, backup.auth.map(AuthStore::from_snapshot).unwrap_or_default()))
 }
 
 /// What `synod snapshot restore` is asked to do.
@@ -169,14 +186,14 @@ pub fn restore(r: &Restore) -> Result<Restored, SnapshotFileError> {
     let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
     let cluster_id = ids::cluster_id(&ids, &r.initial_cluster_token);
     let bytes = std::fs::read(&r.file).map_err(|e| SnapshotFileError::Io(format!("{}: {e}", r.file.display())))?;
-    let kv = decode(&bytes)?;
+    let (kv, auth) = decode(&bytes)?;
     let restored = Restored {
         revision: kv.revision(),
         keys: kv.range(&live_keys()).map_or(0, |resp| resp.count as usize),
         member_id: me.id,
         cluster_id,
     };
-    let state = EtcdMachine::from_kv(kv).snapshot();
+    let state = EtcdMachine::from_kv(kv, auth).snapshot();
     synod_runtime::seed_data_dir(&r.data_dir, cluster_id, me.id, &state)
         .map_err(|e| SnapshotFileError::Io(format!("{}: {e}", r.data_dir.display())))?;
     Ok(restored)
@@ -204,14 +221,14 @@ mod tests {
     #[test]
     fn a_snapshot_file_round_trips() {
         let kv = store();
-        let file = encode(&kv);
+        let file = encode(&kv, &AuthStore::default());
         assert_eq!(file.len() % 512, 32, "etcdctl snapshot save keeps only whole blocks plus 32 bytes");
-        assert_eq!(decode(&file).unwrap(), kv);
+        assert_eq!(decode(&file).unwrap(), (kv, AuthStore::default()));
     }
 
     #[test]
     fn damaged_files_are_refused() {
-        let file = encode(&store());
+        let file = encode(&store(), &AuthStore::default());
         let mut flipped = file.clone();
         flipped[20] ^= 0x01;
         let cases: Vec<(Vec<u8>, &str)> = vec![
@@ -230,7 +247,7 @@ mod tests {
     fn restore_creates_a_data_directory_and_refuses_a_used_one() {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("backup.db");
-        std::fs::write(&file, encode(&store())).unwrap();
+        std::fs::write(&file, encode(&store(), &AuthStore::default())).unwrap();
         let r = Restore {
             file,
             name: "a".into(),

@@ -55,10 +55,16 @@ pub fn kv(e: &KvError) -> Status {
     Status::new(Code::from(e.code() as i32), e.to_string())
 }
 
+/// An auth refusal with etcd's code and message.
+pub fn auth(e: crate::auth::AuthError) -> Status {
+    Status::new(e.code(), e.to_string())
+}
+
 /// A state machine error.
 pub fn machine(e: &MachineError) -> Status {
     match e {
         MachineError::Kv(e) => kv(e),
+        MachineError::Auth(e) => auth(*e),
         MachineError::Malformed(m) => Status::internal(format!("synod: {m}")),
     }
 }

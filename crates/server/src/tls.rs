@@ -399,7 +399,7 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 /// The subject common name of a DER certificate.
-fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+pub(crate) fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?.to_string();
     Some(cn)

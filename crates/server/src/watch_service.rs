@@ -63,9 +63,15 @@ impl PbWatchService for WatchService {
     type WatchStream = Pin<Box<dyn Stream<Item = Result<PbWatchResponse, Status>> + Send>>;
 
     async fn watch(&self, request: Request<Streaming<PbWatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
+        // Who the stream belongs to is asked again at every create, as etcd
+        // does: the auth store may change while a stream is open.
+        let metadata = request.metadata().clone();
+        let certs = request.peer_certs();
         let inbound = request.into_inner();
         let (out, rx) = mpsc::channel(OUTBOX);
         let stream = WatchStream {
+            metadata,
+            certs,
             ctx: self.ctx.clone(),
             feed: self.ctx.watch_hub.subscribe(),
             out,
@@ -142,6 +148,10 @@ struct Stop;
 
 /// One client's watch stream.
 struct WatchStream {
+    /// The stream's request metadata (its auth token).
+    metadata: tonic::metadata::MetadataMap,
+    /// The client's verified certificates, if it sent any.
+    certs: Option<Arc<Vec<rustls::pki_types::CertificateDer<'static>>>>,
     ctx: Arc<Context>,
     feed: broadcast::Receiver<Arc<Batch>>,
     out: mpsc::Sender<Result<PbWatchResponse, Status>>,
@@ -195,9 +205,32 @@ impl WatchStream {
         self.out.send(Ok(resp)).await.map_err(|_| Stop)
     }
 
+    /// etcd's `isWatchPermitted`: the caller must be able to read the
+    /// watched keys; the refusal's reason is etcd's.
+    fn permitted(&self, key: &[u8], range_end: &[u8]) -> Result<(), String> {
+        use crate::auth::AuthError as E;
+        let caller = self.ctx.caller_from(&self.metadata, self.certs.clone()).map_err(|s| s.message().to_string())?;
+        let key = if key.is_empty() { &[0u8][..] } else { key };
+        match self.ctx.auth.current().check_read(&caller.unwrap_or_default(), key, range_end) {
+            Ok(()) => Ok(()),
+            Err(e @ (E::InvalidAuthToken | E::AuthOldRevision | E::UserEmpty)) => Err(e.to_string()),
+            Err(_) => Err(E::PermissionDenied.to_string()),
+        }
+    }
+
     async fn on_request(&mut self, request: PbWatchRequest) -> Result<(), Stop> {
         match request.request_union {
             Some(PbWatchRequestUnion::CreateRequest(create)) => {
+                if let Err(reason) = self.permitted(&create.key, &create.range_end) {
+                    let resp = PbWatchResponse {
+                        watch_id: STREAM_WATCH_ID,
+                        created: true,
+                        canceled: true,
+                        cancel_reason: reason,
+                        ..Default::default()
+                    };
+                    return self.send(resp, self.position).await;
+                }
                 let id = if create.watch_id != 0 { create.watch_id } else { self.free_id() };
                 if self.watchers.contains_key(&id) {
                     // etcd answers a refused create with no watch id (-1).
