@@ -31,7 +31,19 @@
 //! Clocks ([`Clock`]): by default one global clock ticks every live node
 //! at once (one node may run at double rate), so real time exists and the
 //! model also checks that no two replicas hold a leader lease at once;
-//! independent clocks explore every order of ticks instead.
+//! independent clocks explore every order of ticks instead. A node may be
+//! *paused* ([`Bounds::paused`]): its clock stands still while it still
+//! handles messages, as a process in a long GC pause or stopped by SIGSTOP
+//! whose sends are still in the network. A paused leader never notices it
+//! lost its followers, so the others elect a successor while its stale
+//! Accepts are in flight: the schedule that shows accept-lower-ballot,
+//! learner-votes and reconfig-no-overlap within a dozen steps (with every
+//! clock running, the old leader steps down before a successor is elected,
+//! and those schedules need independent clocks and millions of states).
+//!
+//! A model may start with membership changes already made
+//! ([`Bounds::warm_changes`]: a learner added and in sync, say), so that its
+//! depth goes to what follows.
 //!
 //! These abstractions only ever pick some of the real system's
 //! behaviours, so every violation found is real: periodic traffic (pings,

@@ -16,7 +16,7 @@ use synod_check::{check, Bounds, Clock, Fingerprint, Search};
 use synod_paxos::{Change, PlantedBug};
 
 const USAGE: &str = "usage: synod-check [--plant NAME] [--commands N] [--ticks N] [--crashes N] [--drops N] \
-[--cuts N] [--transfers N] [--changes add-promote|add|remove-add|replace|none] [--snapshot-every N] \
+[--cuts N] [--transfers N] [--changes add-promote|add|remove|remove-add|replace|none] [--snapshot-every N] \
 [--lease TICKS MARGIN] [--independent-clocks] [--fast-node ID] [--cold] [--warm-learners N] [--paused ID] [--summary] [--max-states N] [--max-depth N] \
 [--threads N] [--dfs]
 planted bugs: skip-persist accept-lower-ballot ignore-accepted-value small-quorum lease-no-drift-margin
@@ -45,6 +45,7 @@ fn parse() -> Result<(Bounds, Search), String> {
                 b.changes = match value(&flag)?.as_str() {
                     "add-promote" => vec![Change::AddLearner(4), Change::PromoteLearner(4)],
                     "add" => vec![Change::AddLearner(4)],
+                    "remove" => vec![Change::Remove(1)],
                     "remove-add" => vec![Change::Remove(3), Change::AddLearner(4)],
                     "replace" => vec![Change::Replace { voters: vec![3, 4, 5], learners: Vec::new() }],
                     "none" => Vec::new(),
