@@ -19,6 +19,11 @@ use std::time::Duration;
 use synod_paxos::{Config, NodeId};
 use synod_runtime::NodeConfig;
 
+/// A client session (the duplicate-detection entry of a client id) idle
+/// this long is forgotten through the log: one hour, far beyond the seconds
+/// etcd's clients retry for.
+pub const SESSION_EXPIRY_MS: u64 = 3_600_000;
+
 /// etcd's default `--max-request-bytes`: 1.5 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
 
@@ -704,6 +709,10 @@ impl NodeArgs {
         // Tick timers fire late under load, never early; a quarter of the
         // lease covers that and clock drift with room to spare.
         cfg.lease_drift_margin_ticks = (cfg.lease_ticks / 4).max(1);
+        // Client sessions (duplicate detection) are forgotten after an hour
+        // idle, whatever the tick: etcd's clients retry for seconds.
+        cfg.session_expiry_ticks =
+            ticks(SESSION_EXPIRY_MS, t).max(synod_paxos::config::MIN_SESSION_EXPIRY_ROUNDS * cfg.election_ticks);
         cfg.max_batch = self.max_batch;
         if self.snapshot_count == 0 {
             return Err(bad("--snapshot-count must be positive"));
