@@ -1,6 +1,7 @@
 //! The duplicate-detection table is bounded: a client session unused for
 //! `session_expiry_ticks` is forgotten, by a decision the leader puts in the
-//! log, so every replica (and every snapshot) holds the same table.
+//! log, so every replica (and every snapshot) holds the same table. And
+//! what peers forward to the leader is bounded like its own proposals.
 
 use synod_paxos::local::LocalCluster;
 use synod_paxos::{Command, Config, Input, KvMachine, NodeId, SessionInfo, Value};
@@ -140,4 +141,21 @@ fn snapshots_carry_the_session_table_and_replicas_restored_from_them_expire_alik
     assert_identical(&c);
     assert!(!has(&c.node(1).sessions(), IDLE));
     assert!(has(&c.node(1).sessions(), BUSY));
+}
+
+#[test]
+fn commands_forwarded_to_the_leader_count_against_its_pending_limit() {
+    // (Issue 13.5, item 4: the leader bounds what peers forward by the same
+    // `max_pending` as its own clients' proposals; a forwarding member's
+    // clients retry what was dropped.)
+    let cfg = |id, m| Config { max_pending: 10, ..config(id, m) };
+    let mut c = LocalCluster::new(3, cfg, KvMachine::default);
+    c.tick(40);
+    let l = c.leader().unwrap();
+    let f = (1..=3).find(|&i| i != l).unwrap();
+    let before = c.node(l).sessions().len();
+    let commands: Vec<Command> = (0..50).map(|i| put(100 + i, 1)).collect();
+    c.step(l, Input::Message { from: f, msg: synod_paxos::Message::Forward { commands } });
+    c.tick(5);
+    assert_eq!(c.node(l).sessions().len() - before, 10, "only max_pending forwarded commands were taken");
 }

@@ -74,8 +74,7 @@ async fn max_concurrent_streams_holds_a_further_call_until_a_stream_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_does_not_answer_keepalive_pings_is_closed() {
-    let cluster =
-        Cluster::start_with(1, &["--grpc-keepalive-interval", "200ms", "--grpc-keepalive-timeout", "200ms"]);
+    let cluster = Cluster::start_with(1, &["--grpc-keepalive-interval", "200ms", "--grpc-keepalive-timeout", "200ms"]);
     cluster.wait_ready().await;
     let addr = cluster.endpoint(0).trim_start_matches("http://").to_string();
     let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
