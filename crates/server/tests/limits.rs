@@ -6,7 +6,7 @@
 mod common;
 
 use common::Cluster;
-use etcd_client::{Client, WatchOptions, WatchResponse, WatchStream};
+use etcd_client::{Client, WatchResponse, WatchStream};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
