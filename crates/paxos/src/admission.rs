@@ -51,7 +51,7 @@ impl<S: StateMachine> Replica<S> {
         let ballot_ok = |b: &Ballot| b.plausible(seen);
         let value_ok = |v: &Value| match v {
             Value::Reconfigure(m) => m.validate().is_ok(),
-            Value::Noop | Value::Commands(_) => true,
+            Value::Noop | Value::Commands(_) | Value::ExpireSessions { .. } => true,
         };
         // Ballots that name their leader must name the sender.
         let own = |b: &Ballot| b.node == from;

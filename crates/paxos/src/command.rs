@@ -53,13 +53,24 @@ pub enum Value {
     /// chosen in slot `i` it governs every slot from `i + α` on (see
     /// [`crate::reconfig`]). Applies nothing to the state machine.
     Reconfigure(crate::reconfig::Membership),
+    /// Forget every client session (the duplicate-detection table's entry
+    /// of a client) last used in a slot before `before`: proposed by a
+    /// leader once `before` was the next slot at least
+    /// [`crate::Config::session_expiry_ticks`] of its ticks ago. Every
+    /// replica forgets the same sessions at the same slot, because the
+    /// decision is in the log, never in a replica's clock. Applies nothing
+    /// to the state machine.
+    ExpireSessions {
+        /// Sessions whose last command was applied below this slot go.
+        before: Slot,
+    },
 }
 
 impl Value {
     /// The commands in this value (none for a no-op).
     pub fn commands(&self) -> &[Command] {
         match self {
-            Value::Noop | Value::Reconfigure(_) => &[],
+            Value::Noop | Value::Reconfigure(_) | Value::ExpireSessions { .. } => &[],
             Value::Commands(c) => c,
         }
     }

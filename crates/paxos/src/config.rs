@@ -145,6 +145,20 @@ pub struct Config {
     /// is refused (it is buffered in memory while it arrives). Default
     /// 8 GiB.
     pub max_snapshot_bytes: u64,
+    /// A client session (the last sequence number a client id had applied,
+    /// which recognises its retries) unused for this many ticks is
+    /// forgotten, so that clients that come and go cannot grow the
+    /// duplicate-detection table without bound. The leader measures the
+    /// idle time on its clock and puts the decision in the log
+    /// ([`crate::Value::ExpireSessions`]), so every replica forgets the same
+    /// sessions at the same slot; a session goes between one and one and a
+    /// quarter of this after its last use. A client retrying a command
+    /// after its session went may have it applied twice, so this must
+    /// outlast any client's retries by far: at least
+    /// [`MIN_SESSION_EXPIRY_ROUNDS`] election rounds. Default 72 000 (one
+    /// hour of the runtime's 50 ms ticks; etcd's clients retry for
+    /// seconds).
+    pub session_expiry_ticks: u64,
     /// Seeds the replica's random choices (election jitter).
     pub seed: u64,
     /// Simulator only: run with a deliberately broken rule.
@@ -185,6 +199,12 @@ pub enum ConfigError {
     Timing(&'static str),
 }
 
+/// [`Config::session_expiry_ticks`] must be at least this many election
+/// rounds: twice the 20 rounds a replica keeps proposing its own unanswered
+/// commands again to each new leader, so that no copy the protocol itself
+/// holds outlives its client's session.
+pub const MIN_SESSION_EXPIRY_ROUNDS: u64 = 40;
+
 /// The largest window [`Config::max_inflight_slots`] may be: half the slot
 /// lead an acceptor allows ([`crate::log::MAX_SLOT_LEAD`]).
 pub const MAX_INFLIGHT_SLOTS: usize = (crate::log::MAX_SLOT_LEAD / 2) as usize;
@@ -217,6 +237,7 @@ impl Config {
             snapshot_chunk: 1 << 20,
             max_message_bytes: (64 << 20) - (64 << 10),
             max_snapshot_bytes: 8 << 30,
+            session_expiry_ticks: 72_000,
             seed: id,
             planted: None,
         }
@@ -274,6 +295,11 @@ impl Config {
             // (The slot lead an acceptor allows must cover the window.)
             return Err(ConfigError::Timing("max_inflight_slots must be at most 32768"));
         }
+        if self.session_expiry_ticks < MIN_SESSION_EXPIRY_ROUNDS.saturating_mul(self.election_ticks) {
+            return Err(ConfigError::Timing(
+                "session_expiry_ticks must be at least 40 election rounds: a client's retries must outlive leader changes",
+            ));
+        }
         let room = self.max_message_bytes.saturating_sub(ENVELOPE_BYTES);
         if self.snapshot_chunk > room || self.max_batch_bytes > room {
             return Err(ConfigError::Timing(
@@ -306,6 +332,8 @@ mod tests {
             (Config::new(1, vec![0, 1, 2]), "distinct"),
             (Config { lease_ticks: 2, lease_drift_margin_ticks: 2, ..Config::new(1, vec![1, 2, 3]) }, "drift margin"),
             (Config { heartbeat_ticks: 10, ..Config::new(1, vec![1, 2, 3]) }, "heartbeats"),
+            (Config { session_expiry_ticks: 399, ..Config::new(1, vec![1, 2, 3]) }, "session_expiry_ticks"),
+            (Config { session_expiry_ticks: 0, ..Config::new(1, vec![1, 2, 3]) }, "session_expiry_ticks"),
         ];
         for (cfg, want) in table {
             let err = cfg.validate().unwrap_err().to_string();

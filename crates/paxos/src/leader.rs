@@ -102,6 +102,9 @@ pub(crate) struct Active {
     reconfig: Option<(u64, Membership, Option<Slot>)>,
     reads: VecDeque<PendingRead>,
     read_round_wanted: bool,
+    /// Sessions last used below this slot are due to be forgotten: the
+    /// next slot proposes [`Value::ExpireSessions`].
+    expire_due: Option<Slot>,
 }
 
 #[derive(Clone, Debug)]
@@ -478,6 +481,7 @@ impl<S: StateMachine> Replica<S> {
             reconfig: None,
             reads: VecDeque::new(),
             read_round_wanted: false,
+            expire_due: None,
         }));
         self.propose_due(false);
         self.send_heartbeat();
@@ -541,6 +545,7 @@ impl<S: StateMachine> Replica<S> {
             let due = a.recovered.contains_key(&s)
                 || a.reconfig.as_ref().is_some_and(|r| r.2.is_none())
                 || (commands && !hold && !pending.is_empty())
+                || (!hold && a.expire_due.is_some())
                 || activating;
             if !due {
                 break;
@@ -563,6 +568,8 @@ impl<S: StateMachine> Replica<S> {
                 Value::Reconfigure(m.clone())
             } else if hold {
                 Value::Noop
+            } else if let Some(before) = a.expire_due.take() {
+                Value::ExpireSessions { before }
             } else {
                 // At most `max_batch` commands and, past the first,
                 // `max_batch_bytes` of payload per slot.
@@ -1058,6 +1065,38 @@ impl<S: StateMachine> Replica<S> {
                 // Keep asking the voters of a configuration we must cover.
                 self.extend_phase1();
             }
+        }
+    }
+
+    /// Session expiry, on this replica's clock: every quarter of
+    /// [`crate::Config::session_expiry_ticks`] every replica notes its next
+    /// unchosen slot (a session last used below it was last used by then);
+    /// once a note is that old, the leader proposes, if any session is
+    /// that idle, to forget those sessions. Every replica notes, not only
+    /// the leader, so a new leader need not wait a whole period (under
+    /// churn it might never). Only the proposing replica's clock decides;
+    /// applying the chosen [`Value::ExpireSessions`] is a function of the
+    /// log, so every replica forgets the same sessions at the same slot.
+    pub(crate) fn expire_sessions_tick(&mut self) {
+        let now = self.now;
+        let expiry = self.cfg.session_expiry_ticks;
+        let period = (expiry / 4).max(1);
+        if self.session_marks.back().is_none_or(|&(t, _)| now >= t + period) {
+            self.session_marks.push_back((now, self.commit + 1));
+        }
+        let mut due = None;
+        while let Some(&(t, slot)) = self.session_marks.front() {
+            if now < t + expiry {
+                break;
+            }
+            self.session_marks.pop_front();
+            due = Some(slot);
+        }
+        let oldest = self.sessions.values().map(|s| s.last_slot).min();
+        let Some(before) = due.filter(|&b| oldest.is_some_and(|o| o < b)) else { return };
+        if let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() {
+            // (Proposed by the next `flush`.)
+            a.expire_due = Some(a.expire_due.map_or(before, |d| d.max(before)));
         }
     }
 

@@ -12,7 +12,7 @@ use crate::command::{Slot, Value};
 use crate::log::Entry;
 use crate::message::{value_size_bound, Message, ENVELOPE_BYTES};
 use crate::record::Record;
-use crate::replica::{ClientError, Replica, Response};
+use crate::replica::{ClientError, Replica, Response, Session};
 use crate::state_machine::StateMachine;
 
 impl<S: StateMachine> Replica<S> {
@@ -57,23 +57,32 @@ impl<S: StateMachine> Replica<S> {
                 None => unreachable!("slot {slot} is below the commit index but not in the log"),
             };
             self.applied = slot;
-            if let Value::Reconfigure(m) = &value {
-                self.configs.chosen.insert(slot, m.clone());
+            match &value {
+                Value::Reconfigure(m) => {
+                    self.configs.chosen.insert(slot, m.clone());
+                }
+                Value::ExpireSessions { before } => {
+                    self.sessions.retain(|_, s| s.last_slot >= *before);
+                }
+                Value::Noop | Value::Commands(_) => {}
             }
             for cmd in value.commands() {
                 let local = self.local.remove(&cmd.id).is_some();
-                let output = match self.sessions.get(&cmd.id.client) {
-                    Some((last, out)) if cmd.id.seq <= *last => {
+                let output = match self.sessions.get_mut(&cmd.id.client) {
+                    Some(session) if cmd.id.seq <= session.seq => {
                         // A retry of a command already applied: answer it
-                        // from the cache, never apply it twice.
-                        match out {
-                            Some(out) if cmd.id.seq == *last => Some(Ok(out.clone())),
+                        // from the cache, never apply it twice. (The client
+                        // is still about: its session is kept.)
+                        session.last_slot = slot;
+                        match &session.output {
+                            Some(out) if cmd.id.seq == session.seq => Some(Ok(out.clone())),
                             _ => Some(Err(ClientError::AppliedWithoutResult)),
                         }
                     }
                     _ => {
                         let out = self.sm.apply(slot, cmd);
-                        self.sessions.insert(cmd.id.client, (cmd.id.seq, Some(out.clone())));
+                        let session = Session { seq: cmd.id.seq, last_slot: slot, output: Some(out.clone()) };
+                        self.sessions.insert(cmd.id.client, session);
                         Some(Ok(out))
                     }
                 };

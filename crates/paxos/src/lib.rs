@@ -41,8 +41,8 @@ pub use quorum::{QuorumError, QuorumPolicy};
 pub use reconfig::{Change, Membership, ReconfigError};
 pub use record::{Lsn, Record};
 pub use replica::{
-    ClientError, Input, Output, ReadResponse, ReconfigResponse, RecoverError, Refused, Replica, Response, Snapshot,
-    TransferResponse,
+    ClientError, Input, Output, ReadResponse, ReconfigResponse, RecoverError, Refused, Replica, Response, SessionInfo,
+    Snapshot, TransferResponse,
 };
 pub use state_machine::{KvMachine, SnapshotError, StateMachine};
 pub use transfer::TransferError;

@@ -228,6 +228,7 @@ pub const ENVELOPE_BYTES: usize = 256;
 pub fn value_size_bound(value: &Value) -> usize {
     match value {
         Value::Noop => 2,
+        Value::ExpireSessions { .. } => 12,
         Value::Commands(c) => c.iter().map(command_size_bound).fold(16, usize::saturating_add),
         Value::Reconfigure(m) => 48 + 10 * (m.voters.len() + m.learners.len()),
     }

@@ -309,6 +309,30 @@ pub(crate) struct FollowerRead {
     pub(crate) asked: bool,
 }
 
+/// A client's entry in the duplicate-detection table.
+#[derive(Clone, Debug)]
+pub(crate) struct Session<O> {
+    /// The last sequence number applied.
+    pub(crate) seq: u64,
+    /// The slot that last applied (or recognised a retry of) a command of
+    /// this client: what expiry ([`crate::Value::ExpireSessions`]) goes by.
+    pub(crate) last_slot: Slot,
+    /// The answer to `seq` (none when the entry came from a snapshot).
+    pub(crate) output: Option<O>,
+}
+
+/// One client's entry in the duplicate-detection table, as
+/// [`Replica::sessions`] reports it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SessionInfo {
+    /// The client's id.
+    pub client: u64,
+    /// The last sequence number applied for it.
+    pub seq: u64,
+    /// The slot it was last used in.
+    pub last_slot: Slot,
+}
+
 /// One replica: proposer (leader), acceptor and learner.
 ///
 /// Cloning a replica forks it: both copies go on from the same state and,
@@ -344,9 +368,12 @@ pub struct Replica<S: StateMachine> {
     pub(crate) known_commit: Slot,
     pub(crate) catchup_sent_at: Option<u64>,
     pub(crate) sm: S,
-    /// Per client: the last sequence number applied and its answer (none
-    /// when the entry came from a snapshot).
-    pub(crate) sessions: HashMap<u64, (u64, Option<S::Output>)>,
+    /// The duplicate-detection table: per client, its session.
+    pub(crate) sessions: HashMap<u64, Session<S::Output>>,
+    /// (tick, the next unchosen slot then), noted every quarter of the
+    /// session expiry: a session last used below such a slot has been idle
+    /// since that tick at least. Five entries at most.
+    pub(crate) session_marks: VecDeque<(u64, Slot)>,
 
     // Snapshots.
     /// The latest stored snapshot (sent to learners behind it).
@@ -431,6 +458,7 @@ where
             .field("catchup_sent_at", &self.catchup_sent_at)
             .field("sm", &self.sm)
             .field("sessions", &self.sessions)
+            .field("session_marks", &self.session_marks)
             .field("snapshot", &self.snapshot)
             .field("snapshot_pending", &self.snapshot_pending)
             .field("checkpoint_lsn", &self.checkpoint_lsn)
@@ -495,6 +523,7 @@ impl<S: StateMachine> Replica<S> {
             catchup_sent_at: None,
             sm,
             sessions: HashMap::new(),
+            session_marks: VecDeque::new(),
             snapshot: None,
             snapshot_pending: None,
             checkpoint_lsn: None,
@@ -558,7 +587,7 @@ impl<S: StateMachine> Replica<S> {
         let mut r = Replica::new(cfg, sm)?;
         let snapshot_slot = snapshot.as_ref().map_or(0, |s| s.slot);
         if let Some(snap) = snapshot {
-            r.restore_snapshot(&snap.data)?;
+            r.restore_snapshot(snap.slot, &snap.data)?;
             r.log.compact(snap.slot);
             r.commit = snap.slot;
             r.applied = snap.slot;
@@ -777,6 +806,7 @@ impl<S: StateMachine> Replica<S> {
             }
         }
         self.sync_role();
+        self.expire_sessions_tick();
         self.leader_tick();
         self.transfer_tick();
         self.learner_tick();
@@ -1094,6 +1124,19 @@ impl<S: StateMachine> Replica<S> {
     /// Every slot up to this one is applied to the state machine.
     pub fn applied_index(&self) -> Slot {
         self.applied
+    }
+
+    /// The duplicate-detection table, in client order: a function of the
+    /// applied prefix of the log alone, so every replica that applied the
+    /// same slots reports the same table.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        let mut out: Vec<SessionInfo> = self
+            .sessions
+            .iter()
+            .map(|(&client, s)| SessionInfo { client, seq: s.seq, last_slot: s.last_slot })
+            .collect();
+        out.sort_unstable_by_key(|s| s.client);
+        out
     }
 
     /// The state machine (for serializable reads, served locally).

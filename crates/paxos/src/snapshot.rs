@@ -17,12 +17,17 @@ use crate::ballot::NodeId;
 use crate::command::Slot;
 use crate::message::{Message, PromisedEntry};
 use crate::record::Record;
-use crate::replica::{ClientError, Replica, Snapshot};
+use crate::replica::{ClientError, Replica, Session, Snapshot};
 use crate::state_machine::{SnapshotError, StateMachine};
 use bytes::Bytes;
 
 /// Set in a snapshot's session count when a membership section follows.
 const MEMBERSHIP_FLAG: u64 = 1 << 63;
+/// Set in a snapshot's session count when each session carries the slot it
+/// was last used in (what expiry goes by). Snapshots written before
+/// sessions expired lack it: their sessions count as used at the
+/// snapshot's slot.
+const SESSION_SLOT_FLAG: u64 = 1 << 62;
 
 /// A snapshot being received.
 /// A snapshot transfer that made no progress for this many retry periods is
@@ -77,7 +82,13 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// Layout: session count (its top bit set when a membership section
-    /// follows), sessions, membership, state machine bytes.
+    /// follows, the next one when sessions carry their last slot),
+    /// sessions (client, sequence number, last slot; sorted by client),
+    /// membership, state machine bytes.
+    ///
+    /// The sessions' last slots are in the snapshot so that a replica that
+    /// restored it forgets the same sessions, at the same slots, as one
+    /// that applied the log.
     ///
     /// The membership section is always written: it holds only what governs
     /// the slots after the snapshot (the configuration in force there and
@@ -92,13 +103,13 @@ impl<S: StateMachine> Replica<S> {
     /// cluster's first configuration.) Only snapshots written before that
     /// rule, and seeded ones ([`Snapshot::from_state`]), come without it.
     fn encode_snapshot(&self) -> Bytes {
-        let mut sessions: Vec<(u64, u64)> = self.sessions.iter().map(|(&c, (s, _))| (c, *s)).collect();
-        sessions.sort_unstable();
-        let mut out = Vec::with_capacity(8 + sessions.len() * 16);
-        out.extend_from_slice(&(sessions.len() as u64 | MEMBERSHIP_FLAG).to_be_bytes());
-        for (c, s) in sessions {
-            out.extend_from_slice(&c.to_be_bytes());
-            out.extend_from_slice(&s.to_be_bytes());
+        let sessions = self.sessions();
+        let mut out = Vec::with_capacity(8 + sessions.len() * 24);
+        out.extend_from_slice(&(sessions.len() as u64 | MEMBERSHIP_FLAG | SESSION_SLOT_FLAG).to_be_bytes());
+        for s in sessions {
+            out.extend_from_slice(&s.client.to_be_bytes());
+            out.extend_from_slice(&s.seq.to_be_bytes());
+            out.extend_from_slice(&s.last_slot.to_be_bytes());
         }
         self.snapshot_configs().encode(&mut out);
         out.extend_from_slice(&self.sm.snapshot());
@@ -115,18 +126,26 @@ impl<S: StateMachine> Replica<S> {
         c
     }
 
-    /// Replace the state machine and the duplicate table by a snapshot's.
-    pub(crate) fn restore_snapshot(&mut self, data: &[u8]) -> Result<(), SnapshotError> {
+    /// Replace the state machine and the duplicate table by the snapshot's
+    /// at `slot`.
+    pub(crate) fn restore_snapshot(&mut self, slot: Slot, data: &[u8]) -> Result<(), SnapshotError> {
         let bad = || SnapshotError("truncated session table".into());
         let (n, mut rest) = data.split_first_chunk::<8>().ok_or_else(bad)?;
         let n = u64::from_be_bytes(*n);
         let with_membership = n & MEMBERSHIP_FLAG != 0;
-        let n = n & !MEMBERSHIP_FLAG;
+        let with_slots = n & SESSION_SLOT_FLAG != 0;
+        let n = n & !(MEMBERSHIP_FLAG | SESSION_SLOT_FLAG);
         let mut sessions = Vec::new();
         for _ in 0..n {
             let (c, r) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
-            let (s, r) = r.split_first_chunk::<8>().ok_or_else(bad)?;
-            sessions.push((u64::from_be_bytes(*c), u64::from_be_bytes(*s)));
+            let (s, mut r) = r.split_first_chunk::<8>().ok_or_else(bad)?;
+            let mut last_slot = slot;
+            if with_slots {
+                let (l, r2) = r.split_first_chunk::<8>().ok_or_else(bad)?;
+                last_slot = u64::from_be_bytes(*l);
+                r = r2;
+            }
+            sessions.push((u64::from_be_bytes(*c), u64::from_be_bytes(*s), last_slot));
             rest = r;
         }
         let mut configs = None;
@@ -142,12 +161,13 @@ impl<S: StateMachine> Replica<S> {
         }
         // Cached answers are not part of a snapshot: a retry of a command
         // the snapshot covers is recognised, but gets no cached answer.
-        self.sessions = sessions.into_iter().map(|(c, s)| (c, (s, None))).collect();
+        self.sessions =
+            sessions.into_iter().map(|(c, seq, last_slot)| (c, Session { seq, last_slot, output: None })).collect();
         // Proposals made here that the snapshot already covers.
         let mut covered: Vec<_> = self
             .local
             .keys()
-            .filter(|id| self.sessions.get(&id.client).is_some_and(|(s, _)| id.seq <= *s))
+            .filter(|id| self.sessions.get(&id.client).is_some_and(|s| id.seq <= s.seq))
             .copied()
             .collect();
         // In id order: the same inputs must give the same outputs.
@@ -306,7 +326,7 @@ impl<S: StateMachine> Replica<S> {
             // As for `Chosen`: a newer leader chose these; step down first.
             self.step_down(crate::ballot::Ballot::ZERO);
         }
-        if self.restore_snapshot(&data).is_err() {
+        if self.restore_snapshot(slot, &data).is_err() {
             return;
         }
         self.log.compact(slot);

@@ -174,6 +174,7 @@ fn value() -> impl Strategy<Value = Value> {
         (number(), number(), prop::collection::vec(any::<u8>(), 0..8))
             .prop_map(|(c, s, p)| Value::Commands(vec![Command::new(c, s, p)].into())),
         Just(Value::Commands(Vec::new().into())),
+        number().prop_map(|before| Value::ExpireSessions { before }),
         (prop::collection::vec(node(), 0..4), 0usize..5, 0usize..5)
             .prop_map(|(voters, q1, q2)| Value::Reconfigure(Membership { voters, learners: vec![], q1, q2 })),
     ]

@@ -54,7 +54,7 @@ mod tests {
         let m = Message::Accept {
             ballot: Ballot::new(3, 1),
             first_slot: 7,
-            values: vec![v.clone(), Value::Noop],
+            values: vec![v.clone(), Value::Noop, Value::ExpireSessions { before: 5 }],
             commit: 6,
         };
         assert_eq!(decode_message(&encode_message(&m)).unwrap(), m);

@@ -52,8 +52,11 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 /// Version 2: Prepare carries a handed-over ballot, TimeoutNow exists
-/// (leadership transfer); older members are refused as "not a Synod peer".
-const MAGIC: [u8; 8] = *b"SYNOD\x00\x02\x00";
+/// (leadership transfer). Version 3: a log value may be
+/// `Value::ExpireSessions` (client sessions expire through the log), which
+/// older members cannot decode. Older members are refused as "not a Synod
+/// peer".
+const MAGIC: [u8; 8] = *b"SYNOD\x00\x03\x00";
 /// Bytes in a hello.
 pub const HELLO_LEN: usize = 8 + 8 + 8 + 8;
 const QUEUE: usize = 8192;

@@ -19,6 +19,16 @@ use std::time::Duration;
 use synod_paxos::{Config, NodeId};
 use synod_runtime::NodeConfig;
 
+/// A client session (the duplicate-detection entry of a client id) idle
+/// this long is forgotten through the log: one hour, far beyond the seconds
+/// etcd's clients retry for.
+pub const SESSION_EXPIRY_MS: u64 = 3_600_000;
+
+/// The default `--max-watchers-per-stream`: far above what one client
+/// multiplexes on a stream (Kubernetes' API server watches each resource
+/// type once), low enough that one stream cannot hold unbounded memory.
+pub const DEFAULT_MAX_WATCHERS_PER_STREAM: usize = 10_000;
+
 /// etcd's default `--max-request-bytes`: 1.5 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
 
@@ -222,6 +232,37 @@ pub struct NodeArgs {
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
 
+    /// Most concurrent gRPC streams (calls) on one client connection, as
+    /// etcd's flag: the HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS a client is
+    /// told; a client waits for a stream to end before it opens more.
+    /// etcd's default, 4294967295, sets no limit.
+    #[arg(long, default_value_t = u32::MAX)]
+    pub max_concurrent_streams: u32,
+
+    /// Most watchers on one watch stream (not an etcd flag: etcd sets no
+    /// limit). A create past it is refused on the stream, as etcd refuses
+    /// a create it cannot make: created and canceled at once, watch id -1,
+    /// with a cancel reason. The other watchers go on.
+    #[arg(long, default_value_t = DEFAULT_MAX_WATCHERS_PER_STREAM)]
+    pub max_watchers_per_stream: usize,
+
+    /// The shortest interval between a client's keepalive pings that etcd
+    /// tolerates (a duration: 5s). Accepted for etcd compatibility but not
+    /// enforced: the HTTP/2 server under tonic (hyper) has no policy on
+    /// clients' ping rates.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub grpc_keepalive_min_time: Duration,
+
+    /// How often the server pings a client connection to check that it is
+    /// alive (a duration: 2h); 0s never pings.
+    #[arg(long, default_value = "2h", value_parser = parse_duration)]
+    pub grpc_keepalive_interval: Duration,
+
+    /// How long the server waits for the answer to a keepalive ping before
+    /// it closes the connection (a duration: 20s).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub grpc_keepalive_timeout: Duration,
+
     /// Length (in milliseconds) of one tick of the protocol's logical clock;
     /// the other durations are rounded to ticks.
     #[arg(long, default_value_t = 10)]
@@ -415,6 +456,16 @@ pub struct ServerConfig {
     pub max_request_bytes: usize,
     /// `--experimental-watch-progress-notify-interval`.
     pub watch_progress_notify_interval: Duration,
+    /// `--max-concurrent-streams`: gRPC streams per client connection.
+    pub max_concurrent_streams: u32,
+    /// `--max-watchers-per-stream`.
+    pub max_watchers_per_stream: usize,
+    /// `--grpc-keepalive-interval`; `None` when 0 (no pings).
+    pub grpc_keepalive_interval: Option<Duration>,
+    /// `--grpc-keepalive-timeout`.
+    pub grpc_keepalive_timeout: Duration,
+    /// `--grpc-keepalive-min-time` (accepted, not enforced).
+    pub grpc_keepalive_min_time: Duration,
     /// The space quota in bytes (`--quota-backend-bytes`, 0 replaced by the
     /// default).
     pub quota_bytes: u64,
@@ -636,6 +687,15 @@ impl NodeArgs {
         if self.max_request_bytes == 0 {
             return Err(bad("--max-request-bytes must be positive"));
         }
+        if self.max_concurrent_streams == 0 {
+            return Err(bad("--max-concurrent-streams must be positive"));
+        }
+        if self.max_watchers_per_stream == 0 {
+            return Err(bad("--max-watchers-per-stream must be positive"));
+        }
+        if self.grpc_keepalive_timeout.is_zero() {
+            return Err(bad("--grpc-keepalive-timeout must be positive"));
+        }
         let most = MAX_REQUEST_BYTES_LIMIT.min(node.max_frame - GRPC_OVERHEAD_BYTES - REQUEST_ENVELOPE_BYTES);
         if self.max_request_bytes > most {
             return Err(bad(format!(
@@ -658,6 +718,11 @@ impl NodeArgs {
             node,
             max_request_bytes: self.max_request_bytes,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
+            max_concurrent_streams: self.max_concurrent_streams,
+            max_watchers_per_stream: self.max_watchers_per_stream,
+            grpc_keepalive_interval: Some(self.grpc_keepalive_interval).filter(|d| !d.is_zero()),
+            grpc_keepalive_timeout: self.grpc_keepalive_timeout,
+            grpc_keepalive_min_time: self.grpc_keepalive_min_time,
             quota_bytes: crate::quota::effective_quota(self.quota_backend_bytes),
             client_tls,
             peer_tls,
@@ -729,6 +794,10 @@ impl NodeArgs {
         // Tick timers fire late under load, never early; a quarter of the
         // lease covers that and clock drift with room to spare.
         cfg.lease_drift_margin_ticks = (cfg.lease_ticks / 4).max(1);
+        // Client sessions (duplicate detection) are forgotten after an hour
+        // idle, whatever the tick: etcd's clients retry for seconds.
+        cfg.session_expiry_ticks =
+            ticks(SESSION_EXPIRY_MS, t).max(synod_paxos::config::MIN_SESSION_EXPIRY_ROUNDS * cfg.election_ticks);
         cfg.max_batch = self.max_batch;
         if self.snapshot_count == 0 {
             return Err(bad("--snapshot-count must be positive"));

@@ -419,13 +419,19 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     let mut servers = Essential::new();
     for (listener, tls) in client_listeners {
         let router = tonic::transport::Server::builder()
+            .max_concurrent_streams(cfg.max_concurrent_streams)
+            .http2_keepalive_interval(cfg.grpc_keepalive_interval)
+            .http2_keepalive_timeout(Some(cfg.grpc_keepalive_timeout))
             .add_service(PbKvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(limit))
             .add_service(AuthServer::new(AuthService::new(ctx.clone())).max_decoding_message_size(limit))
             .add_service(PbClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(limit))
             .add_service(
                 PbMaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(limit),
             )
-            .add_service(PbWatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(limit))
+            .add_service(
+                PbWatchServer::new(WatchService::new(ctx.clone()).with_max_watchers(cfg.max_watchers_per_stream))
+                    .max_decoding_message_size(limit),
+            )
             .add_service(LockServer::new(LockService::new(ctx.clone())).max_decoding_message_size(limit))
             .add_service(ElectionServer::new(ElectionService::new(ctx.clone())).max_decoding_message_size(limit))
             .add_service(

@@ -36,6 +36,8 @@ use tracing::debug;
 
 /// etcd's reason for refusing a client-chosen id already in use.
 pub const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
+/// The reason a create past `--max-watchers-per-stream` is refused with.
+pub const TOO_MANY_WATCHERS: &str = "etcdserver: too many watchers on this stream";
 /// The watch id of a response that is not about one watcher (a progress
 /// reply to the whole stream, a refused create), as etcd's
 /// `clientv3.InvalidWatchID`.
@@ -49,12 +51,19 @@ const OUTBOX: usize = 64;
 #[derive(Clone)]
 pub struct WatchService {
     ctx: Arc<Context>,
+    max_watchers: usize,
 }
 
 impl WatchService {
-    /// The service over a member's context.
+    /// The service over a member's context, with the default cap on
+    /// watchers per stream ([`crate::config::DEFAULT_MAX_WATCHERS_PER_STREAM`]).
     pub fn new(ctx: Arc<Context>) -> WatchService {
-        WatchService { ctx }
+        WatchService { ctx, max_watchers: crate::config::DEFAULT_MAX_WATCHERS_PER_STREAM }
+    }
+
+    /// The same service with at most `max` watchers on one stream.
+    pub fn with_max_watchers(self, max: usize) -> WatchService {
+        WatchService { max_watchers: max, ..self }
     }
 }
 
@@ -76,6 +85,7 @@ impl PbWatchService for WatchService {
             feed: self.ctx.watch_hub.subscribe(),
             out,
             watchers: BTreeMap::new(),
+            max_watchers: self.max_watchers,
             next_id: 0,
             position: 0,
         };
@@ -156,6 +166,8 @@ struct WatchStream {
     feed: broadcast::Receiver<Arc<Batch>>,
     out: mpsc::Sender<Result<PbWatchResponse, Status>>,
     watchers: BTreeMap<i64, Watcher>,
+    /// Creates past this many watchers are refused.
+    max_watchers: usize,
     next_id: i64,
     /// Every watcher has been sent every event up to this revision.
     position: i64,
@@ -232,13 +244,20 @@ impl WatchStream {
                     return self.send(resp, self.position).await;
                 }
                 let id = if create.watch_id != 0 { create.watch_id } else { self.free_id() };
-                if self.watchers.contains_key(&id) {
+                let refusal = if self.watchers.contains_key(&id) {
+                    Some(DUPLICATE_WATCH_ID)
+                } else if self.watchers.len() >= self.max_watchers {
+                    Some(TOO_MANY_WATCHERS)
+                } else {
+                    None
+                };
+                if let Some(reason) = refusal {
                     // etcd answers a refused create with no watch id (-1).
                     let resp = PbWatchResponse {
                         watch_id: STREAM_WATCH_ID,
                         created: true,
                         canceled: true,
-                        cancel_reason: DUPLICATE_WATCH_ID.into(),
+                        cancel_reason: reason.into(),
                         ..Default::default()
                     };
                     return self.send(resp, self.position).await;

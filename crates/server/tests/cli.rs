@@ -44,10 +44,25 @@ fn help_documents_every_flag() {
         "--peer-auto-tls",
         "--peer-cert-allowed-cn",
         "--cipher-suites",
+        "--max-concurrent-streams",
+        "--max-watchers-per-stream",
+        "--grpc-keepalive-min-time",
+        "--grpc-keepalive-interval",
+        "--grpc-keepalive-timeout",
     ] {
         assert!(help.contains(flag), "--help does not document {flag}");
     }
-    for default in ["[default: 100]", "[default: 1000]", "[default: 1572864]", "[default: 10]"] {
+    for default in [
+        "[default: 100]",
+        "[default: 1000]",
+        "[default: 1572864]",
+        "[default: 10]",
+        "[default: 4294967295]",
+        "[default: 10000]",
+        "[default: 5s]",
+        "[default: 2h]",
+        "[default: 20s]",
+    ] {
         assert!(help.contains(default), "--help does not show {default}");
     }
     let (ok, demo) = synod(&["demo", "--help"]);
@@ -65,6 +80,9 @@ fn invalid_configurations_are_refused_with_a_clear_message() {
         (&["--cipher-suites", "TLS_RSA_WITH_RC4_128_SHA"], "not offered"),
         (&["--cipher-suites", "TLS_NO_SUCH_SUITE"], "unknown cipher suite"),
         (&["--listen-client-urls", "https://127.0.0.1:4"], "--cert-file"),
+        (&["--max-concurrent-streams", "0"], "--max-concurrent-streams"),
+        (&["--max-watchers-per-stream", "0"], "--max-watchers-per-stream"),
+        (&["--grpc-keepalive-timeout", "0s"], "--grpc-keepalive-timeout"),
     ];
     for (extra, want) in table {
         let args: Vec<&str> = base.iter().chain(extra.iter()).copied().collect();

@@ -20,7 +20,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use synod_paxos::{Ballot, Command, CommandId, KvMachine, Membership, Message, NodeId, Replica, Slot, Value};
+use synod_paxos::{
+    Ballot, Command, CommandId, KvMachine, Membership, Message, NodeId, Replica, SessionInfo, Slot, Value,
+};
 
 /// An invariant that broke.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +91,15 @@ pub enum Violation {
         /// The slot.
         slot: Slot,
     },
+    /// Two replicas that applied the same slots hold different
+    /// duplicate-detection tables (session expiry must be a function of
+    /// the log alone, snapshots included).
+    Sessions {
+        /// The replica that differed from the first to apply that slot.
+        node: usize,
+        /// Its applied index.
+        slot: Slot,
+    },
     /// Two different values were proposed in one ballot for one slot.
     BallotReuse {
         /// The slot.
@@ -113,6 +124,7 @@ impl Violation {
             Violation::BallotReuse { .. } => "unique-proposals",
             Violation::LeaseOverlap { .. } => "lease-exclusive",
             Violation::Configuration { .. } => "configuration",
+            Violation::Sessions { .. } => "sessions",
         }
     }
 }
@@ -145,6 +157,11 @@ impl fmt::Display for Violation {
                 f,
                 "configuration: node index {node} counts slot {slot} in a configuration the chosen log does not give"
             ),
+            Violation::Sessions { node, slot } => write!(
+                f,
+                "sessions: node index {node} holds another duplicate-detection table after slot {slot} than the \
+                 first replica to apply it"
+            ),
             Violation::BallotReuse { slot, ballot } => {
                 write!(f, "unique-proposals: two values proposed for slot {slot} in ballot {ballot}")
             }
@@ -159,6 +176,7 @@ struct NodeWatch {
     /// HeartbeatAck that left it.
     acknowledged: Ballot,
     checked_commit: Slot,
+    checked_applied: Slot,
 }
 
 /// Incremental invariant checker for one cluster. Cloning it forks the
@@ -175,6 +193,9 @@ pub struct Invariants {
     initial: Membership,
     alpha: Slot,
     changes: BTreeMap<Slot, Membership>,
+    /// The duplicate-detection table after each applied slot, as the first
+    /// replica to report that slot held it.
+    sessions_at: HashMap<Slot, Vec<SessionInfo>>,
 }
 
 impl Invariants {
@@ -184,7 +205,12 @@ impl Invariants {
     pub fn new(n: usize, initial: Membership, alpha: Slot) -> Invariants {
         Invariants {
             nodes: (0..n)
-                .map(|_| NodeWatch { last_promised: Ballot::ZERO, acknowledged: Ballot::ZERO, checked_commit: 0 })
+                .map(|_| NodeWatch {
+                    last_promised: Ballot::ZERO,
+                    acknowledged: Ballot::ZERO,
+                    checked_commit: 0,
+                    checked_applied: 0,
+                })
                 .collect(),
             chosen: Vec::new(),
             proposed: HashMap::new(),
@@ -193,6 +219,7 @@ impl Invariants {
             initial,
             alpha,
             changes: BTreeMap::new(),
+            sessions_at: HashMap::new(),
         }
     }
 
@@ -207,7 +234,12 @@ impl Invariants {
 
     /// A node joined the simulation (membership change).
     pub fn add_node(&mut self) {
-        self.nodes.push(NodeWatch { last_promised: Ballot::ZERO, acknowledged: Ballot::ZERO, checked_commit: 0 });
+        self.nodes.push(NodeWatch {
+            last_promised: Ballot::ZERO,
+            acknowledged: Ballot::ZERO,
+            checked_commit: 0,
+            checked_applied: 0,
+        });
     }
 
     /// A client proposed this command.
@@ -327,6 +359,23 @@ impl Invariants {
                     );
                 }
                 return Err(Violation::Configuration { node: i, slot: commit + 1 });
+            }
+        }
+        let applied = r.applied_index();
+        if applied != self.nodes[i].checked_applied {
+            self.nodes[i].checked_applied = applied;
+            let table = r.sessions();
+            match self.sessions_at.entry(applied) {
+                std::collections::hash_map::Entry::Occupied(e) if *e.get() != table => {
+                    if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+                        eprintln!("SESSIONS node index {i} at slot {applied}: {table:?}, first seen {:?}", e.get());
+                    }
+                    return Err(Violation::Sessions { node: i, slot: applied });
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {}
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(table);
+                }
             }
         }
         Ok(())

@@ -105,6 +105,9 @@ pub fn sim_config(id: NodeId, members: Vec<NodeId>, planted: Option<PlantedBug>)
         max_inflight_slots: 16,
         snapshot_every: 25,
         snapshot_chunk: 256,
+        // The least allowed (40 election rounds), so that runs see idle
+        // clients' sessions expire.
+        session_expiry_ticks: 200,
         planted,
         seed: id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
         ..Config::new(id, members)
@@ -646,7 +649,8 @@ impl World {
             self.transmit(node_id, to, msg);
         }
         for r in out.responses {
-            let Some(client) = r.id.client.checked_sub(1000).map(|c| c as usize) else {
+            let clients = self.clients.len() as u64;
+            let Some(client) = r.id.client.checked_sub(1000).map(|c| (c % clients) as usize) else {
                 continue;
             };
             let delay = self.rng.u64(1..TICK / 5);
@@ -703,6 +707,16 @@ impl World {
         }
         self.issued += 1;
         let key = format!("k{}", self.rng.usize(0..self.opts.keys));
+        // Now and then a client restarts under a new id (as an etcd client
+        // does on reconnecting), leaving an idle session behind to expire.
+        // (Client `c`'s ids are `1000 + c` plus multiples of the number of
+        // clients, so that a reply still finds its client.)
+        if self.rng.u32(0..100) < 5 {
+            let stride = self.clients.len() as u64;
+            let client = &mut self.clients[c];
+            client.id += stride;
+            client.seq = 0;
+        }
         let client = &mut self.clients[c];
         let write = if self.rng.u32(0..100) < 60 {
             client.seq += 1;
