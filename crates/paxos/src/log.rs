@@ -71,8 +71,8 @@ impl Log {
         self.compacted
     }
 
-    /// Whether [`Log::set`] would store an entry at `slot`: it lies at most
-    /// [`MAX_SLOT_LEAD`] above the log's end.
+    /// Whether the log would store an entry at `slot` (a higher one is
+    /// refused): it lies at most [`MAX_SLOT_LEAD`] above the log's end.
     pub fn within_reach(&self, slot: Slot) -> bool {
         slot <= self.compacted.saturating_add(self.entries.len() as Slot).saturating_add(MAX_SLOT_LEAD)
     }
