@@ -4,8 +4,6 @@
 mod common;
 
 use common::Cluster;
-use etcd_client::GetOptions;
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -70,24 +68,8 @@ async fn leader_sigkill_during_write_load_loses_no_acknowledged_write() {
     let survivor = (leader + 1) % 3;
     let new_leader = cluster.leader().await;
     assert_ne!(new_leader, leader);
-    let mut c = cluster.client(survivor).await;
-    let stored: BTreeSet<Vec<u8>> = c
-        .get("load/", Some(GetOptions::new().with_prefix().with_keys_only()))
-        .await
-        .unwrap()
-        .kvs()
-        .iter()
-        .map(|kv| kv.key().to_vec())
-        .collect();
-    let acked = acks.lock().unwrap().clone();
-    let lost: Vec<&String> = acked.iter().map(|(k, _)| k).filter(|k| !stored.contains(k.as_bytes())).collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} acknowledged writes lost, e.g. {:?}",
-        lost.len(),
-        acked.len(),
-        &lost[..lost.len().min(5)]
-    );
+    let acked: Vec<String> = acks.lock().unwrap().iter().map(|(k, _)| k.clone()).collect();
+    cluster.assert_none_lost(survivor, &acked).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,8 +8,6 @@ mod common;
 
 use common::faultfs::{self, Fault};
 use common::Cluster;
-use etcd_client::GetOptions;
-use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -77,28 +75,6 @@ impl Load {
     }
 }
 
-/// Asserts that a linearizable read through member `i` finds every key in
-/// `acked`.
-async fn assert_none_lost(cluster: &Cluster, i: usize, acked: &[String]) {
-    let mut c = cluster.client(i).await;
-    let stored: BTreeSet<Vec<u8>> = c
-        .get("load/", Some(GetOptions::new().with_prefix().with_keys_only()))
-        .await
-        .expect("read through the restarted member")
-        .kvs()
-        .iter()
-        .map(|kv| kv.key().to_vec())
-        .collect();
-    let lost: Vec<&String> = acked.iter().filter(|k| !stored.contains(k.as_bytes())).collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} acknowledged writes lost, e.g. {:?}",
-        lost.len(),
-        acked.len(),
-        &lost[..lost.len().min(5)]
-    );
-}
-
 /// A 3-member cluster whose members all run with the fault shim, each
 /// armed by its own trigger file (`<dir>/fault-m<i>`); `None` (after
 /// printing why) if the shim cannot be built here.
@@ -148,9 +124,9 @@ async fn fails_stops_and_rejoins(mut cluster: Cluster, victim: usize, error: &st
     cluster.wait_member_ready(victim).await;
     load.until_more(20, "after the member restarted").await;
     let acked = load.stop().await;
-    assert_none_lost(&cluster, victim, &acked).await;
+    cluster.assert_none_lost(victim, &acked).await;
     let other = (victim + 1) % 3;
-    assert_none_lost(&cluster, other, &acked).await;
+    cluster.assert_none_lost(other, &acked).await;
     took
 }
 

@@ -9,6 +9,7 @@ pub mod etcdctl;
 pub mod faultfs;
 
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -390,6 +391,28 @@ impl Cluster {
     /// Member `i`'s log so far.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(&self.members[i].log).unwrap_or_default()
+    }
+
+    /// Asserts that a linearizable read through member `i` finds every key in
+    /// `acked` (under `load/`).
+    pub async fn assert_none_lost(&self, i: usize, acked: &[String]) {
+        let mut c = self.client(i).await;
+        let stored: BTreeSet<Vec<u8>> = c
+            .get("load/", Some(GetOptions::new().with_prefix().with_keys_only()))
+            .await
+            .expect("read through the restarted member")
+            .kvs()
+            .iter()
+            .map(|kv| kv.key().to_vec())
+            .collect();
+        let lost: Vec<&String> = acked.iter().filter(|k| !stored.contains(k.as_bytes())).collect();
+        assert!(
+            lost.is_empty(),
+            "{} of {} acknowledged writes lost, e.g. {:?}",
+            lost.len(),
+            acked.len(),
+            &lost[..lost.len().min(5)]
+        );
     }
 
     /// A client of member `i` alone.
