@@ -338,8 +338,11 @@ async fn a_member_is_added_as_learner_promoted_and_an_old_one_removed() {
     c.nodes.insert(4, new);
     change(&c, Change::AddLearner(4)).await;
     let learner = c.nodes[&4].handle();
+    // The learner may install a snapshot holding a99 before it learns the
+    // slot that lists it: wait for both.
     for _ in 0..500 {
-        if learner.with_state(|s| s.map.get(&b"a99"[..]).cloned()).await.unwrap().is_some() {
+        let listed = learner.status().await.unwrap().members.contains(&4);
+        if listed && learner.with_state(|s| s.map.get(&b"a99"[..]).cloned()).await.unwrap().is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
