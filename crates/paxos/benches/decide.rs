@@ -52,8 +52,11 @@ fn decide(c: &mut Criterion) {
                 },
                 |mut cl| {
                     let leader = cl.leader().expect("leader");
-                    let commands =
-                        (1..=N).map(|seq| Command { id: CommandId { client: 1, seq }, payload: payload.clone() });
+                    let commands = (1..=N).map(|seq| Command {
+                        id: CommandId { client: 1, seq },
+                        origin: 0,
+                        payload: payload.clone(),
+                    });
                     cl.propose_all(leader, commands);
                     while cl.responses.len() < N as usize {
                         cl.deliver_all();

@@ -29,14 +29,31 @@ pub struct CommandId {
 pub struct Command {
     /// Who asked, for duplicate detection and for routing the reply.
     pub id: CommandId,
+    /// A commit index the client knew of when it first made this command
+    /// (retries keep it): every slot up to here was chosen before the
+    /// command existed, so it is applied, if ever, above this slot. What
+    /// lets a replica tell a retry whose client session expired from a new
+    /// client (see [`crate::ClientError::SessionExpired`]); 0 is always
+    /// safe, but once any session has expired a command with origin 0 from
+    /// a client without a session is refused.
+    pub origin: Slot,
     /// Opaque to the protocol; the state machine decodes it.
     pub payload: Bytes,
 }
 
 impl Command {
-    /// A command with the given identity and payload.
+    /// A command with the given identity and payload, and origin 0 (see
+    /// [`Command::with_origin`]).
     pub fn new(client: u64, seq: u64, payload: impl Into<Bytes>) -> Command {
-        Command { id: CommandId { client, seq }, payload: payload.into() }
+        Command { id: CommandId { client, seq }, origin: 0, payload: payload.into() }
+    }
+
+    /// The same command made when its client knew that every slot up to
+    /// `commit` was chosen (a replica's [`crate::Replica::commit_index`]
+    /// when the command is first made; never a later one for a retry).
+    pub fn with_origin(mut self, commit: Slot) -> Command {
+        self.origin = commit;
+        self
     }
 }
 

@@ -152,10 +152,12 @@ pub struct Config {
     /// idle time on its clock and puts the decision in the log
     /// ([`crate::Value::ExpireSessions`]), so every replica forgets the same
     /// sessions at the same slot; a session goes between one and one and a
-    /// quarter of this after its last use. A client retrying a command
-    /// after its session went may have it applied twice, so this must
-    /// outlast any client's retries by far: at least
-    /// [`MIN_SESSION_EXPIRY_ROUNDS`] election rounds. Default 72 000 (one
+    /// quarter of this after its last use. A command from a client without
+    /// a session, made before the last expiry (its
+    /// [`crate::Command::origin`]), is refused with
+    /// [`crate::ClientError::SessionExpired`] rather than risk applying a
+    /// retry twice, so this should outlast any client's retries by far: at
+    /// least [`MIN_SESSION_EXPIRY_ROUNDS`] election rounds. Default 72 000 (one
     /// hour of the runtime's 50 ms ticks; etcd's clients retry for
     /// seconds).
     pub session_expiry_ticks: u64,

@@ -134,6 +134,15 @@ pub enum ClientError {
     /// replica installed.
     #[error("applied, but its result is not known here")]
     AppliedWithoutResult,
+    /// The command's client has no session (it expired, see
+    /// [`crate::Config::session_expiry_ticks`]) and the command was made
+    /// before sessions were last expired ([`crate::Command::origin`]), so
+    /// it may be a retry of one applied before its session went. It is not
+    /// applied now and never will be; whether it was applied before is not
+    /// known. A client makes its next command with a fresh origin (or
+    /// under a new id).
+    #[error("the client's session expired: whether the command was applied earlier is unknown")]
+    SessionExpired,
 }
 
 /// The outcome of a proposal made at this replica.
@@ -370,6 +379,11 @@ pub struct Replica<S: StateMachine> {
     pub(crate) sm: S,
     /// The duplicate-detection table: per client, its session.
     pub(crate) sessions: HashMap<u64, Session<S::Output>>,
+    /// The highest `before` of any [`crate::Value::ExpireSessions`]
+    /// applied: a command without a session whose origin lies below it
+    /// may be a retry of one applied before its session went, and is
+    /// refused ([`ClientError::SessionExpired`]).
+    pub(crate) sessions_expired_before: Slot,
     /// (tick, the next unchosen slot then), noted every quarter of the
     /// session expiry: a session last used below such a slot has been idle
     /// since that tick at least. Five entries at most.
@@ -458,6 +472,7 @@ where
             .field("catchup_sent_at", &self.catchup_sent_at)
             .field("sm", &self.sm)
             .field("sessions", &self.sessions)
+            .field("sessions_expired_before", &self.sessions_expired_before)
             .field("session_marks", &self.session_marks)
             .field("snapshot", &self.snapshot)
             .field("snapshot_pending", &self.snapshot_pending)
@@ -523,6 +538,7 @@ impl<S: StateMachine> Replica<S> {
             catchup_sent_at: None,
             sm,
             sessions: HashMap::new(),
+            sessions_expired_before: 0,
             session_marks: VecDeque::new(),
             snapshot: None,
             snapshot_pending: None,

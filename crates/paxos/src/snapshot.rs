@@ -28,6 +28,11 @@ const MEMBERSHIP_FLAG: u64 = 1 << 63;
 /// sessions expired lack it: their sessions count as used at the
 /// snapshot's slot.
 const SESSION_SLOT_FLAG: u64 = 1 << 62;
+/// Set in a snapshot's session count when the highest slot below which
+/// sessions were expired follows it (what refuses a command made before
+/// then from a client without a session). Snapshots written before that
+/// rule lack it: they count as if no session had expired.
+const EXPIRED_FLAG: u64 = 1 << 61;
 
 /// A snapshot being received.
 /// A snapshot transfer that made no progress for this many retry periods is
@@ -82,9 +87,10 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// Layout: session count (its top bit set when a membership section
-    /// follows, the next one when sessions carry their last slot),
-    /// sessions (client, sequence number, last slot; sorted by client),
-    /// membership, state machine bytes.
+    /// follows, the next one when sessions carry their last slot, the
+    /// third when the expiry mark follows), the slot below which sessions
+    /// were last expired, sessions (client, sequence number, last slot;
+    /// sorted by client), membership, state machine bytes.
     ///
     /// The sessions' last slots are in the snapshot so that a replica that
     /// restored it forgets the same sessions, at the same slots, as one
@@ -105,7 +111,9 @@ impl<S: StateMachine> Replica<S> {
     fn encode_snapshot(&self) -> Bytes {
         let sessions = self.sessions();
         let mut out = Vec::with_capacity(8 + sessions.len() * 24);
-        out.extend_from_slice(&(sessions.len() as u64 | MEMBERSHIP_FLAG | SESSION_SLOT_FLAG).to_be_bytes());
+        let flags = MEMBERSHIP_FLAG | SESSION_SLOT_FLAG | EXPIRED_FLAG;
+        out.extend_from_slice(&(sessions.len() as u64 | flags).to_be_bytes());
+        out.extend_from_slice(&self.sessions_expired_before.to_be_bytes());
         for s in sessions {
             out.extend_from_slice(&s.client.to_be_bytes());
             out.extend_from_slice(&s.seq.to_be_bytes());
@@ -134,7 +142,13 @@ impl<S: StateMachine> Replica<S> {
         let n = u64::from_be_bytes(*n);
         let with_membership = n & MEMBERSHIP_FLAG != 0;
         let with_slots = n & SESSION_SLOT_FLAG != 0;
-        let n = n & !(MEMBERSHIP_FLAG | SESSION_SLOT_FLAG);
+        let mut expired_before = 0;
+        if n & EXPIRED_FLAG != 0 {
+            let (e, r) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
+            expired_before = u64::from_be_bytes(*e);
+            rest = r;
+        }
+        let n = n & !(MEMBERSHIP_FLAG | SESSION_SLOT_FLAG | EXPIRED_FLAG);
         let mut sessions = Vec::new();
         for _ in 0..n {
             let (c, r) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
@@ -163,6 +177,7 @@ impl<S: StateMachine> Replica<S> {
         // the snapshot covers is recognised, but gets no cached answer.
         self.sessions =
             sessions.into_iter().map(|(c, seq, last_slot)| (c, Session { seq, last_slot, output: None })).collect();
+        self.sessions_expired_before = expired_before;
         // Proposals made here that the snapshot already covers.
         let mut covered: Vec<_> = self
             .local

@@ -4,7 +4,7 @@
 //! what peers forward to the leader is bounded like its own proposals.
 
 use synod_paxos::local::LocalCluster;
-use synod_paxos::{Command, Config, Input, KvMachine, NodeId, SessionInfo, Value};
+use synod_paxos::{ClientError, Command, Config, Input, KvMachine, NodeId, SessionInfo, Value};
 
 const EXPIRY: u64 = 400;
 const IDLE: u64 = 1;
@@ -158,4 +158,59 @@ fn commands_forwarded_to_the_leader_count_against_its_pending_limit() {
     c.step(l, Input::Message { from: f, msg: synod_paxos::Message::Forward { commands } });
     c.tick(5);
     assert_eq!(c.node(l).sessions().len() - before, 10, "only max_pending forwarded commands were taken");
+}
+
+fn value_of_k(c: &LocalCluster<KvMachine>, id: NodeId) -> Option<bytes::Bytes> {
+    c.node(id).state_machine().map.get(&b"k"[..]).cloned()
+}
+
+#[test]
+fn a_retry_made_before_its_session_expired_is_refused_not_applied_twice() {
+    // Found by swarm testing (seeds 607 on 3 nodes, 1150 on 5): a put
+    // whose answer was lost, retried (or still in flight) after its
+    // client's session expired, was applied a second time, over a later
+    // put to the same key.
+    let mut c = cluster();
+    let l = c.leader().unwrap();
+    let first = put(IDLE, 1).with_origin(c.node(l).commit_index());
+    c.step(l, Input::Propose(first.clone()));
+    c.tick(2);
+    assert_eq!(value_of_k(&c, l).as_deref(), Some(&b"1-1"[..]));
+    // Another client overwrites the key and stays busy until the idle
+    // session is forgotten (snapshots are taken on the way).
+    let mut seq = 0;
+    keep_busy(&mut c, &mut seq, 2 * EXPIRY);
+    assert!(!has(&c.node(1).sessions(), IDLE), "the idle session was not forgotten");
+    let later = value_of_k(&c, l);
+    assert_eq!(later, Some(format!("{BUSY}-{seq}").into()));
+
+    // A replica restarted from its snapshot knows the expiry too.
+    let other = (1..=3).find(|&i| i != l).unwrap();
+    assert!(c.node(other).log().compacted() > 0);
+    c.crash_and_recover(other, config(other, vec![1, 2, 3]), KvMachine::default());
+    c.tick(2);
+
+    // The old command comes back (a retry, or a copy still in flight):
+    // refused with SessionExpired on every replica, the key unchanged.
+    c.responses.clear();
+    let l = c.leader().unwrap();
+    c.step(l, Input::Propose(first));
+    c.tick(4);
+    for id in 1..=3 {
+        assert_eq!(value_of_k(&c, id), later, "node {id} applied the retry a second time");
+    }
+    let answers: Vec<_> = c.responses.iter().filter(|(_, r)| r.id.client == IDLE).map(|(_, r)| &r.result).collect();
+    assert_eq!(answers, [&Err(ClientError::SessionExpired)]);
+    assert!(!has(&c.node(1).sessions(), IDLE), "a refused command opened a session");
+
+    // The same client's next command, made now, opens a new session and
+    // is applied; the refused one stays refused behind it.
+    let l = c.leader().unwrap();
+    let next = put(IDLE, 2).with_origin(c.node(l).commit_index());
+    c.step(l, Input::Propose(next));
+    c.tick(4);
+    assert_identical(&c);
+    for id in 1..=3 {
+        assert_eq!(value_of_k(&c, id).as_deref(), Some(&b"1-2"[..]), "node {id}");
+    }
 }

@@ -72,6 +72,12 @@ pub enum Error {
     /// (it was applied before a snapshot this member installed).
     #[error("request applied, but its result is unknown here")]
     AppliedWithoutResult,
+    /// The proposal waited so long that its client session expired
+    /// ([`synod_paxos::ClientError::SessionExpired`]): it will not be
+    /// applied, but whether an earlier copy was is unknown, as after a
+    /// timeout.
+    #[error("request timed out (its client session expired)")]
+    SessionExpired,
     /// The replica has stopped.
     #[error("replica stopped")]
     Stopped,

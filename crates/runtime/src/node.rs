@@ -648,7 +648,10 @@ where
             Request::Propose { payload, reply } => {
                 let id = self.clients.acquire();
                 self.proposals.insert(id, (reply, deadline));
-                self.replica.step(Input::Propose(Command { id, payload }));
+                // Origin: slots up to our commit index are chosen before
+                // this command exists (see `Command::origin`).
+                let origin = self.replica.commit_index();
+                self.replica.step(Input::Propose(Command { id, origin, payload }));
             }
             Request::Read { query, reply } => {
                 let id = self.next_read;
@@ -795,5 +798,6 @@ fn client_error(e: ClientError) -> Error {
         ClientError::NotLeader { leader } => Error::NotLeader { leader },
         ClientError::Busy => Error::Busy,
         ClientError::AppliedWithoutResult => Error::AppliedWithoutResult,
+        ClientError::SessionExpired => Error::SessionExpired,
     }
 }

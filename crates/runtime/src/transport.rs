@@ -54,9 +54,9 @@ use tracing::{debug, info, warn};
 /// Version 2: Prepare carries a handed-over ballot, TimeoutNow exists
 /// (leadership transfer). Version 3: a log value may be
 /// `Value::ExpireSessions` (client sessions expire through the log), which
-/// older members cannot decode. Older members are refused as "not a Synod
-/// peer".
-const MAGIC: [u8; 8] = *b"SYNOD\x00\x03\x00";
+/// older members cannot decode. Version 4: a command carries its origin
+/// (`Command::origin`). Older members are refused as "not a Synod peer".
+const MAGIC: [u8; 8] = *b"SYNOD\x00\x04\x00";
 /// Bytes in a hello.
 pub const HELLO_LEN: usize = 8 + 8 + 8 + 8;
 const QUEUE: usize = 8192;

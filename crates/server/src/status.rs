@@ -74,7 +74,7 @@ pub fn machine(e: &MachineError) -> Status {
 pub fn runtime(e: &synod_runtime::Error) -> Status {
     use synod_runtime::Error as E;
     match e {
-        E::Timeout => Status::unavailable(TIMEOUT),
+        E::Timeout | E::SessionExpired => Status::unavailable(TIMEOUT),
         E::NotLeader { .. } => Status::unavailable(NO_LEADER),
         E::Busy => Status::resource_exhausted(TOO_MANY_REQUESTS),
         E::Stopped => Status::unavailable(STOPPED),

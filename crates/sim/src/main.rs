@@ -140,6 +140,7 @@ fn main() -> ExitCode {
     };
     let (mut ops, mut faults, mut violations, mut max_recovery, mut events) = (0usize, 0u64, 0u64, 0u64, 0u64);
     let mut disk_faults = 0u64;
+    let mut abandoned = 0usize;
     let mut reconfigs = 0u64;
     let (mut transfers, mut transfers_failed) = (0u64, 0u64);
     let mut ran = 0usize;
@@ -162,6 +163,7 @@ fn main() -> ExitCode {
         let r = World::new(opts).run();
         ran += 1;
         ops += r.ops_completed;
+        abandoned += r.ops_abandoned;
         faults += r.faults;
         disk_faults += r.disk_faults;
         reconfigs += r.reconfigs;
@@ -171,9 +173,10 @@ fn main() -> ExitCode {
         max_recovery = max_recovery.max(r.recovery_ticks);
         if args.seed.is_some() || args.verbose {
             println!(
-                "seed={seed} ops={} faults={} events={} recovery_ticks={} reconfigs={} transfers={} trace={:016x} \
-                 violation={}",
+                "seed={seed} ops={} abandoned={} faults={} events={} recovery_ticks={} reconfigs={} transfers={} \
+                 trace={:016x} violation={}",
                 r.ops_completed,
+                r.ops_abandoned,
                 r.faults,
                 r.events,
                 r.recovery_ticks,
@@ -203,7 +206,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    println!("disk_faults={disk_faults} events={events}");
+    println!("disk_faults={disk_faults} events={events} abandoned={abandoned}");
     println!(
         "seeds={ran} ops={ops} faults={faults} violations={violations} max_recovery_ticks={max_recovery} \
          reconfigs={reconfigs} transfers={transfers} transfers_failed={transfers_failed}"

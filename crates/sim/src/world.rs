@@ -144,6 +144,10 @@ pub struct RunReport {
     pub disk_faults: u64,
     /// Events processed.
     pub events: u64,
+    /// Puts given up without an answer because their client session
+    /// expired ([`ClientError::SessionExpired`]): left pending (outcome
+    /// unknown) in the history.
+    pub ops_abandoned: usize,
     /// Ticks from healing every fault until the last operation completed.
     pub recovery_ticks: u64,
     /// Hash of the whole trace; equal for equal seeds.
@@ -265,6 +269,9 @@ enum DiskState {
 struct ClientOp {
     key: String,
     write: Option<(CommandId, String)>,
+    /// The commit index the client knew when it made the write
+    /// ([`Command::origin`]): its retries keep it.
+    origin: u64,
     history: usize,
     attempt: u64,
 }
@@ -275,6 +282,8 @@ struct Client {
     target: usize,
     op: Option<ClientOp>,
     last_attempt: u64,
+    /// The highest commit index the client has seen at a node it asked.
+    known_commit: u64,
 }
 
 /// One simulated cluster.
@@ -290,6 +299,8 @@ pub struct World {
     history: Vec<Operation<Kv<String, String>>>,
     issued: usize,
     completed: usize,
+    /// Puts given up because their session expired (outcome unknown).
+    abandoned: usize,
     /// Directed links that drop everything: (from, to).
     cut: BTreeSet<(NodeId, NodeId)>,
     drop_per_mille: u32,
@@ -367,6 +378,7 @@ impl World {
                 target: rng.usize(0..opts.nodes),
                 op: None,
                 last_attempt: 0,
+                known_commit: 0,
             })
             .collect();
         let faults_on = opts.faults;
@@ -391,6 +403,7 @@ impl World {
             history: Vec::new(),
             issued: 0,
             completed: 0,
+            abandoned: 0,
             cut: BTreeSet::new(),
             drop_per_mille,
             dup_per_mille,
@@ -471,7 +484,7 @@ impl World {
                 self.heal_everything();
             }
             if let Some(h) = self.healed_at {
-                if self.completed == self.issued && self.issued > 0 {
+                if self.completed + self.abandoned == self.issued && self.issued > 0 {
                     break;
                 }
                 if self.now > h + liveness_bound {
@@ -488,7 +501,7 @@ impl World {
                         }
                     }
                     self.violation = Some(Violation::Liveness {
-                        pending: self.issued - self.completed,
+                        pending: self.issued - self.completed - self.abandoned,
                         ticks: liveness_bound / TICK,
                     });
                 }
@@ -506,6 +519,7 @@ impl World {
         RunReport {
             seed: self.opts.seed,
             ops_completed: self.completed,
+            ops_abandoned: self.abandoned,
             faults: self.faults,
             disk_faults: self.disk_faults,
             events: self.events_run,
@@ -717,12 +731,18 @@ impl World {
             client.id += stride;
             client.seq = 0;
         }
+        // What the client knows is chosen: as much as the node it talks to
+        // has committed (a real client learns it from the answers it gets).
+        let target = self.clients[c].target.min(self.nodes.len() - 1);
+        let seen = self.nodes[target].replica.as_ref().map_or(0, |r| r.commit_index());
         let client = &mut self.clients[c];
+        client.known_commit = client.known_commit.max(seen);
+        let origin = client.known_commit;
         let write = if self.rng.u32(0..100) < 60 {
             client.seq += 1;
             let id = CommandId { client: client.id, seq: client.seq };
             let value = format!("{}-{}", client.id, client.seq);
-            self.invariants.on_propose(Command { id, payload: KvMachine::put(&key, &value) });
+            self.invariants.on_propose(Command { id, origin, payload: KvMachine::put(&key, &value) });
             Some((id, value))
         } else {
             None
@@ -736,7 +756,7 @@ impl World {
         // Attempt numbers keep growing across operations, so a late answer
         // to an earlier operation's read is never taken for this one's.
         let attempt = self.clients[c].op.as_ref().map_or(self.clients[c].last_attempt, |o| o.attempt);
-        self.clients[c].op = Some(ClientOp { key, write, history, attempt });
+        self.clients[c].op = Some(ClientOp { key, write, origin, history, attempt });
         self.send_attempt(c);
     }
 
@@ -748,7 +768,9 @@ impl World {
         let attempt = op.attempt;
         client.last_attempt = attempt;
         let req = match &op.write {
-            Some((id, value)) => Request::Propose(Command { id: *id, payload: KvMachine::put(&op.key, value) }),
+            Some((id, value)) => {
+                Request::Propose(Command { id: *id, origin: op.origin, payload: KvMachine::put(&op.key, value) })
+            }
             None => Request::Read { id: (c as u64) << 32 | attempt, key: op.key.clone() },
         };
         let node = client.target.min(n - 1);
@@ -790,6 +812,17 @@ impl World {
             // Applied before a snapshot the node installed: the put took
             // effect (a put's answer carries nothing else).
             Err(ClientError::AppliedWithoutResult) if op.write.is_some() => self.complete(c, KvRet::Ok),
+            // The put waited so long that its session expired: it may have
+            // been applied, and never will be from now on. Its outcome is
+            // unknown, as after a timeout for good: it stays pending in the
+            // history, and the client goes on (its next command, with a
+            // fresh origin, opens a new session under the same id).
+            Err(ClientError::SessionExpired) => {
+                self.clients[c].op = None;
+                self.abandoned += 1;
+                let think = self.rng.u64(1..TICK);
+                self.schedule(think, Event::NextOp(c));
+            }
             Err(_) => {}
         }
     }
