@@ -1155,6 +1155,14 @@ impl<S: StateMachine> Replica<S> {
         out
     }
 
+    /// The highest slot below which client sessions were expired (a
+    /// command made before it, from a client without a session, is refused
+    /// with [`ClientError::SessionExpired`]). The same on every replica
+    /// after the same slot.
+    pub fn sessions_expired_before(&self) -> Slot {
+        self.sessions_expired_before
+    }
+
     /// The state machine (for serializable reads, served locally).
     pub fn state_machine(&self) -> &S {
         &self.sm

@@ -195,7 +195,8 @@ pub struct Invariants {
     changes: BTreeMap<Slot, Membership>,
     /// The duplicate-detection table after each applied slot, as the first
     /// replica to report that slot held it.
-    sessions_at: HashMap<Slot, Vec<SessionInfo>>,
+    /// (With the slot below which sessions were last expired.)
+    sessions_at: HashMap<Slot, (Vec<SessionInfo>, Slot)>,
 }
 
 impl Invariants {
@@ -364,7 +365,7 @@ impl Invariants {
         let applied = r.applied_index();
         if applied != self.nodes[i].checked_applied {
             self.nodes[i].checked_applied = applied;
-            let table = r.sessions();
+            let table = (r.sessions(), r.sessions_expired_before());
             match self.sessions_at.entry(applied) {
                 std::collections::hash_map::Entry::Occupied(e) if *e.get() != table => {
                     if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
