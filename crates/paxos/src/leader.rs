@@ -414,12 +414,21 @@ impl<S: StateMachine> Replica<S> {
         let now = self.now;
         let patience = BEHIND_PATIENCE * self.cfg.retry_ticks;
         let receiving = self.receiving_snapshot();
-        let Some(Leader { ballot, handoff, phase: Phase::Preparing(p), .. }) = self.leader.as_mut() else { return };
+        let Some(Leader { phase: Phase::Preparing(p), .. }) = self.leader.as_mut() else { return };
         let caught_up = p.behind.0 != 0 && commit >= p.behind.0;
         let waited = impatient && !receiving && p.behind_since.is_some_and(|t| now >= t.saturating_add(patience));
         if !caught_up && !waited {
             return;
         }
+        self.prepare_again();
+    }
+
+    /// Run phase 1 again, same ballot (nothing is proposed yet), from our
+    /// commit index.
+    fn prepare_again(&mut self) {
+        let commit = self.commit;
+        let now = self.now;
+        let Some(Leader { ballot, handoff, phase: Phase::Preparing(p), .. }) = self.leader.as_mut() else { return };
         let (ballot, handoff) = (*ballot, *handoff);
         let reads = std::mem::take(&mut p.reads);
         *p = Preparing {
@@ -1010,6 +1019,16 @@ impl<S: StateMachine> Replica<S> {
             Phase::Preparing(p) => {
                 if p.behind_since.is_some() {
                     self.restart_phase1(true);
+                    return;
+                }
+                if now >= p.sent_at + retry && self.commit >= p.from_slot {
+                    // Slots learnt chosen while preparing: a quorum of the
+                    // configurations that governed only them is no longer
+                    // needed, and may be gone for good (found by swarm
+                    // testing, seed 6136 on 5 nodes: a phase 1 from slot
+                    // 124 kept asking removed members while 124 and 125
+                    // were chosen). Prepare again above the commit index.
+                    self.prepare_again();
                     return;
                 }
                 if now >= p.sent_at + retry {

@@ -46,7 +46,10 @@ pub(crate) struct Incoming {
     total: u64,
     buf: Vec<u8>,
     from: NodeId,
+    /// When the transfer last moved (a chunk was taken).
     last: u64,
+    /// When the sender was last asked to resume a stalled transfer.
+    asked: u64,
 }
 
 impl Snapshot {
@@ -281,7 +284,7 @@ impl<S: StateMachine> Replica<S> {
                 }
                 return;
             }
-            self.incoming = Some(Incoming { slot, total, buf: Vec::new(), from, last: now });
+            self.incoming = Some(Incoming { slot, total, buf: Vec::new(), from, last: now, asked: now });
         }
         let Some(inc) = self.incoming.as_mut() else { return };
         if offset != inc.buf.len() as u64 {
@@ -314,13 +317,19 @@ impl<S: StateMachine> Replica<S> {
         self.incoming.as_ref().is_some_and(|i| !self.snapshot_stalled(i))
     }
 
-    /// Resume a stalled transfer where it stopped.
+    /// Resume a stalled transfer where it stopped: ask its sender again
+    /// every stall period. It stays stalled until a chunk moves it, so
+    /// meanwhile catch-up goes on and another sender's transfer of the
+    /// snapshot from its start is taken (asking again used to count as
+    /// progress: a transfer whose sender died never looked stalled when
+    /// another member's chunks came, and the learner waited for the dead
+    /// sender for good; found by swarm testing, seed 6136 on 5 nodes).
     pub(crate) fn snapshot_tick(&mut self) {
         let stall = SNAPSHOT_STALL_RETRIES * self.cfg.retry_ticks;
         let now = self.now;
         let resume = match self.incoming.as_mut() {
-            Some(inc) if now >= inc.last + stall => {
-                inc.last = now;
+            Some(inc) if now >= inc.last + stall && now >= inc.asked + stall => {
+                inc.asked = now;
                 Some((inc.from, inc.slot, inc.buf.len() as u64))
             }
             _ => None,

@@ -295,3 +295,54 @@ fn a_snapshot_transfer_keeps_one_request_in_flight_whatever_arrives_twice() {
     let sent = step(1, chunk(100));
     assert!(matches!(sent.as_slice(), [(1, Message::SnapshotRequest { slot: 50, offset: 200 })]), "{sent:?}");
 }
+
+#[test]
+fn a_snapshot_transfer_whose_sender_died_is_taken_from_another_member() {
+    // Found by swarm testing (seed 6136 on 5 nodes): asking the dead sender
+    // again counted as progress, so the transfer never looked stalled when
+    // another member's chunks came, and the learner waited for good.
+    let cfg = |id, m| Config { snapshot_every: 10, snapshot_chunk: 64, ..Config::new(id, m) };
+    let mut c = LocalCluster::new(3, cfg, KvMachine::default);
+    c.tick(40);
+    let l = c.leader().unwrap();
+    for seq in 1..=30 {
+        c.step(l, Input::Propose(put(1, seq, &format!("key{seq}"), "some value")));
+        c.deliver_all();
+    }
+    c.tick(3);
+    let snap = c.stored_snapshot(l).expect("the leader took a snapshot").clone();
+    let total = snap.data.len() as u64;
+    assert!(total > 128, "the snapshot spans several chunks");
+
+    use synod_paxos::Message;
+    let mut r = synod_paxos::Replica::new(cfg(3, vec![1, 2, 3]), KvMachine::default()).unwrap();
+    let chunk = |offset: u64, len: u64| Message::SnapshotChunk {
+        slot: snap.slot,
+        offset,
+        total,
+        data: snap.data.slice(offset as usize..(offset + len).min(total) as usize),
+    };
+    // Node 1 sends the first chunk, then dies.
+    r.step(Input::Message { from: 1, msg: chunk(0, 64) });
+    r.output();
+    for _ in 0..200 {
+        r.step(Input::Tick);
+        r.output();
+    }
+    // Node 2 answers a catch-up with the same snapshot from its start.
+    r.step(Input::Message { from: 2, msg: chunk(0, 64) });
+    let mut offset = 64;
+    while offset < total {
+        let sent = r.output().send;
+        assert!(
+            sent.iter()
+                .any(|(to, m)| *to == 2 && matches!(m, Message::SnapshotRequest { offset: o, .. } if *o == offset)),
+            "node 2 is asked for offset {offset}: {sent:?}"
+        );
+        r.step(Input::Message { from: 2, msg: chunk(offset, 64) });
+        offset += 64;
+    }
+    assert_eq!(r.applied_index(), snap.slot, "the snapshot from node 2 was installed");
+    let (got, leader) = (&r.state_machine().map, &c.node(l).state_machine().map);
+    assert!(!got.is_empty() && got.iter().all(|(k, v)| leader.get(k) == Some(v)), "{got:?}");
+}

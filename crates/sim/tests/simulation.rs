@@ -129,6 +129,12 @@ fn seeds_that_found_bugs_stay_clean() {
         ("liveness", 177, 5, |s| SimOptions { swarm: Some(Swarm::draw(s)), ..SimOptions::new(s) }),
         // A leader proposing again below its commit index, with α = 1.
         ("liveness", 1499, 5, |s| SimOptions { swarm: Some(Swarm::draw(s)), ..SimOptions::new(s) }),
+        // A put retried after its client session expired, applied twice.
+        ("linearizability", 607, 3, |s| SimOptions { swarm: Some(Swarm::draw(s)), ..SimOptions::new(s) }),
+        ("linearizability", 1150, 5, |s| SimOptions { swarm: Some(Swarm::draw(s)), ..SimOptions::new(s) }),
+        // A snapshot transfer waiting for a dead sender; then a phase 1
+        // asking removed members for slots learnt chosen meanwhile.
+        ("liveness", 6136, 5, |s| SimOptions { swarm: Some(Swarm::draw(s)), ..SimOptions::new(s) }),
     ];
     for &(found, seed, nodes, opts) in table {
         let r = World::new(SimOptions { nodes, ..opts(seed) }).run();
