@@ -480,6 +480,20 @@ impl AuthStore {
         lease.keys.iter().try_for_each(|k| self.check_write(info, k, &[]))
     }
 
+    /// etcd's `checkLeaseTimeToLive` and `checkLeaseLeases`: the caller
+    /// must be able to read every key attached to the leases `ids` (all
+    /// leases when `None`) that exist (admins always can).
+    pub fn check_lease_reads(&self, info: &AuthInfo, kv: &KvState, ids: Option<&[i64]>) -> Result<(), AuthError> {
+        if !self.enabled || self.check_admin(Some(info)).is_ok() {
+            return Ok(());
+        }
+        let check = |lease: &synod_kv::Lease| lease.keys.iter().try_for_each(|k| self.check_read(info, k, &[]));
+        match ids {
+            Some(ids) => ids.iter().filter_map(|&id| kv.lease(id)).try_for_each(check),
+            None => kv.leases().try_for_each(|(_, l)| check(l)),
+        }
+    }
+
     /// etcd's `checkPutAuth`.
     fn check_put(&self, info: &AuthInfo, kv: Option<&KvState>, r: &synod_kv::pb::PutRequest) -> Result<(), AuthError> {
         self.check_write(info, &r.key, &[])?;

@@ -52,7 +52,7 @@ where
 {
     let forwarded = is_forwarded(&request);
     // The leader checks the caller's rights again: it gets the token.
-    let token = request.metadata().get("token").or_else(|| request.metadata().get("authorization")).cloned();
+    let token = token_of(request.metadata());
     let req = request.into_inner();
     let st = ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
     if st.leader == Some(ctx.member_id) {
@@ -80,7 +80,7 @@ pub async fn to_leader_as<Req, Resp>(
     ctx: &Context,
     req: Req,
     path: &'static str,
-    token: Option<tonic::metadata::AsciiMetadataValue>,
+    token: Option<Token>,
 ) -> Result<Resp, Status>
 where
     Req: prost::Message + Clone + Send + Sync + 'static,
@@ -98,6 +98,15 @@ where
             None => return Err(Status::unavailable(status::NO_LEADER)),
         }
     }
+}
+
+/// An auth token as it travels in request metadata.
+pub type Token = tonic::metadata::AsciiMetadataValue;
+
+/// The auth token a request carries, if any (etcd's clients send it as
+/// `token`, some as `authorization`), to pass on with a forwarded request.
+pub fn token_of(metadata: &tonic::metadata::MetadataMap) -> Option<Token> {
+    metadata.get("token").or_else(|| metadata.get("authorization")).cloned()
 }
 
 /// How often [`at_leader`] asks again.
@@ -193,13 +202,18 @@ impl LeaderForwarder {
         Ok(grpc)
     }
 
-    /// One keep-alive at the leader; returns its TTL (0: no such lease).
-    pub async fn keep_alive(&self, leader: NodeId, id: i64) -> Result<i64, Status> {
+    /// One keep-alive at the leader, with the caller's auth token if it
+    /// sent one (the leader checks the caller's rights again); returns its
+    /// TTL (0: no such lease).
+    pub async fn keep_alive(&self, leader: NodeId, id: i64, token: Option<Token>) -> Result<i64, Status> {
         let call = async {
             let mut grpc = self.grpc(leader).await?;
             let once = tokio_stream::once(PbLeaseKeepAliveRequest { id });
             let mut request = Request::new(once);
             request.metadata_mut().insert(FORWARDED, "1".parse().expect("a valid metadata value"));
+            if let Some(token) = token {
+                request.metadata_mut().insert("token", token);
+            }
             let path = PathAndQuery::from_static("/etcdserverpb.Lease/LeaseKeepAlive");
             let codec = tonic_prost::ProstCodec::<PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse>::default();
             let mut responses = grpc.streaming(request, path, codec).await?.into_inner();
@@ -211,13 +225,14 @@ impl LeaderForwarder {
         tokio::time::timeout(FORWARD_TIMEOUT, call).await.unwrap_or_else(|_| Err(Status::unavailable(status::TIMEOUT)))
     }
 
-    /// A TTL query at the leader.
+    /// A TTL query at the leader, with the caller's auth token.
     pub async fn time_to_live(
         &self,
         leader: NodeId,
         req: PbLeaseTimeToLiveRequest,
+        token: Option<Token>,
     ) -> Result<PbLeaseTimeToLiveResponse, Status> {
-        self.unary(leader, "/etcdserverpb.Lease/LeaseTimeToLive", req, None, FORWARD_TIMEOUT).await
+        self.unary(leader, "/etcdserverpb.Lease/LeaseTimeToLive", req, token, FORWARD_TIMEOUT).await
     }
 
     /// One unary call of the leader's service at `path` (e.g.
@@ -228,7 +243,7 @@ impl LeaderForwarder {
         leader: NodeId,
         path: &'static str,
         req: Req,
-        token: Option<tonic::metadata::AsciiMetadataValue>,
+        token: Option<Token>,
         timeout: Duration,
     ) -> Result<Resp, Status>
     where

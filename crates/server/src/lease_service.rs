@@ -16,7 +16,8 @@
 //! every replica applies (the state machine raises it further to its own
 //! fixed minimum, the same everywhere).
 
-use crate::forward::{is_forwarded, not_leader};
+use crate::auth::AuthInfo;
+use crate::forward::{is_forwarded, not_leader, token_of, Token};
 use crate::lease_keeper::{LeaseKeeper, Remaining, Renewal};
 use crate::server::Context;
 use crate::status;
@@ -73,10 +74,38 @@ impl LeaseService {
         self.ctx.leader_wait.max(MIN_LEADER_WAIT)
     }
 
+    /// etcd's `checkLeaseRenew` (`write`), `checkLeaseTimeToLive` and
+    /// `checkLeaseLeases`: with auth enabled, a caller without the root
+    /// role must be able to write (renew) or read (TTL with keys, the
+    /// lease list) every key attached to the leases `ids` (all when
+    /// `None`). Checked where the client's request arrives and again at
+    /// the leader a follower forwards it to (with the caller's token).
+    async fn check_leases(&self, caller: &AuthInfo, ids: Option<Vec<i64>>, write: bool) -> Result<(), Status> {
+        if !self.ctx.auth.current().enabled() {
+            return Ok(());
+        }
+        let caller = caller.clone();
+        let checked = self
+            .ctx
+            .handle
+            .with_state(move |m| match (write, ids) {
+                (true, Some(ids)) => {
+                    ids.iter().try_for_each(|&id| m.auth().check_lease_puts(&caller, Some(m.kv()), id))
+                }
+                (true, None) => {
+                    m.kv().leases().try_for_each(|(id, _)| m.auth().check_lease_puts(&caller, Some(m.kv()), id))
+                }
+                (false, ids) => m.auth().check_lease_reads(&caller, m.kv(), ids.as_deref()),
+            })
+            .await
+            .map_err(|e| status::runtime(&e))?;
+        checked.map_err(status::auth)
+    }
+
     /// A keep-alive: the granted TTL, or 0 if the lease does not exist.
-    /// Renewed here if this member leads, else at the leader. A forwarded
-    /// keep-alive is never forwarded again.
-    async fn renew(&self, id: i64, forwarded: bool) -> Result<i64, Status> {
+    /// Renewed here if this member leads, else at the leader (with the
+    /// caller's `token`). A forwarded keep-alive is never forwarded again.
+    async fn renew(&self, id: i64, forwarded: bool, token: Option<Token>) -> Result<i64, Status> {
         let deadline = Instant::now() + self.leader_wait();
         loop {
             let failure = match self.renew_here(id).await {
@@ -84,7 +113,7 @@ impl LeaseService {
                 Ok(Renewal::NotFound) => return Ok(0),
                 Ok(Renewal::NotLeader(_)) if forwarded => return Err(not_leader()),
                 Ok(Renewal::NotLeader(Some(leader))) if leader != self.ctx.member_id => {
-                    match self.ctx.forwarder.keep_alive(leader, id).await {
+                    match self.ctx.forwarder.keep_alive(leader, id, token.clone()).await {
                         Ok(ttl) => return Ok(ttl),
                         Err(e) => {
                             self.ctx.forwarder.forget(leader);
@@ -119,6 +148,7 @@ impl LeaseService {
         &self,
         req: PbLeaseTimeToLiveRequest,
         forwarded: bool,
+        token: Option<Token>,
     ) -> Result<PbLeaseTimeToLiveResponse, Status> {
         let deadline = Instant::now() + self.leader_wait();
         loop {
@@ -137,7 +167,7 @@ impl LeaseService {
                 }
                 Ok(Remaining::NotLeader(_)) if forwarded => return Err(not_leader()),
                 Ok(Remaining::NotLeader(Some(leader))) if leader != self.ctx.member_id => {
-                    match self.ctx.forwarder.time_to_live(leader, req).await {
+                    match self.ctx.forwarder.time_to_live(leader, req, token.clone()).await {
                         Ok(mut resp) => {
                             resp.header = None;
                             return Ok(resp);
@@ -230,6 +260,12 @@ impl PbLeaseService for LeaseService {
         request: Request<Streaming<PbLeaseKeepAliveRequest>>,
     ) -> Result<GrpcResponse<Self::LeaseKeepAliveStream>, Status> {
         let forwarded = is_forwarded(&request);
+        // Who the caller is, asked again for each keep-alive (as etcd
+        // does: a token may expire, or the user lose a role, while the
+        // stream stays open).
+        let metadata = request.metadata().clone();
+        let certs = request.peer_certs();
+        let token = token_of(&metadata);
         let mut requests = request.into_inner();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let this = self.clone();
@@ -245,8 +281,18 @@ impl PbLeaseService for LeaseService {
                         return;
                     }
                 };
-                let reply = match this.renew(req.id, forwarded).await {
-                    Ok(ttl) => Ok(PbLeaseKeepAliveResponse { header: this.header().await, id: req.id, ttl }),
+                let checked = match this.ctx.caller_from(&metadata, certs.clone()) {
+                    Ok(caller) => match this.ctx.required(caller) {
+                        Ok(caller) => this.check_leases(&caller, Some(vec![req.id]), true).await,
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                };
+                let reply = match checked {
+                    Ok(()) => match this.renew(req.id, forwarded, token.clone()).await {
+                        Ok(ttl) => Ok(PbLeaseKeepAliveResponse { header: this.header().await, id: req.id, ttl }),
+                        Err(e) => Err(e),
+                    },
                     Err(e) => Err(e),
                 };
                 // As etcd: an error ends the stream; the client opens another.
@@ -264,7 +310,13 @@ impl PbLeaseService for LeaseService {
         request: Request<PbLeaseTimeToLiveRequest>,
     ) -> Result<GrpcResponse<PbLeaseTimeToLiveResponse>, Status> {
         let forwarded = is_forwarded(&request);
-        let mut resp = self.time_to_live(request.into_inner(), forwarded).await?;
+        let caller = self.ctx.require_caller(&request)?;
+        let token = token_of(request.metadata());
+        let req = request.into_inner();
+        if req.keys {
+            self.check_leases(&caller, Some(vec![req.id]), false).await?;
+        }
+        let mut resp = self.time_to_live(req, forwarded, token).await?;
         resp.header = self.header().await;
         Ok(GrpcResponse::new(resp))
     }
@@ -273,8 +325,9 @@ impl PbLeaseService for LeaseService {
         &self,
         request: Request<PbLeaseLeasesRequest>,
     ) -> Result<GrpcResponse<PbLeaseLeasesResponse>, Status> {
-        self.ctx.require_caller(&request)?;
+        let caller = self.ctx.require_caller(&request)?;
         self.ctx.barrier().await?;
+        self.check_leases(&caller, None, false).await?;
         let leases = self
             .ctx
             .handle

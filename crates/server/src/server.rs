@@ -180,7 +180,12 @@ impl Context {
     /// etcd's `requireAuthInfo`: with auth enabled, the request must name a
     /// user. Returns who (empty when auth is disabled).
     pub fn require_caller<T>(&self, request: &tonic::Request<T>) -> Result<AuthInfo, tonic::Status> {
-        match self.caller(request)? {
+        self.required(self.caller(request)?)
+    }
+
+    /// [`Context::require_caller`] of a caller already looked up.
+    pub fn required(&self, caller: Option<AuthInfo>) -> Result<AuthInfo, tonic::Status> {
+        match caller {
             Some(info) => Ok(info),
             None if self.auth.current().enabled() => Err(crate::status::auth(AuthError::UserEmpty)),
             None => Ok(AuthInfo::default()),
