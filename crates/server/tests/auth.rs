@@ -276,6 +276,62 @@ async fn rust_client_auth_tokens_work_on_every_member_and_denied_txns_change_not
     root.auth_disable().await.expect("disable");
 }
 
+/// A keep-alive of `id` through `c`: the TTL, or the error's text.
+async fn keep_alive(c: &mut Client, id: i64) -> Result<i64, String> {
+    let (mut keeper, mut stream) = c.lease_keep_alive(id).await.map_err(|e| e.to_string())?;
+    keeper.keep_alive().await.map_err(|e| e.to_string())?;
+    match stream.message().await {
+        Ok(Some(r)) => Ok(r.ttl()),
+        Ok(None) => Err("stream closed".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_are_checked_as_etcd_checks_them_at_every_member() {
+    // etcd's checkLeaseRenew, checkLeaseTimeToLive and checkLeaseLeases: a
+    // user must be able to write (keep-alive) or read (TTL with keys, the
+    // lease list) every key attached; followers forward keep-alives and
+    // TTL queries to the leader with the caller's token.
+    let cluster = Cluster::start_with(3, &["--bcrypt-cost", "4"]);
+    cluster.wait_ready().await;
+    let mut c = cluster.client(0).await;
+    set_up_users(&mut c).await;
+    let mut root = connect_as(cluster.endpoint(0), "root", "rootpw").await.expect("root connects");
+    let secret = root.lease_grant(60, None).await.expect("grant").id();
+    root.put("x/secret", "1", Some(etcd_client::PutOptions::new().with_lease(secret))).await.expect("put");
+    let with_keys = || Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys());
+    for i in 0..3 {
+        let mut bob = connect_as(cluster.endpoint(i), "bob", "bobpw").await.expect("bob connects");
+        let err = bob.lease_time_to_live(secret, with_keys()).await.expect_err("not bob's keys").to_string();
+        assert!(err.contains(DENIED), "member {i}: {err}");
+        bob.lease_time_to_live(secret, None).await.expect("a TTL without keys needs only a user");
+        let err = keep_alive(&mut bob, secret).await.expect_err("renews keys bob may not write");
+        assert!(err.contains(DENIED), "member {i}: {err}");
+        let err = bob.leases().await.expect_err("lists a lease with keys bob may not read").to_string();
+        assert!(err.contains(DENIED), "member {i}: {err}");
+
+        // His own lease, on his own keys: all allowed.
+        let own = bob.lease_grant(60, None).await.expect("bob grants").id();
+        bob.put(format!("k/lease{i}"), "1", Some(etcd_client::PutOptions::new().with_lease(own))).await.expect("put");
+        let ttl = bob.lease_time_to_live(own, with_keys()).await.expect("his own keys");
+        assert_eq!(ttl.keys(), [format!("k/lease{i}").into_bytes()]);
+        assert!(keep_alive(&mut bob, own).await.expect("renews his own lease") > 0, "member {i}");
+
+        // Root may do all of it.
+        let mut root = connect_as(cluster.endpoint(i), "root", "rootpw").await.expect("root connects");
+        assert!(keep_alive(&mut root, secret).await.expect("root renews") > 0, "member {i}");
+        root.lease_time_to_live(secret, with_keys()).await.expect("root reads");
+        root.leases().await.expect("root lists");
+    }
+    // No user at all: refused.
+    let err = c.lease_time_to_live(secret, None).await.expect_err("no user").to_string();
+    assert!(err.contains(USER_EMPTY), "{err}");
+    let err = keep_alive(&mut c, secret).await.expect_err("no user");
+    assert!(err.contains(USER_EMPTY), "{err}");
+    root.auth_disable().await.expect("disable");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_tokens_verify_on_every_member_and_expire_with_the_auth_revision() {
     let dir = tempfile::tempdir().expect("tempdir");
