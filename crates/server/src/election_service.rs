@@ -8,7 +8,7 @@
 //! `Leader` answers the current leader, `Observe` streams every change of
 //! leader or value, `Resign` gives leadership up.
 
-use crate::lock_service::take_turn;
+use crate::lock_service::{check_recipe, take_turn};
 use crate::recipes;
 use crate::server::Context;
 use etcd_client::proto::{PbKeyValue, PbResponseHeader};
@@ -66,9 +66,11 @@ fn leader_key(leader: Option<LeaderKey>) -> Result<LeaderKey, Status> {
 #[tonic::async_trait]
 impl Election for ElectionService {
     async fn campaign(&self, request: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
+        let caller = check_recipe(&self.ctx, &request, Some(&request.get_ref().name), None)?;
         let req = request.into_inner();
         let lease = recipes::contender_lease(&self.ctx, req.lease).await?;
         let key = recipes::contender_key(&req.name, lease);
+        self.ctx.auth.current().check_write(&caller, &key, &[]).map_err(crate::status::auth)?;
         let (created, _) = recipes::enter(&self.ctx, &key, &req.value, lease, true).await?;
         let revision = take_turn(&self.ctx, &req.name, &key, created).await?;
         let leader = LeaderKey { name: req.name, key, rev: created, lease };
@@ -76,6 +78,9 @@ impl Election for ElectionService {
     }
 
     async fn proclaim(&self, request: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
+        let key = request.get_ref().leader.as_ref().map(|l| l.key.clone()).unwrap_or_default();
+        let caller = check_recipe(&self.ctx, &request, None, Some(&key))?;
+        self.ctx.auth.current().check_read(&caller, &key, &[]).map_err(crate::status::auth)?;
         let req = request.into_inner();
         let leader = leader_key(req.leader)?;
         let put = PutRequest { key: leader.key.clone(), value: req.value, lease: leader.lease, ..Default::default() };
@@ -101,6 +106,7 @@ impl Election for ElectionService {
     }
 
     async fn leader(&self, request: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
+        check_recipe(&self.ctx, &request, Some(&request.get_ref().name), None)?;
         let name = request.into_inner().name;
         // Linearizable, like etcd's: a read-index round first.
         let _ = self.ctx.read(&crate::machine::Query::Members).await.map_err(|e| crate::status::runtime(&e))?;
@@ -113,6 +119,7 @@ impl Election for ElectionService {
     type ObserveStream = Pin<Box<dyn Stream<Item = Result<LeaderResponse, Status>> + Send>>;
 
     async fn observe(&self, request: Request<LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
+        check_recipe(&self.ctx, &request, Some(&request.get_ref().name), None)?;
         let prefix = recipes::prefix(&request.into_inner().name);
         let (tx, rx) = mpsc::channel(16);
         let service = self.clone();
@@ -151,6 +158,8 @@ impl Election for ElectionService {
     }
 
     async fn resign(&self, request: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
+        let key = request.get_ref().leader.as_ref().map(|l| l.key.clone()).unwrap_or_default();
+        check_recipe(&self.ctx, &request, None, Some(&key))?;
         let leader = leader_key(request.into_inner().leader)?;
         let revision = recipes::leave(&self.ctx, &leader.key, Some(leader.rev)).await?;
         Ok(Response::new(ResignResponse { header: self.header(revision) }))

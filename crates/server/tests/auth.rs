@@ -288,7 +288,7 @@ async fn keep_alive(c: &mut Client, id: i64) -> Result<i64, String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leases_are_checked_as_etcd_checks_them_at_every_member() {
+async fn leases_locks_and_elections_are_checked_as_etcd_checks_them() {
     // etcd's checkLeaseRenew, checkLeaseTimeToLive and checkLeaseLeases: a
     // user must be able to write (keep-alive) or read (TTL with keys, the
     // lease list) every key attached; followers forward keep-alives and
@@ -329,6 +329,32 @@ async fn leases_are_checked_as_etcd_checks_them_at_every_member() {
     assert!(err.contains(USER_EMPTY), "{err}");
     let err = keep_alive(&mut c, secret).await.expect_err("no user");
     assert!(err.contains(USER_EMPTY), "{err}");
+
+    // Locks and elections need what their keys need (etcd runs them as
+    // clients of its KV API with the caller's token).
+    let err = c.lock("k/l", None).await.expect_err("no user").to_string();
+    assert!(err.contains(USER_EMPTY), "{err}");
+    let mut bob = connect_as(cluster.endpoint(1), "bob", "bobpw").await.expect("bob connects");
+    let err = bob.lock("x", None).await.expect_err("outside bob's prefix").to_string();
+    assert!(err.contains(DENIED), "{err}");
+    let held = bob.lock("k/l", None).await.expect("bob locks under his prefix");
+    bob.unlock(held.key()).await.expect("and unlocks");
+    let err = bob.unlock("x/secret").await.expect_err("not bob's to delete").to_string();
+    assert!(err.contains(DENIED), "{err}");
+    let lease = bob.lease_grant(60, None).await.expect("grant").id();
+    let err = bob.campaign("x", "me", lease).await.expect_err("outside bob's prefix").to_string();
+    assert!(err.contains(DENIED), "{err}");
+    let err = bob.leader("x").await.expect_err("outside bob's prefix").to_string();
+    assert!(err.contains(DENIED), "{err}");
+    let won = bob.campaign("k/e", "me", lease).await.expect("bob campaigns under his prefix");
+    let leader = won.leader().expect("a leader key").clone();
+    assert_eq!(bob.leader("k/e").await.expect("leader").kv().expect("kv").value(), b"me");
+    bob.proclaim("again", Some(etcd_client::ProclaimOptions::new().with_leader(leader.clone())))
+        .await
+        .expect("proclaim");
+    bob.resign(Some(etcd_client::ResignOptions::new().with_leader(leader))).await.expect("resign");
+    assert_eq!(root.get("x", None).await.unwrap().kvs()[0].value(), b"1", "refused calls changed nothing");
+    assert!(root.get("x/", Some(etcd_client::GetOptions::new().with_prefix())).await.unwrap().kvs().len() == 1);
     root.auth_disable().await.expect("disable");
 }
 
