@@ -237,7 +237,9 @@ pub fn value_size_bound(value: &Value) -> usize {
 /// An upper bound on the bytes `cmd` takes in a message (see
 /// [`value_size_bound`]).
 pub fn command_size_bound(cmd: &Command) -> usize {
-    cmd.payload.len().saturating_add(32)
+    // Client id, sequence number and origin (up to 10 bytes each as
+    // varints), the payload's length, and slack.
+    cmd.payload.len().saturating_add(48)
 }
 
 /// Cut `items` into runs whose sizes (by `size`) add up to at most

@@ -394,7 +394,9 @@ pub struct Replica<S: StateMachine> {
     pub(crate) snapshot: Option<Snapshot>,
     /// A snapshot handed to the runtime and not yet reported stored.
     pub(crate) snapshot_pending: Option<Snapshot>,
-    pub(crate) checkpoint_lsn: Option<Lsn>,
+    /// The first and last record of the checkpoint written last, until
+    /// the last is durable.
+    pub(crate) checkpoint_lsn: Option<(Lsn, Lsn)>,
     pub(crate) incoming: Option<Incoming>,
     /// A snapshot received from a peer and installed, not yet reported
     /// stored: until it is, no commit mark may be persisted (replaying one

@@ -15,7 +15,7 @@
 
 use crate::ballot::NodeId;
 use crate::command::Slot;
-use crate::message::{Message, PromisedEntry};
+use crate::message::{split_by_size, value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
 use crate::record::Record;
 use crate::replica::{ClientError, Replica, Session, Snapshot};
 use crate::state_machine::{SnapshotError, StateMachine};
@@ -214,27 +214,41 @@ impl<S: StateMachine> Replica<S> {
         self.transfers.retain(|_, (_, at)| *at >= horizon);
         let floor = self.transfers.values().map(|(s, _)| *s).min().unwrap_or(slot);
         self.log.compact(slot.min(floor));
-        let entries = self
+        let entries: Vec<PromisedEntry> = self
             .log
             .iter_from(0)
             .map(|(slot, e)| PromisedEntry { slot, ballot: e.ballot, value: e.value.clone(), chosen: e.chosen })
             .collect();
-        let lsn = self.persist(Record::Checkpoint {
-            snapshot_slot: slot,
-            promised: self.promised,
-            own_ballot: self.own_ballot,
-            commit: self.commit,
-            entries,
-        });
-        self.checkpoint_lsn = Some(lsn);
+        // One record per run of entries that fits a message (the log's
+        // record limit is above it): a log kept long for a learner being
+        // sent a snapshot can hold more than one record may. Each restates
+        // the promise, ballot and commit index; replayed in order, the
+        // last one's entries complete the commit index. The log before the
+        // first goes once the last is durable.
+        let budget = self.cfg.max_message_bytes.saturating_sub(ENVELOPE_BYTES);
+        let runs = split_by_size(entries, budget, |e| value_size_bound(&e.value).saturating_add(32));
+        let runs = if runs.is_empty() { vec![Vec::new()] } else { runs };
+        let mut first = None;
+        let mut last = 0;
+        for entries in runs {
+            last = self.persist(Record::Checkpoint {
+                snapshot_slot: slot,
+                promised: self.promised,
+                own_ballot: self.own_ballot,
+                commit: self.commit,
+                entries,
+            });
+            first.get_or_insert(last);
+        }
+        self.checkpoint_lsn = first.map(|first| (first, last));
     }
 
     /// Once the checkpoint is durable, the log before it may go.
     pub(crate) fn checkpoint_durable(&mut self) {
-        if let Some(lsn) = self.checkpoint_lsn {
-            if self.durable >= lsn {
+        if let Some((first, last)) = self.checkpoint_lsn {
+            if self.durable >= last {
                 self.checkpoint_lsn = None;
-                self.out.truncate_before = Some(lsn);
+                self.out.truncate_before = Some(first);
             }
         }
     }
