@@ -18,6 +18,14 @@
 //! is checked against the CA but not by name: peers are known here by
 //! socket address, and the certificate's chain is what proves membership.
 //! This module never decides whether a URL is TLS: the scheme does.
+//!
+//! Certificates are rotated without a restart, as etcd re-reads its
+//! certificate and key at each handshake: when either file's modification
+//! time changes (looked at once a second at most), the next handshake, on
+//! the client listeners and on the peer network, both sides, reads them
+//! again ([`ReloadingKey`]). A pair that cannot be read or does not parse
+//! leaves the previous one in use, with a warning. The trusted CA and CRL
+//! files are read at start only.
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -26,13 +34,123 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
     SignatureScheme, SupportedCipherSuite,
 };
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 use synod_runtime::PeerTls;
+
+/// How often a handshake looks at the certificate files for a change.
+const RELOAD_CHECK: Duration = Duration::from_secs(1);
+
+/// This member's certificate and key, read again from their files when
+/// either changes (see the module docs): what every handshake on this
+/// side presents.
+#[derive(Debug)]
+pub struct ReloadingKey {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    provider: Arc<CryptoProvider>,
+    state: Mutex<Reloaded>,
+}
+
+#[derive(Debug)]
+struct Reloaded {
+    key: Arc<CertifiedKey>,
+    /// The files' modification times when `key` was read.
+    stamps: Option<(SystemTime, SystemTime)>,
+    checked: Instant,
+}
+
+fn modified(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+impl ReloadingKey {
+    fn new(cert_file: &Path, key_file: &Path, provider: Arc<CryptoProvider>) -> Result<ReloadingKey, TlsError> {
+        let stamps = modified(cert_file).zip(modified(key_file));
+        let key = Arc::new(certified_key(cert_file, key_file, &provider)?);
+        let state = Mutex::new(Reloaded { key, stamps, checked: Instant::now() });
+        Ok(ReloadingKey { cert_file: cert_file.into(), key_file: key_file.into(), provider, state })
+    }
+
+    /// The pair to present now, read again if the files changed.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.checked.elapsed() < RELOAD_CHECK {
+            return st.key.clone();
+        }
+        st.checked = Instant::now();
+        let stamps = modified(&self.cert_file).zip(modified(&self.key_file));
+        if stamps.is_some() && stamps != st.stamps {
+            match certified_key(&self.cert_file, &self.key_file, &self.provider) {
+                Ok(key) => {
+                    tracing::info!(cert = %self.cert_file.display(), "certificate and key read again");
+                    st.key = Arc::new(key);
+                    st.stamps = stamps;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "certificate files changed but cannot be used; keeping the old pair")
+                }
+            }
+        }
+        st.key.clone()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadingKey {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+impl rustls::client::ResolvesClientCert for ReloadingKey {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// Reads a certificate chain and its private key into a signing pair.
+fn certified_key(cert_file: &Path, key_file: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
+    let (certs, key) = read_pair(cert_file, key_file, "")?;
+    let signer = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| bad(format!("{}: unusable private key: {e}", key_file.display())))?;
+    let key = CertifiedKey::new(certs, signer);
+    key.keys_match().map_err(|e| bad(format!("{} and {}: {e}", cert_file.display(), key_file.display())))?;
+    Ok(key)
+}
+
+/// Reads and parses a PEM certificate chain and private key.
+fn read_pair(
+    cert_file: &Path,
+    key_file: &Path,
+    side: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let read = |flag: &str, p: &Path| {
+        std::fs::read_to_string(p).map_err(|e| bad(format!("--{side}{flag} {}: {e}", p.display())))
+    };
+    let cert_pem = read("cert-file", cert_file)?;
+    let key_pem = read("key-file", key_file)?;
+    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("--{side}cert-file {}: {e}", cert_file.display())))?;
+    if certs.is_empty() {
+        return Err(bad(format!("--{side}cert-file {}: no certificate in it", cert_file.display())));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| bad(format!("--{side}key-file {}: no private key in it ({e})", key_file.display())))?;
+    Ok((certs, key))
+}
 
 /// A TLS setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +209,9 @@ pub struct Loaded {
     pub self_signed: bool,
     /// The other side's certificate must carry this common name.
     pub allowed_cn: Option<String>,
+    /// What handshakes present: `certs` and `key`, read again when their
+    /// files change.
+    pub reloading: Arc<ReloadingKey>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -148,14 +269,11 @@ impl TlsInfo {
         };
         let cert_pem = read("cert-file", &cert_file)?;
         let key_pem = read("key-file", &key_file)?;
-        let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(format!("--{side}cert-file {}: {e}", cert_file.display())))?;
-        if certs.is_empty() {
-            return Err(bad(format!("--{side}cert-file {}: no certificate in it", cert_file.display())));
-        }
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-            .map_err(|e| bad(format!("--{side}key-file {}: no private key in it ({e})", key_file.display())))?;
+        let (certs, key) = read_pair(&cert_file, &key_file, side)?;
+        let reloading = Arc::new(
+            ReloadingKey::new(&cert_file, &key_file, provider.clone())
+                .map_err(|e| bad(format!("--{side}cert-file and --{side}key-file: {e}")))?,
+        );
         let roots = match &self.trusted_ca_file {
             Some(path) => {
                 let pem = read("trusted-ca-file", path)?;
@@ -193,6 +311,7 @@ impl TlsInfo {
             crls,
             self_signed,
             allowed_cn: self.allowed_cn.clone(),
+            reloading,
             provider,
         };
         // Build once now so that a bad key or CRL stops the start, not the
@@ -230,8 +349,7 @@ impl Loaded {
             .with_safe_default_protocol_versions()
             .map_err(|e| bad(format!("TLS versions: {e}")))?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(self.certs.clone(), self.key.clone_key())
-            .map_err(|e| bad(format!("certificate and key: {e}")))?;
+            .with_cert_resolver(self.reloading.clone());
         if h2 {
             cfg.alpn_protocols = vec![b"h2".to_vec()];
         }
@@ -262,13 +380,12 @@ impl Loaded {
     /// The dialling side for peers: this member's certificate as its client
     /// certificate, the peer's checked against the CA but not by name.
     pub fn peer_client_config(&self) -> Result<ClientConfig, TlsError> {
-        ClientConfig::builder_with_provider(self.provider.clone())
+        Ok(ClientConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| bad(format!("TLS versions: {e}")))?
             .dangerous()
             .with_custom_certificate_verifier(self.server_verifier(false)?)
-            .with_client_auth_cert(self.certs.clone(), self.key.clone_key())
-            .map_err(|e| bad(format!("certificate and key: {e}")))
+            .with_client_cert_resolver(self.reloading.clone()))
     }
 
     /// Both sides of the peer transport.
@@ -681,6 +798,34 @@ mod tests {
         let only_good = load(TlsInfo { allowed_cn: Some("good".into()), ..info(d, "server") });
         assert!(handshake(&only_good, &load(info(d, "good"))).await);
         assert!(!handshake(&only_good, &load(info(d, "server"))).await, "a certificate with another CN was accepted");
+    }
+
+    #[tokio::test]
+    async fn a_rotated_certificate_is_served_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let old_ca = Authority::new("old CA").unwrap();
+        let new_ca = Authority::new("new CA").unwrap();
+        std::fs::write(d.join("ca.pem"), old_ca.cert_pem()).unwrap();
+        write(d, "server", &old_ca.issue("server", &["localhost"]).unwrap());
+        write(d, "client", &new_ca.issue("client", &["localhost"]).unwrap());
+        let p = || provider(cipher_suites("").unwrap());
+        let server = TlsInfo { trusted_ca_file: None, ..info(d, "server") }.load("", d, &[], p()).unwrap();
+        // A client that trusts only the new CA.
+        std::fs::write(d.join("new-ca.pem"), new_ca.cert_pem()).unwrap();
+        let client =
+            TlsInfo { trusted_ca_file: Some(d.join("new-ca.pem")), ..info(d, "client") }.load("", d, &[], p()).unwrap();
+        assert!(!handshake(&server, &client).await, "the old CA's certificate was trusted");
+        // The operator puts a certificate from the new CA in place; the
+        // listener serves it from the next handshake on (once the check
+        // interval has passed).
+        write(d, "server", &new_ca.issue("server", &["localhost"]).unwrap());
+        tokio::time::sleep(RELOAD_CHECK + Duration::from_millis(100)).await;
+        assert!(handshake(&server, &client).await, "the rotated certificate was not served");
+        // A broken file leaves the working pair in use.
+        std::fs::write(d.join("server.pem"), "not a certificate").unwrap();
+        tokio::time::sleep(RELOAD_CHECK + Duration::from_millis(100)).await;
+        assert!(handshake(&server, &client).await, "a broken file replaced the working pair");
     }
 
     #[test]
