@@ -120,7 +120,7 @@ impl rustls::client::ResolvesClientCert for ReloadingKey {
 
 /// Reads a certificate chain and its private key into a signing pair.
 fn certified_key(cert_file: &Path, key_file: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
-    let (certs, key) = read_pair(cert_file, key_file, "")?;
+    let (_, certs, key) = read_pair(cert_file, key_file, "")?;
     let signer = provider
         .key_provider
         .load_private_key(key)
@@ -130,12 +130,11 @@ fn certified_key(cert_file: &Path, key_file: &Path, provider: &CryptoProvider) -
     Ok(key)
 }
 
+/// A certificate chain and private key as read: the PEM text, parsed.
+type Pair = ((String, String), Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
 /// Reads and parses a PEM certificate chain and private key.
-fn read_pair(
-    cert_file: &Path,
-    key_file: &Path,
-    side: &str,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+fn read_pair(cert_file: &Path, key_file: &Path, side: &str) -> Result<Pair, TlsError> {
     let read = |flag: &str, p: &Path| {
         std::fs::read_to_string(p).map_err(|e| bad(format!("--{side}{flag} {}: {e}", p.display())))
     };
@@ -149,7 +148,7 @@ fn read_pair(
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| bad(format!("--{side}key-file {}: no private key in it ({e})", key_file.display())))?;
-    Ok((certs, key))
+    Ok(((cert_pem, key_pem), certs, key))
 }
 
 /// A TLS setting that cannot be used.
@@ -267,9 +266,7 @@ impl TlsInfo {
         let read = |flag: &str, p: &Path| {
             std::fs::read_to_string(p).map_err(|e| bad(format!("--{side}{flag} {}: {e}", p.display())))
         };
-        let cert_pem = read("cert-file", &cert_file)?;
-        let key_pem = read("key-file", &key_file)?;
-        let (certs, key) = read_pair(&cert_file, &key_file, side)?;
+        let (pem, certs, key) = read_pair(&cert_file, &key_file, side)?;
         let reloading = Arc::new(
             ReloadingKey::new(&cert_file, &key_file, provider.clone())
                 .map_err(|e| bad(format!("--{side}cert-file and --{side}key-file: {e}")))?,
@@ -305,7 +302,7 @@ impl TlsInfo {
         let loaded = Loaded {
             certs,
             key: Arc::new(key),
-            pem: (cert_pem, key_pem),
+            pem,
             require_client_certs: roots.is_some(),
             roots,
             crls,
