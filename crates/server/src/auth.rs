@@ -103,6 +103,11 @@ pub enum AuthError {
     /// `ErrGRPCAuthOldRevision`: the token or request predates an auth change.
     #[error("etcdserver: revision of auth store is old")]
     AuthOldRevision,
+    /// etcd's `auth.ErrNoPasswordUser`: a password was given for a user
+    /// added without one. etcd's API layer has no translation for it, so
+    /// it reaches the client with code Unknown and the auth package's text.
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
 }
 
 impl AuthError {
@@ -125,6 +130,7 @@ impl AuthError {
             | E::RoleNotGranted
             | E::PermissionNotGranted
             | E::AuthNotEnabled => Code::FailedPrecondition,
+            E::NoPasswordUser => Code::Unknown,
         }
     }
 }

@@ -120,8 +120,10 @@ impl Auth for AuthService {
                 return Err(auth_err(AuthError::AuthNotEnabled));
             }
             let user = store.user(&name).ok_or(AuthError::AuthFailed).map_err(auth_err)?;
+            // etcd's CheckPassword refuses any password, even an empty one,
+            // for a user added without one.
             if user.options.as_ref().is_some_and(|o| o.no_password) {
-                return Err(auth_err(AuthError::AuthFailed));
+                return Err(auth_err(AuthError::NoPasswordUser));
             }
             let checked = store.revision();
             let hash = String::from_utf8_lossy(&user.password).into_owned();
