@@ -133,6 +133,33 @@ impl AuthError {
             E::NoPasswordUser => Code::Unknown,
         }
     }
+
+    /// The text of the error of etcd's `auth` package behind this one
+    /// (`auth/store.go`), which a client sees where etcd hands the error
+    /// back without translating it to its gRPC form.
+    pub fn auth_package_text(self) -> &'static str {
+        use AuthError as E;
+        match self {
+            E::RootUserNotExist => "auth: root user does not exist",
+            E::RootRoleNotExist => "auth: root user does not have root role",
+            E::UserAlreadyExist => "auth: user already exists",
+            E::UserEmpty => "auth: user name is empty",
+            E::UserNotFound => "auth: user not found",
+            E::RoleAlreadyExist => "auth: role already exists",
+            E::RoleNotFound => "auth: role not found",
+            E::RoleEmpty => "auth: role name is empty",
+            E::AuthFailed => "auth: authentication failed, invalid user ID or password",
+            E::PermissionNotGiven => "auth: permission not given",
+            E::PermissionDenied => "auth: permission denied",
+            E::RoleNotGranted => "auth: role is not granted to the user",
+            E::PermissionNotGranted => "auth: permission is not granted to the role",
+            E::AuthNotEnabled => "auth: authentication is not enabled",
+            E::InvalidAuthToken => "auth: invalid auth token",
+            E::InvalidAuthMgmt => "auth: invalid auth management",
+            E::AuthOldRevision => "auth: revision in header is old",
+            E::NoPasswordUser => "auth: authentication failed, password was given for no password user",
+        }
+    }
 }
 
 /// Who a request comes from (etcd's `AuthInfo`): the user a token or a

@@ -60,6 +60,13 @@ pub fn auth(e: crate::auth::AuthError) -> Status {
     Status::new(e.code(), e.to_string())
 }
 
+/// An auth refusal as etcd hands it back where its API layer does not
+/// translate it (the admin checks of Defragment, Hash, HashKV and
+/// Snapshot): code Unknown and the `auth` package's text.
+pub fn auth_untranslated(e: crate::auth::AuthError) -> Status {
+    Status::unknown(e.auth_package_text())
+}
+
 /// A state machine error.
 pub fn machine(e: &MachineError) -> Status {
     match e {
