@@ -103,6 +103,11 @@ pub enum AuthError {
     /// `ErrGRPCAuthOldRevision`: the token or request predates an auth change.
     #[error("etcdserver: revision of auth store is old")]
     AuthOldRevision,
+    /// etcd's `auth.ErrNoPasswordUser`: a password was given for a user
+    /// added without one. etcd's API layer has no translation for it, so
+    /// it reaches the client with code Unknown and the auth package's text.
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
 }
 
 impl AuthError {
@@ -125,6 +130,34 @@ impl AuthError {
             | E::RoleNotGranted
             | E::PermissionNotGranted
             | E::AuthNotEnabled => Code::FailedPrecondition,
+            E::NoPasswordUser => Code::Unknown,
+        }
+    }
+
+    /// The text of the error of etcd's `auth` package behind this one
+    /// (`auth/store.go`), which a client sees where etcd hands the error
+    /// back without translating it to its gRPC form.
+    pub fn auth_package_text(self) -> &'static str {
+        use AuthError as E;
+        match self {
+            E::RootUserNotExist => "auth: root user does not exist",
+            E::RootRoleNotExist => "auth: root user does not have root role",
+            E::UserAlreadyExist => "auth: user already exists",
+            E::UserEmpty => "auth: user name is empty",
+            E::UserNotFound => "auth: user not found",
+            E::RoleAlreadyExist => "auth: role already exists",
+            E::RoleNotFound => "auth: role not found",
+            E::RoleEmpty => "auth: role name is empty",
+            E::AuthFailed => "auth: authentication failed, invalid user ID or password",
+            E::PermissionNotGiven => "auth: permission not given",
+            E::PermissionDenied => "auth: permission denied",
+            E::RoleNotGranted => "auth: role is not granted to the user",
+            E::PermissionNotGranted => "auth: permission is not granted to the role",
+            E::AuthNotEnabled => "auth: authentication is not enabled",
+            E::InvalidAuthToken => "auth: invalid auth token",
+            E::InvalidAuthMgmt => "auth: invalid auth management",
+            E::AuthOldRevision => "auth: revision in header is old",
+            E::NoPasswordUser => "auth: authentication failed, password was given for no password user",
         }
     }
 }
@@ -679,7 +712,17 @@ impl AuthStore {
                     return Err(AuthError::InvalidAuthMgmt);
                 }
                 let role = self.roles.get_mut(&r.name).ok_or(AuthError::RoleNotFound)?;
-                match role.key_permission.iter_mut().find(|p| p.key == perm.key && p.range_end == perm.range_end) {
+                // As etcd: a binary search (the permissions are sorted by
+                // key) finds the first permission whose key is not below
+                // the new one's; only if that one has the same key and
+                // range end is its type replaced. Otherwise the permission
+                // is added, even if a later one of the same key has the
+                // same range end, and the list sorted by key again, stably
+                // (Go's sort.Sort is an insertion sort up to 12 elements;
+                // above, its order of equal keys is Go's pdqsort's).
+                let first = role.key_permission.partition_point(|p| p.key < perm.key);
+                match role.key_permission.get_mut(first).filter(|p| p.key == perm.key && p.range_end == perm.range_end)
+                {
                     Some(existing) => existing.perm_type = perm.perm_type,
                     None => {
                         role.key_permission.push(Permission { ..perm });
@@ -844,6 +887,28 @@ mod tests {
         let nobody = AuthInfo::default();
         assert_eq!(s.check_read(&nobody, b"b", b""), Err(AuthError::UserEmpty));
         assert_eq!(s.check_admin(Some(&u)), Err(AuthError::PermissionDenied));
+    }
+
+    #[test]
+    fn a_grant_replaces_only_the_first_permission_of_its_key_as_etcd_does() {
+        let mut s = enabled_store();
+        s.apply(1, cmd(AuthOp::RoleAdd(AuthRoleAddRequest { name: "r".into() }))).unwrap();
+        grant(&mut s, "r", "a", "c", PermissionType::Write);
+        grant(&mut s, "r", "a", "b", PermissionType::Read);
+        // The first permission of key a ends at c: etcd adds another [a, b).
+        grant(&mut s, "r", "a", "b", PermissionType::Readwrite);
+        let perms: Vec<(&[u8], &[u8], i32)> =
+            s.role("r").unwrap().key_permission.iter().map(|p| (&p.key[..], &p.range_end[..], p.perm_type)).collect();
+        let (read, write, readwrite) =
+            (PermissionType::Read as i32, PermissionType::Write as i32, PermissionType::Readwrite as i32);
+        assert_eq!(perms, [(&b"a"[..], &b"c"[..], write), (b"a", b"b", read), (b"a", b"b", readwrite)]);
+        // The first one of key a is replaced.
+        grant(&mut s, "r", "a", "c", PermissionType::Read);
+        assert_eq!(s.role("r").unwrap().key_permission[0].perm_type, read);
+        // A revocation takes every permission of the range.
+        let revoke = AuthRoleRevokePermissionRequest { role: "r".into(), key: b"a".to_vec(), range_end: b"b".to_vec() };
+        s.apply(1, cmd(AuthOp::RoleRevokePermission(revoke))).unwrap();
+        assert_eq!(s.role("r").unwrap().key_permission.len(), 1);
     }
 
     #[test]

@@ -120,8 +120,10 @@ impl Auth for AuthService {
                 return Err(auth_err(AuthError::AuthNotEnabled));
             }
             let user = store.user(&name).ok_or(AuthError::AuthFailed).map_err(auth_err)?;
+            // etcd's CheckPassword refuses any password, even an empty one,
+            // for a user added without one.
             if user.options.as_ref().is_some_and(|o| o.no_password) {
-                return Err(auth_err(AuthError::AuthFailed));
+                return Err(auth_err(AuthError::NoPasswordUser));
             }
             let checked = store.revision();
             let hash = String::from_utf8_lossy(&user.password).into_owned();
@@ -155,10 +157,12 @@ impl Auth for AuthService {
         if r.name.is_empty() {
             return Err(auth_err(AuthError::UserEmpty));
         }
+        // etcd 3.4 knows no `hashed_password` (a 3.5 field): the hash
+        // stored is always this member's hash of `password`, never one a
+        // client sent.
         let no_password = r.options.as_ref().is_some_and(|o| o.no_password);
-        if !no_password && r.hashed_password.is_empty() {
-            r.hashed_password = self.hash(std::mem::take(&mut r.password)).await?;
-        }
+        r.hashed_password =
+            if no_password { String::new() } else { self.hash(std::mem::take(&mut r.password)).await? };
         r.password.clear();
         self.change(caller, AuthOp::UserAdd(r)).await?;
         Ok(Response::new(AuthUserAddResponse { header: self.header() }))
@@ -199,9 +203,8 @@ impl Auth for AuthService {
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
         let caller = self.ctx.check_admin(&request)?;
         let mut r = request.into_inner();
-        if r.hashed_password.is_empty() {
-            r.hashed_password = self.hash(std::mem::take(&mut r.password)).await?;
-        }
+        // As for UserAdd: only `password` counts, as in etcd 3.4.
+        r.hashed_password = self.hash(std::mem::take(&mut r.password)).await?;
         r.password.clear();
         self.change(caller, AuthOp::UserChangePassword(r)).await?;
         Ok(Response::new(AuthUserChangePasswordResponse { header: self.header() }))

@@ -132,7 +132,7 @@ impl PbMaintenanceService for MaintenanceService {
         request: Request<PbDefragmentRequest>,
     ) -> Result<Response<PbDefragmentResponse>, Status> {
         // Maintenance needs the root role, as in etcd.
-        self.ctx.check_admin(&request)?;
+        self.ctx.check_admin_untranslated(&request)?;
         // etcd rewrites its bbolt file; here the disk that compaction freed
         // is held by the log, so take a snapshot of everything applied and
         // wait until the log is compacted to it: the log files before it
@@ -169,13 +169,13 @@ impl PbMaintenanceService for MaintenanceService {
 
     async fn hash(&self, request: Request<PbHashRequest>) -> Result<Response<PbHashResponse>, Status> {
         // Maintenance needs the root role, as in etcd.
-        self.ctx.check_admin(&request)?;
+        self.ctx.check_admin_untranslated(&request)?;
         Err(status::unimplemented("Maintenance.Hash (use HashKV)"))
     }
 
     async fn hash_kv(&self, request: Request<PbHashKvRequest>) -> Result<Response<PbHashKvResponse>, Status> {
         // Maintenance needs the root role, as in etcd.
-        self.ctx.check_admin(&request)?;
+        self.ctx.check_admin_untranslated(&request)?;
         let rev = request.into_inner().revision;
         let mut resp = self
             .ctx
@@ -192,7 +192,7 @@ impl PbMaintenanceService for MaintenanceService {
 
     async fn snapshot(&self, request: Request<PbSnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
         // Maintenance needs the root role, as in etcd.
-        self.ctx.check_admin(&request)?;
+        self.ctx.check_admin_untranslated(&request)?;
         // One consistent state: this member's store as of one applied slot.
         let file = self
             .ctx

@@ -160,14 +160,23 @@ impl Context {
         metadata: &tonic::metadata::MetadataMap,
         certs: Option<Arc<Vec<rustls::pki_types::CertificateDer<'static>>>>,
     ) -> Result<Option<AuthInfo>, tonic::Status> {
+        self.who(metadata, certs).map_err(crate::status::auth)
+    }
+
+    /// [`Context::caller_from`], refusing with the auth error itself.
+    fn who(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        certs: Option<Arc<Vec<rustls::pki_types::CertificateDer<'static>>>>,
+    ) -> Result<Option<AuthInfo>, AuthError> {
         let store = self.auth.current();
         if !store.enabled() {
             return Ok(None);
         }
         let token = metadata.get("token").or_else(|| metadata.get("authorization"));
         if let Some(token) = token {
-            let token = token.to_str().map_err(|_| crate::status::auth(AuthError::InvalidAuthToken))?;
-            return self.tokens.info(token, &store).map(Some).map_err(crate::status::auth);
+            let token = token.to_str().map_err(|_| AuthError::InvalidAuthToken)?;
+            return self.tokens.info(token, &store).map(Some);
         }
         if self.client_cert_auth {
             if let Some(cn) = certs.as_ref().and_then(|c| c.first()).and_then(crate::tls::common_name) {
@@ -198,6 +207,16 @@ impl Context {
         let caller = self.caller(request)?;
         self.auth.current().check_admin(caller.as_ref()).map_err(crate::status::auth)?;
         Ok(caller)
+    }
+
+    /// etcd's `authMaintenanceServer.isAuthenticated`, which guards
+    /// Defragment, Hash, HashKV and Snapshot: [`Context::check_admin`], but
+    /// etcd hands those RPCs' refusal back untranslated, so the client gets
+    /// code Unknown and the auth package's text
+    /// ([`crate::status::auth_untranslated`]).
+    pub fn check_admin_untranslated<T>(&self, request: &tonic::Request<T>) -> Result<(), tonic::Status> {
+        let caller = self.who(request.metadata(), request.peer_certs()).map_err(crate::status::auth_untranslated)?;
+        self.auth.current().check_admin(caller.as_ref()).map_err(crate::status::auth_untranslated)
     }
 
     /// etcd's check after a read served from local state (`doSerialize`):

@@ -60,6 +60,42 @@ pub fn auth(e: crate::auth::AuthError) -> Status {
     Status::new(e.code(), e.to_string())
 }
 
+/// An auth refusal as etcd hands it back where its API layer does not
+/// translate it (the admin checks of Defragment, Hash, HashKV and
+/// Snapshot): code Unknown and the `auth` package's text.
+pub fn auth_untranslated(e: crate::auth::AuthError) -> Status {
+    Status::unknown(e.auth_package_text())
+}
+
+/// An error as Go's gRPC `status` package prints it, `rpc error: code =
+/// <name> desc = <message>`: etcd sends that text where it reports an
+/// error inside a response rather than as the call's status (the reason a
+/// watch is canceled for, from `rpctypes.ErrGRPC*.Error()`).
+pub fn go_error_text(status: &Status) -> String {
+    // grpc-go's codes.Code.String() names (tonic's Debug spells Cancelled
+    // and Ok differently).
+    let name = match status.code() {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    };
+    format!("rpc error: code = {name} desc = {}", status.message())
+}
+
 /// A state machine error.
 pub fn machine(e: &MachineError) -> Status {
     match e {
@@ -133,5 +169,12 @@ mod tests {
         assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "etcdserver: key is not provided"));
         let s = kv(&KvError::Compacted);
         assert_eq!(s.code(), Code::OutOfRange);
+    }
+
+    #[test]
+    fn errors_print_as_grpc_go_prints_them() {
+        let denied = auth(crate::auth::AuthError::PermissionDenied);
+        assert_eq!(go_error_text(&denied), "rpc error: code = PermissionDenied desc = etcdserver: permission denied");
+        assert_eq!(go_error_text(&Status::cancelled("x")), "rpc error: code = Canceled desc = x");
     }
 }

@@ -21,6 +21,7 @@
 //! batches rather than holding them, and catches up from the store later.
 
 use crate::server::Context;
+use crate::status;
 use crate::watch_hub::Batch;
 use etcd_client::proto::{PbResponseHeader, PbWatchRequest, PbWatchRequestUnion, PbWatchResponse, PbWatchService};
 use prost::Message;
@@ -218,15 +219,19 @@ impl WatchStream {
     }
 
     /// etcd's `isWatchPermitted`: the caller must be able to read the
-    /// watched keys; the refusal's reason is etcd's.
+    /// watched keys; the refusal's reason is etcd's, the gRPC error as Go
+    /// prints it (`rpc error: code = PermissionDenied desc = etcdserver:
+    /// permission denied`).
     fn permitted(&self, key: &[u8], range_end: &[u8]) -> Result<(), String> {
         use crate::auth::AuthError as E;
-        let caller = self.ctx.caller_from(&self.metadata, self.certs.clone()).map_err(|s| s.message().to_string())?;
+        let caller = self.ctx.caller_from(&self.metadata, self.certs.clone()).map_err(|s| status::go_error_text(&s))?;
         let key = if key.is_empty() { &[0u8][..] } else { key };
         match self.ctx.auth.current().check_read(&caller.unwrap_or_default(), key, range_end) {
             Ok(()) => Ok(()),
-            Err(e @ (E::InvalidAuthToken | E::AuthOldRevision | E::UserEmpty)) => Err(e.to_string()),
-            Err(_) => Err(E::PermissionDenied.to_string()),
+            Err(e @ (E::InvalidAuthToken | E::AuthOldRevision | E::UserEmpty)) => {
+                Err(status::go_error_text(&status::auth(e)))
+            }
+            Err(_) => Err(status::go_error_text(&status::auth(E::PermissionDenied))),
         }
     }
 
