@@ -74,11 +74,10 @@
 //! user may read (or write) its key. The random part sends no such range;
 //! the script pins one case.
 //!
-//! Where synod is behind the current 3.4 release, it still agrees with
-//! 3.4.23 and the test compares: LeaseTimeToLive (with the lease's keys)
-//! and LeaseKeepAlive check nothing, and LeaseLeases only that there is a
-//! user, where 3.4.26 and 3.4.42 check the caller's right to read (or
-//! write) the keys attached.
+//! LeaseTimeToLive with the lease's keys and LeaseLeases: 3.4.23 checks
+//! nothing; synod, as 3.4.26 and 3.4.42 do, wants a user and the right to
+//! read the keys attached (and LeaseKeepAlive the right to write them,
+//! which a single keep-alive here does not probe).
 //!
 //! Maintenance.Hash is not compared for root: synod does not offer it
 //! (HashKV replaces it).
@@ -1202,14 +1201,32 @@ async fn with_auth_enabled(h: &mut Harness) {
     )
     .await;
     // Reading a lease's keys and listing leases: etcd 3.4.23 checks
-    // nothing. (Neither does synod for a lease's keys, where 3.4.26 wants
-    // the right to read them; see the module doc.)
-    for who in [User("bob"), User("alice"), User("root"), Nobody] {
+    // nothing; 3.4.26 wants a user and the right to read the keys
+    // attached, as synod does (see the module doc).
+    for who in [User("alice"), User("root")] {
         let request = PbLeaseTimeToLiveRequest { id: 100, keys: true };
         let _: Outcome<PbLeaseTimeToLiveResponse> = h.same("a lease's keys", who, LEASE_TIME_TO_LIVE, request).await;
     }
-    let _: Outcome<PbLeaseLeasesResponse> =
-        h.same("list leases", User("bob"), LEASE_LEASES, PbLeaseLeasesRequest {}).await;
+    for (who, synod) in [(User("bob"), Code::PermissionDenied), (Nobody, Code::InvalidArgument)] {
+        h.known_difference::<_, PbLeaseTimeToLiveResponse>(
+            "a lease's keys read without the right to",
+            who,
+            LEASE_TIME_TO_LIVE,
+            PbLeaseTimeToLiveRequest { id: 100, keys: true },
+            Ok(()),
+            Err(synod),
+        )
+        .await;
+    }
+    h.known_difference::<_, PbLeaseLeasesResponse>(
+        "leases listed with keys the user may not read",
+        User("bob"),
+        LEASE_LEASES,
+        PbLeaseLeasesRequest {},
+        Ok(()),
+        Err(Code::PermissionDenied),
+    )
+    .await;
     h.known_difference::<_, PbLeaseLeasesResponse>(
         "leases listed without a user",
         Nobody,
