@@ -132,6 +132,17 @@ impl Election {
         self.heard.iter().filter(|(at, _)| at + ticks > now).map(|(_, p)| p.from).collect()
     }
 
+    /// Whether `node` is a voter of a configuration this node counts in
+    /// (any, without groups). A leader named by a peer that is no voter of
+    /// ours cannot lead us: we ignore its messages, so its phase 1 may
+    /// never finish. Found by swarm testing (seed 12623 on 3 nodes): two
+    /// members of the configuration {1, 3, 5} followed removed node 7,
+    /// which node 5 (behind, still counting it) named as its leader, and
+    /// nobody bid again.
+    fn may_lead(&self, node: NodeId) -> bool {
+        self.groups.is_empty() || self.groups.iter().any(|(voters, _)| voters.contains(&node))
+    }
+
     fn leader_heard(&self, now: u64) -> bool {
         if self.leader == Ballot::ZERO {
             return false;
@@ -224,11 +235,11 @@ impl Election {
         let mut top_priority_elsewhere = None;
         for r in self.fresh(now) {
             if r.connected {
-                if r.candidate {
+                if r.candidate && self.may_lead(r.ballot.node) {
                     top = top.max(Some(r.ballot));
                     top_priority_elsewhere = top_priority_elsewhere.max(Some(r.priority));
                 }
-                if r.leader != Ballot::ZERO {
+                if r.leader != Ballot::ZERO && self.may_lead(r.leader.node) {
                     top = top.max(Some(r.leader));
                 }
             }

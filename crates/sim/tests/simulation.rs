@@ -135,6 +135,9 @@ fn seeds_that_found_bugs_stay_clean() {
         // A snapshot transfer waiting for a dead sender; then a phase 1
         // asking removed members for slots learnt chosen meanwhile.
         ("liveness", 6136, 5, |s| SimOptions { swarm: Some(Swarm::draw(s)), ..SimOptions::new(s) }),
+        // Members following a removed node that a member behind named as
+        // its leader.
+        ("liveness", 12623, 3, |s| SimOptions { swarm: Some(Swarm::draw(s)), ..SimOptions::new(s) }),
     ];
     for &(found, seed, nodes, opts) in table {
         let r = World::new(SimOptions { nodes, ..opts(seed) }).run();
