@@ -443,6 +443,23 @@ mod tests {
     }
 
     #[test]
+    fn a_leader_that_is_no_voter_of_ours_is_not_followed() {
+        // Node 1 counts in {1, 2, 3}; node 2, behind, names removed node 7
+        // as its leader. It is not followed (seed 12623).
+        let mut n = Node::new();
+        n.e.set_groups(vec![(vec![1, 2, 3], 2)]);
+        let rumour = Pong { leader: Ballot::new(7, 7), ..pong(2, Ballot::new(0, 2), true) };
+        n.round(&[rumour]);
+        assert_eq!(n.e.leader(), Ballot::new(0, 2), "the highest candidate of ours leads");
+        // The same rumour about a voter of ours is followed (the chained
+        // case).
+        let mut n = Node::new();
+        n.e.set_groups(vec![(vec![1, 2, 3], 2)]);
+        n.round(&[Pong { leader: Ballot::new(7, 3), ..pong(2, Ballot::new(0, 2), true) }]);
+        assert_eq!(n.e.leader(), Ballot::new(7, 3));
+    }
+
+    #[test]
     fn a_withdrawn_leader_neither_stands_nor_bids_until_a_new_leader_appears() {
         let mut n = Node { e: Election::new(1, 0, 3, 10, 2), now: 0 };
         n.round(&[pong(2, Ballot::new(0, 2), true)]);
