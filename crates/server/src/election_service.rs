@@ -87,8 +87,8 @@ impl Election for ElectionService {
         let txn = TxnRequest {
             compare: vec![Compare {
                 key: leader.key.clone(),
-                target: 1, // CREATE
-                result: 0, // EQUAL
+                target: recipes::CREATE,
+                result: recipes::EQUAL,
                 target_union: Some(TargetUnion::CreateRevision(leader.rev)),
                 ..Default::default()
             }],

@@ -14,19 +14,23 @@ use crate::server::Context;
 use crate::watch_hub::Batch;
 use std::sync::Arc;
 use synod_kv::pb::{
-    Compare, DeleteRangeRequest, KeyValue, PutRequest, RangeRequest, Request as Op, RequestOp, TargetUnion, TxnRequest,
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue, PutRequest, RangeRequest, Request as Op,
+    RequestOp, SortOrder, SortTarget, TargetUnion, TxnRequest,
 };
 use synod_kv::{Command, Response};
 use tokio::sync::broadcast;
 use tonic::Status;
 
 /// etcd's `Compare.CompareTarget.CREATE` and `Compare.CompareResult.EQUAL`.
-const CREATE: i32 = 1;
-const EQUAL: i32 = 0;
-/// etcd's `RangeRequest.SortTarget.CREATE` and sort orders.
-const SORT_BY_CREATE: i32 = 1;
-const ASCEND: i32 = 1;
-const DESCEND: i32 = 2;
+pub(crate) const CREATE: i32 = CompareTarget::Create as i32;
+pub(crate) const EQUAL: i32 = CompareResult::Equal as i32;
+/// etcd's `RangeRequest.SortTarget.CREATE` and sort orders. (A copy by
+/// hand once said 1, etcd's VERSION: after a Proclaim the leader's key has
+/// version 2, so `Leader()` named a candidate still waiting, and lock
+/// waiters could be served out of order.)
+const SORT_BY_CREATE: i32 = SortTarget::Create as i32;
+const ASCEND: i32 = SortOrder::Ascend as i32;
+const DESCEND: i32 = SortOrder::Descend as i32;
 
 /// The key a lease's contender uses under `prefix`: etcd's
 /// `prefix + "/" + hex(lease)`, so a client that retries gets the same key.

@@ -144,6 +144,10 @@ async fn elections_campaign_proclaim_observe_and_resign() {
     // b waits behind a, and only its own value is proclaimed once it leads.
     let mut b_campaign = Box::pin(b.campaign("e", "b1", lb));
     assert!(still_waiting(&mut b_campaign, 500).await);
+    // a's key is at version 2 after its proclaim, b's at 1: the leader is
+    // the candidate whose key was created first (sorting by version named
+    // b, still waiting).
+    assert_eq!(a.leader("e").await.unwrap().kv().unwrap().value(), b"a2");
     a.resign(Some(ResignOptions::new().with_leader(leader_a.clone()))).await.unwrap();
     let mut won_b = tokio::time::timeout(Duration::from_secs(20), b_campaign).await.unwrap().unwrap();
     assert_eq!(observe.message().await.unwrap().unwrap().kv().unwrap().value(), b"b1");
