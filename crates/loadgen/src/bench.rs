@@ -8,14 +8,15 @@
 //! been handed out, whichever comes first; requests already in flight finish
 //! (bounded by the per-request timeout) and count.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, KvClient, LeaseKeepAliveStream, LeaseKeeper, LockClient, LockOptions, Txn,
-    TxnOp, TxnOpResponse, WatchOptions,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KvClient, LeaseKeepAliveStream,
+    LeaseKeeper, LockClient, LockOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -94,6 +95,32 @@ pub struct Config {
     pub seed: u64,
     /// watch-fanout: watchers of the key prefix, spread over the clients.
     pub watchers: usize,
+    /// TLS for https:// endpoints (none: plaintext http:// only).
+    pub tls: Option<Tls>,
+    /// Authenticate as this user (name, password): every request then
+    /// carries the token the server hands out.
+    pub user: Option<(String, String)>,
+}
+
+/// What a client needs to speak TLS to the endpoints, as PEM.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    /// The CA the servers' certificates must chain to.
+    pub ca: Vec<u8>,
+    /// A client certificate and its key, for servers that require one
+    /// (`--client-cert-auth`, or etcd's `--trusted-ca-file`).
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Tls {
+    /// Reads the CA and, if given, the client certificate and key.
+    pub fn read(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Tls> {
+        let read = |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+        Ok(Tls {
+            ca: read(ca)?,
+            identity: identity.map(|(cert, key)| Ok::<_, anyhow::Error>((read(cert)?, read(key)?))).transpose()?,
+        })
+    }
 }
 
 impl Config {
@@ -111,6 +138,22 @@ impl Config {
             bail!("a run needs a duration or a request count");
         }
         Ok(())
+    }
+
+    /// The options every client of the run connects with.
+    fn connect_options(&self) -> ConnectOptions {
+        let mut options = ConnectOptions::new();
+        if let Some(tls) = &self.tls {
+            let mut config = TlsOptions::new().ca_certificate(Certificate::from_pem(&tls.ca));
+            if let Some((cert, key)) = &tls.identity {
+                config = config.identity(Identity::from_pem(cert, key));
+            }
+            options = options.with_tls(config);
+        }
+        if let Some((name, password)) = &self.user {
+            options = options.with_user(name.clone(), password.clone());
+        }
+        options
     }
 }
 
@@ -233,8 +276,11 @@ pub async fn run(config: Config) -> Result<Report> {
     config.validate()?;
     let connections = config.connections.min(config.concurrency);
     let mut clients = Vec::with_capacity(connections);
+    let options = config.connect_options();
     for _ in 0..connections {
-        let client = Client::connect(&config.endpoints, None)
+        // With a user, each client authenticates once here (a password
+        // check on the server) and then sends its token with every request.
+        let client = Client::connect(&config.endpoints, Some(options.clone()))
             .await
             .with_context(|| format!("connecting to {}", config.endpoints.join(",")))?;
         clients.push(client);
@@ -245,10 +291,12 @@ pub async fn run(config: Config) -> Result<Report> {
     } else {
         Vec::new()
     };
-    // Warm every connection so connection setup is not measured.
+    // Warm every connection so connection setup is not measured. The key is
+    // under the prefix, so a user allowed only the prefix may read it.
+    let warmup = format!("{}warmup", config.key_prefix);
     for client in &clients {
         let mut kv = client.kv_client();
-        kv.get("synod-bench/warmup", Some(GetOptions::new().with_serializable())).await.context("warm-up request")?;
+        kv.get(warmup.as_str(), Some(GetOptions::new().with_serializable())).await.context("warm-up request")?;
     }
     if config.prefill && config.workload.reads_keys() {
         prefill(&clients, &config, &value).await?;

@@ -29,10 +29,13 @@ pub fn table(baseline_label: &str, baseline: &[Report], candidate_label: &str, c
         reports.iter().find(|r| &r.workload == workload && r.concurrency == *concurrency).cloned()
     };
     let (b, c) = (baseline_label, candidate_label);
+    // Columns widen for long labels (e.g. "synod+auth") so rows stay aligned.
+    let longest = b.len().max(c.len());
+    let (ops_w, p99_w, err_w) = ((longest + 6).max(12), (longest + 4).max(10), (longest + 4).max(8));
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<17} {:>5} {:>12} {:>12} {:>7} {:>10} {:>10} {:>7} {:>8} {:>8}",
+        "{:<17} {:>5} {:>ops_w$} {:>ops_w$} {:>7} {:>p99_w$} {:>p99_w$} {:>7} {:>err_w$} {:>err_w$}",
         "workload",
         "conc",
         format!("{b} ops/s"),
@@ -52,7 +55,7 @@ pub fn table(baseline_label: &str, baseline: &[Report], candidate_label: &str, c
         let errors = |r: &Option<Report>| r.as_ref().map(|r| r.errors as f64);
         let _ = writeln!(
             out,
-            "{:<17} {:>5} {:>12} {:>12} {:>7} {:>10} {:>10} {:>7} {:>8} {:>8}",
+            "{:<17} {:>5} {:>ops_w$} {:>ops_w$} {:>7} {:>p99_w$} {:>p99_w$} {:>7} {:>err_w$} {:>err_w$}",
             key.0,
             key.1,
             cell(ops(&x), 0),
@@ -111,6 +114,16 @@ mod tests {
         assert_eq!(lines.len(), 3, "{table}");
         assert!(lines[1].contains(" - "), "missing side shown as '-': {table}");
         assert!(lines[2].contains("1.50") && lines[2].contains("0.50"), "{table}");
+    }
+
+    #[test]
+    fn long_labels_keep_columns_aligned() {
+        let off = [report("put", 16, 1000.0, 4.0), report("put", 256, 9000.0, 40.0)];
+        let on = [report("put", 16, 900.0, 5.0), report("put", 256, 8000.0, 50.0)];
+        let table = table("synod", &off, "synod+tls+auth", &on);
+        let widths: Vec<usize> = table.lines().map(str::len).collect();
+        assert!(widths.iter().all(|w| *w == widths[0]), "{table}");
+        assert!(table.lines().next().unwrap().contains("synod+tls+auth ops/s"), "{table}");
     }
 
     #[test]

@@ -145,6 +145,20 @@ struct RunArgs {
     /// Tokio worker threads (default: available cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Trust this CA (PEM) for https:// endpoints, as etcdctl's --cacert.
+    #[arg(long)]
+    cacert: Option<PathBuf>,
+    /// Client certificate (PEM) shown to servers that require one; needs
+    /// --key and --cacert.
+    #[arg(long, requires_all = ["key", "cacert"])]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Authenticate as NAME:PASSWORD (etcd's auth, as etcdctl's --user):
+    /// every request carries the token the server hands out.
+    #[arg(long, value_name = "NAME:PASSWORD")]
+    user: Option<String>,
 }
 
 fn main() -> Result<()> {
@@ -196,6 +210,17 @@ fn run(args: RunArgs) -> Result<()> {
         (None, None) => Some(Duration::from_secs(10)),
         (d, _) => d.map(|d| seconds(d, "--duration")).transpose()?,
     };
+    let tls = match &args.cacert {
+        Some(ca) => Some(bench::Tls::read(ca, args.cert.as_deref().zip(args.key.as_deref()))?),
+        None => None,
+    };
+    let user = match &args.user {
+        Some(user) => match user.split_once(':') {
+            Some((name, password)) if !name.is_empty() => Some((name.to_string(), password.to_string())),
+            _ => bail!("--user takes NAME:PASSWORD"),
+        },
+        None => None,
+    };
     let config = bench::Config {
         endpoints: args.endpoints,
         workload: args.workload,
@@ -210,6 +235,8 @@ fn run(args: RunArgs) -> Result<()> {
         timeout: seconds(args.timeout, "--timeout")?,
         seed: args.seed,
         watchers: args.watchers,
+        tls,
+        user,
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
