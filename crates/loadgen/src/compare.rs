@@ -7,6 +7,33 @@ use std::fmt::Write as _;
 
 use crate::bench::Report;
 
+/// Where two pretty-printed answers (etcd's, synod's) first differ, with
+/// `context` lines around it on each side, the differing line marked `>>`:
+/// the differential tests' report of a disagreement. `None` if equal.
+pub fn first_difference(etcd: &str, synod: &str, context: usize) -> Option<String> {
+    let (a, b): (Vec<&str>, Vec<&str>) = (etcd.lines().collect(), synod.lines().collect());
+    if a == b {
+        return None;
+    }
+    let first = a.iter().zip(&b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+    let window = |lines: &[&str]| {
+        let from = first.saturating_sub(context);
+        let to = (first + context).min(lines.len());
+        lines[from..to]
+            .iter()
+            .enumerate()
+            .map(|(i, l)| format!("{} {l}", if from + i == first { ">>" } else { "  " }))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    Some(format!(
+        "first difference at line {} of the pretty-printed answers\n-- etcd:\n{}\n-- synod:\n{}",
+        first + 1,
+        window(&a),
+        window(&b)
+    ))
+}
+
 /// Parses report lines, skipping anything that is not a report (log noise).
 pub fn parse_reports(text: &str) -> Vec<Report> {
     text.lines().filter_map(|line| serde_json::from_str::<Report>(line.trim()).ok()).collect()

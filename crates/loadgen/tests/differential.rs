@@ -334,25 +334,7 @@ fn difference(reference: &Outcome, candidate: &Outcome) -> Option<String> {
     if a == b {
         return None;
     }
-    let (a, b) = (format!("{a:#?}"), format!("{b:#?}"));
-    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
-    let first = a.iter().zip(&b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
-    let window = |lines: &[&str]| {
-        let from = first.saturating_sub(6);
-        let to = (first + 6).min(lines.len());
-        lines[from..to]
-            .iter()
-            .enumerate()
-            .map(|(i, l)| format!("{} {l}", if from + i == first { ">>" } else { "  " }))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    Some(format!(
-        "first difference at line {} of the pretty-printed responses\n-- etcd:\n{}\n-- synod:\n{}",
-        first + 1,
-        window(&a),
-        window(&b)
-    ))
+    synod_loadgen::compare::first_difference(&format!("{a:#?}"), &format!("{b:#?}"), 6)
 }
 
 // ---------------------------------------------------------------------------

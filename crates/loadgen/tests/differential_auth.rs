@@ -265,20 +265,7 @@ fn difference<T: Debug + PartialEq>(etcd: &T, synod: &T) -> Option<String> {
     if etcd == synod {
         return None;
     }
-    let (a, b) = (readable(&format!("{etcd:#?}")), readable(&format!("{synod:#?}")));
-    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
-    let first = a.iter().zip(&b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
-    let window = |lines: &[&str]| {
-        let from = first.saturating_sub(8);
-        let to = (first + 8).min(lines.len());
-        lines[from..to]
-            .iter()
-            .enumerate()
-            .map(|(i, l)| format!("{} {l}", if from + i == first { ">>" } else { "  " }))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    Some(format!("-- etcd:\n{}\n-- synod:\n{}", window(&a), window(&b)))
+    synod_loadgen::compare::first_difference(&readable(&format!("{etcd:#?}")), &readable(&format!("{synod:#?}")), 8)
 }
 
 /// A pretty-printed message with its byte strings (keys, values) shown as
