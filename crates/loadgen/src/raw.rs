@@ -66,3 +66,31 @@ impl RawKv {
         Ok(response.into_inner())
     }
 }
+
+/// etcd's `GetPrefixRangeEnd`: the first key after every key with `prefix`
+/// as prefix; `"\0"` (to the end) when there is none. What a range or
+/// permission "with prefix" sends as its `range_end`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_follows_etcd() {
+        assert_eq!(prefix_end(b"foo"), b"fop");
+        assert_eq!(prefix_end(b"p/"), b"p0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff"), vec![0]);
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+    }
+}

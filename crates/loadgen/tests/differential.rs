@@ -23,7 +23,7 @@ use etcd_client::proto::{
     PbTxnOpResponse, PbTxnRequest, PbTxnRequestOp, PbTxnResponse,
 };
 use synod_loadgen::node::{sibling_binary, start_single, Node};
-use synod_loadgen::raw::RawKv;
+use synod_loadgen::raw::{prefix_end, RawKv};
 
 /// One request of the sequence.
 #[derive(Clone, Debug, PartialEq)]
@@ -258,19 +258,6 @@ fn plain_puts(ops: &mut [PbTxnRequestOp]) {
             _ => {}
         }
     }
-}
-
-/// etcd's `GetPrefixRangeEnd`: the first key after every key with `key`
-/// as prefix; `"\0"` (to the end) when there is none.
-fn prefix_end(key: &[u8]) -> Vec<u8> {
-    let mut end = key.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 // ---------------------------------------------------------------------------
@@ -701,11 +688,4 @@ fn a_seed_always_generates_the_same_requests() {
 #[test]
 fn no_range_can_hold_more_keys_than_go_sorts_stably() {
     assert!(KEYS.len() <= 12);
-}
-
-#[test]
-fn prefix_end_follows_etcd() {
-    assert_eq!(prefix_end(b"foo"), b"fop");
-    assert_eq!(prefix_end(b"a\xff"), b"b");
-    assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
 }

@@ -112,6 +112,7 @@ use etcd_client::{
     TxnOp, UserAddOptions, WatchOptions,
 };
 use synod_loadgen::node::{sibling_binary, start_single, Node};
+use synod_loadgen::raw::prefix_end;
 use tonic::client::Grpc;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
@@ -668,18 +669,6 @@ fn put(key: &[u8], value: &[u8]) -> PbPutRequest {
 
 fn delete(key: &[u8], range_end: &[u8]) -> PbDeleteRequest {
     PbDeleteRequest { key: key.to_vec(), range_end: range_end.to_vec(), ..Default::default() }
-}
-
-/// The end of the range of keys starting with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 fn alarm_list() -> PbAlarmRequest {
@@ -1629,11 +1618,4 @@ fn byte_strings_print_as_text() {
     assert!(shown.contains("key: b\"ab\""), "{shown}");
     assert!(shown.contains("range_end: b\"\\xff\""), "{shown}");
     assert!(readable("kvs: [],").contains("kvs: [],"));
-}
-
-#[test]
-fn prefix_end_follows_etcd() {
-    assert_eq!(prefix_end(b"p/"), b"p0");
-    assert_eq!(prefix_end(b"a\xff"), b"b");
-    assert_eq!(prefix_end(b"\xff"), vec![0]);
 }
