@@ -54,6 +54,16 @@ pub fn min_ttl(election_timeout: Duration) -> i64 {
     i64::try_from(millis.div_ceil(1000)).unwrap_or(i64::MAX).max(1)
 }
 
+/// What a lease call needs of the caller's rights ([`LeaseService`]'s
+/// `check_leases`).
+enum LeaseCheck {
+    /// A keep-alive of this lease: write every key attached.
+    Renew(i64),
+    /// A TTL query with keys (these leases) or the lease list (all): read
+    /// every key attached.
+    Read(Option<Vec<i64>>),
+}
+
 /// The Lease service of one member.
 #[derive(Clone)]
 pub struct LeaseService {
@@ -74,13 +84,13 @@ impl LeaseService {
         self.ctx.leader_wait.max(MIN_LEADER_WAIT)
     }
 
-    /// etcd's `checkLeaseRenew` (`write`), `checkLeaseTimeToLive` and
-    /// `checkLeaseLeases`: with auth enabled, a caller without the root
-    /// role must be able to write (renew) or read (TTL with keys, the
-    /// lease list) every key attached to the leases `ids` (all when
-    /// `None`). Checked where the client's request arrives and again at
-    /// the leader a follower forwards it to (with the caller's token).
-    async fn check_leases(&self, caller: &AuthInfo, ids: Option<Vec<i64>>, write: bool) -> Result<(), Status> {
+    /// etcd's `checkLeaseRenew` (`Renew`), `checkLeaseTimeToLive` and
+    /// `checkLeaseLeases` (`Read`): with auth enabled, a caller without the
+    /// root role must be able to write (renew) or read every key attached
+    /// to the leases in question. Checked where the client's request
+    /// arrives and again at the leader a follower forwards it to (with the
+    /// caller's token).
+    async fn check_leases(&self, caller: &AuthInfo, check: LeaseCheck) -> Result<(), Status> {
         if !self.ctx.auth.current().enabled() {
             return Ok(());
         }
@@ -88,14 +98,9 @@ impl LeaseService {
         let checked = self
             .ctx
             .handle
-            .with_state(move |m| match (write, ids) {
-                (true, Some(ids)) => {
-                    ids.iter().try_for_each(|&id| m.auth().check_lease_puts(&caller, Some(m.kv()), id))
-                }
-                (true, None) => {
-                    m.kv().leases().try_for_each(|(id, _)| m.auth().check_lease_puts(&caller, Some(m.kv()), id))
-                }
-                (false, ids) => m.auth().check_lease_reads(&caller, m.kv(), ids.as_deref()),
+            .with_state(move |m| match check {
+                LeaseCheck::Renew(id) => m.auth().check_lease_puts(&caller, Some(m.kv()), id),
+                LeaseCheck::Read(ids) => m.auth().check_lease_reads(&caller, m.kv(), ids.as_deref()),
             })
             .await
             .map_err(|e| status::runtime(&e))?;
@@ -283,7 +288,7 @@ impl PbLeaseService for LeaseService {
                 };
                 let checked = match this.ctx.caller_from(&metadata, certs.clone()) {
                     Ok(caller) => match this.ctx.required(caller) {
-                        Ok(caller) => this.check_leases(&caller, Some(vec![req.id]), true).await,
+                        Ok(caller) => this.check_leases(&caller, LeaseCheck::Renew(req.id)).await,
                         Err(e) => Err(e),
                     },
                     Err(e) => Err(e),
@@ -314,7 +319,7 @@ impl PbLeaseService for LeaseService {
         let token = token_of(request.metadata());
         let req = request.into_inner();
         if req.keys {
-            self.check_leases(&caller, Some(vec![req.id]), false).await?;
+            self.check_leases(&caller, LeaseCheck::Read(Some(vec![req.id]))).await?;
         }
         let mut resp = self.time_to_live(req, forwarded, token).await?;
         resp.header = self.header().await;
@@ -327,7 +332,7 @@ impl PbLeaseService for LeaseService {
     ) -> Result<GrpcResponse<PbLeaseLeasesResponse>, Status> {
         let caller = self.ctx.require_caller(&request)?;
         self.ctx.barrier().await?;
-        self.check_leases(&caller, None, false).await?;
+        self.check_leases(&caller, LeaseCheck::Read(None)).await?;
         let leases = self
             .ctx
             .handle
