@@ -241,8 +241,15 @@ struct SnapshotWire {
     auth: Option<AuthSnapshot>,
 }
 
+/// The most ops the state machine applies in one txn: more than any
+/// member's `--max-txn-ops` (a u32) allows. Each member refuses a txn over
+/// its own flag before proposing it, as etcd's API layer does; the state
+/// machine must not apply a second, member-local limit, or members with
+/// different flags would apply the same txn differently.
+pub const APPLY_MAX_TXN_OPS: usize = u32::MAX as usize;
+
 /// The replicated state: etcd's MVCC store and the members' attributes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct EtcdMachine {
     kv: KvState,
     members: BTreeMap<u64, MemberAttributes>,
@@ -257,8 +264,22 @@ pub struct EtcdMachine {
     auth_view: Option<Arc<AuthView>>,
 }
 
+impl Default for EtcdMachine {
+    fn default() -> EtcdMachine {
+        EtcdMachine {
+            kv: KvState::new(synod_kv::Config { max_txn_ops: APPLY_MAX_TXN_OPS, ..synod_kv::Config::default() }),
+            members: BTreeMap::new(),
+            feed: None,
+            alarms: Alarms::default(),
+            auth: AuthStore::default(),
+            auth_view: None,
+        }
+    }
+}
+
 impl EtcdMachine {
-    /// An empty store at revision 1 with etcd's default limits.
+    /// An empty store at revision 1 (the txn limit is each member's, see
+    /// [`APPLY_MAX_TXN_OPS`]).
     pub fn new() -> EtcdMachine {
         EtcdMachine::default()
     }

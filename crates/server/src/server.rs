@@ -63,7 +63,7 @@ pub struct Context {
     pub members: Vec<Member>,
     /// `--max-request-bytes`.
     pub max_request_bytes: usize,
-    /// Most ops in one txn (the state machine's limit).
+    /// Most ops in one txn (`--max-txn-ops`), checked before proposing.
     pub max_txn_ops: usize,
     /// This member's data directory.
     pub data_dir: PathBuf,
@@ -347,7 +347,8 @@ enum Ending {
 /// listener; the lease keeper, without which leases never expire; the
 /// watch hub, without which watchers hear nothing; the membership keeper,
 /// without which peers and removals are never followed; the header
-/// refresher, without which response headers go stale). Publishing the
+/// refresher, without which response headers go stale; the auto-compactor,
+/// if asked for, without which history grows without bound). Publishing the
 /// member's attributes ends by itself once done and is not among them. A
 /// panic in any task of the `synod` binary ends the process anyway (its
 /// panic hook), which covers tasks not watched here.
@@ -400,7 +401,7 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
         member_id: cfg.member_id,
         members: cfg.members.clone(),
         max_request_bytes: cfg.max_request_bytes,
-        max_txn_ops: synod_kv::Config::default().max_txn_ops,
+        max_txn_ops: cfg.max_txn_ops,
         data_dir: cfg.node.data_dir.clone(),
         quota_bytes: cfg.quota_bytes,
         leader_wait: cfg.node.tick * (2 * cfg.node.protocol.election_ticks) as u32,
@@ -433,6 +434,10 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     background.spawn("the lease keeper", infallible(keeper.clone().run(stop_rx.clone())));
     background.spawn("the header refresher", infallible(watch_status(ctx.clone(), stop_rx.clone())));
     background.spawn("the watch hub", infallible(ctx.watch_hub.clone().run(handle.clone(), feed, wake)));
+    if let Some(retention) = cfg.auto_compaction {
+        background
+            .spawn("the auto-compactor", infallible(crate::compactor::run(ctx.clone(), retention, stop_rx.clone())));
+    }
     background.spawn(
         "the membership keeper",
         infallible(crate::membership::keep(ctx.clone(), cfg.node.peers.clone(), stop_rx.clone(), removed_tx)),

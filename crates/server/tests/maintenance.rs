@@ -9,7 +9,7 @@ use common::etcdctl::Etcdctl;
 use common::{connect, Cluster};
 use etcd_client::{AlarmAction, AlarmOptions, AlarmType, Client, Error, GetOptions};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const NOSPACE: &str = "etcdserver: mvcc: database space exceeded";
@@ -65,7 +65,7 @@ fn dir_size(path: &Path) -> u64 {
 
 /// Runs `synod snapshot restore FILE` for member `i` of `cluster`.
 fn restore(cluster: &Cluster, i: usize, file: &Path) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_synod"));
+    let mut cmd = common::synod_command();
     cmd.arg("snapshot").arg("restore").arg(file).arg("--name").arg(&cluster.members[i].name);
     for flag in ["--data-dir", "--initial-cluster", "--initial-cluster-token", "--initial-advertise-peer-urls"] {
         cmd.arg(flag).arg(cluster.flag(i, flag));

@@ -156,6 +156,20 @@ fn scheme(tls: bool) -> &'static str {
     }
 }
 
+/// A command running the `synod` under test, with no `ETCD_*` variable
+/// of the test's own environment: `synod` refuses one that names no flag
+/// (`ETCD_BIN`, say) and would take one that does, so a member is
+/// configured by what the test gives it and nothing else.
+pub fn synod_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_synod"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ETCD_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
 /// `n` distinct free loopback ports (bound together, then released).
 pub fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> =
@@ -335,7 +349,7 @@ impl Cluster {
     fn spawn(&mut self, i: usize) {
         let m = &mut self.members[i];
         let log = File::options().create(true).append(true).open(&m.log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_synod"))
+        let child = synod_command()
             .args(&m.args)
             .env("RUST_LOG", "info")
             .envs(m.env.iter().map(|(k, v)| (k, v)))
