@@ -76,6 +76,9 @@ fn synod(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
+/// Flags, variables, and what the refusal must say.
+type Refusal<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn what_synod_does_not_serve_is_refused_by_name_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,7 +86,7 @@ fn what_synod_does_not_serve_is_refused_by_name_before_anything_starts() {
     std::fs::write(&unknown_key, "name: a\nexperimental-enable-lease-checkpoint: true\n").unwrap();
     let data = dir.path().join("data");
     let data_flag = format!("--data-dir={}", data.display());
-    let table: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let table: &[Refusal] = &[
         (&[], &[("ETCD_NO_SUCH_FLAG", "1")], "unrecognized environment variable ETCD_NO_SUCH_FLAG"),
         (&[], &[("ETCD_ENABLE_PPROF", "true")], "ETCD_ENABLE_PPROF sets etcd's --enable-pprof"),
         (&["--name", "a"], &[("ETCD_NAME", "b")], "ETCD_NAME is shadowed by corresponding command-line flag --name"),

@@ -61,6 +61,21 @@ impl std::fmt::Display for Origin {
     }
 }
 
+/// Flags from variables or a file: as `--flag=value` arguments, and where
+/// each came from.
+#[derive(Default)]
+struct Settings {
+    argv: Vec<OsString>,
+    origins: Vec<(String, Origin)>,
+}
+
+impl Settings {
+    fn add(&mut self, flag: String, value: &str, origin: Origin) {
+        self.argv.push(format!("--{flag}={value}").into());
+        self.origins.push((flag, origin));
+    }
+}
+
 /// The environment variable etcd reads `--{flag}` from.
 pub fn env_name(flag: &str) -> String {
     format!("{ENV_PREFIX}{}", flag.to_uppercase().replace('-', "_"))
@@ -110,7 +125,7 @@ pub fn load(
         None => file_from_env.map(|(_, value)| PathBuf::from(value)),
     };
     let (program, rest) = args.split_first().map_or((OsString::from("synod"), &[][..]), |(p, r)| (p.clone(), r));
-    let (mut argv, origins) = match &config_file {
+    let settings = match &config_file {
         Some(path) => {
             let given = if on_command_line(CONFIG_FILE) { "--config-file".to_string() } else { config_var.clone() };
             let mut others: Vec<String> =
@@ -133,6 +148,7 @@ pub fn load(
         }
         None => from_env(&vars, &on_command_line)?,
     };
+    let mut argv = settings.argv;
     argv.insert(0, program);
     argv.extend(rest.iter().cloned());
     if let (Some(path), false) = (&config_file, on_command_line(CONFIG_FILE)) {
@@ -140,7 +156,7 @@ pub fn load(
     }
     let matches = Cli::command().try_get_matches_from(&argv)?;
     let mut cli = Cli::from_arg_matches(&matches)?;
-    cli.node.origins = origins;
+    cli.node.origins = settings.origins;
     Ok(cli)
 }
 
@@ -164,12 +180,9 @@ fn etcd_vars(env: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Vec<
 }
 
 /// The flags `ETCD_*` variables set, as `--flag=value` arguments.
-fn from_env(
-    vars: &[(String, String)],
-    on_command_line: &dyn Fn(&str) -> bool,
-) -> Result<(Vec<OsString>, Vec<(String, Origin)>), ConfigError> {
+fn from_env(vars: &[(String, String)], on_command_line: &dyn Fn(&str) -> bool) -> Result<Settings, ConfigError> {
     let flags = member_flags();
-    let (mut argv, mut origins) = (Vec::new(), Vec::new());
+    let mut settings = Settings::default();
     for (var, value) in vars {
         let flag = var[ENV_PREFIX.len()..].to_lowercase().replace('_', "-");
         if !flags.contains(&flag) || *var != env_name(&flag) {
@@ -188,25 +201,23 @@ fn from_env(
             )));
         }
         check(&flag, value).map_err(|e| bad(format!("{var}={value:?}: {e}")))?;
-        argv.push(format!("--{flag}={value}").into());
-        origins.push((flag, Origin::Env(var.clone())));
+        settings.add(flag, value, Origin::Env(var.clone()));
     }
-    Ok((argv, origins))
+    Ok(settings)
 }
 
 /// The flags a config file sets, as `--flag=value` arguments.
-fn from_file(path: &PathBuf) -> Result<(Vec<OsString>, Vec<(String, Origin)>), ConfigError> {
+fn from_file(path: &PathBuf) -> Result<Settings, ConfigError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read config file {}: {e}", path.display())))?;
     let in_file = |e: String| bad(format!("config file {}: {e}", path.display()));
     let values = file::flag_values(&text, &member_flags()).map_err(|e| in_file(e.0))?;
-    let (mut argv, mut origins) = (Vec::new(), Vec::new());
+    let mut settings = Settings::default();
     for v in values {
         check(&v.flag, &v.value).map_err(|e| in_file(format!("key {}: {e}", v.key)))?;
-        argv.push(format!("--{}={}", v.flag, v.value).into());
-        origins.push((v.flag, Origin::File(v.key)));
+        settings.add(v.flag, &v.value, Origin::File(v.key));
     }
-    Ok((argv, origins))
+    Ok(settings)
 }
 
 /// Whether `--{flag}={value}` parses on its own: an error here can name
