@@ -197,3 +197,47 @@ async fn auto_tls_encrypts_clients_and_peers_with_self_signed_certificates() {
     // Plaintext to an auto-TLS peer port gets nothing.
     assert!(directory(cluster.members[0].peer_port, None).await.is_err());
 }
+
+/// Under `--client-cert-auth` a client's certificate names its user. A
+/// follower forwards what only the leader serves (membership changes, lease
+/// keep-alives and TTLs) with a token it obtains for that user, so the
+/// leader checks the client's rights, not those of the follower's own
+/// certificate (which names no user).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_forwards_a_certificate_users_requests_with_that_users_rights() {
+    let cluster = Cluster::start_tls(3, true, true, &[]);
+    cluster.wait_ready().await;
+    let mut admin = cluster.client(0).await;
+    admin.user_add("root", "rootpw", None).await.expect("add root");
+    admin.user_grant_role("root", "root").await.expect("root role");
+    // The test certificates' client is "client": a user without a password.
+    let no_password = etcd_client::UserAddOptions::new().with_no_pwd();
+    admin.user_add("client", "", Some(no_password)).await.expect("add the certificate's user");
+    admin.user_grant_role("client", "root").await.expect("grant it root");
+    admin.auth_enable().await.expect("auth enable");
+
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    let mut f = cluster.client(follower).await;
+    let members = f.member_list().await.expect("member list").members().to_vec();
+    let m = members.iter().find(|m| m.name() == "m3").expect("m3 listed");
+    f.member_update(m.id(), m.peer_urls().to_vec())
+        .await
+        .expect("member update through a follower, as root by certificate");
+
+    let lease = f.lease_grant(30, None).await.expect("lease grant").id();
+    f.put("held", "by-lease", Some(etcd_client::PutOptions::new().with_lease(lease))).await.expect("put with lease");
+    let (mut keeper, mut responses) = f.lease_keep_alive(lease).await.expect("keep-alive stream");
+    keeper.keep_alive().await.expect("send keep-alive");
+    let answer = tokio::time::timeout(Duration::from_secs(20), responses.message()).await;
+    let ttl = answer.expect("keep-alive answered in time").expect("keep-alive").expect("a response").ttl();
+    assert!(ttl > 0, "keep-alive through a follower: ttl {ttl}");
+    let ttl = f.lease_time_to_live(lease, None).await.expect("TTL through a follower").ttl();
+    assert!(ttl > 0, "TTL through a follower: {ttl}");
+
+    // Without the root role, the same certificate may not change members.
+    admin.user_revoke_role("client", "root").await.expect("revoke root");
+    let mut f = cluster.client(follower).await;
+    let denied = f.member_update(m.id(), m.peer_urls().to_vec()).await;
+    assert!(denied.is_err(), "a user without the root role changed a member: {denied:?}");
+}
