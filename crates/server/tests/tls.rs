@@ -147,6 +147,33 @@ async fn member_with_another_cas_peer_certificate_never_gets_data() {
     .await;
 }
 
+/// As etcd's peer listener: a certificate from the cluster's CA is not
+/// enough, it must also name the address the peer connects from, and the
+/// member a peer dials must hold a certificate naming the address dialled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_certificate_for_another_address_is_refused() {
+    let mut cluster = Cluster::prepare_tls(3, false, true, false, &[]);
+    let certs = cluster.tls.clone().unwrap().certs;
+    // The cluster's CA again, this time keeping it to issue one more.
+    let ca = synod_server::tls::Authority::new("synod test CA").unwrap();
+    ca.write_all(&certs, &["m1", "m2", "m3", "m4", "client"], &["127.0.0.1", "localhost"]).unwrap();
+    let away = tempfile::tempdir().unwrap();
+    ca.write_all(away.path(), &["m4"], &["10.9.9.9", "elsewhere.invalid"]).unwrap();
+    for i in 0..3 {
+        cluster.start_member(i);
+    }
+    cluster.wait_ready().await;
+
+    let port = cluster.members[0].peer_port;
+    let here = peer_tls(&certs, "m4");
+    let info = directory(port, Some(&here)).await.expect("a certificate for 127.0.0.1 is served");
+    assert_eq!(info.membership.voters.len(), 3);
+    let moved = peer_tls(away.path(), "m4");
+    let refused = directory(port, Some(&moved)).await;
+    assert!(refused.is_err(), "a certificate for 10.9.9.9 used from 127.0.0.1 got the membership: {refused:?}");
+    eventually(30, "the refusal in member 1's log", async || cluster.log(0).contains("10.9.9.9")).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_serves_http_and_https_client_urls_at_once() {
     let mut cluster = Cluster::prepare_tls(1, true, false, false, &[]);
