@@ -232,6 +232,18 @@ pub struct NodeArgs {
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
 
+    /// Before serving clients, compare this member's key-value store with
+    /// its peers' (etcd's HashKV at one revision) and refuse to start if a
+    /// majority of the voters hold another (see `corrupt.rs`).
+    #[arg(long)]
+    pub experimental_initial_corrupt_check: bool,
+
+    /// How often the leader checks that every member's key-value store is
+    /// the same and raises the CORRUPT alarm for one that differs from the
+    /// majority (a duration: 5m); 0s, etcd's default, never checks.
+    #[arg(long, default_value = "0s", value_parser = parse_duration_or_off)]
+    pub experimental_corrupt_check_time: Duration,
+
     /// Most concurrent gRPC streams (calls) on one client connection, as
     /// etcd's flag: the HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS a client is
     /// told; a client waits for a stream to end before it opens more.
@@ -458,6 +470,10 @@ pub struct ServerConfig {
     pub watch_progress_notify_interval: Duration,
     /// `--max-concurrent-streams`: gRPC streams per client connection.
     pub max_concurrent_streams: u32,
+    /// `--experimental-initial-corrupt-check`.
+    pub initial_corrupt_check: bool,
+    /// `--experimental-corrupt-check-time`; `None` when 0 (never).
+    pub corrupt_check_time: Option<Duration>,
     /// `--max-watchers-per-stream`.
     pub max_watchers_per_stream: usize,
     /// `--grpc-keepalive-interval`; `None` when 0 (no pings).
@@ -504,6 +520,15 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         return Err("the duration must be above zero".into());
     }
     Ok(d)
+}
+
+/// [`parse_duration`], also taking zero (`0`, `0s`, ...) for "off".
+pub fn parse_duration_or_off(value: &str) -> Result<Duration, String> {
+    let digits = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    if !digits.is_empty() && digits.bytes().all(|b| b == b'0') {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(value)
 }
 
 /// Splits a comma-separated list of URLs, refusing an empty one.
@@ -719,6 +744,8 @@ impl NodeArgs {
             max_request_bytes: self.max_request_bytes,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             max_concurrent_streams: self.max_concurrent_streams,
+            initial_corrupt_check: self.experimental_initial_corrupt_check,
+            corrupt_check_time: Some(self.experimental_corrupt_check_time).filter(|d| !d.is_zero()),
             max_watchers_per_stream: self.max_watchers_per_stream,
             grpc_keepalive_interval: Some(self.grpc_keepalive_interval).filter(|d| !d.is_zero()),
             grpc_keepalive_timeout: self.grpc_keepalive_timeout,

@@ -47,6 +47,7 @@ pub mod auth_service;
 pub mod bootstrap;
 pub mod cluster_service;
 pub mod config;
+pub mod corrupt;
 pub mod demo;
 pub mod election_service;
 pub mod forward;

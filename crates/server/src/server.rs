@@ -284,6 +284,10 @@ pub enum ServerError {
     /// [`run`]); the replica may be fine, but the member is not.
     #[error("{0} ended unexpectedly; this member cannot go on")]
     TaskEnded(String),
+    /// `--experimental-initial-corrupt-check` found this member's store
+    /// differs from its peers'.
+    #[error("initial corruption check: {0}")]
+    Corrupt(String),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -374,7 +378,9 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     let (feed, wake) = crate::watch_hub::RevisionFeed::new();
     let tokens = Tokens::parse(&cfg.auth_token, cfg.auth_token_ttl)?;
     let auth_view = Arc::new(AuthView::default());
-    let machine = EtcdMachine::with_revision_feed(feed.clone()).with_auth_view(auth_view.clone());
+    let (hash_events, hash_rx) = mpsc::unbounded_channel();
+    let machine =
+        EtcdMachine::with_revision_feed(feed.clone()).with_auth_view(auth_view.clone()).with_hash_events(hash_events);
     let mut node = Node::start_locked(cfg.node.clone(), machine, peer_listener, lock).await?;
     let handle = node.handle();
     if unrecorded {
@@ -437,6 +443,20 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
         "the membership keeper",
         infallible(crate::membership::keep(ctx.clone(), cfg.node.peers.clone(), stop_rx.clone(), removed_tx)),
     );
+
+    let checker = crate::corrupt::Checker::new();
+    background.spawn(
+        "the corruption checker",
+        infallible(checker.clone().run(ctx.clone(), hash_rx, cfg.corrupt_check_time, stop_rx.clone())),
+    );
+    if cfg.initial_corrupt_check {
+        // Before any client is served, as etcd checks.
+        if let Err(e) = checker.initial_check(&ctx, 4 * ctx.leader_wait).await {
+            let _ = stop_tx.send(true);
+            node.shutdown().await?;
+            return Err(ServerError::Corrupt(e));
+        }
+    }
 
     let limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let min_lease_ttl = crate::lease_service::min_ttl(cfg.node.tick * cfg.node.protocol.election_ticks as u32);
