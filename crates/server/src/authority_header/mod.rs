@@ -20,6 +20,8 @@
 
 pub mod header_block;
 pub mod scanner;
+#[cfg(test)]
+mod tests;
 
 use scanner::Scanner;
 use std::io;
@@ -64,6 +66,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for AuthorityFix<T> {
                 this.scanner.consume(n);
                 return Poll::Ready(Ok(()));
             }
+            if this.scanner.has_unscanned() {
+                this.scanner.resume().map_err(refused)?;
+                continue;
+            }
             if this.eof {
                 return Poll::Ready(Ok(()));
             }
@@ -78,7 +84,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for AuthorityFix<T> {
                 this.scanner.finish();
                 continue;
             }
-            let keep = this.scanner.scan(read).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let keep = this.scanner.scan(read).map_err(refused)?;
             // What was not kept in place is in the scanner's pending bytes
             // (or still held), to be read next.
             buf.set_filled(before + keep);
@@ -87,6 +93,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for AuthorityFix<T> {
             }
         }
     }
+}
+
+/// The read error that closes a connection the scanner refused.
+fn refused(e: scanner::Refused) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for AuthorityFix<T> {

@@ -33,6 +33,12 @@ pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// blocks encoded again are cut into frames of at most this payload.
 pub const MAX_FRAME: usize = 16_384;
 
+/// How many bytes for the server may wait in [`Scanner::pending`] before
+/// the scanner stops taking in more: a block of a few bytes can decode (and
+/// be encoded again) to [`super::header_block::MAX_ENCODED`], so without
+/// it a single read of small blocks could cost megabytes.
+pub const PENDING_LIMIT: usize = 64 * 1024;
+
 /// The most bytes (frame headers included) of one header block gathered.
 /// The server refuses header lists over 16 KiB, so a request never comes
 /// near; a larger block is passed on unchanged, or closes the connection
@@ -89,6 +95,9 @@ pub struct Scanner {
     /// Bytes for the server that could not stay in place: `pending[taken..]`.
     pending: Vec<u8>,
     taken: usize,
+    /// Bytes read but not yet looked at, because `pending` was full (see
+    /// [`PENDING_LIMIT`]); they come before anything read later.
+    unscanned: Vec<u8>,
 }
 
 impl Default for Scanner {
@@ -102,6 +111,7 @@ impl Default for Scanner {
             fragments: Vec::new(),
             pending: Vec::new(),
             taken: 0,
+            unscanned: Vec::new(),
         }
     }
 }
@@ -119,13 +129,44 @@ impl Scanner {
     /// were taken in, and what becomes of them is in
     /// [`Scanner::pending`], to be read before anything read later.
     pub fn scan(&mut self, data: &[u8]) -> Result<usize, Refused> {
+        if !self.unscanned.is_empty() {
+            // Behind bytes not looked at yet.
+            self.unscanned.extend_from_slice(data);
+            return Ok(0);
+        }
         let mut to = Placement { in_place: 0, direct: self.pending().is_empty() && !self.holding() };
+        self.run(data, &mut to)?;
+        Ok(to.in_place)
+    }
+
+    /// Whether bytes taken in wait to be looked at: [`Scanner::resume`]
+    /// once [`Scanner::pending`] has been read.
+    pub fn has_unscanned(&self) -> bool {
+        !self.unscanned.is_empty()
+    }
+
+    /// Looks at bytes taken in but not yet looked at (as far as
+    /// [`PENDING_LIMIT`] lets it); what becomes of them is in
+    /// [`Scanner::pending`].
+    pub fn resume(&mut self) -> Result<(), Refused> {
+        let data = std::mem::take(&mut self.unscanned);
+        self.run(&data, &mut Placement { in_place: 0, direct: false })
+    }
+
+    /// Scans `data`, placing its bytes as `to` says, until its end or until
+    /// `pending` is full (then the rest waits in `unscanned`).
+    fn run(&mut self, data: &[u8], to: &mut Placement) -> Result<(), Refused> {
         let mut i = 0;
         while i < data.len() {
+            if self.pending().len() >= PENDING_LIMIT {
+                debug_assert!(!to.direct, "pending bytes come before any left in place");
+                self.unscanned.extend_from_slice(&data[i..]);
+                return Ok(());
+            }
             match self.state {
                 State::Refused => return Err(Refused),
                 State::Through => {
-                    self.emit(&mut to, data, i, data.len());
+                    self.emit(to, data, i, data.len());
                     i = data.len();
                 }
                 State::Preface { seen } => {
@@ -135,7 +176,7 @@ impl Scanner {
                         self.step_aside();
                         continue;
                     }
-                    self.emit(&mut to, data, i, i + n);
+                    self.emit(to, data, i, i + n);
                     i += n;
                     self.state = if seen + n == PREFACE.len() {
                         State::Header { bytes: [0; FRAME_HEADER], have: 0 }
@@ -147,7 +188,7 @@ impl Scanner {
                     if have == 0 && data.len() - i >= FRAME_HEADER {
                         let header = header_at(&data[i..]);
                         i += FRAME_HEADER;
-                        self.on_header(header, Some(i - FRAME_HEADER), data, &mut to)?;
+                        self.on_header(header, Some(i - FRAME_HEADER), data, to)?;
                     } else {
                         let n = (FRAME_HEADER - have).min(data.len() - i);
                         bytes[have..have + n].copy_from_slice(&data[i..i + n]);
@@ -157,13 +198,13 @@ impl Scanner {
                         // or it began in an earlier one).
                         to.direct = false;
                         if have + n == FRAME_HEADER {
-                            self.on_header(bytes, None, data, &mut to)?;
+                            self.on_header(bytes, None, data, to)?;
                         }
                     }
                 }
                 State::Payload { left } => {
                     let n = left.min(data.len() - i);
-                    self.emit(&mut to, data, i, i + n);
+                    self.emit(to, data, i, i + n);
                     i += n;
                     self.state = if n == left { header_state() } else { State::Payload { left: left - n } };
                 }
@@ -181,7 +222,7 @@ impl Scanner {
                 }
             }
         }
-        Ok(to.in_place)
+        Ok(())
     }
 
     /// The client closed its side: whatever was held goes on as it came,
@@ -195,6 +236,8 @@ impl Scanner {
         if let State::Header { bytes, have } = self.state {
             self.pending.extend_from_slice(&bytes[..have]);
         }
+        // (Only if the reader did not resume first.)
+        self.pending.append(&mut self.unscanned);
         self.step_aside();
     }
 
@@ -326,6 +369,7 @@ impl Scanner {
             self.state = State::Refused;
             self.pending = Vec::new();
             self.taken = 0;
+            self.unscanned = Vec::new();
             return Err(Refused);
         }
         self.pending.extend_from_slice(&self.block);
