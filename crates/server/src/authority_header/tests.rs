@@ -140,13 +140,21 @@ enum Seen {
     Block { stream: u32, end_stream: bool, priority: Option<Vec<u8>>, fields: Vec<(Vec<u8>, Vec<u8>)> },
 }
 
+/// A header block the server has begun to read.
+struct OpenBlock {
+    stream: u32,
+    end_stream: bool,
+    priority: Option<Vec<u8>>,
+    fragments: Vec<u8>,
+}
+
 /// Reads a client's bytes as the server would (preface, frames, header
 /// blocks decoded with one decoder for the connection), or says why not.
 fn as_server(bytes: &[u8]) -> Result<Vec<Seen>, String> {
     let mut rest = bytes.strip_prefix(PREFACE).ok_or("no preface")?;
     let mut decoder = Decoder::new();
     let mut seen = Vec::new();
-    let mut open: Option<(u32, bool, Option<Vec<u8>>, Vec<u8>)> = None;
+    let mut open: Option<OpenBlock> = None;
     while !rest.is_empty() {
         let h = rest.get(..9).ok_or("torn frame header")?;
         let len = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
@@ -154,12 +162,11 @@ fn as_server(bytes: &[u8]) -> Result<Vec<Seen>, String> {
         let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
         let mut payload = rest.get(9..9 + len).ok_or("torn frame")?;
         rest = &rest[9 + len..];
-        if let Some((s, end_stream, priority, mut fragments)) = open.take() {
-            if kind != CONTINUATION || stream != s {
+        if let Some(block) = open.as_mut() {
+            if kind != CONTINUATION || stream != block.stream {
                 return Err("frame inside a header block".into());
             }
-            fragments.extend_from_slice(payload);
-            open = Some((s, end_stream, priority, fragments));
+            block.fragments.extend_from_slice(payload);
         } else if kind == HEADERS {
             if flags & PADDED != 0 {
                 let pad = usize::from(*payload.first().ok_or("no pad length")?);
@@ -170,13 +177,14 @@ fn as_server(bytes: &[u8]) -> Result<Vec<Seen>, String> {
                 priority = Some(payload.get(..5).ok_or("priority")?.to_vec());
                 payload = &payload[5..];
             }
-            open = Some((stream, flags & END_STREAM != 0, priority, payload.to_vec()));
+            open =
+                Some(OpenBlock { stream, end_stream: flags & END_STREAM != 0, priority, fragments: payload.to_vec() });
         } else {
             seen.push(Seen::Frame { kind, flags, stream, payload: payload.to_vec() });
             continue;
         }
         if flags & END_HEADERS != 0 {
-            let (stream, end_stream, priority, fragments) = open.take().expect("a block is open");
+            let OpenBlock { stream, end_stream, priority, fragments } = open.take().expect("a block is open");
             let fields = decoder.decode(&fragments).map_err(|e| format!("HPACK: {e:?}"))?;
             seen.push(Seen::Block { stream, end_stream, priority, fields });
         }
