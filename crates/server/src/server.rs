@@ -11,6 +11,7 @@
 use crate::auth::pb::etcdserverpb::auth_server::AuthServer;
 use crate::auth::{AuthError, AuthInfo, AuthView};
 use crate::auth_service::AuthService;
+use crate::authority_header::AuthorityFix;
 use crate::bootstrap::Identity;
 use crate::cluster_service::ClusterService;
 use crate::config::{Member, ServerConfig, GRPC_OVERHEAD_BYTES};
@@ -42,6 +43,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
 use tracing::{debug, error, info, warn};
 
@@ -491,9 +493,10 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
             let served = match acceptor {
                 Some(acceptor) => router.serve_with_incoming_shutdown(tls_incoming(listener, acceptor), signal).await,
                 None => {
-                    router
-                        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal)
-                        .await
+                    let incoming = TcpIncoming::from(listener)
+                        .with_nodelay(Some(true))
+                        .map(|accepted| accepted.map(AuthorityFix::new));
+                    router.serve_with_incoming_shutdown(incoming, signal).await
                 }
             };
             served.map_err(|e| e.to_string())
@@ -570,10 +573,11 @@ fn load_tls(cfg: &ServerConfig) -> Result<(Option<crate::tls::Loaded>, Option<sy
 /// The TLS connections accepted on `listener`: each handshake runs on its
 /// own task, so a slow or silent client holds up no one; a failed one is
 /// logged and closed. Accepting stops when the server drops the stream.
+/// Each connection is read through [`AuthorityFix`], as plaintext ones are.
 fn tls_incoming(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+) -> ReceiverStream<Result<AuthorityFix<TlsStream<TcpStream>>, std::io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -594,7 +598,7 @@ fn tls_incoming(
             tokio::spawn(async move {
                 match tokio::time::timeout(CLIENT_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
+                        let _ = tx.send(Ok(AuthorityFix::new(stream))).await;
                     }
                     // Closed before saying anything: a port probe or health
                     // check, not worth a warning.
