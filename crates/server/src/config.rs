@@ -316,6 +316,18 @@ pub struct NodeArgs {
     #[arg(long, default_value = "10m", value_parser = parse_go_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
 
+    /// Before serving clients, compare this member's key-value store with
+    /// its peers' (etcd's HashKV at one revision) and refuse to start if a
+    /// majority of the voters hold another (see `corrupt.rs`).
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool)]
+    pub experimental_initial_corrupt_check: bool,
+
+    /// How often the leader checks that every member's key-value store is
+    /// the same and raises the CORRUPT alarm for one that differs from the
+    /// majority (a duration: 5m); 0s, etcd's default, never checks.
+    #[arg(long, default_value = "0s", value_parser = parse_go_duration)]
+    pub experimental_corrupt_check_time: Duration,
+
     /// Most concurrent gRPC streams (calls) on one client connection, as
     /// etcd's flag: the HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS a client is
     /// told; a client waits for a stream to end before it opens more.
@@ -529,11 +541,6 @@ pub struct NodeArgs {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", value_parser = parse_go_bool)]
     pub strict_reconfig_check: bool,
 
-    /// Check this member's data against the others' hashes before serving.
-    /// Synod has no such check: `true` is refused.
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool)]
-    pub experimental_initial_corrupt_check: bool,
-
     /// Skip fsync (etcd: "unsafe, will cause data loss"). Refused when
     /// true: a Paxos acceptor that forgets a promise or an accepted value
     /// after a crash breaks agreement for the whole cluster, not only its
@@ -605,6 +612,10 @@ pub struct ServerConfig {
     pub watch_progress_notify_interval: Duration,
     /// `--max-concurrent-streams`: gRPC streams per client connection.
     pub max_concurrent_streams: u32,
+    /// `--experimental-initial-corrupt-check`.
+    pub initial_corrupt_check: bool,
+    /// `--experimental-corrupt-check-time`; `None` when 0 (never).
+    pub corrupt_check_time: Option<Duration>,
     /// `--max-watchers-per-stream`.
     pub max_watchers_per_stream: usize,
     /// `--grpc-keepalive-interval`; `None` when 0 (no pings).
@@ -847,6 +858,8 @@ impl NodeArgs {
             max_request_bytes: self.max_request_bytes,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             max_concurrent_streams: self.max_concurrent_streams,
+            initial_corrupt_check: self.experimental_initial_corrupt_check,
+            corrupt_check_time: Some(self.experimental_corrupt_check_time).filter(|d| !d.is_zero()),
             max_watchers_per_stream: self.max_watchers_per_stream,
             grpc_keepalive_interval: Some(self.grpc_keepalive_interval).filter(|d| !d.is_zero()),
             grpc_keepalive_timeout: self.grpc_keepalive_timeout,
@@ -873,12 +886,6 @@ impl NodeArgs {
                  durable before it answers (one that forgets them in a crash can help choose two different \
                  values for a slot, breaking the whole cluster's agreement, not only its own data), and \
                  Synod's log has no mode that skips fsync",
-            ));
-        }
-        if self.experimental_initial_corrupt_check {
-            return Err(bad(
-                "--experimental-initial-corrupt-check is refused: Synod does not compare its data with the \
-                 other members' hashes at start (compare them with `etcdctl endpoint hashkv`)",
             ));
         }
         if !self.strict_reconfig_check {
@@ -1046,7 +1053,6 @@ mod tests {
     fn etcd_flags_asking_for_what_synod_does_not_do_are_refused_with_the_reason() {
         let table: &[(&[&str], &str)] = &[
             (&["--unsafe-no-fsync", "true"], "must make its promises and accepted values durable"),
-            (&["--experimental-initial-corrupt-check", "true"], "does not compare its data"),
             (&["--strict-reconfig-check", "false"], "always refuses a membership change"),
             (&["--grpc-keepalive-min-time", "5s"], "no policy on how often clients ping"),
             (&["--max-txn-ops", "0"], "--max-txn-ops must be positive"),

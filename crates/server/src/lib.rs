@@ -33,6 +33,9 @@
 //!   refuse; [`quota`]: the space quota check before a write is proposed;
 //! * [`status`]: runtime and state machine errors as etcd's gRPC errors;
 //! * [`tls`]: client and peer TLS from etcd's flags;
+//! * [`authority_header`]: every client connection is read through it, so
+//!   that the HTTP/2 `:authority` URLs etcd's Go client sends reach the
+//!   server as the bare `host:port` it accepts;
 //! * [`ids`]: member and cluster ids, derived as etcd derives them;
 //! * [`snapshot`]: the backup file `Maintenance.Snapshot` streams, and
 //!   `synod snapshot restore`;
@@ -47,10 +50,12 @@
 pub mod alarm;
 pub mod auth;
 pub mod auth_service;
+pub mod authority_header;
 pub mod bootstrap;
 pub mod cluster_service;
 pub mod compactor;
 pub mod config;
+pub mod corrupt;
 pub mod demo;
 pub mod election_service;
 pub mod forward;

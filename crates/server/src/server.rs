@@ -11,6 +11,7 @@
 use crate::auth::pb::etcdserverpb::auth_server::AuthServer;
 use crate::auth::{AuthError, AuthInfo, AuthView};
 use crate::auth_service::AuthService;
+use crate::authority_header::AuthorityFix;
 use crate::bootstrap::Identity;
 use crate::cluster_service::ClusterService;
 use crate::config::{Member, ServerConfig, GRPC_OVERHEAD_BYTES};
@@ -42,6 +43,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
 use tracing::{debug, error, info, warn};
 
@@ -284,6 +286,10 @@ pub enum ServerError {
     /// [`run`]); the replica may be fine, but the member is not.
     #[error("{0} ended unexpectedly; this member cannot go on")]
     TaskEnded(String),
+    /// `--experimental-initial-corrupt-check` found this member's store
+    /// differs from its peers'.
+    #[error("initial corruption check: {0}")]
+    Corrupt(String),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -375,7 +381,9 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     let (feed, wake) = crate::watch_hub::RevisionFeed::new();
     let tokens = Tokens::parse(&cfg.auth_token, cfg.auth_token_ttl)?;
     let auth_view = Arc::new(AuthView::default());
-    let machine = EtcdMachine::with_revision_feed(feed.clone()).with_auth_view(auth_view.clone());
+    let (hash_events, hash_rx) = mpsc::unbounded_channel();
+    let machine =
+        EtcdMachine::with_revision_feed(feed.clone()).with_auth_view(auth_view.clone()).with_hash_events(hash_events);
     let mut node = Node::start_locked(cfg.node.clone(), machine, peer_listener, lock).await?;
     let handle = node.handle();
     if unrecorded {
@@ -443,6 +451,20 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
         infallible(crate::membership::keep(ctx.clone(), cfg.node.peers.clone(), stop_rx.clone(), removed_tx)),
     );
 
+    let checker = crate::corrupt::Checker::new();
+    background.spawn(
+        "the corruption checker",
+        infallible(checker.clone().run(ctx.clone(), hash_rx, cfg.corrupt_check_time, stop_rx.clone())),
+    );
+    if cfg.initial_corrupt_check {
+        // Before any client is served, as etcd checks.
+        if let Err(e) = checker.initial_check(&ctx, 4 * ctx.leader_wait).await {
+            let _ = stop_tx.send(true);
+            node.shutdown().await?;
+            return Err(ServerError::Corrupt(e));
+        }
+    }
+
     let limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let min_lease_ttl = crate::lease_service::min_ttl(cfg.node.tick * cfg.node.protocol.election_ticks as u32);
     let mut servers = Essential::new();
@@ -476,9 +498,10 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
             let served = match acceptor {
                 Some(acceptor) => router.serve_with_incoming_shutdown(tls_incoming(listener, acceptor), signal).await,
                 None => {
-                    router
-                        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal)
-                        .await
+                    let incoming = TcpIncoming::from(listener)
+                        .with_nodelay(Some(true))
+                        .map(|accepted| accepted.map(AuthorityFix::new));
+                    router.serve_with_incoming_shutdown(incoming, signal).await
                 }
             };
             served.map_err(|e| e.to_string())
@@ -555,10 +578,11 @@ fn load_tls(cfg: &ServerConfig) -> Result<(Option<crate::tls::Loaded>, Option<sy
 /// The TLS connections accepted on `listener`: each handshake runs on its
 /// own task, so a slow or silent client holds up no one; a failed one is
 /// logged and closed. Accepting stops when the server drops the stream.
+/// Each connection is read through [`AuthorityFix`], as plaintext ones are.
 fn tls_incoming(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+) -> ReceiverStream<Result<AuthorityFix<TlsStream<TcpStream>>, std::io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -579,7 +603,7 @@ fn tls_incoming(
             tokio::spawn(async move {
                 match tokio::time::timeout(CLIENT_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
+                        let _ = tx.send(Ok(AuthorityFix::new(stream))).await;
                     }
                     // Closed before saying anything: a port probe or health
                     // check, not worth a warning.

@@ -99,6 +99,16 @@ impl Tokens {
         matches!(self.kind, TokenKind::Simple)
     }
 
+    /// How long a token this member obtained may be used again: half of
+    /// what the members' idle expiry (simple tokens) or the token's
+    /// lifetime (JWT) allows, so it is never used at the edge of either.
+    pub fn reuse_within(&self) -> Duration {
+        match &self.kind {
+            TokenKind::Simple => self.ttl / 2,
+            TokenKind::Jwt(jwt) => jwt.ttl / 2,
+        }
+    }
+
     /// A fresh random simple-token prefix.
     pub fn simple_prefix() -> String {
         use ring::rand::SecureRandom;

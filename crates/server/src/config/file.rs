@@ -27,6 +27,7 @@ pub const NANOSECOND_FLAGS: &[&str] = &[
     "grpc-keepalive-interval",
     "grpc-keepalive-timeout",
     "experimental-watch-progress-notify-interval",
+    "experimental-corrupt-check-time",
 ];
 
 /// etcd's TLS sections: the section key and the prefix of its flags.

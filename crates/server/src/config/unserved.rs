@@ -44,7 +44,6 @@ pub const UNSERVED: &[(&str, &str)] = &[
     ("log-package-levels", "etcd's deprecated flag: use --log-level, or RUST_LOG's per-module directives"),
     ("enable-pprof", "Synod has no profiling endpoint"),
     ("metrics", "Synod has no metrics endpoint"),
-    ("experimental-corrupt-check-time", "Synod does not check members' hashes against each other on its own"),
     ("experimental-enable-v2v3", "Synod serves only the v3 API"),
     ("experimental-backend-bbolt-freelist-type", "Synod has no bbolt backend"),
     (

@@ -367,6 +367,17 @@ impl Cluster {
         args[at + 1] = value.to_string();
     }
 
+    /// Adds flag `flag` (one without a value) to member `i`'s next starts.
+    pub fn add_flag(&mut self, i: usize, flag: &str) {
+        self.members[i].args.push(flag.to_string());
+    }
+
+    /// Removes flag `flag` (one without a value) from member `i`'s next
+    /// starts.
+    pub fn remove_flag(&mut self, i: usize, flag: &str) {
+        self.members[i].args.retain(|a| a != flag);
+    }
+
     /// Sets the environment of member `i`'s next starts (replacing what
     /// was set before).
     pub fn set_env(&mut self, i: usize, env: Vec<(String, String)>) {
