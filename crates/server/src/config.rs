@@ -476,6 +476,13 @@ pub struct NodeArgs {
     #[arg(long)]
     pub peer_cert_allowed_cn: Option<String>,
 
+    /// Peer TLS: do not require a connecting peer's certificate to name
+    /// the address it connects from (by default, as etcd, its IP address
+    /// or a DNS name resolving to it must be among the certificate's
+    /// names). For peers behind address translation.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool)]
+    pub experimental_peer_skip_client_san_verification: bool,
+
     /// Comma-separated TLS 1.2 cipher suites allowed, by their Go names
     /// (e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) [default: rustls's
     /// defaults]. TLS 1.3 suites are always allowed.
@@ -913,6 +920,7 @@ impl NodeArgs {
             auto_tls: self.auto_tls,
             crl_file: self.client_crl_file.clone(),
             allowed_cn: None,
+            skip_client_san_verification: false,
         };
         let peer = TlsInfo {
             cert_file: self.peer_cert_file.clone(),
@@ -922,6 +930,7 @@ impl NodeArgs {
             auto_tls: self.peer_auto_tls,
             crl_file: self.peer_crl_file.clone(),
             allowed_cn: self.peer_cert_allowed_cn.clone(),
+            skip_client_san_verification: self.experimental_peer_skip_client_san_verification,
         };
         (client, peer)
     }

@@ -32,10 +32,6 @@ pub const UNSERVED: &[(&str, &str)] = &[
         "peer-cert-allowed-hostname",
         "Synod does not check peer certificates' host names (--peer-cert-allowed-cn it does)",
     ),
-    (
-        "experimental-peer-skip-client-san-verification",
-        "Synod always verifies peer certificates as its TLS library does",
-    ),
     ("cors", "Synod has no HTTP/JSON gateway"),
     ("host-whitelist", "Synod has no HTTP/JSON gateway"),
     ("enable-grpc-gateway", "Synod has no HTTP/JSON gateway"),
