@@ -3,8 +3,8 @@
 //! `concurrency` tasks each keep exactly one request in flight and issue the
 //! next one as soon as the previous one completes, spread round-robin over
 //! `connections` etcd clients. Each task records latencies into its own
-//! histogram (no shared state on the hot path) and the histograms are merged
-//! at the end. A run stops at its deadline or once its request budget has
+//! histogram (no lock on the hot path) and the histograms are merged at the
+//! end. A run stops at its deadline or once its request budget has
 //! been handed out, whichever comes first; requests already in flight finish
 //! (bounded by the per-request timeout) and count. Each completion is also
 //! counted for the progress line ([`progress`](crate::progress)) and in the

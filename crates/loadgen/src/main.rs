@@ -282,12 +282,13 @@ fn run(args: RunArgs) -> Result<()> {
     }
     let outcome = runtime.build()?.block_on(bench::run(config.clone()))?;
     let report = &outcome.report;
+    println!("{}", serde_json::to_string(report)?);
+    // Written even when nothing succeeded: a failed run is a result too.
     if let Some(path) = &args.json {
         let target = args.label.clone().unwrap_or_else(|| config.endpoints.join(","));
         let record = RunRecord::of_run(&config, &target, &outcome);
         std::fs::write(path, record.to_json()?).with_context(|| format!("writing {}", path.display()))?;
     }
-    println!("{}", serde_json::to_string(report)?);
     if report.requests == 0 {
         bail!("no request succeeded ({} errors)", report.errors);
     }

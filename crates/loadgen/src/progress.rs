@@ -48,7 +48,7 @@ pub struct Goal {
 pub fn line(elapsed: Duration, goal: Goal, ops: u64, errors: u64, current_ops_s: f64) -> String {
     let mut out = format!("synod-bench: {:.0}", elapsed.as_secs_f64());
     if let Some(duration) = goal.duration {
-        let _ = write!(out, "/{:.0}", duration.as_secs_f64());
+        let _ = write!(out, "/{}", duration.as_secs_f64());
     }
     let _ = write!(out, " s, {ops}");
     if let Some(requests) = goal.requests {
@@ -102,6 +102,8 @@ mod tests {
             line(Duration::from_millis(12_004), goal, 123_456, 2, 10_233.6),
             "synod-bench: 12/60 s, 123456 ops, 10234 ops/s now, 2 errors"
         );
+        let goal = Goal { duration: Some(Duration::from_millis(2500)), requests: None };
+        assert!(line(Duration::from_secs(1), goal, 0, 0, 0.0).starts_with("synod-bench: 1/2.5 s, "));
     }
 
     #[test]
