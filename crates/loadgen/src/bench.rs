@@ -7,8 +7,8 @@
 //! end. A run stops at its deadline or once its request budget has
 //! been handed out, whichever comes first; requests already in flight finish
 //! (bounded by the per-request timeout) and count. Each completion is also
-//! counted for the progress line ([`progress`](crate::progress)) and in the
-//! second it happened ([`timeline`](crate::timeline)).
+//! counted for the progress line ([`progress`]) and in the second it
+//! happened ([`timeline`](crate::timeline)).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
