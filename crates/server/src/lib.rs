@@ -44,11 +44,13 @@
 pub mod alarm;
 pub mod auth;
 pub mod auth_service;
+pub mod bbolt;
 pub mod bootstrap;
 pub mod cluster_service;
 pub mod config;
 pub mod demo;
 pub mod election_service;
+pub mod etcd_db;
 pub mod forward;
 pub mod ids;
 pub mod kv_service;
