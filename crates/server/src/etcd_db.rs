@@ -168,8 +168,11 @@ pub fn read(file: &[u8]) -> Result<(KvState, AuthStore), EtcdDbError> {
     Ok((kv, read_auth(&root)?))
 }
 
+/// A key and its value, borrowed from the file.
+type Pair<'a> = (&'a [u8], &'a [u8]);
+
 /// A bucket's values, refusing nested buckets (etcd nests none).
-fn bucket_values<'a>(bucket: &Bucket<'a>, name: &[u8]) -> Result<Vec<(&'a [u8], &'a [u8])>, EtcdDbError> {
+fn bucket_values<'a>(bucket: &Bucket<'a>, name: &[u8]) -> Result<Vec<Pair<'a>>, EtcdDbError> {
     bucket
         .entries
         .iter()
@@ -190,7 +193,8 @@ fn read_auth(root: &Bucket<'_>) -> Result<AuthStore, EtcdDbError> {
     let mut users = Vec::new();
     if let Some(bucket) = root.bucket(AUTH_USERS) {
         for (k, v) in bucket_values(bucket, AUTH_USERS)? {
-            let user = User::decode(v).map_err(|e| schema(format!("user {:?}: bad User: {e}", String::from_utf8_lossy(k))))?;
+            let user =
+                User::decode(v).map_err(|e| schema(format!("user {:?}: bad User: {e}", String::from_utf8_lossy(k))))?;
             if user.name != k {
                 return Err(schema(format!("user {:?} is stored under another name", String::from_utf8_lossy(k))));
             }
@@ -200,7 +204,8 @@ fn read_auth(root: &Bucket<'_>) -> Result<AuthStore, EtcdDbError> {
     let mut roles = Vec::new();
     if let Some(bucket) = root.bucket(AUTH_ROLES) {
         for (k, v) in bucket_values(bucket, AUTH_ROLES)? {
-            let role = Role::decode(v).map_err(|e| schema(format!("role {:?}: bad Role: {e}", String::from_utf8_lossy(k))))?;
+            let role =
+                Role::decode(v).map_err(|e| schema(format!("role {:?}: bad Role: {e}", String::from_utf8_lossy(k))))?;
             if role.name != k {
                 return Err(schema(format!("role {:?} is stored under another name", String::from_utf8_lossy(k))));
             }
@@ -230,13 +235,10 @@ pub fn write(kv: &KvState, auth: &AuthStore) -> Vec<u8> {
         };
         keys.insert(rev_key, value.encode_to_vec());
     }
-    buckets
-        .get_mut(LEASE)
-        .expect("every bucket is made above")
-        .extend(kv.leases().map(|(id, l)| {
-            let stored = LeasePb { id, ttl: l.granted_ttl, remaining_ttl: 0 };
-            (id.to_be_bytes().to_vec(), stored.encode_to_vec())
-        }));
+    buckets.get_mut(LEASE).expect("every bucket is made above").extend(kv.leases().map(|(id, l)| {
+        let stored = LeasePb { id, ttl: l.granted_ttl, remaining_ttl: 0 };
+        (id.to_be_bytes().to_vec(), stored.encode_to_vec())
+    }));
     if kv.compact_revision() >= 1 {
         let at = Revision::first_of(kv.compact_revision()).to_etcd_bytes(false);
         let meta = buckets.get_mut(META).expect("every bucket is made above");

@@ -148,7 +148,11 @@ fn synod_restore(cluster: &Cluster, i: usize, file: &Path, extra: &[&str]) -> st
 
 fn synod(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_synod")).args(args).stdin(Stdio::null()).output().expect("run synod");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Every damaged copy of `file` is refused by `synod snapshot restore`

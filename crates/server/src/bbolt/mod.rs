@@ -113,8 +113,7 @@ mod tests {
         assert_eq!(names, [b"big".as_slice(), b"empty", b"small"]);
         for (name, want) in &buckets {
             let got = root.bucket(name).unwrap();
-            let got: BTreeMap<Vec<u8>, Vec<u8>> =
-                got.values().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+            let got: BTreeMap<Vec<u8>, Vec<u8>> = got.values().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
             assert_eq!(&got, want, "bucket {}", String::from_utf8_lossy(name));
         }
     }

@@ -33,7 +33,8 @@ pub fn write(buckets: &Buckets) -> Vec<u8> {
             h
         })
         .collect();
-    let root = file.tree(roots.iter().zip(&headers).map(|((name, _), h)| (*name, BUCKET_ELEMENT, h.as_slice())).collect());
+    let root =
+        file.tree(roots.iter().zip(&headers).map(|((name, _), h)| (*name, BUCKET_ELEMENT, h.as_slice())).collect());
     for (page, txid) in TXIDS.into_iter().enumerate() {
         file.meta(page as u64, root, txid);
     }
