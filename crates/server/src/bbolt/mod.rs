@@ -1,6 +1,6 @@
 //! bbolt's file format: the B+tree database file etcd keeps its backend in
 //! (`member/snap/db`) and streams as a backup (`etcdctl snapshot save`).
-//! [`read`] walks such a file, [`write`] makes one, so Synod can restore a
+//! [`mod@read`] walks such a file, [`mod@write`] makes one, so Synod can restore a
 //! snapshot saved from etcd and etcd's tools can read and restore a snapshot
 //! saved from Synod ([`crate::etcd_db`] says what the buckets hold).
 //!
