@@ -219,9 +219,11 @@ fn read_auth(root: &Bucket<'_>) -> Result<AuthStore, EtcdDbError> {
 /// holding these stores.
 pub fn write(kv: &KvState, auth: &AuthStore) -> Vec<u8> {
     let mut buckets: Buckets = ALL_BUCKETS.iter().map(|b| (b.to_vec(), Default::default())).collect();
-    let keys = buckets.get_mut(KEY).expect("every bucket is made above");
-    for (key, e) in kv.history() {
-        let rev_key = e.revision.to_etcd_bytes(e.put.is_none());
+    let mut fill = |name: &[u8], entries: Vec<(Vec<u8>, Vec<u8>)>| {
+        buckets.get_mut(name).expect("every bucket etcd has is made above").extend(entries);
+    };
+    let keys = kv.history().map(|(key, e)| {
+        let revision = e.revision.to_etcd_bytes(e.put.is_none());
         let value = match e.put {
             Some(p) => KeyValue {
                 key: key.to_vec(),
@@ -231,32 +233,31 @@ pub fn write(kv: &KvState, auth: &AuthStore) -> Vec<u8> {
                 value: p.value,
                 lease: p.lease,
             },
+            // etcd stores a delete as the bare key.
             None => KeyValue { key: key.to_vec(), ..Default::default() },
         };
-        keys.insert(rev_key, value.encode_to_vec());
-    }
-    buckets.get_mut(LEASE).expect("every bucket is made above").extend(kv.leases().map(|(id, l)| {
+        (revision, value.encode_to_vec())
+    });
+    fill(KEY, keys.collect());
+    let leases = kv.leases().map(|(id, l)| {
         let stored = LeasePb { id, ttl: l.granted_ttl, remaining_ttl: 0 };
         (id.to_be_bytes().to_vec(), stored.encode_to_vec())
-    }));
+    });
+    fill(LEASE, leases.collect());
     if kv.compact_revision() >= 1 {
         let at = Revision::first_of(kv.compact_revision()).to_etcd_bytes(false);
-        let meta = buckets.get_mut(META).expect("every bucket is made above");
-        meta.insert(FINISHED_COMPACT.to_vec(), at.clone());
-        meta.insert(SCHEDULED_COMPACT.to_vec(), at);
+        fill(META, vec![(FINISHED_COMPACT.to_vec(), at.clone()), (SCHEDULED_COMPACT.to_vec(), at)]);
     }
     let snapshot = auth.to_snapshot();
-    let auth_bucket = buckets.get_mut(AUTH).expect("every bucket is made above");
-    auth_bucket.insert(AUTH_ENABLED.to_vec(), vec![u8::from(snapshot.enabled)]);
-    auth_bucket.insert(AUTH_REVISION.to_vec(), snapshot.revision.to_be_bytes().to_vec());
-    buckets
-        .get_mut(AUTH_USERS)
-        .expect("every bucket is made above")
-        .extend(snapshot.users.iter().map(|u| (u.name.clone(), u.encode_to_vec())));
-    buckets
-        .get_mut(AUTH_ROLES)
-        .expect("every bucket is made above")
-        .extend(snapshot.roles.iter().map(|r| (r.name.clone(), r.encode_to_vec())));
+    fill(
+        AUTH,
+        vec![
+            (AUTH_ENABLED.to_vec(), vec![u8::from(snapshot.enabled)]),
+            (AUTH_REVISION.to_vec(), snapshot.revision.to_be_bytes().to_vec()),
+        ],
+    );
+    fill(AUTH_USERS, snapshot.users.iter().map(|u| (u.name.clone(), u.encode_to_vec())).collect());
+    fill(AUTH_ROLES, snapshot.roles.iter().map(|r| (r.name.clone(), r.encode_to_vec())).collect());
     crate::bbolt::write::write(&buckets)
 }
 
@@ -371,6 +372,29 @@ mod tests {
         assert_eq!(kv2, kv);
         assert_eq!(auth2, auth);
         assert_eq!(status(&file).unwrap().revision, 13);
+    }
+
+    #[test]
+    fn a_35_backend_with_its_newer_meta_keys_reads_the_same() {
+        // etcd 3.5 adds the raft term and conf state to `meta`, and keeps
+        // the cluster version in `cluster`; none of them is carried over.
+        let root = Db::open(golden()).unwrap().read().unwrap();
+        let mut buckets: Buckets = root
+            .entries
+            .iter()
+            .map(|(name, item)| {
+                let Item::Bucket(b) = item else { panic!("etcd has only buckets at the top") };
+                (name.to_vec(), b.values().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())
+            })
+            .collect();
+        let meta = buckets.get_mut(META).unwrap();
+        meta.insert(b"term".to_vec(), 2u64.to_be_bytes().to_vec());
+        meta.insert(b"confState".to_vec(), br#"{"voters":[13668033151171901709],"auto_leave":false}"#.to_vec());
+        buckets.get_mut(b"cluster".as_slice()).unwrap().insert(b"downgrade".to_vec(), br#"{"enabled":false}"#.to_vec());
+        let file = crate::bbolt::write::write(&buckets);
+        let (kv, auth) = read(&file).unwrap();
+        let (want_kv, want_auth) = read(golden()).unwrap();
+        assert_eq!((kv, auth), (want_kv, want_auth));
     }
 
     proptest! {
