@@ -63,5 +63,6 @@ pub use error::{Code, DecodeError, KvError, SnapshotError};
 pub use lease::Lease;
 pub use quota::{cost, ENTRY_OVERHEAD, LEASE_OVERHEAD};
 pub use revision::Revision;
+pub use snapshot::{History, HistoryEntry, StoredPut};
 pub use state::KvState;
 pub use validate::{is_read_only, validate_delete_range, validate_put, validate_range, validate_txn};

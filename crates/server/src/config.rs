@@ -103,7 +103,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Backups: `synod snapshot restore FILE ...` creates a member's data
     /// directory for a new cluster from a file saved by `etcdctl snapshot
-    /// save` against a Synod member.
+    /// save` against a Synod or an etcd member; `synod snapshot status
+    /// FILE` prints what `etcdctl snapshot status` prints.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
 }
@@ -115,9 +116,14 @@ pub enum SnapshotCommand {
     /// directory of one member of a NEW cluster (run it once per member,
     /// with the same file, --initial-cluster and --initial-cluster-token;
     /// then start every member with those flags and
-    /// --initial-cluster-state new). Keys, revisions, compaction and leases
-    /// are kept; members and alarms are the new cluster's.
+    /// --initial-cluster-state new). The file may be saved from Synod or
+    /// from etcd 3.4/3.5. Keys, revisions, compaction, leases, users and
+    /// roles are kept; members and alarms are the new cluster's.
     Restore(RestoreArgs),
+    /// Print a snapshot file's hash, revision, total keys and total size,
+    /// as `etcdctl snapshot status` does (for files saved from Synod or
+    /// etcd).
+    Status(StatusArgs),
 }
 
 /// Flags of `synod snapshot restore`, as `etcdutl snapshot restore`'s.
@@ -142,6 +148,32 @@ pub struct RestoreArgs {
     /// This member's peer URLs; must match its --initial-cluster entry.
     #[arg(long, default_value = "http://localhost:2380")]
     pub initial_advertise_peer_urls: String,
+    /// Do not verify the snapshot's SHA-256: needed to restore an etcd
+    /// database copied from a data directory (member/snap/db), which has
+    /// none.
+    #[arg(long)]
+    pub skip_hash_check: bool,
+}
+
+/// Flags of `synod snapshot status`, as `etcdctl snapshot status`'s.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// The snapshot file.
+    pub file: PathBuf,
+    /// Output format.
+    #[arg(short = 'w', long = "write-out", value_enum, default_value_t = StatusFormat::Simple)]
+    pub write_out: StatusFormat,
+}
+
+/// How `synod snapshot status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// One line: hash, revision, total keys, total size.
+    Simple,
+    /// A table with a header.
+    Table,
+    /// JSON, with etcdctl's field names.
+    Json,
 }
 
 impl RestoreArgs {
@@ -154,6 +186,7 @@ impl RestoreArgs {
             initial_cluster: self.initial_cluster.clone(),
             initial_cluster_token: self.initial_cluster_token.clone(),
             initial_advertise_peer_urls: self.initial_advertise_peer_urls.clone(),
+            skip_hash_check: self.skip_hash_check,
         }
     }
 }

@@ -54,6 +54,12 @@ fn main() -> anyhow::Result<()> {
                 done.cluster_id
             );
         }
+        Some(Command::Snapshot(SnapshotCommand::Status(args))) => {
+            let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+            let status = synod_server::snapshot::status(&bytes)
+                .with_context(|| format!("reading the snapshot {}", args.file.display()))?;
+            print!("{}", synod_server::snapshot::format_status(&status, args.write_out));
+        }
         None => {
             let cfg = cli.node.to_config()?;
             if let Err(e) = runtime.block_on(synod_server::server::run(cfg, shutdown_signal())) {

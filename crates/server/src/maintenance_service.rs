@@ -194,12 +194,17 @@ impl PbMaintenanceService for MaintenanceService {
         // Maintenance needs the root role, as in etcd.
         self.ctx.check_admin_untranslated(&request)?;
         // One consistent state: this member's store as of one applied slot.
-        let file = self
+        let (kv, auth) = self
             .ctx
             .handle
-            .with_state(|m| crate::snapshot::encode(m.kv(), m.auth()))
+            .with_state(|m| (m.kv().clone(), m.auth().clone()))
             .await
             .map_err(|e| status::runtime(&e))?;
+        // Writing the file takes a while for a large store: off the replica
+        // and off the async workers.
+        let file = tokio::task::spawn_blocking(move || crate::snapshot::encode(&kv, &auth))
+            .await
+            .map_err(|e| Status::internal(format!("synod: writing the snapshot failed: {e}")))?;
         let mut header = None;
         self.ctx.fill(&mut header);
         let total = file.len();
