@@ -117,8 +117,11 @@ impl Metrics {
                 doubling(0.001, 14),
             ),
             peer_rtt: HistogramVec::new(
-                HistogramOpts::new("etcd_network_peer_round_trip_time_seconds", "Round-Trip-Time histogram between peers")
-                    .buckets(doubling(0.0001, 16)),
+                HistogramOpts::new(
+                    "etcd_network_peer_round_trip_time_seconds",
+                    "Round-Trip-Time histogram between peers",
+                )
+                .buckets(doubling(0.0001, 16)),
                 &["To"],
             )
             .expect("a valid histogram"),

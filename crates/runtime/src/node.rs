@@ -377,13 +377,12 @@ where
         let mut bad = None;
         let mut wal_options = cfg.wal.clone();
         wal_options.observer.get_or_insert_with(|| cfg.metrics.wal_observer());
-        let (wal, recovery) =
-            Wal::open_with(dir.wal_dir(), wal_options, |lsn, bytes| match decode_record(bytes) {
-                Ok(r) => records.push((lsn, r)),
-                Err(e) => {
-                    bad.get_or_insert(Error::Corrupt(format!("record {lsn}: {e}")));
-                }
-            })?;
+        let (wal, recovery) = Wal::open_with(dir.wal_dir(), wal_options, |lsn, bytes| match decode_record(bytes) {
+            Ok(r) => records.push((lsn, r)),
+            Err(e) => {
+                bad.get_or_insert(Error::Corrupt(format!("record {lsn}: {e}")));
+            }
+        })?;
         if let Some(e) = bad {
             return Err(e);
         }

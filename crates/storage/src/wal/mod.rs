@@ -21,8 +21,8 @@ use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
 pub use segment::TornTail;
-pub use writer::WalStats;
 use std::time::Duration;
+pub use writer::WalStats;
 
 use crate::error::{Error, IoContext, Result};
 use crate::record::{self, Decoded, HEADER_LEN, MAX_PAYLOAD};
