@@ -252,7 +252,7 @@ pub fn parse_exposition(text: &str) -> Result<Scrape, String> {
             continue;
         }
         let buckets = scrape.samples.get(&format!("{family}_bucket")).cloned().unwrap_or_default();
-        let mut series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+        let mut series: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
         for b in buckets {
             let le = b.labels.get("le").ok_or(format!("{family}: a bucket without le"))?;
             let le: f64 =
@@ -274,6 +274,9 @@ pub fn parse_exposition(text: &str) -> Result<Scrape, String> {
     }
     Ok(scrape)
 }
+
+/// A series' labels but `le`, in order.
+type Labels = Vec<(String, String)>;
 
 /// Parses the labels of a sample, from after its `{`; returns them and
 /// what follows the `}`.
