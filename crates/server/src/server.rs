@@ -386,7 +386,9 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     let (feed, wake) = crate::watch_hub::RevisionFeed::new();
     let tokens = Tokens::parse(&cfg.auth_token, cfg.auth_token_ttl)?;
     let auth_view = Arc::new(AuthView::default());
-    let machine = EtcdMachine::with_revision_feed(feed.clone()).with_auth_view(auth_view.clone());
+    let machine = EtcdMachine::with_revision_feed(feed.clone())
+        .with_auth_view(auth_view.clone())
+        .with_apply_histogram(metrics.apply.clone());
     let mut node = Node::start_locked(cfg.node.clone(), machine, peer_listener, lock).await?;
     let handle = node.handle();
     if unrecorded {
