@@ -38,7 +38,7 @@ pub use metrics::Metrics;
 pub use node::{lock_data_dir, Handle, Node, NodeConfig, Status};
 pub use seed::seed_data_dir;
 pub use synod_storage::DirLock;
-pub use tls::PeerTls;
+pub use tls::{AddressCheck, PeerTls};
 pub use transport::{ClusterInfo, InboundLimits};
 
 use synod_paxos::NodeId;
