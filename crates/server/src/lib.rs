@@ -31,6 +31,10 @@
 //!   log;
 //! * [`alarm`]: the replicated alarms (NOSPACE, CORRUPT) and what they
 //!   refuse; [`quota`]: the space quota check before a write is proposed;
+//! * [`http`]: HTTP beside gRPC on the client URLs and on the metrics
+//!   URLs: `/health`, `/livez`, `/readyz`, `/version`, `/metrics`;
+//!   [`metrics`]: the member's Prometheus metrics; [`grpc_metrics`]: gRPC
+//!   calls counted as etcd counts them;
 //! * [`status`]: runtime and state machine errors as etcd's gRPC errors;
 //! * [`tls`]: client and peer TLS from etcd's flags;
 //! * [`authority_header`]: every client connection is read through it, so
@@ -61,6 +65,8 @@ pub mod demo;
 pub mod election_service;
 pub mod etcd_db;
 pub mod forward;
+pub mod grpc_metrics;
+pub mod http;
 pub mod ids;
 pub mod kv_service;
 pub mod lease_keeper;
@@ -70,6 +76,7 @@ pub mod logging;
 pub mod machine;
 pub mod maintenance_service;
 pub mod membership;
+pub mod metrics;
 pub mod quota;
 pub mod recipes;
 pub mod server;

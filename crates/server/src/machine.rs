@@ -311,6 +311,9 @@ pub struct EtcdMachine {
     /// Where the services read the auth store from, given a copy after
     /// every change. Not part of the replicated state.
     auth_view: Option<Arc<AuthView>>,
+    /// Times each command's apply, for metrics. Not part of the replicated
+    /// state: the clock it reads decides nothing.
+    apply_time: Option<prometheus::Histogram>,
     /// Told of hash checks and reports as they apply. Not part of the
     /// replicated state.
     hashes: Option<tokio::sync::mpsc::UnboundedSender<HashEvent>>,
@@ -326,6 +329,7 @@ impl Default for EtcdMachine {
             auth: AuthStore::default(),
             auth_view: None,
             hashes: None,
+            apply_time: None,
         }
     }
 }
@@ -347,6 +351,12 @@ impl EtcdMachine {
     pub fn with_auth_view(mut self, view: Arc<AuthView>) -> EtcdMachine {
         view.publish(&self.auth);
         self.auth_view = Some(view);
+        self
+    }
+
+    /// Observes into `histogram` how long each command takes to apply.
+    pub fn with_apply_histogram(mut self, histogram: prometheus::Histogram) -> EtcdMachine {
+        self.apply_time = Some(histogram);
         self
     }
 
@@ -421,12 +431,9 @@ impl EtcdMachine {
         }
         Ok(Reply::Write(applied.response))
     }
-}
 
-impl StateMachine for EtcdMachine {
-    type Output = Output;
-
-    fn apply(&mut self, slot: Slot, command: &Command) -> Output {
+    /// Applies one command from the log (see [`StateMachine::apply`]).
+    fn apply_proposal(&mut self, slot: Slot, command: &Command) -> Output {
         match Proposal::from_bytes(&command.payload)? {
             Proposal::Auth(a) => {
                 let reply = self.auth.apply(slot, a)?;
@@ -476,6 +483,19 @@ impl StateMachine for EtcdMachine {
                 Ok(Reply::Published)
             }
         }
+    }
+}
+
+impl StateMachine for EtcdMachine {
+    type Output = Output;
+
+    fn apply(&mut self, slot: Slot, command: &Command) -> Output {
+        let started = self.apply_time.is_some().then(std::time::Instant::now);
+        let output = self.apply_proposal(slot, command);
+        if let (Some(histogram), Some(started)) = (&self.apply_time, started) {
+            histogram.observe(started.elapsed().as_secs_f64());
+        }
+        output
     }
 
     fn query(&self, query: &[u8]) -> Output {

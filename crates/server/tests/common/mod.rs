@@ -8,6 +8,7 @@
 pub mod etcd;
 pub mod etcdctl;
 pub mod faultfs;
+pub mod http;
 
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 use std::collections::BTreeSet;
