@@ -35,7 +35,7 @@ pub use join::{discover, Joined};
 pub use node::{lock_data_dir, Handle, Node, NodeConfig, Status};
 pub use seed::seed_data_dir;
 pub use synod_storage::DirLock;
-pub use tls::PeerTls;
+pub use tls::{AddressCheck, PeerTls};
 pub use transport::{ClusterInfo, InboundLimits};
 
 use synod_paxos::NodeId;

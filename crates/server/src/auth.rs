@@ -190,6 +190,12 @@ pub struct TokenGrant {
     /// member checks again, as etcd's `Authenticate` loops.
     #[prost(uint64, tag = "3")]
     pub checked_revision: u64,
+    /// Granted to the common name of a client certificate that the
+    /// proposing member verified under `--client-cert-auth`, to forward
+    /// that client's request to the leader ([`crate::forward`]): no
+    /// password was checked, so a user without one may have it.
+    #[prost(bool, tag = "4")]
+    pub certificate: bool,
 }
 
 /// An auth store change, as the log carries it.
@@ -745,7 +751,7 @@ impl AuthStore {
                     return Err(AuthError::AuthNotEnabled);
                 }
                 let user = self.users.get(&grant.name).ok_or(AuthError::AuthFailed)?;
-                if user.options.as_ref().is_some_and(|o| o.no_password) {
+                if !grant.certificate && user.options.as_ref().is_some_and(|o| o.no_password) {
                     return Err(AuthError::AuthFailed);
                 }
                 if grant.checked_revision != self.revision {
@@ -917,7 +923,8 @@ mod tests {
         let revoke = AuthUserRevokeRoleRequest { name: "root".into(), role: "root".into() };
         assert_eq!(s.apply(1, cmd(AuthOp::UserRevokeRole(revoke))), Err(AuthError::InvalidAuthMgmt));
         add_user(&mut s, "u");
-        let grant = TokenGrant { name: "u".into(), prefix: "abc".into(), checked_revision: s.revision() };
+        let grant =
+            TokenGrant { name: "u".into(), prefix: "abc".into(), checked_revision: s.revision(), certificate: false };
         assert_eq!(s.apply(9, cmd(AuthOp::Authenticate(grant.clone()))), Ok(AuthReply::Token("abc.9".into())));
         assert_eq!(s.token_user("abc.9"), Some("u"));
         let stale = TokenGrant { checked_revision: s.revision() - 1, ..grant };
@@ -928,5 +935,22 @@ mod tests {
         assert_eq!(s.token_user("abc.9"), None);
         let outsider = AuthCommand { caller: None, op: Some(AuthOp::RoleAdd(AuthRoleAddRequest { name: "x".into() })) };
         assert_eq!(s.apply(12, outsider), Err(AuthError::UserEmpty));
+    }
+
+    #[test]
+    fn a_user_without_a_password_gets_a_token_only_for_its_certificate() {
+        let mut s = enabled_store();
+        let r = AuthUserAddRequest {
+            name: "cn".into(),
+            options: Some(UserAddOptions { no_password: true }),
+            ..Default::default()
+        };
+        s.apply(2, cmd(AuthOp::UserAdd(r))).unwrap();
+        let grant =
+            TokenGrant { name: "cn".into(), prefix: "p".into(), checked_revision: s.revision(), certificate: false };
+        assert_eq!(s.apply(3, cmd(AuthOp::Authenticate(grant.clone()))), Err(AuthError::AuthFailed));
+        let by_certificate = TokenGrant { certificate: true, ..grant };
+        assert_eq!(s.apply(4, cmd(AuthOp::Authenticate(by_certificate))), Ok(AuthReply::Token("p.4".into())));
+        assert_eq!(s.token_user("p.4"), Some("cn"));
     }
 }

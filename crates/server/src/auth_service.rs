@@ -139,7 +139,12 @@ impl Auth for AuthService {
                 let token = self.ctx.tokens.sign(&name, checked)?;
                 return Ok(Response::new(AuthenticateResponse { header: self.header(), token }));
             }
-            let grant = TokenGrant { name: name.clone(), prefix: Tokens::simple_prefix(), checked_revision: checked };
+            let grant = TokenGrant {
+                name: name.clone(),
+                prefix: Tokens::simple_prefix(),
+                checked_revision: checked,
+                certificate: false,
+            };
             match self.change(None, AuthOp::Authenticate(grant)).await? {
                 AuthReply::Token(token) => {
                     return Ok(Response::new(AuthenticateResponse { header: self.header(), token }));

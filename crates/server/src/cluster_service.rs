@@ -14,7 +14,7 @@
 //! have no quorum among the members the leader hears now (etcd's
 //! `--strict-reconfig-check`), each with etcd's error.
 
-use crate::forward::{at_leader, to_leader};
+use crate::forward::{at_leader, to_leader_as, Credentials};
 use crate::machine::{MemberAttributes, Proposal};
 use crate::membership::{resolve_peer, View};
 use crate::server::Context;
@@ -117,7 +117,9 @@ impl ClusterService {
         Ok(PbMemberAddResponse { header: None, member: Some(member), members: self.list(&self.view().await?) })
     }
 
-    async fn remove(&self, req: PbMemberRemoveRequest) -> Result<PbMemberRemoveResponse, Status> {
+    /// Removes a member for a caller with `creds` (with which the removal
+    /// goes to the next leader if this one hands over first).
+    async fn remove(&self, req: PbMemberRemoveRequest, creds: &Credentials) -> Result<PbMemberRemoveResponse, Status> {
         let view = self.view().await?;
         if !view.contains(req.id) {
             return Err(Status::not_found(MEMBER_NOT_FOUND));
@@ -127,7 +129,7 @@ impl ClusterService {
             // which then makes the change, so that writes wait for a
             // transfer rather than an election.
             if self.handover(&view).await {
-                return to_leader(&self.ctx, req, "/etcdserverpb.Cluster/MemberRemove").await;
+                return to_leader_as(&self.ctx, req, "/etcdserverpb.Cluster/MemberRemove", creds).await;
             }
         }
         self.reconfigure(Change::Remove(req.id)).await?;
@@ -205,7 +207,9 @@ impl PbClusterService for ClusterService {
     ) -> Result<Response<PbMemberRemoveResponse>, Status> {
         // Membership changes need the root role (etcd's checkMembershipOperationPermission).
         self.ctx.check_admin(&request)?;
-        let resp = at_leader(&self.ctx, request, "/etcdserverpb.Cluster/MemberRemove", |r| self.remove(r)).await?;
+        let creds = Credentials::of(&self.ctx, request.metadata(), request.peer_certs())?;
+        let resp =
+            at_leader(&self.ctx, request, "/etcdserverpb.Cluster/MemberRemove", |r| self.remove(r, &creds)).await?;
         Ok(self.respond(resp, |r| &mut r.header))
     }
 

@@ -17,12 +17,15 @@
 //! do) and checking the leader's against `--trusted-ca-file`, or not at all
 //! when the certificates are `--auto-tls`'s self-signed ones.
 
-use crate::machine::EtcdMachine;
+use crate::auth::{AuthCommand, AuthError, AuthOp, AuthReply, TokenGrant};
+use crate::machine::{EtcdMachine, Proposal, Reply};
 use crate::server::Context;
 use crate::status;
+use crate::token::Tokens;
 use etcd_client::proto::{
     PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse, PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse,
 };
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -51,8 +54,9 @@ where
     Fut: Future<Output = Result<Resp, Status>>,
 {
     let forwarded = is_forwarded(&request);
-    // The leader checks the caller's rights again: it gets the token.
-    let token = token_of(request.metadata());
+    // The leader checks the caller's rights again: it gets the caller's
+    // credentials.
+    let creds = Credentials::of(ctx, request.metadata(), request.peer_certs())?;
     let req = request.into_inner();
     let st = ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
     if st.leader == Some(ctx.member_id) {
@@ -61,39 +65,40 @@ where
     if forwarded {
         return Err(not_leader());
     }
-    to_leader_as(ctx, req, path, token).await
+    to_leader_as(ctx, req, path, &creds).await
 }
 
-/// Forward `req` to the leader's service at `path`, waiting for one other
-/// than this member to be known, and asking again while the one known is
-/// gone or no longer leads, for up to the member's leader wait.
-pub async fn to_leader<Req, Resp>(ctx: &Context, req: Req, path: &'static str) -> Result<Resp, Status>
-where
-    Req: prost::Message + Clone + Send + Sync + 'static,
-    Resp: prost::Message + Default + Send + Sync + 'static,
-{
-    to_leader_as(ctx, req, path, None).await
-}
-
-/// [`to_leader`] with the caller's auth token, if it sent one.
+/// Forward `req` to the leader's service at `path` on behalf of a caller
+/// with `creds`, waiting for a leader other than this member to be known,
+/// and asking again while the one known is gone or no longer leads, for up
+/// to the member's leader wait.
 pub async fn to_leader_as<Req, Resp>(
     ctx: &Context,
     req: Req,
     path: &'static str,
-    token: Option<Token>,
+    creds: &Credentials,
 ) -> Result<Resp, Status>
 where
     Req: prost::Message + Clone + Send + Sync + 'static,
     Resp: prost::Message + Default + Send + Sync + 'static,
 {
     let deadline = Instant::now() + ctx.leader_wait;
+    let mut minted_refused = false;
     loop {
         let st = ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
         match st.leader.filter(|&l| l != ctx.member_id) {
-            Some(l) => match ctx.forwarder.unary(l, path, req.clone(), token.clone(), ctx.leader_wait * 4).await {
-                Err(e) if never_served(&e) && Instant::now() < deadline => tokio::time::sleep(RETRY).await,
-                other => return other,
-            },
+            Some(l) => {
+                let token = ctx.forwarder.token(ctx, creds).await?;
+                match ctx.forwarder.unary(l, path, req.clone(), token, ctx.leader_wait * 4).await {
+                    Err(e) if never_served(&e) && Instant::now() < deadline => tokio::time::sleep(RETRY).await,
+                    // A token this member obtained may have expired at the
+                    // leader: obtain another, once.
+                    Err(e) if creds.is_certificate() && is_invalid_token(&e) && !minted_refused => {
+                        minted_refused = true
+                    }
+                    other => return other,
+                }
+            }
             None if Instant::now() < deadline => tokio::time::sleep(RETRY).await,
             None => return Err(Status::unavailable(status::NO_LEADER)),
         }
@@ -102,6 +107,68 @@ where
 
 /// An auth token as it travels in request metadata.
 pub type Token = tonic::metadata::AsciiMetadataValue;
+
+/// Who a forwarded request speaks for, so that the leader checks the
+/// caller's rights and not the forwarding member's.
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    /// Nobody: auth is disabled, or the caller named no one.
+    None,
+    /// The caller's own auth token, passed on.
+    Token(Token),
+    /// A user proven by the common name of its client certificate
+    /// (`--client-cert-auth`). The leader would see this member's
+    /// certificate instead, so the request goes with a token this member
+    /// obtains for that user ([`LeaderForwarder::token`]).
+    Certificate(String),
+}
+
+impl Credentials {
+    /// The credentials of a request with `metadata`, received over a
+    /// connection with the client certificate chain `certs`; a token this
+    /// member does not accept is refused as [`Context::caller_from`]
+    /// refuses it.
+    pub fn of(
+        ctx: &Context,
+        metadata: &tonic::metadata::MetadataMap,
+        certs: Option<std::sync::Arc<Vec<rustls::pki_types::CertificateDer<'static>>>>,
+    ) -> Result<Credentials, Status> {
+        if let Some(token) = token_of(metadata) {
+            return Ok(Credentials::Token(token));
+        }
+        Ok(match ctx.caller_from(metadata, certs)? {
+            Some(caller) => Credentials::Certificate(caller.username),
+            None => Credentials::None,
+        })
+    }
+
+    /// Whether the caller was proven by its certificate.
+    pub fn is_certificate(&self) -> bool {
+        matches!(self, Credentials::Certificate(_))
+    }
+}
+
+/// Whether the leader refused a forwarded request's token.
+pub fn is_invalid_token(e: &Status) -> bool {
+    let invalid = status::auth(AuthError::InvalidAuthToken);
+    e.code() == invalid.code() && e.message() == invalid.message()
+}
+
+/// How many times [`LeaderForwarder::token`] asks the log for a token when
+/// the auth store changed while it asked.
+const GRANT_ATTEMPTS: usize = 4;
+
+/// The most users [`LeaderForwarder`] keeps a token for.
+const MAX_MINTED: usize = 1024;
+
+/// A token this member obtained for a certificate's user.
+struct Minted {
+    token: Token,
+    /// The auth revision it was obtained at.
+    revision: u64,
+    /// When it was last handed out.
+    used: Instant,
+}
 
 /// The auth token a request carries, if any (etcd's clients send it as
 /// `token`, some as `authorization`), to pass on with a forwarded request.
@@ -142,13 +209,82 @@ pub struct LeaderForwarder {
     tls: Option<crate::tls::Loaded>,
     /// The channel to the member last forwarded to.
     cached: Mutex<Option<(NodeId, Channel)>>,
+    /// Tokens obtained for users proven by their client certificates, by
+    /// user name.
+    minted: Mutex<HashMap<String, Minted>>,
 }
 
 impl LeaderForwarder {
     /// A forwarder for the member behind `handle`, with client TLS for
     /// https:// URLs.
     pub fn new(handle: Handle<EtcdMachine>, tls: Option<crate::tls::Loaded>) -> LeaderForwarder {
-        LeaderForwarder { handle, tls, cached: Mutex::new(None) }
+        LeaderForwarder { handle, tls, cached: Mutex::new(None), minted: Mutex::new(HashMap::new()) }
+    }
+
+    /// The token to forward a request with `creds`: the caller's own, or
+    /// for a user proven by its client certificate, one this member
+    /// obtains for that user (a JWT it signs, or a simple token granted
+    /// through the log, marked as granted to a certificate since no
+    /// password was checked) and reuses while the auth store stays at the
+    /// same revision, for at most [`Tokens::reuse_within`].
+    ///
+    /// [`Tokens::reuse_within`]: crate::token::Tokens::reuse_within
+    pub async fn token(&self, ctx: &Context, creds: &Credentials) -> Result<Option<Token>, Status> {
+        let user = match creds {
+            Credentials::None => return Ok(None),
+            Credentials::Token(token) => return Ok(Some(token.clone())),
+            Credentials::Certificate(user) => user,
+        };
+        let revision = ctx.auth.current().revision();
+        if let Some(m) = self.lock_minted().get_mut(user) {
+            if m.revision == revision && m.used.elapsed() < ctx.tokens.reuse_within() {
+                m.used = Instant::now();
+                return Ok(Some(m.token.clone()));
+            }
+        }
+        for _ in 0..GRANT_ATTEMPTS {
+            let revision = ctx.auth.current().revision();
+            let token = if ctx.tokens.is_simple() {
+                let grant = TokenGrant {
+                    name: user.clone(),
+                    prefix: Tokens::simple_prefix(),
+                    checked_revision: revision,
+                    certificate: true,
+                };
+                let payload = Proposal::Auth(AuthCommand { caller: None, op: Some(AuthOp::Authenticate(grant)) });
+                match status::outcome(ctx.propose(payload.to_bytes()).await)? {
+                    Reply::Auth(AuthReply::Token(token)) => token,
+                    Reply::Auth(AuthReply::Stale) => {
+                        // This member's store was behind the log's.
+                        ctx.barrier().await?;
+                        continue;
+                    }
+                    other => return Err(status::unexpected(other)),
+                }
+            } else {
+                ctx.tokens.sign(user, revision)?
+            };
+            let token = Token::try_from(token).map_err(|e| Status::internal(format!("synod: a token: {e}")))?;
+            let mut minted = self.lock_minted();
+            if minted.len() >= MAX_MINTED {
+                minted.clear();
+            }
+            minted.insert(user.clone(), Minted { token: token.clone(), revision, used: Instant::now() });
+            return Ok(Some(token));
+        }
+        Err(Status::unavailable(format!(
+            "synod: the auth store kept changing while obtaining a token to forward {user:?}'s request to the leader"
+        )))
+    }
+
+    fn lock_minted(&self) -> std::sync::MutexGuard<'_, HashMap<String, Minted>> {
+        self.minted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets the tokens obtained for certificates' users after the leader
+    /// refused one (it expired there), so the next request obtains another.
+    pub fn forget_tokens(&self) {
+        self.lock_minted().clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<(NodeId, Channel)>> {
@@ -222,7 +358,13 @@ impl LeaderForwarder {
                 None => Err(Status::unavailable("synod: the leader closed a forwarded keep-alive")),
             }
         };
-        tokio::time::timeout(FORWARD_TIMEOUT, call).await.unwrap_or_else(|_| Err(Status::unavailable(status::TIMEOUT)))
+        let result = tokio::time::timeout(FORWARD_TIMEOUT, call)
+            .await
+            .unwrap_or_else(|_| Err(Status::unavailable(status::TIMEOUT)));
+        if result.as_ref().is_err_and(is_invalid_token) {
+            self.forget_tokens();
+        }
+        result
     }
 
     /// A TTL query at the leader, with the caller's auth token.
@@ -262,8 +404,10 @@ impl LeaderForwarder {
         };
         let result =
             tokio::time::timeout(timeout, call).await.unwrap_or_else(|_| Err(Status::unavailable(status::TIMEOUT)));
-        if result.as_ref().is_err_and(|e| e.code() == tonic::Code::Unavailable) {
-            self.forget(leader);
+        match &result {
+            Err(e) if e.code() == tonic::Code::Unavailable => self.forget(leader),
+            Err(e) if is_invalid_token(e) => self.forget_tokens(),
+            _ => {}
         }
         result
     }

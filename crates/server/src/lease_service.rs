@@ -17,7 +17,7 @@
 //! fixed minimum, the same everywhere).
 
 use crate::auth::AuthInfo;
-use crate::forward::{is_forwarded, not_leader, token_of, Token};
+use crate::forward::{is_forwarded, not_leader, Credentials};
 use crate::lease_keeper::{LeaseKeeper, Remaining, Renewal};
 use crate::server::Context;
 use crate::status;
@@ -109,8 +109,8 @@ impl LeaseService {
 
     /// A keep-alive: the granted TTL, or 0 if the lease does not exist.
     /// Renewed here if this member leads, else at the leader (with the
-    /// caller's `token`). A forwarded keep-alive is never forwarded again.
-    async fn renew(&self, id: i64, forwarded: bool, token: Option<Token>) -> Result<i64, Status> {
+    /// caller's credentials). A forwarded keep-alive is never forwarded again.
+    async fn renew(&self, id: i64, forwarded: bool, creds: &Credentials) -> Result<i64, Status> {
         let deadline = Instant::now() + self.leader_wait();
         loop {
             let failure = match self.renew_here(id).await {
@@ -118,7 +118,8 @@ impl LeaseService {
                 Ok(Renewal::NotFound) => return Ok(0),
                 Ok(Renewal::NotLeader(_)) if forwarded => return Err(not_leader()),
                 Ok(Renewal::NotLeader(Some(leader))) if leader != self.ctx.member_id => {
-                    match self.ctx.forwarder.keep_alive(leader, id, token.clone()).await {
+                    let token = self.ctx.forwarder.token(&self.ctx, creds).await?;
+                    match self.ctx.forwarder.keep_alive(leader, id, token).await {
                         Ok(ttl) => return Ok(ttl),
                         Err(e) => {
                             self.ctx.forwarder.forget(leader);
@@ -153,7 +154,7 @@ impl LeaseService {
         &self,
         req: PbLeaseTimeToLiveRequest,
         forwarded: bool,
-        token: Option<Token>,
+        creds: &Credentials,
     ) -> Result<PbLeaseTimeToLiveResponse, Status> {
         let deadline = Instant::now() + self.leader_wait();
         loop {
@@ -172,7 +173,8 @@ impl LeaseService {
                 }
                 Ok(Remaining::NotLeader(_)) if forwarded => return Err(not_leader()),
                 Ok(Remaining::NotLeader(Some(leader))) if leader != self.ctx.member_id => {
-                    match self.ctx.forwarder.time_to_live(leader, req, token.clone()).await {
+                    let token = self.ctx.forwarder.token(&self.ctx, creds).await?;
+                    match self.ctx.forwarder.time_to_live(leader, req, token).await {
                         Ok(mut resp) => {
                             resp.header = None;
                             return Ok(resp);
@@ -270,7 +272,6 @@ impl PbLeaseService for LeaseService {
         // stream stays open).
         let metadata = request.metadata().clone();
         let certs = request.peer_certs();
-        let token = token_of(&metadata);
         let mut requests = request.into_inner();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let this = self.clone();
@@ -293,8 +294,9 @@ impl PbLeaseService for LeaseService {
                     },
                     Err(e) => Err(e),
                 };
+                let checked = checked.and_then(|()| Credentials::of(&this.ctx, &metadata, certs.clone()));
                 let reply = match checked {
-                    Ok(()) => match this.renew(req.id, forwarded, token.clone()).await {
+                    Ok(creds) => match this.renew(req.id, forwarded, &creds).await {
                         Ok(ttl) => Ok(PbLeaseKeepAliveResponse { header: this.header().await, id: req.id, ttl }),
                         Err(e) => Err(e),
                     },
@@ -316,12 +318,12 @@ impl PbLeaseService for LeaseService {
     ) -> Result<GrpcResponse<PbLeaseTimeToLiveResponse>, Status> {
         let forwarded = is_forwarded(&request);
         let caller = self.ctx.require_caller(&request)?;
-        let token = token_of(request.metadata());
+        let creds = Credentials::of(&self.ctx, request.metadata(), request.peer_certs())?;
         let req = request.into_inner();
         if req.keys {
             self.check_leases(&caller, LeaseCheck::Read(Some(vec![req.id]))).await?;
         }
-        let mut resp = self.time_to_live(req, forwarded, token).await?;
+        let mut resp = self.time_to_live(req, forwarded, &creds).await?;
         resp.header = self.header().await;
         Ok(GrpcResponse::new(resp))
     }

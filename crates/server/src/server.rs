@@ -65,7 +65,7 @@ pub struct Context {
     pub members: Vec<Member>,
     /// `--max-request-bytes`.
     pub max_request_bytes: usize,
-    /// Most ops in one txn (the state machine's limit).
+    /// Most ops in one txn (`--max-txn-ops`), checked before proposing.
     pub max_txn_ops: usize,
     /// This member's data directory.
     pub data_dir: PathBuf,
@@ -286,6 +286,10 @@ pub enum ServerError {
     /// [`run`]); the replica may be fine, but the member is not.
     #[error("{0} ended unexpectedly; this member cannot go on")]
     TaskEnded(String),
+    /// `--experimental-initial-corrupt-check` found this member's store
+    /// differs from its peers'.
+    #[error("initial corruption check: {0}")]
+    Corrupt(String),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -349,7 +353,8 @@ enum Ending {
 /// listener; the lease keeper, without which leases never expire; the
 /// watch hub, without which watchers hear nothing; the membership keeper,
 /// without which peers and removals are never followed; the header
-/// refresher, without which response headers go stale). Publishing the
+/// refresher, without which response headers go stale; the auto-compactor,
+/// if asked for, without which history grows without bound). Publishing the
 /// member's attributes ends by itself once done and is not among them. A
 /// panic in any task of the `synod` binary ends the process anyway (its
 /// panic hook), which covers tasks not watched here.
@@ -376,7 +381,9 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     let (feed, wake) = crate::watch_hub::RevisionFeed::new();
     let tokens = Tokens::parse(&cfg.auth_token, cfg.auth_token_ttl)?;
     let auth_view = Arc::new(AuthView::default());
-    let machine = EtcdMachine::with_revision_feed(feed.clone()).with_auth_view(auth_view.clone());
+    let (hash_events, hash_rx) = mpsc::unbounded_channel();
+    let machine =
+        EtcdMachine::with_revision_feed(feed.clone()).with_auth_view(auth_view.clone()).with_hash_events(hash_events);
     let mut node = Node::start_locked(cfg.node.clone(), machine, peer_listener, lock).await?;
     let handle = node.handle();
     if unrecorded {
@@ -402,7 +409,7 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
         member_id: cfg.member_id,
         members: cfg.members.clone(),
         max_request_bytes: cfg.max_request_bytes,
-        max_txn_ops: synod_kv::Config::default().max_txn_ops,
+        max_txn_ops: cfg.max_txn_ops,
         data_dir: cfg.node.data_dir.clone(),
         quota_bytes: cfg.quota_bytes,
         leader_wait: cfg.node.tick * (2 * cfg.node.protocol.election_ticks) as u32,
@@ -435,10 +442,28 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     background.spawn("the lease keeper", infallible(keeper.clone().run(stop_rx.clone())));
     background.spawn("the header refresher", infallible(watch_status(ctx.clone(), stop_rx.clone())));
     background.spawn("the watch hub", infallible(ctx.watch_hub.clone().run(handle.clone(), feed, wake)));
+    if let Some(retention) = cfg.auto_compaction {
+        background
+            .spawn("the auto-compactor", infallible(crate::compactor::run(ctx.clone(), retention, stop_rx.clone())));
+    }
     background.spawn(
         "the membership keeper",
         infallible(crate::membership::keep(ctx.clone(), cfg.node.peers.clone(), stop_rx.clone(), removed_tx)),
     );
+
+    let checker = crate::corrupt::Checker::new();
+    background.spawn(
+        "the corruption checker",
+        infallible(checker.clone().run(ctx.clone(), hash_rx, cfg.corrupt_check_time, stop_rx.clone())),
+    );
+    if cfg.initial_corrupt_check {
+        // Before any client is served, as etcd checks.
+        if let Err(e) = checker.initial_check(&ctx, 4 * ctx.leader_wait).await {
+            let _ = stop_tx.send(true);
+            node.shutdown().await?;
+            return Err(ServerError::Corrupt(e));
+        }
+    }
 
     let limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let min_lease_ttl = crate::lease_service::min_ttl(cfg.node.tick * cfg.node.protocol.election_ticks as u32);

@@ -387,7 +387,21 @@ impl Loaded {
 
     /// Both sides of the peer transport.
     pub fn peer_tls(&self) -> Result<PeerTls, TlsError> {
-        Ok(PeerTls { server: Arc::new(self.server_config(false)?), client: Arc::new(self.peer_client_config()?) })
+        // As etcd's peer listener (and the name check of the member it
+        // dials): a certificate from the cluster's CA must also name the
+        // address it is used from. Self-signed `--peer-auto-tls`
+        // certificates are verified by no one, so there is nothing to hold
+        // their names to.
+        let address_check: Option<synod_runtime::AddressCheck> = if self.self_signed || self.roots.is_none() {
+            None
+        } else {
+            Some(Arc::new(|cert, ip| Box::pin(async move { check_address(&cert, ip).await })))
+        };
+        Ok(PeerTls {
+            server: Arc::new(self.server_config(false)?),
+            client: Arc::new(self.peer_client_config()?),
+            address_check,
+        })
     }
 
     /// tonic's client TLS for reaching another member's client URL with
@@ -517,6 +531,60 @@ pub(crate) fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?.to_string();
     Some(cn)
+}
+
+/// How long [`check_address`] waits for a host name to resolve.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// etcd's check of a peer's certificate against its address
+/// (`checkCertSAN`): a certificate naming no IP address and no DNS name
+/// passes; otherwise `ip` must be one of its IP addresses, or one of its
+/// DNS names must resolve to `ip`. (etcd also looks `ip` up in reverse for
+/// wildcard names; wildcard names are not matched here.)
+pub async fn check_address(cert: &CertificateDer<'_>, ip: std::net::IpAddr) -> Result<(), String> {
+    let (ips, names) = subject_alt_names(cert)?;
+    if ips.is_empty() && names.is_empty() {
+        return Ok(());
+    }
+    if ips.contains(&ip) {
+        return Ok(());
+    }
+    for name in names.iter().filter(|n| !n.starts_with("*.")) {
+        let resolved = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name.as_str(), 0))).await;
+        if let Ok(Ok(mut addrs)) = resolved {
+            if addrs.any(|a| a.ip().to_canonical() == ip) {
+                return Ok(());
+            }
+        }
+    }
+    Err(format!(
+        "the peer's certificate is for IP addresses {ips:?} and DNS names {names:?}, none of which is {ip}, \
+         the address it is used from"
+    ))
+}
+
+/// A certificate's IP addresses and DNS names (its subject alternative
+/// names).
+fn subject_alt_names(cert: &CertificateDer<'_>) -> Result<(Vec<std::net::IpAddr>, Vec<String>), String> {
+    use x509_parser::extensions::GeneralName;
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| format!("unreadable certificate: {e}"))?;
+    let (mut ips, mut names) = (Vec::new(), Vec::new());
+    let san = parsed.subject_alternative_name().map_err(|e| format!("unreadable subject alternative names: {e}"))?;
+    for name in san.iter().flat_map(|s| s.value.general_names.iter()) {
+        match name {
+            GeneralName::DNSName(n) => names.push(n.to_string()),
+            GeneralName::IPAddress(b) => {
+                if let Ok(v4) = <[u8; 4]>::try_from(*b) {
+                    ips.push(std::net::IpAddr::from(v4));
+                } else if let Ok(v6) = <[u8; 16]>::try_from(*b) {
+                    ips.push(std::net::IpAddr::from(v6).to_canonical());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((ips, names))
 }
 
 fn check_cn(allowed: &Option<String>, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
@@ -823,6 +891,28 @@ mod tests {
         std::fs::write(d.join("server.pem"), "not a certificate").unwrap();
         tokio::time::sleep(RELOAD_CHECK + Duration::from_millis(100)).await;
         assert!(handshake(&server, &client).await, "a broken file replaced the working pair");
+    }
+
+    #[tokio::test]
+    async fn a_peer_certificate_must_name_the_address_it_is_used_from() {
+        let ca = Authority::new("ca").unwrap();
+        let der = |issued: Issued| CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
+        let loopback: std::net::IpAddr = [127, 0, 0, 1].into();
+        let elsewhere: std::net::IpAddr = [10, 9, 9, 9].into();
+        let by_ip = der(ca.issue("m1", &["127.0.0.1"]).unwrap());
+        assert_eq!(check_address(&by_ip, loopback).await, Ok(()));
+        let refused = check_address(&by_ip, elsewhere).await.unwrap_err();
+        assert!(refused.contains("10.9.9.9"), "{refused}");
+        // A DNS name that resolves to the address.
+        let by_name = der(ca.issue("m1", &["localhost"]).unwrap());
+        assert_eq!(check_address(&by_name, loopback).await, Ok(()));
+        assert!(check_address(&by_name, elsewhere).await.is_err());
+        // IPv4 seen through an IPv4-mapped IPv6 socket is the same address.
+        let mapped = std::net::Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped();
+        assert_eq!(check_address(&by_ip, std::net::IpAddr::V6(mapped).to_canonical()).await, Ok(()));
+        // A certificate that names no address is not held to one (etcd).
+        let nameless = der(ca.issue("m1", &[]).unwrap());
+        assert_eq!(check_address(&nameless, elsewhere).await, Ok(()));
     }
 
     #[test]

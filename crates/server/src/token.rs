@@ -99,6 +99,16 @@ impl Tokens {
         matches!(self.kind, TokenKind::Simple)
     }
 
+    /// How long a token this member obtained may be used again: half of
+    /// what the members' idle expiry (simple tokens) or the token's
+    /// lifetime (JWT) allows, so it is never used at the edge of either.
+    pub fn reuse_within(&self) -> Duration {
+        match &self.kind {
+            TokenKind::Simple => self.ttl / 2,
+            TokenKind::Jwt(jwt) => jwt.ttl / 2,
+        }
+    }
+
     /// A fresh random simple-token prefix.
     pub fn simple_prefix() -> String {
         use ring::rand::SecureRandom;
@@ -165,7 +175,11 @@ impl Jwt {
         let alg =
             Algorithm::from_str(method).map_err(|_| TokenConfigError(format!("unknown sign-method {method:?}")))?;
         let ttl = match opts.get("ttl") {
-            Some(t) => crate::config::parse_duration(t).map_err(TokenConfigError)?,
+            Some(t) => match crate::config::duration::parse(t) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => return Err(TokenConfigError("jwt ttl must be above zero".into())),
+                Err(e) => return Err(TokenConfigError(format!("jwt ttl: {e}"))),
+            },
             None => DEFAULT_JWT_TTL,
         };
         let read = |k: &str| -> Result<Option<Vec<u8>>, TokenConfigError> {

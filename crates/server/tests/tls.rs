@@ -147,6 +147,33 @@ async fn member_with_another_cas_peer_certificate_never_gets_data() {
     .await;
 }
 
+/// As etcd's peer listener: a certificate from the cluster's CA is not
+/// enough, it must also name the address the peer connects from, and the
+/// member a peer dials must hold a certificate naming the address dialled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_certificate_for_another_address_is_refused() {
+    let mut cluster = Cluster::prepare_tls(3, false, true, false, &[]);
+    let certs = cluster.tls.clone().unwrap().certs;
+    // The cluster's CA again, this time keeping it to issue one more.
+    let ca = synod_server::tls::Authority::new("synod test CA").unwrap();
+    ca.write_all(&certs, &["m1", "m2", "m3", "m4", "client"], &["127.0.0.1", "localhost"]).unwrap();
+    let away = tempfile::tempdir().unwrap();
+    ca.write_all(away.path(), &["m4"], &["10.9.9.9", "elsewhere.invalid"]).unwrap();
+    for i in 0..3 {
+        cluster.start_member(i);
+    }
+    cluster.wait_ready().await;
+
+    let port = cluster.members[0].peer_port;
+    let here = peer_tls(&certs, "m4");
+    let info = directory(port, Some(&here)).await.expect("a certificate for 127.0.0.1 is served");
+    assert_eq!(info.membership.voters.len(), 3);
+    let moved = peer_tls(away.path(), "m4");
+    let refused = directory(port, Some(&moved)).await;
+    assert!(refused.is_err(), "a certificate for 10.9.9.9 used from 127.0.0.1 got the membership: {refused:?}");
+    eventually(30, "the refusal in member 1's log", async || cluster.log(0).contains("10.9.9.9")).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_serves_http_and_https_client_urls_at_once() {
     let mut cluster = Cluster::prepare_tls(1, true, false, false, &[]);
@@ -196,4 +223,48 @@ async fn auto_tls_encrypts_clients_and_peers_with_self_signed_certificates() {
     }
     // Plaintext to an auto-TLS peer port gets nothing.
     assert!(directory(cluster.members[0].peer_port, None).await.is_err());
+}
+
+/// Under `--client-cert-auth` a client's certificate names its user. A
+/// follower forwards what only the leader serves (membership changes, lease
+/// keep-alives and TTLs) with a token it obtains for that user, so the
+/// leader checks the client's rights, not those of the follower's own
+/// certificate (which names no user).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_forwards_a_certificate_users_requests_with_that_users_rights() {
+    let cluster = Cluster::start_tls(3, true, true, &[]);
+    cluster.wait_ready().await;
+    let mut admin = cluster.client(0).await;
+    admin.user_add("root", "rootpw", None).await.expect("add root");
+    admin.user_grant_role("root", "root").await.expect("root role");
+    // The test certificates' client is "client": a user without a password.
+    let no_password = etcd_client::UserAddOptions::new().with_no_pwd();
+    admin.user_add("client", "", Some(no_password)).await.expect("add the certificate's user");
+    admin.user_grant_role("client", "root").await.expect("grant it root");
+    admin.auth_enable().await.expect("auth enable");
+
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    let mut f = cluster.client(follower).await;
+    let members = f.member_list().await.expect("member list").members().to_vec();
+    let m = members.iter().find(|m| m.name() == "m3").expect("m3 listed");
+    f.member_update(m.id(), m.peer_urls().to_vec())
+        .await
+        .expect("member update through a follower, as root by certificate");
+
+    let lease = f.lease_grant(30, None).await.expect("lease grant").id();
+    f.put("held", "by-lease", Some(etcd_client::PutOptions::new().with_lease(lease))).await.expect("put with lease");
+    let (mut keeper, mut responses) = f.lease_keep_alive(lease).await.expect("keep-alive stream");
+    keeper.keep_alive().await.expect("send keep-alive");
+    let answer = tokio::time::timeout(Duration::from_secs(20), responses.message()).await;
+    let ttl = answer.expect("keep-alive answered in time").expect("keep-alive").expect("a response").ttl();
+    assert!(ttl > 0, "keep-alive through a follower: ttl {ttl}");
+    let ttl = f.lease_time_to_live(lease, None).await.expect("TTL through a follower").ttl();
+    assert!(ttl > 0, "TTL through a follower: {ttl}");
+
+    // Without the root role, the same certificate may not change members.
+    admin.user_revoke_role("client", "root").await.expect("revoke root");
+    let mut f = cluster.client(follower).await;
+    let denied = f.member_update(m.id(), m.peer_urls().to_vec()).await;
+    assert!(denied.is_err(), "a user without the root role changed a member: {denied:?}");
 }
