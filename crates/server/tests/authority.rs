@@ -145,10 +145,18 @@ fn etcdctl_per_endpoint_calls_work_with_url_endpoints() {
     assert!(ctl.endpoints.starts_with("http://127.0.0.1:"), "{}", ctl.endpoints);
     ctl.wait_ready();
 
-    let status = status_lines(&ctl.ok(&["endpoint", "status"]));
-    let urls: Vec<String> = status.iter().map(|(url, _, _)| url.clone()).collect();
-    assert_eq!(urls, cluster.endpoints());
-    assert_eq!(status.iter().filter(|(_, _, leader)| *leader).count(), 1, "exactly one leader: {status:?}");
+    // (Each member says whether it leads as it sees it: ask until they agree.)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = status_lines(&ctl.ok(&["endpoint", "status"]));
+        let urls: Vec<String> = status.iter().map(|(url, _, _)| url.clone()).collect();
+        assert_eq!(urls, cluster.endpoints());
+        if status.iter().filter(|(_, _, leader)| *leader).count() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never exactly one leader: {status:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     let hashes = ctl.ok(&["endpoint", "hashkv"]);
     assert_eq!(hashes.lines().count(), 3, "{hashes}");
@@ -156,14 +164,24 @@ fn etcdctl_per_endpoint_calls_work_with_url_endpoints() {
     assert!(ok, "defrag: {out}{err}");
     assert_eq!(out.matches("Finished defragmenting etcd member[http://127.0.0.1:").count(), 3, "{out}");
 
-    // move-leader finds the leader with a Status call to each endpoint.
-    let (_, follower, _) = status.iter().find(|(_, _, leader)| !leader).expect("a follower");
-    let moved = ctl.ok(&["move-leader", follower]);
-    assert!(moved.contains(&format!("to {follower}")), "{moved}");
+    // move-leader finds the leader with a Status call to each endpoint. (A
+    // cluster just started may still move its leadership by itself, and
+    // then the one asked answers "not leader": ask again.)
     let deadline = Instant::now() + Duration::from_secs(20);
+    let follower = loop {
+        let now = status_lines(&ctl.ok(&["endpoint", "status"]));
+        let (_, follower, _) = now.iter().find(|(_, _, leader)| !leader).expect("a follower");
+        let (ok, out, err) = ctl.run(&["move-leader", follower]);
+        if ok {
+            assert!(out.contains(&format!("to {follower}")), "{out}");
+            break follower.clone();
+        }
+        assert!(err.contains("not leader") && Instant::now() < deadline, "move-leader: {out}{err}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
     loop {
         let now = status_lines(&ctl.ok(&["endpoint", "status"]));
-        if now.iter().any(|(_, id, leader)| id == follower && *leader) {
+        if now.iter().any(|(_, id, leader)| *id == follower && *leader) {
             break;
         }
         assert!(Instant::now() < deadline, "{follower} did not become leader: {now:?}");
