@@ -186,12 +186,18 @@ impl WatchStream {
     async fn serve(&mut self, inbound: &mut Streaming<PbWatchRequest>) -> Result<(), Stop> {
         let mut progress = tokio::time::interval(self.ctx.watch_progress_interval);
         progress.tick().await;
+        // A client that closes its side of the stream (grpc-go's CloseSend,
+        // or the HTTP gateway at the end of a request body) still hears its
+        // watchers, as etcd's recvLoop ends without ending the stream; the
+        // stream ends when the client cancels the call.
+        let mut inbound_open = true;
         loop {
             tokio::select! {
                 biased;
-                request = inbound.message() => match request {
+                _ = self.out.closed() => return Err(Stop),
+                request = inbound.message(), if inbound_open => match request {
                     Ok(Some(request)) => self.on_request(request).await?,
-                    Ok(None) => return Err(Stop),
+                    Ok(None) => inbound_open = false,
                     Err(e) => {
                         debug!(error = %e, "watch stream ended by the client");
                         return Err(Stop);
