@@ -29,6 +29,9 @@
 //! * [`alarm`]: the replicated alarms (NOSPACE, CORRUPT) and what they
 //!   refuse; [`quota`]: the space quota check before a write is proposed;
 //! * [`status`]: runtime and state machine errors as etcd's gRPC errors;
+//! * [`gateway`]: etcd's HTTP/JSON gateway (`/v3/kv/range`, `/v3/watch`,
+//!   ...), routed by the annotations of etcd's API and served by calling
+//!   the gRPC services in process;
 //! * [`tls`]: client and peer TLS from etcd's flags;
 //! * [`ids`]: member and cluster ids, derived as etcd derives them;
 //! * [`snapshot`]: the backup file `Maintenance.Snapshot` streams, and
@@ -50,6 +53,7 @@ pub mod config;
 pub mod demo;
 pub mod election_service;
 pub mod forward;
+pub mod gateway;
 pub mod ids;
 pub mod kv_service;
 pub mod lease_keeper;

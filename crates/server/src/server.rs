@@ -42,6 +42,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tracing::{debug, error, info, warn};
 
@@ -442,10 +443,7 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     let min_lease_ttl = crate::lease_service::min_ttl(cfg.node.tick * cfg.node.protocol.election_ticks as u32);
     let mut servers = Essential::new();
     for (listener, tls) in client_listeners {
-        let router = tonic::transport::Server::builder()
-            .max_concurrent_streams(cfg.max_concurrent_streams)
-            .http2_keepalive_interval(cfg.grpc_keepalive_interval)
-            .http2_keepalive_timeout(Some(cfg.grpc_keepalive_timeout))
+        let services = Routes::default()
             .add_service(PbKvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(limit))
             .add_service(AuthServer::new(AuthService::new(ctx.clone())).max_decoding_message_size(limit))
             .add_service(PbClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(limit))
@@ -462,6 +460,14 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
                 PbLeaseServer::new(LeaseService::new(ctx.clone(), keeper.clone(), min_lease_ttl))
                     .max_decoding_message_size(limit),
             );
+        // etcd's HTTP/JSON gateway beside gRPC, on the same listener,
+        // HTTP/1.1 and HTTP/2 both (see crate::gateway).
+        let router = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .max_concurrent_streams(cfg.max_concurrent_streams)
+            .http2_keepalive_interval(cfg.grpc_keepalive_interval)
+            .http2_keepalive_timeout(Some(cfg.grpc_keepalive_timeout))
+            .add_routes(crate::gateway::with_gateway(services, limit));
         let mut stop = stop_rx.clone();
         let acceptor = acceptor.clone().filter(|_| tls);
         servers.spawn("a client listener", async move {
