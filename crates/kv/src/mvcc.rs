@@ -91,6 +91,10 @@ pub(crate) struct Mvcc {
     /// The logical size of every retained entry ([`entry_size`]), kept up
     /// to date by every put, delete and compaction.
     size: u64,
+    /// Keys whose latest entry is a put (etcd's `keysGauge`), kept up to
+    /// date by every put and delete (compaction keeps every key's latest
+    /// live entry, so it changes nothing here).
+    live: u64,
 }
 
 /// What one history entry of `key` counts towards the store's logical size:
@@ -104,7 +108,7 @@ pub(crate) fn entry_size(key: &[u8], entry: &Entry) -> u64 {
 impl Mvcc {
     /// An empty store: revision 1, never compacted (etcd's -1).
     pub fn new() -> Self {
-        Mvcc { keys: BTreeMap::new(), by_rev: BTreeMap::new(), current: 1, compacted: -1, size: 0 }
+        Mvcc { keys: BTreeMap::new(), by_rev: BTreeMap::new(), current: 1, compacted: -1, size: 0, live: 0 }
     }
 
     /// Rebuilds a store from histories (checked by the caller).
@@ -117,7 +121,8 @@ impl Mvcc {
                 size += entry_size(key, entry);
             }
         }
-        Mvcc { keys, by_rev, current, compacted, size }
+        let live = keys.values().filter(|h| h.last().is_some_and(|e| e.live.is_some())).count() as u64;
+        Mvcc { keys, by_rev, current, compacted, size, live }
     }
 
     /// The logical size of the retained history: [`entry_size`] summed
@@ -125,6 +130,11 @@ impl Mvcc {
     /// when compaction forgets entries.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// How many keys are live (their latest change is a put).
+    pub fn live_keys(&self) -> u64 {
+        self.live
     }
 
     /// The revision of the last write that changed something.
@@ -222,6 +232,9 @@ impl Mvcc {
         let entry = Entry { rev, live: Some(Live { value, create_revision, version, lease }) };
         let kv = entry.to_kv(key, true);
         self.size += entry_size(key, &entry);
+        if prev.is_none() {
+            self.live += 1;
+        }
         history.push(entry);
         self.by_rev.insert(rev, key.to_vec());
         write.events.push(Event { r#type: EventType::Put.into(), kv: Some(kv), prev_kv: prev.clone() });
@@ -241,6 +254,7 @@ impl Mvcc {
             let tombstone = Entry { rev, live: None };
             let kv = tombstone.to_kv(&k, true);
             self.size += entry_size(&k, &tombstone);
+            self.live -= 1;
             history.push(tombstone);
             self.by_rev.insert(rev, k);
             write.events.push(Event { r#type: EventType::Delete.into(), kv: Some(kv), prev_kv: Some(prev.clone()) });
@@ -372,6 +386,25 @@ mod tests {
         assert_eq!(rebuilt.size(), m.size());
         m.compact(m.current());
         assert_eq!(m.size(), 0, "a deleted key is forgotten entirely");
+    }
+
+    #[test]
+    fn live_keys_count_puts_of_new_keys_less_deletes_and_survive_compaction_and_rebuilds() {
+        let mut m = Mvcc::new();
+        put(&mut m, "a", "1");
+        put(&mut m, "a", "2");
+        put(&mut m, "b", "1");
+        put(&mut m, "c", "1");
+        assert_eq!(m.live_keys(), 3, "a second put of a key is not a new key");
+        delete(&mut m, "b");
+        assert_eq!(m.live_keys(), 2);
+        put(&mut m, "b", "again");
+        delete(&mut m, "c");
+        assert_eq!(m.live_keys(), 2);
+        let rebuilt = Mvcc::from_parts(m.keys.clone(), m.current(), m.compacted());
+        assert_eq!(rebuilt.live_keys(), 2);
+        m.compact(m.current());
+        assert_eq!(m.live_keys(), 2);
     }
 
     #[test]

@@ -48,6 +48,11 @@ impl KvState {
         self.mvcc.current()
     }
 
+    /// How many keys are live now (etcd's `etcd_debugging_mvcc_keys_total`).
+    pub fn live_keys(&self) -> u64 {
+        self.mvcc.live_keys()
+    }
+
     /// The revision of the last compaction; -1 if there was none (as etcd).
     pub fn compact_revision(&self) -> i64 {
         self.mvcc.compacted()

@@ -178,6 +178,11 @@ impl Active {
 }
 
 impl Leader {
+    /// Slots proposed and not yet seen chosen (none before phase 1 is done).
+    pub(crate) fn slots_in_flight(&self) -> usize {
+        self.active().map_or(0, |a| a.inflight.len())
+    }
+
     /// The active phase, once phase 1 is done.
     pub(crate) fn active(&self) -> Option<&Active> {
         match &self.phase {
@@ -261,6 +266,7 @@ impl<S: StateMachine> Replica<S> {
         self.leader_hint = Some(self.cfg.id);
         debug_assert!(ballot > self.own_ballot, "ballot {ballot} reused");
         self.own_ballot = ballot;
+        self.out.stats.phase1_started += 1;
         self.persist(Record::Ballot(ballot));
         for to in targets {
             self.send_after_persist(to, Message::Prepare { ballot, from_slot, handoff });
@@ -596,6 +602,7 @@ impl<S: StateMachine> Replica<S> {
                 } else {
                     let batch: Arc<[Command]> = pending.drain(..take).collect();
                     held.remove(&batch);
+                    self.out.stats.batches.push(take);
                     Value::Commands(batch)
                 }
             };
@@ -1268,8 +1275,11 @@ impl<S: StateMachine> Replica<S> {
         let lease = now < a.lease_until && commit >= a.first_own_slot;
         // With a lease no round is needed: seq 0 is confirmed.
         let seq = if lease { 0 } else { a.hb_seq + 1 };
-        if !lease {
+        if lease {
+            self.out.stats.lease_reads += 1;
+        } else {
             a.read_round_wanted = true;
+            self.out.stats.read_index_reads += 1;
         }
         a.reads.push_back(PendingRead { id, query, read_index, seq, origin });
         self.serve_reads();

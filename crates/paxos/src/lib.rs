@@ -42,7 +42,7 @@ pub use reconfig::{Change, Membership, ReconfigError};
 pub use record::{Lsn, Record};
 pub use replica::{
     ClientError, Input, Output, ReadResponse, ReconfigResponse, RecoverError, Refused, Replica, Response, SessionInfo,
-    Snapshot, TransferResponse,
+    Snapshot, Stats, TransferResponse,
 };
 pub use state_machine::{KvMachine, SnapshotError, StateMachine};
 pub use transfer::TransferError;

@@ -7,7 +7,9 @@ use crate::command::Command;
 use crate::config::Config;
 use crate::message::Message;
 use crate::record::{Lsn, Record};
-use crate::replica::{Input, ReadResponse, ReconfigResponse, Refused, Replica, Response, Snapshot, TransferResponse};
+use crate::replica::{
+    Input, ReadResponse, ReconfigResponse, Refused, Replica, Response, Snapshot, Stats, TransferResponse,
+};
 use crate::state_machine::StateMachine;
 use std::collections::VecDeque;
 
@@ -33,6 +35,8 @@ pub struct LocalCluster<S: StateMachine> {
     pub keep_records: bool,
     /// Messages delivered so far.
     pub delivered: u64,
+    /// Each replica's [`Stats`] added up (index: id - 1).
+    stats: Vec<Stats>,
 }
 
 impl<S: StateMachine> LocalCluster<S> {
@@ -57,6 +61,7 @@ impl<S: StateMachine> LocalCluster<S> {
             isolated: Vec::new(),
             keep_records: true,
             delivered: 0,
+            stats: vec![Stats::default(); n as usize],
         }
     }
 
@@ -69,7 +74,8 @@ impl<S: StateMachine> LocalCluster<S> {
         };
         node.step(input);
         loop {
-            let out = node.output();
+            let mut out = node.output();
+            add_stats(&mut self.stats[i], std::mem::take(&mut out.stats));
             if out.is_empty() {
                 break;
             }
@@ -162,6 +168,12 @@ impl<S: StateMachine> LocalCluster<S> {
         self.nodes.push(Some(replica));
         self.disks.push(Vec::new());
         self.snapshots.push(None);
+        self.stats.push(Stats::default());
+    }
+
+    /// What replica `id` counted in its outputs so far, added up.
+    pub fn stats(&self, id: NodeId) -> &Stats {
+        &self.stats[(id - 1) as usize]
     }
 
     /// The snapshot replica `id` stored last, if any.
@@ -181,4 +193,13 @@ impl<S: StateMachine> LocalCluster<S> {
         let snapshot = self.snapshots[i].clone();
         self.nodes[i] = Some(Replica::recover(config, sm, snapshot, records).expect("own records recover"));
     }
+}
+
+fn add_stats(total: &mut Stats, more: Stats) {
+    total.phase1_started += more.phase1_started;
+    total.lease_reads += more.lease_reads;
+    total.read_index_reads += more.read_index_reads;
+    total.snapshots_sent += more.snapshots_sent;
+    total.snapshots_received += more.snapshots_received;
+    total.batches.extend(more.batches);
 }

@@ -186,6 +186,38 @@ pub struct Output<O> {
     /// Messages from peers refused on arrival (see [`crate::admission`]),
     /// for the runtime to log; nothing else is to be done about them.
     pub refused: Vec<Refused>,
+    /// What happened since the last output, counted for the runtime's
+    /// metrics; nothing is to be done about it (see [`Stats`]).
+    pub stats: Stats,
+}
+
+/// Protocol events since the last [`Replica::output`], for metrics: the
+/// runtime adds them to its counters. Counts, not state: the replica keeps
+/// none of them, so they never change what it does (or how a model checker
+/// fingerprints it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Phase 1 started with a new ballot (this replica was elected).
+    pub phase1_started: u64,
+    /// Linearizable reads the leader confirmed by its lease, with no round
+    /// trip (a follower's read index included).
+    pub lease_reads: u64,
+    /// Linearizable reads the leader confirmed by a heartbeat round to a
+    /// quorum (the read-index fallback when no lease holds).
+    pub read_index_reads: u64,
+    /// Snapshot transfers sent to a peer in full (their last chunk sent).
+    pub snapshots_sent: u64,
+    /// Snapshots received from a peer and installed.
+    pub snapshots_received: u64,
+    /// For each slot proposed with client commands, how many it holds.
+    pub batches: Vec<usize>,
+}
+
+impl Stats {
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        *self == Stats::default()
+    }
 }
 
 /// A peer's message refused on arrival: no member could have sent it as it
@@ -212,12 +244,14 @@ impl<O> Default for Output<O> {
             snapshot: None,
             truncate_before: None,
             refused: Vec::new(),
+            stats: Stats::default(),
         }
     }
 }
 
 impl<O> Output<O> {
-    /// Whether there is nothing to do.
+    /// Whether there is nothing to do ([`Output::stats`] is not work, and
+    /// is not looked at).
     pub fn is_empty(&self) -> bool {
         self.persist.is_empty()
             && self.send.is_empty()
@@ -1197,6 +1231,21 @@ impl<S: StateMachine> Replica<S> {
     /// This replica's logical clock.
     pub fn now(&self) -> u64 {
         self.now
+    }
+
+    /// Whether this replica hears a quorum of the members now (fresh
+    /// replies to its pings from enough of them, itself included). A
+    /// follower that does not cannot tell whether the leader it last
+    /// heard of still leads: etcd's followers in that state have no
+    /// leader either (they stand for election).
+    pub fn hears_quorum(&self) -> bool {
+        self.election.connected(self.now)
+    }
+
+    /// Slots this leader has proposed and not yet seen chosen (0 when not
+    /// leading).
+    pub fn slots_in_flight(&self) -> usize {
+        self.leader.as_ref().map_or(0, |l| l.slots_in_flight())
     }
 
     /// Whether a leader lease currently lets this replica answer reads

@@ -262,6 +262,9 @@ impl<S: StateMachine> Replica<S> {
         let msg =
             Message::SnapshotChunk { slot: snap.slot, offset: start as u64, total, data: snap.data.slice(start..end) };
         self.transfers.insert(to, (snap.slot, self.now));
+        if end == snap.data.len() {
+            self.out.stats.snapshots_sent += 1;
+        }
         self.send(to, msg);
     }
 
@@ -367,6 +370,7 @@ impl<S: StateMachine> Replica<S> {
         if self.restore_snapshot(slot, &data).is_err() {
             return;
         }
+        self.out.stats.snapshots_received += 1;
         self.log.compact(slot);
         self.commit = slot;
         self.applied = slot;

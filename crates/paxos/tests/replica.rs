@@ -422,3 +422,50 @@ fn a_checkpoint_larger_than_a_message_is_written_as_several_records_and_recovers
     assert_eq!(back.commit_index(), r.commit_index());
     assert_eq!(back.state_machine().map, r.state_machine().map);
 }
+
+#[test]
+fn each_output_counts_the_elections_batches_and_reads_behind_it() {
+    let mut c = cluster(3);
+    let l = c.leader().unwrap();
+    assert_eq!(c.stats(l).phase1_started, 1, "elected once");
+    assert!((1..=3).filter(|&i| i != l).all(|i| c.stats(i).phase1_started == 0));
+    let before = c.stats(l).batches.len();
+    c.propose_all(l, (1..=1000).map(|s| put(1, s, "k", "v")));
+    c.tick(3);
+    let batches = &c.stats(l).batches[before..];
+    assert_eq!(batches.iter().sum::<usize>(), 1000, "every command counted once, in its slot");
+    assert!(batches.len() <= 3, "batched: {batches:?}");
+    // With a lease the leader confirms reads by it, without one by a round.
+    assert!(c.node(l).holds_lease());
+    c.step(l, Input::Read { id: 1, query: Bytes::from("k") });
+    c.tick(2);
+    assert_eq!((c.stats(l).lease_reads, c.stats(l).read_index_reads), (1, 0));
+
+    let mut c = LocalCluster::new(3, |id, m| Config { lease_ticks: 0, ..Config::new(id, m) }, KvMachine::default);
+    c.tick(40);
+    let l = c.leader().unwrap();
+    c.step(l, Input::Read { id: 1, query: Bytes::from("a") });
+    c.tick(2);
+    assert_eq!((c.stats(l).lease_reads, c.stats(l).read_index_reads), (0, 1));
+}
+
+#[test]
+fn a_snapshot_transfer_is_counted_once_by_its_sender_and_once_by_its_receiver() {
+    let cfg = |id, m| Config { snapshot_every: 10, snapshot_chunk: 64, ..Config::new(id, m) };
+    let mut c = LocalCluster::new(3, cfg, KvMachine::default);
+    c.tick(40);
+    let l = c.leader().unwrap();
+    let f = (1..=3).find(|&i| i != l).unwrap();
+    c.isolated.push(f);
+    for seq in 1..=100 {
+        c.step(l, Input::Propose(put(1, seq, &format!("key{seq}"), "some value")));
+        c.deliver_all();
+    }
+    c.tick(3);
+    c.isolated.clear();
+    c.tick(30);
+    assert_eq!(c.node(f).commit_index(), c.node(l).commit_index(), "caught up");
+    let sent: u64 = (1..=3).map(|i| c.stats(i).snapshots_sent).sum();
+    assert_eq!(sent, 1, "one transfer sent in full (in many chunks)");
+    assert_eq!(c.stats(f).snapshots_received, 1);
+}

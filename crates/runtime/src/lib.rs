@@ -22,16 +22,19 @@
 //! * [`transport`]: TCP between replicas;
 //! * [`tls`]: TLS on the peer network;
 //! * [`join`]: how a node added to a running cluster learns its id;
+//! * [`metrics`]: what a replica measures, for Prometheus;
 //! * [`codec`]: how messages and records are encoded.
 
 pub mod codec;
 pub mod join;
+pub mod metrics;
 pub mod node;
 pub mod seed;
 pub mod tls;
 pub mod transport;
 
 pub use join::{discover, Joined};
+pub use metrics::Metrics;
 pub use node::{lock_data_dir, Handle, Node, NodeConfig, Status};
 pub use seed::seed_data_dir;
 pub use synod_storage::DirLock;

@@ -70,6 +70,11 @@ pub struct NodeConfig {
     /// TLS on the peer network (every connection to and from peers).
     /// Default none: plaintext TCP.
     pub peer_tls: Option<crate::PeerTls>,
+    /// Where the replica counts what it does ([`crate::metrics`]); register
+    /// them to expose them. Default: fresh metrics, registered nowhere. The
+    /// write-ahead log's fsyncs feed them unless [`WalOptions::observer`]
+    /// is set.
+    pub metrics: crate::Metrics,
 }
 
 impl NodeConfig {
@@ -92,6 +97,7 @@ impl NodeConfig {
             join_existing: false,
             wal: WalOptions::default(),
             peer_tls: None,
+            metrics: crate::Metrics::new(),
         }
     }
 }
@@ -129,9 +135,20 @@ pub struct Status {
     /// Messages from peers refused on arrival since this member started
     /// (numbers no member could have sent; see `synod_paxos::admission`).
     pub refused: u64,
+    /// Whether this member hears a quorum of the members now (fresh replies
+    /// to its pings). A member that does not cannot know whether the leader
+    /// it last heard of still leads.
+    pub hears_quorum: bool,
 }
 
 impl Status {
+    /// Whether this member has a leader, as etcd means it: one is known,
+    /// and this member hears a quorum (a member cut off from the others
+    /// has none, as an etcd follower that stands for election has none).
+    pub fn has_leader(&self) -> bool {
+        self.leader.is_some() && self.hears_quorum
+    }
+
     /// The latest configuration known here: the pending one if a change
     /// is chosen but not yet in force, else the one in force.
     pub fn latest(&self) -> (Vec<NodeId>, Vec<NodeId>) {
@@ -358,13 +375,14 @@ where
         let dir = DataDir::open_or_init(&cfg.data_dir, cfg.cluster_id, me)?;
         let mut records = Vec::new();
         let mut bad = None;
-        let (wal, recovery) =
-            Wal::open_with(dir.wal_dir(), cfg.wal.clone(), |lsn, bytes| match decode_record(bytes) {
-                Ok(r) => records.push((lsn, r)),
-                Err(e) => {
-                    bad.get_or_insert(Error::Corrupt(format!("record {lsn}: {e}")));
-                }
-            })?;
+        let mut wal_options = cfg.wal.clone();
+        wal_options.observer.get_or_insert_with(|| cfg.metrics.wal_observer());
+        let (wal, recovery) = Wal::open_with(dir.wal_dir(), wal_options, |lsn, bytes| match decode_record(bytes) {
+            Ok(r) => records.push((lsn, r)),
+            Err(e) => {
+                bad.get_or_insert(Error::Corrupt(format!("record {lsn}: {e}")));
+            }
+        })?;
         if let Some(e) = bad {
             return Err(e);
         }
@@ -394,6 +412,7 @@ where
                 max_frame: cfg.max_frame,
                 limits: cfg.inbound.clone(),
                 tls: cfg.peer_tls.clone(),
+                metrics: cfg.metrics.clone(),
             },
             listener,
             peer_tx,
@@ -418,6 +437,9 @@ where
             published: None,
             alpha: cfg.protocol.max_inflight_slots as u64,
             refused: 0,
+            metrics: cfg.metrics.clone(),
+            leader_seen: None,
+            pings: HashMap::new(),
             _lock: lock,
         };
         let task = tokio::spawn(actor.run(cfg.tick, rx, peer_rx, durable_rx, stop_rx));
@@ -532,6 +554,13 @@ enum Stored {
 /// A client waiting for an answer, and when it gives up.
 type Waiter<O> = (oneshot::Sender<Result<O, Error>>, Instant);
 
+/// The last ping to one peer, timed for its answer.
+struct Ping {
+    round: u64,
+    sent: Instant,
+    rtt: prometheus::Histogram,
+}
+
 struct Actor<S: StateMachine> {
     replica: Replica<S>,
     wal: Arc<Wal>,
@@ -551,6 +580,13 @@ struct Actor<S: StateMachine> {
     alpha: u64,
     /// Peer messages refused on arrival since start.
     refused: u64,
+    /// Where what the replica does is counted.
+    metrics: crate::Metrics,
+    /// The leader last seen, to count changes.
+    leader_seen: Option<NodeId>,
+    /// Per peer: the last ping sent (its round, when), and the round-trip
+    /// histogram its answers go to.
+    pings: HashMap<NodeId, Ping>,
     /// The data directory's lock, released when the actor ends (declared
     /// last: dropped after the log it protects).
     _lock: DirLock,
@@ -581,7 +617,7 @@ where
                 biased;
                 _ = &mut stop => return Ok(()),
                 Some(d) = durable.recv() => self.on_durable(d)?,
-                Some((from, msg)) = peers.recv() => self.replica.step(Input::Message { from, msg }),
+                Some((from, msg)) = peers.recv() => self.on_peer(from, msg),
                 Some(req) = requests.recv() => self.on_request(req),
                 _ = ticker.tick() => {
                     let due = (start.elapsed().as_nanos() / tick.as_nanos().max(1)) as u64;
@@ -590,6 +626,7 @@ where
                         self.replica.step(Input::Tick);
                     }
                     self.expire();
+                    self.sample();
                 }
             }
             // Take whatever else is waiting, so it all goes out as one batch.
@@ -600,7 +637,7 @@ where
                     progressed = true;
                 }
                 if let Ok((from, msg)) = peers.try_recv() {
-                    self.replica.step(Input::Message { from, msg });
+                    self.on_peer(from, msg);
                     progressed = true;
                 }
                 if let Ok(req) = requests.try_recv() {
@@ -614,6 +651,32 @@ where
             self.carry_out()?;
             self.publish_membership();
         }
+    }
+
+    /// A message from a peer; a pong answering our last ping to it times
+    /// the round trip.
+    fn on_peer(&mut self, from: NodeId, msg: Message) {
+        if let Message::Pong(pong) = &msg {
+            if let Some(p) = self.pings.get(&from).filter(|p| p.round == pong.round) {
+                p.rtt.observe(p.sent.elapsed().as_secs_f64());
+            }
+        }
+        self.replica.step(Input::Message { from, msg });
+    }
+
+    /// Sets the gauges from the replica's state (once a tick: cheap, and
+    /// fresh enough for any scrape).
+    fn sample(&self) {
+        let r = &self.replica;
+        self.metrics.sample(crate::metrics::Sample {
+            has_leader: r.leader_hint().is_some() && r.hears_quorum(),
+            is_leader: r.is_leader(),
+            committed: r.commit_index(),
+            applied: r.applied_index(),
+            pending: self.proposals.len(),
+            ballot_round: r.leader_ballot().unwrap_or(r.promised()).round,
+            slots_in_flight: r.slots_in_flight(),
+        });
     }
 
     /// Keep the transport's answer to joining nodes current.
@@ -701,6 +764,7 @@ where
                     compacted: r.log().compacted(),
                     removed: self.transport.removed(),
                     refused: self.refused,
+                    hears_quorum: r.hears_quorum(),
                 });
             }
         }
@@ -709,6 +773,16 @@ where
     /// Persist, send, answer.
     fn carry_out(&mut self) -> Result<(), Error> {
         let out = self.replica.output();
+        if !out.stats.is_empty() {
+            self.metrics.protocol(&out.stats);
+        }
+        let leader = self.replica.leader_hint();
+        if leader != self.leader_seen {
+            if leader.is_some() {
+                self.metrics.leader_changed();
+            }
+            self.leader_seen = leader;
+        }
         if let Some(&(first, _)) = out.persist.first() {
             let encoded: Vec<Vec<u8>> = out.persist.iter().map(|(_, r)| encode_record(r)).collect();
             let refs: Vec<&[u8]> = encoded.iter().map(|v| v.as_slice()).collect();
@@ -723,8 +797,13 @@ where
             // Written off the actor's thread; the replica compacts once told.
             let store = self.snapshots.clone();
             let tx = self.durable_tx.clone();
+            let metrics = self.metrics.clone();
             tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
                 let saved = store.save(snap.slot, &snap.data).map(|_| Stored::Snapshot(snap.slot));
+                if saved.is_ok() {
+                    metrics.snapshot_saved(started.elapsed());
+                }
                 let _ = tx.send(saved);
             });
         }
@@ -741,10 +820,15 @@ where
             warn!(peer = r.from, kind = r.kind, reason = r.reason, "refused a peer's message");
         }
         for (to, msg) in out.send {
+            if let Message::Ping { round } = msg {
+                self.ping_sent(to, round);
+            }
             self.transport.send(to, msg);
         }
         for r in out.responses {
-            if let Some((reply, _)) = self.proposals.remove(&r.id) {
+            if let Some((reply, deadline)) = self.proposals.remove(&r.id) {
+                let started = deadline - self.timeout;
+                self.metrics.proposal_done(started.elapsed(), r.result.is_err());
                 self.clients.release(r.id);
                 let _ = reply.send(r.result.map_err(client_error));
             }
@@ -767,12 +851,25 @@ where
         Ok(())
     }
 
+    /// Notes when the ping numbered `round` went to `to`.
+    fn ping_sent(&mut self, to: NodeId, round: u64) {
+        let sent = Instant::now();
+        match self.pings.get_mut(&to) {
+            Some(p) => (p.round, p.sent) = (round, sent),
+            None => {
+                let rtt = self.metrics.peer_rtt(to);
+                self.pings.insert(to, Ping { round, sent, rtt });
+            }
+        }
+    }
+
     fn expire(&mut self) {
         let now = Instant::now();
         let expired: Vec<CommandId> =
             self.proposals.iter().filter(|(_, (_, d))| *d <= now).map(|(id, _)| *id).collect();
         for id in expired {
             if let Some((reply, _)) = self.proposals.remove(&id) {
+                self.metrics.proposal_done(self.timeout, true);
                 warn!(client = id.client, seq = id.seq, "proposal timed out");
                 let _ = reply.send(Err(Error::Timeout));
             }

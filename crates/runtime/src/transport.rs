@@ -107,6 +107,8 @@ pub struct TransportConfig {
     pub limits: InboundLimits,
     /// TLS on every peer connection, or none.
     pub tls: Option<PeerTls>,
+    /// Where the bytes sent to and received from each peer are counted.
+    pub metrics: crate::Metrics,
 }
 
 /// What an inbound connection may cost this member.
@@ -328,6 +330,7 @@ async fn outbound(
 ) {
     let mut backoff = Duration::from_millis(20);
     let mut buf = Vec::with_capacity(64 * 1024);
+    let sent = cfg.metrics.peer_sent(peer);
     loop {
         let mut stream = match connect(&cfg, peer, addr).await {
             Ok(s) => {
@@ -367,6 +370,7 @@ async fn outbound(
                 warn!(peer, error = %e, "peer connection broke; reconnecting");
                 break;
             }
+            sent.inc_by(buf.len() as u64);
         }
     }
 }
@@ -494,6 +498,7 @@ async fn serve_peer(
         warn!(%remote, claimed = from, reason = status.reason(), "peer refused");
         return;
     }
+    let received = cfg.metrics.peer_received(from);
     let mut body = Vec::new();
     loop {
         let read = tokio::select! {
@@ -511,6 +516,8 @@ async fn serve_peer(
                 return;
             }
         }
+        // The frame: its length prefix and its body.
+        received.inc_by(4 + body.len() as u64);
         if shared_read(&shared).removed.contains(&from) {
             info!(peer = from, "closing the connection of a removed member");
             return;
@@ -595,7 +602,15 @@ mod tests {
 
     fn cfg(me: NodeId, cluster_id: u64) -> TransportConfig {
         let peers = (1..=3).map(|i| (i, SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)))).collect();
-        TransportConfig { cluster_id, me, peers, max_frame: 1 << 20, limits: InboundLimits::default(), tls: None }
+        TransportConfig {
+            cluster_id,
+            me,
+            peers,
+            max_frame: 1 << 20,
+            limits: InboundLimits::default(),
+            tls: None,
+            metrics: crate::Metrics::new(),
+        }
     }
 
     #[test]

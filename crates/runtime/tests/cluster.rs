@@ -656,3 +656,78 @@ async fn a_data_directory_serves_one_node_at_a_time() {
     first.shutdown().await.unwrap();
     single(&dir).await.expect("the directory is free after shutdown").shutdown().await.unwrap();
 }
+
+/// One value of metric `name` in `registry` (the first series; a
+/// histogram's sample count).
+fn metric(registry: &prometheus::Registry, name: &str) -> f64 {
+    let family = registry.gather().into_iter().find(|f| f.name() == name);
+    let family = family.unwrap_or_else(|| panic!("{name} is not registered"));
+    let Some(m) = family.get_metric().first() else { return 0.0 };
+    match family.get_field_type() {
+        prometheus::proto::MetricType::COUNTER => m.get_counter().get_value(),
+        prometheus::proto::MetricType::GAUGE => m.get_gauge().get_value(),
+        prometheus::proto::MetricType::HISTOGRAM => m.get_histogram().get_sample_count() as f64,
+        other => panic!("{name} is a {other:?}"),
+    }
+}
+
+/// The sum of [`metric`] over every member.
+fn total(registries: &[prometheus::Registry], name: &str) -> f64 {
+    registries.iter().map(|r| metric(r, name)).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_member_counts_its_fsyncs_commits_peers_and_leadership() {
+    let metrics = std::sync::Mutex::new(Vec::new());
+    let c = cluster_with(|cfg| metrics.lock().unwrap().push(cfg.metrics.clone())).await;
+    let registries: Vec<prometheus::Registry> = metrics
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .map(|m| {
+            let r = prometheus::Registry::new();
+            m.register(&r).unwrap();
+            r
+        })
+        .collect();
+    until_leader(&c).await;
+    // Proposals made at member 1, whoever leads.
+    let at_1 = &registries[0];
+    let fsyncs = metric(at_1, "etcd_disk_wal_fsync_duration_seconds");
+    let committed = metric(at_1, "etcd_server_proposals_committed_total");
+    let h = c.nodes[&1].handle();
+    for i in 0..20 {
+        h.propose(KvMachine::put("k", &i.to_string())).await.unwrap();
+    }
+    // Gauges are sampled once a tick.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(metric(at_1, "etcd_disk_wal_fsync_duration_seconds") > fsyncs, "fsyncs timed");
+    assert!(metric(at_1, "synod_wal_fsync_records") > 0.0);
+    assert!(metric(at_1, "etcd_server_proposals_committed_total") >= committed + 20.0, "commit index moved");
+    assert!(metric(at_1, "etcd_server_proposals_applied_total") >= committed + 20.0);
+    assert_eq!(metric(at_1, "synod_proposal_duration_seconds"), 20.0, "every proposal timed");
+    assert_eq!(metric(at_1, "etcd_server_proposals_failed_total"), 0.0);
+    let batched: f64 = registries
+        .iter()
+        .map(|r| {
+            let f = r.gather().into_iter().find(|f| f.name() == "synod_batch_size_commands").unwrap();
+            f.get_metric()[0].get_histogram().get_sample_sum()
+        })
+        .sum();
+    assert!(batched >= 20.0, "every command counted in its slot's batch: {batched}");
+    assert!(total(&registries, "synod_phase1_rounds_started_total") >= 1.0);
+
+    let leader = until_settled_leader(&c).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for (i, r) in registries.iter().enumerate() {
+        let id = i as NodeId + 1;
+        assert_eq!(metric(r, "etcd_server_has_leader"), 1.0, "member {id}");
+        assert_eq!(metric(r, "etcd_server_is_leader"), (id == leader) as u8 as f64, "member {id}, leader {leader}");
+        assert!(metric(r, "etcd_server_leader_changes_seen_total") >= 1.0, "member {id}");
+        assert!(metric(r, "etcd_network_peer_sent_bytes_total") > 0.0, "member {id}");
+        assert!(metric(r, "etcd_network_peer_received_bytes_total") > 0.0, "member {id}");
+        assert!(metric(r, "synod_ballot_round") >= 1.0, "member {id}");
+        // Pings go out every heartbeat; their answers time the round trips.
+        assert!(metric(r, "etcd_network_peer_round_trip_time_seconds") > 0.0, "member {id}");
+    }
+}

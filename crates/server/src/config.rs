@@ -179,6 +179,13 @@ pub struct NodeArgs {
     #[arg(long, default_value = "http://localhost:2379")]
     pub listen_client_urls: String,
 
+    /// Comma-separated URLs to serve /metrics and the health endpoints on
+    /// (/health, /livez, /readyz), apart from the client URLs (which serve
+    /// them too); an https:// URL serves TLS with the client certificate
+    /// flags. None by default.
+    #[arg(long, default_value = "")]
+    pub listen_metrics_urls: String,
+
     /// Comma-separated client URLs of this member to tell the cluster about
     /// (shown by `etcdctl member list`).
     #[arg(long, default_value = "http://localhost:2379")]
@@ -444,6 +451,8 @@ pub struct ServerConfig {
     pub members: Vec<Member>,
     /// Where to serve clients.
     pub client_listen: Vec<ClientListen>,
+    /// Where to serve metrics and health only (`--listen-metrics-urls`).
+    pub metrics_listen: Vec<ClientListen>,
     /// The client URLs published to the cluster.
     pub advertise_client_urls: Vec<String>,
     /// The peer URLs published to the cluster (`--initial-advertise-peer-urls`).
@@ -628,6 +637,14 @@ impl NodeArgs {
             .into_iter()
             .map(|u| Ok(ClientListen { addr: resolve("listen-client-urls", &u)?, tls: is_tls(&u), url: u }))
             .collect::<Result<Vec<_>, ConfigError>>()?;
+        let metrics_listen = if self.listen_metrics_urls.trim().is_empty() {
+            Vec::new()
+        } else {
+            url_list("listen-metrics-urls", &self.listen_metrics_urls)?
+                .into_iter()
+                .map(|u| Ok(ClientListen { addr: resolve("listen-metrics-urls", &u)?, tls: is_tls(&u), url: u }))
+                .collect::<Result<Vec<_>, ConfigError>>()?
+        };
         let advertise_client_urls = url_list("advertise-client-urls", &self.advertise_client_urls)?;
         for u in &advertise_client_urls {
             host_port("advertise-client-urls", u)?;
@@ -646,6 +663,13 @@ impl NodeArgs {
             if !l.tls && client_tls.configured() {
                 tracing::warn!(url = %l.url, "client URL is http while TLS is configured: it serves plaintext");
             }
+        }
+        if let Some(l) = metrics_listen.iter().find(|l| l.tls && !client_tls.configured()) {
+            return Err(bad(format!(
+                "TLS key/cert (--cert-file, --key-file, or --auto-tls) must be provided for metrics URL {} with \
+                 the https scheme",
+                l.url
+            )));
         }
         let peer_urls: Vec<&String> =
             listen_peer.iter().chain(&advertised).chain(members.iter().flat_map(|m| &m.peer_urls)).collect();
@@ -712,6 +736,7 @@ impl NodeArgs {
             cluster_id,
             members,
             client_listen,
+            metrics_listen,
             advertise_client_urls,
             advertise_peer_urls: advertised,
             peer_listen,
@@ -919,6 +944,8 @@ mod tests {
             (&["--peer-client-cert-auth", "true"], "--peer-trusted-ca-file"),
             (&["--cipher-suites", "TLS_NOPE"], "unknown cipher suite"),
             (&["--listen-client-urls", "unix://x:1"], "unix sockets"),
+            (&["--listen-metrics-urls", "https://127.0.0.1:9"], "metrics URL https://127.0.0.1:9"),
+            (&["--listen-metrics-urls", "127.0.0.1:9"], "--listen-metrics-urls"),
         ];
         for (extra, want) in table {
             let err = args(extra).unwrap_err().to_string();
@@ -945,6 +972,16 @@ mod tests {
         assert_eq!(tls, [false, true]);
         assert!(c.client_tls.client_cert_auth);
         assert!(!c.peer_tls_on);
+    }
+
+    #[test]
+    fn metrics_urls_are_optional_and_each_serves_tls_by_its_scheme() {
+        assert!(args(&[]).unwrap().metrics_listen.is_empty());
+        let c = args(&["--listen-metrics-urls", "http://127.0.0.1:2381,https://127.0.0.1:2382", "--auto-tls", "true"])
+            .unwrap();
+        let urls: Vec<(&str, bool)> = c.metrics_listen.iter().map(|l| (l.url.as_str(), l.tls)).collect();
+        assert_eq!(urls, [("http://127.0.0.1:2381", false), ("https://127.0.0.1:2382", true)]);
+        assert_eq!(c.metrics_listen[1].addr.port(), 2382);
     }
 
     #[test]

@@ -330,18 +330,6 @@ impl Gateway {
     }
 }
 
-/// `grpc`'s routes with the gateway's beside them: `/v3/*` and `/v3beta/*`
-/// go to a [`Gateway`] over the gRPC services in `grpc`, whose messages
-/// may be up to `max_message_bytes` long.
-pub fn with_gateway(grpc: Routes, max_message_bytes: usize) -> Routes {
-    let gateway = Gateway::new(grpc.clone(), max_message_bytes);
-    let router = grpc
-        .into_axum_router()
-        .route_service("/v3/{*rest}", gateway.clone())
-        .route_service("/v3beta/{*rest}", gateway);
-    Routes::from(router)
-}
-
 impl<B> Service<Request<B>> for Gateway
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,

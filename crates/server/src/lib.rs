@@ -28,6 +28,10 @@
 //!   simple tokens and JWTs;
 //! * [`alarm`]: the replicated alarms (NOSPACE, CORRUPT) and what they
 //!   refuse; [`quota`]: the space quota check before a write is proposed;
+//! * [`http`]: HTTP beside gRPC on the client URLs and on the metrics
+//!   URLs: `/health`, `/livez`, `/readyz`, `/version`, `/metrics`;
+//!   [`metrics`]: the member's Prometheus metrics; [`grpc_metrics`]: gRPC
+//!   calls counted as etcd counts them;
 //! * [`status`]: runtime and state machine errors as etcd's gRPC errors;
 //! * [`gateway`]: etcd's HTTP/JSON gateway (`/v3/kv/range`, `/v3/watch`,
 //!   ...), routed by the annotations of etcd's API and served by calling
@@ -54,6 +58,8 @@ pub mod demo;
 pub mod election_service;
 pub mod forward;
 pub mod gateway;
+pub mod grpc_metrics;
+pub mod http;
 pub mod ids;
 pub mod kv_service;
 pub mod lease_keeper;
@@ -62,6 +68,7 @@ pub mod lock_service;
 pub mod machine;
 pub mod maintenance_service;
 pub mod membership;
+pub mod metrics;
 pub mod quota;
 pub mod recipes;
 pub mod server;

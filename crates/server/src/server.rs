@@ -1,6 +1,7 @@
 //! One member, running: the replica, its published attributes and the etcd
-//! gRPC services on every client URL (inside TLS for an https:// one),
-//! until asked to stop.
+//! gRPC services on every client URL (inside TLS for an https:// one), with
+//! HTTP beside them ([`crate::http`]) and on every metrics URL, until asked
+//! to stop.
 //!
 //! Fail-stop: a member that cannot go on stops as a whole. If the replica
 //! stops by itself (a failed write or fsync, a panic in its task), or a task
@@ -16,12 +17,14 @@ use crate::cluster_service::ClusterService;
 use crate::config::{Member, ServerConfig, GRPC_OVERHEAD_BYTES};
 use crate::election_service::{pb::election_server::ElectionServer, ElectionService};
 use crate::forward::LeaderForwarder;
+use crate::http::Http;
 use crate::kv_service::KvService;
 use crate::lease_keeper::LeaseKeeper;
 use crate::lease_service::LeaseService;
 use crate::lock_service::{pb::lock_server::LockServer, LockService};
 use crate::machine::{EtcdMachine, MemberAttributes, Output, Proposal, Query};
 use crate::maintenance_service::MaintenanceService;
+use crate::metrics::ServerMetrics;
 use crate::token::Tokens;
 use crate::watch_hub::WatchHub;
 use crate::watch_service::WatchService;
@@ -285,6 +288,9 @@ pub enum ServerError {
     /// [`run`]); the replica may be fine, but the member is not.
     #[error("{0} ended unexpectedly; this member cannot go on")]
     TaskEnded(String),
+    /// The metrics could not be registered (a name registered twice).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -365,8 +371,13 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     for l in &cfg.client_listen {
         client_listeners.push((bind(l.addr).await?, l.tls));
     }
+    let mut metrics_listeners = Vec::new();
+    for l in &cfg.metrics_listen {
+        metrics_listeners.push((bind(l.addr).await?, l.tls));
+    }
+    let metrics = Arc::new(ServerMetrics::new(cfg.member_id, &cfg.node.metrics, cfg.quota_bytes)?);
     let acceptor = match &client_tls {
-        Some(loaded) if cfg.client_listen.iter().any(|l| l.tls) => {
+        Some(loaded) if cfg.client_listen.iter().chain(&cfg.metrics_listen).any(|l| l.tls) => {
             Some(TlsAcceptor::from(Arc::new(loaded.server_config(true)?)))
         }
         _ => None,
@@ -439,6 +450,8 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
         infallible(crate::membership::keep(ctx.clone(), cfg.node.peers.clone(), stop_rx.clone(), removed_tx)),
     );
 
+    let election_timeout = cfg.node.tick * cfg.node.protocol.election_ticks as u32;
+    let http = Http::new(ctx.clone(), metrics.clone(), Http::request_timeout(election_timeout));
     let limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let min_lease_ttl = crate::lease_service::min_ttl(cfg.node.tick * cfg.node.protocol.election_ticks as u32);
     let mut servers = Essential::new();
@@ -460,17 +473,39 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
                 PbLeaseServer::new(LeaseService::new(ctx.clone(), keeper.clone(), min_lease_ttl))
                     .max_decoding_message_size(limit),
             );
-        // etcd's HTTP/JSON gateway beside gRPC, on the same listener,
-        // HTTP/1.1 and HTTP/2 both (see crate::gateway).
+        // gRPC and HTTP (/health, /metrics, ...) on one listener, HTTP/1.1
+        // and HTTP/2 both (see crate::http).
         let router = tonic::transport::Server::builder()
             .accept_http1(true)
+            .layer(metrics.grpc.layer())
             .max_concurrent_streams(cfg.max_concurrent_streams)
             .http2_keepalive_interval(cfg.grpc_keepalive_interval)
             .http2_keepalive_timeout(Some(cfg.grpc_keepalive_timeout))
-            .add_routes(crate::gateway::with_gateway(services, limit));
+            .add_routes(crate::http::client_routes(services, http.clone()));
         let mut stop = stop_rx.clone();
         let acceptor = acceptor.clone().filter(|_| tls);
         servers.spawn("a client listener", async move {
+            let signal = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            let served = match acceptor {
+                Some(acceptor) => router.serve_with_incoming_shutdown(tls_incoming(listener, acceptor), signal).await,
+                None => {
+                    router
+                        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal)
+                        .await
+                }
+            };
+            served.map_err(|e| e.to_string())
+        });
+    }
+    for (listener, tls) in metrics_listeners {
+        let router = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .add_routes(crate::http::metrics_routes(http.clone()));
+        let mut stop = stop_rx.clone();
+        let acceptor = acceptor.clone().filter(|_| tls);
+        servers.spawn("a metrics listener", async move {
             let signal = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
@@ -538,8 +573,9 @@ fn load_tls(cfg: &ServerConfig) -> Result<(Option<crate::tls::Loaded>, Option<sy
             .ok()
             .and_then(|hp| hp.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']']).to_string()))
     };
-    let client = if cfg.client_listen.iter().any(|l| l.tls) || cfg.client_tls.cert_file.is_some() {
-        let hosts: Vec<String> = cfg.client_listen.iter().filter_map(|l| host(&l.url)).collect();
+    let tls_urls = || cfg.client_listen.iter().chain(&cfg.metrics_listen);
+    let client = if tls_urls().any(|l| l.tls) || cfg.client_tls.cert_file.is_some() {
+        let hosts: Vec<String> = tls_urls().filter_map(|l| host(&l.url)).collect();
         Some(cfg.client_tls.load("", &fixtures.join("client"), &hosts, provider.clone())?)
     } else {
         None

@@ -321,7 +321,9 @@ impl TlsInfo {
 impl Loaded {
     /// The listener side: this member's certificate, and the client
     /// certificate check (required when a trusted CA is given, as etcd's
-    /// `ServerConfig` does). `h2` is offered by ALPN for gRPC listeners.
+    /// `ServerConfig` does). For client listeners (`h2`), ALPN offers
+    /// HTTP/2 (gRPC) and HTTP/1.1 (the HTTP endpoints, for clients that
+    /// speak only that).
     pub fn server_config(&self, h2: bool) -> Result<ServerConfig, TlsError> {
         let verifier: Arc<dyn ClientCertVerifier> = match (&self.roots, self.require_client_certs) {
             (Some(roots), true) => {
@@ -348,7 +350,7 @@ impl Loaded {
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(self.reloading.clone());
         if h2 {
-            cfg.alpn_protocols = vec![b"h2".to_vec()];
+            cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         }
         Ok(cfg)
     }

@@ -82,7 +82,7 @@ pub use lock::{DirLock, LOCK_FILE};
 pub use log_store::LogStore;
 pub use mem::MemLog;
 pub use snapshot::{SnapshotMeta, SnapshotReader, SnapshotReceiver, SnapshotStore};
-pub use wal::{Durable, Recovery, TornTail, Wal, WalIter, WalOptions, WalStats};
+pub use wal::{Durable, Recovery, TornTail, Wal, WalIter, WalObserver, WalOptions, WalStats};
 
 /// Log sequence number: the position of a record in the log, from 1.
 pub type Lsn = u64;

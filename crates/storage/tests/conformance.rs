@@ -21,7 +21,7 @@ struct WalHarness {
 impl Harness for WalHarness {
     type Log = Wal;
     fn open(&mut self) -> Wal {
-        let opts = WalOptions { segment_size: 2048, preallocate: true };
+        let opts = WalOptions { segment_size: 2048, preallocate: true, ..WalOptions::default() };
         Wal::open(self.dir.path(), opts).unwrap().0
     }
     fn crash(&mut self, log: Wal) -> Wal {

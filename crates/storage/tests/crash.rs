@@ -55,7 +55,7 @@ fn records_reported_durable_survive_sigkill() {
         }
 
         let mut recovered: Vec<(Lsn, Vec<u8>)> = Vec::new();
-        let opts = WalOptions { segment_size: SEGMENT_SIZE, preallocate: true };
+        let opts = WalOptions { segment_size: SEGMENT_SIZE, preallocate: true, ..WalOptions::default() };
         let (wal, rec) = Wal::open_with(dir.path(), opts, |l, p| recovered.push((l, p.to_vec())))
             .unwrap_or_else(|e| panic!("iteration {iteration}: recovery refused: {e}"));
         for w in recovered.windows(2) {

@@ -7,6 +7,7 @@
 
 pub mod etcdctl;
 pub mod faultfs;
+pub mod http;
 
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 use std::collections::BTreeSet;

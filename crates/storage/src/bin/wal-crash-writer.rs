@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [_, dir, threads, segment_size] = &args[..] else {
         return Err("usage: wal-crash-writer <dir> <threads> <segment-size>".into());
     };
-    let opts = WalOptions { segment_size: segment_size.parse()?, preallocate: true };
+    let opts = WalOptions { segment_size: segment_size.parse()?, preallocate: true, ..WalOptions::default() };
     let (wal, _) = Wal::open(dir, opts)?;
     let wal = Arc::new(wal);
     let handles: Vec<_> = (0..threads.parse::<u64>()?)

@@ -21,6 +21,7 @@ use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
 pub use segment::TornTail;
+use std::time::Duration;
 pub use writer::WalStats;
 
 use crate::error::{Error, IoContext, Result};
@@ -40,11 +41,27 @@ pub struct WalOptions {
     /// segment ahead), so appends never change file size or extents and an
     /// `fdatasync` flushes data only. Default: true.
     pub preallocate: bool,
+    /// Told of every `fdatasync` of the log and every batch made durable,
+    /// as they happen (for metrics). Default: none.
+    pub observer: Option<Arc<dyn WalObserver>>,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
-        WalOptions { segment_size: 64 << 20, preallocate: true }
+        WalOptions { segment_size: 64 << 20, preallocate: true, observer: None }
+    }
+}
+
+/// Watches the log's writer at work, for metrics. Called on the thread
+/// that writes (with no lock of the log held): it must be quick and must
+/// never block, or it slows every append behind it.
+pub trait WalObserver: Send + Sync + std::fmt::Debug {
+    /// One `fdatasync` of a log file returned successfully after `took`.
+    fn synced(&self, took: Duration);
+    /// A batch of `records` records (`bytes` bytes with their headers)
+    /// became durable, covered by the syncs just reported.
+    fn committed(&self, records: usize, bytes: usize) {
+        let _ = (records, bytes);
     }
 }
 
@@ -147,6 +164,7 @@ impl Wal {
             durable: AtomicU64::new(scan.next_lsn - 1),
             halted: AtomicBool::new(false),
             io: Mutex::new(seg),
+            observer: opts.observer.clone(),
         });
         let dir_for_err = shared.dir.clone();
         let writer = {

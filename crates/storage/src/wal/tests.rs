@@ -9,7 +9,7 @@ use std::task::{Wake, Waker};
 use super::*;
 
 fn small() -> WalOptions {
-    WalOptions { segment_size: 4096, preallocate: true }
+    WalOptions { segment_size: 4096, preallocate: true, ..WalOptions::default() }
 }
 
 fn payload(lsn: Lsn) -> Vec<u8> {
@@ -249,7 +249,7 @@ fn submitted_record_resolves_as_a_future() {
 #[test]
 fn leftover_spare_and_unpreallocated_segments_are_handled() {
     let tmp = tempfile::tempdir().unwrap();
-    let plain = WalOptions { segment_size: 4096, preallocate: false };
+    let plain = WalOptions { segment_size: 4096, preallocate: false, ..WalOptions::default() };
     fill(tmp.path(), 100, plain.clone());
     fs::write(tmp.path().join(SPARE_NAME_FOR_TESTS), b"half-written").unwrap();
     let (wal, rec) = Wal::open(tmp.path(), small()).unwrap();
@@ -308,4 +308,38 @@ fn pending_futures_resolve_to_the_failure() {
     let pending = wal.submit(b"doomed").unwrap();
     assert!(matches!(block_on(pending), Err(Error::Failed(_))));
     assert_eq!(wal.durable_lsn(), 1);
+}
+
+/// Counts what a [`WalObserver`] is told.
+#[derive(Debug, Default)]
+struct Counting {
+    syncs: std::sync::atomic::AtomicU64,
+    records: std::sync::atomic::AtomicU64,
+}
+
+impl WalObserver for Counting {
+    fn synced(&self, _took: Duration) {
+        self.syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn committed(&self, records: usize, _bytes: usize) {
+        self.records.fetch_add(records as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn the_observer_is_told_of_every_sync_and_every_record_made_durable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Counting::default());
+    let opts = WalOptions { observer: Some(seen.clone()), ..small() };
+    let (wal, _) = Wal::open(tmp.path(), opts).unwrap();
+    for lsn in 1..=200 {
+        wal.append(&payload(lsn)).unwrap();
+    }
+    let stats = wal.stats();
+    wal.close().unwrap();
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    // Rotations sync too (200 records fill several 4 KiB segments).
+    assert!(segment_files(tmp.path()).len() > 2);
+    assert_eq!(load(&seen.syncs), stats.syncs);
+    assert_eq!(load(&seen.records), 200);
 }

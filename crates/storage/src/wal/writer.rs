@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Wake, Waker};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use super::segment::{self, SegmentMeta, SPARE_NAME};
 use crate::error::{Error, Result};
@@ -84,6 +85,10 @@ pub(crate) struct Shared {
     /// The active segment. Only the holder of `State::busy` locks it for
     /// appends, so the lock is never contended on the hot path.
     pub io: Mutex<SegmentWriter>,
+    /// Told of syncs and durable batches ([`WalOptions::observer`]).
+    ///
+    /// [`WalOptions::observer`]: super::WalOptions::observer
+    pub observer: Option<Arc<dyn super::WalObserver>>,
 }
 
 impl Shared {
@@ -197,7 +202,7 @@ impl SegmentWriter {
                 if self.offset == 0 {
                     j = idx + 1;
                 } else {
-                    self.file.sync_data()?;
+                    self.sync(shared)?;
                     stats.syncs += 1;
                     self.rotate(shared, first_lsn + idx as u64)?;
                     continue;
@@ -213,8 +218,18 @@ impl SegmentWriter {
         if std::mem::take(&mut shared.lock().fail_next_sync) {
             return Err(io::Error::other("injected fsync failure"));
         }
-        self.file.sync_data()?;
+        self.sync(shared)?;
         stats.syncs += 1;
+        Ok(())
+    }
+
+    /// `fdatasync`s the active segment, timed for the observer.
+    fn sync(&mut self, shared: &Shared) -> io::Result<()> {
+        let started = Instant::now();
+        self.file.sync_data()?;
+        if let Some(o) = &shared.observer {
+            o.synced(started.elapsed());
+        }
         Ok(())
     }
 
@@ -303,6 +318,9 @@ pub(crate) fn commit(shared: &Shared, first_lsn: Lsn, buf: &[u8], ends: &[usize]
     let mut stats = WalStats::default();
     let res = shared.lock_io().write_batch(shared, first_lsn, buf, ends, &mut stats);
     let failed = res.is_err();
+    if let (Some(o), false) = (&shared.observer, failed) {
+        o.committed(ends.len(), buf.len());
+    }
     let ready = {
         let mut st = shared.lock();
         debug_assert!(st.busy, "commit runs only with the busy flag held");
