@@ -292,7 +292,7 @@ impl WatchStream {
                 let created = PbWatchResponse { watch_id: id, created: true, ..Default::default() };
                 self.send(created, current).await?;
                 if start < compacted {
-                    return self.cancel_compacted(id, compacted, current).await;
+                    return self.cancel_compacted(id, compacted).await;
                 }
                 if start <= current {
                     self.catch_up(id, current).await?;
@@ -366,12 +366,12 @@ impl WatchStream {
                     let events = kv.events(from, to).map(|all| {
                         all.into_iter().filter(|e| e.kv.as_ref().is_some_and(|kv| range.contains(&kv.key))).collect()
                     });
-                    (events, kv.compact_revision(), kv.revision())
+                    (events, kv.compact_revision())
                 })
                 .await;
-            let (events, compacted, current): (Result<Vec<Event>, _>, i64, i64) = read.map_err(|_| Stop)?;
+            let (events, compacted): (Result<Vec<Event>, _>, i64) = read.map_err(|_| Stop)?;
             let Ok(events) = events else {
-                self.cancel_compacted(id, compacted, current).await?;
+                self.cancel_compacted(id, compacted).await?;
                 return Ok(false);
             };
             let w = self.watchers.get_mut(&id).expect("the watcher was there before the read");
@@ -382,16 +382,18 @@ impl WatchStream {
         }
     }
 
-    async fn cancel_compacted(&mut self, id: i64, compacted: i64, current: i64) -> Result<(), Stop> {
+    /// A watcher whose next revision has been compacted away is canceled
+    /// as etcd 3.4 cancels it: `compact_revision` set, no `cancel_reason`,
+    /// and a header with no revision (etcd's watch response for it carries
+    /// revision 0).
+    async fn cancel_compacted(&mut self, id: i64, compacted: i64) -> Result<(), Stop> {
         self.watchers.remove(&id);
-        let resp = PbWatchResponse {
-            watch_id: id,
-            canceled: true,
-            compact_revision: compacted,
-            cancel_reason: synod_kv::KvError::Compacted.to_string(),
-            ..Default::default()
-        };
-        self.send(resp, current).await
+        let mut resp = PbWatchResponse { watch_id: id, canceled: true, compact_revision: compacted, ..Default::default() };
+        self.ctx.fill(&mut resp.header);
+        if let Some(header) = resp.header.as_mut() {
+            header.revision = 0;
+        }
+        self.out.send(Ok(resp)).await.map_err(|_| Stop)
     }
 
     /// Sends one watcher's events of some whole revisions: one response, or,

@@ -153,6 +153,8 @@ async fn history_filters_ids_cancel_progress_and_compaction() {
     assert!(created.created());
     let r = next(&mut s, 10).await;
     assert!(r.canceled() && r.compact_revision() == last, "{r:?}");
+    // As etcd 3.4 words it: no cancel reason, and no revision in the header.
+    assert_eq!((r.cancel_reason(), r.header().unwrap().revision()), ("", 0), "{r:?}");
     let (mut s, _) = watch(&mut c, "h/k", WatchOptions::new().with_start_revision(last)).await;
     assert_eq!(seen(&next(&mut s, 10).await)[0].0, last);
 }
