@@ -393,11 +393,34 @@ fn encode(input: &MessageDescriptor, json: serde_json::Value) -> Result<Bytes, S
         // grpc-gateway reads `null` as the empty request.
         DynamicMessage::new(input.clone())
     } else {
-        // Unknown fields are ignored, as grpc-gateway v1 ignores them.
-        let options = DeserializeOptions::new().deny_unknown_fields(false);
+        // Unknown fields are dropped first, as grpc-gateway v1 ignores
+        // them, so the rest is read strictly: an unknown enum name is an
+        // error, as it is to jsonpb (prost-reflect would skip it too when
+        // told to allow unknown fields).
+        let mut json = json;
+        drop_unknown_fields(input, &mut json);
+        let options = DeserializeOptions::new().deny_unknown_fields(true);
         DynamicMessage::deserialize_with_options(input.clone(), json, &options).map_err(|e| e.to_string())?
     };
     Ok(grpc_frame(&message.encode_to_vec()))
+}
+
+/// Removes from a JSON request the fields `message` does not have (by
+/// proto or JSON name), in nested messages too.
+fn drop_unknown_fields(message: &MessageDescriptor, json: &mut serde_json::Value) {
+    let serde_json::Value::Object(fields) = json else { return };
+    fields.retain(|name, value| {
+        let Some(field) = message.get_field_by_name(name).or_else(|| message.get_field_by_json_name(name)) else {
+            return false;
+        };
+        if let prost_reflect::Kind::Message(inner) = field.kind() {
+            match value {
+                serde_json::Value::Array(items) => items.iter_mut().for_each(|item| drop_unknown_fields(&inner, item)),
+                value => drop_unknown_fields(&inner, value),
+            }
+        }
+        true
+    });
 }
 
 /// jsonpb's output: proto field names, 64-bit integers as strings, enums
@@ -884,6 +907,12 @@ mod tests {
         let null = decode_frame(encode(&input_of("/v3/kv/range"), serde_json::Value::Null).unwrap());
         assert!(null.is_empty());
         assert!(encode(&input_of("/v3/kv/range"), serde_json::json!({"limit": "x"})).is_err());
+        assert!(encode(&input_of("/v3/kv/range"), serde_json::json!({"sort_order": "NO_SUCH"})).is_err());
+        // Unknown fields are ignored in nested messages too.
+        let txn = serde_json::json!({"success": [{"request_put": {"key": "Zm9v", "x": 1}, "y": [2]}], "z": null});
+        let bytes = decode_frame(encode(&input_of("/v3/kv/txn"), txn).unwrap());
+        let txn = etcd_client::proto::PbTxnRequest::decode(bytes).unwrap();
+        assert_eq!(txn.success.len(), 1);
     }
 
     #[test]
