@@ -203,7 +203,8 @@ impl Harness {
     /// The same request to both; the two answers compared. Returns etcd's.
     async fn both_as(&mut self, path: &str, tokens: (Option<&str>, Option<&str>), body: &str, how: Compare) -> Value {
         let (ep, sp) = self.ports();
-        let (etcd, synod) = tokio::join!(call(ep, "POST", path, tokens.0, body), call(sp, "POST", path, tokens.1, body));
+        let (etcd, synod) =
+            tokio::join!(call(ep, "POST", path, tokens.0, body), call(sp, "POST", path, tokens.1, body));
         self.check(&format!("POST {path} {body}"), &etcd, &synod, how);
         serde_json::from_str(&synod.body).unwrap_or(Value::Null)
     }
@@ -223,7 +224,8 @@ impl Harness {
     /// Opens the same stream on both and compares its head.
     async fn open(&mut self, path: &str, tokens: (Option<&str>, Option<&str>), first: &str) -> (Stream, Stream) {
         let (ep, sp) = self.ports();
-        let (etcd, synod) = tokio::join!(Stream::open(ep, path, tokens.0, first), Stream::open(sp, path, tokens.1, first));
+        let (etcd, synod) =
+            tokio::join!(Stream::open(ep, path, tokens.0, first), Stream::open(sp, path, tokens.1, first));
         if (etcd.status, &etcd.content_type) != (synod.status, &synod.content_type) {
             self.mismatches.push(format!(
                 "stream {path} {first}: etcd {} {}, synod {} {}",
@@ -267,10 +269,10 @@ async fn start(binary: &Path, dir: &Path) -> (Node, u16) {
 }
 
 async fn kv(h: &mut Harness) {
-    let (foo, bar, baz) = (b64(b"foo"), b64(b"bar"), b64(b"baz"));
-    h.both("/v3/kv/put", &format!(r#"{{"key":"{foo}","value":"{bar}"}}"#)).await;
-    h.both("/v3/kv/put", &format!(r#"{{"key":"{foo}","value":"{baz}","prev_kv":true}}"#)).await;
-    h.both("/v3/kv/range", &format!(r#"{{"key":"{foo}"}}"#)).await;
+    let (k, v1, v2) = (b64(b"foo"), b64(b"bar"), b64(b"baz"));
+    h.both("/v3/kv/put", &format!(r#"{{"key":"{k}","value":"{v1}"}}"#)).await;
+    h.both("/v3/kv/put", &format!(r#"{{"key":"{k}","value":"{v2}","prev_kv":true}}"#)).await;
+    h.both("/v3/kv/range", &format!(r#"{{"key":"{k}"}}"#)).await;
     for k in ["a", "ab", "abc", "b"] {
         let (k, v) = (b64(k.as_bytes()), b64(format!("v-{k}").as_bytes()));
         h.both("/v3/kv/put", &format!(r#"{{"key":"{k}","value":"{v}"}}"#)).await;
@@ -283,19 +285,19 @@ async fn kv(h: &mut Harness) {
     )
     .await;
     h.both("/v3/kv/range", &format!(r#"{{"key":"{a}","rangeEnd":"{b}","keysOnly":true,"revision":"4"}}"#)).await;
-    h.both("/v3/kv/range", &format!(r#"{{"key":"AA==","range_end":"AA==","count_only":true}}"#)).await;
+    h.both("/v3/kv/range", r#"{"key":"AA==","range_end":"AA==","count_only":true}"#).await;
     h.both("/v3/kv/range", &format!(r#"{{"key":"{a}","range_end":"{b}","min_mod_revision":5,"serializable":true}}"#))
         .await;
     // A txn whose compares hold: a put, a range and a nested txn.
     let txn = format!(
-        r#"{{"compare":[{{"key":"{foo}","target":"VALUE","result":"EQUAL","value":"{baz}"}},
-             {{"key":"{foo}","target":"VERSION","result":"GREATER","version":"1"}},
+        r#"{{"compare":[{{"key":"{k}","target":"VALUE","result":"EQUAL","value":"{v2}"}},
+             {{"key":"{k}","target":"VERSION","result":"GREATER","version":"1"}},
              {{"key":"{a}","range_end":"{b}","target":"MOD","result":"LESS","mod_revision":100}}],
-           "success":[{{"request_put":{{"key":"{foo}","value":"{bar}","prev_kv":true}}}},
+           "success":[{{"request_put":{{"key":"{k}","value":"{v1}","prev_kv":true}}}},
              {{"request_range":{{"key":"{a}","range_end":"{b}","limit":1}}}},
              {{"request_txn":{{"compare":[{{"key":"{a}","target":"CREATE","result":"NOT_EQUAL","create_revision":0}}],
                "success":[{{"request_delete_range":{{"key":"{a}","prev_kv":true}}}}]}}}}],
-           "failure":[{{"request_delete_range":{{"key":"{foo}"}}}}]}}"#
+           "failure":[{{"request_delete_range":{{"key":"{k}"}}}}]}}"#
     );
     h.both("/v3/kv/txn", &txn).await;
     // The same compares now fail: the failure branch runs.
@@ -304,16 +306,16 @@ async fn kv(h: &mut Harness) {
     h.both("/v3/kv/deleterange", &format!(r#"{{"key":"{a}","range_end":"{b}","prev_kv":true}}"#)).await;
     h.both("/v3/kv/deleterange", &format!(r#"{{"key":"{a}"}}"#)).await;
     h.both("/v3/kv/compaction", r#"{"revision":"5"}"#).await;
-    h.both("/v3/kv/range", &format!(r#"{{"key":"{foo}","revision":3}}"#)).await;
+    h.both("/v3/kv/range", &format!(r#"{{"key":"{k}","revision":3}}"#)).await;
     h.both("/v3/kv/compaction", r#"{"revision":4}"#).await;
     h.both("/v3/kv/compaction", r#"{"revision":1000}"#).await;
-    h.both("/v3/kv/range", &format!(r#"{{"key":"{foo}","revision":1000}}"#)).await;
+    h.both("/v3/kv/range", &format!(r#"{{"key":"{k}","revision":1000}}"#)).await;
     // The deprecated prefix etcd 3.4 still serves, unknown fields ignored,
     // and the empty request (no body, or null).
-    h.both("/v3beta/kv/range", &format!(r#"{{"key":"{foo}","no_such_field":[1,2]}}"#)).await;
+    h.both("/v3beta/kv/range", &format!(r#"{{"key":"{k}","no_such_field":[1,2]}}"#)).await;
     h.both("/v3/kv/range", "").await;
     h.both("/v3/kv/range", "null").await;
-    h.both("/v3/kv/put", &format!(r#"{{"key":"{foo}","value":"{bar}","lease":"7"}}"#)).await;
+    h.both("/v3/kv/put", &format!(r#"{{"key":"{k}","value":"{v1}","lease":"7"}}"#)).await;
 }
 
 async fn leases(h: &mut Harness) {
@@ -383,15 +385,19 @@ async fn auth(h: &mut Harness) {
     h.both("/v3/auth/user/add", r#"{"name":"bob","password":"bobpw"}"#).await;
     h.both("/v3/auth/role/add", r#"{"name":"reader"}"#).await;
     let (a, b) = (b64(b"a"), b64(b"b"));
-    h.both("/v3/auth/role/grant", &format!(r#"{{"name":"reader","perm":{{"permType":"READ","key":"{a}","range_end":"{b}"}}}}"#))
-        .await;
+    h.both(
+        "/v3/auth/role/grant",
+        &format!(r#"{{"name":"reader","perm":{{"permType":"READ","key":"{a}","range_end":"{b}"}}}}"#),
+    )
+    .await;
     h.both("/v3/auth/role/get", r#"{"role":"reader"}"#).await;
     h.both("/v3/auth/user/grant", r#"{"user":"bob","role":"reader"}"#).await;
     h.both("/v3/auth/enable", "{}").await;
     h.both("/v3/kv/range", &format!(r#"{{"key":"{a}"}}"#)).await;
     let ep = h.etcd.1;
     let sp = h.synod.1;
-    let token = |a: Answer| serde_json::from_str::<Value>(&a.body).ok().and_then(|v| v["token"].as_str().map(String::from));
+    let token =
+        |a: Answer| serde_json::from_str::<Value>(&a.body).ok().and_then(|v| v["token"].as_str().map(String::from));
     let bob = (
         token(call(ep, "POST", "/v3/auth/authenticate", None, r#"{"name":"bob","password":"bobpw"}"#).await),
         token(call(sp, "POST", "/v3/auth/authenticate", None, r#"{"name":"bob","password":"bobpw"}"#).await),
@@ -400,14 +406,18 @@ async fn auth(h: &mut Harness) {
         token(call(ep, "POST", "/v3/auth/authenticate", None, r#"{"name":"root","password":"rootpw"}"#).await),
         token(call(sp, "POST", "/v3/auth/authenticate", None, r#"{"name":"root","password":"rootpw"}"#).await),
     );
-    assert!(bob.0.is_some() && bob.1.is_some() && root.0.is_some() && root.1.is_some(), "authenticate: {bob:?} {root:?}");
+    assert!(
+        bob.0.is_some() && bob.1.is_some() && root.0.is_some() && root.1.is_some(),
+        "authenticate: {bob:?} {root:?}"
+    );
     let bob = (bob.0.as_deref(), bob.1.as_deref());
     let root = (root.0.as_deref(), root.1.as_deref());
     h.both("/v3/auth/authenticate", r#"{"name":"bob","password":"bobpw"}"#).await;
     h.both("/v3/auth/authenticate", r#"{"name":"bob","password":"wrong"}"#).await;
     h.both_as("/v3/kv/range", bob, &format!(r#"{{"key":"{a}","range_end":"{b}"}}"#), Compare::Exact).await;
     h.both_as("/v3/kv/put", bob, &format!(r#"{{"key":"{a}","value":"eA=="}}"#), Compare::Exact).await;
-    h.both_as("/v3/kv/range", (Some("forged.1"), Some("forged.1")), &format!(r#"{{"key":"{a}"}}"#), Compare::Exact).await;
+    h.both_as("/v3/kv/range", (Some("forged.1"), Some("forged.1")), &format!(r#"{{"key":"{a}"}}"#), Compare::Exact)
+        .await;
     h.both_as("/v3/auth/user/list", bob, "{}", Compare::Exact).await;
     h.both_as("/v3/auth/user/list", root, "{}", Compare::Exact).await;
     let mut snapshot = h.open("/v3/maintenance/snapshot", bob, "{}").await;
@@ -478,10 +488,5 @@ async fn the_gateway_answers_every_json_request_exactly_as_etcd_does() {
     auth(&mut h).await;
     errors(&mut h).await;
 
-    assert!(
-        h.mismatches.is_empty(),
-        "{} answers differ from etcd's:\n{}",
-        h.mismatches.len(),
-        h.mismatches.join("\n")
-    );
+    assert!(h.mismatches.is_empty(), "{} answers differ from etcd's:\n{}", h.mismatches.len(), h.mismatches.join("\n"));
 }

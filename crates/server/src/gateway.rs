@@ -162,9 +162,13 @@ impl RouteTable {
             _ => String::new(),
         };
         let mut bound = None;
-        for (name, verb) in
-            [("get", Method::GET), ("put", Method::PUT), ("post", Method::POST), ("delete", Method::DELETE), ("patch", Method::PATCH)]
-        {
+        for (name, verb) in [
+            ("get", Method::GET),
+            ("put", Method::PUT),
+            ("post", Method::POST),
+            ("delete", Method::DELETE),
+            ("patch", Method::PATCH),
+        ] {
             if rule.has_field_by_name(name) {
                 bound = Some((verb, text(name)));
             }
@@ -468,7 +472,8 @@ impl JsonObjects {
                     self.buffer.advance(used);
                     return Ok(Some(value));
                 }
-                Some(Err(e)) if !(e.is_eof() && !self.ended) => return Err(e.to_string()),
+                // An incomplete value waits for more of the body, if more may come.
+                Some(Err(e)) if !e.is_eof() || self.ended => return Err(e.to_string()),
                 None if self.ended => return Ok(None),
                 _ => {}
             }
@@ -855,7 +860,10 @@ mod tests {
                 assert_eq!(route.method.full_name(), method, "{path}");
             }
         }
-        assert_eq!(table.lookup("/v3/kv/range").map(|b| b[&Method::POST].grpc_path.as_str()), Some("/etcdserverpb.KV/Range"));
+        assert_eq!(
+            table.lookup("/v3/kv/range").map(|b| b[&Method::POST].grpc_path.as_str()),
+            Some("/etcdserverpb.KV/Range")
+        );
         assert!(table.lookup("/v3/kv/nothing").is_none());
         assert!(table.lookup("/v3alpha/kv/range").is_none());
         // RangeStream is gRPC only (no annotation).
@@ -920,7 +928,14 @@ mod tests {
         use etcd_client::proto::{PbKeyValue, PbRangeResponse, PbResponseHeader};
         let reply = PbRangeResponse {
             header: Some(PbResponseHeader { cluster_id: u64::MAX, member_id: 2, revision: 3, raft_term: 0 }),
-            kvs: vec![PbKeyValue { key: b"foo".to_vec(), value: vec![], create_revision: 2, mod_revision: 3, version: 1, lease: 0 }],
+            kvs: vec![PbKeyValue {
+                key: b"foo".to_vec(),
+                value: vec![],
+                create_revision: 2,
+                mod_revision: 3,
+                version: 1,
+                lease: 0,
+            }],
             more: false,
             count: 1,
         };
@@ -988,10 +1003,8 @@ mod tests {
 
     #[tokio::test]
     async fn json_values_are_read_one_at_a_time_across_chunks() {
-        let chunks: Vec<Result<Frame<Bytes>, Infallible>> = ["{\"a\":", "1}  {\"b\"", ":2}\n", "  "]
-            .into_iter()
-            .map(|c| Ok(Frame::data(Bytes::from(c))))
-            .collect();
+        let chunks: Vec<Result<Frame<Bytes>, Infallible>> =
+            ["{\"a\":", "1}  {\"b\"", ":2}\n", "  "].into_iter().map(|c| Ok(Frame::data(Bytes::from(c)))).collect();
         let body = tonic::body::Body::new(StreamBody::new(tonic::codegen::tokio_stream::iter(chunks)));
         let mut objects = JsonObjects::new(body, 1024);
         assert_eq!(objects.next().await.unwrap(), Some(serde_json::json!({"a": 1})));

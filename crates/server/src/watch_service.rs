@@ -388,7 +388,8 @@ impl WatchStream {
     /// revision 0).
     async fn cancel_compacted(&mut self, id: i64, compacted: i64) -> Result<(), Stop> {
         self.watchers.remove(&id);
-        let mut resp = PbWatchResponse { watch_id: id, canceled: true, compact_revision: compacted, ..Default::default() };
+        let mut resp =
+            PbWatchResponse { watch_id: id, canceled: true, compact_revision: compacted, ..Default::default() };
         self.ctx.fill(&mut resp.header);
         if let Some(header) = resp.header.as_mut() {
             header.revision = 0;

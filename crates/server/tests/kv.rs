@@ -203,7 +203,10 @@ async fn bad_input_gets_etcd_errors_and_the_server_keeps_serving() {
     let err = c.put("b/huge", huge, None).await.unwrap_err();
     let (code, message) = grpc(err);
     assert_eq!(code, Code::ResourceExhausted, "{message}");
-    assert!(message.starts_with("grpc: received message larger than max (") && message.ends_with(" vs. 2097152)"), "{message}");
+    assert!(
+        message.starts_with("grpc: received message larger than max (") && message.ends_with(" vs. 2097152)"),
+        "{message}"
+    );
 
     let err = c.put("", "v", None).await.unwrap_err();
     assert_eq!(grpc(err), (Code::InvalidArgument, "etcdserver: key is not provided".to_string()));
