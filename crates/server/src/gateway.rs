@@ -235,11 +235,16 @@ pub fn routes() -> &'static RouteTable {
     &TABLE
 }
 
+/// The gRPC services a gateway calls: [`Routes`], perhaps under layers
+/// (the gRPC metrics count gateway calls as etcd's do, whose gateway dials
+/// its own gRPC server).
+type GrpcService = tower::util::BoxCloneSyncService<Request<GatewayBody>, Response<GatewayBody>, Infallible>;
+
 /// The gateway: a tower service from HTTP/JSON requests to this member's
 /// gRPC services. Cheap to clone.
 #[derive(Clone)]
 pub struct Gateway {
-    grpc: Routes,
+    grpc: GrpcService,
     table: &'static RouteTable,
     max_body_bytes: usize,
 }
@@ -259,7 +264,20 @@ impl Gateway {
     /// message may take four times that (base64 and JSON escapes), and a
     /// longer one is refused unread.
     pub fn new(grpc: Routes, max_message_bytes: usize) -> Gateway {
-        Gateway { grpc, table: &TABLE, max_body_bytes: max_message_bytes.saturating_mul(4) }
+        Gateway::over(grpc, max_message_bytes)
+    }
+
+    /// [`Gateway::new`] over any service that answers gRPC requests as
+    /// [`Routes`] does (the routes under layers).
+    pub fn over<S, B>(grpc: S, max_message_bytes: usize) -> Gateway
+    where
+        S: Service<Request<GatewayBody>, Response = Response<B>, Error = Infallible> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<tonic::codegen::StdError>,
+    {
+        let grpc = tower::ServiceExt::map_response(grpc, |r: Response<B>| r.map(tonic::body::Body::new));
+        Gateway { grpc: GrpcService::new(grpc), table: &TABLE, max_body_bytes: max_message_bytes.saturating_mul(4) }
     }
 
     /// Answers one HTTP request.
@@ -326,8 +344,8 @@ impl Gateway {
         for (name, value) in metadata(&parts.headers) {
             headers.append(name, value);
         }
-        let mut grpc = self.grpc.clone();
-        match grpc.call(request).await {
+        let grpc = self.grpc.clone();
+        match tower::ServiceExt::oneshot(grpc, request).await {
             Ok(response) => response,
             Err(never) => match never {},
         }

@@ -73,7 +73,10 @@ impl Http {
 /// with 404.
 pub fn client_routes(grpc: Routes, http: Http) -> Routes {
     let max_message_bytes = http.inner.ctx.max_request_bytes + crate::config::GRPC_OVERHEAD_BYTES;
-    let gateway = Gateway::new(grpc.clone(), max_message_bytes);
+    // Gateway calls are gRPC calls to the metrics, as etcd's gateway's
+    // calls to its own gRPC server are.
+    let counted = tower::Layer::layer(&http.inner.metrics.grpc.layer(), grpc.clone());
+    let gateway = Gateway::over(counted, max_message_bytes);
     let endpoints = axum::Router::new()
         .route("/version", any(version))
         .merge(health_routes())

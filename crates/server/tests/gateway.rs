@@ -182,3 +182,18 @@ async fn unknown_paths_and_methods_get_grpc_gateways_plain_answers_and_v3beta_is
     let reply = common::http::request(port, http::Method::GET, "/v3/kv/range", Protocol::Http2, None).await;
     assert_eq!(reply.expect("an answer").status, 405);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_calls_are_counted_as_grpc_calls_as_etcd_counts_them() {
+    let cluster = Cluster::start(1);
+    cluster.wait_ready().await;
+    let port = cluster.members[0].client_port;
+    for _ in 0..3 {
+        let (status, body) = call(port, "/v3/kv/range", &[], "{}", None).await;
+        assert_eq!(status, 400, "{body}");
+    }
+    let reply = common::http::get(port, "/metrics", Protocol::Http1, None).await.expect("GET /metrics");
+    let scrape = common::http::parse_exposition(&reply.body).expect("Prometheus text");
+    let refused = [("grpc_service", "etcdserverpb.KV"), ("grpc_method", "Range"), ("grpc_code", "InvalidArgument")];
+    assert_eq!(scrape.value("grpc_server_handled_total", &refused), Some(3.0));
+}
