@@ -60,6 +60,12 @@ cluster_start() {
         initial+="${initial:+,}n$i=$scheme://127.0.0.1:$peer"
     done
     mkdir -p "$dir"
+    # etcd and synod both read ETCD_* variables (synod refuses one it does
+    # not know, such as ETCD_BIN): the members get none of the caller's.
+    local unset_etcd=() var
+    for var in $(compgen -e); do
+        case $var in ETCD_*) unset_etcd+=(-u "$var") ;; esac
+    done
     for i in 1 2 3; do
         client=$((base + (i - 1) * 10))
         peer=$((client + 1))
@@ -72,7 +78,7 @@ cluster_start() {
                 --peer-trusted-ca-file "$CLUSTER_TLS_DIR/ca.pem" --peer-client-cert-auth
             )
         fi
-        "$bin" --name "n$i" --data-dir "$dir/n$i" \
+        env "${unset_etcd[@]}" "$bin" --name "n$i" --data-dir "$dir/n$i" \
             --listen-client-urls "$scheme://127.0.0.1:$client" \
             --advertise-client-urls "$scheme://127.0.0.1:$client" \
             --listen-peer-urls "$scheme://127.0.0.1:$peer" \

@@ -3,15 +3,17 @@
 //! `concurrency` tasks each keep exactly one request in flight and issue the
 //! next one as soon as the previous one completes, spread round-robin over
 //! `connections` etcd clients. Each task records latencies into its own
-//! histogram (no shared state on the hot path) and the histograms are merged
-//! at the end. A run stops at its deadline or once its request budget has
+//! histogram (no lock on the hot path) and the histograms are merged at the
+//! end. A run stops at its deadline or once its request budget has
 //! been handed out, whichever comes first; requests already in flight finish
-//! (bounded by the per-request timeout) and count.
+//! (bounded by the per-request timeout) and count. Each completion is also
+//! counted for the progress line ([`progress`]) and in the second it
+//! happened ([`timeline`](crate::timeline)).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use etcd_client::{
@@ -20,6 +22,10 @@ use etcd_client::{
 };
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+
+use crate::progress::{self, Counters, Reporter};
+use crate::record::Interval;
+use crate::timeline::{SecondBucket, Timeline};
 
 /// What every request of a run does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -60,7 +66,7 @@ impl Workload {
     }
 
     /// Reads need keys that exist, or they measure empty ranges.
-    fn reads_keys(self) -> bool {
+    pub fn reads_keys(self) -> bool {
         matches!(self, Workload::Get | Workload::GetSerializable)
     }
 }
@@ -100,6 +106,9 @@ pub struct Config {
     /// Authenticate as this user (name, password): every request then
     /// carries the token the server hands out.
     pub user: Option<(String, String)>,
+    /// Print a progress line to stderr this often while the load runs
+    /// (none: quiet).
+    pub progress: Option<Duration>,
 }
 
 /// What a client needs to speak TLS to the endpoints, as PEM.
@@ -136,6 +145,9 @@ impl Config {
         }
         if self.duration.is_none() && self.requests.is_none() {
             bail!("a run needs a duration or a request count");
+        }
+        if self.progress.is_some_and(|every| every.is_zero()) {
+            bail!("the progress interval must be positive");
         }
         Ok(())
     }
@@ -209,6 +221,17 @@ pub struct Report {
     pub events_s: Option<f64>,
 }
 
+/// What a run measured: the report line, and the run's timeline.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Totals and percentiles, the line `synod-bench` prints.
+    pub report: Report,
+    /// One interval per second of the run.
+    pub timeline: Vec<Interval>,
+    /// When the measured part began, milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
+}
+
 /// What one task counted.
 struct Tally {
     histogram: Histogram<u64>,
@@ -246,9 +269,15 @@ impl Tally {
 struct Shared {
     config: Config,
     value: Vec<u8>,
+    /// When the measured part began: timeline seconds count from here.
+    start: Instant,
     deadline: Option<Instant>,
     /// Requests handed out so far; a task claims one before issuing it.
     issued: AtomicU64,
+    /// Completions so far, for the progress line.
+    counters: Arc<Counters>,
+    /// Completions per second, handed over by the tasks.
+    timeline: Mutex<Timeline>,
     /// txn-cas: the latest mod_revision seen per key (0: never written).
     mod_revisions: Vec<AtomicI64>,
 }
@@ -272,7 +301,7 @@ impl Shared {
 }
 
 /// Connects, prefills if the workload reads, runs, and reports.
-pub async fn run(config: Config) -> Result<Report> {
+pub async fn run(config: Config) -> Result<Outcome> {
     config.validate()?;
     let connections = config.connections.min(config.concurrency);
     let mut clients = Vec::with_capacity(connections);
@@ -299,6 +328,9 @@ pub async fn run(config: Config) -> Result<Report> {
         kv.get(warmup.as_str(), Some(GetOptions::new().with_serializable())).await.context("warm-up request")?;
     }
     if config.prefill && config.workload.reads_keys() {
+        if config.progress.is_some() {
+            eprintln!("synod-bench: writing {} keys before the run", config.key_space);
+        }
         prefill(&clients, &config, &value).await?;
     }
     if config.workload == Workload::TxnCas {
@@ -307,14 +339,19 @@ pub async fn run(config: Config) -> Result<Report> {
     let fanout =
         if config.workload == Workload::WatchFanout { Some(Fanout::start(&clients, &config).await?) } else { None };
 
+    let start = Instant::now();
+    let started_unix_ms =
+        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64);
     let shared = Arc::new(Shared {
-        deadline: config.duration.map(|d| Instant::now() + d),
+        start,
+        deadline: config.duration.map(|d| start + d),
         config,
         value,
         issued: AtomicU64::new(0),
+        counters: Arc::default(),
+        timeline: Mutex::default(),
         mod_revisions,
     });
-    let start = Instant::now();
     let mut tasks = Vec::with_capacity(shared.config.concurrency);
     for task in 0..shared.config.concurrency {
         let client = clients[task % clients.len()].clone();
@@ -322,11 +359,28 @@ pub async fn run(config: Config) -> Result<Report> {
         let shared = Arc::clone(&shared);
         tasks.push(tokio::spawn(drive(shared, session, task as u64)));
     }
+    let reporter = shared.config.progress.map(|every| {
+        let goal = progress::Goal { duration: shared.config.duration, requests: shared.config.requests };
+        Reporter::start(Arc::clone(&shared.counters), start, every, goal)
+    });
     let mut total = Tally::new()?;
+    let mut failed = None;
     for task in tasks {
-        total.merge(task.await.context("load task panicked")??)?;
+        match task.await.context("load task panicked").and_then(|tally| tally) {
+            Ok(tally) => total.merge(tally)?,
+            // Wait for the other tasks all the same (they stop at the
+            // deadline), so none outlives the run.
+            Err(error) => failed = failed.or(Some(error)),
+        }
     }
     let seconds = start.elapsed().as_secs_f64();
+    // Silence progress before anything else is printed.
+    if let Some(reporter) = reporter {
+        reporter.stop().await;
+    }
+    if let Some(error) = failed {
+        return Err(error);
+    }
     let delivered = match fanout {
         Some(fanout) => Some(fanout.finish(total.histogram.len() - total.cas_failed, start).await),
         None => None,
@@ -339,7 +393,7 @@ pub async fn run(config: Config) -> Result<Report> {
     let ms = |micros: u64| micros as f64 / 1000.0;
     let requests = h.len();
     let cas = shared.config.workload == Workload::TxnCas;
-    Ok(Report {
+    let report = Report {
         workload: shared.config.workload.name().to_string(),
         endpoints: shared.config.endpoints.clone(),
         concurrency: shared.config.concurrency,
@@ -363,7 +417,9 @@ pub async fn run(config: Config) -> Result<Report> {
         txn_failed: cas.then_some(total.cas_failed),
         events_delivered: delivered.map(|(events, _)| events),
         events_s: delivered.map(|(_, rate)| rate),
-    })
+    };
+    let timeline = shared.timeline.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).intervals(seconds);
+    Ok(Outcome { report, timeline, started_unix_ms })
 }
 
 /// What one task holds for its whole run.
@@ -460,6 +516,7 @@ impl Fanout {
 /// One closed-loop task: claim, issue, record, repeat.
 async fn drive(shared: Arc<Shared>, mut session: Session, task: u64) -> Result<Tally> {
     let mut tally = Tally::new()?;
+    let mut this_second = SecondBucket::default();
     let mut rng = fastrand::Rng::with_seed(shared.config.seed ^ task.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let workload = shared.config.workload;
     while shared.claim() {
@@ -484,7 +541,16 @@ async fn drive(shared: Arc<Shared>, mut session: Session, task: u64) -> Result<T
             }
         })
         .await;
-        let micros = started.elapsed().as_micros() as u64;
+        let completed = Instant::now();
+        let micros = completed.duration_since(started).as_micros() as u64;
+        let second = completed.duration_since(shared.start).as_secs() as usize;
+        let succeeded = matches!(outcome, Ok(Ok(_)));
+        this_second.count(second, succeeded.then_some(micros), &shared.timeline);
+        if succeeded {
+            shared.counters.op();
+        } else {
+            shared.counters.error();
+        }
         match outcome {
             Ok(Ok(cas_outcome)) => {
                 tally.histogram.saturating_record(micros.max(1));
@@ -498,6 +564,7 @@ async fn drive(shared: Arc<Shared>, mut session: Session, task: u64) -> Result<T
             Err(_) => tally.error(format!("timed out after {:?}", shared.config.timeout)),
         }
     }
+    this_second.finish(&shared.timeline);
     Ok(tally)
 }
 

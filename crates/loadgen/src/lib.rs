@@ -8,6 +8,10 @@
 //! and its differential verdicts comparable between the two servers.
 //!
 //! - [`bench`](mod@bench): workloads, the closed-loop driver and its report.
+//! - [`progress`]: the progress lines a run prints on stderr.
+//! - [`timeline`]: a run's completions sorted into seconds.
+//! - [`record`]: the JSON record of a run (`--json`), a versioned schema.
+//! - [`plot`]: SVG plots drawn from records (`synod-bench plot`).
 //! - [`compare`]: the side-by-side table `synod-bench compare` prints.
 //! - [`raw`]: a KV client that returns etcd's protobuf messages untouched,
 //!   for tests that compare responses field by field.
@@ -19,5 +23,9 @@
 pub mod bench;
 pub mod compare;
 pub mod node;
+pub mod plot;
+pub mod progress;
 pub mod raw;
 pub mod reconfig;
+pub mod record;
+pub mod timeline;

@@ -1,5 +1,7 @@
 //! `synod-bench`: drives etcd-compatible endpoints with one workload and
-//! prints one JSON line; `synod-bench compare` puts two sets side by side.
+//! prints one JSON line (and, with `--json`, writes the whole record);
+//! `synod-bench compare` puts two sets side by side, `synod-bench plot`
+//! draws records as SVG charts.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,7 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use synod_loadgen::bench::{self, Workload};
-use synod_loadgen::{compare, reconfig};
+use synod_loadgen::record::RunRecord;
+use synod_loadgen::{compare, plot, reconfig};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -37,6 +40,17 @@ enum Command {
         /// Column label of the candidate.
         #[arg(long, default_value = "synod")]
         candidate_label: String,
+    },
+    /// Draw SVG charts from --json records: throughput against clients per
+    /// workload (one line per target), and throughput and p50/p99 latency
+    /// over time per workload and client count. Prints the files written.
+    Plot {
+        /// Records written by `synod-bench --json`.
+        #[arg(required = true)]
+        records: Vec<PathBuf>,
+        /// Folder the SVG files go to (made if missing).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
     },
     /// Start a 3-member cluster of --binary and measure the longest write
     /// wait during each membership change (add learner, promote, remove
@@ -159,6 +173,21 @@ struct RunArgs {
     /// every request carries the token the server hands out.
     #[arg(long, value_name = "NAME:PASSWORD")]
     user: Option<String>,
+    /// Also write the whole result (parameters, totals, latency
+    /// percentiles, a per-second timeline) to FILE as JSON, in the schema
+    /// of synod_loadgen::record (versioned).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// What the endpoints are, as --json records and plots name it (e.g.
+    /// synod, etcd); default: the endpoints.
+    #[arg(long)]
+    label: Option<String>,
+    /// Seconds between progress lines on stderr while the load runs.
+    #[arg(long, default_value_t = 5.0)]
+    progress_every: f64,
+    /// No progress lines.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 fn main() -> Result<()> {
@@ -169,6 +198,13 @@ fn main() -> Result<()> {
                 |path: &PathBuf| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));
             let (b, c) = (compare::parse_reports(&read(&baseline)?), compare::parse_reports(&read(&candidate)?));
             print!("{}", compare::table(&baseline_label, &b, &candidate_label, &c));
+            Ok(())
+        }
+        Some(Command::Plot { records, out }) => {
+            let records = records.iter().map(|path| RunRecord::read(path)).collect::<Result<Vec<_>>>()?;
+            for path in plot::plot(&records, &out)? {
+                println!("{}", path.display());
+            }
             Ok(())
         }
         Some(Command::Reconfig { cluster, writers }) => {
@@ -237,14 +273,22 @@ fn run(args: RunArgs) -> Result<()> {
         watchers: args.watchers,
         tls,
         user,
+        progress: if args.quiet { None } else { Some(seconds(args.progress_every, "--progress-every")?) },
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if let Some(threads) = args.threads {
         runtime.worker_threads(threads.max(1));
     }
-    let report = runtime.build()?.block_on(bench::run(config))?;
-    println!("{}", serde_json::to_string(&report)?);
+    let outcome = runtime.build()?.block_on(bench::run(config.clone()))?;
+    let report = &outcome.report;
+    println!("{}", serde_json::to_string(report)?);
+    // Written even when nothing succeeded: a failed run is a result too.
+    if let Some(path) = &args.json {
+        let target = args.label.clone().unwrap_or_else(|| config.endpoints.join(","));
+        let record = RunRecord::of_run(&config, &target, &outcome);
+        std::fs::write(path, record.to_json()?).with_context(|| format!("writing {}", path.display()))?;
+    }
     if report.requests == 0 {
         bail!("no request succeeded ({} errors)", report.errors);
     }

@@ -104,7 +104,16 @@ impl Node {
     /// Starts the process; does not wait for it to serve.
     pub fn start(spec: NodeSpec) -> Result<Node> {
         let log = File::create(&spec.log).with_context(|| format!("creating log {}", spec.log.display()))?;
-        let child = Command::new(&spec.binary)
+        let mut command = Command::new(&spec.binary);
+        // Both etcd and synod read ETCD_* variables (synod refuses one it
+        // does not know, such as ETCD_BIN): a member is configured by its
+        // spec alone.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("ETCD_") {
+                command.env_remove(name);
+            }
+        }
+        let child = command
             .args(spec.args())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -49,9 +49,12 @@ pub struct PeerTls {
     /// How this member handshakes with the members it connects to: the
     /// certificate it presents and how theirs is checked.
     pub client: Arc<ClientConfig>,
-    /// Run on the other side's certificate and address once a handshake
-    /// is done, dialling and accepting alike; `None` checks nothing more.
-    pub address_check: Option<AddressCheck>,
+    /// Run on the dialled member's certificate and address once a
+    /// handshake is done; `None` checks nothing more.
+    pub dialled_check: Option<AddressCheck>,
+    /// Run on a connecting member's certificate and address once a
+    /// handshake is done; `None` checks nothing more.
+    pub accepted_check: Option<AddressCheck>,
 }
 
 impl std::fmt::Debug for PeerTls {
@@ -59,15 +62,20 @@ impl std::fmt::Debug for PeerTls {
         f.debug_struct("PeerTls")
             .field("server", &self.server)
             .field("client", &self.client)
-            .field("address_check", &self.address_check.is_some())
+            .field("dialled_check", &self.dialled_check.is_some())
+            .field("accepted_check", &self.accepted_check.is_some())
             .finish()
     }
 }
 
-/// Runs `tls`'s address check, if any, on `certs` (the other side's chain,
-/// end-entity first) and `addr`.
-async fn check_address(tls: &PeerTls, certs: Option<&[CertificateDer<'static>]>, addr: SocketAddr) -> io::Result<()> {
-    let Some(check) = &tls.address_check else { return Ok(()) };
+/// Runs `check`, if any, on `certs` (the other side's chain, end-entity
+/// first) and `addr`.
+async fn check_address(
+    check: Option<&AddressCheck>,
+    certs: Option<&[CertificateDer<'static>]>,
+    addr: SocketAddr,
+) -> io::Result<()> {
+    let Some(check) = check else { return Ok(()) };
     // Without a certificate the handshake's own policy decided.
     let Some(cert) = certs.and_then(|c| c.first()) else { return Ok(()) };
     let ip = addr.ip().to_canonical();
@@ -94,7 +102,7 @@ pub(crate) async fn dial(tls: Option<&PeerTls>, addr: SocketAddr) -> io::Result<
     let name = ServerName::IpAddress(addr.ip().into());
     let connect = TlsConnector::from(tls.client.clone()).connect(name, tcp);
     let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await.map_err(|_| timed_out())??;
-    check_address(tls, stream.get_ref().1.peer_certificates(), addr).await?;
+    check_address(tls.dialled_check.as_ref(), stream.get_ref().1.peer_certificates(), addr).await?;
     Ok(Box::new(stream))
 }
 
@@ -104,6 +112,6 @@ pub(crate) async fn accept(tls: Option<&PeerTls>, tcp: TcpStream) -> io::Result<
     let remote = tcp.peer_addr()?;
     let accept = TlsAcceptor::from(tls.server.clone()).accept(tcp);
     let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await.map_err(|_| timed_out())??;
-    check_address(tls, stream.get_ref().1.peer_certificates(), remote).await?;
+    check_address(tls.accepted_check.as_ref(), stream.get_ref().1.peer_certificates(), remote).await?;
     Ok(Box::new(stream))
 }

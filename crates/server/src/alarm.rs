@@ -8,8 +8,9 @@
 //! [`synod_kv::cost`] above zero) fails with "etcdserver: mvcc: database
 //! space exceeded", as etcd's capped applier does; reads, deletes,
 //! compaction and lease revokes still work, so an operator can free space.
-//! CORRUPT is recorded and listed but refuses nothing (Synod raises it
-//! never; an operator may).
+//! CORRUPT is recorded and listed but refuses nothing, as in etcd; the
+//! corruption check ([`crate::corrupt`]) raises it for a member whose store
+//! differs from the majority's, and an operator may.
 
 use etcd_client::proto::{PbAlarmMember, PbAlarmRequest};
 use std::collections::BTreeSet;

@@ -8,12 +8,23 @@
 //! `--tick-ms` here; invalid combinations are refused with a message naming
 //! the flags. TLS is on for a URL whose scheme is `https` (see [`crate::tls`]
 //! for what the TLS flags do).
+//!
+//! The flags come from the command line, `ETCD_*` variables or a config
+//! file, as etcd takes them ([`sources`]); an etcd flag that Synod accepts
+//! either does what etcd does or is refused with the reason
+//! ([`unserved`], and the checks in [`NodeArgs::to_config`]).
+
+pub mod duration;
+pub mod file;
+pub mod sources;
+pub mod unserved;
+pub mod urls;
 
 use crate::ids;
 use crate::tls::TlsInfo;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use synod_paxos::{Config, NodeId};
@@ -62,6 +73,16 @@ pub const MAX_REQUEST_BYTES_LIMIT: usize =
         Without a subcommand, runs one member of a cluster; every member must be started \
         with the same --initial-cluster and --initial-cluster-token. `synod demo` starts a \
         local three-node cluster.",
+    after_long_help = "Every flag of a member may also be set from the environment, as etcd reads \
+        it: ETCD_ and the flag's name in upper case with dashes as underscores (--initial-cluster \
+        is ETCD_INITIAL_CLUSTER, --client-cert-auth ETCD_CLIENT_CERT_AUTH=true). An empty \
+        variable is as if unset. A variable for a flag also given on the command line is refused \
+        (as etcd does), and so is an ETCD_* variable that names no flag Synod serves (etcd only \
+        warns): nothing set is ignored. ETCDCTL_* variables are etcdctl's and are left alone.\n\n\
+        With --config-file (or ETCD_CONFIG_FILE) the YAML file is the whole configuration, with \
+        etcd's keys (see crates/server/README.md); any other flag or ETCD_* variable is refused \
+        (etcd ignores them).\n\n\
+        Durations are written as Go's time.ParseDuration reads them: 300ms, 1.5s, 1h30m.",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -160,10 +181,73 @@ pub enum ClusterState {
     Existing,
 }
 
+/// `--log-level`, etcd's levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// Everything, Synod's own debug records included.
+    Debug,
+    /// Informational records and above.
+    Info,
+    /// Warnings and errors.
+    Warn,
+    /// Errors only.
+    Error,
+    /// zap's development panic level: Synod logs nothing above errors, so
+    /// it shows errors.
+    Dpanic,
+    /// As `dpanic`: errors only.
+    Panic,
+    /// As `dpanic`: errors only.
+    Fatal,
+}
+
+/// `--logger`: the form of log records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Logger {
+    /// One JSON object a line, with zap's keys as etcd writes them:
+    /// `level`, `ts`, `caller`, `msg`, then the record's fields.
+    Zap,
+    /// Human-readable lines (etcd 3.4's default; Synod's own layout, not
+    /// capnslog's).
+    Capnslog,
+}
+
+/// `--auto-compaction-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompactionMode {
+    /// --auto-compaction-retention is a duration (a bare number: hours).
+    Periodic,
+    /// --auto-compaction-retention is a number of revisions.
+    Revision,
+}
+
+/// A boolean as Go's `strconv.ParseBool` reads it, as etcd's boolean flags
+/// and variables are: `1`, `t`, `T`, `TRUE`, `true`, `True`, and `0`, `f`,
+/// `F`, `FALSE`, `false`, `False`.
+pub fn parse_go_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!("strconv.ParseBool: parsing {value:?}: invalid syntax (write true or false)")),
+    }
+}
+
+/// A duration as Go's `time.ParseDuration` reads it (see [`duration`]).
+fn parse_go_duration(value: &str) -> Result<Duration, String> {
+    duration::parse(value).map_err(|e| e.to_string())
+}
+
 /// The flags of one member, named as etcd names them where they mean the
-/// same thing.
+/// same thing. A boolean flag is written `--flag` or `--flag=false`, as
+/// Go's flags are.
 #[derive(Debug, Clone, Args)]
 pub struct NodeArgs {
+    /// Path to a YAML configuration file with etcd's keys. When given, it
+    /// is the whole configuration: any other flag or ETCD_* variable is
+    /// refused (etcd ignores them).
+    #[arg(long)]
+    pub config_file: Option<PathBuf>,
+
     /// Human-readable name of this member; must be one of the names in
     /// --initial-cluster.
     #[arg(long, default_value = "default")]
@@ -236,8 +320,20 @@ pub struct NodeArgs {
 
     /// How often a watcher created with progress_notify is told the
     /// revision it is up to date with (a duration: 500ms, 10s, 10m, 1h).
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = parse_go_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
+
+    /// Before serving clients, compare this member's key-value store with
+    /// its peers' (etcd's HashKV at one revision) and refuse to start if a
+    /// majority of the voters hold another (see `corrupt.rs`).
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool)]
+    pub experimental_initial_corrupt_check: bool,
+
+    /// How often the leader checks that every member's key-value store is
+    /// the same and raises the CORRUPT alarm for one that differs from the
+    /// majority (a duration: 5m); 0s, etcd's default, never checks.
+    #[arg(long, default_value = "0s", value_parser = parse_go_duration)]
+    pub experimental_corrupt_check_time: Duration,
 
     /// Most concurrent gRPC streams (calls) on one client connection, as
     /// etcd's flag: the HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS a client is
@@ -254,20 +350,20 @@ pub struct NodeArgs {
     pub max_watchers_per_stream: usize,
 
     /// The shortest interval between a client's keepalive pings that etcd
-    /// tolerates (a duration: 5s). Accepted for etcd compatibility but not
-    /// enforced: the HTTP/2 server under tonic (hyper) has no policy on
-    /// clients' ping rates.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    pub grpc_keepalive_min_time: Duration,
+    /// tolerates (etcd's default 5s). Refused: the HTTP/2 server under
+    /// tonic (hyper) has no policy on clients' ping rates, so Synod cannot
+    /// enforce it.
+    #[arg(long, value_parser = parse_go_duration)]
+    pub grpc_keepalive_min_time: Option<Duration>,
 
     /// How often the server pings a client connection to check that it is
     /// alive (a duration: 2h); 0s never pings.
-    #[arg(long, default_value = "2h", value_parser = parse_duration)]
+    #[arg(long, default_value = "2h", value_parser = parse_go_duration)]
     pub grpc_keepalive_interval: Duration,
 
     /// How long the server waits for the answer to a keepalive ping before
     /// it closes the connection (a duration: 20s).
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, default_value = "20s", value_parser = parse_go_duration)]
     pub grpc_keepalive_timeout: Duration,
 
     /// Length (in milliseconds) of one tick of the protocol's logical clock;
@@ -341,7 +437,7 @@ pub struct NodeArgs {
 
     /// Client TLS: require and verify client certificates (against
     /// --trusted-ca-file).
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool)]
     pub client_cert_auth: bool,
 
     /// Client TLS: revoked client certificates (PEM CRLs); a client whose
@@ -351,7 +447,7 @@ pub struct NodeArgs {
 
     /// Client TLS with a self-signed certificate made at start (under the
     /// data directory, fixtures/client); clients cannot verify it.
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool)]
     pub auto_tls: bool,
 
     /// Peer TLS: this member's certificate (PEM), presented to the members it
@@ -370,7 +466,7 @@ pub struct NodeArgs {
 
     /// Peer TLS: require and verify peers' certificates (against
     /// --peer-trusted-ca-file).
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool)]
     pub peer_client_cert_auth: bool,
 
     /// Peer TLS: revoked peer certificates (PEM CRLs).
@@ -380,12 +476,19 @@ pub struct NodeArgs {
     /// Peer TLS with a self-signed certificate made at start (under the
     /// data directory, fixtures/peer): encrypted, but peers are not
     /// authenticated.
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool)]
     pub peer_auto_tls: bool,
 
     /// Peer TLS: a peer's certificate must carry this common name.
     #[arg(long)]
     pub peer_cert_allowed_cn: Option<String>,
+
+    /// Peer TLS: do not require a connecting peer's certificate to name
+    /// the address it connects from (by default, as etcd, its IP address
+    /// or a DNS name resolving to it must be among the certificate's
+    /// names). For peers behind address translation.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool)]
+    pub experimental_peer_skip_client_san_verification: bool,
 
     /// Comma-separated TLS 1.2 cipher suites allowed, by their Go names
     /// (e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) [default: rustls's
@@ -405,6 +508,63 @@ pub struct NodeArgs {
     /// bcrypt's cost for hashing passwords (4 to 31).
     #[arg(long, default_value_t = 10)]
     pub bcrypt_cost: u32,
+
+    /// Most compares, success ops or failure ops in one txn; more get
+    /// "etcdserver: too many operations in txn request". Each member checks
+    /// its own before proposing, as etcd does: raise it above 128 only once
+    /// every member runs a Synod that has this flag.
+    #[arg(long, default_value_t = 128)]
+    pub max_txn_ops: u32,
+
+    /// How --auto-compaction-retention is read: `periodic` (a duration) or
+    /// `revision` (a number of revisions).
+    #[arg(long, value_enum, default_value = "periodic")]
+    pub auto_compaction_mode: CompactionMode,
+
+    /// Keep this much history; the leader compacts the rest through the
+    /// log, as etcd's compactor. periodic: a duration (1h30m) or a bare
+    /// number of hours; every tenth of it (at most 6 minutes) the revision
+    /// is noted, and once it is old enough, the store is compacted to the
+    /// revision noted that long ago, then again every retention (at most
+    /// every hour). revision: every 5 minutes, compact to the current
+    /// revision minus this many. 0 disables.
+    #[arg(long, default_value = "0")]
+    pub auto_compaction_retention: String,
+
+    /// Log records at this level and above: debug, info, warn, error (panic
+    /// and fatal, as dpanic, show errors: Synod logs nothing graver).
+    /// RUST_LOG, if set, replaces it (per-module directives).
+    #[arg(long, value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+
+    /// `zap` for JSON lines with etcd's keys (level, ts, caller, msg), or
+    /// `capnslog` for human-readable lines.
+    #[arg(long, value_enum, default_value = "capnslog")]
+    pub logger: Logger,
+
+    /// Where logs go, comma-separated: stderr, stdout, or file paths
+    /// (appended to; zap only); `default` is stderr (systemd's journal
+    /// keeps a unit's stderr). With capnslog, exactly one of stderr, stdout
+    /// or default.
+    #[arg(long, default_value = "default")]
+    pub log_outputs: String,
+
+    /// Reject membership changes that would leave the members the leader
+    /// hears without a quorum (etcd's default, true). Synod always checks:
+    /// `false` is refused.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", value_parser = parse_go_bool)]
+    pub strict_reconfig_check: bool,
+
+    /// Skip fsync (etcd: "unsafe, will cause data loss"). Refused when
+    /// true: a Paxos acceptor that forgets a promise or an accepted value
+    /// after a crash breaks agreement for the whole cluster, not only its
+    /// own data, and Synod's log has no mode that skips fsync.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool)]
+    pub unsafe_no_fsync: bool,
+
+    /// Where each flag not from the command line came from, for errors.
+    #[arg(skip)]
+    pub origins: Vec<(String, sources::Origin)>,
 }
 
 /// A configuration the flags cannot make.
@@ -412,7 +572,8 @@ pub struct NodeArgs {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-fn bad(msg: impl Into<String>) -> ConfigError {
+/// A [`ConfigError`] with this message.
+pub(crate) fn bad(msg: impl Into<String>) -> ConfigError {
     ConfigError(msg.into())
 }
 
@@ -467,14 +628,21 @@ pub struct ServerConfig {
     pub watch_progress_notify_interval: Duration,
     /// `--max-concurrent-streams`: gRPC streams per client connection.
     pub max_concurrent_streams: u32,
+    /// `--experimental-initial-corrupt-check`.
+    pub initial_corrupt_check: bool,
+    /// `--experimental-corrupt-check-time`; `None` when 0 (never).
+    pub corrupt_check_time: Option<Duration>,
     /// `--max-watchers-per-stream`.
     pub max_watchers_per_stream: usize,
     /// `--grpc-keepalive-interval`; `None` when 0 (no pings).
     pub grpc_keepalive_interval: Option<Duration>,
     /// `--grpc-keepalive-timeout`.
     pub grpc_keepalive_timeout: Duration,
-    /// `--grpc-keepalive-min-time` (accepted, not enforced).
-    pub grpc_keepalive_min_time: Duration,
+    /// `--max-txn-ops`.
+    pub max_txn_ops: usize,
+    /// `--auto-compaction-mode` and `--auto-compaction-retention`; `None`
+    /// when disabled.
+    pub auto_compaction: Option<crate::compactor::Retention>,
     /// The space quota in bytes (`--quota-backend-bytes`, 0 replaced by the
     /// default).
     pub quota_bytes: u64,
@@ -496,70 +664,21 @@ pub struct ServerConfig {
     pub bcrypt_cost: u32,
 }
 
-/// A duration as etcd's flags write them: a number and a unit (`ms`, `s`,
-/// `m`, `h`), e.g. `500ms` or `10m`. Zero is refused.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("{value:?} is not a duration like 500ms, 10s, 10m or 1h"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("{value:?} has no unit: write it like 500ms, 10s, 10m or 1h")),
-    };
-    if d.is_zero() {
-        return Err("the duration must be above zero".into());
-    }
-    Ok(d)
-}
-
-/// Splits a comma-separated list of URLs, refusing an empty one.
-fn url_list(flag: &str, value: &str) -> Result<Vec<String>, ConfigError> {
-    let urls: Vec<String> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.trim_end_matches('/').to_string())
-        .collect();
-    if urls.is_empty() {
-        return Err(bad(format!("--{flag} needs at least one URL")));
-    }
-    Ok(urls)
-}
-
-/// Whether a URL's scheme asks for TLS (`https://`).
+/// Whether a URL's scheme asks for TLS (`https://`); `false` for text
+/// that is no URL.
 pub fn is_tls(url: &str) -> bool {
-    url.starts_with("https://")
+    urls::parse("", url).is_ok_and(|u| u.tls)
 }
 
-/// The host:port of an `http://host:port` or `https://host:port` URL.
+/// The host:port of an `http://host:port` or `https://host:port` URL;
+/// `flag` names the flag in the error.
 pub fn host_port(flag: &str, url: &str) -> Result<String, ConfigError> {
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).ok_or_else(|| {
-        bad(format!(
-            "--{flag}: {url:?} is not an http://host:port or https://host:port URL (unix sockets are not supported)"
-        ))
-    })?;
-    let hp = rest.split('/').next().unwrap_or("");
-    let has_port = hp.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-    if !has_port {
-        return Err(bad(format!("--{flag}: {url:?} has no host:port")));
-    }
-    Ok(hp.to_string())
+    urls::parse(flag, url).map(|u| u.host_port())
 }
 
 /// Resolves an `http(s)://host:port` URL to one socket address (IPv4 first).
 pub fn resolve(flag: &str, url: &str) -> Result<SocketAddr, ConfigError> {
-    let hp = host_port(flag, url)?;
-    let addrs: Vec<SocketAddr> =
-        hp.to_socket_addrs().map_err(|e| bad(format!("--{flag}: cannot resolve {hp}: {e}")))?.collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| bad(format!("--{flag}: {hp} resolves to no address")))
+    urls::parse(flag, url)?.resolve(flag)
 }
 
 /// Parses `--initial-cluster` into members with derived ids, in id order.
@@ -572,8 +691,8 @@ pub fn parse_initial_cluster(value: &str, token: &str) -> Result<Vec<Member>, Co
         if name.is_empty() {
             return Err(bad(format!("--initial-cluster: {entry:?} has no name")));
         }
-        host_port("initial-cluster", url)?;
-        by_name.entry(name.to_string()).or_default().push(url.trim_end_matches('/').to_string());
+        let url = urls::parse("initial-cluster", url)?;
+        by_name.entry(name.to_string()).or_default().push(url.text);
     }
     if by_name.is_empty() {
         return Err(bad("--initial-cluster names no member"));
@@ -599,8 +718,20 @@ fn ticks(ms: u64, tick_ms: u64) -> u64 {
 }
 
 impl NodeArgs {
-    /// Validates the flags into a configuration.
+    /// The logging flags, checked (before [`NodeArgs::to_config`], so that
+    /// its warnings are logged as asked).
+    pub fn log_config(&self) -> Result<crate::logging::LogConfig, ConfigError> {
+        crate::logging::LogConfig::new(self.log_level, self.logger, &self.log_outputs).map_err(|e| self.explain(e))
+    }
+
+    /// Validates the flags into a configuration. An error names the flags
+    /// at fault, and where a value came from if not the command line.
     pub fn to_config(&self) -> Result<ServerConfig, ConfigError> {
+        self.validate().map_err(|e| self.explain(e))
+    }
+
+    fn validate(&self) -> Result<ServerConfig, ConfigError> {
+        self.refuse_what_synod_cannot_do()?;
         let token = &self.initial_cluster_token;
         let members = parse_initial_cluster(&self.initial_cluster, token)?;
         let me = members.iter().find(|m| m.name == self.name).ok_or_else(|| {
@@ -610,7 +741,11 @@ impl NodeArgs {
                 members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
             ))
         })?;
-        let mut advertised = url_list("initial-advertise-peer-urls", &self.initial_advertise_peer_urls)?;
+        let mut advertised: Vec<String> =
+            urls::parse_list("initial-advertise-peer-urls", &self.initial_advertise_peer_urls)?
+                .into_iter()
+                .map(|u| u.text)
+                .collect();
         advertised.sort();
         let mut listed = me.peer_urls.clone();
         listed.sort();
@@ -628,27 +763,29 @@ impl NodeArgs {
         for m in &members {
             peers.insert(m.id, resolve("initial-cluster", &m.peer_urls[0])?);
         }
-        let listen_peer = url_list("listen-peer-urls", &self.listen_peer_urls)?;
+        let listen_peer = urls::parse_list("listen-peer-urls", &self.listen_peer_urls)?;
         if listen_peer.len() > 1 {
             return Err(bad("--listen-peer-urls: only one peer URL is supported"));
         }
-        let peer_listen = resolve("listen-peer-urls", &listen_peer[0])?;
-        let client_listen = url_list("listen-client-urls", &self.listen_client_urls)?
+        let peer_listen = listen_peer[0].resolve("listen-peer-urls")?;
+        let listen_peer: Vec<String> = listen_peer.into_iter().map(|u| u.text).collect();
+        let client_listen = urls::parse_list("listen-client-urls", &self.listen_client_urls)?
             .into_iter()
-            .map(|u| Ok(ClientListen { addr: resolve("listen-client-urls", &u)?, tls: is_tls(&u), url: u }))
+            .map(|u| Ok(ClientListen { addr: u.resolve("listen-client-urls")?, tls: u.tls, url: u.text }))
             .collect::<Result<Vec<_>, ConfigError>>()?;
         let metrics_listen = if self.listen_metrics_urls.trim().is_empty() {
             Vec::new()
         } else {
-            url_list("listen-metrics-urls", &self.listen_metrics_urls)?
+            urls::parse_list("listen-metrics-urls", &self.listen_metrics_urls)?
                 .into_iter()
-                .map(|u| Ok(ClientListen { addr: resolve("listen-metrics-urls", &u)?, tls: is_tls(&u), url: u }))
+                .map(|u| Ok(ClientListen { addr: u.resolve("listen-metrics-urls")?, tls: u.tls, url: u.text }))
                 .collect::<Result<Vec<_>, ConfigError>>()?
         };
-        let advertise_client_urls = url_list("advertise-client-urls", &self.advertise_client_urls)?;
-        for u in &advertise_client_urls {
-            host_port("advertise-client-urls", u)?;
-        }
+        let advertise_client_urls: Vec<String> =
+            urls::parse_list("advertise-client-urls", &self.advertise_client_urls)?
+                .into_iter()
+                .map(|u| u.text)
+                .collect();
         let (client_tls, peer_tls) = self.tls_info();
         client_tls.validate("").map_err(|e| bad(e.0))?;
         peer_tls.validate("peer-").map_err(|e| bad(e.0))?;
@@ -717,6 +854,15 @@ impl NodeArgs {
         if self.max_watchers_per_stream == 0 {
             return Err(bad("--max-watchers-per-stream must be positive"));
         }
+        if self.max_txn_ops == 0 {
+            return Err(bad("--max-txn-ops must be positive"));
+        }
+        if self.experimental_watch_progress_notify_interval.is_zero() {
+            return Err(bad("--experimental-watch-progress-notify-interval must be above zero"));
+        }
+        let auto_compaction =
+            crate::compactor::Retention::parse(self.auto_compaction_mode, &self.auto_compaction_retention)
+                .map_err(|e| bad(format!("--auto-compaction-retention {:?}: {e}", self.auto_compaction_retention)))?;
         if self.grpc_keepalive_timeout.is_zero() {
             return Err(bad("--grpc-keepalive-timeout must be positive"));
         }
@@ -744,10 +890,13 @@ impl NodeArgs {
             max_request_bytes: self.max_request_bytes,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             max_concurrent_streams: self.max_concurrent_streams,
+            initial_corrupt_check: self.experimental_initial_corrupt_check,
+            corrupt_check_time: Some(self.experimental_corrupt_check_time).filter(|d| !d.is_zero()),
             max_watchers_per_stream: self.max_watchers_per_stream,
             grpc_keepalive_interval: Some(self.grpc_keepalive_interval).filter(|d| !d.is_zero()),
             grpc_keepalive_timeout: self.grpc_keepalive_timeout,
-            grpc_keepalive_min_time: self.grpc_keepalive_min_time,
+            max_txn_ops: self.max_txn_ops as usize,
+            auto_compaction,
             quota_bytes: crate::quota::effective_quota(self.quota_backend_bytes),
             client_tls,
             peer_tls,
@@ -760,6 +909,32 @@ impl NodeArgs {
         })
     }
 
+    /// Refuses etcd's flags that ask for what Synod does not do, each with
+    /// the reason (a flag accepted and ignored would mislead).
+    fn refuse_what_synod_cannot_do(&self) -> Result<(), ConfigError> {
+        if self.unsafe_no_fsync {
+            return Err(bad(
+                "--unsafe-no-fsync is refused: a Paxos acceptor must make its promises and accepted values \
+                 durable before it answers (one that forgets them in a crash can help choose two different \
+                 values for a slot, breaking the whole cluster's agreement, not only its own data), and \
+                 Synod's log has no mode that skips fsync",
+            ));
+        }
+        if !self.strict_reconfig_check {
+            return Err(bad(
+                "--strict-reconfig-check=false is refused: Synod always refuses a membership change that \
+                 would leave the members the leader hears without a quorum",
+            ));
+        }
+        if let Some(d) = self.grpc_keepalive_min_time {
+            return Err(bad(format!(
+                "--grpc-keepalive-min-time {d:?} is refused: the HTTP/2 server under Synod's gRPC (hyper) has \
+                 no policy on how often clients ping, so Synod cannot enforce it"
+            )));
+        }
+        Ok(())
+    }
+
     /// The client and peer TLS flags.
     fn tls_info(&self) -> (TlsInfo, TlsInfo) {
         let client = TlsInfo {
@@ -770,6 +945,7 @@ impl NodeArgs {
             auto_tls: self.auto_tls,
             crl_file: self.client_crl_file.clone(),
             allowed_cn: None,
+            skip_client_san_verification: false,
         };
         let peer = TlsInfo {
             cert_file: self.peer_cert_file.clone(),
@@ -779,6 +955,7 @@ impl NodeArgs {
             auto_tls: self.peer_auto_tls,
             crl_file: self.peer_crl_file.clone(),
             allowed_cn: self.peer_cert_allowed_cn.clone(),
+            skip_client_san_verification: self.experimental_peer_skip_client_san_verification,
         };
         (client, peer)
     }
@@ -891,13 +1068,40 @@ mod tests {
     }
 
     #[test]
-    fn durations_are_written_as_etcd_writes_them() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        for bad in ["", "10", "ms", "0s", "1d", "-1s"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+    fn duration_flags_take_gos_syntax() {
+        let c = args(&["--grpc-keepalive-interval", "1h30m", "--grpc-keepalive-timeout", "1.5s"]).unwrap();
+        assert_eq!(c.grpc_keepalive_interval, Some(Duration::from_secs(5400)));
+        assert_eq!(c.grpc_keepalive_timeout, Duration::from_millis(1500));
+        let c = args(&["--experimental-watch-progress-notify-interval", "300ms", "--grpc-keepalive-interval", "0"]);
+        let c = c.unwrap();
+        assert_eq!(c.watch_progress_notify_interval, Duration::from_millis(300));
+        assert_eq!(c.grpc_keepalive_interval, None, "0 never pings");
+        for (bad, why) in [("10", "missing unit"), ("1d", "unknown unit"), ("-1s", "negative"), ("2562048h", "invalid")]
+        {
+            let err = args(&["--grpc-keepalive-interval", bad]).unwrap_err().to_string();
+            assert!(err.contains("--grpc-keepalive-interval") && err.contains(why), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn etcd_flags_asking_for_what_synod_does_not_do_are_refused_with_the_reason() {
+        let table: &[(&[&str], &str)] = &[
+            (&["--unsafe-no-fsync", "true"], "must make its promises and accepted values durable"),
+            (&["--strict-reconfig-check", "false"], "always refuses a membership change"),
+            (&["--grpc-keepalive-min-time", "5s"], "no policy on how often clients ping"),
+            (&["--max-txn-ops", "0"], "--max-txn-ops must be positive"),
+            (&["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1h"], "number of revisions"),
+            (&["--auto-compaction-retention", "100ms"], "at least 1s"),
+        ];
+        for (extra, want) in table {
+            let err = args(extra).unwrap_err().to_string();
+            assert!(err.contains(want), "{extra:?}: {err}");
+        }
+        // What etcd does by default is what Synod does: accepted.
+        let c = args(&["--unsafe-no-fsync", "false", "--strict-reconfig-check", "true", "--max-txn-ops", "1000"]);
+        assert_eq!(c.unwrap().max_txn_ops, 1000);
+        let c = args(&["--auto-compaction-retention", "1h30m"]).unwrap();
+        assert_eq!(c.auto_compaction, Some(crate::compactor::Retention::Periodic(Duration::from_secs(5400))));
     }
 
     #[test]

@@ -115,9 +115,8 @@ pub fn member_args(i: usize, base: &Path, tls: bool) -> Vec<String> {
     args
 }
 
-/// The endpoints for etcdctl, as host:port: etcdctl 3.4 sends a full URL as
-/// the HTTP/2 authority of `endpoint status`, which HTTP/2 servers other
-/// than etcd's own refuse.
+/// The endpoints for etcdctl, as host:port (URLs work as well: see
+/// [`crate::authority_header`]).
 fn endpoints() -> String {
     MEMBERS.iter().map(|(_, c, _)| format!("127.0.0.1:{c}")).collect::<Vec<_>>().join(",")
 }

@@ -11,7 +11,8 @@
 //!
 //! Every etcd method's counters are made at start, as etcd's are (so every
 //! series exists, at zero, before its first call), and looked up in a table
-//! that never changes: counting a call takes no lock.
+//! that never changes: counting a call takes no lock. A path that is none
+//! of etcd's methods is not counted (it is answered Unimplemented).
 
 use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame, SizeHint};
@@ -189,8 +190,6 @@ impl Method {
 /// The gRPC counters and the layer that feeds them. Cloning shares them.
 #[derive(Clone, Debug)]
 pub struct GrpcMetrics {
-    started: IntCounterVec,
-    handled: IntCounterVec,
     /// Every etcd method by path (`/etcdserverpb.KV/Range`).
     methods: Arc<HashMap<String, Arc<Method>>>,
 }
@@ -225,7 +224,7 @@ impl GrpcMetrics {
                 methods.insert(format!("/{service}/{method}"), Arc::new(m));
             }
         }
-        Ok(GrpcMetrics { started, handled, methods: Arc::new(methods) })
+        Ok(GrpcMetrics { methods: Arc::new(methods) })
     }
 
     /// The tower layer that counts the calls through it.
@@ -233,22 +232,12 @@ impl GrpcMetrics {
         GrpcMetricsLayer { metrics: self.clone() }
     }
 
-    /// The counters of the method at `path`: from the table for etcd's
-    /// methods, else made now (a method Synod does not serve: answered
-    /// Unimplemented, and rare).
-    fn method(&self, path: &str) -> Arc<Method> {
-        if let Some(m) = self.methods.get(path) {
-            return m.clone();
-        }
-        let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or(("unknown", path));
-        let kind = Kind::Unary.label();
-        Arc::new(Method {
-            started: self.started.with_label_values(&[kind, service, method]),
-            handled: CODES
-                .iter()
-                .map(|&c| self.handled.with_label_values(&[kind, service, method, go_name(c)]))
-                .collect(),
-        })
+    /// The counters of the method at `path`, if it is one of etcd's. A
+    /// call of any other path is answered Unimplemented and not counted
+    /// (as grpc-go's interceptors never see one): a series per path a
+    /// client makes up would let it grow the registry without bound.
+    fn method(&self, path: &str) -> Option<Arc<Method>> {
+        self.methods.get(path).cloned()
     }
 }
 
@@ -301,7 +290,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let method = is_grpc(req.headers()).then(|| self.metrics.method(req.uri().path()));
+        let method = is_grpc(req.headers()).then(|| self.metrics.method(req.uri().path())).flatten();
         if let Some(m) = &method {
             m.started.inc();
         }
@@ -394,7 +383,8 @@ mod tests {
     fn etcds_methods_are_counted_from_zero_before_any_call() {
         let registry = Registry::new();
         let m = GrpcMetrics::new(&registry).unwrap();
-        m.method("/etcdserverpb.KV/Range").handled(Code::NotFound);
+        m.method("/etcdserverpb.KV/Range").unwrap().handled(Code::NotFound);
+        assert!(m.method("/made.Up/Method").is_none(), "a path no one serves gets no series");
         let text = String::from_utf8({
             let mut out = Vec::new();
             prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &registry.gather(), &mut out).unwrap();

@@ -3,9 +3,10 @@
 //! etcdctl and etcd's client libraries work against it unchanged.
 //!
 //! The layers, top down:
-//! * [`config`]: etcd-style command-line flags, validated once into a
+//! * [`config`]: etcd's flags, from the command line, `ETCD_*` variables
+//!   or a YAML config file, validated once into a
 //!   [`config::ServerConfig`] (member and cluster ids, timing in ticks,
-//!   quorums);
+//!   quorums); [`logging`]: the log flags;
 //! * [`server`]: starts the replica and the gRPC services, and stops them;
 //!   [`bootstrap`] settles who the member is (from the flags, from the
 //!   cluster it joins, or from its data directory);
@@ -26,6 +27,8 @@
 //! * [`auth`]: etcd's auth store (users, roles, permissions, simple
 //!   tokens), replicated; [`auth_service`]: the Auth RPCs; [`token`]:
 //!   simple tokens and JWTs;
+//! * [`compactor`]: auto-compaction, proposed by the leader through the
+//!   log;
 //! * [`alarm`]: the replicated alarms (NOSPACE, CORRUPT) and what they
 //!   refuse; [`quota`]: the space quota check before a write is proposed;
 //! * [`http`]: HTTP beside gRPC on the client URLs and on the metrics
@@ -37,6 +40,9 @@
 //!   ...), routed by the annotations of etcd's API and served by calling
 //!   the gRPC services in process;
 //! * [`tls`]: client and peer TLS from etcd's flags;
+//! * [`authority_header`]: every client connection is read through it, so
+//!   that the HTTP/2 `:authority` URLs etcd's Go client sends reach the
+//!   server as the bare `host:port` it accepts;
 //! * [`ids`]: member and cluster ids, derived as etcd derives them;
 //! * [`snapshot`]: the backup file `Maintenance.Snapshot` streams, and
 //!   `synod snapshot restore`;
@@ -51,9 +57,12 @@
 pub mod alarm;
 pub mod auth;
 pub mod auth_service;
+pub mod authority_header;
 pub mod bootstrap;
 pub mod cluster_service;
+pub mod compactor;
 pub mod config;
+pub mod corrupt;
 pub mod demo;
 pub mod election_service;
 pub mod forward;
@@ -65,6 +74,7 @@ pub mod kv_service;
 pub mod lease_keeper;
 pub mod lease_service;
 pub mod lock_service;
+pub mod logging;
 pub mod machine;
 pub mod maintenance_service;
 pub mod membership;

@@ -67,6 +67,42 @@ struct Extension {
     auth: Option<AuthCommand>,
     #[prost(message, optional, tag = "121")]
     caller: Option<AuthInfo>,
+    #[prost(bool, optional, tag = "130")]
+    hash_check: Option<bool>,
+    #[prost(message, optional, tag = "131")]
+    hash_report: Option<HashReport>,
+}
+
+/// A member's hash of the key-value store (etcd's HashKV) as it stood when
+/// it applied a [`Proposal::HashCheck`]: the same slot on every member, so
+/// the same revision, and in a consistent cluster the same hash
+/// ([`crate::corrupt`]).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct HashReport {
+    /// The member that hashed (0 in its own [`HashEvent::Checked`]).
+    #[prost(uint64, tag = "1")]
+    pub member: u64,
+    /// The slot of the check.
+    #[prost(uint64, tag = "2")]
+    pub slot: u64,
+    /// The store's revision there.
+    #[prost(int64, tag = "3")]
+    pub revision: i64,
+    /// Its compacted revision.
+    #[prost(int64, tag = "4")]
+    pub compact_revision: i64,
+    /// The hash.
+    #[prost(uint32, tag = "5")]
+    pub hash: u32,
+}
+
+/// What the consistency checker ([`crate::corrupt`]) learns from the log.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HashEvent {
+    /// This member applied a check and hashed its store.
+    Checked(HashReport),
+    /// A member's report of its hash at a check was applied.
+    Reported(HashReport),
 }
 
 /// One entry of the replicated log.
@@ -92,6 +128,10 @@ pub enum Proposal {
     Forget(u64),
     /// Maintenance.Alarm: activate or deactivate an alarm.
     Alarm(PbAlarmRequest),
+    /// Every member hashes its key-value store where it applies this.
+    HashCheck,
+    /// A member's hash at a check, for the others to compare.
+    HashReport(HashReport),
 }
 
 impl Proposal {
@@ -113,6 +153,10 @@ impl Proposal {
             }
             Proposal::Forget(id) => Extension { forget: Some(*id), ..Default::default() }.encode_to_vec().into(),
             Proposal::Alarm(r) => Extension { alarm: Some(*r), ..Default::default() }.encode_to_vec().into(),
+            Proposal::HashCheck => Extension { hash_check: Some(true), ..Default::default() }.encode_to_vec().into(),
+            Proposal::HashReport(r) => {
+                Extension { hash_report: Some(r.clone()), ..Default::default() }.encode_to_vec().into()
+            }
         }
     }
 
@@ -126,6 +170,8 @@ impl Proposal {
             Ok(Extension { peer_urls: Some(attrs), .. }) => return Ok(Proposal::PeerUrls(attrs)),
             Ok(Extension { forget: Some(id), .. }) => return Ok(Proposal::Forget(id)),
             Ok(Extension { alarm: Some(r), .. }) => return Ok(Proposal::Alarm(r)),
+            Ok(Extension { hash_check: Some(_), .. }) => return Ok(Proposal::HashCheck),
+            Ok(Extension { hash_report: Some(r), .. }) => return Ok(Proposal::HashReport(r)),
             _ => {}
         }
         let cmd = KvCommand::from_bytes(bytes).map_err(|e| MachineError::Malformed(e.to_string()))?;
@@ -209,6 +255,9 @@ pub enum Reply {
     Alarms(Vec<PbAlarmMember>),
     /// An auth store change was applied.
     Auth(AuthReply),
+    /// This member's hash at a [`Proposal::HashCheck`], or a report of one
+    /// noted.
+    Hash(HashReport),
 }
 
 /// Why a proposal or query failed; the same on every replica.
@@ -241,8 +290,15 @@ struct SnapshotWire {
     auth: Option<AuthSnapshot>,
 }
 
+/// The most ops the state machine applies in one txn: more than any
+/// member's `--max-txn-ops` (a u32) allows. Each member refuses a txn over
+/// its own flag before proposing it, as etcd's API layer does; the state
+/// machine must not apply a second, member-local limit, or members with
+/// different flags would apply the same txn differently.
+pub const APPLY_MAX_TXN_OPS: usize = u32::MAX as usize;
+
 /// The replicated state: etcd's MVCC store and the members' attributes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct EtcdMachine {
     kv: KvState,
     members: BTreeMap<u64, MemberAttributes>,
@@ -255,10 +311,32 @@ pub struct EtcdMachine {
     /// Where the services read the auth store from, given a copy after
     /// every change. Not part of the replicated state.
     auth_view: Option<Arc<AuthView>>,
+    /// Times each command's apply, for metrics. Not part of the replicated
+    /// state: the clock it reads decides nothing.
+    apply_time: Option<prometheus::Histogram>,
+    /// Told of hash checks and reports as they apply. Not part of the
+    /// replicated state.
+    hashes: Option<tokio::sync::mpsc::UnboundedSender<HashEvent>>,
+}
+
+impl Default for EtcdMachine {
+    fn default() -> EtcdMachine {
+        EtcdMachine {
+            kv: KvState::new(synod_kv::Config { max_txn_ops: APPLY_MAX_TXN_OPS, ..synod_kv::Config::default() }),
+            members: BTreeMap::new(),
+            feed: None,
+            alarms: Alarms::default(),
+            auth: AuthStore::default(),
+            auth_view: None,
+            hashes: None,
+            apply_time: None,
+        }
+    }
 }
 
 impl EtcdMachine {
-    /// An empty store at revision 1 with etcd's default limits.
+    /// An empty store at revision 1 (the txn limit is each member's, see
+    /// [`APPLY_MAX_TXN_OPS`]).
     pub fn new() -> EtcdMachine {
         EtcdMachine::default()
     }
@@ -274,6 +352,26 @@ impl EtcdMachine {
         view.publish(&self.auth);
         self.auth_view = Some(view);
         self
+    }
+
+    /// Observes into `histogram` how long each command takes to apply.
+    pub fn with_apply_histogram(mut self, histogram: prometheus::Histogram) -> EtcdMachine {
+        self.apply_time = Some(histogram);
+        self
+    }
+
+    /// Tells `events` of every hash check and report applied from now on
+    /// ([`crate::corrupt`]).
+    pub fn with_hash_events(mut self, events: tokio::sync::mpsc::UnboundedSender<HashEvent>) -> EtcdMachine {
+        self.hashes = Some(events);
+        self
+    }
+
+    fn tell(&self, event: HashEvent) {
+        if let Some(events) = &self.hashes {
+            // Nobody listening (the member is stopping) is fine.
+            let _ = events.send(event);
+        }
     }
 
     /// The auth store.
@@ -333,12 +431,9 @@ impl EtcdMachine {
         }
         Ok(Reply::Write(applied.response))
     }
-}
 
-impl StateMachine for EtcdMachine {
-    type Output = Output;
-
-    fn apply(&mut self, slot: Slot, command: &Command) -> Output {
+    /// Applies one command from the log (see [`StateMachine::apply`]).
+    fn apply_proposal(&mut self, slot: Slot, command: &Command) -> Output {
         match Proposal::from_bytes(&command.payload)? {
             Proposal::Auth(a) => {
                 let reply = self.auth.apply(slot, a)?;
@@ -351,6 +446,23 @@ impl StateMachine for EtcdMachine {
             }
             Proposal::Kv(c) => self.apply_kv(c),
             Proposal::Alarm(r) => Ok(Reply::Alarms(self.alarms.apply(&r))),
+            Proposal::HashCheck => {
+                // Hashing reads the store and changes nothing.
+                let hashed = self.kv.hash_kv(0)?;
+                let report = HashReport {
+                    member: 0,
+                    slot,
+                    revision: hashed.hash_revision,
+                    compact_revision: hashed.compact_revision,
+                    hash: hashed.hash,
+                };
+                self.tell(HashEvent::Checked(report.clone()));
+                Ok(Reply::Hash(report))
+            }
+            Proposal::HashReport(r) => {
+                self.tell(HashEvent::Reported(r.clone()));
+                Ok(Reply::Hash(r))
+            }
             Proposal::Publish(attrs) => {
                 let m = self.record(attrs.id);
                 m.name = attrs.name;
@@ -371,6 +483,19 @@ impl StateMachine for EtcdMachine {
                 Ok(Reply::Published)
             }
         }
+    }
+}
+
+impl StateMachine for EtcdMachine {
+    type Output = Output;
+
+    fn apply(&mut self, slot: Slot, command: &Command) -> Output {
+        let started = self.apply_time.is_some().then(std::time::Instant::now);
+        let output = self.apply_proposal(slot, command);
+        if let (Some(histogram), Some(started)) = (&self.apply_time, started) {
+            histogram.observe(started.elapsed().as_secs_f64());
+        }
+        output
     }
 
     fn query(&self, query: &[u8]) -> Output {
@@ -425,7 +550,17 @@ mod tests {
     #[test]
     fn proposals_round_trip_and_kv_commands_stay_plain_commands() {
         let alarm = Proposal::Alarm(PbAlarmRequest { action: crate::alarm::ACTIVATE, member_id: 7, alarm: 1 });
-        for p in [put("k"), Proposal::Publish(attrs(7)), Proposal::PeerUrls(attrs(8)), Proposal::Forget(9), alarm] {
+        let report =
+            Proposal::HashReport(HashReport { member: 3, slot: 9, revision: 4, compact_revision: 2, hash: 0xfeed });
+        for p in [
+            put("k"),
+            Proposal::Publish(attrs(7)),
+            Proposal::PeerUrls(attrs(8)),
+            Proposal::Forget(9),
+            alarm,
+            Proposal::HashCheck,
+            report,
+        ] {
             assert_eq!(Proposal::from_bytes(&p.to_bytes()).unwrap(), p);
         }
         let Proposal::Kv(c) = put("k") else { unreachable!() };

@@ -9,18 +9,31 @@
 //! its ports open.
 
 use anyhow::Context as _;
-use clap::Parser;
-use std::io::IsTerminal;
-use synod_server::config::{Cli, Command, SnapshotCommand};
-use tracing_subscriber::EnvFilter;
+use synod_server::config::sources::{self, LoadError};
+use synod_server::config::{Command, SnapshotCommand};
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // The command line, ETCD_* variables or a config file, as etcd reads
+    // them; a refusal is printed before any logging is set up.
+    let cli = match sources::load(std::env::args_os(), std::env::vars_os()) {
+        Ok(cli) => cli,
+        Err(LoadError::Clap(e)) => e.exit(),
+        Err(LoadError::Config(e)) => {
+            eprintln!("Error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let logging = match cli.node.log_config() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = logging.init() {
+        eprintln!("Error: {e}");
+        std::process::exit(2);
+    }
     exit_on_panic();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;

@@ -29,6 +29,9 @@ pub struct ServerMetrics {
     registry: Registry,
     /// gRPC calls started and handled, by method and code.
     pub grpc: GrpcMetrics,
+    /// How long each command takes to apply to the state machine (see
+    /// [`crate::machine::EtcdMachine::with_apply_histogram`]).
+    pub apply: prometheus::Histogram,
     db_size: IntGauge,
     db_in_use: IntGauge,
     keys: IntGauge,
@@ -109,8 +112,17 @@ impl ServerMetrics {
             &["type", "name", "status"],
         )?;
         registry.register(Box::new(healthchecks.clone()))?;
+        let apply = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(
+                "synod_apply_duration_seconds",
+                "Time to apply one command from the log to the state machine (the store, auth, alarms, members).",
+            )
+            .buckets(prometheus::exponential_buckets(0.00001, 2.0, 16)?),
+        )?;
+        registry.register(Box::new(apply.clone()))?;
         Ok(ServerMetrics {
             grpc: GrpcMetrics::new(&registry)?,
+            apply,
             db_size: gauge(
                 &registry,
                 "etcd_mvcc_db_total_size_in_bytes",

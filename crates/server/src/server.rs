@@ -12,6 +12,7 @@
 use crate::auth::pb::etcdserverpb::auth_server::AuthServer;
 use crate::auth::{AuthError, AuthInfo, AuthView};
 use crate::auth_service::AuthService;
+use crate::authority_header::AuthorityFix;
 use crate::bootstrap::Identity;
 use crate::cluster_service::ClusterService;
 use crate::config::{Member, ServerConfig, GRPC_OVERHEAD_BYTES};
@@ -45,6 +46,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::tokio_stream::StreamExt;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tracing::{debug, error, info, warn};
@@ -67,7 +69,7 @@ pub struct Context {
     pub members: Vec<Member>,
     /// `--max-request-bytes`.
     pub max_request_bytes: usize,
-    /// Most ops in one txn (the state machine's limit).
+    /// Most ops in one txn (`--max-txn-ops`), checked before proposing.
     pub max_txn_ops: usize,
     /// This member's data directory.
     pub data_dir: PathBuf,
@@ -291,6 +293,10 @@ pub enum ServerError {
     /// The metrics could not be registered (a name registered twice).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// `--experimental-initial-corrupt-check` found this member's store
+    /// differs from its peers'.
+    #[error("initial corruption check: {0}")]
+    Corrupt(String),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -354,7 +360,8 @@ enum Ending {
 /// listener; the lease keeper, without which leases never expire; the
 /// watch hub, without which watchers hear nothing; the membership keeper,
 /// without which peers and removals are never followed; the header
-/// refresher, without which response headers go stale). Publishing the
+/// refresher, without which response headers go stale; the auto-compactor,
+/// if asked for, without which history grows without bound). Publishing the
 /// member's attributes ends by itself once done and is not among them. A
 /// panic in any task of the `synod` binary ends the process anyway (its
 /// panic hook), which covers tasks not watched here.
@@ -386,7 +393,11 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     let (feed, wake) = crate::watch_hub::RevisionFeed::new();
     let tokens = Tokens::parse(&cfg.auth_token, cfg.auth_token_ttl)?;
     let auth_view = Arc::new(AuthView::default());
-    let machine = EtcdMachine::with_revision_feed(feed.clone()).with_auth_view(auth_view.clone());
+    let (hash_events, hash_rx) = mpsc::unbounded_channel();
+    let machine = EtcdMachine::with_revision_feed(feed.clone())
+        .with_auth_view(auth_view.clone())
+        .with_hash_events(hash_events)
+        .with_apply_histogram(metrics.apply.clone());
     let mut node = Node::start_locked(cfg.node.clone(), machine, peer_listener, lock).await?;
     let handle = node.handle();
     if unrecorded {
@@ -412,7 +423,7 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
         member_id: cfg.member_id,
         members: cfg.members.clone(),
         max_request_bytes: cfg.max_request_bytes,
-        max_txn_ops: synod_kv::Config::default().max_txn_ops,
+        max_txn_ops: cfg.max_txn_ops,
         data_dir: cfg.node.data_dir.clone(),
         quota_bytes: cfg.quota_bytes,
         leader_wait: cfg.node.tick * (2 * cfg.node.protocol.election_ticks) as u32,
@@ -445,10 +456,28 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     background.spawn("the lease keeper", infallible(keeper.clone().run(stop_rx.clone())));
     background.spawn("the header refresher", infallible(watch_status(ctx.clone(), stop_rx.clone())));
     background.spawn("the watch hub", infallible(ctx.watch_hub.clone().run(handle.clone(), feed, wake)));
+    if let Some(retention) = cfg.auto_compaction {
+        background
+            .spawn("the auto-compactor", infallible(crate::compactor::run(ctx.clone(), retention, stop_rx.clone())));
+    }
     background.spawn(
         "the membership keeper",
         infallible(crate::membership::keep(ctx.clone(), cfg.node.peers.clone(), stop_rx.clone(), removed_tx)),
     );
+
+    let checker = crate::corrupt::Checker::new();
+    background.spawn(
+        "the corruption checker",
+        infallible(checker.clone().run(ctx.clone(), hash_rx, cfg.corrupt_check_time, stop_rx.clone())),
+    );
+    if cfg.initial_corrupt_check {
+        // Before any client is served, as etcd checks.
+        if let Err(e) = checker.initial_check(&ctx, 4 * ctx.leader_wait).await {
+            let _ = stop_tx.send(true);
+            node.shutdown().await?;
+            return Err(ServerError::Corrupt(e));
+        }
+    }
 
     let election_timeout = cfg.node.tick * cfg.node.protocol.election_ticks as u32;
     let http = Http::new(ctx.clone(), metrics.clone(), Http::request_timeout(election_timeout));
@@ -491,9 +520,10 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
             let served = match acceptor {
                 Some(acceptor) => router.serve_with_incoming_shutdown(tls_incoming(listener, acceptor), signal).await,
                 None => {
-                    router
-                        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal)
-                        .await
+                    let incoming = TcpIncoming::from(listener)
+                        .with_nodelay(Some(true))
+                        .map(|accepted| accepted.map(AuthorityFix::new));
+                    router.serve_with_incoming_shutdown(incoming, signal).await
                 }
             };
             served.map_err(|e| e.to_string())
@@ -592,10 +622,11 @@ fn load_tls(cfg: &ServerConfig) -> Result<(Option<crate::tls::Loaded>, Option<sy
 /// The TLS connections accepted on `listener`: each handshake runs on its
 /// own task, so a slow or silent client holds up no one; a failed one is
 /// logged and closed. Accepting stops when the server drops the stream.
+/// Each connection is read through [`AuthorityFix`], as plaintext ones are.
 fn tls_incoming(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+) -> ReceiverStream<Result<AuthorityFix<TlsStream<TcpStream>>, std::io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -616,7 +647,7 @@ fn tls_incoming(
             tokio::spawn(async move {
                 match tokio::time::timeout(CLIENT_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
+                        let _ = tx.send(Ok(AuthorityFix::new(stream))).await;
                     }
                     // Closed before saying anything: a port probe or health
                     // check, not worth a warning.

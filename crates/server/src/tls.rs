@@ -181,6 +181,9 @@ pub struct TlsInfo {
     pub auto_tls: bool,
     /// `--client-crl-file`: revoked certificates (PEM CRLs), refused.
     pub crl_file: Option<PathBuf>,
+    /// `--experimental-peer-skip-client-san-verification`: a connecting
+    /// peer's certificate need not name the address it connects from.
+    pub skip_client_san_verification: bool,
     /// `--peer-cert-allowed-cn`: the other side's certificate must carry
     /// this common name.
     pub allowed_cn: Option<String>,
@@ -208,6 +211,8 @@ pub struct Loaded {
     pub self_signed: bool,
     /// The other side's certificate must carry this common name.
     pub allowed_cn: Option<String>,
+    /// `--experimental-peer-skip-client-san-verification`.
+    pub skip_client_san_verification: bool,
     /// What handshakes present: `certs` and `key`, read again when their
     /// files change.
     pub reloading: Arc<ReloadingKey>,
@@ -308,6 +313,7 @@ impl TlsInfo {
             crls,
             self_signed,
             allowed_cn: self.allowed_cn.clone(),
+            skip_client_san_verification: self.skip_client_san_verification,
             reloading,
             provider,
         };
@@ -394,7 +400,7 @@ impl Loaded {
         // address it is used from. Self-signed `--peer-auto-tls`
         // certificates are verified by no one, so there is nothing to hold
         // their names to.
-        let address_check: Option<synod_runtime::AddressCheck> = if self.self_signed || self.roots.is_none() {
+        let check: Option<synod_runtime::AddressCheck> = if self.self_signed || self.roots.is_none() {
             None
         } else {
             Some(Arc::new(|cert, ip| Box::pin(async move { check_address(&cert, ip).await })))
@@ -402,7 +408,8 @@ impl Loaded {
         Ok(PeerTls {
             server: Arc::new(self.server_config(false)?),
             client: Arc::new(self.peer_client_config()?),
-            address_check,
+            dialled_check: check.clone(),
+            accepted_check: check.filter(|_| !self.skip_client_san_verification),
         })
     }
 

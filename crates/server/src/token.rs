@@ -175,7 +175,11 @@ impl Jwt {
         let alg =
             Algorithm::from_str(method).map_err(|_| TokenConfigError(format!("unknown sign-method {method:?}")))?;
         let ttl = match opts.get("ttl") {
-            Some(t) => crate::config::parse_duration(t).map_err(TokenConfigError)?,
+            Some(t) => match crate::config::duration::parse(t) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => return Err(TokenConfigError("jwt ttl must be above zero".into())),
+                Err(e) => return Err(TokenConfigError(format!("jwt ttl: {e}"))),
+            },
             None => DEFAULT_JWT_TTL,
         };
         let read = |k: &str| -> Result<Option<Vec<u8>>, TokenConfigError> {

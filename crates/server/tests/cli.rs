@@ -1,10 +1,10 @@
 //! The command line other tooling relies on: etcd's flag names, documented
 //! defaults, and invalid combinations refused before anything starts.
 
-use std::process::Command;
+mod common;
 
 fn synod(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_synod")).args(args).output().expect("run synod");
+    let out = common::synod_command().args(args).output().expect("run synod");
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
@@ -49,6 +49,18 @@ fn help_documents_every_flag() {
         "--grpc-keepalive-min-time",
         "--grpc-keepalive-interval",
         "--grpc-keepalive-timeout",
+        "--config-file",
+        "--log-level",
+        "--logger",
+        "--log-outputs",
+        "--auto-compaction-mode",
+        "--auto-compaction-retention",
+        "--max-txn-ops",
+        "--strict-reconfig-check",
+        "--experimental-initial-corrupt-check",
+        "--unsafe-no-fsync",
+        "ETCD_INITIAL_CLUSTER",
+        "ETCD_CONFIG_FILE",
     ] {
         assert!(help.contains(flag), "--help does not document {flag}");
     }
@@ -59,7 +71,9 @@ fn help_documents_every_flag() {
         "[default: 10]",
         "[default: 4294967295]",
         "[default: 10000]",
-        "[default: 5s]",
+        "[default: 128]",
+        "[default: periodic]",
+        "[default: capnslog]",
         "[default: 2h]",
         "[default: 20s]",
     ] {
@@ -89,5 +103,23 @@ fn invalid_configurations_are_refused_with_a_clear_message() {
         let (ok, out) = synod(&args);
         assert!(!ok, "{args:?} was accepted");
         assert!(out.contains(want), "{args:?}: {out:?} should mention {want:?}");
+    }
+}
+
+#[test]
+fn every_etcd_flag_is_documented_as_served_or_refused() {
+    use clap::CommandFactory;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let (_, help) = synod(&["--help"]);
+    for flag in synod_server::config::sources::member_flags() {
+        assert!(readme.contains(&format!("`--{flag}`")), "crates/server/README.md does not table --{flag}");
+        assert!(help.contains(&format!("--{flag}")), "--help does not document --{flag}");
+    }
+    for arg in synod_server::config::Cli::command().get_arguments() {
+        assert!(arg.get_help().is_some(), "--{:?} has no help text", arg.get_long());
+    }
+    for (flag, why) in synod_server::config::unserved::UNSERVED {
+        assert!(readme.contains(&format!("`--{flag}`")), "crates/server/README.md does not say --{flag} is refused");
+        assert!(!why.is_empty());
     }
 }

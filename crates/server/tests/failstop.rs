@@ -10,7 +10,7 @@ use common::faultfs::{self, Fault};
 use common::Cluster;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -157,7 +157,7 @@ async fn a_full_disk_on_a_follower_stops_it_and_it_rejoins_losing_no_acknowledge
 /// killing it if it still runs after `within`.
 async fn run_synod(args: &[String], within: Duration) -> (Option<std::process::ExitStatus>, String) {
     let err = tempfile::NamedTempFile::new().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_synod"))
+    let mut child = common::synod_command()
         .args(args)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())

@@ -158,6 +158,8 @@ async fn metrics_parse_as_prometheus_text_and_move_with_load() {
         "synod_snapshot_transfers_sent_total",
         "synod_snapshot_transfers_received_total",
         "synod_wal_fsync_records",
+        "synod_apply_duration_seconds",
+        "synod_proposal_duration_seconds",
     ] {
         assert!(before.types.contains_key(name), "{name} missing from /metrics");
     }
@@ -193,6 +195,8 @@ async fn metrics_parse_as_prometheus_text_and_move_with_load() {
     .await;
     let fsyncs = |s: &Scrape| s.value("etcd_disk_wal_fsync_duration_seconds_count", &[]).unwrap_or(0.0);
     assert!(fsyncs(&after) > fsyncs(&before), "the fsync histogram's count grows");
+    let applies = |s: &Scrape| s.value("synod_apply_duration_seconds_count", &[]).unwrap_or(0.0);
+    assert!(applies(&after) >= applies(&before) + PUTS as f64, "every put's apply is timed");
     let applied = |s: &Scrape| s.value("etcd_server_proposals_applied_total", &[]).unwrap_or(0.0);
     assert!(applied(&after) >= applied(&before) + PUTS as f64);
     let puts = |s: &Scrape, name: &str, code: Option<&str>| {

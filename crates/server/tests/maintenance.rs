@@ -9,7 +9,7 @@ use common::etcdctl::Etcdctl;
 use common::{connect, Cluster};
 use etcd_client::{AlarmAction, AlarmOptions, AlarmType, Client, Error, GetOptions};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const NOSPACE: &str = "etcdserver: mvcc: database space exceeded";
@@ -65,7 +65,7 @@ fn dir_size(path: &Path) -> u64 {
 
 /// Runs `synod snapshot restore FILE` for member `i` of `cluster`.
 fn restore(cluster: &Cluster, i: usize, file: &Path) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_synod"));
+    let mut cmd = common::synod_command();
     cmd.arg("snapshot").arg("restore").arg(file).arg("--name").arg(&cluster.members[i].name);
     for flag in ["--data-dir", "--initial-cluster", "--initial-cluster-token", "--initial-advertise-peer-urls"] {
         cmd.arg(flag).arg(cluster.flag(i, flag));
@@ -379,4 +379,55 @@ async fn etcdctl_alarm_defrag_hashkv_snapshot_save_and_restore() {
     let got = Etcdctl::of(&new, &[2]).ok(&["get", "", "--from-key", "--keys-only"]);
     let keys: Vec<&str> = got.lines().filter(|l| !l.is_empty()).collect();
     assert_eq!(keys, ["kept"], "deleted keys stay deleted");
+}
+
+/// A snapshot file of a store holding `value` under key `drift` (one put,
+/// so revision 2 whatever the value).
+fn store_file(dir: &Path, name: &str, value: &str) -> PathBuf {
+    let mut kv = synod_kv::KvState::default();
+    let put =
+        synod_kv::pb::PutRequest { key: b"drift".to_vec(), value: value.as_bytes().to_vec(), ..Default::default() };
+    kv.apply(synod_kv::Command::Put(put)).expect("put");
+    let path = dir.join(name);
+    std::fs::write(&path, synod_server::snapshot::encode(&kv, &synod_server::auth::AuthStore::default())).unwrap();
+    path
+}
+
+/// etcd's corruption checks: a member whose store differs from the
+/// majority's refuses to start under `--experimental-initial-corrupt-check`,
+/// and the periodic check (`--experimental-corrupt-check-time`) raises the
+/// CORRUPT alarm for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_store_differs_is_refused_at_start_and_alarmed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (same, other) = (store_file(tmp.path(), "same.db", "same"), store_file(tmp.path(), "other.db", "other"));
+    let mut cluster = Cluster::start_prepared(3, &["--experimental-corrupt-check-time", "1s"], |c| {
+        for (i, file) in [(0, &same), (1, &same), (2, &other)] {
+            let out = restore(c, i, file);
+            assert!(out.status.success(), "restore failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        c.add_flag(2, "--experimental-initial-corrupt-check");
+    });
+    let exit = cluster.wait_exit(2, Duration::from_secs(60)).await;
+    assert!(exit.is_some_and(|s| !s.success()), "the member with another store was not refused: {exit:?}");
+    assert!(cluster.log(2).contains("found data inconsistency with peers"), "{}", cluster.log(2));
+
+    // Started without the initial check, it serves, and the periodic check
+    // finds it out.
+    cluster.remove_flag(2, "--experimental-initial-corrupt-check");
+    cluster.start_member(2);
+    let mut c = connect(vec![cluster.endpoint(0), cluster.endpoint(1)]).await;
+    let members = c.member_list().await.expect("member list").members().to_vec();
+    let odd = members.iter().find(|m| m.name() == "m3").expect("m3 listed").id();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let alarms = c.alarm(AlarmAction::Get, AlarmType::None, None).await.expect("alarm list");
+        let raised: Vec<_> = alarms.alarms().iter().map(|a| (a.member_id(), a.alarm())).collect();
+        if raised.contains(&(odd, AlarmType::Corrupt)) {
+            assert_eq!(raised.len(), 1, "only m3 is corrupt: {raised:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no CORRUPT alarm for m3: {raised:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -361,7 +361,9 @@ async fn soak_ten_thousand_watchers_get_every_event_with_flat_memory() {
     }
     let baseline = rss_kib(pid);
 
-    // Writes to random watched keys for a bounded time, sampling memory.
+    // Writes to random watched keys, sampling memory, until enough writes
+    // are made (a count, not a time: under load the writes are slower).
+    const WRITES: usize = 1500;
     let stop = Arc::new(AtomicBool::new(false));
     let written: Arc<Mutex<BTreeMap<i64, Vec<i64>>>> = Arc::default();
     let mut writers = Vec::new();
@@ -378,9 +380,13 @@ async fn soak_ten_thousand_watchers_get_every_event_with_flat_memory() {
         }));
     }
     let mut peak = baseline;
-    for _ in 0..12 {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut samples = 0;
+    while samples < 12 || written.lock().unwrap().values().map(Vec::len).sum::<usize>() < WRITES {
+        assert!(Instant::now() < deadline, "fewer than {WRITES} writes in 300 s");
         tokio::time::sleep(Duration::from_millis(500)).await;
         peak = peak.max(rss_kib(pid));
+        samples += 1;
     }
     stop.store(true, Ordering::Relaxed);
     for w in writers {
@@ -388,9 +394,8 @@ async fn soak_ten_thousand_watchers_get_every_event_with_flat_memory() {
     }
     let mut written = written.lock().unwrap().clone();
     let writes: usize = written.values().map(Vec::len).sum();
-    assert!(writes > 1000, "only {writes} writes");
 
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let delivered: usize = received.lock().unwrap().values().map(Vec::len).sum();
         if delivered >= writes {

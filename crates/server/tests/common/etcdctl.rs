@@ -1,9 +1,9 @@
 //! Debian's etcdctl (`ETCDCTL_API=3`) as tests run it.
 //!
-//! Endpoints are given as host:port: etcdctl 3.4 dials `endpoint status`
-//! with the whole URL as the HTTP/2 `:authority` (`http://127.0.0.1:2379`),
-//! which hyper's HTTP/2 server rejects as malformed; host:port works
-//! everywhere (see the server's README notes).
+//! Endpoints are host:port ([`Etcdctl::of`]) or whole URLs
+//! ([`Etcdctl::urls`]): with URLs, etcdctl 3.4 sends per-endpoint calls
+//! (`endpoint status`, `defrag` ...) with the URL as the HTTP/2
+//! `:authority`, which the server makes bare (`synod_server::authority_header`).
 
 use super::Cluster;
 use std::io::{BufRead, BufReader, Write};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// etcdctl pointed at some members of a cluster.
 pub struct Etcdctl {
-    /// `--endpoints`, comma-separated host:port.
+    /// `--endpoints`, comma-separated host:port or URLs.
     pub endpoints: String,
     /// Flags before the command (TLS files).
     pub flags: Vec<String>,
@@ -45,6 +45,13 @@ impl Etcdctl {
             flags.push(format!("--key={}", tls.file("client-key.pem")));
         }
         Etcdctl { endpoints: eps.join(","), flags }
+    }
+
+    /// etcdctl for the given members, endpoints given as their client URLs
+    /// (`http://127.0.0.1:port`, or https://).
+    pub fn urls(cluster: &Cluster, members: &[usize]) -> Etcdctl {
+        let urls: Vec<String> = members.iter().map(|&i| cluster.endpoint(i)).collect();
+        Etcdctl { endpoints: urls.join(","), ..Etcdctl::of(cluster, members) }
     }
 
     /// etcdctl for every member.

@@ -21,6 +21,17 @@ use tempfile::TempDir;
 /// Fast but not twitchy timing for two shared cores.
 pub const TIMING: &[&str] = &["--tick-ms", "10", "--heartbeat-interval", "50", "--election-timeout", "500"];
 
+/// How a member is given its flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// On the command line.
+    Flags,
+    /// As `ETCD_*` environment variables only.
+    Env,
+    /// In a YAML config file with etcd's keys, named by `--config-file`.
+    ConfigFile,
+}
+
 /// One member process.
 pub struct Member {
     /// Its name.
@@ -32,6 +43,8 @@ pub struct Member {
     args: Vec<String>,
     /// Extra environment for its process.
     env: Vec<(String, String)>,
+    /// How it is given its flags.
+    via: Via,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -157,6 +170,76 @@ fn scheme(tls: bool) -> &'static str {
     }
 }
 
+/// A command running the `synod` under test, with no `ETCD_*` variable
+/// of the test's own environment: `synod` refuses one that names no flag
+/// (`ETCD_BIN`, say) and would take one that does, so a member is
+/// configured by what the test gives it and nothing else.
+pub fn synod_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_synod"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ETCD_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// The flags of a command line as (flag, value) pairs, without dashes; a
+/// flag with no value (a boolean) is `true`.
+pub fn flag_values(args: &[String]) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let mut at = 0;
+    while at < args.len() {
+        let flag = args[at].strip_prefix("--").unwrap_or_else(|| panic!("{} is not a flag", args[at]));
+        match args.get(at + 1).filter(|v| !v.starts_with("--")) {
+            Some(value) => {
+                pairs.push((flag.to_string(), value.clone()));
+                at += 2;
+            }
+            None => {
+                pairs.push((flag.to_string(), "true".to_string()));
+                at += 1;
+            }
+        }
+    }
+    pairs
+}
+
+/// etcd's variable for `--{flag}`.
+pub fn env_name(flag: &str) -> String {
+    format!("ETCD_{}", flag.to_uppercase().replace('-', "_"))
+}
+
+/// A command line as an etcd config file: the TLS flags in etcd's
+/// `client-transport-security` and `peer-transport-security` sections,
+/// numbers and booleans bare, the rest quoted.
+pub fn config_yaml(args: &[String]) -> String {
+    const TLS: &[&str] = &["cert-file", "key-file", "client-cert-auth", "trusted-ca-file", "auto-tls"];
+    let yaml_value = |v: &str| {
+        if v == "true" || v == "false" || (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())) {
+            v.to_string()
+        } else {
+            format!("{v:?}")
+        }
+    };
+    let (mut top, mut client, mut peer) = (String::new(), String::new(), String::new());
+    for (flag, value) in flag_values(args) {
+        if TLS.contains(&flag.as_str()) {
+            client.push_str(&format!("  {flag}: {}\n", yaml_value(&value)));
+        } else if let Some(inner) = flag.strip_prefix("peer-").filter(|f| TLS.contains(f)) {
+            peer.push_str(&format!("  {inner}: {}\n", yaml_value(&value)));
+        } else {
+            top.push_str(&format!("{flag}: {}\n", yaml_value(&value)));
+        }
+    }
+    for (section, keys) in [("client-transport-security", client), ("peer-transport-security", peer)] {
+        if !keys.is_empty() {
+            top.push_str(&format!("{section}:\n{keys}"));
+        }
+    }
+    top
+}
+
 /// `n` distinct free loopback ports (bound together, then released).
 pub fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> =
@@ -236,6 +319,7 @@ impl Cluster {
                     peer_port,
                     args,
                     env: Vec::new(),
+                    via: Via::Flags,
                     log: dir.path().join(format!("{name}.log")),
                     child: None,
                 }
@@ -270,6 +354,7 @@ impl Cluster {
             peer_port: ports[1],
             args,
             env: Vec::new(),
+            via: Via::Flags,
             log: self.dir.path().join(format!("{name}.log")),
             child: None,
         });
@@ -283,10 +368,27 @@ impl Cluster {
         args[at + 1] = value.to_string();
     }
 
+    /// Adds flag `flag` (one without a value) to member `i`'s next starts.
+    pub fn add_flag(&mut self, i: usize, flag: &str) {
+        self.members[i].args.push(flag.to_string());
+    }
+
+    /// Removes flag `flag` (one without a value) from member `i`'s next
+    /// starts.
+    pub fn remove_flag(&mut self, i: usize, flag: &str) {
+        self.members[i].args.retain(|a| a != flag);
+    }
+
     /// Sets the environment of member `i`'s next starts (replacing what
     /// was set before).
     pub fn set_env(&mut self, i: usize, env: Vec<(String, String)>) {
         self.members[i].env = env;
+    }
+
+    /// Gives member `i` its flags `via` the command line, `ETCD_*`
+    /// variables or a config file from its next start on.
+    pub fn set_via(&mut self, i: usize, via: Via) {
+        self.members[i].via = via;
     }
 
     /// The flags member `i` is started with.
@@ -334,10 +436,23 @@ impl Cluster {
     }
 
     fn spawn(&mut self, i: usize) {
+        let config_file = self.dir.path().join(format!("{}.yaml", self.members[i].name));
         let m = &mut self.members[i];
         let log = File::options().create(true).append(true).open(&m.log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_synod"))
-            .args(&m.args)
+        let mut cmd = synod_command();
+        match m.via {
+            Via::Flags => {
+                cmd.args(&m.args);
+            }
+            Via::Env => {
+                cmd.envs(flag_values(&m.args).into_iter().map(|(flag, value)| (env_name(&flag), value)));
+            }
+            Via::ConfigFile => {
+                std::fs::write(&config_file, config_yaml(&m.args)).expect("write a config file");
+                cmd.arg("--config-file").arg(&config_file);
+            }
+        }
+        let child = cmd
             .env("RUST_LOG", "info")
             .envs(m.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
