@@ -18,6 +18,7 @@
 //! or answer "healthy" without having asked the replica.
 
 use crate::alarm;
+use crate::gateway::Gateway;
 use crate::machine::Query;
 use crate::maintenance_service::ETCD_VERSION;
 use crate::metrics::ServerMetrics;
@@ -71,12 +72,34 @@ impl Http {
 /// Anything else is answered as etcd does: gRPC with Unimplemented, HTTP
 /// with 404.
 pub fn client_routes(grpc: Routes, http: Http) -> Routes {
+    let max_message_bytes = http.inner.ctx.max_request_bytes + crate::config::GRPC_OVERHEAD_BYTES;
+    // Gateway calls are gRPC calls to the metrics, as etcd's gateway's
+    // calls to its own gRPC server are.
+    let counted = tower::Layer::layer(&http.inner.metrics.grpc.layer(), grpc.clone());
+    let gateway = Gateway::over(counted, max_message_bytes);
     let endpoints = axum::Router::new()
         .route("/version", any(version))
         .merge(health_routes())
+        .merge(gateway_routes(gateway))
         .layer(axum::middleware::map_response(with_cors))
         .with_state(http);
     Routes::from(grpc.into_axum_router().merge(endpoints).fallback(client_fallback))
+}
+
+/// etcd's HTTP/JSON gateway ([`crate::gateway`]) under `/v3/` and, as
+/// etcd 3.4 serves it, `/v3beta/`. An OPTIONS preflight is answered 200
+/// here, before the gateway, as etcd's access controller answers it.
+fn gateway_routes(gateway: Gateway) -> axum::Router<Http> {
+    let serve = move |request: Request<Body>| {
+        let gateway = gateway.clone();
+        async move {
+            if request.method() == Method::OPTIONS {
+                return response(StatusCode::OK, "text/plain; charset=utf-8", Body::empty());
+            }
+            gateway.serve(request).await.map(Body::new)
+        }
+    };
+    axum::Router::new().route("/v3/{*rest}", any(serve.clone())).route("/v3beta/{*rest}", any(serve))
 }
 
 /// The routes of a `--listen-metrics-urls` URL: `/metrics` and the health

@@ -36,6 +36,9 @@
 //!   [`metrics`]: the member's Prometheus metrics; [`grpc_metrics`]: gRPC
 //!   calls counted as etcd counts them;
 //! * [`status`]: runtime and state machine errors as etcd's gRPC errors;
+//! * [`gateway`]: etcd's HTTP/JSON gateway (`/v3/kv/range`, `/v3/watch`,
+//!   ...), routed by the annotations of etcd's API and served by calling
+//!   the gRPC services in process;
 //! * [`tls`]: client and peer TLS from etcd's flags;
 //! * [`authority_header`]: every client connection is read through it, so
 //!   that the HTTP/2 `:authority` URLs etcd's Go client sends reach the
@@ -65,6 +68,7 @@ pub mod demo;
 pub mod election_service;
 pub mod etcd_db;
 pub mod forward;
+pub mod gateway;
 pub mod grpc_metrics;
 pub mod http;
 pub mod ids;

@@ -510,7 +510,7 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
             .max_concurrent_streams(cfg.max_concurrent_streams)
             .http2_keepalive_interval(cfg.grpc_keepalive_interval)
             .http2_keepalive_timeout(Some(cfg.grpc_keepalive_timeout))
-            .add_routes(crate::http::client_routes(services, http.clone()));
+            .add_routes(crate::http::client_routes(crate::status::with_grpc_go_limit_errors(services), http.clone()));
         let mut stop = stop_rx.clone();
         let acceptor = acceptor.clone().filter(|_| tls);
         servers.spawn("a client listener", async move {

@@ -186,12 +186,18 @@ impl WatchStream {
     async fn serve(&mut self, inbound: &mut Streaming<PbWatchRequest>) -> Result<(), Stop> {
         let mut progress = tokio::time::interval(self.ctx.watch_progress_interval);
         progress.tick().await;
+        // A client that closes its side of the stream (grpc-go's CloseSend,
+        // or the HTTP gateway at the end of a request body) still hears its
+        // watchers, as etcd's recvLoop ends without ending the stream; the
+        // stream ends when the client cancels the call.
+        let mut inbound_open = true;
         loop {
             tokio::select! {
                 biased;
-                request = inbound.message() => match request {
+                _ = self.out.closed() => return Err(Stop),
+                request = inbound.message(), if inbound_open => match request {
                     Ok(Some(request)) => self.on_request(request).await?,
-                    Ok(None) => return Err(Stop),
+                    Ok(None) => inbound_open = false,
                     Err(e) => {
                         debug!(error = %e, "watch stream ended by the client");
                         return Err(Stop);
@@ -286,7 +292,7 @@ impl WatchStream {
                 let created = PbWatchResponse { watch_id: id, created: true, ..Default::default() };
                 self.send(created, current).await?;
                 if start < compacted {
-                    return self.cancel_compacted(id, compacted, current).await;
+                    return self.cancel_compacted(id, compacted).await;
                 }
                 if start <= current {
                     self.catch_up(id, current).await?;
@@ -360,12 +366,12 @@ impl WatchStream {
                     let events = kv.events(from, to).map(|all| {
                         all.into_iter().filter(|e| e.kv.as_ref().is_some_and(|kv| range.contains(&kv.key))).collect()
                     });
-                    (events, kv.compact_revision(), kv.revision())
+                    (events, kv.compact_revision())
                 })
                 .await;
-            let (events, compacted, current): (Result<Vec<Event>, _>, i64, i64) = read.map_err(|_| Stop)?;
+            let (events, compacted): (Result<Vec<Event>, _>, i64) = read.map_err(|_| Stop)?;
             let Ok(events) = events else {
-                self.cancel_compacted(id, compacted, current).await?;
+                self.cancel_compacted(id, compacted).await?;
                 return Ok(false);
             };
             let w = self.watchers.get_mut(&id).expect("the watcher was there before the read");
@@ -376,16 +382,19 @@ impl WatchStream {
         }
     }
 
-    async fn cancel_compacted(&mut self, id: i64, compacted: i64, current: i64) -> Result<(), Stop> {
+    /// A watcher whose next revision has been compacted away is canceled
+    /// as etcd 3.4 cancels it: `compact_revision` set, no `cancel_reason`,
+    /// and a header with no revision (etcd's watch response for it carries
+    /// revision 0).
+    async fn cancel_compacted(&mut self, id: i64, compacted: i64) -> Result<(), Stop> {
         self.watchers.remove(&id);
-        let resp = PbWatchResponse {
-            watch_id: id,
-            canceled: true,
-            compact_revision: compacted,
-            cancel_reason: synod_kv::KvError::Compacted.to_string(),
-            ..Default::default()
-        };
-        self.send(resp, current).await
+        let mut resp =
+            PbWatchResponse { watch_id: id, canceled: true, compact_revision: compacted, ..Default::default() };
+        self.ctx.fill(&mut resp.header);
+        if let Some(header) = resp.header.as_mut() {
+            header.revision = 0;
+        }
+        self.out.send(Ok(resp)).await.map_err(|_| Stop)
     }
 
     /// Sends one watcher's events of some whole revisions: one response, or,

@@ -197,6 +197,17 @@ async fn bad_input_gets_etcd_errors_and_the_server_keeps_serving() {
     let err = c.put("b/too-big", too_big, None).await.unwrap_err();
     assert_eq!(grpc(err), (Code::InvalidArgument, "etcdserver: request is too large".to_string()));
 
+    // Past what the server decodes at all (--max-request-bytes plus etcd's
+    // 512 KiB of gRPC overhead), refused as grpc-go refuses it.
+    let huge = vec![b'x'; 2 << 20];
+    let err = c.put("b/huge", huge, None).await.unwrap_err();
+    let (code, message) = grpc(err);
+    assert_eq!(code, Code::ResourceExhausted, "{message}");
+    assert!(
+        message.starts_with("grpc: received message larger than max (") && message.ends_with(" vs. 2097152)"),
+        "{message}"
+    );
+
     let err = c.put("", "v", None).await.unwrap_err();
     assert_eq!(grpc(err), (Code::InvalidArgument, "etcdserver: key is not provided".to_string()));
     let err = c.get("", None).await.unwrap_err();

@@ -153,6 +153,8 @@ async fn history_filters_ids_cancel_progress_and_compaction() {
     assert!(created.created());
     let r = next(&mut s, 10).await;
     assert!(r.canceled() && r.compact_revision() == last, "{r:?}");
+    // As etcd 3.4 words it: no cancel reason, and no revision in the header.
+    assert_eq!((r.cancel_reason(), r.header().unwrap().revision()), ("", 0), "{r:?}");
     let (mut s, _) = watch(&mut c, "h/k", WatchOptions::new().with_start_revision(last)).await;
     assert_eq!(seen(&next(&mut s, 10).await)[0].0, last);
 }
@@ -443,4 +445,22 @@ async fn clients_vanishing_mid_stream_harm_no_other_watcher() {
     }
     let log = cluster.log(0);
     assert!(!log.contains("panicked"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_its_side_of_the_stream_still_hears_its_watchers() {
+    // etcd's recvLoop ends at the client's CloseSend without ending the
+    // stream; the HTTP gateway half-closes at the end of every request body.
+    let cluster = Cluster::start(1);
+    cluster.wait_ready().await;
+    let mut c = client(&cluster, 0).await;
+    let (stream, _) = watch(&mut c, "half/", WatchOptions::new().with_prefix()).await;
+    let (sender, mut responses) = stream.split();
+    drop(sender);
+    let revision = c.put("half/a", "1", None).await.unwrap().header().unwrap().revision();
+    let event = match tokio::time::timeout(Duration::from_secs(10), responses.message()).await {
+        Ok(Ok(Some(r))) => r,
+        other => panic!("no event after the client closed its side: {other:?}"),
+    };
+    assert_eq!(seen(&event), vec![(revision, "half/a".to_string(), true, "1".to_string(), None)]);
 }
