@@ -146,30 +146,6 @@ const CODES: [Code; 17] = [
     Code::Unauthenticated,
 ];
 
-/// A code as grpc-go writes it (`codes.Code.String()`), the label etcd's
-/// metrics carry.
-fn go_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "Canceled",
-        Code::Unknown => "Unknown",
-        Code::InvalidArgument => "InvalidArgument",
-        Code::DeadlineExceeded => "DeadlineExceeded",
-        Code::NotFound => "NotFound",
-        Code::AlreadyExists => "AlreadyExists",
-        Code::PermissionDenied => "PermissionDenied",
-        Code::ResourceExhausted => "ResourceExhausted",
-        Code::FailedPrecondition => "FailedPrecondition",
-        Code::Aborted => "Aborted",
-        Code::OutOfRange => "OutOfRange",
-        Code::Unimplemented => "Unimplemented",
-        Code::Internal => "Internal",
-        Code::Unavailable => "Unavailable",
-        Code::DataLoss => "DataLoss",
-        Code::Unauthenticated => "Unauthenticated",
-    }
-}
-
 /// One method's counters.
 #[derive(Debug)]
 struct Method {
@@ -218,7 +194,9 @@ impl GrpcMetrics {
                     started: started.with_label_values(&[kind.label(), service, method]),
                     handled: CODES
                         .iter()
-                        .map(|&c| handled.with_label_values(&[kind.label(), service, method, go_name(c)]))
+                        .map(|&c| {
+                            handled.with_label_values(&[kind.label(), service, method, crate::status::go_code_name(c)])
+                        })
                         .collect(),
                 };
                 methods.insert(format!("/{service}/{method}"), Arc::new(m));
@@ -375,8 +353,8 @@ mod tests {
             assert_eq!(c as usize, i);
             assert_eq!(Code::from_i32(i as i32), c);
         }
-        assert_eq!(go_name(Code::Cancelled), "Canceled");
-        assert_eq!(go_name(Code::Ok), "OK");
+        assert_eq!(crate::status::go_code_name(Code::Cancelled), "Canceled");
+        assert_eq!(crate::status::go_code_name(Code::Ok), "OK");
     }
 
     #[test]

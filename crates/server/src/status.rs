@@ -72,9 +72,14 @@ pub fn auth_untranslated(e: crate::auth::AuthError) -> Status {
 /// error inside a response rather than as the call's status (the reason a
 /// watch is canceled for, from `rpctypes.ErrGRPC*.Error()`).
 pub fn go_error_text(status: &Status) -> String {
-    // grpc-go's codes.Code.String() names (tonic's Debug spells Cancelled
-    // and Ok differently).
-    let name = match status.code() {
+    format!("rpc error: code = {} desc = {}", go_code_name(status.code()), status.message())
+}
+
+/// A code as grpc-go names it (`codes.Code.String()`): the label etcd's
+/// metrics carry and the name in its error texts (tonic's Debug spells
+/// Cancelled and Ok differently).
+pub fn go_code_name(code: Code) -> &'static str {
+    match code {
         Code::Ok => "OK",
         Code::Cancelled => "Canceled",
         Code::Unknown => "Unknown",
@@ -92,8 +97,7 @@ pub fn go_error_text(status: &Status) -> String {
         Code::Unavailable => "Unavailable",
         Code::DataLoss => "DataLoss",
         Code::Unauthenticated => "Unauthenticated",
-    };
-    format!("rpc error: code = {name} desc = {}", status.message())
+    }
 }
 
 /// A state machine error.
