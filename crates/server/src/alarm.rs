@@ -13,22 +13,26 @@
 //! differs from the majority's, and an operator may.
 
 use etcd_client::proto::{PbAlarmMember, PbAlarmRequest};
+use etcd_client::{AlarmAction, AlarmType};
 use std::collections::BTreeSet;
 use synod_kv::{Command as KvCommand, KvError};
 
+// The wire numbers come from the enums generated from etcd's proto
+// (re-exported by etcd-client), never copied by hand.
+
 /// etcd's `AlarmType.NONE`: in a GET, every alarm.
-pub const NONE: i32 = 0;
+pub const NONE: i32 = AlarmType::None as i32;
 /// etcd's `AlarmType.NOSPACE`: the space quota is used up.
-pub const NOSPACE: i32 = 1;
+pub const NOSPACE: i32 = AlarmType::Nospace as i32;
 /// etcd's `AlarmType.CORRUPT`: a member's data is inconsistent.
-pub const CORRUPT: i32 = 2;
+pub const CORRUPT: i32 = AlarmType::Corrupt as i32;
 
 /// etcd's `AlarmAction.GET`.
-pub const GET: i32 = 0;
+pub const GET: i32 = AlarmAction::Get as i32;
 /// etcd's `AlarmAction.ACTIVATE`.
-pub const ACTIVATE: i32 = 1;
+pub const ACTIVATE: i32 = AlarmAction::Activate as i32;
 /// etcd's `AlarmAction.DEACTIVATE`.
-pub const DEACTIVATE: i32 = 2;
+pub const DEACTIVATE: i32 = AlarmAction::Deactivate as i32;
 
 /// The active alarms, as (alarm type, member id), in that order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
