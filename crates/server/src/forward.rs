@@ -136,10 +136,17 @@ impl Credentials {
         if let Some(token) = token_of(metadata) {
             return Ok(Credentials::Token(token));
         }
-        Ok(match ctx.caller_from(metadata, certs)? {
-            Some(caller) => Credentials::Certificate(caller.username),
-            None => Credentials::None,
-        })
+        Ok(Credentials::known(metadata, ctx.caller_from(metadata, certs)?.as_ref()))
+    }
+
+    /// The credentials of a request with `metadata` whose caller
+    /// [`Context::caller_from`] already found, without looking it up again.
+    pub fn known(metadata: &tonic::metadata::MetadataMap, caller: Option<&crate::auth::AuthInfo>) -> Credentials {
+        match (token_of(metadata), caller) {
+            (Some(token), _) => Credentials::Token(token),
+            (None, Some(caller)) => Credentials::Certificate(caller.username.clone()),
+            (None, None) => Credentials::None,
+        }
     }
 
     /// Whether the caller was proven by its certificate.

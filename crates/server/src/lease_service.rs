@@ -288,13 +288,15 @@ impl PbLeaseService for LeaseService {
                     }
                 };
                 let checked = match this.ctx.caller_from(&metadata, certs.clone()) {
-                    Ok(caller) => match this.ctx.required(caller) {
-                        Ok(caller) => this.check_leases(&caller, LeaseCheck::Renew(req.id)).await,
-                        Err(e) => Err(e),
-                    },
+                    Ok(caller) => {
+                        let creds = Credentials::known(&metadata, caller.as_ref());
+                        match this.ctx.required(caller) {
+                            Ok(caller) => this.check_leases(&caller, LeaseCheck::Renew(req.id)).await.map(|()| creds),
+                            Err(e) => Err(e),
+                        }
+                    }
                     Err(e) => Err(e),
                 };
-                let checked = checked.and_then(|()| Credentials::of(&this.ctx, &metadata, certs.clone()));
                 let reply = match checked {
                     Ok(creds) => match this.renew(req.id, forwarded, &creds).await {
                         Ok(ttl) => Ok(PbLeaseKeepAliveResponse { header: this.header().await, id: req.id, ttl }),
@@ -317,8 +319,9 @@ impl PbLeaseService for LeaseService {
         request: Request<PbLeaseTimeToLiveRequest>,
     ) -> Result<GrpcResponse<PbLeaseTimeToLiveResponse>, Status> {
         let forwarded = is_forwarded(&request);
-        let caller = self.ctx.require_caller(&request)?;
-        let creds = Credentials::of(&self.ctx, request.metadata(), request.peer_certs())?;
+        let found = self.ctx.caller(&request)?;
+        let creds = Credentials::known(request.metadata(), found.as_ref());
+        let caller = self.ctx.required(found)?;
         let req = request.into_inner();
         if req.keys {
             self.check_leases(&caller, LeaseCheck::Read(Some(vec![req.id]))).await?;
