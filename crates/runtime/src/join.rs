@@ -13,8 +13,9 @@
 //! A node that is not (yet) a member gets a clear error once `timeout` runs
 //! out, rather than starting a cluster of its own.
 
+use crate::codec::{decode_cluster_info, PeerFormat};
 use crate::tls::PeerTls;
-use crate::transport::{directory_hello, write_flushed, ClusterInfo};
+use crate::transport::{directory_hello, write_flushed, ClusterInfo, BAD_MAGIC_STATUS};
 use crate::Error;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -91,24 +92,46 @@ pub async fn discover(
     }
 }
 
-/// One directory request.
+/// One directory request: in today's format, or, if the member refuses
+/// that as unknown (a member of an earlier release), in an older one.
 pub async fn ask(seed: SocketAddr, tls: Option<&PeerTls>) -> Result<ClusterInfo, Error> {
+    let mut format = PeerFormat::CURRENT;
+    loop {
+        match ask_as(seed, tls, format).await {
+            Err(Error::Io(reason)) if reason == REFUSED_VERSION => match format.older() {
+                Some(older) => format = older,
+                None => return Err(Error::Io(reason)),
+            },
+            other => return other,
+        }
+    }
+}
+
+/// Why [`ask_as`] failed when the member does not speak its format.
+const REFUSED_VERSION: &str = "the member does not speak this peer protocol version";
+
+async fn ask_as(seed: SocketAddr, tls: Option<&PeerTls>, format: PeerFormat) -> Result<ClusterInfo, Error> {
     let attempt = async {
         let io = |e: std::io::Error| Error::Io(e.to_string());
         let mut s = crate::tls::dial(tls, seed).await.map_err(io)?;
-        write_flushed(&mut s, &directory_hello()).await.map_err(io)?;
-        let mut status = [0u8; 1 + 4];
+        write_flushed(&mut s, &directory_hello(format)).await.map_err(io)?;
+        let mut status = [0u8; 1];
         s.read_exact(&mut status).await.map_err(io)?;
+        if status[0] == BAD_MAGIC_STATUS {
+            return Err(Error::Io(REFUSED_VERSION.to_string()));
+        }
         if status[0] != crate::transport::DIRECTORY_STATUS {
             return Err(Error::Io(format!("not answered as a directory request (status {})", status[0])));
         }
-        let len = u32::from_be_bytes(status[1..].try_into().expect("4 bytes")) as usize;
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await.map_err(io)?;
+        let len = u32::from_be_bytes(len) as usize;
         if len > MAX_ANSWER {
             return Err(Error::Io(format!("oversized directory answer ({len} bytes)")));
         }
         let mut body = vec![0u8; len];
         s.read_exact(&mut body).await.map_err(io)?;
-        postcard::from_bytes::<ClusterInfo>(&body).map_err(|e| Error::Corrupt(format!("directory answer: {e}")))
+        decode_cluster_info(format, &body).map_err(|e| Error::Corrupt(e.to_string()))
     };
     let limit = Duration::from_secs(2) + if tls.is_some() { crate::tls::HANDSHAKE_TIMEOUT } else { Duration::ZERO };
     tokio::time::timeout(limit, attempt).await.map_err(|_| Error::Timeout)?

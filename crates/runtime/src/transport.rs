@@ -15,7 +15,11 @@
 //! Every connection opens with a fixed-size hello naming the cluster, the
 //! sender and the intended receiver; a peer from another cluster, an unknown
 //! member or a misdirected connection is refused and closed. After that each
-//! frame is a big-endian `u32` length and a postcard-encoded message. A
+//! frame is a big-endian `u32` length and a message in the format the hello
+//! names ([`crate::codec::PeerFormat`]): a member dials with today's format
+//! and, if the peer refuses it as unknown (a member of the previous
+//! release, during a rolling upgrade), with the one before; it accepts
+//! both. A
 //! frame that is oversized or does not decode closes that connection, with
 //! the reason logged, and harms nothing else.
 //!
@@ -37,7 +41,7 @@
 //! fit, or that were queued while the peer was unreachable, are dropped:
 //! Paxos tolerates lost messages (the replica resends what matters).
 
-use crate::codec::{decode_message, encode_message};
+use crate::codec::{decode_message_as, encode_cluster_info, encode_message_as, PeerFormat};
 use crate::tls::{PeerStream, PeerTls};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -51,12 +55,31 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
-/// Version 2: Prepare carries a handed-over ballot, TimeoutNow exists
-/// (leadership transfer). Version 3: a log value may be
+/// A hello's first eight bytes are `SYNOD\0`, the peer protocol version
+/// and a zero. Version 2: Prepare carries a handed-over ballot, TimeoutNow
+/// exists (leadership transfer). Version 3: a log value may be
 /// `Value::ExpireSessions` (client sessions expire through the log), which
 /// older members cannot decode. Version 4: a command carries its origin
-/// (`Command::origin`). Older members are refused as "not a Synod peer".
-const MAGIC: [u8; 8] = *b"SYNOD\x00\x04\x00";
+/// (`Command::origin`). Version 5: frames in schema version 1 (protobuf,
+/// `proto/synod/v1/synod.proto`). Versions 4 and 5 are accepted; older
+/// members are refused as "not a Synod peer".
+const MAGIC_PREFIX: [u8; 6] = *b"SYNOD\x00";
+
+/// A hello's first eight bytes for `format`.
+fn magic(format: PeerFormat) -> [u8; 8] {
+    let mut m = [0u8; 8];
+    m[..6].copy_from_slice(&MAGIC_PREFIX);
+    m[6] = format.version();
+    m
+}
+
+/// The format a hello's first eight bytes name, if this release speaks it.
+fn format_of(h: &[u8]) -> Option<PeerFormat> {
+    if h.len() < 8 || h[..6] != MAGIC_PREFIX || h[7] != 0 {
+        return None;
+    }
+    PeerFormat::of_version(h[6])
+}
 /// Bytes in a hello.
 pub const HELLO_LEN: usize = 8 + 8 + 8 + 8;
 const QUEUE: usize = 8192;
@@ -275,8 +298,8 @@ impl Transport {
     }
 }
 
-fn hello(cfg: &TransportConfig, to: NodeId) -> [u8; HELLO_LEN] {
-    peer_hello(cfg.cluster_id, cfg.me, to)
+fn hello(cfg: &TransportConfig, to: NodeId, format: PeerFormat) -> [u8; HELLO_LEN] {
+    peer_hello_as(format, cfg.cluster_id, cfg.me, to)
 }
 
 /// The hello member `from` of cluster `cluster_id` opens a connection to
@@ -285,25 +308,34 @@ fn hello(cfg: &TransportConfig, to: NodeId) -> [u8; HELLO_LEN] {
 /// [`crate::codec::encode_message`]'s bytes. (Public for tools and tests
 /// that speak the peer protocol.)
 pub fn peer_hello(cluster_id: u64, from: NodeId, to: NodeId) -> [u8; HELLO_LEN] {
+    peer_hello_as(PeerFormat::CURRENT, cluster_id, from, to)
+}
+
+/// [`peer_hello`] for a connection whose frames are in `format`.
+pub fn peer_hello_as(format: PeerFormat, cluster_id: u64, from: NodeId, to: NodeId) -> [u8; HELLO_LEN] {
     let mut h = [0u8; HELLO_LEN];
-    h[..8].copy_from_slice(&MAGIC);
+    h[..8].copy_from_slice(&magic(format));
     h[8..16].copy_from_slice(&cluster_id.to_be_bytes());
     h[16..24].copy_from_slice(&from.to_be_bytes());
     h[24..32].copy_from_slice(&to.to_be_bytes());
     h
 }
 
-/// The hello of a node asking for the [`ClusterInfo`].
-pub(crate) fn directory_hello() -> [u8; HELLO_LEN] {
+/// The hello of a node asking for the [`ClusterInfo`] in `format`.
+pub(crate) fn directory_hello(format: PeerFormat) -> [u8; HELLO_LEN] {
     let mut h = [0u8; HELLO_LEN];
-    h[..8].copy_from_slice(&MAGIC);
+    h[..8].copy_from_slice(&magic(format));
     h
 }
 
-fn check_hello(cfg: &TransportConfig, shared: &Shared, h: &[u8; HELLO_LEN]) -> (HelloStatus, NodeId) {
+/// The status byte of a hello refused for its protocol version.
+pub(crate) const BAD_MAGIC_STATUS: u8 = HelloStatus::BadMagic as u8;
+
+fn check_hello(cfg: &TransportConfig, shared: &Shared, h: &[u8; HELLO_LEN]) -> (HelloStatus, NodeId, PeerFormat) {
     let word = |i: usize| u64::from_be_bytes(h[i..i + 8].try_into().expect("8 bytes"));
     let from = word(16);
-    let status = if h[..8] != MAGIC {
+    let format = format_of(h);
+    let status = if format.is_none() {
         HelloStatus::BadMagic
     } else if h[8..] == [0; HELLO_LEN - 8] {
         HelloStatus::Directory
@@ -318,7 +350,7 @@ fn check_hello(cfg: &TransportConfig, shared: &Shared, h: &[u8; HELLO_LEN]) -> (
     } else {
         HelloStatus::Ok
     };
-    (status, from)
+    (status, from, format.unwrap_or(PeerFormat::CURRENT))
 }
 
 async fn outbound(
@@ -332,11 +364,11 @@ async fn outbound(
     let mut buf = Vec::with_capacity(64 * 1024);
     let sent = cfg.metrics.peer_sent(peer);
     loop {
-        let mut stream = match connect(&cfg, peer, addr).await {
-            Ok(s) => {
+        let (mut stream, format) = match connect(&cfg, peer, addr).await {
+            Ok((s, format)) => {
                 backoff = Duration::from_millis(20);
-                info!(peer, %addr, "connected to peer");
-                s
+                info!(peer, %addr, protocol = format.version(), "connected to peer");
+                (s, format)
             }
             Err(reason) => {
                 if reason == HelloStatus::Removed.reason() && !removed.swap(true, Ordering::Relaxed) {
@@ -356,10 +388,10 @@ async fn outbound(
         loop {
             let Some(first) = rx.recv().await else { return };
             buf.clear();
-            push_frame(&mut buf, &first, peer, cfg.max_frame);
+            push_frame(&mut buf, &first, peer, cfg.max_frame, format);
             while buf.len() < 1 << 20 {
                 match rx.try_recv() {
-                    Ok(m) => push_frame(&mut buf, &m, peer, cfg.max_frame),
+                    Ok(m) => push_frame(&mut buf, &m, peer, cfg.max_frame, format),
                     Err(_) => break,
                 }
             }
@@ -379,8 +411,8 @@ async fn outbound(
 /// close the connection over it): then it is dropped, like any lost
 /// message. (The protocol cuts its messages to fit; a single value too
 /// large for a frame is the one thing that cannot be.)
-fn push_frame(buf: &mut Vec<u8>, msg: &Message, peer: NodeId, max_frame: usize) {
-    let body = encode_message(msg);
+fn push_frame(buf: &mut Vec<u8>, msg: &Message, peer: NodeId, max_frame: usize, format: PeerFormat) {
+    let body = encode_message_as(format, msg);
     let Some(len) = u32::try_from(body.len()).ok().filter(|&n| n as usize <= max_frame) else {
         warn!(peer, kind = msg.kind(), len = body.len(), max = max_frame, "message exceeds the frame limit; dropped");
         return;
@@ -396,14 +428,40 @@ pub(crate) async fn write_flushed(stream: &mut PeerStream, buf: &[u8]) -> std::i
     stream.flush().await
 }
 
-async fn connect(cfg: &TransportConfig, peer: NodeId, addr: SocketAddr) -> Result<PeerStream, String> {
+/// Connects to `peer` in today's format, or, if the peer refuses that as
+/// unknown (a member of an earlier release), in the newest older format it
+/// takes.
+async fn connect(cfg: &TransportConfig, peer: NodeId, addr: SocketAddr) -> Result<(PeerStream, PeerFormat), String> {
+    let mut format = PeerFormat::CURRENT;
+    loop {
+        match connect_as(cfg, peer, addr, format).await {
+            Err(reason) if reason == HelloStatus::BadMagic.reason() => match format.older() {
+                Some(older) => {
+                    debug!(peer, %addr, tried = format.version(), "peer does not speak this protocol version; trying an older one");
+                    format = older;
+                }
+                None => return Err(reason),
+            },
+            other => return other.map(|s| (s, format)),
+        }
+    }
+}
+
+async fn connect_as(
+    cfg: &TransportConfig,
+    peer: NodeId,
+    addr: SocketAddr,
+    format: PeerFormat,
+) -> Result<PeerStream, String> {
     let attempt = async {
         let mut s = crate::tls::dial(cfg.tls.as_ref(), addr).await.map_err(|e| e.to_string())?;
-        write_flushed(&mut s, &hello(cfg, peer)).await.map_err(|e| e.to_string())?;
+        write_flushed(&mut s, &hello(cfg, peer, format)).await.map_err(|e| e.to_string())?;
         let mut status = [0u8; 1];
         s.read_exact(&mut status).await.map_err(|e| e.to_string())?;
-        if status[0] == HelloStatus::Removed as u8 {
-            return Err(HelloStatus::Removed.reason().to_string());
+        for refusal in [HelloStatus::Removed, HelloStatus::BadMagic] {
+            if status[0] == refusal as u8 {
+                return Err(refusal.reason().to_string());
+            }
         }
         if status[0] != HelloStatus::Ok as u8 {
             return Err(format!("peer refused the handshake (status {})", status[0]));
@@ -480,12 +538,12 @@ async fn serve_peer(
         return;
     }
     drop(hello);
-    let (status, from) = check_hello(&cfg, &shared_read(&shared), &h);
+    let (status, from, format) = check_hello(&cfg, &shared_read(&shared), &h);
     if status == HelloStatus::Directory {
         let Some(info) = shared_read(&shared).directory.clone() else {
             return;
         };
-        let body = postcard::to_allocvec(&info).expect("cluster info always serializes");
+        let body = encode_cluster_info(format, &info);
         let mut answer = vec![status as u8];
         answer.extend_from_slice(&(body.len() as u32).to_be_bytes());
         answer.extend_from_slice(&body);
@@ -522,7 +580,7 @@ async fn serve_peer(
             info!(peer = from, "closing the connection of a removed member");
             return;
         }
-        match decode_message(&body) {
+        match decode_message_as(format, &body) {
             Ok(msg) => {
                 if inbound.send((from, msg)).await.is_err() {
                     return;
@@ -617,18 +675,26 @@ mod tests {
     fn handshake_refuses_strangers() {
         let server = cfg(1, 7);
         let mut shared = Shared { known: [2, 3].into(), removed: BTreeSet::new(), directory: None };
-        let ok = hello(&cfg(2, 7), 1);
-        assert_eq!(check_hello(&server, &shared, &ok), (HelloStatus::Ok, 2));
-        assert_eq!(check_hello(&server, &shared, &hello(&cfg(2, 8), 1)).0, HelloStatus::WrongCluster);
-        assert_eq!(check_hello(&server, &shared, &hello(&cfg(2, 7), 3)).0, HelloStatus::WrongReceiver);
-        assert_eq!(check_hello(&server, &shared, &hello(&cfg(9, 7), 1)).0, HelloStatus::UnknownMember);
-        assert_eq!(check_hello(&server, &shared, &directory_hello()).0, HelloStatus::Directory);
+        let ok = hello(&cfg(2, 7), 1, PeerFormat::V5);
+        assert_eq!(check_hello(&server, &shared, &ok), (HelloStatus::Ok, 2, PeerFormat::CURRENT));
+        assert_eq!(check_hello(&server, &shared, &hello(&cfg(2, 8), 1, PeerFormat::V5)).0, HelloStatus::WrongCluster);
+        assert_eq!(check_hello(&server, &shared, &hello(&cfg(2, 7), 3, PeerFormat::V5)).0, HelloStatus::WrongReceiver);
+        assert_eq!(check_hello(&server, &shared, &hello(&cfg(9, 7), 1, PeerFormat::V4)).0, HelloStatus::UnknownMember);
+        assert_eq!(check_hello(&server, &shared, &directory_hello(PeerFormat::V4)).0, HelloStatus::Directory);
         let mut junk = ok;
         junk[0] = b'X';
         assert_eq!(check_hello(&server, &shared, &junk).0, HelloStatus::BadMagic);
+        // Protocol versions: 4 and 5 are spoken (and the format follows the
+        // hello), 3 and 6 are not.
+        assert_eq!(check_hello(&server, &shared, &hello(&cfg(2, 7), 1, PeerFormat::V4)).2, PeerFormat::V4);
+        for version in [3, 6] {
+            let mut other = ok;
+            other[6] = version;
+            assert_eq!(check_hello(&server, &shared, &other).0, HelloStatus::BadMagic, "version {version}");
+        }
         // Membership changes: a new member is let in, a removed one is told.
         shared.known.insert(9);
-        assert_eq!(check_hello(&server, &shared, &hello(&cfg(9, 7), 1)).0, HelloStatus::Ok);
+        assert_eq!(check_hello(&server, &shared, &hello(&cfg(9, 7), 1, PeerFormat::V4)).0, HelloStatus::Ok);
         shared.known.remove(&2);
         assert_eq!(check_hello(&server, &shared, &ok).0, HelloStatus::UnknownMember);
         shared.removed.insert(2);
