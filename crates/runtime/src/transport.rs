@@ -757,6 +757,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_peer_of_the_previous_release_is_served_in_its_protocol() {
+        let (addr, mut rx) = listening(InboundLimits::default()).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(&peer_hello_as(PeerFormat::V4, 7, 2, 1)).await.unwrap();
+        let mut status = [9u8; 1];
+        s.read_exact(&mut status).await.unwrap();
+        assert_eq!(status[0], HelloStatus::Ok as u8);
+        let msg = Message::Commit { ballot: synod_paxos::Ballot::new(3, 2), commit: 9 };
+        let body = crate::codec::legacy::encode_message(&msg);
+        s.write_all(&(body.len() as u32).to_be_bytes()).await.unwrap();
+        s.write_all(&body).await.unwrap();
+        assert_eq!(rx.recv().await, Some((2, msg)));
+    }
+
+    /// A member of the previous release (peer protocol 4) refuses a hello
+    /// of version 5 as not a Synod peer: the dialler tries again in 4.
+    #[tokio::test]
+    async fn a_member_dials_the_previous_release_in_its_protocol() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let old_member = tokio::spawn(async move {
+            let mut versions = Vec::new();
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut h = [0u8; HELLO_LEN];
+                s.read_exact(&mut h).await.unwrap();
+                versions.push(h[6]);
+                if h[6] != 4 {
+                    s.write_all(&[HelloStatus::BadMagic as u8]).await.unwrap();
+                    continue;
+                }
+                s.write_all(&[HelloStatus::Ok as u8]).await.unwrap();
+                let mut body = Vec::new();
+                assert!(read_frame(&mut s, 1 << 20, Duration::from_secs(5), &mut body).await.unwrap());
+                return (versions, crate::codec::legacy::decode_message(&body).unwrap());
+            }
+        });
+        let me = cfg(2, 7);
+        let (mut stream, format) = connect(&me, 1, addr).await.unwrap();
+        assert_eq!(format, PeerFormat::V4);
+        let msg = Message::Progress { commit: 4 };
+        let mut buf = Vec::new();
+        push_frame(&mut buf, &msg, 1, 1 << 20, format);
+        write_flushed(&mut stream, &buf).await.unwrap();
+        assert_eq!(old_member.await.unwrap(), (vec![5, 4], msg));
+    }
+
+    #[tokio::test]
     async fn a_stalled_frame_closes_its_connection_at_the_deadline() {
         let limits = InboundLimits { frame_timeout: Duration::from_millis(200), ..InboundLimits::default() };
         let (addr, _rx) = listening(limits).await;

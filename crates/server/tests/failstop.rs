@@ -7,73 +7,16 @@
 mod common;
 
 use common::faultfs::{self, Fault};
+use common::load::Load;
 use common::Cluster;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
 
 /// How long a member that cannot go on may take to exit before the test
 /// fails: the target is well under a second; this is for a loaded machine.
 const EXIT_DEADLINE: Duration = Duration::from_secs(10);
-
-/// Writers putting distinct keys under `load/` through `targets`, and the
-/// keys acknowledged.
-struct Load {
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<String>>>,
-    writers: Vec<JoinHandle<()>>,
-}
-
-impl Load {
-    async fn start(cluster: &Cluster, targets: &[usize]) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked: Arc<Mutex<Vec<String>>> = Arc::default();
-        let mut writers = Vec::new();
-        for (w, &target) in targets.iter().enumerate() {
-            let mut client = cluster.client(target).await;
-            let (stop, acked) = (stop.clone(), acked.clone());
-            writers.push(tokio::spawn(async move {
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let key = format!("load/{w}/{i:06}");
-                    i += 1;
-                    match tokio::time::timeout(Duration::from_secs(6), client.put(key.clone(), "v", None)).await {
-                        Ok(Ok(_)) => acked.lock().unwrap().push(key),
-                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
-                    }
-                }
-            }));
-        }
-        Load { stop, acked, writers }
-    }
-
-    fn count(&self) -> usize {
-        self.acked.lock().unwrap().len()
-    }
-
-    /// Waits until `n` more writes than now are acknowledged.
-    async fn until_more(&self, n: usize, what: &str) {
-        let target = self.count() + n;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.count() < target {
-            assert!(Instant::now() < deadline, "{what}: only {} of {target} writes acknowledged", self.count());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn stop(self) -> Vec<String> {
-        self.stop.store(true, Ordering::Relaxed);
-        for w in self.writers {
-            let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
-        }
-        let acked = self.acked.lock().unwrap().clone();
-        acked
-    }
-}
 
 /// A 3-member cluster whose members all run with the fault shim, each
 /// armed by its own trigger file (`<dir>/fault-m<i>`); `None` (after
@@ -101,8 +44,8 @@ fn faulty_cluster(fault: Fault) -> Option<Cluster> {
 /// acknowledged write lost. Returns the time from arming to exit.
 async fn fails_stops_and_rejoins(mut cluster: Cluster, victim: usize, error: &str) -> Duration {
     // Writes through every member, the victim included.
-    let load = Load::start(&cluster, &[0, 1, 2, 0, 1, 2]).await;
-    load.until_more(50, "before the fault").await;
+    let load = Load::start([0, 1, 2, 0, 1, 2].iter().map(|&i| cluster.endpoint(i)).collect()).await;
+    load.progress(50, "before the fault").await;
 
     std::fs::write(cluster.dir().join(format!("fault-m{victim}")), b"").unwrap();
     let armed = Instant::now();
@@ -118,11 +61,11 @@ async fn fails_stops_and_rejoins(mut cluster: Cluster, victim: usize, error: &st
     cluster.reap(victim);
 
     // The others go on, then the victim comes back on its disk, healed.
-    load.until_more(50, "after the member stopped").await;
+    load.progress(50, "after the member stopped").await;
     cluster.set_env(victim, Vec::new());
     cluster.start_member(victim);
     cluster.wait_member_ready(victim).await;
-    load.until_more(20, "after the member restarted").await;
+    load.progress(20, "after the member restarted").await;
     let acked = load.stop().await;
     cluster.assert_none_lost(victim, &acked).await;
     let other = (victim + 1) % 3;

@@ -6,85 +6,14 @@
 
 mod common;
 
+use common::load::Load;
 use common::Cluster;
 use etcd_client::{Client, GetOptions, MemberAddOptions};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The longest a write may wait during a change: the test timing's election
 /// timeout is 500 ms; allow three of them on a shared, noisy machine.
 const LONGEST_WAIT: Duration = Duration::from_millis(1500);
-
-/// A write load: acknowledged keys and the longest wait since last asked.
-struct Load {
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<String>>>,
-    longest: Arc<Mutex<Duration>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    /// One writer per endpoint, each writing its own keys.
-    async fn start(endpoints: Vec<String>) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked: Arc<Mutex<Vec<String>>> = Arc::default();
-        let longest: Arc<Mutex<Duration>> = Arc::default();
-        let mut tasks = Vec::new();
-        for (w, endpoint) in endpoints.into_iter().enumerate() {
-            let mut client = common::connect(vec![endpoint]).await;
-            let (stop, acked, longest) = (stop.clone(), acked.clone(), longest.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let key = format!("load/{w}/{i:06}");
-                    i += 1;
-                    let started = Instant::now();
-                    let put = client.put(key.clone(), "v", None);
-                    let result = tokio::time::timeout(Duration::from_secs(6), put).await;
-                    let waited = started.elapsed();
-                    {
-                        let mut l = longest.lock().unwrap();
-                        *l = (*l).max(waited);
-                    }
-                    match result {
-                        Ok(Ok(_)) => acked.lock().unwrap().push(key),
-                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
-                    }
-                }
-            }));
-        }
-        Load { stop, acked, longest, tasks }
-    }
-
-    /// The longest wait since the last call, and reset.
-    fn take_longest(&self) -> Duration {
-        std::mem::take(&mut *self.longest.lock().unwrap())
-    }
-
-    fn acked(&self) -> usize {
-        self.acked.lock().unwrap().len()
-    }
-
-    /// Waits until `n` more writes were acknowledged.
-    async fn progress(&self, n: usize) {
-        let target = self.acked() + n;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.acked() < target {
-            assert!(Instant::now() < deadline, "writes stalled at {}", self.acked());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Stops the writers; returns every acknowledged key.
-    async fn stop(self) -> Vec<String> {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        self.acked.lock().unwrap().clone()
-    }
-}
 
 /// Checks that member `i` holds every key in `acked` (linearizable count).
 async fn holds_all(cluster: &Cluster, i: usize, acked: &[String]) {
@@ -166,7 +95,7 @@ async fn grow_three_to_five_and_shrink_back_under_writes() {
     let mut cluster = Cluster::start(3);
     cluster.wait_ready().await;
     let load = Load::start(cluster.endpoints()).await;
-    load.progress(50).await;
+    load.progress(50, "writes").await;
     let mut admin = common::connect(cluster.endpoints()).await;
     let mut waits = Vec::new();
 
@@ -182,7 +111,7 @@ async fn grow_three_to_five_and_shrink_back_under_writes() {
     wait_list(&cluster, 0, "m4 listed as a learner", |l| l.contains(&("m4".into(), true))).await;
     waits.push(("add learner", load.take_longest()));
     promote(&mut admin, id4).await;
-    load.progress(50).await;
+    load.progress(50, "writes").await;
     waits.push(("promote", load.take_longest()));
 
     // m5 as a voter: joins as a learner, promoted by the leader once in sync.
@@ -192,7 +121,7 @@ async fn grow_three_to_five_and_shrink_back_under_writes() {
     cluster.start_member(m5);
     wait_list(&cluster, 1, "five voters", |l| l.len() == 5 && l.iter().all(|(n, learner)| !n.is_empty() && !learner))
         .await;
-    load.progress(50).await;
+    load.progress(50, "writes").await;
     waits.push(("add voter", load.take_longest()));
     cluster.wait_member_ready(m5).await;
 
@@ -201,7 +130,7 @@ async fn grow_three_to_five_and_shrink_back_under_writes() {
     for (i, id) in [(m4, id4), (m5, id5)] {
         admin.member_remove(id).await.unwrap_or_else(|e| panic!("remove {id:x}: {e}"));
         exits_removed(&mut cluster, i).await;
-        load.progress(50).await;
+        load.progress(50, "writes").await;
         waits.push(("remove", load.take_longest()));
     }
     // A removed member's data directory is refused.
@@ -227,7 +156,7 @@ async fn a_member_whose_disk_was_wiped_is_replaced() {
     let lost = (leader + 1) % 3;
     let stay: Vec<usize> = (0..3).filter(|&i| i != lost).collect();
     let load = Load::start(stay.iter().map(|&i| cluster.endpoint(i)).collect()).await;
-    load.progress(50).await;
+    load.progress(50, "writes").await;
     let mut admin = common::connect(stay.iter().map(|&i| cluster.endpoint(i)).collect()).await;
     let lost_id = member_ids(&cluster, &mut admin).await[lost];
 
@@ -245,7 +174,7 @@ async fn a_member_whose_disk_was_wiped_is_replaced() {
     assert_ne!(fresh_id, lost_id, "a removed member's id is never reused");
     cluster.start_member(fresh);
     promote(&mut admin, fresh_id).await;
-    load.progress(100).await;
+    load.progress(100, "writes").await;
     let waited = load.take_longest();
 
     let acked = load.stop().await;
@@ -427,7 +356,7 @@ async fn the_leader_moves_and_then_is_removed_under_writes() {
     // Writers on the members that stay (a client of a removed member
     // waits until that member stops).
     let load = Load::start((0..3).filter(|&i| i != target).map(|i| cluster.endpoint(i)).collect()).await;
-    load.progress(50).await;
+    load.progress(50, "writes").await;
     let mut admin = common::connect(cluster.endpoints()).await;
     let ids = member_ids(&cluster, &mut admin).await;
 
@@ -436,7 +365,7 @@ async fn the_leader_moves_and_then_is_removed_under_writes() {
     let asked = (first + 2) % 3;
     cluster.client(asked).await.move_leader(ids[target]).await.expect("move leader");
     assert_eq!(cluster.leader().await, target);
-    load.progress(50).await;
+    load.progress(50, "writes").await;
     let moved = load.take_longest();
     refused(cluster.client(target).await.move_leader(0x1234).await, "etcdserver: bad leader transferee");
 
@@ -444,7 +373,7 @@ async fn the_leader_moves_and_then_is_removed_under_writes() {
     // not an election; it then exits.
     admin.member_remove(ids[target]).await.expect("remove the leader");
     exits_removed(&mut cluster, target).await;
-    load.progress(50).await;
+    load.progress(50, "writes").await;
     let removed = load.take_longest();
     let acked = load.stop().await;
     let leader = cluster.leader().await;

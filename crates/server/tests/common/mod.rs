@@ -9,6 +9,7 @@ pub mod etcd;
 pub mod etcdctl;
 pub mod faultfs;
 pub mod http;
+pub mod load;
 
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 use std::collections::BTreeSet;
@@ -46,6 +47,8 @@ pub struct Member {
     env: Vec<(String, String)>,
     /// How it is given its flags.
     via: Via,
+    /// The program it runs, if not the `synod` under test.
+    program: Option<PathBuf>,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -176,7 +179,12 @@ fn scheme(tls: bool) -> &'static str {
 /// (`ETCD_BIN`, say) and would take one that does, so a member is
 /// configured by what the test gives it and nothing else.
 pub fn synod_command() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_synod"));
+    program_command(env!("CARGO_BIN_EXE_synod"))
+}
+
+/// [`synod_command`] for another `synod` program.
+pub fn program_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("ETCD_") {
             cmd.env_remove(name);
@@ -321,6 +329,7 @@ impl Cluster {
                     args,
                     env: Vec::new(),
                     via: Via::Flags,
+                    program: None,
                     log: dir.path().join(format!("{name}.log")),
                     child: None,
                 }
@@ -356,6 +365,7 @@ impl Cluster {
             args,
             env: Vec::new(),
             via: Via::Flags,
+            program: None,
             log: self.dir.path().join(format!("{name}.log")),
             child: None,
         });
@@ -390,6 +400,12 @@ impl Cluster {
     /// variables or a config file from its next start on.
     pub fn set_via(&mut self, i: usize, via: Via) {
         self.members[i].via = via;
+    }
+
+    /// Runs member `i` as `program` (another release's `synod`, say) from
+    /// its next start on; `None` goes back to the `synod` under test.
+    pub fn set_program(&mut self, i: usize, program: Option<PathBuf>) {
+        self.members[i].program = program;
     }
 
     /// The flags member `i` is started with.
@@ -440,7 +456,10 @@ impl Cluster {
         let config_file = self.dir.path().join(format!("{}.yaml", self.members[i].name));
         let m = &mut self.members[i];
         let log = File::options().create(true).append(true).open(&m.log).expect("log file");
-        let mut cmd = synod_command();
+        let mut cmd = match &m.program {
+            Some(program) => program_command(program),
+            None => synod_command(),
+        };
         match m.via {
             Via::Flags => {
                 cmd.args(&m.args);
