@@ -284,7 +284,11 @@ impl Lease for LeaseService {
                     Ok(Some(req)) => req,
                     Ok(None) => return,
                     Err(e) => {
+                        // As etcd's leaseKeepAlive, the stream ends with
+                        // the error it read (a request over the decoding
+                        // limit: grpc-go's ResourceExhausted).
                         tracing::debug!(error = %e, "keep-alive stream broken by its client");
+                        let _ = tx.send(Err(e)).await;
                         return;
                     }
                 };

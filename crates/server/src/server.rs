@@ -15,6 +15,7 @@ use crate::authority_header::AuthorityFix;
 use crate::bootstrap::Identity;
 use crate::cluster_service::ClusterService;
 use crate::config::{Member, ServerConfig, GRPC_OVERHEAD_BYTES};
+use crate::decode_limit::with_grpc_go_decode_limit;
 use crate::election_service::ElectionService;
 use crate::forward::LeaderForwarder;
 use crate::http::Http;
@@ -513,7 +514,7 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
             .max_concurrent_streams(cfg.max_concurrent_streams)
             .http2_keepalive_interval(cfg.grpc_keepalive_interval)
             .http2_keepalive_timeout(Some(cfg.grpc_keepalive_timeout))
-            .add_routes(crate::http::client_routes(crate::status::with_grpc_go_limit_errors(services), http.clone()));
+            .add_routes(crate::http::client_routes(with_grpc_go_decode_limit(services, limit), http.clone()));
         let mut stop = stop_rx.clone();
         let acceptor = acceptor.clone().filter(|_| tls);
         servers.spawn("a client listener", async move {

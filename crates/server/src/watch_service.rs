@@ -202,7 +202,13 @@ impl WatchStream {
                     Ok(Some(request)) => self.on_request(request).await?,
                     Ok(None) => inbound_open = false,
                     Err(e) => {
+                        // etcd's Watch returns its recvLoop's error: a
+                        // request over the decoding limit ends the stream
+                        // with grpc-go's ResourceExhausted (see
+                        // crate::decode_limit). A client that went away
+                        // hears nothing either way.
                         debug!(error = %e, "watch stream ended by the client");
+                        let _ = self.out.send(Err(e)).await;
                         return Err(Stop);
                     }
                 },

@@ -1,12 +1,16 @@
 //! What one client may hold on a member (issue 13.5): watchers per watch
 //! stream (`--max-watchers-per-stream`), gRPC streams per connection
-//! (etcd's `--max-concurrent-streams`), and connections that stop answering
-//! keepalive pings (etcd's `--grpc-keepalive-*`).
+//! (etcd's `--max-concurrent-streams`), connections that stop answering
+//! keepalive pings (etcd's `--grpc-keepalive-*`), and request messages on a
+//! stream past the decoding limit (`--max-request-bytes` plus etcd's gRPC
+//! overhead).
 
 mod common;
 
 use common::Cluster;
-use etcd_client::{Client, WatchResponse, WatchStream};
+use etcd_client::proto::PbWatchRequest;
+use etcd_client::{Client, Error, WatchOptions, WatchResponse, WatchStream};
+use prost::Message;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -93,4 +97,28 @@ async fn a_connection_that_does_not_answer_keepalive_pings_is_closed() {
     })
     .await;
     assert!(closed.is_ok(), "the server kept a connection open that answers no pings");
+}
+
+/// etcd's Watch ends the stream with the error its receive loop read, and
+/// grpc-go's is ResourceExhausted naming the message's length and the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_request_over_the_decoding_limit_ends_the_stream_with_grpc_gos_refusal() {
+    let cluster = Cluster::start_with(1, &["--max-request-bytes", "1024"]);
+    cluster.wait_ready().await;
+    let mut c = client(&cluster).await;
+    let limit = 1024 + 512 * 1024;
+    let key = vec![b'k'; limit];
+    let sent = PbWatchRequest::from(WatchOptions::new().with_key(key.clone())).encoded_len();
+    let mut s = c.watch(key, None).await.expect("watch");
+    match tokio::time::timeout(Duration::from_secs(10), s.message()).await {
+        Ok(Err(Error::GRpcStatus(status))) => {
+            assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+            assert_eq!(status.message(), format!("grpc: received message larger than max ({sent} vs. {limit})"));
+        }
+        other => panic!("expected the stream to end with a status within 10 s: {other:?}"),
+    }
+
+    // The member still serves, a watch within the limit included.
+    let mut s = c.watch("small", None).await.expect("watch");
+    assert!(next(&mut s, 10).await.created());
 }
