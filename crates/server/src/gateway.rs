@@ -972,13 +972,17 @@ mod tests {
     #[test]
     fn enums_are_written_by_name_and_the_zero_one_left_out() {
         use synod_etcd_api::etcdserverpb::WatchResponse;
-        use synod_etcd_api::mvccpb::{Event, KeyValue};
-        let event = |kind| Event {
-            r#type: kind,
+        use synod_etcd_api::mvccpb::{event::EventType, Event, KeyValue};
+        let event = |kind: EventType| Event {
+            r#type: kind.into(),
             kv: Some(KeyValue { key: b"k".to_vec(), ..Default::default() }),
             prev_kv: None,
         };
-        let reply = WatchResponse { events: vec![event(0), event(1)], watch_id: -1, ..Default::default() };
+        let reply = WatchResponse {
+            events: vec![event(EventType::Put), event(EventType::Delete)],
+            watch_id: -1,
+            ..Default::default()
+        };
         let json = to_json(&output_of("/v3/watch"), Bytes::from(reply.encode_to_vec())).unwrap();
         assert_eq!(
             std::str::from_utf8(&json).unwrap(),

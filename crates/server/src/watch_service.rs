@@ -452,11 +452,11 @@ impl WatchStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use synod_kv::pb::KeyValue;
+    use synod_kv::pb::{EventType, KeyValue};
 
     fn event(key: &str, rev: i64, put: bool) -> Event {
         Event {
-            r#type: if put { 0 } else { 1 },
+            r#type: if put { EventType::Put } else { EventType::Delete }.into(),
             kv: Some(KeyValue { key: key.into(), mod_revision: rev, ..Default::default() }),
             prev_kv: Some(KeyValue { key: key.into(), ..Default::default() }),
         }
