@@ -15,18 +15,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use synod_etcd_api::etcdserverpb::ResponseHeader;
 use synod_etcd_api::mvccpb::KeyValue;
+use synod_etcd_api::v3electionpb::election_server::Election;
+use synod_etcd_api::v3electionpb::{
+    CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse, ProclaimRequest, ProclaimResponse,
+    ResignRequest, ResignResponse,
+};
 use synod_kv::pb::{Compare, PutRequest, Request as Op, RequestOp, TargetUnion, TxnRequest};
 use synod_kv::{Command, Response as KvResponse};
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::tokio_stream::Stream;
 use tonic::{Request, Response, Status};
-
-use synod_etcd_api::v3electionpb::election_server::Election;
-use synod_etcd_api::v3electionpb::{
-    CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse, ProclaimRequest, ProclaimResponse,
-    ResignRequest, ResignResponse,
-};
 
 /// etcd's `ErrElectionNotLeader`.
 pub const NOT_LEADER: &str = "election: not leader";

@@ -10,10 +10,9 @@
 use crate::recipes::{self, Withdraw};
 use crate::server::Context;
 use std::sync::Arc;
-use tonic::{Request, Response, Status};
-
 use synod_etcd_api::v3lockpb::lock_server::Lock;
 use synod_etcd_api::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
+use tonic::{Request, Response, Status};
 
 /// etcd's error for a contender whose lease ended before it got its turn.
 pub const SESSION_EXPIRED: &str = "mutex: session is expired";
