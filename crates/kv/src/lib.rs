@@ -9,7 +9,9 @@
 //! The contract is etcd v3.5's: revisions, create/mod revision and version,
 //! range options, txn compare/then/else, compaction, leases, watch events,
 //! error codes and messages. Requests and responses are etcd's own protobuf
-//! messages (see [`pb`]).
+//! messages (see [`pb`]), generated from etcd's `.proto` files by
+//! `synod-etcd-api` without its gRPC stubs: the state machine depends on
+//! prost and nothing of tonic or tokio.
 //!
 //! How a server maps the etcd gRPC API onto it:
 //! - `KV.Range` → [`KvState::range`] (no log write);

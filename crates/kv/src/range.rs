@@ -30,8 +30,8 @@ pub(crate) fn range(mvcc: &Mvcc, req: &RangeRequest, current: i64) -> Result<Ran
         return Ok(RangeResponse { header: header(current), count: live.count() as i64, ..RangeResponse::default() });
     }
 
-    let sort_order = SortOrder::from_i32(req.sort_order).unwrap_or(SortOrder::None);
-    let sort_target = SortTarget::from_i32(req.sort_target).unwrap_or(SortTarget::Key);
+    let sort_order = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);
+    let sort_target = SortTarget::try_from(req.sort_target).unwrap_or(SortTarget::Key);
     let filtered = req.min_mod_revision != 0
         || req.max_mod_revision != 0
         || req.min_create_revision != 0

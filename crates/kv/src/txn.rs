@@ -63,7 +63,7 @@ pub(crate) fn branch(req: &TxnRequest, succeeded: bool) -> &[crate::pb::RequestO
 /// empty range compares a zero key-value, except that a value compare on
 /// missing keys always fails.
 fn compare_holds(mvcc: &Mvcc, c: &Compare, rev: i64) -> bool {
-    let target = CompareTarget::from_i32(c.target);
+    let target = CompareTarget::try_from(c.target).ok();
     let mut live = mvcc.live_in(&c.key, &c.range_end, rev).peekable();
     if live.peek().is_none() {
         if target == Some(CompareTarget::Value) {
@@ -115,7 +115,7 @@ fn compare_kv(
         })),
         None => Ordering::Equal,
     };
-    match CompareResult::from_i32(c.result) {
+    match CompareResult::try_from(c.result).ok() {
         Some(CompareResult::Equal) => ord == Ordering::Equal,
         Some(CompareResult::NotEqual) => ord != Ordering::Equal,
         Some(CompareResult::Greater) => ord == Ordering::Greater,

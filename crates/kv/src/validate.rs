@@ -15,7 +15,7 @@ pub fn validate_range(req: &RangeRequest) -> Result<(), KvError> {
     if req.key.is_empty() {
         return Err(KvError::EmptyKey);
     }
-    if SortOrder::from_i32(req.sort_order).is_none() || SortTarget::from_i32(req.sort_target).is_none() {
+    if SortOrder::try_from(req.sort_order).is_err() || SortTarget::try_from(req.sort_target).is_err() {
         return Err(KvError::InvalidSortOption);
     }
     Ok(())

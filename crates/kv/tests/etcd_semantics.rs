@@ -883,8 +883,8 @@ fn keys_only_ranges_sorted_by_value_sort_before_dropping_values() {
         key: b"a".to_vec(),
         range_end: b"z".to_vec(),
         keys_only: true,
-        sort_target: 4, // VALUE
-        sort_order: 1,  // ASCEND
+        sort_target: SortTarget::Value.into(),
+        sort_order: SortOrder::Ascend.into(),
         limit: 2,
         ..Default::default()
     };

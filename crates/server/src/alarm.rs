@@ -12,13 +12,13 @@
 //! corruption check ([`crate::corrupt`]) raises it for a member whose store
 //! differs from the majority's, and an operator may.
 
-use etcd_client::proto::{PbAlarmMember, PbAlarmRequest};
-use etcd_client::{AlarmAction, AlarmType};
 use std::collections::BTreeSet;
+use synod_etcd_api::etcdserverpb::alarm_request::AlarmAction;
+use synod_etcd_api::etcdserverpb::{AlarmMember, AlarmRequest, AlarmType};
 use synod_kv::{Command as KvCommand, KvError};
 
 // The wire numbers come from the enums generated from etcd's proto
-// (re-exported by etcd-client), never copied by hand.
+// (synod-etcd-api), never copied by hand.
 
 /// etcd's `AlarmType.NONE`: in a GET, every alarm.
 pub const NONE: i32 = AlarmType::None as i32;
@@ -42,17 +42,17 @@ pub struct Alarms {
 
 impl Alarms {
     /// Rebuilds the set from a snapshot's list.
-    pub fn from_list(list: &[PbAlarmMember]) -> Alarms {
+    pub fn from_list(list: &[AlarmMember]) -> Alarms {
         Alarms { active: list.iter().map(|m| (m.alarm, m.member_id)).collect() }
     }
 
     /// Every active alarm of type `alarm` ([`NONE`]: of every type), by
     /// type then member.
-    pub fn get(&self, alarm: i32) -> Vec<PbAlarmMember> {
+    pub fn get(&self, alarm: i32) -> Vec<AlarmMember> {
         self.active
             .iter()
             .filter(|(a, _)| alarm == NONE || *a == alarm)
-            .map(|&(alarm, member_id)| PbAlarmMember { member_id, alarm })
+            .map(|&(alarm, member_id)| AlarmMember { member_id, alarm })
             .collect()
     }
 
@@ -65,8 +65,8 @@ impl Alarms {
     /// ACTIVATE returns the (possibly already active) alarm, DEACTIVATE the
     /// alarm it removed (none if it was not active), GET the active alarms
     /// of the requested type. Unknown alarm types and actions change nothing.
-    pub fn apply(&mut self, req: &PbAlarmRequest) -> Vec<PbAlarmMember> {
-        let member = PbAlarmMember { member_id: req.member_id, alarm: req.alarm };
+    pub fn apply(&mut self, req: &AlarmRequest) -> Vec<AlarmMember> {
+        let member = AlarmMember { member_id: req.member_id, alarm: req.alarm };
         let known = req.alarm == NOSPACE || req.alarm == CORRUPT;
         match req.action {
             ACTIVATE if known => {
@@ -94,20 +94,20 @@ mod tests {
     use super::*;
     use synod_kv::pb::{DeleteRangeRequest, LeaseGrantRequest, PutRequest};
 
-    fn req(action: i32, member_id: u64, alarm: i32) -> PbAlarmRequest {
-        PbAlarmRequest { action, member_id, alarm }
+    fn req(action: i32, member_id: u64, alarm: i32) -> AlarmRequest {
+        AlarmRequest { action, member_id, alarm }
     }
 
     #[test]
     fn activate_deactivate_and_get_answer_as_etcd() {
         let mut a = Alarms::default();
-        assert_eq!(a.apply(&req(ACTIVATE, 7, NOSPACE)), vec![PbAlarmMember { member_id: 7, alarm: NOSPACE }]);
+        assert_eq!(a.apply(&req(ACTIVATE, 7, NOSPACE)), vec![AlarmMember { member_id: 7, alarm: NOSPACE }]);
         // Activating again still names the alarm; it is listed once.
         assert_eq!(a.apply(&req(ACTIVATE, 7, NOSPACE)).len(), 1);
         a.apply(&req(ACTIVATE, 3, CORRUPT));
         assert!(a.apply(&req(ACTIVATE, 3, NONE)).is_empty());
         assert_eq!(a.get(NONE).len(), 2);
-        assert_eq!(a.get(NOSPACE), vec![PbAlarmMember { member_id: 7, alarm: NOSPACE }]);
+        assert_eq!(a.get(NOSPACE), vec![AlarmMember { member_id: 7, alarm: NOSPACE }]);
         assert!(a.apply(&req(DEACTIVATE, 8, NOSPACE)).is_empty(), "not raised by member 8");
         assert_eq!(a.apply(&req(DEACTIVATE, 7, NOSPACE)).len(), 1);
         assert!(!a.is_active(NOSPACE));

@@ -14,30 +14,16 @@
 //! `etcdserver/apply_auth.go`): the errors, which change bumps the
 //! revision, what `root` may and may not lose.
 
-use crate::auth::pb::authpb::{permission::Type as PermissionType, Permission, Role, User, UserAddOptions};
-use crate::auth::pb::etcdserverpb::{
+use std::collections::BTreeMap;
+use synod_etcd_api::authpb::{permission::Type as PermissionType, Permission, Role, User, UserAddOptions};
+use synod_etcd_api::etcdserverpb::{
     AuthRoleAddRequest, AuthRoleDeleteRequest, AuthRoleGrantPermissionRequest, AuthRoleRevokePermissionRequest,
     AuthUserAddRequest, AuthUserChangePasswordRequest, AuthUserDeleteRequest, AuthUserGrantRoleRequest,
     AuthUserRevokeRoleRequest,
 };
-use std::collections::BTreeMap;
 use synod_kv::pb::{Request as OpRequest, RequestOp, TxnRequest};
 use synod_kv::{Command as KvCommand, KvState};
 use tonic::Code;
-
-/// The generated messages and server trait of etcd's Auth service, and
-/// etcd's authpb messages.
-#[allow(missing_docs, clippy::all)]
-pub mod pb {
-    /// etcd's `etcdserverpb` Auth service and messages.
-    pub mod etcdserverpb {
-        tonic::include_proto!("etcdserverpb");
-    }
-    /// etcd's `authpb` messages: users, roles, permissions.
-    pub mod authpb {
-        tonic::include_proto!("authpb");
-    }
-}
 
 /// The user every admin operation needs (with the [`ROOT_ROLE`]).
 pub const ROOT_USER: &str = "root";

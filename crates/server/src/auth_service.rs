@@ -8,15 +8,14 @@
 //! `Authenticate` verifies a password the same way, then has the log grant a
 //! simple token (or signs a JWT itself).
 
-use crate::auth::pb::etcdserverpb::auth_server::Auth;
-use crate::auth::pb::etcdserverpb::*;
 use crate::auth::{AuthCommand, AuthError, AuthInfo, AuthOp, AuthReply, AuthStore, TokenGrant};
 use crate::machine::{Proposal, Reply};
 use crate::server::Context;
 use crate::status;
 use crate::token::Tokens;
-use etcd_client::proto::PbResponseHeader;
 use std::sync::Arc;
+use synod_etcd_api::etcdserverpb::auth_server::Auth;
+use synod_etcd_api::etcdserverpb::*;
 use tonic::{Request, Response, Status};
 
 /// How many times `Authenticate` checks a password again when the auth
@@ -35,7 +34,7 @@ impl AuthService {
         AuthService { ctx }
     }
 
-    fn header(&self) -> Option<PbResponseHeader> {
+    fn header(&self) -> Option<ResponseHeader> {
         let mut h = None;
         self.ctx.fill(&mut h);
         h
@@ -56,7 +55,7 @@ impl AuthService {
     /// Checks the caller's admin rights before a change is proposed (the
     /// state machine checks them again), so an outsider costs neither a
     /// bcrypt hash nor a log slot.
-    async fn admin_change<T>(&self, request: &Request<T>, op: AuthOp) -> Result<Option<PbResponseHeader>, Status> {
+    async fn admin_change<T>(&self, request: &Request<T>, op: AuthOp) -> Result<Option<ResponseHeader>, Status> {
         let caller = self.ctx.check_admin(request)?;
         self.change(caller, op).await?;
         Ok(self.header())

@@ -19,13 +19,14 @@ use crate::machine::{MemberAttributes, Proposal};
 use crate::membership::{resolve_peer, View};
 use crate::server::Context;
 use crate::status::{self, BAD_URLS, MEMBER_NOT_FOUND, PEER_URL_EXISTS};
-use etcd_client::proto::{
-    PbClusterService, PbMember, PbMemberAddRequest, PbMemberAddResponse, PbMemberListRequest, PbMemberListResponse,
-    PbMemberPromoteRequest, PbMemberPromoteResponse, PbMemberRemoveRequest, PbMemberRemoveResponse,
-    PbMemberUpdateRequest, PbMemberUpdateResponse,
-};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use synod_etcd_api::etcdserverpb::cluster_server::Cluster;
+use synod_etcd_api::etcdserverpb::{
+    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteRequest,
+    MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
+    ResponseHeader,
+};
 use synod_paxos::{Change, ReconfigError, TransferError};
 use tonic::{Request, Response, Status};
 
@@ -45,7 +46,7 @@ impl ClusterService {
     }
 
     /// Every member of `view`, as etcd lists them.
-    fn list(&self, view: &View) -> Vec<PbMember> {
+    fn list(&self, view: &View) -> Vec<Member> {
         view.members()
             .map(|id| {
                 let record = view.records.get(&id);
@@ -54,7 +55,7 @@ impl ClusterService {
                     Some(r) if !r.name.is_empty() => r.name.clone(),
                     _ => initial.map(|m| m.name.clone()).unwrap_or_default(),
                 };
-                PbMember {
+                Member {
                     id,
                     name,
                     peer_ur_ls: view.peer_urls(id, &self.ctx.members),
@@ -95,7 +96,7 @@ impl ClusterService {
         resolve_peer(urls).ok_or_else(|| Status::invalid_argument(BAD_URLS))
     }
 
-    async fn add(&self, req: PbMemberAddRequest) -> Result<PbMemberAddResponse, Status> {
+    async fn add(&self, req: MemberAddRequest) -> Result<MemberAddResponse, Status> {
         let addr = Self::check_urls(&req.peer_ur_ls)?;
         let view = self.view().await?;
         if view.peer_url_owner(&req.peer_ur_ls, &self.ctx.members, 0).is_some() {
@@ -107,19 +108,19 @@ impl ClusterService {
         self.propose(Proposal::PeerUrls(record)).await?;
         self.ctx.handle.set_peer(id, addr).await.map_err(|e| status::runtime(&e))?;
         self.reconfigure(Change::AddLearner(id)).await?;
-        let member = PbMember {
+        let member = Member {
             id,
             name: String::new(),
             peer_ur_ls: req.peer_ur_ls,
             client_ur_ls: vec![],
             is_learner: req.is_learner,
         };
-        Ok(PbMemberAddResponse { header: None, member: Some(member), members: self.list(&self.view().await?) })
+        Ok(MemberAddResponse { header: None, member: Some(member), members: self.list(&self.view().await?) })
     }
 
     /// Removes a member for a caller with `creds` (with which the removal
     /// goes to the next leader if this one hands over first).
-    async fn remove(&self, req: PbMemberRemoveRequest, creds: &Credentials) -> Result<PbMemberRemoveResponse, Status> {
+    async fn remove(&self, req: MemberRemoveRequest, creds: &Credentials) -> Result<MemberRemoveResponse, Status> {
         let view = self.view().await?;
         if !view.contains(req.id) {
             return Err(Status::not_found(MEMBER_NOT_FOUND));
@@ -134,7 +135,7 @@ impl ClusterService {
         }
         self.reconfigure(Change::Remove(req.id)).await?;
         self.propose(Proposal::Forget(req.id)).await?;
-        Ok(PbMemberRemoveResponse { header: None, members: self.list(&self.view().await?) })
+        Ok(MemberRemoveResponse { header: None, members: self.list(&self.view().await?) })
     }
 
     /// Hands leadership to another voter (each in turn until one takes
@@ -155,7 +156,7 @@ impl ClusterService {
         false
     }
 
-    async fn update(&self, req: PbMemberUpdateRequest) -> Result<PbMemberUpdateResponse, Status> {
+    async fn update(&self, req: MemberUpdateRequest) -> Result<MemberUpdateResponse, Status> {
         Self::check_urls(&req.peer_ur_ls)?;
         let view = self.view().await?;
         if !view.contains(req.id) {
@@ -170,31 +171,27 @@ impl ClusterService {
             ..Default::default()
         }))
         .await?;
-        Ok(PbMemberUpdateResponse { header: None, members: self.list(&self.view().await?) })
+        Ok(MemberUpdateResponse { header: None, members: self.list(&self.view().await?) })
     }
 
-    async fn promote(&self, req: PbMemberPromoteRequest) -> Result<PbMemberPromoteResponse, Status> {
+    async fn promote(&self, req: MemberPromoteRequest) -> Result<MemberPromoteResponse, Status> {
         let view = self.view().await?;
         if !view.contains(req.id) {
             return Err(Status::not_found(MEMBER_NOT_FOUND));
         }
         self.reconfigure(Change::PromoteLearner(req.id)).await?;
-        Ok(PbMemberPromoteResponse { header: None, members: self.list(&self.view().await?) })
+        Ok(MemberPromoteResponse { header: None, members: self.list(&self.view().await?) })
     }
 
-    fn respond<T>(
-        &self,
-        mut resp: T,
-        header: impl FnOnce(&mut T) -> &mut Option<etcd_client::proto::PbResponseHeader>,
-    ) -> Response<T> {
+    fn respond<T>(&self, mut resp: T, header: impl FnOnce(&mut T) -> &mut Option<ResponseHeader>) -> Response<T> {
         self.ctx.fill(header(&mut resp));
         Response::new(resp)
     }
 }
 
 #[tonic::async_trait]
-impl PbClusterService for ClusterService {
-    async fn member_add(&self, request: Request<PbMemberAddRequest>) -> Result<Response<PbMemberAddResponse>, Status> {
+impl Cluster for ClusterService {
+    async fn member_add(&self, request: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
         // Membership changes need the root role (etcd's checkMembershipOperationPermission).
         self.ctx.check_admin(&request)?;
         let resp = at_leader(&self.ctx, request, "/etcdserverpb.Cluster/MemberAdd", |r| self.add(r)).await?;
@@ -203,8 +200,8 @@ impl PbClusterService for ClusterService {
 
     async fn member_remove(
         &self,
-        request: Request<PbMemberRemoveRequest>,
-    ) -> Result<Response<PbMemberRemoveResponse>, Status> {
+        request: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
         // Membership changes need the root role (etcd's checkMembershipOperationPermission).
         self.ctx.check_admin(&request)?;
         let creds = Credentials::of(&self.ctx, request.metadata(), request.peer_certs())?;
@@ -215,18 +212,15 @@ impl PbClusterService for ClusterService {
 
     async fn member_update(
         &self,
-        request: Request<PbMemberUpdateRequest>,
-    ) -> Result<Response<PbMemberUpdateResponse>, Status> {
+        request: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
         // Membership changes need the root role (etcd's checkMembershipOperationPermission).
         self.ctx.check_admin(&request)?;
         let resp = at_leader(&self.ctx, request, "/etcdserverpb.Cluster/MemberUpdate", |r| self.update(r)).await?;
         Ok(self.respond(resp, |r| &mut r.header))
     }
 
-    async fn member_list(
-        &self,
-        request: Request<PbMemberListRequest>,
-    ) -> Result<Response<PbMemberListResponse>, Status> {
+    async fn member_list(&self, request: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
         self.ctx.require_caller(&request)?;
         if request.get_ref().linearizable {
             // Everything chosen before the request is applied here after
@@ -234,13 +228,13 @@ impl PbClusterService for ClusterService {
             self.ctx.barrier().await?;
         }
         let members = self.list(&self.view().await?);
-        Ok(self.respond(PbMemberListResponse { header: None, members }, |r| &mut r.header))
+        Ok(self.respond(MemberListResponse { header: None, members }, |r| &mut r.header))
     }
 
     async fn member_promote(
         &self,
-        request: Request<PbMemberPromoteRequest>,
-    ) -> Result<Response<PbMemberPromoteResponse>, Status> {
+        request: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
         // Membership changes need the root role (etcd's checkMembershipOperationPermission).
         self.ctx.check_admin(&request)?;
         let resp = at_leader(&self.ctx, request, "/etcdserverpb.Cluster/MemberPromote", |r| self.promote(r)).await?;

@@ -21,10 +21,10 @@ use crate::alarm::{ACTIVATE, CORRUPT};
 use crate::machine::{HashEvent, HashReport, Proposal, Reply};
 use crate::server::Context;
 use crate::status;
-use etcd_client::proto::PbAlarmRequest;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use synod_etcd_api::etcdserverpb::AlarmRequest;
 use tokio::sync::{mpsc, watch, Notify};
 use tracing::{error, info, warn};
 
@@ -198,7 +198,7 @@ impl Checker {
                             reported = ?theirs,
                             "found data inconsistency: the member's store differs from the majority's; raising CORRUPT"
                         );
-                        let raise = PbAlarmRequest { action: ACTIVATE, member_id: member, alarm: CORRUPT };
+                        let raise = AlarmRequest { action: ACTIVATE, member_id: member, alarm: CORRUPT };
                         if let Err(e) = ctx.propose(Proposal::Alarm(raise).to_bytes()).await {
                             warn!(error = %e, "could not raise the CORRUPT alarm");
                         }

@@ -11,27 +11,21 @@
 use crate::lock_service::{check_recipe, take_turn};
 use crate::recipes;
 use crate::server::Context;
-use etcd_client::proto::{PbKeyValue, PbResponseHeader};
 use std::pin::Pin;
 use std::sync::Arc;
+use synod_etcd_api::etcdserverpb::ResponseHeader;
+use synod_etcd_api::mvccpb::KeyValue;
+use synod_etcd_api::v3electionpb::election_server::Election;
+use synod_etcd_api::v3electionpb::{
+    CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse, ProclaimRequest, ProclaimResponse,
+    ResignRequest, ResignResponse,
+};
 use synod_kv::pb::{Compare, PutRequest, Request as Op, RequestOp, TargetUnion, TxnRequest};
 use synod_kv::{Command, Response as KvResponse};
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::tokio_stream::Stream;
 use tonic::{Request, Response, Status};
-
-/// The generated messages and server trait of etcd's v3election API.
-#[allow(missing_docs, clippy::all)]
-pub mod pb {
-    tonic::include_proto!("v3electionpb");
-}
-
-use pb::election_server::Election;
-use pb::{
-    CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse, ProclaimRequest, ProclaimResponse,
-    ResignRequest, ResignResponse,
-};
 
 /// etcd's `ErrElectionNotLeader`.
 pub const NOT_LEADER: &str = "election: not leader";
@@ -52,8 +46,8 @@ impl ElectionService {
         ElectionService { ctx }
     }
 
-    fn header(&self, revision: i64) -> Option<PbResponseHeader> {
-        let mut header = Some(PbResponseHeader { revision, ..Default::default() });
+    fn header(&self, revision: i64) -> Option<ResponseHeader> {
+        let mut header = Some(ResponseHeader { revision, ..Default::default() });
         self.ctx.fill(&mut header);
         header
     }
@@ -126,7 +120,7 @@ impl Election for ElectionService {
         tokio::spawn(async move {
             let mut feed = service.ctx.watch_hub.subscribe();
             let mut seen = 0;
-            let mut last: Option<PbKeyValue> = None;
+            let mut last: Option<KeyValue> = None;
             loop {
                 let current = match recipes::first(&service.ctx, &prefix).await {
                     Ok((kv, revision)) => kv.map(|kv| (kv, revision)),

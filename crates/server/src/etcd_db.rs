@@ -34,11 +34,11 @@
 //! after a restart without checkpoints. Simple auth tokens are not in the
 //! file, so clients authenticate again.
 
-use crate::auth::pb::authpb::{Role, User};
 use crate::auth::{AuthSnapshot, AuthStore};
 use crate::bbolt::read::{BoltError, Bucket, Db, Item};
 use crate::bbolt::write::Buckets;
 use prost::Message;
+use synod_etcd_api::authpb::{Role, User};
 use synod_kv::pb::KeyValue;
 use synod_kv::{History, HistoryEntry, KvState, Revision, StoredPut};
 

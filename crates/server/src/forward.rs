@@ -22,13 +22,13 @@ use crate::machine::{EtcdMachine, Proposal, Reply};
 use crate::server::Context;
 use crate::status;
 use crate::token::Tokens;
-use etcd_client::proto::{
-    PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse, PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse,
-};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use synod_etcd_api::etcdserverpb::{
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
 use synod_paxos::NodeId;
 use synod_runtime::Handle;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -351,14 +351,14 @@ impl LeaderForwarder {
     pub async fn keep_alive(&self, leader: NodeId, id: i64, token: Option<Token>) -> Result<i64, Status> {
         let call = async {
             let mut grpc = self.grpc(leader).await?;
-            let once = tokio_stream::once(PbLeaseKeepAliveRequest { id });
+            let once = tokio_stream::once(LeaseKeepAliveRequest { id });
             let mut request = Request::new(once);
             request.metadata_mut().insert(FORWARDED, "1".parse().expect("a valid metadata value"));
             if let Some(token) = token {
                 request.metadata_mut().insert("token", token);
             }
             let path = PathAndQuery::from_static("/etcdserverpb.Lease/LeaseKeepAlive");
-            let codec = tonic_prost::ProstCodec::<PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse>::default();
+            let codec = tonic_prost::ProstCodec::<LeaseKeepAliveRequest, LeaseKeepAliveResponse>::default();
             let mut responses = grpc.streaming(request, path, codec).await?.into_inner();
             match responses.message().await? {
                 Some(r) => Ok(r.ttl),
@@ -378,9 +378,9 @@ impl LeaderForwarder {
     pub async fn time_to_live(
         &self,
         leader: NodeId,
-        req: PbLeaseTimeToLiveRequest,
+        req: LeaseTimeToLiveRequest,
         token: Option<Token>,
-    ) -> Result<PbLeaseTimeToLiveResponse, Status> {
+    ) -> Result<LeaseTimeToLiveResponse, Status> {
         self.unary(leader, "/etcdserverpb.Lease/LeaseTimeToLive", req, token, FORWARD_TIMEOUT).await
     }
 

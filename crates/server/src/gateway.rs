@@ -5,7 +5,7 @@
 //!
 //! Nothing here is written per method. The routes come from the
 //! `google.api.http` annotations of etcd's own API definitions
-//! (`proto/etcd-api/`, read into a descriptor set by `build.rs`), and the
+//! (the descriptor set of [`synod_etcd_api`], with every option kept), and the
 //! JSON mapping from their messages: a request body is decoded into a
 //! dynamic message of the method's input type and encoded to protobuf; the
 //! reply is decoded as the output type and written as JSON the way etcd's
@@ -49,8 +49,8 @@ use tonic::service::Routes;
 use tonic::{Code, Status};
 use tracing::debug;
 
-/// etcd's v3 API with every option kept (see `build.rs`).
-static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/etcd_api.bin"));
+/// etcd's v3 API with every option kept.
+static DESCRIPTORS: &[u8] = synod_etcd_api::FILE_DESCRIPTOR_SET;
 
 /// The annotation that binds a method to an HTTP path.
 const HTTP_RULE: &str = "google.api.http";
@@ -68,9 +68,9 @@ const STREAM_BUFFER: usize = 16;
 
 /// The routes, read once from the descriptor set compiled into the binary.
 static TABLE: LazyLock<RouteTable> = LazyLock::new(|| {
-    // The descriptor set is built from the sources in proto/etcd-api at
-    // compile time; a test reads it, so a set that does not load never ships.
-    RouteTable::from_descriptors(DESCRIPTORS).expect("the gateway's descriptor set (build.rs) loads")
+    // The descriptor set is built from synod-etcd-api's sources at compile
+    // time; a test reads it, so a set that does not load never ships.
+    RouteTable::from_descriptors(DESCRIPTORS).expect("synod-etcd-api's descriptor set loads")
 });
 
 /// Why a descriptor set gives no route table.
@@ -923,12 +923,12 @@ mod tests {
             "sort_order": "DESCEND", "sortTarget": 2, "serializable": true, "unknown": 1
         });
         let bytes = decode_frame(encode(&input_of("/v3/kv/range"), json).unwrap());
-        let request = etcd_client::proto::PbRangeRequest::decode(bytes).unwrap();
+        let request = synod_etcd_api::etcdserverpb::RangeRequest::decode(bytes).unwrap();
         assert_eq!(request.key, b"foo");
         assert_eq!(request.range_end, b"fop");
         assert_eq!((request.limit, request.revision), (3, 7));
-        assert_eq!(request.sort_order, etcd_client::SortOrder::Descend as i32);
-        assert_eq!(request.sort_target, etcd_client::SortTarget::Create as i32);
+        assert_eq!(request.sort_order, synod_etcd_api::etcdserverpb::range_request::SortOrder::Descend as i32);
+        assert_eq!(request.sort_target, synod_etcd_api::etcdserverpb::range_request::SortTarget::Create as i32);
         assert!(request.serializable);
         let null = decode_frame(encode(&input_of("/v3/kv/range"), serde_json::Value::Null).unwrap());
         assert!(null.is_empty());
@@ -937,16 +937,17 @@ mod tests {
         // Unknown fields are ignored in nested messages too.
         let txn = serde_json::json!({"success": [{"request_put": {"key": "Zm9v", "x": 1}, "y": [2]}], "z": null});
         let bytes = decode_frame(encode(&input_of("/v3/kv/txn"), txn).unwrap());
-        let txn = etcd_client::proto::PbTxnRequest::decode(bytes).unwrap();
+        let txn = synod_etcd_api::etcdserverpb::TxnRequest::decode(bytes).unwrap();
         assert_eq!(txn.success.len(), 1);
     }
 
     #[test]
     fn reply_json_is_jsonpb_with_orig_names_string_int64s_base64_and_no_defaults() {
-        use etcd_client::proto::{PbKeyValue, PbRangeResponse, PbResponseHeader};
-        let reply = PbRangeResponse {
-            header: Some(PbResponseHeader { cluster_id: u64::MAX, member_id: 2, revision: 3, raft_term: 0 }),
-            kvs: vec![PbKeyValue {
+        use synod_etcd_api::etcdserverpb::{RangeResponse, ResponseHeader};
+        use synod_etcd_api::mvccpb::KeyValue;
+        let reply = RangeResponse {
+            header: Some(ResponseHeader { cluster_id: u64::MAX, member_id: 2, revision: 3, raft_term: 0 }),
+            kvs: vec![KeyValue {
                 key: b"foo".to_vec(),
                 value: vec![],
                 create_revision: 2,
@@ -963,20 +964,25 @@ mod tests {
             r#"{"header":{"cluster_id":"18446744073709551615","member_id":"2","revision":"3"},"kvs":[{"key":"Zm9v","create_revision":"2","mod_revision":"3","version":"1"}],"count":"1"}"#
         );
         // A message present but empty stays as {} (etcd's nested txn headers).
-        let empty_header = PbRangeResponse { header: Some(PbResponseHeader::default()), ..Default::default() };
+        let empty_header = RangeResponse { header: Some(ResponseHeader::default()), ..Default::default() };
         let json = to_json(&output_of("/v3/kv/range"), Bytes::from(empty_header.encode_to_vec())).unwrap();
         assert_eq!(std::str::from_utf8(&json).unwrap(), r#"{"header":{}}"#);
     }
 
     #[test]
     fn enums_are_written_by_name_and_the_zero_one_left_out() {
-        use etcd_client::proto::{PbEvent, PbKeyValue, PbWatchResponse};
-        let event = |kind| PbEvent {
-            r#type: kind,
-            kv: Some(PbKeyValue { key: b"k".to_vec(), ..Default::default() }),
+        use synod_etcd_api::etcdserverpb::WatchResponse;
+        use synod_etcd_api::mvccpb::{event::EventType, Event, KeyValue};
+        let event = |kind: EventType| Event {
+            r#type: kind.into(),
+            kv: Some(KeyValue { key: b"k".to_vec(), ..Default::default() }),
             prev_kv: None,
         };
-        let reply = PbWatchResponse { events: vec![event(0), event(1)], watch_id: -1, ..Default::default() };
+        let reply = WatchResponse {
+            events: vec![event(EventType::Put), event(EventType::Delete)],
+            watch_id: -1,
+            ..Default::default()
+        };
         let json = to_json(&output_of("/v3/watch"), Bytes::from(reply.encode_to_vec())).unwrap();
         assert_eq!(
             std::str::from_utf8(&json).unwrap(),

@@ -283,7 +283,8 @@ impl Http {
     async fn check_health(&self, excluded: &BTreeSet<String>, serializable: bool) -> Result<(), String> {
         let ctx = &self.inner.ctx;
         for a in self.alarms().await.map_err(|e| format!("RANGE ERROR:{e}"))? {
-            let name = etcd_client::AlarmType::try_from(a.alarm).map_or("UNKNOWN", |t| t.as_str_name());
+            let name =
+                synod_etcd_api::etcdserverpb::AlarmType::try_from(a.alarm).map_or("UNKNOWN", |t| t.as_str_name());
             if !excluded.contains(name) {
                 return Err(format!("ALARM {name}"));
             }
@@ -298,7 +299,7 @@ impl Http {
     }
 
     /// The active alarms, as this member applied them.
-    async fn alarms(&self) -> Result<Vec<etcd_client::proto::PbAlarmMember>, String> {
+    async fn alarms(&self) -> Result<Vec<synod_etcd_api::etcdserverpb::AlarmMember>, String> {
         self.within(self.inner.ctx.handle.with_state(|m| m.alarms().get(alarm::NONE))).await
     }
 

@@ -14,6 +14,8 @@ use crate::machine::{Query, Reply};
 use crate::server::Context;
 use crate::status;
 use std::sync::Arc;
+use synod_etcd_api::etcdserverpb::kv_server::Kv;
+use synod_etcd_api::etcdserverpb::RangeStreamResponse;
 use synod_kv::pb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
     RangeRequest, RangeResponse, Request as OpRequest, TxnRequest, TxnResponse,
@@ -23,8 +25,6 @@ use synod_kv::{
 };
 use tonic::codegen::tokio_stream;
 use tonic::{Request, Response as GrpcResponse, Status};
-
-use etcd_client::proto::{PbKvService, PbRangeStreamResponse};
 
 /// The KV service of one member.
 #[derive(Clone)]
@@ -60,7 +60,7 @@ fn txn_is_serializable(t: &TxnRequest) -> bool {
 }
 
 #[tonic::async_trait]
-impl PbKvService for KvService {
+impl Kv for KvService {
     async fn range(&self, request: Request<RangeRequest>) -> Result<GrpcResponse<RangeResponse>, Status> {
         let caller = self.ctx.caller(&request)?.unwrap_or_default();
         let req = request.into_inner();
@@ -78,7 +78,7 @@ impl PbKvService for KvService {
         }
     }
 
-    type RangeStreamStream = tokio_stream::Empty<Result<PbRangeStreamResponse, Status>>;
+    type RangeStreamStream = tokio_stream::Empty<Result<RangeStreamResponse, Status>>;
 
     async fn range_stream(
         &self,

@@ -21,13 +21,14 @@ use crate::forward::{is_forwarded, not_leader, Credentials};
 use crate::lease_keeper::{LeaseKeeper, Remaining, Renewal};
 use crate::server::Context;
 use crate::status;
-use etcd_client::proto::{
-    PbLeaseGrantRequest, PbLeaseGrantResponse, PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse, PbLeaseLeasesRequest,
-    PbLeaseLeasesResponse, PbLeaseRevokeRequest, PbLeaseRevokeResponse, PbLeaseService, PbLeaseStatus,
-    PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse, PbResponseHeader,
-};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use synod_etcd_api::etcdserverpb::lease_server::Lease;
+use synod_etcd_api::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
+    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse, ResponseHeader,
+};
 use synod_kv::{Command as KvCommand, Response};
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
@@ -152,15 +153,15 @@ impl LeaseService {
     /// A TTL query, answered by the leader (here or forwarded).
     async fn time_to_live(
         &self,
-        req: PbLeaseTimeToLiveRequest,
+        req: LeaseTimeToLiveRequest,
         forwarded: bool,
         creds: &Credentials,
-    ) -> Result<PbLeaseTimeToLiveResponse, Status> {
+    ) -> Result<LeaseTimeToLiveResponse, Status> {
         let deadline = Instant::now() + self.leader_wait();
         loop {
             let failure = match self.time_to_live_here(&req).await {
                 Ok(Remaining::Found(t)) => {
-                    return Ok(PbLeaseTimeToLiveResponse {
+                    return Ok(LeaseTimeToLiveResponse {
                         header: None,
                         id: req.id,
                         ttl: t.ttl,
@@ -169,7 +170,7 @@ impl LeaseService {
                     })
                 }
                 Ok(Remaining::NotFound) => {
-                    return Ok(PbLeaseTimeToLiveResponse { id: req.id, ttl: -1, ..Default::default() })
+                    return Ok(LeaseTimeToLiveResponse { id: req.id, ttl: -1, ..Default::default() })
                 }
                 Ok(Remaining::NotLeader(_)) if forwarded => return Err(not_leader()),
                 Ok(Remaining::NotLeader(Some(leader))) if leader != self.ctx.member_id => {
@@ -197,7 +198,7 @@ impl LeaseService {
 
     /// The leader's answer to a TTL query, after a linearizable read so
     /// that the lease table holds every grant and revoke completed before.
-    async fn time_to_live_here(&self, req: &PbLeaseTimeToLiveRequest) -> Result<Remaining, Status> {
+    async fn time_to_live_here(&self, req: &LeaseTimeToLiveRequest) -> Result<Remaining, Status> {
         if let Err(leader) = self.confirmed_leader().await? {
             return Ok(Remaining::NotLeader(leader));
         }
@@ -218,20 +219,20 @@ impl LeaseService {
 
     /// A response header carrying this member's store revision now (as
     /// etcd fills the headers of responses that do not come from the store).
-    async fn header(&self) -> Option<PbResponseHeader> {
+    async fn header(&self) -> Option<ResponseHeader> {
         let revision = self.ctx.handle.with_state(|m| m.kv().revision()).await.unwrap_or(0);
-        let mut header = Some(PbResponseHeader { revision, ..Default::default() });
+        let mut header = Some(ResponseHeader { revision, ..Default::default() });
         self.ctx.fill(&mut header);
         header
     }
 }
 
 #[tonic::async_trait]
-impl PbLeaseService for LeaseService {
+impl Lease for LeaseService {
     async fn lease_grant(
         &self,
-        request: Request<PbLeaseGrantRequest>,
-    ) -> Result<GrpcResponse<PbLeaseGrantResponse>, Status> {
+        request: Request<LeaseGrantRequest>,
+    ) -> Result<GrpcResponse<LeaseGrantResponse>, Status> {
         let caller = self.ctx.require_caller(&request)?;
         let mut req = request.into_inner();
         req.ttl = req.ttl.max(self.min_ttl);
@@ -246,8 +247,8 @@ impl PbLeaseService for LeaseService {
 
     async fn lease_revoke(
         &self,
-        request: Request<PbLeaseRevokeRequest>,
-    ) -> Result<GrpcResponse<PbLeaseRevokeResponse>, Status> {
+        request: Request<LeaseRevokeRequest>,
+    ) -> Result<GrpcResponse<LeaseRevokeResponse>, Status> {
         // The state machine checks that the caller may write every key
         // attached to the lease (etcd's checkLeasePuts).
         let caller = self.ctx.require_caller(&request)?;
@@ -260,11 +261,11 @@ impl PbLeaseService for LeaseService {
         }
     }
 
-    type LeaseKeepAliveStream = ReceiverStream<Result<PbLeaseKeepAliveResponse, Status>>;
+    type LeaseKeepAliveStream = ReceiverStream<Result<LeaseKeepAliveResponse, Status>>;
 
     async fn lease_keep_alive(
         &self,
-        request: Request<Streaming<PbLeaseKeepAliveRequest>>,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<GrpcResponse<Self::LeaseKeepAliveStream>, Status> {
         let forwarded = is_forwarded(&request);
         // Who the caller is, asked again for each keep-alive (as etcd
@@ -283,7 +284,11 @@ impl PbLeaseService for LeaseService {
                     Ok(Some(req)) => req,
                     Ok(None) => return,
                     Err(e) => {
+                        // As etcd's leaseKeepAlive, the stream ends with
+                        // the error it read (a request over the decoding
+                        // limit: grpc-go's ResourceExhausted).
                         tracing::debug!(error = %e, "keep-alive stream broken by its client");
+                        let _ = tx.send(Err(e)).await;
                         return;
                     }
                 };
@@ -299,7 +304,7 @@ impl PbLeaseService for LeaseService {
                 };
                 let reply = match checked {
                     Ok(creds) => match this.renew(req.id, forwarded, &creds).await {
-                        Ok(ttl) => Ok(PbLeaseKeepAliveResponse { header: this.header().await, id: req.id, ttl }),
+                        Ok(ttl) => Ok(LeaseKeepAliveResponse { header: this.header().await, id: req.id, ttl }),
                         Err(e) => Err(e),
                     },
                     Err(e) => Err(e),
@@ -316,8 +321,8 @@ impl PbLeaseService for LeaseService {
 
     async fn lease_time_to_live(
         &self,
-        request: Request<PbLeaseTimeToLiveRequest>,
-    ) -> Result<GrpcResponse<PbLeaseTimeToLiveResponse>, Status> {
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<GrpcResponse<LeaseTimeToLiveResponse>, Status> {
         let forwarded = is_forwarded(&request);
         let found = self.ctx.caller(&request)?;
         let creds = Credentials::known(request.metadata(), found.as_ref());
@@ -333,18 +338,18 @@ impl PbLeaseService for LeaseService {
 
     async fn lease_leases(
         &self,
-        request: Request<PbLeaseLeasesRequest>,
-    ) -> Result<GrpcResponse<PbLeaseLeasesResponse>, Status> {
+        request: Request<LeaseLeasesRequest>,
+    ) -> Result<GrpcResponse<LeaseLeasesResponse>, Status> {
         let caller = self.ctx.require_caller(&request)?;
         self.ctx.barrier().await?;
         self.check_leases(&caller, LeaseCheck::Read(None)).await?;
         let leases = self
             .ctx
             .handle
-            .with_state(|m| m.kv().leases().map(|(id, _)| PbLeaseStatus { id }).collect())
+            .with_state(|m| m.kv().leases().map(|(id, _)| LeaseStatus { id }).collect())
             .await
             .map_err(|e| status::runtime(&e))?;
-        let resp = PbLeaseLeasesResponse { header: self.header().await, leases };
+        let resp = LeaseLeasesResponse { header: self.header().await, leases };
         Ok(GrpcResponse::new(resp))
     }
 }

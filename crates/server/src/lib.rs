@@ -64,6 +64,7 @@ pub mod cluster_service;
 pub mod compactor;
 pub mod config;
 pub mod corrupt;
+pub mod decode_limit;
 pub mod demo;
 pub mod election_service;
 pub mod etcd_db;

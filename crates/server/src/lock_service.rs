@@ -10,16 +10,9 @@
 use crate::recipes::{self, Withdraw};
 use crate::server::Context;
 use std::sync::Arc;
+use synod_etcd_api::v3lockpb::lock_server::Lock;
+use synod_etcd_api::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 use tonic::{Request, Response, Status};
-
-/// The generated messages and server trait of etcd's v3lock API.
-#[allow(missing_docs, clippy::all)]
-pub mod pb {
-    tonic::include_proto!("v3lockpb");
-}
-
-use pb::lock_server::Lock;
-use pb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 
 /// etcd's error for a contender whose lease ended before it got its turn.
 pub const SESSION_EXPIRED: &str = "mutex: session is expired";
@@ -85,7 +78,7 @@ impl Lock for LockService {
         self.ctx.auth.current().check_write(&caller, &key, &[]).map_err(crate::status::auth)?;
         let (created, _) = recipes::enter(&self.ctx, &key, b"", lease, false).await?;
         let revision = take_turn(&self.ctx, &req.name, &key, created).await?;
-        let mut header = Some(etcd_client::proto::PbResponseHeader { revision, ..Default::default() });
+        let mut header = Some(synod_etcd_api::etcdserverpb::ResponseHeader { revision, ..Default::default() });
         self.ctx.fill(&mut header);
         Ok(Response::new(LockResponse { header, key }))
     }
@@ -93,7 +86,7 @@ impl Lock for LockService {
     async fn unlock(&self, request: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
         check_recipe(&self.ctx, &request, None, Some(&request.get_ref().key))?;
         let revision = recipes::leave(&self.ctx, &request.into_inner().key, None).await?;
-        let mut header = Some(etcd_client::proto::PbResponseHeader { revision, ..Default::default() });
+        let mut header = Some(synod_etcd_api::etcdserverpb::ResponseHeader { revision, ..Default::default() });
         self.ctx.fill(&mut header);
         Ok(Response::new(UnlockResponse { header }))
     }

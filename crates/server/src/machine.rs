@@ -19,10 +19,10 @@ use crate::alarm::Alarms;
 use crate::auth::{AuthCommand, AuthError, AuthInfo, AuthReply, AuthSnapshot, AuthStore, AuthView};
 use crate::watch_hub::RevisionFeed;
 use bytes::Bytes;
-use etcd_client::proto::{PbAlarmMember, PbAlarmRequest};
 use prost::Message;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use synod_etcd_api::etcdserverpb::{AlarmMember, AlarmRequest};
 use synod_kv::pb::{RangeRequest, RangeResponse, TxnRequest, TxnResponse};
 use synod_kv::{Command as KvCommand, KvError, KvState, Response};
 use synod_paxos::{Command, Slot, SnapshotError, StateMachine};
@@ -62,7 +62,7 @@ struct Extension {
     #[prost(uint64, optional, tag = "102")]
     forget: Option<u64>,
     #[prost(message, optional, tag = "110")]
-    alarm: Option<PbAlarmRequest>,
+    alarm: Option<AlarmRequest>,
     #[prost(message, optional, tag = "120")]
     auth: Option<AuthCommand>,
     #[prost(message, optional, tag = "121")]
@@ -127,7 +127,7 @@ pub enum Proposal {
     /// is never used again.
     Forget(u64),
     /// Maintenance.Alarm: activate or deactivate an alarm.
-    Alarm(PbAlarmRequest),
+    Alarm(AlarmRequest),
     /// Every member hashes its key-value store where it applies this.
     HashCheck,
     /// A member's hash at a check, for the others to compare.
@@ -197,7 +197,7 @@ enum QueryKind {
     #[prost(bool, tag = "3")]
     Members(bool),
     #[prost(message, tag = "20")]
-    Alarms(PbAlarmRequest),
+    Alarms(AlarmRequest),
 }
 
 /// A read answered without the log.
@@ -220,7 +220,7 @@ impl Query {
             Query::Range(r) => QueryKind::Range(r),
             Query::Txn(t) => QueryKind::Txn(t),
             Query::Members => QueryKind::Members(true),
-            Query::Alarms(alarm) => QueryKind::Alarms(PbAlarmRequest { alarm, ..Default::default() }),
+            Query::Alarms(alarm) => QueryKind::Alarms(AlarmRequest { alarm, ..Default::default() }),
         };
         QueryWire { kind: Some(kind) }.encode_to_vec().into()
     }
@@ -252,7 +252,7 @@ pub enum Reply {
     /// A member's attributes were recorded.
     Published,
     /// The alarms an `Alarm` request activated, deactivated or listed.
-    Alarms(Vec<PbAlarmMember>),
+    Alarms(Vec<AlarmMember>),
     /// An auth store change was applied.
     Auth(AuthReply),
     /// This member's hash at a [`Proposal::HashCheck`], or a report of one
@@ -285,7 +285,7 @@ struct SnapshotWire {
     #[prost(message, repeated, tag = "2")]
     members: Vec<MemberAttributes>,
     #[prost(message, repeated, tag = "110")]
-    alarms: Vec<PbAlarmMember>,
+    alarms: Vec<AlarmMember>,
     #[prost(message, optional, tag = "120")]
     auth: Option<AuthSnapshot>,
 }
@@ -549,7 +549,11 @@ mod tests {
 
     #[test]
     fn proposals_round_trip_and_kv_commands_stay_plain_commands() {
-        let alarm = Proposal::Alarm(PbAlarmRequest { action: crate::alarm::ACTIVATE, member_id: 7, alarm: 1 });
+        let alarm = Proposal::Alarm(AlarmRequest {
+            action: crate::alarm::ACTIVATE,
+            member_id: 7,
+            alarm: crate::alarm::NOSPACE,
+        });
         let report =
             Proposal::HashReport(HashReport { member: 3, slot: 9, revision: 4, compact_revision: 2, hash: 0xfeed });
         for p in [
@@ -598,8 +602,8 @@ mod tests {
         use crate::alarm::{ACTIVATE, DEACTIVATE, NONE, NOSPACE};
         let mut m = EtcdMachine::new();
         let cmd = |p: Proposal| Command::new(1, 1, p.to_bytes());
-        let raise = Proposal::Alarm(PbAlarmRequest { action: ACTIVATE, member_id: 9, alarm: NOSPACE });
-        let listed = vec![PbAlarmMember { member_id: 9, alarm: NOSPACE }];
+        let raise = Proposal::Alarm(AlarmRequest { action: ACTIVATE, member_id: 9, alarm: NOSPACE });
+        let listed = vec![AlarmMember { member_id: 9, alarm: NOSPACE }];
         assert_eq!(m.apply(1, &cmd(raise)), Ok(Reply::Alarms(listed.clone())));
         assert_eq!(m.apply(2, &cmd(put("a"))), Err(MachineError::Kv(KvError::NoSpace)));
         assert_eq!(m.query(&Query::Alarms(NONE).to_bytes()), Ok(Reply::Alarms(listed.clone())));
@@ -609,7 +613,7 @@ mod tests {
         assert_eq!(restored.alarms(), m.alarms());
         assert_eq!(restored.apply(2, &cmd(put("a"))), Err(MachineError::Kv(KvError::NoSpace)));
 
-        let clear = Proposal::Alarm(PbAlarmRequest { action: DEACTIVATE, member_id: 9, alarm: NOSPACE });
+        let clear = Proposal::Alarm(AlarmRequest { action: DEACTIVATE, member_id: 9, alarm: NOSPACE });
         assert_eq!(restored.apply(3, &cmd(clear)), Ok(Reply::Alarms(listed)));
         assert!(matches!(restored.apply(4, &cmd(put("a"))), Ok(Reply::Write(_))));
     }

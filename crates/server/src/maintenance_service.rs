@@ -12,15 +12,15 @@ use crate::forward::at_leader;
 use crate::machine::{Proposal, Query, Reply};
 use crate::server::Context;
 use crate::status;
-use etcd_client::proto::{
-    PbAlarmRequest, PbAlarmResponse, PbDefragmentRequest, PbDefragmentResponse, PbDowngradeRequest,
-    PbDowngradeResponse, PbHashKvRequest, PbHashKvResponse, PbHashRequest, PbHashResponse, PbMaintenanceService,
-    PbMoveLeaderRequest, PbMoveLeaderResponse, PbSnapshotRequest, PbSnapshotResponse, PbStatusRequest,
-    PbStatusResponse,
-};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use synod_etcd_api::etcdserverpb::maintenance_server::Maintenance;
+use synod_etcd_api::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest, DowngradeResponse,
+    HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest,
+    SnapshotResponse, StatusRequest, StatusResponse,
+};
 use tonic::codegen::tokio_stream;
 use tonic::{Request, Response, Status};
 use tracing::info;
@@ -63,8 +63,8 @@ pub fn dir_size(path: &Path) -> u64 {
 }
 
 #[tonic::async_trait]
-impl PbMaintenanceService for MaintenanceService {
-    async fn alarm(&self, request: Request<PbAlarmRequest>) -> Result<Response<PbAlarmResponse>, Status> {
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         // etcd: listing alarms needs a user; changing them, the root role.
         if request.get_ref().action == alarm::GET {
             self.ctx.require_caller(&request)?;
@@ -83,12 +83,12 @@ impl PbMaintenanceService for MaintenanceService {
             Reply::Alarms(a) => a,
             other => return Err(Status::internal(format!("synod: unexpected reply to an alarm: {other:?}"))),
         };
-        let mut resp = PbAlarmResponse { header: None, alarms };
+        let mut resp = AlarmResponse { header: None, alarms };
         self.ctx.fill(&mut resp.header);
         Ok(Response::new(resp))
     }
 
-    async fn status(&self, request: Request<PbStatusRequest>) -> Result<Response<PbStatusResponse>, Status> {
+    async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         // Maintenance needs the root role, as in etcd.
         self.ctx.check_admin(&request)?;
         let st = self.ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
@@ -100,7 +100,7 @@ impl PbMaintenanceService for MaintenanceService {
             .with_state(|m| (m.kv().db_size(), m.alarms().get(alarm::NONE)))
             .await
             .map_err(|e| status::runtime(&e))?;
-        let mut resp = PbStatusResponse {
+        let mut resp = StatusResponse {
             version: ETCD_VERSION.to_string(),
             db_size,
             db_size_in_use: in_use as i64,
@@ -127,10 +127,7 @@ impl PbMaintenanceService for MaintenanceService {
         Ok(Response::new(resp))
     }
 
-    async fn defragment(
-        &self,
-        request: Request<PbDefragmentRequest>,
-    ) -> Result<Response<PbDefragmentResponse>, Status> {
+    async fn defragment(&self, request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
         // Maintenance needs the root role, as in etcd.
         self.ctx.check_admin_untranslated(&request)?;
         // etcd rewrites its bbolt file; here the disk that compaction freed
@@ -162,18 +159,18 @@ impl PbMaintenanceService for MaintenanceService {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         info!(slot, before, "defragmented: log compacted to a fresh snapshot");
-        let mut resp = PbDefragmentResponse { header: None };
+        let mut resp = DefragmentResponse { header: None };
         self.ctx.fill(&mut resp.header);
         Ok(Response::new(resp))
     }
 
-    async fn hash(&self, request: Request<PbHashRequest>) -> Result<Response<PbHashResponse>, Status> {
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         // Maintenance needs the root role, as in etcd.
         self.ctx.check_admin_untranslated(&request)?;
         Err(status::unimplemented("Maintenance.Hash (use HashKV)"))
     }
 
-    async fn hash_kv(&self, request: Request<PbHashKvRequest>) -> Result<Response<PbHashKvResponse>, Status> {
+    async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
         // Maintenance needs the root role, as in etcd.
         self.ctx.check_admin_untranslated(&request)?;
         let rev = request.into_inner().revision;
@@ -188,9 +185,9 @@ impl PbMaintenanceService for MaintenanceService {
         Ok(Response::new(resp))
     }
 
-    type SnapshotStream = tokio_stream::Iter<std::vec::IntoIter<Result<PbSnapshotResponse, Status>>>;
+    type SnapshotStream = tokio_stream::Iter<std::vec::IntoIter<Result<SnapshotResponse, Status>>>;
 
-    async fn snapshot(&self, request: Request<PbSnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
         // Maintenance needs the root role, as in etcd.
         self.ctx.check_admin_untranslated(&request)?;
         // One consistent state: this member's store as of one applied slot.
@@ -212,7 +209,7 @@ impl PbMaintenanceService for MaintenanceService {
         let mut chunks = Vec::with_capacity(total / SNAPSHOT_CHUNK + 1);
         for blob in file.chunks(SNAPSHOT_CHUNK) {
             sent += blob.len();
-            chunks.push(Ok(PbSnapshotResponse {
+            chunks.push(Ok(SnapshotResponse {
                 header,
                 remaining_bytes: (total - sent) as u64,
                 blob: blob.to_vec(),
@@ -226,24 +223,21 @@ impl PbMaintenanceService for MaintenanceService {
     /// Hands leadership to `target_id` (see `synod_paxos::transfer`); at a
     /// follower the request is forwarded to the leader. Answers once the
     /// target leads.
-    async fn move_leader(
-        &self,
-        request: Request<PbMoveLeaderRequest>,
-    ) -> Result<Response<PbMoveLeaderResponse>, Status> {
+    async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
         // Maintenance needs the root role, as in etcd.
         self.ctx.check_admin(&request)?;
         let handle = &self.ctx.handle;
         let mut resp = at_leader(&self.ctx, request, "/etcdserverpb.Maintenance/MoveLeader", |req| async move {
             handle.transfer_leadership(req.target_id).await.map_err(|e| status::runtime(&e))?;
             info!(target = format_args!("{:x}", req.target_id), "leadership handed over");
-            Ok(PbMoveLeaderResponse::default())
+            Ok(MoveLeaderResponse::default())
         })
         .await?;
         self.ctx.fill(&mut resp.header);
         Ok(Response::new(resp))
     }
 
-    async fn downgrade(&self, _request: Request<PbDowngradeRequest>) -> Result<Response<PbDowngradeResponse>, Status> {
+    async fn downgrade(&self, _request: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
         Err(status::unimplemented("Maintenance.Downgrade"))
     }
 }

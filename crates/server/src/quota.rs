@@ -13,7 +13,7 @@ use crate::alarm::{ACTIVATE, NOSPACE};
 use crate::machine::Proposal;
 use crate::server::Context;
 use crate::status;
-use etcd_client::proto::PbAlarmRequest;
+use synod_etcd_api::etcdserverpb::AlarmRequest;
 use synod_kv::{Command as KvCommand, KvError};
 use tonic::Status;
 use tracing::warn;
@@ -45,7 +45,7 @@ pub async fn check(ctx: &Context, cmd: &KvCommand) -> Result<(), Status> {
     if size.saturating_add(cost) <= ctx.quota_bytes {
         return Ok(());
     }
-    let raise = PbAlarmRequest { action: ACTIVATE, member_id: ctx.member_id, alarm: NOSPACE };
+    let raise = AlarmRequest { action: ACTIVATE, member_id: ctx.member_id, alarm: NOSPACE };
     match ctx.propose(Proposal::Alarm(raise).to_bytes()).await {
         Ok(_) => warn!(size, cost, quota = ctx.quota_bytes, "space quota exceeded; NOSPACE alarm raised"),
         Err(e) => warn!(error = %e, "space quota exceeded; raising the NOSPACE alarm failed"),

@@ -9,20 +9,20 @@
 //! once and returns the reason, so that the process exits and its
 //! supervisor restarts it; it never keeps its ports open half-dead.
 
-use crate::auth::pb::etcdserverpb::auth_server::AuthServer;
 use crate::auth::{AuthError, AuthInfo, AuthView};
 use crate::auth_service::AuthService;
 use crate::authority_header::AuthorityFix;
 use crate::bootstrap::Identity;
 use crate::cluster_service::ClusterService;
 use crate::config::{Member, ServerConfig, GRPC_OVERHEAD_BYTES};
-use crate::election_service::{pb::election_server::ElectionServer, ElectionService};
+use crate::decode_limit::with_grpc_go_decode_limit;
+use crate::election_service::ElectionService;
 use crate::forward::LeaderForwarder;
 use crate::http::Http;
 use crate::kv_service::KvService;
 use crate::lease_keeper::LeaseKeeper;
 use crate::lease_service::LeaseService;
-use crate::lock_service::{pb::lock_server::LockServer, LockService};
+use crate::lock_service::LockService;
 use crate::machine::{EtcdMachine, MemberAttributes, Output, Proposal, Query};
 use crate::maintenance_service::MaintenanceService;
 use crate::metrics::ServerMetrics;
@@ -30,15 +30,21 @@ use crate::token::Tokens;
 use crate::watch_hub::WatchHub;
 use crate::watch_service::WatchService;
 use bytes::Bytes;
-use etcd_client::proto::{
-    PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbResponseHeader, PbWatchServer,
-};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use synod_etcd_api::etcdserverpb::auth_server::AuthServer;
+use synod_etcd_api::etcdserverpb::cluster_server::ClusterServer;
+use synod_etcd_api::etcdserverpb::kv_server::KvServer;
+use synod_etcd_api::etcdserverpb::lease_server::LeaseServer;
+use synod_etcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
+use synod_etcd_api::etcdserverpb::watch_server::WatchServer;
+use synod_etcd_api::etcdserverpb::ResponseHeader;
+use synod_etcd_api::v3electionpb::election_server::ElectionServer;
+use synod_etcd_api::v3lockpb::lock_server::LockServer;
 use synod_runtime::{Handle, Node};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -257,8 +263,8 @@ impl Context {
 
     /// Completes a response header: cluster and member ids and the term
     /// always; the revision if the store did not set one.
-    pub fn fill(&self, header: &mut Option<PbResponseHeader>) {
-        let h = header.get_or_insert_with(PbResponseHeader::default);
+    pub fn fill(&self, header: &mut Option<ResponseHeader>) {
+        let h = header.get_or_insert_with(ResponseHeader::default);
         h.cluster_id = self.cluster_id;
         h.member_id = self.member_id;
         h.raft_term = self.term.load(Ordering::Relaxed);
@@ -486,20 +492,18 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     let mut servers = Essential::new();
     for (listener, tls) in client_listeners {
         let services = Routes::default()
-            .add_service(PbKvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(limit))
+            .add_service(KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(limit))
             .add_service(AuthServer::new(AuthService::new(ctx.clone())).max_decoding_message_size(limit))
-            .add_service(PbClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(limit))
+            .add_service(ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(limit))
+            .add_service(MaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(limit))
             .add_service(
-                PbMaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(limit),
-            )
-            .add_service(
-                PbWatchServer::new(WatchService::new(ctx.clone()).with_max_watchers(cfg.max_watchers_per_stream))
+                WatchServer::new(WatchService::new(ctx.clone()).with_max_watchers(cfg.max_watchers_per_stream))
                     .max_decoding_message_size(limit),
             )
             .add_service(LockServer::new(LockService::new(ctx.clone())).max_decoding_message_size(limit))
             .add_service(ElectionServer::new(ElectionService::new(ctx.clone())).max_decoding_message_size(limit))
             .add_service(
-                PbLeaseServer::new(LeaseService::new(ctx.clone(), keeper.clone(), min_lease_ttl))
+                LeaseServer::new(LeaseService::new(ctx.clone(), keeper.clone(), min_lease_ttl))
                     .max_decoding_message_size(limit),
             );
         // gRPC and HTTP (/health, /metrics, ...) on one listener, HTTP/1.1
@@ -510,7 +514,7 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
             .max_concurrent_streams(cfg.max_concurrent_streams)
             .http2_keepalive_interval(cfg.grpc_keepalive_interval)
             .http2_keepalive_timeout(Some(cfg.grpc_keepalive_timeout))
-            .add_routes(crate::http::client_routes(crate::status::with_grpc_go_limit_errors(services), http.clone()));
+            .add_routes(crate::http::client_routes(with_grpc_go_decode_limit(services, limit), http.clone()));
         let mut stop = stop_rx.clone();
         let acceptor = acceptor.clone().filter(|_| tls);
         servers.spawn("a client listener", async move {

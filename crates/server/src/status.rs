@@ -159,43 +159,6 @@ pub fn unimplemented(what: &str) -> Status {
     Status::unimplemented(format!("synod: {what} is not supported yet"))
 }
 
-/// The gRPC services of `routes`, with tonic's refusal of a request message
-/// over the decoding limit (`max_decoding_message_size`: OutOfRange,
-/// "Error, decoded message length too large: ...") answered as grpc-go, and
-/// so etcd, answers it: ResourceExhausted, `grpc: received message larger
-/// than max (N vs. M)`. Only the unary refusal is rewritten, which comes
-/// back in the response headers before the service runs; a streaming
-/// service sees its too-large message as the stream's error.
-pub fn with_grpc_go_limit_errors(routes: tonic::service::Routes) -> tonic::service::Routes {
-    let router = routes.into_axum_router().layer(axum::middleware::map_response(grpc_go_limit_error));
-    tonic::service::Routes::from(router)
-}
-
-async fn grpc_go_limit_error(mut response: axum::response::Response) -> axum::response::Response {
-    let Some(status) = Status::from_header_map(response.headers()) else {
-        return response;
-    };
-    if let Some((found, limit)) = tonic_limit_refusal(&status) {
-        let status =
-            Status::resource_exhausted(format!("grpc: received message larger than max ({found} vs. {limit})"));
-        // Only fails for a message that cannot be a header, and this one can.
-        let _ = status.add_header(response.headers_mut());
-    }
-    response
-}
-
-/// The message length and limit of tonic's refusal of a message over its
-/// decoding limit.
-fn tonic_limit_refusal(status: &Status) -> Option<(usize, usize)> {
-    if status.code() != Code::OutOfRange {
-        return None;
-    }
-    let rest = status.message().strip_prefix("Error, decoded message length too large: found ")?;
-    let (found, rest) = rest.split_once(" bytes, the limit is: ")?;
-    let limit = rest.strip_suffix(" bytes")?;
-    Some((found.parse().ok()?, limit.parse().ok()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,17 +180,5 @@ mod tests {
         let denied = auth(crate::auth::AuthError::PermissionDenied);
         assert_eq!(go_error_text(&denied), "rpc error: code = PermissionDenied desc = etcdserver: permission denied");
         assert_eq!(go_error_text(&Status::cancelled("x")), "rpc error: code = Canceled desc = x");
-    }
-
-    #[test]
-    fn tonics_refusal_of_a_message_over_the_limit_is_read_for_grpc_gos_words() {
-        let tonic = Status::out_of_range(
-            "Error, decoded message length too large: found 2097160 bytes, the limit is: 2097152 bytes",
-        );
-        assert_eq!(tonic_limit_refusal(&tonic), Some((2097160, 2097152)));
-        assert_eq!(
-            tonic_limit_refusal(&Status::out_of_range("etcdserver: mvcc: required revision is a future revision")),
-            None
-        );
     }
 }

@@ -23,11 +23,14 @@
 use crate::server::Context;
 use crate::status;
 use crate::watch_hub::Batch;
-use etcd_client::proto::{PbResponseHeader, PbWatchRequest, PbWatchRequestUnion, PbWatchResponse, PbWatchService};
 use prost::Message;
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
+use synod_etcd_api::etcdserverpb::watch_create_request::FilterType;
+use synod_etcd_api::etcdserverpb::watch_request::RequestUnion;
+use synod_etcd_api::etcdserverpb::watch_server::Watch;
+use synod_etcd_api::etcdserverpb::{ResponseHeader, WatchRequest, WatchResponse};
 use synod_kv::pb::Event;
 use tokio::sync::{broadcast, mpsc};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
@@ -69,10 +72,10 @@ impl WatchService {
 }
 
 #[tonic::async_trait]
-impl PbWatchService for WatchService {
-    type WatchStream = Pin<Box<dyn Stream<Item = Result<PbWatchResponse, Status>> + Send>>;
+impl Watch for WatchService {
+    type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
-    async fn watch(&self, request: Request<Streaming<PbWatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
         // Who the stream belongs to is asked again at every create, as etcd
         // does: the auth store may change while a stream is open.
         let metadata = request.metadata().clone();
@@ -165,7 +168,7 @@ struct WatchStream {
     certs: Option<Arc<Vec<rustls::pki_types::CertificateDer<'static>>>>,
     ctx: Arc<Context>,
     feed: broadcast::Receiver<Arc<Batch>>,
-    out: mpsc::Sender<Result<PbWatchResponse, Status>>,
+    out: mpsc::Sender<Result<WatchResponse, Status>>,
     watchers: BTreeMap<i64, Watcher>,
     /// Creates past this many watchers are refused.
     max_watchers: usize,
@@ -175,7 +178,7 @@ struct WatchStream {
 }
 
 impl WatchStream {
-    async fn run(mut self, mut inbound: Streaming<PbWatchRequest>) {
+    async fn run(mut self, mut inbound: Streaming<WatchRequest>) {
         let Ok(current) = self.ctx.handle.with_state(|m| m.kv().revision()).await else {
             return;
         };
@@ -183,7 +186,7 @@ impl WatchStream {
         let _stopped: Result<(), Stop> = self.serve(&mut inbound).await;
     }
 
-    async fn serve(&mut self, inbound: &mut Streaming<PbWatchRequest>) -> Result<(), Stop> {
+    async fn serve(&mut self, inbound: &mut Streaming<WatchRequest>) -> Result<(), Stop> {
         let mut progress = tokio::time::interval(self.ctx.watch_progress_interval);
         progress.tick().await;
         // A client that closes its side of the stream (grpc-go's CloseSend,
@@ -199,7 +202,13 @@ impl WatchStream {
                     Ok(Some(request)) => self.on_request(request).await?,
                     Ok(None) => inbound_open = false,
                     Err(e) => {
+                        // etcd's Watch returns its recvLoop's error: a
+                        // request over the decoding limit ends the stream
+                        // with grpc-go's ResourceExhausted (see
+                        // crate::decode_limit). A client that went away
+                        // hears nothing either way.
                         debug!(error = %e, "watch stream ended by the client");
+                        let _ = self.out.send(Err(e)).await;
                         return Err(Stop);
                     }
                 },
@@ -217,8 +226,8 @@ impl WatchStream {
         }
     }
 
-    async fn send(&self, mut resp: PbWatchResponse, revision: i64) -> Result<(), Stop> {
-        let header = resp.header.get_or_insert_with(PbResponseHeader::default);
+    async fn send(&self, mut resp: WatchResponse, revision: i64) -> Result<(), Stop> {
+        let header = resp.header.get_or_insert_with(ResponseHeader::default);
         header.revision = revision;
         self.ctx.fill(&mut resp.header);
         self.out.send(Ok(resp)).await.map_err(|_| Stop)
@@ -241,11 +250,11 @@ impl WatchStream {
         }
     }
 
-    async fn on_request(&mut self, request: PbWatchRequest) -> Result<(), Stop> {
+    async fn on_request(&mut self, request: WatchRequest) -> Result<(), Stop> {
         match request.request_union {
-            Some(PbWatchRequestUnion::CreateRequest(create)) => {
+            Some(RequestUnion::CreateRequest(create)) => {
                 if let Err(reason) = self.permitted(&create.key, &create.range_end) {
-                    let resp = PbWatchResponse {
+                    let resp = WatchResponse {
                         watch_id: STREAM_WATCH_ID,
                         created: true,
                         canceled: true,
@@ -264,7 +273,7 @@ impl WatchStream {
                 };
                 if let Some(reason) = refusal {
                     // etcd answers a refused create with no watch id (-1).
-                    let resp = PbWatchResponse {
+                    let resp = WatchResponse {
                         watch_id: STREAM_WATCH_ID,
                         created: true,
                         canceled: true,
@@ -281,15 +290,15 @@ impl WatchStream {
                 let watcher = Watcher {
                     range: KeyRange::new(create.key, create.range_end),
                     next: if create.start_revision > 0 { create.start_revision } else { current + 1 },
-                    no_put: create.filters.contains(&0),
-                    no_delete: create.filters.contains(&1),
+                    no_put: create.filters.contains(&(FilterType::Noput as i32)),
+                    no_delete: create.filters.contains(&(FilterType::Nodelete as i32)),
                     prev_kv: create.prev_kv,
                     fragment: create.fragment,
                     progress_notify: create.progress_notify,
                 };
                 let start = watcher.next;
                 self.watchers.insert(id, watcher);
-                let created = PbWatchResponse { watch_id: id, created: true, ..Default::default() };
+                let created = WatchResponse { watch_id: id, created: true, ..Default::default() };
                 self.send(created, current).await?;
                 if start < compacted {
                     return self.cancel_compacted(id, compacted).await;
@@ -299,16 +308,16 @@ impl WatchStream {
                 }
                 Ok(())
             }
-            Some(PbWatchRequestUnion::CancelRequest(cancel)) => {
+            Some(RequestUnion::CancelRequest(cancel)) => {
                 // etcd says nothing about an id it does not know.
                 if self.watchers.remove(&cancel.watch_id).is_some() {
-                    let resp = PbWatchResponse { watch_id: cancel.watch_id, canceled: true, ..Default::default() };
+                    let resp = WatchResponse { watch_id: cancel.watch_id, canceled: true, ..Default::default() };
                     self.send(resp, self.position).await?;
                 }
                 Ok(())
             }
-            Some(PbWatchRequestUnion::ProgressRequest(_)) => {
-                let resp = PbWatchResponse { watch_id: STREAM_WATCH_ID, ..Default::default() };
+            Some(RequestUnion::ProgressRequest(_)) => {
+                let resp = WatchResponse { watch_id: STREAM_WATCH_ID, ..Default::default() };
                 self.send(resp, self.position).await
             }
             None => Ok(()),
@@ -389,7 +398,7 @@ impl WatchStream {
     async fn cancel_compacted(&mut self, id: i64, compacted: i64) -> Result<(), Stop> {
         self.watchers.remove(&id);
         let mut resp =
-            PbWatchResponse { watch_id: id, canceled: true, compact_revision: compacted, ..Default::default() };
+            WatchResponse { watch_id: id, canceled: true, compact_revision: compacted, ..Default::default() };
         self.ctx.fill(&mut resp.header);
         if let Some(header) = resp.header.as_mut() {
             header.revision = 0;
@@ -406,7 +415,7 @@ impl WatchStream {
         }
         let limit = self.ctx.max_request_bytes;
         if !fragment || events.iter().map(|e| e.encoded_len()).sum::<usize>() <= limit {
-            return self.send(PbWatchResponse { watch_id: id, events, ..Default::default() }, revision).await;
+            return self.send(WatchResponse { watch_id: id, events, ..Default::default() }, revision).await;
         }
         let mut parts: Vec<Vec<Event>> = vec![Vec::new()];
         let mut size = 0;
@@ -422,7 +431,7 @@ impl WatchStream {
         }
         let n = parts.len();
         for (i, events) in parts.into_iter().enumerate() {
-            let resp = PbWatchResponse { watch_id: id, events, fragment: i + 1 < n, ..Default::default() };
+            let resp = WatchResponse { watch_id: id, events, fragment: i + 1 < n, ..Default::default() };
             self.send(resp, revision).await?;
         }
         Ok(())
@@ -433,7 +442,7 @@ impl WatchStream {
     async fn notify_progress(&self) -> Result<(), Stop> {
         for (id, w) in &self.watchers {
             if w.progress_notify {
-                self.send(PbWatchResponse { watch_id: *id, ..Default::default() }, self.position).await?;
+                self.send(WatchResponse { watch_id: *id, ..Default::default() }, self.position).await?;
             }
         }
         Ok(())
@@ -443,11 +452,11 @@ impl WatchStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use synod_kv::pb::KeyValue;
+    use synod_kv::pb::{EventType, KeyValue};
 
     fn event(key: &str, rev: i64, put: bool) -> Event {
         Event {
-            r#type: if put { 0 } else { 1 },
+            r#type: if put { EventType::Put } else { EventType::Delete }.into(),
             kv: Some(KeyValue { key: key.into(), mod_revision: rev, ..Default::default() }),
             prev_kv: Some(KeyValue { key: key.into(), ..Default::default() }),
         }

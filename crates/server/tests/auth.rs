@@ -10,8 +10,8 @@ use common::Cluster;
 use etcd_client::proto::{PbRangeRequest, PbRangeResponse};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, Permission, Txn, TxnOp, UserAddOptions};
 use std::time::{Duration, Instant};
-use synod_server::auth::pb::etcdserverpb::auth_client::AuthClient;
-use synod_server::auth::pb::etcdserverpb::{AuthStatusRequest, AuthenticateRequest};
+use synod_etcd_api::etcdserverpb::auth_client::AuthClient;
+use synod_etcd_api::etcdserverpb::{AuthStatusRequest, AuthenticateRequest};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::Code;
 

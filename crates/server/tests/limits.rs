@@ -1,14 +1,22 @@
 //! What one client may hold on a member (issue 13.5): watchers per watch
 //! stream (`--max-watchers-per-stream`), gRPC streams per connection
-//! (etcd's `--max-concurrent-streams`), and connections that stop answering
-//! keepalive pings (etcd's `--grpc-keepalive-*`).
+//! (etcd's `--max-concurrent-streams`), connections that stop answering
+//! keepalive pings (etcd's `--grpc-keepalive-*`), and request messages on a
+//! stream past the decoding limit (`--max-request-bytes` plus etcd's gRPC
+//! overhead).
 
 mod common;
 
 use common::Cluster;
-use etcd_client::{Client, WatchResponse, WatchStream};
+use etcd_client::proto::PbWatchRequest;
+use etcd_client::{Client, Error, WatchOptions, WatchResponse, WatchStream};
+use prost::Message;
 use std::time::Duration;
+use synod_etcd_api::etcdserverpb::LeaseKeepAliveResponse;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 
 async fn client(cluster: &Cluster) -> Client {
     Client::connect([cluster.endpoint(0)], None).await.expect("connect")
@@ -93,4 +101,81 @@ async fn a_connection_that_does_not_answer_keepalive_pings_is_closed() {
     })
     .await;
     assert!(closed.is_ok(), "the server kept a connection open that answers no pings");
+}
+
+/// etcd's Watch ends the stream with the error its receive loop read, and
+/// grpc-go's is ResourceExhausted naming the message's length and the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_request_over_the_decoding_limit_ends_the_stream_with_grpc_gos_refusal() {
+    let cluster = Cluster::start_with(1, &["--max-request-bytes", "1024"]);
+    cluster.wait_ready().await;
+    let mut c = client(&cluster).await;
+    let limit = 1024 + 512 * 1024;
+    let key = vec![b'k'; limit];
+    let sent = PbWatchRequest::from(WatchOptions::new().with_key(key.clone())).encoded_len();
+    let mut s = c.watch(key, None).await.expect("watch");
+    match tokio::time::timeout(Duration::from_secs(10), s.message()).await {
+        Ok(Err(Error::GRpcStatus(status))) => {
+            assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+            assert_eq!(status.message(), format!("grpc: received message larger than max ({sent} vs. {limit})"));
+        }
+        other => panic!("expected the stream to end with a status within 10 s: {other:?}"),
+    }
+
+    // The member still serves, a watch within the limit included.
+    let mut s = c.watch("small", None).await.expect("watch");
+    assert!(next(&mut s, 10).await.created());
+}
+
+/// A `LeaseKeepAliveRequest` (field 1, the lease id) padded with a field
+/// etcd's message does not have, which a server skips: a valid keep-alive of
+/// any length.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PaddedKeepAlive {
+    #[prost(int64, tag = "1")]
+    id: i64,
+    #[prost(bytes = "vec", tag = "15")]
+    padding: Vec<u8>,
+}
+
+/// etcd's LeaseKeepAlive, as its Watch, ends the stream with the error it
+/// read: over the decoding limit, grpc-go's ResourceExhausted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keep_alive_over_the_decoding_limit_ends_the_stream_with_grpc_gos_refusal() {
+    let cluster = Cluster::start_with(1, &["--max-request-bytes", "1024"]);
+    cluster.wait_ready().await;
+    let mut c = client(&cluster).await;
+    let id = c.lease_grant(60, None).await.expect("grant").id();
+    let limit = 1024 + 512 * 1024;
+
+    let channel =
+        tonic::transport::Endpoint::from_shared(cluster.endpoint(0)).unwrap().connect().await.expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("channel ready");
+    let (tx, rx) = mpsc::channel(4);
+    let path = PathAndQuery::from_static("/etcdserverpb.Lease/LeaseKeepAlive");
+    let codec = tonic_prost::ProstCodec::<PaddedKeepAlive, LeaseKeepAliveResponse>::default();
+    let mut responses =
+        grpc.streaming(tonic::Request::new(ReceiverStream::new(rx)), path, codec).await.expect("open").into_inner();
+
+    // Padding within the limit is a keep-alive like any other.
+    tx.send(PaddedKeepAlive { id, padding: vec![0; 1000] }).await.unwrap();
+    let kept = within_10s(responses.message()).await.expect("stream healthy").expect("a response");
+    assert_eq!((kept.id, kept.ttl), (id, 60));
+
+    let oversized = PaddedKeepAlive { id, padding: vec![0; limit] };
+    let sent = oversized.encoded_len();
+    tx.send(oversized).await.unwrap();
+    match within_10s(responses.message()).await {
+        Err(status) => {
+            assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+            assert_eq!(status.message(), format!("grpc: received message larger than max ({sent} vs. {limit})"));
+        }
+        Ok(other) => panic!("expected the stream to end with a status: {other:?}"),
+    }
+}
+
+/// What `f` gives, failing the test after 10 seconds.
+async fn within_10s<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), f).await.expect("an answer within 10 s")
 }
