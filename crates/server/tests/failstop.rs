@@ -73,9 +73,22 @@ async fn fails_stops_and_rejoins(mut cluster: Cluster, victim: usize, error: &st
     took
 }
 
+/// The end of a member's log, after any panic report in it (the panic's
+/// message and place; a backtrace would push them out of the tail).
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
+    let mut shown: Vec<&str> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.contains("panicked at") {
+            shown.push("--- panic:");
+            shown.extend(&lines[i..(i + 3).min(lines.len())]);
+        }
+    }
+    if !shown.is_empty() {
+        shown.push("--- log tail:");
+    }
+    shown.extend(&lines[lines.len().saturating_sub(30)..]);
+    shown.join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
