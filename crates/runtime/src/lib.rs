@@ -27,19 +27,26 @@
 
 pub mod codec;
 pub mod join;
+pub mod log;
 pub mod metrics;
+pub mod net;
 pub mod node;
 pub mod seed;
 pub mod tls;
 pub mod transport;
+pub mod view;
 
 pub use join::{discover, Joined};
+pub use log::DurableLog;
 pub use metrics::Metrics;
+pub use net::{Inbox, InboxReceiver, MemTransport, Network, Transport};
 pub use node::{lock_data_dir, Handle, Node, NodeConfig, Status};
 pub use seed::seed_data_dir;
+pub use synod_paxos::{Command, CommandId};
 pub use synod_storage::DirLock;
 pub use tls::{AddressCheck, PeerTls};
-pub use transport::{ClusterInfo, InboundLimits};
+pub use transport::{ClusterInfo, InboundLimits, TcpTransport};
+pub use view::ClusterView;
 
 use synod_paxos::NodeId;
 use thiserror::Error;

@@ -1,0 +1,115 @@
+//! What a replica tells its subscribers about the cluster, as it changes.
+//!
+//! The replica's task publishes a [`ClusterView`] on a
+//! [`tokio::sync::watch`] channel at the end of every turn of its loop in
+//! which something in the view changed (a cheap comparison, no allocation
+//! when nothing did). Whoever needs to act on a new leader, a membership
+//! change or newly applied entries subscribes ([`crate::Handle::subscribe`])
+//! and waits for [`watch::Receiver::changed`] instead of asking the replica
+//! in a loop; a question that only needs the latest knowledge reads
+//! [`crate::Handle::view`], which costs no round trip into the replica's
+//! task. [`crate::Handle::status`] remains for answers that must be fresh to
+//! the moment of asking (the commit index, the durable record), and for
+//! what the view does not carry.
+//!
+//! The channel closes when the replica's task ends: `changed()` then fails,
+//! which tells a subscriber that the replica stopped.
+//!
+//! [`watch::Receiver::changed`]: tokio::sync::watch::Receiver::changed
+
+use synod_paxos::{Ballot, Membership, NodeId, Slot};
+
+/// What one member knows about the cluster, published whenever it changes.
+///
+/// `applied` moves with every applied batch; a subscriber that cares only
+/// about leadership or membership compares the fields it needs (see
+/// [`ClusterView::same_leadership`], [`ClusterView::same_membership`])
+/// before doing anything costly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterView {
+    /// This member.
+    pub id: NodeId,
+    /// The member this one believes leads.
+    pub leader: Option<NodeId>,
+    /// The leader's ballot, if this member leads; else the highest it
+    /// promised. Its round is what etcd calls the term.
+    pub ballot: Ballot,
+    /// Whether this member hears a quorum of the members now.
+    pub hears_quorum: bool,
+    /// Every slot up to here is applied to this member's state machine.
+    pub applied: Slot,
+    /// Every slot up to here is compacted into a stored snapshot.
+    pub compacted: Slot,
+    /// The voters of the configuration in force.
+    pub voters: Vec<NodeId>,
+    /// The learners of the configuration in force.
+    pub learners: Vec<NodeId>,
+    /// A configuration chosen but not yet in force: the slot it was chosen
+    /// in, and its members.
+    pub pending: Option<(Slot, Membership)>,
+    /// Whether this member votes: a voter of the configuration in force,
+    /// not rejoining after losing its disk.
+    pub voter: bool,
+    /// A peer refused this member because it was removed from the cluster.
+    pub removed: bool,
+}
+
+impl ClusterView {
+    /// The view of a member that knows nothing yet.
+    pub fn unknown(id: NodeId) -> ClusterView {
+        ClusterView {
+            id,
+            leader: None,
+            ballot: Ballot::default(),
+            hears_quorum: false,
+            applied: 0,
+            compacted: 0,
+            voters: Vec::new(),
+            learners: Vec::new(),
+            pending: None,
+            voter: false,
+            removed: false,
+        }
+    }
+
+    /// Whether this member has a leader, as etcd means it: one is known,
+    /// and this member hears a quorum.
+    pub fn has_leader(&self) -> bool {
+        self.leader.is_some() && self.hears_quorum
+    }
+
+    /// Whether this member believes it leads.
+    pub fn is_leader(&self) -> bool {
+        self.leader == Some(self.id)
+    }
+
+    /// Every member of the configuration in force, voters first.
+    pub fn members(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.voters.iter().chain(&self.learners).copied()
+    }
+
+    /// The latest configuration known here (voters, learners): the pending
+    /// one if a change is chosen but not yet in force, else the one in
+    /// force.
+    pub fn latest(&self) -> (Vec<NodeId>, Vec<NodeId>) {
+        match &self.pending {
+            Some((_, m)) => (m.voters.clone(), m.learners.clone()),
+            None => (self.voters.clone(), self.learners.clone()),
+        }
+    }
+
+    /// Whether `other` names the same leader, ballot and quorum contact.
+    pub fn same_leadership(&self, other: &ClusterView) -> bool {
+        self.leader == other.leader && self.ballot == other.ballot && self.hears_quorum == other.hears_quorum
+    }
+
+    /// Whether `other` has the same configurations (in force and pending),
+    /// vote and removal.
+    pub fn same_membership(&self, other: &ClusterView) -> bool {
+        self.voters == other.voters
+            && self.learners == other.learners
+            && self.pending == other.pending
+            && self.voter == other.voter
+            && self.removed == other.removed
+    }
+}
