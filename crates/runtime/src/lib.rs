@@ -46,7 +46,7 @@ pub use synod_paxos::{Command, CommandId};
 pub use synod_storage::DirLock;
 pub use tls::{AddressCheck, PeerTls};
 pub use transport::{ClusterInfo, InboundLimits, TcpTransport};
-pub use view::ClusterView;
+pub use view::{ClusterView, Leadership};
 
 use synod_paxos::NodeId;
 use thiserror::Error;

@@ -299,7 +299,10 @@ where
     }
 
     /// This member's latest [`ClusterView`], without a round trip into the
-    /// replica's task: as fresh as the end of the task's last turn. Use
+    /// replica's task. It is published before the task answers anything
+    /// from the state it describes: after a proposal, read, membership
+    /// change, transfer or [`Handle::with_state`] returned, the view is at
+    /// least as new as the state that answered. Use
     /// [`Handle::status`] when the answer must be computed at the moment
     /// of asking, or needs what the view does not hold.
     pub fn view(&self) -> ClusterView {
@@ -816,7 +819,6 @@ where
             }
             self.carry_out()?;
             self.publish_membership();
-            self.publish_view();
         }
     }
 
@@ -988,9 +990,12 @@ where
         }
     }
 
-    /// Persist, send, answer.
+    /// Publish the view, persist, send, answer. The view goes first, so
+    /// that whoever gets an answer sees a view at least as new as the state
+    /// it was answered from.
     fn carry_out(&mut self) -> Result<(), Error> {
         let out = self.replica.output();
+        self.publish_view();
         if !out.stats.is_empty() {
             self.metrics.protocol(&out.stats);
         }

@@ -22,9 +22,11 @@ use synod_paxos::{Ballot, Membership, NodeId, Slot};
 /// What one member knows about the cluster, published whenever it changes.
 ///
 /// `applied` moves with every applied batch; a subscriber that cares only
-/// about leadership or membership compares the fields it needs (see
-/// [`ClusterView::same_leadership`], [`ClusterView::same_membership`])
-/// before doing anything costly.
+/// about leadership or membership compares the part it needs (see
+/// [`ClusterView::leadership`], [`ClusterView::same_membership`]) before
+/// doing anything costly, or waits with
+/// [`watch::Receiver::wait_for`](tokio::sync::watch::Receiver::wait_for)
+/// for the part to change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterView {
     /// This member.
@@ -98,9 +100,9 @@ impl ClusterView {
         }
     }
 
-    /// Whether `other` names the same leader, ballot and quorum contact.
-    pub fn same_leadership(&self, other: &ClusterView) -> bool {
-        self.leader == other.leader && self.ballot == other.ballot && self.hears_quorum == other.hears_quorum
+    /// Who leads, as this view tells it.
+    pub fn leadership(&self) -> Leadership {
+        Leadership { leader: self.leader, ballot: self.ballot, hears_quorum: self.hears_quorum }
     }
 
     /// Whether `other` has the same configurations (in force and pending),
@@ -112,4 +114,17 @@ impl ClusterView {
             && self.voter == other.voter
             && self.removed == other.removed
     }
+}
+
+/// The part of a [`ClusterView`] about leadership, cheap to keep and
+/// compare: wait for `view.leadership() != seen` to learn of a new leader,
+/// a new ballot, or quorum contact lost or regained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leadership {
+    /// The member believed to lead.
+    pub leader: Option<NodeId>,
+    /// The leader's ballot if this member leads, else the highest promised.
+    pub ballot: Ballot,
+    /// Whether this member hears a quorum.
+    pub hears_quorum: bool,
 }

@@ -241,18 +241,11 @@ impl Context {
         crate::status::outcome(self.read(&Query::Members).await).map(drop)
     }
 
-    /// A linearizable read, waiting up to `leader_wait` for a leader.
+    /// A linearizable read. While no leader is known the runtime retries
+    /// it (`synod_runtime::Handle::read`, the one layer that retries reads),
+    /// for up to its request timeout, which is longer than `leader_wait`.
     pub async fn read(&self, query: &Query) -> Result<Output, synod_runtime::Error> {
-        let bytes = query.to_bytes();
-        let deadline = Instant::now() + self.leader_wait;
-        loop {
-            match self.handle.read(bytes.clone()).await {
-                Err(synod_runtime::Error::NotLeader { .. }) if Instant::now() < deadline => {
-                    tokio::time::sleep(LEADER_RETRY).await
-                }
-                other => return other,
-            }
-        }
+        self.handle.read(query.to_bytes()).await
     }
 
     /// Completes a response header: cluster and member ids and the term
@@ -688,18 +681,28 @@ async fn publish(handle: Handle<EtcdMachine>, attrs: MemberAttributes, stop: wat
 }
 
 /// Keeps the term and revision for response headers fresh without asking
-/// the replica on every request.
-async fn watch_status(ctx: Arc<Context>, stop: watch::Receiver<bool>) {
-    while !*stop.borrow() {
-        if let Ok(st) = ctx.handle.status().await {
-            ctx.term.fetch_max(st.ballot.round, Ordering::Relaxed);
+/// the replica on every request: woken by the replica's view of the
+/// cluster, it takes the term from the view's ballot, and the revision
+/// from the store whenever the applied index moved (one question at a
+/// time: the views published meanwhile fold into one).
+async fn watch_status(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
+    let mut view = ctx.handle.subscribe();
+    let mut applied = None;
+    loop {
+        let (round, now_applied) = {
+            let v = view.borrow_and_update();
+            (v.ballot.round, v.applied)
+        };
+        ctx.term.fetch_max(round, Ordering::Relaxed);
+        if applied != Some(now_applied) {
+            if let Ok(rev) = ctx.handle.with_state(|m| m.kv().revision()).await {
+                ctx.revision.fetch_max(rev, Ordering::Relaxed);
+                applied = Some(now_applied);
+            }
         }
-        if let Ok(rev) = ctx.handle.with_state(|m| m.kv().revision()).await {
-            ctx.revision.fetch_max(rev, Ordering::Relaxed);
+        tokio::select! {
+            changed = view.changed() => if changed.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
         }
-        // Until a first leader is known, look often: headers should carry a
-        // term as soon as requests are served.
-        let pause = if ctx.term.load(Ordering::Relaxed) == 0 { 5 } else { 100 };
-        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
 }
