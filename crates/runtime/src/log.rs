@@ -74,3 +74,58 @@ impl DurableLog for MemLog {
         Ok((first, Box::pin(std::future::ready(durable))))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log that only implements [`LogStore`], so it gets the default
+    /// [`DurableLog::submit`]; it syncs only when asked, as a disk would.
+    struct OnlyLogStore(MemLog);
+
+    impl LogStore for OnlyLogStore {
+        fn append(&self, payloads: &[&[u8]]) -> synod_storage::Result<Lsn> {
+            self.0.append(payloads)
+        }
+        fn sync(&self) -> synod_storage::Result<Lsn> {
+            self.0.sync()
+        }
+        fn durable_lsn(&self) -> Lsn {
+            self.0.durable_lsn()
+        }
+        fn first_lsn(&self) -> Lsn {
+            self.0.first_lsn()
+        }
+        fn next_lsn(&self) -> Lsn {
+            self.0.next_lsn()
+        }
+        fn read(&self, from: Lsn, max: usize) -> synod_storage::Result<Vec<(Lsn, Vec<u8>)>> {
+            self.0.read(from, max)
+        }
+        fn truncate_prefix(&self, upto_lsn: Lsn) -> synod_storage::Result<()> {
+            self.0.truncate_prefix(upto_lsn)
+        }
+    }
+
+    impl DurableLog for OnlyLogStore {}
+
+    #[tokio::test]
+    async fn any_log_store_submits_batches_that_become_durable_in_order() {
+        let log = Arc::new(OnlyLogStore(MemLog::new()));
+        let (first, durable) = log.clone().submit(&[b"a", b"b"]).unwrap();
+        assert_eq!(first, 1);
+        let (second, later) = log.clone().submit(&[b"c"]).unwrap();
+        assert_eq!(second, 3);
+        assert!(durable.await.unwrap() >= 2);
+        assert_eq!(later.await.unwrap(), 3);
+        let read: Vec<Vec<u8>> = log.read(1, 10).unwrap().into_iter().map(|(_, r)| r).collect();
+        assert_eq!(read, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_log_refuses_submissions() {
+        let log = Arc::new(MemLog::new());
+        log.inject_failure();
+        assert!(log.clone().submit(&[b"a"]).is_err());
+    }
+}

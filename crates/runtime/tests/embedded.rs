@@ -22,8 +22,13 @@ struct Cluster {
     dir: tempfile::TempDir,
 }
 
+/// Members 1 to 3 vote; a fourth starts as a learner.
 fn config(id: NodeId, dir: &std::path::Path) -> NodeConfig {
-    let mut c = NodeConfig::new(Config::new(id, vec![1, 2, 3]), 5, BTreeMap::new(), dir.join(id.to_string()));
+    let mut protocol = Config::new(id, vec![1, 2, 3]);
+    if id > 3 {
+        protocol.learners = vec![id];
+    }
+    let mut c = NodeConfig::new(protocol, 5, BTreeMap::new(), dir.join(id.to_string()));
     c.tick = Duration::from_millis(10);
     c
 }
@@ -185,4 +190,39 @@ async fn a_member_restarted_on_its_memory_log_recovers_what_it_logged() {
     let recovered = h.with_state(|m| m.query(b"k")).await.unwrap();
     assert_eq!(recovered, Some(Bytes::from("kept")));
     assert!(c.logs[&3].durable_lsn() >= logged);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_learn_of_a_learner_added_and_promoted() {
+    let mut c = Cluster::start().await;
+    let leader = c.agreed_leader().await;
+    let mut views: Vec<watch::Receiver<ClusterView>> = c.nodes.values().map(|n| n.handle().subscribe()).collect();
+    c.logs.insert(4, Arc::new(MemLog::new()));
+    c.start_member(4).await;
+    let h = c.nodes[&leader].handle();
+    h.reconfigure(synod_paxos::Change::AddLearner(4)).await.unwrap();
+    for view in views.iter_mut() {
+        let learners = tokio::time::timeout(PATIENCE, view.wait_for(|v| v.learners.contains(&4)))
+            .await
+            .expect("the learner is published")
+            .unwrap()
+            .learners
+            .clone();
+        assert_eq!(learners, vec![4]);
+    }
+    // Promotion is refused until the learner is in sync: try again each
+    // time it applies more.
+    let mut learner = c.nodes[&4].handle().subscribe();
+    let mut refusals = 0;
+    while let Err(e) = h.reconfigure(synod_paxos::Change::PromoteLearner(4)).await {
+        refusals += 1;
+        assert!(refusals < 100, "never promoted: {e}");
+        let _ = tokio::time::timeout(Duration::from_millis(100), learner.changed()).await;
+    }
+    for view in views.iter_mut() {
+        tokio::time::timeout(PATIENCE, view.wait_for(|v| v.voters.contains(&4) && v.learners.is_empty()))
+            .await
+            .expect("the promotion is published")
+            .unwrap();
+    }
 }
