@@ -5,7 +5,7 @@
 //! ([`crate::machine::MemberAttributes`]). This task keeps the two joined up
 //! on every member, woken by the replica's view of the cluster
 //! ([`synod_runtime::ClusterView`]) whenever leadership or the membership
-//! changes, and at most every [`PERIOD`] while only the applied index moves
+//! changes, and at most every `PERIOD` while only the applied index moves
 //! (the records change only with applied entries; reading them for every
 //! batch of a busy log would cost more than it is worth):
 //!

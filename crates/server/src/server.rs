@@ -51,7 +51,8 @@ use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tracing::{debug, error, info, warn};
 
-/// How often a request waiting for a leader tries again.
+/// How long a proposal refused for want of a leader waits for news of one
+/// before it is tried again regardless.
 const LEADER_RETRY: Duration = Duration::from_millis(50);
 
 /// How long a client's TLS handshake may take.
@@ -103,13 +104,18 @@ pub struct Context {
 impl Context {
     /// Replicates a payload. A request refused because no leader is known
     /// was not proposed, so it is retried until one is, for up to
-    /// `leader_wait`.
+    /// `leader_wait`: tried again when this member's view of the cluster
+    /// names another leader, or after `LEADER_RETRY` (a leader may be
+    /// known and still refuse while it takes over). This is the one layer
+    /// that retries proposals: the runtime does not.
     pub async fn propose(&self, payload: Bytes) -> Result<Output, synod_runtime::Error> {
         let deadline = Instant::now() + self.leader_wait;
+        let mut view = self.handle.subscribe();
         loop {
+            let tried = view.borrow().leadership();
             match self.handle.propose(payload.clone()).await {
                 Err(synod_runtime::Error::NotLeader { .. }) if Instant::now() < deadline => {
-                    tokio::time::sleep(LEADER_RETRY).await
+                    let _ = tokio::time::timeout(LEADER_RETRY, view.wait_for(|v| v.leadership() != tried)).await;
                 }
                 other => return other,
             }
