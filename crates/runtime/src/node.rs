@@ -494,8 +494,8 @@ where
     /// directory, which it still locks, and where it keeps its identity and
     /// snapshots. [`NodeConfig::peers`], `max_frame`, `inbound`, `wal` and
     /// `peer_tls` concern the TCP transport and the write-ahead log, and are
-    /// not used here (the protocol's messages are still cut to fit a log
-    /// record).
+    /// not used here (the protocol's messages are still cut to fit
+    /// `max_frame` and a log record).
     pub async fn start_with(
         cfg: NodeConfig,
         sm: S,

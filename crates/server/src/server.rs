@@ -688,12 +688,14 @@ async fn publish(handle: Handle<EtcdMachine>, attrs: MemberAttributes, stop: wat
 
 /// Keeps the term and revision for response headers fresh without asking
 /// the replica on every request: woken by the replica's view of the
-/// cluster, it takes the term from the view's ballot, and the revision
-/// from the store whenever the applied index moved (one question at a
-/// time: the views published meanwhile fold into one).
+/// cluster, it takes the term from the view's ballot at once, and the
+/// revision from the store when the applied index moved, at most every
+/// `REVISION_EVERY` (a busy log moves it with every batch).
 async fn watch_status(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
+    const REVISION_EVERY: Duration = Duration::from_millis(100);
     let mut view = ctx.handle.subscribe();
     let mut applied = None;
+    let mut refreshed: Option<tokio::time::Instant> = None;
     loop {
         let (round, now_applied) = {
             let v = view.borrow_and_update();
@@ -701,9 +703,16 @@ async fn watch_status(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
         };
         ctx.term.fetch_max(round, Ordering::Relaxed);
         if applied != Some(now_applied) {
+            if let Some(at) = refreshed {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at + REVISION_EVERY) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
             if let Ok(rev) = ctx.handle.with_state(|m| m.kv().revision()).await {
                 ctx.revision.fetch_max(rev, Ordering::Relaxed);
                 applied = Some(now_applied);
+                refreshed = Some(tokio::time::Instant::now());
             }
         }
         tokio::select! {
