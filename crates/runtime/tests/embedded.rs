@@ -226,3 +226,31 @@ async fn subscribers_learn_of_a_learner_added_and_promoted() {
             .unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_learns_of_its_successor_once_reconnected() {
+    let c = Cluster::start().await;
+    let old = c.agreed_leader().await;
+    let mut cut_off = c.nodes[&old].handle().subscribe();
+    c.network.isolate(old);
+    // It stops hearing a quorum, and so has no leader as etcd means it.
+    tokio::time::timeout(PATIENCE, cut_off.wait_for(|v| !v.has_leader()))
+        .await
+        .expect("the cut-off member notices it hears no quorum")
+        .unwrap();
+    let others: Vec<NodeId> = (1..=3).filter(|&id| id != old).collect();
+    for id in &others {
+        let mut view = c.nodes[id].handle().subscribe();
+        tokio::time::timeout(PATIENCE, view.wait_for(|v| v.leader.is_some_and(|l| l != old)))
+            .await
+            .unwrap_or_else(|_| panic!("member {id} never heard of a new leader"))
+            .unwrap();
+    }
+    c.network.heal(old);
+    let new = tokio::time::timeout(PATIENCE, cut_off.wait_for(|v| v.has_leader() && v.leader != Some(old)))
+        .await
+        .expect("the old leader learns of its successor")
+        .unwrap()
+        .leader;
+    assert!(new.is_some_and(|l| others.contains(&l)));
+}
