@@ -143,13 +143,21 @@ impl LeaseKeeper {
         let mut view = self.handle.subscribe();
         let mut seen = view.borrow().leadership();
         loop {
-            tokio::select! {
-                _ = interval.tick() => {}
+            let replica_stopped = tokio::select! {
+                _ = interval.tick() => false,
                 changed = view.wait_for(|v| v.leadership() != seen) => match changed {
-                    Ok(v) => seen = v.leadership(),
-                    Err(_) => return,
+                    Ok(v) => {
+                        seen = v.leadership();
+                        false
+                    }
+                    Err(_) => true,
                 },
                 _ = stop.wait_for(|s| *s) => return,
+            };
+            if replica_stopped {
+                // The server is stopping (and says why): wait to be told.
+                let _ = stop.wait_for(|s| *s).await;
+                return;
             }
             if let Err(e) = self.tick().await {
                 debug!(error = %e, "lease keeper tick");

@@ -162,10 +162,15 @@ pub async fn keep(
         // Wait for something to act on: a new view of the cluster, or the
         // time to try a promotion again.
         let retry = tokio::time::Instant::from_std(last_promotion + PROMOTION_RETRY);
-        tokio::select! {
-            changed = changes.changed() => if changed.is_err() { return },
+        let replica_stopped = tokio::select! {
+            changed = changes.changed() => changed.is_err(),
             _ = tokio::time::sleep_until(retry), if promotion_due => continue,
             _ = stop.wait_for(|s| *s) => return,
+        };
+        if replica_stopped {
+            // The server is stopping (and says why): wait to be told.
+            let _ = stop.wait_for(|s| *s).await;
+            return;
         }
         // Only the applied index moved: the records may have changed, but
         // look at them at most every PERIOD.

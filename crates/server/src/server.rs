@@ -715,9 +715,14 @@ async fn watch_status(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
                 refreshed = Some(tokio::time::Instant::now());
             }
         }
-        tokio::select! {
-            changed = view.changed() => if changed.is_err() { return },
+        let replica_stopped = tokio::select! {
+            changed = view.changed() => changed.is_err(),
             _ = stop.wait_for(|s| *s) => return,
+        };
+        if replica_stopped {
+            // The server is stopping (and says why): wait to be told.
+            let _ = stop.wait_for(|s| *s).await;
+            return;
         }
     }
 }
