@@ -248,8 +248,9 @@ impl Context {
     }
 
     /// A linearizable read. While no leader is known the runtime retries
-    /// it (`synod_runtime::Handle::read`, the one layer that retries reads),
-    /// for up to its request timeout, which is longer than `leader_wait`.
+    /// it (`synod_runtime::Handle::read` is the one layer that retries
+    /// reads), for up to its request timeout (`NodeConfig::request_timeout`,
+    /// as long as a proposal may take); it is not retried here again.
     pub async fn read(&self, query: &Query) -> Result<Output, synod_runtime::Error> {
         self.handle.read(query.to_bytes()).await
     }
