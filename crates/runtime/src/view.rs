@@ -128,3 +128,41 @@ pub struct Leadership {
     /// Whether this member hears a quorum.
     pub hears_quorum: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view() -> ClusterView {
+        ClusterView { voters: vec![1, 2, 3], learners: vec![4], ..ClusterView::unknown(1) }
+    }
+
+    #[test]
+    fn the_latest_configuration_is_the_pending_one_if_any() {
+        assert_eq!(view().latest(), (vec![1, 2, 3], vec![4]));
+        let pending = Membership::majority(vec![1, 2, 3, 4], vec![]).unwrap();
+        let v = ClusterView { pending: Some((9, pending)), ..view() };
+        assert_eq!(v.latest(), (vec![1, 2, 3, 4], vec![]));
+        assert_eq!(v.members().collect::<Vec<_>>(), vec![1, 2, 3, 4], "members are those in force");
+    }
+
+    #[test]
+    fn a_leader_counts_only_while_a_quorum_is_heard() {
+        let cases = [(None, false, false), (None, true, false), (Some(2), false, false), (Some(2), true, true)];
+        for (leader, hears_quorum, has) in cases {
+            let v = ClusterView { leader, hears_quorum, ..view() };
+            assert_eq!(v.has_leader(), has, "leader {leader:?}, hears a quorum: {hears_quorum}");
+        }
+        assert!(ClusterView { leader: Some(1), ..view() }.is_leader());
+        assert!(!ClusterView { leader: Some(2), ..view() }.is_leader());
+    }
+
+    #[test]
+    fn leadership_ignores_what_is_not_about_the_leader() {
+        let v = ClusterView { leader: Some(2), hears_quorum: true, ..view() };
+        assert_eq!(ClusterView { applied: 7, learners: vec![], ..v.clone() }.leadership(), v.leadership());
+        assert_ne!(ClusterView { hears_quorum: false, ..v.clone() }.leadership(), v.leadership());
+        assert!(!ClusterView { learners: vec![], ..v.clone() }.same_membership(&v));
+        assert!(ClusterView { applied: 7, ..v.clone() }.same_membership(&v));
+    }
+}
