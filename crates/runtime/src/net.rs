@@ -152,4 +152,10 @@ impl Transport for MemTransport {
     fn remove_peer(&mut self, id: NodeId) {
         self.network.lock().removed.entry(self.me).or_default().insert(id);
     }
+
+    /// Whether a member of the network stopped talking to this one, as a
+    /// TCP peer answers a removed member's connection with "removed".
+    fn removed(&self) -> bool {
+        self.network.lock().removed.values().any(|cut| cut.contains(&self.me))
+    }
 }

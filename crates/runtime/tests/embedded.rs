@@ -77,6 +77,19 @@ impl Cluster {
     }
 }
 
+/// Asks `h` (a leader) for `change` until it is chosen: a leader refuses
+/// changes until it has taken over, and while another is under way. Tries
+/// again each time `h`'s view changes.
+async fn reconfigure(h: &synod_runtime::Handle<KvMachine>, change: synod_paxos::Change) {
+    let mut view = h.subscribe();
+    let mut refusals = 0;
+    while let Err(e) = h.reconfigure(change.clone()).await {
+        refusals += 1;
+        assert!(refusals < 100, "{change:?} never chosen: {e}");
+        let _ = tokio::time::timeout(Duration::from_millis(100), view.changed()).await;
+    }
+}
+
 /// Completes when the first of `futures` does.
 async fn futures_select_all<F: std::future::Future + Unpin>(futures: impl Iterator<Item = F>) {
     let mut futures: Vec<F> = futures.collect();
@@ -200,7 +213,7 @@ async fn subscribers_learn_of_a_learner_added_and_promoted() {
     c.logs.insert(4, Arc::new(MemLog::new()));
     c.start_member(4).await;
     let h = c.nodes[&leader].handle();
-    h.reconfigure(synod_paxos::Change::AddLearner(4)).await.unwrap();
+    reconfigure(&h, synod_paxos::Change::AddLearner(4)).await;
     for view in views.iter_mut() {
         let learners = tokio::time::timeout(PATIENCE, view.wait_for(|v| v.learners.contains(&4)))
             .await
@@ -210,15 +223,8 @@ async fn subscribers_learn_of_a_learner_added_and_promoted() {
             .clone();
         assert_eq!(learners, vec![4]);
     }
-    // Promotion is refused until the learner is in sync: try again each
-    // time it applies more.
-    let mut learner = c.nodes[&4].handle().subscribe();
-    let mut refusals = 0;
-    while let Err(e) = h.reconfigure(synod_paxos::Change::PromoteLearner(4)).await {
-        refusals += 1;
-        assert!(refusals < 100, "never promoted: {e}");
-        let _ = tokio::time::timeout(Duration::from_millis(100), learner.changed()).await;
-    }
+    // Promotion is refused until the learner is in sync.
+    reconfigure(&h, synod_paxos::Change::PromoteLearner(4)).await;
     for view in views.iter_mut() {
         tokio::time::timeout(PATIENCE, view.wait_for(|v| v.voters.contains(&4) && v.learners.is_empty()))
             .await
@@ -253,4 +259,20 @@ async fn a_leader_cut_off_learns_of_its_successor_once_reconnected() {
         .unwrap()
         .leader;
     assert!(new.is_some_and(|l| others.contains(&l)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_removed_and_cut_off_by_its_peers_sees_it_in_its_view() {
+    let c = Cluster::start().await;
+    let leader = c.agreed_leader().await;
+    let gone = (1..=3).find(|&id| id != leader).unwrap();
+    let mut view = c.nodes[&gone].handle().subscribe();
+    assert!(!view.borrow().removed);
+    reconfigure(&c.nodes[&leader].handle(), synod_paxos::Change::Remove(gone)).await;
+    for (id, n) in &c.nodes {
+        if *id != gone {
+            n.handle().remove_peer(gone).await.unwrap();
+        }
+    }
+    tokio::time::timeout(PATIENCE, view.wait_for(|v| v.removed)).await.expect("the removal is published").unwrap();
 }
