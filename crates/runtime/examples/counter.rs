@@ -1,19 +1,32 @@
 //! Replicating your own state machine: a counter, three replicas in one
-//! process on loopback, with their data under a temporary directory.
+//! process, with their data under a temporary directory.
 //!
 //! ```sh
 //! cargo run --release -p synod-runtime --example counter
 //! ```
 //!
 //! Everything a user writes is the state machine; storage, networking,
-//! leader election and recovery come from the runtime.
+//! leader election and recovery come from the runtime. The example runs the
+//! counter twice:
+//!
+//! 1. with the defaults: TCP between the replicas (on loopback) and a
+//!    write-ahead log on disk each;
+//! 2. with a transport and a log supplied by the caller, through the
+//!    runtime's traits ([`synod_runtime::Transport`],
+//!    [`synod_runtime::DurableLog`]): here the in-process
+//!    [`synod_runtime::Network`] and in-memory logs, as a test or a
+//!    simulator would; an embedder would plug in its own. It also proposes
+//!    a command under an id the caller chose, and retries it: the retry is
+//!    answered with the first result, and the counter moves once.
 
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
-use synod_paxos::{Command, Config, Slot, SnapshotError, StateMachine};
-use synod_runtime::{Node, NodeConfig};
+use synod_paxos::{Command, CommandId, Config, Slot, SnapshotError, StateMachine};
+use synod_runtime::{Network, Node, NodeConfig};
+use synod_storage::MemLog;
 use tokio::net::TcpListener;
 
 /// The replicated state: one number. Commands add to it.
@@ -49,6 +62,14 @@ impl StateMachine for Counter {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
+    over_tcp_and_the_wal(&dir.path().join("tcp")).await?;
+    in_process(&dir.path().join("in-process")).await?;
+    Ok(())
+}
+
+/// The defaults: each replica listens for its peers on TCP and logs to its
+/// data directory.
+async fn over_tcp_and_the_wal(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let mut listeners = BTreeMap::new();
     for id in 1..=3u64 {
         listeners.insert(id, TcpListener::bind("127.0.0.1:0").await?);
@@ -57,8 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         listeners.iter().map(|(&id, l)| (id, l.local_addr().expect("bound"))).collect();
     let mut nodes = Vec::new();
     for (id, listener) in listeners {
-        let mut cfg =
-            NodeConfig::new(Config::new(id, vec![1, 2, 3]), 7, peers.clone(), dir.path().join(id.to_string()));
+        let mut cfg = NodeConfig::new(Config::new(id, vec![1, 2, 3]), 7, peers.clone(), dir.join(id.to_string()));
         cfg.tick = Duration::from_millis(10);
         nodes.push(Node::start_on(cfg, Counter::default(), listener).await?);
     }
@@ -71,6 +91,41 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (i, node) in nodes.iter().enumerate() {
         println!("replica {} reads {}", i + 1, node.handle().read(Bytes::new()).await?);
     }
+    for node in nodes {
+        node.shutdown().await?;
+    }
+    Ok(())
+}
+
+/// A transport and a log of the caller's: the replicas of one process
+/// connected directly, each logging in memory.
+async fn in_process(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let network = Network::new();
+    let mut nodes = Vec::new();
+    for id in 1..=3u64 {
+        // No peer addresses: the network knows its members.
+        let mut cfg = NodeConfig::new(Config::new(id, vec![1, 2, 3]), 7, BTreeMap::new(), dir.join(id.to_string()));
+        cfg.tick = Duration::from_millis(10);
+        let (transport, inbox) = network.join(id);
+        let log = Arc::new(MemLog::new());
+        nodes.push(Node::start_with(cfg, Counter::default(), transport, inbox, log).await?);
+    }
+    let handle = nodes[0].handle();
+    // Wait for a leader, as the replica publishes it (no polling).
+    let mut view = handle.subscribe();
+    let leader = view.wait_for(|v| v.leader.is_some()).await?.leader;
+    println!("in process: replica {} leads", leader.unwrap_or_default());
+
+    // A command under an id this caller chose (client 1, its first
+    // command), kept so that it can be proposed again after an error.
+    let add = handle.command(CommandId { client: 1, seq: 1 }, "5");
+    let first = handle.propose_command(add.clone()).await?;
+    // Say the answer was lost: propose the same command again, at another
+    // replica even. It is not applied twice.
+    let retried = nodes[2].handle().propose_command(add).await?;
+    let now = handle.read(Bytes::new()).await?;
+    println!("in process: added 5 under a chosen id -> {first}; retried -> {retried}; counter is {now}");
+    assert_eq!((first, retried, now), (5, 5, 5), "the retry was applied once");
     for node in nodes {
         node.shutdown().await?;
     }

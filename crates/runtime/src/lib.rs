@@ -18,8 +18,25 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Whoever needs to act when the leader, the membership or the applied
+//! index changes subscribes to the replica's [`ClusterView`]
+//! ([`Handle::subscribe`], a `tokio::sync::watch` channel the replica
+//! updates when the view changes) instead of asking [`Handle::status`] in a
+//! loop; see [`view`].
+//!
+//! The peer network and the log are traits ([`Transport`], [`DurableLog`]):
+//! [`Node::start`] runs on TCP and the write-ahead log, and
+//! [`Node::start_with`] on whatever the caller supplies, such as the
+//! in-process [`Network`] and an in-memory [`synod_storage::MemLog`]. A
+//! caller that retries proposals names them ([`Handle::command`],
+//! [`Handle::propose_command`]) so that each is applied at most once; see
+//! the `counter` example.
+//!
 //! * [`node`]: the replica's actor and the [`Handle`] clients use;
-//! * [`transport`]: TCP between replicas;
+//! * [`view`]: what the replica publishes about the cluster;
+//! * [`net`]: the [`Transport`] trait and the in-process [`Network`];
+//! * [`log`]: the [`DurableLog`] trait, for the write-ahead log and others;
+//! * [`transport`]: TCP between replicas (the default [`Transport`]);
 //! * [`tls`]: TLS on the peer network;
 //! * [`join`]: how a node added to a running cluster learns its id;
 //! * [`metrics`]: what a replica measures, for Prometheus;
@@ -27,19 +44,26 @@
 
 pub mod codec;
 pub mod join;
+pub mod log;
 pub mod metrics;
+pub mod net;
 pub mod node;
 pub mod seed;
 pub mod tls;
 pub mod transport;
+pub mod view;
 
 pub use join::{discover, Joined};
+pub use log::DurableLog;
 pub use metrics::Metrics;
+pub use net::{Inbox, InboxReceiver, MemTransport, Network, Transport};
 pub use node::{lock_data_dir, Handle, Node, NodeConfig, Status};
 pub use seed::seed_data_dir;
+pub use synod_paxos::{Command, CommandId};
 pub use synod_storage::DirLock;
 pub use tls::{AddressCheck, PeerTls};
-pub use transport::{ClusterInfo, InboundLimits};
+pub use transport::{ClusterInfo, InboundLimits, TcpTransport};
+pub use view::{ClusterView, Leadership};
 
 use synod_paxos::NodeId;
 use thiserror::Error;

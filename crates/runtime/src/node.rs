@@ -16,7 +16,10 @@
 //! runs, so a second process on it is refused at start.
 
 use crate::codec::{decode_record, encode_record};
-use crate::transport::{InboundLimits, Transport, TransportConfig};
+use crate::log::DurableLog;
+use crate::net::{InboxReceiver, Transport};
+use crate::transport::{InboundLimits, TcpTransport, TransportConfig};
+use crate::view::ClusterView;
 use crate::Error;
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
@@ -30,7 +33,7 @@ use synod_paxos::{
 };
 use synod_storage::{DataDir, DirLock, SnapshotStore, Wal, WalOptions};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
@@ -165,7 +168,7 @@ impl Status {
 type LocalFn<S> = Box<dyn FnOnce(&S) + Send>;
 
 enum Request<S: StateMachine> {
-    Propose { payload: Bytes, reply: oneshot::Sender<Result<S::Output, Error>> },
+    Propose { command: Proposal, reply: oneshot::Sender<Result<S::Output, Error>> },
     Read { query: Bytes, reply: oneshot::Sender<Result<S::Output, Error>> },
     Local(LocalFn<S>),
     Status(oneshot::Sender<Status>),
@@ -176,15 +179,31 @@ enum Request<S: StateMachine> {
     RemovePeer(NodeId),
 }
 
+/// What to propose: a payload the runtime names, or a command the caller
+/// named.
+enum Proposal {
+    Payload(Bytes),
+    Named(Command),
+}
+
+/// Client ids with this bit set are the runtime's own ([`ClientPool`]);
+/// callers name commands with the others ([`Handle::command`]).
+const RUNTIME_CLIENTS: u64 = 1 << 63;
+
+/// How long a read refused for want of a leader waits for news of one
+/// before it is tried again regardless.
+const READ_RETRY: Duration = Duration::from_millis(10);
+
 /// A cheap, cloneable way to talk to a running replica.
 pub struct Handle<S: StateMachine> {
     tx: mpsc::Sender<Request<S>>,
     timeout: Duration,
+    view: watch::Receiver<ClusterView>,
 }
 
 impl<S: StateMachine> Clone for Handle<S> {
     fn clone(&self) -> Self {
-        Handle { tx: self.tx.clone(), timeout: self.timeout }
+        Handle { tx: self.tx.clone(), timeout: self.timeout, view: self.view.clone() }
     }
 }
 
@@ -196,27 +215,98 @@ where
     /// Replicate a command and return what the state machine made of it.
     /// At any member: a follower forwards it to the leader. Applied at most
     /// once, even if forwarded twice.
+    ///
+    /// The runtime names the command itself, so a caller that gets
+    /// [`Error::Timeout`] cannot tell whether it was applied, and must not
+    /// simply propose the payload again if applying it twice matters: name
+    /// the command instead ([`Handle::command`],
+    /// [`Handle::propose_command`]).
     pub async fn propose(&self, payload: impl Into<Bytes>) -> Result<S::Output, Error> {
         let (reply, rx) = oneshot::channel();
-        self.call(Request::Propose { payload: payload.into(), reply }, rx).await?
+        self.call(Request::Propose { command: Proposal::Payload(payload.into()), reply }, rx).await?
+    }
+
+    /// A command named by the caller, to be proposed with
+    /// [`Handle::propose_command`] as often as it takes: every copy of it
+    /// is applied at most once, and a copy proposed after the first was
+    /// applied is answered with the first's result (or with
+    /// [`Error::AppliedWithoutResult`] if this member no longer knows it).
+    ///
+    /// `id.client` names the caller: one no other caller uses, below 2^63
+    /// (the runtime names its own commands above); `id.seq` numbers the
+    /// caller's commands 1, 2, ..., never reusing a number, one command in
+    /// flight at a time. Keep the returned command and propose that same
+    /// value again to retry: it carries the point in the log before which
+    /// it did not exist (its origin), which lets the replicas refuse a copy
+    /// they could no longer recognise as a duplicate once the client's
+    /// session has expired ([`Error::SessionExpired`]).
+    pub fn command(&self, id: CommandId, payload: impl Into<Bytes>) -> Command {
+        // Every slot applied here is chosen, so it was chosen before this
+        // command existed; any lower origin is as safe, only less precise.
+        let origin = self.view.borrow().applied;
+        Command { id, origin, payload: payload.into() }
+    }
+
+    /// Replicate a command named by the caller ([`Handle::command`]) and
+    /// return what the state machine made of it. Safe to repeat with the
+    /// same command after a timeout or an error: it is applied at most
+    /// once. Refused with [`Error::Config`] if its client id is one the
+    /// runtime keeps for itself (2^63 and above).
+    pub async fn propose_command(&self, command: Command) -> Result<S::Output, Error> {
+        if command.id.client & RUNTIME_CLIENTS != 0 {
+            return Err(Error::Config(format!(
+                "client id {:#x} is the runtime's own (callers use ids below 2^63)",
+                command.id.client
+            )));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.call(Request::Propose { command: Proposal::Named(command), reply }, rx).await?
     }
 
     /// A linearizable read: answered from a state that includes every write
-    /// completed before the read began. At any member. While leadership is
-    /// changing the read is retried (a refused read has no effect), until
-    /// the request timeout.
+    /// completed before the read began. At any member.
+    ///
+    /// This is the one place a read is retried: while leadership is
+    /// changing, a read refused with [`Error::NotLeader`] (which had no
+    /// effect) is asked again when this member's view of the cluster
+    /// changes (or after a short pause, since a leader may be known but
+    /// not yet serving), until the request timeout. Callers need not retry
+    /// `NotLeader` themselves.
     pub async fn read(&self, query: impl Into<Bytes>) -> Result<S::Output, Error> {
         let query = query.into();
         let deadline = Instant::now() + self.timeout;
         loop {
+            let mut view = self.subscribe();
             let (reply, rx) = oneshot::channel();
             match self.call(Request::Read { query: query.clone(), reply }, rx).await? {
                 Err(Error::NotLeader { .. }) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    let _ = tokio::time::timeout(READ_RETRY, view.changed()).await;
                 }
                 result => return result,
             }
         }
+    }
+
+    /// A receiver of this member's [`ClusterView`]: its current value is
+    /// marked seen, and [`watch::Receiver::changed`] completes each time
+    /// the replica publishes a different one (leader, ballot, membership,
+    /// applied or compacted index), or fails once the replica has stopped.
+    /// See [`crate::view`].
+    pub fn subscribe(&self) -> watch::Receiver<ClusterView> {
+        let mut rx = self.view.clone();
+        rx.mark_unchanged();
+        rx
+    }
+
+    /// This member's latest [`ClusterView`], without a round trip into the
+    /// replica's task. It is published before the task answers anything
+    /// from the state it describes: after a proposal, read, membership
+    /// change, transfer or [`Handle::with_state`] returned, the view is at
+    /// least as new as the state that answered. Use
+    /// [`Handle::status`] when the answer must be computed at the moment
+    /// of asking, or needs what the view does not hold.
+    pub fn view(&self) -> ClusterView {
+        self.view.borrow().clone()
     }
 
     /// Run `f` on this member's state as it is now (a serializable read: it
@@ -279,7 +369,12 @@ where
         self.tx.send(Request::RemovePeer(id)).await.map_err(|_| Error::Stopped)
     }
 
-    /// What this member knows about the cluster.
+    /// What this member knows about the cluster, computed by the replica's
+    /// task when it takes the question (a round trip). For the leader, the
+    /// membership or the applied index, [`Handle::view`] and
+    /// [`Handle::subscribe`] answer without one; this is for what must be
+    /// current at the moment of asking, or is not in the view (the commit
+    /// index, the durable record, refused messages).
     pub async fn status(&self) -> Result<Status, Error> {
         let (reply, rx) = oneshot::channel();
         self.call(Request::Status(reply), rx).await
@@ -351,26 +446,8 @@ where
     /// the caller (with [`lock_data_dir`], so that it could use the
     /// directory before the replica starts). The node keeps the lock until
     /// it stops.
-    pub async fn start_locked(
-        mut cfg: NodeConfig,
-        sm: S,
-        listener: TcpListener,
-        lock: DirLock,
-    ) -> Result<Node<S>, Error> {
-        if lock.path() != cfg.data_dir {
-            return Err(Error::Config(format!(
-                "the lock held is on {}, not on the data directory {}",
-                lock.path().display(),
-                cfg.data_dir.display()
-            )));
-        }
-        // Every message the protocol sends must fit a frame and a record.
-        let most = cfg.max_frame.min(synod_storage::record::MAX_PAYLOAD);
-        cfg.protocol.max_message_bytes = cfg.protocol.max_message_bytes.min(most);
-        if cfg.protocol.planted.is_some() {
-            return Err(Error::Config("planted bugs are for the simulator only".into()));
-        }
-        cfg.protocol.validate().map_err(|e| Error::Config(e.to_string()))?;
+    pub async fn start_locked(cfg: NodeConfig, sm: S, listener: TcpListener, lock: DirLock) -> Result<Node<S>, Error> {
+        let cfg = checked(cfg, &lock)?;
         let me = cfg.protocol.id;
         let dir = DataDir::open_or_init(&cfg.data_dir, cfg.cluster_id, me)?;
         let mut records = Vec::new();
@@ -386,25 +463,10 @@ where
         if let Some(e) = bad {
             return Err(e);
         }
-        let snapshots = SnapshotStore::open(dir.snapshot_dir(), 2)?;
-        let snapshot =
-            snapshots.load_latest()?.map(|(meta, data)| Snapshot { slot: meta.index, data: Bytes::from(data) });
-        info!(
-            node = me,
-            records = records.len(),
-            snapshot = snapshot.as_ref().map(|s| s.slot),
-            torn_tail = ?recovery.torn_tail,
-            "recovered"
-        );
-        let replica = if records.is_empty() && snapshot.is_none() && cfg.join_existing {
-            // Nothing durable: we may have voted before and lost it.
-            info!(node = me, "no durable state while joining an existing cluster: rejoining as a learner");
-            Replica::rejoin(cfg.protocol.clone(), sm).map_err(|e| Error::Config(e.to_string()))?
-        } else {
-            Replica::recover(cfg.protocol.clone(), sm, snapshot, records).map_err(|e| Error::Corrupt(e.to_string()))?
-        };
+        info!(node = me, torn_tail = ?recovery.torn_tail, "write-ahead log opened");
+        let (replica, snapshots) = recover(&cfg, &dir, sm, records)?;
         let (peer_tx, peer_rx) = mpsc::channel(16 * 1024);
-        let (transport, accept_task) = Transport::start(
+        let (transport, accept_task) = TcpTransport::start(
             TransportConfig {
                 cluster_id: cfg.cluster_id,
                 me,
@@ -417,38 +479,40 @@ where
             listener,
             peer_tx,
         );
-        let (tx, rx) = mpsc::channel(16 * 1024);
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let (durable_tx, durable_rx) = mpsc::unbounded_channel();
-        let snapshots = Arc::new(snapshots);
-        let actor = Actor {
-            replica,
-            wal: Arc::new(wal),
-            transport,
-            proposals: HashMap::new(),
-            reads: HashMap::new(),
-            next_read: 1,
-            reconfigs: HashMap::new(),
-            transfers: HashMap::new(),
-            clients: ClientPool::new(),
-            durable_tx,
-            snapshots,
-            timeout: cfg.request_timeout,
-            published: None,
-            alpha: cfg.protocol.max_inflight_slots as u64,
-            refused: 0,
-            metrics: cfg.metrics.clone(),
-            leader_seen: None,
-            pings: HashMap::new(),
-            _lock: lock,
-        };
-        let task = tokio::spawn(actor.run(cfg.tick, rx, peer_rx, durable_rx, stop_rx));
-        Ok(Node {
-            handle: Handle { tx, timeout: cfg.request_timeout },
-            task: Some(task),
-            accept_task: Some(accept_task),
-            shutdown: Some(stop_tx),
-        })
+        let parts = Parts { transport: Box::new(transport), inbox: peer_rx, log: Arc::new(wal), lock };
+        Ok(launch(cfg, replica, snapshots, parts, Some(accept_task)))
+    }
+
+    /// Starts a replica on a transport and a log the caller supplies,
+    /// instead of TCP and the write-ahead log: an embedder's own network or
+    /// storage, or an in-process [`crate::net::Network`] and a
+    /// [`synod_storage::MemLog`] for tests.
+    ///
+    /// `inbox` is the receiving end of what `transport`'s peers send this
+    /// member. The replica recovers from the records `log` holds (every
+    /// durable one from its first) and from the latest snapshot in the data
+    /// directory, which it still locks, and where it keeps its identity and
+    /// snapshots. [`NodeConfig::peers`], `max_frame`, `inbound`, `wal` and
+    /// `peer_tls` concern the TCP transport and the write-ahead log, and are
+    /// not used here (the protocol's messages are still cut to fit
+    /// `max_frame` and a log record).
+    pub async fn start_with(
+        cfg: NodeConfig,
+        sm: S,
+        transport: impl Transport,
+        inbox: InboxReceiver,
+        log: Arc<impl DurableLog>,
+    ) -> Result<Node<S>, Error> {
+        let lock = lock_data_dir(&cfg.data_dir)?;
+        let cfg = checked(cfg, &lock)?;
+        let dir = DataDir::open_or_init(&cfg.data_dir, cfg.cluster_id, cfg.protocol.id)?;
+        let mut records = Vec::new();
+        for (lsn, bytes) in log.read(log.first_lsn(), usize::MAX)? {
+            records.push((lsn, decode_record(&bytes).map_err(|e| Error::Corrupt(format!("record {lsn}: {e}")))?));
+        }
+        let (replica, snapshots) = recover(&cfg, &dir, sm, records)?;
+        let parts = Parts { transport: Box::new(transport), inbox, log, lock };
+        Ok(launch(cfg, replica, snapshots, parts, None))
     }
 
     /// A handle for clients of this replica.
@@ -514,6 +578,105 @@ where
     }
 }
 
+/// `cfg` made ready to run: the protocol's messages cut to fit a frame and
+/// a record, and the whole validated, under `lock` on its data directory.
+fn checked(mut cfg: NodeConfig, lock: &DirLock) -> Result<NodeConfig, Error> {
+    if lock.path() != cfg.data_dir {
+        return Err(Error::Config(format!(
+            "the lock held is on {}, not on the data directory {}",
+            lock.path().display(),
+            cfg.data_dir.display()
+        )));
+    }
+    // Every message the protocol sends must fit a frame and a record.
+    let most = cfg.max_frame.min(synod_storage::record::MAX_PAYLOAD);
+    cfg.protocol.max_message_bytes = cfg.protocol.max_message_bytes.min(most);
+    if cfg.protocol.planted.is_some() {
+        return Err(Error::Config("planted bugs are for the simulator only".into()));
+    }
+    cfg.protocol.validate().map_err(|e| Error::Config(e.to_string()))?;
+    Ok(cfg)
+}
+
+/// The replica as the log's `records` and the latest snapshot in `dir`
+/// leave it, and the store of its snapshots.
+fn recover<S: StateMachine>(
+    cfg: &NodeConfig,
+    dir: &DataDir,
+    sm: S,
+    records: Vec<(Lsn, synod_paxos::Record)>,
+) -> Result<(Replica<S>, SnapshotStore), Error> {
+    let me = cfg.protocol.id;
+    let snapshots = SnapshotStore::open(dir.snapshot_dir(), 2)?;
+    let snapshot = snapshots.load_latest()?.map(|(meta, data)| Snapshot { slot: meta.index, data: Bytes::from(data) });
+    info!(node = me, records = records.len(), snapshot = snapshot.as_ref().map(|s| s.slot), "recovered");
+    let replica = if records.is_empty() && snapshot.is_none() && cfg.join_existing {
+        // Nothing durable: we may have voted before and lost it.
+        info!(node = me, "no durable state while joining an existing cluster: rejoining as a learner");
+        Replica::rejoin(cfg.protocol.clone(), sm).map_err(|e| Error::Config(e.to_string()))?
+    } else {
+        Replica::recover(cfg.protocol.clone(), sm, snapshot, records).map_err(|e| Error::Corrupt(e.to_string()))?
+    };
+    Ok((replica, snapshots))
+}
+
+/// What a replica runs on besides its state machine.
+struct Parts {
+    transport: Box<dyn Transport>,
+    inbox: InboxReceiver,
+    log: Arc<dyn DurableLog>,
+    lock: DirLock,
+}
+
+/// Spawns the replica's task; `accept_task` is the TCP transport's
+/// listener, if it has one.
+fn launch<S>(
+    cfg: NodeConfig,
+    replica: Replica<S>,
+    snapshots: SnapshotStore,
+    parts: Parts,
+    accept_task: Option<JoinHandle<()>>,
+) -> Node<S>
+where
+    S: StateMachine + Send + 'static,
+    S::Output: Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(16 * 1024);
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let (durable_tx, durable_rx) = mpsc::unbounded_channel();
+    let (view_tx, view_rx) = watch::channel(ClusterView::unknown(cfg.protocol.id));
+    let actor = Actor {
+        replica,
+        log: parts.log,
+        transport: parts.transport,
+        proposals: HashMap::new(),
+        reads: HashMap::new(),
+        next_read: 1,
+        reconfigs: HashMap::new(),
+        transfers: HashMap::new(),
+        clients: ClientPool::new(),
+        durable_tx,
+        snapshots: Arc::new(snapshots),
+        timeout: cfg.request_timeout,
+        published: None,
+        alpha: cfg.protocol.max_inflight_slots as u64,
+        refused: 0,
+        metrics: cfg.metrics.clone(),
+        leader_seen: None,
+        pings: HashMap::new(),
+        view: view_tx,
+        _lock: parts.lock,
+    };
+    actor.publish_view();
+    let task = tokio::spawn(actor.run(cfg.tick, rx, parts.inbox, durable_rx, stop_rx));
+    Node {
+        handle: Handle { tx, timeout: cfg.request_timeout, view: view_rx },
+        task: Some(task),
+        accept_task,
+        shutdown: Some(stop_tx),
+    }
+}
+
 /// Client identities for the runtime's own proposals: each in-flight
 /// proposal borrows a (client, seq) pair; a client id has one proposal in
 /// flight at a time, so "applied once" per (client, seq) holds with any
@@ -527,7 +690,9 @@ struct ClientPool {
 
 impl ClientPool {
     fn new() -> ClientPool {
-        ClientPool { base: fastrand::u64(1 << 32..) & !0xFFFF_FFFF, minted: 0, free: Vec::new() }
+        // Random, so that a restarted member does not reuse its ids; in
+        // the upper half, so that callers' ids never meet them.
+        ClientPool { base: (fastrand::u64(..) | RUNTIME_CLIENTS) & !0xFFFF_FFFF, minted: 0, free: Vec::new() }
     }
 
     fn acquire(&mut self) -> CommandId {
@@ -563,9 +728,11 @@ struct Ping {
 
 struct Actor<S: StateMachine> {
     replica: Replica<S>,
-    wal: Arc<Wal>,
-    transport: Transport,
-    proposals: HashMap<CommandId, Waiter<S::Output>>,
+    log: Arc<dyn DurableLog>,
+    transport: Box<dyn Transport>,
+    /// Proposals waiting, and whether their id is the pool's (to give
+    /// back) or the caller's.
+    proposals: HashMap<CommandId, (Waiter<S::Output>, bool)>,
     reads: HashMap<u64, Waiter<S::Output>>,
     next_read: u64,
     reconfigs: HashMap<u64, Waiter<Slot>>,
@@ -587,6 +754,8 @@ struct Actor<S: StateMachine> {
     /// Per peer: the last ping sent (its round, when), and the round-trip
     /// histogram its answers go to.
     pings: HashMap<NodeId, Ping>,
+    /// Where the cluster view is published.
+    view: watch::Sender<ClusterView>,
     /// The data directory's lock, released when the actor ends (declared
     /// last: dropped after the log it protects).
     _lock: DirLock,
@@ -601,7 +770,7 @@ where
         mut self,
         tick: Duration,
         mut requests: mpsc::Receiver<Request<S>>,
-        mut peers: mpsc::Receiver<(NodeId, Message)>,
+        mut peers: InboxReceiver,
         mut durable: mpsc::UnboundedReceiver<Result<Stored, synod_storage::Error>>,
         mut stop: oneshot::Receiver<()>,
     ) -> Result<(), Error> {
@@ -651,6 +820,48 @@ where
             self.carry_out()?;
             self.publish_membership();
         }
+    }
+
+    /// Tells subscribers the cluster view, if it changed: compared field by
+    /// field in place, so that an unchanged view costs no allocation and
+    /// wakes nobody.
+    fn publish_view(&self) {
+        let r = &self.replica;
+        let (leader, ballot, hears_quorum) =
+            (r.leader_hint(), r.leader_ballot().unwrap_or(r.promised()), r.hears_quorum());
+        let (applied, compacted) = (r.applied_index(), r.log().compacted());
+        let membership = r.membership();
+        let pending = r.pending_membership();
+        let voter = membership.voters.contains(&r.id()) && !r.is_rejoining();
+        let removed = self.transport.removed();
+        self.view.send_if_modified(|v| {
+            let same = v.leader == leader
+                && v.ballot == ballot
+                && v.hears_quorum == hears_quorum
+                && v.applied == applied
+                && v.compacted == compacted
+                && v.voters == membership.voters
+                && v.learners == membership.learners
+                && v.pending.as_ref().map(|(s, m)| (*s, m)) == pending
+                && v.voter == voter
+                && v.removed == removed;
+            if !same {
+                *v = ClusterView {
+                    id: r.id(),
+                    leader,
+                    ballot,
+                    hears_quorum,
+                    applied,
+                    compacted,
+                    voters: membership.voters.clone(),
+                    learners: membership.learners.clone(),
+                    pending: pending.map(|(s, m)| (s, m.clone())),
+                    voter,
+                    removed,
+                };
+            }
+            !same
+        });
     }
 
     /// A message from a peer; a pong answering our last ping to it times
@@ -708,13 +919,22 @@ where
     fn on_request(&mut self, req: Request<S>) {
         let deadline = Instant::now() + self.timeout;
         match req {
-            Request::Propose { payload, reply } => {
+            Request::Propose { command: Proposal::Payload(payload), reply } => {
                 let id = self.clients.acquire();
-                self.proposals.insert(id, (reply, deadline));
+                self.proposals.insert(id, ((reply, deadline), true));
                 // Origin: slots up to our commit index are chosen before
                 // this command exists (see `Command::origin`).
                 let origin = self.replica.commit_index();
                 self.replica.step(Input::Propose(Command { id, origin, payload }));
+            }
+            Request::Propose { command: Proposal::Named(command), reply } => {
+                // The same command proposed again while the first copy
+                // waits: the answer goes to the newer caller, and the older
+                // learns as much as after a timeout.
+                if let Some(((older, _), _)) = self.proposals.insert(command.id, ((reply, deadline), false)) {
+                    let _ = older.send(Err(Error::Timeout));
+                }
+                self.replica.step(Input::Propose(command));
             }
             Request::Read { query, reply } => {
                 let id = self.next_read;
@@ -770,9 +990,12 @@ where
         }
     }
 
-    /// Persist, send, answer.
+    /// Publish the view, persist, send, answer. The view goes first, so
+    /// that whoever gets an answer sees a view at least as new as the state
+    /// it was answered from.
     fn carry_out(&mut self) -> Result<(), Error> {
         let out = self.replica.output();
+        self.publish_view();
         if !out.stats.is_empty() {
             self.metrics.protocol(&out.stats);
         }
@@ -786,7 +1009,7 @@ where
         if let Some(&(first, _)) = out.persist.first() {
             let encoded: Vec<Vec<u8>> = out.persist.iter().map(|(_, r)| encode_record(r)).collect();
             let refs: Vec<&[u8]> = encoded.iter().map(|v| v.as_slice()).collect();
-            let (wal_first, pending) = self.wal.submit_batch(&refs)?;
+            let (wal_first, pending) = self.log.clone().submit(&refs)?;
             assert_eq!(wal_first, first, "the log and the replica number records alike");
             let tx = self.durable_tx.clone();
             tokio::spawn(async move {
@@ -808,9 +1031,9 @@ where
             });
         }
         if let Some(before) = out.truncate_before {
-            let wal = self.wal.clone();
+            let log = self.log.clone();
             tokio::task::spawn_blocking(move || {
-                if let Err(e) = wal.truncate_prefix(before.saturating_sub(1)) {
+                if let Err(e) = log.truncate_prefix(before.saturating_sub(1)) {
                     warn!(error = %e, "could not delete old log segments");
                 }
             });
@@ -826,10 +1049,12 @@ where
             self.transport.send(to, msg);
         }
         for r in out.responses {
-            if let Some((reply, deadline)) = self.proposals.remove(&r.id) {
+            if let Some(((reply, deadline), pooled)) = self.proposals.remove(&r.id) {
                 let started = deadline - self.timeout;
                 self.metrics.proposal_done(started.elapsed(), r.result.is_err());
-                self.clients.release(r.id);
+                if pooled {
+                    self.clients.release(r.id);
+                }
                 let _ = reply.send(r.result.map_err(client_error));
             }
         }
@@ -866,9 +1091,9 @@ where
     fn expire(&mut self) {
         let now = Instant::now();
         let expired: Vec<CommandId> =
-            self.proposals.iter().filter(|(_, (_, d))| *d <= now).map(|(id, _)| *id).collect();
+            self.proposals.iter().filter(|(_, ((_, d), _))| *d <= now).map(|(id, _)| *id).collect();
         for id in expired {
-            if let Some((reply, _)) = self.proposals.remove(&id) {
+            if let Some(((reply, _), _)) = self.proposals.remove(&id) {
                 self.metrics.proposal_done(self.timeout, true);
                 warn!(client = id.client, seq = id.seq, "proposal timed out");
                 let _ = reply.send(Err(Error::Timeout));

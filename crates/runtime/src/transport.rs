@@ -24,11 +24,11 @@
 //! the reason logged, and harms nothing else.
 //!
 //! The set of peers can change while the transport runs (membership
-//! changes): [`Transport::set_peer`] starts talking to a new member, or to a
-//! member at a new address, and [`Transport::remove_peer`] stops; a hello
+//! changes): [`TcpTransport::set_peer`] starts talking to a new member, or to a
+//! member at a new address, and [`TcpTransport::remove_peer`] stops; a hello
 //! from a member that is not (or no longer) known is refused; one from a
 //! member that was removed is told so, and the removed member's transport
-//! reports it ([`Transport::removed`]) so that it can stop.
+//! reports it ([`TcpTransport::removed`]) so that it can stop.
 //!
 //! A node joining a running cluster does not know its own id or the
 //! membership yet: it sends a *directory* hello (cluster, sender and
@@ -193,7 +193,7 @@ struct Shared {
 }
 
 /// Sending side of the peer network, owned by the replica's task.
-pub struct Transport {
+pub struct TcpTransport {
     cfg: Arc<TransportConfig>,
     /// Each peer's address and the queue its connection task drains.
     queues: BTreeMap<NodeId, (SocketAddr, mpsc::Sender<Message>)>,
@@ -210,7 +210,7 @@ fn shared_read(shared: &RwLock<Shared>) -> std::sync::RwLockReadGuard<'_, Shared
     shared.read().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Transport {
+impl TcpTransport {
     /// Start accepting on `listener` and connecting to every other peer.
     /// Messages received are passed to `inbound`. The returned task ends,
     /// releasing the listener, once `inbound`'s receiver is dropped.
@@ -218,14 +218,14 @@ impl Transport {
         cfg: TransportConfig,
         listener: TcpListener,
         inbound: mpsc::Sender<(NodeId, Message)>,
-    ) -> (Transport, tokio::task::JoinHandle<()>) {
+    ) -> (TcpTransport, tokio::task::JoinHandle<()>) {
         let cfg = Arc::new(cfg);
         let shared = Arc::new(RwLock::new(Shared {
             known: cfg.peers.keys().copied().filter(|&id| id != cfg.me).collect(),
             removed: BTreeSet::new(),
             directory: None,
         }));
-        let mut transport = Transport {
+        let mut transport = TcpTransport {
             cfg: cfg.clone(),
             queues: BTreeMap::new(),
             shared: shared.clone(),
@@ -295,6 +295,28 @@ impl Transport {
     /// Every peer and its address.
     pub fn peers(&self) -> BTreeMap<NodeId, SocketAddr> {
         self.queues.iter().map(|(&id, (addr, _))| (id, *addr)).collect()
+    }
+}
+
+impl crate::net::Transport for TcpTransport {
+    fn send(&mut self, to: NodeId, msg: Message) {
+        TcpTransport::send(self, to, msg)
+    }
+
+    fn set_peer(&mut self, id: NodeId, addr: SocketAddr) {
+        TcpTransport::set_peer(self, id, addr)
+    }
+
+    fn remove_peer(&mut self, id: NodeId) {
+        TcpTransport::remove_peer(self, id)
+    }
+
+    fn publish(&mut self, membership: &Membership, alpha: u64) {
+        TcpTransport::publish(self, membership, alpha)
+    }
+
+    fn removed(&self) -> bool {
+        TcpTransport::removed(self)
     }
 }
 

@@ -208,7 +208,7 @@ pub async fn run(ctx: Arc<Context>, retention: Retention, mut stop: watch::Recei
             _ = stop.wait_for(|s| *s) => return,
         }
         let Ok(current) = revision().await else { continue };
-        let leading = matches!(ctx.handle.status().await, Ok(s) if s.leader == Some(s.id));
+        let leading = ctx.handle.view().is_leader();
         let now = Instant::now();
         let Some(target) = policy.due(now, current, leading) else { continue };
         let compaction = Proposal::Kv(KvCommand::Compact(CompactionRequest { revision: target, physical: false }));

@@ -139,7 +139,7 @@ impl Checker {
                     }
                 }
                 _ = tick => {
-                    if leads(&ctx).await {
+                    if leads(&ctx) {
                         let ctx = ctx.clone();
                         tokio::spawn(async move {
                             if let Err(e) = start_check(&ctx).await {
@@ -181,11 +181,11 @@ impl Checker {
                     tally.reports.get(&slot).cloned().unwrap_or_default()
                 };
                 self.changed.notify_waiters();
-                if !leads(ctx).await {
+                if !leads(ctx) {
                     return;
                 }
-                let Ok(st) = ctx.handle.status().await else { return };
-                if let Verdict::Decided { hash, differing } = verdict(&reports, &st.voters) {
+                let voters = ctx.handle.view().voters;
+                if let Verdict::Decided { hash, differing } = verdict(&reports, &voters) {
                     for member in differing {
                         if !self.lock().alarmed.insert((slot, member)) {
                             continue;
@@ -220,7 +220,7 @@ impl Checker {
         loop {
             let changed = self.changed.notified();
             let reports = self.lock().reports.get(&slot).cloned().unwrap_or_default();
-            let voters = ctx.handle.status().await.map_err(|e| e.to_string())?.voters;
+            let voters = ctx.handle.view().voters;
             match verdict(&reports, &voters) {
                 Verdict::Decided { hash, .. } if hash == own.hash => {
                     info!(slot, revision = own.revision, hash, "initial corruption check passed");
@@ -248,8 +248,8 @@ impl Checker {
 }
 
 /// Whether this member leads.
-async fn leads(ctx: &Context) -> bool {
-    ctx.handle.status().await.is_ok_and(|st| st.leader == Some(ctx.member_id))
+fn leads(ctx: &Context) -> bool {
+    ctx.handle.view().leader == Some(ctx.member_id)
 }
 
 /// Proposes a check; returns this member's hash at it.

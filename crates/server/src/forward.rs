@@ -58,8 +58,8 @@ where
     // credentials.
     let creds = Credentials::of(ctx, request.metadata(), request.peer_certs())?;
     let req = request.into_inner();
-    let st = ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
-    if st.leader == Some(ctx.member_id) {
+    // The leader as this member last learned it: no round trip needed.
+    if ctx.handle.view().leader == Some(ctx.member_id) {
         return local(req).await;
     }
     if forwarded {
@@ -69,8 +69,9 @@ where
 }
 
 /// Forward `req` to the leader's service at `path` on behalf of a caller
-/// with `creds`, waiting for a leader other than this member to be known,
-/// and asking again while the one known is gone or no longer leads, for up
+/// with `creds`, waiting for a leader other than this member to be known
+/// (woken by the replica's view of the cluster, not by asking it again),
+/// and trying again while the one known is gone or no longer leads, for up
 /// to the member's leader wait.
 pub async fn to_leader_as<Req, Resp>(
     ctx: &Context,
@@ -82,25 +83,32 @@ where
     Req: prost::Message + Clone + Send + Sync + 'static,
     Resp: prost::Message + Default + Send + Sync + 'static,
 {
-    let deadline = Instant::now() + ctx.leader_wait;
+    let deadline = tokio::time::Instant::now() + ctx.leader_wait;
+    let mut view = ctx.handle.subscribe();
     let mut minted_refused = false;
     loop {
-        let st = ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
-        match st.leader.filter(|&l| l != ctx.member_id) {
-            Some(l) => {
-                let token = ctx.forwarder.token(ctx, creds).await?;
-                match ctx.forwarder.unary(l, path, req.clone(), token, ctx.leader_wait * 4).await {
-                    Err(e) if never_served(&e) && Instant::now() < deadline => tokio::time::sleep(RETRY).await,
-                    // A token this member obtained may have expired at the
-                    // leader: obtain another, once.
-                    Err(e) if creds.is_certificate() && is_invalid_token(&e) && !minted_refused => {
-                        minted_refused = true
-                    }
-                    other => return other,
-                }
+        let me = ctx.member_id;
+        let known = async { view.wait_for(|v| v.leader.is_some_and(|l| l != me)).await.map(|v| v.leader) };
+        let l = match tokio::time::timeout_at(deadline, known).await {
+            Ok(Ok(Some(l))) => l,
+            // Not what was waited for; wait again.
+            Ok(Ok(None)) => continue,
+            Ok(Err(_)) => return Err(status::runtime(&synod_runtime::Error::Stopped)),
+            Err(_) => return Err(Status::unavailable(status::NO_LEADER)),
+        };
+        let token = ctx.forwarder.token(ctx, creds).await?;
+        match ctx.forwarder.unary(l, path, req.clone(), token, ctx.leader_wait * 4).await {
+            // The leader known is gone or no longer leads: try again once
+            // this member learns of another, or after a pause (it may not
+            // learn that the old one went).
+            Err(e) if never_served(&e) && tokio::time::Instant::now() < deadline => {
+                let tried = view.borrow().leadership();
+                let _ = tokio::time::timeout(RETRY, view.wait_for(|v| v.leadership() != tried)).await;
             }
-            None if Instant::now() < deadline => tokio::time::sleep(RETRY).await,
-            None => return Err(Status::unavailable(status::NO_LEADER)),
+            // A token this member obtained may have expired at the
+            // leader: obtain another, once.
+            Err(e) if creds.is_certificate() && is_invalid_token(&e) && !minted_refused => minted_refused = true,
+            other => return other,
         }
     }
 }
@@ -183,7 +191,8 @@ pub fn token_of(metadata: &tonic::metadata::MetadataMap) -> Option<Token> {
     metadata.get("token").or_else(|| metadata.get("authorization")).cloned()
 }
 
-/// How often [`at_leader`] asks again.
+/// How long a forwarded request that found the leader gone waits for news
+/// of another before it tries again.
 const RETRY: Duration = Duration::from_millis(50);
 
 /// Whether a forwarded request certainly had no effect: the leader could

@@ -289,11 +289,8 @@ impl Http {
                 return Err(format!("ALARM {name}"));
             }
         }
-        if !serializable {
-            let status = self.within(ctx.handle.status()).await;
-            if !status.is_ok_and(|s| s.has_leader()) {
-                return Err("RAFT NO LEADER".into());
-            }
+        if !serializable && !ctx.handle.view().has_leader() {
+            return Err("RAFT NO LEADER".into());
         }
         self.read(serializable).await.map_err(|e| format!("RANGE ERROR:{e}"))
     }
@@ -348,7 +345,7 @@ impl Http {
                     false => Ok(()),
                 }
             }
-            "non_learner" => match self.within(self.inner.ctx.handle.status()).await?.voter {
+            "non_learner" => match self.inner.ctx.handle.view().voter {
                 true => Ok(()),
                 false => Err("not supported for learner".into()),
             },

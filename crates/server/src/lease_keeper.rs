@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use synod_kv::pb::LeaseRevokeRequest;
 use synod_kv::{Command as KvCommand, KvError};
 use synod_paxos::{Ballot, NodeId};
-use synod_runtime::{Error as RuntimeError, Handle, Status};
+use synod_runtime::{ClusterView, Error as RuntimeError, Handle};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -117,8 +117,8 @@ pub struct LeaseKeeper {
 }
 
 /// The ballot this member leads with, if it leads.
-fn leading(st: &Status) -> Option<Ballot> {
-    (st.leader == Some(st.id)).then_some(st.ballot)
+fn leading(view: &ClusterView) -> Option<Ballot> {
+    view.is_leader().then_some(view.ballot)
 }
 
 impl LeaseKeeper {
@@ -134,14 +134,30 @@ impl LeaseKeeper {
     }
 
     /// Counts leases down and revokes expired ones while this member leads,
-    /// until `stop` turns true.
+    /// until `stop` turns true. Time is looked at every [`KEEPER_TICK`];
+    /// leadership as soon as the replica publishes a change of it (a
+    /// deposed leader drops its deadlines at once, a new one starts them).
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut interval = tokio::time::interval(KEEPER_TICK);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut view = self.handle.subscribe();
+        let mut seen = view.borrow().leadership();
         loop {
-            tokio::select! {
-                _ = interval.tick() => {}
+            let replica_stopped = tokio::select! {
+                _ = interval.tick() => false,
+                changed = view.wait_for(|v| v.leadership() != seen) => match changed {
+                    Ok(v) => {
+                        seen = v.leadership();
+                        false
+                    }
+                    Err(_) => true,
+                },
                 _ = stop.wait_for(|s| *s) => return,
+            };
+            if replica_stopped {
+                // The server is stopping (and says why): wait to be told.
+                let _ = stop.wait_for(|s| *s).await;
+                return;
             }
             if let Err(e) = self.tick().await {
                 debug!(error = %e, "lease keeper tick");
@@ -152,8 +168,7 @@ impl LeaseKeeper {
     /// One round: follow leadership, sync with the lease table, revoke
     /// what has expired.
     async fn tick(self: &Arc<Self>) -> Result<(), RuntimeError> {
-        let st = self.handle.status().await?;
-        let Some(term) = leading(&st) else {
+        let Some(term) = leading(&self.handle.view()) else {
             self.lock().enter(None);
             return Ok(());
         };
@@ -209,9 +224,9 @@ impl LeaseKeeper {
     /// A keep-alive: on the leader, pushes the lease's deadline to now +
     /// its granted TTL.
     pub async fn renew(&self, id: i64) -> Result<Renewal, RuntimeError> {
-        let st = self.handle.status().await?;
-        let Some(term) = leading(&st) else {
-            return Ok(Renewal::NotLeader(st.leader));
+        let view = self.handle.view();
+        let Some(term) = leading(&view) else {
+            return Ok(Renewal::NotLeader(view.leader));
         };
         let granted = self.handle.with_state(move |m| m.kv().lease(id).map(|l| l.granted_ttl)).await?;
         let now = Instant::now();
@@ -233,9 +248,9 @@ impl LeaseKeeper {
     /// A lease's remaining TTL as the leader counts it. Call after a
     /// linearizable read so the lease table is current.
     pub async fn time_to_live(&self, id: i64, keys: bool) -> Result<Remaining, RuntimeError> {
-        let st = self.handle.status().await?;
-        let Some(term) = leading(&st) else {
-            return Ok(Remaining::NotLeader(st.leader));
+        let view = self.handle.view();
+        let Some(term) = leading(&view) else {
+            return Ok(Remaining::NotLeader(view.leader));
         };
         let lease = self
             .handle

@@ -34,7 +34,9 @@ use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response as GrpcResponse, Status, Streaming};
 
-/// How often a keep-alive or TTL query waiting for a leader tries again.
+/// How long a keep-alive or TTL query that found no leader to serve it
+/// waits for news of another (a change of leadership in this member's view
+/// of the cluster) before it tries again regardless.
 const RETRY: Duration = Duration::from_millis(50);
 
 /// The shortest time a keep-alive or TTL query waits for a leader before
@@ -113,7 +115,9 @@ impl LeaseService {
     /// caller's credentials). A forwarded keep-alive is never forwarded again.
     async fn renew(&self, id: i64, forwarded: bool, creds: &Credentials) -> Result<i64, Status> {
         let deadline = Instant::now() + self.leader_wait();
+        let mut view = self.ctx.handle.subscribe();
         loop {
+            let tried = view.borrow().leadership();
             let failure = match self.renew_here(id).await {
                 Ok(Renewal::Renewed(ttl)) => return Ok(ttl),
                 Ok(Renewal::NotFound) => return Ok(0),
@@ -134,7 +138,7 @@ impl LeaseService {
             if Instant::now() >= deadline {
                 return Err(failure);
             }
-            tokio::time::sleep(RETRY).await;
+            let _ = tokio::time::timeout(RETRY, view.wait_for(|v| v.leadership() != tried)).await;
         }
     }
 
@@ -158,7 +162,9 @@ impl LeaseService {
         creds: &Credentials,
     ) -> Result<LeaseTimeToLiveResponse, Status> {
         let deadline = Instant::now() + self.leader_wait();
+        let mut view = self.ctx.handle.subscribe();
         loop {
+            let tried = view.borrow().leadership();
             let failure = match self.time_to_live_here(&req).await {
                 Ok(Remaining::Found(t)) => {
                     return Ok(LeaseTimeToLiveResponse {
@@ -192,7 +198,7 @@ impl LeaseService {
             if Instant::now() >= deadline {
                 return Err(failure);
             }
-            tokio::time::sleep(RETRY).await;
+            let _ = tokio::time::timeout(RETRY, view.wait_for(|v| v.leadership() != tried)).await;
         }
     }
 
@@ -209,9 +215,9 @@ impl LeaseService {
     /// (which also makes its lease table current); `Ok(Err(hint))` with the
     /// leader it knows of if it does not lead.
     async fn confirmed_leader(&self) -> Result<Result<(), Option<u64>>, Status> {
-        let st = self.ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
-        if st.leader != Some(st.id) {
-            return Ok(Err(st.leader));
+        let view = self.ctx.handle.view();
+        if !view.is_leader() {
+            return Ok(Err(view.leader));
         }
         self.ctx.barrier().await?;
         Ok(Ok(()))

@@ -91,6 +91,9 @@ impl Maintenance for MaintenanceService {
     async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         // Maintenance needs the root role, as in etcd.
         self.ctx.check_admin(&request)?;
+        // Asked, not read from the published view: the raft index (the
+        // commit index) is not in the view, and an operator asking for
+        // the status expects the replica's answer of this moment.
         let st = self.ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
         let dir = self.ctx.data_dir.clone();
         let db_size = tokio::task::spawn_blocking(move || dir_size(&dir)).await.unwrap_or(0) as i64;
@@ -136,27 +139,36 @@ impl Maintenance for MaintenanceService {
         // are then deleted. Like etcd's, this concerns this member only.
         let dir = self.ctx.data_dir.clone();
         let before = tokio::task::spawn_blocking(move || dir_size(&dir)).await.unwrap_or(0);
+        let mut view = self.ctx.handle.subscribe();
         let slot = self.ctx.handle.snapshot().await.map_err(|e| status::runtime(&e))?;
         let deadline = Instant::now() + DEFRAG_WAIT;
         let mut asked = Instant::now();
+        let ask_again = Duration::from_millis(200);
         loop {
-            let st = self.ctx.handle.status().await.map_err(|e| status::runtime(&e))?;
-            if st.compacted >= slot {
+            let (compacted, voter) = {
+                let v = view.borrow_and_update();
+                (v.compacted, v.voter)
+            };
+            if compacted >= slot {
                 break;
             }
             // A periodic snapshot being stored when we asked makes the
             // replica skip ours: ask again until one covers `slot`.
-            if asked.elapsed() >= Duration::from_millis(200) {
+            if asked.elapsed() >= ask_again {
                 self.ctx.handle.snapshot().await.map_err(|e| status::runtime(&e))?;
                 asked = Instant::now();
             }
-            if !st.voter {
+            if !voter {
                 return Err(Status::unavailable("synod: cannot defragment while rejoining as a learner"));
             }
             if Instant::now() > deadline {
                 return Err(Status::unavailable(status::TIMEOUT));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // The replica publishes the compacted index once the snapshot
+            // is stored.
+            if let Ok(Err(_)) = tokio::time::timeout(ask_again, view.changed()).await {
+                return Err(status::runtime(&synod_runtime::Error::Stopped));
+            }
         }
         info!(slot, before, "defragmented: log compacted to a fresh snapshot");
         let mut resp = DefragmentResponse { header: None };

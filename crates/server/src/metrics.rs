@@ -188,9 +188,7 @@ impl ServerMetrics {
             self.db_in_use.set(size);
             self.keys.set(i64::try_from(keys).unwrap_or(i64::MAX));
         }
-        if let Ok(Ok(status)) = tokio::time::timeout(STATE_WAIT, ctx.handle.status()).await {
-            self.is_learner.set(!status.voter as i64);
-        }
+        self.is_learner.set(!ctx.handle.view().voter as i64);
         let mut out = Vec::new();
         // Encoding text into a Vec cannot fail.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

@@ -57,7 +57,8 @@ use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tracing::{debug, error, info, warn};
 
-/// How often a request waiting for a leader tries again.
+/// How long a proposal refused for want of a leader waits for news of one
+/// before it is tried again regardless.
 const LEADER_RETRY: Duration = Duration::from_millis(50);
 
 /// How long a client's TLS handshake may take.
@@ -109,13 +110,18 @@ pub struct Context {
 impl Context {
     /// Replicates a payload. A request refused because no leader is known
     /// was not proposed, so it is retried until one is, for up to
-    /// `leader_wait`.
+    /// `leader_wait`: tried again when this member's view of the cluster
+    /// names another leader, or after `LEADER_RETRY` (a leader may be
+    /// known and still refuse while it takes over). This is the one layer
+    /// that retries proposals: the runtime does not.
     pub async fn propose(&self, payload: Bytes) -> Result<Output, synod_runtime::Error> {
         let deadline = Instant::now() + self.leader_wait;
+        let mut view = self.handle.subscribe();
         loop {
+            let tried = view.borrow().leadership();
             match self.handle.propose(payload.clone()).await {
                 Err(synod_runtime::Error::NotLeader { .. }) if Instant::now() < deadline => {
-                    tokio::time::sleep(LEADER_RETRY).await
+                    let _ = tokio::time::timeout(LEADER_RETRY, view.wait_for(|v| v.leadership() != tried)).await;
                 }
                 other => return other,
             }
@@ -247,18 +253,12 @@ impl Context {
         crate::status::outcome(self.read(&Query::Members).await).map(drop)
     }
 
-    /// A linearizable read, waiting up to `leader_wait` for a leader.
+    /// A linearizable read. While no leader is known the runtime retries
+    /// it (`synod_runtime::Handle::read` is the one layer that retries
+    /// reads), for up to its request timeout (`NodeConfig::request_timeout`,
+    /// as long as a proposal may take); it is not retried here again.
     pub async fn read(&self, query: &Query) -> Result<Output, synod_runtime::Error> {
-        let bytes = query.to_bytes();
-        let deadline = Instant::now() + self.leader_wait;
-        loop {
-            match self.handle.read(bytes.clone()).await {
-                Err(synod_runtime::Error::NotLeader { .. }) if Instant::now() < deadline => {
-                    tokio::time::sleep(LEADER_RETRY).await
-                }
-                other => return other,
-            }
-        }
+        self.handle.read(query.to_bytes()).await
     }
 
     /// Completes a response header: cluster and member ids and the term
@@ -692,18 +692,42 @@ async fn publish(handle: Handle<EtcdMachine>, attrs: MemberAttributes, stop: wat
 }
 
 /// Keeps the term and revision for response headers fresh without asking
-/// the replica on every request.
-async fn watch_status(ctx: Arc<Context>, stop: watch::Receiver<bool>) {
-    while !*stop.borrow() {
-        if let Ok(st) = ctx.handle.status().await {
-            ctx.term.fetch_max(st.ballot.round, Ordering::Relaxed);
+/// the replica on every request: woken by the replica's view of the
+/// cluster, it takes the term from the view's ballot at once, and the
+/// revision from the store when the applied index moved, at most every
+/// `REVISION_EVERY` (a busy log moves it with every batch).
+async fn watch_status(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
+    const REVISION_EVERY: Duration = Duration::from_millis(100);
+    let mut view = ctx.handle.subscribe();
+    let mut applied = None;
+    let mut refreshed: Option<tokio::time::Instant> = None;
+    loop {
+        let (round, now_applied) = {
+            let v = view.borrow_and_update();
+            (v.ballot.round, v.applied)
+        };
+        ctx.term.fetch_max(round, Ordering::Relaxed);
+        if applied != Some(now_applied) {
+            if let Some(at) = refreshed {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at + REVISION_EVERY) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+            if let Ok(rev) = ctx.handle.with_state(|m| m.kv().revision()).await {
+                ctx.revision.fetch_max(rev, Ordering::Relaxed);
+                applied = Some(now_applied);
+                refreshed = Some(tokio::time::Instant::now());
+            }
         }
-        if let Ok(rev) = ctx.handle.with_state(|m| m.kv().revision()).await {
-            ctx.revision.fetch_max(rev, Ordering::Relaxed);
+        let replica_stopped = tokio::select! {
+            changed = view.changed() => changed.is_err(),
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        if replica_stopped {
+            // The server is stopping (and says why): wait to be told.
+            let _ = stop.wait_for(|s| *s).await;
+            return;
         }
-        // Until a first leader is known, look often: headers should carry a
-        // term as soon as requests are served.
-        let pause = if ctx.term.load(Ordering::Relaxed) == 0 { 5 } else { 100 };
-        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
 }
