@@ -210,9 +210,7 @@ impl<S: StateMachine> Replica<S> {
     /// phase-1 quorum and every phase-2 quorum that may have counted on it
     /// (each has at least `q - 1` members besides it).
     fn rejoin_quorum(&self) -> usize {
-        let n = self.cfg.members.len();
-        let q = self.cfg.quorum.phase1().min(self.cfg.quorum.phase2());
-        (n + 1 - q).min(n - 1)
+        self.quorum(&self.initial_membership()).rejoin_witnesses()
     }
 
     /// While rejoining, ask the members that have not answered yet.

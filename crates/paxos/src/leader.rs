@@ -306,20 +306,7 @@ impl<S: StateMachine> Replica<S> {
     /// The members that count in `configs`' quorums, without duplicates,
     /// in order.
     pub(crate) fn members_of(&self, configs: &[Membership]) -> Vec<NodeId> {
-        let mut out = Vec::new();
-        for m in configs {
-            for id in self.counted(m) {
-                if !out.contains(&id) {
-                    out.push(id);
-                }
-            }
-        }
-        out
-    }
-
-    /// Whether `promisers` hold a phase-1 quorum of each of `configs`.
-    fn covers(&self, configs: &[Membership], promisers: &[NodeId]) -> bool {
-        configs.iter().all(|m| self.phase1_quorum(m, self.count_in(m, promisers)))
+        self.joint(configs).members()
     }
 
     /// Phase 1b arrives.
@@ -365,7 +352,7 @@ impl<S: StateMachine> Replica<S> {
         }
         let Some(Leader { phase: Phase::Preparing(p), .. }) = self.leader.as_ref() else { return };
         let configs = self.phase1_configs(from_slot, &p.merged);
-        if !self.covers(&configs, &p.promises) {
+        if !self.joint(&configs).is_phase1(&p.promises) {
             // A configuration found among the promises: ask its voters too
             // (those who promised already are not asked again).
             let promised = p.promises.clone();
@@ -566,11 +553,12 @@ impl<S: StateMachine> Replica<S> {
                 break;
             }
             let g = self.configs.governing(s);
-            if !self.phase1_quorum(g, self.count_in(g, &a.promisers)) {
+            let q = self.quorum(g);
+            if !q.is_phase1(&a.promisers) {
                 self.extend_phase1();
                 break;
             }
-            for id in self.counted(g) {
+            for &id in q.voters() {
                 if !recipients.contains(&id) {
                     recipients.push(id);
                 }
@@ -651,10 +639,11 @@ impl<S: StateMachine> Replica<S> {
         let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_ref() else { return };
         let mut missing: Vec<NodeId> = Vec::new();
         for m in &configs {
-            if !eager && self.phase1_quorum(m, self.count_in(m, &a.promisers)) {
+            let q = self.quorum(m);
+            if !eager && q.is_phase1(&a.promisers) {
                 continue;
             }
-            for id in self.counted(m) {
+            for &id in q.voters() {
                 if !a.promisers.contains(&id) && !missing.contains(&id) {
                     missing.push(id);
                 }
@@ -748,16 +737,6 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
-    /// Acceptors of `m` whose acknowledgement a lease or a read
-    /// confirmation needs.
-    fn phase2_size(&self, m: &Membership) -> usize {
-        if self.cfg.has_bug(PlantedBug::SmallQuorum) {
-            m.q2.saturating_sub(1).max(1)
-        } else {
-            m.q2
-        }
-    }
-
     /// Phase 2b arrives: count it among the voters of the configuration
     /// governing each slot; a phase-2 quorum of it chooses the slot.
     pub(crate) fn on_accepted(&mut self, from: NodeId, ballot: Ballot, first_slot: Slot, last_slot: Slot) {
@@ -773,7 +752,7 @@ impl<S: StateMachine> Replica<S> {
         let mut newly = Vec::new();
         for (slot, acks) in counted {
             let g = self.configs.governing(slot);
-            if self.phase2_quorum(g, self.count_in(g, &acks)) {
+            if self.quorum(g).is_phase2(&acks) {
                 newly.push(slot);
             }
         }
@@ -867,10 +846,11 @@ impl<S: StateMachine> Replica<S> {
         }
         // Strict reconfiguration check: a quorum of the new voters must be
         // up and reachable now.
-        let me = self.cfg.id;
-        let reachable = new.voters.iter().filter(|&&v| v == me || heard.contains(&v)).count();
-        let needed = new.q1.max(new.q2);
-        if reachable < needed {
+        let mut hears = heard;
+        hears.push(self.cfg.id);
+        let q = self.quorum(&new);
+        if !q.is_connected(&hears) {
+            let (reachable, needed) = (q.count(&hears), q.connected_size());
             return Err(ReconfigError::NoQuorumReachable { reachable, voters: new.voters.len(), needed });
         }
         let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
@@ -1057,7 +1037,7 @@ impl<S: StateMachine> Replica<S> {
                 for (&slot, inf) in a.inflight.iter() {
                     if now >= inf.sent_at + retry {
                         due.push(slot);
-                        for id in self.counted(self.configs.governing(slot)) {
+                        for &id in self.quorum(self.configs.governing(slot)).voters() {
                             if !inf.acks.contains(&id) {
                                 resend.push((id, slot, inf.value.clone()));
                             }
@@ -1182,15 +1162,7 @@ impl<S: StateMachine> Replica<S> {
     /// The highest heartbeat a phase-2 quorum of each of `configs` has
     /// acknowledged, per `acks`.
     fn quorum_seq(&self, configs: &[Membership], acks: &BTreeMap<NodeId, u64>) -> u64 {
-        configs
-            .iter()
-            .map(|m| {
-                let mut v: Vec<u64> = self.counted(m).map(|id| acks.get(&id).copied().unwrap_or(0)).collect();
-                v.sort_unstable_by(|x, y| y.cmp(x));
-                v.get(self.phase2_size(m) - 1).copied().unwrap_or(0)
-            })
-            .min()
-            .unwrap_or(0)
+        self.joint(configs).committed(|id| acks.get(&id).copied().unwrap_or(0))
     }
 
     /// Recompute what a quorum of heartbeat acknowledgements proves: the

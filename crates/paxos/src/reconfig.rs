@@ -98,7 +98,7 @@
 
 use crate::ballot::NodeId;
 use crate::command::Slot;
-use crate::quorum::{QuorumError, QuorumPolicy};
+use crate::quorum::{Quorum, QuorumError, QuorumPolicy};
 use std::collections::BTreeMap;
 use thiserror::Error;
 
@@ -140,6 +140,11 @@ impl Membership {
         }
         QuorumPolicy::flexible(self.voters.len(), self.q1, self.q2)?;
         Ok(())
+    }
+
+    /// This configuration's quorums (the members that count, and the sizes).
+    pub fn quorum(&self) -> Quorum<'_> {
+        Quorum::new(&self.voters, self.q1, self.q2)
     }
 
     /// Whether `id` votes.

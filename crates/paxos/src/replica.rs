@@ -26,12 +26,14 @@ use crate::election::Election;
 use crate::leader::Leader;
 use crate::log::Log;
 use crate::message::Message;
+use crate::quorum::{Joint, Quorum};
 use crate::reconfig::{Change, Configs, Membership, ReconfigError};
 use crate::record::{Lsn, Record};
 use crate::snapshot::Incoming;
 use crate::state_machine::{SnapshotError, StateMachine};
 use crate::transfer::{Transfer, TransferError};
 use bytes::Bytes;
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use thiserror::Error;
 
@@ -557,7 +559,7 @@ impl<S: StateMachine> Replica<S> {
             transfer: None,
             takeover: None,
             rng: fastrand::Rng::with_seed(cfg.seed),
-            election: Election::new(cfg.id, cfg.priority, 0, round_ticks, 1),
+            election: Election::new(cfg.id, cfg.priority, 0, round_ticks, Joint::default()),
             now: 0,
             next_lsn: 1,
             durable: 0,
@@ -596,8 +598,7 @@ impl<S: StateMachine> Replica<S> {
             out: Output::default(),
             cfg,
         };
-        let quorum = r.election_quorum();
-        r.election = Election::new(r.cfg.id, r.cfg.priority, 1, round_ticks, quorum);
+        r.election = Election::new(r.cfg.id, r.cfg.priority, 1, round_ticks, r.election_groups());
         r.configure_election();
         Ok(r)
     }
@@ -676,7 +677,7 @@ impl<S: StateMachine> Replica<S> {
         // (Saturating: a log written before rounds were bounded may hold a
         // forged promise near `u64::MAX`; such a node can no longer bid.)
         let start_round = r.promised.round.max(r.own_ballot.round).saturating_add(1);
-        r.election = Election::new(r.cfg.id, r.cfg.priority, start_round, r.cfg.election_ticks, r.election_quorum());
+        r.election = Election::new(r.cfg.id, r.cfg.priority, start_round, r.cfg.election_ticks, r.election_groups());
         r.lease_until = r.cfg.lease_ticks;
         r.apply_chosen();
         r.view.clear();
@@ -864,16 +865,6 @@ impl<S: StateMachine> Replica<S> {
         self.learner_tick();
     }
 
-    /// Members (this one included) a node must hear to be connected.
-    pub(crate) fn election_quorum(&self) -> usize {
-        let q = self.cfg.quorum.connected();
-        if self.cfg.has_bug(PlantedBug::SmallQuorum) {
-            q.saturating_sub(1).max(1)
-        } else {
-            q
-        }
-    }
-
     fn on_durable(&mut self, lsn: Lsn) {
         if lsn <= self.durable {
             return;
@@ -986,32 +977,31 @@ impl<S: StateMachine> Replica<S> {
                 .any(|(_, e)| matches!(&e.value, Value::Reconfigure(m) if m.contains(node)))
     }
 
-    /// The members `m` counts in its quorums (with the planted
-    /// `learner-votes` bug, learners too).
-    pub(crate) fn counted<'a>(&self, m: &'a Membership) -> impl Iterator<Item = NodeId> + 'a {
-        let learners: &[NodeId] = if self.cfg.has_bug(PlantedBug::LearnerVotes) { &m.learners } else { &[] };
-        m.voters.iter().chain(learners).copied()
-    }
-
-    /// How many of `set` count in `m`'s quorums.
-    pub(crate) fn count_in(&self, m: &Membership, set: &[NodeId]) -> usize {
-        self.counted(m).filter(|v| set.contains(v)).count()
-    }
-
-    pub(crate) fn phase1_quorum(&self, m: &Membership, count: usize) -> bool {
-        if self.cfg.has_bug(PlantedBug::SmallQuorum) {
-            count + 1 >= m.q1
+    /// How this replica counts `m`'s quorums: every count in the core goes
+    /// through here (or [`Replica::joint`]), the one place the planted
+    /// `small-quorum` and `learner-votes` bugs change it.
+    pub(crate) fn quorum<'a>(&self, m: &'a Membership) -> Quorum<'a> {
+        let voters: Cow<'a, [NodeId]> = if self.cfg.has_bug(PlantedBug::LearnerVotes) {
+            Cow::Owned(m.members().collect())
         } else {
-            count >= m.q1
-        }
+            Cow::Borrowed(&m.voters)
+        };
+        let (q1, q2) = if self.cfg.has_bug(PlantedBug::SmallQuorum) {
+            (m.q1.saturating_sub(1).max(1), m.q2.saturating_sub(1).max(1))
+        } else {
+            (m.q1, m.q2)
+        };
+        Quorum::from_parts(voters, q1, q2)
     }
 
-    pub(crate) fn phase2_quorum(&self, m: &Membership, count: usize) -> bool {
-        if self.cfg.has_bug(PlantedBug::SmallQuorum) {
-            count + 1 >= m.q2
-        } else {
-            count >= m.q2
-        }
+    /// The joint quorum of `configs` (every configuration a change spans).
+    pub(crate) fn joint<'a>(&self, configs: &'a [Membership]) -> Joint<'a> {
+        Joint::new(configs.iter().map(|m| self.quorum(m)).collect())
+    }
+
+    /// The configurations in force and pending, as election counts them.
+    fn election_groups(&self) -> Joint<'static> {
+        Joint::new(self.view.iter().map(|m| self.quorum(m).into_owned()).collect())
     }
 
     /// Everyone in the configurations in force and pending, voters first,
@@ -1058,16 +1048,7 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn configure_election(&mut self) {
         let voter = self.rejoin.is_none() && self.view.first().is_some_and(|m| m.is_voter(self.cfg.id));
         self.election.set_voter(voter);
-        let small = self.cfg.has_bug(PlantedBug::SmallQuorum);
-        let groups = self
-            .view
-            .iter()
-            .map(|m| {
-                let q = m.q1.max(m.q2);
-                (m.voters.clone(), if small { q.saturating_sub(1).max(1) } else { q })
-            })
-            .collect();
-        self.election.set_groups(groups);
+        self.election.set_groups(self.election_groups());
     }
 
     /// The initial configuration, as `Config` gives it.
