@@ -17,7 +17,6 @@
 
 use crate::ballot::{Ballot, NodeId};
 use crate::command::{Slot, Value};
-use crate::config::PlantedBug;
 use crate::log::Entry;
 use crate::message::{value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
 use crate::record::Record;
@@ -112,7 +111,7 @@ impl<S: StateMachine> Replica<S> {
             self.learn_commit(from, ballot, commit);
             return;
         }
-        if ballot < self.promised && !self.cfg.has_bug(PlantedBug::AcceptLowerBallot) {
+        if ballot < self.promised && !self.cfg.plant().accept_lower_ballot() {
             let promised = self.promised;
             self.send(from, Message::Nack { ballot, promised });
             return;
@@ -135,7 +134,7 @@ impl<S: StateMachine> Replica<S> {
             self.log.set(first_slot + i as Slot, Entry { ballot, value: value.clone(), chosen: false });
         }
         debug_assert!(
-            self.cfg.planted.is_some() || self.log.get(first_slot).is_none_or(|e| e.ballot <= self.promised),
+            self.cfg.has_planted_bug() || self.log.get(first_slot).is_none_or(|e| e.ballot <= self.promised),
             "accepted ballot exceeds promised"
         );
         self.persist(Record::Accepted { ballot, first_slot, values });

@@ -18,7 +18,6 @@
 
 use crate::ballot::{Ballot, NodeId};
 use crate::command::{Command, CommandId, Slot, Value};
-use crate::config::PlantedBug;
 use crate::log::Entry;
 use crate::message::{command_size_bound, split_by_size, value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
 use crate::reconfig::{Change, Membership, ReconfigError};
@@ -286,7 +285,7 @@ impl<S: StateMachine> Replica<S> {
     /// the accepted values `merged` (see [`crate::reconfig`]).
     pub(crate) fn phase1_configs(&self, from_slot: Slot, merged: &BTreeMap<Slot, PromisedEntry>) -> Vec<Membership> {
         let mut out = vec![self.configs.governing(from_slot).clone()];
-        if self.cfg.has_bug(PlantedBug::ReconfigNoOverlap) {
+        if self.cfg.plant().reconfig_no_overlap() {
             // The planted bug: only the configuration in force counts.
             return out;
         }
@@ -318,7 +317,7 @@ impl<S: StateMachine> Replica<S> {
         entries: Vec<PromisedEntry>,
         compacted: Slot,
     ) {
-        let ignore_accepted = self.cfg.has_bug(PlantedBug::IgnoreAcceptedValue);
+        let ignore_accepted = self.cfg.plant().ignore_accepted_value();
         match self.leader.as_mut() {
             Some(Leader { ballot: b, phase: Phase::Active(a), .. }) => {
                 // A late promise, or one from a configuration phase 1 was
@@ -506,7 +505,7 @@ impl<S: StateMachine> Replica<S> {
     /// that configuration (else phase 1 is extended to it first).
     fn propose_due(&mut self, commands: bool) {
         let window = self.cfg.max_inflight_slots;
-        let no_delay = self.cfg.has_bug(PlantedBug::ReconfigNoOverlap);
+        let no_delay = self.cfg.plant().reconfig_no_overlap();
         let alpha = self.configs.alpha;
         let max_batch = self.cfg.max_batch;
         let max_batch_bytes = self.cfg.max_batch_bytes;
@@ -906,7 +905,7 @@ impl<S: StateMachine> Replica<S> {
     /// waiting here, pointing their clients at `to`. Must happen before the
     /// handover message leaves (see [`crate::transfer`]).
     pub(crate) fn forfeit_lease(&mut self, to: NodeId) {
-        if self.cfg.has_bug(PlantedBug::TransferKeepsLease) {
+        if self.cfg.plant().transfer_keeps_lease() {
             // The planted bug: keep the lease, and the reads it serves.
             return;
         }
@@ -1168,8 +1167,7 @@ impl<S: StateMachine> Replica<S> {
     /// Recompute what a quorum of heartbeat acknowledgements proves: the
     /// lease, and which pending reads are confirmed.
     fn update_confirmations(&mut self) {
-        let margin =
-            if self.cfg.has_bug(PlantedBug::LeaseNoDriftMargin) { 0 } else { self.cfg.lease_drift_margin_ticks };
+        let margin = self.cfg.plant().lease_drift_margin(self.cfg.lease_drift_margin_ticks);
         let lease_ticks = self.cfg.lease_ticks;
         let configs = self.leader_configs();
         let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_ref() else {

@@ -30,13 +30,16 @@ pub mod transfer;
 mod acceptor;
 mod leader;
 mod learner;
+mod plant;
 mod replica;
 mod snapshot;
 
 pub use ballot::{Ballot, NodeId};
 pub use command::{Command, CommandId, Slot, Value};
-pub use config::{Config, ConfigError, PlantedBug};
+pub use config::{Config, ConfigError};
 pub use message::{Message, PromisedEntry};
+#[cfg(feature = "planting")]
+pub use plant::PlantedBug;
 pub use quorum::{QuorumError, QuorumPolicy};
 pub use reconfig::{Change, Membership, ReconfigError};
 pub use record::{Lsn, Record};

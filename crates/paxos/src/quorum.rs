@@ -125,6 +125,7 @@ impl<'a> Quorum<'a> {
 
     /// The same from owned or borrowed members (the planted `learner-votes`
     /// bug counts more members than the voters).
+    #[cfg(feature = "planting")]
     pub(crate) fn from_parts(voters: Cow<'a, [NodeId]>, q1: usize, q2: usize) -> Quorum<'a> {
         Quorum { voters, q1, q2 }
     }

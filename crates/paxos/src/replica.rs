@@ -21,7 +21,7 @@
 
 use crate::ballot::{Ballot, NodeId};
 use crate::command::{Command, CommandId, Slot, Value};
-use crate::config::{Config, ConfigError, PlantedBug};
+use crate::config::{Config, ConfigError};
 use crate::election::Election;
 use crate::leader::Leader;
 use crate::log::Log;
@@ -33,7 +33,6 @@ use crate::snapshot::Incoming;
 use crate::state_machine::{SnapshotError, StateMachine};
 use crate::transfer::{Transfer, TransferError};
 use bytes::Bytes;
-use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use thiserror::Error;
 
@@ -551,7 +550,7 @@ impl<S: StateMachine> Replica<S> {
             q1: cfg.quorum.phase1(),
             q2: cfg.quorum.phase2(),
         };
-        let alpha = if cfg.has_bug(PlantedBug::ReconfigNoOverlap) { 1 } else { cfg.max_inflight_slots as Slot };
+        let alpha = cfg.plant().alpha(cfg.max_inflight_slots as Slot);
         let mut r = Replica {
             configs: Configs::new(base.clone(), alpha),
             view: vec![base],
@@ -978,20 +977,9 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// How this replica counts `m`'s quorums: every count in the core goes
-    /// through here (or [`Replica::joint`]), the one place the planted
-    /// `small-quorum` and `learner-votes` bugs change it.
+    /// through here (or [`Replica::joint`]); a planted bug may wrap it.
     pub(crate) fn quorum<'a>(&self, m: &'a Membership) -> Quorum<'a> {
-        let voters: Cow<'a, [NodeId]> = if self.cfg.has_bug(PlantedBug::LearnerVotes) {
-            Cow::Owned(m.members().collect())
-        } else {
-            Cow::Borrowed(&m.voters)
-        };
-        let (q1, q2) = if self.cfg.has_bug(PlantedBug::SmallQuorum) {
-            (m.q1.saturating_sub(1).max(1), m.q2.saturating_sub(1).max(1))
-        } else {
-            (m.q1, m.q2)
-        };
-        Quorum::from_parts(voters, q1, q2)
+        self.cfg.plant().quorum(m)
     }
 
     /// The joint quorum of `configs` (every configuration a change spans).
@@ -1105,7 +1093,7 @@ impl<S: StateMachine> Replica<S> {
     /// held until they are durable (unless the planted bug says otherwise).
     pub(crate) fn send_after_persist(&mut self, to: NodeId, msg: Message) {
         let need = self.next_lsn - 1;
-        if need <= self.durable || self.cfg.has_bug(PlantedBug::SkipPersist) {
+        if need <= self.durable || self.cfg.plant().skip_persist() {
             self.dispatch(to, msg);
         } else {
             self.held.push_back((need, to, msg));

@@ -65,7 +65,6 @@
 
 use crate::ballot::{Ballot, NodeId};
 use crate::command::{Slot, Value};
-use crate::config::PlantedBug;
 use crate::message::Message;
 use crate::replica::{Replica, TransferResponse};
 use crate::state_machine::StateMachine;
@@ -172,7 +171,7 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn handed_over_to(&self) -> Option<NodeId> {
         let t = self.transfer.as_ref()?;
         let handed = t.sent_at.is_some() && self.holding_proposals();
-        (handed && !self.cfg.has_bug(PlantedBug::TransferKeepsLease)).then_some(t.to)
+        (handed && !self.cfg.plant().transfer_keeps_lease()).then_some(t.to)
     }
 
     /// An `Accepted` arrived: if from the target, strike the slots off.

@@ -367,7 +367,7 @@ where
         // Every message the protocol sends must fit a frame and a record.
         let most = cfg.max_frame.min(synod_storage::record::MAX_PAYLOAD);
         cfg.protocol.max_message_bytes = cfg.protocol.max_message_bytes.min(most);
-        if cfg.protocol.planted.is_some() {
+        if cfg.protocol.has_planted_bug() {
             return Err(Error::Config("planted bugs are for the simulator only".into()));
         }
         cfg.protocol.validate().map_err(|e| Error::Config(e.to_string()))?;
