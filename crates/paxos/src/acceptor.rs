@@ -13,7 +13,7 @@
 //! it go. One exception, for leadership transfer: a Prepare that carries
 //! `handoff: Some(b)` passes a lease granted in exactly ballot `b`, whose
 //! leader gave that lease up for good before handing over (see
-//! [`crate::transfer`]).
+//! [`crate::handover`]).
 
 use crate::ballot::{Ballot, NodeId};
 use crate::command::{Slot, Value};
@@ -26,6 +26,24 @@ use crate::state_machine::StateMachine;
 /// Bytes a promised entry takes besides its value (slot, ballot, flag).
 const ENTRY_BYTES: usize = 40;
 
+/// What an acceptor promised, and the lease it granted. (What it accepted
+/// is in the replica's log, which the learner shares.)
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Acceptor {
+    /// The highest ballot promised.
+    pub(crate) promised: Ballot,
+    /// Lease granted to a leader: until `lease_until` refuse other ballots'
+    /// Prepares. `lease_holder == 0` with a future `lease_until` means
+    /// "recovering: refuse everyone" (a lease granted before a crash may
+    /// still be running).
+    pub(crate) lease_holder: NodeId,
+    /// The ballot the lease was last granted in (a `Prepare` handed over
+    /// from exactly this ballot passes the lease).
+    pub(crate) lease_ballot: Ballot,
+    /// The tick of this replica's clock the lease runs out at.
+    pub(crate) lease_until: u64,
+}
+
 impl<S: StateMachine> Replica<S> {
     /// Phase 1b.
     pub(crate) fn on_prepare(&mut self, from: NodeId, ballot: Ballot, from_slot: Slot, handoff: Option<Ballot>) {
@@ -33,19 +51,19 @@ impl<S: StateMachine> Replica<S> {
             // Amnesia: we may have promised anything before losing our disk.
             return;
         }
-        if ballot < self.promised {
-            let promised = self.promised;
+        if ballot < self.acceptor.promised {
+            let promised = self.acceptor.promised;
             self.send(from, Message::Nack { ballot, promised });
             return;
         }
-        if ballot > self.promised {
-            let handed_over = handoff.is_some_and(|h| h != Ballot::ZERO && h == self.lease_ballot);
-            if self.now < self.lease_until && self.lease_holder != ballot.node && !handed_over {
+        if ballot > self.acceptor.promised {
+            let handed_over = handoff.is_some_and(|h| h != Ballot::ZERO && h == self.acceptor.lease_ballot);
+            if self.clock.now < self.acceptor.lease_until && self.acceptor.lease_holder != ballot.node && !handed_over {
                 // A lease we granted may still be running: stay silent, the
                 // candidate retries after its retry interval.
                 return;
             }
-            self.promised = ballot;
+            self.acceptor.promised = ballot;
             self.persist(Record::Promised(ballot));
             self.on_higher_ballot(ballot);
         }
@@ -82,7 +100,7 @@ impl<S: StateMachine> Replica<S> {
         let mut compacted = self.log.compacted();
         let mut start = from_slot;
         if !fits(from_slot) {
-            compacted = compacted.max(self.commit);
+            compacted = compacted.max(self.learner.commit);
             start = start.max(compacted + 1);
             if !fits(start) {
                 return None;
@@ -111,8 +129,8 @@ impl<S: StateMachine> Replica<S> {
             self.learn_commit(from, ballot, commit);
             return;
         }
-        if ballot < self.promised && !self.cfg.plant().accept_lower_ballot() {
-            let promised = self.promised;
+        if ballot < self.acceptor.promised && !self.cfg.plant().accept_lower_ballot() {
+            let promised = self.acceptor.promised;
             self.send(from, Message::Nack { ballot, promised });
             return;
         }
@@ -124,17 +142,17 @@ impl<S: StateMachine> Replica<S> {
             self.learn_commit(from, ballot, commit);
             return;
         }
-        if ballot > self.promised {
+        if ballot > self.acceptor.promised {
             // Accepting in a ballot is also promising it; the Accepted record
             // below carries the ballot, so no separate Promised record.
-            self.promised = ballot;
+            self.acceptor.promised = ballot;
             self.on_higher_ballot(ballot);
         }
         for (i, value) in values.iter().enumerate() {
             self.log.set(first_slot + i as Slot, Entry { ballot, value: value.clone(), chosen: false });
         }
         debug_assert!(
-            self.cfg.has_planted_bug() || self.log.get(first_slot).is_none_or(|e| e.ballot <= self.promised),
+            self.cfg.has_planted_bug() || self.log.get(first_slot).is_none_or(|e| e.ballot <= self.acceptor.promised),
             "accepted ballot exceeds promised"
         );
         self.persist(Record::Accepted { ballot, first_slot, values });
@@ -151,29 +169,29 @@ impl<S: StateMachine> Replica<S> {
             self.learn_commit(from, ballot, commit);
             return;
         }
-        if ballot < self.promised {
-            let promised = self.promised;
+        if ballot < self.acceptor.promised {
+            let promised = self.acceptor.promised;
             self.send(from, Message::Nack { ballot, promised });
             return;
         }
-        if ballot == self.promised {
+        if ballot == self.acceptor.promised {
             // Grant a lease only to the leader our election follows, and not
             // while we bid against it, so that once the cluster moves on the
             // old leader's lease runs out.
             let lease =
                 self.cfg.lease_ticks > 0 && self.election.leader().node == ballot.node && !self.election.bidding();
             if lease {
-                self.lease_holder = ballot.node;
-                self.lease_ballot = ballot;
-                self.lease_until = self.lease_until.max(self.now + self.cfg.lease_ticks);
+                self.acceptor.lease_holder = ballot.node;
+                self.acceptor.lease_ballot = ballot;
+                self.acceptor.lease_until = self.acceptor.lease_until.max(self.clock.now + self.cfg.lease_ticks);
             }
             self.send_after_persist(from, Message::HeartbeatAck { ballot, seq, lease });
         }
         self.learn_commit(from, ballot, commit);
-        if !self.view.first().is_some_and(|m| m.is_voter(self.cfg.id)) {
+        if !self.members.view.first().is_some_and(|m| m.is_voter(self.cfg.id)) {
             // A learner: tell the leader how far it got, so that it knows
             // when we may be promoted.
-            let commit = self.commit;
+            let commit = self.learner.commit;
             self.send(from, Message::Progress { commit });
         }
     }
@@ -181,7 +199,7 @@ impl<S: StateMachine> Replica<S> {
     /// A commit index from a leader.
     pub(crate) fn on_commit(&mut self, from: NodeId, ballot: Ballot, commit: Slot) {
         self.deposed_by(ballot);
-        if ballot >= self.promised {
+        if ballot >= self.acceptor.promised {
             self.learn_commit(from, ballot, commit);
         }
     }
@@ -192,7 +210,7 @@ impl<S: StateMachine> Replica<S> {
     /// from a newer leader would make its followers mark its own stale
     /// proposals chosen.)
     pub(crate) fn deposed_by(&mut self, ballot: Ballot) {
-        if self.leader.as_ref().is_some_and(|l| l.ballot < ballot) {
+        if self.proposer.leader.as_ref().is_some_and(|l| l.ballot < ballot) {
             self.step_down(ballot);
         }
     }
@@ -209,12 +227,12 @@ impl<S: StateMachine> Replica<S> {
     /// phase-1 quorum and every phase-2 quorum that may have counted on it
     /// (each has at least `q - 1` members besides it).
     fn rejoin_quorum(&self) -> usize {
-        self.quorum(&self.initial_membership()).rejoin_witnesses()
+        self.initial_membership().quorum().rejoin_witnesses()
     }
 
     /// While rejoining, ask the members that have not answered yet.
     pub(crate) fn rejoin_tick(&mut self) {
-        let now = self.now;
+        let now = self.clock.now;
         let retry = self.cfg.retry_ticks;
         let Some(r) = self.rejoin.as_mut() else { return };
         if r.asked_at.is_some_and(|t| now < t + retry) {
@@ -233,7 +251,7 @@ impl<S: StateMachine> Replica<S> {
 
     pub(crate) fn on_rejoin_query(&mut self, from: NodeId) {
         if self.rejoin.is_none() {
-            let (promised, last_slot) = (self.promised, self.log.last_slot());
+            let (promised, last_slot) = (self.acceptor.promised, self.log.last_slot());
             self.send(from, Message::RejoinReply { promised, last_slot });
         }
     }
@@ -262,22 +280,22 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn finish_rejoin_if_caught_up(&mut self) {
         let needed = self.rejoin_quorum();
         let Some(r) = self.rejoin.as_ref() else { return };
-        if !self.configs.chosen.is_empty() {
+        if !self.members.configs.chosen.is_empty() {
             // The membership changed: the members asked (the initial ones)
             // need not meet the quorums that may have counted on us. Stay a
             // learner; an operator replaces this member by a new one.
             return;
         }
-        if r.replies.len() < needed || self.commit < r.target || self.snapshot_pending.is_some() {
+        if r.replies.len() < needed || self.learner.commit < r.target || self.snapshots.pending.is_some() {
             return;
         }
         let ballot = r.ballot;
         self.rejoin = None;
         self.configure_election();
         self.election.raise_round(ballot.round.saturating_add(1));
-        self.own_ballot = self.own_ballot.max(ballot);
-        if ballot > self.promised {
-            self.promised = ballot;
+        self.proposer.own_ballot = self.proposer.own_ballot.max(ballot);
+        if ballot > self.acceptor.promised {
+            self.acceptor.promised = ballot;
             self.persist(Record::Promised(ballot));
         }
         self.persist(Record::Rejoined);
@@ -286,7 +304,7 @@ impl<S: StateMachine> Replica<S> {
     /// Our acceptor promised `ballot`: if we were leading with a lower one,
     /// our leadership is over.
     fn on_higher_ballot(&mut self, ballot: Ballot) {
-        if self.leader.as_ref().is_some_and(|l| l.ballot < ballot) {
+        if self.proposer.leader.as_ref().is_some_and(|l| l.ballot < ballot) {
             self.step_down(ballot);
         }
         if ballot.node != self.cfg.id {

@@ -39,7 +39,7 @@ impl<S: StateMachine> Replica<S> {
     /// with, bid with or followed.
     pub(crate) fn highest_round(&self) -> u64 {
         let rejoin = self.rejoin.as_ref().map_or(0, |r| r.ballot.round);
-        self.promised.round.max(self.own_ballot.round).max(self.election.highest_round()).max(rejoin)
+        self.acceptor.promised.round.max(self.proposer.own_ballot.round).max(self.election.highest_round()).max(rejoin)
     }
 
     /// Why `msg` from `from` is refused, or `None` if it may be handled.

@@ -51,6 +51,8 @@ pub struct Election {
     heard: Vec<(u64, Pong)>,
     /// A reply older than this many ticks is stale.
     window: u64,
+    /// The number of the last round of pings sent (echoed in the pongs).
+    ping_round: u64,
     /// The quorums of the configurations in force and pending: a connected
     /// node hears (itself included, if a voter) enough of each.
     groups: Joint<'static>,
@@ -75,9 +77,16 @@ impl Election {
             promised: Ballot::ZERO,
             heard: Vec::new(),
             window: window.max(1),
+            ping_round: 0,
             groups,
             ticks_left: window.max(1),
         }
+    }
+
+    /// The number of the next round of pings to send.
+    pub fn next_ping_round(&mut self) -> u64 {
+        self.ping_round += 1;
+        self.ping_round
     }
 
     /// The leader this node follows (`Ballot::ZERO` if none).

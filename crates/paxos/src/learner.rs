@@ -14,12 +14,79 @@ use crate::message::{value_size_bound, Message, ENVELOPE_BYTES};
 use crate::record::Record;
 use crate::replica::{ClientError, Replica, Response, Session};
 use crate::state_machine::StateMachine;
+use std::collections::{HashMap, VecDeque};
+
+/// What the learner knows: how far the log is chosen and applied, the
+/// state machine it is applied to, and the duplicate-detection table.
+#[derive(Clone)]
+pub(crate) struct Learner<S: StateMachine> {
+    /// Every slot up to here is chosen and known here.
+    pub(crate) commit: Slot,
+    /// The commit index in the last `Commit` record.
+    pub(crate) commit_persisted: Slot,
+    /// Every slot up to here is applied to `sm`.
+    pub(crate) applied: Slot,
+    /// The highest commit index heard of (a leader's may run ahead of ours).
+    pub(crate) known_commit: Slot,
+    /// When a catch-up request last went out.
+    pub(crate) catchup_sent_at: Option<u64>,
+    /// The state machine.
+    pub(crate) sm: S,
+    /// The duplicate-detection table: per client, its session.
+    pub(crate) sessions: HashMap<u64, Session<S::Output>>,
+    /// The highest `before` of any [`crate::Value::ExpireSessions`]
+    /// applied: a command without a session whose origin lies below it
+    /// may be a retry of one applied before its session went, and is
+    /// refused ([`crate::ClientError::SessionExpired`]).
+    pub(crate) sessions_expired_before: Slot,
+    /// (tick, the next unchosen slot then), noted every quarter of the
+    /// session expiry: a session last used below such a slot has been idle
+    /// since that tick at least. Five entries at most.
+    pub(crate) session_marks: VecDeque<(u64, Slot)>,
+}
+
+impl<S: StateMachine> Learner<S> {
+    /// Nothing learned yet, over the initial state `sm`.
+    pub(crate) fn new(sm: S) -> Learner<S> {
+        Learner {
+            commit: 0,
+            commit_persisted: 0,
+            applied: 0,
+            known_commit: 0,
+            catchup_sent_at: None,
+            sm,
+            sessions: HashMap::new(),
+            sessions_expired_before: 0,
+            session_marks: VecDeque::new(),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for Learner<S>
+where
+    S: StateMachine + std::fmt::Debug,
+    S::Output: std::fmt::Debug,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Learner")
+            .field("commit", &self.commit)
+            .field("commit_persisted", &self.commit_persisted)
+            .field("applied", &self.applied)
+            .field("known_commit", &self.known_commit)
+            .field("catchup_sent_at", &self.catchup_sent_at)
+            .field("sm", &self.sm)
+            .field("sessions", &self.sessions)
+            .field("sessions_expired_before", &self.sessions_expired_before)
+            .field("session_marks", &self.session_marks)
+            .finish()
+    }
+}
 
 impl<S: StateMachine> Replica<S> {
     /// Learn from a commit index that a leader with `ballot` announced.
     pub(crate) fn learn_commit(&mut self, from: NodeId, ballot: Ballot, commit: Slot) {
-        self.known_commit = self.known_commit.max(commit);
-        let mut s = self.commit + 1;
+        self.learner.known_commit = self.learner.known_commit.max(commit);
+        let mut s = self.learner.commit + 1;
         while s <= commit {
             match self.log.get(s) {
                 Some(e) if e.chosen || e.ballot == ballot => {
@@ -30,18 +97,18 @@ impl<S: StateMachine> Replica<S> {
             }
         }
         self.advance_commit();
-        if self.commit < self.known_commit && self.catchup_sent_at.is_none() {
+        if self.learner.commit < self.learner.known_commit && self.learner.catchup_sent_at.is_none() {
             self.request_catch_up(Some(from));
         }
     }
 
     /// Move the commit index over the chosen prefix and apply it.
     pub(crate) fn advance_commit(&mut self) {
-        while self.log.get(self.commit + 1).is_some_and(|e| e.chosen) {
-            self.commit += 1;
+        while self.log.get(self.learner.commit + 1).is_some_and(|e| e.chosen) {
+            self.learner.commit += 1;
         }
         self.forget_chosen_inflight();
-        self.known_commit = self.known_commit.max(self.commit);
+        self.learner.known_commit = self.learner.known_commit.max(self.learner.commit);
         self.apply_chosen();
         self.refresh_view();
         self.finish_rejoin_if_caught_up();
@@ -50,26 +117,26 @@ impl<S: StateMachine> Replica<S> {
 
     /// Apply every chosen slot not yet applied, skipping duplicate commands.
     pub(crate) fn apply_chosen(&mut self) {
-        while self.applied < self.commit {
-            let slot = self.applied + 1;
+        while self.learner.applied < self.learner.commit {
+            let slot = self.learner.applied + 1;
             let value = match self.log.get(slot) {
                 Some(e) => e.value.clone(),
                 None => unreachable!("slot {slot} is below the commit index but not in the log"),
             };
-            self.applied = slot;
+            self.learner.applied = slot;
             match &value {
                 Value::Reconfigure(m) => {
-                    self.configs.chosen.insert(slot, m.clone());
+                    self.members.configs.chosen.insert(slot, m.clone());
                 }
                 Value::ExpireSessions { before } => {
-                    self.sessions.retain(|_, s| s.last_slot >= *before);
-                    self.sessions_expired_before = self.sessions_expired_before.max(*before);
+                    self.learner.sessions.retain(|_, s| s.last_slot >= *before);
+                    self.learner.sessions_expired_before = self.learner.sessions_expired_before.max(*before);
                 }
                 Value::Noop | Value::Commands(_) => {}
             }
             for cmd in value.commands() {
-                let local = self.local.remove(&cmd.id).is_some();
-                let output = match self.sessions.get_mut(&cmd.id.client) {
+                let local = self.clients.local.remove(&cmd.id).is_some();
+                let output = match self.learner.sessions.get_mut(&cmd.id.client) {
                     Some(session) if cmd.id.seq <= session.seq => {
                         // A retry of a command already applied: answer it
                         // from the cache, never apply it twice. (The client
@@ -88,11 +155,11 @@ impl<S: StateMachine> Replica<S> {
                     // then). Not knowing, refuse it: found by swarm
                     // testing (seeds 607 on 3 nodes, 1150 on 5), a put
                     // retried after its session expired applied twice.
-                    None if cmd.origin < self.sessions_expired_before => Some(Err(ClientError::SessionExpired)),
+                    None if cmd.origin < self.learner.sessions_expired_before => Some(Err(ClientError::SessionExpired)),
                     _ => {
-                        let out = self.sm.apply(slot, cmd);
+                        let out = self.learner.sm.apply(slot, cmd);
                         let session = Session { seq: cmd.id.seq, last_slot: slot, output: Some(out.clone()) };
-                        self.sessions.insert(cmd.id.client, session);
+                        self.learner.sessions.insert(cmd.id.client, session);
                         Some(Ok(out))
                     }
                 };
@@ -110,18 +177,18 @@ impl<S: StateMachine> Replica<S> {
         if self.receiving_snapshot() {
             return;
         }
-        let target = from.filter(|&n| n != self.cfg.id).or(self.leader_hint.filter(|&n| n != self.cfg.id));
+        let target = from.filter(|&n| n != self.cfg.id).or(self.clients.leader_hint.filter(|&n| n != self.cfg.id));
         if let Some(to) = target {
-            self.catchup_sent_at = Some(self.now);
-            let from_slot = self.commit + 1;
+            self.learner.catchup_sent_at = Some(self.clock.now);
+            let from_slot = self.learner.commit + 1;
             self.send(to, Message::CatchUp { from_slot });
         }
     }
 
     /// Retry catch-up and forget proposals nobody will answer.
     pub(crate) fn learner_tick(&mut self) {
-        if self.commit < self.known_commit {
-            let due = self.catchup_sent_at.is_none_or(|t| self.now >= t + self.cfg.retry_ticks);
+        if self.learner.commit < self.learner.known_commit {
+            let due = self.learner.catchup_sent_at.is_none_or(|t| self.clock.now >= t + self.cfg.retry_ticks);
             if due {
                 let any = self.random_peer();
                 // A leader held back in phase 1 by a compacted promiser is
@@ -130,18 +197,18 @@ impl<S: StateMachine> Replica<S> {
                 // catch-up request was never sent again and that leader
                 // prepared forever; found by swarm testing, seed 177 on 5
                 // nodes).
-                let hint = self.leader_hint.filter(|&n| n != self.cfg.id);
+                let hint = self.clients.leader_hint.filter(|&n| n != self.cfg.id);
                 self.request_catch_up(hint.or(any));
             }
         } else {
-            self.catchup_sent_at = None;
+            self.learner.catchup_sent_at = None;
         }
         self.expire_follower_reads();
         self.snapshot_tick();
         self.rejoin_tick();
-        if self.now.is_multiple_of(self.cfg.election_ticks) {
-            let horizon = self.now.saturating_sub(self.cfg.election_ticks * 20);
-            self.local.retain(|_, (since, _)| *since >= horizon);
+        if self.clock.now.is_multiple_of(self.cfg.election_ticks) {
+            let horizon = self.clock.now.saturating_sub(self.cfg.election_ticks * 20);
+            self.clients.local.retain(|_, (since, _)| *since >= horizon);
         }
     }
 
@@ -151,17 +218,17 @@ impl<S: StateMachine> Replica<S> {
         if n < 2 {
             return None;
         }
-        let pick = members[self.rng.usize(0..n)];
+        let pick = members[self.clock.rng.usize(0..n)];
         (pick != self.cfg.id).then_some(pick)
     }
 
     /// Serve a catch-up request from the chosen prefix.
     pub(crate) fn on_catch_up(&mut self, from: NodeId, from_slot: Slot) {
-        if self.leader.is_some() {
-            let p = self.progress.entry(from).or_default();
+        if self.proposer.leader.is_some() {
+            let p = self.members.progress.entry(from).or_default();
             *p = (*p).max(from_slot.saturating_sub(1));
         }
-        if from_slot == 0 || from_slot > self.commit {
+        if from_slot == 0 || from_slot > self.learner.commit {
             return;
         }
         if from_slot <= self.log.compacted() {
@@ -170,7 +237,7 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         // (`from_slot <= commit <= MAX_SLOT`: no overflow.)
-        let last = self.commit.min(from_slot + (self.cfg.max_catchup_slots as Slot - 1));
+        let last = self.learner.commit.min(from_slot + (self.cfg.max_catchup_slots as Slot - 1));
         // At most `max_message_bytes`: the learner asks again from where
         // this reply stops.
         let budget = self.cfg.max_message_bytes.saturating_sub(ENVELOPE_BYTES);
@@ -187,7 +254,7 @@ impl<S: StateMachine> Replica<S> {
             }
             values.push(value.clone());
         }
-        let commit = self.commit;
+        let commit = self.learner.commit;
         self.send(from, Message::Chosen { first_slot: from_slot, values, commit });
     }
 
@@ -196,17 +263,17 @@ impl<S: StateMachine> Replica<S> {
         // We ask from our commit index on, and it only grows, so a reply
         // that starts above it is not an answer to us (admission: the
         // range is not empty and does not overflow).
-        if first_slot == 0 || first_slot > self.commit + 1 {
+        if first_slot == 0 || first_slot > self.learner.commit + 1 {
             return;
         }
-        if self.is_leader() && first_slot + values.len() as Slot > self.commit + 1 {
+        if self.is_leader() && first_slot + values.len() as Slot > self.learner.commit + 1 {
             // Someone chose values we did not: a newer leader exists. Step
             // down before learning them, so our commit index is never
             // advertised in our (stale) ballot.
             self.step_down(Ballot::ZERO);
         }
-        self.known_commit = self.known_commit.max(commit);
-        let skip = (self.commit + 1).saturating_sub(first_slot) as usize;
+        self.learner.known_commit = self.learner.known_commit.max(commit);
+        let skip = (self.learner.commit + 1).saturating_sub(first_slot) as usize;
         if skip < values.len() {
             let start = first_slot + skip as Slot;
             let fresh: Vec<Value> = values.into_iter().skip(skip).collect();
@@ -217,10 +284,10 @@ impl<S: StateMachine> Replica<S> {
             }
             self.persist(Record::Chosen { first_slot: start, values: fresh });
         }
-        self.catchup_sent_at = None;
+        self.learner.catchup_sent_at = None;
         self.advance_commit();
         self.resume_phase1_if_caught_up();
-        if self.commit < self.known_commit {
+        if self.learner.commit < self.learner.known_commit {
             self.request_catch_up(None);
         }
     }
@@ -228,13 +295,13 @@ impl<S: StateMachine> Replica<S> {
     /// Persist the commit index once per output, after the records that
     /// hold the values it covers.
     pub(crate) fn persist_commit(&mut self) {
-        if self.installed_unsaved.is_some() {
+        if self.snapshots.installed_unsaved.is_some() {
             // The slots the installed snapshot covers are not in our records.
             return;
         }
-        if self.commit > self.commit_persisted {
-            self.commit_persisted = self.commit;
-            let c = self.commit;
+        if self.learner.commit > self.learner.commit_persisted {
+            self.learner.commit_persisted = self.learner.commit;
+            let c = self.learner.commit;
             self.persist(Record::Commit(c));
         }
     }

@@ -17,6 +17,7 @@ pub mod ballot;
 pub mod command;
 pub mod config;
 pub mod election;
+pub mod handover;
 pub mod local;
 pub mod log;
 pub mod message;
@@ -25,7 +26,6 @@ pub mod reconfig;
 pub mod record;
 pub mod state_machine;
 pub mod synod;
-pub mod transfer;
 
 mod acceptor;
 mod leader;
@@ -37,6 +37,7 @@ mod snapshot;
 pub use ballot::{Ballot, NodeId};
 pub use command::{Command, CommandId, Slot, Value};
 pub use config::{Config, ConfigError};
+pub use handover::TransferError;
 pub use message::{Message, PromisedEntry};
 #[cfg(feature = "planting")]
 pub use plant::PlantedBug;
@@ -48,4 +49,3 @@ pub use replica::{
     Snapshot, Stats, TransferResponse,
 };
 pub use state_machine::{KvMachine, SnapshotError, StateMachine};
-pub use transfer::TransferError;

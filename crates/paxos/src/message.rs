@@ -50,7 +50,7 @@ pub enum Message {
         /// handed leadership over to it ([`Message::TimeoutNow`]): that
         /// leader gave up its lease in this ballot for good, so an acceptor
         /// whose lease was granted in exactly this ballot need not refuse
-        /// the Prepare (see [`crate::transfer`]).
+        /// the Prepare (see [`crate::handover`]).
         handoff: Option<Ballot>,
     },
     /// Phase 1b: the promise, with every accepted value from `from_slot` on.

@@ -141,6 +141,22 @@ impl Plant {
         quorum
     }
 
+    /// How connectivity to `m` is counted (leader election, and the strict
+    /// check that a new configuration's quorum is reachable): only
+    /// `small-quorum` changes it. (`learner-votes` is about Paxos's
+    /// quorums, not about whom election hears.)
+    pub(crate) fn connectivity(self, m: &Membership) -> Quorum<'_> {
+        let quorum = m.quorum();
+        #[cfg(feature = "planting")]
+        let quorum = if planted!(self, SmallQuorum) {
+            let (q1, q2) = (quorum.phase1_size(), quorum.phase2_size());
+            Quorum::from_parts(Cow::Borrowed(&m.voters), q1.saturating_sub(1).max(1), q2.saturating_sub(1).max(1))
+        } else {
+            quorum
+        };
+        quorum
+    }
+
     /// `skip-persist`: a reply leaves before the records it depends on are
     /// durable.
     pub(crate) fn skip_persist(self) -> bool {
@@ -213,6 +229,9 @@ mod tests {
         let learners = with(PlantedBug::LearnerVotes);
         assert!(learners.is_phase2(&[1, 4]), "a learner counted");
         assert!(!m.quorum().is_phase2(&[1, 4]));
+        let hears = |bug| Plant { bug: Some(bug) }.connectivity(&m).into_owned();
+        assert_eq!(hears(PlantedBug::LearnerVotes), m.quorum(), "election does not count learners");
+        assert!(hears(PlantedBug::SmallQuorum).is_connected(&[2]));
     }
 }
 
@@ -229,5 +248,6 @@ mod tests {
         assert_eq!((plant.lease_drift_margin(5), plant.alpha(64)), (5, 64));
         let m = Membership { voters: vec![1, 2, 3], learners: vec![4], q1: 2, q2: 2 };
         assert_eq!(plant.quorum(&m), m.quorum());
+        assert_eq!(plant.connectivity(&m), m.quorum());
     }
 }

@@ -16,10 +16,11 @@
 use crate::ballot::NodeId;
 use crate::command::Slot;
 use crate::message::{split_by_size, value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
-use crate::record::Record;
+use crate::record::{Lsn, Record};
 use crate::replica::{ClientError, Replica, Session, Snapshot};
 use crate::state_machine::{SnapshotError, StateMachine};
 use bytes::Bytes;
+use std::collections::HashMap;
 
 /// Set in a snapshot's session count when a membership section follows.
 const MEMBERSHIP_FLAG: u64 = 1 << 63;
@@ -64,12 +65,35 @@ impl Snapshot {
     }
 }
 
+/// Snapshots: the one stored, the one being stored, the ones being sent
+/// (sender) and received (receiver).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Snapshots {
+    /// The latest stored snapshot (sent to learners behind it).
+    pub(crate) latest: Option<Snapshot>,
+    /// A snapshot handed to the runtime and not yet reported stored.
+    pub(crate) pending: Option<Snapshot>,
+    /// The first and last record of the checkpoint written last, until
+    /// the last is durable.
+    pub(crate) checkpoint_lsn: Option<(Lsn, Lsn)>,
+    /// Receiver: the snapshot arriving from a peer.
+    pub(crate) incoming: Option<Incoming>,
+    /// A snapshot received from a peer and installed, not yet reported
+    /// stored: until it is, no commit mark may be persisted (replaying one
+    /// after a crash would mark this replica's own stale entries below the
+    /// snapshot chosen).
+    pub(crate) installed_unsaved: Option<Slot>,
+    /// Sender: learners being sent our snapshot, with its slot and when
+    /// they last asked.
+    pub(crate) sending: HashMap<NodeId, (Slot, u64)>,
+}
+
 impl<S: StateMachine> Replica<S> {
     /// Ask for a snapshot if enough has been applied since the last one.
     pub(crate) fn maybe_snapshot(&mut self) {
         let every = self.cfg.snapshot_every;
-        let last = self.snapshot.as_ref().map_or(0, |s| s.slot);
-        if every == 0 || self.applied < last + every {
+        let last = self.snapshots.latest.as_ref().map_or(0, |s| s.slot);
+        if every == 0 || self.learner.applied < last + every {
             return;
         }
         self.take_snapshot();
@@ -78,14 +102,14 @@ impl<S: StateMachine> Replica<S> {
     /// Ask the runtime to store a snapshot of everything applied, unless one
     /// is pending or the last one already covers it.
     pub(crate) fn take_snapshot(&mut self) {
-        let last = self.snapshot.as_ref().map_or(0, |s| s.slot);
+        let last = self.snapshots.latest.as_ref().map_or(0, |s| s.slot);
         // While rejoining, the `Rejoining` record must stay in the log, so
         // no checkpoint may replace it.
-        if self.snapshot_pending.is_some() || self.rejoin.is_some() || self.applied <= last {
+        if self.snapshots.pending.is_some() || self.rejoin.is_some() || self.learner.applied <= last {
             return;
         }
-        let snap = Snapshot { slot: self.applied, data: self.encode_snapshot() };
-        self.snapshot_pending = Some(snap.clone());
+        let snap = Snapshot { slot: self.learner.applied, data: self.encode_snapshot() };
+        self.snapshots.pending = Some(snap.clone());
         self.out.snapshot = Some(snap);
     }
 
@@ -116,14 +140,14 @@ impl<S: StateMachine> Replica<S> {
         let mut out = Vec::with_capacity(8 + sessions.len() * 24);
         let flags = MEMBERSHIP_FLAG | SESSION_SLOT_FLAG | EXPIRED_FLAG;
         out.extend_from_slice(&(sessions.len() as u64 | flags).to_be_bytes());
-        out.extend_from_slice(&self.sessions_expired_before.to_be_bytes());
+        out.extend_from_slice(&self.learner.sessions_expired_before.to_be_bytes());
         for s in sessions {
             out.extend_from_slice(&s.client.to_be_bytes());
             out.extend_from_slice(&s.seq.to_be_bytes());
             out.extend_from_slice(&s.last_slot.to_be_bytes());
         }
         self.snapshot_configs().encode(&mut out);
-        out.extend_from_slice(&self.sm.snapshot());
+        out.extend_from_slice(&self.learner.sm.snapshot());
         Bytes::from(out)
     }
 
@@ -131,9 +155,10 @@ impl<S: StateMachine> Replica<S> {
     /// the configuration governing the next slot, as the base, and the
     /// changes chosen but not yet in force there.
     pub(crate) fn snapshot_configs(&self) -> crate::reconfig::Configs {
-        let from = self.applied + 1;
-        let mut c = crate::reconfig::Configs::new(self.configs.governing(from).clone(), self.configs.alpha);
-        c.chosen.extend(self.configs.pending_at(from).map(|(s, m)| (s, m.clone())));
+        let from = self.learner.applied + 1;
+        let mut c =
+            crate::reconfig::Configs::new(self.members.configs.governing(from).clone(), self.members.configs.alpha);
+        c.chosen.extend(self.members.configs.pending_at(from).map(|(s, m)| (s, m.clone())));
         c
     }
 
@@ -167,31 +192,32 @@ impl<S: StateMachine> Replica<S> {
         }
         let mut configs = None;
         if with_membership {
-            let (c, r) = crate::reconfig::Configs::decode(rest, self.configs.alpha)
+            let (c, r) = crate::reconfig::Configs::decode(rest, self.members.configs.alpha)
                 .ok_or_else(|| SnapshotError("bad membership section".into()))?;
             configs = Some(c);
             rest = r;
         }
-        self.sm.restore(rest)?;
+        self.learner.sm.restore(rest)?;
         if let Some(c) = configs {
-            self.configs = c;
+            self.members.configs = c;
         }
         // Cached answers are not part of a snapshot: a retry of a command
         // the snapshot covers is recognised, but gets no cached answer.
-        self.sessions =
+        self.learner.sessions =
             sessions.into_iter().map(|(c, seq, last_slot)| (c, Session { seq, last_slot, output: None })).collect();
-        self.sessions_expired_before = expired_before;
+        self.learner.sessions_expired_before = expired_before;
         // Proposals made here that the snapshot already covers.
         let mut covered: Vec<_> = self
+            .clients
             .local
             .keys()
-            .filter(|id| self.sessions.get(&id.client).is_some_and(|s| id.seq <= s.seq))
+            .filter(|id| self.learner.sessions.get(&id.client).is_some_and(|s| id.seq <= s.seq))
             .copied()
             .collect();
         // In id order: the same inputs must give the same outputs.
         covered.sort_unstable();
         for id in covered {
-            self.local.remove(&id);
+            self.clients.local.remove(&id);
             self.out.responses.push(crate::replica::Response { id, result: Err(ClientError::AppliedWithoutResult) });
         }
         Ok(())
@@ -199,10 +225,10 @@ impl<S: StateMachine> Replica<S> {
 
     /// The runtime stored the snapshot at `slot`: compact and checkpoint.
     pub(crate) fn on_snapshot_saved(&mut self, slot: Slot) {
-        let Some(snap) = self.snapshot_pending.take_if(|s| s.slot == slot) else { return };
-        self.snapshot = Some(snap);
-        if self.installed_unsaved.is_some_and(|s| s <= slot) {
-            self.installed_unsaved = None;
+        let Some(snap) = self.snapshots.pending.take_if(|s| s.slot == slot) else { return };
+        self.snapshots.latest = Some(snap);
+        if self.snapshots.installed_unsaved.is_some_and(|s| s <= slot) {
+            self.snapshots.installed_unsaved = None;
         }
         if self.rejoin.is_some() {
             // Keep the whole log (and its `Rejoining` record) until we vote.
@@ -210,9 +236,9 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         // Keep the log a learner is being sent a snapshot for.
-        let horizon = self.now.saturating_sub(20 * self.cfg.retry_ticks);
-        self.transfers.retain(|_, (_, at)| *at >= horizon);
-        let floor = self.transfers.values().map(|(s, _)| *s).min().unwrap_or(slot);
+        let horizon = self.clock.now.saturating_sub(20 * self.cfg.retry_ticks);
+        self.snapshots.sending.retain(|_, (_, at)| *at >= horizon);
+        let floor = self.snapshots.sending.values().map(|(s, _)| *s).min().unwrap_or(slot);
         self.log.compact(slot.min(floor));
         let entries: Vec<PromisedEntry> = self
             .log
@@ -233,21 +259,21 @@ impl<S: StateMachine> Replica<S> {
         for entries in runs {
             last = self.persist(Record::Checkpoint {
                 snapshot_slot: slot,
-                promised: self.promised,
-                own_ballot: self.own_ballot,
-                commit: self.commit,
+                promised: self.acceptor.promised,
+                own_ballot: self.proposer.own_ballot,
+                commit: self.learner.commit,
                 entries,
             });
             first.get_or_insert(last);
         }
-        self.checkpoint_lsn = first.map(|first| (first, last));
+        self.snapshots.checkpoint_lsn = first.map(|first| (first, last));
     }
 
     /// Once the checkpoint is durable, the log before it may go.
     pub(crate) fn checkpoint_durable(&mut self) {
-        if let Some((first, last)) = self.checkpoint_lsn {
-            if self.durable >= last {
-                self.checkpoint_lsn = None;
+        if let Some((first, last)) = self.snapshots.checkpoint_lsn {
+            if self.outbox.durable >= last {
+                self.snapshots.checkpoint_lsn = None;
                 self.out.truncate_before = Some(first);
             }
         }
@@ -255,13 +281,13 @@ impl<S: StateMachine> Replica<S> {
 
     /// Send the chunk of our snapshot at `offset` to `to`.
     pub(crate) fn send_snapshot_chunk(&mut self, to: NodeId, offset: u64) {
-        let Some(snap) = self.snapshot.as_ref() else { return };
+        let Some(snap) = self.snapshots.latest.as_ref() else { return };
         let total = snap.data.len() as u64;
         let start = offset.min(total) as usize;
         let end = (start + self.cfg.snapshot_chunk).min(snap.data.len());
         let msg =
             Message::SnapshotChunk { slot: snap.slot, offset: start as u64, total, data: snap.data.slice(start..end) };
-        self.transfers.insert(to, (snap.slot, self.now));
+        self.snapshots.sending.insert(to, (snap.slot, self.clock.now));
         if end == snap.data.len() {
             self.out.stats.snapshots_sent += 1;
         }
@@ -269,7 +295,7 @@ impl<S: StateMachine> Replica<S> {
     }
 
     pub(crate) fn on_snapshot_request(&mut self, from: NodeId, slot: Slot, offset: u64) {
-        let current = self.snapshot.as_ref().map(|s| s.slot);
+        let current = self.snapshots.latest.as_ref().map(|s| s.slot);
         match current {
             Some(s) if s == slot => self.send_snapshot_chunk(from, offset),
             Some(_) => self.send_snapshot_chunk(from, 0),
@@ -278,32 +304,33 @@ impl<S: StateMachine> Replica<S> {
     }
 
     pub(crate) fn on_snapshot_chunk(&mut self, from: NodeId, slot: Slot, offset: u64, total: u64, data: Bytes) {
-        if slot <= self.commit {
-            self.incoming = None;
+        if slot <= self.learner.commit {
+            self.snapshots.incoming = None;
             return;
         }
-        let now = self.now;
+        let now = self.clock.now;
         // One transfer comes from one sender: two replicas' snapshots of a
         // slot need not be byte-identical, so chunks are never mixed.
         // A chunk from another sender restarts the transfer only at offset
         // 0 (and asks for it only when no transfer of this slot is going).
-        let fresh = !matches!(&self.incoming, Some(i) if i.slot == slot && i.from == from && i.total == total);
+        let fresh =
+            !matches!(&self.snapshots.incoming, Some(i) if i.slot == slot && i.from == from && i.total == total);
         if fresh {
             // A transfer of this slot or a newer one that is still moving
             // is not abandoned for another sender's (every catch-up request
             // a compacted member answers starts one at offset 0).
-            if self.incoming.as_ref().is_some_and(|i| i.slot >= slot && !self.snapshot_stalled(i)) {
+            if self.snapshots.incoming.as_ref().is_some_and(|i| i.slot >= slot && !self.snapshot_stalled(i)) {
                 return;
             }
             if offset != 0 {
-                if !matches!(&self.incoming, Some(i) if i.slot == slot) {
+                if !matches!(&self.snapshots.incoming, Some(i) if i.slot == slot) {
                     self.send(from, Message::SnapshotRequest { slot, offset: 0 });
                 }
                 return;
             }
-            self.incoming = Some(Incoming { slot, total, buf: Vec::new(), from, last: now, asked: now });
+            self.snapshots.incoming = Some(Incoming { slot, total, buf: Vec::new(), from, last: now, asked: now });
         }
-        let Some(inc) = self.incoming.as_mut() else { return };
+        let Some(inc) = self.snapshots.incoming.as_mut() else { return };
         if offset != inc.buf.len() as u64 {
             // A duplicate or a stale chunk: the request for the next one is
             // already out (asking again here would multiply the requests
@@ -313,7 +340,7 @@ impl<S: StateMachine> Replica<S> {
         inc.buf.extend_from_slice(&data);
         inc.last = now;
         if inc.buf.len() as u64 >= inc.total {
-            let Some(inc) = self.incoming.take() else { return };
+            let Some(inc) = self.snapshots.incoming.take() else { return };
             self.install_snapshot(inc.slot, Bytes::from(inc.buf));
         } else {
             let offset = inc.buf.len() as u64;
@@ -324,14 +351,14 @@ impl<S: StateMachine> Replica<S> {
     /// Whether an incoming transfer has made no progress for long enough
     /// to ask again (or to take another sender's).
     fn snapshot_stalled(&self, inc: &Incoming) -> bool {
-        self.now >= inc.last + SNAPSHOT_STALL_RETRIES * self.cfg.retry_ticks
+        self.clock.now >= inc.last + SNAPSHOT_STALL_RETRIES * self.cfg.retry_ticks
     }
 
     /// Whether a snapshot transfer is under way and moving: catch-up
     /// requests wait for it (a compacted member would answer each with the
     /// snapshot's first chunk again).
     pub(crate) fn receiving_snapshot(&self) -> bool {
-        self.incoming.as_ref().is_some_and(|i| !self.snapshot_stalled(i))
+        self.snapshots.incoming.as_ref().is_some_and(|i| !self.snapshot_stalled(i))
     }
 
     /// Resume a stalled transfer where it stopped: ask its sender again
@@ -343,8 +370,8 @@ impl<S: StateMachine> Replica<S> {
     /// sender for good; found by swarm testing, seed 6136 on 5 nodes).
     pub(crate) fn snapshot_tick(&mut self) {
         let stall = SNAPSHOT_STALL_RETRIES * self.cfg.retry_ticks;
-        let now = self.now;
-        let resume = match self.incoming.as_mut() {
+        let now = self.clock.now;
+        let resume = match self.snapshots.incoming.as_mut() {
             Some(inc) if now >= inc.last + stall && now >= inc.asked + stall => {
                 inc.asked = now;
                 Some((inc.from, inc.slot, inc.buf.len() as u64))
@@ -360,7 +387,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Jump to a snapshot received from a peer.
     fn install_snapshot(&mut self, slot: Slot, data: Bytes) {
-        if slot <= self.commit {
+        if slot <= self.learner.commit {
             return;
         }
         if self.is_leader() {
@@ -372,13 +399,13 @@ impl<S: StateMachine> Replica<S> {
         }
         self.out.stats.snapshots_received += 1;
         self.log.compact(slot);
-        self.commit = slot;
-        self.applied = slot;
-        self.known_commit = self.known_commit.max(slot);
-        self.catchup_sent_at = None;
+        self.learner.commit = slot;
+        self.learner.applied = slot;
+        self.learner.known_commit = self.learner.known_commit.max(slot);
+        self.learner.catchup_sent_at = None;
         let snap = Snapshot { slot, data };
-        self.snapshot_pending = Some(snap.clone());
-        self.installed_unsaved = Some(slot);
+        self.snapshots.pending = Some(snap.clone());
+        self.snapshots.installed_unsaved = Some(slot);
         self.out.snapshot = Some(snap);
         self.advance_commit();
         self.resume_phase1_if_caught_up();

@@ -261,7 +261,7 @@ where
     /// with `InProgress` during another transfer or a membership change;
     /// fails with `Timeout` if `to` did not take over within
     /// `Config::transfer_timeout_ticks` (this member then leads on, if it
-    /// still can). See `synod_paxos::transfer`.
+    /// still can). See `synod_paxos::handover`.
     pub async fn transfer_leadership(&self, to: NodeId) -> Result<(), Error> {
         let (reply, rx) = oneshot::channel();
         self.call(Request::Transfer { to, reply }, rx).await?
