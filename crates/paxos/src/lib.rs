@@ -31,6 +31,7 @@ mod acceptor;
 mod leader;
 mod learner;
 mod plant;
+mod rejoin;
 mod replica;
 mod snapshot;
 

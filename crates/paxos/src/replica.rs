@@ -19,7 +19,7 @@
 //! The roles live in their own files: `acceptor.rs`, `leader.rs`,
 //! `learner.rs`; leader election in `election.rs`.
 
-use crate::acceptor::Acceptor;
+use crate::acceptor::{Acceptor, Effect as AcceptorEffect, Env as AcceptorEnv};
 use crate::ballot::{Ballot, NodeId};
 use crate::command::{Command, CommandId, Slot, Value};
 use crate::config::{Config, ConfigError};
@@ -762,6 +762,109 @@ impl<S: StateMachine> Replica<S> {
                 *p = (*p).max(commit);
             }
             Message::TimeoutNow { ballot, commit } => self.on_timeout_now(from, ballot, commit),
+        }
+    }
+
+    // ---- routing to and from the acceptor ------------------------------
+
+    /// Phase 1a arrives.
+    fn on_prepare(&mut self, from: NodeId, ballot: Ballot, from_slot: Slot, handoff: Option<Ballot>) {
+        if self.rejoin.is_some() {
+            // Amnesia: we may have promised anything before losing our disk.
+            return;
+        }
+        let env = AcceptorEnv { cfg: &self.cfg, now: self.clock.now, commit: self.learner.commit };
+        let fx = self.acceptor.on_prepare(&env, &self.log, from, (ballot, from_slot, handoff));
+        self.route(from, ballot, 0, fx);
+    }
+
+    /// Phase 2a arrives.
+    fn on_accept(&mut self, from: NodeId, ballot: Ballot, first_slot: Slot, values: Vec<Value>, commit: Slot) {
+        self.deposed_by(ballot);
+        if self.rejoin.is_some() {
+            self.observe_leader(ballot, None);
+            self.learn_commit(from, ballot, commit);
+            return;
+        }
+        let fx = self.acceptor.on_accept(&self.cfg, &mut self.log, from, ballot, first_slot, values);
+        self.route(from, ballot, commit, fx);
+    }
+
+    /// A leader's heartbeat arrives: the acceptor acknowledges it (and
+    /// grants a lease, if election follows that leader), the learner learns
+    /// its commit index, and a learner member reports its progress.
+    fn on_heartbeat(&mut self, from: NodeId, ballot: Ballot, commit: Slot, seq: u64, last_slot: Slot) {
+        self.deposed_by(ballot);
+        if self.rejoin.is_some() {
+            self.observe_leader(ballot, Some(last_slot));
+            self.learn_commit(from, ballot, commit);
+            return;
+        }
+        // Grant a lease only to the leader our election follows, and not
+        // while we bid against it, so that once the cluster moves on the
+        // old leader's lease runs out.
+        let lease = self.cfg.lease_ticks > 0 && self.election.leader().node == ballot.node && !self.election.bidding();
+        let env = AcceptorEnv { cfg: &self.cfg, now: self.clock.now, commit: self.learner.commit };
+        let fx = self.acceptor.on_heartbeat(&env, from, ballot, seq, lease);
+        let learned = self.route(from, ballot, commit, fx);
+        if learned && !self.members.view.first().is_some_and(|m| m.is_voter(self.cfg.id)) {
+            // A learner: tell the leader how far it got, so that it knows
+            // when we may be promoted.
+            let commit = self.learner.commit;
+            self.send(from, Message::Progress { commit });
+        }
+    }
+
+    /// A commit index from a leader.
+    fn on_commit(&mut self, from: NodeId, ballot: Ballot, commit: Slot) {
+        self.deposed_by(ballot);
+        if self.acceptor.admits_commit(ballot) {
+            self.learn_commit(from, ballot, commit);
+        }
+    }
+
+    /// Carry out what the acceptor asked for, in order; its `Learn` learns
+    /// the commit index `commit` that `from` sent in `ballot`. Whether it
+    /// did.
+    fn route(&mut self, from: NodeId, ballot: Ballot, commit: Slot, fx: Vec<AcceptorEffect>) -> bool {
+        let mut learned = false;
+        for effect in fx {
+            match effect {
+                AcceptorEffect::Promised(b) => self.on_higher_ballot(b),
+                AcceptorEffect::Persist(record) => {
+                    self.persist(record);
+                }
+                AcceptorEffect::Send(to, msg) => self.send(to, msg),
+                AcceptorEffect::Reply(to, msg) => self.send_after_persist(to, msg),
+                AcceptorEffect::Learn => {
+                    self.learn_commit(from, ballot, commit);
+                    learned = true;
+                }
+            }
+        }
+        learned
+    }
+
+    /// A message from a leader with a higher ballot than ours: our
+    /// leadership is over, whatever our acceptor promised. (A leader that
+    /// went on advertising its commit index after learning chosen values
+    /// from a newer leader would make its followers mark its own stale
+    /// proposals chosen.)
+    pub(crate) fn deposed_by(&mut self, ballot: Ballot) {
+        if self.proposer.leader.as_ref().is_some_and(|l| l.ballot < ballot) {
+            self.step_down(ballot);
+        }
+    }
+
+    /// Our acceptor promised `ballot`: if we were leading with a lower one,
+    /// our leadership is over.
+    fn on_higher_ballot(&mut self, ballot: Ballot) {
+        if self.proposer.leader.as_ref().is_some_and(|l| l.ballot < ballot) {
+            self.step_down(ballot);
+        }
+        if ballot.node != self.cfg.id {
+            self.election.observe_promise(ballot);
+            self.set_leader_hint(Some(ballot.node));
         }
     }
 
