@@ -15,12 +15,13 @@
 //! leader gave that lease up for good before handing over (see
 //! [`crate::handover`]).
 
-use crate::ballot::{Ballot, NodeId};
-use crate::command::{Slot, Value};
+use crate::ballot::Ballot;
+use crate::command::Value;
 use crate::config::Config;
 use crate::log::{Entry, Log};
 use crate::message::{value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
 use crate::record::Record;
+use crate::types::{NodeId, Slot};
 
 /// Bytes a promised entry takes besides its value (slot, ballot, flag).
 const ENTRY_BYTES: usize = 40;

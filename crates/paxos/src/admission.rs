@@ -27,12 +27,13 @@
 //! A refused message is dropped (Paxos tolerates lost messages) and named
 //! in [`crate::Output::refused`] for the runtime to log.
 
-use crate::ballot::{Ballot, NodeId};
-use crate::command::{Slot, Value};
+use crate::ballot::Ballot;
+use crate::command::Value;
 use crate::log::{MAX_SLOT, MAX_SLOT_LEAD};
 use crate::message::Message;
 use crate::replica::Replica;
 use crate::state_machine::StateMachine;
+use crate::types::{NodeId, Slot};
 
 impl<S: StateMachine> Replica<S> {
     /// The highest ballot round this replica has seen: promised, led

@@ -5,12 +5,12 @@
 //! turns wall-clock intervals into [`crate::Input::Tick`]s; the simulator
 //! skews them). Nothing here reads a clock.
 
-use crate::ballot::NodeId;
 use crate::message::ENVELOPE_BYTES;
 use crate::plant::Plant;
 #[cfg(feature = "planting")]
 use crate::plant::PlantedBug;
 use crate::quorum::{QuorumError, QuorumPolicy};
+use crate::types::NodeId;
 use thiserror::Error;
 
 /// Everything that shapes one replica's behaviour.

@@ -26,8 +26,9 @@
 //! This module never touches the log; the replica turns "I am the leader with
 //! ballot b" into phase 1.
 
-use crate::ballot::{Ballot, NodeId};
+use crate::ballot::Ballot;
 use crate::quorum::Joint;
+use crate::types::NodeId;
 
 /// One node's leader-election state.
 #[derive(Clone, Debug)]

@@ -63,11 +63,12 @@
 //! relies on a lease in `b` again, whenever a `TimeoutNow { b }` or a
 //! Prepare carrying `b` arrives.
 
-use crate::ballot::{Ballot, NodeId};
-use crate::command::{Slot, Value};
+use crate::ballot::Ballot;
+use crate::command::Value;
 use crate::message::Message;
 use crate::replica::{Replica, TransferResponse};
 use crate::state_machine::StateMachine;
+use crate::types::{NodeId, Slot};
 use std::collections::BTreeSet;
 use thiserror::Error;
 

@@ -16,14 +16,15 @@
 //! that no newer leader exists, then answers at its commit index as of the
 //! read's arrival (the read-index method).
 
-use crate::ballot::{Ballot, NodeId};
-use crate::command::{Command, CommandId, Slot, Value};
+use crate::ballot::Ballot;
+use crate::command::{Command, CommandId, Value};
 use crate::log::Entry;
 use crate::message::{command_size_bound, split_by_size, value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
 use crate::reconfig::{Change, Membership, ReconfigError};
 use crate::record::Record;
 use crate::replica::{ClientError, FollowerRead, PendingRead, ReadResponse, ReconfigResponse, Replica};
 use crate::state_machine::StateMachine;
+use crate::types::{NodeId, Slot};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;

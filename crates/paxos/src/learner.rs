@@ -7,13 +7,14 @@
 //! is that leader's proposal, which is the chosen value); or from a
 //! `Chosen` reply to a catch-up request.
 
-use crate::ballot::{Ballot, NodeId};
-use crate::command::{Slot, Value};
+use crate::ballot::Ballot;
+use crate::command::Value;
 use crate::log::Entry;
 use crate::message::{value_size_bound, Message, ENVELOPE_BYTES};
 use crate::record::Record;
 use crate::replica::{ClientError, Replica, Response, Session};
 use crate::state_machine::StateMachine;
+use crate::types::{NodeId, Slot};
 use std::collections::{HashMap, VecDeque};
 
 /// What the learner knows: how far the log is chosen and applied, the

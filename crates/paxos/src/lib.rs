@@ -26,6 +26,7 @@ pub mod reconfig;
 pub mod record;
 pub mod state_machine;
 pub mod synod;
+pub mod types;
 
 mod acceptor;
 mod leader;

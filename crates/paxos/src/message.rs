@@ -8,8 +8,9 @@
 //! reads and forwarding.
 
 use crate::ballot::Ballot;
-use crate::command::{Command, Slot, Value};
+use crate::command::{Command, Value};
 use crate::election::Pong;
+use crate::types::Slot;
 
 /// One accepted entry reported in a [`Message::Promise`].
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

@@ -9,10 +9,10 @@
 //! [`PlantedBug`], no `Config::planted`, and every hook is a constant that
 //! keeps the correct rule (so the compiler removes it).
 
-use crate::command::Slot;
 use crate::config::Config;
 use crate::quorum::Quorum;
 use crate::reconfig::Membership;
+use crate::types::Slot;
 #[cfg(feature = "planting")]
 use std::borrow::Cow;
 

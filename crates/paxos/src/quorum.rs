@@ -14,7 +14,7 @@
 //! here, so a planted bug that changes the counting wraps these types in one
 //! place (`plant.rs`) rather than every caller.
 
-use crate::ballot::NodeId;
+use crate::types::NodeId;
 use std::borrow::Cow;
 use thiserror::Error;
 

@@ -96,9 +96,8 @@
 //! by a new node with a new id (add it as a learner, then promote it in
 //! place of the old one), as etcd requires.
 
-use crate::ballot::NodeId;
-use crate::command::Slot;
 use crate::quorum::{Quorum, QuorumError, QuorumPolicy};
+use crate::types::{NodeId, Slot};
 use std::collections::BTreeMap;
 use thiserror::Error;
 

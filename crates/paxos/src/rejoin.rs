@@ -3,12 +3,12 @@
 //! Made Live, section 5.1, made precise below). Until then it is a learner;
 //! what it must never do is answer a Prepare or an Accept.
 
-use crate::ballot::{Ballot, NodeId};
-use crate::command::Slot;
+use crate::ballot::Ballot;
 use crate::message::Message;
 use crate::record::Record;
 use crate::replica::Replica;
 use crate::state_machine::StateMachine;
+use crate::types::{NodeId, Slot};
 
 impl<S: StateMachine> Replica<S> {
     /// While rejoining: every leader's ballot raises the promise we will

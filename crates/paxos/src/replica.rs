@@ -20,8 +20,8 @@
 //! `learner.rs`; leader election in `election.rs`.
 
 use crate::acceptor::{Acceptor, Effect as AcceptorEffect, Env as AcceptorEnv};
-use crate::ballot::{Ballot, NodeId};
-use crate::command::{Command, CommandId, Slot, Value};
+use crate::ballot::Ballot;
+use crate::command::{Command, CommandId, Value};
 use crate::config::{Config, ConfigError};
 use crate::election::Election;
 use crate::handover::{Handover, TransferError};
@@ -31,9 +31,10 @@ use crate::log::Log;
 use crate::message::Message;
 use crate::quorum::{Joint, Quorum};
 use crate::reconfig::{Change, Configs, Membership, ReconfigError};
-use crate::record::{Lsn, Record};
+use crate::record::Record;
 use crate::snapshot::Snapshots;
 use crate::state_machine::{SnapshotError, StateMachine};
+use crate::types::{Lsn, NodeId, Slot};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use thiserror::Error;

@@ -13,12 +13,11 @@
 //! each naming an offset, so a transfer that breaks off resumes where it
 //! stopped; the sender keeps the log above any snapshot it is sending.
 
-use crate::ballot::NodeId;
-use crate::command::Slot;
 use crate::message::{split_by_size, value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
-use crate::record::{Lsn, Record};
+use crate::record::Record;
 use crate::replica::{ClientError, Replica, Session, Snapshot};
 use crate::state_machine::{SnapshotError, StateMachine};
+use crate::types::{Lsn, NodeId, Slot};
 use bytes::Bytes;
 use std::collections::HashMap;
 
