@@ -8,9 +8,10 @@
 //! `Chosen` reply to a catch-up request.
 
 use crate::ballot::Ballot;
-use crate::command::Value;
-use crate::log::Entry;
+use crate::command::{CommandId, Value};
+use crate::log::{Entry, Log};
 use crate::message::{value_size_bound, Message, ENVELOPE_BYTES};
+use crate::reconfig::Membership;
 use crate::record::Record;
 use crate::replica::{ClientError, Replica, Response, Session};
 use crate::state_machine::StateMachine;
@@ -63,6 +64,95 @@ impl<S: StateMachine> Learner<S> {
     }
 }
 
+/// What applying the chosen prefix asks the replica to do, in slot order.
+#[derive(Debug)]
+pub(crate) enum Learned<O> {
+    /// A configuration was chosen in this slot (it governs from α later).
+    Configuration(Slot, Membership),
+    /// A command was applied (or recognised as a retry, or refused): the
+    /// answer for its client, if one is known.
+    Answer(CommandId, Option<Result<O, ClientError>>),
+}
+
+impl<S: StateMachine> Learner<S> {
+    /// A leader in `ballot` announced commit index `commit`: every slot up
+    /// to it whose entry here was accepted in that ballot holds the
+    /// leader's proposal, which is the chosen value.
+    pub(crate) fn learn(&mut self, log: &mut Log, ballot: Ballot, commit: Slot) {
+        self.known_commit = self.known_commit.max(commit);
+        let mut s = self.commit + 1;
+        while s <= commit {
+            match log.get(s) {
+                Some(e) if e.chosen || e.ballot == ballot => {
+                    log.mark_chosen(s);
+                    s += 1;
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Move the commit index over the chosen prefix of `log`.
+    pub(crate) fn advance(&mut self, log: &Log) {
+        while log.get(self.commit + 1).is_some_and(|e| e.chosen) {
+            self.commit += 1;
+        }
+    }
+
+    /// Apply every chosen slot not yet applied, skipping duplicate commands;
+    /// what the rest of the replica must hear of it, in order.
+    pub(crate) fn apply_chosen(&mut self, log: &Log) -> Vec<Learned<S::Output>> {
+        let mut learned = Vec::new();
+        while self.applied < self.commit {
+            let slot = self.applied + 1;
+            let value = match log.get(slot) {
+                Some(e) => e.value.clone(),
+                None => unreachable!("slot {slot} is below the commit index but not in the log"),
+            };
+            self.applied = slot;
+            match &value {
+                Value::Reconfigure(m) => learned.push(Learned::Configuration(slot, m.clone())),
+                Value::ExpireSessions { before } => {
+                    self.sessions.retain(|_, s| s.last_slot >= *before);
+                    self.sessions_expired_before = self.sessions_expired_before.max(*before);
+                }
+                Value::Noop | Value::Commands(_) => {}
+            }
+            for cmd in value.commands() {
+                let output = match self.sessions.get_mut(&cmd.id.client) {
+                    Some(session) if cmd.id.seq <= session.seq => {
+                        // A retry of a command already applied: answer it
+                        // from the cache, never apply it twice. (The client
+                        // is still about: its session is kept.)
+                        session.last_slot = slot;
+                        match &session.output {
+                            Some(out) if cmd.id.seq == session.seq => Some(Ok(out.clone())),
+                            _ => Some(Err(ClientError::AppliedWithoutResult)),
+                        }
+                    }
+                    // No session, and the command was made before the
+                    // last expiry: if it was applied before, that was
+                    // below its session's last slot, which lies below the
+                    // expiry's `before` (the session went), and above the
+                    // command's origin (the command did not exist before
+                    // then). Not knowing, refuse it: found by swarm
+                    // testing (seeds 607 on 3 nodes, 1150 on 5), a put
+                    // retried after its session expired applied twice.
+                    None if cmd.origin < self.sessions_expired_before => Some(Err(ClientError::SessionExpired)),
+                    _ => {
+                        let out = self.sm.apply(slot, cmd);
+                        let session = Session { seq: cmd.id.seq, last_slot: slot, output: Some(out.clone()) };
+                        self.sessions.insert(cmd.id.client, session);
+                        Some(Ok(out))
+                    }
+                };
+                learned.push(Learned::Answer(cmd.id, output));
+            }
+        }
+        learned
+    }
+}
+
 impl<S> std::fmt::Debug for Learner<S>
 where
     S: StateMachine + std::fmt::Debug,
@@ -86,17 +176,7 @@ where
 impl<S: StateMachine> Replica<S> {
     /// Learn from a commit index that a leader with `ballot` announced.
     pub(crate) fn learn_commit(&mut self, from: NodeId, ballot: Ballot, commit: Slot) {
-        self.learner.known_commit = self.learner.known_commit.max(commit);
-        let mut s = self.learner.commit + 1;
-        while s <= commit {
-            match self.log.get(s) {
-                Some(e) if e.chosen || e.ballot == ballot => {
-                    self.log.mark_chosen(s);
-                    s += 1;
-                }
-                _ => break,
-            }
-        }
+        self.learner.learn(&mut self.log, ballot, commit);
         self.advance_commit();
         if self.learner.commit < self.learner.known_commit && self.learner.catchup_sent_at.is_none() {
             self.request_catch_up(Some(from));
@@ -105,9 +185,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Move the commit index over the chosen prefix and apply it.
     pub(crate) fn advance_commit(&mut self) {
-        while self.log.get(self.learner.commit + 1).is_some_and(|e| e.chosen) {
-            self.learner.commit += 1;
-        }
+        self.learner.advance(&self.log);
         self.forget_chosen_inflight();
         self.learner.known_commit = self.learner.known_commit.max(self.learner.commit);
         self.apply_chosen();
@@ -116,56 +194,20 @@ impl<S: StateMachine> Replica<S> {
         self.resume_phase1_if_caught_up();
     }
 
-    /// Apply every chosen slot not yet applied, skipping duplicate commands.
+    /// Apply the chosen prefix, and route what the learner reports: a
+    /// configuration chosen to the membership, an answer to the client that
+    /// proposed here; then serve the reads the applied state allows.
     pub(crate) fn apply_chosen(&mut self) {
-        while self.learner.applied < self.learner.commit {
-            let slot = self.learner.applied + 1;
-            let value = match self.log.get(slot) {
-                Some(e) => e.value.clone(),
-                None => unreachable!("slot {slot} is below the commit index but not in the log"),
-            };
-            self.learner.applied = slot;
-            match &value {
-                Value::Reconfigure(m) => {
-                    self.members.configs.chosen.insert(slot, m.clone());
+        for learned in self.learner.apply_chosen(&self.log) {
+            match learned {
+                Learned::Configuration(slot, m) => {
+                    self.members.configs.chosen.insert(slot, m);
                 }
-                Value::ExpireSessions { before } => {
-                    self.learner.sessions.retain(|_, s| s.last_slot >= *before);
-                    self.learner.sessions_expired_before = self.learner.sessions_expired_before.max(*before);
-                }
-                Value::Noop | Value::Commands(_) => {}
-            }
-            for cmd in value.commands() {
-                let local = self.clients.local.remove(&cmd.id).is_some();
-                let output = match self.learner.sessions.get_mut(&cmd.id.client) {
-                    Some(session) if cmd.id.seq <= session.seq => {
-                        // A retry of a command already applied: answer it
-                        // from the cache, never apply it twice. (The client
-                        // is still about: its session is kept.)
-                        session.last_slot = slot;
-                        match &session.output {
-                            Some(out) if cmd.id.seq == session.seq => Some(Ok(out.clone())),
-                            _ => Some(Err(ClientError::AppliedWithoutResult)),
-                        }
+                Learned::Answer(id, output) => {
+                    let local = self.clients.local.remove(&id).is_some();
+                    if let (true, Some(result)) = (local, output) {
+                        self.out.responses.push(Response { id, result });
                     }
-                    // No session, and the command was made before the
-                    // last expiry: if it was applied before, that was
-                    // below its session's last slot, which lies below the
-                    // expiry's `before` (the session went), and above the
-                    // command's origin (the command did not exist before
-                    // then). Not knowing, refuse it: found by swarm
-                    // testing (seeds 607 on 3 nodes, 1150 on 5), a put
-                    // retried after its session expired applied twice.
-                    None if cmd.origin < self.learner.sessions_expired_before => Some(Err(ClientError::SessionExpired)),
-                    _ => {
-                        let out = self.learner.sm.apply(slot, cmd);
-                        let session = Session { seq: cmd.id.seq, last_slot: slot, output: Some(out.clone()) };
-                        self.learner.sessions.insert(cmd.id.client, session);
-                        Some(Ok(out))
-                    }
-                };
-                if let (true, Some(result)) = (local, output) {
-                    self.out.responses.push(Response { id: cmd.id, result });
                 }
             }
         }
