@@ -65,8 +65,9 @@
 
 use crate::ballot::Ballot;
 use crate::command::Value;
+use crate::io::TransferResponse;
 use crate::message::Message;
-use crate::replica::{Replica, TransferResponse};
+use crate::replica::Replica;
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Slot};
 use std::collections::BTreeSet;

@@ -18,11 +18,12 @@
 
 use crate::ballot::Ballot;
 use crate::command::{Command, CommandId, Value};
+use crate::io::{ClientError, FollowerRead, PendingRead, ReadResponse, ReconfigResponse};
 use crate::log::Entry;
 use crate::message::{command_size_bound, split_by_size, value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
 use crate::reconfig::{Change, Membership, ReconfigError};
 use crate::record::Record;
-use crate::replica::{ClientError, FollowerRead, PendingRead, ReadResponse, ReconfigResponse, Replica};
+use crate::replica::Replica;
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Slot};
 use bytes::Bytes;

@@ -9,14 +9,27 @@
 
 use crate::ballot::Ballot;
 use crate::command::{CommandId, Value};
+use crate::io::{ClientError, Response};
 use crate::log::{Entry, Log};
 use crate::message::{value_size_bound, Message, ENVELOPE_BYTES};
 use crate::reconfig::Membership;
 use crate::record::Record;
-use crate::replica::{ClientError, Replica, Response, Session};
+use crate::replica::Replica;
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Slot};
 use std::collections::{HashMap, VecDeque};
+
+/// A client's entry in the duplicate-detection table.
+#[derive(Clone, Debug)]
+pub(crate) struct Session<O> {
+    /// The last sequence number applied.
+    pub(crate) seq: u64,
+    /// The slot that last applied (or recognised a retry of) a command of
+    /// this client: what expiry ([`crate::Value::ExpireSessions`]) goes by.
+    pub(crate) last_slot: Slot,
+    /// The answer to `seq` (none when the entry came from a snapshot).
+    pub(crate) output: Option<O>,
+}
 
 /// What the learner knows: how far the log is chosen and applied, the
 /// state machine it is applied to, and the duplicate-detection table.

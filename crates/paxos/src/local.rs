@@ -4,11 +4,10 @@
 
 use crate::command::Command;
 use crate::config::Config;
+use crate::io::{Input, ReadResponse, ReconfigResponse, Refused, Response, Snapshot, Stats, TransferResponse};
 use crate::message::Message;
 use crate::record::Record;
-use crate::replica::{
-    Input, ReadResponse, ReconfigResponse, Refused, Replica, Response, Snapshot, Stats, TransferResponse,
-};
+use crate::replica::Replica;
 use crate::state_machine::StateMachine;
 use crate::types::{Lsn, NodeId};
 use std::collections::VecDeque;

@@ -10,6 +10,37 @@ use crate::replica::Replica;
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Slot};
 
+/// A replica rejoining without its acceptor state.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Rejoin {
+    /// The highest slot any queried member has accepted in; catch up to it.
+    pub(crate) target: Slot,
+    /// The highest ballot promised by a queried member or seen leading.
+    pub(crate) ballot: Ballot,
+    /// Members that answered our `RejoinQuery`.
+    pub(crate) replies: NodeSet,
+    /// When we last asked.
+    pub(crate) asked_at: Option<u64>,
+}
+
+/// A set of members, by index in `Config::members`.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct NodeSet(u64);
+
+impl NodeSet {
+    pub(crate) fn insert(&mut self, index: usize) -> bool {
+        let had = self.contains(index);
+        self.0 |= 1 << index;
+        !had
+    }
+    pub(crate) fn contains(&self, index: usize) -> bool {
+        self.0 & (1 << index) != 0
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.0.count_ones() as usize
+    }
+}
+
 impl<S: StateMachine> Replica<S> {
     /// While rejoining: every leader's ballot raises the promise we will
     /// start with.

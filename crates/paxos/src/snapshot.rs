@@ -13,9 +13,11 @@
 //! each naming an offset, so a transfer that breaks off resumes where it
 //! stopped; the sender keeps the log above any snapshot it is sending.
 
+use crate::io::{ClientError, Snapshot};
+use crate::learner::Session;
 use crate::message::{split_by_size, value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
 use crate::record::Record;
-use crate::replica::{ClientError, Replica, Session, Snapshot};
+use crate::replica::Replica;
 use crate::state_machine::{SnapshotError, StateMachine};
 use crate::types::{Lsn, NodeId, Slot};
 use bytes::Bytes;
@@ -217,7 +219,7 @@ impl<S: StateMachine> Replica<S> {
         covered.sort_unstable();
         for id in covered {
             self.clients.local.remove(&id);
-            self.out.responses.push(crate::replica::Response { id, result: Err(ClientError::AppliedWithoutResult) });
+            self.out.responses.push(crate::io::Response { id, result: Err(ClientError::AppliedWithoutResult) });
         }
         Ok(())
     }
