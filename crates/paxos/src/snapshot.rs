@@ -36,12 +36,12 @@ const SESSION_SLOT_FLAG: u64 = 1 << 62;
 /// rule lack it: they count as if no session had expired.
 const EXPIRED_FLAG: u64 = 1 << 61;
 
-/// A snapshot being received.
 /// A snapshot transfer that made no progress for this many retry periods is
 /// asked for again: a chunk is large, and asking too early only sends it
 /// twice.
 const SNAPSHOT_STALL_RETRIES: u64 = 2;
 
+/// A snapshot being received.
 #[derive(Clone, Debug)]
 pub(crate) struct Incoming {
     slot: Slot,
@@ -52,6 +52,121 @@ pub(crate) struct Incoming {
     last: u64,
     /// When the sender was last asked to resume a stalled transfer.
     asked: u64,
+}
+
+/// The receiving side of a snapshot transfer: takes a peer's chunks in
+/// order, from one sender at a time, and asks again when the transfer
+/// stalls. It never installs anything itself: a complete snapshot is handed
+/// to the replica ([`Received::Complete`]).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Receiver {
+    incoming: Option<Incoming>,
+}
+
+/// What the receiver asks the replica to do.
+#[derive(Debug)]
+pub(crate) enum Received {
+    /// Send this request to the sender.
+    Ask(NodeId, Message),
+    /// Every chunk of the snapshot at this slot arrived: install it.
+    Complete(Slot, Bytes),
+}
+
+/// What the receiver reads besides its own state.
+#[derive(Clone, Copy)]
+pub(crate) struct ReceiverEnv {
+    /// The replica's clock.
+    pub(crate) now: u64,
+    /// The retry interval ([`crate::Config::retry_ticks`]).
+    pub(crate) retry_ticks: u64,
+    /// The learner's commit index: a snapshot at or below it is not wanted.
+    pub(crate) commit: Slot,
+}
+
+impl Receiver {
+    /// A chunk of the snapshot at `slot` (of `total` bytes) from `from`.
+    pub(crate) fn on_chunk(
+        &mut self,
+        env: ReceiverEnv,
+        from: NodeId,
+        (slot, offset, total): (Slot, u64, u64),
+        data: Bytes,
+    ) -> Option<Received> {
+        if slot <= env.commit {
+            self.incoming = None;
+            return None;
+        }
+        let now = env.now;
+        // One transfer comes from one sender: two replicas' snapshots of a
+        // slot need not be byte-identical, so chunks are never mixed.
+        // A chunk from another sender restarts the transfer only at offset
+        // 0 (and asks for it only when no transfer of this slot is going).
+        let fresh = !matches!(&self.incoming, Some(i) if i.slot == slot && i.from == from && i.total == total);
+        if fresh {
+            // A transfer of this slot or a newer one that is still moving
+            // is not abandoned for another sender's (every catch-up request
+            // a compacted member answers starts one at offset 0).
+            if self.incoming.as_ref().is_some_and(|i| i.slot >= slot && !stalled(env, i)) {
+                return None;
+            }
+            if offset != 0 {
+                if !matches!(&self.incoming, Some(i) if i.slot == slot) {
+                    return Some(Received::Ask(from, Message::SnapshotRequest { slot, offset: 0 }));
+                }
+                return None;
+            }
+            self.incoming = Some(Incoming { slot, total, buf: Vec::new(), from, last: now, asked: now });
+        }
+        let inc = self.incoming.as_mut()?;
+        if offset != inc.buf.len() as u64 {
+            // A duplicate or a stale chunk: the request for the next one is
+            // already out (asking again here would multiply the requests
+            // in flight with every duplicate).
+            return None;
+        }
+        inc.buf.extend_from_slice(&data);
+        inc.last = now;
+        if inc.buf.len() as u64 >= inc.total {
+            let inc = self.incoming.take()?;
+            Some(Received::Complete(inc.slot, Bytes::from(inc.buf)))
+        } else {
+            let offset = inc.buf.len() as u64;
+            Some(Received::Ask(from, Message::SnapshotRequest { slot, offset }))
+        }
+    }
+
+    /// Whether a transfer is under way and moving.
+    pub(crate) fn receiving(&self, env: ReceiverEnv) -> bool {
+        self.incoming.as_ref().is_some_and(|i| !stalled(env, i))
+    }
+
+    /// Resume a stalled transfer where it stopped: ask its sender again
+    /// every stall period. It stays stalled until a chunk moves it, so
+    /// meanwhile catch-up goes on and another sender's transfer of the
+    /// snapshot from its start is taken (asking again used to count as
+    /// progress: a transfer whose sender died never looked stalled when
+    /// another member's chunks came, and the learner waited for the dead
+    /// sender for good; found by swarm testing, seed 6136 on 5 nodes).
+    pub(crate) fn tick(&mut self, env: ReceiverEnv) -> Option<Received> {
+        let stall = SNAPSHOT_STALL_RETRIES * env.retry_ticks;
+        let now = env.now;
+        match self.incoming.as_mut() {
+            Some(inc) if now >= inc.last + stall && now >= inc.asked + stall => {
+                inc.asked = now;
+                // Resume from the same sender: another replica's snapshot
+                // of the same slot need not be byte-identical.
+                let (slot, offset) = (inc.slot, inc.buf.len() as u64);
+                Some(Received::Ask(inc.from, Message::SnapshotRequest { slot, offset }))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Whether an incoming transfer has made no progress for long enough to ask
+/// again (or to take another sender's).
+fn stalled(env: ReceiverEnv, inc: &Incoming) -> bool {
+    env.now >= inc.last + SNAPSHOT_STALL_RETRIES * env.retry_ticks
 }
 
 impl Snapshot {
@@ -78,7 +193,7 @@ pub(crate) struct Snapshots {
     /// the last is durable.
     pub(crate) checkpoint_lsn: Option<(Lsn, Lsn)>,
     /// Receiver: the snapshot arriving from a peer.
-    pub(crate) incoming: Option<Incoming>,
+    pub(crate) receiver: Receiver,
     /// A snapshot received from a peer and installed, not yet reported
     /// stored: until it is, no commit mark may be persisted (replaying one
     /// after a crash would mark this replica's own stale entries below the
@@ -304,85 +419,37 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
-    pub(crate) fn on_snapshot_chunk(&mut self, from: NodeId, slot: Slot, offset: u64, total: u64, data: Bytes) {
-        if slot <= self.learner.commit {
-            self.snapshots.incoming = None;
-            return;
-        }
-        let now = self.clock.now;
-        // One transfer comes from one sender: two replicas' snapshots of a
-        // slot need not be byte-identical, so chunks are never mixed.
-        // A chunk from another sender restarts the transfer only at offset
-        // 0 (and asks for it only when no transfer of this slot is going).
-        let fresh =
-            !matches!(&self.snapshots.incoming, Some(i) if i.slot == slot && i.from == from && i.total == total);
-        if fresh {
-            // A transfer of this slot or a newer one that is still moving
-            // is not abandoned for another sender's (every catch-up request
-            // a compacted member answers starts one at offset 0).
-            if self.snapshots.incoming.as_ref().is_some_and(|i| i.slot >= slot && !self.snapshot_stalled(i)) {
-                return;
-            }
-            if offset != 0 {
-                if !matches!(&self.snapshots.incoming, Some(i) if i.slot == slot) {
-                    self.send(from, Message::SnapshotRequest { slot, offset: 0 });
-                }
-                return;
-            }
-            self.snapshots.incoming = Some(Incoming { slot, total, buf: Vec::new(), from, last: now, asked: now });
-        }
-        let Some(inc) = self.snapshots.incoming.as_mut() else { return };
-        if offset != inc.buf.len() as u64 {
-            // A duplicate or a stale chunk: the request for the next one is
-            // already out (asking again here would multiply the requests
-            // in flight with every duplicate).
-            return;
-        }
-        inc.buf.extend_from_slice(&data);
-        inc.last = now;
-        if inc.buf.len() as u64 >= inc.total {
-            let Some(inc) = self.snapshots.incoming.take() else { return };
-            self.install_snapshot(inc.slot, Bytes::from(inc.buf));
-        } else {
-            let offset = inc.buf.len() as u64;
-            self.send(from, Message::SnapshotRequest { slot, offset });
-        }
+    /// What the snapshot receiver reads.
+    fn receiver_env(&self) -> ReceiverEnv {
+        ReceiverEnv { now: self.clock.now, retry_ticks: self.cfg.retry_ticks, commit: self.learner.commit }
     }
 
-    /// Whether an incoming transfer has made no progress for long enough
-    /// to ask again (or to take another sender's).
-    fn snapshot_stalled(&self, inc: &Incoming) -> bool {
-        self.clock.now >= inc.last + SNAPSHOT_STALL_RETRIES * self.cfg.retry_ticks
+    /// A chunk of a peer's snapshot arrives: the receiver takes it.
+    pub(crate) fn on_snapshot_chunk(&mut self, from: NodeId, slot: Slot, offset: u64, total: u64, data: Bytes) {
+        let env = self.receiver_env();
+        let received = self.snapshots.receiver.on_chunk(env, from, (slot, offset, total), data);
+        self.route_received(received);
     }
 
     /// Whether a snapshot transfer is under way and moving: catch-up
     /// requests wait for it (a compacted member would answer each with the
     /// snapshot's first chunk again).
     pub(crate) fn receiving_snapshot(&self) -> bool {
-        self.snapshots.incoming.as_ref().is_some_and(|i| !self.snapshot_stalled(i))
+        self.snapshots.receiver.receiving(self.receiver_env())
     }
 
-    /// Resume a stalled transfer where it stopped: ask its sender again
-    /// every stall period. It stays stalled until a chunk moves it, so
-    /// meanwhile catch-up goes on and another sender's transfer of the
-    /// snapshot from its start is taken (asking again used to count as
-    /// progress: a transfer whose sender died never looked stalled when
-    /// another member's chunks came, and the learner waited for the dead
-    /// sender for good; found by swarm testing, seed 6136 on 5 nodes).
+    /// Let the receiver resume a stalled transfer.
     pub(crate) fn snapshot_tick(&mut self) {
-        let stall = SNAPSHOT_STALL_RETRIES * self.cfg.retry_ticks;
-        let now = self.clock.now;
-        let resume = match self.snapshots.incoming.as_mut() {
-            Some(inc) if now >= inc.last + stall && now >= inc.asked + stall => {
-                inc.asked = now;
-                Some((inc.from, inc.slot, inc.buf.len() as u64))
-            }
-            _ => None,
-        };
-        if let Some((from, slot, offset)) = resume {
-            // Resume from the same sender: another replica's snapshot of the
-            // same slot need not be byte-identical.
-            self.send(from, Message::SnapshotRequest { slot, offset });
+        let env = self.receiver_env();
+        let received = self.snapshots.receiver.tick(env);
+        self.route_received(received);
+    }
+
+    fn route_received(&mut self, received: Option<Received>) {
+        match received {
+            Some(Received::Ask(to, msg)) => self.send(to, msg),
+            Some(Received::Complete(slot, data)) => self.install_snapshot(slot, data),
+            None => {}
         }
     }
 
