@@ -63,6 +63,43 @@ pub(crate) struct Receiver {
     incoming: Option<Incoming>,
 }
 
+/// The sending side of snapshot transfers: cuts the stored snapshot into
+/// chunks for each learner that asks, and remembers whom it is sending to,
+/// so that the log a transfer still needs is not compacted away.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Sender {
+    /// Learners being sent our snapshot: its slot, and when they last asked.
+    sending: HashMap<NodeId, (Slot, u64)>,
+}
+
+impl Sender {
+    /// The chunk of `snap` at `offset` (at most `chunk` bytes) for `to`,
+    /// asked for at tick `now`, and whether it is the last.
+    pub(crate) fn chunk(
+        &mut self,
+        snap: &Snapshot,
+        chunk: usize,
+        now: u64,
+        to: NodeId,
+        offset: u64,
+    ) -> (Message, bool) {
+        let total = snap.data.len() as u64;
+        let start = offset.min(total) as usize;
+        let end = (start + chunk).min(snap.data.len());
+        let msg =
+            Message::SnapshotChunk { slot: snap.slot, offset: start as u64, total, data: snap.data.slice(start..end) };
+        self.sending.insert(to, (snap.slot, now));
+        (msg, end == snap.data.len())
+    }
+
+    /// The lowest slot a transfer asked for since `horizon` still needs
+    /// the log above (`upto` if none); older transfers are forgotten.
+    pub(crate) fn compaction_floor(&mut self, horizon: u64, upto: Slot) -> Slot {
+        self.sending.retain(|_, (_, at)| *at >= horizon);
+        self.sending.values().map(|(s, _)| *s).min().unwrap_or(upto)
+    }
+}
+
 /// What the receiver asks the replica to do.
 #[derive(Debug)]
 pub(crate) enum Received {
@@ -199,9 +236,8 @@ pub(crate) struct Snapshots {
     /// after a crash would mark this replica's own stale entries below the
     /// snapshot chosen).
     pub(crate) installed_unsaved: Option<Slot>,
-    /// Sender: learners being sent our snapshot, with its slot and when
-    /// they last asked.
-    pub(crate) sending: HashMap<NodeId, (Slot, u64)>,
+    /// Sender: the learners being sent our snapshot.
+    pub(crate) sender: Sender,
 }
 
 impl<S: StateMachine> Replica<S> {
@@ -353,8 +389,7 @@ impl<S: StateMachine> Replica<S> {
         }
         // Keep the log a learner is being sent a snapshot for.
         let horizon = self.clock.now.saturating_sub(20 * self.cfg.retry_ticks);
-        self.snapshots.sending.retain(|_, (_, at)| *at >= horizon);
-        let floor = self.snapshots.sending.values().map(|(s, _)| *s).min().unwrap_or(slot);
+        let floor = self.snapshots.sender.compaction_floor(horizon, slot);
         self.log.compact(slot.min(floor));
         let entries: Vec<PromisedEntry> = self
             .log
@@ -398,13 +433,8 @@ impl<S: StateMachine> Replica<S> {
     /// Send the chunk of our snapshot at `offset` to `to`.
     pub(crate) fn send_snapshot_chunk(&mut self, to: NodeId, offset: u64) {
         let Some(snap) = self.snapshots.latest.as_ref() else { return };
-        let total = snap.data.len() as u64;
-        let start = offset.min(total) as usize;
-        let end = (start + self.cfg.snapshot_chunk).min(snap.data.len());
-        let msg =
-            Message::SnapshotChunk { slot: snap.slot, offset: start as u64, total, data: snap.data.slice(start..end) };
-        self.snapshots.sending.insert(to, (snap.slot, self.clock.now));
-        if end == snap.data.len() {
+        let (msg, last) = self.snapshots.sender.chunk(snap, self.cfg.snapshot_chunk, self.clock.now, to, offset);
+        if last {
             self.out.stats.snapshots_sent += 1;
         }
         self.send(to, msg);
