@@ -162,6 +162,45 @@ pub(crate) struct Outbox {
     pub(crate) loopback: VecDeque<Message>,
 }
 
+impl Outbox {
+    /// The number of the next record.
+    pub(crate) fn number(&mut self) -> Lsn {
+        let lsn = self.next_lsn;
+        self.next_lsn += 1;
+        lsn
+    }
+
+    /// A reply that depends on every record numbered so far: given back to
+    /// be sent if they are durable (or `skip`, the planted `skip-persist`
+    /// bug), else held until they are.
+    pub(crate) fn unless_held(&mut self, to: NodeId, msg: Message, skip: bool) -> Option<(NodeId, Message)> {
+        let need = self.next_lsn - 1;
+        if need <= self.durable || skip {
+            Some((to, msg))
+        } else {
+            self.held.push_back((need, to, msg));
+            None
+        }
+    }
+
+    /// Every record up to `lsn` is durable: the held replies that may
+    /// leave now, in the order they were held (`None` if `lsn` is old news).
+    pub(crate) fn durable_up_to(&mut self, lsn: Lsn) -> Option<Vec<(NodeId, Message)>> {
+        if lsn <= self.durable {
+            return None;
+        }
+        debug_assert!(lsn < self.next_lsn, "durable({lsn}) reported for a record never emitted");
+        self.durable = lsn.min(self.next_lsn - 1);
+        let mut released = Vec::new();
+        while self.held.front().is_some_and(|(need, _, _)| *need <= self.durable) {
+            if let Some((_, to, msg)) = self.held.pop_front() {
+                released.push((to, msg));
+            }
+        }
+        Some(released)
+    }
+}
+
 /// This replica's logical clock and its one source of randomness (seeded:
 /// the same inputs give the same choices).
 #[derive(Clone, Debug)]
@@ -573,16 +612,8 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn on_durable(&mut self, lsn: Lsn) {
-        if lsn <= self.outbox.durable {
-            return;
-        }
-        debug_assert!(lsn < self.outbox.next_lsn, "durable({lsn}) reported for a record never emitted");
-        self.outbox.durable = lsn.min(self.outbox.next_lsn - 1);
-        while let Some((need, _, _)) = self.outbox.held.front() {
-            if *need > self.outbox.durable {
-                break;
-            }
-            let (_, to, msg) = self.outbox.held.pop_front().expect("front exists");
+        let Some(released) = self.outbox.durable_up_to(lsn) else { return };
+        for (to, msg) in released {
             self.dispatch(to, msg);
         }
         self.checkpoint_durable();
@@ -791,8 +822,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Append a record for the runtime to make durable; returns its number.
     pub(crate) fn persist(&mut self, record: Record) -> Lsn {
-        let lsn = self.outbox.next_lsn;
-        self.outbox.next_lsn += 1;
+        let lsn = self.outbox.number();
         self.out.persist.push((lsn, record));
         lsn
     }
@@ -805,11 +835,9 @@ impl<S: StateMachine> Replica<S> {
     /// Send a reply that depends on every record persisted so far: it is
     /// held until they are durable (unless the planted bug says otherwise).
     pub(crate) fn send_after_persist(&mut self, to: NodeId, msg: Message) {
-        let need = self.outbox.next_lsn - 1;
-        if need <= self.outbox.durable || self.cfg.plant().skip_persist() {
+        let skip = self.cfg.plant().skip_persist();
+        if let Some((to, msg)) = self.outbox.unless_held(to, msg, skip) {
             self.dispatch(to, msg);
-        } else {
-            self.outbox.held.push_back((need, to, msg));
         }
     }
 
