@@ -44,7 +44,7 @@ use crate::learner::Learner;
 use crate::log::Log;
 use crate::message::Message;
 use crate::quorum::{Joint, Quorum};
-use crate::reconfig::{Configs, Membership};
+use crate::reconfig::{Configs, Members, Membership};
 use crate::record::Record;
 use crate::rejoin::Rejoin;
 use crate::snapshot::Snapshots;
@@ -113,20 +113,6 @@ where
             .field("out", &self.out)
             .finish()
     }
-}
-
-/// Membership as this replica knows it: the configurations chosen, the
-/// ones in force now, and how far learners have caught up.
-#[derive(Clone, Debug)]
-pub(crate) struct Members {
-    /// The initial configuration and the changes chosen since that may
-    /// still matter.
-    pub(crate) configs: Configs,
-    /// The configuration in force at `commit + 1`, then any pending one:
-    /// whom this replica pings and whose quorum election needs.
-    pub(crate) view: Vec<Membership>,
-    /// Learners' commit indexes as last reported to this (leading) node.
-    pub(crate) progress: HashMap<NodeId, Slot>,
 }
 
 /// Clients' requests made at this replica and not yet answered, and where
@@ -736,37 +722,20 @@ impl<S: StateMachine> Replica<S> {
     /// Everyone in the configurations in force and pending, voters first,
     /// without duplicates.
     pub(crate) fn view_members(&self) -> Vec<NodeId> {
-        let mut out: Vec<NodeId> = Vec::new();
-        for m in &self.members.view {
-            for id in m.members() {
-                if !out.contains(&id) {
-                    out.push(id);
-                }
-            }
-        }
-        out
+        self.members.everyone()
     }
 
     /// Recompute the configurations in force at `commit + 1` and pending,
     /// after the commit index moved or a change was learned; when they
     /// changed, retune election and step down if no longer a voter.
     pub(crate) fn refresh_view(&mut self) {
-        if self.members.configs.chosen.is_empty()
-            && self.members.view.len() == 1
-            && self.members.view[0] == self.members.configs.base
-        {
-            return;
-        }
         let from = self.learner.commit + 1;
         // Keep what a phase 1 in progress still needs (it may have started
         // before the commit index moved on).
-        self.members.configs.trim(from.min(self.preparing_from().unwrap_or(from)));
-        let mut view = vec![self.members.configs.governing(from).clone()];
-        view.extend(self.members.configs.pending_at(from).map(|(_, m)| m.clone()));
-        if view == self.members.view {
+        let keep = from.min(self.preparing_from().unwrap_or(from));
+        if !self.members.refresh(from, keep) {
             return;
         }
-        self.members.view = view;
         self.configure_election();
         if !self.members.view[0].is_voter(self.cfg.id) && self.proposer.leader.is_some() {
             // Removed (or demoted): the configuration in force no longer
