@@ -119,6 +119,32 @@ pub(crate) struct Handover {
     nudged_at: Option<u64>,
 }
 
+impl Handover {
+    /// `from` accepted slots `first..=last` in `ballot`: if it is the
+    /// target, in our ballot, strike them off; whether it was.
+    fn accepted(&mut self, from: NodeId, ballot: Ballot, first: Slot, last: Slot) -> bool {
+        if self.to != from || self.ballot != ballot {
+            return false;
+        }
+        let acked: Vec<Slot> = self.unacked.range(first..=last).copied().collect();
+        for s in acked {
+            self.unacked.remove(&s);
+        }
+        true
+    }
+
+    /// A message only an active leader sends came from `from` in
+    /// `ballot`: the answer, if that ends the handover (the target leads
+    /// above our ballot: done; another node does: failed).
+    fn outcome(&self, from: NodeId, ballot: Ballot) -> Option<TransferResponse> {
+        if ballot.node != from || ballot <= self.ballot {
+            return None;
+        }
+        let result = if from == self.to { Ok(()) } else { Err(TransferError::NotLeader { leader: Some(from) }) };
+        Some(TransferResponse { id: self.id, result })
+    }
+}
+
 impl<S: StateMachine> Replica<S> {
     /// `Input::TransferLeadership`: check the request, and start draining.
     pub(crate) fn start_handover(&mut self, id: u64, to: NodeId) {
@@ -178,15 +204,9 @@ impl<S: StateMachine> Replica<S> {
 
     /// An `Accepted` arrived: if from the target, strike the slots off.
     pub(crate) fn handover_accepted(&mut self, from: NodeId, ballot: Ballot, first: Slot, last: Slot) {
-        let Some(t) = self.handover.as_mut() else { return };
-        if t.to != from || t.ballot != ballot {
-            return;
+        if self.handover.as_mut().is_some_and(|t| t.accepted(from, ballot, first, last)) {
+            self.advance_handover();
         }
-        let acked: Vec<Slot> = t.unacked.range(first..=last).copied().collect();
-        for s in acked {
-            t.unacked.remove(&s);
-        }
-        self.advance_handover();
     }
 
     /// Hand over once the target holds every slot we proposed.
@@ -280,14 +300,9 @@ impl<S: StateMachine> Replica<S> {
     /// above the ballot we handed over, the transfer is done; if another
     /// node leads above it, it is over (and failed).
     pub(crate) fn handover_observe(&mut self, from: NodeId, ballot: Ballot) {
-        let Some(t) = self.handover.as_ref() else { return };
-        if ballot.node != from || ballot <= t.ballot {
-            return;
-        }
-        let id = t.id;
-        let result = if from == t.to { Ok(()) } else { Err(TransferError::NotLeader { leader: Some(from) }) };
+        let Some(answer) = self.handover.as_ref().and_then(|t| t.outcome(from, ballot)) else { return };
         self.handover = None;
-        self.out.transfers.push(TransferResponse { id, result });
+        self.out.transfers.push(answer);
     }
 
     /// `TimeoutNow` from the leader of `ballot`: take over at once, if we
