@@ -27,19 +27,20 @@
 //! A refused message is dropped (Paxos tolerates lost messages) and named
 //! in [`crate::Output::refused`] for the runtime to log.
 
-use crate::ballot::{Ballot, NodeId};
-use crate::command::{Slot, Value};
+use crate::ballot::Ballot;
+use crate::command::Value;
 use crate::log::{MAX_SLOT, MAX_SLOT_LEAD};
 use crate::message::Message;
 use crate::replica::Replica;
 use crate::state_machine::StateMachine;
+use crate::types::{NodeId, Slot};
 
 impl<S: StateMachine> Replica<S> {
     /// The highest ballot round this replica has seen: promised, led
     /// with, bid with or followed.
     pub(crate) fn highest_round(&self) -> u64 {
         let rejoin = self.rejoin.as_ref().map_or(0, |r| r.ballot.round);
-        self.promised.round.max(self.own_ballot.round).max(self.election.highest_round()).max(rejoin)
+        self.acceptor.promised.round.max(self.proposer.own_ballot.round).max(self.election.highest_round()).max(rejoin)
     }
 
     /// Why `msg` from `from` is refused, or `None` if it may be handled.

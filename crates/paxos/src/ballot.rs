@@ -12,8 +12,7 @@
 
 use std::fmt;
 
-/// Identifies one replica (member) of the cluster. Never zero.
-pub type NodeId = u64;
+pub use crate::types::NodeId;
 
 /// A totally ordered, globally unique proposal number.
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

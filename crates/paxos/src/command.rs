@@ -9,8 +9,7 @@
 use bytes::Bytes;
 use std::sync::Arc;
 
-/// Index of one instance of Paxos in the replicated log; the first is 1.
-pub type Slot = u64;
+pub use crate::types::Slot;
 
 /// Names a client request uniquely: a client numbers its requests 1, 2, ...
 /// and never reuses a number.

@@ -5,70 +5,13 @@
 //! turns wall-clock intervals into [`crate::Input::Tick`]s; the simulator
 //! skews them). Nothing here reads a clock.
 
-use crate::ballot::NodeId;
 use crate::message::ENVELOPE_BYTES;
+use crate::plant::Plant;
+#[cfg(feature = "planting")]
+use crate::plant::PlantedBug;
 use crate::quorum::{QuorumError, QuorumPolicy};
+use crate::types::NodeId;
 use thiserror::Error;
-
-/// A deliberately broken rule, selectable only to show that the simulator's
-/// checkers catch it. The runtime refuses to start with one.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum PlantedBug {
-    /// Replies that depend on acceptor state leave before it is durable.
-    SkipPersist,
-    /// An acceptor accepts a ballot lower than the one it promised.
-    AcceptLowerBallot,
-    /// A new leader ignores values accepted in earlier ballots.
-    IgnoreAcceptedValue,
-    /// Both quorums are one smaller than the policy says.
-    SmallQuorum,
-    /// Leader leases allow no margin for clock drift.
-    LeaseNoDriftMargin,
-    /// A new configuration takes effect as soon as the leader proposes it,
-    /// every change governs the very next slot (no α delay) and a new
-    /// leader's phase 1 covers only the configuration in force where it
-    /// starts, so quorums of the old and the new configuration need not
-    /// intersect.
-    ReconfigNoOverlap,
-    /// Learners are sent phase 1 and phase 2 and counted in quorums.
-    LearnerVotes,
-    /// A leader handing leadership over keeps its lease (and keeps serving
-    /// reads on it) instead of giving it up before it sends `TimeoutNow`.
-    TransferKeepsLease,
-}
-
-impl PlantedBug {
-    /// Every planted bug, in the order the simulator runs them.
-    pub const ALL: [PlantedBug; 8] = [
-        PlantedBug::SkipPersist,
-        PlantedBug::AcceptLowerBallot,
-        PlantedBug::IgnoreAcceptedValue,
-        PlantedBug::SmallQuorum,
-        PlantedBug::LeaseNoDriftMargin,
-        PlantedBug::ReconfigNoOverlap,
-        PlantedBug::LearnerVotes,
-        PlantedBug::TransferKeepsLease,
-    ];
-
-    /// The name used on the simulator's command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            PlantedBug::SkipPersist => "skip-persist",
-            PlantedBug::AcceptLowerBallot => "accept-lower-ballot",
-            PlantedBug::IgnoreAcceptedValue => "ignore-accepted-value",
-            PlantedBug::SmallQuorum => "small-quorum",
-            PlantedBug::LeaseNoDriftMargin => "lease-no-drift-margin",
-            PlantedBug::ReconfigNoOverlap => "reconfig-no-overlap",
-            PlantedBug::LearnerVotes => "learner-votes",
-            PlantedBug::TransferKeepsLease => "transfer-keeps-lease",
-        }
-    }
-
-    /// The bug with that command-line name.
-    pub fn from_name(name: &str) -> Option<PlantedBug> {
-        PlantedBug::ALL.into_iter().find(|b| b.name() == name)
-    }
-}
 
 /// Everything that shapes one replica's behaviour.
 #[derive(Clone, Debug)]
@@ -163,8 +106,10 @@ pub struct Config {
     pub session_expiry_ticks: u64,
     /// Seeds the replica's random choices (election jitter).
     pub seed: u64,
-    /// Simulator only: run with a deliberately broken rule.
-    #[doc(hidden)]
+    /// Simulator only: run with a deliberately broken rule. The field
+    /// exists only with the `planting` feature, which production builds do
+    /// not enable. Default: none.
+    #[cfg(feature = "planting")]
     pub planted: Option<PlantedBug>,
 }
 
@@ -241,6 +186,7 @@ impl Config {
             max_snapshot_bytes: 8 << 30,
             session_expiry_ticks: 72_000,
             seed: id,
+            #[cfg(feature = "planting")]
             planted: None,
         }
     }
@@ -268,9 +214,7 @@ impl Config {
         if self.quorum.acceptors() != self.members.len() {
             return Err(ConfigError::QuorumSize { policy: self.quorum.acceptors(), members: self.members.len() });
         }
-        if self.planted != Some(PlantedBug::SmallQuorum) {
-            QuorumPolicy::flexible(self.members.len(), self.quorum.phase1(), self.quorum.phase2())?;
-        }
+        QuorumPolicy::flexible(self.members.len(), self.quorum.phase1(), self.quorum.phase2())?;
         if self.heartbeat_ticks == 0
             || self.election_ticks == 0
             || self.retry_ticks == 0
@@ -311,8 +255,16 @@ impl Config {
         Ok(())
     }
 
-    pub(crate) fn has_bug(&self, bug: PlantedBug) -> bool {
-        self.planted == Some(bug)
+    /// Whether a bug is planted: always `false` without the `planting`
+    /// feature, where nothing can be. A runtime refuses to start when this
+    /// holds (a workspace build may unify the feature into it).
+    pub fn has_planted_bug(&self) -> bool {
+        self.plant().any()
+    }
+
+    /// The hooks of the bug planted, if any.
+    pub(crate) fn plant(&self) -> Plant {
+        Plant::of(self)
     }
 }
 
@@ -348,13 +300,5 @@ mod tests {
         let err = Config::new(1, vec![1, 2, 3, 4, 5]).with_quorums(2, 3).unwrap_err();
         assert!(matches!(err, ConfigError::Quorum(QuorumError::NoIntersection { .. })));
         Config::new(1, vec![1, 2, 3, 4, 5]).with_quorums(4, 2).unwrap().validate().unwrap();
-    }
-
-    #[test]
-    fn planted_bug_names_round_trip() {
-        for b in PlantedBug::ALL {
-            assert_eq!(PlantedBug::from_name(b.name()), Some(b));
-        }
-        assert_eq!(PlantedBug::from_name("nope"), None);
     }
 }

@@ -26,7 +26,9 @@
 //! This module never touches the log; the replica turns "I am the leader with
 //! ballot b" into phase 1.
 
-use crate::ballot::{Ballot, NodeId};
+use crate::ballot::Ballot;
+use crate::quorum::Joint;
+use crate::types::NodeId;
 
 /// One node's leader-election state.
 #[derive(Clone, Debug)]
@@ -50,21 +52,21 @@ pub struct Election {
     heard: Vec<(u64, Pong)>,
     /// A reply older than this many ticks is stale.
     window: u64,
-    /// Members (this node included) a connected node must hear.
-    quorum: usize,
-    /// While the membership differs from the initial one: for each
-    /// configuration in force or pending, its voters and how many of them
-    /// (this node included, if a voter) a connected node must hear.
-    groups: Vec<(Vec<NodeId>, usize)>,
+    /// The number of the last round of pings sent (echoed in the pongs).
+    ping_round: u64,
+    /// The quorums of the configurations in force and pending: a connected
+    /// node hears (itself included, if a voter) enough of each.
+    groups: Joint<'static>,
     ticks_left: u64,
 }
 
 impl Election {
     /// A node that has seen no leader yet. `start_round` must exceed the
     /// round of every ballot the node may have used before, so its bids are
-    /// fresh; `window` is the election round length in ticks; `quorum` the
-    /// number of members (itself included) a connected node hears.
-    pub fn new(me: NodeId, priority: u32, start_round: u64, window: u64, quorum: usize) -> Election {
+    /// fresh; `window` is the election round length in ticks; `groups` the
+    /// quorums whose members a connected node hears (see
+    /// [`Election::set_groups`]).
+    pub fn new(me: NodeId, priority: u32, start_round: u64, window: u64, groups: Joint<'static>) -> Election {
         Election {
             me,
             priority,
@@ -76,10 +78,16 @@ impl Election {
             promised: Ballot::ZERO,
             heard: Vec::new(),
             window: window.max(1),
-            quorum,
-            groups: Vec::new(),
+            ping_round: 0,
+            groups,
             ticks_left: window.max(1),
         }
+    }
+
+    /// The number of the next round of pings to send.
+    pub fn next_ping_round(&mut self) -> u64 {
+        self.ping_round += 1;
+        self.ping_round
     }
 
     /// The leader this node follows (`Ballot::ZERO` if none).
@@ -109,19 +117,15 @@ impl Election {
 
     /// Whether this node hears a quorum now.
     pub fn connected(&self, now: u64) -> bool {
-        if self.groups.is_empty() {
-            return self.fresh(now).count() + 1 >= self.quorum;
-        }
-        self.groups.iter().all(|(voters, q)| {
-            let me = usize::from(voters.contains(&self.me));
-            self.fresh(now).filter(|p| voters.contains(&p.from)).count() + me >= *q
-        })
+        let mut hears: Vec<NodeId> = self.fresh(now).map(|p| p.from).collect();
+        hears.push(self.me);
+        self.groups.is_connected(&hears)
     }
 
-    /// Connectivity by configuration: for each, its voters and the number
-    /// of them a connected node hears. Empty: every reply counts towards
-    /// the quorum given at construction.
-    pub fn set_groups(&mut self, groups: Vec<(Vec<NodeId>, usize)>) {
+    /// Connectivity by configuration: the quorums of each configuration in
+    /// force or pending, each of which a connected node must hear enough
+    /// members of ([`crate::quorum::Quorum::connected_size`]).
+    pub fn set_groups(&mut self, groups: Joint<'static>) {
         self.groups = groups;
     }
 
@@ -133,14 +137,14 @@ impl Election {
     }
 
     /// Whether `node` is a voter of a configuration this node counts in
-    /// (any, without groups). A leader named by a peer that is no voter of
+    /// (any, with no configuration given). A leader named by a peer that is no voter of
     /// ours cannot lead us: we ignore its messages, so its phase 1 may
     /// never finish. Found by swarm testing (seed 12623 on 3 nodes): two
     /// members of the configuration {1, 3, 5} followed removed node 7,
     /// which node 5 (behind, still counting it) named as its leader, and
     /// nobody bid again.
     fn may_lead(&self, node: NodeId) -> bool {
-        self.groups.is_empty() || self.groups.iter().any(|(voters, _)| voters.contains(&node))
+        self.groups.configs().is_empty() || self.groups.contains(node)
     }
 
     fn leader_heard(&self, now: u64) -> bool {
@@ -349,6 +353,12 @@ pub struct Pong {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quorum::Quorum;
+
+    /// Majorities of {1, 2, 3}.
+    fn three() -> Joint<'static> {
+        Joint::new(vec![Quorum::new(&[1, 2, 3], 2, 2)])
+    }
 
     fn pong(from: NodeId, ballot: Ballot, connected: bool) -> Pong {
         Pong { from, round: 0, ballot, connected, candidate: true, leader: Ballot::ZERO, priority: 0 }
@@ -363,7 +373,7 @@ mod tests {
 
     impl Node {
         fn new() -> Node {
-            Node { e: Election::new(1, 0, 0, 10, 2), now: 0 }
+            Node { e: Election::new(1, 0, 0, 10, three()), now: 0 }
         }
         fn round(&mut self, pongs: &[Pong]) -> Option<Ballot> {
             self.now += 10;
@@ -447,21 +457,21 @@ mod tests {
         // Node 1 counts in {1, 2, 3}; node 2, behind, names removed node 7
         // as its leader. It is not followed (seed 12623).
         let mut n = Node::new();
-        n.e.set_groups(vec![(vec![1, 2, 3], 2)]);
+        n.e.set_groups(three());
         let rumour = Pong { leader: Ballot::new(7, 7), ..pong(2, Ballot::new(0, 2), true) };
         n.round(&[rumour]);
         assert_eq!(n.e.leader(), Ballot::new(0, 2), "the highest candidate of ours leads");
         // The same rumour about a voter of ours is followed (the chained
         // case).
         let mut n = Node::new();
-        n.e.set_groups(vec![(vec![1, 2, 3], 2)]);
+        n.e.set_groups(three());
         n.round(&[Pong { leader: Ballot::new(7, 3), ..pong(2, Ballot::new(0, 2), true) }]);
         assert_eq!(n.e.leader(), Ballot::new(7, 3));
     }
 
     #[test]
     fn a_withdrawn_leader_neither_stands_nor_bids_until_a_new_leader_appears() {
-        let mut n = Node { e: Election::new(1, 0, 3, 10, 2), now: 0 };
+        let mut n = Node { e: Election::new(1, 0, 3, 10, three()), now: 0 };
         n.round(&[pong(2, Ballot::new(0, 2), true)]);
         assert!(n.e.is_leader(), "node 1 has the highest connected ballot");
         n.e.withdraw();
@@ -475,7 +485,7 @@ mod tests {
 
     #[test]
     fn a_refused_leader_outbids_only_if_no_live_rival_appears() {
-        let mut n = Node { e: Election::new(1, 0, 3, 10, 2), now: 0 };
+        let mut n = Node { e: Election::new(1, 0, 3, 10, three()), now: 0 };
         n.round(&[pong(2, Ballot::new(0, 2), true)]);
         assert!(n.e.is_leader());
         // Refused by a promise to a node that is gone: outbid it.
@@ -502,7 +512,7 @@ mod tests {
         assert_eq!(n.round(&[pong(3, Ballot::new(4, 3), true)]), None);
         assert!(n.e.is_leader());
         // A follower of the old leader adopts the higher ballot.
-        let mut f = Node { e: Election::new(2, 0, 0, 10, 2), now: 0 };
+        let mut f = Node { e: Election::new(2, 0, 0, 10, three()), now: 0 };
         f.round(&[pong(3, Ballot::new(4, 3), true)]);
         let got = f.round(&[pong(3, Ballot::new(4, 3), true), pong(1, b, true)]);
         assert_eq!(got, Some(b));

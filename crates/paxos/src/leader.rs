@@ -16,15 +16,16 @@
 //! that no newer leader exists, then answers at its commit index as of the
 //! read's arrival (the read-index method).
 
-use crate::ballot::{Ballot, NodeId};
-use crate::command::{Command, CommandId, Slot, Value};
-use crate::config::PlantedBug;
+use crate::ballot::Ballot;
+use crate::command::{Command, CommandId, Value};
+use crate::io::{ClientError, FollowerRead, PendingRead, ReadResponse, ReconfigResponse};
 use crate::log::Entry;
 use crate::message::{command_size_bound, split_by_size, value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
 use crate::reconfig::{Change, Membership, ReconfigError};
 use crate::record::Record;
-use crate::replica::{ClientError, FollowerRead, PendingRead, ReadResponse, ReconfigResponse, Replica};
+use crate::replica::Replica;
 use crate::state_machine::StateMachine;
+use crate::types::{NodeId, Slot};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -151,7 +152,7 @@ pub(crate) struct Leader {
     held: Held,
     pub(crate) phase: Phase,
     /// The ballot whose leader handed leadership over to us, carried by
-    /// our Prepares (see [`crate::transfer`]).
+    /// our Prepares (see [`crate::handover`]).
     pub(crate) handoff: Option<Ballot>,
 }
 
@@ -224,12 +225,27 @@ impl Leader {
     }
 }
 
+/// The proposer: the leadership this node holds (if any) and the ballots it
+/// may not reuse.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Proposer {
+    /// The leadership held, from phase 1 on.
+    pub(crate) leader: Option<Leader>,
+    /// A ballot this node stepped down from; never restart phase 1 with it.
+    pub(crate) abandoned: Ballot,
+    /// The highest ballot this node has led with (durably recorded).
+    pub(crate) own_ballot: Ballot,
+    /// Told to take over: (the ballot we bid with, the ballot handed over),
+    /// until phase 1 starts with it.
+    pub(crate) takeover: Option<(Ballot, Ballot)>,
+}
+
 impl<S: StateMachine> Replica<S> {
     /// Elected with `ballot`: phase 1a to every voter of every configuration
     /// that may govern a slot from our first unchosen one on, ourselves
     /// included.
     pub(crate) fn start_phase1(&mut self, ballot: Ballot) {
-        let pending = match self.leader.take() {
+        let pending = match self.proposer.leader.take() {
             Some(old) => {
                 self.fail_reads(old.phase);
                 old.pending
@@ -237,13 +253,13 @@ impl<S: StateMachine> Replica<S> {
             None => VecDeque::new(),
         };
         let mut pending = pending;
-        pending.extend(self.forward.drain(..));
+        pending.extend(self.clients.forward.drain(..));
         // Our own unanswered proposals went to a leader that may be gone.
         let again = self.unanswered_except(&pending);
         pending.extend(again);
-        let from_slot = self.commit + 1;
+        let from_slot = self.learner.commit + 1;
         let targets = self.members_of(&self.phase1_configs(from_slot, &BTreeMap::new()));
-        let handoff = self.takeover.take().filter(|(b, _)| *b == ballot).map(|(_, h)| h);
+        let handoff = self.proposer.takeover.take().filter(|(b, _)| *b == ballot).map(|(_, h)| h);
         let mut leader = Leader {
             ballot,
             handoff,
@@ -256,16 +272,16 @@ impl<S: StateMachine> Replica<S> {
                 behind: (0, 0),
                 behind_since: None,
                 reads: Vec::new(),
-                sent_at: self.now,
+                sent_at: self.clock.now,
             }),
         };
         for cmd in pending {
             leader.enqueue(cmd);
         }
-        self.leader = Some(leader);
-        self.leader_hint = Some(self.cfg.id);
-        debug_assert!(ballot > self.own_ballot, "ballot {ballot} reused");
-        self.own_ballot = ballot;
+        self.proposer.leader = Some(leader);
+        self.clients.leader_hint = Some(self.cfg.id);
+        debug_assert!(ballot > self.proposer.own_ballot, "ballot {ballot} reused");
+        self.proposer.own_ballot = ballot;
         self.out.stats.phase1_started += 1;
         self.persist(Record::Ballot(ballot));
         for to in targets {
@@ -275,7 +291,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// The first slot of our phase 1, while it runs.
     pub(crate) fn preparing_from(&self) -> Option<Slot> {
-        match self.leader.as_ref() {
+        match self.proposer.leader.as_ref() {
             Some(Leader { phase: Phase::Preparing(p), .. }) => Some(p.from_slot),
             _ => None,
         }
@@ -285,16 +301,17 @@ impl<S: StateMachine> Replica<S> {
     /// the one in force there, any chosen one pending, and any found among
     /// the accepted values `merged` (see [`crate::reconfig`]).
     pub(crate) fn phase1_configs(&self, from_slot: Slot, merged: &BTreeMap<Slot, PromisedEntry>) -> Vec<Membership> {
-        let mut out = vec![self.configs.governing(from_slot).clone()];
-        if self.cfg.has_bug(PlantedBug::ReconfigNoOverlap) {
+        let mut out = vec![self.members.configs.governing(from_slot).clone()];
+        if self.cfg.plant().reconfig_no_overlap() {
             // The planted bug: only the configuration in force counts.
             return out;
         }
-        let more =
-            self.configs.pending_at(from_slot).map(|(_, m)| m).chain(merged.values().filter_map(|e| match &e.value {
+        let more = self.members.configs.pending_at(from_slot).map(|(_, m)| m).chain(merged.values().filter_map(|e| {
+            match &e.value {
                 Value::Reconfigure(m) => Some(m),
                 _ => None,
-            }));
+            }
+        }));
         for m in more {
             if !out.contains(m) {
                 out.push(m.clone());
@@ -306,20 +323,7 @@ impl<S: StateMachine> Replica<S> {
     /// The members that count in `configs`' quorums, without duplicates,
     /// in order.
     pub(crate) fn members_of(&self, configs: &[Membership]) -> Vec<NodeId> {
-        let mut out = Vec::new();
-        for m in configs {
-            for id in self.counted(m) {
-                if !out.contains(&id) {
-                    out.push(id);
-                }
-            }
-        }
-        out
-    }
-
-    /// Whether `promisers` hold a phase-1 quorum of each of `configs`.
-    fn covers(&self, configs: &[Membership], promisers: &[NodeId]) -> bool {
-        configs.iter().all(|m| self.phase1_quorum(m, self.count_in(m, promisers)))
+        self.joint(configs).members()
     }
 
     /// Phase 1b arrives.
@@ -331,8 +335,8 @@ impl<S: StateMachine> Replica<S> {
         entries: Vec<PromisedEntry>,
         compacted: Slot,
     ) {
-        let ignore_accepted = self.cfg.has_bug(PlantedBug::IgnoreAcceptedValue);
-        match self.leader.as_mut() {
+        let ignore_accepted = self.cfg.plant().ignore_accepted_value();
+        match self.proposer.leader.as_mut() {
             Some(Leader { ballot: b, phase: Phase::Active(a), .. }) => {
                 // A late promise, or one from a configuration phase 1 was
                 // extended to. (Its accepted values need no merging: see
@@ -363,9 +367,9 @@ impl<S: StateMachine> Replica<S> {
             }
             None => return,
         }
-        let Some(Leader { phase: Phase::Preparing(p), .. }) = self.leader.as_ref() else { return };
+        let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_ref() else { return };
         let configs = self.phase1_configs(from_slot, &p.merged);
-        if !self.covers(&configs, &p.promises) {
+        if !self.joint(&configs).is_phase1(&p.promises) {
             // A configuration found among the promises: ask its voters too
             // (those who promised already are not asked again).
             let promised = p.promises.clone();
@@ -376,7 +380,7 @@ impl<S: StateMachine> Replica<S> {
                 let asked = self.members_of(&first);
                 missing.into_iter().filter(|id| !asked.contains(id)).collect()
             };
-            let handoff = self.leader.as_ref().and_then(|l| l.handoff);
+            let handoff = self.proposer.leader.as_ref().and_then(|l| l.handoff);
             for to in fresh {
                 self.send(to, Message::Prepare { ballot, from_slot, handoff });
             }
@@ -384,15 +388,15 @@ impl<S: StateMachine> Replica<S> {
         }
         let behind = p.behind;
         if behind.0 >= from_slot {
-            let now = self.now;
-            if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.leader.as_mut() {
+            let now = self.clock.now;
+            if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() {
                 p.behind_since.get_or_insert(now);
             }
-            self.known_commit = self.known_commit.max(behind.0);
+            self.learner.known_commit = self.learner.known_commit.max(behind.0);
             // Slots we would have to propose are compacted away at a
             // promiser: fetch its snapshot first, then prepare again from
             // the new commit index (same ballot; nothing proposed yet).
-            if self.commit < behind.0 {
+            if self.learner.commit < behind.0 {
                 self.request_catch_up(Some(behind.1));
             }
             // (We may have caught up while preparing.)
@@ -416,11 +420,11 @@ impl<S: StateMachine> Replica<S> {
     /// leader in phase 1 for good: the promises are asked for again, and an
     /// honest compacted promiser reports its compaction point again.
     fn restart_phase1(&mut self, impatient: bool) {
-        let commit = self.commit;
-        let now = self.now;
+        let commit = self.learner.commit;
+        let now = self.clock.now;
         let patience = BEHIND_PATIENCE * self.cfg.retry_ticks;
         let receiving = self.receiving_snapshot();
-        let Some(Leader { phase: Phase::Preparing(p), .. }) = self.leader.as_mut() else { return };
+        let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() else { return };
         let caught_up = p.behind.0 != 0 && commit >= p.behind.0;
         let waited = impatient && !receiving && p.behind_since.is_some_and(|t| now >= t.saturating_add(patience));
         if !caught_up && !waited {
@@ -432,9 +436,11 @@ impl<S: StateMachine> Replica<S> {
     /// Run phase 1 again, same ballot (nothing is proposed yet), from our
     /// commit index.
     fn prepare_again(&mut self) {
-        let commit = self.commit;
-        let now = self.now;
-        let Some(Leader { ballot, handoff, phase: Phase::Preparing(p), .. }) = self.leader.as_mut() else { return };
+        let commit = self.learner.commit;
+        let now = self.clock.now;
+        let Some(Leader { ballot, handoff, phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() else {
+            return;
+        };
         let (ballot, handoff) = (*ballot, *handoff);
         let reads = std::mem::take(&mut p.reads);
         *p = Preparing {
@@ -456,7 +462,7 @@ impl<S: StateMachine> Replica<S> {
     /// the recovered values, fill holes with no-ops, and add a no-op of our
     /// own, as the window allows.
     fn become_active(&mut self) {
-        let Some(leader) = self.leader.as_mut() else {
+        let Some(leader) = self.proposer.leader.as_mut() else {
             return;
         };
         let Phase::Preparing(p) = &mut leader.phase else {
@@ -473,9 +479,9 @@ impl<S: StateMachine> Replica<S> {
         // Above our commit index too: it may have moved past `from_slot`
         // while phase 1 ran, and slots up to it are never proposed again
         // (see `propose_due`).
-        let first_own_slot = last_recovered.max(self.commit) + 1;
+        let first_own_slot = last_recovered.max(self.learner.commit) + 1;
         recovered.insert(first_own_slot, Value::Noop);
-        let now = self.now;
+        let now = self.clock.now;
         leader.phase = Phase::Active(Box::new(Active {
             next_slot: from_slot,
             first_own_slot,
@@ -484,7 +490,7 @@ impl<S: StateMachine> Replica<S> {
             prepared_from: from_slot,
             extend_sent_at: None,
             inflight: BTreeMap::new(),
-            commit_sent: self.commit,
+            commit_sent: self.learner.commit,
             hb_seq: 0,
             last_hb: now,
             hb_sent: VecDeque::new(),
@@ -505,7 +511,7 @@ impl<S: StateMachine> Replica<S> {
         for (id, query, origin) in early_reads {
             self.queue_read(id, query, origin);
         }
-        let waiting: Vec<FollowerRead> = self.follower_reads.extract_if(.., |r| !r.asked).collect();
+        let waiting: Vec<FollowerRead> = self.clients.follower_reads.extract_if(.., |r| !r.asked).collect();
         for r in waiting {
             self.queue_read(r.id, r.query, None);
         }
@@ -519,12 +525,12 @@ impl<S: StateMachine> Replica<S> {
     /// that configuration (else phase 1 is extended to it first).
     fn propose_due(&mut self, commands: bool) {
         let window = self.cfg.max_inflight_slots;
-        let no_delay = self.cfg.has_bug(PlantedBug::ReconfigNoOverlap);
-        let alpha = self.configs.alpha;
+        let no_delay = self.cfg.plant().reconfig_no_overlap();
+        let alpha = self.members.configs.alpha;
         let max_batch = self.cfg.max_batch;
         let max_batch_bytes = self.cfg.max_batch_bytes;
-        let now = self.now;
-        let commit = self.commit;
+        let now = self.clock.now;
+        let commit = self.learner.commit;
         let mut first = 0;
         let mut values = Vec::new();
         let mut recipients: Vec<NodeId> = Vec::new();
@@ -542,13 +548,13 @@ impl<S: StateMachine> Replica<S> {
         // (`refresh_view` keeps what governs slots above the commit index),
         // so `governing` answers with an older one, whose voters need not
         // be there to promise or accept (issue 12).
-        if let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() {
+        if let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() {
             if a.next_slot <= commit {
                 a.next_slot = commit + 1;
                 a.recovered.retain(|&s, _| s > commit);
             }
         }
-        while let Some(Leader { pending, phase: Phase::Active(a), .. }) = self.leader.as_ref() {
+        while let Some(Leader { pending, phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() {
             let s = a.next_slot;
             if a.inflight.len() >= window || (!no_delay && s > commit + alpha) {
                 break;
@@ -556,7 +562,7 @@ impl<S: StateMachine> Replica<S> {
             // A change chosen (or proposed) and not yet in force waits for
             // α more slots to be chosen: with no client traffic, no-ops
             // fill them, so the next change is not held up by an idle log.
-            let activating = a.reconfig.is_some() || self.configs.pending_at(s).next().is_some();
+            let activating = a.reconfig.is_some() || self.members.configs.pending_at(s).next().is_some();
             let due = a.recovered.contains_key(&s)
                 || a.reconfig.as_ref().is_some_and(|r| r.2.is_none())
                 || (commands && !hold && !pending.is_empty())
@@ -565,17 +571,20 @@ impl<S: StateMachine> Replica<S> {
             if !due {
                 break;
             }
-            let g = self.configs.governing(s);
-            if !self.phase1_quorum(g, self.count_in(g, &a.promisers)) {
+            let g = self.members.configs.governing(s);
+            let q = self.quorum(g);
+            if !q.is_phase1(&a.promisers) {
                 self.extend_phase1();
                 break;
             }
-            for id in self.counted(g) {
+            for &id in q.voters() {
                 if !recipients.contains(&id) {
                     recipients.push(id);
                 }
             }
-            let Some(Leader { pending, held, phase: Phase::Active(a), .. }) = self.leader.as_mut() else { break };
+            let Some(Leader { pending, held, phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
+                break;
+            };
             let value = if let Some(v) = a.recovered.remove(&s) {
                 v
             } else if let Some((_, m, at @ None)) = a.reconfig.as_mut() {
@@ -609,7 +618,7 @@ impl<S: StateMachine> Replica<S> {
             held.add(value.commands());
             a.inflight.insert(s, Inflight { value: value.clone(), acks: Vec::new(), sent_at: now });
             a.next_slot += 1;
-            if let Some(t) = self.transfer.as_mut().filter(|_| hold) {
+            if let Some(t) = self.handover.as_mut().filter(|_| hold) {
                 t.unacked.insert(s);
             }
             if first == 0 {
@@ -619,7 +628,7 @@ impl<S: StateMachine> Replica<S> {
                 proposed_change = true;
                 if no_delay {
                     // The planted bug: in force before it is chosen.
-                    self.configs.chosen.insert(s, m.clone());
+                    self.members.configs.chosen.insert(s, m.clone());
                 }
             }
             values.push(value);
@@ -627,7 +636,7 @@ impl<S: StateMachine> Replica<S> {
         if values.is_empty() {
             return;
         }
-        let Some(ballot) = self.leader.as_ref().map(|l| l.ballot) else { return };
+        let Some(ballot) = self.proposer.leader.as_ref().map(|l| l.ballot) else { return };
         self.broadcast_accept(&recipients, ballot, first, values, commit);
         if proposed_change {
             // The new configuration will need our phase 1 and our lease.
@@ -644,23 +653,26 @@ impl<S: StateMachine> Replica<S> {
     /// once it has promised our ballot, and the voters that did promise may
     /// since have been lost.
     fn extend_phase1(&mut self) {
-        let now = self.now;
+        let now = self.clock.now;
         let retry = self.cfg.retry_ticks;
         let eager = self.membership_changed();
         let configs = self.leader_configs();
-        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_ref() else { return };
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() else { return };
         let mut missing: Vec<NodeId> = Vec::new();
         for m in &configs {
-            if !eager && self.phase1_quorum(m, self.count_in(m, &a.promisers)) {
+            let q = self.quorum(m);
+            if !eager && q.is_phase1(&a.promisers) {
                 continue;
             }
-            for id in self.counted(m) {
+            for &id in q.voters() {
                 if !a.promisers.contains(&id) && !missing.contains(&id) {
                     missing.push(id);
                 }
             }
         }
-        let Some(Leader { ballot, handoff, phase: Phase::Active(a), .. }) = self.leader.as_mut() else { return };
+        let Some(Leader { ballot, handoff, phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
+            return;
+        };
         if missing.is_empty() || a.extend_sent_at.is_some_and(|t| now < t + retry) {
             return;
         }
@@ -675,8 +687,8 @@ impl<S: StateMachine> Replica<S> {
     /// any pending, and any it has recovered or proposed and not yet seen
     /// chosen. Leases and read confirmations count in each of them.
     pub(crate) fn leader_configs(&self) -> Vec<Membership> {
-        let mut out = self.view.clone();
-        if let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_ref() {
+        let mut out = self.members.view.clone();
+        if let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() {
             let values = a.inflight.values().map(|i| &i.value).chain(a.recovered.values());
             for v in values {
                 if let Value::Reconfigure(m) = v {
@@ -742,26 +754,16 @@ impl<S: StateMachine> Replica<S> {
 
     /// The active leadership in `ballot`, if we lead in that ballot.
     fn active_in(&mut self, ballot: Ballot) -> Option<&mut Active> {
-        match self.leader.as_mut() {
+        match self.proposer.leader.as_mut() {
             Some(Leader { ballot: b, phase: Phase::Active(a), .. }) if *b == ballot => Some(a),
             _ => None,
-        }
-    }
-
-    /// Acceptors of `m` whose acknowledgement a lease or a read
-    /// confirmation needs.
-    fn phase2_size(&self, m: &Membership) -> usize {
-        if self.cfg.has_bug(PlantedBug::SmallQuorum) {
-            m.q2.saturating_sub(1).max(1)
-        } else {
-            m.q2
         }
     }
 
     /// Phase 2b arrives: count it among the voters of the configuration
     /// governing each slot; a phase-2 quorum of it chooses the slot.
     pub(crate) fn on_accepted(&mut self, from: NodeId, ballot: Ballot, first_slot: Slot, last_slot: Slot) {
-        self.transfer_accepted(from, ballot, first_slot, last_slot);
+        self.handover_accepted(from, ballot, first_slot, last_slot);
         let Some(a) = self.active_in(ballot) else { return };
         let mut counted = Vec::new();
         for (&slot, inf) in a.inflight.range_mut(first_slot..=last_slot) {
@@ -772,8 +774,8 @@ impl<S: StateMachine> Replica<S> {
         }
         let mut newly = Vec::new();
         for (slot, acks) in counted {
-            let g = self.configs.governing(slot);
-            if self.phase2_quorum(g, self.count_in(g, &acks)) {
+            let g = self.members.configs.governing(slot);
+            if self.quorum(g).is_phase2(&acks) {
                 newly.push(slot);
             }
         }
@@ -781,7 +783,7 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         for slot in newly {
-            let Some(Leader { held, phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
+            let Some(Leader { held, phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
                 return;
             };
             let Some(inf) = a.inflight.remove(&slot) else {
@@ -812,8 +814,8 @@ impl<S: StateMachine> Replica<S> {
     /// counted forever against a configuration history already trimmed
     /// below the commit index, and fill the window.
     pub(crate) fn forget_chosen_inflight(&mut self) {
-        let commit = self.commit;
-        let Some(Leader { held, phase: Phase::Active(a), .. }) = self.leader.as_mut() else { return };
+        let commit = self.learner.commit;
+        let Some(Leader { held, phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else { return };
         if a.inflight.first_key_value().is_none_or(|(&s, _)| s > commit) {
             return;
         }
@@ -838,17 +840,17 @@ impl<S: StateMachine> Replica<S> {
     /// slot (answered once chosen).
     pub(crate) fn reconfigure(&mut self, id: u64, change: Change) -> Result<(), ReconfigError> {
         if !self.is_leader() {
-            let leader = self.leader_hint.filter(|&l| l != self.cfg.id);
+            let leader = self.clients.leader_hint.filter(|&l| l != self.cfg.id);
             return Err(ReconfigError::NotLeader { leader });
         }
         let window = self.cfg.max_inflight_slots as Slot;
-        let commit = self.commit;
+        let commit = self.learner.commit;
         // Up now: answered one of the last few pings (sent every heartbeat),
         // not merely within the election round, so that a member that just
         // went down is not counted.
-        let heard = self.election.heard_within(self.now, 3 * self.cfg.heartbeat_ticks.max(1));
+        let heard = self.election.heard_within(self.clock.now, 3 * self.cfg.heartbeat_ticks.max(1));
         let changing = self.leader_configs().len() > 1 || self.pending_membership().is_some();
-        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_ref() else {
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() else {
             return Err(ReconfigError::NotLeader { leader: None });
         };
         if changing || a.reconfig.is_some() || commit + 1 < a.first_own_slot || self.holding_proposals() {
@@ -861,19 +863,20 @@ impl<S: StateMachine> Replica<S> {
             if !current.is_learner(v) {
                 return Err(ReconfigError::NotALearner(v));
             }
-            if self.progress.get(&v).is_none_or(|&p| p.saturating_add(window) < commit) {
+            if self.members.progress.get(&v).is_none_or(|&p| p.saturating_add(window) < commit) {
                 return Err(ReconfigError::LearnerNotInSync(v));
             }
         }
         // Strict reconfiguration check: a quorum of the new voters must be
         // up and reachable now.
-        let me = self.cfg.id;
-        let reachable = new.voters.iter().filter(|&&v| v == me || heard.contains(&v)).count();
-        let needed = new.q1.max(new.q2);
-        if reachable < needed {
+        let mut hears = heard;
+        hears.push(self.cfg.id);
+        let q = self.cfg.plant().connectivity(&new);
+        if !q.is_connected(&hears) {
+            let (reachable, needed) = (q.count(&hears), q.connected_size());
             return Err(ReconfigError::NoQuorumReachable { reachable, voters: new.voters.len(), needed });
         }
-        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
             return Err(ReconfigError::NotLeader { leader: None });
         };
         a.reconfig = Some((id, new, None));
@@ -882,7 +885,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// An acceptor refused us.
     pub(crate) fn on_nack(&mut self, ballot: Ballot, promised: Ballot) {
-        let Some(leader) = self.leader.as_ref() else {
+        let Some(leader) = self.proposer.leader.as_ref() else {
             return;
         };
         if leader.ballot != ballot || promised <= ballot {
@@ -901,16 +904,16 @@ impl<S: StateMachine> Replica<S> {
 
     /// Stop leading: a higher ballot exists.
     pub(crate) fn step_down(&mut self, higher: Ballot) {
-        let Some(old) = self.leader.take() else {
+        let Some(old) = self.proposer.leader.take() else {
             return;
         };
-        self.abandoned = old.ballot;
+        self.proposer.abandoned = old.ballot;
         if self.election.is_leader() && self.election.ballot() == old.ballot {
             // Deposed while the election still names us: stop standing, or
             // followers who cannot hear the new leader would keep us alive.
             self.election.withdraw();
         }
-        self.forward.extend(old.pending);
+        self.clients.forward.extend(old.pending);
         if let Phase::Active(a) = &old.phase {
             if let Some((id, _, _)) = a.reconfig {
                 self.out.reconfigs.push(ReconfigResponse { id, result: Err(ReconfigError::Interrupted) });
@@ -924,13 +927,13 @@ impl<S: StateMachine> Replica<S> {
     /// Leadership is being handed over to `to`: give up our lease in this
     /// ballot for good (it is never earned again in it) and refuse the reads
     /// waiting here, pointing their clients at `to`. Must happen before the
-    /// handover message leaves (see [`crate::transfer`]).
+    /// handover message leaves (see [`crate::handover`]).
     pub(crate) fn forfeit_lease(&mut self, to: NodeId) {
-        if self.cfg.has_bug(PlantedBug::TransferKeepsLease) {
+        if self.cfg.plant().transfer_keeps_lease() {
             // The planted bug: keep the lease, and the reads it serves.
             return;
         }
-        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else { return };
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else { return };
         a.lease_until = 0;
         a.lease_forfeited = true;
         let reads = std::mem::take(&mut a.reads);
@@ -946,7 +949,7 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn fail_reads(&mut self, phase: Phase) {
-        let leader = self.leader_hint.filter(|&l| l != self.cfg.id);
+        let leader = self.clients.leader_hint.filter(|&l| l != self.cfg.id);
         if let Phase::Preparing(p) = &phase {
             for (id, _, origin) in &p.reads {
                 match origin {
@@ -972,11 +975,11 @@ impl<S: StateMachine> Replica<S> {
     /// Pack pending commands into slots and send what is due. Called once
     /// per output, so everything that arrived since is one batch.
     pub(crate) fn flush(&mut self) {
-        let commit = self.commit;
-        if let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_ref() {
+        let commit = self.learner.commit;
+        if let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() {
             let before = a.next_slot;
             self.propose_due(true);
-            let Some(Leader { ballot, phase: Phase::Active(a), .. }) = self.leader.as_mut() else { return };
+            let Some(Leader { ballot, phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else { return };
             let ballot = *ballot;
             let send_commit = a.next_slot == before && commit > a.commit_sent;
             a.commit_sent = commit;
@@ -990,9 +993,9 @@ impl<S: StateMachine> Replica<S> {
                 self.send_heartbeat();
             }
         }
-        if let Some(l) = self.leader_hint.filter(|&l| l != self.cfg.id) {
-            if !self.forward.is_empty() && self.leader.is_none() {
-                let commands = std::mem::take(&mut self.forward);
+        if let Some(l) = self.clients.leader_hint.filter(|&l| l != self.cfg.id) {
+            if !self.clients.forward.is_empty() && self.proposer.leader.is_none() {
+                let commands = std::mem::take(&mut self.clients.forward);
                 self.send_forward(l, commands);
             }
         }
@@ -1016,9 +1019,9 @@ impl<S: StateMachine> Replica<S> {
 
     /// Timers: heartbeats, and resending what went unanswered.
     pub(crate) fn leader_tick(&mut self) {
-        let now = self.now;
+        let now = self.clock.now;
         let retry = self.cfg.retry_ticks;
-        let Some(leader) = self.leader.as_ref() else {
+        let Some(leader) = self.proposer.leader.as_ref() else {
             return;
         };
         let (ballot, handoff) = (leader.ballot, leader.handoff);
@@ -1028,7 +1031,7 @@ impl<S: StateMachine> Replica<S> {
                     self.restart_phase1(true);
                     return;
                 }
-                if now >= p.sent_at + retry && self.commit >= p.from_slot {
+                if now >= p.sent_at + retry && self.learner.commit >= p.from_slot {
                     // Slots learnt chosen while preparing: a quorum of the
                     // configurations that governed only them is no longer
                     // needed, and may be gone for good (found by swarm
@@ -1042,7 +1045,7 @@ impl<S: StateMachine> Replica<S> {
                     let from_slot = p.from_slot;
                     let targets = self.members_of(&self.phase1_configs(from_slot, &p.merged));
                     let missing: Vec<NodeId> = targets.into_iter().filter(|id| !p.promises.contains(id)).collect();
-                    if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.leader.as_mut() {
+                    if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() {
                         p.sent_at = now;
                     }
                     for to in missing {
@@ -1057,21 +1060,21 @@ impl<S: StateMachine> Replica<S> {
                 for (&slot, inf) in a.inflight.iter() {
                     if now >= inf.sent_at + retry {
                         due.push(slot);
-                        for id in self.counted(self.configs.governing(slot)) {
+                        for &id in self.quorum(self.members.configs.governing(slot)).voters() {
                             if !inf.acks.contains(&id) {
                                 resend.push((id, slot, inf.value.clone()));
                             }
                         }
                     }
                 }
-                if let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() {
+                if let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() {
                     for slot in due {
                         if let Some(inf) = a.inflight.get_mut(&slot) {
                             inf.sent_at = now;
                         }
                     }
                 }
-                let commit = self.commit;
+                let commit = self.learner.commit;
                 resend.sort_by_key(|r| (r.0, r.1));
                 let mut i = 0;
                 while i < resend.len() {
@@ -1104,23 +1107,23 @@ impl<S: StateMachine> Replica<S> {
     /// applying the chosen [`Value::ExpireSessions`] is a function of the
     /// log, so every replica forgets the same sessions at the same slot.
     pub(crate) fn expire_sessions_tick(&mut self) {
-        let now = self.now;
+        let now = self.clock.now;
         let expiry = self.cfg.session_expiry_ticks;
         let period = (expiry / 4).max(1);
-        if self.session_marks.back().is_none_or(|&(t, _)| now >= t + period) {
-            self.session_marks.push_back((now, self.commit + 1));
+        if self.learner.session_marks.back().is_none_or(|&(t, _)| now >= t + period) {
+            self.learner.session_marks.push_back((now, self.learner.commit + 1));
         }
         let mut due = None;
-        while let Some(&(t, slot)) = self.session_marks.front() {
+        while let Some(&(t, slot)) = self.learner.session_marks.front() {
             if now < t + expiry {
                 break;
             }
-            self.session_marks.pop_front();
+            self.learner.session_marks.pop_front();
             due = Some(slot);
         }
-        let oldest = self.sessions.values().map(|s| s.last_slot).min();
+        let oldest = self.learner.sessions.values().map(|s| s.last_slot).min();
         let Some(before) = due.filter(|&b| oldest.is_some_and(|o| o < b)) else { return };
-        if let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() {
+        if let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() {
             // (Proposed by the next `flush`.)
             a.expire_due = Some(a.expire_due.map_or(before, |d| d.max(before)));
         }
@@ -1129,13 +1132,13 @@ impl<S: StateMachine> Replica<S> {
     /// A heartbeat round: commit index out, lease renewal and read
     /// confirmation back.
     fn send_heartbeat(&mut self) {
-        let now = self.now;
+        let now = self.clock.now;
         let me = self.cfg.id;
         let lease_ticks = self.cfg.lease_ticks;
-        let promised = self.promised;
-        let commit = self.commit;
+        let promised = self.acceptor.promised;
+        let commit = self.learner.commit;
         let targets = self.heartbeat_targets();
-        let Some(Leader { ballot, phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
+        let Some(Leader { ballot, phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
             return;
         };
         let ballot = *ballot;
@@ -1154,9 +1157,9 @@ impl<S: StateMachine> Replica<S> {
             }
         }
         if promised == ballot && lease_ticks > 0 {
-            self.lease_holder = me;
-            self.lease_ballot = ballot;
-            self.lease_until = self.lease_until.max(now + lease_ticks);
+            self.acceptor.lease_holder = me;
+            self.acceptor.lease_ballot = ballot;
+            self.acceptor.lease_until = self.acceptor.lease_until.max(now + lease_ticks);
         }
         for to in targets {
             self.send(to, Message::Heartbeat { ballot, commit, seq, last_slot });
@@ -1182,29 +1185,20 @@ impl<S: StateMachine> Replica<S> {
     /// The highest heartbeat a phase-2 quorum of each of `configs` has
     /// acknowledged, per `acks`.
     fn quorum_seq(&self, configs: &[Membership], acks: &BTreeMap<NodeId, u64>) -> u64 {
-        configs
-            .iter()
-            .map(|m| {
-                let mut v: Vec<u64> = self.counted(m).map(|id| acks.get(&id).copied().unwrap_or(0)).collect();
-                v.sort_unstable_by(|x, y| y.cmp(x));
-                v.get(self.phase2_size(m) - 1).copied().unwrap_or(0)
-            })
-            .min()
-            .unwrap_or(0)
+        self.joint(configs).committed(|id| acks.get(&id).copied().unwrap_or(0))
     }
 
     /// Recompute what a quorum of heartbeat acknowledgements proves: the
     /// lease, and which pending reads are confirmed.
     fn update_confirmations(&mut self) {
-        let margin =
-            if self.cfg.has_bug(PlantedBug::LeaseNoDriftMargin) { 0 } else { self.cfg.lease_drift_margin_ticks };
+        let margin = self.cfg.plant().lease_drift_margin(self.cfg.lease_drift_margin_ticks);
         let lease_ticks = self.cfg.lease_ticks;
         let configs = self.leader_configs();
-        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_ref() else {
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() else {
             return;
         };
         let lease_seq = if lease_ticks > 0 { self.quorum_seq(&configs, &a.lease_acked) } else { 0 };
-        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
             return;
         };
         if configs.iter().any(|m| !a.lease_configs.contains(m)) {
@@ -1233,20 +1227,20 @@ impl<S: StateMachine> Replica<S> {
             self.queue_read(id, query, None);
             return;
         }
-        if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.leader.as_mut() {
+        if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() {
             p.reads.push((id, query, None));
             return;
         }
-        match self.leader_hint.filter(|&l| l != self.cfg.id) {
+        match self.clients.leader_hint.filter(|&l| l != self.cfg.id) {
             Some(l) => {
-                let since = self.now;
-                self.follower_reads.push(FollowerRead { id, query, index: None, since, asked: true });
+                let since = self.clock.now;
+                self.clients.follower_reads.push(FollowerRead { id, query, index: None, since, asked: true });
                 self.send(l, Message::ReadIndex { id });
             }
             None => {
                 // Wait (up to the usual expiry) for a leader to appear.
-                let since = self.now;
-                self.follower_reads.push(FollowerRead { id, query, index: None, since, asked: false });
+                let since = self.clock.now;
+                self.clients.follower_reads.push(FollowerRead { id, query, index: None, since, asked: false });
             }
         }
     }
@@ -1257,7 +1251,7 @@ impl<S: StateMachine> Replica<S> {
             self.send(from, Message::ReadIndexReply { id, index: 0 });
         } else if self.is_leader() {
             self.queue_read(id, Bytes::new(), Some(from));
-        } else if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.leader.as_mut() {
+        } else if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() {
             // Answered once phase 1 completes.
             p.reads.push((id, Bytes::new(), Some(from)));
         } else {
@@ -1266,9 +1260,9 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn queue_read(&mut self, id: u64, query: Bytes, origin: Option<NodeId>) {
-        let now = self.now;
-        let commit = self.commit;
-        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
+        let now = self.clock.now;
+        let commit = self.learner.commit;
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
             return;
         };
         let read_index = commit.max(a.first_own_slot);
@@ -1287,15 +1281,15 @@ impl<S: StateMachine> Replica<S> {
 
     /// The leader's answer to our `ReadIndex`.
     pub(crate) fn on_read_index_reply(&mut self, id: u64, index: Slot) {
-        let Some(pos) = self.follower_reads.iter().position(|r| r.id == id && r.index.is_none()) else {
+        let Some(pos) = self.clients.follower_reads.iter().position(|r| r.id == id && r.index.is_none()) else {
             return;
         };
         if index == 0 {
-            let r = self.follower_reads.remove(pos);
-            let leader = self.leader_hint.filter(|&l| l != self.cfg.id);
+            let r = self.clients.follower_reads.remove(pos);
+            let leader = self.clients.leader_hint.filter(|&l| l != self.cfg.id);
             self.out.reads.push(ReadResponse { id: r.id, result: Err(ClientError::NotLeader { leader }) });
         } else {
-            self.follower_reads[pos].index = Some(index);
+            self.clients.follower_reads[pos].index = Some(index);
             self.serve_follower_reads();
         }
     }
@@ -1303,15 +1297,15 @@ impl<S: StateMachine> Replica<S> {
     /// Answer every pending read that is confirmed (and, for reads made
     /// here, applied); tell followers their confirmed read index.
     pub(crate) fn serve_reads(&mut self) {
-        let applied = self.applied;
-        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_ref() else {
+        let applied = self.learner.applied;
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() else {
             return;
         };
         if a.reads.is_empty() {
             return;
         }
         let confirmed = self.quorum_seq(&self.leader_configs(), &a.acked);
-        let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_mut() else {
+        let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
             return;
         };
         let mut ready = Vec::new();
@@ -1335,7 +1329,7 @@ impl<S: StateMachine> Replica<S> {
                     self.send(follower, msg);
                 }
                 None => {
-                    let result = Ok(self.sm.query(&r.query));
+                    let result = Ok(self.learner.sm.query(&r.query));
                     self.out.reads.push(ReadResponse { id: r.id, result });
                 }
             }
@@ -1344,15 +1338,15 @@ impl<S: StateMachine> Replica<S> {
 
     /// Answer the follower reads whose read index is applied.
     pub(crate) fn serve_follower_reads(&mut self) {
-        if self.follower_reads.is_empty() {
+        if self.clients.follower_reads.is_empty() {
             return;
         }
-        let applied = self.applied;
+        let applied = self.learner.applied;
         let mut i = 0;
-        while i < self.follower_reads.len() {
-            if self.follower_reads[i].index.is_some_and(|x| x <= applied) {
-                let r = self.follower_reads.remove(i);
-                let result = Ok(self.sm.query(&r.query));
+        while i < self.clients.follower_reads.len() {
+            if self.clients.follower_reads[i].index.is_some_and(|x| x <= applied) {
+                let r = self.clients.follower_reads.remove(i);
+                let result = Ok(self.learner.sm.query(&r.query));
                 self.out.reads.push(ReadResponse { id: r.id, result });
             } else {
                 i += 1;
@@ -1362,12 +1356,12 @@ impl<S: StateMachine> Replica<S> {
 
     /// Give up on follower reads the leader never answered.
     pub(crate) fn expire_follower_reads(&mut self) {
-        let horizon = self.now.saturating_sub(2 * self.cfg.election_ticks);
-        let leader = self.leader_hint.filter(|&l| l != self.cfg.id);
+        let horizon = self.clock.now.saturating_sub(2 * self.cfg.election_ticks);
+        let leader = self.clients.leader_hint.filter(|&l| l != self.cfg.id);
         let mut i = 0;
-        while i < self.follower_reads.len() {
-            if self.follower_reads[i].since < horizon {
-                let r = self.follower_reads.remove(i);
+        while i < self.clients.follower_reads.len() {
+            if self.clients.follower_reads[i].since < horizon {
+                let r = self.clients.follower_reads.remove(i);
                 self.out.reads.push(ReadResponse { id: r.id, result: Err(ClientError::NotLeader { leader }) });
             } else {
                 i += 1;

@@ -2,15 +2,14 @@
 //! instant storage: the harness for tests, benchmarks and examples of the
 //! happy path. (Faults belong to the simulator, crate `synod-sim`.)
 
-use crate::ballot::NodeId;
 use crate::command::Command;
 use crate::config::Config;
+use crate::io::{Input, ReadResponse, ReconfigResponse, Refused, Response, Snapshot, Stats, TransferResponse};
 use crate::message::Message;
-use crate::record::{Lsn, Record};
-use crate::replica::{
-    Input, ReadResponse, ReconfigResponse, Refused, Replica, Response, Snapshot, Stats, TransferResponse,
-};
+use crate::record::Record;
+use crate::replica::Replica;
 use crate::state_machine::StateMachine;
+use crate::types::{Lsn, NodeId};
 use std::collections::VecDeque;
 
 /// Replicas `1..=n`, delivering every message in order.

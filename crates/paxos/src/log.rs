@@ -6,7 +6,8 @@
 //! to take.
 
 use crate::ballot::Ballot;
-use crate::command::{Slot, Value};
+use crate::command::Value;
+use crate::types::Slot;
 use std::collections::VecDeque;
 
 /// A replica stores an entry at most this many slots above its log's end

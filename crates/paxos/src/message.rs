@@ -8,8 +8,9 @@
 //! reads and forwarding.
 
 use crate::ballot::Ballot;
-use crate::command::{Command, Slot, Value};
+use crate::command::{Command, Value};
 use crate::election::Pong;
+use crate::types::Slot;
 
 /// One accepted entry reported in a [`Message::Promise`].
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -50,7 +51,7 @@ pub enum Message {
         /// handed leadership over to it ([`Message::TimeoutNow`]): that
         /// leader gave up its lease in this ballot for good, so an acceptor
         /// whose lease was granted in exactly this ballot need not refuse
-        /// the Prepare (see [`crate::transfer`]).
+        /// the Prepare (see [`crate::handover`]).
         handoff: Option<Ballot>,
     },
     /// Phase 1b: the promise, with every accepted value from `from_slot` on.

@@ -96,11 +96,56 @@
 //! by a new node with a new id (add it as a learner, then promote it in
 //! place of the old one), as etcd requires.
 
-use crate::ballot::NodeId;
-use crate::command::Slot;
-use crate::quorum::{QuorumError, QuorumPolicy};
-use std::collections::BTreeMap;
+use crate::quorum::{Quorum, QuorumError, QuorumPolicy};
+use crate::types::{NodeId, Slot};
+use std::collections::{BTreeMap, HashMap};
 use thiserror::Error;
+
+/// Membership as this replica knows it: the configurations chosen, the
+/// ones in force now, and how far learners have caught up.
+#[derive(Clone, Debug)]
+pub(crate) struct Members {
+    /// The initial configuration and the changes chosen since that may
+    /// still matter.
+    pub(crate) configs: Configs,
+    /// The configuration in force at `commit + 1`, then any pending one:
+    /// whom this replica pings and whose quorum election needs.
+    pub(crate) view: Vec<Membership>,
+    /// Learners' commit indexes as last reported to this (leading) node.
+    pub(crate) progress: HashMap<NodeId, Slot>,
+}
+
+impl Members {
+    /// Everyone in the configurations in force and pending, voters first,
+    /// without duplicates.
+    pub(crate) fn everyone(&self) -> Vec<NodeId> {
+        let mut out: Vec<NodeId> = Vec::new();
+        for m in &self.view {
+            for id in m.members() {
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        out
+    }
+
+    /// Recompute the configurations in force at `from` and pending, keeping
+    /// the history from `keep` on; whether they changed.
+    pub(crate) fn refresh(&mut self, from: Slot, keep: Slot) -> bool {
+        if self.configs.chosen.is_empty() && self.view.len() == 1 && self.view[0] == self.configs.base {
+            return false;
+        }
+        self.configs.trim(keep);
+        let mut view = vec![self.configs.governing(from).clone()];
+        view.extend(self.configs.pending_at(from).map(|(_, m)| m.clone()));
+        if view == self.view {
+            return false;
+        }
+        self.view = view;
+        true
+    }
+}
 
 /// One configuration: who votes, who only learns, and the quorum sizes.
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -140,6 +185,11 @@ impl Membership {
         }
         QuorumPolicy::flexible(self.voters.len(), self.q1, self.q2)?;
         Ok(())
+    }
+
+    /// This configuration's quorums (the members that count, and the sizes).
+    pub fn quorum(&self) -> Quorum<'_> {
+        Quorum::new(&self.voters, self.q1, self.q2)
     }
 
     /// Whether `id` votes.

@@ -7,10 +7,10 @@
 //! the replica ([`crate::Replica::recover`]).
 
 use crate::ballot::Ballot;
-use crate::command::{Slot, Value};
+use crate::command::Value;
+use crate::types::Slot;
 
-/// Log sequence number of a record; the first record is 1.
-pub type Lsn = u64;
+pub use crate::types::Lsn;
 
 /// One durable fact.
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

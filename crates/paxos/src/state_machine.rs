@@ -4,7 +4,8 @@
 //! must be deterministic: no clocks, no randomness, no I/O whose outcome can
 //! differ between replicas.
 
-use crate::command::{Command, Slot};
+use crate::command::Command;
+use crate::types::Slot;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 

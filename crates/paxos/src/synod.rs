@@ -13,7 +13,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::ballot::{Ballot, NodeId};
+use crate::ballot::Ballot;
+use crate::types::NodeId;
 
 /// A Synod protocol message. The phase numbers are the paper's.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -351,7 +351,7 @@ where
     /// with `InProgress` during another transfer or a membership change;
     /// fails with `Timeout` if `to` did not take over within
     /// `Config::transfer_timeout_ticks` (this member then leads on, if it
-    /// still can). See `synod_paxos::transfer`.
+    /// still can). See `synod_paxos::handover`.
     pub async fn transfer_leadership(&self, to: NodeId) -> Result<(), Error> {
         let (reply, rx) = oneshot::channel();
         self.call(Request::Transfer { to, reply }, rx).await?
@@ -591,7 +591,7 @@ fn checked(mut cfg: NodeConfig, lock: &DirLock) -> Result<NodeConfig, Error> {
     // Every message the protocol sends must fit a frame and a record.
     let most = cfg.max_frame.min(synod_storage::record::MAX_PAYLOAD);
     cfg.protocol.max_message_bytes = cfg.protocol.max_message_bytes.min(most);
-    if cfg.protocol.planted.is_some() {
+    if cfg.protocol.has_planted_bug() {
         return Err(Error::Config("planted bugs are for the simulator only".into()));
     }
     cfg.protocol.validate().map_err(|e| Error::Config(e.to_string()))?;

@@ -232,7 +232,7 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(tokio_stream::iter(chunks)))
     }
 
-    /// Hands leadership to `target_id` (see `synod_paxos::transfer`); at a
+    /// Hands leadership to `target_id` (see `synod_paxos::handover`); at a
     /// follower the request is forwarded to the leader. Answers once the
     /// target leads.
     async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {

@@ -63,12 +63,13 @@
 //! relies on a lease in `b` again, whenever a `TimeoutNow { b }` or a
 //! Prepare carrying `b` arrives.
 
-use crate::ballot::{Ballot, NodeId};
-use crate::command::{Slot, Value};
-use crate::config::PlantedBug;
+use crate::ballot::Ballot;
+use crate::command::Value;
+use crate::io::TransferResponse;
 use crate::message::Message;
-use crate::replica::{Replica, TransferResponse};
+use crate::replica::Replica;
 use crate::state_machine::StateMachine;
+use crate::types::{NodeId, Slot};
 use std::collections::BTreeSet;
 use thiserror::Error;
 
@@ -100,7 +101,7 @@ pub enum TransferError {
 
 /// A transfer asked for at this replica, until answered.
 #[derive(Clone, Debug)]
-pub(crate) struct Transfer {
+pub(crate) struct Handover {
     /// The request id, echoed in the answer.
     id: u64,
     /// The target.
@@ -118,31 +119,57 @@ pub(crate) struct Transfer {
     nudged_at: Option<u64>,
 }
 
+impl Handover {
+    /// `from` accepted slots `first..=last` in `ballot`: if it is the
+    /// target, in our ballot, strike them off; whether it was.
+    fn accepted(&mut self, from: NodeId, ballot: Ballot, first: Slot, last: Slot) -> bool {
+        if self.to != from || self.ballot != ballot {
+            return false;
+        }
+        let acked: Vec<Slot> = self.unacked.range(first..=last).copied().collect();
+        for s in acked {
+            self.unacked.remove(&s);
+        }
+        true
+    }
+
+    /// A message only an active leader sends came from `from` in
+    /// `ballot`: the answer, if that ends the handover (the target leads
+    /// above our ballot: done; another node does: failed).
+    fn outcome(&self, from: NodeId, ballot: Ballot) -> Option<TransferResponse> {
+        if ballot.node != from || ballot <= self.ballot {
+            return None;
+        }
+        let result = if from == self.to { Ok(()) } else { Err(TransferError::NotLeader { leader: Some(from) }) };
+        Some(TransferResponse { id: self.id, result })
+    }
+}
+
 impl<S: StateMachine> Replica<S> {
     /// `Input::TransferLeadership`: check the request, and start draining.
-    pub(crate) fn start_transfer(&mut self, id: u64, to: NodeId) {
-        match self.check_transfer(to) {
+    pub(crate) fn start_handover(&mut self, id: u64, to: NodeId) {
+        match self.check_handover(to) {
             Err(e) => self.out.transfers.push(TransferResponse { id, result: Err(e) }),
             Ok(None) => self.out.transfers.push(TransferResponse { id, result: Ok(()) }),
             Ok(Some((ballot, unacked))) => {
-                let deadline = self.now + self.cfg.transfer_timeout_ticks;
-                self.transfer = Some(Transfer { id, to, ballot, deadline, unacked, sent_at: None, nudged_at: None });
-                self.advance_transfer();
+                let deadline = self.clock.now + self.cfg.transfer_timeout_ticks;
+                self.handover = Some(Handover { id, to, ballot, deadline, unacked, sent_at: None, nudged_at: None });
+                self.advance_handover();
             }
         }
     }
 
     /// `Ok(None)`: nothing to do (the target is this leader); `Ok(Some)`:
     /// our ballot and the slots the target has yet to accept.
-    fn check_transfer(&self, to: NodeId) -> Result<Option<(Ballot, BTreeSet<Slot>)>, TransferError> {
+    fn check_handover(&self, to: NodeId) -> Result<Option<(Ballot, BTreeSet<Slot>)>, TransferError> {
         let me = self.cfg.id;
-        let Some(leader) = self.leader.as_ref().filter(|l| l.is_active()) else {
-            return Err(TransferError::NotLeader { leader: self.leader_hint.filter(|&l| l != me) });
+        let Some(leader) = self.proposer.leader.as_ref().filter(|l| l.is_active()) else {
+            return Err(TransferError::NotLeader { leader: self.clients.leader_hint.filter(|&l| l != me) });
         };
         let Some(a) = leader.active() else {
             return Err(TransferError::NotLeader { leader: None });
         };
-        if self.transfer.is_some() {
+        if self.handover.is_some() {
             return Err(TransferError::InProgress);
         }
         if to == me {
@@ -161,7 +188,7 @@ impl<S: StateMachine> Replica<S> {
     /// Whether client commands wait: a transfer of our current leadership
     /// is in progress.
     pub(crate) fn holding_proposals(&self) -> bool {
-        match (&self.transfer, &self.leader) {
+        match (&self.handover, &self.proposer.leader) {
             (Some(t), Some(l)) => t.ballot == l.ballot,
             _ => false,
         }
@@ -170,52 +197,46 @@ impl<S: StateMachine> Replica<S> {
     /// The target, once this leader has handed its current leadership over
     /// (it then serves no reads).
     pub(crate) fn handed_over_to(&self) -> Option<NodeId> {
-        let t = self.transfer.as_ref()?;
+        let t = self.handover.as_ref()?;
         let handed = t.sent_at.is_some() && self.holding_proposals();
-        (handed && !self.cfg.has_bug(PlantedBug::TransferKeepsLease)).then_some(t.to)
+        (handed && !self.cfg.plant().transfer_keeps_lease()).then_some(t.to)
     }
 
     /// An `Accepted` arrived: if from the target, strike the slots off.
-    pub(crate) fn transfer_accepted(&mut self, from: NodeId, ballot: Ballot, first: Slot, last: Slot) {
-        let Some(t) = self.transfer.as_mut() else { return };
-        if t.to != from || t.ballot != ballot {
-            return;
+    pub(crate) fn handover_accepted(&mut self, from: NodeId, ballot: Ballot, first: Slot, last: Slot) {
+        if self.handover.as_mut().is_some_and(|t| t.accepted(from, ballot, first, last)) {
+            self.advance_handover();
         }
-        let acked: Vec<Slot> = t.unacked.range(first..=last).copied().collect();
-        for s in acked {
-            t.unacked.remove(&s);
-        }
-        self.advance_transfer();
     }
 
     /// Hand over once the target holds every slot we proposed.
-    fn advance_transfer(&mut self) {
-        let now = self.now;
-        let Some(t) = self.transfer.as_ref() else { return };
+    fn advance_handover(&mut self) {
+        let now = self.clock.now;
+        let Some(t) = self.handover.as_ref() else { return };
         if t.sent_at.is_some() || !t.unacked.is_empty() || !self.holding_proposals() {
             return;
         }
-        if self.leader.as_ref().and_then(|l| l.active()).is_none_or(|a| a.recovering()) {
+        if self.proposer.leader.as_ref().and_then(|l| l.active()).is_none_or(|a| a.recovering()) {
             return;
         }
         let (to, ballot) = (t.to, t.ballot);
         // First give the lease up, then let the target bid past it.
         self.forfeit_lease(to);
-        if let Some(t) = self.transfer.as_mut() {
+        if let Some(t) = self.handover.as_mut() {
             t.sent_at = Some(now);
         }
-        let commit = self.commit;
+        let commit = self.learner.commit;
         self.send(to, Message::TimeoutNow { ballot, commit });
     }
 
     /// Timers: resend the handover, or give up at the deadline.
-    pub(crate) fn transfer_tick(&mut self) {
-        let now = self.now;
+    pub(crate) fn handover_tick(&mut self) {
+        let now = self.clock.now;
         let retry = self.cfg.retry_ticks;
-        let Some(t) = self.transfer.as_ref() else { return };
+        let Some(t) = self.handover.as_ref() else { return };
         if now >= t.deadline {
             let id = t.id;
-            self.transfer = None;
+            self.handover = None;
             // If we still lead, the queued commands go into slots again at
             // the next flush.
             self.out.transfers.push(TransferResponse { id, result: Err(TransferError::Timeout) });
@@ -228,10 +249,10 @@ impl<S: StateMachine> Replica<S> {
         let resend = t.sent_at.is_some_and(|at| now >= at + retry) && self.holding_proposals();
         if resend {
             let (to, ballot) = (t.to, t.ballot);
-            if let Some(t) = self.transfer.as_mut() {
+            if let Some(t) = self.handover.as_mut() {
                 t.sent_at = Some(now);
             }
-            let commit = self.commit;
+            let commit = self.learner.commit;
             self.send(to, Message::TimeoutNow { ballot, commit });
         }
     }
@@ -243,10 +264,10 @@ impl<S: StateMachine> Replica<S> {
     /// (or learned otherwise) is struck off: the target learns it by
     /// catch-up.
     fn nudge_target(&mut self) {
-        let now = self.now;
-        let commit = self.commit;
-        let Some(t) = self.transfer.as_ref() else { return };
-        let Some(leader) = self.leader.as_ref().filter(|l| l.ballot == t.ballot) else { return };
+        let now = self.clock.now;
+        let commit = self.learner.commit;
+        let Some(t) = self.handover.as_ref() else { return };
+        let Some(leader) = self.proposer.leader.as_ref().filter(|l| l.ballot == t.ballot) else { return };
         let Some(a) = leader.active() else { return };
         let (to, ballot) = (t.to, t.ballot);
         let mut runs: Vec<(Slot, Vec<Value>)> = Vec::new();
@@ -262,7 +283,7 @@ impl<S: StateMachine> Replica<S> {
                 _ => runs.push((s, vec![e.value.clone()])),
             }
         }
-        if let Some(t) = self.transfer.as_mut() {
+        if let Some(t) = self.handover.as_mut() {
             t.nudged_at = Some(now);
             for s in gone {
                 t.unacked.remove(&s);
@@ -271,22 +292,17 @@ impl<S: StateMachine> Replica<S> {
         for (first_slot, values) in runs {
             self.send_accepts(to, ballot, first_slot, values, commit);
         }
-        self.advance_transfer();
+        self.advance_handover();
     }
 
     /// A message only an active leader sends (`Accept`, `Heartbeat`,
     /// `Commit`) came from `from` in `ballot`: if that is the target leading
     /// above the ballot we handed over, the transfer is done; if another
     /// node leads above it, it is over (and failed).
-    pub(crate) fn transfer_observe(&mut self, from: NodeId, ballot: Ballot) {
-        let Some(t) = self.transfer.as_ref() else { return };
-        if ballot.node != from || ballot <= t.ballot {
-            return;
-        }
-        let id = t.id;
-        let result = if from == t.to { Ok(()) } else { Err(TransferError::NotLeader { leader: Some(from) }) };
-        self.transfer = None;
-        self.out.transfers.push(TransferResponse { id, result });
+    pub(crate) fn handover_observe(&mut self, from: NodeId, ballot: Ballot) {
+        let Some(answer) = self.handover.as_ref().and_then(|t| t.outcome(from, ballot)) else { return };
+        self.handover = None;
+        self.out.transfers.push(answer);
     }
 
     /// `TimeoutNow` from the leader of `ballot`: take over at once, if we
@@ -295,19 +311,19 @@ impl<S: StateMachine> Replica<S> {
         if ballot.node != from || from == self.cfg.id {
             return;
         }
-        let stale = self.promised > ballot
+        let stale = self.acceptor.promised > ballot
             || self.election.leader() > ballot
-            || self.leader.as_ref().is_some_and(|l| l.ballot > ballot);
-        let connected = self.election.connected(self.now);
+            || self.proposer.leader.as_ref().is_some_and(|l| l.ballot > ballot);
+        let connected = self.election.connected(self.clock.now);
         if stale || !connected || !self.election.is_voter() || self.rejoin.is_some() {
             return;
         }
         // Our entries in `ballot` are the sender's proposals: learn which
         // are chosen, so phase 1 starts above them.
         self.learn_commit(from, ballot, commit);
-        let above = self.promised.max(ballot).max(self.own_ballot);
+        let above = self.acceptor.promised.max(ballot).max(self.proposer.own_ballot);
         let Some(bid) = self.election.take_over(above) else { return };
-        self.takeover = Some((bid, ballot));
+        self.proposer.takeover = Some((bid, ballot));
         self.sync_role();
     }
 }
