@@ -16,6 +16,7 @@
 
 use crate::types::NodeId;
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use thiserror::Error;
 
 /// Sizes of the phase-1 and phase-2 quorums over `n` acceptors.
@@ -258,9 +259,49 @@ impl<'a> Joint<'a> {
     }
 }
 
+/// The distinct acceptors that answered one ballot, counted against a
+/// quorum size, for a kernel that knows how many acceptors a quorum needs but
+/// not who they are (the single-decree [`crate::synod`] roles, whose caller
+/// addresses only acceptors). Each acceptor counts once however often it
+/// answers.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub(crate) struct Votes {
+    needed: usize,
+    from: BTreeSet<NodeId>,
+}
+
+impl Votes {
+    /// No votes yet, towards a quorum of `needed` acceptors.
+    pub(crate) fn new(needed: usize) -> Votes {
+        debug_assert!(needed > 0, "a quorum needs at least one acceptor");
+        Votes { needed, from: BTreeSet::new() }
+    }
+
+    /// Counts `acceptor`'s vote.
+    pub(crate) fn add(&mut self, acceptor: NodeId) {
+        self.from.insert(acceptor);
+    }
+
+    /// Whether the votes make a quorum.
+    pub(crate) fn is_quorum(&self) -> bool {
+        self.from.len() >= self.needed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn votes_count_each_acceptor_once_towards_the_size() {
+        let mut v = Votes::new(2);
+        assert!(!v.is_quorum());
+        v.add(1);
+        v.add(1);
+        assert!(!v.is_quorum(), "a repeated vote is one acceptor");
+        v.add(3);
+        assert!(v.is_quorum());
+    }
 
     #[test]
     fn majority_sizes() {

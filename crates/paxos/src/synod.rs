@@ -11,9 +11,10 @@
 //! caller must make durable *before* sending the reply; an acceptor that
 //! forgets a promise breaks safety.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::ballot::Ballot;
+use crate::quorum::Votes;
 use crate::types::NodeId;
 
 /// A Synod protocol message. The phase numbers are the paper's.
@@ -155,9 +156,9 @@ enum Phase<V> {
     Idle,
     /// Phase 1: collecting promises, remembering the highest accepted
     /// proposal reported so far.
-    Preparing { promised_by: BTreeSet<NodeId>, highest_accepted: Option<(Ballot, V)> },
+    Preparing { promised_by: Votes, highest_accepted: Option<(Ballot, V)> },
     /// Phase 2: `value` was sent in `Accept`; collecting `Accepted`.
-    Accepting { value: V, accepted_by: BTreeSet<NodeId> },
+    Accepting { value: V, accepted_by: Votes },
 }
 
 /// The proposer: tries to get a value chosen, its own if it is free to.
@@ -217,7 +218,7 @@ impl<V: Clone + Eq> Proposer<V> {
     pub fn prepare(&mut self) -> Option<Message<V>> {
         self.ballot = self.highest_seen.max(self.ballot).next_for(self.id)?;
         self.highest_seen = self.ballot;
-        self.phase = Phase::Preparing { promised_by: BTreeSet::new(), highest_accepted: None };
+        self.phase = Phase::Preparing { promised_by: Votes::new(self.quorum), highest_accepted: None };
         Some(Message::Prepare { ballot: self.ballot })
     }
 
@@ -231,14 +232,14 @@ impl<V: Clone + Eq> Proposer<V> {
                 let Phase::Preparing { promised_by, highest_accepted } = &mut self.phase else {
                     return None;
                 };
-                promised_by.insert(from);
+                promised_by.add(from);
                 if let Some((b, v)) = accepted {
                     debug_assert!(b < ballot, "promise reports an accept at or above its ballot");
                     if highest_accepted.as_ref().is_none_or(|(hb, _)| b > *hb) {
                         *highest_accepted = Some((b, v));
                     }
                 }
-                if promised_by.len() < self.quorum {
+                if !promised_by.is_quorum() {
                     return None;
                 }
                 // THE SAFETY RULE. Some value may already be chosen at a
@@ -251,14 +252,14 @@ impl<V: Clone + Eq> Proposer<V> {
                     Some((_, v)) => v,
                     None => self.value.clone(),
                 };
-                self.phase = Phase::Accepting { value: value.clone(), accepted_by: BTreeSet::new() };
+                self.phase = Phase::Accepting { value: value.clone(), accepted_by: Votes::new(self.quorum) };
                 Some(Message::Accept { ballot: self.ballot, value })
             }
             Message::Accepted { ballot, value } if ballot == self.ballot => {
                 if let Phase::Accepting { value: v, accepted_by } = &mut self.phase {
                     debug_assert!(value == *v, "acceptor accepted a value we did not propose");
-                    accepted_by.insert(from);
-                    if accepted_by.len() >= self.quorum && self.chosen.is_none() {
+                    accepted_by.add(from);
+                    if accepted_by.is_quorum() && self.chosen.is_none() {
                         self.chosen = Some(v.clone());
                     }
                 }
@@ -283,7 +284,7 @@ impl<V: Clone + Eq> Proposer<V> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Learner<V> {
     quorum: usize,
-    votes: BTreeMap<Ballot, (V, BTreeSet<NodeId>)>,
+    votes: BTreeMap<Ballot, (V, Votes)>,
     learned: Option<V>,
 }
 
@@ -308,11 +309,11 @@ impl<V: Clone + Eq> Learner<V> {
     /// carry another value until one ballot reaches a quorum.
     pub fn on_accepted(&mut self, from: NodeId, message: Message<V>) -> Option<&V> {
         if let Message::Accepted { ballot, value } = message {
-            let (v, voters) = self.votes.entry(ballot).or_insert_with(|| (value.clone(), BTreeSet::new()));
+            let (v, voters) = self.votes.entry(ballot).or_insert_with(|| (value.clone(), Votes::new(self.quorum)));
             // Ballots are unique and a proposer sends one value per ballot.
             debug_assert!(*v == value, "two values accepted at ballot {ballot}");
-            voters.insert(from);
-            if voters.len() >= self.quorum {
+            voters.add(from);
+            if voters.is_quorum() {
                 match &self.learned {
                     None => self.learned = Some(v.clone()),
                     // Agreement, the property the whole protocol exists for.
@@ -327,6 +328,7 @@ impl<V: Clone + Eq> Learner<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     /// `n` fresh acceptors; the one at index `i` has id `id(i)`.
     fn acceptors(n: usize) -> Vec<Acceptor<&'static str>> {
