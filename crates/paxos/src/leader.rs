@@ -19,7 +19,7 @@
 use crate::ballot::Ballot;
 use crate::command::{Command, CommandId, Value};
 use crate::io::{ClientError, FollowerRead, PendingRead, ReadResponse, ReconfigResponse};
-use crate::log::Entry;
+use crate::log::{Entry, Log};
 use crate::message::{command_size_bound, split_by_size, value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
 use crate::reconfig::{Change, Membership, ReconfigError};
 use crate::record::Record;
@@ -178,7 +178,375 @@ impl Active {
     }
 }
 
+impl Active {
+    /// Counts `from`'s acceptance of the slots `first..=last` still in
+    /// flight. Returns each slot it was new for, with everyone who has
+    /// accepted that slot so far, for the caller to check against the
+    /// configuration governing the slot.
+    fn count_accepted(&mut self, from: NodeId, first: Slot, last: Slot) -> Vec<(Slot, Vec<NodeId>)> {
+        let mut counted = Vec::new();
+        for (&slot, inf) in self.inflight.range_mut(first..=last) {
+            if !inf.acks.contains(&from) {
+                inf.acks.push(from);
+                counted.push((slot, inf.acks.clone()));
+            }
+        }
+        counted
+    }
+
+    /// Records `from`'s acknowledgement of heartbeat `seq` (with a lease
+    /// grant if `lease`). False, and nothing recorded, for a heartbeat not
+    /// yet sent, which nobody can acknowledge.
+    fn heartbeat_acked(&mut self, from: NodeId, seq: u64, lease: bool) -> bool {
+        if seq > self.hb_seq {
+            return false;
+        }
+        let e = self.acked.entry(from).or_default();
+        *e = (*e).max(seq);
+        if lease {
+            let e = self.lease_acked.entry(from).or_default();
+            *e = (*e).max(seq);
+        }
+        true
+    }
+
+    /// Starts heartbeat round at `now`, counting the leader's own
+    /// acknowledgement (and lease grant, if `lease`) when its acceptor
+    /// promised this ballot (`self_promised`). Returns the round's sequence
+    /// number and the last slot proposed.
+    fn start_heartbeat(&mut self, me: NodeId, now: u64, self_promised: bool, lease: bool) -> (u64, Slot) {
+        self.hb_seq += 1;
+        self.last_hb = now;
+        let seq = self.hb_seq;
+        self.hb_sent.push_back((seq, now));
+        while self.hb_sent.len() > 256 {
+            self.hb_sent.pop_front();
+        }
+        if self_promised {
+            self.acked.insert(me, seq);
+            if lease {
+                self.lease_acked.insert(me, seq);
+            }
+        }
+        (seq, self.next_slot - 1)
+    }
+
+    /// Extends the lease by what heartbeat `lease_seq`, acknowledged with a
+    /// lease grant by a phase-2 quorum of each of `configs`, proves: it
+    /// holds `lease_ticks - margin` from when that heartbeat was sent. A
+    /// lease earned without one of `configs` is dropped first, to be earned
+    /// again in all of them; a forfeited lease is never extended.
+    fn renew_lease(&mut self, configs: Vec<Membership>, lease_seq: u64, lease_ticks: u64, margin: u64) {
+        if configs.iter().any(|m| !self.lease_configs.contains(m)) {
+            self.lease_until = 0;
+            self.lease_configs = configs;
+        }
+        if lease_ticks > 0 && !self.lease_forfeited {
+            if let Some(&(_, sent)) = self.hb_sent.iter().find(|(s, _)| *s == lease_seq) {
+                self.lease_until = self.lease_until.max(sent + lease_ticks.saturating_sub(margin));
+            }
+        }
+    }
+}
+
+impl Preparing {
+    /// Phase 1b: counts `from`'s promise for the slots from `from_slot` on,
+    /// notes how far it has compacted its log (`compacted`), and (if
+    /// `merge`) keeps, per slot, the value accepted in the highest ballot
+    /// among the promises, or one known chosen. False, and nothing counted,
+    /// for a promise to another phase 1 or one counted already.
+    fn promise(
+        &mut self,
+        from: NodeId,
+        from_slot: Slot,
+        entries: Vec<PromisedEntry>,
+        compacted: Slot,
+        merge: bool,
+    ) -> bool {
+        if self.from_slot != from_slot || self.promises.contains(&from) {
+            return false;
+        }
+        self.promises.push(from);
+        if compacted > self.behind.0 {
+            self.behind = (compacted, from);
+        }
+        if merge {
+            for e in entries {
+                match self.merged.get(&e.slot) {
+                    Some(have) if have.chosen || (!e.chosen && have.ballot >= e.ballot) => {}
+                    _ => {
+                        self.merged.insert(e.slot, e);
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Phase 1 is done, with the commit index at `commit`, at `now`: the
+    /// leader goes on to propose the values recovered from the promises
+    /// (holes filled with no-ops) and one no-op of its own above them and
+    /// above `commit`. Returns the active phase and the reads that arrived
+    /// during phase 1, in order.
+    fn complete(&mut self, commit: Slot, now: u64) -> (Active, Vec<(u64, Bytes, Option<NodeId>)>) {
+        let from_slot = self.from_slot;
+        let merged = std::mem::take(&mut self.merged);
+        let early_reads = std::mem::take(&mut self.reads);
+        let promisers = std::mem::take(&mut self.promises);
+        let last_recovered = merged.keys().next_back().copied().unwrap_or(0).max(from_slot - 1);
+        let mut recovered: BTreeMap<Slot, Value> = (from_slot..=last_recovered)
+            .map(|s| (s, merged.get(&s).map_or(Value::Noop, |e| e.value.clone())))
+            .collect();
+        // Above our commit index too: it may have moved past `from_slot`
+        // while phase 1 ran, and slots up to it are never proposed again
+        // (see `propose_due`).
+        let first_own_slot = last_recovered.max(commit) + 1;
+        recovered.insert(first_own_slot, Value::Noop);
+        let active = Active {
+            next_slot: from_slot,
+            first_own_slot,
+            recovered,
+            promisers,
+            prepared_from: from_slot,
+            extend_sent_at: None,
+            inflight: BTreeMap::new(),
+            commit_sent: commit,
+            hb_seq: 0,
+            last_hb: now,
+            hb_sent: VecDeque::new(),
+            acked: BTreeMap::new(),
+            lease_acked: BTreeMap::new(),
+            lease_until: 0,
+            lease_forfeited: false,
+            lease_configs: Vec::new(),
+            reconfig: None,
+            reads: VecDeque::new(),
+            read_round_wanted: false,
+            expire_due: None,
+        };
+        (active, early_reads)
+    }
+}
+
+impl Phase {
+    /// The reads waiting here, (id, asking follower) in arrival order, for
+    /// a leadership that ends.
+    fn into_waiting_reads(self) -> Vec<(u64, Option<NodeId>)> {
+        match self {
+            Phase::Preparing(p) => p.reads.into_iter().map(|(id, _, origin)| (id, origin)).collect(),
+            Phase::Active(a) => a.reads.into_iter().map(|r| (r.id, r.origin)).collect(),
+        }
+    }
+
+    /// The request id of a membership change asked for here and not yet
+    /// answered.
+    fn reconfig_id(&self) -> Option<u64> {
+        match self {
+            Phase::Active(a) => a.reconfig.as_ref().map(|(id, _, _)| *id),
+            Phase::Preparing(_) => None,
+        }
+    }
+}
+
+impl Active {
+    /// Queues a read (made here, or a follower's `ReadIndex` when `origin`
+    /// names it) that arrived at `now` with the commit index at `commit`.
+    /// It is answered at the commit index, or at this leader's own first
+    /// slot if that is later. Under a valid lease it needs no confirmation
+    /// and true is returned; otherwise it waits for the next heartbeat
+    /// round, which is asked for, to be acknowledged by a quorum.
+    fn queue_read(&mut self, id: u64, query: Bytes, origin: Option<NodeId>, now: u64, commit: Slot) -> bool {
+        let read_index = commit.max(self.first_own_slot);
+        let lease = now < self.lease_until && commit >= self.first_own_slot;
+        // With a lease no round is needed: seq 0 is confirmed.
+        let seq = if lease { 0 } else { self.hb_seq + 1 };
+        if !lease {
+            self.read_round_wanted = true;
+        }
+        self.reads.push_back(PendingRead { id, query, read_index, seq, origin });
+        lease
+    }
+
+    /// Takes the reads that can be answered now, in arrival order: those a
+    /// quorum confirmed (heartbeat `confirmed` acknowledged) and, for reads
+    /// made here, whose read index is `applied`.
+    fn take_ready_reads(&mut self, confirmed: u64, applied: Slot) -> Vec<PendingRead> {
+        let mut ready = Vec::new();
+        self.reads.retain_mut(|r| {
+            let ok = r.seq <= confirmed && (r.origin.is_some() || applied >= r.read_index);
+            if ok {
+                ready.push(PendingRead {
+                    id: r.id,
+                    query: std::mem::take(&mut r.query),
+                    read_index: r.read_index,
+                    seq: r.seq,
+                    origin: r.origin,
+                });
+            }
+            !ok
+        });
+        ready
+    }
+
+    /// A promise that arrives after phase 1 (late, or from a configuration
+    /// phase 1 was extended to) for the slots from `from_slot` on: counted
+    /// if it is for this leader's phase 1. Its accepted values need no
+    /// merging (see the argument in [`crate::reconfig`]).
+    fn late_promise(&mut self, from: NodeId, from_slot: Slot) {
+        if self.prepared_from == from_slot && !self.promisers.contains(&from) {
+            self.promisers.push(from);
+        }
+    }
+
+    /// The slots in flight sent `retry` ticks or more before `now`, in
+    /// order: due to be sent again to whoever has not accepted them.
+    fn resend_due(&self, now: u64, retry: u64) -> Vec<Slot> {
+        self.inflight.iter().filter(|(_, inf)| now >= inf.sent_at + retry).map(|(&s, _)| s).collect()
+    }
+
+    /// Resends the slots of `due`, each to the voters given with it (those
+    /// of the configuration governing the slot) that have not accepted it,
+    /// and notes them sent at `now`. Returns, per voter in id order, runs
+    /// of consecutive slots: (to, first slot, values).
+    fn resend(&mut self, due: &[(Slot, Vec<NodeId>)], now: u64) -> Vec<(NodeId, Slot, Vec<Value>)> {
+        let mut each: Vec<(NodeId, Slot, Value)> = Vec::new();
+        for (slot, voters) in due {
+            let Some(inf) = self.inflight.get_mut(slot) else { continue };
+            inf.sent_at = now;
+            for &id in voters {
+                if !inf.acks.contains(&id) {
+                    each.push((id, *slot, inf.value.clone()));
+                }
+            }
+        }
+        each.sort_by_key(|r| (r.0, r.1));
+        let mut runs: Vec<(NodeId, Slot, Vec<Value>)> = Vec::new();
+        for (to, slot, value) in each {
+            match runs.last_mut() {
+                Some((t, first, values)) if *t == to && *first + values.len() as Slot == slot => values.push(value),
+                _ => runs.push((to, slot, vec![value])),
+            }
+        }
+        runs
+    }
+
+    /// Gives up the lease in this ballot for good (a handover is under
+    /// way) and returns the reads waiting here, (id, asking follower) in
+    /// arrival order, which it can no longer serve.
+    fn forfeit_lease(&mut self) -> Vec<(u64, Option<NodeId>)> {
+        self.lease_until = 0;
+        self.lease_forfeited = true;
+        std::mem::take(&mut self.reads).into_iter().map(|r| (r.id, r.origin)).collect()
+    }
+}
+
+/// A slot the leader counted chosen (see [`Leader::take_chosen`]).
+pub(crate) struct Chosen {
+    /// The value chosen.
+    value: Value,
+    /// The answer to the membership change asked for here, when the slot
+    /// carried it.
+    reconfig: Option<ReconfigResponse>,
+}
+
 impl Leader {
+    /// `slot`, in flight at this leader, is chosen: it leaves the window,
+    /// its commands are no longer held, and a membership change it carried
+    /// is answered. `None` if the slot was not in flight (or phase 1 is
+    /// not done).
+    fn take_chosen(&mut self, slot: Slot) -> Option<Chosen> {
+        let Phase::Active(a) = &mut self.phase else { return None };
+        let inf = a.inflight.remove(&slot)?;
+        self.held.remove(inf.value.commands());
+        let mut reconfig = None;
+        if let Some((id, _, Some(at))) = a.reconfig {
+            if at == slot {
+                a.reconfig = None;
+                reconfig = Some(ReconfigResponse { id, result: Ok(slot) });
+            }
+        }
+        Some(Chosen { value: inf.value, reconfig })
+    }
+
+    /// Drops the slots in flight up to `commit`, which the commit index
+    /// has covered. A membership change asked for here whose slot is now
+    /// committed is answered: done if `log` holds it at its slot, otherwise
+    /// interrupted (another value was chosen there).
+    fn forget_committed(&mut self, commit: Slot, log: &Log) -> Option<ReconfigResponse> {
+        let Phase::Active(a) = &mut self.phase else { return None };
+        if a.inflight.first_key_value().is_none_or(|(&s, _)| s > commit) {
+            return None;
+        }
+        let held = &mut self.held;
+        a.inflight.retain(|&s, inf| {
+            if s <= commit {
+                held.remove(inf.value.commands());
+            }
+            s > commit
+        });
+        let (id, m, Some(at)) = a.reconfig.as_ref()? else { return None };
+        if *at > commit {
+            return None;
+        }
+        let chosen = matches!(log.get(*at), Some(e) if e.value == Value::Reconfigure(m.clone()));
+        let result = if chosen { Ok(*at) } else { Err(ReconfigError::Interrupted) };
+        let answer = ReconfigResponse { id: *id, result };
+        a.reconfig = None;
+        Some(answer)
+    }
+
+    /// Puts the next slot in flight, proposed at `now`, with what is due
+    /// first: a recovered value, then a membership change asked for here,
+    /// then (unless a handover holds proposals, `hold`, which makes it a
+    /// no-op) an expiry of idle sessions, then a batch of pending client
+    /// commands (at most `max_batch`, and past the first at most
+    /// `max_batch_bytes` of payload), else a no-op. Returns the value and,
+    /// for a batch, how many commands it took; `None` before phase 1 is
+    /// done.
+    fn propose_next(
+        &mut self,
+        hold: bool,
+        max_batch: usize,
+        max_batch_bytes: usize,
+        now: u64,
+    ) -> Option<(Value, Option<usize>)> {
+        let Leader { pending, held, phase: Phase::Active(a), .. } = self else { return None };
+        let s = a.next_slot;
+        let mut batch = None;
+        let value = if let Some(v) = a.recovered.remove(&s) {
+            v
+        } else if let Some((_, m, at @ None)) = a.reconfig.as_mut() {
+            *at = Some(s);
+            Value::Reconfigure(m.clone())
+        } else if hold {
+            Value::Noop
+        } else if let Some(before) = a.expire_due.take() {
+            Value::ExpireSessions { before }
+        } else {
+            let mut take = 0;
+            let mut bytes = 0;
+            for c in pending.iter().take(max_batch) {
+                if take > 0 && bytes + c.payload.len() > max_batch_bytes {
+                    break;
+                }
+                bytes += c.payload.len();
+                take += 1;
+            }
+            if take == 0 {
+                Value::Noop
+            } else {
+                let commands: Arc<[Command]> = pending.drain(..take).collect();
+                held.remove(&commands);
+                batch = Some(take);
+                Value::Commands(commands)
+            }
+        };
+        held.add(value.commands());
+        a.inflight.insert(s, Inflight { value: value.clone(), acks: Vec::new(), sent_at: now });
+        a.next_slot += 1;
+        Some((value, batch))
+    }
+
     /// Slots proposed and not yet seen chosen (none before phase 1 is done).
     pub(crate) fn slots_in_flight(&self) -> usize {
         self.active().map_or(0, |a| a.inflight.len())
@@ -247,7 +615,8 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn start_phase1(&mut self, ballot: Ballot) {
         let pending = match self.proposer.leader.take() {
             Some(old) => {
-                self.fail_reads(old.phase);
+                let reads = old.phase.into_waiting_reads();
+                self.refuse_reads(reads);
                 old.pending
             }
             None => VecDeque::new(),
@@ -341,28 +710,14 @@ impl<S: StateMachine> Replica<S> {
                 // A late promise, or one from a configuration phase 1 was
                 // extended to. (Its accepted values need no merging: see
                 // the argument in `reconfig`.)
-                if *b == ballot && a.prepared_from == from_slot && !a.promisers.contains(&from) {
-                    a.promisers.push(from);
+                if *b == ballot {
+                    a.late_promise(from, from_slot);
                 }
                 return;
             }
             Some(Leader { ballot: b, phase: Phase::Preparing(p), .. }) => {
-                if *b != ballot || p.from_slot != from_slot || p.promises.contains(&from) {
+                if *b != ballot || !p.promise(from, from_slot, entries, compacted, !ignore_accepted) {
                     return;
-                }
-                p.promises.push(from);
-                if compacted > p.behind.0 {
-                    p.behind = (compacted, from);
-                }
-                if !ignore_accepted {
-                    for e in entries {
-                        match p.merged.get(&e.slot) {
-                            Some(have) if have.chosen || (!e.chosen && have.ballot >= e.ballot) => {}
-                            _ => {
-                                p.merged.insert(e.slot, e);
-                            }
-                        }
-                    }
                 }
             }
             None => return,
@@ -468,42 +823,8 @@ impl<S: StateMachine> Replica<S> {
         let Phase::Preparing(p) = &mut leader.phase else {
             return;
         };
-        let from_slot = p.from_slot;
-        let merged = std::mem::take(&mut p.merged);
-        let early_reads = std::mem::take(&mut p.reads);
-        let promisers = std::mem::take(&mut p.promises);
-        let last_recovered = merged.keys().next_back().copied().unwrap_or(0).max(from_slot - 1);
-        let mut recovered: BTreeMap<Slot, Value> = (from_slot..=last_recovered)
-            .map(|s| (s, merged.get(&s).map_or(Value::Noop, |e| e.value.clone())))
-            .collect();
-        // Above our commit index too: it may have moved past `from_slot`
-        // while phase 1 ran, and slots up to it are never proposed again
-        // (see `propose_due`).
-        let first_own_slot = last_recovered.max(self.learner.commit) + 1;
-        recovered.insert(first_own_slot, Value::Noop);
-        let now = self.clock.now;
-        leader.phase = Phase::Active(Box::new(Active {
-            next_slot: from_slot,
-            first_own_slot,
-            recovered,
-            promisers,
-            prepared_from: from_slot,
-            extend_sent_at: None,
-            inflight: BTreeMap::new(),
-            commit_sent: self.learner.commit,
-            hb_seq: 0,
-            last_hb: now,
-            hb_sent: VecDeque::new(),
-            acked: BTreeMap::new(),
-            lease_acked: BTreeMap::new(),
-            lease_until: 0,
-            lease_forfeited: false,
-            lease_configs: Vec::new(),
-            reconfig: None,
-            reads: VecDeque::new(),
-            read_round_wanted: false,
-            expire_due: None,
-        }));
+        let (active, early_reads) = p.complete(self.learner.commit, self.clock.now);
+        leader.phase = Phase::Active(Box::new(active));
         self.propose_due(false);
         self.send_heartbeat();
         // Reads that came in during phase 1, or while no leader was known,
@@ -582,42 +903,11 @@ impl<S: StateMachine> Replica<S> {
                     recipients.push(id);
                 }
             }
-            let Some(Leader { pending, held, phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
-                break;
-            };
-            let value = if let Some(v) = a.recovered.remove(&s) {
-                v
-            } else if let Some((_, m, at @ None)) = a.reconfig.as_mut() {
-                *at = Some(s);
-                Value::Reconfigure(m.clone())
-            } else if hold {
-                Value::Noop
-            } else if let Some(before) = a.expire_due.take() {
-                Value::ExpireSessions { before }
-            } else {
-                // At most `max_batch` commands and, past the first,
-                // `max_batch_bytes` of payload per slot.
-                let mut take = 0;
-                let mut bytes = 0;
-                for c in pending.iter().take(max_batch) {
-                    if take > 0 && bytes + c.payload.len() > max_batch_bytes {
-                        break;
-                    }
-                    bytes += c.payload.len();
-                    take += 1;
-                }
-                if take == 0 {
-                    Value::Noop
-                } else {
-                    let batch: Arc<[Command]> = pending.drain(..take).collect();
-                    held.remove(&batch);
-                    self.out.stats.batches.push(take);
-                    Value::Commands(batch)
-                }
-            };
-            held.add(value.commands());
-            a.inflight.insert(s, Inflight { value: value.clone(), acks: Vec::new(), sent_at: now });
-            a.next_slot += 1;
+            let Some(leader) = self.proposer.leader.as_mut() else { break };
+            let Some((value, batch)) = leader.propose_next(hold, max_batch, max_batch_bytes, now) else { break };
+            if let Some(take) = batch {
+                self.out.stats.batches.push(take);
+            }
             if let Some(t) = self.handover.as_mut().filter(|_| hold) {
                 t.unacked.insert(s);
             }
@@ -760,49 +1050,34 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
-    /// Phase 2b arrives: count it among the voters of the configuration
-    /// governing each slot; a phase-2 quorum of it chooses the slot.
+    /// Phase 2b arrives: the leader counts it; a phase-2 quorum of the
+    /// configuration governing a slot chooses the slot, which is then
+    /// recorded and learned here.
     pub(crate) fn on_accepted(&mut self, from: NodeId, ballot: Ballot, first_slot: Slot, last_slot: Slot) {
         self.handover_accepted(from, ballot, first_slot, last_slot);
         let Some(a) = self.active_in(ballot) else { return };
-        let mut counted = Vec::new();
-        for (&slot, inf) in a.inflight.range_mut(first_slot..=last_slot) {
-            if !inf.acks.contains(&from) {
-                inf.acks.push(from);
-                counted.push((slot, inf.acks.clone()));
-            }
-        }
-        let mut newly = Vec::new();
-        for (slot, acks) in counted {
-            let g = self.members.configs.governing(slot);
-            if self.quorum(g).is_phase2(&acks) {
-                newly.push(slot);
-            }
-        }
+        let counted = a.count_accepted(from, first_slot, last_slot);
+        let newly: Vec<Slot> = counted
+            .into_iter()
+            .filter(|(slot, acks)| self.quorum(self.members.configs.governing(*slot)).is_phase2(acks))
+            .map(|(slot, _)| slot)
+            .collect();
         if newly.is_empty() {
             return;
         }
         for slot in newly {
-            let Some(Leader { held, phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
-                return;
-            };
-            let Some(inf) = a.inflight.remove(&slot) else {
-                continue;
-            };
-            held.remove(inf.value.commands());
-            if let Some((id, _, Some(at))) = a.reconfig {
-                if at == slot {
-                    a.reconfig = None;
-                    self.out.reconfigs.push(ReconfigResponse { id, result: Ok(slot) });
-                }
+            let Some(leader) = self.proposer.leader.as_mut() else { return };
+            let Some(Chosen { value, reconfig }) = leader.take_chosen(slot) else { continue };
+            if let Some(answer) = reconfig {
+                self.out.reconfigs.push(answer);
             }
-            let own = self.log.get(slot).is_some_and(|e| e.ballot == ballot && e.value == inf.value);
+            let own = self.log.get(slot).is_some_and(|e| e.ballot == ballot && e.value == value);
             if !own {
                 // Our own acceptance is not in the log: record the value
                 // before the commit index that covers it.
-                self.persist(Record::Chosen { first_slot: slot, values: vec![inf.value.clone()] });
+                self.persist(Record::Chosen { first_slot: slot, values: vec![value.clone()] });
             }
-            self.log.set(slot, Entry { ballot, value: inf.value, chosen: true });
+            self.log.set(slot, Entry { ballot, value, chosen: true });
             self.log.mark_chosen(slot);
         }
         self.advance_commit();
@@ -814,24 +1089,9 @@ impl<S: StateMachine> Replica<S> {
     /// counted forever against a configuration history already trimmed
     /// below the commit index, and fill the window.
     pub(crate) fn forget_chosen_inflight(&mut self) {
-        let commit = self.learner.commit;
-        let Some(Leader { held, phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else { return };
-        if a.inflight.first_key_value().is_none_or(|(&s, _)| s > commit) {
-            return;
-        }
-        a.inflight.retain(|&s, inf| {
-            if s <= commit {
-                held.remove(inf.value.commands());
-            }
-            s > commit
-        });
-        if let Some((id, m, Some(at))) = &a.reconfig {
-            if *at <= commit {
-                let chosen = matches!(self.log.get(*at), Some(e) if e.value == Value::Reconfigure(m.clone()));
-                let result = if chosen { Ok(*at) } else { Err(ReconfigError::Interrupted) };
-                self.out.reconfigs.push(ReconfigResponse { id: *id, result });
-                a.reconfig = None;
-            }
+        let Some(leader) = self.proposer.leader.as_mut() else { return };
+        if let Some(answer) = leader.forget_committed(self.learner.commit, &self.log) {
+            self.out.reconfigs.push(answer);
         }
     }
 
@@ -914,12 +1174,11 @@ impl<S: StateMachine> Replica<S> {
             self.election.withdraw();
         }
         self.clients.forward.extend(old.pending);
-        if let Phase::Active(a) = &old.phase {
-            if let Some((id, _, _)) = a.reconfig {
-                self.out.reconfigs.push(ReconfigResponse { id, result: Err(ReconfigError::Interrupted) });
-            }
+        if let Some(id) = old.phase.reconfig_id() {
+            self.out.reconfigs.push(ReconfigResponse { id, result: Err(ReconfigError::Interrupted) });
         }
-        self.fail_reads(old.phase);
+        let reads = old.phase.into_waiting_reads();
+        self.refuse_reads(reads);
         let hint = (higher.node != self.cfg.id && higher.node != 0).then_some(higher.node);
         self.set_leader_hint(hint);
     }
@@ -934,40 +1193,26 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else { return };
-        a.lease_until = 0;
-        a.lease_forfeited = true;
-        let reads = std::mem::take(&mut a.reads);
-        for r in reads {
-            match r.origin {
-                Some(follower) => self.send(follower, Message::ReadIndexReply { id: r.id, index: 0 }),
+        for (id, origin) in a.forfeit_lease() {
+            match origin {
+                Some(follower) => self.send(follower, Message::ReadIndexReply { id, index: 0 }),
                 None => {
                     let result = Err(ClientError::NotLeader { leader: Some(to) });
-                    self.out.reads.push(ReadResponse { id: r.id, result });
+                    self.out.reads.push(ReadResponse { id, result });
                 }
             }
         }
     }
 
-    fn fail_reads(&mut self, phase: Phase) {
+    /// Refuses `reads` (id, asking follower) that a leader no longer
+    /// serves: a follower's read index is answered 0 (ask again), a
+    /// client's read made here is pointed at the leader we know of.
+    fn refuse_reads(&mut self, reads: Vec<(u64, Option<NodeId>)>) {
         let leader = self.clients.leader_hint.filter(|&l| l != self.cfg.id);
-        if let Phase::Preparing(p) = &phase {
-            for (id, _, origin) in &p.reads {
-                match origin {
-                    Some(follower) => self.send(*follower, Message::ReadIndexReply { id: *id, index: 0 }),
-                    None => {
-                        self.out.reads.push(ReadResponse { id: *id, result: Err(ClientError::NotLeader { leader }) })
-                    }
-                }
-            }
-        }
-        if let Phase::Active(a) = phase {
-            for r in a.reads {
-                match r.origin {
-                    Some(follower) => self.send(follower, Message::ReadIndexReply { id: r.id, index: 0 }),
-                    None => {
-                        self.out.reads.push(ReadResponse { id: r.id, result: Err(ClientError::NotLeader { leader }) })
-                    }
-                }
+        for (id, origin) in reads {
+            match origin {
+                Some(follower) => self.send(follower, Message::ReadIndexReply { id, index: 0 }),
+                None => self.out.reads.push(ReadResponse { id, result: Err(ClientError::NotLeader { leader }) }),
             }
         }
     }
@@ -1055,38 +1300,18 @@ impl<S: StateMachine> Replica<S> {
             }
             Phase::Active(a) => {
                 let heartbeat_due = now >= a.last_hb + self.cfg.heartbeat_ticks;
-                let mut resend: Vec<(NodeId, Slot, Value)> = Vec::new();
-                let mut due = Vec::new();
-                for (&slot, inf) in a.inflight.iter() {
-                    if now >= inf.sent_at + retry {
-                        due.push(slot);
-                        for &id in self.quorum(self.members.configs.governing(slot)).voters() {
-                            if !inf.acks.contains(&id) {
-                                resend.push((id, slot, inf.value.clone()));
-                            }
-                        }
-                    }
-                }
-                if let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() {
-                    for slot in due {
-                        if let Some(inf) = a.inflight.get_mut(&slot) {
-                            inf.sent_at = now;
-                        }
-                    }
-                }
+                let due: Vec<(Slot, Vec<NodeId>)> = a
+                    .resend_due(now, retry)
+                    .into_iter()
+                    .map(|slot| (slot, self.quorum(self.members.configs.governing(slot)).voters().to_vec()))
+                    .collect();
+                let resend = match self.proposer.leader.as_mut() {
+                    Some(Leader { phase: Phase::Active(a), .. }) => a.resend(&due, now),
+                    _ => Vec::new(),
+                };
                 let commit = self.learner.commit;
-                resend.sort_by_key(|r| (r.0, r.1));
-                let mut i = 0;
-                while i < resend.len() {
-                    let (to, first_slot, _) = resend[i];
-                    let mut values = Vec::new();
-                    let mut j = i;
-                    while j < resend.len() && resend[j].0 == to && resend[j].1 == first_slot + (j - i) as Slot {
-                        values.push(resend[j].2.clone());
-                        j += 1;
-                    }
+                for (to, first_slot, values) in resend {
                     self.send_accepts(to, ballot, first_slot, values, commit);
-                    i = j;
                 }
                 if heartbeat_due {
                     self.send_heartbeat();
@@ -1142,20 +1367,7 @@ impl<S: StateMachine> Replica<S> {
             return;
         };
         let ballot = *ballot;
-        a.hb_seq += 1;
-        a.last_hb = now;
-        let seq = a.hb_seq;
-        let last_slot = a.next_slot - 1;
-        a.hb_sent.push_back((seq, now));
-        while a.hb_sent.len() > 256 {
-            a.hb_sent.pop_front();
-        }
-        if promised == ballot {
-            a.acked.insert(me, seq);
-            if lease_ticks > 0 {
-                a.lease_acked.insert(me, seq);
-            }
-        }
+        let (seq, last_slot) = a.start_heartbeat(me, now, promised == ballot, lease_ticks > 0);
         if promised == ballot && lease_ticks > 0 {
             self.acceptor.lease_holder = me;
             self.acceptor.lease_ballot = ballot;
@@ -1169,17 +1381,9 @@ impl<S: StateMachine> Replica<S> {
 
     pub(crate) fn on_heartbeat_ack(&mut self, from: NodeId, ballot: Ballot, seq: u64, lease: bool) {
         let Some(a) = self.active_in(ballot) else { return };
-        if seq > a.hb_seq {
-            // Nobody can acknowledge a heartbeat not yet sent.
-            return;
+        if a.heartbeat_acked(from, seq, lease) {
+            self.update_confirmations();
         }
-        let e = a.acked.entry(from).or_default();
-        *e = (*e).max(seq);
-        if lease {
-            let e = a.lease_acked.entry(from).or_default();
-            *e = (*e).max(seq);
-        }
-        self.update_confirmations();
     }
 
     /// The highest heartbeat a phase-2 quorum of each of `configs` has
@@ -1201,17 +1405,7 @@ impl<S: StateMachine> Replica<S> {
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
             return;
         };
-        if configs.iter().any(|m| !a.lease_configs.contains(m)) {
-            // A configuration joined: whatever lease we held was earned
-            // without it; earn it again in all of them.
-            a.lease_until = 0;
-            a.lease_configs = configs;
-        }
-        if lease_ticks > 0 && !a.lease_forfeited {
-            if let Some(&(_, sent)) = a.hb_sent.iter().find(|(s, _)| *s == lease_seq) {
-                a.lease_until = a.lease_until.max(sent + lease_ticks.saturating_sub(margin));
-            }
-        }
+        a.renew_lease(configs, lease_seq, lease_ticks, margin);
         self.serve_reads();
     }
 
@@ -1265,17 +1459,11 @@ impl<S: StateMachine> Replica<S> {
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
             return;
         };
-        let read_index = commit.max(a.first_own_slot);
-        let lease = now < a.lease_until && commit >= a.first_own_slot;
-        // With a lease no round is needed: seq 0 is confirmed.
-        let seq = if lease { 0 } else { a.hb_seq + 1 };
-        if lease {
+        if a.queue_read(id, query, origin, now, commit) {
             self.out.stats.lease_reads += 1;
         } else {
-            a.read_round_wanted = true;
             self.out.stats.read_index_reads += 1;
         }
-        a.reads.push_back(PendingRead { id, query, read_index, seq, origin });
         self.serve_reads();
     }
 
@@ -1308,21 +1496,7 @@ impl<S: StateMachine> Replica<S> {
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
             return;
         };
-        let mut ready = Vec::new();
-        a.reads.retain_mut(|r| {
-            let ok = r.seq <= confirmed && (r.origin.is_some() || applied >= r.read_index);
-            if ok {
-                ready.push(PendingRead {
-                    id: r.id,
-                    query: std::mem::take(&mut r.query),
-                    read_index: r.read_index,
-                    seq: r.seq,
-                    origin: r.origin,
-                });
-            }
-            !ok
-        });
-        for r in ready {
+        for r in a.take_ready_reads(confirmed, applied) {
             match r.origin {
                 Some(follower) => {
                     let msg = Message::ReadIndexReply { id: r.id, index: r.read_index };
