@@ -5,10 +5,11 @@
 //! * [`Replica`]: Multi-Paxos with a stable leader; inputs in, outputs out
 //!   ([`io`]), no I/O, no clocks, deterministic. `replica.rs` is the router;
 //!   each role is a type owning its state in its own file: the acceptor
-//!   (`acceptor.rs`), the proposer or leader (`leader.rs`), the learner
-//!   (`learner.rs`), snapshot sender and receiver (`snapshot.rs`),
-//!   rejoining after disk loss (`rejoin.rs`); leader election in
-//!   [`election`].
+//!   (`acceptor.rs`), the proposer or leader (`proposer.rs`, its phases and
+//!   their rules; `leader.rs` still routes what they return from an
+//!   `impl Replica` block), the learner (`learner.rs`), snapshot sender and
+//!   receiver (`snapshot.rs`), rejoining after disk loss (`rejoin.rs`);
+//!   leader election in [`election`].
 //! * [`quorum`]: every quorum count of the core, for one configuration and
 //!   jointly for the configurations a change spans (flexible quorums
 //!   included).
@@ -46,6 +47,7 @@ mod acceptor;
 mod leader;
 mod learner;
 mod plant;
+mod proposer;
 mod rejoin;
 mod replica;
 mod snapshot;

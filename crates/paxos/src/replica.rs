@@ -39,10 +39,10 @@ use crate::handover::Handover;
 use crate::io::{
     ClientError, FollowerRead, Input, Output, ReconfigResponse, RecoverError, Refused, Response, SessionInfo, Snapshot,
 };
-use crate::leader::Proposer;
 use crate::learner::Learner;
 use crate::log::Log;
 use crate::message::Message;
+use crate::proposer::Proposer;
 use crate::quorum::{Joint, Quorum};
 use crate::reconfig::{Configs, Members, Membership};
 use crate::record::Record;
