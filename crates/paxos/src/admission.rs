@@ -31,120 +31,111 @@ use crate::ballot::Ballot;
 use crate::command::Value;
 use crate::log::{MAX_SLOT, MAX_SLOT_LEAD};
 use crate::message::Message;
-use crate::replica::Replica;
-use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Slot};
 
-impl<S: StateMachine> Replica<S> {
-    /// The highest ballot round this replica has seen: promised, led
-    /// with, bid with or followed.
-    pub(crate) fn highest_round(&self) -> u64 {
-        let rejoin = self.rejoin.as_ref().map_or(0, |r| r.ballot.round);
-        self.acceptor.promised.round.max(self.proposer.own_ballot.round).max(self.election.highest_round()).max(rejoin)
+/// Why `msg` from `from` is refused, or `None` if it may be handled.
+/// `seen` is the highest ballot round the replica has seen (promised, led
+/// with, bid with or followed), which bounds the plausible ballots, and
+/// `max_snapshot_bytes` the largest snapshot it takes.
+pub(crate) fn refusal(from: NodeId, msg: &Message, seen: u64, max_snapshot_bytes: u64) -> Option<&'static str> {
+    if slots(msg).into_iter().any(|s| s > MAX_SLOT) {
+        return Some("slot number out of range");
     }
-
-    /// Why `msg` from `from` is refused, or `None` if it may be handled.
-    pub(crate) fn refusal(&self, from: NodeId, msg: &Message) -> Option<&'static str> {
-        if slots(msg).into_iter().any(|s| s > MAX_SLOT) {
-            return Some("slot number out of range");
+    let ballot_ok = |b: &Ballot| b.plausible(seen);
+    let value_ok = |v: &Value| match v {
+        Value::Reconfigure(m) => m.validate().is_ok(),
+        Value::Noop | Value::Commands(_) | Value::ExpireSessions { .. } => true,
+    };
+    // Ballots that name their leader must name the sender.
+    let own = |b: &Ballot| b.node == from;
+    match msg {
+        Message::Ping { .. } | Message::RejoinQuery | Message::Forward { .. } => None,
+        Message::Pong(p) => (!ballot_ok(&p.ballot) || !ballot_ok(&p.leader)).then_some("implausible ballot"),
+        Message::Prepare { ballot, handoff, .. } => {
+            if !ballot_ok(ballot) || handoff.as_ref().is_some_and(|h| !ballot_ok(h)) {
+                Some("implausible ballot")
+            } else if !own(ballot) {
+                Some("ballot of another node")
+            } else {
+                None
+            }
         }
-        let seen = self.highest_round();
-        let ballot_ok = |b: &Ballot| b.plausible(seen);
-        let value_ok = |v: &Value| match v {
-            Value::Reconfigure(m) => m.validate().is_ok(),
-            Value::Noop | Value::Commands(_) | Value::ExpireSessions { .. } => true,
-        };
-        // Ballots that name their leader must name the sender.
-        let own = |b: &Ballot| b.node == from;
-        match msg {
-            Message::Ping { .. } | Message::RejoinQuery | Message::Forward { .. } => None,
-            Message::Pong(p) => (!ballot_ok(&p.ballot) || !ballot_ok(&p.leader)).then_some("implausible ballot"),
-            Message::Prepare { ballot, handoff, .. } => {
-                if !ballot_ok(ballot) || handoff.as_ref().is_some_and(|h| !ballot_ok(h)) {
-                    Some("implausible ballot")
-                } else if !own(ballot) {
-                    Some("ballot of another node")
-                } else {
-                    None
+        Message::Promise { ballot, from_slot, entries, compacted } => {
+            // (A leader far behind is sent the entries above the
+            // promiser's compaction point, and catches up to it first.)
+            let end = (*from_slot).max(compacted.saturating_add(1)).saturating_add(MAX_SLOT_LEAD);
+            let mut prev: Option<Slot> = None;
+            for e in entries {
+                if e.slot < *from_slot || e.slot >= end || prev.is_some_and(|p| e.slot <= p) {
+                    return Some("promised entries out of range or out of order");
                 }
-            }
-            Message::Promise { ballot, from_slot, entries, compacted } => {
-                // (A leader far behind is sent the entries above the
-                // promiser's compaction point, and catches up to it first.)
-                let end = (*from_slot).max(compacted.saturating_add(1)).saturating_add(MAX_SLOT_LEAD);
-                let mut prev: Option<Slot> = None;
-                for e in entries {
-                    if e.slot < *from_slot || e.slot >= end || prev.is_some_and(|p| e.slot <= p) {
-                        return Some("promised entries out of range or out of order");
-                    }
-                    if !ballot_ok(&e.ballot) || !value_ok(&e.value) {
-                        return Some("implausible promised entry");
-                    }
-                    prev = Some(e.slot);
+                if !ballot_ok(&e.ballot) || !value_ok(&e.value) {
+                    return Some("implausible promised entry");
                 }
-                (!ballot_ok(ballot) || *from_slot == 0).then_some("implausible promise")
+                prev = Some(e.slot);
             }
-            Message::Accept { ballot, first_slot, values, .. } => {
-                if !ballot_ok(ballot) {
-                    Some("implausible ballot")
-                } else if !own(ballot) {
-                    Some("ballot of another node")
-                } else if values.is_empty() || *first_slot == 0 || last_slot(*first_slot, values.len()).is_none() {
-                    Some("empty or overflowing slot range")
-                } else if !values.iter().all(value_ok) {
-                    Some("invalid configuration in a value")
-                } else {
-                    None
-                }
-            }
-            Message::Accepted { ballot, first_slot, last_slot } => {
-                if !ballot_ok(ballot) {
-                    Some("implausible ballot")
-                } else if *first_slot == 0 || first_slot > last_slot {
-                    Some("empty or reversed slot range")
-                } else {
-                    None
-                }
-            }
-            Message::Nack { ballot, promised } => {
-                (!ballot_ok(ballot) || !ballot_ok(promised)).then_some("implausible ballot")
-            }
-            Message::Commit { ballot, .. } | Message::Heartbeat { ballot, .. } | Message::TimeoutNow { ballot, .. } => {
-                if !ballot_ok(ballot) {
-                    Some("implausible ballot")
-                } else if !own(ballot) {
-                    Some("ballot of another node")
-                } else {
-                    None
-                }
-            }
-            Message::HeartbeatAck { ballot, .. } => (!ballot_ok(ballot)).then_some("implausible ballot"),
-            Message::RejoinReply { promised, .. } => (!ballot_ok(promised)).then_some("implausible ballot"),
-            Message::Chosen { first_slot, values, .. } => {
-                if *first_slot == 0 || values.is_empty() || last_slot(*first_slot, values.len()).is_none() {
-                    Some("empty or overflowing slot range")
-                } else if !values.iter().all(value_ok) {
-                    Some("invalid configuration in a value")
-                } else {
-                    None
-                }
-            }
-            Message::SnapshotChunk { slot, offset, total, data } => {
-                let end = offset.checked_add(data.len() as u64);
-                if *total > self.cfg.max_snapshot_bytes {
-                    Some("snapshot larger than allowed")
-                } else if end.is_none_or(|end| end > *total) || *slot == 0 {
-                    Some("snapshot chunk outside the snapshot")
-                } else {
-                    None
-                }
-            }
-            Message::SnapshotRequest { .. }
-            | Message::CatchUp { .. }
-            | Message::ReadIndex { .. }
-            | Message::ReadIndexReply { .. }
-            | Message::Progress { .. } => None,
+            (!ballot_ok(ballot) || *from_slot == 0).then_some("implausible promise")
         }
+        Message::Accept { ballot, first_slot, values, .. } => {
+            if !ballot_ok(ballot) {
+                Some("implausible ballot")
+            } else if !own(ballot) {
+                Some("ballot of another node")
+            } else if values.is_empty() || *first_slot == 0 || last_slot(*first_slot, values.len()).is_none() {
+                Some("empty or overflowing slot range")
+            } else if !values.iter().all(value_ok) {
+                Some("invalid configuration in a value")
+            } else {
+                None
+            }
+        }
+        Message::Accepted { ballot, first_slot, last_slot } => {
+            if !ballot_ok(ballot) {
+                Some("implausible ballot")
+            } else if *first_slot == 0 || first_slot > last_slot {
+                Some("empty or reversed slot range")
+            } else {
+                None
+            }
+        }
+        Message::Nack { ballot, promised } => {
+            (!ballot_ok(ballot) || !ballot_ok(promised)).then_some("implausible ballot")
+        }
+        Message::Commit { ballot, .. } | Message::Heartbeat { ballot, .. } | Message::TimeoutNow { ballot, .. } => {
+            if !ballot_ok(ballot) {
+                Some("implausible ballot")
+            } else if !own(ballot) {
+                Some("ballot of another node")
+            } else {
+                None
+            }
+        }
+        Message::HeartbeatAck { ballot, .. } => (!ballot_ok(ballot)).then_some("implausible ballot"),
+        Message::RejoinReply { promised, .. } => (!ballot_ok(promised)).then_some("implausible ballot"),
+        Message::Chosen { first_slot, values, .. } => {
+            if *first_slot == 0 || values.is_empty() || last_slot(*first_slot, values.len()).is_none() {
+                Some("empty or overflowing slot range")
+            } else if !values.iter().all(value_ok) {
+                Some("invalid configuration in a value")
+            } else {
+                None
+            }
+        }
+        Message::SnapshotChunk { slot, offset, total, data } => {
+            let end = offset.checked_add(data.len() as u64);
+            if *total > max_snapshot_bytes {
+                Some("snapshot larger than allowed")
+            } else if end.is_none_or(|end| end > *total) || *slot == 0 {
+                Some("snapshot chunk outside the snapshot")
+            } else {
+                None
+            }
+        }
+        Message::SnapshotRequest { .. }
+        | Message::CatchUp { .. }
+        | Message::ReadIndex { .. }
+        | Message::ReadIndexReply { .. }
+        | Message::Progress { .. } => None,
     }
 }
 

@@ -31,6 +31,7 @@
 //! into the other roles' state through the router's fields.
 
 use crate::acceptor::{Acceptor, Effect as AcceptorEffect, Env as AcceptorEnv};
+use crate::admission;
 use crate::ballot::Ballot;
 use crate::command::{Command, CommandId, Value};
 use crate::config::{Config, ConfigError};
@@ -365,13 +366,20 @@ impl<S: StateMachine> Replica<S> {
         self.learner.known_commit = self.learner.known_commit.max(self.learner.commit);
     }
 
+    /// The highest ballot round this replica has seen: promised, led
+    /// with, bid with or followed (what admission measures ballots by).
+    pub(crate) fn highest_round(&self) -> u64 {
+        let rejoin = self.rejoin.as_ref().map_or(0, |r| r.ballot.round);
+        self.acceptor.promised.round.max(self.proposer.own_ballot.round).max(self.election.highest_round()).max(rejoin)
+    }
+
     /// Feed one input. Call [`Replica::output`] afterwards (after one input
     /// or many) to collect what to do.
     pub fn step(&mut self, input: Input) {
         match input {
             Input::Message { from, msg } => {
                 if self.knows(from) {
-                    match self.refusal(from, &msg) {
+                    match admission::refusal(from, &msg, self.highest_round(), self.cfg.max_snapshot_bytes) {
                         None => self.on_message(from, msg),
                         Some(reason) => self.out.refused.push(Refused { from, kind: msg.kind(), reason }),
                     }
