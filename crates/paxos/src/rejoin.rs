@@ -41,12 +41,58 @@ impl NodeSet {
     }
 }
 
+impl Rejoin {
+    /// A leader's ballot seen while rejoining raises the promise this
+    /// member will start with.
+    pub(crate) fn observe_leader(&mut self, ballot: Ballot) {
+        self.ballot = self.ballot.max(ballot);
+    }
+
+    /// The members of `members` (the initial configuration) to ask again at
+    /// `now`, those that have not answered and are not `me`; none if the
+    /// last round of questions is younger than `retry` ticks (`None`).
+    pub(crate) fn ask(&mut self, now: u64, retry: u64, members: &[NodeId], me: NodeId) -> Option<Vec<NodeId>> {
+        if self.asked_at.is_some_and(|t| now < t + retry) {
+            return None;
+        }
+        self.asked_at = Some(now);
+        let replies = self.replies;
+        Some(
+            members
+                .iter()
+                .enumerate()
+                .filter(|&(i, &to)| to != me && !replies.contains(i))
+                .map(|(_, &to)| to)
+                .collect(),
+        )
+    }
+
+    /// The member at `index` of the initial configuration answered: it
+    /// promised `promised` and has accepted up to `last_slot` (counted once
+    /// per member).
+    pub(crate) fn reply(&mut self, index: usize, promised: Ballot, last_slot: Slot) {
+        if self.replies.insert(index) {
+            self.ballot = self.ballot.max(promised);
+            self.target = self.target.max(last_slot);
+        }
+    }
+
+    /// The ballot to promise, and bid above, once this member may vote
+    /// again (see [`Replica::finish_rejoin_if_caught_up`]): `needed`
+    /// members answered, the commit index `commit` reached the highest slot
+    /// any of them accepted in, and no snapshot is still being stored
+    /// (`storing_snapshot`).
+    pub(crate) fn ready(&self, needed: usize, commit: Slot, storing_snapshot: bool) -> Option<Ballot> {
+        (self.replies.len() >= needed && commit >= self.target && !storing_snapshot).then_some(self.ballot)
+    }
+}
+
 impl<S: StateMachine> Replica<S> {
     /// While rejoining: every leader's ballot raises the promise we will
     /// start with.
     pub(crate) fn observe_leader(&mut self, ballot: Ballot, _last_slot: Option<Slot>) {
         if let Some(r) = self.rejoin.as_mut() {
-            r.ballot = r.ballot.max(ballot);
+            r.observe_leader(ballot);
         }
     }
 
@@ -62,16 +108,9 @@ impl<S: StateMachine> Replica<S> {
         let now = self.clock.now;
         let retry = self.cfg.retry_ticks;
         let Some(r) = self.rejoin.as_mut() else { return };
-        if r.asked_at.is_some_and(|t| now < t + retry) {
-            return;
-        }
-        r.asked_at = Some(now);
-        let replies = r.replies;
-        for i in 0..self.cfg.members.len() {
-            let to = self.cfg.members[i];
-            if to != self.cfg.id && !replies.contains(i) {
-                self.send(to, Message::RejoinQuery);
-            }
+        let Some(ask) = r.ask(now, retry, &self.cfg.members, self.cfg.id) else { return };
+        for to in ask {
+            self.send(to, Message::RejoinQuery);
         }
         self.finish_rejoin_if_caught_up();
     }
@@ -86,10 +125,7 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn on_rejoin_reply(&mut self, from: NodeId, promised: Ballot, last_slot: Slot) {
         let Some(idx) = self.member_index(from) else { return };
         let Some(r) = self.rejoin.as_mut() else { return };
-        if r.replies.insert(idx) {
-            r.ballot = r.ballot.max(promised);
-            r.target = r.target.max(last_slot);
-        }
+        r.reply(idx, promised, last_slot);
         self.finish_rejoin_if_caught_up();
     }
 
@@ -113,10 +149,7 @@ impl<S: StateMachine> Replica<S> {
             // learner; an operator replaces this member by a new one.
             return;
         }
-        if r.replies.len() < needed || self.learner.commit < r.target || self.snapshots.pending.is_some() {
-            return;
-        }
-        let ballot = r.ballot;
+        let Some(ballot) = r.ready(needed, self.learner.commit, self.snapshots.pending.is_some()) else { return };
         self.rejoin = None;
         self.configure_election();
         self.election.raise_round(ballot.round.saturating_add(1));
@@ -126,5 +159,29 @@ impl<S: StateMachine> Replica<S> {
             self.persist(Record::Promised(ballot));
         }
         self.persist(Record::Rejoined);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rejoining_member_asks_until_enough_answered_and_votes_at_the_highest_ballot_heard() {
+        let members = [1, 2, 3, 4, 5];
+        let mut r = Rejoin::default();
+        assert_eq!(r.ask(10, 5, &members, 3), Some(vec![1, 2, 4, 5]), "everyone but itself");
+        assert_eq!(r.ask(14, 5, &members, 3), None, "not again within the retry interval");
+        r.reply(0, Ballot::new(4, 1), 7);
+        r.reply(0, Ballot::new(9, 1), 99);
+        assert_eq!((r.ballot, r.target), (Ballot::new(4, 1), 7), "a member's answer counts once");
+        r.observe_leader(Ballot::new(6, 2));
+        r.reply(3, Ballot::new(5, 2), 12);
+        assert_eq!(r.ask(15, 5, &members, 3), Some(vec![2, 5]), "only those that have not answered");
+        assert_eq!(r.ready(3, 12, false), None, "two answers of the three needed");
+        r.reply(4, Ballot::new(2, 5), 3);
+        assert_eq!(r.ready(3, 11, false), None, "not caught up to the highest slot accepted");
+        assert_eq!(r.ready(3, 12, true), None, "a snapshot still being stored");
+        assert_eq!(r.ready(3, 12, false), Some(Ballot::new(6, 2)));
     }
 }
