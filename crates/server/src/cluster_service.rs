@@ -14,10 +14,10 @@
 //! have no quorum among the members the leader hears now (etcd's
 //! `--strict-reconfig-check`), each with etcd's error.
 
+use crate::context::Context;
 use crate::forward::{at_leader, to_leader_as, Credentials};
 use crate::machine::{MemberAttributes, Proposal};
 use crate::membership::{resolve_peer, View};
-use crate::server::Context;
 use crate::status::{self, BAD_URLS, MEMBER_NOT_FOUND, PEER_URL_EXISTS};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

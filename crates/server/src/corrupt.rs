@@ -18,8 +18,8 @@
 //! and /health.
 
 use crate::alarm::{ACTIVATE, CORRUPT};
+use crate::context::Context;
 use crate::machine::{HashEvent, HashReport, Proposal, Reply};
-use crate::server::Context;
 use crate::status;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

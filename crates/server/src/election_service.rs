@@ -8,9 +8,9 @@
 //! `Leader` answers the current leader, `Observe` streams every change of
 //! leader or value, `Resign` gives leadership up.
 
+use crate::context::Context;
 use crate::lock_service::{check_recipe, take_turn};
 use crate::recipes;
-use crate::server::Context;
 use std::pin::Pin;
 use std::sync::Arc;
 use synod_etcd_api::etcdserverpb::ResponseHeader;

@@ -18,8 +18,8 @@
 //! when the certificates are `--auto-tls`'s self-signed ones.
 
 use crate::auth::{AuthCommand, AuthError, AuthOp, AuthReply, TokenGrant};
+use crate::context::Context;
 use crate::machine::{EtcdMachine, Proposal, Reply};
-use crate::server::Context;
 use crate::status;
 use crate::token::Tokens;
 use std::collections::HashMap;

@@ -18,11 +18,11 @@
 //! or answer "healthy" without having asked the replica.
 
 use crate::alarm;
+use crate::context::Context;
 use crate::gateway::Gateway;
 use crate::machine::Query;
 use crate::maintenance_service::ETCD_VERSION;
 use crate::metrics::ServerMetrics;
-use crate::server::Context;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::Response;

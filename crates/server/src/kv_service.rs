@@ -10,8 +10,8 @@
 //! (the auth store must not move on meanwhile); writes here and again in
 //! the state machine, against the store as of the write's slot.
 
+use crate::context::Context;
 use crate::machine::{Query, Reply};
-use crate::server::Context;
 use crate::status;
 use std::sync::Arc;
 use synod_etcd_api::etcdserverpb::kv_server::Kv;

@@ -17,9 +17,9 @@
 //! fixed minimum, the same everywhere).
 
 use crate::auth::AuthInfo;
+use crate::context::Context;
 use crate::forward::{is_forwarded, not_leader, Credentials};
 use crate::lease_keeper::{LeaseKeeper, Remaining, Renewal};
-use crate::server::Context;
 use crate::status;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -63,6 +63,7 @@ pub mod bootstrap;
 pub mod cluster_service;
 pub mod compactor;
 pub mod config;
+pub mod context;
 pub mod corrupt;
 pub mod decode_limit;
 pub mod demo;

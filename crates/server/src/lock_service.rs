@@ -7,8 +7,8 @@
 //! goes away withdraws its key; a waiter whose lease expires while it waits
 //! gets etcd's "session expired" error.
 
+use crate::context::Context;
 use crate::recipes::{self, Withdraw};
-use crate::server::Context;
 use std::sync::Arc;
 use synod_etcd_api::v3lockpb::lock_server::Lock;
 use synod_etcd_api::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};

@@ -27,8 +27,8 @@
 //!   configurations while it catches up.
 
 use crate::config::Member;
+use crate::context::Context;
 use crate::machine::MemberAttributes;
-use crate::server::Context;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -9,9 +9,9 @@
 //! state machine (its size, its keys) is read from it when scraped, not
 //! kept up to date on every write: the write path pays nothing for it.
 
+use crate::context::Context;
 use crate::grpc_metrics::GrpcMetrics;
 use crate::maintenance_service::ETCD_VERSION;
-use crate::server::Context;
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use std::time::Duration;
 

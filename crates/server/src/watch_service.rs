@@ -20,7 +20,7 @@
 //! and while the client does not read them the task waits, misses hub
 //! batches rather than holding them, and catches up from the store later.
 
-use crate::server::Context;
+use crate::context::Context;
 use crate::status;
 use crate::watch_hub::Batch;
 use prost::Message;
