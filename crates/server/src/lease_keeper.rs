@@ -7,7 +7,7 @@
 //! forward, and a lease whose deadline passes is revoked with an ordinary
 //! [`synod_kv::Command::LeaseRevoke`], applied by every replica at the same
 //! slot. Followers keep no deadlines: keep-alives and TTL queries go to the
-//! leader (see [`crate::lease_service`]).
+//! leader (see [`crate::services::lease`]).
 //!
 //! A new leader starts every lease's deadline afresh at now + granted TTL,
 //! as etcd does, so a failover can make a lease live longer but never

@@ -11,7 +11,7 @@
 
 use crate::context::Context;
 use crate::grpc_metrics::GrpcMetrics;
-use crate::maintenance_service::ETCD_VERSION;
+use crate::services::maintenance::ETCD_VERSION;
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use std::time::Duration;
 

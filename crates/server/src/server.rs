@@ -10,26 +10,26 @@
 //! supervisor restarts it; it never keeps its ports open half-dead.
 
 use crate::auth::AuthView;
-use crate::auth_service::AuthService;
 use crate::authority_header::AuthorityFix;
 use crate::bootstrap::Identity;
-use crate::cluster_service::ClusterService;
 use crate::config::{ServerConfig, GRPC_OVERHEAD_BYTES};
 use crate::context::Context;
 use crate::decode_limit::with_grpc_go_decode_limit;
-use crate::election_service::ElectionService;
 use crate::forward::LeaderForwarder;
 use crate::http::Http;
-use crate::kv_service::KvService;
 use crate::lease_keeper::LeaseKeeper;
-use crate::lease_service::LeaseService;
-use crate::lock_service::LockService;
 use crate::machine::{EtcdMachine, MemberAttributes, Proposal};
-use crate::maintenance_service::MaintenanceService;
 use crate::metrics::ServerMetrics;
+use crate::services::auth::AuthService;
+use crate::services::cluster::ClusterService;
+use crate::services::election::ElectionService;
+use crate::services::kv::KvService;
+use crate::services::lease::LeaseService;
+use crate::services::lock::LockService;
+use crate::services::maintenance::MaintenanceService;
+use crate::services::watch::WatchService;
 use crate::token::Tokens;
 use crate::watch_hub::WatchHub;
-use crate::watch_service::WatchService;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -270,7 +270,7 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     let election_timeout = cfg.node.tick * cfg.node.protocol.election_ticks as u32;
     let http = Http::new(ctx.clone(), metrics.clone(), Http::request_timeout(election_timeout));
     let limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
-    let min_lease_ttl = crate::lease_service::min_ttl(cfg.node.tick * cfg.node.protocol.election_ticks as u32);
+    let min_lease_ttl = crate::services::lease::min_ttl(cfg.node.tick * cfg.node.protocol.election_ticks as u32);
     let mut servers = Essential::new();
     for (listener, tls) in client_listeners {
         let services = Routes::default()

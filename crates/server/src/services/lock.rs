@@ -1,5 +1,5 @@
 //! etcd's v3lock service (`/v3lockpb.Lock`): a named lock held by a lease,
-//! built on [`crate::recipes`] as etcd builds it on its mutex recipe.
+//! built on [`crate::services::recipes`] as etcd builds it on its mutex recipe.
 //!
 //! `Lock` creates `name/<lease in hex>` with the lease and waits until every
 //! key under `name/` created before it is gone; the holder keeps the lock
@@ -8,7 +8,7 @@
 //! gets etcd's "session expired" error.
 
 use crate::context::Context;
-use crate::recipes::{self, Withdraw};
+use crate::services::recipes::{self, Withdraw};
 use std::sync::Arc;
 use synod_etcd_api::v3lockpb::lock_server::Lock;
 use synod_etcd_api::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};

@@ -1,5 +1,5 @@
 //! etcd's v3election service (`/v3electionpb.Election`): leader election
-//! held by a lease, built on [`crate::recipes`] as etcd builds it on its
+//! held by a lease, built on [`crate::services::recipes`] as etcd builds it on its
 //! election recipe.
 //!
 //! A candidate's key is `name/<lease in hex>` holding its value; the leader
@@ -9,8 +9,8 @@
 //! leader or value, `Resign` gives leadership up.
 
 use crate::context::Context;
-use crate::lock_service::{check_recipe, take_turn};
-use crate::recipes;
+use crate::services::lock::{check_recipe, take_turn};
+use crate::services::recipes;
 use std::pin::Pin;
 use std::sync::Arc;
 use synod_etcd_api::etcdserverpb::ResponseHeader;
