@@ -178,7 +178,7 @@ pub struct TokenGrant {
     pub checked_revision: u64,
     /// Granted to the common name of a client certificate that the
     /// proposing member verified under `--client-cert-auth`, to forward
-    /// that client's request to the leader ([`crate::forward`]): no
+    /// that client's request to the leader ([`crate::cluster::forward`]): no
     /// password was checked, so a user without one may have it.
     #[prost(bool, tag = "4")]
     pub certificate: bool,

@@ -9,8 +9,8 @@
 //! depend on it, not the other way round.
 
 use crate::auth::{AuthError, AuthInfo, AuthView};
+use crate::cluster::forward::LeaderForwarder;
 use crate::config::Member;
-use crate::forward::LeaderForwarder;
 use crate::machine::{EtcdMachine, Output, Proposal, Query, Reply};
 use crate::token::Tokens;
 use crate::watch_hub::WatchHub;

@@ -11,11 +11,11 @@
 
 use crate::auth::AuthView;
 use crate::authority_header::AuthorityFix;
-use crate::bootstrap::Identity;
+use crate::cluster::bootstrap::Identity;
+use crate::cluster::forward::LeaderForwarder;
 use crate::config::{ServerConfig, GRPC_OVERHEAD_BYTES};
 use crate::context::Context;
 use crate::decode_limit::with_grpc_go_decode_limit;
-use crate::forward::LeaderForwarder;
 use crate::http::Http;
 use crate::lease_keeper::LeaseKeeper;
 use crate::machine::{EtcdMachine, MemberAttributes, Proposal};
@@ -177,7 +177,7 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
         }
         _ => None,
     };
-    let unrecorded = crate::bootstrap::settle(&mut cfg).await?;
+    let unrecorded = crate::cluster::bootstrap::settle(&mut cfg).await?;
     let (feed, wake) = crate::watch_hub::RevisionFeed::new();
     let tokens = Tokens::parse(&cfg.auth_token, cfg.auth_token_ttl)?;
     let auth_view = Arc::new(AuthView::default());
@@ -250,7 +250,7 @@ pub async fn run(mut cfg: ServerConfig, shutdown: impl Future<Output = ()> + Sen
     }
     background.spawn(
         "the membership keeper",
-        infallible(crate::membership::keep(ctx.clone(), cfg.node.peers.clone(), stop_rx.clone(), removed_tx)),
+        infallible(crate::cluster::membership::keep(ctx.clone(), cfg.node.peers.clone(), stop_rx.clone(), removed_tx)),
     );
 
     let checker = crate::corrupt::Checker::new();

@@ -3,7 +3,7 @@
 //! Grant and revoke are writes through the log. Keep-alives and TTL
 //! queries are about time, which only the leader counts
 //! ([`crate::lease_keeper`]): the leader answers them, and a follower
-//! forwards them to it ([`crate::forward`]), as etcd does. The lease
+//! forwards them to it ([`crate::cluster::forward`]), as etcd does. The lease
 //! list is a linearizable read of the lease table.
 //!
 //! etcd's answers where a lease does not exist: a keep-alive gets a
@@ -17,8 +17,8 @@
 //! fixed minimum, the same everywhere).
 
 use crate::auth::AuthInfo;
+use crate::cluster::forward::{is_forwarded, not_leader, Credentials};
 use crate::context::Context;
-use crate::forward::{is_forwarded, not_leader, Credentials};
 use crate::lease_keeper::{LeaseKeeper, Remaining, Renewal};
 use crate::status;
 use std::sync::Arc;

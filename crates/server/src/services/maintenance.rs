@@ -8,8 +8,8 @@
 //! `db_size_in_use` the store's logical size, the one the quota counts.
 
 use crate::alarm;
+use crate::cluster::forward::at_leader;
 use crate::context::Context;
-use crate::forward::at_leader;
 use crate::machine::{Proposal, Query, Reply};
 use crate::status;
 use std::path::Path;
