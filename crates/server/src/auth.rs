@@ -1,6 +1,6 @@
 //! etcd's auth store, replicated: users, roles, their key permissions,
 //! whether auth is enabled, the auth revision, and the simple tokens
-//! granted. It lives inside the state machine ([`crate::machine`]) and
+//! granted. It lives inside the state machine ([`crate::state::machine`]) and
 //! changes only by applying an [`AuthCommand`] from the log, so every member
 //! enforces the same thing at the same slot.
 //!

@@ -19,7 +19,7 @@
 
 use crate::config::CompactionMode;
 use crate::context::Context;
-use crate::machine::{MachineError, Proposal};
+use crate::state::machine::{MachineError, Proposal};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -11,9 +11,9 @@
 use crate::auth::{AuthError, AuthInfo, AuthView};
 use crate::cluster::forward::LeaderForwarder;
 use crate::config::Member;
-use crate::machine::{EtcdMachine, Output, Proposal, Query, Reply};
+use crate::state::machine::{EtcdMachine, Output, Proposal, Query, Reply};
+use crate::state::watch_hub::WatchHub;
 use crate::token::Tokens;
-use crate::watch_hub::WatchHub;
 use bytes::Bytes;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

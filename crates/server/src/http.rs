@@ -20,9 +20,9 @@
 use crate::alarm;
 use crate::context::Context;
 use crate::gateway::Gateway;
-use crate::machine::Query;
 use crate::metrics::ServerMetrics;
 use crate::services::maintenance::ETCD_VERSION;
+use crate::state::machine::Query;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::Response;

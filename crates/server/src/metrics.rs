@@ -30,7 +30,7 @@ pub struct ServerMetrics {
     /// gRPC calls started and handled, by method and code.
     pub grpc: GrpcMetrics,
     /// How long each command takes to apply to the state machine (see
-    /// [`crate::machine::EtcdMachine::with_apply_histogram`]).
+    /// [`crate::state::machine::EtcdMachine::with_apply_histogram`]).
     pub apply: prometheus::Histogram,
     db_size: IntGauge,
     db_in_use: IntGauge,

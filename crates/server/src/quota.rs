@@ -11,7 +11,7 @@
 
 use crate::alarm::{ACTIVATE, NOSPACE};
 use crate::context::Context;
-use crate::machine::Proposal;
+use crate::state::machine::Proposal;
 use crate::status;
 use synod_etcd_api::etcdserverpb::AlarmRequest;
 use synod_kv::{Command as KvCommand, KvError};

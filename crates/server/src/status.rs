@@ -1,7 +1,7 @@
 //! Errors as etcd reports them: the gRPC code and the exact message etcd's
 //! clients match on.
 
-use crate::machine::{MachineError, Output, Reply};
+use crate::state::machine::{MachineError, Output, Reply};
 use synod_kv::KvError;
 use synod_paxos::{ReconfigError, TransferError};
 use tonic::{Code, Status};

@@ -10,7 +10,7 @@
 
 use crate::auth::{AuthCommand, AuthError, AuthInfo, AuthOp, AuthReply, AuthStore, TokenGrant};
 use crate::context::Context;
-use crate::machine::{Proposal, Reply};
+use crate::state::machine::{Proposal, Reply};
 use crate::status;
 use crate::token::Tokens;
 use std::sync::Arc;

@@ -17,7 +17,7 @@
 use crate::cluster::forward::{at_leader, to_leader_as, Credentials};
 use crate::cluster::membership::{resolve_peer, View};
 use crate::context::Context;
-use crate::machine::{MemberAttributes, Proposal};
+use crate::state::machine::{MemberAttributes, Proposal};
 use crate::status::{self, BAD_URLS, MEMBER_NOT_FOUND, PEER_URL_EXISTS};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

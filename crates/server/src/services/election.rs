@@ -103,7 +103,7 @@ impl Election for ElectionService {
         check_recipe(&self.ctx, &request, Some(&request.get_ref().name), None)?;
         let name = request.into_inner().name;
         // Linearizable, like etcd's: a read-index round first.
-        let _ = self.ctx.read(&crate::machine::Query::Members).await.map_err(|e| crate::status::runtime(&e))?;
+        let _ = self.ctx.read(&crate::state::machine::Query::Members).await.map_err(|e| crate::status::runtime(&e))?;
         match recipes::first(&self.ctx, &recipes::prefix(&name)).await? {
             (Some(kv), revision) => Ok(Response::new(LeaderResponse { header: self.header(revision), kv: Some(kv) })),
             (None, _) => Err(Status::unknown(NO_LEADER)),

@@ -11,7 +11,7 @@
 //! the state machine, against the store as of the write's slot.
 
 use crate::context::Context;
-use crate::machine::{Query, Reply};
+use crate::state::machine::{Query, Reply};
 use crate::status;
 use std::sync::Arc;
 use synod_etcd_api::etcdserverpb::kv_server::Kv;

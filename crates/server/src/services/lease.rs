@@ -2,7 +2,7 @@
 //!
 //! Grant and revoke are writes through the log. Keep-alives and TTL
 //! queries are about time, which only the leader counts
-//! ([`crate::lease_keeper`]): the leader answers them, and a follower
+//! ([`crate::state::lease_keeper`]): the leader answers them, and a follower
 //! forwards them to it ([`crate::cluster::forward`]), as etcd does. The lease
 //! list is a linearizable read of the lease table.
 //!
@@ -19,7 +19,7 @@
 use crate::auth::AuthInfo;
 use crate::cluster::forward::{is_forwarded, not_leader, Credentials};
 use crate::context::Context;
-use crate::lease_keeper::{LeaseKeeper, Remaining, Renewal};
+use crate::state::lease_keeper::{LeaseKeeper, Remaining, Renewal};
 use crate::status;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

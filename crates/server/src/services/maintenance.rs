@@ -10,7 +10,7 @@
 use crate::alarm;
 use crate::cluster::forward::at_leader;
 use crate::context::Context;
-use crate::machine::{Proposal, Query, Reply};
+use crate::state::machine::{Proposal, Query, Reply};
 use crate::status;
 use std::path::Path;
 use std::sync::Arc;

@@ -2,9 +2,9 @@
 //! RPC to a proposal, a linearizable read or a local (serializable) read
 //! through the shared [`crate::context::Context`]:
 //! * [`kv`]: KV (Range, Put, DeleteRange, Txn, Compact);
-//! * [`watch`]: Watch, fed by [`crate::watch_hub`];
+//! * [`watch`]: Watch, fed by [`crate::state::watch_hub`];
 //! * [`lease`]: Lease; the leader's TTL countdown is
-//!   [`crate::lease_keeper`];
+//!   [`crate::state::lease_keeper`];
 //! * [`lock`] and [`election`]: etcd's v3lock and v3election, on the
 //!   key-per-contender [`recipes`] they share;
 //! * [`auth`]: the Auth RPCs over the replicated [`crate::auth`] store;

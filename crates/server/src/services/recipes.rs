@@ -11,7 +11,7 @@
 //! no earlier key exists, the wait is over for good.
 
 use crate::context::Context;
-use crate::watch_hub::Batch;
+use crate::state::watch_hub::Batch;
 use std::sync::Arc;
 use synod_kv::pb::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue, PutRequest, RangeRequest, Request as Op,

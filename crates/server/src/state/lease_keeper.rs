@@ -17,7 +17,7 @@
 //! leader that has just been deposed fails or, if a newer leader already
 //! revoked the lease, gets "lease not found": both are harmless.
 
-use crate::machine::{EtcdMachine, MachineError, Proposal};
+use crate::state::machine::{EtcdMachine, MachineError, Proposal};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};

@@ -17,7 +17,7 @@
 
 use crate::alarm::Alarms;
 use crate::auth::{AuthCommand, AuthError, AuthInfo, AuthReply, AuthSnapshot, AuthStore, AuthView};
-use crate::watch_hub::RevisionFeed;
+use crate::state::watch_hub::RevisionFeed;
 use bytes::Bytes;
 use prost::Message;
 use std::collections::BTreeMap;
