@@ -1,7 +1,7 @@
 //! The member's Prometheus metrics, as `/metrics` shows them: the
 //! replica's own ([`synod_runtime::Metrics`]: leadership, proposals, fsyncs,
 //! peers, Paxos's `synod_*`), the server's (etcd's identity, store size and
-//! keys, health checks), gRPC calls ([`crate::grpc_metrics`]) and the
+//! keys, health checks), gRPC calls ([`crate::http::grpc_metrics`]) and the
 //! process (`process_*`, on Linux).
 //!
 //! Names are etcd's where the meaning is the same, so etcd's dashboards and
@@ -10,7 +10,7 @@
 //! kept up to date on every write: the write path pays nothing for it.
 
 use crate::context::Context;
-use crate::grpc_metrics::GrpcMetrics;
+use crate::http::grpc_metrics::GrpcMetrics;
 use crate::services::maintenance::ETCD_VERSION;
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use std::time::Duration;
