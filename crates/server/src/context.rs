@@ -12,6 +12,7 @@ use crate::auth::{AuthError, AuthInfo, AuthView};
 use crate::cluster::forward::LeaderForwarder;
 use crate::config::Member;
 use crate::state::machine::{EtcdMachine, Output, Proposal, Query, Reply};
+use crate::state::typed::Write;
 use crate::state::watch_hub::WatchHub;
 use crate::token::Tokens;
 use bytes::Bytes;
@@ -106,12 +107,10 @@ impl Context {
     }
 
     /// Proposes a client's key-value write, checked against the auth store
-    /// first (a refused one costs no log slot) and again where it applies.
-    pub async fn write_as(
-        &self,
-        cmd: synod_kv::Command,
-        caller: AuthInfo,
-    ) -> Result<synod_kv::Response, tonic::Status> {
+    /// first (a refused one costs no log slot) and again where it applies,
+    /// and returns the write's own response ([`Write`]).
+    pub async fn write_as<W: Write>(&self, request: W, caller: AuthInfo) -> Result<W::Response, tonic::Status> {
+        let cmd = request.command();
         self.auth.current().check_command(Some(&caller), None, &cmd).map_err(crate::status::auth)?;
         crate::quota::check(self, &cmd).await?;
         let payload = Proposal::KvAs(cmd, caller).to_bytes();
@@ -119,7 +118,7 @@ impl Context {
             return Err(crate::status::too_large());
         }
         match crate::status::outcome(self.propose(payload).await)? {
-            Reply::Write(r) => Ok(r),
+            Reply::Write(r) => W::response(r).map_err(crate::status::unexpected),
             other => Err(tonic::Status::internal(format!("synod: unexpected reply to a write: {other:?}"))),
         }
     }

@@ -6,7 +6,9 @@
 //! * [`watch_hub`]: hands the events each applied write made to the watch
 //!   streams, in revision order;
 //! * [`lease_keeper`]: counts lease TTLs down on the leader and revokes
-//!   expired leases through the log.
+//!   expired leases through the log;
+//! * [`typed`]: the reply each request gets, so a service receives a
+//!   `PutResponse` for a `PutRequest` (used by the KV and Lease services).
 //!
 //! The machine must stay deterministic: the same log gives the same state
 //! on every member. The hub and the keeper are member-local and never
@@ -14,4 +16,5 @@
 
 pub mod lease_keeper;
 pub mod machine;
+pub mod typed;
 pub mod watch_hub;
