@@ -1,6 +1,6 @@
 //! etcd's auth store, replicated: users, roles, their key permissions,
 //! whether auth is enabled, the auth revision, and the simple tokens
-//! granted. It lives inside the state machine ([`crate::machine`]) and
+//! granted. It lives inside the state machine ([`crate::state::machine`]) and
 //! changes only by applying an [`AuthCommand`] from the log, so every member
 //! enforces the same thing at the same slot.
 //!
@@ -178,7 +178,7 @@ pub struct TokenGrant {
     pub checked_revision: u64,
     /// Granted to the common name of a client certificate that the
     /// proposing member verified under `--client-cert-auth`, to forward
-    /// that client's request to the leader ([`crate::forward`]): no
+    /// that client's request to the leader ([`crate::cluster::forward`]): no
     /// password was checked, so a user without one may have it.
     #[prost(bool, tag = "4")]
     pub certificate: bool,

@@ -18,8 +18,8 @@
 //! members' histories differ.
 
 use crate::config::CompactionMode;
-use crate::machine::{MachineError, Proposal};
-use crate::server::Context;
+use crate::context::Context;
+use crate::state::machine::{MachineError, Proposal};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -18,8 +18,8 @@
 //! and /health.
 
 use crate::alarm::{ACTIVATE, CORRUPT};
-use crate::machine::{HashEvent, HashReport, Proposal, Reply};
-use crate::server::Context;
+use crate::context::Context;
+use crate::state::machine::{HashEvent, HashReport, Proposal, Reply};
 use crate::status;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -113,7 +113,7 @@ impl Checker {
     }
 
     /// Follows the checks and reports the log applies (`events`, from
-    /// [`crate::machine::EtcdMachine::with_hash_events`]) until `stop`;
+    /// [`crate::state::machine::EtcdMachine::with_hash_events`]) until `stop`;
     /// with `every`, starts a check that often while this member leads.
     pub async fn run(
         self,

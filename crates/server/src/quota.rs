@@ -10,8 +10,8 @@
 //! and compaction, which free space, always pass.
 
 use crate::alarm::{ACTIVATE, NOSPACE};
-use crate::machine::Proposal;
-use crate::server::Context;
+use crate::context::Context;
+use crate::state::machine::Proposal;
 use crate::status;
 use synod_etcd_api::etcdserverpb::AlarmRequest;
 use synod_kv::{Command as KvCommand, KvError};

@@ -42,7 +42,7 @@
 use crate::auth::{AuthSnapshot, AuthStore};
 use crate::config::{parse_initial_cluster, ConfigError, StatusFormat};
 use crate::ids;
-use crate::machine::EtcdMachine;
+use crate::state::machine::EtcdMachine;
 use prost::Message;
 use std::path::PathBuf;
 use synod_kv::KvState;

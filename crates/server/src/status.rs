@@ -1,7 +1,7 @@
 //! Errors as etcd reports them: the gRPC code and the exact message etcd's
 //! clients match on.
 
-use crate::machine::{MachineError, Output, Reply};
+use crate::state::machine::{MachineError, Output, Reply};
 use synod_kv::KvError;
 use synod_paxos::{ReconfigError, TransferError};
 use tonic::{Code, Status};
@@ -127,7 +127,7 @@ pub fn runtime(e: &synod_runtime::Error) -> Status {
 /// A refused or interrupted membership change as etcd reports it.
 pub fn reconfig(e: &ReconfigError) -> Status {
     match e {
-        ReconfigError::NotLeader { .. } => crate::forward::not_leader(),
+        ReconfigError::NotLeader { .. } => crate::cluster::forward::not_leader(),
         ReconfigError::InProgress => Status::unavailable(format!("etcdserver: {e}")),
         ReconfigError::UnknownMember(_) => Status::not_found(MEMBER_NOT_FOUND),
         ReconfigError::AlreadyMember(_) => Status::failed_precondition("etcdserver: member ID already exist"),
@@ -142,7 +142,7 @@ pub fn reconfig(e: &ReconfigError) -> Status {
 /// A refused or failed leadership transfer as etcd reports it.
 pub fn transfer(e: &TransferError) -> Status {
     match e {
-        TransferError::NotLeader { .. } => crate::forward::not_leader(),
+        TransferError::NotLeader { .. } => crate::cluster::forward::not_leader(),
         TransferError::BadTransferee(_) => Status::failed_precondition(BAD_TRANSFEREE),
         TransferError::Timeout => Status::unavailable(e.to_string()),
         TransferError::InProgress => Status::unavailable(format!("etcdserver: {e}")),

@@ -7,7 +7,7 @@
 //! self-signed certificate of `--auto-tls`) into [`Loaded`], from which the
 //! rustls configurations are built: the client listeners' server side, the
 //! peer transport's two sides, and the way a follower reaches the leader's
-//! client URL (see [`crate::forward`]). `--cipher-suites` narrows TLS 1.2
+//! client URL (see [`crate::cluster::forward`]). `--cipher-suites` narrows TLS 1.2
 //! suites for both ([`cipher_suites`]).
 //!
 //! As etcd does: a trusted CA file makes the listener require and verify

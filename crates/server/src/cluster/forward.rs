@@ -1,10 +1,10 @@
 //! Forwarding requests only the leader can serve from a follower to the
 //! leader, as etcd's followers forward them: lease keep-alives and TTL
 //! queries (the leader alone counts lease TTLs, see
-//! [`crate::lease_keeper`]), membership changes and leader transfers.
+//! [`crate::state::lease_keeper`]), membership changes and leader transfers.
 //!
 //! The leader is reached on the client URL it published through the log
-//! ([`crate::machine::MemberAttributes`]), over its own etcd gRPC
+//! ([`crate::state::machine::MemberAttributes`]), over its own etcd gRPC
 //! services, with a marker in the request metadata: a member that receives
 //! a forwarded request and does not lead answers "not leader" instead of
 //! forwarding again, so requests never bounce between members; the
@@ -18,8 +18,8 @@
 //! when the certificates are `--auto-tls`'s self-signed ones.
 
 use crate::auth::{AuthCommand, AuthError, AuthOp, AuthReply, TokenGrant};
-use crate::machine::{EtcdMachine, Proposal, Reply};
-use crate::server::Context;
+use crate::context::Context;
+use crate::state::machine::{EtcdMachine, Proposal, Reply};
 use crate::status;
 use crate::token::Tokens;
 use std::collections::HashMap;

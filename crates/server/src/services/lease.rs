@@ -2,8 +2,8 @@
 //!
 //! Grant and revoke are writes through the log. Keep-alives and TTL
 //! queries are about time, which only the leader counts
-//! ([`crate::lease_keeper`]): the leader answers them, and a follower
-//! forwards them to it ([`crate::forward`]), as etcd does. The lease
+//! ([`crate::state::lease_keeper`]): the leader answers them, and a follower
+//! forwards them to it ([`crate::cluster::forward`]), as etcd does. The lease
 //! list is a linearizable read of the lease table.
 //!
 //! etcd's answers where a lease does not exist: a keep-alive gets a
@@ -17,9 +17,9 @@
 //! fixed minimum, the same everywhere).
 
 use crate::auth::AuthInfo;
-use crate::forward::{is_forwarded, not_leader, Credentials};
-use crate::lease_keeper::{LeaseKeeper, Remaining, Renewal};
-use crate::server::Context;
+use crate::cluster::forward::{is_forwarded, not_leader, Credentials};
+use crate::context::Context;
+use crate::state::lease_keeper::{LeaseKeeper, Remaining, Renewal};
 use crate::status;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +29,6 @@ use synod_etcd_api::etcdserverpb::{
     LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
     LeaseTimeToLiveResponse, ResponseHeader,
 };
-use synod_kv::{Command as KvCommand, Response};
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response as GrpcResponse, Status, Streaming};
@@ -242,13 +241,9 @@ impl Lease for LeaseService {
         let caller = self.ctx.require_caller(&request)?;
         let mut req = request.into_inner();
         req.ttl = req.ttl.max(self.min_ttl);
-        match self.ctx.write_as(KvCommand::LeaseGrant(req), caller).await? {
-            Response::LeaseGrant(mut r) => {
-                self.ctx.fill(&mut r.header);
-                Ok(GrpcResponse::new(r))
-            }
-            other => Err(status::unexpected(other)),
-        }
+        let mut r = self.ctx.write_as(req, caller).await?;
+        self.ctx.fill(&mut r.header);
+        Ok(GrpcResponse::new(r))
     }
 
     async fn lease_revoke(
@@ -258,13 +253,9 @@ impl Lease for LeaseService {
         // The state machine checks that the caller may write every key
         // attached to the lease (etcd's checkLeasePuts).
         let caller = self.ctx.require_caller(&request)?;
-        match self.ctx.write_as(KvCommand::LeaseRevoke(request.into_inner()), caller).await? {
-            Response::LeaseRevoke(mut r) => {
-                self.ctx.fill(&mut r.header);
-                Ok(GrpcResponse::new(r))
-            }
-            other => Err(status::unexpected(other)),
-        }
+        let mut r = self.ctx.write_as(request.into_inner(), caller).await?;
+        self.ctx.fill(&mut r.header);
+        Ok(GrpcResponse::new(r))
     }
 
     type LeaseKeepAliveStream = ReceiverStream<Result<LeaseKeepAliveResponse, Status>>;

@@ -1,5 +1,5 @@
 //! etcd's v3lock service (`/v3lockpb.Lock`): a named lock held by a lease,
-//! built on [`crate::recipes`] as etcd builds it on its mutex recipe.
+//! built on [`crate::services::recipes`] as etcd builds it on its mutex recipe.
 //!
 //! `Lock` creates `name/<lease in hex>` with the lease and waits until every
 //! key under `name/` created before it is gone; the holder keeps the lock
@@ -7,8 +7,8 @@
 //! goes away withdraws its key; a waiter whose lease expires while it waits
 //! gets etcd's "session expired" error.
 
-use crate::recipes::{self, Withdraw};
-use crate::server::Context;
+use crate::context::Context;
+use crate::services::recipes::{self, Withdraw};
 use std::sync::Arc;
 use synod_etcd_api::v3lockpb::lock_server::Lock;
 use synod_etcd_api::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};

@@ -3,7 +3,7 @@
 //!
 //! The state machine hands the events of every write it applies to a
 //! [`RevisionFeed`] and wakes the hub
-//! ([`crate::machine::EtcdMachine::with_revision_feed`]); the hub takes
+//! ([`crate::state::machine::EtcdMachine::with_revision_feed`]); the hub takes
 //! whatever has gathered and broadcasts it as one [`Batch`]. Taking the
 //! events as they are applied, not reading them from the store afterwards,
 //! matters: a compaction applied right after a delete would otherwise
@@ -21,7 +21,7 @@
 //! A batch always holds whole revisions: every event of one write request
 //! (one txn) is in the same batch, and so reaches a watcher in one response.
 
-use crate::machine::EtcdMachine;
+use crate::state::machine::EtcdMachine;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use synod_kv::pb::Event;

@@ -7,7 +7,7 @@
 //! forward, and a lease whose deadline passes is revoked with an ordinary
 //! [`synod_kv::Command::LeaseRevoke`], applied by every replica at the same
 //! slot. Followers keep no deadlines: keep-alives and TTL queries go to the
-//! leader (see [`crate::lease_service`]).
+//! leader (see [`crate::services::lease`]).
 //!
 //! A new leader starts every lease's deadline afresh at now + granted TTL,
 //! as etcd does, so a failover can make a lease live longer but never
@@ -17,7 +17,7 @@
 //! leader that has just been deposed fails or, if a newer leader already
 //! revoked the lease, gets "lease not found": both are harmless.
 
-use crate::machine::{EtcdMachine, MachineError, Proposal};
+use crate::state::machine::{EtcdMachine, MachineError, Proposal};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! the attributes (name, client URLs) each member publishes when it starts,
 //! as etcd publishes its members' attributes through raft, every member's
 //! peer URLs (recorded when it is added or updated, or first published; see
-//! [`crate::membership`]), and the active alarms ([`crate::alarm`]), raised
+//! [`crate::cluster::membership`]), and the active alarms ([`crate::alarm`]), raised
 //! and cleared through the log as in etcd.
 //!
 //! What the log carries ([`Proposal`]) is a [`synod_kv::Command`]'s own
@@ -17,7 +17,7 @@
 
 use crate::alarm::Alarms;
 use crate::auth::{AuthCommand, AuthError, AuthInfo, AuthReply, AuthSnapshot, AuthStore, AuthView};
-use crate::watch_hub::RevisionFeed;
+use crate::state::watch_hub::RevisionFeed;
 use bytes::Bytes;
 use prost::Message;
 use std::collections::BTreeMap;
@@ -46,7 +46,7 @@ pub struct MemberAttributes {
     #[prost(bool, tag = "5")]
     pub removed: bool,
     /// Added as a voter: it joins as a learner and the leader promotes it
-    /// once it is in sync ([`crate::membership`]).
+    /// once it is in sync ([`crate::cluster::membership`]).
     #[prost(bool, tag = "6")]
     pub promote: bool,
 }

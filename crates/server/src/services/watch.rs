@@ -3,7 +3,7 @@
 //! revision order.
 //!
 //! Each stream is one task. It owns its watchers and takes applied events
-//! from the [`crate::watch_hub::WatchHub`]; every watcher remembers the next revision it
+//! from the [`crate::state::watch_hub::WatchHub`]; every watcher remembers the next revision it
 //! wants (`next`), and a batch is delivered to it only from there on, so
 //! nothing arrives twice. When the watcher wants a revision older than the
 //! next batch (it asked for history with `start_revision`, or the stream fell
@@ -20,9 +20,9 @@
 //! and while the client does not read them the task waits, misses hub
 //! batches rather than holding them, and catches up from the store later.
 
-use crate::server::Context;
+use crate::context::Context;
+use crate::state::watch_hub::Batch;
 use crate::status;
-use crate::watch_hub::Batch;
 use prost::Message;
 use std::collections::BTreeMap;
 use std::pin::Pin;

@@ -1,5 +1,5 @@
 //! etcd's v3election service (`/v3electionpb.Election`): leader election
-//! held by a lease, built on [`crate::recipes`] as etcd builds it on its
+//! held by a lease, built on [`crate::services::recipes`] as etcd builds it on its
 //! election recipe.
 //!
 //! A candidate's key is `name/<lease in hex>` holding its value; the leader
@@ -8,9 +8,9 @@
 //! `Leader` answers the current leader, `Observe` streams every change of
 //! leader or value, `Resign` gives leadership up.
 
-use crate::lock_service::{check_recipe, take_turn};
-use crate::recipes;
-use crate::server::Context;
+use crate::context::Context;
+use crate::services::lock::{check_recipe, take_turn};
+use crate::services::recipes;
 use std::pin::Pin;
 use std::sync::Arc;
 use synod_etcd_api::etcdserverpb::ResponseHeader;
@@ -103,7 +103,7 @@ impl Election for ElectionService {
         check_recipe(&self.ctx, &request, Some(&request.get_ref().name), None)?;
         let name = request.into_inner().name;
         // Linearizable, like etcd's: a read-index round first.
-        let _ = self.ctx.read(&crate::machine::Query::Members).await.map_err(|e| crate::status::runtime(&e))?;
+        let _ = self.ctx.read(&crate::state::machine::Query::Members).await.map_err(|e| crate::status::runtime(&e))?;
         match recipes::first(&self.ctx, &recipes::prefix(&name)).await? {
             (Some(kv), revision) => Ok(Response::new(LeaderResponse { header: self.header(revision), kv: Some(kv) })),
             (None, _) => Err(Status::unknown(NO_LEADER)),

@@ -9,8 +9,8 @@
 //! simple token (or signs a JWT itself).
 
 use crate::auth::{AuthCommand, AuthError, AuthInfo, AuthOp, AuthReply, AuthStore, TokenGrant};
-use crate::machine::{Proposal, Reply};
-use crate::server::Context;
+use crate::context::Context;
+use crate::state::machine::{Proposal, Reply};
 use crate::status;
 use crate::token::Tokens;
 use std::sync::Arc;

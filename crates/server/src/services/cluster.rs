@@ -3,10 +3,10 @@
 //! The list is the latest configuration the protocol knows (voters and
 //! learners, a change chosen but not yet in force included), joined with
 //! what the log records about each member: the name and client URLs it
-//! published when it started, and its peer URLs ([`crate::membership`]).
+//! published when it started, and its peer URLs ([`crate::cluster::membership`]).
 //!
 //! Changes are made at the leader; a follower forwards them
-//! ([`crate::forward`]). `MemberAdd` records the new member's peer URLs and
+//! ([`crate::cluster::forward`]). `MemberAdd` records the new member's peer URLs and
 //! a fresh id in the log, then adds it as a learner: one added as a voter is
 //! promoted by the leader as soon as it is in sync, so an empty log never
 //! counts in a quorum. `MemberPromote` is refused until the learner is in
@@ -14,10 +14,10 @@
 //! have no quorum among the members the leader hears now (etcd's
 //! `--strict-reconfig-check`), each with etcd's error.
 
-use crate::forward::{at_leader, to_leader_as, Credentials};
-use crate::machine::{MemberAttributes, Proposal};
-use crate::membership::{resolve_peer, View};
-use crate::server::Context;
+use crate::cluster::forward::{at_leader, to_leader_as, Credentials};
+use crate::cluster::membership::{resolve_peer, View};
+use crate::context::Context;
+use crate::state::machine::{MemberAttributes, Proposal};
 use crate::status::{self, BAD_URLS, MEMBER_NOT_FOUND, PEER_URL_EXISTS};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //!
 //! The protocol decides who votes and who learns (`synod_paxos::reconfig`);
 //! the state machine records each member's name, client and peer URLs
-//! ([`crate::machine::MemberAttributes`]). This task keeps the two joined up
+//! ([`crate::state::machine::MemberAttributes`]). This task keeps the two joined up
 //! on every member, woken by the replica's view of the cluster
 //! ([`synod_runtime::ClusterView`]) whenever leadership or the membership
 //! changes, and at most every `PERIOD` while only the applied index moves
@@ -27,8 +27,8 @@
 //!   configurations while it catches up.
 
 use crate::config::Member;
-use crate::machine::MemberAttributes;
-use crate::server::Context;
+use crate::context::Context;
+use crate::state::machine::MemberAttributes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -10,8 +10,8 @@
 //! old create revision, so once this member has applied a revision at which
 //! no earlier key exists, the wait is over for good.
 
-use crate::server::Context;
-use crate::watch_hub::Batch;
+use crate::context::Context;
+use crate::state::watch_hub::Batch;
 use std::sync::Arc;
 use synod_kv::pb::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue, PutRequest, RangeRequest, Request as Op,

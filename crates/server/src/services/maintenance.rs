@@ -8,9 +8,9 @@
 //! `db_size_in_use` the store's logical size, the one the quota counts.
 
 use crate::alarm;
-use crate::forward::at_leader;
-use crate::machine::{Proposal, Query, Reply};
-use crate::server::Context;
+use crate::cluster::forward::at_leader;
+use crate::context::Context;
+use crate::state::machine::{Proposal, Query, Reply};
 use crate::status;
 use std::path::Path;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The member's Prometheus metrics, as `/metrics` shows them: the
 //! replica's own ([`synod_runtime::Metrics`]: leadership, proposals, fsyncs,
 //! peers, Paxos's `synod_*`), the server's (etcd's identity, store size and
-//! keys, health checks), gRPC calls ([`crate::grpc_metrics`]) and the
+//! keys, health checks), gRPC calls ([`crate::http::grpc_metrics`]) and the
 //! process (`process_*`, on Linux).
 //!
 //! Names are etcd's where the meaning is the same, so etcd's dashboards and
@@ -9,9 +9,9 @@
 //! state machine (its size, its keys) is read from it when scraped, not
 //! kept up to date on every write: the write path pays nothing for it.
 
-use crate::grpc_metrics::GrpcMetrics;
-use crate::maintenance_service::ETCD_VERSION;
-use crate::server::Context;
+use crate::context::Context;
+use crate::http::grpc_metrics::GrpcMetrics;
+use crate::services::maintenance::ETCD_VERSION;
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ pub struct ServerMetrics {
     /// gRPC calls started and handled, by method and code.
     pub grpc: GrpcMetrics,
     /// How long each command takes to apply to the state machine (see
-    /// [`crate::machine::EtcdMachine::with_apply_histogram`]).
+    /// [`crate::state::machine::EtcdMachine::with_apply_histogram`]).
     pub apply: prometheus::Histogram,
     db_size: IntGauge,
     db_in_use: IntGauge,

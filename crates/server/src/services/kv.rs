@@ -10,8 +10,8 @@
 //! (the auth store must not move on meanwhile); writes here and again in
 //! the state machine, against the store as of the write's slot.
 
-use crate::machine::{Query, Reply};
-use crate::server::Context;
+use crate::context::Context;
+use crate::state::typed::Read;
 use crate::status;
 use std::sync::Arc;
 use synod_etcd_api::etcdserverpb::kv_server::Kv;
@@ -20,9 +20,7 @@ use synod_kv::pb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
     RangeRequest, RangeResponse, Request as OpRequest, TxnRequest, TxnResponse,
 };
-use synod_kv::{
-    is_read_only, validate_delete_range, validate_put, validate_range, validate_txn, Command as KvCommand, Response,
-};
+use synod_kv::{is_read_only, validate_delete_range, validate_put, validate_range, validate_txn};
 use tonic::codegen::tokio_stream;
 use tonic::{Request, Response as GrpcResponse, Status};
 
@@ -38,14 +36,16 @@ impl KvService {
         KvService { ctx }
     }
 
-    /// Answers a read, linearizable unless `serializable`.
-    async fn read(&self, query: Query, serializable: bool) -> Result<Reply, Status> {
+    /// Answers a read, linearizable unless `serializable`, with the
+    /// request's own reply ([`Read`]).
+    async fn read<R: Read>(&self, request: R, serializable: bool) -> Result<R::Reply, Status> {
+        let query = request.query();
         let result = if serializable {
             self.ctx.handle.with_state(move |m| m.answer(&query)).await
         } else {
             self.ctx.read(&query).await
         };
-        status::outcome(result)
+        R::reply(status::outcome(result)?).map_err(status::unexpected)
     }
 }
 
@@ -67,15 +67,10 @@ impl Kv for KvService {
         validate_range(&req).map_err(|e| status::kv(&e))?;
         self.ctx.auth.current().check_read(&caller, &req.key, &req.range_end).map_err(status::auth)?;
         let serializable = req.serializable;
-        let reply = self.read(Query::Range(req), serializable).await?;
+        let mut r = self.read(req, serializable).await?;
         self.ctx.check_revision(&caller)?;
-        match reply {
-            Reply::Range(mut r) => {
-                self.ctx.fill(&mut r.header);
-                Ok(GrpcResponse::new(r))
-            }
-            other => Err(status::unexpected(other)),
-        }
+        self.ctx.fill(&mut r.header);
+        Ok(GrpcResponse::new(r))
     }
 
     type RangeStreamStream = tokio_stream::Empty<Result<RangeStreamResponse, Status>>;
@@ -91,13 +86,9 @@ impl Kv for KvService {
         let caller = self.ctx.caller(&request)?.unwrap_or_default();
         let req = request.into_inner();
         validate_put(&req).map_err(|e| status::kv(&e))?;
-        match self.ctx.write_as(KvCommand::Put(req), caller).await? {
-            Response::Put(mut r) => {
-                self.ctx.fill(&mut r.header);
-                Ok(GrpcResponse::new(r))
-            }
-            other => Err(status::unexpected(other)),
-        }
+        let mut r = self.ctx.write_as(req, caller).await?;
+        self.ctx.fill(&mut r.header);
+        Ok(GrpcResponse::new(r))
     }
 
     async fn delete_range(
@@ -107,13 +98,9 @@ impl Kv for KvService {
         let caller = self.ctx.caller(&request)?.unwrap_or_default();
         let req = request.into_inner();
         validate_delete_range(&req).map_err(|e| status::kv(&e))?;
-        match self.ctx.write_as(KvCommand::DeleteRange(req), caller).await? {
-            Response::DeleteRange(mut r) => {
-                self.ctx.fill(&mut r.header);
-                Ok(GrpcResponse::new(r))
-            }
-            other => Err(status::unexpected(other)),
-        }
+        let mut r = self.ctx.write_as(req, caller).await?;
+        self.ctx.fill(&mut r.header);
+        Ok(GrpcResponse::new(r))
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<GrpcResponse<TxnResponse>, Status> {
@@ -123,17 +110,11 @@ impl Kv for KvService {
         let mut resp = if is_read_only(&req) {
             self.ctx.auth.current().check_txn(&caller, None, &req).map_err(status::auth)?;
             let serializable = txn_is_serializable(&req);
-            let reply = self.read(Query::Txn(req), serializable).await?;
+            let resp = self.read(req, serializable).await?;
             self.ctx.check_revision(&caller)?;
-            match reply {
-                Reply::Txn(r) => r,
-                other => return Err(status::unexpected(other)),
-            }
+            resp
         } else {
-            match self.ctx.write_as(KvCommand::Txn(req), caller).await? {
-                Response::Txn(r) => r,
-                other => return Err(status::unexpected(other)),
-            }
+            self.ctx.write_as(req, caller).await?
         };
         self.ctx.fill(&mut resp.header);
         Ok(GrpcResponse::new(resp))
@@ -143,12 +124,8 @@ impl Kv for KvService {
         // etcd checks compaction for admin rights (the root role).
         let caller = self.ctx.check_admin(&request)?.unwrap_or_default();
         let req = request.into_inner();
-        match self.ctx.write_as(KvCommand::Compact(req), caller).await? {
-            Response::Compact(mut r) => {
-                self.ctx.fill(&mut r.header);
-                Ok(GrpcResponse::new(r))
-            }
-            other => Err(status::unexpected(other)),
-        }
+        let mut r = self.ctx.write_as(req, caller).await?;
+        self.ctx.fill(&mut r.header);
+        Ok(GrpcResponse::new(r))
     }
 }

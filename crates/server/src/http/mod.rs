@@ -16,13 +16,24 @@
 //!
 //! What this module must never do: change state (every check is a read),
 //! or answer "healthy" without having asked the replica.
+//!
+//! Beside it, the rest of what is served over HTTP:
+//! * [`gateway`]: etcd's HTTP/JSON gateway (`/v3/kv/range`, `/v3/watch`,
+//!   ...), routed by the annotations of etcd's API and served by calling
+//!   the gRPC services in process;
+//! * [`metrics`]: the member's Prometheus metrics, which `/metrics` serves;
+//!   [`grpc_metrics`]: gRPC calls counted as etcd counts them.
+
+pub mod gateway;
+pub mod grpc_metrics;
+pub mod metrics;
 
 use crate::alarm;
-use crate::gateway::Gateway;
-use crate::machine::Query;
-use crate::maintenance_service::ETCD_VERSION;
-use crate::metrics::ServerMetrics;
-use crate::server::Context;
+use crate::context::Context;
+use crate::http::gateway::Gateway;
+use crate::http::metrics::ServerMetrics;
+use crate::services::maintenance::ETCD_VERSION;
+use crate::state::machine::Query;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -86,7 +97,7 @@ pub fn client_routes(grpc: Routes, http: Http) -> Routes {
     Routes::from(grpc.into_axum_router().merge(endpoints).fallback(client_fallback))
 }
 
-/// etcd's HTTP/JSON gateway ([`crate::gateway`]) under `/v3/` and, as
+/// etcd's HTTP/JSON gateway ([`crate::http::gateway`]) under `/v3/` and, as
 /// etcd 3.4 serves it, `/v3beta/`. An OPTIONS preflight is answered 200
 /// here, before the gateway, as etcd's access controller answers it.
 fn gateway_routes(gateway: Gateway) -> axum::Router<Http> {
@@ -208,7 +219,7 @@ fn options_or_only_get(method: &Method) -> Option<Response> {
 /// `/metrics`: every metric, in Prometheus's text format.
 async fn metrics(State(http): State<Http>) -> Response {
     let text = http.inner.metrics.render(&http.inner.ctx).await;
-    response(StatusCode::OK, crate::metrics::content_type(), text)
+    response(StatusCode::OK, crate::http::metrics::content_type(), text)
 }
 
 /// The values of query parameter `name`, without empty ones.
