@@ -20,7 +20,11 @@ fn decides(c: &mut LocalCluster<KvMachine>, client: u64) -> bool {
     for seq in 1..=30 {
         c.tick(10);
         let Some(l) = c.leader() else { continue };
-        c.step(l, Input::Propose(Command::new(client, seq, KvMachine::put("k", "v"))));
+        // Stamped with the commit index the proposer has seen, as the
+        // runtime stamps every command: a command that claims to be older
+        // than a session expiry the log chose is refused, rightly.
+        let origin = c.node(l).commit_index();
+        c.step(l, Input::Propose(Command::new(client, seq, KvMachine::put("k", "v")).with_origin(origin)));
         c.tick(5);
         if c.responses.iter().any(|(_, r)| r.id.client == client && r.result.is_ok()) {
             return true;
@@ -294,4 +298,21 @@ fn slot_numbers_near_the_ceiling_are_refused() {
     c.step(f, Input::Message { from: l, msg: Message::CatchUp { from_slot: synod_paxos::log::MAX_SLOT + 1 } });
     assert_eq!(c.refused.len(), before + 1);
     let _: Slot = synod_paxos::log::MAX_SLOT;
+}
+
+/// Found by the fuzz above: a member sends another an Accept of its own
+/// ballot announcing a commit index far beyond any slot proposed, and the
+/// values carry a session expiry. The cluster goes on; only commands that
+/// claim to predate the expiry are refused (the probe once sent commands
+/// with origin 0, as no client does, and took their refusal for a wedge).
+#[test]
+fn a_commit_index_far_ahead_does_not_wedge_the_cluster() {
+    for round in [0, 1, 2, 1 << 62, Ballot::MAX_ROUND] {
+        let mut c = cluster();
+        let values = vec![Value::Noop, Value::ExpireSessions { before: 1 }];
+        let msg = Message::Accept { ballot: Ballot::new(round, 1), first_slot: 1, values, commit: 1 << 62 };
+        c.step(2, Input::Message { from: 1, msg });
+        c.tick(1);
+        assert!(decides(&mut c, 1000), "wedged after an Accept in round {round}");
+    }
 }
