@@ -104,6 +104,25 @@ impl Etcdctl {
         out
     }
 
+    /// Runs a change that etcdctl does not retry (a membership change, say)
+    /// as a real client would: again while the cluster answers that it has
+    /// no leader, for up to 30 seconds; an answer containing `done` to a
+    /// retry means an earlier try was applied after all, and counts as
+    /// success. The output of the try that succeeded.
+    pub fn change(&self, args: &[&str], done: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut retried = false;
+        loop {
+            let (ok, out, err) = self.run(args);
+            if ok || (retried && err.contains(done)) {
+                return out;
+            }
+            assert!(err.contains("no leader") && Instant::now() < deadline, "etcdctl {args:?} failed: {out}{err}");
+            retried = true;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Waits until a put through these endpoints succeeds.
     pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
