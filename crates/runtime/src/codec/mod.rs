@@ -111,10 +111,7 @@ pub fn encode_message_as(format: PeerFormat, msg: &Message) -> Vec<u8> {
 pub fn decode_message_as(format: PeerFormat, bytes: &[u8]) -> Result<Message, DecodeError> {
     match format {
         PeerFormat::V4 => legacy::decode_message(bytes),
-        PeerFormat::V5 => {
-            let pb = pb::Message::decode(bytes).map_err(|e| DecodeError::new("message", e.to_string()))?;
-            Message::try_from(pb)
-        }
+        PeerFormat::V5 => decode_v1::<pb::Message, _>(bytes, "message"),
     }
 }
 
@@ -132,12 +129,20 @@ pub fn encode_record(record: &Record) -> Vec<u8> {
 /// the postcard format earlier releases wrote.
 pub fn decode_record(bytes: &[u8]) -> Result<Record, DecodeError> {
     match bytes.split_first() {
-        Some((&RECORD_V1, body)) => {
-            let pb = pb::Record::decode(body).map_err(|e| DecodeError::new("record", e.to_string()))?;
-            Record::try_from(pb)
-        }
+        Some((&RECORD_V1, body)) => decode_v1::<pb::Record, _>(body, "record"),
         _ => legacy::decode_record(bytes),
     }
+}
+
+/// Decodes schema version 1's message `P` from `bytes` and converts it,
+/// naming `what` in an error.
+fn decode_v1<P, T>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError>
+where
+    P: prost::Message + Default,
+    T: TryFrom<P, Error = DecodeError>,
+{
+    let pb = P::decode(bytes).map_err(|e| DecodeError::new(what, e.to_string()))?;
+    T::try_from(pb)
 }
 
 /// Encodes a directory answer in `format`.
@@ -152,10 +157,7 @@ pub fn encode_cluster_info(format: PeerFormat, info: &ClusterInfo) -> Vec<u8> {
 pub fn decode_cluster_info(format: PeerFormat, bytes: &[u8]) -> Result<ClusterInfo, DecodeError> {
     match format {
         PeerFormat::V4 => legacy::decode_cluster_info(bytes),
-        PeerFormat::V5 => {
-            let pb = pb::ClusterInfo::decode(bytes).map_err(|e| DecodeError::new("directory answer", e.to_string()))?;
-            ClusterInfo::try_from(pb)
-        }
+        PeerFormat::V5 => decode_v1::<pb::ClusterInfo, _>(bytes, "directory answer"),
     }
 }
 

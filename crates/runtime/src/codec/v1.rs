@@ -16,12 +16,20 @@ fn missing(what: &'static str, part: &str) -> DecodeError {
     DecodeError::new(what, format!("{part} is missing"))
 }
 
+fn pb_ballot(b: &Ballot) -> pb::Ballot {
+    pb::Ballot { round: b.round, node: b.node }
+}
+
+fn ballot_of(b: pb::Ballot) -> Ballot {
+    Ballot { round: b.round, node: b.node }
+}
+
 fn ballot(b: &Ballot) -> Option<pb::Ballot> {
-    Some(pb::Ballot { round: b.round, node: b.node })
+    Some(pb_ballot(b))
 }
 
 fn ballot_from(b: Option<pb::Ballot>, what: &'static str) -> Result<Ballot> {
-    b.map(|b| Ballot { round: b.round, node: b.node }).ok_or_else(|| missing(what, "ballot"))
+    b.map(ballot_of).ok_or_else(|| missing(what, "ballot"))
 }
 
 fn command(c: &Command) -> pb::Command {
@@ -184,7 +192,7 @@ impl TryFrom<pb::Message> for Message {
             Kind::Prepare(p) => Message::Prepare {
                 ballot: ballot_from(p.ballot, W)?,
                 from_slot: p.from_slot,
-                handoff: p.handoff.map(|b| Ballot { round: b.round, node: b.node }),
+                handoff: p.handoff.map(ballot_of),
             },
             Kind::Promise(p) => Message::Promise {
                 ballot: ballot_from(p.ballot, W)?,
@@ -239,7 +247,7 @@ impl From<&Record> for pb::Record {
     fn from(r: &Record) -> pb::Record {
         use pb::record::Kind;
         let kind = match r {
-            Record::Promised(b) => Kind::Promised(pb::Ballot { round: b.round, node: b.node }),
+            Record::Promised(b) => Kind::Promised(pb_ballot(b)),
             Record::Accepted { ballot: b, first_slot, values: v } => {
                 Kind::Accepted(pb::AcceptedRecord { ballot: ballot(b), first_slot: *first_slot, values: values(v) })
             }
@@ -247,7 +255,7 @@ impl From<&Record> for pb::Record {
                 Kind::Chosen(pb::ChosenRecord { first_slot: *first_slot, values: values(v) })
             }
             Record::Commit(c) => Kind::Commit(pb::CommitRecord { commit: *c }),
-            Record::Ballot(b) => Kind::Ballot(pb::Ballot { round: b.round, node: b.node }),
+            Record::Ballot(b) => Kind::Ballot(pb_ballot(b)),
             Record::Rejoining => Kind::Rejoining(pb::Flag {}),
             Record::Rejoined => Kind::Rejoined(pb::Flag {}),
             Record::Checkpoint { snapshot_slot, promised, own_ballot, commit, entries } => {
@@ -271,7 +279,7 @@ impl TryFrom<pb::Record> for Record {
         use pb::record::Kind;
         const W: &str = "record";
         Ok(match r.kind.ok_or_else(|| DecodeError::new(W, "a record of an unknown kind"))? {
-            Kind::Promised(b) => Record::Promised(Ballot { round: b.round, node: b.node }),
+            Kind::Promised(b) => Record::Promised(ballot_of(b)),
             Kind::Accepted(a) => Record::Accepted {
                 ballot: ballot_from(a.ballot, W)?,
                 first_slot: a.first_slot,
@@ -279,7 +287,7 @@ impl TryFrom<pb::Record> for Record {
             },
             Kind::Chosen(c) => Record::Chosen { first_slot: c.first_slot, values: values_from(c.values, W)? },
             Kind::Commit(c) => Record::Commit(c.commit),
-            Kind::Ballot(b) => Record::Ballot(Ballot { round: b.round, node: b.node }),
+            Kind::Ballot(b) => Record::Ballot(ballot_of(b)),
             Kind::Rejoining(_) => Record::Rejoining,
             Kind::Rejoined(_) => Record::Rejoined,
             Kind::Checkpoint(c) => Record::Checkpoint {
