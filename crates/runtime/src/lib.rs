@@ -43,6 +43,7 @@
 //! * [`codec`]: how messages and records are encoded.
 
 pub mod codec;
+pub mod driver;
 pub mod join;
 pub mod log;
 pub mod metrics;
@@ -53,6 +54,7 @@ pub mod tls;
 pub mod transport;
 pub mod view;
 
+pub use driver::{Clock, Driver, DriverConfig, WallClock};
 pub use join::{discover, Joined};
 pub use log::DurableLog;
 pub use metrics::Metrics;

@@ -15,7 +15,8 @@
 //! The data directory is locked ([`DirLock`]) for as long as the actor
 //! runs, so a second process on it is refused at start.
 
-use crate::codec::{decode_record, encode_record};
+use crate::codec::decode_record;
+use crate::driver::{self, Answer, Driver, DriverConfig, Ticket, WallClock, RUNTIME_CLIENTS};
 use crate::log::DurableLog;
 use crate::net::{InboxReceiver, Transport};
 use crate::transport::{InboundLimits, TcpTransport, TransportConfig};
@@ -28,8 +29,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use synod_paxos::{
-    Ballot, Change, ClientError, Command, CommandId, Config, Input, Lsn, Membership, Message, NodeId, Replica, Slot,
-    Snapshot, StateMachine,
+    Ballot, Change, Command, CommandId, Config, Lsn, Membership, NodeId, Replica, Slot, Snapshot, StateMachine,
 };
 use synod_storage::{DataDir, DirLock, SnapshotStore, Wal, WalOptions};
 use tokio::net::TcpListener;
@@ -185,10 +185,6 @@ enum Proposal {
     Payload(Bytes),
     Named(Command),
 }
-
-/// Client ids with this bit set are the runtime's own ([`ClientPool`]);
-/// callers name commands with the others ([`Handle::command`]).
-const RUNTIME_CLIENTS: u64 = 1 << 63;
 
 /// How long a read refused for want of a leader waits for news of one
 /// before it is tried again regardless.
@@ -610,13 +606,11 @@ fn recover<S: StateMachine>(
     let snapshots = SnapshotStore::open(dir.snapshot_dir(), 2)?;
     let snapshot = snapshots.load_latest()?.map(|(meta, data)| Snapshot { slot: meta.index, data: Bytes::from(data) });
     info!(node = me, records = records.len(), snapshot = snapshot.as_ref().map(|s| s.slot), "recovered");
-    let replica = if records.is_empty() && snapshot.is_none() && cfg.join_existing {
+    if records.is_empty() && snapshot.is_none() && cfg.join_existing {
         // Nothing durable: we may have voted before and lost it.
         info!(node = me, "no durable state while joining an existing cluster: rejoining as a learner");
-        Replica::rejoin(cfg.protocol.clone(), sm).map_err(|e| Error::Config(e.to_string()))?
-    } else {
-        Replica::recover(cfg.protocol.clone(), sm, snapshot, records).map_err(|e| Error::Corrupt(e.to_string()))?
-    };
+    }
+    let replica = driver::recover_replica(&cfg.protocol, cfg.join_existing, sm, snapshot, records)?;
     Ok((replica, snapshots))
 }
 
@@ -644,67 +638,33 @@ where
     let (tx, rx) = mpsc::channel(16 * 1024);
     let (stop_tx, stop_rx) = oneshot::channel();
     let (durable_tx, durable_rx) = mpsc::unbounded_channel();
-    let (view_tx, view_rx) = watch::channel(ClusterView::unknown(cfg.protocol.id));
-    let actor = Actor {
+    let driver = Driver::new(
         replica,
+        parts.transport,
+        Arc::new(WallClock::start()),
+        DriverConfig {
+            tick: cfg.tick,
+            request_timeout: cfg.request_timeout,
+            metrics: cfg.metrics.clone(),
+            client_seed: fastrand::u64(..),
+        },
+    );
+    let view_rx = driver.view();
+    let actor = Actor {
+        driver,
         log: parts.log,
-        transport: parts.transport,
-        proposals: HashMap::new(),
-        reads: HashMap::new(),
-        next_read: 1,
-        reconfigs: HashMap::new(),
-        transfers: HashMap::new(),
-        clients: ClientPool::new(),
+        repliers: HashMap::new(),
         durable_tx,
         snapshots: Arc::new(snapshots),
-        timeout: cfg.request_timeout,
-        published: None,
-        alpha: cfg.protocol.max_inflight_slots as u64,
-        refused: 0,
         metrics: cfg.metrics.clone(),
-        leader_seen: None,
-        pings: HashMap::new(),
-        view: view_tx,
         _lock: parts.lock,
     };
-    actor.publish_view();
     let task = tokio::spawn(actor.run(cfg.tick, rx, parts.inbox, durable_rx, stop_rx));
     Node {
         handle: Handle { tx, timeout: cfg.request_timeout, view: view_rx },
         task: Some(task),
         accept_task,
         shutdown: Some(stop_tx),
-    }
-}
-
-/// Client identities for the runtime's own proposals: each in-flight
-/// proposal borrows a (client, seq) pair; a client id has one proposal in
-/// flight at a time, so "applied once" per (client, seq) holds with any
-/// number of concurrent proposals. A client whose proposal timed out is never
-/// reused (its command may still be applied later).
-struct ClientPool {
-    base: u64,
-    minted: u64,
-    free: Vec<(u64, u64)>,
-}
-
-impl ClientPool {
-    fn new() -> ClientPool {
-        // Random, so that a restarted member does not reuse its ids; in
-        // the upper half, so that callers' ids never meet them.
-        ClientPool { base: (fastrand::u64(..) | RUNTIME_CLIENTS) & !0xFFFF_FFFF, minted: 0, free: Vec::new() }
-    }
-
-    fn acquire(&mut self) -> CommandId {
-        let (client, seq) = self.free.pop().unwrap_or_else(|| {
-            self.minted += 1;
-            (self.base | self.minted, 1)
-        });
-        CommandId { client, seq }
-    }
-
-    fn release(&mut self, id: CommandId) {
-        self.free.push((id.client, id.seq + 1));
     }
 }
 
@@ -716,46 +676,23 @@ enum Stored {
     Snapshot(Slot),
 }
 
-/// A client waiting for an answer, and when it gives up.
-type Waiter<O> = (oneshot::Sender<Result<O, Error>>, Instant);
-
-/// The last ping to one peer, timed for its answer.
-struct Ping {
-    round: u64,
-    sent: Instant,
-    rtt: prometheus::Histogram,
+/// Where the answer to a ticket goes.
+enum Replier<O> {
+    Value(oneshot::Sender<Result<O, Error>>),
+    Slot(oneshot::Sender<Result<Slot, Error>>),
+    Done(oneshot::Sender<Result<(), Error>>),
 }
 
+/// The tokio side of a replica: waits on its channels and timer, feeds the
+/// [`Driver`], carries out the work it hands back (the log, snapshots) and
+/// passes answers to the callers waiting on them.
 struct Actor<S: StateMachine> {
-    replica: Replica<S>,
+    driver: Driver<S>,
     log: Arc<dyn DurableLog>,
-    transport: Box<dyn Transport>,
-    /// Proposals waiting, and whether their id is the pool's (to give
-    /// back) or the caller's.
-    proposals: HashMap<CommandId, (Waiter<S::Output>, bool)>,
-    reads: HashMap<u64, Waiter<S::Output>>,
-    next_read: u64,
-    reconfigs: HashMap<u64, Waiter<Slot>>,
-    transfers: HashMap<u64, Waiter<()>>,
-    clients: ClientPool,
+    repliers: HashMap<Ticket, Replier<S::Output>>,
     durable_tx: mpsc::UnboundedSender<Result<Stored, synod_storage::Error>>,
     snapshots: Arc<SnapshotStore>,
-    timeout: Duration,
-    /// The membership joining nodes are told about.
-    published: Option<Membership>,
-    /// The reconfiguration window (`Config::max_inflight_slots`).
-    alpha: u64,
-    /// Peer messages refused on arrival since start.
-    refused: u64,
-    /// Where what the replica does is counted.
     metrics: crate::Metrics,
-    /// The leader last seen, to count changes.
-    leader_seen: Option<NodeId>,
-    /// Per peer: the last ping sent (its round, when), and the round-trip
-    /// histogram its answers go to.
-    pings: HashMap<NodeId, Ping>,
-    /// Where the cluster view is published.
-    view: watch::Sender<ClusterView>,
     /// The data directory's lock, released when the actor ends (declared
     /// last: dropped after the log it protects).
     _lock: DirLock,
@@ -776,26 +713,16 @@ where
     ) -> Result<(), Error> {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Logical time follows the wall clock: a busy loop that wakes late
-        // catches up with every tick it missed, so the replica's clock never
-        // runs slow (a slow clock would stretch a leader's lease).
-        let start = Instant::now();
-        let mut ticks = 0u64;
         loop {
             tokio::select! {
                 biased;
                 _ = &mut stop => return Ok(()),
                 Some(d) = durable.recv() => self.on_durable(d)?,
-                Some((from, msg)) = peers.recv() => self.on_peer(from, msg),
+                Some((from, msg)) = peers.recv() => self.driver.peer(from, msg),
                 Some(req) = requests.recv() => self.on_request(req),
                 _ = ticker.tick() => {
-                    let due = (start.elapsed().as_nanos() / tick.as_nanos().max(1)) as u64;
-                    while ticks < due {
-                        ticks += 1;
-                        self.replica.step(Input::Tick);
-                    }
-                    self.expire();
-                    self.sample();
+                    let answers = self.driver.tick();
+                    self.answer(answers);
                 }
             }
             // Take whatever else is waiting, so it all goes out as one batch.
@@ -806,7 +733,7 @@ where
                     progressed = true;
                 }
                 if let Ok((from, msg)) = peers.try_recv() {
-                    self.on_peer(from, msg);
+                    self.driver.peer(from, msg);
                     progressed = true;
                 }
                 if let Ok(req) = requests.try_recv() {
@@ -818,95 +745,17 @@ where
                 }
             }
             self.carry_out()?;
-            self.publish_membership();
-        }
-    }
-
-    /// Tells subscribers the cluster view, if it changed: compared field by
-    /// field in place, so that an unchanged view costs no allocation and
-    /// wakes nobody.
-    fn publish_view(&self) {
-        let r = &self.replica;
-        let (leader, ballot, hears_quorum) =
-            (r.leader_hint(), r.leader_ballot().unwrap_or(r.promised()), r.hears_quorum());
-        let (applied, compacted) = (r.applied_index(), r.log().compacted());
-        let membership = r.membership();
-        let pending = r.pending_membership();
-        let voter = membership.voters.contains(&r.id()) && !r.is_rejoining();
-        let removed = self.transport.removed();
-        self.view.send_if_modified(|v| {
-            let same = v.leader == leader
-                && v.ballot == ballot
-                && v.hears_quorum == hears_quorum
-                && v.applied == applied
-                && v.compacted == compacted
-                && v.voters == membership.voters
-                && v.learners == membership.learners
-                && v.pending.as_ref().map(|(s, m)| (*s, m)) == pending
-                && v.voter == voter
-                && v.removed == removed;
-            if !same {
-                *v = ClusterView {
-                    id: r.id(),
-                    leader,
-                    ballot,
-                    hears_quorum,
-                    applied,
-                    compacted,
-                    voters: membership.voters.clone(),
-                    learners: membership.learners.clone(),
-                    pending: pending.map(|(s, m)| (s, m.clone())),
-                    voter,
-                    removed,
-                };
-            }
-            !same
-        });
-    }
-
-    /// A message from a peer; a pong answering our last ping to it times
-    /// the round trip.
-    fn on_peer(&mut self, from: NodeId, msg: Message) {
-        if let Message::Pong(pong) = &msg {
-            if let Some(p) = self.pings.get(&from).filter(|p| p.round == pong.round) {
-                p.rtt.observe(p.sent.elapsed().as_secs_f64());
-            }
-        }
-        self.replica.step(Input::Message { from, msg });
-    }
-
-    /// Sets the gauges from the replica's state (once a tick: cheap, and
-    /// fresh enough for any scrape).
-    fn sample(&self) {
-        let r = &self.replica;
-        self.metrics.sample(crate::metrics::Sample {
-            has_leader: r.leader_hint().is_some() && r.hears_quorum(),
-            is_leader: r.is_leader(),
-            committed: r.commit_index(),
-            applied: r.applied_index(),
-            pending: self.proposals.len(),
-            ballot_round: r.leader_ballot().unwrap_or(r.promised()).round,
-            slots_in_flight: r.slots_in_flight(),
-        });
-    }
-
-    /// Keep the transport's answer to joining nodes current.
-    fn publish_membership(&mut self) {
-        let latest = self.replica.pending_membership().map_or(self.replica.membership(), |(_, m)| m);
-        if self.published.as_ref() != Some(latest) {
-            self.transport.publish(latest, self.alpha);
-            self.published = Some(latest.clone());
         }
     }
 
     fn on_durable(&mut self, d: Result<Stored, synod_storage::Error>) -> Result<(), Error> {
         match d {
             Ok(Stored::Records(lsn)) => {
-                self.replica.step(Input::Durable(lsn));
+                self.driver.durable(lsn);
                 Ok(())
             }
             Ok(Stored::Snapshot(slot)) => {
-                self.replica.step(Input::SnapshotSaved(slot));
+                self.driver.snapshot_saved(slot);
                 Ok(())
             }
             Err(e) => {
@@ -917,106 +766,46 @@ where
     }
 
     fn on_request(&mut self, req: Request<S>) {
-        let deadline = Instant::now() + self.timeout;
-        match req {
+        let (request, replier) = match req {
             Request::Propose { command: Proposal::Payload(payload), reply } => {
-                let id = self.clients.acquire();
-                self.proposals.insert(id, ((reply, deadline), true));
-                // Origin: slots up to our commit index are chosen before
-                // this command exists (see `Command::origin`).
-                let origin = self.replica.commit_index();
-                self.replica.step(Input::Propose(Command { id, origin, payload }));
+                (driver::Request::Propose(payload), Replier::Value(reply))
             }
             Request::Propose { command: Proposal::Named(command), reply } => {
-                // The same command proposed again while the first copy
-                // waits: the answer goes to the newer caller, and the older
-                // learns as much as after a timeout.
-                if let Some(((older, _), _)) = self.proposals.insert(command.id, ((reply, deadline), false)) {
-                    let _ = older.send(Err(Error::Timeout));
-                }
-                self.replica.step(Input::Propose(command));
+                (driver::Request::ProposeCommand(command), Replier::Value(reply))
             }
-            Request::Read { query, reply } => {
-                let id = self.next_read;
-                self.next_read += 1;
-                self.reads.insert(id, (reply, deadline));
-                self.replica.step(Input::Read { id, query });
-            }
-            Request::Local(f) => f(self.replica.state_machine()),
-            Request::Reconfigure { change, reply } => {
-                let id = self.next_read;
-                self.next_read += 1;
-                self.reconfigs.insert(id, (reply, deadline));
-                self.replica.step(Input::Reconfigure { id, change });
-            }
-            Request::Transfer { to, reply } => {
-                let id = self.next_read;
-                self.next_read += 1;
-                self.transfers.insert(id, (reply, deadline));
-                self.replica.step(Input::TransferLeadership { id, to });
-            }
-            Request::SetPeer(id, addr) => {
-                self.transport.set_peer(id, addr);
-                self.published = None;
-            }
-            Request::RemovePeer(id) => {
-                self.transport.remove_peer(id);
-                self.published = None;
-            }
+            Request::Read { query, reply } => (driver::Request::Read(query), Replier::Value(reply)),
+            Request::Reconfigure { change, reply } => (driver::Request::Reconfigure(change), Replier::Slot(reply)),
+            Request::Transfer { to, reply } => (driver::Request::Transfer(to), Replier::Done(reply)),
+            Request::Local(f) => return f(self.driver.state_machine()),
+            Request::SetPeer(id, addr) => return self.driver.set_peer(id, addr),
+            Request::RemovePeer(id) => return self.driver.remove_peer(id),
             Request::Snapshot(reply) => {
-                self.replica.step(Input::TakeSnapshot);
-                let _ = reply.send(self.replica.applied_index());
+                let _ = reply.send(self.driver.take_snapshot());
+                return;
             }
             Request::Status(reply) => {
-                let r = &self.replica;
-                let membership = r.membership();
-                let _ = reply.send(Status {
-                    id: r.id(),
-                    leader: r.leader_hint(),
-                    ballot: r.leader_ballot().unwrap_or(r.promised()),
-                    commit: r.commit_index(),
-                    applied: r.applied_index(),
-                    durable_lsn: r.durable_lsn(),
-                    members: membership.voters.iter().chain(&membership.learners).copied().collect(),
-                    voters: membership.voters.clone(),
-                    pending: r.pending_membership().map(|(slot, m)| (slot, m.clone())),
-                    voter: membership.voters.contains(&r.id()) && !r.is_rejoining(),
-                    compacted: r.log().compacted(),
-                    removed: self.transport.removed(),
-                    refused: self.refused,
-                    hears_quorum: r.hears_quorum(),
-                });
+                let _ = reply.send(self.driver.status());
+                return;
             }
-        }
+        };
+        let (ticket, answers) = self.driver.request(request);
+        self.repliers.insert(ticket, replier);
+        self.answer(answers);
     }
 
-    /// Publish the view, persist, send, answer. The view goes first, so
-    /// that whoever gets an answer sees a view at least as new as the state
-    /// it was answered from.
+    /// Carries out one turn's work: persist, store, truncate, answer.
     fn carry_out(&mut self) -> Result<(), Error> {
-        let out = self.replica.output();
-        self.publish_view();
-        if !out.stats.is_empty() {
-            self.metrics.protocol(&out.stats);
-        }
-        let leader = self.replica.leader_hint();
-        if leader != self.leader_seen {
-            if leader.is_some() {
-                self.metrics.leader_changed();
-            }
-            self.leader_seen = leader;
-        }
-        if let Some(&(first, _)) = out.persist.first() {
-            let encoded: Vec<Vec<u8>> = out.persist.iter().map(|(_, r)| encode_record(r)).collect();
-            let refs: Vec<&[u8]> = encoded.iter().map(|v| v.as_slice()).collect();
+        let work = self.driver.carry_out();
+        if let Some(batch) = work.persist {
+            let refs: Vec<&[u8]> = batch.records.iter().map(|v| v.as_slice()).collect();
             let (wal_first, pending) = self.log.clone().submit(&refs)?;
-            assert_eq!(wal_first, first, "the log and the replica number records alike");
+            assert_eq!(wal_first, batch.first, "the log and the replica number records alike");
             let tx = self.durable_tx.clone();
             tokio::spawn(async move {
                 let _ = tx.send(pending.await.map(Stored::Records));
             });
         }
-        if let Some(snap) = out.snapshot {
+        if let Some(snap) = work.snapshot {
             // Written off the actor's thread; the replica compacts once told.
             let store = self.snapshots.clone();
             let tx = self.durable_tx.clone();
@@ -1030,7 +819,7 @@ where
                 let _ = tx.send(saved);
             });
         }
-        if let Some(before) = out.truncate_before {
+        if let Some(before) = work.truncate_before {
             let log = self.log.clone();
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = log.truncate_prefix(before.saturating_sub(1)) {
@@ -1038,88 +827,26 @@ where
                 }
             });
         }
-        self.refused += out.refused.len() as u64;
-        for r in out.refused {
-            warn!(peer = r.from, kind = r.kind, reason = r.reason, "refused a peer's message");
-        }
-        for (to, msg) in out.send {
-            if let Message::Ping { round } = msg {
-                self.ping_sent(to, round);
-            }
-            self.transport.send(to, msg);
-        }
-        for r in out.responses {
-            if let Some(((reply, deadline), pooled)) = self.proposals.remove(&r.id) {
-                let started = deadline - self.timeout;
-                self.metrics.proposal_done(started.elapsed(), r.result.is_err());
-                if pooled {
-                    self.clients.release(r.id);
-                }
-                let _ = reply.send(r.result.map_err(client_error));
-            }
-        }
-        for r in out.reads {
-            if let Some((reply, _)) = self.reads.remove(&r.id) {
-                let _ = reply.send(r.result.map_err(client_error));
-            }
-        }
-        for r in out.reconfigs {
-            if let Some((reply, _)) = self.reconfigs.remove(&r.id) {
-                let _ = reply.send(r.result.map_err(Error::Reconfig));
-            }
-        }
-        for r in out.transfers {
-            if let Some((reply, _)) = self.transfers.remove(&r.id) {
-                let _ = reply.send(r.result.map_err(Error::Transfer));
-            }
-        }
+        self.answer(work.answers);
         Ok(())
     }
 
-    /// Notes when the ping numbered `round` went to `to`.
-    fn ping_sent(&mut self, to: NodeId, round: u64) {
-        let sent = Instant::now();
-        match self.pings.get_mut(&to) {
-            Some(p) => (p.round, p.sent) = (round, sent),
-            None => {
-                let rtt = self.metrics.peer_rtt(to);
-                self.pings.insert(to, Ping { round, sent, rtt });
+    /// Passes answers to the callers waiting on them.
+    fn answer(&mut self, answers: Vec<(Ticket, Answer<S::Output>)>) {
+        for (ticket, answer) in answers {
+            let Some(replier) = self.repliers.remove(&ticket) else { continue };
+            match (replier, answer) {
+                (Replier::Value(tx), Answer::Value(r)) => {
+                    let _ = tx.send(r);
+                }
+                (Replier::Slot(tx), Answer::Slot(r)) => {
+                    let _ = tx.send(r);
+                }
+                (Replier::Done(tx), Answer::Done(r)) => {
+                    let _ = tx.send(r);
+                }
+                _ => error!(ticket, "an answer of the wrong kind; the request is dropped"),
             }
         }
-    }
-
-    fn expire(&mut self) {
-        let now = Instant::now();
-        let expired: Vec<CommandId> =
-            self.proposals.iter().filter(|(_, ((_, d), _))| *d <= now).map(|(id, _)| *id).collect();
-        for id in expired {
-            if let Some(((reply, _), _)) = self.proposals.remove(&id) {
-                self.metrics.proposal_done(self.timeout, true);
-                warn!(client = id.client, seq = id.seq, "proposal timed out");
-                let _ = reply.send(Err(Error::Timeout));
-            }
-        }
-        expire_waiters(&mut self.reads, now);
-        expire_waiters(&mut self.reconfigs, now);
-        expire_waiters(&mut self.transfers, now);
-    }
-}
-
-/// Answers every waiter whose deadline has passed with a timeout.
-fn expire_waiters<O>(waiters: &mut HashMap<u64, Waiter<O>>, now: Instant) {
-    let expired: Vec<u64> = waiters.iter().filter(|(_, (_, d))| *d <= now).map(|(id, _)| *id).collect();
-    for id in expired {
-        if let Some((reply, _)) = waiters.remove(&id) {
-            let _ = reply.send(Err(Error::Timeout));
-        }
-    }
-}
-
-fn client_error(e: ClientError) -> Error {
-    match e {
-        ClientError::NotLeader { leader } => Error::NotLeader { leader },
-        ClientError::Busy => Error::Busy,
-        ClientError::AppliedWithoutResult => Error::AppliedWithoutResult,
-        ClientError::SessionExpired => Error::SessionExpired,
     }
 }

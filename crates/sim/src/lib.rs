@@ -16,6 +16,7 @@
 pub mod invariants;
 pub mod linearizability;
 pub mod scenario;
+pub mod stack;
 pub mod swarm;
 pub mod world;
 

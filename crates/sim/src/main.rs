@@ -11,11 +11,14 @@
 //! synod-sim --seed S [--ops M] [--nodes K]     one seed, with its trace hash
 //! synod-sim --plant NAME [--seeds N]           a planted bug: must be caught
 //! synod-sim --scenario NAME                    a partial-connectivity scenario
+//! synod-sim --stack --seeds N [--plant NAME]   the whole stack: runtime driver,
+//!                                              log, etcd state machine, watch hub
 //! ```
 
 use std::process::ExitCode;
 use synod_paxos::PlantedBug;
 use synod_sim::scenario::{self, Scenario};
+use synod_sim::stack::{Stack, StackOptions, StackPlant};
 use synod_sim::{SimOptions, Swarm, World};
 
 struct Args {
@@ -24,6 +27,8 @@ struct Args {
     ops: usize,
     nodes: usize,
     plant: Option<PlantedBug>,
+    stack_plant: Option<StackPlant>,
+    stack: bool,
     scenario: Option<Scenario>,
     verbose: bool,
     reconfig: bool,
@@ -39,7 +44,10 @@ const USAGE: &str = "usage: synod-sim [--seeds N [--first-seed F] | --seed S] [-
          snapshot sizes, the load, and whether to change the membership or move the leader
 planted bugs: skip-persist accept-lower-ballot ignore-accepted-value small-quorum lease-no-drift-margin
               reconfig-no-overlap learner-votes (these two always run with --reconfig)
-              transfer-keeps-lease (always runs with --transfer)";
+              transfer-keeps-lease (always runs with --transfer)
+--stack: the whole stack (the runtime's driver, the log over a faulty disk, the etcd state machine
+         and watch hub), checking linearizable KV and txn, watch streams and convergence;
+         its planted bugs: wal-ack-before-sync watch-skip-revision";
 
 fn parse() -> Result<Args, String> {
     let mut a = Args {
@@ -48,6 +56,8 @@ fn parse() -> Result<Args, String> {
         ops: 200,
         nodes: 3,
         plant: None,
+        stack_plant: None,
+        stack: false,
         scenario: None,
         verbose: false,
         reconfig: false,
@@ -68,8 +78,13 @@ fn parse() -> Result<Args, String> {
             "--nodes" => a.nodes = num(value("--nodes")?, "--nodes")? as usize,
             "--plant" => {
                 let v = value("--plant")?;
-                a.plant = Some(PlantedBug::from_name(&v).ok_or_else(|| format!("unknown planted bug {v}"))?);
+                match (PlantedBug::from_name(&v), StackPlant::from_name(&v)) {
+                    (Some(p), _) => a.plant = Some(p),
+                    (None, Some(p)) => a.stack_plant = Some(p),
+                    (None, None) => return Err(format!("unknown planted bug {v}")),
+                }
             }
+            "--stack" => a.stack = true,
             "--scenario" => {
                 let v = value("--scenario")?;
                 a.scenario = Some(Scenario::from_name(&v).ok_or_else(|| format!("unknown scenario {v}"))?);
@@ -80,6 +95,13 @@ fn parse() -> Result<Args, String> {
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
+    }
+    if a.stack_plant.is_some() {
+        // These bugs live in layers only the whole stack runs.
+        a.stack = true;
+    }
+    if a.stack && a.plant.is_some() {
+        return Err("--stack runs the stack's planted bugs: wal-ack-before-sync, watch-skip-revision".into());
     }
     if matches!(a.plant, Some(PlantedBug::ReconfigNoOverlap | PlantedBug::LearnerVotes)) {
         // These bugs only show when the membership changes.
@@ -125,19 +147,16 @@ fn main() -> ExitCode {
         }
         return if r.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     }
-    let seeds: Vec<u64> = match args.seed {
-        Some(s) => vec![s],
-        None => {
-            let end = args.first_seed.checked_add(args.seeds).ok_or("--first-seed + --seeds overflows");
-            match end {
-                Ok(end) => (args.first_seed..end).collect(),
-                Err(e) => {
-                    eprintln!("synod-sim: {e}");
-                    return ExitCode::from(2);
-                }
-            }
+    let seeds: Vec<u64> = match seeds(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("synod-sim: {e}");
+            return ExitCode::from(2);
         }
     };
+    if args.stack {
+        return run_stack(&args, &seeds);
+    }
     let (mut ops, mut faults, mut violations, mut max_recovery, mut events) = (0usize, 0u64, 0u64, 0u64, 0u64);
     let mut disk_faults = 0u64;
     let mut abandoned = 0usize;
@@ -212,6 +231,78 @@ fn main() -> ExitCode {
          reconfigs={reconfigs} transfers={transfers} transfers_failed={transfers_failed}"
     );
     match (args.plant, first_failure) {
+        (Some(p), Some(seed)) => {
+            println!("planted bug {} caught at seed {seed}", p.name());
+            ExitCode::FAILURE
+        }
+        (Some(p), None) => {
+            println!("planted bug {} NOT caught", p.name());
+            ExitCode::SUCCESS
+        }
+        (None, Some(_)) => ExitCode::FAILURE,
+        (None, None) => ExitCode::SUCCESS,
+    }
+}
+
+/// The seeds to run: `--seed S`, or `--seeds N` from `--first-seed F`.
+fn seeds(args: &Args) -> Result<Vec<u64>, String> {
+    match args.seed {
+        Some(s) => Ok(vec![s]),
+        None => {
+            let end = args.first_seed.checked_add(args.seeds).ok_or("--first-seed + --seeds overflows")?;
+            Ok((args.first_seed..end).collect())
+        }
+    }
+}
+
+/// `--stack`: the whole stack, seed by seed.
+fn run_stack(args: &Args, seeds: &[u64]) -> ExitCode {
+    let (mut ops, mut unknown, mut faults, mut crashes, mut disk_faults, mut watched) = (0, 0, 0, 0, 0, 0);
+    let (mut ran, mut violations, mut first_failure) = (0usize, 0usize, None);
+    for &seed in seeds {
+        let opts = StackOptions { seed, nodes: args.nodes, ops: args.ops, plant: args.stack_plant };
+        let r = Stack::new(opts).run();
+        ran += 1;
+        ops += r.ops;
+        unknown += r.unknown;
+        faults += r.faults;
+        crashes += r.crashes;
+        disk_faults += r.disk_faults;
+        watched += r.watched;
+        if args.seed.is_some() || args.verbose {
+            println!(
+                "seed={seed} ops={} unknown={} faults={} crashes={} disk_faults={} watched={} violation={}",
+                r.ops,
+                r.unknown,
+                r.faults,
+                r.crashes,
+                r.disk_faults,
+                r.watched,
+                r.violation.as_deref().unwrap_or("none")
+            );
+        }
+        if let Some(v) = r.violation {
+            violations += 1;
+            if first_failure.is_none() {
+                println!("FAILED seed={seed} {v}");
+                println!(
+                    "reproduce: synod-sim --stack --seed {seed} --ops {} --nodes {}{}",
+                    args.ops,
+                    args.nodes,
+                    args.stack_plant.map_or(String::new(), |p| format!(" --plant {}", p.name()))
+                );
+                first_failure = Some(seed);
+            }
+            if args.stack_plant.is_some() {
+                break;
+            }
+        }
+    }
+    println!(
+        "stack seeds={ran} ops={ops} unknown={unknown} faults={faults} crashes={crashes} disk_faults={disk_faults} \
+         watched={watched} violations={violations}"
+    );
+    match (args.stack_plant, first_failure) {
         (Some(p), Some(seed)) => {
             println!("planted bug {} caught at seed {seed}", p.name());
             ExitCode::FAILURE

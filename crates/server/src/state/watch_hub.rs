@@ -25,6 +25,7 @@ use crate::state::machine::EtcdMachine;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use synod_kv::pb::Event;
+use synod_kv::KvState;
 use synod_runtime::Handle;
 use tokio::sync::{broadcast, watch};
 use tracing::warn;
@@ -44,8 +45,9 @@ pub struct RevisionFeed {
     pending: Mutex<Pending>,
 }
 
+/// What the feed gathered since the hub last took it.
 #[derive(Debug, Default)]
-struct Pending {
+pub struct Pending {
     /// Each applied revision's events, oldest first, consecutive.
     revisions: VecDeque<(i64, Vec<Event>)>,
     /// Revisions were dropped (overflow) or replaced (snapshot): the hub
@@ -83,7 +85,8 @@ impl RevisionFeed {
         self.wake.send_replace(revision);
     }
 
-    fn take(&self) -> Pending {
+    /// Everything gathered since the last call.
+    pub fn take(&self) -> Pending {
         std::mem::take(&mut *self.pending.lock().expect("no panics while holding the lock"))
     }
 }
@@ -97,6 +100,65 @@ pub struct Batch {
     pub to: i64,
     /// The changes of those revisions, with previous key-values.
     pub events: Vec<Event>,
+}
+
+/// The hub's position: every revision up to `read_upto` has been handed
+/// out. Deciding what to hand out next needs no waiting, so it lives here,
+/// where the whole-stack simulator runs it too.
+#[derive(Debug)]
+pub struct Cursor {
+    read_upto: i64,
+    /// The planted bug `watch-skip-revision`: a batch of several revisions
+    /// loses its first revision's events (for the simulator, which must
+    /// catch it).
+    #[cfg(feature = "planting")]
+    pub skip_revision: bool,
+}
+
+impl Cursor {
+    /// A cursor that has handed out every revision up to `read_upto` (the
+    /// store's revision when the hub starts).
+    pub fn new(read_upto: i64) -> Cursor {
+        Cursor {
+            read_upto,
+            #[cfg(feature = "planting")]
+            skip_revision: false,
+        }
+    }
+
+    /// The batch to hand out for what the feed gathered: `Ok(None)` if it
+    /// holds nothing new, `Err(())` if it cannot be trusted to be whole (it
+    /// overflowed, a snapshot replaced the state, or it does not follow on
+    /// from what was handed out), and the store must be read instead
+    /// ([`Cursor::read_store`]).
+    #[allow(clippy::result_unit_err)]
+    pub fn next(&mut self, pending: Pending) -> Result<Option<Batch>, ()> {
+        let fresh: Vec<(i64, Vec<Event>)> =
+            pending.revisions.into_iter().filter(|(rev, _)| *rev > self.read_upto).collect();
+        let contiguous = fresh.first().is_none_or(|(rev, _)| *rev == self.read_upto + 1);
+        if pending.gap || !contiguous {
+            return Err(());
+        }
+        let Some(&(to, _)) = fresh.last() else { return Ok(None) };
+        let from = self.read_upto + 1;
+        #[cfg(feature = "planting")]
+        let fresh = if self.skip_revision && fresh.len() > 1 { fresh[1..].to_vec() } else { fresh };
+        let events = fresh.into_iter().flat_map(|(_, events)| events).collect();
+        self.read_upto = to;
+        Ok(Some(Batch { from, to, events }))
+    }
+
+    /// The batch of every revision after the last handed out, read from the
+    /// store. Revisions compacted before the hub read them are gone: the
+    /// batch starts after the gap, and a stream that wanted them finds the
+    /// compaction when it tries to catch up.
+    pub fn read_store(&mut self, kv: &KvState) -> Batch {
+        let from = (self.read_upto + 1).max(kv.compact_revision());
+        let to = kv.revision();
+        let events = kv.events(from, to).unwrap_or_default();
+        self.read_upto = to;
+        Batch { from, to, events }
+    }
 }
 
 /// Where watch streams subscribe to applied events.
@@ -121,39 +183,27 @@ impl WatchHub {
     /// Broadcasts applied revisions until the replica stops. `feed` is the
     /// one given to the state machine, `wake` its receiver.
     pub async fn run(self, handle: Handle<EtcdMachine>, feed: Arc<RevisionFeed>, mut wake: watch::Receiver<i64>) {
-        let Ok(mut read_upto) = handle.with_state(|m| m.kv().revision()).await else {
+        let Ok(start) = handle.with_state(|m| m.kv().revision()).await else {
             return;
         };
+        let cursor = Arc::new(Mutex::new(Cursor::new(start)));
         while wake.changed().await.is_ok() {
             wake.borrow_and_update();
-            let pending = feed.take();
-            let fresh: Vec<(i64, Vec<Event>)> =
-                pending.revisions.into_iter().filter(|(rev, _)| *rev > read_upto).collect();
-            let contiguous = fresh.first().is_none_or(|(rev, _)| *rev == read_upto + 1);
-            if !pending.gap && contiguous {
-                let Some(&(to, _)) = fresh.last() else { continue };
-                let from = read_upto + 1;
-                let events = fresh.into_iter().flat_map(|(_, events)| events).collect();
-                read_upto = to;
-                let _ = self.batches.send(Arc::new(Batch { from, to, events }));
-                continue;
+            let next = cursor.lock().expect("no panics while holding the lock").next(feed.take());
+            match next {
+                Ok(None) => continue,
+                Ok(Some(batch)) => {
+                    let _ = self.batches.send(Arc::new(batch));
+                    continue;
+                }
+                Err(()) => {}
             }
-            let from = read_upto + 1;
+            let cursor = cursor.clone();
             let read = handle
-                .with_state(move |m| {
-                    let kv = m.kv();
-                    // Revisions compacted before the hub read them are gone:
-                    // the batch starts after the gap, and a stream that wanted
-                    // them finds the compaction when it tries to catch up.
-                    let from = from.max(kv.compact_revision());
-                    let to = kv.revision();
-                    let events = kv.events(from, to).unwrap_or_default();
-                    Batch { from, to, events }
-                })
+                .with_state(move |m| cursor.lock().expect("no panics while holding the lock").read_store(m.kv()))
                 .await;
             match read {
                 Ok(batch) => {
-                    read_upto = batch.to;
                     // No subscribers is not an error: nobody is watching.
                     let _ = self.batches.send(Arc::new(batch));
                 }

@@ -1,0 +1,750 @@
+//! The whole stack under the simulator: `synod-sim --stack`.
+//!
+//! Where [`crate::world`] drives the protocol core alone with a toy state
+//! machine, this drives what a `synod` member runs: the runtime's event
+//! loop ([`synod_runtime::Driver`], the same code the node's tokio task
+//! drives), the etcd state machine ([`synod_server::state::machine`]) and
+//! the watch hub's cursor ([`synod_server::state::watch_hub::Cursor`]),
+//! with records going through the peer wire format and the log through the
+//! storage crate (see [`disk`]). One thread, simulated time, one seed: a
+//! run is reproducible from its seed.
+//!
+//! Faults: messages dropped, delayed and reordered; members cut off and
+//! healed; members crashed (losing what their disk had not synced) and
+//! restarted from their disk; clocks that run at different rates.
+//!
+//! What is checked ([`check`]):
+//! - the clients' history of puts, deletes, compare-and-swap txns and
+//!   linearizable ranges is linearizable (per key, Wing-Gong-Lowe);
+//! - every member's watch stream hands out every revision once, in order,
+//!   and the events of a revision are the same on every member, and every
+//!   acknowledged write is the event at its revision;
+//! - once faults stop, every member reaches the same store (revision and
+//!   hash).
+
+pub mod check;
+pub mod disk;
+
+use crate::linearizability::{KvOp, KvRet};
+use crate::world::sim_config;
+use check::{History, Watcher, Watches};
+use disk::NodeDisk;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use synod_kv::pb::{
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest, Request as OpRequest,
+    RequestOp, TargetUnion, TxnRequest,
+};
+use synod_kv::{Command as KvCommand, Response};
+use synod_paxos::{Message, NodeId, Snapshot};
+use synod_runtime::codec::{decode_message, encode_message};
+use synod_runtime::driver::{recover_replica, Answer, Clock, Driver, DriverConfig, Request, Ticket};
+use synod_runtime::{Metrics, Transport};
+use synod_server::state::machine::{EtcdMachine, MachineError, Proposal, Query, Reply};
+use synod_server::state::watch_hub::{Cursor, RevisionFeed};
+
+/// Simulated time, in microseconds.
+type Micros = u64;
+
+const MS: Micros = 1_000;
+/// One protocol tick.
+const TICK: Micros = 10 * MS;
+/// How long a client's request may take before the runtime times it out.
+const REQUEST_TIMEOUT: Micros = 3_000 * MS;
+/// How long the run goes on without faults at its end, for every member
+/// to catch up.
+const QUIET: Micros = 20_000 * MS;
+
+/// A planted bug in a layer only the whole-stack simulator runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StackPlant {
+    /// The log reports records durable before it syncs them.
+    WalAckBeforeSync,
+    /// The watch hub drops a revision from a batch.
+    WatchSkipRevision,
+}
+
+impl StackPlant {
+    /// Every planted bug, by name.
+    pub const ALL: [StackPlant; 2] = [StackPlant::WalAckBeforeSync, StackPlant::WatchSkipRevision];
+
+    /// The bug's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            StackPlant::WalAckBeforeSync => "wal-ack-before-sync",
+            StackPlant::WatchSkipRevision => "watch-skip-revision",
+        }
+    }
+
+    /// The bug named `name`.
+    pub fn from_name(name: &str) -> Option<StackPlant> {
+        StackPlant::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+/// How to run one seed.
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    /// The seed: everything random in the run is drawn from it.
+    pub seed: u64,
+    /// Members.
+    pub nodes: usize,
+    /// Client operations to complete (the run also ends at a time limit).
+    pub ops: usize,
+    /// A planted bug, which the checks must catch.
+    pub plant: Option<StackPlant>,
+}
+
+/// What one run saw and found.
+#[derive(Clone, Debug, Default)]
+pub struct StackReport {
+    /// Operations that completed with an answer.
+    pub ops: usize,
+    /// Writes whose outcome the client never learned.
+    pub unknown: usize,
+    /// Messages dropped, partitions, crashes, disk faults injected.
+    pub faults: u64,
+    /// Crashes and restarts of members.
+    pub crashes: u64,
+    /// Disk faults injected (torn writes, I/O errors, bit flips).
+    pub disk_faults: u64,
+    /// Watch events checked.
+    pub watched: u64,
+    /// What was wrong, if anything.
+    pub violation: Option<String>,
+}
+
+/// A member's clock: simulated time since it started, at its own rate.
+struct SimClock {
+    now: Arc<AtomicU64>,
+    start: Micros,
+    /// Rate in parts per million of simulated time.
+    rate_ppm: u64,
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> Duration {
+        let elapsed = self.now.load(Ordering::Relaxed).saturating_sub(self.start);
+        Duration::from_micros(elapsed.saturating_mul(self.rate_ppm) / 1_000_000)
+    }
+}
+
+/// The sending side of a member: what it sends waits here until the
+/// simulator takes it onto the network.
+#[derive(Clone, Default)]
+struct Outbox(Arc<Mutex<Vec<(NodeId, Message)>>>);
+
+impl Transport for Outbox {
+    fn send(&mut self, to: NodeId, msg: Message) {
+        self.0.lock().expect("single-threaded").push((to, msg));
+    }
+    fn set_peer(&mut self, _: NodeId, _: std::net::SocketAddr) {}
+    fn remove_peer(&mut self, _: NodeId) {}
+}
+
+/// A member while it runs.
+struct Up {
+    driver: Driver<EtcdMachine>,
+    outbox: Outbox,
+    feed: Arc<RevisionFeed>,
+    cursor: Cursor,
+    watcher: Watcher,
+    /// A sync of the log is scheduled.
+    syncing: bool,
+    /// Snapshots being stored.
+    storing: u32,
+}
+
+struct Node {
+    id: NodeId,
+    disk: NodeDisk,
+    /// Bumped at every crash, so that events meant for an earlier life of
+    /// the member are ignored.
+    life: u64,
+    up: Option<Up>,
+    rate_ppm: u64,
+    /// Cut off from every other member until then.
+    isolated_until: Micros,
+}
+
+#[derive(Debug)]
+enum Event {
+    Deliver { from: NodeId, to: NodeId, bytes: Vec<u8> },
+    Tick { node: usize, life: u64 },
+    Synced { node: usize, life: u64 },
+    SnapshotStored { node: usize, life: u64, snapshot: Snapshot },
+    Client { client: usize },
+    Crash { node: usize },
+    Restart { node: usize },
+    Isolate { node: usize, until: Micros },
+}
+
+/// A client's operation in flight.
+struct InFlight {
+    client: usize,
+    op: KvOp<String, String>,
+    index: usize,
+}
+
+/// The simulated cluster.
+pub struct Stack {
+    opts: StackOptions,
+    rng: fastrand::Rng,
+    now: Micros,
+    clock: Arc<AtomicU64>,
+    seq: u64,
+    events: BTreeMap<(Micros, u64), Event>,
+    nodes: Vec<Node>,
+    members: Vec<NodeId>,
+    /// Tickets in flight, per member.
+    tickets: HashMap<(usize, Ticket), InFlight>,
+    /// Whether each client waits for an answer.
+    busy: Vec<bool>,
+    /// The member each client asks next.
+    target: Vec<usize>,
+    history: History,
+    watches: Watches,
+    report: StackReport,
+    faults_until: Micros,
+    next_value: u64,
+}
+
+const CLIENTS: usize = 4;
+const KEYS: [&str; 3] = ["a", "b", "c"];
+
+impl Stack {
+    /// A cluster for `opts`, not yet started.
+    pub fn new(opts: StackOptions) -> Stack {
+        let mut rng = fastrand::Rng::with_seed(opts.seed);
+        let members: Vec<NodeId> = (1..=opts.nodes as u64).collect();
+        let plant_wal = opts.plant == Some(StackPlant::WalAckBeforeSync);
+        let nodes = members
+            .iter()
+            .map(|&id| Node {
+                id,
+                disk: NodeDisk::new(rng.u64(..), plant_wal),
+                life: 0,
+                up: None,
+                // Clocks run at 0.8x to 1.25x: never more than the 1.6x
+                // apart the lease's drift margin allows for.
+                rate_ppm: rng.u64(800_000..=1_250_000),
+                isolated_until: 0,
+            })
+            .collect();
+        Stack {
+            rng,
+            now: 0,
+            clock: Arc::new(AtomicU64::new(0)),
+            seq: 0,
+            events: BTreeMap::new(),
+            nodes,
+            members,
+            tickets: HashMap::new(),
+            busy: vec![false; CLIENTS],
+            target: (0..CLIENTS).map(|c| c % opts.nodes).collect(),
+            history: History::default(),
+            watches: Watches::default(),
+            report: StackReport::default(),
+            faults_until: u64::MAX,
+            next_value: 0,
+            opts,
+        }
+    }
+
+    /// Runs the seed to its end and checks what happened.
+    pub fn run(mut self) -> StackReport {
+        for i in 0..self.nodes.len() {
+            self.start(i);
+        }
+        for c in 0..CLIENTS {
+            let at = self.rng.u64(0..50 * MS);
+            self.schedule(at, Event::Client { client: c });
+        }
+        self.schedule_fault();
+        // Enough time for the operations at a few per second each, with
+        // faults; then a quiet end.
+        let limit = (self.opts.ops as u64 / CLIENTS as u64 + 1) * 400 * MS + 5_000 * MS;
+        while let Some(((at, _), event)) = self.events.pop_first() {
+            self.now = at;
+            self.clock.store(at, Ordering::Relaxed);
+            if self.faults_until == u64::MAX && (self.history.completed() >= self.opts.ops || at >= limit) {
+                self.quiet_down();
+            }
+            if at > self.faults_until.saturating_add(QUIET) {
+                break;
+            }
+            self.handle(event);
+            if self.report.violation.is_some() {
+                break;
+            }
+        }
+        self.finish()
+    }
+
+    /// Schedules `event` after a delay drawn from `range`.
+    fn schedule_within(&mut self, range: std::ops::Range<Micros>, event: Event) {
+        let after = self.rng.u64(range);
+        self.schedule(after, event);
+    }
+
+    fn schedule(&mut self, after: Micros, event: Event) {
+        self.seq += 1;
+        self.events.insert((self.now + after, self.seq), event);
+    }
+
+    /// Ends the faults: every member up and connected, for a quiet end.
+    fn quiet_down(&mut self) {
+        self.faults_until = self.now;
+        for i in 0..self.nodes.len() {
+            self.nodes[i].isolated_until = 0;
+            if self.nodes[i].up.is_none() {
+                self.schedule(MS, Event::Restart { node: i });
+            }
+        }
+    }
+
+    fn faulty(&self) -> bool {
+        self.now < self.faults_until
+    }
+
+    fn schedule_fault(&mut self) {
+        let after = self.rng.u64(10 * MS..300 * MS);
+        let node = self.rng.usize(..self.nodes.len());
+        let event = match self.rng.u8(..2) {
+            0 => Event::Crash { node },
+            _ => Event::Isolate { node, until: self.now + after + self.rng.u64(50 * MS..1_000 * MS) },
+        };
+        self.schedule(after, event);
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Deliver { from, to, bytes } => self.deliver(from, to, bytes),
+            Event::Tick { node, life } => {
+                if self.nodes[node].life != life {
+                    return;
+                }
+                if let Some(up) = self.nodes[node].up.as_mut() {
+                    let answers = up.driver.tick();
+                    self.answered(node, answers);
+                    self.turn(node);
+                    self.schedule(TICK / 2, Event::Tick { node, life });
+                }
+            }
+            Event::Synced { node, life } => self.synced(node, life),
+            Event::SnapshotStored { node, life, snapshot } => {
+                if self.nodes[node].life != life {
+                    return;
+                }
+                let slot = snapshot.slot;
+                self.nodes[node].disk.store_snapshot(snapshot);
+                if let Some(up) = self.nodes[node].up.as_mut() {
+                    up.storing -= 1;
+                    up.driver.snapshot_saved(slot);
+                    self.turn(node);
+                }
+            }
+            Event::Client { client } => self.client(client),
+            Event::Crash { node } => {
+                if self.faulty() {
+                    self.crash(node);
+                    let down = self.rng.u64(5 * MS..800 * MS);
+                    self.schedule(down, Event::Restart { node });
+                    self.schedule_fault();
+                }
+            }
+            Event::Restart { node } => {
+                if self.nodes[node].up.is_none() {
+                    self.start(node);
+                }
+            }
+            Event::Isolate { node, until } => {
+                if self.faulty() {
+                    self.report.faults += 1;
+                    self.nodes[node].isolated_until = until;
+                    self.schedule_fault();
+                }
+            }
+        }
+    }
+
+    /// Starts member `i` from what its disk holds.
+    fn start(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.life += 1;
+        let life = node.life;
+        let (feed, _wake) = RevisionFeed::new();
+        let machine = EtcdMachine::with_revision_feed(feed.clone());
+        let cfg = sim_config(node.id, self.members.clone(), None);
+        let recovered = match node.disk.open() {
+            Ok(r) => r,
+            Err(e) => {
+                // A disk the log refuses to open (damage before its tail)
+                // stops the member for good, as it would stop a server:
+                // never a silently wrong state. Nothing the simulator
+                // injects should cause it.
+                self.report.violation = Some(format!("member {} cannot open its log: {e}", node.id));
+                return;
+            }
+        };
+        let replica = match recover_replica(&cfg, false, machine, recovered.snapshot, recovered.records) {
+            Ok(r) => r,
+            Err(e) => {
+                self.report.violation = Some(format!("member {} cannot recover: {e}", node.id));
+                return;
+            }
+        };
+        let outbox = Outbox::default();
+        let clock = Arc::new(SimClock { now: self.clock.clone(), start: self.now, rate_ppm: node.rate_ppm });
+        let driver = Driver::new(
+            replica,
+            Box::new(outbox.clone()),
+            clock,
+            DriverConfig {
+                tick: Duration::from_micros(TICK),
+                request_timeout: Duration::from_micros(REQUEST_TIMEOUT),
+                metrics: Metrics::new(),
+                client_seed: self.rng.u64(..),
+            },
+        );
+        let start = driver.state_machine().kv().revision();
+        #[allow(unused_mut)]
+        let mut cursor = Cursor::new(start);
+        #[cfg(feature = "planting")]
+        {
+            cursor.skip_revision = self.opts.plant == Some(StackPlant::WatchSkipRevision);
+        }
+        // What recovery applied is already in the store: the hub starts
+        // after it, as a starting server's does.
+        feed.take();
+        node.up = Some(Up {
+            driver,
+            outbox,
+            feed,
+            cursor,
+            watcher: Watcher::new(node.id, start),
+            syncing: false,
+            storing: 0,
+        });
+        self.schedule_within(0..TICK, Event::Tick { node: i, life });
+        self.turn(i);
+    }
+
+    /// Member `i` crashes: what its disk had not synced may be lost, its
+    /// clients learn nothing more.
+    fn crash(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        if node.up.take().is_none() {
+            return;
+        }
+        node.life += 1;
+        self.report.crashes += 1;
+        self.report.faults += 1;
+        self.report.disk_faults += node.disk.crash();
+        let lost: Vec<(usize, Ticket)> = self.tickets.keys().filter(|(n, _)| *n == i).copied().collect();
+        for key in lost {
+            let f = self.tickets.remove(&key).expect("listed");
+            self.history.unknown(f.index);
+            self.busy[f.client] = false;
+            self.schedule_within(MS..20 * MS, Event::Client { client: f.client });
+        }
+    }
+
+    fn deliver(&mut self, from: NodeId, to: NodeId, bytes: Vec<u8>) {
+        let Some(i) = self.nodes.iter().position(|n| n.id == to) else { return };
+        if self.nodes[i].isolated_until > self.now {
+            return;
+        }
+        let Some(up) = self.nodes[i].up.as_mut() else { return };
+        match decode_message(&bytes) {
+            Ok(msg) => up.driver.peer(from, msg),
+            Err(e) => {
+                self.report.violation = Some(format!("a message that does not decode: {e}"));
+                return;
+            }
+        }
+        self.turn(i);
+    }
+
+    fn synced(&mut self, i: usize, life: u64) {
+        if self.nodes[i].life != life {
+            return;
+        }
+        let node = &mut self.nodes[i];
+        let Some(up) = node.up.as_mut() else { return };
+        up.syncing = false;
+        match node.disk.sync() {
+            Ok(lsn) => up.driver.durable(lsn),
+            Err(e) => {
+                // Fail-stop: the member stops, a supervisor restarts it.
+                let _ = e;
+                self.crash(i);
+                self.schedule_within(10 * MS..200 * MS, Event::Restart { node: i });
+                return;
+            }
+        }
+        self.turn(i);
+    }
+
+    /// Carries out what member `i`'s last input produced.
+    fn turn(&mut self, i: usize) {
+        let now = self.now;
+        let node = &mut self.nodes[i];
+        let Some(up) = node.up.as_mut() else { return };
+        let work = up.driver.carry_out();
+        let mut failed = None;
+        if let Some(batch) = work.persist {
+            match node.disk.append(&batch.records) {
+                Ok(first) if first == batch.first => {}
+                Ok(first) => {
+                    self.report.violation = Some(format!(
+                        "member {}: the log gave {first} where the replica expected {}",
+                        node.id, batch.first
+                    ));
+                    return;
+                }
+                Err(e) => failed = Some(e),
+            }
+            if !up.syncing {
+                up.syncing = true;
+                let life = node.life;
+                let after = self.rng.u64(100..2 * MS);
+                self.seq += 1;
+                self.events.insert((now + after, self.seq), Event::Synced { node: i, life });
+            }
+        }
+        if let Some(snapshot) = work.snapshot {
+            up.storing += 1;
+            let life = node.life;
+            let after = self.rng.u64(MS..10 * MS);
+            self.seq += 1;
+            self.events.insert((now + after, self.seq), Event::SnapshotStored { node: i, life, snapshot });
+        }
+        if let Some(before) = work.truncate_before {
+            node.disk.truncate(before.saturating_sub(1));
+        }
+        // The watch hub takes what was applied.
+        let mut checked = Ok(0);
+        match up.cursor.next(up.feed.take()) {
+            Ok(None) => {}
+            Ok(Some(batch)) => checked = up.watcher.batch(&batch, &mut self.watches),
+            Err(()) => {
+                let batch = up.cursor.read_store(up.driver.state_machine().kv());
+                checked = up.watcher.batch(&batch, &mut self.watches);
+            }
+        }
+        match checked {
+            Ok(n) => self.report.watched += n,
+            Err(v) => {
+                self.report.violation = Some(v);
+                return;
+            }
+        }
+        let sent: Vec<(NodeId, Message)> = std::mem::take(&mut *up.outbox.0.lock().expect("single-threaded"));
+        let from = node.id;
+        let isolated = node.isolated_until > now;
+        self.answered(i, work.answers);
+        if failed.is_some() {
+            // A write the log refused: fail-stop.
+            self.crash(i);
+            self.schedule_within(10 * MS..200 * MS, Event::Restart { node: i });
+            return;
+        }
+        for (to, msg) in sent {
+            if isolated || self.faulty() && self.rng.u8(..100) < 2 {
+                if self.faulty() {
+                    self.report.faults += 1;
+                }
+                continue;
+            }
+            let delay = if self.faulty() && self.rng.u8(..100) < 5 {
+                self.rng.u64(5 * MS..40 * MS)
+            } else {
+                self.rng.u64(100..2 * MS)
+            };
+            let bytes = encode_message(&msg);
+            self.schedule(delay, Event::Deliver { from, to, bytes });
+        }
+    }
+
+    /// A client sends its next operation.
+    fn client(&mut self, c: usize) {
+        if self.busy[c] || self.history.completed() >= self.opts.ops && !self.faulty() {
+            return;
+        }
+        let node = self.target[c];
+        if self.nodes[node].up.is_none() {
+            self.target[c] = self.rng.usize(..self.nodes.len());
+            self.schedule_within(MS..20 * MS, Event::Client { client: c });
+            return;
+        }
+        let key = KEYS[self.rng.usize(..KEYS.len())].to_string();
+        self.next_value += 1;
+        let value = format!("{c}-{}", self.next_value);
+        let op = match self.rng.u8(..10) {
+            0..=2 => KvOp::Get(key),
+            3..=5 => KvOp::Put(key, value),
+            6 => KvOp::Delete(key),
+            _ => {
+                let expected = self.history.last_value_seen(&key);
+                KvOp::Cas { key, expected, new: value }
+            }
+        };
+        let request = request_for(&op);
+        let index = self.history.invoke(c as u64, self.now, op.clone());
+        let up = self.nodes[node].up.as_mut().expect("checked above");
+        let (ticket, answers) = up.driver.request(request);
+        self.busy[c] = true;
+        self.tickets.insert((node, ticket), InFlight { client: c, op, index });
+        self.answered(node, answers);
+        self.turn(node);
+    }
+
+    /// Member `i` answered these tickets.
+    fn answered(&mut self, i: usize, answers: Vec<(Ticket, Answer<synod_server::state::machine::Output>)>) {
+        for (ticket, answer) in answers {
+            let Some(f) = self.tickets.remove(&(i, ticket)) else { continue };
+            self.busy[f.client] = false;
+            let outcome = match answer {
+                Answer::Value(Ok(output)) => interpret(&f.op, output),
+                Answer::Value(Err(synod_runtime::Error::NotLeader { leader })) => {
+                    if let Some(n) = leader.and_then(|l| self.nodes.iter().position(|n| n.id == l)) {
+                        self.target[f.client] = n;
+                    } else {
+                        self.target[f.client] = self.rng.usize(..self.nodes.len());
+                    }
+                    Outcome::Unknown
+                }
+                _ => {
+                    self.target[f.client] = self.rng.usize(..self.nodes.len());
+                    Outcome::Unknown
+                }
+            };
+            match outcome {
+                Outcome::Done(ret, revision) => {
+                    self.history.complete(f.index, self.now, ret, revision);
+                    self.report.ops += 1;
+                }
+                Outcome::Unknown => self.history.unknown(f.index),
+                Outcome::Wrong(why) => {
+                    self.report.violation = Some(format!("{:?} answered {why}", f.op));
+                }
+            }
+            let think = self.rng.u64(0..20 * MS);
+            self.schedule(think, Event::Client { client: f.client });
+        }
+    }
+
+    /// The checks at the end of the run.
+    fn finish(mut self) -> StackReport {
+        self.report.unknown = self.history.unknown_writes();
+        if self.report.violation.is_some() {
+            return self.report;
+        }
+        if let Err(v) = self.history.check() {
+            self.report.violation = Some(v);
+            return self.report;
+        }
+        if let Err(v) = self.watches.check_acknowledged(&self.history) {
+            self.report.violation = Some(v);
+            return self.report;
+        }
+        // Convergence: every member holds the same store.
+        let mut stores = BTreeSet::new();
+        for n in &self.nodes {
+            let Some(up) = &n.up else {
+                self.report.violation = Some(format!("member {} is still down at the end", n.id));
+                return self.report;
+            };
+            let kv = up.driver.state_machine().kv();
+            let hash = kv.hash_kv(0).map(|h| h.hash).unwrap_or_default();
+            stores.insert((kv.revision(), hash));
+        }
+        if stores.len() > 1 {
+            self.report.violation = Some(format!("members differ after the quiet end: (revision, hash) {stores:?}"));
+        }
+        self.report
+    }
+}
+
+/// What an answer means to the checker.
+enum Outcome {
+    /// The operation returned this, and the write (if one) is at this
+    /// revision.
+    Done(KvRet<String>, Option<i64>),
+    /// Whether it took effect is unknown (a write), or it had none (a read).
+    Unknown,
+    /// An answer no correct member gives for this operation.
+    Wrong(String),
+}
+
+/// The etcd request for a checker's operation.
+fn request_for(op: &KvOp<String, String>) -> Request {
+    let put = |key: &String, value: &String| PutRequest {
+        key: key.clone().into_bytes(),
+        value: value.clone().into_bytes(),
+        ..Default::default()
+    };
+    let proposal = |cmd: KvCommand| Request::Propose(Proposal::Kv(cmd).to_bytes());
+    match op {
+        KvOp::Get(key) => {
+            Request::Read(Query::Range(RangeRequest { key: key.clone().into_bytes(), ..Default::default() }).to_bytes())
+        }
+        KvOp::Put(key, value) => proposal(KvCommand::Put(put(key, value))),
+        KvOp::Delete(key) => {
+            proposal(KvCommand::DeleteRange(DeleteRangeRequest { key: key.clone().into_bytes(), ..Default::default() }))
+        }
+        KvOp::Cas { key, expected, new } => {
+            let compare = match expected {
+                Some(v) => Compare {
+                    key: key.clone().into_bytes(),
+                    result: CompareResult::Equal as i32,
+                    target: CompareTarget::Value as i32,
+                    target_union: Some(TargetUnion::Value(v.clone().into_bytes())),
+                    ..Default::default()
+                },
+                None => Compare {
+                    key: key.clone().into_bytes(),
+                    result: CompareResult::Equal as i32,
+                    target: CompareTarget::Version as i32,
+                    target_union: Some(TargetUnion::Version(0)),
+                    ..Default::default()
+                },
+            };
+            proposal(KvCommand::Txn(TxnRequest {
+                compare: vec![compare],
+                success: vec![RequestOp { request: Some(OpRequest::RequestPut(put(key, new))) }],
+                failure: vec![],
+            }))
+        }
+    }
+}
+
+/// What the state machine's answer says about `op`.
+fn interpret(op: &KvOp<String, String>, output: Result<Reply, MachineError>) -> Outcome {
+    let reply = match output {
+        Ok(r) => r,
+        Err(e) => return Outcome::Wrong(format!("an error: {e}")),
+    };
+    match (op, reply) {
+        (KvOp::Get(_), Reply::Range(r)) => {
+            let value = r.kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
+            Outcome::Done(KvRet::Value(value), None)
+        }
+        (KvOp::Put(..), Reply::Write(Response::Put(r))) => {
+            Outcome::Done(KvRet::Ok, r.header.as_ref().map(|h| h.revision))
+        }
+        (KvOp::Delete(_), Reply::Write(Response::DeleteRange(r))) => {
+            // A delete of nothing writes no revision.
+            let revision = (r.deleted > 0).then(|| r.header.as_ref().map_or(0, |h| h.revision));
+            Outcome::Done(KvRet::Ok, revision)
+        }
+        (KvOp::Cas { .. }, Reply::Write(Response::Txn(r))) => {
+            let revision = r.succeeded.then(|| r.header.as_ref().map_or(0, |h| h.revision));
+            Outcome::Done(KvRet::Swapped(r.succeeded), revision)
+        }
+        (_, reply) => Outcome::Wrong(format!("{reply:?}")),
+    }
+}
