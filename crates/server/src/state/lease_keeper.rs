@@ -39,14 +39,17 @@ const MAX_REVOKES_PER_TICK: usize = 100;
 /// When one lease runs out, as the leader counts.
 #[derive(Clone, Copy, Debug)]
 struct Deadline {
-    at: Instant,
+    /// Time since the keeper's start.
+    at: Duration,
     /// A revoke for it is in the log's hands.
     revoking: bool,
 }
 
-/// The deadlines of the term this member leads in.
+/// The deadlines of the term this member leads in: the keeper's decisions,
+/// with time passed in (time since the keeper started), so that the
+/// whole-stack simulator runs them on its own clock.
 #[derive(Debug, Default)]
-struct Deadlines {
+pub struct Deadlines {
     /// The ballot these deadlines were started under; `None` while this
     /// member does not lead.
     term: Option<Ballot>,
@@ -65,8 +68,75 @@ impl Deadlines {
 
     /// The deadline of a lease that exists with `granted_ttl`, starting
     /// it at `now + granted_ttl` if this term has not seen it yet.
-    fn get_or_start(&mut self, id: i64, granted_ttl: i64, now: Instant) -> &mut Deadline {
+    fn get_or_start(&mut self, id: i64, granted_ttl: i64, now: Duration) -> &mut Deadline {
         self.leases.entry(id).or_insert_with(|| Deadline { at: now + ttl(granted_ttl), revoking: false })
+    }
+
+    /// One round of the keeper at `now`, leading in `term` (or not), with
+    /// the lease table (id, granted TTL) as the state machine holds it:
+    /// revoked leases are forgotten, new ones start counting, and the
+    /// expired ones to revoke now are returned (each once, until
+    /// [`Deadlines::revoke_failed`]).
+    pub fn expired(&mut self, term: Option<Ballot>, table: &HashMap<i64, i64>, now: Duration) -> Vec<i64> {
+        self.enter(term);
+        if term.is_none() {
+            return Vec::new();
+        }
+        // Revoked leases go; newly granted ones start counting.
+        self.leases.retain(|id, _| table.contains_key(id));
+        for (&id, &granted_ttl) in table {
+            self.get_or_start(id, granted_ttl, now);
+        }
+        let mut expired: Vec<i64> =
+            self.leases.iter().filter(|(_, l)| !l.revoking && l.at <= now).map(|(&id, _)| id).collect();
+        expired.sort_unstable();
+        expired.truncate(MAX_REVOKES_PER_TICK);
+        for id in &expired {
+            if let Some(l) = self.leases.get_mut(id) {
+                l.revoking = true;
+            }
+        }
+        expired
+    }
+
+    /// The revoke of an expired lease was applied (or found it gone).
+    pub fn revoked(&mut self, id: i64) {
+        self.leases.remove(&id);
+    }
+
+    /// The revoke of an expired lease failed: it is tried again.
+    pub fn revoke_failed(&mut self, id: i64) {
+        if let Some(l) = self.leases.get_mut(&id) {
+            l.revoking = false;
+        }
+    }
+
+    /// A keep-alive at `now` while leading in `term`, for a lease the state
+    /// machine holds with `granted` TTL (`None`: no such lease).
+    pub fn renew(&mut self, term: Ballot, id: i64, granted: Option<i64>, now: Duration) -> Renewal {
+        self.enter(Some(term));
+        let Some(granted_ttl) = granted else {
+            self.leases.remove(&id);
+            return Renewal::NotFound;
+        };
+        let deadline = self.get_or_start(id, granted_ttl, now);
+        if deadline.at <= now {
+            // Expired: its revoke is on the way (etcd answers the same).
+            return Renewal::NotFound;
+        }
+        deadline.at = now + ttl(granted_ttl);
+        Renewal::Renewed(granted_ttl)
+    }
+
+    /// Time left for a lease granted `granted_ttl` (`None`: no such lease),
+    /// at `now`, leading in `term`.
+    fn left(&mut self, term: Ballot, id: i64, granted_ttl: Option<i64>, now: Duration) -> Option<Duration> {
+        self.enter(Some(term));
+        let Some(granted_ttl) = granted_ttl else {
+            self.leases.remove(&id);
+            return None;
+        };
+        Some(self.get_or_start(id, granted_ttl, now).at.saturating_sub(now))
     }
 }
 
@@ -114,17 +184,19 @@ pub enum Remaining {
 pub struct LeaseKeeper {
     handle: Handle<EtcdMachine>,
     deadlines: Mutex<Deadlines>,
+    /// Deadlines count from here.
+    epoch: Instant,
 }
 
 /// The ballot this member leads with, if it leads.
-fn leading(view: &ClusterView) -> Option<Ballot> {
+pub fn leading(view: &ClusterView) -> Option<Ballot> {
     view.is_leader().then_some(view.ballot)
 }
 
 impl LeaseKeeper {
     /// A keeper for the replica behind `handle`.
     pub fn new(handle: Handle<EtcdMachine>) -> Arc<LeaseKeeper> {
-        Arc::new(LeaseKeeper { handle, deadlines: Mutex::new(Deadlines::default()) })
+        Arc::new(LeaseKeeper { handle, deadlines: Mutex::new(Deadlines::default()), epoch: Instant::now() })
     }
 
     fn lock(&self) -> MutexGuard<'_, Deadlines> {
@@ -174,26 +246,7 @@ impl LeaseKeeper {
         };
         let table: HashMap<i64, i64> =
             self.handle.with_state(|m| m.kv().leases().map(|(id, l)| (id, l.granted_ttl)).collect()).await?;
-        let now = Instant::now();
-        let expired: Vec<i64> = {
-            let mut d = self.lock();
-            d.enter(Some(term));
-            // Revoked leases go; newly granted ones start counting.
-            d.leases.retain(|id, _| table.contains_key(id));
-            for (&id, &granted_ttl) in &table {
-                d.get_or_start(id, granted_ttl, now);
-            }
-            let mut expired: Vec<i64> =
-                d.leases.iter().filter(|(_, l)| !l.revoking && l.at <= now).map(|(&id, _)| id).collect();
-            expired.sort_unstable();
-            expired.truncate(MAX_REVOKES_PER_TICK);
-            for id in &expired {
-                if let Some(l) = d.leases.get_mut(id) {
-                    l.revoking = true;
-                }
-            }
-            expired
-        };
+        let expired = self.lock().expired(Some(term), &table, self.epoch.elapsed());
         for id in expired {
             tokio::spawn(self.clone().revoke_expired(id));
         }
@@ -206,7 +259,7 @@ impl LeaseKeeper {
         match self.handle.propose(payload).await {
             Ok(Ok(_)) => {
                 info!(lease = format_args!("{id:x}"), "lease expired; revoked");
-                self.lock().leases.remove(&id);
+                self.lock().revoked(id);
             }
             // Revoked meanwhile (by a client or an earlier leader): done.
             Ok(Err(MachineError::Kv(KvError::LeaseNotFound))) => {
@@ -214,9 +267,7 @@ impl LeaseKeeper {
             }
             other => {
                 warn!(lease = format_args!("{id:x}"), result = ?other, "revoking an expired lease failed; will retry");
-                if let Some(l) = self.lock().leases.get_mut(&id) {
-                    l.revoking = false;
-                }
+                self.lock().revoke_failed(id);
             }
         }
     }
@@ -229,20 +280,7 @@ impl LeaseKeeper {
             return Ok(Renewal::NotLeader(view.leader));
         };
         let granted = self.handle.with_state(move |m| m.kv().lease(id).map(|l| l.granted_ttl)).await?;
-        let now = Instant::now();
-        let mut d = self.lock();
-        d.enter(Some(term));
-        let Some(granted_ttl) = granted else {
-            d.leases.remove(&id);
-            return Ok(Renewal::NotFound);
-        };
-        let deadline = d.get_or_start(id, granted_ttl, now);
-        if deadline.at <= now {
-            // Expired: its revoke is on the way (etcd answers the same).
-            return Ok(Renewal::NotFound);
-        }
-        deadline.at = now + ttl(granted_ttl);
-        Ok(Renewal::Renewed(granted_ttl))
+        Ok(self.lock().renew(term, id, granted, self.epoch.elapsed()))
     }
 
     /// A lease's remaining TTL as the leader counts it. Call after a
@@ -261,15 +299,14 @@ impl LeaseKeeper {
                 })
             })
             .await?;
-        let now = Instant::now();
-        let mut d = self.lock();
-        d.enter(Some(term));
-        let Some((granted_ttl, keys)) = lease else {
-            d.leases.remove(&id);
-            return Ok(Remaining::NotFound);
-        };
-        let left = d.get_or_start(id, granted_ttl, now).at.saturating_duration_since(now);
-        Ok(Remaining::Found(TimeToLive { ttl: left.as_secs() as i64, granted_ttl, keys }))
+        let (granted_ttl, keys) = lease.unzip();
+        let left = self.lock().left(term, id, granted_ttl, self.epoch.elapsed());
+        Ok(match (left, granted_ttl) {
+            (Some(left), Some(granted_ttl)) => {
+                Remaining::Found(TimeToLive { ttl: left.as_secs() as i64, granted_ttl, keys: keys.unwrap_or_default() })
+            }
+            _ => Remaining::NotFound,
+        })
     }
 }
 
@@ -279,7 +316,7 @@ mod tests {
 
     #[test]
     fn a_new_term_starts_every_deadline_afresh() {
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(100);
         let mut d = Deadlines::default();
         let b1 = Ballot { round: 1, node: 1 };
         let b2 = Ballot { round: 2, node: 2 };

@@ -34,14 +34,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use synod_kv::pb::{
-    Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest, Request as OpRequest,
-    RequestOp, TargetUnion, TxnRequest,
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest,
+    RangeRequest, Request as OpRequest, RequestOp, TargetUnion, TxnRequest,
 };
-use synod_kv::{Command as KvCommand, Response};
+use synod_kv::{Command as KvCommand, KvError, Response};
 use synod_paxos::{Message, NodeId, Snapshot};
 use synod_runtime::codec::{decode_message, encode_message};
 use synod_runtime::driver::{recover_replica, Answer, Clock, Driver, DriverConfig, Request, Ticket};
 use synod_runtime::{Metrics, Transport};
+use synod_server::state::lease_keeper::{leading, Deadlines, Renewal, KEEPER_TICK};
 use synod_server::state::machine::{EtcdMachine, MachineError, Proposal, Query, Reply};
 use synod_server::state::watch_hub::{Cursor, RevisionFeed};
 
@@ -56,6 +57,12 @@ const REQUEST_TIMEOUT: Micros = 3_000 * MS;
 /// How long the run goes on without faults at its end, for every member
 /// to catch up.
 const QUIET: Micros = 20_000 * MS;
+/// The lease keeper's round.
+const KEEPER: Micros = KEEPER_TICK.as_micros() as Micros;
+/// Clocks run at most this fast (parts per million of simulated time).
+const FASTEST_CLOCK_PPM: u64 = 1_250_000;
+/// Clocks run at least this fast.
+const SLOWEST_CLOCK_PPM: u64 = 800_000;
 
 /// A planted bug in a layer only the whole-stack simulator runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +119,10 @@ pub struct StackReport {
     pub disk_faults: u64,
     /// Watch events checked.
     pub watched: u64,
+    /// Leases granted to the lease client.
+    pub leases: u64,
+    /// Expired leases a keeper revoked.
+    pub expired: u64,
     /// What was wrong, if anything.
     pub violation: Option<String>,
 }
@@ -155,6 +166,9 @@ struct Up {
     syncing: bool,
     /// Snapshots being stored.
     storing: u32,
+    /// The lease keeper's deadlines (member-local, lost in a crash).
+    keeper: Deadlines,
+    clock: Arc<SimClock>,
 }
 
 struct Node {
@@ -171,21 +185,64 @@ struct Node {
 
 #[derive(Debug)]
 enum Event {
-    Deliver { from: NodeId, to: NodeId, bytes: Vec<u8> },
-    Tick { node: usize, life: u64 },
-    Synced { node: usize, life: u64 },
-    SnapshotStored { node: usize, life: u64, snapshot: Snapshot },
-    Client { client: usize },
-    Crash { node: usize },
-    Restart { node: usize },
-    Isolate { node: usize, until: Micros },
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        bytes: Vec<u8>,
+    },
+    Tick {
+        node: usize,
+        life: u64,
+    },
+    Synced {
+        node: usize,
+        life: u64,
+    },
+    SnapshotStored {
+        node: usize,
+        life: u64,
+        snapshot: Snapshot,
+    },
+    Client {
+        client: usize,
+    },
+    Crash {
+        node: usize,
+    },
+    Restart {
+        node: usize,
+    },
+    Isolate {
+        node: usize,
+        until: Micros,
+    },
+    /// The lease keeper's round on a member.
+    Keeper {
+        node: usize,
+        life: u64,
+    },
+    /// The lease client's next step.
+    Leases,
 }
 
-/// A client's operation in flight.
-struct InFlight {
-    client: usize,
-    op: KvOp<String, String>,
-    index: usize,
+/// A request in flight, and who waits for it.
+enum InFlight {
+    /// A key-value client's operation.
+    Kv { client: usize, op: KvOp<String, String>, index: usize },
+    /// The lease client's grant.
+    Grant,
+    /// A lease keeper's revoke of an expired lease.
+    Revoke { lease: i64 },
+}
+
+/// A lease the lease client was granted, and when its life was last
+/// extended.
+struct LeaseSeen {
+    ttl: i64,
+    /// When the grant or the last keep-alive was answered.
+    renewed: Micros,
+    /// The client keeps it alive.
+    kept: bool,
 }
 
 /// The simulated cluster.
@@ -209,6 +266,12 @@ pub struct Stack {
     report: StackReport,
     faults_until: Micros,
     next_value: u64,
+    /// Leases granted to the lease client.
+    leases: BTreeMap<i64, LeaseSeen>,
+    /// The lease client waits for a grant.
+    granting: bool,
+    /// The member the lease client asks.
+    lease_target: usize,
 }
 
 const CLIENTS: usize = 4;
@@ -229,7 +292,7 @@ impl Stack {
                 up: None,
                 // Clocks run at 0.8x to 1.25x: never more than the 1.6x
                 // apart the lease's drift margin allows for.
-                rate_ppm: rng.u64(800_000..=1_250_000),
+                rate_ppm: rng.u64(SLOWEST_CLOCK_PPM..=FASTEST_CLOCK_PPM),
                 isolated_until: 0,
             })
             .collect();
@@ -249,6 +312,9 @@ impl Stack {
             report: StackReport::default(),
             faults_until: u64::MAX,
             next_value: 0,
+            leases: BTreeMap::new(),
+            granting: false,
+            lease_target: 0,
             opts,
         }
     }
@@ -263,6 +329,7 @@ impl Stack {
             self.schedule(at, Event::Client { client: c });
         }
         self.schedule_fault();
+        self.schedule(100 * MS, Event::Leases);
         // Enough time for the operations at a few per second each, with
         // faults; then a quiet end.
         let limit = (self.opts.ops as u64 / CLIENTS as u64 + 1) * 400 * MS + 5_000 * MS;
@@ -310,9 +377,9 @@ impl Stack {
     }
 
     fn schedule_fault(&mut self) {
-        let after = self.rng.u64(10 * MS..300 * MS);
+        let after = self.rng.u64(20 * MS..400 * MS);
         let node = self.rng.usize(..self.nodes.len());
-        let event = match self.rng.u8(..2) {
+        let event = match self.rng.u8(..3) {
             0 => Event::Crash { node },
             _ => Event::Isolate { node, until: self.now + after + self.rng.u64(50 * MS..1_000 * MS) },
         };
@@ -360,6 +427,8 @@ impl Stack {
                     self.start(node);
                 }
             }
+            Event::Keeper { node, life } => self.keeper(node, life),
+            Event::Leases => self.lease_client(),
             Event::Isolate { node, until } => {
                 if self.faulty() {
                     self.report.faults += 1;
@@ -401,7 +470,7 @@ impl Stack {
         let driver = Driver::new(
             replica,
             Box::new(outbox.clone()),
-            clock,
+            clock.clone(),
             DriverConfig {
                 tick: Duration::from_micros(TICK),
                 request_timeout: Duration::from_micros(REQUEST_TIMEOUT),
@@ -427,8 +496,11 @@ impl Stack {
             watcher: Watcher::new(node.id, start),
             syncing: false,
             storing: 0,
+            keeper: Deadlines::default(),
+            clock,
         });
         self.schedule_within(0..TICK, Event::Tick { node: i, life });
+        self.schedule_within(0..KEEPER, Event::Keeper { node: i, life });
         self.turn(i);
     }
 
@@ -443,12 +515,18 @@ impl Stack {
         self.report.crashes += 1;
         self.report.faults += 1;
         self.report.disk_faults += node.disk.crash();
-        let lost: Vec<(usize, Ticket)> = self.tickets.keys().filter(|(n, _)| *n == i).copied().collect();
+        let mut lost: Vec<(usize, Ticket)> = self.tickets.keys().filter(|(n, _)| *n == i).copied().collect();
+        lost.sort_unstable();
         for key in lost {
-            let f = self.tickets.remove(&key).expect("listed");
-            self.history.unknown(f.index);
-            self.busy[f.client] = false;
-            self.schedule_within(MS..20 * MS, Event::Client { client: f.client });
+            match self.tickets.remove(&key).expect("listed") {
+                InFlight::Kv { client, index, .. } => {
+                    self.history.unknown(index);
+                    self.busy[client] = false;
+                    self.schedule_within(MS..20 * MS, Event::Client { client });
+                }
+                InFlight::Grant => self.granting = false,
+                InFlight::Revoke { .. } => {}
+            }
         }
     }
 
@@ -597,7 +675,7 @@ impl Stack {
         let up = self.nodes[node].up.as_mut().expect("checked above");
         let (ticket, answers) = up.driver.request(request);
         self.busy[c] = true;
-        self.tickets.insert((node, ticket), InFlight { client: c, op, index });
+        self.tickets.insert((node, ticket), InFlight::Kv { client: c, op, index });
         self.answered(node, answers);
         self.turn(node);
     }
@@ -605,35 +683,161 @@ impl Stack {
     /// Member `i` answered these tickets.
     fn answered(&mut self, i: usize, answers: Vec<(Ticket, Answer<synod_server::state::machine::Output>)>) {
         for (ticket, answer) in answers {
-            let Some(f) = self.tickets.remove(&(i, ticket)) else { continue };
-            self.busy[f.client] = false;
-            let outcome = match answer {
-                Answer::Value(Ok(output)) => interpret(&f.op, output),
-                Answer::Value(Err(synod_runtime::Error::NotLeader { leader })) => {
-                    if let Some(n) = leader.and_then(|l| self.nodes.iter().position(|n| n.id == l)) {
-                        self.target[f.client] = n;
-                    } else {
-                        self.target[f.client] = self.rng.usize(..self.nodes.len());
+            let (client, op, index) = match self.tickets.remove(&(i, ticket)) {
+                None => continue,
+                Some(InFlight::Kv { client, op, index }) => (client, op, index),
+                Some(InFlight::Grant) => {
+                    self.granted(answer);
+                    continue;
+                }
+                Some(InFlight::Revoke { lease }) => {
+                    if let Some(up) = self.nodes[i].up.as_mut() {
+                        match answer {
+                            Answer::Value(Ok(Ok(_))) => up.keeper.revoked(lease),
+                            Answer::Value(Ok(Err(MachineError::Kv(KvError::LeaseNotFound)))) => {}
+                            _ => up.keeper.revoke_failed(lease),
+                        }
                     }
+                    continue;
+                }
+            };
+            self.busy[client] = false;
+            let outcome = match answer {
+                Answer::Value(Ok(output)) => interpret(&op, output),
+                Answer::Value(Err(synod_runtime::Error::NotLeader { leader })) => {
+                    self.target[client] = self.member_or_any(leader);
                     Outcome::Unknown
                 }
                 _ => {
-                    self.target[f.client] = self.rng.usize(..self.nodes.len());
+                    self.target[client] = self.rng.usize(..self.nodes.len());
                     Outcome::Unknown
                 }
             };
             match outcome {
                 Outcome::Done(ret, revision) => {
-                    self.history.complete(f.index, self.now, ret, revision);
+                    self.history.complete(index, self.now, ret, revision);
                     self.report.ops += 1;
                 }
-                Outcome::Unknown => self.history.unknown(f.index),
+                Outcome::Unknown => self.history.unknown(index),
                 Outcome::Wrong(why) => {
-                    self.report.violation = Some(format!("{:?} answered {why}", f.op));
+                    self.report.violation = Some(format!("{op:?} answered {why}"));
                 }
             }
-            let think = self.rng.u64(0..20 * MS);
-            self.schedule(think, Event::Client { client: f.client });
+            self.schedule_within(0..20 * MS, Event::Client { client });
+        }
+    }
+
+    /// The index of member `id`, or of any member if none is named.
+    fn member_or_any(&mut self, id: Option<NodeId>) -> usize {
+        match id.and_then(|l| self.nodes.iter().position(|n| n.id == l)) {
+            Some(i) => i,
+            None => self.rng.usize(..self.nodes.len()),
+        }
+    }
+
+    /// The lease keeper's round on member `i`, as the server's keeper runs
+    /// it: while leading, count the leases down and revoke the expired ones
+    /// through the log. A revoke must come no sooner than the lease's TTL
+    /// after its holder last heard it was extended, however fast the
+    /// leader's clock runs.
+    fn keeper(&mut self, i: usize, life: u64) {
+        if self.nodes[i].life != life {
+            return;
+        }
+        let now = self.now;
+        let Some(up) = self.nodes[i].up.as_mut() else { return };
+        let term = leading(&up.driver.view().borrow());
+        let table: HashMap<i64, i64> =
+            up.driver.state_machine().kv().leases().map(|(id, l)| (id, l.granted_ttl)).collect();
+        let expired = up.keeper.expired(term, &table, up.clock.now());
+        let mut tickets = Vec::new();
+        for lease in expired {
+            if let Some(seen) = self.leases.get(&lease) {
+                // Real time since the holder's last extension, against the
+                // TTL as the fastest clock may count it.
+                let since = now - seen.renewed;
+                let ttl = seen.ttl as u64 * 1_000_000;
+                if since * FASTEST_CLOCK_PPM < ttl * 1_000_000 {
+                    self.report.violation = Some(format!(
+                        "member {} revoked lease {lease:x} {} ms after its holder last extended it (TTL {} s)",
+                        self.nodes[i].id,
+                        since / MS,
+                        seen.ttl
+                    ));
+                    return;
+                }
+            }
+            self.report.expired += 1;
+            let payload = Proposal::Kv(KvCommand::LeaseRevoke(LeaseRevokeRequest { id: lease })).to_bytes();
+            let (ticket, answers) = up.driver.request(Request::Propose(payload));
+            tickets.push((ticket, lease, answers));
+        }
+        for (ticket, lease, answers) in tickets {
+            self.tickets.insert((i, ticket), InFlight::Revoke { lease });
+            self.answered(i, answers);
+        }
+        self.turn(i);
+        self.schedule(KEEPER, Event::Keeper { node: i, life });
+    }
+
+    /// The lease client: grants leases (TTL 2 to 4 s), keeps some alive at
+    /// the leader, lets others run out.
+    fn lease_client(&mut self) {
+        self.schedule_within(100 * MS..400 * MS, Event::Leases);
+        if !self.faulty() && self.history.completed() >= self.opts.ops {
+            return;
+        }
+        let i = self.lease_target;
+        let now = self.now;
+        let Some(up) = self.nodes[i].up.as_mut() else {
+            self.lease_target = self.rng.usize(..self.nodes.len());
+            return;
+        };
+        if !self.granting && self.leases.values().filter(|l| l.kept).count() < 2 {
+            let ttl = self.rng.i64(2..=4);
+            let payload = Proposal::Kv(KvCommand::LeaseGrant(LeaseGrantRequest { ttl, id: 0 })).to_bytes();
+            let (ticket, answers) = up.driver.request(Request::Propose(payload));
+            self.granting = true;
+            self.tickets.insert((i, ticket), InFlight::Grant);
+            self.answered(i, answers);
+            self.turn(i);
+            return;
+        }
+        // Keep-alives, as the lease service serves them: at the leader.
+        let view = up.driver.view().borrow().clone();
+        let Some(term) = leading(&view) else {
+            self.lease_target = self.member_or_any(view.leader);
+            return;
+        };
+        let kv = up.driver.state_machine().kv();
+        let at = up.clock.now();
+        for (&id, seen) in self.leases.iter_mut().filter(|(_, l)| l.kept) {
+            let granted = kv.lease(id).map(|l| l.granted_ttl);
+            match up.keeper.renew(term, id, granted, at) {
+                Renewal::Renewed(_) => seen.renewed = now,
+                Renewal::NotFound | Renewal::NotLeader(_) => seen.kept = false,
+            }
+        }
+        // Now and then the holder walks away from one.
+        if self.rng.u8(..10) == 0 {
+            if let Some(seen) = self.leases.values_mut().find(|l| l.kept) {
+                seen.kept = false;
+            }
+        }
+    }
+
+    /// The lease client's grant was answered.
+    fn granted(&mut self, answer: Answer<synod_server::state::machine::Output>) {
+        self.granting = false;
+        match answer {
+            Answer::Value(Ok(Ok(Reply::Write(Response::LeaseGrant(r))))) => {
+                self.report.leases += 1;
+                self.leases.insert(r.id, LeaseSeen { ttl: r.ttl, renewed: self.now, kept: true });
+            }
+            Answer::Value(Err(synod_runtime::Error::NotLeader { leader })) => {
+                self.lease_target = self.member_or_any(leader);
+            }
+            _ => self.lease_target = self.rng.usize(..self.nodes.len()),
         }
     }
 
