@@ -10,6 +10,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::disk::OsDisk;
 use crate::error::{Error, Result};
 use crate::fsutil;
 
@@ -43,7 +44,7 @@ impl DataDir {
     /// [`Error::Corrupt`]) a marker whose checksum fails.
     pub fn open_or_init(path: impl AsRef<Path>, cluster_id: u64, member_id: u64) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        fsutil::create_dir_durable(&path)?;
+        fsutil::create_dir_durable(&OsDisk, &path)?;
         let marker = path.join(MARKER_FILE);
         let fresh = match fs::read(&marker) {
             Ok(bytes) => {
@@ -63,7 +64,7 @@ impl DataDir {
                 if path.join(WAL_DIR).exists() || path.join(SNAPSHOT_DIR).exists() {
                     return Err(Error::UnmarkedDataDir { path });
                 }
-                fsutil::write_atomic(&path, MARKER_FILE, &encode_marker(cluster_id, member_id))?;
+                fsutil::write_atomic(&OsDisk, &path, MARKER_FILE, &encode_marker(cluster_id, member_id))?;
                 true
             }
             Err(e) => return Err(Error::io(&marker, e)),

@@ -67,20 +67,24 @@
 #![warn(missing_docs)]
 
 mod datadir;
+mod disk;
 mod error;
 mod fsutil;
 mod lock;
 mod log_store;
 mod mem;
 pub mod record;
+mod sim_disk;
 mod snapshot;
 mod wal;
 
 pub use datadir::{DataDir, MARKER_FILE, SNAPSHOT_DIR, WAL_DIR};
+pub use disk::{Disk, DiskFile, OsDisk};
 pub use error::{Error, Result};
 pub use lock::{DirLock, LOCK_FILE};
 pub use log_store::LogStore;
 pub use mem::MemLog;
+pub use sim_disk::{BitFlip, SimDisk, SimDiskStats, SimFaults};
 pub use snapshot::{SnapshotMeta, SnapshotReader, SnapshotReceiver, SnapshotStore};
 pub use wal::{Durable, Recovery, TornTail, Wal, WalIter, WalObserver, WalOptions, WalStats};
 

@@ -16,6 +16,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::disk::OsDisk;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 
@@ -48,8 +49,8 @@ impl SnapshotStore {
     pub fn open(dir: impl AsRef<Path>, keep: usize) -> Result<Self> {
         assert!(keep >= 1, "SnapshotStore must keep at least one snapshot");
         let dir = dir.as_ref().to_path_buf();
-        fsutil::create_dir_durable(&dir)?;
-        fsutil::remove_tmp_files(&dir)?;
+        fsutil::create_dir_durable(&OsDisk, &dir)?;
+        fsutil::remove_tmp_files(&OsDisk, &dir)?;
         Ok(SnapshotStore { dir, keep })
     }
 
@@ -74,7 +75,7 @@ impl SnapshotStore {
     fn install(&self, from: &Path, meta: &SnapshotMeta) -> Result<()> {
         let target = self.snap_path(meta.index);
         fs::rename(from, &target).at(&target)?;
-        fsutil::sync_dir(&self.dir)?;
+        fsutil::sync_dir(&OsDisk, &self.dir)?;
         self.prune()
     }
 
@@ -185,7 +186,7 @@ impl SnapshotStore {
                 fs::remove_file(&path).at(&path)?;
             }
         }
-        fsutil::sync_dir(&self.dir)
+        fsutil::sync_dir(&OsDisk, &self.dir)
     }
 }
 
