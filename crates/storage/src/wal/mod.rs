@@ -352,6 +352,10 @@ impl Wal {
     /// Blocks until everything submitted so far is durable; returns the
     /// durable LSN. (Without threads: syncs on this thread.)
     pub fn sync(&self) -> Result<Lsn> {
+        if !self.shared.threads {
+            // Fails on a failed log even when nothing is left to sync.
+            return self.shared.sync_inline();
+        }
         let last = self.shared.lock().next_lsn - 1;
         self.shared.wait_durable(last, false)
     }
