@@ -10,11 +10,21 @@
 //!   a [`Durable`] future for async code. A failed fsync is fatal.
 //! - [`MemLog`]: the in-memory log for the simulator, with crash support.
 //! - [`LogStore`]: the interface both implement.
+//! - [`Disk`]: the file operations the log does, [`OsDisk`] for the real
+//!   filesystem, [`SimDisk`] in memory with crashes and injected faults for
+//!   the deterministic simulator. [`Wal::open_on`] runs the production log
+//!   over any `Disk`, and without threads ([`WalOptions::threads`] false) it
+//!   can be driven step by step from one thread.
 //! - [`SnapshotStore`]: checksummed snapshots, chunked streaming, resumable
 //!   receive.
 //! - [`DataDir`]: the cluster/member marker and the "fresh disk" signal.
 //! - [`DirLock`]: one process per data directory.
 //! - [`record`]: the on-disk record format.
+//!
+//! The `planting` cargo feature (tests and the simulator only; production
+//! never enables it) adds planted bugs that the simulator must catch:
+//! `WalOptions::plant_ack_before_sync` reports records durable without
+//! syncing them.
 //!
 //! # Using it from the runtime
 //!
@@ -63,6 +73,17 @@
 //!   A bit flip in the very last record is indistinguishable from a torn
 //!   write and is treated as one; a lost whole last segment file is not
 //!   detectable without outside information (a peer's log).
+//! - The disk assumed is the one [`SimDisk`] models, no better: a file's
+//!   writes are durable only after its `fdatasync`; a crash may keep any
+//!   prefix of the unsynced writes, the last one cut at any byte; created,
+//!   renamed and removed names are durable only after a sync of their
+//!   directory (a crash keeps a prefix of the unsynced ones, in order);
+//!   writes and syncs may fail with EIO; durable bits may flip. The tests
+//!   run the log over `SimDisk` through thousands of such crashes and check
+//!   that every record reported durable comes back intact, in order.
+//!   [`SimDisk`] does not model reordered writes within a file or a lying
+//!   `fdatasync` (a disk cache that loses acknowledged data); no log can
+//!   survive the latter.
 
 #![warn(missing_docs)]
 

@@ -40,25 +40,25 @@ struct Rules {
 }
 
 fn options(rng: &mut fastrand::Rng, rules: Rules) -> WalOptions {
-    let mut opts = WalOptions {
+    let opts = WalOptions {
         segment_size: rng.u64(256..4096),
         preallocate: rng.bool(),
         threads: false,
         ..WalOptions::default()
     };
     #[cfg(feature = "planting")]
-    {
-        opts.plant_ack_before_sync = rules.plant;
-    }
+    let opts = WalOptions { plant_ack_before_sync: rules.plant, ..opts };
     #[cfg(not(feature = "planting"))]
     assert!(!rules.plant, "the plant needs the `planting` feature");
-    let _ = &mut opts;
     opts
 }
 
+/// Records as the recovery scan replayed them.
+type Replayed = Vec<(Lsn, Vec<u8>)>;
+
 /// Opens (after a crash) until an open is not refused by an injected I/O
 /// error; a refusal for any other reason is returned.
-fn reopen(disk: &SimDisk, opts: &WalOptions) -> Result<(Wal, Recovery, Vec<(Lsn, Vec<u8>)>), Error> {
+fn reopen(disk: &SimDisk, opts: &WalOptions) -> Result<(Wal, Recovery, Replayed), Error> {
     let mut attempts = 0;
     loop {
         let mut seen = Vec::new();
@@ -429,5 +429,35 @@ fn the_planted_ack_before_sync_loses_a_durable_record() {
     // And without the plant the same runs pass.
     for seed in caught {
         run(seed, 200, Rules { exact_durable: false, plant: false }).unwrap();
+    }
+}
+
+#[test]
+fn the_threaded_log_runs_over_the_simulated_disk_too() {
+    let disk = SimDisk::with_faults(9, SimFaults { torn_write: 1.0, ..SimFaults::default() });
+    let opts = WalOptions { segment_size: 2048, ..WalOptions::default() };
+    let (wal, _) = Wal::open_on(disk.as_disk(), DIR, opts.clone(), |_, _| {}).unwrap();
+    let wal = std::sync::Arc::new(wal);
+    let threads: Vec<_> = (0..4u32)
+        .map(|t| {
+            let wal = wal.clone();
+            std::thread::spawn(move || {
+                (0..50u32).map(|i| (wal.append(format!("t{t} i{i}").as_bytes()).unwrap(), t, i)).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let acked: Vec<(Lsn, u32, u32)> = threads.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    // A batch may be in flight when the power goes.
+    let _maybe = wal.submit(b"in flight").unwrap();
+    disk.crash();
+    drop(wal);
+    let mut seen = BTreeMap::new();
+    let (_, rec) = Wal::open_on(disk.as_disk(), DIR, opts, |l, p| {
+        seen.insert(l, p.to_vec());
+    })
+    .unwrap();
+    assert!(rec.last_lsn >= 200);
+    for (lsn, t, i) in acked {
+        assert_eq!(seen[&lsn], format!("t{t} i{i}").into_bytes());
     }
 }
