@@ -9,8 +9,8 @@
 //! written, which is no business of other local users. The helpers work on
 //! any [`Disk`], so the simulator's disk gets the same sequence of calls.
 
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::disk::{Disk, OsDisk};
@@ -20,18 +20,6 @@ use crate::error::{IoContext, Result};
 pub(crate) const PRIVATE_FILE_MODE: u32 = 0o600;
 /// Mode of every directory created for a data directory.
 pub(crate) const PRIVATE_DIR_MODE: u32 = 0o700;
-
-/// Options that create a file private to its owner (truncating it).
-pub(crate) fn create_options() -> OpenOptions {
-    let mut o = OpenOptions::new();
-    o.write(true).create(true).truncate(true).mode(PRIVATE_FILE_MODE);
-    o
-}
-
-/// Creates (or truncates) a file private to its owner.
-pub(crate) fn create_file(path: &Path) -> std::io::Result<File> {
-    create_options().open(path)
-}
 
 /// Creates `dir` (and parents, all private) if missing; makes an existing
 /// one private. Returns the permission bits it had if they were wider.
