@@ -194,7 +194,12 @@ impl State {
         Ok(())
     }
 
+    /// A new name at `path` needs an existing directory above it and no
+    /// directory of that name.
     fn check_parent(&self, path: &Path) -> io::Result<()> {
+        if self.dirs.contains(path) {
+            return Err(io::Error::new(io::ErrorKind::IsADirectory, format!("{} is a directory", path.display())));
+        }
         match path.parent() {
             Some(dir) if self.dirs.contains(dir) => Ok(()),
             _ => Err(not_found(path)),
@@ -304,9 +309,21 @@ fn not_found(path: &Path) -> io::Error {
 
 /// An in-memory disk with crashes and injected faults; see the module
 /// documentation. Clones share the same disk.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SimDisk {
     state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for SimDisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the file contents: a log's worth of bytes helps no one.
+        let st = self.lock();
+        f.debug_struct("SimDisk")
+            .field("files", &st.names.len())
+            .field("faults", &st.faults)
+            .field("stats", &st.stats)
+            .finish()
+    }
 }
 
 impl SimDisk {
@@ -498,13 +515,18 @@ impl Disk for SimDisk {
 }
 
 /// An open file of a [`SimDisk`].
-#[derive(Debug)]
 struct SimFile {
     state: Arc<Mutex<State>>,
     ino: u64,
     /// The disk's epoch when opened; a crash since makes this handle stale.
     epoch: u64,
     path: PathBuf,
+}
+
+impl std::fmt::Debug for SimFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimFile").field("path", &self.path).field("epoch", &self.epoch).finish()
+    }
 }
 
 impl SimFile {

@@ -5,7 +5,10 @@
 //! has returned; concurrent appends share syncs (see the `writer` module).
 //! The log never reports a record durable that a crash could lose, and
 //! never opens a log in which a record that might have been reported
-//! durable is damaged (see the `segment` module).
+//! durable is damaged (see the `segment` module). All file access goes
+//! through a [`Disk`]; without threads ([`WalOptions::threads`] false) the
+//! caller's thread writes and syncs (see the `inline` module), which is how
+//! the simulator drives this same code over a [`crate::SimDisk`].
 
 mod inline;
 mod segment;
@@ -239,10 +242,7 @@ impl Wal {
     /// otherwise it joins the batch the writer thread will commit next.
     pub fn append(&self, payload: &[u8]) -> Result<Lsn> {
         if !self.shared.threads {
-            if payload.len() > MAX_PAYLOAD {
-                return Err(Error::RecordTooLarge { len: payload.len(), max: MAX_PAYLOAD });
-            }
-            let lsn = self.shared.append_inline(&[payload])?;
+            let lsn = self.enqueue(&[payload], None)?;
             return self.shared.wait_durable(lsn, false);
         }
         if let Some(lsn) = self.try_append_direct(payload)? {
@@ -310,7 +310,8 @@ impl Wal {
 
     /// Encodes records into the pending batch; returns the last LSN given.
     /// `waker`, if given, is registered for that LSN in the same critical
-    /// section (one lock per blocking append, not two).
+    /// section (one lock per blocking append, not two). Without threads,
+    /// writes them to the segment instead (unsynced; `waker` is not used).
     fn enqueue(&self, payloads: &[&[u8]], waker: Option<std::task::Waker>) -> Result<Lsn> {
         if let Some(p) = payloads.iter().find(|p| p.len() > MAX_PAYLOAD) {
             return Err(Error::RecordTooLarge { len: p.len(), max: MAX_PAYLOAD });
