@@ -52,6 +52,32 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Under the deterministic simulator
+//!
+//! The same log, over a simulated disk and without threads: nothing is
+//! durable until the simulator syncs, and a crash loses (or tears) the
+//! rest. Give each simulated node its own [`SimDisk`] (a crash takes down
+//! the whole disk), seeded from the simulation's seed.
+//!
+//! ```
+//! use synod_storage::{LogStore, SimDisk, SimFaults, Wal, WalOptions};
+//!
+//! # fn main() -> synod_storage::Result<()> {
+//! let disk = SimDisk::with_faults(42, SimFaults { torn_write: 0.5, ..SimFaults::default() });
+//! let opts = WalOptions { segment_size: 4096, threads: false, ..WalOptions::default() };
+//! let (wal, _) = Wal::open_on(disk.as_disk(), "/n1/wal", opts.clone(), |_, _| {})?;
+//! LogStore::append(&wal, &[b"promise ballot 7"])?; // written, not durable
+//! assert_eq!(wal.durable_lsn(), 0);
+//! assert_eq!(LogStore::sync(&wal)?, 1); // one fdatasync: durable
+//! LogStore::append(&wal, &[b"accepted slot 9"])?;
+//! drop(wal);
+//! disk.crash(); // record 2 may be lost, torn (cut off by recovery) or whole
+//! let (wal, recovery) = Wal::open_on(disk.as_disk(), "/n1/wal", opts, |_lsn, _bytes| {})?;
+//! assert!(recovery.last_lsn >= 1);
+//! assert_eq!(wal.read(1, 1)?, vec![(1, b"promise ballot 7".to_vec())]);
+//! # Ok(()) }
+//! ```
+//!
 //! LSNs are this log's own sequence numbers (from 1, consecutive, never
 //! reused); they are not Paxos slots. A snapshot's `index` is whatever the
 //! caller chooses (the runtime will likely use the LSN it covers).
