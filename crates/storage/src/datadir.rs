@@ -7,10 +7,10 @@
 //! fresh: a member whose disk was wiped must rejoin as a non-voter until it
 //! has caught up (Paxos Made Live), because it has forgotten its promises.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::disk::{Disk, OsDisk};
+use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 
 /// File name of the identity marker inside the data directory.
@@ -42,10 +42,16 @@ impl DataDir {
     /// holds a `wal/` or `snap/` directory but no marker, and (with
     /// [`Error::Corrupt`]) a marker whose checksum fails.
     pub fn open_or_init(path: impl AsRef<Path>, cluster_id: u64, member_id: u64) -> Result<Self> {
+        Self::open_or_init_on(&OsDisk, path, cluster_id, member_id)
+    }
+
+    /// Like [`DataDir::open_or_init`], on any [`Disk`] (the simulator's
+    /// [`crate::SimDisk`], say).
+    pub fn open_or_init_on(disk: &dyn Disk, path: impl AsRef<Path>, cluster_id: u64, member_id: u64) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        fsutil::create_dir_durable(&path)?;
+        fsutil::create_dir_durable(disk, &path)?;
         let marker = path.join(MARKER_FILE);
-        let fresh = match fs::read(&marker) {
+        let fresh = match disk.read(&marker) {
             Ok(bytes) => {
                 let (found_cluster, found_member) = decode_marker(&marker, &bytes)?;
                 if (found_cluster, found_member) != (cluster_id, member_id) {
@@ -60,10 +66,11 @@ impl DataDir {
                 false
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if path.join(WAL_DIR).exists() || path.join(SNAPSHOT_DIR).exists() {
+                let entries = disk.list(&path).at(&path)?;
+                if entries.iter().any(|e| e.file_name().is_some_and(|n| n == WAL_DIR || n == SNAPSHOT_DIR)) {
                     return Err(Error::UnmarkedDataDir { path });
                 }
-                fsutil::write_atomic(&path, MARKER_FILE, &encode_marker(cluster_id, member_id))?;
+                fsutil::write_atomic(disk, &path, MARKER_FILE, &encode_marker(cluster_id, member_id))?;
                 true
             }
             Err(e) => return Err(Error::io(&marker, e)),
@@ -136,6 +143,22 @@ fn decode_marker(path: &Path, b: &[u8]) -> Result<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+
+    #[test]
+    fn a_marker_once_written_survives_a_crash_of_the_simulated_disk() {
+        for seed in 0..50 {
+            let faults = crate::SimFaults { torn_write: 0.5, ..Default::default() };
+            let disk = crate::SimDisk::with_faults(seed, faults);
+            let dir = Path::new("/node");
+            assert!(DataDir::open_or_init_on(&disk, dir, 7, 1).unwrap().is_fresh());
+            disk.crash();
+            let again = DataDir::open_or_init_on(&disk, dir, 7, 1).unwrap();
+            assert!(!again.is_fresh(), "seed {seed}");
+            let err = DataDir::open_or_init_on(&disk, dir, 7, 2).unwrap_err();
+            assert!(matches!(err, Error::ForeignDataDir { .. }), "{err}");
+        }
+    }
 
     #[test]
     fn fresh_directory_is_initialised_then_recognised() {

@@ -6,13 +6,14 @@
 //! file this crate creates goes through these helpers for that reason. And
 //! every file and directory it creates is private to the owner (etcd's
 //! `PrivateFileMode` and `PrivateDirMode`): a log holds every value ever
-//! written, which is no business of other local users.
+//! written, which is no business of other local users. The helpers work on
+//! any [`Disk`], so the simulator's disk gets the same sequence of calls.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use crate::disk::{Disk, OsDisk};
 use crate::error::{IoContext, Result};
 
 /// Mode of every file created in a data directory.
@@ -20,22 +21,10 @@ pub(crate) const PRIVATE_FILE_MODE: u32 = 0o600;
 /// Mode of every directory created for a data directory.
 pub(crate) const PRIVATE_DIR_MODE: u32 = 0o700;
 
-/// Options that create a file private to its owner (truncating it).
-pub(crate) fn create_options() -> OpenOptions {
-    let mut o = OpenOptions::new();
-    o.write(true).create(true).truncate(true).mode(PRIVATE_FILE_MODE);
-    o
-}
-
-/// Creates (or truncates) a file private to its owner.
-pub(crate) fn create_file(path: &Path) -> std::io::Result<File> {
-    create_options().open(path)
-}
-
-/// Creates `dir` (and parents) private if missing; makes an existing one
-/// private. Returns the permission bits it had if they were wider.
+/// Creates `dir` (and parents, all private) if missing; makes an existing
+/// one private. Returns the permission bits it had if they were wider.
 pub(crate) fn private_dir(dir: &Path) -> Result<Option<u32>> {
-    create_dir_durable(dir)?;
+    create_dir_durable(&OsDisk, dir)?;
     let mode = fs::metadata(dir).at(dir)?.permissions().mode() & 0o7777;
     if mode & !PRIVATE_DIR_MODE == 0 {
         return Ok(None);
@@ -46,43 +35,42 @@ pub(crate) fn private_dir(dir: &Path) -> Result<Option<u32>> {
 
 /// Fsyncs a directory so that entries created, renamed or removed in it
 /// survive a crash.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+pub(crate) fn sync_dir(disk: &dyn Disk, dir: &Path) -> Result<()> {
+    disk.sync_dir(dir).at(dir)
 }
 
 /// Replaces `dir/name` with `bytes` atomically: write a temporary file,
 /// fsync it, rename it over the target, fsync the directory. A crash leaves
 /// either the old content or the new one, never a mix.
-pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(disk: &dyn Disk, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let target = dir.join(name);
-    let mut f = create_file(&tmp).at(&tmp)?;
-    f.write_all(bytes).at(&tmp)?;
+    let f = disk.create(&tmp).at(&tmp)?;
+    f.write_at(bytes, 0).at(&tmp)?;
     f.sync_all().at(&tmp)?;
     drop(f);
-    fs::rename(&tmp, &target).at(&target)?;
-    sync_dir(dir)
+    disk.rename(&tmp, &target).at(&target)?;
+    sync_dir(disk, dir)
 }
 
 /// Creates `dir` (and parents, all private) if missing, fsyncing the parent
 /// so the new directory entry is durable.
-pub(crate) fn create_dir_durable(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
+pub(crate) fn create_dir_durable(disk: &dyn Disk, dir: &Path) -> Result<()> {
+    if disk.is_dir(dir) {
         return Ok(());
     }
-    DirBuilder::new().recursive(true).mode(PRIVATE_DIR_MODE).create(dir).at(dir)?;
+    disk.create_dir(dir).at(dir)?;
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        sync_dir(parent)?;
+        sync_dir(disk, parent)?;
     }
     Ok(())
 }
 
 /// Removes leftover `*.tmp` files from an interrupted atomic write.
-pub(crate) fn remove_tmp_files(dir: &Path) -> Result<()> {
-    for entry in fs::read_dir(dir).at(dir)? {
-        let path = entry.at(dir)?.path();
+pub(crate) fn remove_tmp_files(disk: &dyn Disk, dir: &Path) -> Result<()> {
+    for path in disk.list(dir).at(dir)? {
         if path.extension().is_some_and(|e| e == "tmp") {
-            fs::remove_file(&path).at(&path)?;
+            disk.remove(&path).at(&path)?;
         }
     }
     Ok(())

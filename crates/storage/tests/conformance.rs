@@ -1,11 +1,13 @@
-//! The `LogStore` conformance suite, written once and run against both the
-//! file log (`Wal`) and the simulator's in-memory log (`MemLog`).
+//! The `LogStore` conformance suite, written once and run against the file
+//! log (`Wal`), the same log without threads over the simulated disk
+//! (`SimDisk`, crashing with torn writes), and the simulator's in-memory
+//! log (`MemLog`).
 //!
 //! Each property is a generic function over a `Harness`, which knows how to
 //! open a store and how to crash and restart it. A crash may keep more than
 //! was durable (the file log may have written it), never less.
 
-use synod_storage::{Error, LogStore, Lsn, MemLog, Wal, WalOptions};
+use synod_storage::{Error, LogStore, Lsn, MemLog, SimDisk, SimFaults, Wal, WalOptions};
 
 trait Harness {
     type Log: LogStore;
@@ -26,6 +28,29 @@ impl Harness for WalHarness {
     }
     fn crash(&mut self, log: Wal) -> Wal {
         drop(log);
+        self.open()
+    }
+}
+
+struct SimWalHarness {
+    disk: SimDisk,
+}
+
+impl SimWalHarness {
+    fn new() -> Self {
+        SimWalHarness { disk: SimDisk::with_faults(7, SimFaults { torn_write: 0.5, ..SimFaults::default() }) }
+    }
+}
+
+impl Harness for SimWalHarness {
+    type Log = Wal;
+    fn open(&mut self) -> Wal {
+        let opts = WalOptions { segment_size: 2048, preallocate: true, threads: false, ..WalOptions::default() };
+        Wal::open_on(self.disk.as_disk(), "/node/wal", opts, |_, _| {}).unwrap().0
+    }
+    fn crash(&mut self, log: Wal) -> Wal {
+        drop(log);
+        self.disk.crash();
         self.open()
     }
 }
@@ -147,6 +172,9 @@ macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod wal {
             $(#[test] fn $name() { super::$name(super::WalHarness { dir: tempfile::tempdir().unwrap() }) })*
+        }
+        mod sim_wal {
+            $(#[test] fn $name() { super::$name(super::SimWalHarness::new()) })*
         }
         mod mem {
             $(#[test] fn $name() { super::$name(super::MemHarness) })*

@@ -5,12 +5,15 @@
 //! has returned; concurrent appends share syncs (see the `writer` module).
 //! The log never reports a record durable that a crash could lose, and
 //! never opens a log in which a record that might have been reported
-//! durable is damaged (see the `segment` module).
+//! durable is damaged (see the `segment` module). All file access goes
+//! through a [`Disk`]; without threads ([`WalOptions::threads`] false) the
+//! caller's thread writes and syncs (see the `inline` module), which is how
+//! the simulator drives this same code over a [`crate::SimDisk`].
 
+mod inline;
 mod segment;
 mod writer;
 
-use std::fs::{self, File};
 use std::future::Future;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -24,6 +27,7 @@ pub use segment::TornTail;
 use std::time::Duration;
 pub use writer::WalStats;
 
+use crate::disk::{Disk, DiskReader, OsDisk};
 use crate::error::{Error, IoContext, Result};
 use crate::record::{self, Decoded, HEADER_LEN, MAX_PAYLOAD};
 use crate::{fsutil, Lsn};
@@ -44,11 +48,43 @@ pub struct WalOptions {
     /// Told of every `fdatasync` of the log and every batch made durable,
     /// as they happen (for metrics). Default: none.
     pub observer: Option<Arc<dyn WalObserver>>,
+    /// Run a writer thread (group commit) and a preallocation thread.
+    /// Default: true.
+    ///
+    /// When false, no thread is started and every call does its I/O on the
+    /// caller's thread, so a single-threaded simulator can drive the log
+    /// step by step: [`LogStore::append`], [`Wal::submit`] and
+    /// [`Wal::submit_batch`] write the records at once without syncing;
+    /// [`Wal::sync`] (and [`LogStore::sync`], [`Wal::wait_durable`],
+    /// [`Durable::wait`], [`Wal::append`]) `fdatasync`s and publishes the
+    /// durable LSN; a [`Durable`] future resolves after such a sync. Next
+    /// segments are preallocated inline when a rotation needs one.
+    /// Dropping the log then does no I/O (unsynced records stay as the disk
+    /// has them, as if the process died); [`Wal::close`] syncs first.
+    ///
+    /// [`LogStore::append`]: crate::LogStore::append
+    /// [`LogStore::sync`]: crate::LogStore::sync
+    pub threads: bool,
+    /// **Planted bug, for the simulator only** (never enable in a real
+    /// deployment; the `planting` feature exists only for tests): the log
+    /// skips every `fdatasync` and reports records durable as soon as they
+    /// are written, the classic "acknowledge before fsync" bug. A simulator
+    /// that crashes nodes over a [`crate::SimDisk`] must catch it as a lost
+    /// durable record. Default: false.
+    #[cfg(feature = "planting")]
+    pub plant_ack_before_sync: bool,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
-        WalOptions { segment_size: 64 << 20, preallocate: true, observer: None }
+        WalOptions {
+            segment_size: 64 << 20,
+            preallocate: true,
+            observer: None,
+            threads: true,
+            #[cfg(feature = "planting")]
+            plant_ack_before_sync: false,
+        }
     }
 }
 
@@ -112,35 +148,50 @@ impl Wal {
     pub fn open_with(
         dir: impl AsRef<Path>,
         opts: WalOptions,
+        replay: impl FnMut(Lsn, &[u8]),
+    ) -> Result<(Wal, Recovery)> {
+        Self::open_on(OsDisk::shared(), dir, opts, replay)
+    }
+
+    /// Like [`Wal::open_with`], on any [`Disk`]: [`OsDisk`] is what
+    /// [`Wal::open_with`] uses, a [`crate::SimDisk`] is the simulator's.
+    /// With [`WalOptions::threads`] false the log runs without threads (see
+    /// there); recovery is the same scan either way.
+    pub fn open_on(
+        disk: Arc<dyn Disk>,
+        dir: impl AsRef<Path>,
+        opts: WalOptions,
         mut replay: impl FnMut(Lsn, &[u8]),
     ) -> Result<(Wal, Recovery)> {
         let dir = dir.as_ref().to_path_buf();
         assert!(opts.segment_size > 0, "WalOptions::segment_size must be positive");
-        fsutil::create_dir_durable(&dir)?;
-        fsutil::remove_tmp_files(&dir)?;
-        let mut segments = segment::list_segments(&dir)?;
+        fsutil::create_dir_durable(&*disk, &dir)?;
+        fsutil::remove_tmp_files(&*disk, &dir)?;
+        let mut segments = segment::list_segments(&*disk, &dir)?;
         if segments.is_empty() {
             let path = dir.join(segment::segment_name(1));
             if opts.preallocate {
-                segment::preallocate(&path, opts.segment_size).at(&path)?;
+                segment::preallocate(&*disk, &path, opts.segment_size).at(&path)?;
             } else {
-                fsutil::create_file(&path).at(&path)?;
+                disk.create(&path).at(&path)?;
             }
-            fsutil::sync_dir(&dir)?;
+            fsutil::sync_dir(&*disk, &dir)?;
             segments.push(SegmentMeta { first_lsn: 1, path });
         }
-        let scan = segment::scan(segments, &mut replay)?;
+        let scan = segment::scan(&*disk, segments, &mut replay)?;
         let first_lsn = scan.segments[0].first_lsn;
         let last = scan.segments[scan.segments.len() - 1].clone();
         let recovery =
             Recovery { first_lsn, last_lsn: scan.next_lsn - 1, segments: scan.segments.len(), torn_tail: scan.torn };
         let seg = SegmentWriter {
-            file: segment::open_for_append(&last.path)?,
+            file: segment::open_for_append(&*disk, &last.path)?,
             path: last.path,
             offset: scan.tail_offset,
             segment_size: opts.segment_size,
             preallocate: opts.preallocate,
             spare: None,
+            #[cfg(feature = "planting")]
+            plant_ack_before_sync: opts.plant_ack_before_sync,
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -148,6 +199,8 @@ impl Wal {
                 ends: Vec::new(),
                 buf_first_lsn: scan.next_lsn,
                 next_lsn: scan.next_lsn,
+                written_lsn: scan.next_lsn - 1,
+                unsynced: (0, 0),
                 durable_lsn: scan.next_lsn - 1,
                 failed: None,
                 closing: false,
@@ -161,20 +214,25 @@ impl Wal {
             work: Condvar::new(),
             segments: Mutex::new(scan.segments),
             dir,
+            disk,
+            threads: opts.threads,
             durable: AtomicU64::new(scan.next_lsn - 1),
             halted: AtomicBool::new(false),
             io: Mutex::new(seg),
             observer: opts.observer.clone(),
         });
-        let dir_for_err = shared.dir.clone();
-        let writer = {
+        let writer = if opts.threads {
+            let dir_for_err = shared.dir.clone();
             let shared = shared.clone();
-            std::thread::Builder::new()
+            let handle = std::thread::Builder::new()
                 .name("synod-wal-writer".into())
                 .spawn(move || writer::run(shared))
-                .map_err(|e| Error::io(&dir_for_err, e))?
+                .map_err(|e| Error::io(&dir_for_err, e))?;
+            Some(handle)
+        } else {
+            None
         };
-        Ok((Wal { shared, writer: Some(writer) }, recovery))
+        Ok((Wal { shared, writer }, recovery))
     }
 
     /// Appends one record and blocks until it is durable; returns its LSN.
@@ -183,6 +241,10 @@ impl Wal {
     /// writes and syncs its record itself (saving two thread hand-offs);
     /// otherwise it joins the batch the writer thread will commit next.
     pub fn append(&self, payload: &[u8]) -> Result<Lsn> {
+        if !self.shared.threads {
+            let lsn = self.enqueue(&[payload], None)?;
+            return self.shared.wait_durable(lsn, false);
+        }
         if let Some(lsn) = self.try_append_direct(payload)? {
             return Ok(lsn);
         }
@@ -248,10 +310,14 @@ impl Wal {
 
     /// Encodes records into the pending batch; returns the last LSN given.
     /// `waker`, if given, is registered for that LSN in the same critical
-    /// section (one lock per blocking append, not two).
+    /// section (one lock per blocking append, not two). Without threads,
+    /// writes them to the segment instead (unsynced; `waker` is not used).
     fn enqueue(&self, payloads: &[&[u8]], waker: Option<std::task::Waker>) -> Result<Lsn> {
         if let Some(p) = payloads.iter().find(|p| p.len() > MAX_PAYLOAD) {
             return Err(Error::RecordTooLarge { len: p.len(), max: MAX_PAYLOAD });
+        }
+        if !self.shared.threads {
+            return self.shared.append_inline(payloads);
         }
         let mut st = self.shared.lock();
         if let Some(e) = &st.failed {
@@ -285,8 +351,12 @@ impl Wal {
     }
 
     /// Blocks until everything submitted so far is durable; returns the
-    /// durable LSN.
+    /// durable LSN. (Without threads: syncs on this thread.)
     pub fn sync(&self) -> Result<Lsn> {
+        if !self.shared.threads {
+            // Fails on a failed log even when nothing is left to sync.
+            return self.shared.sync_inline();
+        }
         let last = self.shared.lock().next_lsn - 1;
         self.shared.wait_durable(last, false)
     }
@@ -340,6 +410,7 @@ impl Wal {
         // Start in the last segment whose first LSN is <= from.
         let start = segments.partition_point(|s| s.first_lsn <= from).saturating_sub(1);
         Ok(WalIter {
+            disk: self.shared.disk.clone(),
             segments: segments[start..].to_vec(),
             next_segment: 0,
             reader: None,
@@ -358,19 +429,23 @@ impl Wal {
         let mut removed = false;
         while segs.len() > 1 && segs[1].first_lsn <= upto_lsn.saturating_add(1) {
             let seg = segs.remove(0);
-            fs::remove_file(&seg.path).at(&seg.path)?;
+            self.shared.disk.remove(&seg.path).at(&seg.path)?;
             removed = true;
         }
         drop(segs);
         if removed {
-            fsutil::sync_dir(&self.shared.dir)?;
+            fsutil::sync_dir(&*self.shared.disk, &self.shared.dir)?;
         }
         Ok(())
     }
 
     /// Drains pending appends, stops the writer and reports whether the log
-    /// had failed.
+    /// had failed. (Without threads: syncs what was written.)
     pub fn close(mut self) -> Result<()> {
+        if !self.shared.threads {
+            // A failure is recorded in the state and reported below.
+            let _ = self.shared.sync_inline();
+        }
         self.shutdown();
         match self.shared.lock().failed.clone() {
             Some(e) => Err(Error::Failed(e)),
@@ -452,9 +527,10 @@ impl Future for Durable {
 
 /// Iterator over durable records, from [`Wal::iter_from`].
 pub struct WalIter {
+    disk: Arc<dyn Disk>,
     segments: Vec<SegmentMeta>,
     next_segment: usize,
-    reader: Option<(BufReader<File>, PathBuf, u64)>,
+    reader: Option<(BufReader<DiskReader>, PathBuf, u64)>,
     from: Lsn,
     upto: Lsn,
     buf: Vec<u8>,
@@ -477,7 +553,8 @@ impl WalIter {
                     return Ok(None);
                 };
                 self.next_segment += 1;
-                let f = File::open(&seg.path).at(&seg.path)?;
+                let file = self.disk.open(&seg.path).at(&seg.path)?;
+                let f = DiskReader { file, offset: 0 };
                 self.reader = Some((BufReader::with_capacity(1 << 20, f), seg.path.clone(), 0));
             }
             let Some((reader, path, offset)) = self.reader.as_mut() else {

@@ -11,11 +11,9 @@
 //! segment, where the last unsynced batch may have been cut short by a
 //! crash; anything else is refused with the file and offset.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::disk::{Disk, DiskFile};
 use crate::error::{Error, IoContext, Result};
 use crate::record::{self, Tail};
 use crate::Lsn;
@@ -49,10 +47,9 @@ fn parse_segment_name(path: &Path) -> Option<Lsn> {
 }
 
 /// Lists segment files in LSN order.
-pub(crate) fn list_segments(dir: &Path) -> Result<Vec<SegmentMeta>> {
+pub(crate) fn list_segments(disk: &dyn Disk, dir: &Path) -> Result<Vec<SegmentMeta>> {
     let mut segs = Vec::new();
-    for entry in fs::read_dir(dir).at(dir)? {
-        let path = entry.at(dir)?.path();
+    for path in disk.list(dir).at(dir)? {
         if let Some(first_lsn) = parse_segment_name(&path) {
             segs.push(SegmentMeta { first_lsn, path });
         }
@@ -62,14 +59,14 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<SegmentMeta>> {
 }
 
 /// Writes `len` zero bytes into a new file at `path` and fsyncs it.
-pub(crate) fn preallocate(path: &Path, len: u64) -> std::io::Result<()> {
-    let mut f = crate::fsutil::create_file(path)?;
-    let zeros = vec![0u8; 1 << 20];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(zeros.len() as u64) as usize;
-        f.write_all(&zeros[..n])?;
-        left -= n as u64;
+pub(crate) fn preallocate(disk: &dyn Disk, path: &Path, len: u64) -> std::io::Result<()> {
+    let f = disk.create(path)?;
+    let zeros = vec![0u8; len.min(1 << 20) as usize];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64) as usize;
+        f.write_at(&zeros[..n], at)?;
+        at += n as u64;
     }
     f.sync_all()
 }
@@ -97,7 +94,7 @@ pub(crate) struct Scan {
 
 /// Verifies every segment, repairs a torn tail of the last one, and feeds
 /// each record to `visit` in order. `segments` must be non-empty and sorted.
-pub(crate) fn scan(segments: Vec<SegmentMeta>, visit: &mut dyn FnMut(Lsn, &[u8])) -> Result<Scan> {
+pub(crate) fn scan(disk: &dyn Disk, segments: Vec<SegmentMeta>, visit: &mut dyn FnMut(Lsn, &[u8])) -> Result<Scan> {
     let mut expected = segments.first().map_or(1, |s| s.first_lsn);
     let mut tail_offset = 0;
     let mut torn = None;
@@ -110,7 +107,7 @@ pub(crate) fn scan(segments: Vec<SegmentMeta>, visit: &mut dyn FnMut(Lsn, &[u8])
                 format!("segment starts at LSN {} but the previous one ended before LSN {expected}", seg.first_lsn),
             ));
         }
-        let buf = fs::read(&seg.path).at(&seg.path)?;
+        let buf = disk.read(&seg.path).at(&seg.path)?;
         let stream = record::decode_stream(&buf);
         let mut offset = 0usize;
         for r in &stream.records {
@@ -148,7 +145,7 @@ pub(crate) fn scan(segments: Vec<SegmentMeta>, visit: &mut dyn FnMut(Lsn, &[u8])
                     format!("{reason}, followed by a valid record at offset {}; refusing to drop it", bad_at + 1 + p),
                 ));
             }
-            torn = Some(zero_tail(&seg.path, &buf, bad_at)?);
+            torn = Some(zero_tail(disk, &seg.path, &buf, bad_at)?);
         }
         if is_last {
             tail_offset = stream.valid_len as u64;
@@ -159,15 +156,15 @@ pub(crate) fn scan(segments: Vec<SegmentMeta>, visit: &mut dyn FnMut(Lsn, &[u8])
 
 /// Overwrites the damaged tail `buf[from..]` of `path` with zeros (keeping
 /// the preallocated size) and fsyncs, so later appends start clean.
-fn zero_tail(path: &Path, buf: &[u8], from: usize) -> Result<TornTail> {
+fn zero_tail(disk: &dyn Disk, path: &Path, buf: &[u8], from: usize) -> Result<TornTail> {
     let end = buf.iter().rposition(|&b| b != 0).map_or(from, |p| (p + 1).max(from));
-    let f = OpenOptions::new().write(true).open(path).at(path)?;
-    f.write_all_at(&vec![0u8; end - from], from as u64).at(path)?;
+    let f = disk.open(path).at(path)?;
+    f.write_at(&vec![0u8; end - from], from as u64).at(path)?;
     f.sync_data().at(path)?;
     Ok(TornTail { path: path.to_path_buf(), offset: from as u64, discarded_bytes: (end - from) as u64 })
 }
 
 /// Opens an existing segment for appending.
-pub(crate) fn open_for_append(path: &Path) -> Result<File> {
-    OpenOptions::new().read(true).write(true).open(path).at(path)
+pub(crate) fn open_for_append(disk: &dyn Disk, path: &Path) -> Result<Box<dyn DiskFile>> {
+    disk.open(path).at(path)
 }

@@ -29,7 +29,7 @@ fn all(wal: &Wal) -> Vec<(Lsn, Vec<u8>)> {
 }
 
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    segment::list_segments(dir).unwrap().into_iter().map(|s| s.path).collect()
+    segment::list_segments(&OsDisk, dir).unwrap().into_iter().map(|s| s.path).collect()
 }
 
 /// Byte offset of record `lsn` within its segment file.

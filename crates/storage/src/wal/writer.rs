@@ -12,9 +12,7 @@
 //! failed state, every pending and later append gets [`Error::Failed`], and
 //! only reopening (which re-verifies the files) brings it back.
 
-use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -23,8 +21,9 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::segment::{self, SegmentMeta, SPARE_NAME};
+use crate::disk::{Disk, DiskFile};
 use crate::error::{Error, Result};
-use crate::{fsutil, Lsn};
+use crate::Lsn;
 
 /// Counters describing the writer's work so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -48,6 +47,14 @@ pub(crate) struct State {
     /// LSN of the first record in `buf`.
     pub buf_first_lsn: Lsn,
     pub next_lsn: Lsn,
+    /// Without threads ([`WalOptions::threads`] false): the last LSN
+    /// written to the file, durable or not. Unused with threads, where a
+    /// batch is written and synced in one go.
+    ///
+    /// [`WalOptions::threads`]: super::WalOptions::threads
+    pub written_lsn: Lsn,
+    /// Without threads: records and bytes written since the last sync.
+    pub unsynced: (usize, usize),
     pub durable_lsn: Lsn,
     pub failed: Option<Arc<io::Error>>,
     /// No more appends accepted; the writer drains and exits.
@@ -78,6 +85,13 @@ pub(crate) struct Shared {
     pub work: Condvar,
     pub segments: Mutex<Vec<SegmentMeta>>,
     pub dir: PathBuf,
+    /// Where the segments are.
+    pub disk: Arc<dyn Disk>,
+    /// Whether a writer thread commits batches ([`WalOptions::threads`]);
+    /// without, callers write and sync on their own thread.
+    ///
+    /// [`WalOptions::threads`]: super::WalOptions::threads
+    pub threads: bool,
     /// Mirror of `State::durable_lsn`, for lock-free checks by waiters.
     pub durable: AtomicU64,
     /// Set once the log has failed or stopped (mirrors `State`).
@@ -106,6 +120,16 @@ impl Shared {
         self.segments.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Puts the log into the failed state for good (see the module docs):
+    /// no more appends, nothing more reported durable.
+    pub fn fail(&self, st: &mut State, e: io::Error) -> Arc<io::Error> {
+        let e = Arc::new(e);
+        st.failed = Some(e.clone());
+        st.closing = true;
+        self.halted.store(true, Ordering::Release);
+        e
+    }
+
     /// The outcome for a waiter on `lsn`, or `None` if it must keep waiting.
     pub fn outcome(st: &State, lsn: Lsn) -> Option<Result<Lsn>> {
         if st.durable_lsn >= lsn {
@@ -128,6 +152,10 @@ impl Shared {
     /// appenders whose records are still in the next batch, as a condvar
     /// broadcast would; and a woken waiter checks an atomic, not the lock.
     pub fn wait_durable(&self, lsn: Lsn, registered: bool) -> Result<Lsn> {
+        if !self.threads {
+            // No writer to wait for: this thread makes it durable.
+            return self.settle_inline(lsn);
+        }
         if !registered {
             let mut st = self.lock();
             if let Some(out) = Self::outcome(&st, lsn) {
@@ -159,28 +187,55 @@ pub(crate) fn thread_waker() -> Waker {
 
 /// The writer's view of the active segment.
 pub(crate) struct SegmentWriter {
-    pub file: File,
+    pub file: Box<dyn DiskFile>,
     pub path: PathBuf,
     /// Where the next record goes in `file`.
     pub offset: u64,
     pub segment_size: u64,
     pub preallocate: bool,
-    /// Background preparation of the next segment file.
+    /// Background preparation of the next segment file (threaded mode only).
     pub spare: Option<JoinHandle<io::Result<()>>>,
+    /// The planted "ack before fsync" bug: every sync is skipped.
+    #[cfg(feature = "planting")]
+    pub plant_ack_before_sync: bool,
 }
 
 impl SegmentWriter {
+    /// Starts preallocating the next segment in a background thread (with
+    /// threads only; without, [`SegmentWriter::rotate`] preallocates inline).
     pub fn start_spare(&mut self, shared: &Shared) {
-        if self.preallocate && self.spare.is_none() {
+        if shared.threads && self.preallocate && self.spare.is_none() {
             let path = shared.dir.join(SPARE_NAME);
             let len = self.segment_size;
-            self.spare = Some(std::thread::spawn(move || segment::preallocate(&path, len)));
+            let disk = shared.disk.clone();
+            self.spare = Some(std::thread::spawn(move || segment::preallocate(&*disk, &path, len)));
         }
     }
 
     /// Writes one batch of records (`ends` are their end offsets in `buf`,
     /// the first being `first_lsn`) and makes it durable.
     pub(crate) fn write_batch(
+        &mut self,
+        shared: &Shared,
+        first_lsn: Lsn,
+        buf: &[u8],
+        ends: &[usize],
+        stats: &mut WalStats,
+    ) -> io::Result<()> {
+        self.write_records(shared, first_lsn, buf, ends, stats)?;
+        #[cfg(test)]
+        if std::mem::take(&mut shared.lock().fail_next_sync) {
+            return Err(io::Error::other("injected fsync failure"));
+        }
+        self.sync(shared)?;
+        stats.syncs += 1;
+        Ok(())
+    }
+
+    /// Writes records as [`SegmentWriter::write_batch`] does, without the
+    /// final sync: only a segment closed by a rotation is synced (before
+    /// the next one is started), so the records may not be durable yet.
+    pub(crate) fn write_records(
         &mut self,
         shared: &Shared,
         first_lsn: Lsn,
@@ -209,25 +264,23 @@ impl SegmentWriter {
                 }
             }
             let end = ends[j - 1];
-            self.file.write_all_at(&buf[start..end], self.offset)?;
+            self.file.write_at(&buf[start..end], self.offset)?;
             self.offset += (end - start) as u64;
             start = end;
             idx = j;
         }
-        #[cfg(test)]
-        if std::mem::take(&mut shared.lock().fail_next_sync) {
-            return Err(io::Error::other("injected fsync failure"));
-        }
-        self.sync(shared)?;
-        stats.syncs += 1;
         Ok(())
     }
 
     /// `fdatasync`s the active segment, timed for the observer.
-    fn sync(&mut self, shared: &Shared) -> io::Result<()> {
-        let started = Instant::now();
+    pub(crate) fn sync(&mut self, shared: &Shared) -> io::Result<()> {
+        #[cfg(feature = "planting")]
+        if self.plant_ack_before_sync {
+            return Ok(());
+        }
+        let started = shared.observer.as_ref().map(|_| Instant::now());
         self.file.sync_data()?;
-        if let Some(o) = &shared.observer {
+        if let (Some(o), Some(started)) = (&shared.observer, started) {
             o.synced(started.elapsed());
         }
         Ok(())
@@ -236,23 +289,21 @@ impl SegmentWriter {
     /// Closes the active segment and starts a new one whose first record
     /// will be `first_lsn`. The previous segment must already be synced.
     fn rotate(&mut self, shared: &Shared, first_lsn: Lsn) -> io::Result<()> {
+        let disk = &*shared.disk;
         let path = shared.dir.join(segment::segment_name(first_lsn));
         let spare_ready = match self.spare.take() {
             Some(h) => matches!(h.join(), Ok(Ok(()))),
             None => false,
         };
         if spare_ready {
-            fs::rename(shared.dir.join(SPARE_NAME), &path)?;
+            disk.rename(&shared.dir.join(SPARE_NAME), &path)?;
         } else if self.preallocate {
-            segment::preallocate(&path, self.segment_size)?;
+            segment::preallocate(disk, &path, self.segment_size)?;
         } else {
-            fsutil::create_file(&path)?;
+            disk.create(&path)?;
         }
-        fsutil::sync_dir(&shared.dir).map_err(|e| match e {
-            Error::Io { source, .. } => source,
-            other => io::Error::other(other.to_string()),
-        })?;
-        self.file = fs::OpenOptions::new().read(true).write(true).open(&path)?;
+        disk.sync_dir(&shared.dir)?;
+        self.file = disk.open(&path)?;
         self.path = path.clone();
         self.offset = 0;
         shared.lock_segments().push(SegmentMeta { first_lsn, path });
@@ -336,9 +387,7 @@ pub(crate) fn commit(shared: &Shared, first_lsn: Lsn, buf: &[u8], ends: &[usize]
                 st.stats.syncs += stats.syncs;
             }
             Err(e) => {
-                st.failed = Some(Arc::new(e));
-                st.closing = true;
-                shared.halted.store(true, Ordering::Release);
+                shared.fail(&mut st, e);
             }
         }
         take_ready(&mut st)
@@ -358,7 +407,7 @@ pub(crate) fn commit(shared: &Shared, first_lsn: Lsn, buf: &[u8], ends: &[usize]
 }
 
 /// Removes and returns the wakers of waiters whose outcome is now known.
-fn take_ready(st: &mut State) -> Vec<Waker> {
+pub(crate) fn take_ready(st: &mut State) -> Vec<Waker> {
     let durable = st.durable_lsn;
     let all = st.failed.is_some() || st.stopped;
     let mut ready = Vec::new();
