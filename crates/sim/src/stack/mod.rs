@@ -28,7 +28,7 @@ pub mod disk;
 use crate::linearizability::{KvOp, KvRet};
 use crate::world::sim_config;
 use check::{History, Watcher, Watches};
-use disk::NodeDisk;
+use disk::{NodeDisk, OpenError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -117,6 +117,8 @@ pub struct StackReport {
     pub crashes: u64,
     /// Disk faults injected (torn writes, I/O errors, bit flips).
     pub disk_faults: u64,
+    /// Disks replaced after recovery refused a flipped bit.
+    pub disks_replaced: u64,
     /// Watch events checked.
     pub watched: u64,
     /// Leases granted to the lease client.
@@ -406,7 +408,12 @@ impl Stack {
                     return;
                 }
                 let slot = snapshot.slot;
-                self.nodes[node].disk.store_snapshot(snapshot);
+                if self.nodes[node].disk.store_snapshot(&snapshot).is_err() {
+                    // Fail-stop, as the runtime stops on a failed save.
+                    self.crash(node);
+                    self.schedule_within(10 * MS..200 * MS, Event::Restart { node });
+                    return;
+                }
                 if let Some(up) = self.nodes[node].up.as_mut() {
                     up.storing -= 1;
                     up.driver.snapshot_saved(slot);
@@ -447,18 +454,37 @@ impl Stack {
         let (feed, _wake) = RevisionFeed::new();
         let machine = EtcdMachine::with_revision_feed(feed.clone());
         let cfg = sim_config(node.id, self.members.clone(), None);
+        let mut join_existing = false;
         let recovered = match node.disk.open() {
             Ok(r) => r,
-            Err(e) => {
-                // A disk the log refuses to open (damage before its tail)
-                // stops the member for good, as it would stop a server:
-                // never a silently wrong state. Nothing the simulator
-                // injects should cause it.
-                self.report.violation = Some(format!("member {} cannot open its log: {e}", node.id));
+            Err(OpenError::Failed(_)) => {
+                // An I/O error at start: the supervisor tries again.
+                self.schedule_within(10 * MS..200 * MS, Event::Restart { node: i });
                 return;
             }
+            Err(OpenError::Damaged(e)) if node.disk.flipped_bits() == 0 => {
+                // Crashes, torn writes and I/O errors alone must never
+                // leave a log recovery refuses.
+                self.report.violation = Some(format!("member {}'s log cannot be opened after crashes: {e}", node.id));
+                return;
+            }
+            Err(OpenError::Damaged(_)) => {
+                // A flipped bit recovery refused (rather than believe it):
+                // the operator replaces the disk, and the member rejoins as
+                // one that lost its state.
+                self.report.disks_replaced += 1;
+                node.disk.replace(self.rng.u64(..));
+                join_existing = true;
+                match node.disk.open() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.report.violation = Some(format!("member {}: a new disk cannot be opened: {e:?}", node.id));
+                        return;
+                    }
+                }
+            }
         };
-        let replica = match recover_replica(&cfg, false, machine, recovered.snapshot, recovered.records) {
+        let replica = match recover_replica(&cfg, join_existing, machine, recovered.snapshot, recovered.records) {
             Ok(r) => r,
             Err(e) => {
                 self.report.violation = Some(format!("member {} cannot recover: {e}", node.id));
@@ -514,7 +540,7 @@ impl Stack {
         node.life += 1;
         self.report.crashes += 1;
         self.report.faults += 1;
-        self.report.disk_faults += node.disk.crash();
+        node.disk.crash();
         let mut lost: Vec<(usize, Ticket)> = self.tickets.keys().filter(|(n, _)| *n == i).copied().collect();
         lost.sort_unstable();
         for key in lost {
@@ -843,6 +869,7 @@ impl Stack {
 
     /// The checks at the end of the run.
     fn finish(mut self) -> StackReport {
+        self.report.disk_faults = self.nodes.iter().map(|n| n.disk.injected()).sum();
         self.report.unknown = self.history.unknown_writes();
         if self.report.violation.is_some() {
             return self.report;
