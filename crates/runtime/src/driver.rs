@@ -482,8 +482,8 @@ impl<S: StateMachine> Driver<S> {
     /// wakes nobody.
     fn publish_view(&self) {
         let r = &self.replica;
-        let (leader, ballot, hears_quorum) =
-            (r.leader_hint(), r.leader_ballot().unwrap_or(r.promised()), r.hears_quorum());
+        let (leader, ballot, hears_quorum, holds_lease) =
+            (r.leader_hint(), r.leader_ballot().unwrap_or(r.promised()), r.hears_quorum(), r.holds_lease());
         let (applied, compacted) = (r.applied_index(), r.log().compacted());
         let membership = r.membership();
         let pending = r.pending_membership();
@@ -493,6 +493,7 @@ impl<S: StateMachine> Driver<S> {
             let same = v.leader == leader
                 && v.ballot == ballot
                 && v.hears_quorum == hears_quorum
+                && v.holds_lease == holds_lease
                 && v.applied == applied
                 && v.compacted == compacted
                 && v.voters == membership.voters
@@ -506,6 +507,7 @@ impl<S: StateMachine> Driver<S> {
                     leader,
                     ballot,
                     hears_quorum,
+                    holds_lease,
                     applied,
                     compacted,
                     voters: membership.voters.clone(),

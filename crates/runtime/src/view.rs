@@ -38,6 +38,13 @@ pub struct ClusterView {
     pub ballot: Ballot,
     /// Whether this member hears a quorum of the members now.
     pub hears_quorum: bool,
+    /// Whether this member leads with a valid leader lease: no other
+    /// member can be elected while it holds one, so what it decides alone
+    /// as the leader (a lease's expiry, a keep-alive) cannot contradict a
+    /// newer leader. A leader that cannot renew its lease (cut off from a
+    /// quorum) loses it before any other member may take over, however
+    /// their clocks drift (within the configured margin).
+    pub holds_lease: bool,
     /// Every slot up to here is applied to this member's state machine.
     pub applied: Slot,
     /// Every slot up to here is compacted into a stored snapshot.
@@ -64,6 +71,7 @@ impl ClusterView {
             leader: None,
             ballot: Ballot::default(),
             hears_quorum: false,
+            holds_lease: false,
             applied: 0,
             compacted: 0,
             voters: Vec::new(),
@@ -102,7 +110,12 @@ impl ClusterView {
 
     /// Who leads, as this view tells it.
     pub fn leadership(&self) -> Leadership {
-        Leadership { leader: self.leader, ballot: self.ballot, hears_quorum: self.hears_quorum }
+        Leadership {
+            leader: self.leader,
+            ballot: self.ballot,
+            hears_quorum: self.hears_quorum,
+            holds_lease: self.holds_lease,
+        }
     }
 
     /// Whether `other` has the same configurations (in force and pending),
@@ -127,6 +140,8 @@ pub struct Leadership {
     pub ballot: Ballot,
     /// Whether this member hears a quorum.
     pub hears_quorum: bool,
+    /// Whether this member leads with a valid leader lease.
+    pub holds_lease: bool,
 }
 
 #[cfg(test)]

@@ -258,7 +258,7 @@ fn seeds(args: &Args) -> Result<Vec<u64>, String> {
 /// `--stack`: the whole stack, seed by seed.
 fn run_stack(args: &Args, seeds: &[u64]) -> ExitCode {
     let (mut ops, mut unknown, mut faults, mut crashes, mut disk_faults, mut watched) = (0, 0, 0, 0, 0, 0);
-    let (mut leases, mut expired, mut replaced) = (0, 0, 0);
+    let (mut leases, mut expired, mut replaced, mut locks) = (0, 0, 0, 0);
     let (mut ran, mut violations, mut first_failure) = (0usize, 0usize, None);
     for &seed in seeds {
         let opts = StackOptions { seed, nodes: args.nodes, ops: args.ops, plant: args.stack_plant };
@@ -273,10 +273,11 @@ fn run_stack(args: &Args, seeds: &[u64]) -> ExitCode {
         leases += r.leases;
         expired += r.expired;
         replaced += r.disks_replaced;
+        locks += r.locks;
         if args.seed.is_some() || args.verbose {
             println!(
                 "seed={seed} ops={} unknown={} faults={} crashes={} disk_faults={} disks_replaced={} watched={} leases={} \
-                 expired={} violation={}",
+                 expired={} locks={} violation={}",
                 r.ops,
                 r.unknown,
                 r.faults,
@@ -286,6 +287,7 @@ fn run_stack(args: &Args, seeds: &[u64]) -> ExitCode {
                 r.watched,
                 r.leases,
                 r.expired,
+                r.locks,
                 r.violation.as_deref().unwrap_or("none")
             );
         }
@@ -308,7 +310,7 @@ fn run_stack(args: &Args, seeds: &[u64]) -> ExitCode {
     }
     println!(
         "stack seeds={ran} ops={ops} unknown={unknown} faults={faults} crashes={crashes} disk_faults={disk_faults} \
-         disks_replaced={replaced} watched={watched} leases={leases} expired={expired} violations={violations}"
+         disks_replaced={replaced} watched={watched} leases={leases} expired={expired} locks={locks} violations={violations}"
     );
     match (args.stack_plant, first_failure) {
         (Some(p), Some(seed)) => {

@@ -188,9 +188,15 @@ pub struct LeaseKeeper {
     epoch: Instant,
 }
 
-/// The ballot this member leads with, if it leads.
+/// The ballot this member leads with, if it leads with a valid leader
+/// lease. Without the lease it may have been deposed without knowing it
+/// (cut off from the others): a keep-alive it granted could be unknown to
+/// the newer leader, which counts the lease down from its own start and
+/// would revoke it sooner than its TTL after that keep-alive. With the
+/// lease, no newer leader exists yet, and one elected later starts every
+/// lease afresh after every keep-alive this member granted.
 pub fn leading(view: &ClusterView) -> Option<Ballot> {
-    view.is_leader().then_some(view.ballot)
+    (view.is_leader() && view.holds_lease).then_some(view.ballot)
 }
 
 impl LeaseKeeper {

@@ -21,6 +21,8 @@ pub struct Recovered {
     pub snapshot: Option<Snapshot>,
     /// The log's records after it.
     pub records: Vec<(Lsn, Record)>,
+    /// Recovery dropped an incomplete batch from the log's tail.
+    pub torn_tail: bool,
 }
 
 /// Why a member's disk could not be read.
@@ -82,7 +84,7 @@ impl NodeDisk {
         }
         let mut records = Vec::new();
         let mut bad = None;
-        let (wal, _recovery) =
+        let (wal, recovery) =
             Wal::open_on(self.disk.as_disk(), Path::new(WAL_DIR), options, |lsn, bytes| match decode_record(bytes) {
                 Ok(r) => records.push((lsn, r)),
                 Err(e) => {
@@ -95,7 +97,7 @@ impl NodeDisk {
         }
         self.wal = Some(wal);
         self.snapshots = Some(store);
-        Ok(Recovered { snapshot, records })
+        Ok(Recovered { snapshot, records, torn_tail: recovery.torn_tail.is_some() })
     }
 
     fn wal(&self) -> Result<&Wal, String> {

@@ -24,18 +24,20 @@
 
 pub mod check;
 pub mod disk;
+pub mod locks;
 
 use crate::linearizability::{KvOp, KvRet};
 use crate::world::sim_config;
 use check::{History, Watcher, Watches};
 use disk::{NodeDisk, OpenError};
+use locks::{Holdings, Locker, Step};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use synod_kv::pb::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest,
-    RangeRequest, Request as OpRequest, RequestOp, TargetUnion, TxnRequest,
+    RangeRequest, Request as OpRequest, RequestOp, SortOrder, SortTarget, TargetUnion, TxnRequest,
 };
 use synod_kv::{Command as KvCommand, KvError, Response};
 use synod_paxos::{Message, NodeId, Snapshot};
@@ -125,6 +127,8 @@ pub struct StackReport {
     pub leases: u64,
     /// Expired leases a keeper revoked.
     pub expired: u64,
+    /// Times a locker held the lock.
+    pub locks: u64,
     /// What was wrong, if anything.
     pub violation: Option<String>,
 }
@@ -225,6 +229,10 @@ enum Event {
     },
     /// The lease client's next step.
     Leases,
+    /// A locker's next step.
+    Locker {
+        locker: usize,
+    },
 }
 
 /// A request in flight, and who waits for it.
@@ -235,6 +243,8 @@ enum InFlight {
     Grant,
     /// A lease keeper's revoke of an expired lease.
     Revoke { lease: i64 },
+    /// A locker's request.
+    Lock { locker: usize },
 }
 
 /// A lease the lease client was granted, and when its life was last
@@ -274,9 +284,14 @@ pub struct Stack {
     granting: bool,
     /// The member the lease client asks.
     lease_target: usize,
+    /// Clients taking a lock in turn.
+    lockers: Vec<Locker>,
+    holdings: Holdings,
 }
 
 const CLIENTS: usize = 4;
+/// Clients competing for one lock.
+const LOCKERS: usize = 2;
 const KEYS: [&str; 3] = ["a", "b", "c"];
 
 impl Stack {
@@ -317,6 +332,8 @@ impl Stack {
             leases: BTreeMap::new(),
             granting: false,
             lease_target: 0,
+            lockers: (0..LOCKERS).map(|l| Locker::new(l % opts.nodes)).collect(),
+            holdings: Holdings::default(),
             opts,
         }
     }
@@ -332,6 +349,9 @@ impl Stack {
         }
         self.schedule_fault();
         self.schedule(100 * MS, Event::Leases);
+        for locker in 0..LOCKERS {
+            self.schedule_within(0..100 * MS, Event::Locker { locker });
+        }
         // Enough time for the operations at a few per second each, with
         // faults; then a quiet end.
         let limit = (self.opts.ops as u64 / CLIENTS as u64 + 1) * 400 * MS + 5_000 * MS;
@@ -436,6 +456,7 @@ impl Stack {
             }
             Event::Keeper { node, life } => self.keeper(node, life),
             Event::Leases => self.lease_client(),
+            Event::Locker { locker } => self.locker(locker),
             Event::Isolate { node, until } => {
                 if self.faulty() {
                     self.report.faults += 1;
@@ -484,6 +505,17 @@ impl Stack {
                 }
             }
         };
+        if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+            eprintln!(
+                "{} ms: member {} starts: {} records, snapshot {:?}, torn tail {}, bits flipped {}",
+                self.now / MS,
+                node.id,
+                recovered.records.len(),
+                recovered.snapshot.as_ref().map(|s| s.slot),
+                recovered.torn_tail,
+                node.disk.flipped_bits()
+            );
+        }
         let replica = match recover_replica(&cfg, join_existing, machine, recovered.snapshot, recovered.records) {
             Ok(r) => r,
             Err(e) => {
@@ -552,6 +584,18 @@ impl Stack {
                 }
                 InFlight::Grant => self.granting = false,
                 InFlight::Revoke { .. } => {}
+                InFlight::Lock { locker } => {
+                    // Whether the request took effect is unknown: start
+                    // again with a fresh lease (a key it may have made
+                    // goes when its lease runs out).
+                    let l = &mut self.lockers[locker];
+                    l.busy = false;
+                    if l.step != Step::Polling {
+                        l.step = Step::Idle;
+                        l.lease = None;
+                    }
+                    self.schedule_within(MS..20 * MS, Event::Locker { locker });
+                }
             }
         }
     }
@@ -716,6 +760,10 @@ impl Stack {
                     self.granted(answer);
                     continue;
                 }
+                Some(InFlight::Lock { locker }) => {
+                    self.lock_answered(i, locker, answer);
+                    continue;
+                }
                 Some(InFlight::Revoke { lease }) => {
                     if let Some(up) = self.nodes[i].up.as_mut() {
                         match answer {
@@ -852,6 +900,158 @@ impl Stack {
         }
     }
 
+    /// Locker `k`'s next step: grant a lease, create its key, read who holds
+    /// the lock until it does, hold it a while (keeping its lease alive),
+    /// release it.
+    fn locker(&mut self, k: usize) {
+        let now = self.now;
+        if self.lockers[k].busy {
+            return;
+        }
+        if !self.faulty() && self.history.completed() >= self.opts.ops && self.lockers[k].since.is_none() {
+            return;
+        }
+        self.keep_alive(k);
+        let l = &mut self.lockers[k];
+        if let (Some(since), Step::Holding { until }) = (l.since, l.step) {
+            // The belief ends when the holder releases, or when its lease
+            // may have run out, whichever comes first.
+            let safe = l.safe_until(FASTEST_CLOCK_PPM);
+            if now >= until || now >= safe {
+                l.since = None;
+                if let Err(v) = self.holdings.held(k, since, now.min(safe)) {
+                    self.report.violation = Some(v);
+                    return;
+                }
+                let key = self.lockers[k].key().expect("a holder has a key");
+                let delete = KvCommand::DeleteRange(DeleteRangeRequest { key, ..Default::default() });
+                self.lockers[k].step = Step::Releasing;
+                self.lock_request(k, Request::Propose(Proposal::Kv(delete).to_bytes()));
+                return;
+            }
+            self.schedule_within(5 * MS..30 * MS, Event::Locker { locker: k });
+            return;
+        }
+        let request = match l.step {
+            Step::Idle | Step::Granting => {
+                l.step = Step::Granting;
+                let ttl = self.rng.i64(2..=3);
+                KvCommand::LeaseGrant(LeaseGrantRequest { ttl, id: 0 })
+            }
+            Step::Creating => {
+                let (lease, _) = l.lease.expect("granted");
+                KvCommand::Put(PutRequest { key: l.key().expect("granted"), lease, ..Default::default() })
+            }
+            Step::Polling => {
+                let range = RangeRequest {
+                    key: locks::PREFIX.as_bytes().to_vec(),
+                    range_end: locks::PREFIX_END.as_bytes().to_vec(),
+                    limit: 1,
+                    sort_order: SortOrder::Ascend as i32,
+                    sort_target: SortTarget::Create as i32,
+                    ..Default::default()
+                };
+                self.lock_request(k, Request::Read(Query::Range(range).to_bytes()));
+                return;
+            }
+            Step::Holding { .. } | Step::Releasing => return,
+        };
+        self.lock_request(k, Request::Propose(Proposal::Kv(request).to_bytes()));
+    }
+
+    /// Keeps locker `k`'s lease alive at the leader, as the lease service
+    /// serves keep-alives, once a third of its TTL has passed.
+    fn keep_alive(&mut self, k: usize) {
+        let now = self.now;
+        let l = &mut self.lockers[k];
+        let Some((id, ttl)) = l.lease else { return };
+        if now < l.renewed + ttl as u64 * 1_000 * MS / 3 {
+            return;
+        }
+        let Some(up) = self.nodes[l.target].up.as_mut() else {
+            l.target = self.rng.usize(..self.nodes.len());
+            return;
+        };
+        let view = up.driver.view().borrow().clone();
+        let Some(term) = leading(&view) else {
+            l.target = match view.leader.and_then(|id| self.nodes.iter().position(|n| n.id == id)) {
+                Some(i) => i,
+                None => self.rng.usize(..self.nodes.len()),
+            };
+            return;
+        };
+        let granted = up.driver.state_machine().kv().lease(id).map(|l| l.granted_ttl);
+        if let Renewal::Renewed(_) = up.keeper.renew(term, id, granted, up.clock.now()) {
+            l.renewed = now;
+            if let Some(seen) = self.leases.get_mut(&id) {
+                seen.renewed = now;
+            }
+        }
+    }
+
+    fn lock_request(&mut self, k: usize, request: Request) {
+        let i = self.lockers[k].target;
+        let Some(up) = self.nodes[i].up.as_mut() else {
+            self.lockers[k].target = self.rng.usize(..self.nodes.len());
+            self.schedule_within(MS..20 * MS, Event::Locker { locker: k });
+            return;
+        };
+        let (ticket, answers) = up.driver.request(request);
+        self.lockers[k].busy = true;
+        self.tickets.insert((i, ticket), InFlight::Lock { locker: k });
+        self.answered(i, answers);
+        self.turn(i);
+    }
+
+    /// Locker `k`'s request to member `i` was answered.
+    fn lock_answered(&mut self, i: usize, k: usize, answer: Answer<synod_server::state::machine::Output>) {
+        let now = self.now;
+        self.lockers[k].busy = false;
+        let mut again = 1..20 * MS;
+        let l = &mut self.lockers[k];
+        match (l.step, answer) {
+            (Step::Granting, Answer::Value(Ok(Ok(Reply::Write(Response::LeaseGrant(r)))))) => {
+                l.lease = Some((r.id, r.ttl));
+                l.renewed = now;
+                l.step = Step::Creating;
+                // The keepers' check covers lockers' leases too.
+                self.leases.insert(r.id, LeaseSeen { ttl: r.ttl, renewed: now, kept: false });
+            }
+            (Step::Creating, Answer::Value(Ok(Ok(Reply::Write(Response::Put(_)))))) => l.step = Step::Polling,
+            (Step::Polling, Answer::Value(Ok(Ok(Reply::Range(r))))) => {
+                if r.kvs.first().map(|kv| &kv.key) == l.key().as_ref() {
+                    l.since = Some(now);
+                    l.step = Step::Holding { until: now + self.rng.u64(20 * MS..300 * MS) };
+                    again = 1..2;
+                } else {
+                    again = 10 * MS..40 * MS;
+                }
+            }
+            (Step::Polling, _) => {
+                l.target = self.rng.usize(..self.nodes.len());
+            }
+            (Step::Releasing, _) => {
+                l.step = Step::Idle;
+                l.lease = None;
+                again = 10 * MS..100 * MS;
+            }
+            (_, Answer::Value(Err(synod_runtime::Error::NotLeader { leader }))) => {
+                // Not taken: ask the leader.
+                let leader = leader.and_then(|id| self.nodes.iter().position(|n| n.id == id));
+                l.target = leader.unwrap_or(i);
+                l.step = Step::Idle;
+                l.lease = None;
+            }
+            _ => {
+                // Refused or unknown: start again with a fresh lease.
+                l.target = self.rng.usize(..self.nodes.len());
+                l.step = Step::Idle;
+                l.lease = None;
+            }
+        }
+        self.schedule_within(again, Event::Locker { locker: k });
+    }
+
     /// The lease client's grant was answered.
     fn granted(&mut self, answer: Answer<synod_server::state::machine::Output>) {
         self.granting = false;
@@ -870,6 +1070,7 @@ impl Stack {
     /// The checks at the end of the run.
     fn finish(mut self) -> StackReport {
         self.report.disk_faults = self.nodes.iter().map(|n| n.disk.injected()).sum();
+        self.report.locks = self.holdings.count;
         self.report.unknown = self.history.unknown_writes();
         if self.report.violation.is_some() {
             return self.report;
