@@ -321,6 +321,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_leader_without_its_lease_neither_counts_down_nor_renews() {
+        // A leader cut off from the others may have been deposed without
+        // knowing it: its keep-alives would be unknown to the newer leader.
+        let ballot = Ballot { round: 3, node: 1 };
+        let view = ClusterView { leader: Some(1), ballot, hears_quorum: true, ..ClusterView::unknown(1) };
+        assert_eq!(leading(&view), None);
+        assert_eq!(leading(&ClusterView { holds_lease: true, ..view.clone() }), Some(ballot));
+        // A follower never leads, lease or not.
+        assert_eq!(leading(&ClusterView { leader: Some(2), holds_lease: true, ..view }), None);
+    }
+
+    #[test]
     fn a_new_term_starts_every_deadline_afresh() {
         let t0 = Duration::from_secs(100);
         let mut d = Deadlines::default();
