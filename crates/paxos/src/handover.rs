@@ -145,6 +145,24 @@ impl Handover {
     }
 }
 
+impl Handover {
+    /// The target.
+    pub(crate) fn to(&self) -> NodeId {
+        self.to
+    }
+
+    /// Whether this handover holds back the proposals of the leadership in
+    /// `leading` (it was asked for in that ballot).
+    pub(crate) fn holds(&self, leading: Option<Ballot>) -> bool {
+        leading == Some(self.ballot)
+    }
+
+    /// Whether `TimeoutNow` went out (draining is over).
+    pub(crate) fn handing_over(&self) -> bool {
+        self.sent_at.is_some()
+    }
+}
+
 impl<S: StateMachine> Replica<S> {
     /// `Input::TransferLeadership`: check the request, and start draining.
     pub(crate) fn start_handover(&mut self, id: u64, to: NodeId) {
@@ -192,14 +210,6 @@ impl<S: StateMachine> Replica<S> {
             (Some(t), Some(l)) => t.ballot == l.ballot,
             _ => false,
         }
-    }
-
-    /// The target, once this leader has handed its current leadership over
-    /// (it then serves no reads).
-    pub(crate) fn handed_over_to(&self) -> Option<NodeId> {
-        let t = self.handover.as_ref()?;
-        let handed = t.sent_at.is_some() && self.holding_proposals();
-        (handed && !self.cfg.plant().transfer_keeps_lease()).then_some(t.to)
     }
 
     /// An `Accepted` arrived: if from the target, strike the slots off.

@@ -17,20 +17,33 @@
 //! read's arrival (the read-index method).
 //!
 //! The leader's state and its own rules live in [`crate::proposer`]
-//! (`Preparing`, `Active`, `Leader`); this file is the replica's side:
-//! it hands them what they need (the clock, the commit index, the log, the
-//! voters that count) and routes what they return to the log, the network
-//! and the clients.
+//! (`Preparing`, `Active`, `Leader`); this file is the leader at work,
+//! [`Leading`]: the proposer together with the little of the rest of the
+//! replica it may touch (the acceptor, for the lease it grants itself; the
+//! log, to record what it saw chosen; the membership, the election and the
+//! clients' queues), and read-only the learner (the commit index, and the
+//! state machine reads are answered from). What another role must do is
+//! returned to the router: a slot chosen (the learner advances), a promiser
+//! compacted past us ([`Behind`]: the learner catches up), slots proposed
+//! while a handover holds proposals (the handover counts them). It never
+//! reaches the replica itself.
 
+use crate::acceptor::Acceptor;
 use crate::ballot::Ballot;
-use crate::command::{Command, Value};
+use crate::clients::{send_forward, Clients};
+use crate::command::Value;
+use crate::config::Config;
+use crate::election::Election;
+use crate::handover::Handover;
 use crate::io::{ClientError, FollowerRead, ReadResponse, ReconfigResponse};
-use crate::log::Entry;
-use crate::message::{command_size_bound, split_by_size, value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
-use crate::proposer::{Active, Chosen, Leader, Phase, Preparing};
-use crate::reconfig::{Change, Membership, ReconfigError};
+use crate::learner::Learner;
+use crate::log::{Entry, Log};
+use crate::message::{split_by_size, value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
+use crate::outbox::Net;
+use crate::proposer::{Active, Chosen, Leader, Phase, Preparing, Proposer};
+use crate::quorum::{Joint, Quorum};
+use crate::reconfig::{Change, Members, Membership, ReconfigError};
 use crate::record::Record;
-use crate::replica::Replica;
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Slot};
 use bytes::Bytes;
@@ -38,10 +51,81 @@ use std::collections::{BTreeMap, VecDeque};
 
 /// A leader that has waited this many retry intervals to catch up to a
 /// promiser's compaction point prepares again (see
-/// [`Replica::restart_phase1`]).
+/// [`Leading::restart_phase1`]).
 const BEHIND_PATIENCE: u64 = 10;
 
-impl<S: StateMachine> Replica<S> {
+/// The proposer at work, with what it may touch of the replica for one
+/// call (built by the router, which routes what the call returns).
+pub(crate) struct Leading<'a, S: StateMachine> {
+    /// The configuration.
+    pub(crate) cfg: &'a Config,
+    /// The replica's clock.
+    pub(crate) now: u64,
+    /// The leadership held, and the ballots not to reuse.
+    pub(crate) proposer: &'a mut Proposer,
+    /// Records and messages out, answers to clients.
+    pub(crate) net: Net<'a, S::Output>,
+    /// The configurations known and in force (written only by the planted
+    /// `reconfig-no-overlap` bug).
+    pub(crate) members: &'a mut Members,
+    /// Commands waiting for a leader, reads made here, the leader hint.
+    pub(crate) clients: &'a mut Clients,
+    /// Told when this leader is refused or deposed.
+    pub(crate) election: &'a mut Election,
+    /// This replica's acceptor: a leader's heartbeat counts its own lease
+    /// grant there.
+    pub(crate) acceptor: &'a mut Acceptor,
+    /// The slots this leader sees chosen are recorded here.
+    pub(crate) log: &'a mut Log,
+    /// The commit index, the applied index and the state machine (reads).
+    pub(crate) learner: &'a Learner<S>,
+    /// A handover asked for here, if any (it holds proposals back).
+    pub(crate) handover: Option<&'a Handover>,
+    /// Whether a snapshot is arriving (a leader behind waits for it).
+    pub(crate) receiving_snapshot: bool,
+    /// Slots proposed while a handover holds proposals: the handover waits
+    /// for its target to accept them (the router tells it).
+    pub(crate) held_back: Vec<Slot>,
+}
+
+/// A promiser compacted its log up to `slot`, past where this leader's
+/// phase 1 starts: the learner must catch up (from `from`) before phase 1
+/// can be run again above it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Behind {
+    /// The promiser's compaction point.
+    pub(crate) slot: Slot,
+    /// The promiser.
+    pub(crate) from: NodeId,
+}
+
+impl<S: StateMachine> Leading<'_, S> {
+    /// How this replica counts `m`'s quorums (a planted bug may wrap it).
+    fn quorum<'m>(&self, m: &'m Membership) -> Quorum<'m> {
+        self.cfg.plant().quorum(m)
+    }
+
+    /// The joint quorum of `configs` (every configuration a change spans).
+    fn joint<'m>(&self, configs: &'m [Membership]) -> Joint<'m> {
+        Joint::new(configs.iter().map(|m| self.quorum(m)).collect())
+    }
+
+    /// Whether client commands wait: a transfer of our current leadership
+    /// is in progress.
+    pub(crate) fn holding_proposals(&self) -> bool {
+        self.handover.is_some_and(|t| t.holds(self.proposer.leader.as_ref().map(|l| l.ballot)))
+    }
+
+    /// The target, once this leader has handed its current leadership over
+    /// (it then serves no reads).
+    pub(crate) fn handed_over_to(&self) -> Option<NodeId> {
+        let t = self.handover?;
+        let handed = t.handing_over() && self.holding_proposals();
+        (handed && !self.cfg.plant().transfer_keeps_lease()).then_some(t.to())
+    }
+}
+
+impl<S: StateMachine> Leading<'_, S> {
     /// Elected with `ballot`: phase 1a to every voter of every configuration
     /// that may govern a slot from our first unchosen one on, ourselves
     /// included.
@@ -57,12 +141,12 @@ impl<S: StateMachine> Replica<S> {
         let mut pending = pending;
         pending.extend(self.clients.forward.drain(..));
         // Our own unanswered proposals went to a leader that may be gone.
-        let again = self.unanswered_except(&pending);
+        let again = self.clients.unanswered_except(&pending);
         pending.extend(again);
         let from_slot = self.learner.commit + 1;
         let targets = self.members_of(&self.phase1_configs(from_slot, &BTreeMap::new()));
         let handoff = self.proposer.takeover.take().filter(|(b, _)| *b == ballot).map(|(_, h)| h);
-        let mut leader = Leader::new(ballot, handoff, from_slot, self.clock.now);
+        let mut leader = Leader::new(ballot, handoff, from_slot, self.now);
         for cmd in pending {
             leader.enqueue(cmd);
         }
@@ -70,18 +154,10 @@ impl<S: StateMachine> Replica<S> {
         self.clients.leader_hint = Some(self.cfg.id);
         debug_assert!(ballot > self.proposer.own_ballot, "ballot {ballot} reused");
         self.proposer.own_ballot = ballot;
-        self.out.stats.phase1_started += 1;
-        self.persist(Record::Ballot(ballot));
+        self.net.out.stats.phase1_started += 1;
+        self.net.persist(Record::Ballot(ballot));
         for to in targets {
-            self.send_after_persist(to, Message::Prepare { ballot, from_slot, handoff });
-        }
-    }
-
-    /// The first slot of our phase 1, while it runs.
-    pub(crate) fn preparing_from(&self) -> Option<Slot> {
-        match self.proposer.leader.as_ref() {
-            Some(Leader { phase: Phase::Preparing(p), .. }) => Some(p.from_slot),
-            _ => None,
+            self.net.send_after_persist(to, Message::Prepare { ballot, from_slot, handoff });
         }
     }
 
@@ -114,7 +190,9 @@ impl<S: StateMachine> Replica<S> {
         self.joint(configs).members()
     }
 
-    /// Phase 1b arrives.
+    /// Phase 1b arrives. Returns [`Behind`] when a promiser has compacted
+    /// slots this leader would have to propose: the learner must catch up
+    /// to them first (then [`Leading::resume_phase1_if_caught_up`]).
     pub(crate) fn on_promise(
         &mut self,
         from: NodeId,
@@ -122,7 +200,7 @@ impl<S: StateMachine> Replica<S> {
         from_slot: Slot,
         entries: Vec<PromisedEntry>,
         compacted: Slot,
-    ) {
+    ) -> Option<Behind> {
         let ignore_accepted = self.cfg.plant().ignore_accepted_value();
         match self.proposer.leader.as_mut() {
             Some(Leader { ballot: b, phase: Phase::Active(a), .. }) => {
@@ -132,16 +210,16 @@ impl<S: StateMachine> Replica<S> {
                 if *b == ballot {
                     a.late_promise(from, from_slot);
                 }
-                return;
+                return None;
             }
             Some(Leader { ballot: b, phase: Phase::Preparing(p), .. }) => {
                 if *b != ballot || !p.promise(from, from_slot, entries, compacted, !ignore_accepted) {
-                    return;
+                    return None;
                 }
             }
-            None => return,
+            None => return None,
         }
-        let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_ref() else { return };
+        let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_ref() else { return None };
         let configs = self.phase1_configs(from_slot, &p.merged);
         if !self.joint(&configs).is_phase1(&p.promises) {
             // A configuration found among the promises: ask its voters too
@@ -156,28 +234,23 @@ impl<S: StateMachine> Replica<S> {
             };
             let handoff = self.proposer.leader.as_ref().and_then(|l| l.handoff);
             for to in fresh {
-                self.send(to, Message::Prepare { ballot, from_slot, handoff });
+                self.net.send(to, Message::Prepare { ballot, from_slot, handoff });
             }
-            return;
+            return None;
         }
         let behind = p.behind;
         if behind.0 >= from_slot {
-            let now = self.clock.now;
+            let now = self.now;
             if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() {
                 p.behind_since.get_or_insert(now);
             }
-            self.learner.known_commit = self.learner.known_commit.max(behind.0);
             // Slots we would have to propose are compacted away at a
             // promiser: fetch its snapshot first, then prepare again from
             // the new commit index (same ballot; nothing proposed yet).
-            if self.learner.commit < behind.0 {
-                self.request_catch_up(Some(behind.1));
-            }
-            // (We may have caught up while preparing.)
-            self.resume_phase1_if_caught_up();
-            return;
+            return Some(Behind { slot: behind.0, from: behind.1 });
         }
         self.become_active();
+        None
     }
 
     /// Once a leader held back by a compacted promiser has caught up, run
@@ -195,9 +268,9 @@ impl<S: StateMachine> Replica<S> {
     /// honest compacted promiser reports its compaction point again.
     fn restart_phase1(&mut self, impatient: bool) {
         let commit = self.learner.commit;
-        let now = self.clock.now;
+        let now = self.now;
         let patience = BEHIND_PATIENCE * self.cfg.retry_ticks;
-        let receiving = self.receiving_snapshot();
+        let receiving = self.receiving_snapshot;
         let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() else { return };
         let caught_up = p.behind.0 != 0 && commit >= p.behind.0;
         let waited = impatient && !receiving && p.behind_since.is_some_and(|t| now >= t.saturating_add(patience));
@@ -211,7 +284,7 @@ impl<S: StateMachine> Replica<S> {
     /// commit index.
     fn prepare_again(&mut self) {
         let commit = self.learner.commit;
-        let now = self.clock.now;
+        let now = self.now;
         let Some(Leader { ballot, handoff, phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() else {
             return;
         };
@@ -220,7 +293,7 @@ impl<S: StateMachine> Replica<S> {
         *p = Preparing::new(commit + 1, reads, now);
         let targets = self.members_of(&self.phase1_configs(commit + 1, &BTreeMap::new()));
         for to in targets {
-            self.send(to, Message::Prepare { ballot, from_slot: commit + 1, handoff });
+            self.net.send(to, Message::Prepare { ballot, from_slot: commit + 1, handoff });
         }
     }
 
@@ -234,7 +307,7 @@ impl<S: StateMachine> Replica<S> {
         let Phase::Preparing(p) = &mut leader.phase else {
             return;
         };
-        let (active, early_reads) = p.complete(self.learner.commit, self.clock.now);
+        let (active, early_reads) = p.complete(self.learner.commit, self.now);
         leader.phase = Phase::Active(Box::new(active));
         self.propose_due(false);
         self.send_heartbeat();
@@ -261,7 +334,7 @@ impl<S: StateMachine> Replica<S> {
         let alpha = self.members.configs.alpha;
         let max_batch = self.cfg.max_batch;
         let max_batch_bytes = self.cfg.max_batch_bytes;
-        let now = self.clock.now;
+        let now = self.now;
         let commit = self.learner.commit;
         let mut first = 0;
         let mut values = Vec::new();
@@ -317,10 +390,10 @@ impl<S: StateMachine> Replica<S> {
             let Some(leader) = self.proposer.leader.as_mut() else { break };
             let Some((value, batch)) = leader.propose_next(hold, max_batch, max_batch_bytes, now) else { break };
             if let Some(take) = batch {
-                self.out.stats.batches.push(take);
+                self.net.out.stats.batches.push(take);
             }
-            if let Some(t) = self.handover.as_mut().filter(|_| hold) {
-                t.unacked.insert(s);
+            if hold {
+                self.held_back.push(s);
             }
             if first == 0 {
                 first = s;
@@ -354,9 +427,9 @@ impl<S: StateMachine> Replica<S> {
     /// once it has promised our ballot, and the voters that did promise may
     /// since have been lost.
     fn extend_phase1(&mut self) {
-        let now = self.clock.now;
+        let now = self.now;
         let retry = self.cfg.retry_ticks;
-        let eager = self.membership_changed();
+        let eager = self.members.changed_from(&self.cfg.initial_membership());
         let configs = self.leader_configs();
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() else { return };
         let mut missing: Vec<NodeId> = Vec::new();
@@ -380,23 +453,14 @@ impl<S: StateMachine> Replica<S> {
         a.extend_sent_at = Some(now);
         let (ballot, from_slot, handoff) = (*ballot, a.prepared_from, *handoff);
         for to in missing {
-            self.send(to, Message::Prepare { ballot, from_slot, handoff });
+            self.net.send(to, Message::Prepare { ballot, from_slot, handoff });
         }
     }
 
-    /// The configurations this leader must respect now: the one in force,
-    /// any pending, and any it has recovered or proposed and not yet seen
-    /// chosen. Leases and read confirmations count in each of them.
+    /// The configurations this leader must respect now (see
+    /// [`Proposer::respected_configs`]).
     pub(crate) fn leader_configs(&self) -> Vec<Membership> {
-        let mut out = self.members.view.clone();
-        if let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() {
-            for m in a.changes_under_way() {
-                if !out.contains(m) {
-                    out.push(m.clone());
-                }
-            }
-        }
-        out
+        self.proposer.respected_configs(&self.members.view)
     }
 
     fn broadcast_accept(&mut self, to: &[NodeId], ballot: Ballot, first_slot: Slot, values: Vec<Value>, commit: Slot) {
@@ -405,7 +469,7 @@ impl<S: StateMachine> Replica<S> {
             let n = run.len() as Slot;
             for &to in to {
                 let values = run.clone();
-                self.send(to, Message::Accept { ballot, first_slot: first, values, commit });
+                self.net.send(to, Message::Accept { ballot, first_slot: first, values, commit });
             }
             first += n;
         }
@@ -431,17 +495,8 @@ impl<S: StateMachine> Replica<S> {
         let mut first = first_slot;
         for run in self.accept_runs(values) {
             let n = run.len() as Slot;
-            self.send(to, Message::Accept { ballot, first_slot: first, values: run, commit });
+            self.net.send(to, Message::Accept { ballot, first_slot: first, values: run, commit });
             first += n;
-        }
-    }
-
-    /// Pass `commands` on to `to`, in as many `Forward`s as the message
-    /// size limit needs.
-    pub(crate) fn send_forward(&mut self, to: NodeId, commands: Vec<Command>) {
-        let budget = self.cfg.max_message_bytes.saturating_sub(ENVELOPE_BYTES);
-        for commands in split_by_size(commands, budget, command_size_bound) {
-            self.send(to, Message::Forward { commands });
         }
     }
 
@@ -455,10 +510,10 @@ impl<S: StateMachine> Replica<S> {
 
     /// Phase 2b arrives: the leader counts it; a phase-2 quorum of the
     /// configuration governing a slot chooses the slot, which is then
-    /// recorded and learned here.
-    pub(crate) fn on_accepted(&mut self, from: NodeId, ballot: Ballot, first_slot: Slot, last_slot: Slot) {
-        self.handover_accepted(from, ballot, first_slot, last_slot);
-        let Some(a) = self.active_in(ballot) else { return };
+    /// recorded in the log. Whether any slot was: the learner then
+    /// advances its commit index over them.
+    pub(crate) fn on_accepted(&mut self, from: NodeId, ballot: Ballot, first_slot: Slot, last_slot: Slot) -> bool {
+        let Some(a) = self.active_in(ballot) else { return false };
         let counted = a.count_accepted(from, first_slot, last_slot);
         let newly: Vec<Slot> = counted
             .into_iter()
@@ -466,24 +521,24 @@ impl<S: StateMachine> Replica<S> {
             .map(|(slot, _)| slot)
             .collect();
         if newly.is_empty() {
-            return;
+            return false;
         }
         for slot in newly {
-            let Some(leader) = self.proposer.leader.as_mut() else { return };
+            let Some(leader) = self.proposer.leader.as_mut() else { return false };
             let Some(Chosen { value, reconfig }) = leader.take_chosen(slot) else { continue };
             if let Some(answer) = reconfig {
-                self.out.reconfigs.push(answer);
+                self.net.out.reconfigs.push(answer);
             }
             let own = self.log.get(slot).is_some_and(|e| e.ballot == ballot && e.value == value);
             if !own {
                 // Our own acceptance is not in the log: record the value
                 // before the commit index that covers it.
-                self.persist(Record::Chosen { first_slot: slot, values: vec![value.clone()] });
+                self.net.persist(Record::Chosen { first_slot: slot, values: vec![value.clone()] });
             }
             self.log.set(slot, Entry { ballot, value, chosen: true });
             self.log.mark_chosen(slot);
         }
-        self.advance_commit();
+        true
     }
 
     /// The commit index moved over slots still in flight here (learned
@@ -494,7 +549,7 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn forget_chosen_inflight(&mut self) {
         let Some(leader) = self.proposer.leader.as_mut() else { return };
         if let Some(answer) = leader.forget_committed(self.learner.commit, &self.log) {
-            self.out.reconfigs.push(answer);
+            self.net.out.reconfigs.push(answer);
         }
     }
 
@@ -502,7 +557,7 @@ impl<S: StateMachine> Replica<S> {
     /// configuration in force, and queue it to be proposed in the next
     /// slot (answered once chosen).
     pub(crate) fn reconfigure(&mut self, id: u64, change: Change) -> Result<(), ReconfigError> {
-        if !self.is_leader() {
+        if !self.proposer.is_leader() {
             let leader = self.clients.leader_hint.filter(|&l| l != self.cfg.id);
             return Err(ReconfigError::NotLeader { leader });
         }
@@ -511,15 +566,16 @@ impl<S: StateMachine> Replica<S> {
         // Up now: answered one of the last few pings (sent every heartbeat),
         // not merely within the election round, so that a member that just
         // went down is not counted.
-        let heard = self.election.heard_within(self.clock.now, 3 * self.cfg.heartbeat_ticks.max(1));
-        let changing = self.leader_configs().len() > 1 || self.pending_membership().is_some();
+        let heard = self.election.heard_within(self.now, 3 * self.cfg.heartbeat_ticks.max(1));
+        let changing = self.leader_configs().len() > 1
+            || self.members.configs.pending_at(self.learner.commit + 1).next().is_some();
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() else {
             return Err(ReconfigError::NotLeader { leader: None });
         };
         if changing || a.reconfig.is_some() || commit + 1 < a.first_own_slot || self.holding_proposals() {
             return Err(ReconfigError::InProgress);
         }
-        let current = self.membership().clone();
+        let current = self.members.configs.governing(self.learner.commit + 1).clone();
         let new = current.apply(&change)?;
         // New voters must be learners in sync with us.
         for &v in new.voters.iter().filter(|v| !current.is_voter(**v)) {
@@ -578,12 +634,13 @@ impl<S: StateMachine> Replica<S> {
         }
         self.clients.forward.extend(old.pending);
         if let Some(id) = old.phase.reconfig_id() {
-            self.out.reconfigs.push(ReconfigResponse { id, result: Err(ReconfigError::Interrupted) });
+            self.net.out.reconfigs.push(ReconfigResponse { id, result: Err(ReconfigError::Interrupted) });
         }
         let reads = old.phase.into_waiting_reads();
         self.refuse_reads(reads);
         let hint = (higher.node != self.cfg.id && higher.node != 0).then_some(higher.node);
-        self.set_leader_hint(hint);
+        let (me, now, max) = (self.cfg.id, self.now, self.cfg.max_message_bytes);
+        self.clients.set_leader_hint(&mut self.net, me, hint, now, max);
     }
 
     /// Leadership is being handed over to `to`: give up our lease in this
@@ -598,10 +655,10 @@ impl<S: StateMachine> Replica<S> {
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else { return };
         for (id, origin) in a.forfeit_lease() {
             match origin {
-                Some(follower) => self.send(follower, Message::ReadIndexReply { id, index: 0 }),
+                Some(follower) => self.net.send(follower, Message::ReadIndexReply { id, index: 0 }),
                 None => {
                     let result = Err(ClientError::NotLeader { leader: Some(to) });
-                    self.out.reads.push(ReadResponse { id, result });
+                    self.net.out.reads.push(ReadResponse { id, result });
                 }
             }
         }
@@ -614,27 +671,32 @@ impl<S: StateMachine> Replica<S> {
         let leader = self.clients.leader_hint.filter(|&l| l != self.cfg.id);
         for (id, origin) in reads {
             match origin {
-                Some(follower) => self.send(follower, Message::ReadIndexReply { id, index: 0 }),
-                None => self.out.reads.push(ReadResponse { id, result: Err(ClientError::NotLeader { leader }) }),
+                Some(follower) => self.net.send(follower, Message::ReadIndexReply { id, index: 0 }),
+                None => self.net.out.reads.push(ReadResponse { id, result: Err(ClientError::NotLeader { leader }) }),
             }
         }
     }
 
-    /// Pack pending commands into slots and send what is due. Called once
-    /// per output, so everything that arrived since is one batch.
-    pub(crate) fn flush(&mut self) {
+    /// Pack pending commands into slots and send what is due, and pass
+    /// commands waiting here on to the leader we know of. Called once per
+    /// output, so everything that arrived since is one batch. Whether the
+    /// commit index and snapshots are due to be looked at (always, but for
+    /// a leadership lost while flushing).
+    pub(crate) fn flush(&mut self) -> bool {
         let commit = self.learner.commit;
         if let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() {
             let before = a.next_slot;
             self.propose_due(true);
-            let Some(Leader { ballot, phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else { return };
+            let Some(Leader { ballot, phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
+                return false;
+            };
             let ballot = *ballot;
             let send_commit = a.next_slot == before && commit > a.commit_sent;
             a.commit_sent = commit;
             let read_round = std::mem::take(&mut a.read_round_wanted);
             if send_commit {
                 for to in self.heartbeat_targets() {
-                    self.send(to, Message::Commit { ballot, commit });
+                    self.net.send(to, Message::Commit { ballot, commit });
                 }
             }
             if read_round {
@@ -644,11 +706,10 @@ impl<S: StateMachine> Replica<S> {
         if let Some(l) = self.clients.leader_hint.filter(|&l| l != self.cfg.id) {
             if !self.clients.forward.is_empty() && self.proposer.leader.is_none() {
                 let commands = std::mem::take(&mut self.clients.forward);
-                self.send_forward(l, commands);
+                send_forward(&mut self.net, l, commands, self.cfg.max_message_bytes);
             }
         }
-        self.persist_commit();
-        self.maybe_snapshot();
+        true
     }
 
     /// Everyone a leader's heartbeats and commit indexes go to: the members
@@ -667,7 +728,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Timers: heartbeats, and resending what went unanswered.
     pub(crate) fn leader_tick(&mut self) {
-        let now = self.clock.now;
+        let now = self.now;
         let retry = self.cfg.retry_ticks;
         let Some(leader) = self.proposer.leader.as_ref() else {
             return;
@@ -697,7 +758,7 @@ impl<S: StateMachine> Replica<S> {
                         p.sent_at = now;
                     }
                     for to in missing {
-                        self.send(to, Message::Prepare { ballot, from_slot, handoff });
+                        self.net.send(to, Message::Prepare { ballot, from_slot, handoff });
                     }
                 }
             }
@@ -725,34 +786,11 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
-    /// Session expiry, on this replica's clock: every quarter of
-    /// [`crate::Config::session_expiry_ticks`] every replica notes its next
-    /// unchosen slot (a session last used below it was last used by then);
-    /// once a note is that old, the leader proposes, if any session is
-    /// that idle, to forget those sessions. Every replica notes, not only
-    /// the leader, so a new leader need not wait a whole period (under
-    /// churn it might never). Only the proposing replica's clock decides;
-    /// applying the chosen [`Value::ExpireSessions`] is a function of the
-    /// log, so every replica forgets the same sessions at the same slot.
-    pub(crate) fn expire_sessions_tick(&mut self) {
-        let now = self.clock.now;
-        let expiry = self.cfg.session_expiry_ticks;
-        let period = (expiry / 4).max(1);
-        if self.learner.session_marks.back().is_none_or(|&(t, _)| now >= t + period) {
-            self.learner.session_marks.push_back((now, self.learner.commit + 1));
-        }
-        let mut due = None;
-        while let Some(&(t, slot)) = self.learner.session_marks.front() {
-            if now < t + expiry {
-                break;
-            }
-            self.learner.session_marks.pop_front();
-            due = Some(slot);
-        }
-        let oldest = self.learner.sessions.values().map(|s| s.last_slot).min();
-        let Some(before) = due.filter(|&b| oldest.is_some_and(|o| o < b)) else { return };
+    /// Sessions last used below `before` are due to be forgotten (see
+    /// [`crate::learner::Learner::expiry_due`]): if leading, propose so in
+    /// the next slot (at the next flush).
+    pub(crate) fn expire_sessions(&mut self, before: Slot) {
         if let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() {
-            // (Proposed by the next `flush`.)
             a.expire_due = Some(a.expire_due.map_or(before, |d| d.max(before)));
         }
     }
@@ -760,7 +798,7 @@ impl<S: StateMachine> Replica<S> {
     /// A heartbeat round: commit index out, lease renewal and read
     /// confirmation back.
     fn send_heartbeat(&mut self) {
-        let now = self.clock.now;
+        let now = self.now;
         let me = self.cfg.id;
         let lease_ticks = self.cfg.lease_ticks;
         let promised = self.acceptor.promised;
@@ -777,7 +815,7 @@ impl<S: StateMachine> Replica<S> {
             self.acceptor.lease_until = self.acceptor.lease_until.max(now + lease_ticks);
         }
         for to in targets {
-            self.send(to, Message::Heartbeat { ballot, commit, seq, last_slot });
+            self.net.send(to, Message::Heartbeat { ballot, commit, seq, last_slot });
         }
         self.update_confirmations();
     }
@@ -817,10 +855,10 @@ impl<S: StateMachine> Replica<S> {
     pub(crate) fn on_read(&mut self, id: u64, query: Bytes) {
         if let Some(to) = self.handed_over_to() {
             // Our lease is given up: the client should ask the new leader.
-            self.out.reads.push(ReadResponse { id, result: Err(ClientError::NotLeader { leader: Some(to) }) });
+            self.net.out.reads.push(ReadResponse { id, result: Err(ClientError::NotLeader { leader: Some(to) }) });
             return;
         }
-        if self.is_leader() {
+        if self.proposer.is_leader() {
             self.queue_read(id, query, None);
             return;
         }
@@ -828,61 +866,37 @@ impl<S: StateMachine> Replica<S> {
             p.reads.push((id, query, None));
             return;
         }
-        match self.clients.leader_hint.filter(|&l| l != self.cfg.id) {
-            Some(l) => {
-                let since = self.clock.now;
-                self.clients.follower_reads.push(FollowerRead { id, query, index: None, since, asked: true });
-                self.send(l, Message::ReadIndex { id });
-            }
-            None => {
-                // Wait (up to the usual expiry) for a leader to appear.
-                let since = self.clock.now;
-                self.clients.follower_reads.push(FollowerRead { id, query, index: None, since, asked: false });
-            }
-        }
+        // A follower: ask the leader (or wait for one to appear).
+        let (me, now) = (self.cfg.id, self.now);
+        self.clients.follower_read(&mut self.net, me, id, query, now);
     }
 
     /// A follower asks for a read index.
     pub(crate) fn on_read_index(&mut self, from: NodeId, id: u64) {
         if self.handed_over_to().is_some() {
-            self.send(from, Message::ReadIndexReply { id, index: 0 });
-        } else if self.is_leader() {
+            self.net.send(from, Message::ReadIndexReply { id, index: 0 });
+        } else if self.proposer.is_leader() {
             self.queue_read(id, Bytes::new(), Some(from));
         } else if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() {
             // Answered once phase 1 completes.
             p.reads.push((id, Bytes::new(), Some(from)));
         } else {
-            self.send(from, Message::ReadIndexReply { id, index: 0 });
+            self.net.send(from, Message::ReadIndexReply { id, index: 0 });
         }
     }
 
     fn queue_read(&mut self, id: u64, query: Bytes, origin: Option<NodeId>) {
-        let now = self.clock.now;
+        let now = self.now;
         let commit = self.learner.commit;
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
             return;
         };
         if a.queue_read(id, query, origin, now, commit) {
-            self.out.stats.lease_reads += 1;
+            self.net.out.stats.lease_reads += 1;
         } else {
-            self.out.stats.read_index_reads += 1;
+            self.net.out.stats.read_index_reads += 1;
         }
         self.serve_reads();
-    }
-
-    /// The leader's answer to our `ReadIndex`.
-    pub(crate) fn on_read_index_reply(&mut self, id: u64, index: Slot) {
-        let Some(pos) = self.clients.follower_reads.iter().position(|r| r.id == id && r.index.is_none()) else {
-            return;
-        };
-        if index == 0 {
-            let r = self.clients.follower_reads.remove(pos);
-            let leader = self.clients.leader_hint.filter(|&l| l != self.cfg.id);
-            self.out.reads.push(ReadResponse { id: r.id, result: Err(ClientError::NotLeader { leader }) });
-        } else {
-            self.clients.follower_reads[pos].index = Some(index);
-            self.serve_follower_reads();
-        }
     }
 
     /// Answer every pending read that is confirmed (and, for reads made
@@ -903,45 +917,12 @@ impl<S: StateMachine> Replica<S> {
             match r.origin {
                 Some(follower) => {
                     let msg = Message::ReadIndexReply { id: r.id, index: r.read_index };
-                    self.send(follower, msg);
+                    self.net.send(follower, msg);
                 }
                 None => {
                     let result = Ok(self.learner.sm.query(&r.query));
-                    self.out.reads.push(ReadResponse { id: r.id, result });
+                    self.net.out.reads.push(ReadResponse { id: r.id, result });
                 }
-            }
-        }
-    }
-
-    /// Answer the follower reads whose read index is applied.
-    pub(crate) fn serve_follower_reads(&mut self) {
-        if self.clients.follower_reads.is_empty() {
-            return;
-        }
-        let applied = self.learner.applied;
-        let mut i = 0;
-        while i < self.clients.follower_reads.len() {
-            if self.clients.follower_reads[i].index.is_some_and(|x| x <= applied) {
-                let r = self.clients.follower_reads.remove(i);
-                let result = Ok(self.learner.sm.query(&r.query));
-                self.out.reads.push(ReadResponse { id: r.id, result });
-            } else {
-                i += 1;
-            }
-        }
-    }
-
-    /// Give up on follower reads the leader never answered.
-    pub(crate) fn expire_follower_reads(&mut self) {
-        let horizon = self.clock.now.saturating_sub(2 * self.cfg.election_ticks);
-        let leader = self.clients.leader_hint.filter(|&l| l != self.cfg.id);
-        let mut i = 0;
-        while i < self.clients.follower_reads.len() {
-            if self.clients.follower_reads[i].since < horizon {
-                let r = self.clients.follower_reads.remove(i);
-                self.out.reads.push(ReadResponse { id: r.id, result: Err(ClientError::NotLeader { leader }) });
-            } else {
-                i += 1;
             }
         }
     }

@@ -166,6 +166,35 @@ impl<S: StateMachine> Learner<S> {
     }
 }
 
+impl<S: StateMachine> Learner<S> {
+    /// Session expiry, on this replica's clock (`now`): every quarter of
+    /// `expiry` ([`crate::Config::session_expiry_ticks`]) the learner notes
+    /// its next unchosen slot (a session last used below it was last used
+    /// by then); once a note is that old, sessions last used below its
+    /// slot are due to be forgotten, if any is that idle: that slot is
+    /// returned, for the leader to propose. Every replica notes, not only
+    /// the leader, so a new leader need not wait a whole period (under
+    /// churn it might never). Only the proposing replica's clock decides;
+    /// applying the chosen [`Value::ExpireSessions`] is a function of the
+    /// log, so every replica forgets the same sessions at the same slot.
+    pub(crate) fn expiry_due(&mut self, now: u64, expiry: u64) -> Option<Slot> {
+        let period = (expiry / 4).max(1);
+        if self.session_marks.back().is_none_or(|&(t, _)| now >= t + period) {
+            self.session_marks.push_back((now, self.commit + 1));
+        }
+        let mut due = None;
+        while let Some(&(t, slot)) = self.session_marks.front() {
+            if now < t + expiry {
+                break;
+            }
+            self.session_marks.pop_front();
+            due = Some(slot);
+        }
+        let oldest = self.sessions.values().map(|s| s.last_slot).min();
+        due.filter(|&b| oldest.is_some_and(|o| o < b))
+    }
+}
+
 impl<S> std::fmt::Debug for Learner<S>
 where
     S: StateMachine + std::fmt::Debug,

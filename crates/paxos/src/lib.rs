@@ -44,8 +44,10 @@ pub mod synod;
 pub mod types;
 
 mod acceptor;
+mod clients;
 mod leader;
 mod learner;
+mod outbox;
 mod plant;
 mod proposer;
 mod rejoin;

@@ -637,6 +637,36 @@ pub(crate) struct Proposer {
     pub(crate) takeover: Option<(Ballot, Ballot)>,
 }
 
+impl Proposer {
+    /// Whether this node leads and has finished phase 1.
+    pub(crate) fn is_leader(&self) -> bool {
+        self.leader.as_ref().is_some_and(|l| l.is_active())
+    }
+
+    /// The first slot of our phase 1, while it runs.
+    pub(crate) fn preparing_from(&self) -> Option<Slot> {
+        match self.leader.as_ref() {
+            Some(Leader { phase: Phase::Preparing(p), .. }) => Some(p.from_slot),
+            _ => None,
+        }
+    }
+
+    /// The configurations a leader must respect now: those in force and
+    /// pending (`view`), and any it has recovered or proposed and not yet
+    /// seen chosen. Leases and read confirmations count in each of them.
+    pub(crate) fn respected_configs(&self, view: &[Membership]) -> Vec<Membership> {
+        let mut out = view.to_vec();
+        if let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_ref() {
+            for m in a.changes_under_way() {
+                if !out.contains(m) {
+                    out.push(m.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,7 +100,7 @@ impl<S: StateMachine> Replica<S> {
     /// phase-1 quorum and every phase-2 quorum that may have counted on it
     /// (each has at least `q - 1` members besides it).
     fn rejoin_quorum(&self) -> usize {
-        self.initial_membership().quorum().rejoin_witnesses()
+        self.cfg.initial_membership().quorum().rejoin_witnesses()
     }
 
     /// While rejoining, ask the members that have not answered yet.

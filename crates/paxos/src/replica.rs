@@ -33,18 +33,19 @@
 use crate::acceptor::{Acceptor, Effect as AcceptorEffect, Env as AcceptorEnv};
 use crate::admission;
 use crate::ballot::Ballot;
-use crate::command::{Command, CommandId, Value};
+use crate::clients::Clients;
+use crate::command::{Command, Value};
 use crate::config::{Config, ConfigError};
 use crate::election::Election;
 use crate::handover::Handover;
-use crate::io::{
-    ClientError, FollowerRead, Input, Output, ReconfigResponse, RecoverError, Refused, Response, SessionInfo, Snapshot,
-};
+use crate::io::{ClientError, Input, Output, ReconfigResponse, RecoverError, Refused, Response, SessionInfo, Snapshot};
+use crate::leader::Leading;
 use crate::learner::Learner;
 use crate::log::Log;
-use crate::message::Message;
+use crate::message::{Message, PromisedEntry};
+use crate::outbox::{Clock, Net, Outbox};
 use crate::proposer::Proposer;
-use crate::quorum::{Joint, Quorum};
+use crate::quorum::Joint;
 use crate::reconfig::{Configs, Members, Membership};
 use crate::record::Record;
 use crate::rejoin::Rejoin;
@@ -114,88 +115,6 @@ where
             .field("out", &self.out)
             .finish()
     }
-}
-
-/// Clients' requests made at this replica and not yet answered, and where
-/// they are sent.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Clients {
-    /// The replica this one believes leads.
-    pub(crate) leader_hint: Option<NodeId>,
-    /// Commands waiting for a leader to forward them to.
-    pub(crate) forward: Vec<Command>,
-    /// Linearizable reads made here while following.
-    pub(crate) follower_reads: Vec<FollowerRead>,
-    /// Proposals made here and not yet answered: when proposed, and the
-    /// command (passed on again when the leader changes).
-    pub(crate) local: HashMap<CommandId, (u64, Command)>,
-}
-
-/// Where outgoing records and messages wait: records get numbers, replies
-/// wait in `held` until the records they depend on are durable, messages to
-/// this replica itself loop back.
-#[derive(Clone, Debug)]
-pub(crate) struct Outbox {
-    /// The number the next record gets.
-    pub(crate) next_lsn: Lsn,
-    /// Every record up to here is durable.
-    pub(crate) durable: Lsn,
-    /// Sequence number of the first record recovered (1 unless the log was
-    /// truncated after a checkpoint).
-    pub(crate) first_lsn: Lsn,
-    /// Replies waiting for the record they depend on to be durable.
-    pub(crate) held: VecDeque<(Lsn, NodeId, Message)>,
-    /// Messages to this replica itself.
-    pub(crate) loopback: VecDeque<Message>,
-}
-
-impl Outbox {
-    /// The number of the next record.
-    pub(crate) fn number(&mut self) -> Lsn {
-        let lsn = self.next_lsn;
-        self.next_lsn += 1;
-        lsn
-    }
-
-    /// A reply that depends on every record numbered so far: given back to
-    /// be sent if they are durable (or `skip`, the planted `skip-persist`
-    /// bug), else held until they are.
-    pub(crate) fn unless_held(&mut self, to: NodeId, msg: Message, skip: bool) -> Option<(NodeId, Message)> {
-        let need = self.next_lsn - 1;
-        if need <= self.durable || skip {
-            Some((to, msg))
-        } else {
-            self.held.push_back((need, to, msg));
-            None
-        }
-    }
-
-    /// Every record up to `lsn` is durable: the held replies that may
-    /// leave now, in the order they were held (`None` if `lsn` is old news).
-    pub(crate) fn durable_up_to(&mut self, lsn: Lsn) -> Option<Vec<(NodeId, Message)>> {
-        if lsn <= self.durable {
-            return None;
-        }
-        debug_assert!(lsn < self.next_lsn, "durable({lsn}) reported for a record never emitted");
-        self.durable = lsn.min(self.next_lsn - 1);
-        let mut released = Vec::new();
-        while self.held.front().is_some_and(|(need, _, _)| *need <= self.durable) {
-            if let Some((_, to, msg)) = self.held.pop_front() {
-                released.push((to, msg));
-            }
-        }
-        Some(released)
-    }
-}
-
-/// This replica's logical clock and its one source of randomness (seeded:
-/// the same inputs give the same choices).
-#[derive(Clone, Debug)]
-pub(crate) struct Clock {
-    /// Ticks so far.
-    pub(crate) now: u64,
-    /// Election jitter and catch-up peers are drawn from here.
-    pub(crate) rng: fastrand::Rng,
 }
 
 impl<S: StateMachine> Replica<S> {
@@ -386,14 +305,14 @@ impl<S: StateMachine> Replica<S> {
                 }
             }
             Input::Reconfigure { id, change } => {
-                let result = self.reconfigure(id, change);
+                let result = self.lead(|l| l.reconfigure(id, change));
                 if let Err(e) = result {
                     self.out.reconfigs.push(ReconfigResponse { id, result: Err(e) });
                 }
             }
             Input::TransferLeadership { id, to } => self.start_handover(id, to),
             Input::Propose(cmd) => self.on_propose(cmd),
-            Input::Read { id, query } => self.on_read(id, query),
+            Input::Read { id, query } => self.lead(|l| l.on_read(id, query)),
             Input::Tick => self.on_tick(),
             Input::Durable(lsn) => self.on_durable(lsn),
             Input::SnapshotSaved(slot) => self.on_snapshot_saved(slot),
@@ -437,20 +356,23 @@ impl<S: StateMachine> Replica<S> {
             Message::Accepted { ballot, first_slot, last_slot } => {
                 self.on_accepted(from, ballot, first_slot, last_slot)
             }
-            Message::Nack { ballot, promised } => self.on_nack(ballot, promised),
+            Message::Nack { ballot, promised } => self.lead(|l| l.on_nack(ballot, promised)),
             Message::Commit { ballot, commit } => self.on_commit(from, ballot, commit),
             Message::Heartbeat { ballot, commit, seq, last_slot } => {
                 self.on_heartbeat(from, ballot, commit, seq, last_slot)
             }
-            Message::HeartbeatAck { ballot, seq, lease } => self.on_heartbeat_ack(from, ballot, seq, lease),
+            Message::HeartbeatAck { ballot, seq, lease } => self.lead(|l| l.on_heartbeat_ack(from, ballot, seq, lease)),
             Message::CatchUp { from_slot } => self.on_catch_up(from, from_slot),
             Message::Chosen { first_slot, values, commit } => self.on_chosen(first_slot, values, commit),
             Message::SnapshotRequest { slot, offset } => self.on_snapshot_request(from, slot, offset),
             Message::SnapshotChunk { slot, offset, total, data } => {
                 self.on_snapshot_chunk(from, slot, offset, total, data)
             }
-            Message::ReadIndex { id } => self.on_read_index(from, id),
-            Message::ReadIndexReply { id, index } => self.on_read_index_reply(id, index),
+            Message::ReadIndex { id } => self.lead(|l| l.on_read_index(from, id)),
+            Message::ReadIndexReply { id, index } => {
+                let (sm, applied) = (&self.learner.sm, self.learner.applied);
+                self.clients.on_read_index_reply(&mut self.out.reads, self.cfg.id, (id, index), sm, applied);
+            }
             Message::RejoinQuery => self.on_rejoin_query(from),
             Message::RejoinReply { promised, last_slot } => self.on_rejoin_reply(from, promised, last_slot),
             Message::Forward { commands } => {
@@ -600,15 +522,16 @@ impl<S: StateMachine> Replica<S> {
         }
         self.sync_role();
         self.expire_sessions_tick();
-        self.leader_tick();
+        self.lead(|l| l.leader_tick());
         self.handover_tick();
         self.learner_tick();
     }
 
     fn on_durable(&mut self, lsn: Lsn) {
         let Some(released) = self.outbox.durable_up_to(lsn) else { return };
+        let mut net = self.net();
         for (to, msg) in released {
-            self.dispatch(to, msg);
+            net.dispatch(to, msg);
         }
         self.checkpoint_durable();
     }
@@ -633,37 +556,128 @@ impl<S: StateMachine> Replica<S> {
     }
 
     pub(crate) fn set_leader_hint(&mut self, hint: Option<NodeId>) {
-        let changed = hint != self.clients.leader_hint;
-        self.clients.leader_hint = hint;
-        let Some(l) = hint.filter(|&l| l != self.cfg.id) else { return };
-        let now = self.clock.now;
-        for r in self.clients.follower_reads.iter_mut().filter(|r| !r.asked) {
-            r.asked = true;
-            r.since = now;
-            let id = r.id;
-            self.out.send.push((l, Message::ReadIndex { id }));
+        let (me, now, max) = (self.cfg.id, self.clock.now, self.cfg.max_message_bytes);
+        let mut net = Net::new(&self.cfg, &mut self.outbox, &mut self.out);
+        self.clients.set_leader_hint(&mut net, me, hint, now, max);
+    }
+
+    /// The leader at work, for one call: the proposer with what it may
+    /// touch; then the slots it proposed while a handover holds proposals
+    /// are handed to the handover.
+    pub(crate) fn lead<R>(&mut self, f: impl FnOnce(&mut Leading<'_, S>) -> R) -> R {
+        let receiving_snapshot = self.receiving_snapshot();
+        let mut leading = Leading {
+            cfg: &self.cfg,
+            now: self.clock.now,
+            proposer: &mut self.proposer,
+            net: Net::new(&self.cfg, &mut self.outbox, &mut self.out),
+            members: &mut self.members,
+            clients: &mut self.clients,
+            election: &mut self.election,
+            acceptor: &mut self.acceptor,
+            log: &mut self.log,
+            learner: &self.learner,
+            handover: self.handover.as_ref(),
+            receiving_snapshot,
+            held_back: Vec::new(),
+        };
+        let r = f(&mut leading);
+        let held_back = leading.held_back;
+        if let Some(t) = self.handover.as_mut() {
+            t.unacked.extend(held_back);
         }
-        let mut commands = std::mem::take(&mut self.clients.forward);
-        if changed {
-            // Proposals passed to the old leader may have died with it: pass
-            // every unanswered one to the new leader (applied at most once
-            // whichever copy is chosen).
-            let again = self.unanswered_except(&commands);
-            commands.extend(again);
+        r
+    }
+
+    // ---- the leader's entry points (see `leader.rs`) -------------------
+
+    pub(crate) fn start_phase1(&mut self, ballot: Ballot) {
+        self.lead(|l| l.start_phase1(ballot));
+    }
+
+    fn on_promise(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        from_slot: Slot,
+        entries: Vec<PromisedEntry>,
+        compacted: Slot,
+    ) {
+        let Some(behind) = self.lead(|l| l.on_promise(from, ballot, from_slot, entries, compacted)) else { return };
+        self.learner.known_commit = self.learner.known_commit.max(behind.slot);
+        if self.learner.commit < behind.slot {
+            self.request_catch_up(Some(behind.from));
         }
-        if !commands.is_empty() {
-            self.send_forward(l, commands);
+        // (We may have caught up while preparing.)
+        self.resume_phase1_if_caught_up();
+    }
+
+    pub(crate) fn resume_phase1_if_caught_up(&mut self) {
+        self.lead(|l| l.resume_phase1_if_caught_up());
+    }
+
+    fn on_accepted(&mut self, from: NodeId, ballot: Ballot, first_slot: Slot, last_slot: Slot) {
+        self.handover_accepted(from, ballot, first_slot, last_slot);
+        if self.lead(|l| l.on_accepted(from, ballot, first_slot, last_slot)) {
+            self.advance_commit();
         }
     }
 
-    /// Proposals made here and not yet answered, oldest first, except those
-    /// already in `queued`.
-    pub(crate) fn unanswered_except<'a>(&self, queued: impl IntoIterator<Item = &'a Command>) -> Vec<Command> {
-        let queued: std::collections::HashSet<CommandId> = queued.into_iter().map(|c| c.id).collect();
-        let mut again: Vec<&(u64, Command)> =
-            self.clients.local.values().filter(|(_, c)| !queued.contains(&c.id)).collect();
-        again.sort_by_key(|(since, c)| (*since, c.id));
-        again.into_iter().map(|(_, c)| c.clone()).collect()
+    pub(crate) fn forget_chosen_inflight(&mut self) {
+        self.lead(|l| l.forget_chosen_inflight());
+    }
+
+    pub(crate) fn step_down(&mut self, higher: Ballot) {
+        self.lead(|l| l.step_down(higher));
+    }
+
+    pub(crate) fn forfeit_lease(&mut self, to: NodeId) {
+        self.lead(|l| l.forfeit_lease(to));
+    }
+
+    pub(crate) fn send_accepts(
+        &mut self,
+        to: NodeId,
+        ballot: Ballot,
+        first_slot: Slot,
+        values: Vec<Value>,
+        commit: Slot,
+    ) {
+        self.lead(|l| l.send_accepts(to, ballot, first_slot, values, commit));
+    }
+
+    pub(crate) fn leader_configs(&self) -> Vec<Membership> {
+        self.proposer.respected_configs(&self.members.view)
+    }
+
+    pub(crate) fn serve_reads(&mut self) {
+        self.lead(|l| l.serve_reads());
+    }
+
+    fn flush(&mut self) {
+        if self.lead(|l| l.flush()) {
+            self.persist_commit();
+            self.maybe_snapshot();
+        }
+    }
+
+    /// Session expiry: the learner says which sessions are due to go, the
+    /// leader proposes so.
+    fn expire_sessions_tick(&mut self) {
+        let now = self.clock.now;
+        if let Some(before) = self.learner.expiry_due(now, self.cfg.session_expiry_ticks) {
+            self.lead(|l| l.expire_sessions(before));
+        }
+    }
+
+    pub(crate) fn serve_follower_reads(&mut self) {
+        let (sm, applied) = (&self.learner.sm, self.learner.applied);
+        self.clients.serve_follower_reads(&mut self.out.reads, sm, applied);
+    }
+
+    pub(crate) fn expire_follower_reads(&mut self) {
+        let horizon = self.clock.now.saturating_sub(2 * self.cfg.election_ticks);
+        self.clients.expire_follower_reads(&mut self.out.reads, self.cfg.id, horizon);
     }
 
     fn on_propose(&mut self, cmd: Command) {
@@ -710,17 +724,6 @@ impl<S: StateMachine> Replica<S> {
                 .any(|(_, e)| matches!(&e.value, Value::Reconfigure(m) if m.contains(node)))
     }
 
-    /// How this replica counts `m`'s quorums: every count in the core goes
-    /// through here (or [`Replica::joint`]); a planted bug may wrap it.
-    pub(crate) fn quorum<'a>(&self, m: &'a Membership) -> Quorum<'a> {
-        self.cfg.plant().quorum(m)
-    }
-
-    /// The joint quorum of `configs` (every configuration a change spans).
-    pub(crate) fn joint<'a>(&self, configs: &'a [Membership]) -> Joint<'a> {
-        Joint::new(configs.iter().map(|m| self.quorum(m)).collect())
-    }
-
     /// The configurations in force and pending, as election counts them.
     fn election_groups(&self) -> Joint<'static> {
         let plant = self.cfg.plant();
@@ -740,7 +743,7 @@ impl<S: StateMachine> Replica<S> {
         let from = self.learner.commit + 1;
         // Keep what a phase 1 in progress still needs (it may have started
         // before the commit index moved on).
-        let keep = from.min(self.preparing_from().unwrap_or(from));
+        let keep = from.min(self.proposer.preparing_from().unwrap_or(from));
         if !self.members.refresh(from, keep) {
             return;
         }
@@ -758,21 +761,6 @@ impl<S: StateMachine> Replica<S> {
         let voter = self.rejoin.is_none() && self.members.view.first().is_some_and(|m| m.is_voter(self.cfg.id));
         self.election.set_voter(voter);
         self.election.set_groups(self.election_groups());
-    }
-
-    /// The initial configuration, as `Config` gives it.
-    pub(crate) fn initial_membership(&self) -> Membership {
-        Membership {
-            voters: self.cfg.members.clone(),
-            learners: self.cfg.learners.clone(),
-            q1: self.cfg.quorum.phase1(),
-            q2: self.cfg.quorum.phase2(),
-        }
-    }
-
-    /// Whether the membership differs from the initial one, or did once.
-    pub(crate) fn membership_changed(&self) -> bool {
-        !self.members.configs.chosen.is_empty() || self.members.configs.base != self.initial_membership()
     }
 
     /// The configuration in force at the first slot not known chosen.
@@ -797,33 +785,25 @@ impl<S: StateMachine> Replica<S> {
         self.members.view.iter().any(|m| m.contains(self.cfg.id))
     }
 
+    /// The outside world, for one call of a role.
+    pub(crate) fn net(&mut self) -> Net<'_, S::Output> {
+        Net::new(&self.cfg, &mut self.outbox, &mut self.out)
+    }
+
     /// Append a record for the runtime to make durable; returns its number.
     pub(crate) fn persist(&mut self, record: Record) -> Lsn {
-        let lsn = self.outbox.number();
-        self.out.persist.push((lsn, record));
-        lsn
+        self.net().persist(record)
     }
 
     /// Send a message that depends on nothing unpersisted.
     pub(crate) fn send(&mut self, to: NodeId, msg: Message) {
-        self.dispatch(to, msg);
+        self.net().send(to, msg);
     }
 
     /// Send a reply that depends on every record persisted so far: it is
     /// held until they are durable (unless the planted bug says otherwise).
     pub(crate) fn send_after_persist(&mut self, to: NodeId, msg: Message) {
-        let skip = self.cfg.plant().skip_persist();
-        if let Some((to, msg)) = self.outbox.unless_held(to, msg, skip) {
-            self.dispatch(to, msg);
-        }
-    }
-
-    fn dispatch(&mut self, to: NodeId, msg: Message) {
-        if to == self.cfg.id {
-            self.outbox.loopback.push_back(msg);
-        } else {
-            self.out.send.push((to, msg));
-        }
+        self.net().send_after_persist(to, msg);
     }
 
     fn drain_loopback(&mut self) {
