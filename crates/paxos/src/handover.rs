@@ -66,8 +66,8 @@
 use crate::ballot::Ballot;
 use crate::command::Value;
 use crate::io::TransferResponse;
+use crate::leader::Leading;
 use crate::message::Message;
-use crate::replica::Replica;
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Slot};
 use std::collections::BTreeSet;
@@ -145,33 +145,15 @@ impl Handover {
     }
 }
 
-impl Handover {
-    /// The target.
-    pub(crate) fn to(&self) -> NodeId {
-        self.to
-    }
-
-    /// Whether this handover holds back the proposals of the leadership in
-    /// `leading` (it was asked for in that ballot).
-    pub(crate) fn holds(&self, leading: Option<Ballot>) -> bool {
-        leading == Some(self.ballot)
-    }
-
-    /// Whether `TimeoutNow` went out (draining is over).
-    pub(crate) fn handing_over(&self) -> bool {
-        self.sent_at.is_some()
-    }
-}
-
-impl<S: StateMachine> Replica<S> {
+impl<S: StateMachine> Leading<'_, S> {
     /// `Input::TransferLeadership`: check the request, and start draining.
     pub(crate) fn start_handover(&mut self, id: u64, to: NodeId) {
         match self.check_handover(to) {
-            Err(e) => self.out.transfers.push(TransferResponse { id, result: Err(e) }),
-            Ok(None) => self.out.transfers.push(TransferResponse { id, result: Ok(()) }),
+            Err(e) => self.net.out.transfers.push(TransferResponse { id, result: Err(e) }),
+            Ok(None) => self.net.out.transfers.push(TransferResponse { id, result: Ok(()) }),
             Ok(Some((ballot, unacked))) => {
-                let deadline = self.clock.now + self.cfg.transfer_timeout_ticks;
-                self.handover = Some(Handover { id, to, ballot, deadline, unacked, sent_at: None, nudged_at: None });
+                let deadline = self.now + self.cfg.transfer_timeout_ticks;
+                *self.handover = Some(Handover { id, to, ballot, deadline, unacked, sent_at: None, nudged_at: None });
                 self.advance_handover();
             }
         }
@@ -197,7 +179,10 @@ impl<S: StateMachine> Replica<S> {
         if !configs.iter().all(|m| m.is_voter(to)) {
             return Err(TransferError::BadTransferee(to));
         }
-        if configs.len() > 1 || self.pending_membership().is_some() || a.reconfiguring() {
+        if configs.len() > 1
+            || self.members.configs.pending_at(self.learner.commit + 1).next().is_some()
+            || a.reconfiguring()
+        {
             return Err(TransferError::InProgress);
         }
         Ok(Some((leader.ballot, a.unacked_by(to))))
@@ -206,10 +191,18 @@ impl<S: StateMachine> Replica<S> {
     /// Whether client commands wait: a transfer of our current leadership
     /// is in progress.
     pub(crate) fn holding_proposals(&self) -> bool {
-        match (&self.handover, &self.proposer.leader) {
+        match (self.handover.as_ref(), &self.proposer.leader) {
             (Some(t), Some(l)) => t.ballot == l.ballot,
             _ => false,
         }
+    }
+
+    /// The target, once this leader has handed its current leadership over
+    /// (it then serves no reads).
+    pub(crate) fn handed_over_to(&self) -> Option<NodeId> {
+        let t = self.handover.as_ref()?;
+        let handed = t.sent_at.is_some() && self.holding_proposals();
+        (handed && !self.cfg.plant().transfer_keeps_lease()).then_some(t.to)
     }
 
     /// An `Accepted` arrived: if from the target, strike the slots off.
@@ -221,7 +214,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Hand over once the target holds every slot we proposed.
     fn advance_handover(&mut self) {
-        let now = self.clock.now;
+        let now = self.now;
         let Some(t) = self.handover.as_ref() else { return };
         if t.sent_at.is_some() || !t.unacked.is_empty() || !self.holding_proposals() {
             return;
@@ -236,20 +229,20 @@ impl<S: StateMachine> Replica<S> {
             t.sent_at = Some(now);
         }
         let commit = self.learner.commit;
-        self.send(to, Message::TimeoutNow { ballot, commit });
+        self.net.send(to, Message::TimeoutNow { ballot, commit });
     }
 
     /// Timers: resend the handover, or give up at the deadline.
     pub(crate) fn handover_tick(&mut self) {
-        let now = self.clock.now;
+        let now = self.now;
         let retry = self.cfg.retry_ticks;
         let Some(t) = self.handover.as_ref() else { return };
         if now >= t.deadline {
             let id = t.id;
-            self.handover = None;
+            *self.handover = None;
             // If we still lead, the queued commands go into slots again at
             // the next flush.
-            self.out.transfers.push(TransferResponse { id, result: Err(TransferError::Timeout) });
+            self.net.out.transfers.push(TransferResponse { id, result: Err(TransferError::Timeout) });
             return;
         }
         if t.sent_at.is_none() && t.nudged_at.is_none_or(|at| now >= at + retry) {
@@ -263,7 +256,7 @@ impl<S: StateMachine> Replica<S> {
                 t.sent_at = Some(now);
             }
             let commit = self.learner.commit;
-            self.send(to, Message::TimeoutNow { ballot, commit });
+            self.net.send(to, Message::TimeoutNow { ballot, commit });
         }
     }
 
@@ -274,7 +267,7 @@ impl<S: StateMachine> Replica<S> {
     /// (or learned otherwise) is struck off: the target learns it by
     /// catch-up.
     fn nudge_target(&mut self) {
-        let now = self.clock.now;
+        let now = self.now;
         let commit = self.learner.commit;
         let Some(t) = self.handover.as_ref() else { return };
         let Some(leader) = self.proposer.leader.as_ref().filter(|l| l.ballot == t.ballot) else { return };
@@ -311,29 +304,7 @@ impl<S: StateMachine> Replica<S> {
     /// node leads above it, it is over (and failed).
     pub(crate) fn handover_observe(&mut self, from: NodeId, ballot: Ballot) {
         let Some(answer) = self.handover.as_ref().and_then(|t| t.outcome(from, ballot)) else { return };
-        self.handover = None;
-        self.out.transfers.push(answer);
-    }
-
-    /// `TimeoutNow` from the leader of `ballot`: take over at once, if we
-    /// may stand and still follow that ballot.
-    pub(crate) fn on_timeout_now(&mut self, from: NodeId, ballot: Ballot, commit: Slot) {
-        if ballot.node != from || from == self.cfg.id {
-            return;
-        }
-        let stale = self.acceptor.promised > ballot
-            || self.election.leader() > ballot
-            || self.proposer.leader.as_ref().is_some_and(|l| l.ballot > ballot);
-        let connected = self.election.connected(self.clock.now);
-        if stale || !connected || !self.election.is_voter() || self.rejoin.is_some() {
-            return;
-        }
-        // Our entries in `ballot` are the sender's proposals: learn which
-        // are chosen, so phase 1 starts above them.
-        self.learn_commit(from, ballot, commit);
-        let above = self.acceptor.promised.max(ballot).max(self.proposer.own_ballot);
-        let Some(bid) = self.election.take_over(above) else { return };
-        self.proposer.takeover = Some((bid, ballot));
-        self.sync_role();
+        *self.handover = None;
+        self.net.out.transfers.push(answer);
     }
 }

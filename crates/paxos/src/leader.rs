@@ -24,9 +24,9 @@
 //! clients' queues), and read-only the learner (the commit index, and the
 //! state machine reads are answered from). What another role must do is
 //! returned to the router: a slot chosen (the learner advances), a promiser
-//! compacted past us ([`Behind`]: the learner catches up), slots proposed
-//! while a handover holds proposals (the handover counts them). It never
-//! reaches the replica itself.
+//! compacted past us ([`Behind`]: the learner catches up). A leadership
+//! handover is the leader's own doing: its part is in [`crate::handover`].
+//! It never reaches the replica itself.
 
 use crate::acceptor::Acceptor;
 use crate::ballot::Ballot;
@@ -79,13 +79,11 @@ pub(crate) struct Leading<'a, S: StateMachine> {
     pub(crate) log: &'a mut Log,
     /// The commit index, the applied index and the state machine (reads).
     pub(crate) learner: &'a Learner<S>,
-    /// A handover asked for here, if any (it holds proposals back).
-    pub(crate) handover: Option<&'a Handover>,
+    /// A leadership handover asked for here, if any (see
+    /// [`crate::handover`], which holds the leader's part of it).
+    pub(crate) handover: &'a mut Option<Handover>,
     /// Whether a snapshot is arriving (a leader behind waits for it).
     pub(crate) receiving_snapshot: bool,
-    /// Slots proposed while a handover holds proposals: the handover waits
-    /// for its target to accept them (the router tells it).
-    pub(crate) held_back: Vec<Slot>,
 }
 
 /// A promiser compacted its log up to `slot`, past where this leader's
@@ -108,20 +106,6 @@ impl<S: StateMachine> Leading<'_, S> {
     /// The joint quorum of `configs` (every configuration a change spans).
     fn joint<'m>(&self, configs: &'m [Membership]) -> Joint<'m> {
         Joint::new(configs.iter().map(|m| self.quorum(m)).collect())
-    }
-
-    /// Whether client commands wait: a transfer of our current leadership
-    /// is in progress.
-    pub(crate) fn holding_proposals(&self) -> bool {
-        self.handover.is_some_and(|t| t.holds(self.proposer.leader.as_ref().map(|l| l.ballot)))
-    }
-
-    /// The target, once this leader has handed its current leadership over
-    /// (it then serves no reads).
-    pub(crate) fn handed_over_to(&self) -> Option<NodeId> {
-        let t = self.handover?;
-        let handed = t.handing_over() && self.holding_proposals();
-        (handed && !self.cfg.plant().transfer_keeps_lease()).then_some(t.to())
     }
 }
 
@@ -392,8 +376,8 @@ impl<S: StateMachine> Leading<'_, S> {
             if let Some(take) = batch {
                 self.net.out.stats.batches.push(take);
             }
-            if hold {
-                self.held_back.push(s);
+            if let Some(t) = self.handover.as_mut().filter(|_| hold) {
+                t.unacked.insert(s);
             }
             if first == 0 {
                 first = s;

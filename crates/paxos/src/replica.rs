@@ -40,7 +40,7 @@ use crate::election::Election;
 use crate::handover::Handover;
 use crate::io::{ClientError, Input, Output, ReconfigResponse, RecoverError, Refused, Response, SessionInfo, Snapshot};
 use crate::leader::Leading;
-use crate::learner::Learner;
+use crate::learner::{CatchUpReply, Learned, Learner};
 use crate::log::Log;
 use crate::message::{Message, PromisedEntry};
 use crate::outbox::{Clock, Net, Outbox};
@@ -48,7 +48,7 @@ use crate::proposer::Proposer;
 use crate::quorum::Joint;
 use crate::reconfig::{Configs, Members, Membership};
 use crate::record::Record;
-use crate::rejoin::Rejoin;
+use crate::rejoin::{self, Rejoin};
 use crate::snapshot::Snapshots;
 use crate::state_machine::StateMachine;
 use crate::types::{Lsn, NodeId, Slot};
@@ -310,7 +310,7 @@ impl<S: StateMachine> Replica<S> {
                     self.out.reconfigs.push(ReconfigResponse { id, result: Err(e) });
                 }
             }
-            Input::TransferLeadership { id, to } => self.start_handover(id, to),
+            Input::TransferLeadership { id, to } => self.lead(|l| l.start_handover(id, to)),
             Input::Propose(cmd) => self.on_propose(cmd),
             Input::Read { id, query } => self.lead(|l| l.on_read(id, query)),
             Input::Tick => self.on_tick(),
@@ -334,7 +334,7 @@ impl<S: StateMachine> Replica<S> {
         if let Message::Accept { ballot, .. } | Message::Heartbeat { ballot, .. } | Message::Commit { ballot, .. } =
             &msg
         {
-            self.handover_observe(from, *ballot);
+            self.lead(|l| l.handover_observe(from, *ballot));
         }
         match msg {
             Message::Ping { round } => {
@@ -358,9 +358,7 @@ impl<S: StateMachine> Replica<S> {
             }
             Message::Nack { ballot, promised } => self.lead(|l| l.on_nack(ballot, promised)),
             Message::Commit { ballot, commit } => self.on_commit(from, ballot, commit),
-            Message::Heartbeat { ballot, commit, seq, last_slot } => {
-                self.on_heartbeat(from, ballot, commit, seq, last_slot)
-            }
+            Message::Heartbeat { ballot, commit, seq, last_slot: _ } => self.on_heartbeat(from, ballot, commit, seq),
             Message::HeartbeatAck { ballot, seq, lease } => self.lead(|l| l.on_heartbeat_ack(from, ballot, seq, lease)),
             Message::CatchUp { from_slot } => self.on_catch_up(from, from_slot),
             Message::Chosen { first_slot, values, commit } => self.on_chosen(first_slot, values, commit),
@@ -373,8 +371,18 @@ impl<S: StateMachine> Replica<S> {
                 let (sm, applied) = (&self.learner.sm, self.learner.applied);
                 self.clients.on_read_index_reply(&mut self.out.reads, self.cfg.id, (id, index), sm, applied);
             }
-            Message::RejoinQuery => self.on_rejoin_query(from),
-            Message::RejoinReply { promised, last_slot } => self.on_rejoin_reply(from, promised, last_slot),
+            Message::RejoinQuery => {
+                if self.rejoin.is_none() {
+                    let (promised, last_slot) = (self.acceptor.promised, self.log.last_slot());
+                    self.send(from, Message::RejoinReply { promised, last_slot });
+                }
+            }
+            Message::RejoinReply { promised, last_slot } => {
+                let Some(index) = self.member_index(from) else { return };
+                let Some(r) = self.rejoin.as_mut() else { return };
+                r.reply(index, promised, last_slot);
+                self.finish_rejoin_if_caught_up();
+            }
             Message::Forward { commands } => {
                 for cmd in commands {
                     if self.queued() >= self.cfg.max_pending {
@@ -410,7 +418,7 @@ impl<S: StateMachine> Replica<S> {
     fn on_accept(&mut self, from: NodeId, ballot: Ballot, first_slot: Slot, values: Vec<Value>, commit: Slot) {
         self.deposed_by(ballot);
         if self.rejoin.is_some() {
-            self.observe_leader(ballot, None);
+            self.observe_leader(ballot);
             self.learn_commit(from, ballot, commit);
             return;
         }
@@ -421,10 +429,10 @@ impl<S: StateMachine> Replica<S> {
     /// A leader's heartbeat arrives: the acceptor acknowledges it (and
     /// grants a lease, if election follows that leader), the learner learns
     /// its commit index, and a learner member reports its progress.
-    fn on_heartbeat(&mut self, from: NodeId, ballot: Ballot, commit: Slot, seq: u64, last_slot: Slot) {
+    fn on_heartbeat(&mut self, from: NodeId, ballot: Ballot, commit: Slot, seq: u64) {
         self.deposed_by(ballot);
         if self.rejoin.is_some() {
-            self.observe_leader(ballot, Some(last_slot));
+            self.observe_leader(ballot);
             self.learn_commit(from, ballot, commit);
             return;
         }
@@ -523,7 +531,7 @@ impl<S: StateMachine> Replica<S> {
         self.sync_role();
         self.expire_sessions_tick();
         self.lead(|l| l.leader_tick());
-        self.handover_tick();
+        self.lead(|l| l.handover_tick());
         self.learner_tick();
     }
 
@@ -562,8 +570,7 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// The leader at work, for one call: the proposer with what it may
-    /// touch; then the slots it proposed while a handover holds proposals
-    /// are handed to the handover.
+    /// touch.
     pub(crate) fn lead<R>(&mut self, f: impl FnOnce(&mut Leading<'_, S>) -> R) -> R {
         let receiving_snapshot = self.receiving_snapshot();
         let mut leading = Leading {
@@ -577,16 +584,212 @@ impl<S: StateMachine> Replica<S> {
             acceptor: &mut self.acceptor,
             log: &mut self.log,
             learner: &self.learner,
-            handover: self.handover.as_ref(),
+            handover: &mut self.handover,
             receiving_snapshot,
-            held_back: Vec::new(),
         };
-        let r = f(&mut leading);
-        let held_back = leading.held_back;
-        if let Some(t) = self.handover.as_mut() {
-            t.unacked.extend(held_back);
+        f(&mut leading)
+    }
+
+    /// `TimeoutNow` from the leader of `ballot`: take over at once, if we
+    /// may stand and still follow that ballot.
+    fn on_timeout_now(&mut self, from: NodeId, ballot: Ballot, commit: Slot) {
+        if ballot.node != from || from == self.cfg.id {
+            return;
         }
-        r
+        let stale = self.acceptor.promised > ballot
+            || self.election.leader() > ballot
+            || self.proposer.leader.as_ref().is_some_and(|l| l.ballot > ballot);
+        let connected = self.election.connected(self.clock.now);
+        if stale || !connected || !self.election.is_voter() || self.rejoin.is_some() {
+            return;
+        }
+        // Our entries in `ballot` are the sender's proposals: learn which
+        // are chosen, so phase 1 starts above them.
+        self.learn_commit(from, ballot, commit);
+        let above = self.acceptor.promised.max(ballot).max(self.proposer.own_ballot);
+        let Some(bid) = self.election.take_over(above) else { return };
+        self.proposer.takeover = Some((bid, ballot));
+        self.sync_role();
+    }
+
+    // ---- the learner (see `learner.rs`) ---------------------------------
+
+    /// Learn from a commit index that a leader with `ballot` announced.
+    pub(crate) fn learn_commit(&mut self, from: NodeId, ballot: Ballot, commit: Slot) {
+        self.learner.learn(&mut self.log, ballot, commit);
+        self.advance_commit();
+        if self.learner.behind() && self.learner.catchup_sent_at.is_none() {
+            self.request_catch_up(Some(from));
+        }
+    }
+
+    /// Move the commit index over the chosen prefix and apply it; then
+    /// every role that waits on the commit index looks again.
+    pub(crate) fn advance_commit(&mut self) {
+        self.learner.advance(&self.log);
+        self.forget_chosen_inflight();
+        self.learner.known_commit = self.learner.known_commit.max(self.learner.commit);
+        self.apply_chosen();
+        self.refresh_view();
+        self.finish_rejoin_if_caught_up();
+        self.resume_phase1_if_caught_up();
+    }
+
+    /// Apply the chosen prefix, and route what the learner reports: a
+    /// configuration chosen to the membership, an answer to the client that
+    /// proposed here; then serve the reads the applied state allows.
+    pub(crate) fn apply_chosen(&mut self) {
+        for learned in self.learner.apply_chosen(&self.log) {
+            match learned {
+                Learned::Configuration(slot, m) => {
+                    self.members.configs.chosen.insert(slot, m);
+                }
+                Learned::Answer(id, output) => {
+                    let local = self.clients.local.remove(&id).is_some();
+                    if let (true, Some(result)) = (local, output) {
+                        self.out.responses.push(Response { id, result });
+                    }
+                }
+            }
+        }
+        self.serve_reads();
+        self.serve_follower_reads();
+    }
+
+    /// Ask for the chosen values we are missing: of `from`, else of the
+    /// leader we know of (not while a snapshot is arriving).
+    pub(crate) fn request_catch_up(&mut self, from: Option<NodeId>) {
+        if self.receiving_snapshot() {
+            return;
+        }
+        let me = self.cfg.id;
+        let Some(to) = from.filter(|&n| n != me).or(self.clients.other_leader(me)) else { return };
+        let mut net = Net::new(&self.cfg, &mut self.outbox, &mut self.out);
+        self.learner.request_catch_up(&mut net, self.clock.now, to);
+    }
+
+    /// The learner's timers: retry catch-up; give up on follower reads
+    /// never answered; resume a stalled snapshot transfer; ask again while
+    /// rejoining; forget proposals nobody will answer.
+    fn learner_tick(&mut self) {
+        if self.learner.catch_up_due(self.clock.now, self.cfg.retry_ticks) {
+            let any = self.random_peer();
+            // A leader held back in phase 1 by a compacted promiser is
+            // its own leader hint: it asks a peer (a hint naming
+            // ourselves used to win here and then be dropped, so a lost
+            // catch-up request was never sent again and that leader
+            // prepared forever; found by swarm testing, seed 177 on 5
+            // nodes).
+            let hint = self.clients.other_leader(self.cfg.id);
+            self.request_catch_up(hint.or(any));
+        }
+        self.expire_follower_reads();
+        self.snapshot_tick();
+        self.rejoin_tick();
+        if self.clock.now.is_multiple_of(self.cfg.election_ticks) {
+            let horizon = self.clock.now.saturating_sub(self.cfg.election_ticks * 20);
+            self.clients.local.retain(|_, (since, _)| *since >= horizon);
+        }
+    }
+
+    fn random_peer(&mut self) -> Option<NodeId> {
+        let members = self.view_members();
+        let n = members.len();
+        if n < 2 {
+            return None;
+        }
+        let pick = members[self.clock.rng.usize(0..n)];
+        (pick != self.cfg.id).then_some(pick)
+    }
+
+    /// Serve a catch-up request from the chosen prefix (or our snapshot).
+    fn on_catch_up(&mut self, from: NodeId, from_slot: Slot) {
+        if self.proposer.leader.is_some() {
+            let p = self.members.progress.entry(from).or_default();
+            *p = (*p).max(from_slot.saturating_sub(1));
+        }
+        let (max_slots, max_bytes) = (self.cfg.max_catchup_slots, self.cfg.max_message_bytes);
+        match self.learner.catch_up_reply(&self.log, from_slot, max_slots, max_bytes) {
+            CatchUpReply::Nothing => {}
+            CatchUpReply::Snapshot => self.send_snapshot_chunk(from, 0),
+            CatchUpReply::Chosen(msg) => self.send(from, msg),
+        }
+    }
+
+    /// Chosen values from a catch-up reply.
+    fn on_chosen(&mut self, first_slot: Slot, values: Vec<Value>, commit: Slot) {
+        // We ask from our commit index on, and it only grows, so a reply
+        // that starts above it is not an answer to us (admission: the
+        // range is not empty and does not overflow).
+        if first_slot == 0 || first_slot > self.learner.commit + 1 {
+            return;
+        }
+        if self.is_leader() && first_slot + values.len() as Slot > self.learner.commit + 1 {
+            // Someone chose values we did not: a newer leader exists. Step
+            // down before learning them, so our commit index is never
+            // advertised in our (stale) ballot.
+            self.step_down(Ballot::ZERO);
+        }
+        let mut net = Net::new(&self.cfg, &mut self.outbox, &mut self.out);
+        self.learner.take_chosen(&mut self.log, &mut net, first_slot, values, commit);
+        self.advance_commit();
+        self.resume_phase1_if_caught_up();
+        if self.learner.behind() {
+            self.request_catch_up(None);
+        }
+    }
+
+    /// Persist the commit index once per output, after the records that
+    /// hold the values it covers.
+    fn persist_commit(&mut self) {
+        if self.snapshots.installed_unsaved.is_some() {
+            // The slots the installed snapshot covers are not in our records.
+            return;
+        }
+        let mut net = Net::new(&self.cfg, &mut self.outbox, &mut self.out);
+        self.learner.persist_commit(&mut net);
+    }
+
+    // ---- rejoining after disk loss (see `rejoin.rs`) -------------------
+
+    /// While rejoining: every leader's ballot raises the promise we will
+    /// start with.
+    fn observe_leader(&mut self, ballot: Ballot) {
+        if let Some(r) = self.rejoin.as_mut() {
+            r.observe_leader(ballot);
+        }
+    }
+
+    /// While rejoining, ask the members that have not answered yet.
+    fn rejoin_tick(&mut self) {
+        let Some(r) = self.rejoin.as_mut() else { return };
+        let mut net = Net::new(&self.cfg, &mut self.outbox, &mut self.out);
+        if r.tick(&mut net, &self.cfg, self.clock.now) {
+            self.finish_rejoin_if_caught_up();
+        }
+    }
+
+    /// Vote again once the rejoin rule allows (see [`Rejoin::ready`]):
+    /// promise the highest ballot heard of, and bid only above it.
+    pub(crate) fn finish_rejoin_if_caught_up(&mut self) {
+        let needed = rejoin::witnesses_needed(&self.cfg);
+        let Some(r) = self.rejoin.as_ref() else { return };
+        if !self.members.configs.chosen.is_empty() {
+            // The membership changed: the members asked (the initial ones)
+            // need not meet the quorums that may have counted on us. Stay a
+            // learner; an operator replaces this member by a new one.
+            return;
+        }
+        let Some(ballot) = r.ready(needed, self.learner.commit, self.snapshots.pending.is_some()) else { return };
+        self.rejoin = None;
+        self.configure_election();
+        self.election.raise_round(ballot.round.saturating_add(1));
+        self.proposer.own_ballot = self.proposer.own_ballot.max(ballot);
+        if ballot > self.acceptor.promised {
+            self.acceptor.promised = ballot;
+            self.persist(Record::Promised(ballot));
+        }
+        self.persist(Record::Rejoined);
     }
 
     // ---- the leader's entry points (see `leader.rs`) -------------------
@@ -617,8 +820,11 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn on_accepted(&mut self, from: NodeId, ballot: Ballot, first_slot: Slot, last_slot: Slot) {
-        self.handover_accepted(from, ballot, first_slot, last_slot);
-        if self.lead(|l| l.on_accepted(from, ballot, first_slot, last_slot)) {
+        let chosen = self.lead(|l| {
+            l.handover_accepted(from, ballot, first_slot, last_slot);
+            l.on_accepted(from, ballot, first_slot, last_slot)
+        });
+        if chosen {
             self.advance_commit();
         }
     }
@@ -629,25 +835,6 @@ impl<S: StateMachine> Replica<S> {
 
     pub(crate) fn step_down(&mut self, higher: Ballot) {
         self.lead(|l| l.step_down(higher));
-    }
-
-    pub(crate) fn forfeit_lease(&mut self, to: NodeId) {
-        self.lead(|l| l.forfeit_lease(to));
-    }
-
-    pub(crate) fn send_accepts(
-        &mut self,
-        to: NodeId,
-        ballot: Ballot,
-        first_slot: Slot,
-        values: Vec<Value>,
-        commit: Slot,
-    ) {
-        self.lead(|l| l.send_accepts(to, ballot, first_slot, values, commit));
-    }
-
-    pub(crate) fn leader_configs(&self) -> Vec<Membership> {
-        self.proposer.respected_configs(&self.members.view)
     }
 
     pub(crate) fn serve_reads(&mut self) {
