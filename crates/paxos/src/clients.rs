@@ -7,7 +7,8 @@
 //! its read index and the state machine applied that far.
 
 use crate::command::{Command, CommandId};
-use crate::io::{ClientError, FollowerRead, ReadResponse};
+use crate::io::{ClientError, FollowerRead, ReadResponse, Response};
+use crate::learner::Session;
 use crate::message::{command_size_bound, split_by_size, Message, ENVELOPE_BYTES};
 use crate::outbox::Net;
 use crate::state_machine::StateMachine;
@@ -153,6 +154,22 @@ impl Clients {
             } else {
                 i += 1;
             }
+        }
+    }
+}
+
+impl Clients {
+    /// A snapshot was installed with the duplicate table `sessions`: the
+    /// proposals made here that it already covers are answered (applied,
+    /// with no result to give), in id order (the same inputs must give the
+    /// same outputs).
+    pub(crate) fn answer_covered<O>(&mut self, sessions: &HashMap<u64, Session<O>>, responses: &mut Vec<Response<O>>) {
+        let mut covered: Vec<_> =
+            self.local.keys().filter(|id| sessions.get(&id.client).is_some_and(|s| id.seq <= s.seq)).copied().collect();
+        covered.sort_unstable();
+        for id in covered {
+            self.local.remove(&id);
+            responses.push(Response { id, result: Err(ClientError::AppliedWithoutResult) });
         }
     }
 }

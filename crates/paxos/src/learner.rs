@@ -9,13 +9,13 @@
 
 use crate::ballot::Ballot;
 use crate::command::{CommandId, Value};
-use crate::io::ClientError;
+use crate::io::{ClientError, SessionInfo};
 use crate::log::{Entry, Log};
 use crate::message::{value_size_bound, Message, ENVELOPE_BYTES};
 use crate::outbox::Net;
 use crate::reconfig::Membership;
 use crate::record::Record;
-use crate::state_machine::StateMachine;
+use crate::state_machine::{SnapshotError, StateMachine};
 use crate::types::{NodeId, Slot};
 use std::collections::{HashMap, VecDeque};
 
@@ -226,6 +226,37 @@ pub(crate) enum CatchUpReply {
 }
 
 impl<S: StateMachine> Learner<S> {
+    /// The duplicate-detection table, in client order.
+    pub(crate) fn session_infos(&self) -> Vec<SessionInfo> {
+        let mut out: Vec<SessionInfo> = self
+            .sessions
+            .iter()
+            .map(|(&client, s)| SessionInfo { client, seq: s.seq, last_slot: s.last_slot })
+            .collect();
+        out.sort_unstable_by_key(|s| s.client);
+        out
+    }
+
+    /// Replace the state machine by `state` and the duplicate table by
+    /// `sessions` (client, sequence number, last slot), with the slot below
+    /// which sessions were expired (a snapshot's; see
+    /// [`crate::snapshot::decode`]). Nothing changes if the state machine
+    /// refuses `state`.
+    pub(crate) fn restore(
+        &mut self,
+        state: &[u8],
+        sessions: Vec<(u64, u64, Slot)>,
+        expired_before: Slot,
+    ) -> Result<(), SnapshotError> {
+        self.sm.restore(state)?;
+        // Cached answers are not part of a snapshot: a retry of a command
+        // the snapshot covers is recognised, but gets no cached answer.
+        self.sessions =
+            sessions.into_iter().map(|(c, seq, last_slot)| (c, Session { seq, last_slot, output: None })).collect();
+        self.sessions_expired_before = expired_before;
+        Ok(())
+    }
+
     /// Whether slots are known chosen that this learner lacks.
     pub(crate) fn behind(&self) -> bool {
         self.commit < self.known_commit

@@ -49,9 +49,10 @@ use crate::quorum::Joint;
 use crate::reconfig::{Configs, Members, Membership};
 use crate::record::Record;
 use crate::rejoin::{self, Rejoin};
-use crate::snapshot::Snapshots;
-use crate::state_machine::StateMachine;
+use crate::snapshot::{self, Received, ReceiverEnv, Snapshots};
+use crate::state_machine::{SnapshotError, StateMachine};
 use crate::types::{Lsn, NodeId, Slot};
+use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 
 /// One replica: proposer (leader), acceptor and learner.
@@ -362,9 +363,15 @@ impl<S: StateMachine> Replica<S> {
             Message::HeartbeatAck { ballot, seq, lease } => self.lead(|l| l.on_heartbeat_ack(from, ballot, seq, lease)),
             Message::CatchUp { from_slot } => self.on_catch_up(from, from_slot),
             Message::Chosen { first_slot, values, commit } => self.on_chosen(first_slot, values, commit),
-            Message::SnapshotRequest { slot, offset } => self.on_snapshot_request(from, slot, offset),
+            Message::SnapshotRequest { slot, offset } => {
+                let chunk_now = (self.cfg.snapshot_chunk, self.clock.now);
+                let mut net = Net::new(&self.cfg, &mut self.outbox, &mut self.out);
+                self.snapshots.on_request(&mut net, chunk_now, from, slot, offset);
+            }
             Message::SnapshotChunk { slot, offset, total, data } => {
-                self.on_snapshot_chunk(from, slot, offset, total, data)
+                let env = self.receiver_env();
+                let received = self.snapshots.receiver.on_chunk(env, from, (slot, offset, total), data);
+                self.route_received(received);
             }
             Message::ReadIndex { id } => self.lead(|l| l.on_read_index(from, id)),
             Message::ReadIndexReply { id, index } => {
@@ -541,7 +548,9 @@ impl<S: StateMachine> Replica<S> {
         for (to, msg) in released {
             net.dispatch(to, msg);
         }
-        self.checkpoint_durable();
+        if let Some(first) = self.snapshots.checkpoint_durable(self.outbox.durable) {
+            self.out.truncate_before = Some(first);
+        }
     }
 
     /// Follow the election: start phase 1 when elected with a new ballot,
@@ -684,7 +693,8 @@ impl<S: StateMachine> Replica<S> {
             self.request_catch_up(hint.or(any));
         }
         self.expire_follower_reads();
-        self.snapshot_tick();
+        let received = self.snapshots.receiver.tick(self.receiver_env());
+        self.route_received(received);
         self.rejoin_tick();
         if self.clock.now.is_multiple_of(self.cfg.election_ticks) {
             let horizon = self.clock.now.saturating_sub(self.cfg.election_ticks * 20);
@@ -748,6 +758,116 @@ impl<S: StateMachine> Replica<S> {
         }
         let mut net = Net::new(&self.cfg, &mut self.outbox, &mut self.out);
         self.learner.persist_commit(&mut net);
+    }
+
+    // ---- snapshots (see `snapshot.rs`) ----------------------------------
+
+    /// Ask for a snapshot if enough has been applied since the last one.
+    fn maybe_snapshot(&mut self) {
+        if self.snapshots.due(self.cfg.snapshot_every, self.learner.applied) {
+            self.take_snapshot();
+        }
+    }
+
+    /// Ask the runtime to store a snapshot of everything applied, unless one
+    /// is pending or the last one already covers it.
+    fn take_snapshot(&mut self) {
+        let (learner, members) = (&self.learner, &self.members);
+        let encode = || {
+            let configs = snapshot::configs_after(&members.configs, learner.applied);
+            snapshot::encode(
+                &learner.session_infos(),
+                learner.sessions_expired_before,
+                &configs,
+                &learner.sm.snapshot(),
+            )
+        };
+        if let Some(snap) = self.snapshots.take(learner.applied, self.rejoin.is_some(), encode) {
+            self.out.snapshot = Some(snap);
+        }
+    }
+
+    /// Replace the state machine, the duplicate table and the membership
+    /// by the snapshot's at `slot`.
+    fn restore_snapshot(&mut self, slot: Slot, data: &[u8]) -> Result<(), SnapshotError> {
+        let d = snapshot::decode(slot, data, self.members.configs.alpha)?;
+        self.learner.restore(d.state, d.sessions, d.expired_before)?;
+        if let Some(c) = d.configs {
+            self.members.configs = c;
+        }
+        // Proposals made here that the snapshot already covers.
+        self.clients.answer_covered(&self.learner.sessions, &mut self.out.responses);
+        Ok(())
+    }
+
+    /// The runtime stored the snapshot at `slot`: compact and checkpoint.
+    fn on_snapshot_saved(&mut self, slot: Slot) {
+        if !self.snapshots.saved(slot) {
+            return;
+        }
+        if self.rejoin.is_some() {
+            // Keep the whole log (and its `Rejoining` record) until we vote.
+            self.finish_rejoin_if_caught_up();
+            return;
+        }
+        // Keep the log a learner is being sent a snapshot for.
+        let horizon = self.clock.now.saturating_sub(20 * self.cfg.retry_ticks);
+        let state = (self.acceptor.promised, self.proposer.own_ballot, self.learner.commit);
+        let mut net = Net::new(&self.cfg, &mut self.outbox, &mut self.out);
+        self.snapshots.checkpoint(&mut net, &mut self.log, (slot, horizon, self.cfg.max_message_bytes), state);
+    }
+
+    fn send_snapshot_chunk(&mut self, to: NodeId, offset: u64) {
+        let chunk_now = (self.cfg.snapshot_chunk, self.clock.now);
+        let mut net = Net::new(&self.cfg, &mut self.outbox, &mut self.out);
+        self.snapshots.send_chunk(&mut net, chunk_now, to, offset);
+    }
+
+    fn receiver_env(&self) -> ReceiverEnv {
+        ReceiverEnv { now: self.clock.now, retry_ticks: self.cfg.retry_ticks, commit: self.learner.commit }
+    }
+
+    /// Whether a snapshot transfer is under way and moving: catch-up
+    /// requests wait for it (a compacted member would answer each with the
+    /// snapshot's first chunk again).
+    fn receiving_snapshot(&self) -> bool {
+        self.snapshots.receiver.receiving(self.receiver_env())
+    }
+
+    /// What the receiver asks for: a request to the sender, or a complete
+    /// snapshot to install.
+    fn route_received(&mut self, received: Option<Received>) {
+        match received {
+            Some(Received::Ask(to, msg)) => self.send(to, msg),
+            Some(Received::Complete(slot, data)) => self.install_snapshot(slot, data),
+            None => {}
+        }
+    }
+
+    /// Jump to a snapshot received from a peer.
+    fn install_snapshot(&mut self, slot: Slot, data: Bytes) {
+        if slot <= self.learner.commit {
+            return;
+        }
+        if self.is_leader() {
+            // As for `Chosen`: a newer leader chose these; step down first.
+            self.step_down(Ballot::ZERO);
+        }
+        if self.restore_snapshot(slot, &data).is_err() {
+            return;
+        }
+        self.out.stats.snapshots_received += 1;
+        self.log.compact(slot);
+        self.learner.commit = slot;
+        self.learner.applied = slot;
+        self.learner.known_commit = self.learner.known_commit.max(slot);
+        self.learner.catchup_sent_at = None;
+        let snap = Snapshot { slot, data };
+        self.snapshots.pending = Some(snap.clone());
+        self.snapshots.installed_unsaved = Some(slot);
+        self.out.snapshot = Some(snap);
+        self.advance_commit();
+        self.resume_phase1_if_caught_up();
     }
 
     // ---- rejoining after disk loss (see `rejoin.rs`) -------------------
@@ -1036,14 +1156,7 @@ impl<S: StateMachine> Replica<S> {
     /// applied prefix of the log alone, so every replica that applied the
     /// same slots reports the same table.
     pub fn sessions(&self) -> Vec<SessionInfo> {
-        let mut out: Vec<SessionInfo> = self
-            .learner
-            .sessions
-            .iter()
-            .map(|(&client, s)| SessionInfo { client, seq: s.seq, last_slot: s.last_slot })
-            .collect();
-        out.sort_unstable_by_key(|s| s.client);
-        out
+        self.learner.session_infos()
     }
 
     /// The highest slot below which client sessions were expired (a
