@@ -50,6 +50,7 @@ mod learner;
 mod outbox;
 mod plant;
 mod proposer;
+mod recover;
 mod rejoin;
 mod replica;
 mod snapshot;

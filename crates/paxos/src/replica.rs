@@ -48,6 +48,7 @@ use crate::proposer::Proposer;
 use crate::quorum::Joint;
 use crate::reconfig::{Configs, Members, Membership};
 use crate::record::Record;
+use crate::recover::{self, Durable};
 use crate::rejoin::{self, Rejoin};
 use crate::snapshot::{self, Received, ReceiverEnv, Snapshots};
 use crate::state_machine::{SnapshotError, StateMachine};
@@ -195,29 +196,16 @@ impl<S: StateMachine> Replica<S> {
             r.learner.known_commit = snap.slot;
             r.snapshots.latest = Some(snap);
         }
-        let mut prev: Option<Lsn> = None;
-        let mut seen_checkpoint = false;
-        for (lsn, record) in records {
-            match prev {
-                Some(p) if lsn != p + 1 => return Err(RecoverError::Gap { lsn, prev: p }),
-                Some(_) => {}
-                None => r.outbox.first_lsn = lsn,
-            }
-            if let Record::Checkpoint { snapshot_slot: cp, .. } = &record {
-                // With the head of the log deleted, the first checkpoint must
-                // go with a snapshot we have, or the slots between are lost.
-                if !seen_checkpoint && r.outbox.first_lsn > 1 && *cp > snapshot_slot {
-                    return Err(RecoverError::CompactedPastSnapshot { checkpoint: *cp, snapshot: snapshot_slot });
-                }
-                seen_checkpoint = true;
-            }
-            prev = Some(lsn);
-            r.replay(record);
-        }
-        if r.outbox.first_lsn > 1 && !seen_checkpoint {
-            return Err(RecoverError::NoCheckpoint(r.outbox.first_lsn));
-        }
-        let last = prev.unwrap_or(0);
+        let mut durable = Durable {
+            promised: &mut r.acceptor.promised,
+            own_ballot: &mut r.proposer.own_ballot,
+            rejoin: &mut r.rejoin,
+            log: &mut r.log,
+            commit: &mut r.learner.commit,
+            known_commit: &mut r.learner.known_commit,
+        };
+        let (first, last) = recover::replay(&mut durable, snapshot_slot, records)?;
+        r.outbox.first_lsn = first;
         r.outbox.next_lsn = last + 1;
         r.outbox.durable = last;
         r.learner.commit_persisted = r.learner.commit;
@@ -233,57 +221,6 @@ impl<S: StateMachine> Replica<S> {
         r.configure_election();
         r.out = Output::default();
         Ok(r)
-    }
-
-    fn replay(&mut self, record: Record) {
-        use crate::log::Entry;
-        match record {
-            Record::Promised(b) => self.acceptor.promised = self.acceptor.promised.max(b),
-            Record::Accepted { ballot, first_slot, values } => {
-                self.acceptor.promised = self.acceptor.promised.max(ballot);
-                for (i, value) in values.into_iter().enumerate() {
-                    self.log.set(first_slot + i as Slot, Entry { ballot, value, chosen: false });
-                }
-            }
-            Record::Chosen { first_slot, values } => {
-                for (i, value) in values.into_iter().enumerate() {
-                    let slot = first_slot + i as Slot;
-                    self.log.set(slot, Entry { ballot: Ballot::ZERO, value, chosen: true });
-                    self.log.mark_chosen(slot);
-                }
-            }
-            Record::Ballot(b) => self.proposer.own_ballot = self.proposer.own_ballot.max(b),
-            Record::Rejoining => self.rejoin = Some(Rejoin::default()),
-            Record::Rejoined => self.rejoin = None,
-            Record::Checkpoint { snapshot_slot: _, promised, own_ballot, commit, entries } => {
-                self.acceptor.promised = self.acceptor.promised.max(promised);
-                self.proposer.own_ballot = self.proposer.own_ballot.max(own_ballot);
-                for e in entries {
-                    let chosen = e.chosen;
-                    self.log.set(e.slot, Entry { ballot: e.ballot, value: e.value, chosen });
-                    if chosen {
-                        self.log.mark_chosen(e.slot);
-                    }
-                }
-                for s in self.learner.commit + 1..=commit {
-                    if !self.log.mark_chosen(s) {
-                        break;
-                    }
-                    self.learner.commit = s;
-                }
-            }
-            Record::Commit(c) => {
-                // The values up to `c` are in earlier records (or the
-                // snapshot); stop at any hole rather than believe a gap.
-                for s in self.learner.commit + 1..=c {
-                    if !self.log.mark_chosen(s) {
-                        break;
-                    }
-                    self.learner.commit = s;
-                }
-            }
-        }
-        self.learner.known_commit = self.learner.known_commit.max(self.learner.commit);
     }
 
     /// The highest ballot round this replica has seen: promised, led
