@@ -40,7 +40,7 @@ use crate::learner::Learner;
 use crate::log::{Entry, Log};
 use crate::message::{split_by_size, value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
 use crate::outbox::Net;
-use crate::proposer::{Active, Chosen, Leader, Phase, Preparing, Proposer};
+use crate::proposer::{Active, Chosen, Leader, Phase, Proposer};
 use crate::quorum::{Joint, Quorum};
 use crate::reconfig::{Change, Members, Membership, ReconfigError};
 use crate::record::Record;
@@ -116,9 +116,9 @@ impl<S: StateMachine> Leading<'_, S> {
     pub(crate) fn start_phase1(&mut self, ballot: Ballot) {
         let pending = match self.proposer.leader.take() {
             Some(old) => {
-                let reads = old.phase.into_waiting_reads();
-                self.refuse_reads(reads);
-                old.pending
+                let (pending, phase) = old.end();
+                self.refuse_reads(phase.into_waiting_reads());
+                pending
             }
             None => VecDeque::new(),
         };
@@ -204,11 +204,11 @@ impl<S: StateMachine> Leading<'_, S> {
             None => return None,
         }
         let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_ref() else { return None };
-        let configs = self.phase1_configs(from_slot, &p.merged);
-        if !self.joint(&configs).is_phase1(&p.promises) {
+        let configs = self.phase1_configs(from_slot, p.merged());
+        if !self.joint(&configs).is_phase1(p.promises()) {
             // A configuration found among the promises: ask its voters too
             // (those who promised already are not asked again).
-            let promised = p.promises.clone();
+            let promised = p.promises().to_vec();
             let missing: Vec<NodeId> =
                 self.members_of(&configs).into_iter().filter(|id| !promised.contains(id)).collect();
             let fresh: Vec<NodeId> = {
@@ -222,11 +222,11 @@ impl<S: StateMachine> Leading<'_, S> {
             }
             return None;
         }
-        let behind = p.behind;
+        let behind = p.behind();
         if behind.0 >= from_slot {
             let now = self.now;
             if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() {
-                p.behind_since.get_or_insert(now);
+                p.wait_for_catch_up(now);
             }
             // Slots we would have to propose are compacted away at a
             // promiser: fetch its snapshot first, then prepare again from
@@ -255,10 +255,8 @@ impl<S: StateMachine> Leading<'_, S> {
         let now = self.now;
         let patience = BEHIND_PATIENCE * self.cfg.retry_ticks;
         let receiving = self.receiving_snapshot;
-        let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() else { return };
-        let caught_up = p.behind.0 != 0 && commit >= p.behind.0;
-        let waited = impatient && !receiving && p.behind_since.is_some_and(|t| now >= t.saturating_add(patience));
-        if !caught_up && !waited {
+        let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_ref() else { return };
+        if !p.restart_due(commit, now, (impatient && !receiving).then_some(patience)) {
             return;
         }
         self.prepare_again();
@@ -273,8 +271,7 @@ impl<S: StateMachine> Leading<'_, S> {
             return;
         };
         let (ballot, handoff) = (*ballot, *handoff);
-        let reads = std::mem::take(&mut p.reads);
-        *p = Preparing::new(commit + 1, reads, now);
+        p.restart(commit + 1, now);
         let targets = self.members_of(&self.phase1_configs(commit + 1, &BTreeMap::new()));
         for to in targets {
             self.net.send(to, Message::Prepare { ballot, from_slot: commit + 1, handoff });
@@ -338,31 +335,25 @@ impl<S: StateMachine> Leading<'_, S> {
         // so `governing` answers with an older one, whose voters need not
         // be there to promise or accept (issue 12).
         if let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() {
-            if a.next_slot <= commit {
-                a.next_slot = commit + 1;
-                a.recovered.retain(|&s, _| s > commit);
-            }
+            a.skip_committed(commit);
         }
-        while let Some(Leader { pending, phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() {
-            let s = a.next_slot;
-            if a.inflight.len() >= window || (!no_delay && s > commit + alpha) {
+        while let Some(leader) = self.proposer.leader.as_ref() {
+            let Phase::Active(a) = &leader.phase else { break };
+            let s = a.next_slot();
+            if a.in_flight_count() >= window || (!no_delay && s > commit + alpha) {
                 break;
             }
             // A change chosen (or proposed) and not yet in force waits for
             // α more slots to be chosen: with no client traffic, no-ops
             // fill them, so the next change is not held up by an idle log.
-            let activating = a.reconfig.is_some() || self.members.configs.pending_at(s).next().is_some();
-            let due = a.recovered.contains_key(&s)
-                || a.reconfig.as_ref().is_some_and(|r| r.2.is_none())
-                || (commands && !hold && !pending.is_empty())
-                || (!hold && a.expire_due.is_some())
-                || activating;
+            let pending_change = self.members.configs.pending_at(s).next().is_some();
+            let due = a.proposal_due(s, commands && !hold && leader.pending_len() > 0, hold, pending_change);
             if !due {
                 break;
             }
             let g = self.members.configs.governing(s);
             let q = self.quorum(g);
-            if !q.is_phase1(&a.promisers) {
+            if !q.is_phase1(a.promisers()) {
                 self.extend_phase1();
                 break;
             }
@@ -419,11 +410,11 @@ impl<S: StateMachine> Leading<'_, S> {
         let mut missing: Vec<NodeId> = Vec::new();
         for m in &configs {
             let q = self.quorum(m);
-            if !eager && q.is_phase1(&a.promisers) {
+            if !eager && q.is_phase1(a.promisers()) {
                 continue;
             }
             for &id in q.voters() {
-                if !a.promisers.contains(&id) && !missing.contains(&id) {
+                if !a.promisers().contains(&id) && !missing.contains(&id) {
                     missing.push(id);
                 }
             }
@@ -431,11 +422,11 @@ impl<S: StateMachine> Leading<'_, S> {
         let Some(Leader { ballot, handoff, phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
             return;
         };
-        if missing.is_empty() || a.extend_sent_at.is_some_and(|t| now < t + retry) {
+        if missing.is_empty() {
             return;
         }
-        a.extend_sent_at = Some(now);
-        let (ballot, from_slot, handoff) = (*ballot, a.prepared_from, *handoff);
+        let Some(from_slot) = a.extend_due(now, retry) else { return };
+        let (ballot, handoff) = (*ballot, *handoff);
         for to in missing {
             self.net.send(to, Message::Prepare { ballot, from_slot, handoff });
         }
@@ -532,7 +523,7 @@ impl<S: StateMachine> Leading<'_, S> {
     /// below the commit index, and fill the window.
     pub(crate) fn forget_chosen_inflight(&mut self) {
         let Some(leader) = self.proposer.leader.as_mut() else { return };
-        if let Some(answer) = leader.forget_committed(self.learner.commit, &self.log) {
+        if let Some(answer) = leader.forget_committed(self.learner.commit, self.log) {
             self.net.out.reconfigs.push(answer);
         }
     }
@@ -556,7 +547,7 @@ impl<S: StateMachine> Leading<'_, S> {
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() else {
             return Err(ReconfigError::NotLeader { leader: None });
         };
-        if changing || a.reconfig.is_some() || commit + 1 < a.first_own_slot || self.holding_proposals() {
+        if changing || a.reconfiguring() || commit + 1 < a.first_own_slot() || self.holding_proposals() {
             return Err(ReconfigError::InProgress);
         }
         let current = self.members.configs.governing(self.learner.commit + 1).clone();
@@ -582,7 +573,7 @@ impl<S: StateMachine> Leading<'_, S> {
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
             return Err(ReconfigError::NotLeader { leader: None });
         };
-        a.reconfig = Some((id, new, None));
+        a.ask_reconfig(id, new);
         Ok(())
     }
 
@@ -616,11 +607,12 @@ impl<S: StateMachine> Leading<'_, S> {
             // followers who cannot hear the new leader would keep us alive.
             self.election.withdraw();
         }
-        self.clients.forward.extend(old.pending);
-        if let Some(id) = old.phase.reconfig_id() {
+        let (pending, phase) = old.end();
+        self.clients.forward.extend(pending);
+        if let Some(id) = phase.reconfig_id() {
             self.net.out.reconfigs.push(ReconfigResponse { id, result: Err(ReconfigError::Interrupted) });
         }
-        let reads = old.phase.into_waiting_reads();
+        let reads = phase.into_waiting_reads();
         self.refuse_reads(reads);
         let hint = (higher.node != self.cfg.id && higher.node != 0).then_some(higher.node);
         let (me, now, max) = (self.cfg.id, self.now, self.cfg.max_message_bytes);
@@ -669,15 +661,14 @@ impl<S: StateMachine> Leading<'_, S> {
     pub(crate) fn flush(&mut self) -> bool {
         let commit = self.learner.commit;
         if let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() {
-            let before = a.next_slot;
+            let before = a.next_slot();
             self.propose_due(true);
             let Some(Leader { ballot, phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
                 return false;
             };
             let ballot = *ballot;
-            let send_commit = a.next_slot == before && commit > a.commit_sent;
-            a.commit_sent = commit;
-            let read_round = std::mem::take(&mut a.read_round_wanted);
+            let send_commit = a.commit_to_send(before, commit);
+            let read_round = a.take_read_round();
             if send_commit {
                 for to in self.heartbeat_targets() {
                     self.net.send(to, Message::Commit { ballot, commit });
@@ -720,11 +711,11 @@ impl<S: StateMachine> Leading<'_, S> {
         let (ballot, handoff) = (leader.ballot, leader.handoff);
         match &leader.phase {
             Phase::Preparing(p) => {
-                if p.behind_since.is_some() {
+                if p.waiting_for_catch_up() {
                     self.restart_phase1(true);
                     return;
                 }
-                if now >= p.sent_at + retry && self.learner.commit >= p.from_slot {
+                if p.retry_due(now, retry) && self.learner.commit >= p.first_slot() {
                     // Slots learnt chosen while preparing: a quorum of the
                     // configurations that governed only them is no longer
                     // needed, and may be gone for good (found by swarm
@@ -734,12 +725,12 @@ impl<S: StateMachine> Leading<'_, S> {
                     self.prepare_again();
                     return;
                 }
-                if now >= p.sent_at + retry {
-                    let from_slot = p.from_slot;
-                    let targets = self.members_of(&self.phase1_configs(from_slot, &p.merged));
-                    let missing: Vec<NodeId> = targets.into_iter().filter(|id| !p.promises.contains(id)).collect();
+                if p.retry_due(now, retry) {
+                    let from_slot = p.first_slot();
+                    let targets = self.members_of(&self.phase1_configs(from_slot, p.merged()));
+                    let missing: Vec<NodeId> = targets.into_iter().filter(|id| !p.promises().contains(id)).collect();
                     if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() {
-                        p.sent_at = now;
+                        p.asked_again(now);
                     }
                     for to in missing {
                         self.net.send(to, Message::Prepare { ballot, from_slot, handoff });
@@ -747,7 +738,7 @@ impl<S: StateMachine> Leading<'_, S> {
                 }
             }
             Phase::Active(a) => {
-                let heartbeat_due = now >= a.last_hb + self.cfg.heartbeat_ticks;
+                let heartbeat_due = a.heartbeat_due(now, self.cfg.heartbeat_ticks);
                 let due: Vec<(Slot, Vec<NodeId>)> = a
                     .resend_due(now, retry)
                     .into_iter()
@@ -775,7 +766,7 @@ impl<S: StateMachine> Leading<'_, S> {
     /// the next slot (at the next flush).
     pub(crate) fn expire_sessions(&mut self, before: Slot) {
         if let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() {
-            a.expire_due = Some(a.expire_due.map_or(before, |d| d.max(before)));
+            a.expire_sessions(before);
         }
     }
 
@@ -826,7 +817,7 @@ impl<S: StateMachine> Leading<'_, S> {
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() else {
             return;
         };
-        let lease_seq = if lease_ticks > 0 { self.quorum_seq(&configs, &a.lease_acked) } else { 0 };
+        let lease_seq = if lease_ticks > 0 { self.quorum_seq(&configs, a.lease_acks()) } else { 0 };
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
             return;
         };
@@ -847,7 +838,7 @@ impl<S: StateMachine> Leading<'_, S> {
             return;
         }
         if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() {
-            p.reads.push((id, query, None));
+            p.queue_read(id, query, None);
             return;
         }
         // A follower: ask the leader (or wait for one to appear).
@@ -863,7 +854,7 @@ impl<S: StateMachine> Leading<'_, S> {
             self.queue_read(id, Bytes::new(), Some(from));
         } else if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() {
             // Answered once phase 1 completes.
-            p.reads.push((id, Bytes::new(), Some(from)));
+            p.queue_read(id, Bytes::new(), Some(from));
         } else {
             self.net.send(from, Message::ReadIndexReply { id, index: 0 });
         }
@@ -890,10 +881,10 @@ impl<S: StateMachine> Leading<'_, S> {
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() else {
             return;
         };
-        if a.reads.is_empty() {
+        if !a.has_reads() {
             return;
         }
-        let confirmed = self.quorum_seq(&self.leader_configs(), &a.acked);
+        let confirmed = self.quorum_seq(&self.leader_configs(), a.acks());
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
             return;
         };

@@ -18,17 +18,27 @@
 //! # The router
 //!
 //! [`Replica`] holds one value per role and routes between them; the rules
-//! live with the roles. Each role owns its state: [`Acceptor`] (promises,
-//! leases; `acceptor.rs`), [`Learner`] (the chosen prefix and the state
-//! machine; `learner.rs`), [`Proposer`] (the leadership; `leader.rs`),
-//! [`Snapshots`] (stored, sent and received; `snapshot.rs`), election
-//! ([`crate::election`]), membership ([`Members`], `reconfig.rs`), rejoining
-//! after disk loss (`rejoin.rs`) and leadership handover
-//! ([`crate::handover`]). The acceptor and the learner are called with the
-//! little they may read and return events ([`AcceptorEffect`], `Learned`)
-//! that the router carries out in order; the proposer, snapshot, rejoin and
-//! handover rules are still `impl Replica` blocks in their files, reaching
-//! into the other roles' state through the router's fields.
+//! live with the roles, and no role module knows this one. Each role owns
+//! its state: [`Acceptor`] (promises, leases; `acceptor.rs`), [`Learner`]
+//! (the chosen prefix and the state machine; `learner.rs`), [`Proposer`]
+//! (the leadership; its rules in `proposer.rs`, at work as [`Leading`] in
+//! `leader.rs`, with its part of a leadership handover in
+//! [`crate::handover`]), [`Snapshots`] (stored, sent and received;
+//! `snapshot.rs`), election ([`crate::election`]), membership ([`Members`],
+//! `reconfig.rs`), rejoining after disk loss ([`Rejoin`], `rejoin.rs`) and
+//! clients' requests ([`Clients`], `clients.rs`). A role is called with the
+//! little it may read or write, and everything it sends or persists goes
+//! through a [`Net`] (`outbox.rs`), which keeps the order the runtime must
+//! follow. What one role needs another to do comes back as an event the
+//! router carries out, in order: the acceptor's [`AcceptorEffect`]s, the
+//! learner's `Learned`, a slot the leader saw chosen (the learner
+//! advances), a promiser compacted past the leader ([`crate::leader::Behind`]:
+//! the learner catches up), a snapshot received (installed here).
+//!
+//! The router's own rules are only those that span roles: advancing the
+//! commit index (every role waiting on it looks again), installing a
+//! snapshot, a rejoining member's return to voting, taking over when a
+//! leader hands over (`TimeoutNow`).
 
 use crate::acceptor::{Acceptor, Effect as AcceptorEffect, Env as AcceptorEnv};
 use crate::admission;

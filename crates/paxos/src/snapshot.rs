@@ -209,7 +209,7 @@ fn stalled(env: ReceiverEnv, inc: &Incoming) -> bool {
 }
 
 impl Snapshot {
-    /// A snapshot at `slot` of a state whose [`StateMachine::snapshot`] bytes
+    /// A snapshot at `slot` of a state whose [`crate::StateMachine::snapshot`] bytes
     /// are `state`, with an empty duplicate-detection table: what every
     /// member of a new cluster seeded from a backup starts from.
     pub fn from_state(slot: Slot, state: &[u8]) -> Snapshot {
