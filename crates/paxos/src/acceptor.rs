@@ -72,6 +72,15 @@ pub(crate) struct Env<'a> {
 }
 
 impl Acceptor {
+    /// This replica leads in `ballot`, which this acceptor promised: it
+    /// grants its own leader (`me`) a lease until `until` (a leader's
+    /// heartbeat round counts its own grant at once).
+    pub(crate) fn grant_own_lease(&mut self, me: NodeId, ballot: Ballot, until: u64) {
+        self.lease_holder = me;
+        self.lease_ballot = ballot;
+        self.lease_until = self.lease_until.max(until);
+    }
+
     /// Phase 1b: promise `ballot` unless a higher ballot was promised (then
     /// refuse) or a lease granted to another node still runs (then stay
     /// silent), and report what was accepted from `from_slot` on.

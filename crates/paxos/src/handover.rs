@@ -179,10 +179,7 @@ impl<S: StateMachine> Leading<'_, S> {
         if !configs.iter().all(|m| m.is_voter(to)) {
             return Err(TransferError::BadTransferee(to));
         }
-        if configs.len() > 1
-            || self.members.configs.pending_at(self.learner.commit + 1).next().is_some()
-            || a.reconfiguring()
-        {
+        if configs.len() > 1 || self.members.configs.pending_at(self.commit + 1).next().is_some() || a.reconfiguring() {
             return Err(TransferError::InProgress);
         }
         Ok(Some((leader.ballot, a.unacked_by(to))))
@@ -228,7 +225,7 @@ impl<S: StateMachine> Leading<'_, S> {
         if let Some(t) = self.handover.as_mut() {
             t.sent_at = Some(now);
         }
-        let commit = self.learner.commit;
+        let commit = self.commit;
         self.net.send(to, Message::TimeoutNow { ballot, commit });
     }
 
@@ -255,7 +252,7 @@ impl<S: StateMachine> Leading<'_, S> {
             if let Some(t) = self.handover.as_mut() {
                 t.sent_at = Some(now);
             }
-            let commit = self.learner.commit;
+            let commit = self.commit;
             self.net.send(to, Message::TimeoutNow { ballot, commit });
         }
     }
@@ -268,7 +265,7 @@ impl<S: StateMachine> Leading<'_, S> {
     /// catch-up.
     fn nudge_target(&mut self) {
         let now = self.now;
-        let commit = self.learner.commit;
+        let commit = self.commit;
         let Some(t) = self.handover.as_ref() else { return };
         let Some(leader) = self.proposer.leader.as_ref().filter(|l| l.ballot == t.ballot) else { return };
         let Some(a) = leader.active() else { return };

@@ -19,16 +19,17 @@
 //! The leader's state and its own rules live in [`crate::proposer`]
 //! (`Preparing`, `Active`, `Leader`); this file is the leader at work,
 //! [`Leading`]: the proposer together with the little of the rest of the
-//! replica it may touch (the acceptor, for the lease it grants itself; the
-//! log, to record what it saw chosen; the membership, the election and the
-//! clients' queues), and read-only the learner (the commit index, and the
-//! state machine reads are answered from). What another role must do is
-//! returned to the router: a slot chosen (the learner advances), a promiser
-//! compacted past us ([`Behind`]: the learner catches up). A leadership
+//! replica it may touch (the log, to record what it saw chosen; the
+//! membership, the election and the clients' queues), and read-only what
+//! it must know (what its own acceptor promised, the learner's commit and
+//! applied indexes, the state machine reads are answered from). What
+//! another role must do is returned to the router: a slot chosen (the
+//! learner advances), a promiser compacted past us ([`Behind`]: the learner
+//! catches up), a lease its own acceptor grants it (the acceptor records
+//! it). A leadership
 //! handover is the leader's own doing: its part is in [`crate::handover`].
 //! It never reaches the replica itself.
 
-use crate::acceptor::Acceptor;
 use crate::ballot::Ballot;
 use crate::clients::{send_forward, Clients};
 use crate::command::Value;
@@ -36,7 +37,6 @@ use crate::config::Config;
 use crate::election::Election;
 use crate::handover::Handover;
 use crate::io::{ClientError, FollowerRead, ReadResponse, ReconfigResponse};
-use crate::learner::Learner;
 use crate::log::{Entry, Log};
 use crate::message::{split_by_size, value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
 use crate::outbox::Net;
@@ -72,13 +72,20 @@ pub(crate) struct Leading<'a, S: StateMachine> {
     pub(crate) clients: &'a mut Clients,
     /// Told when this leader is refused or deposed.
     pub(crate) election: &'a mut Election,
-    /// This replica's acceptor: a leader's heartbeat counts its own lease
-    /// grant there.
-    pub(crate) acceptor: &'a mut Acceptor,
+    /// What this replica's acceptor promised (a leader counts its own
+    /// acknowledgement and lease grant only in that ballot).
+    pub(crate) promised: Ballot,
+    /// A lease this replica's acceptor grants its own leader (ballot, until
+    /// when), set by a heartbeat round: the router hands it to the acceptor.
+    pub(crate) own_lease: Option<(Ballot, u64)>,
     /// The slots this leader sees chosen are recorded here.
     pub(crate) log: &'a mut Log,
-    /// The commit index, the applied index and the state machine (reads).
-    pub(crate) learner: &'a Learner<S>,
+    /// The learner's commit index.
+    pub(crate) commit: Slot,
+    /// The learner's applied index.
+    pub(crate) applied: Slot,
+    /// The state machine, which reads are answered from.
+    pub(crate) sm: &'a S,
     /// A leadership handover asked for here, if any (see
     /// [`crate::handover`], which holds the leader's part of it).
     pub(crate) handover: &'a mut Option<Handover>,
@@ -127,7 +134,7 @@ impl<S: StateMachine> Leading<'_, S> {
         // Our own unanswered proposals went to a leader that may be gone.
         let again = self.clients.unanswered_except(&pending);
         pending.extend(again);
-        let from_slot = self.learner.commit + 1;
+        let from_slot = self.commit + 1;
         let targets = self.members_of(&self.phase1_configs(from_slot, &BTreeMap::new()));
         let handoff = self.proposer.takeover.take().filter(|(b, _)| *b == ballot).map(|(_, h)| h);
         let mut leader = Leader::new(ballot, handoff, from_slot, self.now);
@@ -251,7 +258,7 @@ impl<S: StateMachine> Leading<'_, S> {
     /// leader in phase 1 for good: the promises are asked for again, and an
     /// honest compacted promiser reports its compaction point again.
     fn restart_phase1(&mut self, impatient: bool) {
-        let commit = self.learner.commit;
+        let commit = self.commit;
         let now = self.now;
         let patience = BEHIND_PATIENCE * self.cfg.retry_ticks;
         let receiving = self.receiving_snapshot;
@@ -265,7 +272,7 @@ impl<S: StateMachine> Leading<'_, S> {
     /// Run phase 1 again, same ballot (nothing is proposed yet), from our
     /// commit index.
     fn prepare_again(&mut self) {
-        let commit = self.learner.commit;
+        let commit = self.commit;
         let now = self.now;
         let Some(Leader { ballot, handoff, phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() else {
             return;
@@ -288,7 +295,7 @@ impl<S: StateMachine> Leading<'_, S> {
         let Phase::Preparing(p) = &mut leader.phase else {
             return;
         };
-        let (active, early_reads) = p.complete(self.learner.commit, self.now);
+        let (active, early_reads) = p.complete(self.commit, self.now);
         leader.phase = Phase::Active(Box::new(active));
         self.propose_due(false);
         self.send_heartbeat();
@@ -316,7 +323,7 @@ impl<S: StateMachine> Leading<'_, S> {
         let max_batch = self.cfg.max_batch;
         let max_batch_bytes = self.cfg.max_batch_bytes;
         let now = self.now;
-        let commit = self.learner.commit;
+        let commit = self.commit;
         let mut first = 0;
         let mut values = Vec::new();
         let mut recipients: Vec<NodeId> = Vec::new();
@@ -523,7 +530,7 @@ impl<S: StateMachine> Leading<'_, S> {
     /// below the commit index, and fill the window.
     pub(crate) fn forget_chosen_inflight(&mut self) {
         let Some(leader) = self.proposer.leader.as_mut() else { return };
-        if let Some(answer) = leader.forget_committed(self.learner.commit, self.log) {
+        if let Some(answer) = leader.forget_committed(self.commit, self.log) {
             self.net.out.reconfigs.push(answer);
         }
     }
@@ -537,20 +544,20 @@ impl<S: StateMachine> Leading<'_, S> {
             return Err(ReconfigError::NotLeader { leader });
         }
         let window = self.cfg.max_inflight_slots as Slot;
-        let commit = self.learner.commit;
+        let commit = self.commit;
         // Up now: answered one of the last few pings (sent every heartbeat),
         // not merely within the election round, so that a member that just
         // went down is not counted.
         let heard = self.election.heard_within(self.now, 3 * self.cfg.heartbeat_ticks.max(1));
-        let changing = self.leader_configs().len() > 1
-            || self.members.configs.pending_at(self.learner.commit + 1).next().is_some();
+        let changing =
+            self.leader_configs().len() > 1 || self.members.configs.pending_at(self.commit + 1).next().is_some();
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() else {
             return Err(ReconfigError::NotLeader { leader: None });
         };
         if changing || a.reconfiguring() || commit + 1 < a.first_own_slot() || self.holding_proposals() {
             return Err(ReconfigError::InProgress);
         }
-        let current = self.members.configs.governing(self.learner.commit + 1).clone();
+        let current = self.members.configs.governing(self.commit + 1).clone();
         let new = current.apply(&change)?;
         // New voters must be learners in sync with us.
         for &v in new.voters.iter().filter(|v| !current.is_voter(**v)) {
@@ -659,7 +666,7 @@ impl<S: StateMachine> Leading<'_, S> {
     /// commit index and snapshots are due to be looked at (always, but for
     /// a leadership lost while flushing).
     pub(crate) fn flush(&mut self) -> bool {
-        let commit = self.learner.commit;
+        let commit = self.commit;
         if let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() {
             let before = a.next_slot();
             self.propose_due(true);
@@ -715,7 +722,7 @@ impl<S: StateMachine> Leading<'_, S> {
                     self.restart_phase1(true);
                     return;
                 }
-                if p.retry_due(now, retry) && self.learner.commit >= p.first_slot() {
+                if p.retry_due(now, retry) && self.commit >= p.first_slot() {
                     // Slots learnt chosen while preparing: a quorum of the
                     // configurations that governed only them is no longer
                     // needed, and may be gone for good (found by swarm
@@ -748,7 +755,7 @@ impl<S: StateMachine> Leading<'_, S> {
                     Some(Leader { phase: Phase::Active(a), .. }) => a.resend(&due, now),
                     _ => Vec::new(),
                 };
-                let commit = self.learner.commit;
+                let commit = self.commit;
                 for (to, first_slot, values) in resend {
                     self.send_accepts(to, ballot, first_slot, values, commit);
                 }
@@ -776,8 +783,8 @@ impl<S: StateMachine> Leading<'_, S> {
         let now = self.now;
         let me = self.cfg.id;
         let lease_ticks = self.cfg.lease_ticks;
-        let promised = self.acceptor.promised;
-        let commit = self.learner.commit;
+        let promised = self.promised;
+        let commit = self.commit;
         let targets = self.heartbeat_targets();
         let Some(Leader { ballot, phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
             return;
@@ -785,9 +792,9 @@ impl<S: StateMachine> Leading<'_, S> {
         let ballot = *ballot;
         let (seq, last_slot) = a.start_heartbeat(me, now, promised == ballot, lease_ticks > 0);
         if promised == ballot && lease_ticks > 0 {
-            self.acceptor.lease_holder = me;
-            self.acceptor.lease_ballot = ballot;
-            self.acceptor.lease_until = self.acceptor.lease_until.max(now + lease_ticks);
+            // Our acceptor grants us the lease too (the router records it).
+            let until = self.own_lease.map_or(0, |(_, u)| u).max(now + lease_ticks);
+            self.own_lease = Some((ballot, until));
         }
         for to in targets {
             self.net.send(to, Message::Heartbeat { ballot, commit, seq, last_slot });
@@ -862,7 +869,7 @@ impl<S: StateMachine> Leading<'_, S> {
 
     fn queue_read(&mut self, id: u64, query: Bytes, origin: Option<NodeId>) {
         let now = self.now;
-        let commit = self.learner.commit;
+        let commit = self.commit;
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
             return;
         };
@@ -877,7 +884,7 @@ impl<S: StateMachine> Leading<'_, S> {
     /// Answer every pending read that is confirmed (and, for reads made
     /// here, applied); tell followers their confirmed read index.
     pub(crate) fn serve_reads(&mut self) {
-        let applied = self.learner.applied;
+        let applied = self.applied;
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() else {
             return;
         };
@@ -895,7 +902,7 @@ impl<S: StateMachine> Leading<'_, S> {
                     self.net.send(follower, msg);
                 }
                 None => {
-                    let result = Ok(self.learner.sm.query(&r.query));
+                    let result = Ok(self.sm.query(&r.query));
                     self.net.out.reads.push(ReadResponse { id: r.id, result });
                 }
             }

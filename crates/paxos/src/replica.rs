@@ -73,33 +73,33 @@ use std::collections::{HashMap, VecDeque};
 #[derive(Clone)]
 pub struct Replica<S: StateMachine> {
     /// The configuration, validated.
-    pub(crate) cfg: Config,
+    cfg: Config,
     /// The logical clock and the seeded randomness.
-    pub(crate) clock: Clock,
+    clock: Clock,
     /// Record numbers, and replies held until their records are durable.
-    pub(crate) outbox: Outbox,
+    outbox: Outbox,
     /// Acceptor: what it promised and the lease it granted.
-    pub(crate) acceptor: Acceptor,
+    acceptor: Acceptor,
     /// Accepted and chosen values, shared by acceptor and learner.
-    pub(crate) log: Log,
+    log: Log,
     /// Learner: the chosen prefix, applied to the state machine.
-    pub(crate) learner: Learner<S>,
+    learner: Learner<S>,
     /// Snapshots stored, being stored, sent and received.
-    pub(crate) snapshots: Snapshots,
+    snapshots: Snapshots,
     /// Leader election (ballot leader election, after OmniPaxos).
-    pub(crate) election: Election,
+    election: Election,
     /// Proposer: the leadership held, and the ballots not to reuse.
-    pub(crate) proposer: Proposer,
+    proposer: Proposer,
     /// Set while this replica rejoins after losing its disk.
-    pub(crate) rejoin: Option<Rejoin>,
+    rejoin: Option<Rejoin>,
     /// Clients' requests made here and not yet answered.
-    pub(crate) clients: Clients,
+    clients: Clients,
     /// The configurations known, and those in force.
-    pub(crate) members: Members,
+    members: Members,
     /// Leadership handover: one asked for here and not yet answered.
-    pub(crate) handover: Option<Handover>,
+    handover: Option<Handover>,
     /// What to do, collected until [`Replica::output`].
-    pub(crate) out: Output<S::Output>,
+    out: Output<S::Output>,
 }
 
 /// Every field, for traces and for model checkers that fingerprint a
@@ -235,7 +235,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// The highest ballot round this replica has seen: promised, led
     /// with, bid with or followed (what admission measures ballots by).
-    pub(crate) fn highest_round(&self) -> u64 {
+    fn highest_round(&self) -> u64 {
         let rejoin = self.rejoin.as_ref().map_or(0, |r| r.ballot.round);
         self.acceptor.promised.round.max(self.proposer.own_ballot.round).max(self.election.highest_round()).max(rejoin)
     }
@@ -440,7 +440,7 @@ impl<S: StateMachine> Replica<S> {
     /// went on advertising its commit index after learning chosen values
     /// from a newer leader would make its followers mark its own stale
     /// proposals chosen.)
-    pub(crate) fn deposed_by(&mut self, ballot: Ballot) {
+    fn deposed_by(&mut self, ballot: Ballot) {
         if self.proposer.leader.as_ref().is_some_and(|l| l.ballot < ballot) {
             self.step_down(ballot);
         }
@@ -502,7 +502,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Follow the election: start phase 1 when elected with a new ballot,
     /// step down when someone else leads.
-    pub(crate) fn sync_role(&mut self) {
+    fn sync_role(&mut self) {
         let elected = self.election.leader();
         if self.election.is_leader() {
             let leading = self.proposer.leader.as_ref().map(|l| l.ballot);
@@ -519,15 +519,15 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
-    pub(crate) fn set_leader_hint(&mut self, hint: Option<NodeId>) {
+    fn set_leader_hint(&mut self, hint: Option<NodeId>) {
         let (me, now, max) = (self.cfg.id, self.clock.now, self.cfg.max_message_bytes);
         let mut net = Net::new(&self.cfg, &mut self.outbox, &mut self.out);
         self.clients.set_leader_hint(&mut net, me, hint, now, max);
     }
 
     /// The leader at work, for one call: the proposer with what it may
-    /// touch.
-    pub(crate) fn lead<R>(&mut self, f: impl FnOnce(&mut Leading<'_, S>) -> R) -> R {
+    /// touch; then its own acceptor records the lease it granted it.
+    fn lead<R>(&mut self, f: impl FnOnce(&mut Leading<'_, S>) -> R) -> R {
         let receiving_snapshot = self.receiving_snapshot();
         let mut leading = Leading {
             cfg: &self.cfg,
@@ -537,13 +537,20 @@ impl<S: StateMachine> Replica<S> {
             members: &mut self.members,
             clients: &mut self.clients,
             election: &mut self.election,
-            acceptor: &mut self.acceptor,
+            promised: self.acceptor.promised,
+            own_lease: None,
             log: &mut self.log,
-            learner: &self.learner,
+            commit: self.learner.commit,
+            applied: self.learner.applied,
+            sm: &self.learner.sm,
             handover: &mut self.handover,
             receiving_snapshot,
         };
-        f(&mut leading)
+        let r = f(&mut leading);
+        if let Some((ballot, until)) = leading.own_lease {
+            self.acceptor.grant_own_lease(self.cfg.id, ballot, until);
+        }
+        r
     }
 
     /// `TimeoutNow` from the leader of `ballot`: take over at once, if we
@@ -571,7 +578,7 @@ impl<S: StateMachine> Replica<S> {
     // ---- the learner (see `learner.rs`) ---------------------------------
 
     /// Learn from a commit index that a leader with `ballot` announced.
-    pub(crate) fn learn_commit(&mut self, from: NodeId, ballot: Ballot, commit: Slot) {
+    fn learn_commit(&mut self, from: NodeId, ballot: Ballot, commit: Slot) {
         self.learner.learn(&mut self.log, ballot, commit);
         self.advance_commit();
         if self.learner.behind() && self.learner.catchup_sent_at.is_none() {
@@ -581,7 +588,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Move the commit index over the chosen prefix and apply it; then
     /// every role that waits on the commit index looks again.
-    pub(crate) fn advance_commit(&mut self) {
+    fn advance_commit(&mut self) {
         self.learner.advance(&self.log);
         self.forget_chosen_inflight();
         self.learner.known_commit = self.learner.known_commit.max(self.learner.commit);
@@ -594,7 +601,7 @@ impl<S: StateMachine> Replica<S> {
     /// Apply the chosen prefix, and route what the learner reports: a
     /// configuration chosen to the membership, an answer to the client that
     /// proposed here; then serve the reads the applied state allows.
-    pub(crate) fn apply_chosen(&mut self) {
+    fn apply_chosen(&mut self) {
         for learned in self.learner.apply_chosen(&self.log) {
             match learned {
                 Learned::Configuration(slot, m) => {
@@ -614,7 +621,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Ask for the chosen values we are missing: of `from`, else of the
     /// leader we know of (not while a snapshot is arriving).
-    pub(crate) fn request_catch_up(&mut self, from: Option<NodeId>) {
+    fn request_catch_up(&mut self, from: Option<NodeId>) {
         if self.receiving_snapshot() {
             return;
         }
@@ -838,7 +845,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Vote again once the rejoin rule allows (see [`Rejoin::ready`]):
     /// promise the highest ballot heard of, and bid only above it.
-    pub(crate) fn finish_rejoin_if_caught_up(&mut self) {
+    fn finish_rejoin_if_caught_up(&mut self) {
         let needed = rejoin::witnesses_needed(&self.cfg);
         let Some(r) = self.rejoin.as_ref() else { return };
         if !self.members.configs.chosen.is_empty() {
@@ -861,7 +868,7 @@ impl<S: StateMachine> Replica<S> {
 
     // ---- the leader's entry points (see `leader.rs`) -------------------
 
-    pub(crate) fn start_phase1(&mut self, ballot: Ballot) {
+    fn start_phase1(&mut self, ballot: Ballot) {
         self.lead(|l| l.start_phase1(ballot));
     }
 
@@ -882,7 +889,7 @@ impl<S: StateMachine> Replica<S> {
         self.resume_phase1_if_caught_up();
     }
 
-    pub(crate) fn resume_phase1_if_caught_up(&mut self) {
+    fn resume_phase1_if_caught_up(&mut self) {
         self.lead(|l| l.resume_phase1_if_caught_up());
     }
 
@@ -896,15 +903,15 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
-    pub(crate) fn forget_chosen_inflight(&mut self) {
+    fn forget_chosen_inflight(&mut self) {
         self.lead(|l| l.forget_chosen_inflight());
     }
 
-    pub(crate) fn step_down(&mut self, higher: Ballot) {
+    fn step_down(&mut self, higher: Ballot) {
         self.lead(|l| l.step_down(higher));
     }
 
-    pub(crate) fn serve_reads(&mut self) {
+    fn serve_reads(&mut self) {
         self.lead(|l| l.serve_reads());
     }
 
@@ -924,12 +931,12 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
-    pub(crate) fn serve_follower_reads(&mut self) {
+    fn serve_follower_reads(&mut self) {
         let (sm, applied) = (&self.learner.sm, self.learner.applied);
         self.clients.serve_follower_reads(&mut self.out.reads, sm, applied);
     }
 
-    pub(crate) fn expire_follower_reads(&mut self) {
+    fn expire_follower_reads(&mut self) {
         let horizon = self.clock.now.saturating_sub(2 * self.cfg.election_ticks);
         self.clients.expire_follower_reads(&mut self.out.reads, self.cfg.id, horizon);
     }
@@ -963,14 +970,14 @@ impl<S: StateMachine> Replica<S> {
     // ---- plumbing -------------------------------------------------------
 
     /// Index in the initial configuration's voters (rejoin bookkeeping).
-    pub(crate) fn member_index(&self, node: NodeId) -> Option<usize> {
+    fn member_index(&self, node: NodeId) -> Option<usize> {
         self.cfg.members.iter().position(|&m| m == node)
     }
 
     /// Whether `node` is listed in a configuration this replica knows of
     /// (chosen, or proposed in a slot it holds): messages from anyone else
     /// are ignored.
-    pub(crate) fn knows(&self, node: NodeId) -> bool {
+    fn knows(&self, node: NodeId) -> bool {
         self.members.configs.knows(node)
             || self
                 .log
@@ -986,14 +993,14 @@ impl<S: StateMachine> Replica<S> {
 
     /// Everyone in the configurations in force and pending, voters first,
     /// without duplicates.
-    pub(crate) fn view_members(&self) -> Vec<NodeId> {
+    fn view_members(&self) -> Vec<NodeId> {
         self.members.everyone()
     }
 
     /// Recompute the configurations in force at `commit + 1` and pending,
     /// after the commit index moved or a change was learned; when they
     /// changed, retune election and step down if no longer a voter.
-    pub(crate) fn refresh_view(&mut self) {
+    fn refresh_view(&mut self) {
         let from = self.learner.commit + 1;
         // Keep what a phase 1 in progress still needs (it may have started
         // before the commit index moved on).
@@ -1011,7 +1018,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Tell election whose replies make this node connected, and whether
     /// it may stand.
-    pub(crate) fn configure_election(&mut self) {
+    fn configure_election(&mut self) {
         let voter = self.rejoin.is_none() && self.members.view.first().is_some_and(|m| m.is_voter(self.cfg.id));
         self.election.set_voter(voter);
         self.election.set_groups(self.election_groups());
@@ -1040,23 +1047,23 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// The outside world, for one call of a role.
-    pub(crate) fn net(&mut self) -> Net<'_, S::Output> {
+    fn net(&mut self) -> Net<'_, S::Output> {
         Net::new(&self.cfg, &mut self.outbox, &mut self.out)
     }
 
     /// Append a record for the runtime to make durable; returns its number.
-    pub(crate) fn persist(&mut self, record: Record) -> Lsn {
+    fn persist(&mut self, record: Record) -> Lsn {
         self.net().persist(record)
     }
 
     /// Send a message that depends on nothing unpersisted.
-    pub(crate) fn send(&mut self, to: NodeId, msg: Message) {
+    fn send(&mut self, to: NodeId, msg: Message) {
         self.net().send(to, msg);
     }
 
     /// Send a reply that depends on every record persisted so far: it is
     /// held until they are durable (unless the planted bug says otherwise).
-    pub(crate) fn send_after_persist(&mut self, to: NodeId, msg: Message) {
+    fn send_after_persist(&mut self, to: NodeId, msg: Message) {
         self.net().send_after_persist(to, msg);
     }
 
