@@ -3,7 +3,8 @@
 //! Rules kept here, in the paper's words: an acceptor never accepts a value
 //! in a ballot lower than one it promised, and it remembers (durably, before
 //! replying) what it promised and accepted. Every reply that depends on this
-//! state goes through `send_after_persist`, so it cannot leave the node
+//! state is an `Effect::Reply`, which the router sends through
+//! `Net::send_after_persist` (`outbox.rs`), so it cannot leave the node
 //! before the records behind it are durable.
 //!
 //! Leases: when an acceptor acknowledges a leader's heartbeat with a lease,

@@ -62,6 +62,13 @@
 //! ballot. Messages delayed or duplicated do not matter: the leader never
 //! relies on a lease in `b` again, whenever a `TimeoutNow { b }` or a
 //! Prepare carrying `b` arrives.
+//!
+//! # Where the code is
+//!
+//! Steps 1, 2 and 5 are the old leader's: methods of the leader at work
+//! (`Leading`) below, on the `Handover` it owns. Step 3 is the
+//! target's, and spans its acceptor, learner, election and proposer: the
+//! replica routes it (`on_timeout_now` in `replica.rs`).
 
 use crate::ballot::Ballot;
 use crate::command::Value;

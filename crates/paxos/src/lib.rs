@@ -4,7 +4,7 @@
 //!   clearest place to read the safety rule.
 //! * [`Replica`]: Multi-Paxos with a stable leader; inputs in, outputs out
 //!   ([`io`]), no I/O, no clocks, deterministic. `replica.rs` is the router,
-//!   and the only file that names `Replica`; each role is a type owning its
+//!   and no role module uses `Replica` or reaches its fields; each role is a type owning its
 //!   state in its own file, called with the little it may touch and
 //!   returning what others must do: the acceptor (`acceptor.rs`), the
 //!   proposer (`proposer.rs`: its phases and their rules) and the leader at
