@@ -8,7 +8,8 @@
 //!   state in its own file, called with the little it may touch and
 //!   returning what others must do: the acceptor (`acceptor.rs`), the
 //!   proposer (`proposer.rs`: its phases and their rules) and the leader at
-//!   work (`leader.rs`: `Leading`, the proposer with a narrow context), the
+//!   work (`leader.rs`: `Leading`, the proposer with a narrow context; its
+//!   leases and reads in `reads.rs`), the
 //!   learner (`learner.rs`), snapshot sender and receiver (`snapshot.rs`),
 //!   rejoining after disk loss (`rejoin.rs`), clients' requests
 //!   (`clients.rs`), records and messages out (`outbox.rs`), replaying the
@@ -53,6 +54,7 @@ mod learner;
 mod outbox;
 mod plant;
 mod proposer;
+mod reads;
 mod recover;
 mod rejoin;
 mod replica;

@@ -22,8 +22,8 @@
 //! its state: [`Acceptor`] (promises, leases; `acceptor.rs`), [`Learner`]
 //! (the chosen prefix and the state machine; `learner.rs`), [`Proposer`]
 //! (the leadership; its rules in `proposer.rs`, at work as [`Leading`] in
-//! `leader.rs`, with its part of a leadership handover in
-//! [`crate::handover`]), [`Snapshots`] (stored, sent and received;
+//! `leader.rs`, its leases and reads in `reads.rs`, its part of a
+//! leadership handover in [`crate::handover`]), [`Snapshots`] (stored, sent and received;
 //! `snapshot.rs`), election ([`crate::election`]), membership ([`Members`],
 //! `reconfig.rs`), rejoining after disk loss ([`Rejoin`], `rejoin.rs`) and
 //! clients' requests ([`Clients`], `clients.rs`). A role is called with the
