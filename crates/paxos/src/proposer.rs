@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 /// A slot proposed and not yet known chosen.
 #[derive(Clone, Debug)]
-pub(crate) struct Inflight {
+struct Inflight {
     value: Value,
     /// Who accepted it (counted against the configuration governing the
     /// slot when a quorum is checked).
@@ -111,20 +111,20 @@ pub(crate) enum Phase {
 /// The client commands a leader holds, queued or proposed in a slot not yet
 /// known chosen, with how many copies of each.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Held(HashMap<CommandId, u32>);
+struct Held(HashMap<CommandId, u32>);
 
 impl Held {
-    pub(crate) fn contains(&self, id: CommandId) -> bool {
+    fn contains(&self, id: CommandId) -> bool {
         self.0.contains_key(&id)
     }
 
-    pub(crate) fn add(&mut self, commands: &[Command]) {
+    fn add(&mut self, commands: &[Command]) {
         for c in commands {
             *self.0.entry(c.id).or_default() += 1;
         }
     }
 
-    pub(crate) fn remove(&mut self, commands: &[Command]) {
+    fn remove(&mut self, commands: &[Command]) {
         for c in commands {
             if let Some(n) = self.0.get_mut(&c.id) {
                 *n -= 1;
@@ -580,7 +580,7 @@ impl Active {
     /// The configurations this leader has recovered or proposed and not
     /// yet seen chosen, then one asked for here and not yet proposed, in
     /// that order (with repeats).
-    pub(crate) fn changes_under_way(&self) -> impl Iterator<Item = &Membership> {
+    fn changes_under_way(&self) -> impl Iterator<Item = &Membership> {
         let values = self.inflight.values().map(|i| &i.value).chain(self.recovered.values());
         let proposed = values.filter_map(|v| match v {
             Value::Reconfigure(m) => Some(m),
