@@ -23,17 +23,19 @@
 //! (the chosen prefix and the state machine; `learner.rs`), [`Proposer`]
 //! (the leadership; its rules in `proposer.rs`, at work as [`Leading`] in
 //! `leader.rs`, its leases and reads in `reads.rs`, its part of a
-//! leadership handover in [`crate::handover`]), [`Snapshots`] (stored, sent and received;
-//! `snapshot.rs`), election ([`crate::election`]), membership ([`Members`],
-//! `reconfig.rs`), rejoining after disk loss ([`Rejoin`], `rejoin.rs`) and
-//! clients' requests ([`Clients`], `clients.rs`). A role is called with the
+//! leadership handover in [`crate::handover`]), [`Snapshots`] (stored,
+//! sent and received; `snapshot.rs`), election ([`crate::election`]),
+//! membership ([`Members`], `reconfig.rs`), rejoining after disk loss
+//! ([`Rejoin`], `rejoin.rs`) and clients' requests ([`Clients`],
+//! `clients.rs`). A role is called with the
 //! little it may read or write, and everything it sends or persists goes
 //! through a [`Net`] (`outbox.rs`), which keeps the order the runtime must
 //! follow. What one role needs another to do comes back as an event the
 //! router carries out, in order: the acceptor's [`AcceptorEffect`]s, the
 //! learner's `Learned`, a slot the leader saw chosen (the learner
-//! advances), a promiser compacted past the leader ([`crate::leader::Behind`]:
-//! the learner catches up), a snapshot received (installed here).
+//! advances), a promiser compacted past the leader
+//! ([`crate::leader::Behind`]: the learner catches up), the lease a
+//! leader's own acceptor grants it, a snapshot received (installed here).
 //!
 //! The router's own rules are only those that span roles: advancing the
 //! commit index (every role waiting on it looks again), installing a
