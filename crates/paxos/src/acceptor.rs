@@ -3,7 +3,8 @@
 //! Rules kept here, in the paper's words: an acceptor never accepts a value
 //! in a ballot lower than one it promised, and it remembers (durably, before
 //! replying) what it promised and accepted. Every reply that depends on this
-//! state goes through `send_after_persist`, so it cannot leave the node
+//! state is an `Effect::Reply`, which the router sends through
+//! `Net::send_after_persist` (`outbox.rs`), so it cannot leave the node
 //! before the records behind it are durable.
 //!
 //! Leases: when an acceptor acknowledges a leader's heartbeat with a lease,
@@ -72,6 +73,15 @@ pub(crate) struct Env<'a> {
 }
 
 impl Acceptor {
+    /// This replica leads in `ballot`, which this acceptor promised: it
+    /// grants its own leader (`me`) a lease until `until` (a leader's
+    /// heartbeat round counts its own grant at once).
+    pub(crate) fn grant_own_lease(&mut self, me: NodeId, ballot: Ballot, until: u64) {
+        self.lease_holder = me;
+        self.lease_ballot = ballot;
+        self.lease_until = self.lease_until.max(until);
+    }
+
     /// Phase 1b: promise `ballot` unless a higher ballot was promised (then
     /// refuse) or a lease granted to another node still runs (then stay
     /// silent), and report what was accepted from `from_slot` on.

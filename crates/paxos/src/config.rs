@@ -10,6 +10,7 @@ use crate::plant::Plant;
 #[cfg(feature = "planting")]
 use crate::plant::PlantedBug;
 use crate::quorum::{QuorumError, QuorumPolicy};
+use crate::reconfig::Membership;
 use crate::types::NodeId;
 use thiserror::Error;
 
@@ -265,6 +266,17 @@ impl Config {
     /// The hooks of the bug planted, if any.
     pub(crate) fn plant(&self) -> Plant {
         Plant::of(self)
+    }
+
+    /// The initial configuration, as `members`, `learners` and `quorum`
+    /// give it.
+    pub(crate) fn initial_membership(&self) -> Membership {
+        Membership {
+            voters: self.members.clone(),
+            learners: self.learners.clone(),
+            q1: self.quorum.phase1(),
+            q2: self.quorum.phase2(),
+        }
     }
 }
 

@@ -62,12 +62,19 @@
 //! ballot. Messages delayed or duplicated do not matter: the leader never
 //! relies on a lease in `b` again, whenever a `TimeoutNow { b }` or a
 //! Prepare carrying `b` arrives.
+//!
+//! # Where the code is
+//!
+//! Steps 1, 2 and 5 are the old leader's: methods of the leader at work
+//! (`Leading`) below, on the `Handover` it owns. Step 3 is the
+//! target's, and spans its acceptor, learner, election and proposer: the
+//! replica routes it (`on_timeout_now` in `replica.rs`).
 
 use crate::ballot::Ballot;
 use crate::command::Value;
 use crate::io::TransferResponse;
+use crate::leader::Leading;
 use crate::message::Message;
-use crate::replica::Replica;
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Slot};
 use std::collections::BTreeSet;
@@ -145,15 +152,15 @@ impl Handover {
     }
 }
 
-impl<S: StateMachine> Replica<S> {
+impl<S: StateMachine> Leading<'_, S> {
     /// `Input::TransferLeadership`: check the request, and start draining.
     pub(crate) fn start_handover(&mut self, id: u64, to: NodeId) {
         match self.check_handover(to) {
-            Err(e) => self.out.transfers.push(TransferResponse { id, result: Err(e) }),
-            Ok(None) => self.out.transfers.push(TransferResponse { id, result: Ok(()) }),
+            Err(e) => self.net.out.transfers.push(TransferResponse { id, result: Err(e) }),
+            Ok(None) => self.net.out.transfers.push(TransferResponse { id, result: Ok(()) }),
             Ok(Some((ballot, unacked))) => {
-                let deadline = self.clock.now + self.cfg.transfer_timeout_ticks;
-                self.handover = Some(Handover { id, to, ballot, deadline, unacked, sent_at: None, nudged_at: None });
+                let deadline = self.now + self.cfg.transfer_timeout_ticks;
+                *self.handover = Some(Handover { id, to, ballot, deadline, unacked, sent_at: None, nudged_at: None });
                 self.advance_handover();
             }
         }
@@ -179,7 +186,7 @@ impl<S: StateMachine> Replica<S> {
         if !configs.iter().all(|m| m.is_voter(to)) {
             return Err(TransferError::BadTransferee(to));
         }
-        if configs.len() > 1 || self.pending_membership().is_some() || a.reconfiguring() {
+        if configs.len() > 1 || self.members.configs.pending_at(self.commit + 1).next().is_some() || a.reconfiguring() {
             return Err(TransferError::InProgress);
         }
         Ok(Some((leader.ballot, a.unacked_by(to))))
@@ -188,7 +195,7 @@ impl<S: StateMachine> Replica<S> {
     /// Whether client commands wait: a transfer of our current leadership
     /// is in progress.
     pub(crate) fn holding_proposals(&self) -> bool {
-        match (&self.handover, &self.proposer.leader) {
+        match (self.handover.as_ref(), &self.proposer.leader) {
             (Some(t), Some(l)) => t.ballot == l.ballot,
             _ => false,
         }
@@ -211,7 +218,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Hand over once the target holds every slot we proposed.
     fn advance_handover(&mut self) {
-        let now = self.clock.now;
+        let now = self.now;
         let Some(t) = self.handover.as_ref() else { return };
         if t.sent_at.is_some() || !t.unacked.is_empty() || !self.holding_proposals() {
             return;
@@ -225,21 +232,21 @@ impl<S: StateMachine> Replica<S> {
         if let Some(t) = self.handover.as_mut() {
             t.sent_at = Some(now);
         }
-        let commit = self.learner.commit;
-        self.send(to, Message::TimeoutNow { ballot, commit });
+        let commit = self.commit;
+        self.net.send(to, Message::TimeoutNow { ballot, commit });
     }
 
     /// Timers: resend the handover, or give up at the deadline.
     pub(crate) fn handover_tick(&mut self) {
-        let now = self.clock.now;
+        let now = self.now;
         let retry = self.cfg.retry_ticks;
         let Some(t) = self.handover.as_ref() else { return };
         if now >= t.deadline {
             let id = t.id;
-            self.handover = None;
+            *self.handover = None;
             // If we still lead, the queued commands go into slots again at
             // the next flush.
-            self.out.transfers.push(TransferResponse { id, result: Err(TransferError::Timeout) });
+            self.net.out.transfers.push(TransferResponse { id, result: Err(TransferError::Timeout) });
             return;
         }
         if t.sent_at.is_none() && t.nudged_at.is_none_or(|at| now >= at + retry) {
@@ -252,8 +259,8 @@ impl<S: StateMachine> Replica<S> {
             if let Some(t) = self.handover.as_mut() {
                 t.sent_at = Some(now);
             }
-            let commit = self.learner.commit;
-            self.send(to, Message::TimeoutNow { ballot, commit });
+            let commit = self.commit;
+            self.net.send(to, Message::TimeoutNow { ballot, commit });
         }
     }
 
@@ -264,8 +271,8 @@ impl<S: StateMachine> Replica<S> {
     /// (or learned otherwise) is struck off: the target learns it by
     /// catch-up.
     fn nudge_target(&mut self) {
-        let now = self.clock.now;
-        let commit = self.learner.commit;
+        let now = self.now;
+        let commit = self.commit;
         let Some(t) = self.handover.as_ref() else { return };
         let Some(leader) = self.proposer.leader.as_ref().filter(|l| l.ballot == t.ballot) else { return };
         let Some(a) = leader.active() else { return };
@@ -301,29 +308,7 @@ impl<S: StateMachine> Replica<S> {
     /// node leads above it, it is over (and failed).
     pub(crate) fn handover_observe(&mut self, from: NodeId, ballot: Ballot) {
         let Some(answer) = self.handover.as_ref().and_then(|t| t.outcome(from, ballot)) else { return };
-        self.handover = None;
-        self.out.transfers.push(answer);
-    }
-
-    /// `TimeoutNow` from the leader of `ballot`: take over at once, if we
-    /// may stand and still follow that ballot.
-    pub(crate) fn on_timeout_now(&mut self, from: NodeId, ballot: Ballot, commit: Slot) {
-        if ballot.node != from || from == self.cfg.id {
-            return;
-        }
-        let stale = self.acceptor.promised > ballot
-            || self.election.leader() > ballot
-            || self.proposer.leader.as_ref().is_some_and(|l| l.ballot > ballot);
-        let connected = self.election.connected(self.clock.now);
-        if stale || !connected || !self.election.is_voter() || self.rejoin.is_some() {
-            return;
-        }
-        // Our entries in `ballot` are the sender's proposals: learn which
-        // are chosen, so phase 1 starts above them.
-        self.learn_commit(from, ballot, commit);
-        let above = self.acceptor.promised.max(ballot).max(self.proposer.own_ballot);
-        let Some(bid) = self.election.take_over(above) else { return };
-        self.proposer.takeover = Some((bid, ballot));
-        self.sync_role();
+        *self.handover = None;
+        self.net.out.transfers.push(answer);
     }
 }

@@ -10,59 +10,127 @@
 //! only phase 2, for batches of commands, with a bounded window of slots in
 //! flight.
 //!
-//! Reads: a leader that holds a lease (a quorum of acceptors promised not to
-//! help another leader until a time it knows) answers from its state at
-//! once; otherwise it confirms, by a heartbeat round answered by a quorum,
-//! that no newer leader exists, then answers at its commit index as of the
-//! read's arrival (the read-index method).
-//!
 //! The leader's state and its own rules live in [`crate::proposer`]
-//! (`Preparing`, `Active`, `Leader`); this file is the replica's side:
-//! it hands them what they need (the clock, the commit index, the log, the
-//! voters that count) and routes what they return to the log, the network
-//! and the clients.
+//! (`Preparing`, `Active`, `Leader`); this file is the leader at work,
+//! [`Leading`]: the proposer together with the little of the rest of the
+//! replica it may touch (the log, to record what it saw chosen; the
+//! membership, the election and the clients' queues), and read-only what
+//! it must know (what its own acceptor promised, the learner's commit and
+//! applied indexes, the state machine reads are answered from). What
+//! another role must do is returned to the router: a slot chosen (the
+//! learner advances), a promiser compacted past us ([`Behind`]: the learner
+//! catches up), a lease its own acceptor grants it (the acceptor records
+//! it). Its leases and linearizable reads are in `reads.rs`; its part of a
+//! leadership handover in [`crate::handover`]. It never reaches the replica
+//! itself.
 
 use crate::ballot::Ballot;
-use crate::command::{Command, Value};
-use crate::io::{ClientError, FollowerRead, ReadResponse, ReconfigResponse};
-use crate::log::Entry;
-use crate::message::{command_size_bound, split_by_size, value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
-use crate::proposer::{Active, Chosen, Leader, Phase, Preparing};
-use crate::reconfig::{Change, Membership, ReconfigError};
+use crate::clients::{send_forward, Clients};
+use crate::command::Value;
+use crate::config::Config;
+use crate::election::Election;
+use crate::handover::Handover;
+use crate::io::{FollowerRead, ReconfigResponse};
+use crate::log::{Entry, Log};
+use crate::message::{split_by_size, value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
+use crate::outbox::Net;
+use crate::proposer::{Active, Chosen, Leader, Phase, Proposer};
+use crate::quorum::{Joint, Quorum};
+use crate::reconfig::{Change, Members, Membership, ReconfigError};
 use crate::record::Record;
-use crate::replica::Replica;
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Slot};
-use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 
 /// A leader that has waited this many retry intervals to catch up to a
 /// promiser's compaction point prepares again (see
-/// [`Replica::restart_phase1`]).
+/// [`Leading::restart_phase1`]).
 const BEHIND_PATIENCE: u64 = 10;
 
-impl<S: StateMachine> Replica<S> {
+/// The proposer at work, with what it may touch of the replica for one
+/// call (built by the router, which routes what the call returns).
+pub(crate) struct Leading<'a, S: StateMachine> {
+    /// The configuration.
+    pub(crate) cfg: &'a Config,
+    /// The replica's clock.
+    pub(crate) now: u64,
+    /// The leadership held, and the ballots not to reuse.
+    pub(crate) proposer: &'a mut Proposer,
+    /// Records and messages out, answers to clients.
+    pub(crate) net: Net<'a, S::Output>,
+    /// The configurations known and in force (written only by the planted
+    /// `reconfig-no-overlap` bug).
+    pub(crate) members: &'a mut Members,
+    /// Commands waiting for a leader, reads made here, the leader hint.
+    pub(crate) clients: &'a mut Clients,
+    /// Told when this leader is refused or deposed.
+    pub(crate) election: &'a mut Election,
+    /// What this replica's acceptor promised (a leader counts its own
+    /// acknowledgement and lease grant only in that ballot).
+    pub(crate) promised: Ballot,
+    /// A lease this replica's acceptor grants its own leader (ballot, until
+    /// when), set by a heartbeat round: the router hands it to the acceptor.
+    pub(crate) own_lease: Option<(Ballot, u64)>,
+    /// The slots this leader sees chosen are recorded here.
+    pub(crate) log: &'a mut Log,
+    /// The learner's commit index.
+    pub(crate) commit: Slot,
+    /// The learner's applied index.
+    pub(crate) applied: Slot,
+    /// The state machine, which reads are answered from.
+    pub(crate) sm: &'a S,
+    /// A leadership handover asked for here, if any (see
+    /// [`crate::handover`], which holds the leader's part of it).
+    pub(crate) handover: &'a mut Option<Handover>,
+    /// Whether a snapshot is arriving (a leader behind waits for it).
+    pub(crate) receiving_snapshot: bool,
+}
+
+/// A promiser compacted its log up to `slot`, past where this leader's
+/// phase 1 starts: the learner must catch up (from `from`) before phase 1
+/// can be run again above it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Behind {
+    /// The promiser's compaction point.
+    pub(crate) slot: Slot,
+    /// The promiser.
+    pub(crate) from: NodeId,
+}
+
+impl<S: StateMachine> Leading<'_, S> {
+    /// How this replica counts `m`'s quorums (a planted bug may wrap it).
+    fn quorum<'m>(&self, m: &'m Membership) -> Quorum<'m> {
+        self.cfg.plant().quorum(m)
+    }
+
+    /// The joint quorum of `configs` (every configuration a change spans).
+    pub(crate) fn joint<'m>(&self, configs: &'m [Membership]) -> Joint<'m> {
+        Joint::new(configs.iter().map(|m| self.quorum(m)).collect())
+    }
+}
+
+impl<S: StateMachine> Leading<'_, S> {
     /// Elected with `ballot`: phase 1a to every voter of every configuration
     /// that may govern a slot from our first unchosen one on, ourselves
     /// included.
     pub(crate) fn start_phase1(&mut self, ballot: Ballot) {
         let pending = match self.proposer.leader.take() {
             Some(old) => {
-                let reads = old.phase.into_waiting_reads();
-                self.refuse_reads(reads);
-                old.pending
+                let (pending, phase) = old.end();
+                self.refuse_reads(phase.into_waiting_reads());
+                pending
             }
             None => VecDeque::new(),
         };
         let mut pending = pending;
         pending.extend(self.clients.forward.drain(..));
         // Our own unanswered proposals went to a leader that may be gone.
-        let again = self.unanswered_except(&pending);
+        let again = self.clients.unanswered_except(&pending);
         pending.extend(again);
-        let from_slot = self.learner.commit + 1;
+        let from_slot = self.commit + 1;
         let targets = self.members_of(&self.phase1_configs(from_slot, &BTreeMap::new()));
         let handoff = self.proposer.takeover.take().filter(|(b, _)| *b == ballot).map(|(_, h)| h);
-        let mut leader = Leader::new(ballot, handoff, from_slot, self.clock.now);
+        let mut leader = Leader::new(ballot, handoff, from_slot, self.now);
         for cmd in pending {
             leader.enqueue(cmd);
         }
@@ -70,18 +138,10 @@ impl<S: StateMachine> Replica<S> {
         self.clients.leader_hint = Some(self.cfg.id);
         debug_assert!(ballot > self.proposer.own_ballot, "ballot {ballot} reused");
         self.proposer.own_ballot = ballot;
-        self.out.stats.phase1_started += 1;
-        self.persist(Record::Ballot(ballot));
+        self.net.out.stats.phase1_started += 1;
+        self.net.persist(Record::Ballot(ballot));
         for to in targets {
-            self.send_after_persist(to, Message::Prepare { ballot, from_slot, handoff });
-        }
-    }
-
-    /// The first slot of our phase 1, while it runs.
-    pub(crate) fn preparing_from(&self) -> Option<Slot> {
-        match self.proposer.leader.as_ref() {
-            Some(Leader { phase: Phase::Preparing(p), .. }) => Some(p.from_slot),
-            _ => None,
+            self.net.send_after_persist(to, Message::Prepare { ballot, from_slot, handoff });
         }
     }
 
@@ -114,7 +174,9 @@ impl<S: StateMachine> Replica<S> {
         self.joint(configs).members()
     }
 
-    /// Phase 1b arrives.
+    /// Phase 1b arrives. Returns [`Behind`] when a promiser has compacted
+    /// slots this leader would have to propose: the learner must catch up
+    /// to them first (then [`Leading::resume_phase1_if_caught_up`]).
     pub(crate) fn on_promise(
         &mut self,
         from: NodeId,
@@ -122,7 +184,7 @@ impl<S: StateMachine> Replica<S> {
         from_slot: Slot,
         entries: Vec<PromisedEntry>,
         compacted: Slot,
-    ) {
+    ) -> Option<Behind> {
         let ignore_accepted = self.cfg.plant().ignore_accepted_value();
         match self.proposer.leader.as_mut() {
             Some(Leader { ballot: b, phase: Phase::Active(a), .. }) => {
@@ -132,21 +194,21 @@ impl<S: StateMachine> Replica<S> {
                 if *b == ballot {
                     a.late_promise(from, from_slot);
                 }
-                return;
+                return None;
             }
             Some(Leader { ballot: b, phase: Phase::Preparing(p), .. }) => {
                 if *b != ballot || !p.promise(from, from_slot, entries, compacted, !ignore_accepted) {
-                    return;
+                    return None;
                 }
             }
-            None => return,
+            None => return None,
         }
-        let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_ref() else { return };
-        let configs = self.phase1_configs(from_slot, &p.merged);
-        if !self.joint(&configs).is_phase1(&p.promises) {
+        let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_ref() else { return None };
+        let configs = self.phase1_configs(from_slot, p.merged());
+        if !self.joint(&configs).is_phase1(p.promises()) {
             // A configuration found among the promises: ask its voters too
             // (those who promised already are not asked again).
-            let promised = p.promises.clone();
+            let promised = p.promises().to_vec();
             let missing: Vec<NodeId> =
                 self.members_of(&configs).into_iter().filter(|id| !promised.contains(id)).collect();
             let fresh: Vec<NodeId> = {
@@ -156,28 +218,23 @@ impl<S: StateMachine> Replica<S> {
             };
             let handoff = self.proposer.leader.as_ref().and_then(|l| l.handoff);
             for to in fresh {
-                self.send(to, Message::Prepare { ballot, from_slot, handoff });
+                self.net.send(to, Message::Prepare { ballot, from_slot, handoff });
             }
-            return;
+            return None;
         }
-        let behind = p.behind;
+        let behind = p.behind();
         if behind.0 >= from_slot {
-            let now = self.clock.now;
+            let now = self.now;
             if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() {
-                p.behind_since.get_or_insert(now);
+                p.wait_for_catch_up(now);
             }
-            self.learner.known_commit = self.learner.known_commit.max(behind.0);
             // Slots we would have to propose are compacted away at a
             // promiser: fetch its snapshot first, then prepare again from
             // the new commit index (same ballot; nothing proposed yet).
-            if self.learner.commit < behind.0 {
-                self.request_catch_up(Some(behind.1));
-            }
-            // (We may have caught up while preparing.)
-            self.resume_phase1_if_caught_up();
-            return;
+            return Some(Behind { slot: behind.0, from: behind.1 });
         }
         self.become_active();
+        None
     }
 
     /// Once a leader held back by a compacted promiser has caught up, run
@@ -194,14 +251,12 @@ impl<S: StateMachine> Replica<S> {
     /// leader in phase 1 for good: the promises are asked for again, and an
     /// honest compacted promiser reports its compaction point again.
     fn restart_phase1(&mut self, impatient: bool) {
-        let commit = self.learner.commit;
-        let now = self.clock.now;
+        let commit = self.commit;
+        let now = self.now;
         let patience = BEHIND_PATIENCE * self.cfg.retry_ticks;
-        let receiving = self.receiving_snapshot();
-        let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() else { return };
-        let caught_up = p.behind.0 != 0 && commit >= p.behind.0;
-        let waited = impatient && !receiving && p.behind_since.is_some_and(|t| now >= t.saturating_add(patience));
-        if !caught_up && !waited {
+        let receiving = self.receiving_snapshot;
+        let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_ref() else { return };
+        if !p.restart_due(commit, now, (impatient && !receiving).then_some(patience)) {
             return;
         }
         self.prepare_again();
@@ -210,17 +265,16 @@ impl<S: StateMachine> Replica<S> {
     /// Run phase 1 again, same ballot (nothing is proposed yet), from our
     /// commit index.
     fn prepare_again(&mut self) {
-        let commit = self.learner.commit;
-        let now = self.clock.now;
+        let commit = self.commit;
+        let now = self.now;
         let Some(Leader { ballot, handoff, phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() else {
             return;
         };
         let (ballot, handoff) = (*ballot, *handoff);
-        let reads = std::mem::take(&mut p.reads);
-        *p = Preparing::new(commit + 1, reads, now);
+        p.restart(commit + 1, now);
         let targets = self.members_of(&self.phase1_configs(commit + 1, &BTreeMap::new()));
         for to in targets {
-            self.send(to, Message::Prepare { ballot, from_slot: commit + 1, handoff });
+            self.net.send(to, Message::Prepare { ballot, from_slot: commit + 1, handoff });
         }
     }
 
@@ -234,7 +288,7 @@ impl<S: StateMachine> Replica<S> {
         let Phase::Preparing(p) = &mut leader.phase else {
             return;
         };
-        let (active, early_reads) = p.complete(self.learner.commit, self.clock.now);
+        let (active, early_reads) = p.complete(self.commit, self.now);
         leader.phase = Phase::Active(Box::new(active));
         self.propose_due(false);
         self.send_heartbeat();
@@ -261,8 +315,8 @@ impl<S: StateMachine> Replica<S> {
         let alpha = self.members.configs.alpha;
         let max_batch = self.cfg.max_batch;
         let max_batch_bytes = self.cfg.max_batch_bytes;
-        let now = self.clock.now;
-        let commit = self.learner.commit;
+        let now = self.now;
+        let commit = self.commit;
         let mut first = 0;
         let mut values = Vec::new();
         let mut recipients: Vec<NodeId> = Vec::new();
@@ -281,31 +335,25 @@ impl<S: StateMachine> Replica<S> {
         // so `governing` answers with an older one, whose voters need not
         // be there to promise or accept (issue 12).
         if let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() {
-            if a.next_slot <= commit {
-                a.next_slot = commit + 1;
-                a.recovered.retain(|&s, _| s > commit);
-            }
+            a.skip_committed(commit);
         }
-        while let Some(Leader { pending, phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() {
-            let s = a.next_slot;
-            if a.inflight.len() >= window || (!no_delay && s > commit + alpha) {
+        while let Some(leader) = self.proposer.leader.as_ref() {
+            let Phase::Active(a) = &leader.phase else { break };
+            let s = a.next_slot();
+            if a.in_flight_count() >= window || (!no_delay && s > commit + alpha) {
                 break;
             }
             // A change chosen (or proposed) and not yet in force waits for
             // α more slots to be chosen: with no client traffic, no-ops
             // fill them, so the next change is not held up by an idle log.
-            let activating = a.reconfig.is_some() || self.members.configs.pending_at(s).next().is_some();
-            let due = a.recovered.contains_key(&s)
-                || a.reconfig.as_ref().is_some_and(|r| r.2.is_none())
-                || (commands && !hold && !pending.is_empty())
-                || (!hold && a.expire_due.is_some())
-                || activating;
+            let pending_change = self.members.configs.pending_at(s).next().is_some();
+            let due = a.proposal_due(s, commands && !hold && leader.pending_len() > 0, hold, pending_change);
             if !due {
                 break;
             }
             let g = self.members.configs.governing(s);
             let q = self.quorum(g);
-            if !q.is_phase1(&a.promisers) {
+            if !q.is_phase1(a.promisers()) {
                 self.extend_phase1();
                 break;
             }
@@ -317,7 +365,7 @@ impl<S: StateMachine> Replica<S> {
             let Some(leader) = self.proposer.leader.as_mut() else { break };
             let Some((value, batch)) = leader.propose_next(hold, max_batch, max_batch_bytes, now) else { break };
             if let Some(take) = batch {
-                self.out.stats.batches.push(take);
+                self.net.out.stats.batches.push(take);
             }
             if let Some(t) = self.handover.as_mut().filter(|_| hold) {
                 t.unacked.insert(s);
@@ -354,19 +402,19 @@ impl<S: StateMachine> Replica<S> {
     /// once it has promised our ballot, and the voters that did promise may
     /// since have been lost.
     fn extend_phase1(&mut self) {
-        let now = self.clock.now;
+        let now = self.now;
         let retry = self.cfg.retry_ticks;
-        let eager = self.membership_changed();
+        let eager = self.members.changed_from(&self.cfg.initial_membership());
         let configs = self.leader_configs();
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() else { return };
         let mut missing: Vec<NodeId> = Vec::new();
         for m in &configs {
             let q = self.quorum(m);
-            if !eager && q.is_phase1(&a.promisers) {
+            if !eager && q.is_phase1(a.promisers()) {
                 continue;
             }
             for &id in q.voters() {
-                if !a.promisers.contains(&id) && !missing.contains(&id) {
+                if !a.promisers().contains(&id) && !missing.contains(&id) {
                     missing.push(id);
                 }
             }
@@ -374,29 +422,20 @@ impl<S: StateMachine> Replica<S> {
         let Some(Leader { ballot, handoff, phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
             return;
         };
-        if missing.is_empty() || a.extend_sent_at.is_some_and(|t| now < t + retry) {
+        if missing.is_empty() {
             return;
         }
-        a.extend_sent_at = Some(now);
-        let (ballot, from_slot, handoff) = (*ballot, a.prepared_from, *handoff);
+        let Some(from_slot) = a.extend_due(now, retry) else { return };
+        let (ballot, handoff) = (*ballot, *handoff);
         for to in missing {
-            self.send(to, Message::Prepare { ballot, from_slot, handoff });
+            self.net.send(to, Message::Prepare { ballot, from_slot, handoff });
         }
     }
 
-    /// The configurations this leader must respect now: the one in force,
-    /// any pending, and any it has recovered or proposed and not yet seen
-    /// chosen. Leases and read confirmations count in each of them.
+    /// The configurations this leader must respect now (see
+    /// [`Proposer::respected_configs`]).
     pub(crate) fn leader_configs(&self) -> Vec<Membership> {
-        let mut out = self.members.view.clone();
-        if let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() {
-            for m in a.changes_under_way() {
-                if !out.contains(m) {
-                    out.push(m.clone());
-                }
-            }
-        }
-        out
+        self.proposer.respected_configs(&self.members.view)
     }
 
     fn broadcast_accept(&mut self, to: &[NodeId], ballot: Ballot, first_slot: Slot, values: Vec<Value>, commit: Slot) {
@@ -405,7 +444,7 @@ impl<S: StateMachine> Replica<S> {
             let n = run.len() as Slot;
             for &to in to {
                 let values = run.clone();
-                self.send(to, Message::Accept { ballot, first_slot: first, values, commit });
+                self.net.send(to, Message::Accept { ballot, first_slot: first, values, commit });
             }
             first += n;
         }
@@ -431,22 +470,13 @@ impl<S: StateMachine> Replica<S> {
         let mut first = first_slot;
         for run in self.accept_runs(values) {
             let n = run.len() as Slot;
-            self.send(to, Message::Accept { ballot, first_slot: first, values: run, commit });
+            self.net.send(to, Message::Accept { ballot, first_slot: first, values: run, commit });
             first += n;
         }
     }
 
-    /// Pass `commands` on to `to`, in as many `Forward`s as the message
-    /// size limit needs.
-    pub(crate) fn send_forward(&mut self, to: NodeId, commands: Vec<Command>) {
-        let budget = self.cfg.max_message_bytes.saturating_sub(ENVELOPE_BYTES);
-        for commands in split_by_size(commands, budget, command_size_bound) {
-            self.send(to, Message::Forward { commands });
-        }
-    }
-
     /// The active leadership in `ballot`, if we lead in that ballot.
-    fn active_in(&mut self, ballot: Ballot) -> Option<&mut Active> {
+    pub(crate) fn active_in(&mut self, ballot: Ballot) -> Option<&mut Active> {
         match self.proposer.leader.as_mut() {
             Some(Leader { ballot: b, phase: Phase::Active(a), .. }) if *b == ballot => Some(a),
             _ => None,
@@ -455,10 +485,10 @@ impl<S: StateMachine> Replica<S> {
 
     /// Phase 2b arrives: the leader counts it; a phase-2 quorum of the
     /// configuration governing a slot chooses the slot, which is then
-    /// recorded and learned here.
-    pub(crate) fn on_accepted(&mut self, from: NodeId, ballot: Ballot, first_slot: Slot, last_slot: Slot) {
-        self.handover_accepted(from, ballot, first_slot, last_slot);
-        let Some(a) = self.active_in(ballot) else { return };
+    /// recorded in the log. Whether any slot was: the learner then
+    /// advances its commit index over them.
+    pub(crate) fn on_accepted(&mut self, from: NodeId, ballot: Ballot, first_slot: Slot, last_slot: Slot) -> bool {
+        let Some(a) = self.active_in(ballot) else { return false };
         let counted = a.count_accepted(from, first_slot, last_slot);
         let newly: Vec<Slot> = counted
             .into_iter()
@@ -466,24 +496,24 @@ impl<S: StateMachine> Replica<S> {
             .map(|(slot, _)| slot)
             .collect();
         if newly.is_empty() {
-            return;
+            return false;
         }
         for slot in newly {
-            let Some(leader) = self.proposer.leader.as_mut() else { return };
+            let Some(leader) = self.proposer.leader.as_mut() else { return false };
             let Some(Chosen { value, reconfig }) = leader.take_chosen(slot) else { continue };
             if let Some(answer) = reconfig {
-                self.out.reconfigs.push(answer);
+                self.net.out.reconfigs.push(answer);
             }
             let own = self.log.get(slot).is_some_and(|e| e.ballot == ballot && e.value == value);
             if !own {
                 // Our own acceptance is not in the log: record the value
                 // before the commit index that covers it.
-                self.persist(Record::Chosen { first_slot: slot, values: vec![value.clone()] });
+                self.net.persist(Record::Chosen { first_slot: slot, values: vec![value.clone()] });
             }
             self.log.set(slot, Entry { ballot, value, chosen: true });
             self.log.mark_chosen(slot);
         }
-        self.advance_commit();
+        true
     }
 
     /// The commit index moved over slots still in flight here (learned
@@ -493,8 +523,8 @@ impl<S: StateMachine> Replica<S> {
     /// below the commit index, and fill the window.
     pub(crate) fn forget_chosen_inflight(&mut self) {
         let Some(leader) = self.proposer.leader.as_mut() else { return };
-        if let Some(answer) = leader.forget_committed(self.learner.commit, &self.log) {
-            self.out.reconfigs.push(answer);
+        if let Some(answer) = leader.forget_committed(self.commit, self.log) {
+            self.net.out.reconfigs.push(answer);
         }
     }
 
@@ -502,24 +532,25 @@ impl<S: StateMachine> Replica<S> {
     /// configuration in force, and queue it to be proposed in the next
     /// slot (answered once chosen).
     pub(crate) fn reconfigure(&mut self, id: u64, change: Change) -> Result<(), ReconfigError> {
-        if !self.is_leader() {
+        if !self.proposer.is_leader() {
             let leader = self.clients.leader_hint.filter(|&l| l != self.cfg.id);
             return Err(ReconfigError::NotLeader { leader });
         }
         let window = self.cfg.max_inflight_slots as Slot;
-        let commit = self.learner.commit;
+        let commit = self.commit;
         // Up now: answered one of the last few pings (sent every heartbeat),
         // not merely within the election round, so that a member that just
         // went down is not counted.
-        let heard = self.election.heard_within(self.clock.now, 3 * self.cfg.heartbeat_ticks.max(1));
-        let changing = self.leader_configs().len() > 1 || self.pending_membership().is_some();
+        let heard = self.election.heard_within(self.now, 3 * self.cfg.heartbeat_ticks.max(1));
+        let changing =
+            self.leader_configs().len() > 1 || self.members.configs.pending_at(self.commit + 1).next().is_some();
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() else {
             return Err(ReconfigError::NotLeader { leader: None });
         };
-        if changing || a.reconfig.is_some() || commit + 1 < a.first_own_slot || self.holding_proposals() {
+        if changing || a.reconfiguring() || commit + 1 < a.first_own_slot() || self.holding_proposals() {
             return Err(ReconfigError::InProgress);
         }
-        let current = self.membership().clone();
+        let current = self.members.configs.governing(self.commit + 1).clone();
         let new = current.apply(&change)?;
         // New voters must be learners in sync with us.
         for &v in new.voters.iter().filter(|v| !current.is_voter(**v)) {
@@ -542,7 +573,7 @@ impl<S: StateMachine> Replica<S> {
         let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
             return Err(ReconfigError::NotLeader { leader: None });
         };
-        a.reconfig = Some((id, new, None));
+        a.ask_reconfig(id, new);
         Ok(())
     }
 
@@ -576,65 +607,37 @@ impl<S: StateMachine> Replica<S> {
             // followers who cannot hear the new leader would keep us alive.
             self.election.withdraw();
         }
-        self.clients.forward.extend(old.pending);
-        if let Some(id) = old.phase.reconfig_id() {
-            self.out.reconfigs.push(ReconfigResponse { id, result: Err(ReconfigError::Interrupted) });
+        let (pending, phase) = old.end();
+        self.clients.forward.extend(pending);
+        if let Some(id) = phase.reconfig_id() {
+            self.net.out.reconfigs.push(ReconfigResponse { id, result: Err(ReconfigError::Interrupted) });
         }
-        let reads = old.phase.into_waiting_reads();
+        let reads = phase.into_waiting_reads();
         self.refuse_reads(reads);
         let hint = (higher.node != self.cfg.id && higher.node != 0).then_some(higher.node);
-        self.set_leader_hint(hint);
+        let (me, now, max) = (self.cfg.id, self.now, self.cfg.max_message_bytes);
+        self.clients.set_leader_hint(&mut self.net, me, hint, now, max);
     }
 
-    /// Leadership is being handed over to `to`: give up our lease in this
-    /// ballot for good (it is never earned again in it) and refuse the reads
-    /// waiting here, pointing their clients at `to`. Must happen before the
-    /// handover message leaves (see [`crate::handover`]).
-    pub(crate) fn forfeit_lease(&mut self, to: NodeId) {
-        if self.cfg.plant().transfer_keeps_lease() {
-            // The planted bug: keep the lease, and the reads it serves.
-            return;
-        }
-        let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else { return };
-        for (id, origin) in a.forfeit_lease() {
-            match origin {
-                Some(follower) => self.send(follower, Message::ReadIndexReply { id, index: 0 }),
-                None => {
-                    let result = Err(ClientError::NotLeader { leader: Some(to) });
-                    self.out.reads.push(ReadResponse { id, result });
-                }
-            }
-        }
-    }
-
-    /// Refuses `reads` (id, asking follower) that a leader no longer
-    /// serves: a follower's read index is answered 0 (ask again), a
-    /// client's read made here is pointed at the leader we know of.
-    fn refuse_reads(&mut self, reads: Vec<(u64, Option<NodeId>)>) {
-        let leader = self.clients.leader_hint.filter(|&l| l != self.cfg.id);
-        for (id, origin) in reads {
-            match origin {
-                Some(follower) => self.send(follower, Message::ReadIndexReply { id, index: 0 }),
-                None => self.out.reads.push(ReadResponse { id, result: Err(ClientError::NotLeader { leader }) }),
-            }
-        }
-    }
-
-    /// Pack pending commands into slots and send what is due. Called once
-    /// per output, so everything that arrived since is one batch.
-    pub(crate) fn flush(&mut self) {
-        let commit = self.learner.commit;
+    /// Pack pending commands into slots and send what is due, and pass
+    /// commands waiting here on to the leader we know of. Called once per
+    /// output, so everything that arrived since is one batch. Whether the
+    /// commit index and snapshots are due to be looked at (always, but for
+    /// a leadership lost while flushing).
+    pub(crate) fn flush(&mut self) -> bool {
+        let commit = self.commit;
         if let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() {
-            let before = a.next_slot;
+            let before = a.next_slot();
             self.propose_due(true);
-            let Some(Leader { ballot, phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else { return };
+            let Some(Leader { ballot, phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
+                return false;
+            };
             let ballot = *ballot;
-            let send_commit = a.next_slot == before && commit > a.commit_sent;
-            a.commit_sent = commit;
-            let read_round = std::mem::take(&mut a.read_round_wanted);
+            let send_commit = a.commit_to_send(before, commit);
+            let read_round = a.take_read_round();
             if send_commit {
                 for to in self.heartbeat_targets() {
-                    self.send(to, Message::Commit { ballot, commit });
+                    self.net.send(to, Message::Commit { ballot, commit });
                 }
             }
             if read_round {
@@ -644,16 +647,15 @@ impl<S: StateMachine> Replica<S> {
         if let Some(l) = self.clients.leader_hint.filter(|&l| l != self.cfg.id) {
             if !self.clients.forward.is_empty() && self.proposer.leader.is_none() {
                 let commands = std::mem::take(&mut self.clients.forward);
-                self.send_forward(l, commands);
+                send_forward(&mut self.net, l, commands, self.cfg.max_message_bytes);
             }
         }
-        self.persist_commit();
-        self.maybe_snapshot();
+        true
     }
 
     /// Everyone a leader's heartbeats and commit indexes go to: the members
     /// of every configuration it respects (learners included), but itself.
-    fn heartbeat_targets(&self) -> Vec<NodeId> {
+    pub(crate) fn heartbeat_targets(&self) -> Vec<NodeId> {
         let mut out = Vec::new();
         for m in self.leader_configs() {
             for id in m.members() {
@@ -667,7 +669,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Timers: heartbeats, and resending what went unanswered.
     pub(crate) fn leader_tick(&mut self) {
-        let now = self.clock.now;
+        let now = self.now;
         let retry = self.cfg.retry_ticks;
         let Some(leader) = self.proposer.leader.as_ref() else {
             return;
@@ -675,11 +677,11 @@ impl<S: StateMachine> Replica<S> {
         let (ballot, handoff) = (leader.ballot, leader.handoff);
         match &leader.phase {
             Phase::Preparing(p) => {
-                if p.behind_since.is_some() {
+                if p.waiting_for_catch_up() {
                     self.restart_phase1(true);
                     return;
                 }
-                if now >= p.sent_at + retry && self.learner.commit >= p.from_slot {
+                if p.retry_due(now, retry) && self.commit >= p.first_slot() {
                     // Slots learnt chosen while preparing: a quorum of the
                     // configurations that governed only them is no longer
                     // needed, and may be gone for good (found by swarm
@@ -689,20 +691,20 @@ impl<S: StateMachine> Replica<S> {
                     self.prepare_again();
                     return;
                 }
-                if now >= p.sent_at + retry {
-                    let from_slot = p.from_slot;
-                    let targets = self.members_of(&self.phase1_configs(from_slot, &p.merged));
-                    let missing: Vec<NodeId> = targets.into_iter().filter(|id| !p.promises.contains(id)).collect();
+                if p.retry_due(now, retry) {
+                    let from_slot = p.first_slot();
+                    let targets = self.members_of(&self.phase1_configs(from_slot, p.merged()));
+                    let missing: Vec<NodeId> = targets.into_iter().filter(|id| !p.promises().contains(id)).collect();
                     if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() {
-                        p.sent_at = now;
+                        p.asked_again(now);
                     }
                     for to in missing {
-                        self.send(to, Message::Prepare { ballot, from_slot, handoff });
+                        self.net.send(to, Message::Prepare { ballot, from_slot, handoff });
                     }
                 }
             }
             Phase::Active(a) => {
-                let heartbeat_due = now >= a.last_hb + self.cfg.heartbeat_ticks;
+                let heartbeat_due = a.heartbeat_due(now, self.cfg.heartbeat_ticks);
                 let due: Vec<(Slot, Vec<NodeId>)> = a
                     .resend_due(now, retry)
                     .into_iter()
@@ -712,7 +714,7 @@ impl<S: StateMachine> Replica<S> {
                     Some(Leader { phase: Phase::Active(a), .. }) => a.resend(&due, now),
                     _ => Vec::new(),
                 };
-                let commit = self.learner.commit;
+                let commit = self.commit;
                 for (to, first_slot, values) in resend {
                     self.send_accepts(to, ballot, first_slot, values, commit);
                 }
@@ -725,224 +727,12 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
-    /// Session expiry, on this replica's clock: every quarter of
-    /// [`crate::Config::session_expiry_ticks`] every replica notes its next
-    /// unchosen slot (a session last used below it was last used by then);
-    /// once a note is that old, the leader proposes, if any session is
-    /// that idle, to forget those sessions. Every replica notes, not only
-    /// the leader, so a new leader need not wait a whole period (under
-    /// churn it might never). Only the proposing replica's clock decides;
-    /// applying the chosen [`Value::ExpireSessions`] is a function of the
-    /// log, so every replica forgets the same sessions at the same slot.
-    pub(crate) fn expire_sessions_tick(&mut self) {
-        let now = self.clock.now;
-        let expiry = self.cfg.session_expiry_ticks;
-        let period = (expiry / 4).max(1);
-        if self.learner.session_marks.back().is_none_or(|&(t, _)| now >= t + period) {
-            self.learner.session_marks.push_back((now, self.learner.commit + 1));
-        }
-        let mut due = None;
-        while let Some(&(t, slot)) = self.learner.session_marks.front() {
-            if now < t + expiry {
-                break;
-            }
-            self.learner.session_marks.pop_front();
-            due = Some(slot);
-        }
-        let oldest = self.learner.sessions.values().map(|s| s.last_slot).min();
-        let Some(before) = due.filter(|&b| oldest.is_some_and(|o| o < b)) else { return };
+    /// Sessions last used below `before` are due to be forgotten (see
+    /// [`crate::learner::Learner::expiry_due`]): if leading, propose so in
+    /// the next slot (at the next flush).
+    pub(crate) fn expire_sessions(&mut self, before: Slot) {
         if let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() {
-            // (Proposed by the next `flush`.)
-            a.expire_due = Some(a.expire_due.map_or(before, |d| d.max(before)));
-        }
-    }
-
-    /// A heartbeat round: commit index out, lease renewal and read
-    /// confirmation back.
-    fn send_heartbeat(&mut self) {
-        let now = self.clock.now;
-        let me = self.cfg.id;
-        let lease_ticks = self.cfg.lease_ticks;
-        let promised = self.acceptor.promised;
-        let commit = self.learner.commit;
-        let targets = self.heartbeat_targets();
-        let Some(Leader { ballot, phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
-            return;
-        };
-        let ballot = *ballot;
-        let (seq, last_slot) = a.start_heartbeat(me, now, promised == ballot, lease_ticks > 0);
-        if promised == ballot && lease_ticks > 0 {
-            self.acceptor.lease_holder = me;
-            self.acceptor.lease_ballot = ballot;
-            self.acceptor.lease_until = self.acceptor.lease_until.max(now + lease_ticks);
-        }
-        for to in targets {
-            self.send(to, Message::Heartbeat { ballot, commit, seq, last_slot });
-        }
-        self.update_confirmations();
-    }
-
-    pub(crate) fn on_heartbeat_ack(&mut self, from: NodeId, ballot: Ballot, seq: u64, lease: bool) {
-        let Some(a) = self.active_in(ballot) else { return };
-        if a.heartbeat_acked(from, seq, lease) {
-            self.update_confirmations();
-        }
-    }
-
-    /// The highest heartbeat a phase-2 quorum of each of `configs` has
-    /// acknowledged, per `acks`.
-    fn quorum_seq(&self, configs: &[Membership], acks: &BTreeMap<NodeId, u64>) -> u64 {
-        self.joint(configs).committed(|id| acks.get(&id).copied().unwrap_or(0))
-    }
-
-    /// Recompute what a quorum of heartbeat acknowledgements proves: the
-    /// lease, and which pending reads are confirmed.
-    fn update_confirmations(&mut self) {
-        let margin = self.cfg.plant().lease_drift_margin(self.cfg.lease_drift_margin_ticks);
-        let lease_ticks = self.cfg.lease_ticks;
-        let configs = self.leader_configs();
-        let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() else {
-            return;
-        };
-        let lease_seq = if lease_ticks > 0 { self.quorum_seq(&configs, &a.lease_acked) } else { 0 };
-        let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
-            return;
-        };
-        a.renew_lease(configs, lease_seq, lease_ticks, margin);
-        self.serve_reads();
-    }
-
-    /// A linearizable read arrives. The leader serves it; a follower asks
-    /// the leader for a read index and serves it once applied that far.
-    pub(crate) fn on_read(&mut self, id: u64, query: Bytes) {
-        if let Some(to) = self.handed_over_to() {
-            // Our lease is given up: the client should ask the new leader.
-            self.out.reads.push(ReadResponse { id, result: Err(ClientError::NotLeader { leader: Some(to) }) });
-            return;
-        }
-        if self.is_leader() {
-            self.queue_read(id, query, None);
-            return;
-        }
-        if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() {
-            p.reads.push((id, query, None));
-            return;
-        }
-        match self.clients.leader_hint.filter(|&l| l != self.cfg.id) {
-            Some(l) => {
-                let since = self.clock.now;
-                self.clients.follower_reads.push(FollowerRead { id, query, index: None, since, asked: true });
-                self.send(l, Message::ReadIndex { id });
-            }
-            None => {
-                // Wait (up to the usual expiry) for a leader to appear.
-                let since = self.clock.now;
-                self.clients.follower_reads.push(FollowerRead { id, query, index: None, since, asked: false });
-            }
-        }
-    }
-
-    /// A follower asks for a read index.
-    pub(crate) fn on_read_index(&mut self, from: NodeId, id: u64) {
-        if self.handed_over_to().is_some() {
-            self.send(from, Message::ReadIndexReply { id, index: 0 });
-        } else if self.is_leader() {
-            self.queue_read(id, Bytes::new(), Some(from));
-        } else if let Some(Leader { phase: Phase::Preparing(p), .. }) = self.proposer.leader.as_mut() {
-            // Answered once phase 1 completes.
-            p.reads.push((id, Bytes::new(), Some(from)));
-        } else {
-            self.send(from, Message::ReadIndexReply { id, index: 0 });
-        }
-    }
-
-    fn queue_read(&mut self, id: u64, query: Bytes, origin: Option<NodeId>) {
-        let now = self.clock.now;
-        let commit = self.learner.commit;
-        let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
-            return;
-        };
-        if a.queue_read(id, query, origin, now, commit) {
-            self.out.stats.lease_reads += 1;
-        } else {
-            self.out.stats.read_index_reads += 1;
-        }
-        self.serve_reads();
-    }
-
-    /// The leader's answer to our `ReadIndex`.
-    pub(crate) fn on_read_index_reply(&mut self, id: u64, index: Slot) {
-        let Some(pos) = self.clients.follower_reads.iter().position(|r| r.id == id && r.index.is_none()) else {
-            return;
-        };
-        if index == 0 {
-            let r = self.clients.follower_reads.remove(pos);
-            let leader = self.clients.leader_hint.filter(|&l| l != self.cfg.id);
-            self.out.reads.push(ReadResponse { id: r.id, result: Err(ClientError::NotLeader { leader }) });
-        } else {
-            self.clients.follower_reads[pos].index = Some(index);
-            self.serve_follower_reads();
-        }
-    }
-
-    /// Answer every pending read that is confirmed (and, for reads made
-    /// here, applied); tell followers their confirmed read index.
-    pub(crate) fn serve_reads(&mut self) {
-        let applied = self.learner.applied;
-        let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_ref() else {
-            return;
-        };
-        if a.reads.is_empty() {
-            return;
-        }
-        let confirmed = self.quorum_seq(&self.leader_configs(), &a.acked);
-        let Some(Leader { phase: Phase::Active(a), .. }) = self.proposer.leader.as_mut() else {
-            return;
-        };
-        for r in a.take_ready_reads(confirmed, applied) {
-            match r.origin {
-                Some(follower) => {
-                    let msg = Message::ReadIndexReply { id: r.id, index: r.read_index };
-                    self.send(follower, msg);
-                }
-                None => {
-                    let result = Ok(self.learner.sm.query(&r.query));
-                    self.out.reads.push(ReadResponse { id: r.id, result });
-                }
-            }
-        }
-    }
-
-    /// Answer the follower reads whose read index is applied.
-    pub(crate) fn serve_follower_reads(&mut self) {
-        if self.clients.follower_reads.is_empty() {
-            return;
-        }
-        let applied = self.learner.applied;
-        let mut i = 0;
-        while i < self.clients.follower_reads.len() {
-            if self.clients.follower_reads[i].index.is_some_and(|x| x <= applied) {
-                let r = self.clients.follower_reads.remove(i);
-                let result = Ok(self.learner.sm.query(&r.query));
-                self.out.reads.push(ReadResponse { id: r.id, result });
-            } else {
-                i += 1;
-            }
-        }
-    }
-
-    /// Give up on follower reads the leader never answered.
-    pub(crate) fn expire_follower_reads(&mut self) {
-        let horizon = self.clock.now.saturating_sub(2 * self.cfg.election_ticks);
-        let leader = self.clients.leader_hint.filter(|&l| l != self.cfg.id);
-        let mut i = 0;
-        while i < self.clients.follower_reads.len() {
-            if self.clients.follower_reads[i].since < horizon {
-                let r = self.clients.follower_reads.remove(i);
-                self.out.reads.push(ReadResponse { id: r.id, result: Err(ClientError::NotLeader { leader }) });
-            } else {
-                i += 1;
-            }
+            a.expire_sessions(before);
         }
     }
 }

@@ -9,13 +9,13 @@
 
 use crate::ballot::Ballot;
 use crate::command::{CommandId, Value};
-use crate::io::{ClientError, Response};
+use crate::io::{ClientError, SessionInfo};
 use crate::log::{Entry, Log};
 use crate::message::{value_size_bound, Message, ENVELOPE_BYTES};
+use crate::outbox::Net;
 use crate::reconfig::Membership;
 use crate::record::Record;
-use crate::replica::Replica;
-use crate::state_machine::StateMachine;
+use crate::state_machine::{SnapshotError, StateMachine};
 use crate::types::{NodeId, Slot};
 use std::collections::{HashMap, VecDeque};
 
@@ -166,6 +166,35 @@ impl<S: StateMachine> Learner<S> {
     }
 }
 
+impl<S: StateMachine> Learner<S> {
+    /// Session expiry, on this replica's clock (`now`): every quarter of
+    /// `expiry` ([`crate::Config::session_expiry_ticks`]) the learner notes
+    /// its next unchosen slot (a session last used below it was last used
+    /// by then); once a note is that old, sessions last used below its
+    /// slot are due to be forgotten, if any is that idle: that slot is
+    /// returned, for the leader to propose. Every replica notes, not only
+    /// the leader, so a new leader need not wait a whole period (under
+    /// churn it might never). Only the proposing replica's clock decides;
+    /// applying the chosen [`Value::ExpireSessions`] is a function of the
+    /// log, so every replica forgets the same sessions at the same slot.
+    pub(crate) fn expiry_due(&mut self, now: u64, expiry: u64) -> Option<Slot> {
+        let period = (expiry / 4).max(1);
+        if self.session_marks.back().is_none_or(|&(t, _)| now >= t + period) {
+            self.session_marks.push_back((now, self.commit + 1));
+        }
+        let mut due = None;
+        while let Some(&(t, slot)) = self.session_marks.front() {
+            if now < t + expiry {
+                break;
+            }
+            self.session_marks.pop_front();
+            due = Some(slot);
+        }
+        let oldest = self.sessions.values().map(|s| s.last_slot).min();
+        due.filter(|&b| oldest.is_some_and(|o| o < b))
+    }
+}
+
 impl<S> std::fmt::Debug for Learner<S>
 where
     S: StateMachine + std::fmt::Debug,
@@ -186,121 +215,96 @@ where
     }
 }
 
-impl<S: StateMachine> Replica<S> {
-    /// Learn from a commit index that a leader with `ballot` announced.
-    pub(crate) fn learn_commit(&mut self, from: NodeId, ballot: Ballot, commit: Slot) {
-        self.learner.learn(&mut self.log, ballot, commit);
-        self.advance_commit();
-        if self.learner.commit < self.learner.known_commit && self.learner.catchup_sent_at.is_none() {
-            self.request_catch_up(Some(from));
-        }
+/// A learner's answer to a catch-up request.
+pub(crate) enum CatchUpReply {
+    /// Nothing to send (the request is for slots not chosen here yet).
+    Nothing,
+    /// The slots asked for are compacted away: send our snapshot.
+    Snapshot,
+    /// The chosen values asked for (as many as fit one message).
+    Chosen(Message),
+}
+
+impl<S: StateMachine> Learner<S> {
+    /// The duplicate-detection table, in client order.
+    pub(crate) fn session_infos(&self) -> Vec<SessionInfo> {
+        let mut out: Vec<SessionInfo> = self
+            .sessions
+            .iter()
+            .map(|(&client, s)| SessionInfo { client, seq: s.seq, last_slot: s.last_slot })
+            .collect();
+        out.sort_unstable_by_key(|s| s.client);
+        out
     }
 
-    /// Move the commit index over the chosen prefix and apply it.
-    pub(crate) fn advance_commit(&mut self) {
-        self.learner.advance(&self.log);
-        self.forget_chosen_inflight();
-        self.learner.known_commit = self.learner.known_commit.max(self.learner.commit);
-        self.apply_chosen();
-        self.refresh_view();
-        self.finish_rejoin_if_caught_up();
-        self.resume_phase1_if_caught_up();
+    /// Replace the state machine by `state` and the duplicate table by
+    /// `sessions` (client, sequence number, last slot), with the slot below
+    /// which sessions were expired (a snapshot's; see
+    /// [`crate::snapshot::decode`]). Nothing changes if the state machine
+    /// refuses `state`.
+    pub(crate) fn restore(
+        &mut self,
+        state: &[u8],
+        sessions: Vec<(u64, u64, Slot)>,
+        expired_before: Slot,
+    ) -> Result<(), SnapshotError> {
+        self.sm.restore(state)?;
+        // Cached answers are not part of a snapshot: a retry of a command
+        // the snapshot covers is recognised, but gets no cached answer.
+        self.sessions =
+            sessions.into_iter().map(|(c, seq, last_slot)| (c, Session { seq, last_slot, output: None })).collect();
+        self.sessions_expired_before = expired_before;
+        Ok(())
     }
 
-    /// Apply the chosen prefix, and route what the learner reports: a
-    /// configuration chosen to the membership, an answer to the client that
-    /// proposed here; then serve the reads the applied state allows.
-    pub(crate) fn apply_chosen(&mut self) {
-        for learned in self.learner.apply_chosen(&self.log) {
-            match learned {
-                Learned::Configuration(slot, m) => {
-                    self.members.configs.chosen.insert(slot, m);
-                }
-                Learned::Answer(id, output) => {
-                    let local = self.clients.local.remove(&id).is_some();
-                    if let (true, Some(result)) = (local, output) {
-                        self.out.responses.push(Response { id, result });
-                    }
-                }
-            }
-        }
-        self.serve_reads();
-        self.serve_follower_reads();
+    /// Whether slots are known chosen that this learner lacks.
+    pub(crate) fn behind(&self) -> bool {
+        self.commit < self.known_commit
     }
 
-    /// Ask for the chosen values we are missing.
-    pub(crate) fn request_catch_up(&mut self, from: Option<NodeId>) {
-        if self.receiving_snapshot() {
-            return;
-        }
-        let target = from.filter(|&n| n != self.cfg.id).or(self.clients.leader_hint.filter(|&n| n != self.cfg.id));
-        if let Some(to) = target {
-            self.learner.catchup_sent_at = Some(self.clock.now);
-            let from_slot = self.learner.commit + 1;
-            self.send(to, Message::CatchUp { from_slot });
-        }
+    /// Ask `to`, at `now`, for the chosen values we are missing.
+    pub(crate) fn request_catch_up<O>(&mut self, net: &mut Net<'_, O>, now: u64, to: NodeId) {
+        self.catchup_sent_at = Some(now);
+        let from_slot = self.commit + 1;
+        net.send(to, Message::CatchUp { from_slot });
     }
 
-    /// Retry catch-up and forget proposals nobody will answer.
-    pub(crate) fn learner_tick(&mut self) {
-        if self.learner.commit < self.learner.known_commit {
-            let due = self.learner.catchup_sent_at.is_none_or(|t| self.clock.now >= t + self.cfg.retry_ticks);
-            if due {
-                let any = self.random_peer();
-                // A leader held back in phase 1 by a compacted promiser is
-                // its own leader hint: it asks a peer (a hint naming
-                // ourselves used to win here and then be dropped, so a lost
-                // catch-up request was never sent again and that leader
-                // prepared forever; found by swarm testing, seed 177 on 5
-                // nodes).
-                let hint = self.clients.leader_hint.filter(|&n| n != self.cfg.id);
-                self.request_catch_up(hint.or(any));
-            }
+    /// Whether a catch-up request is due again at `now` (`retry` ticks
+    /// after the last); none is while nothing is missing.
+    pub(crate) fn catch_up_due(&mut self, now: u64, retry: u64) -> bool {
+        if self.behind() {
+            self.catchup_sent_at.is_none_or(|t| now >= t + retry)
         } else {
-            self.learner.catchup_sent_at = None;
-        }
-        self.expire_follower_reads();
-        self.snapshot_tick();
-        self.rejoin_tick();
-        if self.clock.now.is_multiple_of(self.cfg.election_ticks) {
-            let horizon = self.clock.now.saturating_sub(self.cfg.election_ticks * 20);
-            self.clients.local.retain(|_, (since, _)| *since >= horizon);
+            self.catchup_sent_at = None;
+            false
         }
     }
 
-    fn random_peer(&mut self) -> Option<NodeId> {
-        let members = self.view_members();
-        let n = members.len();
-        if n < 2 {
-            return None;
+    /// Serve a catch-up request for the slots from `from_slot` on from the
+    /// chosen prefix of `log`: at most `max_catchup_slots` values, and at
+    /// most `max_message_bytes` (the learner asks again from where the
+    /// reply stops).
+    pub(crate) fn catch_up_reply(
+        &self,
+        log: &Log,
+        from_slot: Slot,
+        max_catchup_slots: usize,
+        max_message_bytes: usize,
+    ) -> CatchUpReply {
+        if from_slot == 0 || from_slot > self.commit {
+            return CatchUpReply::Nothing;
         }
-        let pick = members[self.clock.rng.usize(0..n)];
-        (pick != self.cfg.id).then_some(pick)
-    }
-
-    /// Serve a catch-up request from the chosen prefix.
-    pub(crate) fn on_catch_up(&mut self, from: NodeId, from_slot: Slot) {
-        if self.proposer.leader.is_some() {
-            let p = self.members.progress.entry(from).or_default();
-            *p = (*p).max(from_slot.saturating_sub(1));
-        }
-        if from_slot == 0 || from_slot > self.learner.commit {
-            return;
-        }
-        if from_slot <= self.log.compacted() {
+        if from_slot <= log.compacted() {
             // Those slots live only in our snapshot now.
-            self.send_snapshot_chunk(from, 0);
-            return;
+            return CatchUpReply::Snapshot;
         }
         // (`from_slot <= commit <= MAX_SLOT`: no overflow.)
-        let last = self.learner.commit.min(from_slot + (self.cfg.max_catchup_slots as Slot - 1));
-        // At most `max_message_bytes`: the learner asks again from where
-        // this reply stops.
-        let budget = self.cfg.max_message_bytes.saturating_sub(ENVELOPE_BYTES);
+        let last = self.commit.min(from_slot + (max_catchup_slots as Slot - 1));
+        let budget = max_message_bytes.saturating_sub(ENVELOPE_BYTES);
         let mut used = 0usize;
         let mut values: Vec<Value> = Vec::new();
         for s in from_slot..=last {
-            let value = match self.log.get(s) {
+            let value = match log.get(s) {
                 Some(e) => &e.value,
                 None => unreachable!("slot {s} is below the commit index but not in the log"),
             };
@@ -310,55 +314,41 @@ impl<S: StateMachine> Replica<S> {
             }
             values.push(value.clone());
         }
-        let commit = self.learner.commit;
-        self.send(from, Message::Chosen { first_slot: from_slot, values, commit });
+        CatchUpReply::Chosen(Message::Chosen { first_slot: from_slot, values, commit: self.commit })
     }
 
-    /// Chosen values from a catch-up reply.
-    pub(crate) fn on_chosen(&mut self, first_slot: Slot, values: Vec<Value>, commit: Slot) {
-        // We ask from our commit index on, and it only grows, so a reply
-        // that starts above it is not an answer to us (admission: the
-        // range is not empty and does not overflow).
-        if first_slot == 0 || first_slot > self.learner.commit + 1 {
-            return;
-        }
-        if self.is_leader() && first_slot + values.len() as Slot > self.learner.commit + 1 {
-            // Someone chose values we did not: a newer leader exists. Step
-            // down before learning them, so our commit index is never
-            // advertised in our (stale) ballot.
-            self.step_down(Ballot::ZERO);
-        }
-        self.learner.known_commit = self.learner.known_commit.max(commit);
-        let skip = (self.learner.commit + 1).saturating_sub(first_slot) as usize;
+    /// Chosen values from a catch-up reply (starting at or below our next
+    /// slot; the router checked), with the sender's commit index: those
+    /// new here go into `log`, marked chosen, and into a record.
+    pub(crate) fn take_chosen<O>(
+        &mut self,
+        log: &mut Log,
+        net: &mut Net<'_, O>,
+        first_slot: Slot,
+        values: Vec<Value>,
+        commit: Slot,
+    ) {
+        self.known_commit = self.known_commit.max(commit);
+        let skip = (self.commit + 1).saturating_sub(first_slot) as usize;
         if skip < values.len() {
             let start = first_slot + skip as Slot;
             let fresh: Vec<Value> = values.into_iter().skip(skip).collect();
             for (i, value) in fresh.iter().enumerate() {
                 let slot = start + i as Slot;
-                self.log.set(slot, Entry { ballot: Ballot::ZERO, value: value.clone(), chosen: true });
-                self.log.mark_chosen(slot);
+                log.set(slot, Entry { ballot: Ballot::ZERO, value: value.clone(), chosen: true });
+                log.mark_chosen(slot);
             }
-            self.persist(Record::Chosen { first_slot: start, values: fresh });
+            net.persist(Record::Chosen { first_slot: start, values: fresh });
         }
-        self.learner.catchup_sent_at = None;
-        self.advance_commit();
-        self.resume_phase1_if_caught_up();
-        if self.learner.commit < self.learner.known_commit {
-            self.request_catch_up(None);
-        }
+        self.catchup_sent_at = None;
     }
 
-    /// Persist the commit index once per output, after the records that
-    /// hold the values it covers.
-    pub(crate) fn persist_commit(&mut self) {
-        if self.snapshots.installed_unsaved.is_some() {
-            // The slots the installed snapshot covers are not in our records.
-            return;
-        }
-        if self.learner.commit > self.learner.commit_persisted {
-            self.learner.commit_persisted = self.learner.commit;
-            let c = self.learner.commit;
-            self.persist(Record::Commit(c));
+    /// Persist the commit index (once per output, after the records that
+    /// hold the values it covers), if it moved.
+    pub(crate) fn persist_commit<O>(&mut self, net: &mut Net<'_, O>) {
+        if self.commit > self.commit_persisted {
+            self.commit_persisted = self.commit;
+            net.persist(Record::Commit(self.commit));
         }
     }
 }

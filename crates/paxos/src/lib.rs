@@ -3,13 +3,17 @@
 //! * [`synod`]: single-decree Paxos, the kernel the log generalises and the
 //!   clearest place to read the safety rule.
 //! * [`Replica`]: Multi-Paxos with a stable leader; inputs in, outputs out
-//!   ([`io`]), no I/O, no clocks, deterministic. `replica.rs` is the router;
-//!   each role is a type owning its state in its own file: the acceptor
-//!   (`acceptor.rs`), the proposer or leader (`proposer.rs`, its phases and
-//!   their rules; `leader.rs` still routes what they return from an
-//!   `impl Replica` block), the learner (`learner.rs`), snapshot sender and
-//!   receiver (`snapshot.rs`), rejoining after disk loss (`rejoin.rs`);
-//!   leader election in [`election`].
+//!   ([`io`]), no I/O, no clocks, deterministic. `replica.rs` is the router,
+//!   and no role module uses `Replica` or reaches its fields; each role is a type owning its
+//!   state in its own file, called with the little it may touch and
+//!   returning what others must do: the acceptor (`acceptor.rs`), the
+//!   proposer (`proposer.rs`: its phases and their rules) and the leader at
+//!   work (`leader.rs`: `Leading`, the proposer with a narrow context; its
+//!   leases and reads in `reads.rs`), the
+//!   learner (`learner.rs`), snapshot sender and receiver (`snapshot.rs`),
+//!   rejoining after disk loss (`rejoin.rs`), clients' requests
+//!   (`clients.rs`), records and messages out (`outbox.rs`), replaying the
+//!   records at a restart (`recover.rs`); leader election in [`election`].
 //! * [`quorum`]: every quorum count of the core, for one configuration and
 //!   jointly for the configurations a change spans (flexible quorums
 //!   included).
@@ -44,10 +48,14 @@ pub mod synod;
 pub mod types;
 
 mod acceptor;
+mod clients;
 mod leader;
 mod learner;
+mod outbox;
 mod plant;
 mod proposer;
+mod reads;
+mod recover;
 mod rejoin;
 mod replica;
 mod snapshot;

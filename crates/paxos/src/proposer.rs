@@ -7,13 +7,16 @@
 //! confirmation, the client commands held. Their methods apply the
 //! leader's own rules to that state and return what the caller must act
 //! on (a value chosen, a membership change to answer, reads to answer or
-//! refuse, accepts to resend); `Replica` (in `leader.rs`) routes those to
-//! the log, the network and the clients. This module must never reach a
-//! replica: it sees only what its callers pass in (the clock reading, the
-//! commit index, the log, the voters that count).
+//! refuse, accepts to resend); the leader at work (`Leading`, in
+//! `leader.rs`) sends those to the log, the network and the clients. This
+//! module must never reach a replica: it sees only what its callers pass in
+//! (the clock reading, the commit index, the log, the voters that count).
 //!
-//! Not finished: `leader.rs` still reads and writes some of these fields
-//! directly (those marked `pub(crate)`); each is a rule still to move here.
+//! The phases' fields are private: `leader.rs` reads them through methods
+//! and changes them only through the rules here. A leadership's ballot,
+//! handover origin and phase, and the proposer's own ballots, are still
+//! fields the leader reads (and the router, at recovery and rejoining,
+//! restores).
 
 use crate::ballot::Ballot;
 use crate::command::{Command, CommandId, Value};
@@ -28,7 +31,7 @@ use std::sync::Arc;
 
 /// A slot proposed and not yet known chosen.
 #[derive(Clone, Debug)]
-pub(crate) struct Inflight {
+struct Inflight {
     value: Value,
     /// Who accepted it (counted against the configuration governing the
     /// slot when a quorum is checked).
@@ -39,64 +42,64 @@ pub(crate) struct Inflight {
 /// Phase 1 in progress.
 #[derive(Clone, Debug)]
 pub(crate) struct Preparing {
-    pub(crate) from_slot: Slot,
+    from_slot: Slot,
     /// Who promised (a promise covers every slot from `from_slot` on).
-    pub(crate) promises: Vec<NodeId>,
+    promises: Vec<NodeId>,
     /// Per slot, the entry with the highest ballot (or a chosen one).
-    pub(crate) merged: BTreeMap<Slot, PromisedEntry>,
+    merged: BTreeMap<Slot, PromisedEntry>,
     /// The highest compaction point a promiser reported, and who: slots up
     /// to it are chosen, but their values exist only in snapshots.
-    pub(crate) behind: (Slot, NodeId),
+    behind: (Slot, NodeId),
     /// When a quorum had promised and we began to catch up to `behind`.
-    pub(crate) behind_since: Option<u64>,
+    behind_since: Option<u64>,
     /// Reads (id, query, asking follower) that arrived during phase 1.
-    pub(crate) reads: Vec<(u64, Bytes, Option<NodeId>)>,
-    pub(crate) sent_at: u64,
+    reads: Vec<(u64, Bytes, Option<NodeId>)>,
+    sent_at: u64,
 }
 
 /// Phase 1 done: proposing.
 #[derive(Clone, Debug)]
 pub(crate) struct Active {
-    pub(crate) next_slot: Slot,
+    next_slot: Slot,
     /// The no-op proposed right after phase 1; once it is chosen this leader
     /// knows every value chosen before it.
-    pub(crate) first_own_slot: Slot,
+    first_own_slot: Slot,
     /// Values recovered in phase 1 (holes as no-ops, and the own no-op),
     /// proposed as the window allows.
-    pub(crate) recovered: BTreeMap<Slot, Value>,
+    recovered: BTreeMap<Slot, Value>,
     /// Who promised our ballot: phase 1 holds for a slot once these include
     /// a phase-1 quorum of the configuration governing it.
-    pub(crate) promisers: Vec<NodeId>,
+    promisers: Vec<NodeId>,
     /// The `from_slot` of our phase 1.
-    pub(crate) prepared_from: Slot,
+    prepared_from: Slot,
     /// Voters asked to promise while extending phase 1 to a new
     /// configuration, and when last.
-    pub(crate) extend_sent_at: Option<u64>,
-    pub(crate) inflight: BTreeMap<Slot, Inflight>,
-    pub(crate) commit_sent: Slot,
+    extend_sent_at: Option<u64>,
+    inflight: BTreeMap<Slot, Inflight>,
+    commit_sent: Slot,
     hb_seq: u64,
-    pub(crate) last_hb: u64,
+    last_hb: u64,
     /// (seq, tick sent) of recent heartbeats.
     hb_sent: VecDeque<(u64, u64)>,
     /// Highest heartbeat each node acknowledged.
-    pub(crate) acked: BTreeMap<NodeId, u64>,
+    acked: BTreeMap<NodeId, u64>,
     /// Highest heartbeat each node acknowledged with a lease grant.
-    pub(crate) lease_acked: BTreeMap<NodeId, u64>,
+    lease_acked: BTreeMap<NodeId, u64>,
     lease_until: u64,
     /// This ballot was handed over to another node once: its lease is given
     /// up for good (acceptors let the successor's Prepare through it).
-    pub(crate) lease_forfeited: bool,
+    lease_forfeited: bool,
     /// The configurations the lease was last earned in; when another joins,
     /// the lease is earned again in all of them.
     lease_configs: Vec<Membership>,
     /// A membership change asked for here: (request id, the new
     /// configuration, the slot it went into once proposed).
-    pub(crate) reconfig: Option<(u64, Membership, Option<Slot>)>,
-    pub(crate) reads: VecDeque<PendingRead>,
-    pub(crate) read_round_wanted: bool,
+    reconfig: Option<(u64, Membership, Option<Slot>)>,
+    reads: VecDeque<PendingRead>,
+    read_round_wanted: bool,
     /// Sessions last used below this slot are due to be forgotten: the
     /// next slot proposes [`Value::ExpireSessions`].
-    pub(crate) expire_due: Option<Slot>,
+    expire_due: Option<Slot>,
 }
 
 #[derive(Clone, Debug)]
@@ -108,20 +111,20 @@ pub(crate) enum Phase {
 /// The client commands a leader holds, queued or proposed in a slot not yet
 /// known chosen, with how many copies of each.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Held(HashMap<CommandId, u32>);
+struct Held(HashMap<CommandId, u32>);
 
 impl Held {
-    pub(crate) fn contains(&self, id: CommandId) -> bool {
+    fn contains(&self, id: CommandId) -> bool {
         self.0.contains_key(&id)
     }
 
-    pub(crate) fn add(&mut self, commands: &[Command]) {
+    fn add(&mut self, commands: &[Command]) {
         for c in commands {
             *self.0.entry(c.id).or_default() += 1;
         }
     }
 
-    pub(crate) fn remove(&mut self, commands: &[Command]) {
+    fn remove(&mut self, commands: &[Command]) {
         for c in commands {
             if let Some(n) = self.0.get_mut(&c.id) {
                 *n -= 1;
@@ -139,7 +142,7 @@ pub(crate) struct Leader {
     pub(crate) ballot: Ballot,
     /// Client commands waiting for a slot (only through
     /// [`Leader::enqueue`], which keeps `held` in step).
-    pub(crate) pending: VecDeque<Command>,
+    pending: VecDeque<Command>,
     held: Held,
     pub(crate) phase: Phase,
     /// The ballot whose leader handed leadership over to us, carried by
@@ -333,6 +336,177 @@ impl Preparing {
     }
 }
 
+impl Preparing {
+    /// The first slot this phase 1 covers.
+    pub(crate) fn first_slot(&self) -> Slot {
+        self.from_slot
+    }
+
+    /// Per slot, the entry with the highest ballot among the promises (or
+    /// a chosen one).
+    pub(crate) fn merged(&self) -> &BTreeMap<Slot, PromisedEntry> {
+        &self.merged
+    }
+
+    /// Who promised.
+    pub(crate) fn promises(&self) -> &[NodeId] {
+        &self.promises
+    }
+
+    /// The highest compaction point a promiser reported, and who.
+    pub(crate) fn behind(&self) -> (Slot, NodeId) {
+        self.behind
+    }
+
+    /// A quorum promised, but a promiser has compacted past us: from `now`
+    /// on (unless already), this leader waits to catch up.
+    pub(crate) fn wait_for_catch_up(&mut self, now: u64) {
+        self.behind_since.get_or_insert(now);
+    }
+
+    /// Whether this leader waits to catch up to a promiser's compaction
+    /// point.
+    pub(crate) fn waiting_for_catch_up(&self) -> bool {
+        self.behind_since.is_some()
+    }
+
+    /// Whether to run phase 1 again: the commit index (`commit`) reached
+    /// the compaction point a promiser reported, or (`patience`, when
+    /// given) this leader has waited that long since it began to catch up,
+    /// at `now`.
+    pub(crate) fn restart_due(&self, commit: Slot, now: u64, patience: Option<u64>) -> bool {
+        let caught_up = self.behind.0 != 0 && commit >= self.behind.0;
+        let waited = patience.is_some_and(|p| self.behind_since.is_some_and(|t| now >= t.saturating_add(p)));
+        caught_up || waited
+    }
+
+    /// Phase 1 again from `from_slot`, asked for at `now`: the promises are
+    /// forgotten, the reads waiting are kept.
+    pub(crate) fn restart(&mut self, from_slot: Slot, now: u64) {
+        let reads = std::mem::take(&mut self.reads);
+        *self = Preparing::new(from_slot, reads, now);
+    }
+
+    /// Whether `retry` ticks have passed at `now` since the Prepares last
+    /// went out.
+    pub(crate) fn retry_due(&self, now: u64, retry: u64) -> bool {
+        now >= self.sent_at + retry
+    }
+
+    /// The Prepares went out again at `now`.
+    pub(crate) fn asked_again(&mut self, now: u64) {
+        self.sent_at = now;
+    }
+
+    /// A read (id, query, asking follower) that waits for phase 1 to end.
+    pub(crate) fn queue_read(&mut self, id: u64, query: Bytes, origin: Option<NodeId>) {
+        self.reads.push((id, query, origin));
+    }
+}
+
+impl Active {
+    /// The next slot to propose in.
+    pub(crate) fn next_slot(&self) -> Slot {
+        self.next_slot
+    }
+
+    /// This leader's own first slot (its no-op after phase 1).
+    pub(crate) fn first_own_slot(&self) -> Slot {
+        self.first_own_slot
+    }
+
+    /// Who promised our ballot.
+    pub(crate) fn promisers(&self) -> &[NodeId] {
+        &self.promisers
+    }
+
+    /// Highest heartbeat each node acknowledged.
+    pub(crate) fn acks(&self) -> &BTreeMap<NodeId, u64> {
+        &self.acked
+    }
+
+    /// Highest heartbeat each node acknowledged with a lease grant.
+    pub(crate) fn lease_acks(&self) -> &BTreeMap<NodeId, u64> {
+        &self.lease_acked
+    }
+
+    /// Whether reads wait here.
+    pub(crate) fn has_reads(&self) -> bool {
+        !self.reads.is_empty()
+    }
+
+    /// Slots proposed and not yet known chosen.
+    pub(crate) fn in_flight_count(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Slots up to the commit index `commit` are chosen and known: nothing
+    /// is left to propose in them (see `propose_due` in `leader.rs`).
+    pub(crate) fn skip_committed(&mut self, commit: Slot) {
+        if self.next_slot <= commit {
+            self.next_slot = commit + 1;
+            self.recovered.retain(|&s, _| s > commit);
+        }
+    }
+
+    /// Whether something is due in slot `s`: a recovered value, a
+    /// membership change asked for here and not yet proposed, client
+    /// commands (`commands`: some wait and may go now), an expiry of idle
+    /// sessions (unless a handover holds proposals, `hold`), or no-ops
+    /// while a change is on its way into force (`pending_change`: one is
+    /// chosen and not yet in force at `s`).
+    pub(crate) fn proposal_due(&self, s: Slot, commands: bool, hold: bool, pending_change: bool) -> bool {
+        let activating = self.reconfig.is_some() || pending_change;
+        self.recovered.contains_key(&s)
+            || self.reconfig.as_ref().is_some_and(|r| r.2.is_none())
+            || commands
+            || (!hold && self.expire_due.is_some())
+            || activating
+    }
+
+    /// Whether voters asked to extend phase 1 may be asked again at `now`
+    /// (`retry` ticks after the last time): if so, noted as asked, and the
+    /// `from_slot` of our phase 1 returned.
+    pub(crate) fn extend_due(&mut self, now: u64, retry: u64) -> Option<Slot> {
+        if self.extend_sent_at.is_some_and(|t| now < t + retry) {
+            return None;
+        }
+        self.extend_sent_at = Some(now);
+        Some(self.prepared_from)
+    }
+
+    /// A membership change to `new` asked for here (request `id`), to be
+    /// proposed in the next slot.
+    pub(crate) fn ask_reconfig(&mut self, id: u64, new: Membership) {
+        self.reconfig = Some((id, new, None));
+    }
+
+    /// The commit index is `commit` at a flush whose proposals started at
+    /// `before`: whether it is to be sent on its own (nothing was proposed
+    /// to carry it, and it moved since last sent).
+    pub(crate) fn commit_to_send(&mut self, before: Slot, commit: Slot) -> bool {
+        let send = self.next_slot == before && commit > self.commit_sent;
+        self.commit_sent = commit;
+        send
+    }
+
+    /// Whether a read asked for a heartbeat round since the last flush.
+    pub(crate) fn take_read_round(&mut self) -> bool {
+        std::mem::take(&mut self.read_round_wanted)
+    }
+
+    /// Whether a heartbeat is due at `now`, `interval` ticks after the last.
+    pub(crate) fn heartbeat_due(&self, now: u64, interval: u64) -> bool {
+        now >= self.last_hb + interval
+    }
+
+    /// Sessions last used below `before` are due to be forgotten: the next
+    /// slot proposes so (the highest such slot asked for).
+    pub(crate) fn expire_sessions(&mut self, before: Slot) {
+        self.expire_due = Some(self.expire_due.map_or(before, |d| d.max(before)));
+    }
+}
+
 impl Phase {
     /// The reads waiting here, (id, asking follower) in arrival order, for
     /// a leadership that ends.
@@ -406,7 +580,7 @@ impl Active {
     /// The configurations this leader has recovered or proposed and not
     /// yet seen chosen, then one asked for here and not yet proposed, in
     /// that order (with repeats).
-    pub(crate) fn changes_under_way(&self) -> impl Iterator<Item = &Membership> {
+    fn changes_under_way(&self) -> impl Iterator<Item = &Membership> {
         let values = self.inflight.values().map(|i| &i.value).chain(self.recovered.values());
         let proposed = values.filter_map(|v| match v {
             Value::Reconfigure(m) => Some(m),
@@ -605,6 +779,13 @@ impl Leader {
         self.pending.push_back(cmd);
     }
 
+    /// The leadership ends: the client commands still waiting for a slot
+    /// (to pass on), and the phase it ended in (its reads and membership
+    /// change to answer).
+    pub(crate) fn end(self) -> (VecDeque<Command>, Phase) {
+        (self.pending, self.phase)
+    }
+
     /// Client commands waiting for a slot.
     pub(crate) fn pending_len(&self) -> usize {
         self.pending.len()
@@ -635,6 +816,36 @@ pub(crate) struct Proposer {
     /// Told to take over: (the ballot we bid with, the ballot handed over),
     /// until phase 1 starts with it.
     pub(crate) takeover: Option<(Ballot, Ballot)>,
+}
+
+impl Proposer {
+    /// Whether this node leads and has finished phase 1.
+    pub(crate) fn is_leader(&self) -> bool {
+        self.leader.as_ref().is_some_and(|l| l.is_active())
+    }
+
+    /// The first slot of our phase 1, while it runs.
+    pub(crate) fn preparing_from(&self) -> Option<Slot> {
+        match self.leader.as_ref() {
+            Some(Leader { phase: Phase::Preparing(p), .. }) => Some(p.from_slot),
+            _ => None,
+        }
+    }
+
+    /// The configurations a leader must respect now: those in force and
+    /// pending (`view`), and any it has recovered or proposed and not yet
+    /// seen chosen. Leases and read confirmations count in each of them.
+    pub(crate) fn respected_configs(&self, view: &[Membership]) -> Vec<Membership> {
+        let mut out = view.to_vec();
+        if let Some(Leader { phase: Phase::Active(a), .. }) = self.leader.as_ref() {
+            for m in a.changes_under_way() {
+                if !out.contains(m) {
+                    out.push(m.clone());
+                }
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]

@@ -116,6 +116,11 @@ pub(crate) struct Members {
 }
 
 impl Members {
+    /// Whether the membership differs from `initial`, or did once.
+    pub(crate) fn changed_from(&self, initial: &Membership) -> bool {
+        !self.configs.chosen.is_empty() || self.configs.base != *initial
+    }
+
     /// Everyone in the configurations in force and pending, voters first,
     /// without duplicates.
     pub(crate) fn everyone(&self) -> Vec<NodeId> {

@@ -4,10 +4,9 @@
 //! what it must never do is answer a Prepare or an Accept.
 
 use crate::ballot::Ballot;
+use crate::config::Config;
 use crate::message::Message;
-use crate::record::Record;
-use crate::replica::Replica;
-use crate::state_machine::StateMachine;
+use crate::outbox::Net;
 use crate::types::{NodeId, Slot};
 
 /// A replica rejoining without its acceptor state.
@@ -78,57 +77,10 @@ impl Rejoin {
     }
 
     /// The ballot to promise, and bid above, once this member may vote
-    /// again (see [`Replica::finish_rejoin_if_caught_up`]): `needed`
-    /// members answered, the commit index `commit` reached the highest slot
-    /// any of them accepted in, and no snapshot is still being stored
-    /// (`storing_snapshot`).
-    pub(crate) fn ready(&self, needed: usize, commit: Slot, storing_snapshot: bool) -> Option<Ballot> {
-        (self.replies.len() >= needed && commit >= self.target && !storing_snapshot).then_some(self.ballot)
-    }
-}
-
-impl<S: StateMachine> Replica<S> {
-    /// While rejoining: every leader's ballot raises the promise we will
-    /// start with.
-    pub(crate) fn observe_leader(&mut self, ballot: Ballot, _last_slot: Option<Slot>) {
-        if let Some(r) = self.rejoin.as_mut() {
-            r.observe_leader(ballot);
-        }
-    }
-
-    /// Members whose answers a rejoining member needs: enough to meet every
-    /// phase-1 quorum and every phase-2 quorum that may have counted on it
-    /// (each has at least `q - 1` members besides it).
-    fn rejoin_quorum(&self) -> usize {
-        self.initial_membership().quorum().rejoin_witnesses()
-    }
-
-    /// While rejoining, ask the members that have not answered yet.
-    pub(crate) fn rejoin_tick(&mut self) {
-        let now = self.clock.now;
-        let retry = self.cfg.retry_ticks;
-        let Some(r) = self.rejoin.as_mut() else { return };
-        let Some(ask) = r.ask(now, retry, &self.cfg.members, self.cfg.id) else { return };
-        for to in ask {
-            self.send(to, Message::RejoinQuery);
-        }
-        self.finish_rejoin_if_caught_up();
-    }
-
-    pub(crate) fn on_rejoin_query(&mut self, from: NodeId) {
-        if self.rejoin.is_none() {
-            let (promised, last_slot) = (self.acceptor.promised, self.log.last_slot());
-            self.send(from, Message::RejoinReply { promised, last_slot });
-        }
-    }
-
-    pub(crate) fn on_rejoin_reply(&mut self, from: NodeId, promised: Ballot, last_slot: Slot) {
-        let Some(idx) = self.member_index(from) else { return };
-        let Some(r) = self.rejoin.as_mut() else { return };
-        r.reply(idx, promised, last_slot);
-        self.finish_rejoin_if_caught_up();
-    }
-
+    /// again: `needed` members answered, the commit index `commit` reached
+    /// the highest slot any of them accepted in, and no snapshot is still
+    /// being stored (`storing_snapshot`).
+    ///
     /// A rejoining member votes again once (1) enough members told it what
     /// they promised and accepted that every quorum which may have counted
     /// on its forgotten state includes one of them, (2) it has learned every
@@ -139,26 +91,32 @@ impl<S: StateMachine> Replica<S> {
     /// meets the members asked), and any ballot a phase-1 quorum granted it
     /// is at or below that promise (Paxos Made Live's rule, made precise).
     /// What remains outside the argument: promises it sent just before the
-    /// loss that are still in flight when it asks.
-    pub(crate) fn finish_rejoin_if_caught_up(&mut self) {
-        let needed = self.rejoin_quorum();
-        let Some(r) = self.rejoin.as_ref() else { return };
-        if !self.members.configs.chosen.is_empty() {
-            // The membership changed: the members asked (the initial ones)
-            // need not meet the quorums that may have counted on us. Stay a
-            // learner; an operator replaces this member by a new one.
-            return;
+    /// loss that are still in flight when it asks. (The router asks only
+    /// while the membership is the initial one: after a change, the members
+    /// asked need not meet the quorums that may have counted on it.)
+    pub(crate) fn ready(&self, needed: usize, commit: Slot, storing_snapshot: bool) -> Option<Ballot> {
+        (self.replies.len() >= needed && commit >= self.target && !storing_snapshot).then_some(self.ballot)
+    }
+}
+
+/// Members whose answers a rejoining member of the cluster configured by
+/// `cfg` needs: enough to meet every phase-1 quorum and every phase-2
+/// quorum of the initial configuration that may have counted on it (each
+/// has at least `q - 1` members besides it).
+pub(crate) fn witnesses_needed(cfg: &Config) -> usize {
+    cfg.initial_membership().quorum().rejoin_witnesses()
+}
+
+impl Rejoin {
+    /// While rejoining, at `now`: ask the members of the initial
+    /// configuration that have not answered yet (once per retry interval).
+    /// Whether a round of questions went out.
+    pub(crate) fn tick<O>(&mut self, net: &mut Net<'_, O>, cfg: &Config, now: u64) -> bool {
+        let Some(ask) = self.ask(now, cfg.retry_ticks, &cfg.members, cfg.id) else { return false };
+        for to in ask {
+            net.send(to, Message::RejoinQuery);
         }
-        let Some(ballot) = r.ready(needed, self.learner.commit, self.snapshots.pending.is_some()) else { return };
-        self.rejoin = None;
-        self.configure_election();
-        self.election.raise_round(ballot.round.saturating_add(1));
-        self.proposer.own_ballot = self.proposer.own_ballot.max(ballot);
-        if ballot > self.acceptor.promised {
-            self.acceptor.promised = ballot;
-            self.persist(Record::Promised(ballot));
-        }
-        self.persist(Record::Rejoined);
+        true
     }
 }
 

@@ -18,39 +18,54 @@
 //! # The router
 //!
 //! [`Replica`] holds one value per role and routes between them; the rules
-//! live with the roles. Each role owns its state: [`Acceptor`] (promises,
-//! leases; `acceptor.rs`), [`Learner`] (the chosen prefix and the state
-//! machine; `learner.rs`), [`Proposer`] (the leadership; `leader.rs`),
-//! [`Snapshots`] (stored, sent and received; `snapshot.rs`), election
-//! ([`crate::election`]), membership ([`Members`], `reconfig.rs`), rejoining
-//! after disk loss (`rejoin.rs`) and leadership handover
-//! ([`crate::handover`]). The acceptor and the learner are called with the
-//! little they may read and return events ([`AcceptorEffect`], `Learned`)
-//! that the router carries out in order; the proposer, snapshot, rejoin and
-//! handover rules are still `impl Replica` blocks in their files, reaching
-//! into the other roles' state through the router's fields.
+//! live with the roles, and no role module knows this one. Each role owns
+//! its state: [`Acceptor`] (promises, leases; `acceptor.rs`), [`Learner`]
+//! (the chosen prefix and the state machine; `learner.rs`), [`Proposer`]
+//! (the leadership; its rules in `proposer.rs`, at work as [`Leading`] in
+//! `leader.rs`, its leases and reads in `reads.rs`, its part of a
+//! leadership handover in [`crate::handover`]), [`Snapshots`] (stored,
+//! sent and received; `snapshot.rs`), election ([`crate::election`]),
+//! membership ([`Members`], `reconfig.rs`), rejoining after disk loss
+//! ([`Rejoin`], `rejoin.rs`) and clients' requests ([`Clients`],
+//! `clients.rs`). A role is called with the
+//! little it may read or write, and everything it sends or persists goes
+//! through a [`Net`] (`outbox.rs`), which keeps the order the runtime must
+//! follow. What one role needs another to do comes back as an event the
+//! router carries out, in order: the acceptor's [`AcceptorEffect`]s, the
+//! learner's `Learned`, a slot the leader saw chosen (the learner
+//! advances), a promiser compacted past the leader
+//! ([`crate::leader::Behind`]: the learner catches up), the lease a
+//! leader's own acceptor grants it, a snapshot received (installed here).
+//!
+//! The router's own rules are only those that span roles: advancing the
+//! commit index (every role waiting on it looks again), installing a
+//! snapshot, a rejoining member's return to voting, taking over when a
+//! leader hands over (`TimeoutNow`).
 
 use crate::acceptor::{Acceptor, Effect as AcceptorEffect, Env as AcceptorEnv};
 use crate::admission;
 use crate::ballot::Ballot;
-use crate::command::{Command, CommandId, Value};
+use crate::clients::Clients;
+use crate::command::{Command, Value};
 use crate::config::{Config, ConfigError};
 use crate::election::Election;
 use crate::handover::Handover;
-use crate::io::{
-    ClientError, FollowerRead, Input, Output, ReconfigResponse, RecoverError, Refused, Response, SessionInfo, Snapshot,
-};
-use crate::learner::Learner;
+use crate::io::{ClientError, Input, Output, ReconfigResponse, RecoverError, Refused, Response, SessionInfo, Snapshot};
+use crate::leader::Leading;
+use crate::learner::{CatchUpReply, Learned, Learner};
 use crate::log::Log;
-use crate::message::Message;
+use crate::message::{Message, PromisedEntry};
+use crate::outbox::{Clock, Net, Outbox};
 use crate::proposer::Proposer;
-use crate::quorum::{Joint, Quorum};
+use crate::quorum::Joint;
 use crate::reconfig::{Configs, Members, Membership};
 use crate::record::Record;
-use crate::rejoin::Rejoin;
-use crate::snapshot::Snapshots;
-use crate::state_machine::StateMachine;
+use crate::recover::{self, Durable};
+use crate::rejoin::{self, Rejoin};
+use crate::snapshot::{self, Received, ReceiverEnv, Snapshots};
+use crate::state_machine::{SnapshotError, StateMachine};
 use crate::types::{Lsn, NodeId, Slot};
+use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 
 /// One replica: proposer (leader), acceptor and learner.
@@ -60,33 +75,33 @@ use std::collections::{HashMap, VecDeque};
 #[derive(Clone)]
 pub struct Replica<S: StateMachine> {
     /// The configuration, validated.
-    pub(crate) cfg: Config,
+    cfg: Config,
     /// The logical clock and the seeded randomness.
-    pub(crate) clock: Clock,
+    clock: Clock,
     /// Record numbers, and replies held until their records are durable.
-    pub(crate) outbox: Outbox,
+    outbox: Outbox,
     /// Acceptor: what it promised and the lease it granted.
-    pub(crate) acceptor: Acceptor,
+    acceptor: Acceptor,
     /// Accepted and chosen values, shared by acceptor and learner.
-    pub(crate) log: Log,
+    log: Log,
     /// Learner: the chosen prefix, applied to the state machine.
-    pub(crate) learner: Learner<S>,
+    learner: Learner<S>,
     /// Snapshots stored, being stored, sent and received.
-    pub(crate) snapshots: Snapshots,
+    snapshots: Snapshots,
     /// Leader election (ballot leader election, after OmniPaxos).
-    pub(crate) election: Election,
+    election: Election,
     /// Proposer: the leadership held, and the ballots not to reuse.
-    pub(crate) proposer: Proposer,
+    proposer: Proposer,
     /// Set while this replica rejoins after losing its disk.
-    pub(crate) rejoin: Option<Rejoin>,
+    rejoin: Option<Rejoin>,
     /// Clients' requests made here and not yet answered.
-    pub(crate) clients: Clients,
+    clients: Clients,
     /// The configurations known, and those in force.
-    pub(crate) members: Members,
+    members: Members,
     /// Leadership handover: one asked for here and not yet answered.
-    pub(crate) handover: Option<Handover>,
+    handover: Option<Handover>,
     /// What to do, collected until [`Replica::output`].
-    pub(crate) out: Output<S::Output>,
+    out: Output<S::Output>,
 }
 
 /// Every field, for traces and for model checkers that fingerprint a
@@ -114,88 +129,6 @@ where
             .field("out", &self.out)
             .finish()
     }
-}
-
-/// Clients' requests made at this replica and not yet answered, and where
-/// they are sent.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Clients {
-    /// The replica this one believes leads.
-    pub(crate) leader_hint: Option<NodeId>,
-    /// Commands waiting for a leader to forward them to.
-    pub(crate) forward: Vec<Command>,
-    /// Linearizable reads made here while following.
-    pub(crate) follower_reads: Vec<FollowerRead>,
-    /// Proposals made here and not yet answered: when proposed, and the
-    /// command (passed on again when the leader changes).
-    pub(crate) local: HashMap<CommandId, (u64, Command)>,
-}
-
-/// Where outgoing records and messages wait: records get numbers, replies
-/// wait in `held` until the records they depend on are durable, messages to
-/// this replica itself loop back.
-#[derive(Clone, Debug)]
-pub(crate) struct Outbox {
-    /// The number the next record gets.
-    pub(crate) next_lsn: Lsn,
-    /// Every record up to here is durable.
-    pub(crate) durable: Lsn,
-    /// Sequence number of the first record recovered (1 unless the log was
-    /// truncated after a checkpoint).
-    pub(crate) first_lsn: Lsn,
-    /// Replies waiting for the record they depend on to be durable.
-    pub(crate) held: VecDeque<(Lsn, NodeId, Message)>,
-    /// Messages to this replica itself.
-    pub(crate) loopback: VecDeque<Message>,
-}
-
-impl Outbox {
-    /// The number of the next record.
-    pub(crate) fn number(&mut self) -> Lsn {
-        let lsn = self.next_lsn;
-        self.next_lsn += 1;
-        lsn
-    }
-
-    /// A reply that depends on every record numbered so far: given back to
-    /// be sent if they are durable (or `skip`, the planted `skip-persist`
-    /// bug), else held until they are.
-    pub(crate) fn unless_held(&mut self, to: NodeId, msg: Message, skip: bool) -> Option<(NodeId, Message)> {
-        let need = self.next_lsn - 1;
-        if need <= self.durable || skip {
-            Some((to, msg))
-        } else {
-            self.held.push_back((need, to, msg));
-            None
-        }
-    }
-
-    /// Every record up to `lsn` is durable: the held replies that may
-    /// leave now, in the order they were held (`None` if `lsn` is old news).
-    pub(crate) fn durable_up_to(&mut self, lsn: Lsn) -> Option<Vec<(NodeId, Message)>> {
-        if lsn <= self.durable {
-            return None;
-        }
-        debug_assert!(lsn < self.next_lsn, "durable({lsn}) reported for a record never emitted");
-        self.durable = lsn.min(self.next_lsn - 1);
-        let mut released = Vec::new();
-        while self.held.front().is_some_and(|(need, _, _)| *need <= self.durable) {
-            if let Some((_, to, msg)) = self.held.pop_front() {
-                released.push((to, msg));
-            }
-        }
-        Some(released)
-    }
-}
-
-/// This replica's logical clock and its one source of randomness (seeded:
-/// the same inputs give the same choices).
-#[derive(Clone, Debug)]
-pub(crate) struct Clock {
-    /// Ticks so far.
-    pub(crate) now: u64,
-    /// Election jitter and catch-up peers are drawn from here.
-    pub(crate) rng: fastrand::Rng,
 }
 
 impl<S: StateMachine> Replica<S> {
@@ -275,29 +208,16 @@ impl<S: StateMachine> Replica<S> {
             r.learner.known_commit = snap.slot;
             r.snapshots.latest = Some(snap);
         }
-        let mut prev: Option<Lsn> = None;
-        let mut seen_checkpoint = false;
-        for (lsn, record) in records {
-            match prev {
-                Some(p) if lsn != p + 1 => return Err(RecoverError::Gap { lsn, prev: p }),
-                Some(_) => {}
-                None => r.outbox.first_lsn = lsn,
-            }
-            if let Record::Checkpoint { snapshot_slot: cp, .. } = &record {
-                // With the head of the log deleted, the first checkpoint must
-                // go with a snapshot we have, or the slots between are lost.
-                if !seen_checkpoint && r.outbox.first_lsn > 1 && *cp > snapshot_slot {
-                    return Err(RecoverError::CompactedPastSnapshot { checkpoint: *cp, snapshot: snapshot_slot });
-                }
-                seen_checkpoint = true;
-            }
-            prev = Some(lsn);
-            r.replay(record);
-        }
-        if r.outbox.first_lsn > 1 && !seen_checkpoint {
-            return Err(RecoverError::NoCheckpoint(r.outbox.first_lsn));
-        }
-        let last = prev.unwrap_or(0);
+        let mut durable = Durable {
+            promised: &mut r.acceptor.promised,
+            own_ballot: &mut r.proposer.own_ballot,
+            rejoin: &mut r.rejoin,
+            log: &mut r.log,
+            commit: &mut r.learner.commit,
+            known_commit: &mut r.learner.known_commit,
+        };
+        let (first, last) = recover::replay(&mut durable, snapshot_slot, records)?;
+        r.outbox.first_lsn = first;
         r.outbox.next_lsn = last + 1;
         r.outbox.durable = last;
         r.learner.commit_persisted = r.learner.commit;
@@ -315,60 +235,9 @@ impl<S: StateMachine> Replica<S> {
         Ok(r)
     }
 
-    fn replay(&mut self, record: Record) {
-        use crate::log::Entry;
-        match record {
-            Record::Promised(b) => self.acceptor.promised = self.acceptor.promised.max(b),
-            Record::Accepted { ballot, first_slot, values } => {
-                self.acceptor.promised = self.acceptor.promised.max(ballot);
-                for (i, value) in values.into_iter().enumerate() {
-                    self.log.set(first_slot + i as Slot, Entry { ballot, value, chosen: false });
-                }
-            }
-            Record::Chosen { first_slot, values } => {
-                for (i, value) in values.into_iter().enumerate() {
-                    let slot = first_slot + i as Slot;
-                    self.log.set(slot, Entry { ballot: Ballot::ZERO, value, chosen: true });
-                    self.log.mark_chosen(slot);
-                }
-            }
-            Record::Ballot(b) => self.proposer.own_ballot = self.proposer.own_ballot.max(b),
-            Record::Rejoining => self.rejoin = Some(Rejoin::default()),
-            Record::Rejoined => self.rejoin = None,
-            Record::Checkpoint { snapshot_slot: _, promised, own_ballot, commit, entries } => {
-                self.acceptor.promised = self.acceptor.promised.max(promised);
-                self.proposer.own_ballot = self.proposer.own_ballot.max(own_ballot);
-                for e in entries {
-                    let chosen = e.chosen;
-                    self.log.set(e.slot, Entry { ballot: e.ballot, value: e.value, chosen });
-                    if chosen {
-                        self.log.mark_chosen(e.slot);
-                    }
-                }
-                for s in self.learner.commit + 1..=commit {
-                    if !self.log.mark_chosen(s) {
-                        break;
-                    }
-                    self.learner.commit = s;
-                }
-            }
-            Record::Commit(c) => {
-                // The values up to `c` are in earlier records (or the
-                // snapshot); stop at any hole rather than believe a gap.
-                for s in self.learner.commit + 1..=c {
-                    if !self.log.mark_chosen(s) {
-                        break;
-                    }
-                    self.learner.commit = s;
-                }
-            }
-        }
-        self.learner.known_commit = self.learner.known_commit.max(self.learner.commit);
-    }
-
     /// The highest ballot round this replica has seen: promised, led
     /// with, bid with or followed (what admission measures ballots by).
-    pub(crate) fn highest_round(&self) -> u64 {
+    fn highest_round(&self) -> u64 {
         let rejoin = self.rejoin.as_ref().map_or(0, |r| r.ballot.round);
         self.acceptor.promised.round.max(self.proposer.own_ballot.round).max(self.election.highest_round()).max(rejoin)
     }
@@ -386,14 +255,14 @@ impl<S: StateMachine> Replica<S> {
                 }
             }
             Input::Reconfigure { id, change } => {
-                let result = self.reconfigure(id, change);
+                let result = self.lead(|l| l.reconfigure(id, change));
                 if let Err(e) = result {
                     self.out.reconfigs.push(ReconfigResponse { id, result: Err(e) });
                 }
             }
-            Input::TransferLeadership { id, to } => self.start_handover(id, to),
+            Input::TransferLeadership { id, to } => self.lead(|l| l.start_handover(id, to)),
             Input::Propose(cmd) => self.on_propose(cmd),
-            Input::Read { id, query } => self.on_read(id, query),
+            Input::Read { id, query } => self.lead(|l| l.on_read(id, query)),
             Input::Tick => self.on_tick(),
             Input::Durable(lsn) => self.on_durable(lsn),
             Input::SnapshotSaved(slot) => self.on_snapshot_saved(slot),
@@ -415,7 +284,7 @@ impl<S: StateMachine> Replica<S> {
         if let Message::Accept { ballot, .. } | Message::Heartbeat { ballot, .. } | Message::Commit { ballot, .. } =
             &msg
         {
-            self.handover_observe(from, *ballot);
+            self.lead(|l| l.handover_observe(from, *ballot));
         }
         match msg {
             Message::Ping { round } => {
@@ -437,22 +306,39 @@ impl<S: StateMachine> Replica<S> {
             Message::Accepted { ballot, first_slot, last_slot } => {
                 self.on_accepted(from, ballot, first_slot, last_slot)
             }
-            Message::Nack { ballot, promised } => self.on_nack(ballot, promised),
+            Message::Nack { ballot, promised } => self.lead(|l| l.on_nack(ballot, promised)),
             Message::Commit { ballot, commit } => self.on_commit(from, ballot, commit),
-            Message::Heartbeat { ballot, commit, seq, last_slot } => {
-                self.on_heartbeat(from, ballot, commit, seq, last_slot)
-            }
-            Message::HeartbeatAck { ballot, seq, lease } => self.on_heartbeat_ack(from, ballot, seq, lease),
+            Message::Heartbeat { ballot, commit, seq, last_slot: _ } => self.on_heartbeat(from, ballot, commit, seq),
+            Message::HeartbeatAck { ballot, seq, lease } => self.lead(|l| l.on_heartbeat_ack(from, ballot, seq, lease)),
             Message::CatchUp { from_slot } => self.on_catch_up(from, from_slot),
             Message::Chosen { first_slot, values, commit } => self.on_chosen(first_slot, values, commit),
-            Message::SnapshotRequest { slot, offset } => self.on_snapshot_request(from, slot, offset),
-            Message::SnapshotChunk { slot, offset, total, data } => {
-                self.on_snapshot_chunk(from, slot, offset, total, data)
+            Message::SnapshotRequest { slot, offset } => {
+                let chunk_now = (self.cfg.snapshot_chunk, self.clock.now);
+                let mut net = Net::new(&self.cfg, &mut self.outbox, &mut self.out);
+                self.snapshots.on_request(&mut net, chunk_now, from, slot, offset);
             }
-            Message::ReadIndex { id } => self.on_read_index(from, id),
-            Message::ReadIndexReply { id, index } => self.on_read_index_reply(id, index),
-            Message::RejoinQuery => self.on_rejoin_query(from),
-            Message::RejoinReply { promised, last_slot } => self.on_rejoin_reply(from, promised, last_slot),
+            Message::SnapshotChunk { slot, offset, total, data } => {
+                let env = self.receiver_env();
+                let received = self.snapshots.receiver.on_chunk(env, from, (slot, offset, total), data);
+                self.route_received(received);
+            }
+            Message::ReadIndex { id } => self.lead(|l| l.on_read_index(from, id)),
+            Message::ReadIndexReply { id, index } => {
+                let (sm, applied) = (&self.learner.sm, self.learner.applied);
+                self.clients.on_read_index_reply(&mut self.out.reads, self.cfg.id, (id, index), sm, applied);
+            }
+            Message::RejoinQuery => {
+                if self.rejoin.is_none() {
+                    let (promised, last_slot) = (self.acceptor.promised, self.log.last_slot());
+                    self.send(from, Message::RejoinReply { promised, last_slot });
+                }
+            }
+            Message::RejoinReply { promised, last_slot } => {
+                let Some(index) = self.member_index(from) else { return };
+                let Some(r) = self.rejoin.as_mut() else { return };
+                r.reply(index, promised, last_slot);
+                self.finish_rejoin_if_caught_up();
+            }
             Message::Forward { commands } => {
                 for cmd in commands {
                     if self.queued() >= self.cfg.max_pending {
@@ -488,7 +374,7 @@ impl<S: StateMachine> Replica<S> {
     fn on_accept(&mut self, from: NodeId, ballot: Ballot, first_slot: Slot, values: Vec<Value>, commit: Slot) {
         self.deposed_by(ballot);
         if self.rejoin.is_some() {
-            self.observe_leader(ballot, None);
+            self.observe_leader(ballot);
             self.learn_commit(from, ballot, commit);
             return;
         }
@@ -499,10 +385,10 @@ impl<S: StateMachine> Replica<S> {
     /// A leader's heartbeat arrives: the acceptor acknowledges it (and
     /// grants a lease, if election follows that leader), the learner learns
     /// its commit index, and a learner member reports its progress.
-    fn on_heartbeat(&mut self, from: NodeId, ballot: Ballot, commit: Slot, seq: u64, last_slot: Slot) {
+    fn on_heartbeat(&mut self, from: NodeId, ballot: Ballot, commit: Slot, seq: u64) {
         self.deposed_by(ballot);
         if self.rejoin.is_some() {
-            self.observe_leader(ballot, Some(last_slot));
+            self.observe_leader(ballot);
             self.learn_commit(from, ballot, commit);
             return;
         }
@@ -556,7 +442,7 @@ impl<S: StateMachine> Replica<S> {
     /// went on advertising its commit index after learning chosen values
     /// from a newer leader would make its followers mark its own stale
     /// proposals chosen.)
-    pub(crate) fn deposed_by(&mut self, ballot: Ballot) {
+    fn deposed_by(&mut self, ballot: Ballot) {
         if self.proposer.leader.as_ref().is_some_and(|l| l.ballot < ballot) {
             self.step_down(ballot);
         }
@@ -600,22 +486,25 @@ impl<S: StateMachine> Replica<S> {
         }
         self.sync_role();
         self.expire_sessions_tick();
-        self.leader_tick();
-        self.handover_tick();
+        self.lead(|l| l.leader_tick());
+        self.lead(|l| l.handover_tick());
         self.learner_tick();
     }
 
     fn on_durable(&mut self, lsn: Lsn) {
         let Some(released) = self.outbox.durable_up_to(lsn) else { return };
+        let mut net = self.net();
         for (to, msg) in released {
-            self.dispatch(to, msg);
+            net.dispatch(to, msg);
         }
-        self.checkpoint_durable();
+        if let Some(first) = self.snapshots.checkpoint_durable(self.outbox.durable) {
+            self.out.truncate_before = Some(first);
+        }
     }
 
     /// Follow the election: start phase 1 when elected with a new ballot,
     /// step down when someone else leads.
-    pub(crate) fn sync_role(&mut self) {
+    fn sync_role(&mut self) {
         let elected = self.election.leader();
         if self.election.is_leader() {
             let leading = self.proposer.leader.as_ref().map(|l| l.ballot);
@@ -632,38 +521,426 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
-    pub(crate) fn set_leader_hint(&mut self, hint: Option<NodeId>) {
-        let changed = hint != self.clients.leader_hint;
-        self.clients.leader_hint = hint;
-        let Some(l) = hint.filter(|&l| l != self.cfg.id) else { return };
-        let now = self.clock.now;
-        for r in self.clients.follower_reads.iter_mut().filter(|r| !r.asked) {
-            r.asked = true;
-            r.since = now;
-            let id = r.id;
-            self.out.send.push((l, Message::ReadIndex { id }));
+    fn set_leader_hint(&mut self, hint: Option<NodeId>) {
+        let (me, now, max) = (self.cfg.id, self.clock.now, self.cfg.max_message_bytes);
+        let mut net = Net::new(&self.cfg, &mut self.outbox, &mut self.out);
+        self.clients.set_leader_hint(&mut net, me, hint, now, max);
+    }
+
+    /// The leader at work, for one call: the proposer with what it may
+    /// touch; then its own acceptor records the lease it granted it.
+    fn lead<R>(&mut self, f: impl FnOnce(&mut Leading<'_, S>) -> R) -> R {
+        let receiving_snapshot = self.receiving_snapshot();
+        let mut leading = Leading {
+            cfg: &self.cfg,
+            now: self.clock.now,
+            proposer: &mut self.proposer,
+            net: Net::new(&self.cfg, &mut self.outbox, &mut self.out),
+            members: &mut self.members,
+            clients: &mut self.clients,
+            election: &mut self.election,
+            promised: self.acceptor.promised,
+            own_lease: None,
+            log: &mut self.log,
+            commit: self.learner.commit,
+            applied: self.learner.applied,
+            sm: &self.learner.sm,
+            handover: &mut self.handover,
+            receiving_snapshot,
+        };
+        let r = f(&mut leading);
+        if let Some((ballot, until)) = leading.own_lease {
+            self.acceptor.grant_own_lease(self.cfg.id, ballot, until);
         }
-        let mut commands = std::mem::take(&mut self.clients.forward);
-        if changed {
-            // Proposals passed to the old leader may have died with it: pass
-            // every unanswered one to the new leader (applied at most once
-            // whichever copy is chosen).
-            let again = self.unanswered_except(&commands);
-            commands.extend(again);
+        r
+    }
+
+    /// `TimeoutNow` from the leader of `ballot`: take over at once, if we
+    /// may stand and still follow that ballot.
+    fn on_timeout_now(&mut self, from: NodeId, ballot: Ballot, commit: Slot) {
+        if ballot.node != from || from == self.cfg.id {
+            return;
         }
-        if !commands.is_empty() {
-            self.send_forward(l, commands);
+        let stale = self.acceptor.promised > ballot
+            || self.election.leader() > ballot
+            || self.proposer.leader.as_ref().is_some_and(|l| l.ballot > ballot);
+        let connected = self.election.connected(self.clock.now);
+        if stale || !connected || !self.election.is_voter() || self.rejoin.is_some() {
+            return;
+        }
+        // Our entries in `ballot` are the sender's proposals: learn which
+        // are chosen, so phase 1 starts above them.
+        self.learn_commit(from, ballot, commit);
+        let above = self.acceptor.promised.max(ballot).max(self.proposer.own_ballot);
+        let Some(bid) = self.election.take_over(above) else { return };
+        self.proposer.takeover = Some((bid, ballot));
+        self.sync_role();
+    }
+
+    // ---- the learner (see `learner.rs`) ---------------------------------
+
+    /// Learn from a commit index that a leader with `ballot` announced.
+    fn learn_commit(&mut self, from: NodeId, ballot: Ballot, commit: Slot) {
+        self.learner.learn(&mut self.log, ballot, commit);
+        self.advance_commit();
+        if self.learner.behind() && self.learner.catchup_sent_at.is_none() {
+            self.request_catch_up(Some(from));
         }
     }
 
-    /// Proposals made here and not yet answered, oldest first, except those
-    /// already in `queued`.
-    pub(crate) fn unanswered_except<'a>(&self, queued: impl IntoIterator<Item = &'a Command>) -> Vec<Command> {
-        let queued: std::collections::HashSet<CommandId> = queued.into_iter().map(|c| c.id).collect();
-        let mut again: Vec<&(u64, Command)> =
-            self.clients.local.values().filter(|(_, c)| !queued.contains(&c.id)).collect();
-        again.sort_by_key(|(since, c)| (*since, c.id));
-        again.into_iter().map(|(_, c)| c.clone()).collect()
+    /// Move the commit index over the chosen prefix and apply it; then
+    /// every role that waits on the commit index looks again.
+    fn advance_commit(&mut self) {
+        self.learner.advance(&self.log);
+        self.forget_chosen_inflight();
+        self.learner.known_commit = self.learner.known_commit.max(self.learner.commit);
+        self.apply_chosen();
+        self.refresh_view();
+        self.finish_rejoin_if_caught_up();
+        self.resume_phase1_if_caught_up();
+    }
+
+    /// Apply the chosen prefix, and route what the learner reports: a
+    /// configuration chosen to the membership, an answer to the client that
+    /// proposed here; then serve the reads the applied state allows.
+    fn apply_chosen(&mut self) {
+        for learned in self.learner.apply_chosen(&self.log) {
+            match learned {
+                Learned::Configuration(slot, m) => {
+                    self.members.configs.chosen.insert(slot, m);
+                }
+                Learned::Answer(id, output) => {
+                    let local = self.clients.local.remove(&id).is_some();
+                    if let (true, Some(result)) = (local, output) {
+                        self.out.responses.push(Response { id, result });
+                    }
+                }
+            }
+        }
+        self.serve_reads();
+        self.serve_follower_reads();
+    }
+
+    /// Ask for the chosen values we are missing: of `from`, else of the
+    /// leader we know of (not while a snapshot is arriving).
+    fn request_catch_up(&mut self, from: Option<NodeId>) {
+        if self.receiving_snapshot() {
+            return;
+        }
+        let me = self.cfg.id;
+        let Some(to) = from.filter(|&n| n != me).or(self.clients.other_leader(me)) else { return };
+        let mut net = Net::new(&self.cfg, &mut self.outbox, &mut self.out);
+        self.learner.request_catch_up(&mut net, self.clock.now, to);
+    }
+
+    /// The learner's timers: retry catch-up; give up on follower reads
+    /// never answered; resume a stalled snapshot transfer; ask again while
+    /// rejoining; forget proposals nobody will answer.
+    fn learner_tick(&mut self) {
+        if self.learner.catch_up_due(self.clock.now, self.cfg.retry_ticks) {
+            let any = self.random_peer();
+            // A leader held back in phase 1 by a compacted promiser is
+            // its own leader hint: it asks a peer (a hint naming
+            // ourselves used to win here and then be dropped, so a lost
+            // catch-up request was never sent again and that leader
+            // prepared forever; found by swarm testing, seed 177 on 5
+            // nodes).
+            let hint = self.clients.other_leader(self.cfg.id);
+            self.request_catch_up(hint.or(any));
+        }
+        self.expire_follower_reads();
+        let received = self.snapshots.receiver.tick(self.receiver_env());
+        self.route_received(received);
+        self.rejoin_tick();
+        if self.clock.now.is_multiple_of(self.cfg.election_ticks) {
+            let horizon = self.clock.now.saturating_sub(self.cfg.election_ticks * 20);
+            self.clients.local.retain(|_, (since, _)| *since >= horizon);
+        }
+    }
+
+    fn random_peer(&mut self) -> Option<NodeId> {
+        let members = self.view_members();
+        let n = members.len();
+        if n < 2 {
+            return None;
+        }
+        let pick = members[self.clock.rng.usize(0..n)];
+        (pick != self.cfg.id).then_some(pick)
+    }
+
+    /// Serve a catch-up request from the chosen prefix (or our snapshot).
+    fn on_catch_up(&mut self, from: NodeId, from_slot: Slot) {
+        if self.proposer.leader.is_some() {
+            let p = self.members.progress.entry(from).or_default();
+            *p = (*p).max(from_slot.saturating_sub(1));
+        }
+        let (max_slots, max_bytes) = (self.cfg.max_catchup_slots, self.cfg.max_message_bytes);
+        match self.learner.catch_up_reply(&self.log, from_slot, max_slots, max_bytes) {
+            CatchUpReply::Nothing => {}
+            CatchUpReply::Snapshot => self.send_snapshot_chunk(from, 0),
+            CatchUpReply::Chosen(msg) => self.send(from, msg),
+        }
+    }
+
+    /// Chosen values from a catch-up reply.
+    fn on_chosen(&mut self, first_slot: Slot, values: Vec<Value>, commit: Slot) {
+        // We ask from our commit index on, and it only grows, so a reply
+        // that starts above it is not an answer to us (admission: the
+        // range is not empty and does not overflow).
+        if first_slot == 0 || first_slot > self.learner.commit + 1 {
+            return;
+        }
+        if self.is_leader() && first_slot + values.len() as Slot > self.learner.commit + 1 {
+            // Someone chose values we did not: a newer leader exists. Step
+            // down before learning them, so our commit index is never
+            // advertised in our (stale) ballot.
+            self.step_down(Ballot::ZERO);
+        }
+        let mut net = Net::new(&self.cfg, &mut self.outbox, &mut self.out);
+        self.learner.take_chosen(&mut self.log, &mut net, first_slot, values, commit);
+        self.advance_commit();
+        self.resume_phase1_if_caught_up();
+        if self.learner.behind() {
+            self.request_catch_up(None);
+        }
+    }
+
+    /// Persist the commit index once per output, after the records that
+    /// hold the values it covers.
+    fn persist_commit(&mut self) {
+        if self.snapshots.installed_unsaved.is_some() {
+            // The slots the installed snapshot covers are not in our records.
+            return;
+        }
+        let mut net = Net::new(&self.cfg, &mut self.outbox, &mut self.out);
+        self.learner.persist_commit(&mut net);
+    }
+
+    // ---- snapshots (see `snapshot.rs`) ----------------------------------
+
+    /// Ask for a snapshot if enough has been applied since the last one.
+    fn maybe_snapshot(&mut self) {
+        if self.snapshots.due(self.cfg.snapshot_every, self.learner.applied) {
+            self.take_snapshot();
+        }
+    }
+
+    /// Ask the runtime to store a snapshot of everything applied, unless one
+    /// is pending or the last one already covers it.
+    fn take_snapshot(&mut self) {
+        let (learner, members) = (&self.learner, &self.members);
+        let encode = || {
+            let configs = snapshot::configs_after(&members.configs, learner.applied);
+            snapshot::encode(
+                &learner.session_infos(),
+                learner.sessions_expired_before,
+                &configs,
+                &learner.sm.snapshot(),
+            )
+        };
+        if let Some(snap) = self.snapshots.take(learner.applied, self.rejoin.is_some(), encode) {
+            self.out.snapshot = Some(snap);
+        }
+    }
+
+    /// Replace the state machine, the duplicate table and the membership
+    /// by the snapshot's at `slot`.
+    fn restore_snapshot(&mut self, slot: Slot, data: &[u8]) -> Result<(), SnapshotError> {
+        let d = snapshot::decode(slot, data, self.members.configs.alpha)?;
+        self.learner.restore(d.state, d.sessions, d.expired_before)?;
+        if let Some(c) = d.configs {
+            self.members.configs = c;
+        }
+        // Proposals made here that the snapshot already covers.
+        self.clients.answer_covered(&self.learner.sessions, &mut self.out.responses);
+        Ok(())
+    }
+
+    /// The runtime stored the snapshot at `slot`: compact and checkpoint.
+    fn on_snapshot_saved(&mut self, slot: Slot) {
+        if !self.snapshots.saved(slot) {
+            return;
+        }
+        if self.rejoin.is_some() {
+            // Keep the whole log (and its `Rejoining` record) until we vote.
+            self.finish_rejoin_if_caught_up();
+            return;
+        }
+        // Keep the log a learner is being sent a snapshot for.
+        let horizon = self.clock.now.saturating_sub(20 * self.cfg.retry_ticks);
+        let state = (self.acceptor.promised, self.proposer.own_ballot, self.learner.commit);
+        let mut net = Net::new(&self.cfg, &mut self.outbox, &mut self.out);
+        self.snapshots.checkpoint(&mut net, &mut self.log, (slot, horizon, self.cfg.max_message_bytes), state);
+    }
+
+    fn send_snapshot_chunk(&mut self, to: NodeId, offset: u64) {
+        let chunk_now = (self.cfg.snapshot_chunk, self.clock.now);
+        let mut net = Net::new(&self.cfg, &mut self.outbox, &mut self.out);
+        self.snapshots.send_chunk(&mut net, chunk_now, to, offset);
+    }
+
+    fn receiver_env(&self) -> ReceiverEnv {
+        ReceiverEnv { now: self.clock.now, retry_ticks: self.cfg.retry_ticks, commit: self.learner.commit }
+    }
+
+    /// Whether a snapshot transfer is under way and moving: catch-up
+    /// requests wait for it (a compacted member would answer each with the
+    /// snapshot's first chunk again).
+    fn receiving_snapshot(&self) -> bool {
+        self.snapshots.receiver.receiving(self.receiver_env())
+    }
+
+    /// What the receiver asks for: a request to the sender, or a complete
+    /// snapshot to install.
+    fn route_received(&mut self, received: Option<Received>) {
+        match received {
+            Some(Received::Ask(to, msg)) => self.send(to, msg),
+            Some(Received::Complete(slot, data)) => self.install_snapshot(slot, data),
+            None => {}
+        }
+    }
+
+    /// Jump to a snapshot received from a peer.
+    fn install_snapshot(&mut self, slot: Slot, data: Bytes) {
+        if slot <= self.learner.commit {
+            return;
+        }
+        if self.is_leader() {
+            // As for `Chosen`: a newer leader chose these; step down first.
+            self.step_down(Ballot::ZERO);
+        }
+        if self.restore_snapshot(slot, &data).is_err() {
+            return;
+        }
+        self.out.stats.snapshots_received += 1;
+        self.log.compact(slot);
+        self.learner.commit = slot;
+        self.learner.applied = slot;
+        self.learner.known_commit = self.learner.known_commit.max(slot);
+        self.learner.catchup_sent_at = None;
+        let snap = Snapshot { slot, data };
+        self.snapshots.pending = Some(snap.clone());
+        self.snapshots.installed_unsaved = Some(slot);
+        self.out.snapshot = Some(snap);
+        self.advance_commit();
+        self.resume_phase1_if_caught_up();
+    }
+
+    // ---- rejoining after disk loss (see `rejoin.rs`) -------------------
+
+    /// While rejoining: every leader's ballot raises the promise we will
+    /// start with.
+    fn observe_leader(&mut self, ballot: Ballot) {
+        if let Some(r) = self.rejoin.as_mut() {
+            r.observe_leader(ballot);
+        }
+    }
+
+    /// While rejoining, ask the members that have not answered yet.
+    fn rejoin_tick(&mut self) {
+        let Some(r) = self.rejoin.as_mut() else { return };
+        let mut net = Net::new(&self.cfg, &mut self.outbox, &mut self.out);
+        if r.tick(&mut net, &self.cfg, self.clock.now) {
+            self.finish_rejoin_if_caught_up();
+        }
+    }
+
+    /// Vote again once the rejoin rule allows (see [`Rejoin::ready`]):
+    /// promise the highest ballot heard of, and bid only above it.
+    fn finish_rejoin_if_caught_up(&mut self) {
+        let needed = rejoin::witnesses_needed(&self.cfg);
+        let Some(r) = self.rejoin.as_ref() else { return };
+        if !self.members.configs.chosen.is_empty() {
+            // The membership changed: the members asked (the initial ones)
+            // need not meet the quorums that may have counted on us. Stay a
+            // learner; an operator replaces this member by a new one.
+            return;
+        }
+        let Some(ballot) = r.ready(needed, self.learner.commit, self.snapshots.pending.is_some()) else { return };
+        self.rejoin = None;
+        self.configure_election();
+        self.election.raise_round(ballot.round.saturating_add(1));
+        self.proposer.own_ballot = self.proposer.own_ballot.max(ballot);
+        if ballot > self.acceptor.promised {
+            self.acceptor.promised = ballot;
+            self.persist(Record::Promised(ballot));
+        }
+        self.persist(Record::Rejoined);
+    }
+
+    // ---- the leader's entry points (see `leader.rs`) -------------------
+
+    fn start_phase1(&mut self, ballot: Ballot) {
+        self.lead(|l| l.start_phase1(ballot));
+    }
+
+    fn on_promise(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        from_slot: Slot,
+        entries: Vec<PromisedEntry>,
+        compacted: Slot,
+    ) {
+        let Some(behind) = self.lead(|l| l.on_promise(from, ballot, from_slot, entries, compacted)) else { return };
+        self.learner.known_commit = self.learner.known_commit.max(behind.slot);
+        if self.learner.commit < behind.slot {
+            self.request_catch_up(Some(behind.from));
+        }
+        // (We may have caught up while preparing.)
+        self.resume_phase1_if_caught_up();
+    }
+
+    fn resume_phase1_if_caught_up(&mut self) {
+        self.lead(|l| l.resume_phase1_if_caught_up());
+    }
+
+    fn on_accepted(&mut self, from: NodeId, ballot: Ballot, first_slot: Slot, last_slot: Slot) {
+        let chosen = self.lead(|l| {
+            l.handover_accepted(from, ballot, first_slot, last_slot);
+            l.on_accepted(from, ballot, first_slot, last_slot)
+        });
+        if chosen {
+            self.advance_commit();
+        }
+    }
+
+    fn forget_chosen_inflight(&mut self) {
+        self.lead(|l| l.forget_chosen_inflight());
+    }
+
+    fn step_down(&mut self, higher: Ballot) {
+        self.lead(|l| l.step_down(higher));
+    }
+
+    fn serve_reads(&mut self) {
+        self.lead(|l| l.serve_reads());
+    }
+
+    fn flush(&mut self) {
+        if self.lead(|l| l.flush()) {
+            self.persist_commit();
+            self.maybe_snapshot();
+        }
+    }
+
+    /// Session expiry: the learner says which sessions are due to go, the
+    /// leader proposes so.
+    fn expire_sessions_tick(&mut self) {
+        let now = self.clock.now;
+        if let Some(before) = self.learner.expiry_due(now, self.cfg.session_expiry_ticks) {
+            self.lead(|l| l.expire_sessions(before));
+        }
+    }
+
+    fn serve_follower_reads(&mut self) {
+        let (sm, applied) = (&self.learner.sm, self.learner.applied);
+        self.clients.serve_follower_reads(&mut self.out.reads, sm, applied);
+    }
+
+    fn expire_follower_reads(&mut self) {
+        let horizon = self.clock.now.saturating_sub(2 * self.cfg.election_ticks);
+        self.clients.expire_follower_reads(&mut self.out.reads, self.cfg.id, horizon);
     }
 
     fn on_propose(&mut self, cmd: Command) {
@@ -695,30 +972,19 @@ impl<S: StateMachine> Replica<S> {
     // ---- plumbing -------------------------------------------------------
 
     /// Index in the initial configuration's voters (rejoin bookkeeping).
-    pub(crate) fn member_index(&self, node: NodeId) -> Option<usize> {
+    fn member_index(&self, node: NodeId) -> Option<usize> {
         self.cfg.members.iter().position(|&m| m == node)
     }
 
     /// Whether `node` is listed in a configuration this replica knows of
     /// (chosen, or proposed in a slot it holds): messages from anyone else
     /// are ignored.
-    pub(crate) fn knows(&self, node: NodeId) -> bool {
+    fn knows(&self, node: NodeId) -> bool {
         self.members.configs.knows(node)
             || self
                 .log
                 .iter_from(self.learner.commit + 1)
                 .any(|(_, e)| matches!(&e.value, Value::Reconfigure(m) if m.contains(node)))
-    }
-
-    /// How this replica counts `m`'s quorums: every count in the core goes
-    /// through here (or [`Replica::joint`]); a planted bug may wrap it.
-    pub(crate) fn quorum<'a>(&self, m: &'a Membership) -> Quorum<'a> {
-        self.cfg.plant().quorum(m)
-    }
-
-    /// The joint quorum of `configs` (every configuration a change spans).
-    pub(crate) fn joint<'a>(&self, configs: &'a [Membership]) -> Joint<'a> {
-        Joint::new(configs.iter().map(|m| self.quorum(m)).collect())
     }
 
     /// The configurations in force and pending, as election counts them.
@@ -729,18 +995,18 @@ impl<S: StateMachine> Replica<S> {
 
     /// Everyone in the configurations in force and pending, voters first,
     /// without duplicates.
-    pub(crate) fn view_members(&self) -> Vec<NodeId> {
+    fn view_members(&self) -> Vec<NodeId> {
         self.members.everyone()
     }
 
     /// Recompute the configurations in force at `commit + 1` and pending,
     /// after the commit index moved or a change was learned; when they
     /// changed, retune election and step down if no longer a voter.
-    pub(crate) fn refresh_view(&mut self) {
+    fn refresh_view(&mut self) {
         let from = self.learner.commit + 1;
         // Keep what a phase 1 in progress still needs (it may have started
         // before the commit index moved on).
-        let keep = from.min(self.preparing_from().unwrap_or(from));
+        let keep = from.min(self.proposer.preparing_from().unwrap_or(from));
         if !self.members.refresh(from, keep) {
             return;
         }
@@ -754,25 +1020,10 @@ impl<S: StateMachine> Replica<S> {
 
     /// Tell election whose replies make this node connected, and whether
     /// it may stand.
-    pub(crate) fn configure_election(&mut self) {
+    fn configure_election(&mut self) {
         let voter = self.rejoin.is_none() && self.members.view.first().is_some_and(|m| m.is_voter(self.cfg.id));
         self.election.set_voter(voter);
         self.election.set_groups(self.election_groups());
-    }
-
-    /// The initial configuration, as `Config` gives it.
-    pub(crate) fn initial_membership(&self) -> Membership {
-        Membership {
-            voters: self.cfg.members.clone(),
-            learners: self.cfg.learners.clone(),
-            q1: self.cfg.quorum.phase1(),
-            q2: self.cfg.quorum.phase2(),
-        }
-    }
-
-    /// Whether the membership differs from the initial one, or did once.
-    pub(crate) fn membership_changed(&self) -> bool {
-        !self.members.configs.chosen.is_empty() || self.members.configs.base != self.initial_membership()
     }
 
     /// The configuration in force at the first slot not known chosen.
@@ -797,33 +1048,25 @@ impl<S: StateMachine> Replica<S> {
         self.members.view.iter().any(|m| m.contains(self.cfg.id))
     }
 
+    /// The outside world, for one call of a role.
+    fn net(&mut self) -> Net<'_, S::Output> {
+        Net::new(&self.cfg, &mut self.outbox, &mut self.out)
+    }
+
     /// Append a record for the runtime to make durable; returns its number.
-    pub(crate) fn persist(&mut self, record: Record) -> Lsn {
-        let lsn = self.outbox.number();
-        self.out.persist.push((lsn, record));
-        lsn
+    fn persist(&mut self, record: Record) -> Lsn {
+        self.net().persist(record)
     }
 
     /// Send a message that depends on nothing unpersisted.
-    pub(crate) fn send(&mut self, to: NodeId, msg: Message) {
-        self.dispatch(to, msg);
+    fn send(&mut self, to: NodeId, msg: Message) {
+        self.net().send(to, msg);
     }
 
     /// Send a reply that depends on every record persisted so far: it is
     /// held until they are durable (unless the planted bug says otherwise).
-    pub(crate) fn send_after_persist(&mut self, to: NodeId, msg: Message) {
-        let skip = self.cfg.plant().skip_persist();
-        if let Some((to, msg)) = self.outbox.unless_held(to, msg, skip) {
-            self.dispatch(to, msg);
-        }
-    }
-
-    fn dispatch(&mut self, to: NodeId, msg: Message) {
-        if to == self.cfg.id {
-            self.outbox.loopback.push_back(msg);
-        } else {
-            self.out.send.push((to, msg));
-        }
+    fn send_after_persist(&mut self, to: NodeId, msg: Message) {
+        self.net().send_after_persist(to, msg);
     }
 
     fn drain_loopback(&mut self) {
@@ -869,14 +1112,7 @@ impl<S: StateMachine> Replica<S> {
     /// applied prefix of the log alone, so every replica that applied the
     /// same slots reports the same table.
     pub fn sessions(&self) -> Vec<SessionInfo> {
-        let mut out: Vec<SessionInfo> = self
-            .learner
-            .sessions
-            .iter()
-            .map(|(&client, s)| SessionInfo { client, seq: s.seq, last_slot: s.last_slot })
-            .collect();
-        out.sort_unstable_by_key(|s| s.client);
-        out
+        self.learner.session_infos()
     }
 
     /// The highest slot below which client sessions were expired (a

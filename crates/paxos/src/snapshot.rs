@@ -13,12 +13,14 @@
 //! each naming an offset, so a transfer that breaks off resumes where it
 //! stopped; the sender keeps the log above any snapshot it is sending.
 
-use crate::io::{ClientError, Snapshot};
-use crate::learner::Session;
+use crate::ballot::Ballot;
+use crate::io::{SessionInfo, Snapshot};
+use crate::log::Log;
 use crate::message::{split_by_size, value_size_bound, Message, PromisedEntry, ENVELOPE_BYTES};
+use crate::outbox::Net;
+use crate::reconfig::Configs;
 use crate::record::Record;
-use crate::replica::Replica;
-use crate::state_machine::{SnapshotError, StateMachine};
+use crate::state_machine::SnapshotError;
 use crate::types::{Lsn, NodeId, Slot};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -207,7 +209,7 @@ fn stalled(env: ReceiverEnv, inc: &Incoming) -> bool {
 }
 
 impl Snapshot {
-    /// A snapshot at `slot` of a state whose [`StateMachine::snapshot`] bytes
+    /// A snapshot at `slot` of a state whose [`crate::StateMachine::snapshot`] bytes
     /// are `state`, with an empty duplicate-detection table: what every
     /// member of a new cluster seeded from a backup starts from.
     pub fn from_state(slot: Slot, state: &[u8]) -> Snapshot {
@@ -240,272 +242,206 @@ pub(crate) struct Snapshots {
     pub(crate) sender: Sender,
 }
 
-impl<S: StateMachine> Replica<S> {
-    /// Ask for a snapshot if enough has been applied since the last one.
-    pub(crate) fn maybe_snapshot(&mut self) {
-        let every = self.cfg.snapshot_every;
-        let last = self.snapshots.latest.as_ref().map_or(0, |s| s.slot);
-        if every == 0 || self.learner.applied < last + every {
-            return;
-        }
-        self.take_snapshot();
+impl Snapshots {
+    /// Whether a snapshot is due: `every` slots applied (`applied`) since
+    /// the last one (never if `every` is 0).
+    pub(crate) fn due(&self, every: Slot, applied: Slot) -> bool {
+        let last = self.latest.as_ref().map_or(0, |s| s.slot);
+        every != 0 && applied >= last + every
     }
 
-    /// Ask the runtime to store a snapshot of everything applied, unless one
-    /// is pending or the last one already covers it.
-    pub(crate) fn take_snapshot(&mut self) {
-        let last = self.snapshots.latest.as_ref().map_or(0, |s| s.slot);
-        // While rejoining, the `Rejoining` record must stay in the log, so
-        // no checkpoint may replace it.
-        if self.snapshots.pending.is_some() || self.rejoin.is_some() || self.learner.applied <= last {
-            return;
+    /// A snapshot of everything applied (`applied`, its bytes from
+    /// `encode`) for the runtime to store, unless one is pending or the
+    /// last one already covers it, or the replica is rejoining (its
+    /// `Rejoining` record must stay in the log, so no checkpoint may
+    /// replace it).
+    pub(crate) fn take(&mut self, applied: Slot, rejoining: bool, encode: impl FnOnce() -> Bytes) -> Option<Snapshot> {
+        let last = self.latest.as_ref().map_or(0, |s| s.slot);
+        if self.pending.is_some() || rejoining || applied <= last {
+            return None;
         }
-        let snap = Snapshot { slot: self.learner.applied, data: self.encode_snapshot() };
-        self.snapshots.pending = Some(snap.clone());
-        self.out.snapshot = Some(snap);
+        let snap = Snapshot { slot: applied, data: encode() };
+        self.pending = Some(snap.clone());
+        Some(snap)
     }
 
-    /// Layout: session count (its top bit set when a membership section
-    /// follows, the next one when sessions carry their last slot, the
-    /// third when the expiry mark follows), the slot below which sessions
-    /// were last expired, sessions (client, sequence number, last slot;
-    /// sorted by client), membership, state machine bytes.
-    ///
-    /// The sessions' last slots are in the snapshot so that a replica that
-    /// restored it forgets the same sessions, at the same slots, as one
-    /// that applied the log.
-    ///
-    /// The membership section is always written: it holds only what governs
-    /// the slots after the snapshot (the configuration in force there and
-    /// any pending one), and both follow from the chosen log alone, so every
-    /// replica's snapshot of a slot carries the same bytes, and a replica
-    /// that restarts from, or installs, the snapshot counts the next slots
-    /// in the configuration the log gives, never in the one its own start
-    /// flags name. (Writing it only when the membership differed from the
-    /// writer's own initial one left it out of the snapshots of a member
-    /// that joined after the last change; an original member installing
-    /// such a snapshot came back, after a restart, counting quorums in the
-    /// cluster's first configuration.) Only snapshots written before that
-    /// rule, and seeded ones ([`Snapshot::from_state`]), come without it.
-    fn encode_snapshot(&self) -> Bytes {
-        let sessions = self.sessions();
-        let mut out = Vec::with_capacity(8 + sessions.len() * 24);
-        let flags = MEMBERSHIP_FLAG | SESSION_SLOT_FLAG | EXPIRED_FLAG;
-        out.extend_from_slice(&(sessions.len() as u64 | flags).to_be_bytes());
-        out.extend_from_slice(&self.learner.sessions_expired_before.to_be_bytes());
-        for s in sessions {
-            out.extend_from_slice(&s.client.to_be_bytes());
-            out.extend_from_slice(&s.seq.to_be_bytes());
-            out.extend_from_slice(&s.last_slot.to_be_bytes());
+    /// The runtime stored the snapshot at `slot`: it is the latest now.
+    /// Whether it was the one pending.
+    pub(crate) fn saved(&mut self, slot: Slot) -> bool {
+        let Some(snap) = self.pending.take_if(|s| s.slot == slot) else { return false };
+        self.latest = Some(snap);
+        if self.installed_unsaved.is_some_and(|s| s <= slot) {
+            self.installed_unsaved = None;
         }
-        self.snapshot_configs().encode(&mut out);
-        out.extend_from_slice(&self.learner.sm.snapshot());
-        Bytes::from(out)
+        true
     }
 
-    /// What a snapshot of everything applied records of the membership:
-    /// the configuration governing the next slot, as the base, and the
-    /// changes chosen but not yet in force there.
-    pub(crate) fn snapshot_configs(&self) -> crate::reconfig::Configs {
-        let from = self.learner.applied + 1;
-        let mut c =
-            crate::reconfig::Configs::new(self.members.configs.governing(from).clone(), self.members.configs.alpha);
-        c.chosen.extend(self.members.configs.pending_at(from).map(|(s, m)| (s, m.clone())));
-        c
-    }
-
-    /// Replace the state machine and the duplicate table by the snapshot's
-    /// at `slot`.
-    pub(crate) fn restore_snapshot(&mut self, slot: Slot, data: &[u8]) -> Result<(), SnapshotError> {
-        let bad = || SnapshotError("truncated session table".into());
-        let (n, mut rest) = data.split_first_chunk::<8>().ok_or_else(bad)?;
-        let n = u64::from_be_bytes(*n);
-        let with_membership = n & MEMBERSHIP_FLAG != 0;
-        let with_slots = n & SESSION_SLOT_FLAG != 0;
-        let mut expired_before = 0;
-        if n & EXPIRED_FLAG != 0 {
-            let (e, r) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
-            expired_before = u64::from_be_bytes(*e);
-            rest = r;
-        }
-        let n = n & !(MEMBERSHIP_FLAG | SESSION_SLOT_FLAG | EXPIRED_FLAG);
-        let mut sessions = Vec::new();
-        for _ in 0..n {
-            let (c, r) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
-            let (s, mut r) = r.split_first_chunk::<8>().ok_or_else(bad)?;
-            let mut last_slot = slot;
-            if with_slots {
-                let (l, r2) = r.split_first_chunk::<8>().ok_or_else(bad)?;
-                last_slot = u64::from_be_bytes(*l);
-                r = r2;
-            }
-            sessions.push((u64::from_be_bytes(*c), u64::from_be_bytes(*s), last_slot));
-            rest = r;
-        }
-        let mut configs = None;
-        if with_membership {
-            let (c, r) = crate::reconfig::Configs::decode(rest, self.members.configs.alpha)
-                .ok_or_else(|| SnapshotError("bad membership section".into()))?;
-            configs = Some(c);
-            rest = r;
-        }
-        self.learner.sm.restore(rest)?;
-        if let Some(c) = configs {
-            self.members.configs = c;
-        }
-        // Cached answers are not part of a snapshot: a retry of a command
-        // the snapshot covers is recognised, but gets no cached answer.
-        self.learner.sessions =
-            sessions.into_iter().map(|(c, seq, last_slot)| (c, Session { seq, last_slot, output: None })).collect();
-        self.learner.sessions_expired_before = expired_before;
-        // Proposals made here that the snapshot already covers.
-        let mut covered: Vec<_> = self
-            .clients
-            .local
-            .keys()
-            .filter(|id| self.learner.sessions.get(&id.client).is_some_and(|s| id.seq <= s.seq))
-            .copied()
-            .collect();
-        // In id order: the same inputs must give the same outputs.
-        covered.sort_unstable();
-        for id in covered {
-            self.clients.local.remove(&id);
-            self.out.responses.push(crate::io::Response { id, result: Err(ClientError::AppliedWithoutResult) });
-        }
-        Ok(())
-    }
-
-    /// The runtime stored the snapshot at `slot`: compact and checkpoint.
-    pub(crate) fn on_snapshot_saved(&mut self, slot: Slot) {
-        let Some(snap) = self.snapshots.pending.take_if(|s| s.slot == slot) else { return };
-        self.snapshots.latest = Some(snap);
-        if self.snapshots.installed_unsaved.is_some_and(|s| s <= slot) {
-            self.snapshots.installed_unsaved = None;
-        }
-        if self.rejoin.is_some() {
-            // Keep the whole log (and its `Rejoining` record) until we vote.
-            self.finish_rejoin_if_caught_up();
-            return;
-        }
-        // Keep the log a learner is being sent a snapshot for.
-        let horizon = self.clock.now.saturating_sub(20 * self.cfg.retry_ticks);
-        let floor = self.snapshots.sender.compaction_floor(horizon, slot);
-        self.log.compact(slot.min(floor));
-        let entries: Vec<PromisedEntry> = self
-            .log
+    /// Compact `log` up to the stored snapshot at `slot` (keeping what a
+    /// transfer asked for since `horizon` still needs) and checkpoint: one
+    /// `Checkpoint` record per run of entries that fits a message (the
+    /// log's record limit is above it): a log kept long for a learner being
+    /// sent a snapshot can hold more than one record may. Each restates
+    /// the promise, ballot and commit index (`state`); replayed in order,
+    /// the last one's entries complete the commit index. The log before the
+    /// first goes once the last is durable ([`Snapshots::checkpoint_durable`]).
+    pub(crate) fn checkpoint<O>(
+        &mut self,
+        net: &mut Net<'_, O>,
+        log: &mut Log,
+        (slot, horizon, max_message_bytes): (Slot, u64, usize),
+        (promised, own_ballot, commit): (Ballot, Ballot, Slot),
+    ) {
+        let floor = self.sender.compaction_floor(horizon, slot);
+        log.compact(slot.min(floor));
+        let entries: Vec<PromisedEntry> = log
             .iter_from(0)
             .map(|(slot, e)| PromisedEntry { slot, ballot: e.ballot, value: e.value.clone(), chosen: e.chosen })
             .collect();
-        // One record per run of entries that fits a message (the log's
-        // record limit is above it): a log kept long for a learner being
-        // sent a snapshot can hold more than one record may. Each restates
-        // the promise, ballot and commit index; replayed in order, the
-        // last one's entries complete the commit index. The log before the
-        // first goes once the last is durable.
-        let budget = self.cfg.max_message_bytes.saturating_sub(ENVELOPE_BYTES);
+        let budget = max_message_bytes.saturating_sub(ENVELOPE_BYTES);
         let runs = split_by_size(entries, budget, |e| value_size_bound(&e.value).saturating_add(32));
         let runs = if runs.is_empty() { vec![Vec::new()] } else { runs };
         let mut first = None;
         let mut last = 0;
         for entries in runs {
-            last = self.persist(Record::Checkpoint {
-                snapshot_slot: slot,
-                promised: self.acceptor.promised,
-                own_ballot: self.proposer.own_ballot,
-                commit: self.learner.commit,
-                entries,
-            });
+            last = net.persist(Record::Checkpoint { snapshot_slot: slot, promised, own_ballot, commit, entries });
             first.get_or_insert(last);
         }
-        self.snapshots.checkpoint_lsn = first.map(|first| (first, last));
+        self.checkpoint_lsn = first.map(|first| (first, last));
     }
 
-    /// Once the checkpoint is durable, the log before it may go.
-    pub(crate) fn checkpoint_durable(&mut self) {
-        if let Some((first, last)) = self.snapshots.checkpoint_lsn {
-            if self.outbox.durable >= last {
-                self.snapshots.checkpoint_lsn = None;
-                self.out.truncate_before = Some(first);
-            }
+    /// Every record up to `durable` is durable: once the last checkpoint
+    /// record is, the records before its first may be deleted (returned).
+    pub(crate) fn checkpoint_durable(&mut self, durable: Lsn) -> Option<Lsn> {
+        let (first, last) = self.checkpoint_lsn?;
+        if durable < last {
+            return None;
         }
+        self.checkpoint_lsn = None;
+        Some(first)
     }
 
-    /// Send the chunk of our snapshot at `offset` to `to`.
-    pub(crate) fn send_snapshot_chunk(&mut self, to: NodeId, offset: u64) {
-        let Some(snap) = self.snapshots.latest.as_ref() else { return };
-        let (msg, last) = self.snapshots.sender.chunk(snap, self.cfg.snapshot_chunk, self.clock.now, to, offset);
+    /// Send `to` the chunk of our snapshot at `offset` (at most `chunk`
+    /// bytes), asked for at `now`.
+    pub(crate) fn send_chunk<O>(&mut self, net: &mut Net<'_, O>, (chunk, now): (usize, u64), to: NodeId, offset: u64) {
+        let Some(snap) = self.latest.as_ref() else { return };
+        let (msg, last) = self.sender.chunk(snap, chunk, now, to, offset);
         if last {
-            self.out.stats.snapshots_sent += 1;
+            net.out.stats.snapshots_sent += 1;
         }
-        self.send(to, msg);
+        net.send(to, msg);
     }
 
-    pub(crate) fn on_snapshot_request(&mut self, from: NodeId, slot: Slot, offset: u64) {
-        let current = self.snapshots.latest.as_ref().map(|s| s.slot);
+    /// A learner asks for the chunk at `offset` of our snapshot at `slot`:
+    /// sent if that is still our snapshot, else ours from its start.
+    pub(crate) fn on_request<O>(
+        &mut self,
+        net: &mut Net<'_, O>,
+        chunk_now: (usize, u64),
+        from: NodeId,
+        slot: Slot,
+        offset: u64,
+    ) {
+        let current = self.latest.as_ref().map(|s| s.slot);
         match current {
-            Some(s) if s == slot => self.send_snapshot_chunk(from, offset),
-            Some(_) => self.send_snapshot_chunk(from, 0),
+            Some(s) if s == slot => self.send_chunk(net, chunk_now, from, offset),
+            Some(_) => self.send_chunk(net, chunk_now, from, 0),
             None => {}
         }
     }
+}
 
-    /// What the snapshot receiver reads.
-    fn receiver_env(&self) -> ReceiverEnv {
-        ReceiverEnv { now: self.clock.now, retry_ticks: self.cfg.retry_ticks, commit: self.learner.commit }
+/// Layout: session count (its top bit set when a membership section
+/// follows, the next one when sessions carry their last slot, the
+/// third when the expiry mark follows), the slot below which sessions
+/// were last expired, sessions (client, sequence number, last slot;
+/// sorted by client), membership, state machine bytes.
+///
+/// The sessions' last slots are in the snapshot so that a replica that
+/// restored it forgets the same sessions, at the same slots, as one
+/// that applied the log.
+///
+/// The membership section is always written: it holds only what governs
+/// the slots after the snapshot (the configuration in force there and
+/// any pending one), and both follow from the chosen log alone, so every
+/// replica's snapshot of a slot carries the same bytes, and a replica
+/// that restarts from, or installs, the snapshot counts the next slots
+/// in the configuration the log gives, never in the one its own start
+/// flags name. (Writing it only when the membership differed from the
+/// writer's own initial one left it out of the snapshots of a member
+/// that joined after the last change; an original member installing
+/// such a snapshot came back, after a restart, counting quorums in the
+/// cluster's first configuration.) Only snapshots written before that
+/// rule, and seeded ones ([`Snapshot::from_state`]), come without it.
+pub(crate) fn encode(sessions: &[SessionInfo], expired_before: Slot, configs: &Configs, state: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(8 + sessions.len() * 24);
+    let flags = MEMBERSHIP_FLAG | SESSION_SLOT_FLAG | EXPIRED_FLAG;
+    out.extend_from_slice(&(sessions.len() as u64 | flags).to_be_bytes());
+    out.extend_from_slice(&expired_before.to_be_bytes());
+    for s in sessions {
+        out.extend_from_slice(&s.client.to_be_bytes());
+        out.extend_from_slice(&s.seq.to_be_bytes());
+        out.extend_from_slice(&s.last_slot.to_be_bytes());
     }
+    configs.encode(&mut out);
+    out.extend_from_slice(state);
+    Bytes::from(out)
+}
 
-    /// A chunk of a peer's snapshot arrives: the receiver takes it.
-    pub(crate) fn on_snapshot_chunk(&mut self, from: NodeId, slot: Slot, offset: u64, total: u64, data: Bytes) {
-        let env = self.receiver_env();
-        let received = self.snapshots.receiver.on_chunk(env, from, (slot, offset, total), data);
-        self.route_received(received);
+/// What a snapshot of everything up to `applied` records of the
+/// membership `configs`: the configuration governing the next slot, as the
+/// base, and the changes chosen but not yet in force there.
+pub(crate) fn configs_after(configs: &Configs, applied: Slot) -> Configs {
+    let from = applied + 1;
+    let mut c = Configs::new(configs.governing(from).clone(), configs.alpha);
+    c.chosen.extend(configs.pending_at(from).map(|(s, m)| (s, m.clone())));
+    c
+}
+
+/// A snapshot's contents (see [`encode`] for the layout).
+pub(crate) struct Decoded<'a> {
+    /// The duplicate-detection table: (client, sequence number, last slot).
+    pub(crate) sessions: Vec<(u64, u64, Slot)>,
+    /// The slot below which sessions were last expired.
+    pub(crate) expired_before: Slot,
+    /// The membership section, if the snapshot has one.
+    pub(crate) configs: Option<Configs>,
+    /// The state machine's bytes.
+    pub(crate) state: &'a [u8],
+}
+
+/// Read the snapshot at `slot` (`alpha`: the reconfiguration rule's, for
+/// its membership section).
+pub(crate) fn decode(slot: Slot, data: &[u8], alpha: Slot) -> Result<Decoded<'_>, SnapshotError> {
+    let bad = || SnapshotError("truncated session table".into());
+    let (n, mut rest) = data.split_first_chunk::<8>().ok_or_else(bad)?;
+    let n = u64::from_be_bytes(*n);
+    let with_membership = n & MEMBERSHIP_FLAG != 0;
+    let with_slots = n & SESSION_SLOT_FLAG != 0;
+    let mut expired_before = 0;
+    if n & EXPIRED_FLAG != 0 {
+        let (e, r) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
+        expired_before = u64::from_be_bytes(*e);
+        rest = r;
     }
-
-    /// Whether a snapshot transfer is under way and moving: catch-up
-    /// requests wait for it (a compacted member would answer each with the
-    /// snapshot's first chunk again).
-    pub(crate) fn receiving_snapshot(&self) -> bool {
-        self.snapshots.receiver.receiving(self.receiver_env())
-    }
-
-    /// Let the receiver resume a stalled transfer.
-    pub(crate) fn snapshot_tick(&mut self) {
-        let env = self.receiver_env();
-        let received = self.snapshots.receiver.tick(env);
-        self.route_received(received);
-    }
-
-    fn route_received(&mut self, received: Option<Received>) {
-        match received {
-            Some(Received::Ask(to, msg)) => self.send(to, msg),
-            Some(Received::Complete(slot, data)) => self.install_snapshot(slot, data),
-            None => {}
+    let n = n & !(MEMBERSHIP_FLAG | SESSION_SLOT_FLAG | EXPIRED_FLAG);
+    let mut sessions = Vec::new();
+    for _ in 0..n {
+        let (c, r) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
+        let (s, mut r) = r.split_first_chunk::<8>().ok_or_else(bad)?;
+        let mut last_slot = slot;
+        if with_slots {
+            let (l, r2) = r.split_first_chunk::<8>().ok_or_else(bad)?;
+            last_slot = u64::from_be_bytes(*l);
+            r = r2;
         }
+        sessions.push((u64::from_be_bytes(*c), u64::from_be_bytes(*s), last_slot));
+        rest = r;
     }
-
-    /// Jump to a snapshot received from a peer.
-    fn install_snapshot(&mut self, slot: Slot, data: Bytes) {
-        if slot <= self.learner.commit {
-            return;
-        }
-        if self.is_leader() {
-            // As for `Chosen`: a newer leader chose these; step down first.
-            self.step_down(crate::ballot::Ballot::ZERO);
-        }
-        if self.restore_snapshot(slot, &data).is_err() {
-            return;
-        }
-        self.out.stats.snapshots_received += 1;
-        self.log.compact(slot);
-        self.learner.commit = slot;
-        self.learner.applied = slot;
-        self.learner.known_commit = self.learner.known_commit.max(slot);
-        self.learner.catchup_sent_at = None;
-        let snap = Snapshot { slot, data };
-        self.snapshots.pending = Some(snap.clone());
-        self.snapshots.installed_unsaved = Some(slot);
-        self.out.snapshot = Some(snap);
-        self.advance_commit();
-        self.resume_phase1_if_caught_up();
+    let mut configs = None;
+    if with_membership {
+        let (c, r) = Configs::decode(rest, alpha).ok_or_else(|| SnapshotError("bad membership section".into()))?;
+        configs = Some(c);
+        rest = r;
     }
+    Ok(Decoded { sessions, expired_before, configs, state: rest })
 }
