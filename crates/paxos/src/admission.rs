@@ -42,9 +42,17 @@ pub(crate) fn refusal(from: NodeId, msg: &Message, seen: u64, max_snapshot_bytes
         return Some("slot number out of range");
     }
     let ballot_ok = |b: &Ballot| b.plausible(seen);
-    let value_ok = |v: &Value| match v {
+    // A value as it could stand at `slot`: a leader proposes session expiry
+    // for sessions last used before a slot its learner had reached, so
+    // never beyond the slot it proposes in (a forged expiry of every
+    // session up to slot 2^64 would refuse every later command).
+    let value_ok = |slot: Slot, v: &Value| match v {
         Value::Reconfigure(m) => m.validate().is_ok(),
-        Value::Noop | Value::Commands(_) | Value::ExpireSessions { .. } => true,
+        Value::ExpireSessions { before } => *before <= slot,
+        Value::Noop | Value::Commands(_) => true,
+    };
+    let values_ok = |first: Slot, values: &[Value]| {
+        values.iter().enumerate().all(|(i, v)| value_ok(first.saturating_add(i as u64), v))
     };
     // Ballots that name their leader must name the sender.
     let own = |b: &Ballot| b.node == from;
@@ -69,7 +77,7 @@ pub(crate) fn refusal(from: NodeId, msg: &Message, seen: u64, max_snapshot_bytes
                 if e.slot < *from_slot || e.slot >= end || prev.is_some_and(|p| e.slot <= p) {
                     return Some("promised entries out of range or out of order");
                 }
-                if !ballot_ok(&e.ballot) || !value_ok(&e.value) {
+                if !ballot_ok(&e.ballot) || !value_ok(e.slot, &e.value) {
                     return Some("implausible promised entry");
                 }
                 prev = Some(e.slot);
@@ -83,8 +91,8 @@ pub(crate) fn refusal(from: NodeId, msg: &Message, seen: u64, max_snapshot_bytes
                 Some("ballot of another node")
             } else if values.is_empty() || *first_slot == 0 || last_slot(*first_slot, values.len()).is_none() {
                 Some("empty or overflowing slot range")
-            } else if !values.iter().all(value_ok) {
-                Some("invalid configuration in a value")
+            } else if !values_ok(*first_slot, values) {
+                Some("invalid value (a configuration, or a session expiry beyond its slot)")
             } else {
                 None
             }
@@ -115,8 +123,8 @@ pub(crate) fn refusal(from: NodeId, msg: &Message, seen: u64, max_snapshot_bytes
         Message::Chosen { first_slot, values, .. } => {
             if *first_slot == 0 || values.is_empty() || last_slot(*first_slot, values.len()).is_none() {
                 Some("empty or overflowing slot range")
-            } else if !values.iter().all(value_ok) {
-                Some("invalid configuration in a value")
+            } else if !values_ok(*first_slot, values) {
+                Some("invalid value (a configuration, or a session expiry beyond its slot)")
             } else {
                 None
             }

@@ -316,3 +316,20 @@ fn a_commit_index_far_ahead_does_not_wedge_the_cluster() {
         assert!(decides(&mut c, 1000), "wedged after an Accept in round {round}");
     }
 }
+
+/// Found by the fuzz above: a forged Accept whose session expiry lies
+/// beyond the slot it stands in (here every session up to 2^64 - 1) made
+/// every later command answer `SessionExpired`. No leader proposes one (it
+/// expires sessions last used before a slot its learner reached), so it is
+/// refused on arrival.
+#[test]
+fn a_session_expiry_beyond_its_slot_is_refused() {
+    for before in [3, 1 << 40, u64::MAX] {
+        let mut c = cluster();
+        let values = vec![Value::Noop, Value::ExpireSessions { before }];
+        let msg = Message::Accept { ballot: Ballot::new(2, 1), first_slot: 1, values, commit: 1 << 62 };
+        c.step(2, Input::Message { from: 1, msg });
+        c.tick(1);
+        assert!(decides(&mut c, 1000), "wedged after a forged expiry before slot {before}");
+    }
+}
