@@ -394,6 +394,13 @@ impl Stack {
         }
     }
 
+    /// Prints what happens to member `i` when SYNOD_SIM_TRACE is set.
+    fn trace(&self, i: usize, what: std::fmt::Arguments) {
+        if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+            eprintln!("{} ms: member {}: {what}", self.now / MS, self.nodes[i].id);
+        }
+    }
+
     fn faulty(&self) -> bool {
         self.now < self.faults_until
     }
@@ -570,6 +577,8 @@ impl Stack {
             return;
         }
         node.life += 1;
+        self.trace(i, format_args!("crashes"));
+        let node = &mut self.nodes[i];
         self.report.crashes += 1;
         self.report.faults += 1;
         node.disk.crash();
@@ -624,7 +633,10 @@ impl Stack {
         let Some(up) = node.up.as_mut() else { return };
         up.syncing = false;
         match node.disk.sync() {
-            Ok(lsn) => up.driver.durable(lsn),
+            Ok(lsn) => {
+                up.driver.durable(lsn);
+                self.trace(i, format_args!("durable through {lsn}"));
+            }
             Err(e) => {
                 // Fail-stop: the member stops, a supervisor restarts it.
                 let _ = e;
@@ -672,6 +684,9 @@ impl Stack {
         }
         if let Some(before) = work.truncate_before {
             node.disk.truncate(before.saturating_sub(1));
+            if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+                eprintln!("{} ms: member {}: log truncated before {before}", now / MS, node.id);
+            }
         }
         // The watch hub takes what was applied.
         let mut checked = Ok(0);
