@@ -56,10 +56,11 @@ pub(crate) fn write_atomic(disk: &dyn Disk, dir: &Path, name: &str, bytes: &[u8]
 /// Creates `dir` (and parents, all private) if missing, fsyncing the parent
 /// so the new directory entry is durable.
 pub(crate) fn create_dir_durable(disk: &dyn Disk, dir: &Path) -> Result<()> {
-    if disk.is_dir(dir) {
-        return Ok(());
+    if !disk.is_dir(dir) {
+        disk.create_dir(dir).at(dir)?;
     }
-    disk.create_dir(dir).at(dir)?;
+    // Synced even when the directory was there: an earlier call may have
+    // created it and failed before this sync.
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         sync_dir(disk, parent)?;
     }

@@ -57,6 +57,10 @@ impl SnapshotStore {
         let dir = dir.as_ref().to_path_buf();
         fsutil::create_dir_durable(&*disk, &dir)?;
         fsutil::remove_tmp_files(&*disk, &dir)?;
+        // What is listed here must stay listed (an earlier save may have
+        // renamed a snapshot into place and failed before its directory
+        // sync).
+        fsutil::sync_dir(&*disk, &dir)?;
         Ok(SnapshotStore { disk, dir, keep })
     }
 

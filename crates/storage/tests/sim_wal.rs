@@ -461,3 +461,34 @@ fn the_threaded_log_runs_over_the_simulated_disk_too() {
         assert_eq!(seen[&lsn], format!("t{t} i{i}").into_bytes());
     }
 }
+
+/// Found by the whole-stack simulator: a first open that created the first
+/// segment and then failed before syncing the directory left the segment's
+/// name unsynced; the next open found the segment and trusted it, records
+/// were synced into it and reported durable, and a crash much later lost
+/// the file, and every record with it. Each open now syncs the directories
+/// it reads from (the log's and the snapshot store's) before anything is
+/// reported durable.
+#[test]
+fn a_segment_left_by_a_failed_open_is_made_durable_by_the_next() {
+    for preallocate in [false, true] {
+        let disk = SimDisk::new(7);
+        let d = disk.as_disk();
+        // What the failed open left: the directory, and the first segment
+        // created in it, its name not yet synced.
+        d.create_dir(Path::new(DIR)).unwrap();
+        d.sync_dir(Path::new("/node")).unwrap();
+        let first = d.create(&Path::new(DIR).join("00000000000000000001.wal")).unwrap();
+        first.sync_data().unwrap();
+        drop(first);
+        let opts = WalOptions { threads: false, preallocate, segment_size: 4096, ..WalOptions::default() };
+        let (wal, _) = Wal::open_on(disk.as_disk(), DIR, opts.clone(), |_, _| {}).expect("the next open");
+        LogStore::append(&wal, &[b"promise", b"accept"]).unwrap();
+        assert_eq!(LogStore::sync(&wal).unwrap(), 2);
+        drop(wal);
+        disk.crash();
+        let mut seen = Vec::new();
+        let (_wal, _) = Wal::open_on(disk.as_disk(), DIR, opts, |lsn, r| seen.push((lsn, r.to_vec()))).unwrap();
+        assert_eq!(seen, vec![(1, b"promise".to_vec()), (2, b"accept".to_vec())], "preallocate {preallocate}");
+    }
+}

@@ -148,6 +148,21 @@ impl NodeDisk {
         self.disk = SimDisk::with_faults(seed, self.faults);
     }
 
+    /// The files of the log and the snapshot store, for traces.
+    pub fn listing(&self) -> String {
+        let disk = self.disk.as_disk();
+        let mut names = Vec::new();
+        for dir in [WAL_DIR, SNAP_DIR] {
+            let mut files = disk.list(Path::new(dir)).unwrap_or_default();
+            files.sort();
+            for f in files {
+                let len = disk.read(&f).map(|b| b.len()).unwrap_or(0);
+                names.push(format!("{} ({len} B)", f.display()));
+            }
+        }
+        names.join(", ")
+    }
+
     /// Bits flipped on the current disk.
     pub fn flipped_bits(&self) -> u64 {
         self.disk.stats().bit_flips

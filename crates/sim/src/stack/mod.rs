@@ -577,11 +577,15 @@ impl Stack {
             return;
         }
         node.life += 1;
-        self.trace(i, format_args!("crashes"));
+        let before = self.nodes[i].disk.listing();
         let node = &mut self.nodes[i];
         self.report.crashes += 1;
         self.report.faults += 1;
         node.disk.crash();
+        if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+            let after = node.disk.listing();
+            self.trace(i, format_args!("crashes; disk before: {before}; after: {after}"));
+        }
         let mut lost: Vec<(usize, Ticket)> = self.tickets.keys().filter(|(n, _)| *n == i).copied().collect();
         lost.sort_unstable();
         for key in lost {

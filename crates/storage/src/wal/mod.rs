@@ -175,9 +175,17 @@ impl Wal {
             } else {
                 disk.create(&path).at(&path)?;
             }
-            fsutil::sync_dir(&*disk, &dir)?;
             segments.push(SegmentMeta { first_lsn: 1, path });
         }
+        // Every segment found must stay found: an earlier open may have
+        // created one (or removed temporary files) and failed before its
+        // directory sync, and a record synced into a segment whose name is
+        // not durable is lost with it in a crash. So the directory is
+        // synced here, before any record can be reported durable. (Found by
+        // the whole-stack simulator: a failed first start left the first
+        // segment's name unsynced, and a crash much later took every
+        // acknowledged record.)
+        fsutil::sync_dir(&*disk, &dir)?;
         let scan = segment::scan(&*disk, segments, &mut replay)?;
         let first_lsn = scan.segments[0].first_lsn;
         let last = scan.segments[scan.segments.len() - 1].clone();
