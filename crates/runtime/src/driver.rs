@@ -102,6 +102,9 @@ impl<O> Answer<O> {
     }
 }
 
+/// Answers for waiting clients, by ticket.
+pub type Answers<O> = Vec<(Ticket, Answer<O>)>;
+
 /// A batch of records to append to the log, in order, under consecutive
 /// numbers from `first`.
 #[derive(Debug)]
@@ -123,7 +126,7 @@ pub struct Work<O> {
     /// snapshot covers them).
     pub truncate_before: Option<Lsn>,
     /// Answers for waiting clients.
-    pub answers: Vec<(Ticket, Answer<O>)>,
+    pub answers: Answers<O>,
 }
 
 impl<O> Default for Work<O> {
@@ -298,7 +301,7 @@ impl<S: StateMachine> Driver<S> {
 
     /// A client's request; its answer comes back in a later [`Work`] under
     /// the returned ticket (at the latest when it times out).
-    pub fn request(&mut self, request: Request) -> (Ticket, Vec<(Ticket, Answer<S::Output>)>) {
+    pub fn request(&mut self, request: Request) -> (Ticket, Answers<S::Output>) {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         let started = self.clock.now();
@@ -376,7 +379,7 @@ impl<S: StateMachine> Driver<S> {
     /// replica's clock never runs slow: a slow clock would stretch a
     /// leader's lease), fails the requests whose time is up, and samples
     /// the gauges. Returns the answers of the requests that timed out.
-    pub fn tick(&mut self) -> Vec<(Ticket, Answer<S::Output>)> {
+    pub fn tick(&mut self) -> Answers<S::Output> {
         let now = self.clock.now();
         let due = (now.as_nanos() / self.tick.as_nanos()) as u64;
         while self.ticks < due {
@@ -558,7 +561,7 @@ impl<S: StateMachine> Driver<S> {
     }
 
     /// Fails every request whose deadline has passed.
-    fn expire(&mut self, now: Duration) -> Vec<(Ticket, Answer<S::Output>)> {
+    fn expire(&mut self, now: Duration) -> Answers<S::Output> {
         let mut expired: Vec<Ticket> =
             self.waiting.iter().filter(|(_, w)| w.deadline <= now).map(|(ticket, _)| *ticket).collect();
         // In ticket order, so that every run answers alike.
