@@ -36,18 +36,21 @@ pub struct Locker {
     pub busy: bool,
     /// Its lease: id and TTL in seconds.
     pub lease: Option<(i64, i64)>,
-    /// When its lease was last extended (granted or kept alive).
+    /// When its lease was last extended: when it asked for the grant, or
+    /// when a keep-alive was answered.
     pub renewed: u64,
     /// When it came to believe it holds the lock.
     pub since: Option<u64>,
     /// The member it asks.
     pub target: usize,
+    /// When it sent its last request.
+    pub asked: u64,
 }
 
 impl Locker {
     /// A locker about to start.
     pub fn new(target: usize) -> Locker {
-        Locker { step: Step::Idle, busy: false, lease: None, renewed: 0, since: None, target }
+        Locker { step: Step::Idle, busy: false, lease: None, renewed: 0, since: None, target, asked: 0 }
     }
 
     /// The key it creates under the lock's prefix.

@@ -175,6 +175,8 @@ struct Up {
     /// The lease keeper's deadlines (member-local, lost in a crash).
     keeper: Deadlines,
     clock: Arc<SimClock>,
+    /// Leadership as last traced (SYNOD_SIM_TRACE).
+    traced: Option<(bool, bool, u64)>,
 }
 
 struct Node {
@@ -282,6 +284,8 @@ pub struct Stack {
     leases: BTreeMap<i64, LeaseSeen>,
     /// The lease client waits for a grant.
     granting: bool,
+    /// When it asked for the grant it waits for.
+    grant_sent: Micros,
     /// The member the lease client asks.
     lease_target: usize,
     /// Clients taking a lock in turn.
@@ -331,6 +335,7 @@ impl Stack {
             next_value: 0,
             leases: BTreeMap::new(),
             granting: false,
+            grant_sent: 0,
             lease_target: 0,
             lockers: (0..LOCKERS).map(|l| Locker::new(l % opts.nodes)).collect(),
             holdings: Holdings::default(),
@@ -563,6 +568,7 @@ impl Stack {
             storing: 0,
             keeper: Deadlines::default(),
             clock,
+            traced: None,
         });
         self.schedule_within(0..TICK, Event::Tick { node: i, life });
         self.schedule_within(0..KEEPER, Event::Keeper { node: i, life });
@@ -690,6 +696,14 @@ impl Stack {
             node.disk.truncate(before.saturating_sub(1));
             if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
                 eprintln!("{} ms: member {}: log truncated before {before}", now / MS, node.id);
+            }
+        }
+        if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+            let v = up.driver.view().borrow().clone();
+            let lead = (v.is_leader(), v.holds_lease, v.ballot.round);
+            if up.traced != Some(lead) {
+                up.traced = Some(lead);
+                eprintln!("{} ms: member {}: leads {} lease {} round {}", now / MS, node.id, lead.0, lead.1, lead.2);
             }
         }
         // The watch hub takes what was applied.
@@ -861,6 +875,9 @@ impl Stack {
                 }
             }
             self.report.expired += 1;
+            if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+                eprintln!("{} ms: member {}: revokes lease {lease:x} in term {term:?}", now / MS, i + 1);
+            }
             let payload = Proposal::Kv(KvCommand::LeaseRevoke(LeaseRevokeRequest { id: lease })).to_bytes();
             let (ticket, answers) = up.driver.request(Request::Propose(payload));
             tickets.push((ticket, lease, answers));
@@ -891,6 +908,7 @@ impl Stack {
             let payload = Proposal::Kv(KvCommand::LeaseGrant(LeaseGrantRequest { ttl, id: 0 })).to_bytes();
             let (ticket, answers) = up.driver.request(Request::Propose(payload));
             self.granting = true;
+            self.grant_sent = now;
             self.tickets.insert((i, ticket), InFlight::Grant);
             self.answered(i, answers);
             self.turn(i);
@@ -907,7 +925,12 @@ impl Stack {
         for (&id, seen) in self.leases.iter_mut().filter(|(_, l)| l.kept) {
             let granted = kv.lease(id).map(|l| l.granted_ttl);
             match up.keeper.renew(term, id, granted, at) {
-                Renewal::Renewed(_) => seen.renewed = now,
+                Renewal::Renewed(_) => {
+                    seen.renewed = now;
+                    if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+                        eprintln!("{} ms: member {}: renewed lease {id:x} in term {term:?}", now / MS, i + 1);
+                    }
+                }
                 Renewal::NotFound | Renewal::NotLeader(_) => seen.kept = false,
             }
         }
@@ -1001,6 +1024,9 @@ impl Stack {
         };
         let granted = up.driver.state_machine().kv().lease(id).map(|l| l.granted_ttl);
         if let Renewal::Renewed(_) = up.keeper.renew(term, id, granted, up.clock.now()) {
+            if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+                eprintln!("{} ms: member {}: renewed lease {id:x} in term {term:?}", now / MS, self.nodes[l.target].id);
+            }
             l.renewed = now;
             if let Some(seen) = self.leases.get_mut(&id) {
                 seen.renewed = now;
@@ -1017,6 +1043,7 @@ impl Stack {
         };
         let (ticket, answers) = up.driver.request(request);
         self.lockers[k].busy = true;
+        self.lockers[k].asked = self.now;
         self.tickets.insert((i, ticket), InFlight::Lock { locker: k });
         self.answered(i, answers);
         self.turn(i);
@@ -1030,11 +1057,12 @@ impl Stack {
         let l = &mut self.lockers[k];
         match (l.step, answer) {
             (Step::Granting, Answer::Value(Ok(Ok(Reply::Write(Response::LeaseGrant(r)))))) => {
+                // Counted from when it asked (see `granted`).
                 l.lease = Some((r.id, r.ttl));
-                l.renewed = now;
+                l.renewed = l.asked;
                 l.step = Step::Creating;
                 // The keepers' check covers lockers' leases too.
-                self.leases.insert(r.id, LeaseSeen { ttl: r.ttl, renewed: now, kept: false });
+                self.leases.insert(r.id, LeaseSeen { ttl: r.ttl, renewed: l.asked, kept: false });
             }
             (Step::Creating, Answer::Value(Ok(Ok(Reply::Write(Response::Put(_)))))) => l.step = Step::Polling,
             (Step::Polling, Answer::Value(Ok(Ok(Reply::Range(r))))) => {
@@ -1077,7 +1105,10 @@ impl Stack {
         match answer {
             Answer::Value(Ok(Ok(Reply::Write(Response::LeaseGrant(r))))) => {
                 self.report.leases += 1;
-                self.leases.insert(r.id, LeaseSeen { ttl: r.ttl, renewed: self.now, kept: true });
+                // The holder may count the TTL from when it asked, no later:
+                // the leader starts counting when it applies the grant,
+                // before the answer reaches the holder.
+                self.leases.insert(r.id, LeaseSeen { ttl: r.ttl, renewed: self.grant_sent, kept: true });
             }
             Answer::Value(Err(synod_runtime::Error::NotLeader { leader })) => {
                 self.lease_target = self.member_or_any(leader);
