@@ -18,7 +18,7 @@
 use std::process::ExitCode;
 use synod_paxos::PlantedBug;
 use synod_sim::scenario::{self, Scenario};
-use synod_sim::stack::{Stack, StackOptions, StackPlant};
+use synod_sim::stack::{Stack, StackOptions, StackPlant, StackReport};
 use synod_sim::{SimOptions, Swarm, World};
 
 struct Args {
@@ -257,39 +257,15 @@ fn seeds(args: &Args) -> Result<Vec<u64>, String> {
 
 /// `--stack`: the whole stack, seed by seed.
 fn run_stack(args: &Args, seeds: &[u64]) -> ExitCode {
-    let (mut ops, mut unknown, mut faults, mut crashes, mut disk_faults, mut watched) = (0, 0, 0, 0, 0, 0);
-    let (mut leases, mut expired, mut replaced, mut locks) = (0, 0, 0, 0);
+    let mut total = StackReport::default();
     let (mut ran, mut violations, mut first_failure) = (0usize, 0usize, None);
     for &seed in seeds {
         let opts = StackOptions { seed, nodes: args.nodes, ops: args.ops, plant: args.stack_plant };
         let r = Stack::new(opts).run();
         ran += 1;
-        ops += r.ops;
-        unknown += r.unknown;
-        faults += r.faults;
-        crashes += r.crashes;
-        disk_faults += r.disk_faults;
-        watched += r.watched;
-        leases += r.leases;
-        expired += r.expired;
-        replaced += r.disks_replaced;
-        locks += r.locks;
+        total.add(&r);
         if args.seed.is_some() || args.verbose {
-            println!(
-                "seed={seed} ops={} unknown={} faults={} crashes={} disk_faults={} disks_replaced={} watched={} leases={} \
-                 expired={} locks={} violation={}",
-                r.ops,
-                r.unknown,
-                r.faults,
-                r.crashes,
-                r.disk_faults,
-                r.disks_replaced,
-                r.watched,
-                r.leases,
-                r.expired,
-                r.locks,
-                r.violation.as_deref().unwrap_or("none")
-            );
+            println!("seed={seed} {} violation={}", r.counts(), r.violation.as_deref().unwrap_or("none"));
         }
         if let Some(v) = r.violation {
             violations += 1;
@@ -308,10 +284,7 @@ fn run_stack(args: &Args, seeds: &[u64]) -> ExitCode {
             }
         }
     }
-    println!(
-        "stack seeds={ran} ops={ops} unknown={unknown} faults={faults} crashes={crashes} disk_faults={disk_faults} \
-         disks_replaced={replaced} watched={watched} leases={leases} expired={expired} locks={locks} violations={violations}"
-    );
+    println!("stack seeds={ran} {} violations={violations}", total.counts());
     match (args.stack_plant, first_failure) {
         (Some(p), Some(seed)) => {
             println!("planted bug {} caught at seed {seed}", p.name());

@@ -133,6 +133,40 @@ pub struct StackReport {
     pub violation: Option<String>,
 }
 
+impl StackReport {
+    /// Adds `other`'s counts to these (the violation is not added).
+    pub fn add(&mut self, other: &StackReport) {
+        self.ops += other.ops;
+        self.unknown += other.unknown;
+        self.faults += other.faults;
+        self.crashes += other.crashes;
+        self.disk_faults += other.disk_faults;
+        self.disks_replaced += other.disks_replaced;
+        self.watched += other.watched;
+        self.leases += other.leases;
+        self.expired += other.expired;
+        self.locks += other.locks;
+    }
+
+    /// The counts as `name=value` pairs, for summary lines.
+    pub fn counts(&self) -> String {
+        format!(
+            "ops={} unknown={} faults={} crashes={} disk_faults={} disks_replaced={} watched={} leases={} expired={} \
+             locks={}",
+            self.ops,
+            self.unknown,
+            self.faults,
+            self.crashes,
+            self.disk_faults,
+            self.disks_replaced,
+            self.watched,
+            self.leases,
+            self.expired,
+            self.locks
+        )
+    }
+}
+
 /// A member's clock: simulated time since it started, at its own rate.
 struct SimClock {
     now: Arc<AtomicU64>,
