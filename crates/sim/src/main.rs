@@ -100,9 +100,6 @@ fn parse() -> Result<Args, String> {
         // These bugs live in layers only the whole stack runs.
         a.stack = true;
     }
-    if a.stack && a.plant.is_some() {
-        return Err("--stack runs the stack's planted bugs: wal-ack-before-sync, watch-skip-revision".into());
-    }
     if matches!(a.plant, Some(PlantedBug::ReconfigNoOverlap | PlantedBug::LearnerVotes)) {
         // These bugs only show when the membership changes.
         a.reconfig = true;
@@ -260,7 +257,13 @@ fn run_stack(args: &Args, seeds: &[u64]) -> ExitCode {
     let mut total = StackReport::default();
     let (mut ran, mut violations, mut first_failure) = (0usize, 0usize, None);
     for &seed in seeds {
-        let opts = StackOptions { seed, nodes: args.nodes, ops: args.ops, plant: args.stack_plant };
+        let opts = StackOptions {
+            seed,
+            nodes: args.nodes,
+            ops: args.ops,
+            plant: args.stack_plant,
+            protocol_plant: args.plant,
+        };
         let r = Stack::new(opts).run();
         ran += 1;
         total.add(&r);
@@ -275,23 +278,27 @@ fn run_stack(args: &Args, seeds: &[u64]) -> ExitCode {
                     "reproduce: synod-sim --stack --seed {seed} --ops {} --nodes {}{}",
                     args.ops,
                     args.nodes,
-                    args.stack_plant.map_or(String::new(), |p| format!(" --plant {}", p.name()))
+                    args.stack_plant
+                        .map(|p| p.name())
+                        .or(args.plant.map(|p| p.name()))
+                        .map_or(String::new(), |p| format!(" --plant {p}"))
                 );
                 first_failure = Some(seed);
             }
-            if args.stack_plant.is_some() {
+            if args.stack_plant.is_some() || args.plant.is_some() {
                 break;
             }
         }
     }
     println!("stack seeds={ran} {} violations={violations}", total.counts());
-    match (args.stack_plant, first_failure) {
+    let plant = args.stack_plant.map(|p| p.name()).or(args.plant.map(|p| p.name()));
+    match (plant, first_failure) {
         (Some(p), Some(seed)) => {
-            println!("planted bug {} caught at seed {seed}", p.name());
+            println!("planted bug {p} caught at seed {seed}");
             ExitCode::FAILURE
         }
         (Some(p), None) => {
-            println!("planted bug {} NOT caught", p.name());
+            println!("planted bug {p} NOT caught");
             ExitCode::SUCCESS
         }
         (None, Some(_)) => ExitCode::FAILURE,

@@ -102,8 +102,11 @@ pub struct StackOptions {
     pub nodes: usize,
     /// Client operations to complete (the run also ends at a time limit).
     pub ops: usize,
-    /// A planted bug, which the checks must catch.
+    /// A planted bug of the stack's, which the checks must catch.
     pub plant: Option<StackPlant>,
+    /// A planted bug of the protocol core's, which the stack's end-to-end
+    /// checks must catch too.
+    pub protocol_plant: Option<synod_paxos::PlantedBug>,
 }
 
 /// What one run saw and found.
@@ -223,6 +226,9 @@ struct Node {
     rate_ppm: u64,
     /// Cut off from every other member until then.
     isolated_until: Micros,
+    /// Started as joining a running cluster (after its disk was replaced):
+    /// with nothing durable, it rejoins as a learner.
+    join_existing: bool,
 }
 
 #[derive(Debug)]
@@ -349,6 +355,7 @@ impl Stack {
                 // apart the lease's drift margin allows for.
                 rate_ppm: rng.u64(SLOWEST_CLOCK_PPM..=FASTEST_CLOCK_PPM),
                 isolated_until: 0,
+                join_existing: false,
             })
             .collect();
         Stack {
@@ -520,8 +527,7 @@ impl Stack {
         let life = node.life;
         let (feed, _wake) = RevisionFeed::new();
         let machine = EtcdMachine::with_revision_feed(feed.clone());
-        let cfg = sim_config(node.id, self.members.clone(), None);
-        let mut join_existing = false;
+        let cfg = sim_config(node.id, self.members.clone(), self.opts.protocol_plant);
         let recovered = match node.disk.open() {
             Ok(r) => r,
             Err(OpenError::Failed(_)) => {
@@ -537,20 +543,18 @@ impl Stack {
             }
             Err(OpenError::Damaged(_)) => {
                 // A flipped bit recovery refused (rather than believe it):
-                // the operator replaces the disk, and the member rejoins as
+                // the operator replaces the disk and restarts the member as
+                // one joining a running cluster (etcd's
+                // --initial-cluster-state existing), so that it rejoins as
                 // one that lost its state.
                 self.report.disks_replaced += 1;
                 node.disk.replace(self.rng.u64(..));
-                join_existing = true;
-                match node.disk.open() {
-                    Ok(r) => r,
-                    Err(e) => {
-                        self.report.violation = Some(format!("member {}: a new disk cannot be opened: {e:?}", node.id));
-                        return;
-                    }
-                }
+                node.join_existing = true;
+                self.schedule_within(10 * MS..200 * MS, Event::Restart { node: i });
+                return;
             }
         };
+        let join_existing = node.join_existing;
         if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
             eprintln!(
                 "{} ms: member {} starts: {} records, snapshot {:?}, torn tail {}, bits flipped {}",
