@@ -32,7 +32,11 @@
 //! [`Handle::propose_command`]) so that each is applied at most once; see
 //! the `counter` example.
 //!
-//! * [`node`]: the replica's actor and the [`Handle`] clients use;
+//! * [`driver`]: the replica's event loop as a synchronous, deterministic
+//!   [`Driver`] (time from a [`Clock`]): the node's tokio task feeds it in
+//!   production, the whole-stack simulator (`synod-sim --stack`) in tests;
+//! * [`node`]: the replica's tokio task around the driver, and the
+//!   [`Handle`] clients use;
 //! * [`view`]: what the replica publishes about the cluster;
 //! * [`net`]: the [`Transport`] trait and the in-process [`Network`];
 //! * [`log`]: the [`DurableLog`] trait, for the write-ahead log and others;

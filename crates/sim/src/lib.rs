@@ -1,4 +1,5 @@
-//! Deterministic simulator for the Synod Paxos core, and its checkers.
+//! Deterministic simulator for the Synod Paxos core and for the whole
+//! stack, and their checkers.
 //!
 //! Whole clusters of the real protocol code run in one thread under a seeded
 //! scheduler that drops, duplicates, delays and reorders messages, cuts links
@@ -11,7 +12,11 @@
 //! * [`invariants`]: agreement, validity, durability, monotonicity;
 //! * [`linearizability`]: the client-history checker;
 //! * [`scenario`]: the OmniPaxos partial-connectivity scenarios;
-//! * [`swarm`]: swarm testing, each seed its own mix of faults and knobs.
+//! * [`swarm`]: swarm testing, each seed its own mix of faults and knobs;
+//! * [`stack`]: the whole stack (`--stack`): the runtime's driver, the
+//!   write-ahead log and snapshot store over a faulty simulated disk, the
+//!   etcd state machine, watch hub and lease keeper, with etcd-level
+//!   checks (linearizable KV and txn, watch streams, lease expiry, locks).
 
 pub mod invariants;
 pub mod linearizability;
