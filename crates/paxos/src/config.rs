@@ -78,6 +78,11 @@ pub struct Config {
     pub snapshot_every: u64,
     /// Bytes per snapshot chunk sent to a lagging learner. Default 1 MiB.
     pub snapshot_chunk: usize,
+    /// The layout snapshots are written in. Default
+    /// [`crate::SnapshotFormat::Flagged`], which every release reads; a
+    /// cluster switches to [`crate::SnapshotFormat::V2`] only once every
+    /// member runs a release that reads it (this one or later).
+    pub snapshot_format: crate::SnapshotFormat,
     /// Most bytes of one message to a peer, as encoded: accepts, catch-up
     /// replies, forwarded commands and promises are cut to fit (see
     /// [`crate::message::value_size_bound`]), so this must not exceed the
@@ -183,6 +188,7 @@ impl Config {
             max_pending: 100_000,
             snapshot_every: 10_000,
             snapshot_chunk: 1 << 20,
+            snapshot_format: crate::SnapshotFormat::Flagged,
             max_message_bytes: (64 << 20) - (64 << 10),
             max_snapshot_bytes: 8 << 30,
             session_expiry_ticks: 72_000,

@@ -75,4 +75,5 @@ pub use quorum::{QuorumError, QuorumPolicy};
 pub use reconfig::{Change, Membership, ReconfigError};
 pub use record::{Lsn, Record};
 pub use replica::Replica;
+pub use snapshot::SnapshotFormat;
 pub use state_machine::{KvMachine, SnapshotError, StateMachine};

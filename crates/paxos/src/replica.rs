@@ -728,10 +728,11 @@ impl<S: StateMachine> Replica<S> {
     /// Ask the runtime to store a snapshot of everything applied, unless one
     /// is pending or the last one already covers it.
     fn take_snapshot(&mut self) {
-        let (learner, members) = (&self.learner, &self.members);
+        let (learner, members, cfg) = (&self.learner, &self.members, &self.cfg);
         let encode = || {
             let configs = snapshot::configs_after(&members.configs, learner.applied);
             snapshot::encode(
+                cfg.snapshot_format,
                 &learner.session_infos(),
                 learner.sessions_expired_before,
                 &configs,

@@ -25,6 +25,33 @@ use crate::types::{Lsn, NodeId, Slot};
 use bytes::Bytes;
 use std::collections::HashMap;
 
+/// The first bytes of a snapshot in an explicitly versioned layout. A
+/// snapshot in the flagged layout never starts so: its first byte holds
+/// only flags (a session count below 2^56), so 0x00, 0x20, ..., 0xE0.
+const MAGIC: [u8; 4] = *b"SYNS";
+/// The layout [`SnapshotFormat::V2`] writes after [`MAGIC`].
+const VERSION_2: u8 = 2;
+
+/// The layout a replica writes its snapshots in. Every release from this
+/// one on reads both; which one it writes is [`crate::Config::snapshot_format`].
+///
+/// A snapshot leaves the member that took it (a member behind is sent it),
+/// so a cluster writes a new layout only once every member reads it: first
+/// a release that reads it, everywhere, then one that writes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SnapshotFormat {
+    /// The layout every release so far reads: the session count with flags
+    /// in its top three bits announcing what follows (the expiry mark,
+    /// sessions' last slots, the membership section).
+    #[default]
+    Flagged,
+    /// An explicit header: `SYNS`, the version (2), the expiry mark, the
+    /// session count; then sessions (client, sequence number, last slot),
+    /// the membership section and the state machine's bytes. Read by this
+    /// release and later; written once the default changes to it.
+    V2,
+}
+
 /// Set in a snapshot's session count when a membership section follows.
 const MEMBERSHIP_FLAG: u64 = 1 << 63;
 /// Set in a snapshot's session count when each session carries the slot it
@@ -372,11 +399,27 @@ impl Snapshots {
 /// such a snapshot came back, after a restart, counting quorums in the
 /// cluster's first configuration.) Only snapshots written before that
 /// rule, and seeded ones ([`Snapshot::from_state`]), come without it.
-pub(crate) fn encode(sessions: &[SessionInfo], expired_before: Slot, configs: &Configs, state: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(8 + sessions.len() * 24);
-    let flags = MEMBERSHIP_FLAG | SESSION_SLOT_FLAG | EXPIRED_FLAG;
-    out.extend_from_slice(&(sessions.len() as u64 | flags).to_be_bytes());
-    out.extend_from_slice(&expired_before.to_be_bytes());
+pub(crate) fn encode(
+    format: SnapshotFormat,
+    sessions: &[SessionInfo],
+    expired_before: Slot,
+    configs: &Configs,
+    state: &[u8],
+) -> Bytes {
+    let mut out = Vec::with_capacity(16 + sessions.len() * 24);
+    match format {
+        SnapshotFormat::Flagged => {
+            let flags = MEMBERSHIP_FLAG | SESSION_SLOT_FLAG | EXPIRED_FLAG;
+            out.extend_from_slice(&(sessions.len() as u64 | flags).to_be_bytes());
+            out.extend_from_slice(&expired_before.to_be_bytes());
+        }
+        SnapshotFormat::V2 => {
+            out.extend_from_slice(&MAGIC);
+            out.push(VERSION_2);
+            out.extend_from_slice(&expired_before.to_be_bytes());
+            out.extend_from_slice(&(sessions.len() as u64).to_be_bytes());
+        }
+    }
     for s in sessions {
         out.extend_from_slice(&s.client.to_be_bytes());
         out.extend_from_slice(&s.seq.to_be_bytes());
@@ -413,17 +456,37 @@ pub(crate) struct Decoded<'a> {
 /// its membership section).
 pub(crate) fn decode(slot: Slot, data: &[u8], alpha: Slot) -> Result<Decoded<'_>, SnapshotError> {
     let bad = || SnapshotError("truncated session table".into());
-    let (n, mut rest) = data.split_first_chunk::<8>().ok_or_else(bad)?;
-    let n = u64::from_be_bytes(*n);
-    let with_membership = n & MEMBERSHIP_FLAG != 0;
-    let with_slots = n & SESSION_SLOT_FLAG != 0;
-    let mut expired_before = 0;
-    if n & EXPIRED_FLAG != 0 {
-        let (e, r) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
+    let (n, with_membership, with_slots, expired_before, mut rest);
+    if let Some(after) = data.strip_prefix(&MAGIC) {
+        let (&version, r) = after.split_first().ok_or_else(bad)?;
+        if version != VERSION_2 {
+            return Err(SnapshotError(format!(
+                "snapshot format version {version}: this release reads version {VERSION_2} and the flagged layout \
+                 before it (a newer member wrote it; upgrade this one)"
+            )));
+        }
+        let (e, r) = r.split_first_chunk::<8>().ok_or_else(bad)?;
+        let (count, r) = r.split_first_chunk::<8>().ok_or_else(bad)?;
+        (n, with_membership, with_slots) = (u64::from_be_bytes(*count), true, true);
         expired_before = u64::from_be_bytes(*e);
         rest = r;
+    } else {
+        // The flagged layout: what each later rule added is announced by
+        // a flag in the top bits of the session count.
+        let (count, r) = data.split_first_chunk::<8>().ok_or_else(bad)?;
+        let count = u64::from_be_bytes(*count);
+        with_membership = count & MEMBERSHIP_FLAG != 0;
+        with_slots = count & SESSION_SLOT_FLAG != 0;
+        rest = r;
+        expired_before = if count & EXPIRED_FLAG != 0 {
+            let (e, r) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
+            rest = r;
+            u64::from_be_bytes(*e)
+        } else {
+            0
+        };
+        n = count & !(MEMBERSHIP_FLAG | SESSION_SLOT_FLAG | EXPIRED_FLAG);
     }
-    let n = n & !(MEMBERSHIP_FLAG | SESSION_SLOT_FLAG | EXPIRED_FLAG);
     let mut sessions = Vec::new();
     for _ in 0..n {
         let (c, r) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
@@ -444,4 +507,72 @@ pub(crate) fn decode(slot: Slot, data: &[u8], alpha: Slot) -> Result<Decoded<'_>
         rest = r;
     }
     Ok(Decoded { sessions, expired_before, configs, state: rest })
+}
+
+#[cfg(test)]
+mod format_tests {
+    //! The snapshot layouts against golden files (`tests/golden/`): the
+    //! flagged one as every earlier release wrote it (never re-blessed),
+    //! and version 2 (`SYNOD_BLESS=1` rewrites it, and writes a missing
+    //! flagged file).
+    use super::*;
+    use crate::reconfig::Membership;
+    use std::path::PathBuf;
+
+    const SLOT: Slot = 40;
+    const ALPHA: Slot = 16;
+
+    fn sample() -> (Vec<SessionInfo>, Slot, Configs, &'static [u8]) {
+        let sessions = vec![
+            SessionInfo { client: 7, seq: 3, last_slot: 12 },
+            SessionInfo { client: 1 << 63 | 9, seq: 41, last_slot: 39 },
+        ];
+        let configs = Configs::new(Membership::majority(vec![1, 2, 3], vec![4]).unwrap(), ALPHA);
+        (sessions, 30, configs, b"the state machine's bytes")
+    }
+
+    fn golden(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+    }
+
+    #[test]
+    fn both_layouts_match_their_golden_files_and_decode_alike() {
+        let (sessions, expired, configs, state) = sample();
+        for (format, name) in
+            [(SnapshotFormat::Flagged, "snapshot.flagged.bin"), (SnapshotFormat::V2, "snapshot.v2.bin")]
+        {
+            let bytes = encode(format, &sessions, expired, &configs, state);
+            let path = golden(name);
+            let bless = std::env::var_os("SYNOD_BLESS").is_some();
+            if bless && (format == SnapshotFormat::V2 || !path.exists()) {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, &bytes).unwrap();
+            }
+            let stored = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(bytes.as_ref(), stored.as_slice(), "{name} no longer matches what is written");
+            let d = decode(SLOT, &stored, ALPHA).unwrap();
+            let got: Vec<(u64, u64, Slot)> = sessions.iter().map(|s| (s.client, s.seq, s.last_slot)).collect();
+            assert_eq!(d.sessions, got, "{name}");
+            assert_eq!(d.expired_before, expired, "{name}");
+            assert_eq!(d.configs.map(|c| c.governing(SLOT + 1).voters.clone()), Some(vec![1, 2, 3]), "{name}");
+            assert_eq!(d.state, state, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_layout_newer_than_this_release_reads_is_refused_by_name() {
+        let (sessions, expired, configs, state) = sample();
+        let mut bytes = encode(SnapshotFormat::V2, &sessions, expired, &configs, state).to_vec();
+        bytes[MAGIC.len()] = 3;
+        let err = decode(SLOT, &bytes, ALPHA).err().expect("refused");
+        assert!(err.0.contains("version 3"), "{}", err.0);
+    }
+
+    #[test]
+    fn a_seeded_snapshot_without_flags_still_decodes() {
+        let seeded = Snapshot::from_state(5, b"seed");
+        let d = decode(5, &seeded.data, ALPHA).unwrap();
+        assert!(d.sessions.is_empty() && d.configs.is_none());
+        assert_eq!(d.state, b"seed");
+    }
 }

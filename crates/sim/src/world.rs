@@ -25,7 +25,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use synod_paxos::{
     Ballot, Change, ClientError, Command, CommandId, Config, Input, KvMachine, Lsn, Message, NodeId, PlantedBug,
-    ReconfigError, Record, Replica, Snapshot, TransferError,
+    ReconfigError, Record, Replica, Snapshot, SnapshotFormat, TransferError,
 };
 
 /// Units of global time per nominal tick.
@@ -108,6 +108,10 @@ pub fn sim_config(id: NodeId, members: Vec<NodeId>, planted: Option<PlantedBug>)
         // The least allowed (40 election rounds), so that runs see idle
         // clients' sessions expire.
         session_expiry_ticks: 200,
+        // The explicitly versioned layout, which production writes once
+        // every member reads it: the simulator runs it now (the model
+        // checker and the server's tests run the flagged one).
+        snapshot_format: SnapshotFormat::V2,
         planted,
         seed: id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
         ..Config::new(id, members)
