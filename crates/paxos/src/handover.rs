@@ -68,7 +68,7 @@
 //! Steps 1, 2 and 5 are the old leader's: methods of the leader at work
 //! (`Leading`) below, on the `Handover` it owns. Step 3 is the
 //! target's, and spans its acceptor, learner, election and proposer: the
-//! replica routes it (`on_timeout_now` in `replica.rs`).
+//! replica routes it (`on_timeout_now` in `replica/mod.rs`).
 
 use crate::ballot::Ballot;
 use crate::command::Value;

@@ -3,7 +3,7 @@
 //! * [`synod`]: single-decree Paxos, the kernel the log generalises and the
 //!   clearest place to read the safety rule.
 //! * [`Replica`]: Multi-Paxos with a stable leader; inputs in, outputs out
-//!   ([`io`]), no I/O, no clocks, deterministic. `replica.rs` is the router,
+//!   ([`io`]), no I/O, no clocks, deterministic. `replica/mod.rs` is the router,
 //!   and no role module uses `Replica` or reaches its fields; each role is a type owning its
 //!   state in its own file, called with the little it may touch and
 //!   returning what others must do: the acceptor (`acceptor.rs`), the
