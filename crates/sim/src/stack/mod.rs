@@ -331,6 +331,8 @@ pub struct Stack {
     /// Clients taking a lock in turn.
     lockers: Vec<Locker>,
     holdings: Holdings,
+    /// Print what happens to each member (SYNOD_SIM_TRACE set; read once).
+    trace: bool,
 }
 
 const CLIENTS: usize = 4;
@@ -380,6 +382,7 @@ impl Stack {
             lease_target: 0,
             lockers: (0..LOCKERS).map(|l| Locker::new(l % opts.nodes)).collect(),
             holdings: Holdings::default(),
+            trace: std::env::var_os("SYNOD_SIM_TRACE").is_some(),
             opts,
         }
     }
@@ -442,7 +445,7 @@ impl Stack {
 
     /// Prints what happens to member `i` when SYNOD_SIM_TRACE is set.
     fn trace(&self, i: usize, what: std::fmt::Arguments) {
-        if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+        if self.trace {
             eprintln!("{} ms: member {}: {what}", self.now / MS, self.nodes[i].id);
         }
     }
@@ -555,7 +558,7 @@ impl Stack {
             }
         };
         let join_existing = node.join_existing;
-        if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+        if self.trace {
             eprintln!(
                 "{} ms: member {} starts: {} records, snapshot {:?}, torn tail {}, bits flipped {}",
                 self.now / MS,
@@ -626,7 +629,7 @@ impl Stack {
         self.report.crashes += 1;
         self.report.faults += 1;
         node.disk.crash();
-        if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+        if self.trace {
             let after = node.disk.listing();
             self.trace(i, format_args!("crashes; disk before: {before}; after: {after}"));
         }
@@ -658,7 +661,7 @@ impl Stack {
     }
 
     fn deliver(&mut self, from: NodeId, to: NodeId, bytes: Vec<u8>) {
-        let Some(i) = self.nodes.iter().position(|n| n.id == to) else { return };
+        let Some(i) = index_of(&self.nodes, to) else { return };
         if self.nodes[i].isolated_until > self.now {
             return;
         }
@@ -732,11 +735,11 @@ impl Stack {
         }
         if let Some(before) = work.truncate_before {
             node.disk.truncate(before.saturating_sub(1));
-            if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+            if self.trace {
                 eprintln!("{} ms: member {}: log truncated before {before}", now / MS, node.id);
             }
         }
-        if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+        if self.trace {
             let v = up.driver.view().borrow().clone();
             let lead = (v.is_leader(), v.holds_lease, v.ballot.round);
             if up.traced != Some(lead) {
@@ -874,7 +877,7 @@ impl Stack {
 
     /// The index of member `id`, or of any member if none is named.
     fn member_or_any(&mut self, id: Option<NodeId>) -> usize {
-        match id.and_then(|l| self.nodes.iter().position(|n| n.id == l)) {
+        match id.and_then(|l| index_of(&self.nodes, l)) {
             Some(i) => i,
             None => self.rng.usize(..self.nodes.len()),
         }
@@ -913,7 +916,7 @@ impl Stack {
                 }
             }
             self.report.expired += 1;
-            if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+            if self.trace {
                 eprintln!("{} ms: member {}: revokes lease {lease:x} in term {term:?}", now / MS, i + 1);
             }
             let payload = Proposal::Kv(KvCommand::LeaseRevoke(LeaseRevokeRequest { id: lease })).to_bytes();
@@ -965,7 +968,7 @@ impl Stack {
             match up.keeper.renew(term, id, granted, at) {
                 Renewal::Renewed(_) => {
                     seen.renewed = now;
-                    if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+                    if self.trace {
                         eprintln!("{} ms: member {}: renewed lease {id:x} in term {term:?}", now / MS, i + 1);
                     }
                 }
@@ -1054,7 +1057,7 @@ impl Stack {
         };
         let view = up.driver.view().borrow().clone();
         let Some(term) = leading(&view) else {
-            l.target = match view.leader.and_then(|id| self.nodes.iter().position(|n| n.id == id)) {
+            l.target = match view.leader.and_then(|id| index_of(&self.nodes, id)) {
                 Some(i) => i,
                 None => self.rng.usize(..self.nodes.len()),
             };
@@ -1062,7 +1065,7 @@ impl Stack {
         };
         let granted = up.driver.state_machine().kv().lease(id).map(|l| l.granted_ttl);
         if let Renewal::Renewed(_) = up.keeper.renew(term, id, granted, up.clock.now()) {
-            if std::env::var_os("SYNOD_SIM_TRACE").is_some() {
+            if self.trace {
                 eprintln!("{} ms: member {}: renewed lease {id:x} in term {term:?}", now / MS, self.nodes[l.target].id);
             }
             l.renewed = now;
@@ -1122,7 +1125,7 @@ impl Stack {
             }
             (_, Answer::Value(Err(synod_runtime::Error::NotLeader { leader }))) => {
                 // Not taken: ask the leader.
-                let leader = leader.and_then(|id| self.nodes.iter().position(|n| n.id == id));
+                let leader = leader.and_then(|id| index_of(&self.nodes, id));
                 l.target = leader.unwrap_or(i);
                 l.step = Step::Idle;
                 l.lease = None;
@@ -1187,6 +1190,11 @@ impl Stack {
         }
         self.report
     }
+}
+
+/// The index of member `id` among `nodes`.
+fn index_of(nodes: &[Node], id: NodeId) -> Option<usize> {
+    nodes.iter().position(|n| n.id == id)
 }
 
 /// What an answer means to the checker.
